@@ -1,0 +1,54 @@
+# The two commands a new user needs are `make demo` and `make test`; both set up
+# everything from nothing (virtualenv, packages, the browser for the UI tests).
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DATA ?= .demo
+LISTEN ?= 127.0.0.1:7443
+
+.PHONY: help demo test lint proto proto-check bench serve browser clean
+
+help:
+	@echo "make demo    - run the registry, sample platforms and the carrier app"
+	@echo "make test    - run every test (PostgreSQL too when NUMBIND_TEST_DATABASE_URL is set)"
+	@echo "make lint    - ruff + mypy --strict on registry/ and clients/"
+	@echo "make proto   - regenerate the committed gRPC stubs"
+	@echo "make bench   - benchmarks, each beside its physical floor"
+	@echo "make serve   - the registry alone, data in $(DATA)"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+# Debian's chromium for the Playwright tests; never a browser download.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for the browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "could not install chromium; browser tests will skip (fail under CI=true)"; }
+
+test: $(STAMP) browser
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check registry clients tests bench
+	$(VENV)/bin/ruff format --check registry clients tests bench
+	$(VENV)/bin/mypy registry clients
+
+proto: $(STAMP)
+	PYTHON=$(PY) ./scripts/gen_proto.sh
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+serve: $(STAMP)
+	$(PY) -m registry serve --data-dir $(DATA) --listen $(LISTEN) --init
+
+demo: $(STAMP)
+	$(PY) -m clients.demo
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

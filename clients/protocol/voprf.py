@@ -1,0 +1,380 @@
+"""RFC 9497 OPRF (mode 0x00) and VOPRF (mode 0x01), ciphersuite ristretto255-SHA512.
+
+Group arithmetic is libsodium's ristretto255 via ``rbcl``. Elements and scalars are
+passed around as their canonical 32-byte encodings; scalars are little-endian.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Sequence
+
+import rbcl
+
+__all__ = [
+    "ELEMENT_BYTES",
+    "MODE_OPRF",
+    "MODE_VOPRF",
+    "OUTPUT_BYTES",
+    "PROOF_BYTES",
+    "SCALAR_BYTES",
+    "SUITE_ID",
+    "DeriveKeyPairError",
+    "DeserializeError",
+    "InvalidInputError",
+    "VerifyError",
+    "VoprfError",
+    "blind",
+    "blind_evaluate",
+    "context_string",
+    "derive_key_pair",
+    "deserialize_element",
+    "deserialize_scalar",
+    "evaluate",
+    "expand_message_xmd",
+    "finalize",
+    "generate_key_pair",
+    "generate_proof",
+    "hash_to_group",
+    "hash_to_scalar",
+    "public_key",
+    "verify_proof",
+    "voprf_blind_evaluate",
+    "voprf_finalize_batch",
+]
+
+SUITE_ID = "ristretto255-SHA512"
+MODE_OPRF = 0x00
+MODE_VOPRF = 0x01
+ELEMENT_BYTES = 32
+SCALAR_BYTES = 32
+OUTPUT_BYTES = 64
+PROOF_BYTES = 2 * SCALAR_BYTES
+
+# rbcl ships no type information; pin the signatures we rely on here once.
+_is_valid_point: Callable[[bytes], bool] = rbcl.crypto_core_ristretto255_is_valid_point
+_from_hash: Callable[[bytes], bytes] = rbcl.crypto_core_ristretto255_from_hash
+_point_add: Callable[[bytes, bytes], bytes] = rbcl.crypto_core_ristretto255_add
+_scalar_reduce: Callable[[bytes], bytes] = rbcl.crypto_core_ristretto255_scalar_reduce
+_scalar_mul: Callable[[bytes, bytes], bytes] = rbcl.crypto_core_ristretto255_scalar_mul
+_scalar_sub: Callable[[bytes, bytes], bytes] = rbcl.crypto_core_ristretto255_scalar_sub
+_scalar_invert: Callable[[bytes], bytes] = rbcl.crypto_core_ristretto255_scalar_invert
+_scalar_random: Callable[[], bytes] = rbcl.crypto_core_ristretto255_scalar_random
+# The *_allow_scalar_zero variants return the identity (32 zero bytes) instead of
+# raising when the product is the identity; the plain ones raise RuntimeError.
+_mul: Callable[[bytes, bytes], bytes] = rbcl.crypto_scalarmult_ristretto255
+_mul_or_identity: Callable[[bytes, bytes], bytes] = (
+    rbcl.crypto_scalarmult_ristretto255_allow_scalar_zero
+)
+_mul_base: Callable[[bytes], bytes] = rbcl.crypto_scalarmult_ristretto255_base
+_mul_base_or_identity: Callable[[bytes], bytes] = (
+    rbcl.crypto_scalarmult_ristretto255_base_allow_scalar_zero
+)
+
+_IDENTITY = bytes(ELEMENT_BYTES)
+_ZERO_SCALAR = bytes(SCALAR_BYTES)
+# Ristretto255 basepoint encoding (RFC 9496 §4.4 / RFC 9497 A.1).
+_GENERATOR = bytes.fromhex("e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76")
+_SHA512_OUT = 64
+_SHA512_BLOCK = 128
+
+
+class VoprfError(Exception):
+    """Base class for all errors raised by this module."""
+
+
+class InvalidInputError(VoprfError):
+    """Input cannot be processed (e.g. it hashes to the identity, or is too long)."""
+
+
+class DeserializeError(VoprfError):
+    """A byte string is not a valid encoding of a group element or scalar."""
+
+
+class VerifyError(VoprfError):
+    """A DLEQ proof did not verify."""
+
+
+class DeriveKeyPairError(VoprfError):
+    """DeriveKeyPair exhausted its 256 attempts (probability ~2^-2040)."""
+
+
+def _i2osp(value: int, length: int) -> bytes:
+    if not 0 <= value < 1 << (8 * length):
+        raise InvalidInputError(f"value {value} does not fit in {length} byte(s)")
+    return value.to_bytes(length, "big")
+
+
+def _prefixed(data: bytes) -> bytes:
+    return _i2osp(len(data), 2) + data
+
+
+def _check_mode(mode: int) -> None:
+    if mode not in (MODE_OPRF, MODE_VOPRF):
+        raise InvalidInputError(f"unsupported mode {mode!r}; expected 0x00 (OPRF) or 0x01 (VOPRF)")
+
+
+def context_string(mode: int) -> bytes:
+    """Return ``"OPRFV1-" || I2OSP(mode, 1) || "-" || SUITE_ID``."""
+    _check_mode(mode)
+    return b"OPRFV1-" + bytes([mode]) + b"-" + SUITE_ID.encode("ascii")
+
+
+def expand_message_xmd(msg: bytes, dst: bytes, len_in_bytes: int) -> bytes:
+    """RFC 9380 §5.3.1 expand_message_xmd with SHA-512."""
+    ell = -(-len_in_bytes // _SHA512_OUT)
+    if len_in_bytes <= 0 or ell > 255 or len_in_bytes > 65535:
+        raise InvalidInputError(f"expand_message_xmd: invalid output length {len_in_bytes}")
+    if len(dst) > 255:
+        raise InvalidInputError("expand_message_xmd: DST longer than 255 bytes")
+    dst_prime = dst + _i2osp(len(dst), 1)
+    b_0 = hashlib.sha512(
+        bytes(_SHA512_BLOCK) + msg + _i2osp(len_in_bytes, 2) + b"\x00" + dst_prime
+    ).digest()
+    b_i = hashlib.sha512(b_0 + b"\x01" + dst_prime).digest()
+    out = [b_i]
+    for i in range(2, ell + 1):
+        mixed = bytes(x ^ y for x, y in zip(b_0, b_i, strict=True))
+        b_i = hashlib.sha512(mixed + _i2osp(i, 1) + dst_prime).digest()
+        out.append(b_i)
+    return b"".join(out)[:len_in_bytes]
+
+
+def hash_to_group(msg: bytes, mode: int) -> bytes:
+    """HashToGroup; raises InvalidInputError if ``msg`` maps to the identity."""
+    dst = b"HashToGroup-" + context_string(mode)
+    element: bytes = _from_hash(expand_message_xmd(msg, dst, 64))
+    if hmac.compare_digest(element, _IDENTITY):
+        raise InvalidInputError("input hashes to the identity element")
+    return element
+
+
+def hash_to_scalar(msg: bytes, mode: int, dst: bytes | None = None) -> bytes:
+    """HashToScalar: 64 uniform bytes reduced mod L (default DST ``HashToScalar-``||ctx)."""
+    if dst is None:
+        dst = b"HashToScalar-" + context_string(mode)
+    return _scalar_reduce(expand_message_xmd(msg, dst, 64))
+
+
+def deserialize_element(b: bytes) -> bytes:
+    """Validate a canonical, non-identity ristretto255 encoding; return it."""
+    b = bytes(b)
+    if len(b) != ELEMENT_BYTES:
+        raise DeserializeError(f"element must be {ELEMENT_BYTES} bytes, got {len(b)}")
+    # rbcl bundles libsodium 1.0.18, whose canonicity check ignores bit 255: a
+    # set top bit decodes as an alias of the same point. RFC 9496 requires
+    # rejecting it, and aliases would give one element two wire encodings.
+    if b[31] & 0x80 or not _is_valid_point(b):
+        raise DeserializeError("element is not a canonical ristretto255 encoding")
+    # libsodium's validity check accepts the identity; the RFC forbids it on the wire.
+    if hmac.compare_digest(b, _IDENTITY):
+        raise DeserializeError("element is the identity")
+    return b
+
+
+def deserialize_scalar(b: bytes) -> bytes:
+    """Validate a canonical (< L) 32-byte little-endian scalar; return it."""
+    b = bytes(b)
+    if len(b) != SCALAR_BYTES:
+        raise DeserializeError(f"scalar must be {SCALAR_BYTES} bytes, got {len(b)}")
+    # A canonical scalar is its own reduction; avoids branching on the secret's value.
+    if not hmac.compare_digest(_scalar_reduce(b + bytes(32)), b):
+        raise DeserializeError("scalar is not canonical (must be < group order)")
+    return b
+
+
+def _nonzero_scalar(b: bytes, what: str) -> bytes:
+    s = deserialize_scalar(b)
+    if hmac.compare_digest(s, _ZERO_SCALAR):
+        raise InvalidInputError(f"{what} must be non-zero")
+    return s
+
+
+def public_key(sk: bytes) -> bytes:
+    """Return ``sk * G``."""
+    return _mul_base(_nonzero_scalar(sk, "secret key"))
+
+
+def generate_key_pair() -> tuple[bytes, bytes]:
+    """Return a random ``(skS, pkS)``."""
+    sk = _scalar_random()  # libsodium never returns zero here
+    return sk, _mul_base(sk)
+
+
+def derive_key_pair(seed: bytes, info: bytes, mode: int) -> tuple[bytes, bytes]:
+    """RFC 9497 §3.2.1 DeriveKeyPair; ``seed`` must be 32 bytes."""
+    if len(seed) != 32:
+        raise InvalidInputError(f"seed must be 32 bytes, got {len(seed)}")
+    dst = b"DeriveKeyPair" + context_string(mode)
+    derive_input = seed + _prefixed(info)
+    for counter in range(256):
+        sk = hash_to_scalar(derive_input + _i2osp(counter, 1), mode, dst)
+        if not hmac.compare_digest(sk, _ZERO_SCALAR):
+            return sk, _mul_base(sk)
+    raise DeriveKeyPairError("DeriveKeyPair: no non-zero scalar in 256 attempts")
+
+
+def blind(input: bytes, mode: int, blind: bytes | None = None) -> tuple[bytes, bytes]:
+    """Client Blind: return ``(blind, blind * HashToGroup(input))``.
+
+    ``blind`` fixes the blinding scalar (test vectors only); otherwise it is random.
+    """
+    # Finalize length-prefixes the input with 2 bytes; fail before the round trip.
+    _i2osp(len(input), 2)
+    r = _scalar_random() if blind is None else _nonzero_scalar(blind, "blind")
+    return r, _mul(r, hash_to_group(input, mode))
+
+
+def blind_evaluate(sk: bytes, blinded_elements: Sequence[bytes]) -> list[bytes]:
+    """Server BlindEvaluate over a batch: ``sk * B`` for each (validated) element."""
+    k = _nonzero_scalar(sk, "secret key")
+    # Validated non-identity input and non-zero k in a prime-order group: the
+    # product is never the identity, so libsodium's refusal cannot trigger.
+    return [_mul(k, deserialize_element(b)) for b in blinded_elements]
+
+
+def _finalize_hash(input: bytes, element: bytes) -> bytes:
+    return hashlib.sha512(_prefixed(input) + _prefixed(element) + b"Finalize").digest()
+
+
+def finalize(input: bytes, blind: bytes, evaluated_element: bytes) -> bytes:
+    """Client Finalize (OPRF/VOPRF): unblind, then hash with the input."""
+    r = _nonzero_scalar(blind, "blind")
+    unblinded = _mul(_scalar_invert(r), deserialize_element(evaluated_element))
+    return _finalize_hash(input, unblinded)
+
+
+def evaluate(sk: bytes, input: bytes, mode: int) -> bytes:
+    """Server-side unblinded Evaluate(skS, input)."""
+    k = _nonzero_scalar(sk, "secret key")
+    return _finalize_hash(input, _mul(k, hash_to_group(input, mode)))
+
+
+def _composites(
+    k: bytes | None, b: bytes, c: Sequence[bytes], d: Sequence[bytes], mode: int
+) -> tuple[bytes, bytes]:
+    """ComputeCompositesFast when ``k`` is given, else ComputeComposites."""
+    seed_dst = b"Seed-" + context_string(mode)
+    seed = hashlib.sha512(_prefixed(b) + _prefixed(seed_dst)).digest()
+    m = z = _IDENTITY
+    for i, (ci, di) in enumerate(zip(c, d, strict=True)):
+        transcript = _prefixed(seed) + _i2osp(i, 2) + _prefixed(ci) + _prefixed(di) + b"Composite"
+        w = hash_to_scalar(transcript, mode)
+        # w == 0 has negligible probability but is not an error: use the
+        # identity-tolerant multiply and let point addition absorb it.
+        m = _point_add(_mul_or_identity(w, ci), m)
+        if k is None:
+            z = _point_add(_mul_or_identity(w, di), z)
+    if k is not None:
+        z = _mul_or_identity(k, m)
+    return m, z
+
+
+def _challenge(b: bytes, m: bytes, z: bytes, t2: bytes, t3: bytes, mode: int) -> bytes:
+    transcript = b"".join(_prefixed(x) for x in (b, m, z, t2, t3)) + b"Challenge"
+    return hash_to_scalar(transcript, mode)
+
+
+def _check_batch(c: Sequence[bytes], d: Sequence[bytes]) -> None:
+    if not c or len(c) != len(d):
+        raise InvalidInputError(f"batch sizes must be equal and non-zero ({len(c)}, {len(d)})")
+
+
+def _generate_proof(
+    k: bytes, a: bytes, b: bytes, c: Sequence[bytes], d: Sequence[bytes], r: bytes, mode: int
+) -> bytes:
+    m, z = _composites(k, b, c, d, mode)
+    t2 = _mul_base(r) if a == _GENERATOR else _mul(r, a)
+    t3 = _mul_or_identity(r, m)
+    if _IDENTITY in (m, z, t3):
+        # SerializeElement is undefined for the identity; only reachable with
+        # negligible probability for honest inputs.
+        raise VoprfError("proof generation hit the identity element; retry")
+    ch = _challenge(b, m, z, t2, t3, mode)
+    s = _scalar_sub(r, _scalar_mul(ch, k))
+    return ch + s
+
+
+def generate_proof(
+    k: bytes,
+    a: bytes,
+    b: bytes,
+    c: Sequence[bytes],
+    d: Sequence[bytes],
+    r: bytes | None = None,
+    mode: int = MODE_VOPRF,
+) -> bytes:
+    """RFC 9497 §2.2.1 batched DLEQ proof that ``B = k*A`` and ``D[i] = k*C[i]``.
+
+    ``r`` is the ProofRandomScalar (random when None). Returns ``c || s``.
+    """
+    k = _nonzero_scalar(k, "secret key")
+    a, b = deserialize_element(a), deserialize_element(b)
+    _check_batch(c, d)
+    cs = [deserialize_element(x) for x in c]
+    ds = [deserialize_element(x) for x in d]
+    rr = _scalar_random() if r is None else _nonzero_scalar(r, "proof random scalar")
+    return _generate_proof(k, a, b, cs, ds, rr, mode)
+
+
+def _verify_dleq(
+    a: bytes, b: bytes, c: Sequence[bytes], d: Sequence[bytes], proof: bytes, mode: int
+) -> None:
+    if len(proof) != PROOF_BYTES:
+        raise DeserializeError(f"proof must be {PROOF_BYTES} bytes, got {len(proof)}")
+    ch = deserialize_scalar(proof[:SCALAR_BYTES])
+    s = deserialize_scalar(proof[SCALAR_BYTES:])
+    m, z = _composites(None, b, c, d, mode)
+    # The proof is attacker-controlled, so s or c may be zero: use the
+    # identity-tolerant multiplies rather than letting libsodium raise.
+    s_a = _mul_base_or_identity(s) if a == _GENERATOR else _mul_or_identity(s, a)
+    t2 = _point_add(s_a, _mul_or_identity(ch, b))
+    t3 = _point_add(_mul_or_identity(s, m), _mul_or_identity(ch, z))
+    if _IDENTITY in (m, z, t2, t3):
+        raise VerifyError("proof verification failed (identity in transcript)")
+    if not hmac.compare_digest(_challenge(b, m, z, t2, t3, mode), ch):
+        raise VerifyError("proof verification failed")
+
+
+def voprf_blind_evaluate(
+    sk: bytes, pk: bytes, blinded: Sequence[bytes], r: bytes | None = None
+) -> tuple[list[bytes], bytes]:
+    """VOPRF BlindEvaluateBatch: return ``(evaluated_elements, proof)``.
+
+    ``pk`` must equal ``public_key(sk)`` (not re-derived here, to save a
+    multiplication per request); a mismatch yields proofs that fail to verify.
+    """
+    pk = deserialize_element(pk)
+    evaluated = blind_evaluate(sk, blinded)
+    _check_batch(blinded, evaluated)
+    rr = _scalar_random() if r is None else _nonzero_scalar(r, "proof random scalar")
+    blinded_b = [bytes(x) for x in blinded]
+    proof = _generate_proof(sk, _GENERATOR, pk, blinded_b, evaluated, rr, MODE_VOPRF)
+    return evaluated, proof
+
+
+def verify_proof(
+    pk: bytes, blinded: Sequence[bytes], evaluated: Sequence[bytes], proof: bytes
+) -> None:
+    """Check a VOPRF batch proof; raise VerifyError if it does not verify."""
+    _check_batch(blinded, evaluated)
+    b = deserialize_element(pk)
+    cs = [deserialize_element(x) for x in blinded]
+    ds = [deserialize_element(x) for x in evaluated]
+    _verify_dleq(_GENERATOR, b, cs, ds, bytes(proof), MODE_VOPRF)
+
+
+def voprf_finalize_batch(
+    inputs: Sequence[bytes],
+    blinds: Sequence[bytes],
+    evaluated: Sequence[bytes],
+    blinded: Sequence[bytes],
+    proof: bytes,
+    pk: bytes,
+) -> list[bytes]:
+    """VOPRF FinalizeBatch: verify the proof, then finalize each input."""
+    if not len(inputs) == len(blinds) == len(evaluated) == len(blinded):
+        raise InvalidInputError("inputs, blinds, evaluated and blinded differ in length")
+    verify_proof(pk, blinded, evaluated, proof)
+    return [finalize(x, r, e) for x, r, e in zip(inputs, blinds, evaluated, strict=True)]

@@ -1,0 +1,65 @@
+"""The composition root: builds the store, key ring and services from Settings, once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from registry.config import Settings
+from registry.domain.quota import Quotas
+from registry.keys import KeyRing
+from registry.pki import CertificateAuthority
+from registry.services.admin import AdminService
+from registry.services.directory import Directory
+from registry.services.tokens import TokenService
+from registry.storage import migrate
+from registry.storage.db import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Registry:
+    settings: Settings
+    db: Database
+    directory: Directory
+    keys: KeyRing
+    tokens: TokenService
+    admin: AdminService
+    ca_pem: bytes
+    # Set when the server begins to stop: long-lived streams end on it.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate_schema: bool = True) -> Registry:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.effective_database_url)
+        if migrate_schema:
+            before, after = migrate.upgrade(db.write_engine)
+            if before != after:
+                log.info("schema migrated from %s to %s", before, after)
+        keys = KeyRing(db, settings.keys_dir)
+        keys.ensure_active()
+        q = settings.quota
+        quotas = Quotas(q.rate_per_second, q.burst, q.daily_cap)
+        directory = Directory(db)
+        # The CA key may live elsewhere (offline CA); remote registration then is refused.
+        ca = (
+            CertificateAuthority.load(settings.pki_dir)
+            if (settings.pki_dir / "ca.key").exists()
+            else None
+        )
+        return cls(
+            settings=settings,
+            db=db,
+            directory=directory,
+            keys=keys,
+            tokens=TokenService(db, keys, quotas, settings.workers),
+            admin=AdminService(db, keys, directory, ca),
+            ca_pem=(settings.pki_dir / "ca.pem").read_bytes(),
+        )
+
+    def close(self) -> None:
+        self.tokens.close()
+        self.db.close()

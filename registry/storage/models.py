@@ -1,0 +1,225 @@
+"""The schema, as SQLAlchemy 2.0 typed mappings. Alembic migrations are written from it.
+
+Conventions, and why:
+- Every instant is an integer of microseconds since the Unix epoch (`*_us`): exact, fast to
+  compare and index on every backend, and free of SQLite's text-datetime quirks.
+- Small enums are small integers whose values live in `registry.domain.types`.
+- Principals get an integer surrogate key so the big tables (bindings, orders, feed) carry
+  4 bytes per row rather than a string id.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only gives INTEGER PRIMARY KEY autoincrement semantics to the INTEGER type.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class PrincipalRow(Base):
+    """Platforms, carriers and admins; the role is part of the identity."""
+
+    __tablename__ = "principals"
+    __table_args__ = (UniqueConstraint("role", "name", name="uq_principals_role_name"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(63))
+    display_name: Mapped[str] = mapped_column(String(200), default="")
+    category: Mapped[str] = mapped_column(String(64), default="")
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Carriers only: the Ed25519 key that verifies their holder attestations.
+    attestation_key: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    # Platforms only: the last sequence number handed out in this platform's feed. Bumped in
+    # the transaction that appends events, which serialises appends per platform and keeps
+    # the sequence gap-free.
+    feed_head: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class TokenKeyRow(Base):
+    """Public half and state of a VOPRF key. The secret lives only in the data dir."""
+
+    __tablename__ = "token_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    state: Mapped[int] = mapped_column(SmallInteger)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    rotated_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    retired_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class BindingRow(Base):
+    """One account of one platform bound to one token."""
+
+    __tablename__ = "bindings"
+    __table_args__ = (
+        # The upsert key of PublishBindings, and the lookup for withdraw and acks.
+        UniqueConstraint("platform_pk", "token", "account_ref", name="uq_bindings_key"),
+        # Reissue and holder queries: every binding to one token, across platforms.
+        Index("ix_bindings_token", "token"),
+        # Reconciliation: one platform's bindings in one token-prefix bucket, in order.
+        Index("ix_bindings_platform_bucket", "platform_pk", "bucket"),
+    )
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    platform_pk: Mapped[int] = mapped_column(ForeignKey("principals.pk"))
+    key_id: Mapped[str] = mapped_column(String(32))
+    token: Mapped[bytes] = mapped_column(LargeBinary(64))
+    account_ref: Mapped[bytes] = mapped_column(LargeBinary(64))
+    bound_us: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[int] = mapped_column(SmallInteger)
+    # ACTIVE, REVOKING (an order is out), REVOKED, WITHDRAWN.
+    state: Mapped[int] = mapped_column(SmallInteger)
+    # Top 16 bits of the token; coarser buckets are ranges of it.
+    bucket: Mapped[int] = mapped_column(Integer)
+    # SHA-256 of the binding's canonical encoding; bucket digests XOR these.
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    updated_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class NumberRow(Base):
+    """What carriers reported about one token: who serves it, whose tenure it is."""
+
+    __tablename__ = "numbers"
+
+    token: Mapped[bytes] = mapped_column(LargeBinary(64), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32))
+    carrier_pk: Mapped[int] = mapped_column(ForeignKey("principals.pk"))
+    # ACTIVE, DEACTIVATED, PORTING (after PORTED_OUT, before PORTED_IN).
+    state: Mapped[int] = mapped_column(SmallInteger)
+    tenure_start_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Latest REISSUED instant: answers reassigned-since without revealing it.
+    last_reissued_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Earliest instant anything was reported: before it the registry knows nothing.
+    first_known_us: Mapped[int] = mapped_column(BigInteger)
+    # Latest effective_at applied; older events are recorded but superseded.
+    last_effective_us: Mapped[int] = mapped_column(BigInteger)
+    updated_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class LifecycleEventRow(Base):
+    """Every lifecycle event as reported, applied or superseded (the audit trail)."""
+
+    __tablename__ = "lifecycle_events"
+    __table_args__ = (Index("ix_lifecycle_token_time", "token", "effective_us"),)
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    token: Mapped[bytes] = mapped_column(LargeBinary(64))
+    carrier_pk: Mapped[int] = mapped_column(ForeignKey("principals.pk"))
+    kind: Mapped[int] = mapped_column(SmallInteger)
+    effective_us: Mapped[int] = mapped_column(BigInteger)
+    recorded_us: Mapped[int] = mapped_column(BigInteger)
+    applied: Mapped[bool] = mapped_column(Boolean)
+    revocation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+
+class RevocationRow(Base):
+    """A trigger: one holder request or one carrier report; its orders hang off it."""
+
+    __tablename__ = "revocations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    cause: Mapped[int] = mapped_column(SmallInteger)
+    carrier_pk: Mapped[int] = mapped_column(ForeignKey("principals.pk"))
+    # Holder requests only: the token and the carrier's pseudonym for the subscriber.
+    token: Mapped[bytes | None] = mapped_column(LargeBinary(64), nullable=True)
+    subject: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    scope: Mapped[int] = mapped_column(SmallInteger, default=0)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class OrderRow(Base):
+    """One revocation order or notice for one binding at one platform."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        # Holder progress: all orders of one revocation, grouped by platform.
+        Index("ix_orders_revocation", "revocation_id", "platform_pk"),
+        # Open orders per binding (the holder view's "open revocation").
+        Index("ix_orders_binding", "binding_pk"),
+        # Stats and the overdue sweep: orders by state and deadline.
+        Index("ix_orders_state_deadline", "state", "deadline_us"),
+    )
+
+    pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    revocation_id: Mapped[str] = mapped_column(ForeignKey("revocations.id"))
+    platform_pk: Mapped[int] = mapped_column(ForeignKey("principals.pk"))
+    binding_pk: Mapped[int] = mapped_column(ForeignKey("bindings.pk"))
+    # REVOKE or NUMBER_DEACTIVATED.
+    kind: Mapped[int] = mapped_column(SmallInteger)
+    cause: Mapped[int] = mapped_column(SmallInteger)
+    # PENDING, DELIVERED, DONE, REJECTED (OVERDUE is derived from the deadline).
+    state: Mapped[int] = mapped_column(SmallInteger)
+    outcome: Mapped[int] = mapped_column(SmallInteger, default=0)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    tenure_start_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    deadline_us: Mapped[int] = mapped_column(BigInteger)
+    delivered_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    acked_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class FeedEventRow(Base):
+    """The transactional outbox: each platform's gap-free sequence of orders."""
+
+    __tablename__ = "feed_events"
+
+    # Replay after a sequence number is a range scan of this primary key.
+    platform_pk: Mapped[int] = mapped_column(ForeignKey("principals.pk"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.pk"))
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class IdempotencyRow(Base):
+    """The first answer to each (principal, method, request id), replayed on retries."""
+
+    __tablename__ = "idempotency"
+
+    principal_pk: Mapped[int] = mapped_column(ForeignKey("principals.pk"), primary_key=True)
+    method: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # SHA-256 of the request body without its request id: tells a retry from a reuse.
+    body_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    response: Mapped[bytes] = mapped_column(LargeBinary)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class AttestationNonceRow(Base):
+    """Nonces of accepted attestations, kept until the attestation would expire anyway."""
+
+    __tablename__ = "attestation_nonces"
+    __table_args__ = (Index("ix_nonces_expires", "expires_us"),)
+
+    carrier_pk: Mapped[int] = mapped_column(ForeignKey("principals.pk"), primary_key=True)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary(64), primary_key=True)
+    expires_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class UsageRow(Base):
+    """Per-principal, per-UTC-day counters (token evaluations, reassigned checks)."""
+
+    __tablename__ = "usage"
+
+    principal_pk: Mapped[int] = mapped_column(ForeignKey("principals.pk"), primary_key=True)
+    day: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tokens_evaluated: Mapped[int] = mapped_column(BigInteger, default=0)
+    reassigned_checks: Mapped[int] = mapped_column(BigInteger, default=0)

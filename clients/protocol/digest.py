@@ -1,0 +1,60 @@
+"""Reconciliation digests, computed the same way by the registry and by platforms.
+
+A bucket's digest is the XOR of SHA-256 over each active binding's canonical encoding, so it
+does not depend on order and can be updated one binding at a time. Buckets are the top
+`bits` bits of the token value (0..16 bits; 0 means one bucket holding everything).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+MAX_BUCKET_BITS = 16
+DIGEST_BYTES = 32
+EMPTY_DIGEST = bytes(DIGEST_BYTES)
+_DOMAIN = b"numbind-binding-v1\x00"
+
+
+def binding_digest(
+    key_id: str, token: bytes, account_ref: bytes, bound_us: int, kind: int
+) -> bytes:
+    """SHA-256 of (domain, key_id, token, account_ref, bound_at in microseconds, kind).
+
+    Every variable-length part is length-prefixed, so no two bindings share an encoding.
+    """
+    kid = key_id.encode()
+    data = b"".join(
+        (
+            _DOMAIN,
+            len(kid).to_bytes(1, "big"),
+            kid,
+            len(token).to_bytes(1, "big"),
+            token,
+            len(account_ref).to_bytes(1, "big"),
+            account_ref,
+            bound_us.to_bytes(8, "big", signed=True),
+            kind.to_bytes(1, "big"),
+        )
+    )
+    return hashlib.sha256(data).digest()
+
+
+def bucket16(token: bytes) -> int:
+    """The token's finest bucket: its first two bytes, big-endian."""
+    return int.from_bytes(token[:2], "big")
+
+
+def bucket_of(token: bytes, bits: int) -> int:
+    if not 0 <= bits <= MAX_BUCKET_BITS:
+        raise ValueError(f"bucket_bits: got {bits}, want 0..{MAX_BUCKET_BITS}")
+    return bucket16(token) >> (MAX_BUCKET_BITS - bits)
+
+
+def bucket16_range(bucket: int, bits: int) -> tuple[int, int]:
+    """The inclusive range of 16-bit buckets that make up `bucket` at `bits` bits."""
+    shift = MAX_BUCKET_BITS - bits
+    return bucket << shift, ((bucket + 1) << shift) - 1
+
+
+def xor(a: bytes, b: bytes) -> bytes:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(DIGEST_BYTES, "big")

@@ -338,15 +338,26 @@ def _verify_dleq(
 
 
 def voprf_blind_evaluate(
-    sk: bytes, pk: bytes, blinded: Sequence[bytes], r: bytes | None = None
+    sk: bytes,
+    pk: bytes,
+    blinded: Sequence[bytes],
+    r: bytes | None = None,
+    *,
+    prevalidated: bool = False,
 ) -> tuple[list[bytes], bytes]:
     """VOPRF BlindEvaluateBatch: return ``(evaluated_elements, proof)``.
 
     ``pk`` must equal ``public_key(sk)`` (not re-derived here, to save a
     multiplication per request); a mismatch yields proofs that fail to verify.
+    ``prevalidated`` skips re-checking elements the caller has already passed
+    through ``deserialize_element`` (the server does, to name the bad index).
     """
     pk = deserialize_element(pk)
-    evaluated = blind_evaluate(sk, blinded)
+    if prevalidated:
+        k = _nonzero_scalar(sk, "secret key")
+        evaluated = [_mul(k, bytes(b)) for b in blinded]
+    else:
+        evaluated = blind_evaluate(sk, blinded)
     _check_batch(blinded, evaluated)
     rr = _scalar_random() if r is None else _nonzero_scalar(r, "proof random scalar")
     blinded_b = [bytes(x) for x in blinded]

@@ -47,6 +47,10 @@ class Bucket:
         self.tokens -= n
         self.used_today += n
 
+    def refund(self, n: int) -> None:
+        self.tokens = min(self.burst, self.tokens + n)
+        self.used_today = max(0, self.used_today - n)
+
 
 @dataclass
 class Quotas:
@@ -54,6 +58,12 @@ class Quotas:
     burst: int
     daily_cap: int
     _buckets: dict[int, Bucket] = field(default_factory=dict)
+
+    def refund(self, principal_pk: int, n: int) -> None:
+        """Give back units taken for work that was then refused."""
+        bucket = self._buckets.get(principal_pk)
+        if bucket is not None:
+            bucket.refund(n)
 
     def known(self, principal_pk: int) -> bool:
         """False until the first take(); the caller then seeds used_today from storage."""

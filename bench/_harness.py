@@ -1,0 +1,103 @@
+"""Shared bench plumbing: a registry in its own process (so its CPU is its own, as in
+production), bundles for it, and a uniform way to print a figure beside its floor."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from clients.bundle import Bundle
+
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def numbind(*args: str, env: dict[str, str] | None = None) -> None:
+    subprocess.run(
+        [PY, "-m", "registry", *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@dataclass
+class ServerProcess:
+    data: Path
+    listen: str
+    proc: subprocess.Popen[bytes]
+
+    def add(self, role: str, name: str) -> Bundle:
+        out = self.data.parent / "bundles" / name
+        extra = ["--category", "bench"] if role == "platform" else []
+        numbind(
+            "admin",
+            f"add-{role}",
+            name,
+            "--display-name",
+            name,
+            *extra,
+            "--out",
+            str(out),
+            "--data-dir",
+            str(self.data),
+            "--registry",
+            self.listen,
+        )
+        return Bundle.load(out)
+
+
+@contextmanager
+def registry_process(env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    """`numbind serve` in a child process with a fresh data dir; generous quotas."""
+    env = {
+        "NUMBIND_QUOTA_RATE": "10000000",
+        "NUMBIND_QUOTA_BURST": "10000000",
+        "NUMBIND_QUOTA_DAILY_CAP": "1000000000",
+        "NUMBIND_LOG_LEVEL": "WARNING",
+        **(env or {}),
+    }
+    with tempfile.TemporaryDirectory(prefix="numbind-bench-") as tmp:
+        data = Path(tmp) / "data"
+        listen = f"127.0.0.1:{free_port()}"
+        numbind("admin", "init", "--data-dir", str(data), "--registry", listen, env=env)
+        log = open(Path(tmp) / "serve.log", "wb")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen(
+            [PY, "-m", "registry", "serve", "--data-dir", str(data), "--listen", listen],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while "listening on" not in (Path(tmp) / "serve.log").read_text():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((Path(tmp) / "serve.log").read_text())
+                time.sleep(0.1)
+            yield ServerProcess(data, listen, proc)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+            log.close()
+
+
+def row(
+    label: str, value: float, unit: str, floor: float | None = None, floor_label: str = ""
+) -> None:
+    text = f"  {label:<46} {value:>14,.0f} {unit}"
+    if floor:
+        text += f"   floor {floor:>12,.0f} ({floor_label})   ratio {value / floor:.2f}"
+    print(text, flush=True)

@@ -1,0 +1,89 @@
+"""Progress reports for long SDK operations, and a tqdm bar for the command line."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+__all__ = ["Meter", "Progress", "ProgressCallback", "TqdmProgress"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One report: ``done`` of ``total`` rows (None when unknown) in ``phase``, at ``rate``/s."""
+
+    phase: str
+    done: int
+    total: int | None
+    rate: float
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class Meter:
+    """Counts rows for one phase and reports each step to an optional callback."""
+
+    def __init__(self, phase: str, total: int | None, callback: ProgressCallback | None) -> None:
+        self.phase = phase
+        self.total = total
+        self.done = 0
+        self._callback = callback
+        self._start = time.monotonic()
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self._start
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self._callback is not None:
+            elapsed = self.seconds
+            rate = self.done / elapsed if elapsed > 0 else 0.0
+            self._callback(Progress(self.phase, self.done, self.total, rate))
+
+
+class TqdmProgress:
+    """A ProgressCallback drawing one tqdm bar per phase on a terminal, and nothing elsewhere.
+
+    Bars go to stderr so that ``--json`` output on stdout stays one clean object.
+    """
+
+    def __init__(self, stream: TextIO | None = None, *, enabled: bool | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self._enabled = self._stream.isatty() if enabled is None else enabled
+        self._bar: Any = None
+        self._phase: str | None = None
+
+    def __call__(self, progress: Progress) -> None:
+        if not self._enabled:
+            return
+        if progress.phase != self._phase:
+            self.close()
+            from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no stubs
+
+            self._bar = tqdm(
+                total=progress.total,
+                desc=progress.phase,
+                unit="row",
+                unit_scale=True,
+                file=self._stream,
+                dynamic_ncols=True,
+            )
+            self._phase = progress.phase
+        self._bar.update(progress.done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        self._bar = None
+        self._phase = None
+
+    def __enter__(self) -> TqdmProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

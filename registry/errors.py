@@ -10,8 +10,9 @@ class to a gRPC status with a static table, and nothing else reaches the wire.
     ├── Unauthenticated        unknown or suspended principal
     ├── ResourceExhausted      quota; carries retry_after seconds
     ├── AttestationError       a holder attestation that must be refused
-    │   ├── BadSignature, UnknownCarrierKey, Expired, NotYetValid,
-    │   │   LifetimeTooLong, Replayed, WrongPurpose, WrongCarrier, Malformed
+    │   └── MalformedAttestation, BadSignature, AttestationExpired,
+    │       AttestationNotYetValid, AttestationLifetimeTooLong, AttestationReplayed,
+    │       WrongPurpose, WrongCarrier
     └── Unavailable            transient storage trouble; safe to retry
 """
 

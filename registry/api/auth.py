@@ -34,6 +34,8 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     "/numbind.v1.Tokens/GetKeys": frozenset(Role.ALL),
     "/numbind.v1.Tokens/": frozenset({Role.PLATFORM, Role.CARRIER}),
     "/numbind.v1.Platforms/": frozenset({Role.PLATFORM}),
+    # Anyone who must call a number may ask; carriers answer callers too (their own lookup).
+    "/numbind.v1.Platforms/CheckReassigned": frozenset({Role.PLATFORM, Role.CARRIER}),
     "/numbind.v1.Carriers/": frozenset({Role.CARRIER}),
     "/numbind.v1.Holders/": frozenset({Role.CARRIER}),
     "/numbind.v1.Admin/": frozenset({Role.ADMIN}),

@@ -6,8 +6,9 @@ import hashlib
 
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from numbind.v1 import tokens_pb2
+from numbind.v1 import common_pb2, tokens_pb2
 
+from registry.domain.types import Token
 from registry.keys import TokenKey
 
 
@@ -37,3 +38,11 @@ def body_hash(request: Message) -> bytes:
     copy.CopyFrom(request)
     copy.ClearField("request_id")
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).digest()
+
+
+def token_from_wire(token: common_pb2.Token) -> Token:
+    return Token(token.key_id, bytes(token.value))
+
+
+def token_to_wire(key_id: str, value: bytes) -> common_pb2.Token:
+    return common_pb2.Token(key_id=key_id, value=value)

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from registry.domain import validate
@@ -142,13 +142,14 @@ class AdminService:
             numbers = session.scalar(select(func.count()).select_from(NumberRow))
             now = now_us()
             orders: dict[OrderState, int] = {s: 0 for s in OrderState}
+            late = func.sum(case((OrderRow.deadline_us < now, 1), else_=0))
             for state, overdue, count in session.execute(
-                select(OrderRow.state, OrderRow.deadline_us < now, func.count()).group_by(
-                    OrderRow.state, OrderRow.deadline_us < now
-                )
+                select(OrderRow.state, late, func.count()).group_by(OrderRow.state)
             ):
-                open_ = state in (OrderState.PENDING, OrderState.DELIVERED)
-                orders[OrderState.OVERDUE if open_ and overdue else OrderState(state)] += count
+                if state in (OrderState.PENDING, OrderState.DELIVERED):
+                    orders[OrderState.OVERDUE] += int(overdue or 0)
+                    count -= int(overdue or 0)
+                orders[OrderState(state)] += count
             names = {r.pk: r for r in principals.list_all(session)}
             use = [
                 (names[pk].role, names[pk].name, t, c)

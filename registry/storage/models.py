@@ -156,6 +156,8 @@ class OrderRow(Base):
         Index("ix_orders_binding", "binding_pk"),
         # Stats and the overdue sweep: orders by state and deadline.
         Index("ix_orders_state_deadline", "state", "deadline_us"),
+        # Redelivery: one platform's delivered-but-unacked orders.
+        Index("ix_orders_platform_state", "platform_pk", "state"),
     )
 
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

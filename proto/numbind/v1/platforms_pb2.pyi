@@ -417,7 +417,9 @@ class StreamEventsRequest(_message.Message):
     AFTER_SEQ_FIELD_NUMBER: _builtins.int
     HEARTBEAT_SECONDS_FIELD_NUMBER: _builtins.int
     after_seq: _builtins.int
-    """Replay events with seq > after_seq. 0 replays the whole feed still pending."""
+    """Replay events with seq > after_seq (0: the whole feed), then follow new ones. A
+    platform resumes from the highest sequence up to which it has acked everything.
+    """
     heartbeat_seconds: _builtins.int
     """Heartbeat interval; 0 means the server default (15 s). At least 1 s."""
     def __init__(

@@ -152,6 +152,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.create_index('ix_orders_binding', ['binding_pk'], unique=False)
+        batch_op.create_index('ix_orders_platform_state', ['platform_pk', 'state'], unique=False)
         batch_op.create_index('ix_orders_revocation', ['revocation_id', 'platform_pk'], unique=False)
         batch_op.create_index('ix_orders_state_deadline', ['state', 'deadline_us'], unique=False)
 
@@ -173,6 +174,7 @@ def downgrade() -> None:
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.drop_index('ix_orders_state_deadline')
         batch_op.drop_index('ix_orders_revocation')
+        batch_op.drop_index('ix_orders_platform_state')
         batch_op.drop_index('ix_orders_binding')
 
     op.drop_table('orders')

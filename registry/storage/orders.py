@@ -1,0 +1,399 @@
+"""Revocations, their orders, and each platform's feed (the transactional outbox).
+
+Orders and feed entries are written in the transaction of their trigger. Each platform's
+sequence comes from `principals.feed_head`, bumped with one UPDATE per platform per
+transaction: the row lock serialises appenders, so sequences are gap-free.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, case, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from registry.domain.types import (
+    LIVE_BINDING_STATES,
+    BindingState,
+    EventCause,
+    EventKind,
+    OrderState,
+    now_us,
+)
+from registry.storage.models import (
+    BindingRow,
+    FeedEventRow,
+    OrderRow,
+    PrincipalRow,
+    RevocationRow,
+)
+
+OPEN_STATES = (int(OrderState.PENDING), int(OrderState.DELIVERED))
+
+
+@dataclass(frozen=True)
+class LiveBinding:
+    pk: int
+    platform_pk: int
+    bound_us: int
+    kind: int
+    state: int
+
+
+def live_bindings(session: Session, token: bytes) -> list[LiveBinding]:
+    rows = session.execute(
+        select(
+            BindingRow.pk,
+            BindingRow.platform_pk,
+            BindingRow.bound_us,
+            BindingRow.kind,
+            BindingRow.state,
+        ).where(
+            BindingRow.token == token,
+            BindingRow.state.in_([int(s) for s in LIVE_BINDING_STATES]),
+        )
+    )
+    return [LiveBinding(*r) for r in rows]
+
+
+def live_bindings_many(session: Session, tokens: Sequence[bytes]) -> dict[bytes, list[LiveBinding]]:
+    out: dict[bytes, list[LiveBinding]] = defaultdict(list)
+    for i in range(0, len(tokens), 500):
+        rows = session.execute(
+            select(
+                BindingRow.token,
+                BindingRow.pk,
+                BindingRow.platform_pk,
+                BindingRow.bound_us,
+                BindingRow.kind,
+                BindingRow.state,
+            ).where(
+                BindingRow.token.in_(tokens[i : i + 500]),
+                BindingRow.state.in_([int(s) for s in LIVE_BINDING_STATES]),
+            )
+        )
+        for token, *rest in rows:
+            out[token].append(LiveBinding(*rest))
+    return out
+
+
+def new_revocation(
+    session: Session,
+    cause: EventCause,
+    carrier_pk: int,
+    *,
+    token: bytes | None = None,
+    subject: str | None = None,
+    scope: int = 0,
+) -> str:
+    rid = str(uuid.uuid4())
+    session.add(
+        RevocationRow(
+            id=rid,
+            cause=int(cause),
+            carrier_pk=carrier_pk,
+            token=token,
+            subject=subject,
+            scope=scope,
+            created_us=now_us(),
+        )
+    )
+    session.flush()
+    return rid
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    binding: LiveBinding
+    kind: EventKind
+    cause: EventCause
+    tenure_start_us: int | None
+
+
+def append(
+    session: Session, revocation_id: str, orders: Sequence[NewOrder], deadline_seconds: float
+) -> set[int]:
+    """Create the orders, mark revoked bindings REVOKING, append to each platform's feed.
+
+    Returns the platforms whose feeds grew (to wake their streams after commit).
+    """
+    if not orders:
+        return set()
+    now = now_us()
+    deadline = now + int(deadline_seconds * 1_000_000)
+    by_platform: dict[int, list[NewOrder]] = defaultdict(list)
+    for order in orders:
+        by_platform[order.binding.platform_pk].append(order)
+    order_rows: list[dict[str, object]] = []
+    seqs: list[tuple[int, int]] = []
+    for platform_pk in sorted(by_platform):  # fixed lock order: no deadlocks between reports
+        batch = by_platform[platform_pk]
+        head = session.execute(
+            update(PrincipalRow)
+            .where(PrincipalRow.pk == platform_pk)
+            .values(feed_head=PrincipalRow.feed_head + len(batch))
+            .returning(PrincipalRow.feed_head)
+        ).scalar_one()
+        first = head - len(batch) + 1
+        for offset, order in enumerate(batch):
+            order_rows.append(
+                {
+                    "id": str(uuid.uuid4()),
+                    "revocation_id": revocation_id,
+                    "platform_pk": platform_pk,
+                    "binding_pk": order.binding.pk,
+                    "kind": int(order.kind),
+                    "cause": int(order.cause),
+                    "state": int(OrderState.PENDING),
+                    "outcome": 0,
+                    "reason": "",
+                    "tenure_start_us": order.tenure_start_us,
+                    "created_us": now,
+                    "deadline_us": deadline,
+                }
+            )
+            seqs.append((platform_pk, first + offset))
+    pks = session.scalars(
+        insert(OrderRow).returning(OrderRow.pk, sort_by_parameter_order=True), order_rows
+    ).all()
+    session.execute(
+        insert(FeedEventRow),
+        [
+            {"platform_pk": p, "seq": s, "order_pk": pk, "created_us": now}
+            for (p, s), pk in zip(seqs, pks, strict=True)
+        ],
+    )
+    revoking = [o.binding.pk for o in orders if o.kind == EventKind.REVOKE]
+    for i in range(0, len(revoking), 500):
+        session.execute(
+            update(BindingRow)
+            .where(BindingRow.pk.in_(revoking[i : i + 500]))
+            .values(state=int(BindingState.REVOKING), updated_us=now)
+        )
+    return set(by_platform)
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    seq: int
+    order_pk: int
+    order_id: str
+    kind: int
+    cause: int
+    state: int
+    revocation_id: str
+    tenure_start_us: int | None
+    created_us: int
+    deadline_us: int
+    key_id: str
+    token: bytes
+    account_ref: bytes
+    bound_us: int
+    binding_kind: int
+
+
+_FEED_COLUMNS = (
+    FeedEventRow.seq,
+    OrderRow.pk,
+    OrderRow.id,
+    OrderRow.kind,
+    OrderRow.cause,
+    OrderRow.state,
+    OrderRow.revocation_id,
+    OrderRow.tenure_start_us,
+    OrderRow.created_us,
+    OrderRow.deadline_us,
+    BindingRow.key_id,
+    BindingRow.token,
+    BindingRow.account_ref,
+    BindingRow.bound_us,
+    BindingRow.kind,
+)
+
+
+def read_feed(session: Session, platform_pk: int, after_seq: int, limit: int) -> list[FeedItem]:
+    rows: Any = session.execute(
+        select(*_FEED_COLUMNS)
+        .select_from(FeedEventRow)
+        .join(OrderRow, OrderRow.pk == FeedEventRow.order_pk)
+        .join(BindingRow, BindingRow.pk == OrderRow.binding_pk)
+        .where(FeedEventRow.platform_pk == platform_pk, FeedEventRow.seq > after_seq)
+        .order_by(FeedEventRow.seq)
+        .limit(limit)
+    )
+    return [FeedItem(*r) for r in rows]
+
+
+def stale_deliveries(
+    session: Session, platform_pk: int, delivered_before_us: int, limit: int
+) -> list[FeedItem]:
+    """Delivered, unacked orders whose visibility timeout has passed: send them again."""
+    rows: Any = session.execute(
+        select(*_FEED_COLUMNS)
+        .select_from(OrderRow)
+        .join(FeedEventRow, FeedEventRow.order_pk == OrderRow.pk)
+        .join(BindingRow, BindingRow.pk == OrderRow.binding_pk)
+        .where(
+            OrderRow.platform_pk == platform_pk,
+            OrderRow.state == int(OrderState.DELIVERED),
+            OrderRow.delivered_us < delivered_before_us,
+        )
+        .order_by(FeedEventRow.seq)
+        .limit(limit)
+    )
+    return [FeedItem(*r) for r in rows]
+
+
+def mark_delivered(session: Session, order_pks: Sequence[int]) -> None:
+    now = now_us()
+    for i in range(0, len(order_pks), 500):
+        session.execute(
+            update(OrderRow)
+            .where(OrderRow.pk.in_(order_pks[i : i + 500]), OrderRow.state.in_(OPEN_STATES))
+            .values(
+                state=int(OrderState.DELIVERED),
+                delivered_us=now,
+            )
+        )
+
+
+def feed_head(session: Session, platform_pk: int) -> int:
+    return int(
+        session.scalar(select(PrincipalRow.feed_head).where(PrincipalRow.pk == platform_pk)) or 0
+    )
+
+
+@dataclass(frozen=True)
+class AckTarget:
+    pk: int
+    id: str
+    platform_pk: int
+    binding_pk: int
+    kind: int
+    state: int
+    outcome: int
+
+
+def orders_by_id(session: Session, ids: Sequence[str]) -> dict[str, AckTarget]:
+    out: dict[str, AckTarget] = {}
+    for i in range(0, len(ids), 500):
+        for r in session.execute(
+            select(
+                OrderRow.pk,
+                OrderRow.id,
+                OrderRow.platform_pk,
+                OrderRow.binding_pk,
+                OrderRow.kind,
+                OrderRow.state,
+                OrderRow.outcome,
+            ).where(OrderRow.id.in_(ids[i : i + 500]))
+        ):
+            out[r.id] = AckTarget(*r)
+    return out
+
+
+def record_acks(
+    session: Session,
+    acks: Sequence[tuple[AckTarget, int, int, str]],
+) -> None:
+    """(order, new state, outcome, reason) each; bindings follow their REVOKE orders."""
+    now = now_us()
+    for order, state, outcome, reason in acks:
+        session.execute(
+            update(OrderRow)
+            .where(OrderRow.pk == order.pk)
+            .values(state=state, outcome=outcome, reason=reason, acked_us=now)
+        )
+        if order.kind != int(EventKind.REVOKE):
+            continue
+        binding_state = (
+            BindingState.ACTIVE if state == OrderState.REJECTED else BindingState.REVOKED
+        )
+        session.execute(
+            update(BindingRow)
+            .where(
+                BindingRow.pk == order.binding_pk, BindingRow.state == int(BindingState.REVOKING)
+            )
+            .values(state=int(binding_state), updated_us=now)
+        )
+
+
+def revocation(session: Session, revocation_id: str) -> RevocationRow | None:
+    return session.get(RevocationRow, revocation_id)
+
+
+@dataclass(frozen=True)
+class PlatformOrders:
+    platform_pk: int
+    orders: int
+    pending: int
+    delivered: int
+    done: int
+    rejected: int
+    overdue: int
+    reason: str
+    updated_us: int | None
+
+
+def progress(session: Session, revocation_id: str, now: int) -> list[PlatformOrders]:
+    open_ = OrderRow.state.in_(OPEN_STATES)
+    overdue = and_(open_, OrderRow.deadline_us < now)
+
+    def count_when(cond: Any) -> Any:
+        return func.sum(case((cond, 1), else_=0))
+
+    rows: Any = session.execute(
+        select(
+            OrderRow.platform_pk,
+            func.count(),
+            count_when(and_(OrderRow.state == int(OrderState.PENDING), ~overdue)),
+            count_when(and_(OrderRow.state == int(OrderState.DELIVERED), ~overdue)),
+            count_when(OrderRow.state == int(OrderState.DONE)),
+            count_when(OrderRow.state == int(OrderState.REJECTED)),
+            count_when(overdue),
+            func.max(OrderRow.reason),
+            func.max(OrderRow.acked_us),
+        )
+        .where(OrderRow.revocation_id == revocation_id)
+        .group_by(OrderRow.platform_pk)
+        .order_by(OrderRow.platform_pk)
+    )
+    return [
+        PlatformOrders(
+            platform_pk=r[0],
+            orders=int(r[1]),
+            pending=int(r[2] or 0),
+            delivered=int(r[3] or 0),
+            done=int(r[4] or 0),
+            rejected=int(r[5] or 0),
+            overdue=int(r[6] or 0),
+            reason=r[7] or "",
+            updated_us=r[8],
+        )
+        for r in rows
+    ]
+
+
+def open_orders_for_bindings(
+    session: Session, binding_pks: Sequence[int], now: int
+) -> dict[int, tuple[str, int]]:
+    """binding pk -> (revocation id, state incl. OVERDUE) of its latest open order."""
+    out: dict[int, tuple[str, int]] = {}
+    for i in range(0, len(binding_pks), 500):
+        for bpk, rid, state, deadline in session.execute(
+            select(
+                OrderRow.binding_pk, OrderRow.revocation_id, OrderRow.state, OrderRow.deadline_us
+            )
+            .where(
+                OrderRow.binding_pk.in_(binding_pks[i : i + 500]),
+                OrderRow.kind == int(EventKind.REVOKE),
+                OrderRow.state.in_(OPEN_STATES),
+            )
+            .order_by(OrderRow.pk)
+        ):
+            out[bpk] = (rid, int(OrderState.OVERDUE) if deadline < now else state)
+    return out

@@ -1,0 +1,60 @@
+"""Helpers for the revocation end-to-end tests: real carriers and platforms over gRPC."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from numbind.v1 import common_pb2, platforms_pb2, platforms_pb2_grpc
+
+from clients.bundle import Bundle, secure_channel
+from clients.carrier import CarrierClient
+from clients.tokenizer import Tokenizer, TokenResult
+
+NOW = datetime.now(UTC)
+
+
+def days_ago(n: float) -> datetime:
+    return NOW - timedelta(days=n)
+
+
+def ts(when: datetime) -> Timestamp:
+    t = Timestamp()
+    t.FromDatetime(when)
+    return t
+
+
+async def tokenize(bundle: Bundle, phone: str) -> TokenResult:
+    async with secure_channel(bundle) as channel:
+        tok = Tokenizer(channel)
+        try:
+            (result,) = await tok.tokenize([phone])
+        finally:
+            tok.close()
+    return result
+
+
+async def publish(
+    bundle: Bundle, token: TokenResult, accounts: list[tuple[bytes, datetime]]
+) -> platforms_pb2.PublishBindingsResponse:
+    async with secure_channel(bundle) as channel:
+        stub = platforms_pb2_grpc.PlatformsStub(channel)
+        return await stub.PublishBindings(
+            platforms_pb2.PublishBindingsRequest(
+                request_id=uuid.uuid4().hex,
+                bindings=[
+                    common_pb2.Binding(
+                        token=common_pb2.Token(key_id=token.key_id, value=token.token),
+                        account_ref=ref,
+                        bound_at=ts(when),
+                        kind=common_pb2.BINDING_KIND_LOGIN,
+                    )
+                    for ref, when in accounts
+                ],
+            )
+        )
+
+
+def carrier(bundle: Bundle) -> CarrierClient:
+    return CarrierClient(bundle)

@@ -1,0 +1,140 @@
+"""Orders, feed, numbers and idempotency storage, on SQLite and (when configured) PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from registry.domain.lifecycle import NumberRecord
+from registry.domain.types import BindingState, EventCause, EventKind, NumberState
+from registry.errors import AlreadyExists
+from registry.storage import idempotency, migrate, numbers, orders, principals
+from registry.storage.db import Database
+from registry.storage.models import BindingRow, FeedEventRow
+
+T0 = 1_700_000_000_000_000
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Database]:
+    database = Database(database_url)
+    migrate.upgrade(database.write_engine)
+    yield database
+    database.close()
+
+
+def _binding(session: Session, platform_pk: int, i: int) -> orders.LiveBinding:
+    token = i.to_bytes(2, "big") + os.urandom(62)
+    pk = session.execute(
+        insert(BindingRow).returning(BindingRow.pk),
+        [
+            {
+                "platform_pk": platform_pk,
+                "key_id": "0123456789abcdef",
+                "token": token,
+                "account_ref": b"acct",
+                "bound_us": T0,
+                "kind": 1,
+                "state": int(BindingState.ACTIVE),
+                "bucket": i,
+                "digest": bytes(32),
+                "updated_us": T0,
+            }
+        ],
+    ).scalar_one()
+    return orders.LiveBinding(pk, platform_pk, T0, 1, int(BindingState.ACTIVE))
+
+
+def test_concurrent_appends_keep_each_feed_gap_free(db: Database) -> None:
+    carrier = db.transact(lambda s: principals.register(s, "carrier", "cm").pk)
+    plats = [
+        db.transact(lambda s, n=n: principals.register(s, "platform", n).pk) for n in ("p1", "p2")
+    ]
+    bindings = {
+        p: db.transact(lambda s, p=p: [_binding(s, p, i) for i in range(40)]) for p in plats
+    }
+    errors: list[BaseException] = []
+
+    def writer(offset: int) -> None:
+        try:
+            for i in range(offset, 40, 4):
+
+                def tx(s: Session, i: int = i) -> None:
+                    rid = orders.new_revocation(s, EventCause.REISSUED, carrier)
+                    orders.append(
+                        s,
+                        rid,
+                        [
+                            orders.NewOrder(
+                                bindings[p][i], EventKind.REVOKE, EventCause.REISSUED, T0
+                            )
+                            for p in plats
+                        ],
+                        3600,
+                    )
+
+                db.transact(tx)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for p in plats:
+        seqs = db.transact(
+            lambda s, p=p: list(
+                s.scalars(
+                    select(FeedEventRow.seq)
+                    .where(FeedEventRow.platform_pk == p)
+                    .order_by(FeedEventRow.seq)
+                )
+            )
+        )
+        assert seqs == list(range(1, 41))
+        assert db.transact(lambda s, p=p: orders.feed_head(s, p)) == 40
+        items = db.transact(lambda s, p=p: orders.read_feed(s, p, 35, 100))
+        assert [i.seq for i in items] == [36, 37, 38, 39, 40]
+    revoking = db.transact(
+        lambda s: s.scalar(
+            select(func.count())
+            .select_from(BindingRow)
+            .where(BindingRow.state == int(BindingState.REVOKING))
+        )
+    )
+    assert revoking == 80
+
+
+def test_numbers_round_trip(db: Database) -> None:
+    carrier = db.transact(lambda s: principals.register(s, "carrier", "cm").pk)
+    rec = NumberRecord(carrier, NumberState.ACTIVE, T0, T0, T0 - 5, T0)
+    token = os.urandom(64)
+    db.transact(lambda s: numbers.save(s, {token: ("0123456789abcdef", rec)}, set()))
+    assert db.transact(lambda s: numbers.get(s, token)) == rec
+    moved = NumberRecord(carrier, NumberState.PORTING, T0, T0, T0 - 5, T0 + 1)
+    db.transact(lambda s: numbers.save(s, {token: ("0123456789abcdef", moved)}, {token}))
+    assert db.transact(lambda s: numbers.load(s, [token, os.urandom(64)])) == {token: moved}
+
+
+def test_idempotency_answers_retries_and_refuses_reuse(db: Database) -> None:
+    pk = db.transact(lambda s: principals.register(s, "platform", "p1").pk)
+    calls: list[int] = []
+
+    def act() -> dict[str, object]:
+        calls.append(1)
+        return {"n": len(calls)}
+
+    first = db.transact(lambda s: idempotency.once(s, pk, "M", "r1", b"a" * 32, act))
+    again = db.transact(lambda s: idempotency.once(s, pk, "M", "r1", b"a" * 32, act))
+    assert first == again == {"n": 1} and len(calls) == 1
+    with pytest.raises(AlreadyExists, match="r1"):
+        db.transact(lambda s: idempotency.once(s, pk, "M", "r1", b"b" * 32, act))
+    # Another method or principal has its own namespace.
+    assert db.transact(lambda s: idempotency.once(s, pk, "N", "r1", b"b" * 32, act)) == {"n": 2}

@@ -11,7 +11,12 @@ from registry.domain.quota import Quotas
 from registry.keys import KeyRing
 from registry.pki import CertificateAuthority
 from registry.services.admin import AdminService
+from registry.services.bindings import BindingService
 from registry.services.directory import Directory
+from registry.services.feed import FeedService
+from registry.services.holders import HolderService
+from registry.services.lifecycle import LifecycleService
+from registry.services.notifier import FeedNotifier
 from registry.services.tokens import TokenService
 from registry.storage import migrate
 from registry.storage.db import Database
@@ -27,6 +32,10 @@ class Registry:
     keys: KeyRing
     tokens: TokenService
     admin: AdminService
+    bindings: BindingService
+    lifecycle: LifecycleService
+    holders: HolderService
+    feed: FeedService
     ca_pem: bytes
     # Set when the server begins to stop: long-lived streams end on it.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -44,6 +53,8 @@ class Registry:
         q = settings.quota
         quotas = Quotas(q.rate_per_second, q.burst, q.daily_cap)
         directory = Directory(db)
+        notifier = FeedNotifier()
+        stopping = asyncio.Event()
         # The CA key may live elsewhere (offline CA); remote registration then is refused.
         ca = (
             CertificateAuthority.load(settings.pki_dir)
@@ -57,6 +68,17 @@ class Registry:
             keys=keys,
             tokens=TokenService(db, keys, quotas, settings.workers),
             admin=AdminService(db, keys, directory, ca),
+            bindings=BindingService(db, keys),
+            lifecycle=LifecycleService(db, keys, notifier, settings.order_deadline_seconds),
+            holders=HolderService(db, notifier, settings.order_deadline_seconds),
+            feed=FeedService(
+                db,
+                notifier,
+                stopping,
+                heartbeat_seconds=settings.heartbeat_seconds,
+                visibility_timeout_seconds=settings.visibility_timeout_seconds,
+            ),
+            stopping=stopping,
             ca_pem=(settings.pki_dir / "ca.pem").read_bytes(),
         )
 

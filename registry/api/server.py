@@ -25,6 +25,9 @@ from numbind.v1 import (
 
 from registry.api.admin import AdminServicer
 from registry.api.auth import AuthInterceptor
+from registry.api.carriers import CarriersServicer
+from registry.api.holders import HoldersServicer
+from registry.api.platforms import PlatformsServicer
 from registry.api.tokens import TokensServicer
 from registry.app import Registry
 
@@ -64,18 +67,14 @@ class RegistryServer:
             ],
         )
         tokens_pb2_grpc.add_TokensServicer_to_server(TokensServicer(registry.tokens), self.server)
-        # Services of later milestones answer UNIMPLEMENTED through the generated bases.
         platforms_pb2_grpc.add_PlatformsServicer_to_server(
-            platforms_pb2_grpc.PlatformsServicer(),  # type: ignore[abstract]
-            self.server,
+            PlatformsServicer(registry.bindings, registry.feed, registry.lifecycle), self.server
         )
         carriers_pb2_grpc.add_CarriersServicer_to_server(
-            carriers_pb2_grpc.CarriersServicer(),  # type: ignore[abstract]
-            self.server,
+            CarriersServicer(registry.lifecycle), self.server
         )
         holders_pb2_grpc.add_HoldersServicer_to_server(
-            holders_pb2_grpc.HoldersServicer(),  # type: ignore[abstract]
-            self.server,
+            HoldersServicer(registry.holders), self.server
         )
         admin_pb2_grpc.add_AdminServicer_to_server(
             AdminServicer(registry.admin, registry.ca_pem), self.server

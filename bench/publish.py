@@ -1,0 +1,220 @@
+"""PublishBindings throughput, against the storage floor measured in the same run.
+
+For each backend (SQLite always; PostgreSQL when NUMBIND_TEST_DATABASE_URL is set — that
+database is wiped), on a fresh store each time:
+
+1. storage floor: the same rows straight through `registry.storage.bindings` (prepare +
+   upsert, one transaction per batch), no gRPC, no validation;
+2. gRPC+mTLS: PublishBindings to a registry started in-process on loopback, a few batches
+   in flight;
+
+and the ratio of each measure to the floor. Tokens are random 64-byte values (tokenising
+real numbers is the token service's benchmark, not this one).
+
+    .venv/bin/python bench/publish.py [--rows 200000] [--batch 10000] [--in-flight 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from numbind.v1 import common_pb2, platforms_pb2, platforms_pb2_grpc, tokens_pb2, tokens_pb2_grpc
+from sqlalchemy import create_engine, text
+
+from clients.bundle import secure_channel
+from registry.domain.types import Binding, BindingKind, Token, now_us
+from registry.storage import bindings as store
+from registry.storage import migrate, principals
+from registry.storage.db import Database
+from registry.testing import running_registry
+
+PG_ENV = "NUMBIND_TEST_DATABASE_URL"
+FLOOR_KEY_ID = "0123456789abcdef"
+# (token, account_ref, bound_us, kind): the key id is the registry's, known at run time.
+Item = tuple[bytes, bytes, int, int]
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    # None: a fresh SQLite file in the run's scratch directory.
+    url: str | None
+
+    def fresh_url(self, scratch: Path) -> str:
+        if self.url is None:
+            return f"sqlite:///{scratch / 'store.db'}"
+        reset_postgres(self.url)
+        return self.url
+
+
+@dataclass(frozen=True)
+class Workload:
+    batches: list[list[Item]]
+    in_flight: int
+
+    @property
+    def rows(self) -> int:
+        return sum(len(b) for b in self.batches)
+
+
+Measure = Callable[[Backend, Workload, Path], Awaitable[float]]
+
+
+@dataclass(frozen=True)
+class Section:
+    label: str
+    measure: Measure
+
+
+def make_workload(rows: int, batch: int, in_flight: int, seed: int = 4) -> Workload:
+    rng = random.Random(seed)
+    now = now_us()
+    items: list[Item] = [
+        (
+            rng.randbytes(64),
+            rng.randbytes(16),  # an HMAC-sized account_ref, as the SDK derives it
+            now - rng.randrange(1, 10 * 365 * 86_400) * 1_000_000,
+            1 + rng.randrange(5),
+        )
+        for _ in range(rows)
+    ]
+    return Workload([items[i : i + batch] for i in range(0, rows, batch)], in_flight)
+
+
+def reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+
+
+async def storage_rate(backend: Backend, work: Workload, scratch: Path) -> float:
+    """Rows/s through the storage layer alone: prepare + upsert, one transaction a batch."""
+    db = Database(backend.fresh_url(scratch))
+    try:
+        migrate.upgrade(db.write_engine)
+        platform = db.transact(lambda s: principals.register(s, "platform", "bench").pk)
+        batches = [
+            [Binding(Token(FLOOR_KEY_ID, t), r, us, BindingKind(k)) for t, r, us, k in b]
+            for b in work.batches
+        ]
+        now = now_us()
+        start = time.perf_counter()
+        for batch in batches:
+            prepared = store.prepare(batch)
+            counts = db.transact(lambda s, p=prepared: store.upsert(s, platform, p, now))
+            assert counts.inserted == len(batch), counts
+        return work.rows / (time.perf_counter() - start)
+    finally:
+        db.close()
+
+
+async def grpc_rate(backend: Backend, work: Workload, scratch: Path) -> float:
+    """Rows/s published over gRPC+mTLS to an in-process registry, `in_flight` batches at once."""
+    url = backend.fresh_url(scratch)
+    async with running_registry(scratch / "registry", database_url=url) as reg:
+        bundle = reg.add_platform("bench")
+        async with secure_channel(bundle) as channel:
+            # Also warms the channel: the TLS handshake is not part of the measure.
+            keys = await tokens_pb2_grpc.TokensStub(channel).GetKeys(tokens_pb2.GetKeysRequest())
+            requests = [
+                publish_request(f"bench-{i}", keys.active_key_id, batch)
+                for i, batch in enumerate(work.batches)
+            ]
+            stub = platforms_pb2_grpc.PlatformsStub(channel)
+            gate = asyncio.Semaphore(work.in_flight)
+
+            async def send(request: platforms_pb2.PublishBindingsRequest) -> int:
+                async with gate:
+                    response = await stub.PublishBindings(request, timeout=120)
+                return response.inserted
+
+            start = time.perf_counter()
+            inserted = await asyncio.gather(*(send(r) for r in requests))
+            elapsed = time.perf_counter() - start
+    assert sum(inserted) == work.rows, sum(inserted)
+    return work.rows / elapsed
+
+
+def publish_request(
+    request_id: str, key_id: str, batch: Sequence[Item]
+) -> platforms_pb2.PublishBindingsRequest:
+    request = platforms_pb2.PublishBindingsRequest(request_id=request_id)
+    for token, ref, bound_us, kind in batch:
+        b = request.bindings.add()
+        b.token.key_id = key_id
+        b.token.value = token
+        b.account_ref = ref
+        b.bound_at.FromMicroseconds(bound_us)
+        b.kind = common_pb2.BindingKind.ValueType(kind)
+    return request
+
+
+# Each section is one row per backend; ratios are against the first (the floor). A later
+# measure (e.g. the SDK's batching publisher) is one more entry here.
+SECTIONS: list[Section] = [
+    Section("storage floor (direct)", storage_rate),
+    Section("gRPC+mTLS end-to-end", grpc_rate),
+]
+
+
+def backends() -> list[Backend]:
+    found = [Backend("sqlite", None)]
+    if os.environ.get(PG_ENV):
+        found.append(Backend("postgresql", os.environ[PG_ENV]))
+    return found
+
+
+async def run(work: Workload, sections: Sequence[Section]) -> list[tuple[str, str, float]]:
+    results: list[tuple[str, str, float]] = []
+    for backend in backends():
+        for section in sections:
+            with tempfile.TemporaryDirectory(prefix="numbind-bench-") as scratch:
+                rate = await section.measure(backend, work, Path(scratch))
+            results.append((backend.name, section.label, rate))
+            print(f"  {backend.name:<11} {section.label:<26} {rate:>10,.0f} rows/s", flush=True)
+    return results
+
+
+def print_table(results: list[tuple[str, str, float]]) -> None:
+    print()
+    print(f"{'backend':<11} {'measure':<26} {'rows/s':>10} {'vs floor':>9}")
+    floor: dict[str, float] = {}
+    for backend, label, rate in results:
+        floor.setdefault(backend, rate)
+        print(f"{backend:<11} {label:<26} {rate:>10,.0f} {rate / floor[backend]:>9.2f}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--in-flight", type=int, default=4)
+    args = parser.parse_args(argv)
+    if not 1 <= args.batch <= 10_000 or args.rows < 1 or args.in_flight < 1:
+        parser.error("want --rows >= 1, --batch 1..10000, --in-flight >= 1")
+    work = make_workload(args.rows, args.batch, args.in_flight)
+    print(
+        f"PublishBindings: {work.rows:,} rows in batches of {args.batch:,}, "
+        f"{args.in_flight} in flight, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    )
+    if not os.environ.get(PG_ENV):
+        print(f"  (PostgreSQL skipped: set {PG_ENV}; that database is wiped)")
+    print_table(asyncio.run(run(work, SECTIONS)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

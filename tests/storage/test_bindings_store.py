@@ -1,0 +1,257 @@
+"""The bindings store's contract, on SQLite and (when configured) PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import TypeVar
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from clients.protocol.digest import (
+    EMPTY_DIGEST,
+    binding_digest,
+    bucket16_range,
+    bucket_of,
+    xor,
+)
+from registry.domain.bindings import BindingKey, PageCursor, PublishCounts, WithdrawCounts
+from registry.domain.types import Binding, BindingKind, BindingState, Token
+from registry.storage import bindings as store
+from registry.storage import migrate, principals
+from registry.storage.db import Database
+from registry.storage.models import BindingRow
+
+T = TypeVar("T")
+KEY = "0123456789abcdef"
+OTHER_KEY = "fedcba9876543210"
+T0 = 1_700_000_000_000_000
+
+
+class Store:
+    """A migrated database with two platforms, and shorthands for one-call transactions."""
+
+    def __init__(self, url: str) -> None:
+        self.db = Database(url)
+        migrate.upgrade(self.db.write_engine)
+        self.acme = self.run(lambda s: principals.register(s, "platform", "acme").pk)
+        self.bank = self.run(lambda s: principals.register(s, "platform", "bank").pk)
+
+    def run(self, fn: Callable[[Session], T]) -> T:
+        return self.db.transact(fn)
+
+    def publish(self, platform: int, bindings: list[Binding], now: int = T0) -> PublishCounts:
+        batch = store.prepare(bindings)
+        return self.run(lambda s: store.upsert(s, platform, batch, now))
+
+    def withdraw(self, platform: int, keys: list[BindingKey]) -> WithdrawCounts:
+        return self.run(lambda s: store.withdraw(s, platform, keys, T0))
+
+    def digests(self, platform: int, bits: int, key_id: str = "") -> dict[int, tuple[int, bytes]]:
+        out = self.run(lambda s: store.digests(s, platform, bits, key_id))
+        assert [d.bucket for d in out] == sorted({d.bucket for d in out})
+        return {d.bucket: (d.count, d.digest) for d in out}
+
+    def set_state(self, binding: Binding, state: BindingState) -> None:
+        self.run(
+            lambda s: s.execute(
+                update(BindingRow)
+                .where(BindingRow.token == binding.token.value)
+                .values(state=int(state))
+            )
+        )
+
+
+@pytest.fixture
+def st(database_url: str) -> Iterator[Store]:
+    s = Store(database_url)
+    yield s
+    s.db.close()
+
+
+def binding(
+    token: bytes | None = None,
+    ref: bytes = b"acct-1",
+    bound_us: int = T0 - 10**9,
+    kind: BindingKind = BindingKind.LOGIN,
+    key_id: str = KEY,
+) -> Binding:
+    return Binding(Token(key_id, token or os.urandom(64)), ref, bound_us, kind)
+
+
+def key(b: Binding) -> BindingKey:
+    return BindingKey(b.token, b.account_ref)
+
+
+def expected_digests(bindings: list[Binding], bits: int) -> dict[int, tuple[int, bytes]]:
+    """What a platform computes on its side, with the shared digest module."""
+    out: dict[int, tuple[int, bytes]] = {}
+    for b in bindings:
+        bucket = bucket_of(b.token.value, bits)
+        count, acc = out.get(bucket, (0, EMPTY_DIGEST))
+        d = binding_digest(b.token.key_id, b.token.value, b.account_ref, b.bound_us, b.kind)
+        out[bucket] = (count + 1, xor(acc, d))
+    return out
+
+
+def test_upsert_counts_inserted_updated_unchanged(st: Store) -> None:
+    a, b, c = binding(), binding(), binding()
+    assert st.publish(st.acme, [a, b, c]) == PublishCounts(3, 0, 0)
+    assert st.publish(st.acme, [a, b, c]) == PublishCounts(0, 0, 3)
+    moved = Binding(a.token, a.account_ref, a.bound_us + 1, a.kind)
+    rekinded = Binding(b.token, b.account_ref, b.bound_us, BindingKind.PAYMENT)
+    d = binding()
+    assert st.publish(st.acme, [moved, rekinded, c, d]) == PublishCounts(1, 2, 1)
+    assert st.digests(st.acme, 0) == expected_digests([moved, rekinded, c, d], 0)
+
+
+def test_same_token_with_another_account_ref_is_another_binding(st: Store) -> None:
+    a = binding(ref=b"one")
+    b = Binding(a.token, b"two", a.bound_us, a.kind)
+    assert st.publish(st.acme, [a]) == PublishCounts(1, 0, 0)
+    assert st.publish(st.acme, [b, a]) == PublishCounts(1, 0, 1)
+    assert st.digests(st.acme, 16) == expected_digests([a, b], 16)
+
+
+def test_withdrawn_or_revoked_binding_published_again_is_active_and_updated(st: Store) -> None:
+    a, b, c = binding(), binding(), binding()
+    st.publish(st.acme, [a, b, c])
+    assert st.withdraw(st.acme, [key(a)]) == WithdrawCounts(1, 0)
+    assert st.withdraw(st.acme, [key(a), key(b)]) == WithdrawCounts(1, 1)
+    assert st.digests(st.acme, 0) == expected_digests([c], 0)
+    st.set_state(c, BindingState.REVOKED)
+    assert st.digests(st.acme, 0) == {}
+    assert st.publish(st.acme, [a, b, c]) == PublishCounts(0, 3, 0)
+    assert st.digests(st.acme, 0) == expected_digests([a, b, c], 0)
+    assert {sb.state for t in (a, b, c) for sb in st.run(_for_token(t))} == {BindingState.ACTIVE}
+
+
+def test_revoking_binding_stays_revoking_and_live(st: Store) -> None:
+    a = binding()
+    st.publish(st.acme, [a])
+    st.set_state(a, BindingState.REVOKING)
+    assert st.publish(st.acme, [a]) == PublishCounts(0, 0, 1)
+    later = Binding(a.token, a.account_ref, a.bound_us + 5, a.kind)
+    assert st.publish(st.acme, [later]) == PublishCounts(0, 1, 0)
+    [found] = st.run(_for_token(a))
+    assert (found.state, found.binding) == (BindingState.REVOKING, later)
+    assert st.digests(st.acme, 4) == expected_digests([later], 4)
+
+
+def test_key_id_change_is_an_update(st: Store) -> None:
+    a = binding()
+    st.publish(st.acme, [a])
+    moved = Binding(Token(OTHER_KEY, a.token.value), a.account_ref, a.bound_us, a.kind)
+    assert st.publish(st.acme, [moved]) == PublishCounts(0, 1, 0)
+    assert st.digests(st.acme, 0, KEY) == {}
+    assert st.digests(st.acme, 0, OTHER_KEY) == expected_digests([moved], 0)
+
+
+def test_batches_larger_than_one_lookup_chunk(st: Store) -> None:
+    many = [binding() for _ in range(2_500)]
+    assert st.publish(st.acme, many) == PublishCounts(2_500, 0, 0)
+    changed = [Binding(b.token, b.account_ref, b.bound_us + 1, b.kind) for b in many[:700]]
+    assert st.publish(st.acme, changed + many[700:]) == PublishCounts(0, 700, 1_800)
+    assert st.withdraw(st.acme, [key(b) for b in many]) == WithdrawCounts(2_500, 0)
+
+
+@pytest.mark.parametrize("bits", [0, 1, 4, 9, 16])
+def test_digests_equal_the_platforms_own_computation(st: Store, bits: int) -> None:
+    mine = [binding(kind=BindingKind(1 + i % 5)) for i in range(300)]
+    old_key = [binding(key_id=OTHER_KEY) for _ in range(20)]
+    st.publish(st.acme, mine + old_key)
+    st.publish(st.bank, [binding() for _ in range(50)])
+    assert st.digests(st.acme, bits) == expected_digests(mine + old_key, bits)
+    assert st.digests(st.acme, bits, KEY) == expected_digests(mine, bits)
+    assert st.digests(st.acme, bits, OTHER_KEY) == expected_digests(old_key, bits)
+
+
+def test_platforms_never_see_or_touch_each_others_bindings(st: Store) -> None:
+    a = binding()
+    st.publish(st.acme, [a])
+    assert st.digests(st.bank, 0) == {}
+    assert st.withdraw(st.bank, [key(a)]) == WithdrawCounts(0, 1)
+    # The same key published by another platform is that platform's own binding.
+    assert st.publish(st.bank, [a]) == PublishCounts(1, 0, 0)
+    assert st.withdraw(st.bank, [key(a)]) == WithdrawCounts(1, 0)
+    assert st.digests(st.acme, 0) == expected_digests([a], 0)
+    assert st.run(lambda s: store.list_page(s, st.bank, 0, 0xFFFF, "", None, 10)) == []
+
+
+@pytest.mark.parametrize("bits", [0, 3, 16])
+def test_list_pages_cover_each_bucket_exactly_once(st: Store, bits: int) -> None:
+    # Tokens crowded into few 16-bit buckets, so pages end inside a bucket too.
+    mine = [binding(bytes([i % 4, i % 3]) + os.urandom(62)) for i in range(120)]
+    mine += [binding(key_id=OTHER_KEY) for _ in range(30)]
+    st.publish(st.acme, mine)
+    st.publish(st.bank, [binding(bytes([0, 0]) + os.urandom(62)) for _ in range(40)])
+    st.withdraw(st.acme, [key(mine[0])])
+    live = mine[1:]
+    # Every bucket at coarse widths; at 16 bits the occupied ones and an empty one.
+    buckets = range(1 << bits) if bits < 16 else {bucket_of(b.token.value, 16) for b in mine}
+    for key_id in ("", KEY):
+        want = [b for b in live if not key_id or b.token.key_id == key_id]
+        for bucket in [*buckets, 0xFFFF] if bits == 16 else buckets:
+            lo, hi = bucket16_range(bucket, bits)
+            seen = page_through(st, st.acme, lo, hi, key_id, 7)
+            in_bucket = [b for b in want if bucket_of(b.token.value, bits) == bucket]
+            assert sorted(seen, key=_order) == sorted(in_bucket, key=_order)
+            assert len(seen) == len(in_bucket)
+
+
+def page_through(
+    st: Store, platform: int, lo: int, hi: int, key_id: str, size: int
+) -> list[Binding]:
+    seen: list[Binding] = []
+    after: PageCursor | None = None
+    while True:
+        page = st.run(
+            partial(
+                store.list_page,
+                platform_pk=platform,
+                lo=lo,
+                hi=hi,
+                key_id=key_id,
+                after=after,
+                limit=size,
+            )
+        )
+        assert all(lo <= b16 <= hi for b16, _, _ in page)
+        assert [(b16, pk) for b16, pk, _ in page] == sorted((b, p) for b, p, _ in page)
+        seen += [b for _, _, b in page]
+        if len(page) < size:
+            return seen
+        b16, pk, _ = page[-1]
+        after = PageCursor(lo, hi, b16, pk)
+
+
+def test_bindings_for_token_spans_platforms_and_skips_dead_ones(st: Store) -> None:
+    a = binding(ref=b"a")
+    also = Binding(a.token, b"b", a.bound_us, a.kind)
+    st.publish(st.acme, [a, also])
+    st.publish(st.bank, [a])
+    st.withdraw(st.acme, [key(also)])
+    found = st.run(_for_token(a))
+    assert [(f.platform_pk, f.binding, f.state) for f in found] == [
+        (st.acme, a, BindingState.ACTIVE),
+        (st.bank, a, BindingState.ACTIVE),
+    ]
+    assert st.run(lambda s: store.bindings_for_token(s, os.urandom(64))) == []
+
+
+def test_prepare_derives_bucket_and_digest(st: Store) -> None:
+    a = binding(bytes([0xAB, 0xCD]) + os.urandom(62), kind=BindingKind.RECOVERY)
+    [row] = store.prepare([a]).rows
+    assert row[5] == 0xABCD
+    assert row[6] == binding_digest(KEY, a.token.value, a.account_ref, a.bound_us, 2)
+
+
+def _for_token(b: Binding) -> Callable[[Session], list[store.StoredBinding]]:
+    return lambda s: store.bindings_for_token(s, b.token.value)
+
+
+def _order(b: Binding) -> tuple[bytes, bytes]:
+    return b.token.value, b.account_ref

@@ -1,4 +1,5 @@
-"""Client commands of `numbind`: tokenize, platform ..., carrier ....
+"""Client commands of `numbind`: tokenize, platform ... (publish, sync, events,
+check-reassigned), carrier ... (report, query, revoke, revocation).
 
 Reached through `numbind` (registry.cli hands these commands over). Errors become exit codes
 only here: 0 ok, 1 failed, 2 usage.
@@ -57,10 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--region", default="CN", help="region for numbers without +CC")
     tok.add_argument("--json", action="store_true")
     tok.add_argument("phones", nargs="*", metavar="PHONE")
-    from clients import cli_platform
+    from clients import cli_carrier, cli_feed, cli_platform
 
     cli_platform.add_commands(sub)
+    cli_feed.add_platform_feed_commands(_subparsers_of(sub.choices["platform"]))
+    cli_carrier.add_commands(sub)
     return parser
+
+
+def _subparsers_of(
+    parser: argparse.ArgumentParser,
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """The subcommand registry of a parser another module built (to add actions to it)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    raise RuntimeError(f"{parser.prog} has no subcommands")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,83 @@
+"""Feed delivery guarantees: redelivery after the visibility timeout, idempotent acks, and
+precise refusals for acks that do not fit their order."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+from numbind.v1 import platforms_pb2, platforms_pb2_grpc
+
+from clients.bundle import secure_channel
+from clients.carrier import Lifecycle, LifecycleReport
+from clients.feed import EventFeed
+from registry.testing import running_registry
+from tests.e2e._story import carrier, days_ago, publish, tokenize
+
+PHONE = "+8613800138000"
+
+
+def _ack(order_id: str, outcome: int, reason: str = "", rid: str | None = None):  # type: ignore[no-untyped-def]
+    return platforms_pb2.AckEventsRequest(
+        request_id=rid or uuid.uuid4().hex,
+        acks=[platforms_pb2.Ack(order_id=order_id, outcome=outcome, reason=reason)],
+    )
+
+
+async def test_redelivery_idempotent_acks_and_refusals(tmp_path: Path) -> None:
+    async with running_registry(tmp_path / "data", visibility_timeout_seconds=1.0) as reg:
+        cm, p1 = reg.add_carrier("cm"), reg.add_platform("p1")
+        token = await tokenize(p1, PHONE)
+        await publish(p1, token, [(b"acct", days_ago(200))])
+        async with carrier(cm) as c:
+            await c.report(
+                [
+                    LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(100)),
+                    LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(10)),
+                ]
+            )
+        async with secure_channel(p1) as channel:
+            # Never acked: the same stream sends both events again after the timeout.
+            seen: list[tuple[int, str]] = []
+
+            async def read() -> None:
+                async for event in EventFeed(channel, after_seq=0, heartbeat_seconds=5).events():
+                    seen.append((event.seq, event.order_id))
+                    if len(seen) == 4:
+                        return
+
+            await asyncio.wait_for(read(), 10)
+            assert [s for s, _ in seen] == [1, 2, 1, 2]
+            notice_id, order_id = seen[0][1], seen[1][1]
+            stub = platforms_pb2_grpc.PlatformsStub(channel)
+            bad = [
+                (_ack(notice_id, platforms_pb2.ACK_OUTCOME_UNBOUND), "want NOTED"),
+                (_ack(order_id, platforms_pb2.ACK_OUTCOME_NOTED), "want UNBOUND"),
+                (_ack(order_id, platforms_pb2.ACK_OUTCOME_REJECTED), "acks[0].reason"),
+                (_ack(order_id, platforms_pb2.ACK_OUTCOME_UNSPECIFIED), "acks[0].outcome"),
+                (_ack("not-an-order", platforms_pb2.ACK_OUTCOME_UNBOUND), "acks[0].order_id"),
+            ]
+            for request, needle in bad:
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await stub.AckEvents(request)
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, needle
+                assert needle in (err.value.details() or "")
+            first = await stub.AckEvents(
+                _ack(order_id, platforms_pb2.ACK_OUTCOME_UNBOUND, rid="a1")
+            )
+            retry = await stub.AckEvents(
+                _ack(order_id, platforms_pb2.ACK_OUTCOME_UNBOUND, rid="a1")
+            )
+            again = await stub.AckEvents(_ack(order_id, platforms_pb2.ACK_OUTCOME_UNBOUND))
+            assert (first.recorded, retry.recorded, again.recorded, again.duplicate) == (1, 1, 0, 1)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.AckEvents(_ack(order_id, platforms_pb2.ACK_OUTCOME_REJECTED, "no"))
+            assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "already acked UNBOUND" in (err.value.details() or "")
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.AckEvents(_ack(notice_id, platforms_pb2.ACK_OUTCOME_NOTED, rid="a1"))
+            assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+            assert "a1" in (err.value.details() or "")

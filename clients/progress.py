@@ -13,12 +13,13 @@ __all__ = ["Meter", "Progress", "ProgressCallback", "TqdmProgress"]
 
 @dataclass(frozen=True)
 class Progress:
-    """One report: ``done`` of ``total`` rows (None when unknown) in ``phase``, at ``rate``/s."""
+    """One report: ``done`` of ``total`` (None when unknown) in ``phase``, at ``rate``/s."""
 
     phase: str
     done: int
     total: int | None
     rate: float
+    unit: str = "row"
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -27,8 +28,15 @@ ProgressCallback = Callable[[Progress], None]
 class Meter:
     """Counts rows for one phase and reports each step to an optional callback."""
 
-    def __init__(self, phase: str, total: int | None, callback: ProgressCallback | None) -> None:
+    def __init__(
+        self,
+        phase: str,
+        total: int | None,
+        callback: ProgressCallback | None,
+        unit: str = "row",
+    ) -> None:
         self.phase = phase
+        self.unit = unit
         self.total = total
         self.done = 0
         self._callback = callback
@@ -43,7 +51,7 @@ class Meter:
         if self._callback is not None:
             elapsed = self.seconds
             rate = self.done / elapsed if elapsed > 0 else 0.0
-            self._callback(Progress(self.phase, self.done, self.total, rate))
+            self._callback(Progress(self.phase, self.done, self.total, rate, self.unit))
 
 
 class TqdmProgress:
@@ -68,7 +76,7 @@ class TqdmProgress:
             self._bar = tqdm(
                 total=progress.total,
                 desc=progress.phase,
-                unit="row",
+                unit=progress.unit,
                 unit_scale=True,
                 file=self._stream,
                 dynamic_ncols=True,

@@ -43,15 +43,29 @@ def test_init_add_platform_serve_and_stop(tmp_path: Path) -> None:
     key_file = data / "pki" / "ca.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in (data / "keys").glob("*.key"))
-    _run("admin", "add-platform", "acme", "--display-name", "示例网盘", "--category",
-         "cloud-drive", "--out", str(tmp_path / "acme"), "--data-dir", str(data),
-         "--registry", listen)
+    _run(
+        "admin",
+        "add-platform",
+        "acme",
+        "--display-name",
+        "示例网盘",
+        "--category",
+        "cloud-drive",
+        "--out",
+        str(tmp_path / "acme"),
+        "--data-dir",
+        str(data),
+        "--registry",
+        listen,
+    )
 
     log_path = tmp_path / "serve.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [*NUMBIND, "serve", "--data-dir", str(data), "--listen", listen],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "NUMBIND_LOG_LEVEL": "INFO"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "NUMBIND_LOG_LEVEL": "INFO"},
         )
     try:
         bundle = Bundle.load(tmp_path / "acme")
@@ -87,7 +101,9 @@ def test_init_add_platform_serve_and_stop(tmp_path: Path) -> None:
 def test_serve_without_init_explains(tmp_path: Path) -> None:
     out = subprocess.run(
         [*NUMBIND, "serve", "--data-dir", str(tmp_path / "none")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 1
     assert "numbind admin init" in out.stderr

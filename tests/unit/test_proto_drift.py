@@ -14,7 +14,10 @@ def test_regenerated_stubs_match_committed(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHON": sys.executable}
     subprocess.run(
         ["bash", str(ROOT / "scripts" / "gen_proto.sh"), str(tmp_path)],
-        check=True, cwd=ROOT, env=env, capture_output=True,
+        check=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
     )
     committed = ROOT / "proto" / "numbind" / "v1"
     fresh = tmp_path / "numbind" / "v1"

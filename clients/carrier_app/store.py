@@ -1,0 +1,476 @@
+"""The carrier app's own subscriber store (SQLite, stdlib sqlite3).
+
+What it keeps, and what it never keeps:
+
+- subscribers: an opaque random id (the only thing a session cookie carries), a pseudonymous
+  ``subject`` for attestations (random, stable), ``id_key`` = HMAC-SHA256(app secret, ID
+  number) so numbers enrolled under one ID group together (一证), and a scrypt hash of the
+  ID's last six characters (salted per subscriber, peppered with the app secret) for sign-in.
+  The ID number itself, or any part of it, is never stored.
+- numbers: each number's E.164 form and the start of the subscriber's tenure. The carrier
+  knows its subscribers' numbers; they stay here and never go to the registry.
+- sign-in challenges: one-time codes, stored as HMACs, valid for five minutes.
+- attempts: failed sign-in tries per number; the fifth locks the number for 15 minutes.
+- revocations: the registry revocation ids this app started, so progress survives a reload.
+
+Every method opens its own connection and, when it writes, one ``BEGIN IMMEDIATE``
+transaction, so the store is safe to call from any thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+__all__ = [
+    "CODE_TTL_SECONDS",
+    "LOCK_SECONDS",
+    "MAX_FAILURES",
+    "BadCredentials",
+    "Challenge",
+    "ChallengeInvalid",
+    "CodeExpired",
+    "Locked",
+    "Number",
+    "RevocationRecord",
+    "SignInError",
+    "Store",
+    "Subscriber",
+    "WrongCode",
+    "id_tail",
+    "normalise_id",
+]
+
+CODE_TTL_SECONDS = 5 * 60
+MAX_FAILURES = 5
+LOCK_SECONDS = 15 * 60
+CODE_DIGITS = 6
+# scrypt cost: ~20 ms per check; sign-in is also rate-limited by the lockout.
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
+_ID_RE = re.compile(r"\d{17}[\dX]|\d{15}")
+_TAIL_RE = re.compile(r"[\dX]{6}")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS subscribers (
+    id          TEXT PRIMARY KEY,
+    subject     TEXT NOT NULL UNIQUE,
+    id_key      BLOB NOT NULL UNIQUE,
+    tail_salt   BLOB NOT NULL,
+    tail_hash   BLOB NOT NULL,
+    created_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS numbers (
+    id            INTEGER PRIMARY KEY,
+    subscriber_id TEXT NOT NULL REFERENCES subscribers(id),
+    e164          TEXT NOT NULL UNIQUE,
+    tenure_start  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS challenges (
+    id          TEXT PRIMARY KEY,
+    e164        TEXT NOT NULL,
+    code_mac    BLOB NOT NULL,
+    expires_at  REAL NOT NULL,
+    used        INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS challenges_by_number ON challenges(e164);
+CREATE TABLE IF NOT EXISTS attempts (
+    e164          TEXT PRIMARY KEY,
+    failures      INTEGER NOT NULL DEFAULT 0,
+    locked_until  REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS revocations (
+    id            TEXT PRIMARY KEY,
+    subscriber_id TEXT NOT NULL REFERENCES subscribers(id),
+    number_id     INTEGER NOT NULL REFERENCES numbers(id),
+    scope         TEXT NOT NULL,
+    platforms     TEXT NOT NULL,
+    created_at    REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS revocations_by_subscriber ON revocations(subscriber_id, created_at);
+"""
+
+
+class SignInError(Exception):
+    """A sign-in step failed. Subclasses say why; none carries a number or an ID."""
+
+
+class BadCredentials(SignInError):
+    """The number is not ours, or the ID's last six do not match (indistinguishable)."""
+
+    def __init__(self, remaining: int | None = None) -> None:
+        super().__init__("number or ID does not match")
+        self.remaining = remaining
+
+
+class Locked(SignInError):
+    def __init__(self, until: float) -> None:
+        super().__init__(f"locked until {until:.0f}")
+        self.until = until
+
+
+class WrongCode(SignInError):
+    def __init__(self, remaining: int) -> None:
+        super().__init__(f"wrong code; {remaining} tries left")
+        self.remaining = remaining
+
+
+class CodeExpired(SignInError):
+    pass
+
+
+class ChallengeInvalid(SignInError):
+    """Unknown or already used challenge: start again."""
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: str
+    subject: str
+
+
+@dataclass(frozen=True)
+class Number:
+    id: int
+    subscriber_id: str
+    e164: str
+    tenure_start: datetime
+
+    def __repr__(self) -> str:  # never a full number in a log line
+        return f"Number(id={self.id}, e164={mask(self.e164)!r})"
+
+
+@dataclass(frozen=True)
+class Challenge:
+    id: str
+    code: str
+    expires_at: float
+    e164: str
+
+    def __repr__(self) -> str:
+        return f"Challenge(id={self.id!r}, e164={mask(self.e164)!r})"
+
+
+@dataclass(frozen=True)
+class RevocationRecord:
+    id: str
+    subscriber_id: str
+    number_id: int
+    scope: str
+    platforms: list[str]
+    created_at: float
+
+
+def normalise_id(id_number: str) -> str:
+    """An ID number in canonical form (no spaces, upper-case X), or ValueError."""
+    value = re.sub(r"\s+", "", id_number).upper()
+    if not _ID_RE.fullmatch(value):
+        raise ValueError("id_number: want 18 characters (digits, last may be X) or 15 digits")
+    return value
+
+
+def id_tail(text: str) -> str:
+    """The last six characters of an ID, canonical, or ValueError."""
+    value = re.sub(r"\s+", "", text).upper()
+    if not _TAIL_RE.fullmatch(value):
+        raise ValueError("id_tail: want six characters, digits or X")
+    return value
+
+
+def mask(e164: str) -> str:
+    """138****8000 for +8613800138000: safe for logs and pages."""
+    national = e164[3:] if e164.startswith("+86") else e164.lstrip("+")
+    if len(national) < 8:
+        return "*" * len(national)
+    return f"{national[:3]}****{national[-4:]}"
+
+
+class Store:
+    def __init__(
+        self, path: Path, secret: bytes, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        if len(secret) < 16:
+            raise ValueError("secret: want at least 16 bytes")
+        self.path = path
+        self._secret = secret
+        self._now = clock
+        with self._read() as db:
+            db.executescript(_SCHEMA)  # its own transaction
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            db.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def _id_key(self, id_number: str) -> bytes:
+        return hmac.new(self._secret, b"id\x00" + id_number.encode(), hashlib.sha256).digest()
+
+    def _tail_hash(self, tail: str, salt: bytes) -> bytes:
+        return hashlib.scrypt(self._secret + b"\x00" + tail.encode(), salt=salt, **_SCRYPT)
+
+    def _code_mac(self, challenge_id: str, code: str) -> bytes:
+        msg = f"otp\x00{challenge_id}\x00{code}".encode()
+        return hmac.new(self._secret, msg, hashlib.sha256).digest()
+
+    # -- enrolment (the carrier's back office) -------------------------------------------
+    def enroll(self, id_number: str, e164: str, tenure_start: datetime) -> Subscriber:
+        """Put a number under the subscriber with this ID (created if new).
+
+        A number enrolled again moves to the new subscriber with the new tenure start: that
+        is what a reissue looks like from the carrier's side.
+        """
+        canonical = normalise_id(id_number)
+        if tenure_start.tzinfo is None:
+            raise ValueError("tenure_start: want a time with a UTC offset")
+        key = self._id_key(canonical)
+        with self._tx() as db:
+            row = db.execute("SELECT id, subject FROM subscribers WHERE id_key = ?", (key,))
+            found = row.fetchone()
+            if found is None:
+                salt = secrets.token_bytes(16)
+                sub = Subscriber(secrets.token_hex(16), secrets.token_hex(16))
+                db.execute(
+                    "INSERT INTO subscribers (id, subject, id_key, tail_salt, tail_hash,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        sub.id,
+                        sub.subject,
+                        key,
+                        salt,
+                        self._tail_hash(canonical[-6:], salt),
+                        self._now(),
+                    ),
+                )
+            else:
+                sub = Subscriber(found[0], found[1])
+            db.execute(
+                "INSERT INTO numbers (subscriber_id, e164, tenure_start) VALUES (?, ?, ?)"
+                " ON CONFLICT(e164) DO UPDATE SET subscriber_id = excluded.subscriber_id,"
+                " tenure_start = excluded.tenure_start",
+                (sub.id, e164, tenure_start.timestamp()),
+            )
+        return sub
+
+    # -- sign-in -----------------------------------------------------------------------------
+    def _check_lock(self, db: sqlite3.Connection, e164: str, now: float) -> None:
+        row = db.execute("SELECT locked_until FROM attempts WHERE e164 = ?", (e164,)).fetchone()
+        if row is not None and row[0] > now:
+            raise Locked(row[0])
+
+    def _fail(self, db: sqlite3.Connection, e164: str, now: float) -> int:
+        """Count one failure; lock at the fifth. Returns tries left (0 means now locked)."""
+        db.execute(
+            "INSERT INTO attempts (e164, failures, locked_until) VALUES (?, 1, 0)"
+            " ON CONFLICT(e164) DO UPDATE SET failures = failures + 1",
+            (e164,),
+        )
+        (failures,) = db.execute("SELECT failures FROM attempts WHERE e164 = ?", (e164,)).fetchone()
+        if failures >= MAX_FAILURES:
+            db.execute(
+                "UPDATE attempts SET failures = 0, locked_until = ? WHERE e164 = ?",
+                (now + LOCK_SECONDS, e164),
+            )
+            db.execute("UPDATE challenges SET used = 1 WHERE e164 = ?", (e164,))
+            return 0
+        return int(MAX_FAILURES - failures)
+
+    def start_sign_in(self, e164: str, tail: str) -> Challenge:
+        """Check number + ID last six; issue a fresh code (earlier codes stop working).
+
+        Wrong last six count as failed tries on the number, like wrong codes, so the ID
+        cannot be guessed through this step either.
+        """
+        canonical_tail = id_tail(tail)
+        now = self._now()
+        fail: SignInError | None = None
+        challenge = Challenge(
+            secrets.token_urlsafe(18),
+            f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}",
+            now + CODE_TTL_SECONDS,
+            e164,
+        )
+        with self._tx() as db:
+            self._check_lock(db, e164, now)
+            row = db.execute(
+                "SELECT s.tail_salt, s.tail_hash FROM numbers n"
+                " JOIN subscribers s ON s.id = n.subscriber_id WHERE n.e164 = ?",
+                (e164,),
+            ).fetchone()
+            if row is None:
+                # Same work as a real check, so timing does not tell who is a subscriber.
+                self._tail_hash(canonical_tail, bytes(16))
+                raise BadCredentials()
+            if not hmac.compare_digest(self._tail_hash(canonical_tail, row[0]), row[1]):
+                remaining = self._fail(db, e164, now)
+                fail = Locked(now + LOCK_SECONDS) if remaining == 0 else BadCredentials(remaining)
+            else:
+                db.execute("UPDATE challenges SET used = 1 WHERE e164 = ?", (e164,))
+                db.execute("DELETE FROM challenges WHERE expires_at < ?", (now - 86400,))
+                db.execute(
+                    "INSERT INTO challenges (id, e164, code_mac, expires_at) VALUES (?, ?, ?, ?)",
+                    (
+                        challenge.id,
+                        e164,
+                        self._code_mac(challenge.id, challenge.code),
+                        challenge.expires_at,
+                    ),
+                )
+        # Raised after the commit, so the failure count sticks.
+        if fail is not None:
+            raise fail
+        return challenge
+
+    def challenge_number(self, challenge_id: str) -> str | None:
+        """The number a live challenge is for (to show it masked), or None."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT e164 FROM challenges WHERE id = ? AND used = 0", (challenge_id,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def verify_code(self, challenge_id: str, code: str) -> str:
+        """The subscriber id when the code is right; otherwise a SignInError."""
+        now = self._now()
+        fail: SignInError | None = None
+        subscriber_id = ""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT e164, code_mac, expires_at, used FROM challenges WHERE id = ?",
+                (challenge_id,),
+            ).fetchone()
+            if row is None or row[3]:
+                raise ChallengeInvalid("start again")
+            e164, mac, expires_at, _ = row
+            self._check_lock(db, e164, now)
+            if now >= expires_at:
+                db.execute("UPDATE challenges SET used = 1 WHERE id = ?", (challenge_id,))
+                fail = CodeExpired("code expired")
+            elif not hmac.compare_digest(self._code_mac(challenge_id, code.strip()), mac):
+                remaining = self._fail(db, e164, now)
+                fail = Locked(now + LOCK_SECONDS) if remaining == 0 else WrongCode(remaining)
+            else:
+                db.execute("UPDATE challenges SET used = 1 WHERE id = ?", (challenge_id,))
+                db.execute("DELETE FROM attempts WHERE e164 = ?", (e164,))
+                found = db.execute(
+                    "SELECT subscriber_id FROM numbers WHERE e164 = ?", (e164,)
+                ).fetchone()
+                if found is None:  # the number moved to someone else meanwhile
+                    fail = ChallengeInvalid("start again")
+                else:
+                    subscriber_id = str(found[0])
+        if fail is not None:
+            raise fail
+        return subscriber_id
+
+    def lock_state(self, e164: str) -> tuple[int, float]:
+        """(failures so far, locked until) for a number; (0, 0) when clean."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT failures, locked_until FROM attempts WHERE e164 = ?", (e164,)
+            ).fetchone()
+        return (0, 0.0) if row is None else (int(row[0]), float(row[1]))
+
+    # -- the signed-in subscriber --------------------------------------------------------
+    def subscriber(self, subscriber_id: str) -> Subscriber | None:
+        with self._read() as db:
+            row = db.execute(
+                "SELECT id, subject FROM subscribers WHERE id = ?", (subscriber_id,)
+            ).fetchone()
+        return None if row is None else Subscriber(row[0], row[1])
+
+    def numbers(self, subscriber_id: str) -> list[Number]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT id, subscriber_id, e164, tenure_start FROM numbers"
+                " WHERE subscriber_id = ? ORDER BY tenure_start DESC, id",
+                (subscriber_id,),
+            ).fetchall()
+        return [Number(r[0], r[1], r[2], datetime.fromtimestamp(r[3], UTC)) for r in rows]
+
+    def number(self, subscriber_id: str, number_id: int) -> Number | None:
+        for n in self.numbers(subscriber_id):
+            if n.id == number_id:
+                return n
+        return None
+
+    # -- revocations this app started ----------------------------------------------------
+    def add_revocation(
+        self,
+        revocation_id: str,
+        subscriber_id: str,
+        number_id: int,
+        scope: str,
+        platforms: list[str],
+    ) -> RevocationRecord:
+        record = RevocationRecord(
+            revocation_id, subscriber_id, number_id, scope, list(platforms), self._now()
+        )
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO revocations"
+                " (id, subscriber_id, number_id, scope, platforms, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    subscriber_id,
+                    number_id,
+                    scope,
+                    json.dumps(record.platforms),
+                    record.created_at,
+                ),
+            )
+        return record
+
+    def revocations(self, subscriber_id: str, limit: int = 20) -> list[RevocationRecord]:
+        """This subscriber's revocations, newest first."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT id, subscriber_id, number_id, scope, platforms, created_at"
+                " FROM revocations WHERE subscriber_id = ? ORDER BY created_at DESC LIMIT ?",
+                (subscriber_id, limit),
+            ).fetchall()
+        return [RevocationRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5]) for r in rows]
+
+    def revocation(self, subscriber_id: str, revocation_id: str) -> RevocationRecord | None:
+        with self._read() as db:
+            r = db.execute(
+                "SELECT id, subscriber_id, number_id, scope, platforms, created_at"
+                " FROM revocations WHERE id = ? AND subscriber_id = ?",
+                (revocation_id, subscriber_id),
+            ).fetchone()
+        return (
+            None if r is None else RevocationRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5])
+        )

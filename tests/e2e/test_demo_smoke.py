@@ -1,0 +1,147 @@
+"""`make demo` smoke test: it comes up, tells the story, and stops on Ctrl-C within 5 s with
+no process left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def processes() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, process group, state) for every live process."""
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        out[int(entry.name)] = (int(fields[1]), int(fields[2]), fields[0])
+    return out
+
+
+def descendants(root: int) -> dict[int, int]:
+    """pid -> process group of every process below root."""
+    table = processes()
+    found: dict[int, int] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, pgid, _) in table.items():
+            if ppid == parent and pid not in found:
+                found[pid] = pgid
+                frontier.append(pid)
+    return found
+
+
+def alive(pids: set[int], groups: set[int]) -> list[int]:
+    return [
+        pid
+        for pid, (_, pgid, state) in processes().items()
+        if state != "Z" and (pid in pids or pgid in groups)
+    ]
+
+
+def test_demo_comes_up_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+    registry_port, app_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "NUMBIND_DEMO_DIR": str(tmp_path / "demo"),
+        "NUMBIND_DEMO_REGISTRY_PORT": str(registry_port),
+        "NUMBIND_DEMO_APP_PORT": str(app_port),
+        "PYTHONUNBUFFERED": "1",
+    }
+    out_path = tmp_path / "demo.out"
+    with open(out_path, "wb") as out:
+        # Its own session stands in for the terminal: Ctrl-C goes to the foreground group.
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "clients.demo"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{app_port}"
+    children: dict[int, int] = {}
+    try:
+        deadline = time.monotonic() + 120
+        while "Press Ctrl-C to stop." not in out_path.read_text(errors="replace"):
+            assert demo.poll() is None, out_path.read_text(errors="replace")
+            assert time.monotonic() < deadline, out_path.read_text(errors="replace")
+            time.sleep(0.2)
+        printed = out_path.read_text()
+        assert f"Open {url}" in printed
+        assert "phone 13800138000, ID last six 081234" in printed
+        assert f"127.0.0.1:{registry_port}" in printed
+
+        with httpx.Client(base_url=url, timeout=30) as web:
+            home = web.get("/")
+            assert home.status_code == 200 and "获取验证码" in home.text
+            # The seeded story: the new holder sees the previous holder's six apps.
+            step = web.post("/signin", data={"phone": "13800138000", "id_tail": "081234"})
+            code = re.search(r'data-testid="demo-code">[^<]*?(\d{6})', step.text)
+            assert code, step.text
+            challenge = re.search(r'name="challenge" value="([^"]+)"', step.text)
+            assert challenge
+            me = web.post(
+                "/signin/code",
+                data={"challenge": challenge.group(1), "code": code.group(1)},
+                follow_redirects=True,
+            )
+            assert me.url.path == "/me"
+            assert "一键解绑（6 个应用）" in me.text
+            for name in ("示例网盘", "示例外卖", "示例小贷", "示例银行", "示例社交", "示例旅行"):
+                assert name in me.text
+            assert "13800138000" not in me.text
+
+        children = descendants(demo.pid)
+        assert children, "the demo runs the registry and the app as child processes"
+        demo_group = os.getpgid(demo.pid)
+        groups = set(children.values()) - {demo_group}
+        # Every child runs in a process group of its own, so Ctrl-C reaches only the demo.
+        assert demo_group not in children.values()
+
+        started = time.monotonic()
+        os.killpg(demo_group, signal.SIGINT)
+        exit_code = demo.wait(timeout=5)
+        took = time.monotonic() - started
+        assert took < 5, f"took {took:.1f}s to stop"
+        assert exit_code == 0, out_path.read_text()
+        assert "numbind demo stopped." in out_path.read_text()
+        for _ in range(20):
+            left = alive(set(children), groups)
+            if not left:
+                break
+            time.sleep(0.1)
+        assert not left, f"left behind: {left}"
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+            demo.wait()
+        for pgid in set(children.values()):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)

@@ -101,3 +101,14 @@ def row(
     if floor:
         text += f"   floor {floor:>12,.0f} ({floor_label})   ratio {value / floor:.2f}"
     print(text, flush=True)
+
+
+def add_all(
+    server: ServerProcess, principals: list[tuple[str, str]], jobs: int = 4
+) -> list[Bundle]:
+    """`server.add(role, name)` for each (role, name), `jobs` CLI processes at a time (each
+    is mostly interpreter start-up), bundles in the order given."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(lambda p: server.add(*p), principals))

@@ -170,8 +170,9 @@ class EventFeed:
                         if not follow and seen_through >= self.head_seq:
                             return
                         continue
-                    seen_through = max(seen_through, item.event.seq)
-                    yield self._event(item.event)
+                    for event in item.events.events:
+                        seen_through = max(seen_through, event.seq)
+                        yield self._event(event)
                 return
             except grpc.RpcError as rpc_exc:
                 exc: NumbindClientError = from_rpc_error(rpc_exc)

@@ -51,7 +51,9 @@ class FeedRpcs:
                     )
                 )
             else:
-                yield platforms_pb2.StreamEventsResponse(event=event_to_wire(item))
+                yield platforms_pb2.StreamEventsResponse(
+                    events=platforms_pb2.EventBatch(events=[event_to_wire(e) for e in item])
+                )
 
     async def AckEvents(
         self, request: platforms_pb2.AckEventsRequest, context: Ctx

@@ -25,7 +25,8 @@ from registry.services.notifier import FeedNotifier
 from registry.storage import idempotency, orders
 from registry.storage.db import Database
 
-PAGE = 500
+# Events per read; each page is one read and one mark-delivered write.
+PAGE = 1000
 MAX_ACKS = 10_000
 MAX_REASON = 500
 _ORDER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -68,7 +69,7 @@ class FeedService:
 
     async def stream(
         self, caller: Principal, after_seq: int, heartbeat_seconds: int
-    ) -> AsyncIterator[orders.FeedItem | Heartbeat]:
+    ) -> AsyncIterator[list[orders.FeedItem] | Heartbeat]:
         if heartbeat_seconds:
             if not 1 <= heartbeat_seconds <= 3600:
                 raise InvalidArgument(
@@ -101,8 +102,7 @@ class FeedService:
                 cursor = items[-1].seq
             if items:
                 await self._deliver(items)
-                for item in items:
-                    yield item
+                yield items
                 last_sent = time.monotonic()
                 continue
             wait = max(0.0, interval - (time.monotonic() - last_sent))

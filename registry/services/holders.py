@@ -151,7 +151,7 @@ class HolderService:
     ) -> list[NumberView]:
         validate.batch_size("attestations", len(signed), MAX_NUMBERS)
 
-        def act(session: Session) -> list[NumberView]:
+        def admit(session: Session) -> list[tuple[Attestation, int]]:
             atts = [
                 self._verify(session, caller, s, Purpose.QUERY, f"attestations[{i}]")
                 for i, s in enumerate(signed)
@@ -162,13 +162,17 @@ class HolderService:
                         f"attestations[{i}].subject: differs from attestations[0]; one query "
                         "covers the numbers of one subscriber"
                     )
-            views = []
-            for i, att in enumerate(atts):
-                tenure = self._admit(session, caller, att, f"attestations[{i}]")
-                views.append(self._view(session, att, tenure))
-            return views
+            return [
+                (att, self._admit(session, caller, att, f"attestations[{i}]"))
+                for i, att in enumerate(atts)
+            ]
 
-        return await self._db.run(act)
+        # The write is only the single-use check; the view is read outside it, so queries
+        # queue behind other writers for as short a time as possible.
+        admitted = await self._db.run(admit)
+        return await self._db.run(
+            lambda s: [self._view(s, att, tenure) for att, tenure in admitted], write=False
+        )
 
     def _view(self, session: Session, att: Attestation, tenure: int) -> NumberView:
         live = orders.live_bindings(session, att.token)

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,6 +39,15 @@ def _retryable(exc: BaseException) -> bool:
     if code in _RETRY_SQLSTATES:
         return True
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+def driver_sql(conn: Connection, text: str) -> str:
+    """Driver SQL in the dialect's positional paramstyle (SQLite `?`, psycopg `%s`).
+
+    Hot bulk paths use `exec_driver_sql` with executemany: SQLAlchemy's per-statement
+    compilation and ORM bookkeeping cost more than the database work there.
+    """
+    return text if conn.dialect.paramstyle == "qmark" else text.replace("?", "%s")
 
 
 class Database:

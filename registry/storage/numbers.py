@@ -3,23 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from registry.domain.lifecycle import NumberRecord
 from registry.domain.types import NumberState, now_us
+from registry.storage.db import driver_sql
 from registry.storage.models import LifecycleEventRow, NumberRow
 
+_COLUMNS = (
+    NumberRow.token,
+    NumberRow.carrier_pk,
+    NumberRow.state,
+    NumberRow.tenure_start_us,
+    NumberRow.last_reissued_us,
+    NumberRow.first_known_us,
+    NumberRow.last_effective_us,
+)
 
-def _record(row: NumberRow) -> NumberRecord:
+
+def _record(row: Any) -> NumberRecord:
     return NumberRecord(
-        carrier_pk=row.carrier_pk,
-        state=NumberState(row.state),
-        tenure_start_us=row.tenure_start_us,
-        last_reissued_us=row.last_reissued_us,
-        first_known_us=row.first_known_us,
-        last_effective_us=row.last_effective_us,
+        carrier_pk=row[1],
+        state=NumberState(row[2]),
+        tenure_start_us=row[3],
+        last_reissued_us=row[4],
+        first_known_us=row[5],
+        last_effective_us=row[6],
     )
 
 
@@ -30,18 +42,17 @@ def load(
     out: dict[bytes, NumberRecord] = {}
     wanted = list(dict.fromkeys(tokens))
     for i in range(0, len(wanted), 500):
-        stmt = select(NumberRow).where(NumberRow.token.in_(wanted[i : i + 500]))
+        stmt = select(*_COLUMNS).where(NumberRow.token.in_(wanted[i : i + 500]))
         if lock:
             # PostgreSQL: serialise concurrent reports for the same numbers.
             stmt = stmt.with_for_update()
-        for row in session.scalars(stmt):
-            out[row.token] = _record(row)
+        for row in session.execute(stmt):
+            out[row[0]] = _record(row)
     return out
 
 
 def get(session: Session, token: bytes) -> NumberRecord | None:
-    row = session.get(NumberRow, token)
-    return _record(row) if row else None
+    return load(session, [token]).get(token)
 
 
 def save(
@@ -49,25 +60,41 @@ def save(
 ) -> None:
     """Write final states: token -> (key_id, record); existing says insert or update."""
     now = now_us()
-    for token, (key_id, rec) in records.items():
-        values = {
-            "key_id": key_id,
-            "carrier_pk": rec.carrier_pk,
-            "state": int(rec.state),
-            "tenure_start_us": rec.tenure_start_us,
-            "last_reissued_us": rec.last_reissued_us,
-            "first_known_us": rec.first_known_us,
-            "last_effective_us": rec.last_effective_us,
-            "updated_us": now,
-        }
-        if token in existing:
-            row = session.get(NumberRow, token)
-            assert row is not None
-            for k, v in values.items():
-                setattr(row, k, v)
-        else:
-            session.add(NumberRow(token=token, **values))
-    session.flush()
+    inserts: list[tuple[object, ...]] = []
+    updates: list[tuple[object, ...]] = []
+    for token, (key_id, r) in records.items():
+        values = (
+            key_id,
+            r.carrier_pk,
+            int(r.state),
+            r.tenure_start_us,
+            r.last_reissued_us,
+            r.first_known_us,
+            r.last_effective_us,
+            now,
+        )
+        (updates if token in existing else inserts).append((*values, token))
+    conn = session.connection()
+    if inserts:
+        conn.exec_driver_sql(
+            driver_sql(
+                conn,
+                "INSERT INTO numbers (key_id, carrier_pk, state, tenure_start_us,"
+                " last_reissued_us, first_known_us, last_effective_us, updated_us, token)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            ),
+            inserts,
+        )
+    if updates:
+        conn.exec_driver_sql(
+            driver_sql(
+                conn,
+                "UPDATE numbers SET key_id = ?, carrier_pk = ?, state = ?, tenure_start_us = ?,"
+                " last_reissued_us = ?, first_known_us = ?, last_effective_us = ?,"
+                " updated_us = ? WHERE token = ?",
+            ),
+            updates,
+        )
 
 
 def log_events(session: Session, rows: Sequence[dict[str, object]]) -> None:

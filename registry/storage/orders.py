@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from registry.domain.types import (
@@ -24,6 +24,7 @@ from registry.domain.types import (
     OrderState,
     now_us,
 )
+from registry.storage.db import driver_sql
 from registry.storage.models import (
     BindingRow,
     FeedEventRow,
@@ -128,8 +129,8 @@ def append(
     by_platform: dict[int, list[NewOrder]] = defaultdict(list)
     for order in orders:
         by_platform[order.binding.platform_pk].append(order)
-    order_rows: list[dict[str, object]] = []
-    seqs: list[tuple[int, int]] = []
+    order_rows: list[tuple[object, ...]] = []
+    seqs: dict[str, tuple[int, int]] = {}
     for platform_pk in sorted(by_platform):  # fixed lock order: no deadlocks between reports
         batch = by_platform[platform_pk]
         head = session.execute(
@@ -140,39 +141,54 @@ def append(
         ).scalar_one()
         first = head - len(batch) + 1
         for offset, order in enumerate(batch):
+            oid = str(uuid.uuid4())
+            seqs[oid] = (platform_pk, first + offset)
             order_rows.append(
-                {
-                    "id": str(uuid.uuid4()),
-                    "revocation_id": revocation_id,
-                    "platform_pk": platform_pk,
-                    "binding_pk": order.binding.pk,
-                    "kind": int(order.kind),
-                    "cause": int(order.cause),
-                    "state": int(OrderState.PENDING),
-                    "outcome": 0,
-                    "reason": "",
-                    "tenure_start_us": order.tenure_start_us,
-                    "created_us": now,
-                    "deadline_us": deadline,
-                }
+                (
+                    oid,
+                    revocation_id,
+                    platform_pk,
+                    order.binding.pk,
+                    int(order.kind),
+                    int(order.cause),
+                    int(OrderState.PENDING),
+                    0,
+                    "",
+                    order.tenure_start_us,
+                    now,
+                    deadline,
+                )
             )
-            seqs.append((platform_pk, first + offset))
-    pks = session.scalars(
-        insert(OrderRow).returning(OrderRow.pk, sort_by_parameter_order=True), order_rows
-    ).all()
-    session.execute(
-        insert(FeedEventRow),
-        [
-            {"platform_pk": p, "seq": s, "order_pk": pk, "created_us": now}
-            for (p, s), pk in zip(seqs, pks, strict=True)
-        ],
+    conn = session.connection()
+    conn.exec_driver_sql(
+        driver_sql(
+            conn,
+            "INSERT INTO orders (id, revocation_id, platform_pk, binding_pk, kind, cause, state,"
+            " outcome, reason, tenure_start_us, created_us, deadline_us)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ),
+        order_rows,
     )
-    revoking = [o.binding.pk for o in orders if o.kind == EventKind.REVOKE]
-    for i in range(0, len(revoking), 500):
-        session.execute(
-            update(BindingRow)
-            .where(BindingRow.pk.in_(revoking[i : i + 500]))
-            .values(state=int(BindingState.REVOKING), updated_us=now)
+    # One indexed read back of the new pks beats RETURNING row by row.
+    pks = conn.exec_driver_sql(
+        driver_sql(conn, "SELECT id, pk FROM orders WHERE revocation_id = ?"), (revocation_id,)
+    ).all()
+    conn.exec_driver_sql(
+        driver_sql(
+            conn,
+            "INSERT INTO feed_events (platform_pk, seq, order_pk, created_us) VALUES (?, ?, ?, ?)",
+        ),
+        [(*seqs[oid], pk, now) for oid, pk in pks if oid in seqs],
+    )
+    revoking = [
+        (int(BindingState.REVOKING), now, o.binding.pk)
+        for o in orders
+        if o.kind == EventKind.REVOKE
+    ]
+    if revoking:
+        conn.exec_driver_sql(
+            driver_sql(conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ?"),
+            revoking,
         )
     return set(by_platform)
 
@@ -249,16 +265,16 @@ def stale_deliveries(
 
 
 def mark_delivered(session: Session, order_pks: Sequence[int]) -> None:
+    if not order_pks:
+        return
     now = now_us()
-    for i in range(0, len(order_pks), 500):
-        session.execute(
-            update(OrderRow)
-            .where(OrderRow.pk.in_(order_pks[i : i + 500]), OrderRow.state.in_(OPEN_STATES))
-            .values(
-                state=int(OrderState.DELIVERED),
-                delivered_us=now,
-            )
-        )
+    conn = session.connection()
+    conn.exec_driver_sql(
+        driver_sql(
+            conn, "UPDATE orders SET state = ?, delivered_us = ? WHERE pk = ? AND state IN (?, ?)"
+        ),
+        [(int(OrderState.DELIVERED), now, pk, *OPEN_STATES) for pk in order_pks],
+    )
 
 
 def feed_head(session: Session, platform_pk: int) -> int:
@@ -300,25 +316,37 @@ def record_acks(
     session: Session,
     acks: Sequence[tuple[AckTarget, int, int, str]],
 ) -> None:
-    """(order, new state, outcome, reason) each; bindings follow their REVOKE orders."""
+    """(order, new state, outcome, reason) each; bindings follow their REVOKE orders.
+
+    A refusal leaves the binding active (the holder sees the reason); done revokes it.
+    """
+    if not acks:
+        return
     now = now_us()
-    for order, state, outcome, reason in acks:
-        session.execute(
-            update(OrderRow)
-            .where(OrderRow.pk == order.pk)
-            .values(state=state, outcome=outcome, reason=reason, acked_us=now)
+    conn = session.connection()
+    conn.exec_driver_sql(
+        driver_sql(
+            conn,
+            "UPDATE orders SET state = ?, outcome = ?, reason = ?, acked_us = ? WHERE pk = ?",
+        ),
+        [(state, outcome, reason, now, order.pk) for order, state, outcome, reason in acks],
+    )
+    bindings = [
+        (
+            int(BindingState.ACTIVE if state == OrderState.REJECTED else BindingState.REVOKED),
+            now,
+            order.binding_pk,
+            int(BindingState.REVOKING),
         )
-        if order.kind != int(EventKind.REVOKE):
-            continue
-        binding_state = (
-            BindingState.ACTIVE if state == OrderState.REJECTED else BindingState.REVOKED
-        )
-        session.execute(
-            update(BindingRow)
-            .where(
-                BindingRow.pk == order.binding_pk, BindingRow.state == int(BindingState.REVOKING)
-            )
-            .values(state=int(binding_state), updated_us=now)
+        for order, state, _, _ in acks
+        if order.kind == int(EventKind.REVOKE)
+    ]
+    if bindings:
+        conn.exec_driver_sql(
+            driver_sql(
+                conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND state = ?"
+            ),
+            bindings,
         )
 
 

@@ -36,8 +36,8 @@ test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check registry clients tests bench
-	$(VENV)/bin/ruff format --check registry clients tests bench
+	$(VENV)/bin/ruff check registry clients tests bench scripts
+	$(VENV)/bin/ruff format --check registry clients tests bench scripts
 	$(VENV)/bin/mypy registry clients
 
 proto: $(STAMP)

@@ -11,7 +11,7 @@ database is wiped), on a fresh store each time:
 and the ratio of each measure to the floor. Tokens are random 64-byte values (tokenising
 real numbers is the token service's benchmark, not this one).
 
-    .venv/bin/python bench/publish.py [--rows 200000] [--batch 10000] [--in-flight 4]
+    .venv/bin/python -m bench.publish [--rows 200000] [--batch 10000] [--in-flight 4]
 """
 
 from __future__ import annotations
@@ -113,8 +113,8 @@ async def storage_rate(backend: Backend, work: Workload, scratch: Path) -> float
         now = now_us()
         start = time.perf_counter()
         for batch in batches:
-            prepared = store.prepare(batch)
-            counts = db.transact(lambda s, p=prepared: store.upsert(s, platform, p, now))
+            prepared = store.prepare(platform, batch, now)
+            counts = db.transact(lambda s, p=prepared: store.upsert(s, p))
             assert counts.inserted == len(batch), counts
         return work.rows / (time.perf_counter() - start)
     finally:

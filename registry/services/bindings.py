@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 Digests: TypeAlias = list[BucketDigest]
 # Two publishers inserting the same new binding at once (PostgreSQL; SQLite serialises
 # writers): the loser hits the unique key, and a fresh attempt sees the winner's row.
-_CONFLICT_ATTEMPTS = 3
+_CONFLICT_ATTEMPTS = 5
 
 
 class BindingService:
@@ -56,7 +56,7 @@ class BindingService:
         live = frozenset(k.key_id for k in self._keys.live())
         now = now_us()
         # Validation and hashing are pure CPU; off the event loop so other calls keep flowing.
-        batch = await asyncio.to_thread(_validated_batch, bindings, live, now)
+        batch = await asyncio.to_thread(_validated_batch, caller.pk, bindings, live, now)
 
         def act(session: Session) -> dict[str, Any]:
             return idempotency.once(
@@ -65,7 +65,7 @@ class BindingService:
                 "PublishBindings",
                 request_id,
                 body_hash,
-                lambda: dataclasses.asdict(store.upsert(session, caller.pk, batch, now)),
+                lambda: dataclasses.asdict(store.upsert(session, batch)),
             )
 
         return PublishCounts(**await self._write(act))
@@ -134,7 +134,7 @@ class BindingService:
 
 
 def _validated_batch(
-    bindings: Sequence[Binding], live_keys: frozenset[str], now: int
+    platform_pk: int, bindings: Sequence[Binding], live_keys: frozenset[str], now: int
 ) -> store.PreparedBatch:
     rules.validate_publish(bindings, live_keys, now)
-    return store.prepare(bindings)
+    return store.prepare(platform_pk, bindings, now)

@@ -31,6 +31,7 @@ from registry.domain.bindings import (
     WithdrawCounts,
 )
 from registry.domain.types import LIVE_BINDING_STATES, Binding, BindingKind, BindingState, Token
+from registry.storage.db import driver_sql
 from registry.storage.models import BindingRow
 
 __all__ = [
@@ -48,6 +49,7 @@ _T = BindingRow.__table__.c
 _LIVE = tuple(int(s) for s in LIVE_BINDING_STATES)
 _ACTIVE = int(BindingState.ACTIVE)
 _WITHDRAWN = int(BindingState.WITHDRAWN)
+_REVOKED = int(BindingState.REVOKED)
 # Parameters per SQLite statement (lookups, multi-row inserts): SQLite's default limit since
 # 3.32, and a cap on statement size where a build allows more.
 _MAX_VARIABLES = 32_766
@@ -119,8 +121,11 @@ def upsert(session: Session, batch: PreparedBatch) -> PublishCounts:
     """Insert new bindings, update changed or returning ones, count the rest as unchanged.
 
     MUST: batch holds each (token, account_ref) at most once (validated by the caller).
-    A WITHDRAWN or REVOKED binding published again becomes ACTIVE and counts as updated; a
-    REVOKING one keeps its state (its revocation order is still out).
+    A WITHDRAWN binding published again becomes ACTIVE and counts as updated; a REVOKING
+    one keeps its state (its revocation order is still out). A REVOKED binding becomes
+    ACTIVE only with a later bound_at (the account bound the number anew): republished as
+    it was, it is a stale row of a platform's nightly snapshot and stays revoked, counted
+    as unchanged, so a sync cannot undo a holder's revocation.
     """
     conn = session.connection()
     existing = {
@@ -145,6 +150,9 @@ def upsert(session: Session, batch: PreparedBatch) -> PublishCounts:
             inserts.append(row)
             continue
         pk, old_key_id, old_bound_us, old_kind, state = old
+        if state == _REVOKED and bound_us <= old_bound_us:
+            unchanged += 1
+            continue
         live = state in _LIVE
         if live and (old_key_id, old_bound_us, old_kind) == (key_id, bound_us, kind):
             unchanged += 1
@@ -154,7 +162,7 @@ def upsert(session: Session, batch: PreparedBatch) -> PublishCounts:
         _insert(conn, inserts)
     if updates:
         conn.exec_driver_sql(
-            _sql(
+            driver_sql(
                 conn,
                 "UPDATE bindings SET key_id = ?, bound_us = ?, kind = ?, state = ?, digest = ?,"
                 " updated_us = ? WHERE pk = ?",
@@ -182,7 +190,7 @@ def withdraw(
     pks = [(_WITHDRAWN, now, pk) for k in keys if (pk := live.get((k.token.value, k.account_ref)))]
     if pks:
         conn.exec_driver_sql(
-            _sql(conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ?"), pks
+            driver_sql(conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ?"), pks
         )
     return WithdrawCounts(len(pks), len(keys) - len(pks))
 
@@ -303,7 +311,7 @@ _ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 def _insert(conn: Connection, rows: list[Row]) -> None:
     if conn.dialect.name != "sqlite":
         # psycopg pipelines executemany: one round trip for the lot.
-        conn.exec_driver_sql(_sql(conn, _INSERT + _ROW_MARKS), rows)
+        conn.exec_driver_sql(driver_sql(conn, _INSERT + _ROW_MARKS), rows)
         return
     # As few statements as the variable limit allows. sqlite3 releases the GIL around
     # every statement step and must win it back afterwards, which costs up to the switch
@@ -323,8 +331,3 @@ def _max_variables(conn: Connection) -> int:
     dbapi = conn.connection.driver_connection
     assert isinstance(dbapi, sqlite3.Connection)
     return min(_MAX_VARIABLES, dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
-
-
-def _sql(conn: Connection, text: str) -> str:
-    """Driver SQL in the dialect's positional paramstyle (SQLite `?`, psycopg `%s`)."""
-    return text if conn.dialect.paramstyle == "qmark" else text.replace("?", "%s")

@@ -116,17 +116,29 @@ def test_same_token_with_another_account_ref_is_another_binding(st: Store) -> No
     assert st.digests(st.acme, 16) == expected_digests([a, b], 16)
 
 
-def test_withdrawn_or_revoked_binding_published_again_is_active_and_updated(st: Store) -> None:
+def test_withdrawn_binding_published_again_is_active_and_updated(st: Store) -> None:
     a, b, c = binding(), binding(), binding()
     st.publish(st.acme, [a, b, c])
     assert st.withdraw(st.acme, [key(a)]) == WithdrawCounts(1, 0)
     assert st.withdraw(st.acme, [key(a), key(b)]) == WithdrawCounts(1, 1)
     assert st.digests(st.acme, 0) == expected_digests([c], 0)
-    st.set_state(c, BindingState.REVOKED)
-    assert st.digests(st.acme, 0) == {}
-    assert st.publish(st.acme, [a, b, c]) == PublishCounts(0, 3, 0)
+    assert st.publish(st.acme, [a, b, c]) == PublishCounts(0, 2, 1)
     assert st.digests(st.acme, 0) == expected_digests([a, b, c], 0)
     assert {sb.state for t in (a, b, c) for sb in st.run(_for_token(t))} == {BindingState.ACTIVE}
+
+
+def test_revoked_binding_returns_only_when_bound_anew(st: Store) -> None:
+    a = binding()
+    st.publish(st.acme, [a])
+    st.set_state(a, BindingState.REVOKED)
+    # A stale snapshot row (same or older bound_at) cannot undo a holder's revocation.
+    assert st.publish(st.acme, [a]) == PublishCounts(0, 0, 1)
+    older = Binding(a.token, a.account_ref, a.bound_us - 5, a.kind)
+    assert st.publish(st.acme, [older]) == PublishCounts(0, 0, 1)
+    assert st.digests(st.acme, 0) == {}
+    later = Binding(a.token, a.account_ref, a.bound_us + 5, a.kind)
+    assert st.publish(st.acme, [later]) == PublishCounts(0, 1, 0)
+    assert st.digests(st.acme, 0) == expected_digests([later], 0)
 
 
 def test_revoking_binding_stays_revoking_and_live(st: Store) -> None:

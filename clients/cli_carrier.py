@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import re
 import sys
@@ -52,7 +51,14 @@ from clients.carrier import (
 from clients.phone import DEFAULT_REGION, InvalidNumber, to_e164
 from clients.platform import bound_at_problem
 from clients.progress import Meter, Progress, ProgressCallback, TqdmProgress
-from clients.rows import FileFormatError, Format, RowError, detect_format
+from clients.rows import (
+    Format,
+    InvalidField,
+    RowError,
+    detect_format,
+    read_records,
+    text_field,
+)
 
 __all__ = [
     "DEFAULT_SUBJECT",
@@ -272,120 +278,40 @@ def _carrier_bundle(path: Path) -> Bundle:
 
 
 # -- report file ---------------------------------------------------------------------------
-class _Invalid(Exception):
-    def __init__(self, field: str, reason: str) -> None:
-        self.field = field
-        self.reason = reason
-
-
 def read_reports(
     path: Path, fmt: Format | None = None, *, region: str = DEFAULT_REGION
 ) -> Iterator[LifecycleReport | RowError]:
     """Each row of a lifecycle file in order: a LifecycleReport (phone in E.164) or a
     RowError naming its line and field, never a value. FileFormatError for the whole file."""
-    fmt = fmt or detect_format(path)
-    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
-        records = _csv_records(path, fh) if fmt == "csv" else _jsonl_records(fh)
-        for line, record in records:
-            if isinstance(record, _Invalid):
-                yield RowError(line, record.field, record.reason)
-                continue
-            try:
-                yield _report_row(record, region)
-            except _Invalid as bad:
-                yield RowError(line, bad.field, bad.reason)
-
-
-def _csv_records(path: Path, fh: Any) -> Iterator[tuple[int, dict[str, Any] | _Invalid]]:
-    reader = csv.reader(fh, strict=True)
-    header: list[str] | None = None
-    columns: dict[str, int] = {}
-    while True:
-        line = reader.line_num + 1
-        try:
-            fields = next(reader)
-        except StopIteration:
-            break
-        except csv.Error:
-            yield line, _Invalid("row", "malformed CSV (unbalanced quotes?)")
-            continue
-        if not fields or fields == [""]:
-            continue
-        if header is None:
-            header = [name.strip().lower() for name in fields]
-            missing = [f for f in REPORT_FIELDS if f not in header]
-            if missing:
-                raise FileFormatError(
-                    f"{path}: line {line}: CSV header lacks {', '.join(missing)}; "
-                    f"want {','.join(REPORT_FIELDS)}"
-                )
-            twice = sorted({f for f in REPORT_FIELDS if header.count(f) > 1})
-            if twice:
-                raise FileFormatError(
-                    f"{path}: line {line}: CSV header names {', '.join(twice)} twice"
-                )
-            columns = {f: header.index(f) for f in REPORT_FIELDS}
-            continue
-        if len(fields) != len(header):
-            yield (
-                line,
-                _Invalid("row", f"got {len(fields)} fields, want {len(header)} (as the header)"),
-            )
-            continue
-        yield line, {f: fields[i] for f, i in columns.items()}
-    if header is None:
-        raise FileFormatError(f"{path}: empty file; want a CSV header {','.join(REPORT_FIELDS)}")
-
-
-def _jsonl_records(fh: Any) -> Iterator[tuple[int, dict[str, Any] | _Invalid]]:
-    for line, text in enumerate(fh, start=1):
-        if not text.strip():
+    for line, record in read_records(path, REPORT_FIELDS, fmt):
+        if isinstance(record, RowError):
+            yield record
             continue
         try:
-            value = json.loads(text)
-        except ValueError:
-            yield line, _Invalid("row", "not valid JSON")
-            continue
-        if not isinstance(value, dict):
-            yield line, _Invalid("row", "not a JSON object")
-            continue
-        yield line, value
-
-
-def _text(record: dict[str, Any], name: str, *, allow_int: bool = False) -> str:
-    value = record.get(name)
-    if allow_int and isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise _Invalid(name, "missing")
-    if not isinstance(value, str):
-        raise _Invalid(name, f"got a JSON {type(value).__name__}, want a string")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _Invalid(name, "not UTF-8") from None
-    return value.strip()
+            yield _report_row(record, region)
+        except InvalidField as bad:
+            yield RowError(line, bad.field, bad.reason)
 
 
 def _report_row(record: dict[str, Any], region: str) -> LifecycleReport:
     try:
-        e164 = to_e164(_text(record, "phone", allow_int=True), 0, region)
+        e164 = to_e164(text_field(record, "phone", allow_int=True), 0, region)
     except InvalidNumber as exc:
-        raise _Invalid("phone", exc.reason) from None
-    name = _text(record, "event").upper().replace("-", "_")
+        raise InvalidField("phone", exc.reason) from None
+    name = text_field(record, "event").upper().replace("-", "_")
     try:
         event = Lifecycle[name]
     except KeyError:
-        raise _Invalid(
+        raise InvalidField(
             "event", f"unknown; want one of {', '.join(e.name for e in Lifecycle)}"
         ) from None
     try:
-        effective_at = datetime.fromisoformat(_text(record, "effective_at"))
+        effective_at = datetime.fromisoformat(text_field(record, "effective_at"))
     except ValueError:
-        raise _Invalid("effective_at", "not an RFC 3339 time") from None
+        raise InvalidField("effective_at", "not an RFC 3339 time") from None
     problem = bound_at_problem(effective_at)  # the registry's rule for every instant
     if problem is not None:
-        raise _Invalid("effective_at", problem)
+        raise InvalidField("effective_at", problem)
     return LifecycleReport(e164, event, effective_at)
 
 
@@ -516,7 +442,7 @@ def _view_json(view: NumberView) -> dict[str, Any]:
     }
 
 
-def _view_text(view: NumberView) -> list[str]:
+def _viewtext_field(view: NumberView) -> list[str]:
     lines = [f"{view.e164}  tenure since {iso_utc(view.tenure_start) or 'unknown'}"]
     if not view.platforms:
         lines.append("  no bindings")
@@ -547,7 +473,7 @@ async def _query(args: argparse.Namespace) -> int:
         )
     else:
         for view in views:
-            print("\n".join(_view_text(view)))
+            print("\n".join(_viewtext_field(view)))
     return 0
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -22,7 +22,17 @@ from typing import Any, Literal
 from clients.phone import DEFAULT_REGION, InvalidNumber, to_e164
 from clients.platform import Kind, Row, bound_at_problem
 
-__all__ = ["FIELDS", "FileFormatError", "Format", "RowError", "detect_format", "read_rows"]
+__all__ = [
+    "FIELDS",
+    "FileFormatError",
+    "Format",
+    "InvalidField",
+    "RowError",
+    "detect_format",
+    "read_records",
+    "read_rows",
+    "text_field",
+]
 
 Format = Literal["csv", "jsonl"]
 FIELDS = ("phone", "account_id", "bound_at", "kind")
@@ -46,7 +56,9 @@ class RowError:
         return f"line {self.line}: {self.field}: {self.reason}"
 
 
-class _Invalid(Exception):
+class InvalidField(Exception):
+    """Raised by record converters: `field` is refused for `reason` (never the value)."""
+
     def __init__(self, field: str, reason: str) -> None:
         self.field = field
         self.reason = reason
@@ -78,21 +90,35 @@ def read_rows(
     Raises FileFormatError for problems that concern the whole file (a CSV header without
     the required columns).
     """
+    for line, record in read_records(path, FIELDS, fmt):
+        if isinstance(record, RowError):
+            yield record
+            continue
+        try:
+            yield _row(record, region, now)
+        except InvalidField as bad:
+            yield RowError(line, bad.field, bad.reason)
+
+
+def read_records(
+    path: Path, fields: Sequence[str], fmt: Format | None = None
+) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    """(line, record) for each CSV row or JSON Lines object, or a RowError for a record that
+    is not even well-formed. CSV headers must name every one of `fields`."""
     fmt = fmt or detect_format(path)
     # surrogateescape: a non-UTF-8 byte fails its own row, not the whole file.
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
-        records = _csv_records(path, fh) if fmt == "csv" else _jsonl_records(fh)
+        records = _csv_records(path, fh, fields) if fmt == "csv" else _jsonl_records(fh)
         for line, record in records:
-            if isinstance(record, _Invalid):
-                yield RowError(line, record.field, record.reason)
-                continue
-            try:
-                yield _row(record, region, now)
-            except _Invalid as bad:
-                yield RowError(line, bad.field, bad.reason)
+            if isinstance(record, InvalidField):
+                yield line, RowError(line, record.field, record.reason)
+            else:
+                yield line, record
 
 
-def _csv_records(path: Path, fh: Any) -> Iterator[tuple[int, dict[str, Any] | _Invalid]]:
+def _csv_records(
+    path: Path, fh: Any, required: Sequence[str]
+) -> Iterator[tuple[int, dict[str, Any] | InvalidField]]:
     reader = csv.reader(fh, strict=True)
     header: list[str] | None = None
     width = 0
@@ -105,90 +131,96 @@ def _csv_records(path: Path, fh: Any) -> Iterator[tuple[int, dict[str, Any] | _I
             break
         except csv.Error:
             # The csv module's message may quote the text; give the line only.
-            yield start, _Invalid("row", "malformed CSV (unbalanced quotes?)")
+            yield start, InvalidField("row", "malformed CSV (unbalanced quotes?)")
             continue
         line = start
         if not fields or fields == [""]:
             continue
         if header is None:
             header = [name.strip().lower() for name in fields]
-            missing = [f for f in FIELDS if f not in header]
+            missing = [f for f in required if f not in header]
             if missing:
                 raise FileFormatError(
                     f"{path}: line {line}: CSV header lacks {', '.join(missing)}; "
-                    f"want {','.join(FIELDS)}"
+                    f"want {','.join(required)}"
                 )
-            duplicated = sorted({f for f in FIELDS if header.count(f) > 1})
+            duplicated = sorted({f for f in required if header.count(f) > 1})
             if duplicated:
                 raise FileFormatError(
                     f"{path}: line {line}: CSV header names {', '.join(duplicated)} twice"
                 )
             width = len(header)
-            columns = {f: header.index(f) for f in FIELDS}
+            columns = {f: header.index(f) for f in required}
             continue
         if len(fields) != width:
-            yield line, _Invalid("row", f"got {len(fields)} fields, want {width} (as the header)")
+            yield (
+                line,
+                InvalidField("row", f"got {len(fields)} fields, want {width} (as the header)"),
+            )
             continue
         yield line, {f: fields[i] for f, i in columns.items()}
     if header is None:
-        raise FileFormatError(f"{path}: empty file; want a CSV header {','.join(FIELDS)}")
+        raise FileFormatError(f"{path}: empty file; want a CSV header {','.join(required)}")
 
 
-def _jsonl_records(fh: Any) -> Iterator[tuple[int, dict[str, Any] | _Invalid]]:
+def _jsonl_records(fh: Any) -> Iterator[tuple[int, dict[str, Any] | InvalidField]]:
     for line, text in enumerate(fh, start=1):
         if not text.strip():
             continue
         try:
             value = json.loads(text)
         except ValueError:
-            yield line, _Invalid("row", "not valid JSON")
+            yield line, InvalidField("row", "not valid JSON")
             continue
         if not isinstance(value, dict):
-            yield line, _Invalid("row", "not a JSON object")
+            yield line, InvalidField("row", "not a JSON object")
             continue
         yield line, value
 
 
-def _text(record: dict[str, Any], name: str, *, allow_int: bool = False) -> str:
+def text_field(record: dict[str, Any], name: str, *, allow_int: bool = False) -> str:
+    """A record's non-empty text field (integers allowed for phone columns), stripped."""
     value = record.get(name)
     if value is None:
-        raise _Invalid(name, "missing")
+        raise InvalidField(name, "missing")
     if allow_int and isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
         want = "a string or an integer" if allow_int else "a string"
-        raise _Invalid(name, f"got a JSON {type(value).__name__}, want {want}")
+        raise InvalidField(name, f"got a JSON {type(value).__name__}, want {want}")
     value = value.strip()
     if not value:
-        raise _Invalid(name, "missing")
+        raise InvalidField(name, "missing")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise _Invalid(name, "not UTF-8") from None
+        raise InvalidField(name, "not UTF-8") from None
     return value
 
 
 def _row(record: dict[str, Any], region: str, now: datetime | None) -> Row:
-    phone = _text(record, "phone", allow_int=True)
+    phone = text_field(record, "phone", allow_int=True)
     try:
         e164 = to_e164(phone, 0, region)
     except InvalidNumber as exc:
-        raise _Invalid("phone", exc.reason) from None
-    account_id = _text(record, "account_id", allow_int=True)
+        raise InvalidField("phone", exc.reason) from None
+    account_id = text_field(record, "account_id", allow_int=True)
 
     try:
-        bound_at = datetime.fromisoformat(_text(record, "bound_at"))
+        bound_at = datetime.fromisoformat(text_field(record, "bound_at"))
     except ValueError:
-        raise _Invalid("bound_at", "not an RFC 3339 time") from None
+        raise InvalidField("bound_at", "not an RFC 3339 time") from None
     problem = bound_at_problem(bound_at, now)
     if problem is not None:
-        raise _Invalid("bound_at", problem)
+        raise InvalidField("bound_at", problem)
 
     try:
-        kind = Kind.parse(_text(record, "kind"))
+        kind = Kind.parse(text_field(record, "kind"))
     except ValueError:
-        raise _Invalid("kind", f"unknown; want one of {', '.join(k.name for k in Kind)}") from None
+        raise InvalidField(
+            "kind", f"unknown; want one of {', '.join(k.name for k in Kind)}"
+        ) from None
     try:
         return Row(e164, account_id, bound_at, kind)
     except ValueError as exc:  # Row's own checks; their messages name fields, not values
-        raise _Invalid("row", str(exc)) from None
+        raise InvalidField("row", str(exc)) from None

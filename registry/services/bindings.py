@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeAlias
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from clients.protocol.digest import bucket16_range
@@ -28,19 +26,13 @@ from registry.domain.bindings import (
     WithdrawCounts,
 )
 from registry.domain.types import Binding, Principal, now_us
-from registry.errors import Unavailable
 from registry.keys import KeyRing
 from registry.storage import bindings as store
 from registry.storage import idempotency
 from registry.storage.db import Database
 
-log = logging.getLogger(__name__)
-
 # Module-level aliases: inside the class, `list` names the method.
 Digests: TypeAlias = list[BucketDigest]
-# Two publishers inserting the same new binding at once (PostgreSQL; SQLite serialises
-# writers): the loser hits the unique key, and a fresh attempt sees the winner's row.
-_CONFLICT_ATTEMPTS = 5
 
 
 class BindingService:
@@ -68,7 +60,7 @@ class BindingService:
                 lambda: dataclasses.asdict(store.upsert(session, batch)),
             )
 
-        return PublishCounts(**await self._write(act))
+        return PublishCounts(**await self._db.run(act))
 
     async def withdraw(
         self, caller: Principal, request_id: str, body_hash: bytes, keys: Sequence[BindingKey]
@@ -88,7 +80,7 @@ class BindingService:
                 lambda: dataclasses.asdict(store.withdraw(session, caller.pk, keys, now)),
             )
 
-        return WithdrawCounts(**await self._write(act))
+        return WithdrawCounts(**await self._db.run(act))
 
     async def digest(self, caller: Principal, bucket_bits: int, key_id: str) -> Digests:
         """Count and digest of the caller's live bindings per non-empty bucket."""
@@ -121,16 +113,6 @@ class BindingService:
             last_bucket, last_pk, _ = rows[size - 1]
             next_token = rules.encode_page_token(PageCursor(lo, hi, last_bucket, last_pk))
         return BindingPage([b for _, _, b in rows[:size]], next_token)
-
-    async def _write(self, fn: Callable[[Session], dict[str, Any]]) -> dict[str, Any]:
-        for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
-            try:
-                return await self._db.run(fn)
-            except IntegrityError as exc:
-                if attempt == _CONFLICT_ATTEMPTS:
-                    raise Unavailable("bindings: concurrent writes kept colliding; retry") from exc
-                log.info("retrying binding write after a unique-key race (attempt %d)", attempt)
-        raise AssertionError("unreachable")
 
 
 def _validated_batch(

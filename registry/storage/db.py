@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from registry.errors import Unavailable
@@ -33,6 +33,13 @@ MAX_ATTEMPTS = 6
 
 
 def _retryable(exc: BaseException) -> bool:
+    """Contention, not a fault: another transaction won a race and a fresh attempt will see
+    its result. That includes unique-key collisions (two writers inserting the same new
+    binding, number or idempotency record at once on PostgreSQL); every write path is
+    idempotent, so the retry answers from what the winner wrote. A unique violation that
+    persists is reported as Unavailable after MAX_ATTEMPTS, never as INTERNAL."""
+    if isinstance(exc, IntegrityError):
+        return True
     if not isinstance(exc, DBAPIError):
         return False
     code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
@@ -117,7 +124,7 @@ class Database:
                 with self.session(write=write) as session:
                     return fn(session)
             except DBAPIError as exc:
-                if not _retryable(exc):
+                if not write or not _retryable(exc):
                     raise
                 if attempt == MAX_ATTEMPTS:
                     raise Unavailable("storage: too much contention, retry later") from exc

@@ -148,3 +148,23 @@ def _reason_for_rejects(monkeypatch: pytest.MonkeyPatch) -> None:
         await original(self, outcome, reason)
 
     monkeypatch.setattr(FeedEvent, "ack", ack)
+
+
+async def test_concurrent_reports_for_new_numbers_all_succeed(
+    registry_any_store: RunningRegistry,
+) -> None:
+    """Writers racing to establish the same numbers: the losers retry, nobody sees an error."""
+    registry = registry_any_store
+    cm = registry.add_carrier("cm")
+    phones = [f"+86139{i:08d}" for i in range(20)]
+    async with carrier(cm) as c:
+        results = await asyncio.gather(
+            *(
+                c.report([LifecycleReport(p, Lifecycle.ISSUED, days_ago(30 - k)) for p in phones])
+                for k in range(4)
+            )
+        )
+        assert all(r.events == 20 for r in results)
+        assert sum(r.applied for r in results) + sum(r.superseded for r in results) == 80
+        (view,) = await c.query("s", [(phones[0], days_ago(30))])
+        assert view.platforms == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -115,3 +117,45 @@ async def test_admin_stats_and_key_rotation(registry: RunningRegistry) -> None:
         keys = await admin.ListKeys(admin_pb2.ListKeysRequest())
         assert [k.state for k in keys.keys].count(tokens_pb2.KEY_STATE_ACTIVE) == 1
         assert len(keys.keys) == 2
+
+
+async def test_real_registry_refuses_handshake_without_or_with_foreign_cert(
+    registry: RunningRegistry, tmp_path: Path
+) -> None:
+    """Against the real server: the TLS layer refuses before any interceptor or servicer."""
+    from clients.bundle import Bundle, make_client_key_and_csr
+    from registry.pki import CertificateAuthority, PrincipalId
+
+    ca_pem = registry.admin_bundle.ca_pem
+    calls = []
+    original = registry.registry.tokens.keys
+
+    def spy():  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return original()
+
+    registry.registry.tokens.keys = spy  # type: ignore[method-assign]
+    no_cert = grpc.ssl_channel_credentials(root_certificates=ca_pem)
+    other = CertificateAuthority.create(tmp_path / "other-ca")
+    key, csr = make_client_key_and_csr("acme")
+    foreign = Bundle.write(
+        tmp_path / "foreign",
+        registry=registry.address,
+        role="platform",
+        principal_id="acme",
+        ca_pem=ca_pem,
+        cert_pem=other.sign_csr(csr, PrincipalId("platform", "acme")),
+        key_pem=key,
+    )
+    registry.add_platform("acme")  # the principal exists; only its certificate is foreign
+    for creds in (no_cert, foreign.channel_credentials()):
+        async with grpc.aio.secure_channel(registry.address, creds) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await tokens_pb2_grpc.TokensStub(channel).GetKeys(
+                    tokens_pb2.GetKeysRequest(), timeout=5
+                )
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert calls == []
+    async with secure_channel(registry.add_platform("beta")) as channel:
+        await tokens_pb2_grpc.TokensStub(channel).GetKeys(tokens_pb2.GetKeysRequest())
+    assert calls == [1]

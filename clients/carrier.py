@@ -130,11 +130,12 @@ class CarrierClient:
         self.bundle = bundle
         self._channel = secure_channel(bundle)
         self._signing_key = bundle.attestation_signing_key()
-        self._tokens = Tokenizer(self._channel, region=region)
         self._carriers = carriers_pb2_grpc.CarriersStub(self._channel)
         self._holders = holders_pb2_grpc.HoldersStub(self._channel)
         self._platforms = platforms_pb2_grpc.PlatformsStub(self._channel)
         self._retry = retry or RetryPolicy()
+        # One retry policy for every call, tokenisation included.
+        self._tokens = Tokenizer(self._channel, region=region, retry=self._retry)
 
     @classmethod
     def from_bundle(cls, directory: str, **kw: object) -> CarrierClient:

@@ -84,6 +84,7 @@ class RegistryServer:
             [*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
         self.port = 0
+        self._stopped = False
 
     async def start(self) -> int:
         settings = self.registry.settings
@@ -100,7 +101,13 @@ class RegistryServer:
         return self.port
 
     async def stop(self) -> None:
-        """Stop accepting, let in-flight calls finish (streams end), close the store."""
+        """Stop accepting, let in-flight calls finish (streams end), close the store.
+
+        Idempotent: a second call (a test helper's cleanup, a second signal) does nothing.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
         await self.health.enter_graceful_shutdown()
         self.registry.stopping.set()
         await self.server.stop(self.registry.settings.shutdown_grace_seconds)

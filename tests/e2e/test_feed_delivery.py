@@ -4,6 +4,7 @@ precise refusals for acks that do not fit their order."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from pathlib import Path
 
@@ -81,3 +82,27 @@ async def test_redelivery_idempotent_acks_and_refusals(tmp_path: Path) -> None:
                 await stub.AckEvents(_ack(notice_id, platforms_pb2.ACK_OUTCOME_NOTED, rid="a1"))
             assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
             assert "a1" in (err.value.details() or "")
+
+
+async def test_stop_ends_open_streams_promptly(tmp_path: Path) -> None:
+    """Shutdown drains: an idle stream ends within the grace period, not at its heartbeat."""
+    async with running_registry(tmp_path / "data") as reg:
+        p1 = reg.add_platform("p1")
+        async with secure_channel(p1) as channel:
+            feed = EventFeed(channel, after_seq=0, heartbeat_seconds=600)
+            feed._retry = feed._retry.__class__(attempts=0)  # no reconnect after the stop
+
+            async def follow() -> None:
+                async for _ in feed.events():
+                    pass
+
+            task = asyncio.ensure_future(follow())
+            await asyncio.sleep(0.3)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await reg.server.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, 5)
+            assert task.done()
+            # Well inside the 5 s grace: the stream ended itself, nothing was cut off.
+            assert loop.time() - started < 2.0

@@ -69,6 +69,9 @@ async def test_no_number_in_db_logs_or_responses(tmp_path: Path) -> None:
                 )
                 responses.append(stats.SerializeToString())
             assert stats.orders_done == 4  # 2 reissue + 2 holder revocations, all acked
+            key = reg.registry.keys.active()
+            assert key.secret is not None
+            secrets = [key.secret, key.secret.hex().encode()]
             # Read while running: the WAL holds the latest writes until a checkpoint.
             blobs = {f.name: f.read_bytes() for f in (tmp_path / "data").glob("registry.db*")}
     finally:
@@ -78,6 +81,8 @@ async def test_no_number_in_db_logs_or_responses(tmp_path: Path) -> None:
     blobs["responses"] = b"\n".join(responses)
     assert len(blobs["logs"]) > 0 and len(blobs["registry.db"]) > 0
     for name, blob in blobs.items():
+        # The token key lives only in its 0600 file, never in the store or a log.
+        assert not any(secret in blob for secret in secrets), f"token key found in {name}"
         for number in NUMBERS:
             for form in _forms(number):
                 assert form not in blob, f"{number} found in {name}"

@@ -39,7 +39,7 @@ from registry.errors import (
     WrongCarrier,
 )
 from registry.services.notifier import FeedNotifier
-from registry.storage import idempotency, numbers, orders, principals
+from registry.storage import bindings, idempotency, numbers, orders, principals
 from registry.storage.db import Database
 from registry.storage.models import AttestationNonceRow, PrincipalRow
 
@@ -175,7 +175,7 @@ class HolderService:
         )
 
     def _view(self, session: Session, att: Attestation, tenure: int) -> NumberView:
-        live = orders.live_bindings(session, att.token)
+        live = bindings.bindings_for_token(session, att.token)
         names = principals.by_pks(session, {b.platform_pk for b in live})
         open_ = orders.open_orders_for_bindings(session, [b.pk for b in live], now_us())
         groups: dict[tuple[int, TenureClass], PlatformGroup] = {}
@@ -230,7 +230,7 @@ class HolderService:
                 wanted = set(by_name.values())
             targets = [
                 b
-                for b in orders.live_bindings(session, att.token)
+                for b in bindings.bindings_for_token(session, att.token)
                 if b.state == int(BindingState.ACTIVE)
                 and (scope != RevocationScope.ALL_PRE_TENURE or b.bound_us < tenure)
                 and (wanted is None or b.platform_pk in wanted)

@@ -26,7 +26,7 @@ from registry.domain.types import (
 from registry.errors import InvalidArgument, PermissionDenied
 from registry.keys import KeyRing
 from registry.services.notifier import FeedNotifier
-from registry.storage import idempotency, numbers, orders, usage
+from registry.storage import bindings, idempotency, numbers, orders, usage
 from registry.storage.db import Database
 
 MAX_EVENTS = 10_000
@@ -118,7 +118,7 @@ class LifecycleService:
             for t, o in zip(tokens, outcomes, strict=True)
             if o.revoke_before_us is not None or o.notify_deactivated
         ]
-        live = orders.live_bindings_many(session, list(dict.fromkeys(triggered)))
+        live = bindings.live_for_tokens(session, triggered)
         revoking: set[int] = set()
         new: list[orders.NewOrder] = []
         notices = revokes = 0

@@ -40,6 +40,7 @@ __all__ = [
     "bindings_for_token",
     "digests",
     "list_page",
+    "live_for_tokens",
     "prepare",
     "upsert",
     "withdraw",
@@ -84,6 +85,10 @@ class StoredBinding:
     platform_pk: int
     binding: Binding
     state: BindingState
+
+    @property
+    def bound_us(self) -> int:
+        return self.binding.bound_us
 
 
 def prepare(platform_pk: int, bindings: Iterable[Binding], now: int) -> PreparedBatch:
@@ -260,20 +265,39 @@ def list_page(
 
 def bindings_for_token(session: Session, token: bytes) -> list[StoredBinding]:
     """Every live binding to this token, across all platforms, by platform then pk."""
-    stmt = (
-        select(_T.pk, _T.platform_pk, _T.key_id, _T.account_ref, _T.bound_us, _T.kind, _T.state)
-        .where(_T.token == token, _T.state.in_(_LIVE))
-        .order_by(_T.platform_pk, _T.pk)
-    )
-    return [
-        StoredBinding(
-            pk,
-            platform_pk,
-            Binding(Token(key_id, token), ref, bound_us, BindingKind(kind)),
-            BindingState(state),
+    return live_for_tokens(session, [token]).get(token, [])
+
+
+def live_for_tokens(session: Session, tokens: Sequence[bytes]) -> dict[bytes, list[StoredBinding]]:
+    """Live bindings to each token, across all platforms (reissues, holder queries and
+    revocations), by platform then pk; tokens without any are absent."""
+    out: dict[bytes, list[StoredBinding]] = {}
+    wanted = list(dict.fromkeys(tokens))
+    for i in range(0, len(wanted), 500):
+        stmt = (
+            select(
+                _T.token,
+                _T.pk,
+                _T.platform_pk,
+                _T.key_id,
+                _T.account_ref,
+                _T.bound_us,
+                _T.kind,
+                _T.state,
+            )
+            .where(_T.token.in_(wanted[i : i + 500]), _T.state.in_(_LIVE))
+            .order_by(_T.token, _T.platform_pk, _T.pk)
         )
-        for pk, platform_pk, key_id, ref, bound_us, kind, state in session.execute(stmt)
-    ]
+        for token, pk, platform_pk, key_id, ref, bound_us, kind, state in session.execute(stmt):
+            out.setdefault(token, []).append(
+                StoredBinding(
+                    pk,
+                    platform_pk,
+                    Binding(Token(key_id, token), ref, bound_us, BindingKind(kind)),
+                    BindingState(state),
+                )
+            )
+    return out
 
 
 def _lookup(

@@ -17,13 +17,13 @@ from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 from registry.domain.types import (
-    LIVE_BINDING_STATES,
     BindingState,
     EventCause,
     EventKind,
     OrderState,
     now_us,
 )
+from registry.storage.bindings import StoredBinding
 from registry.storage.db import driver_sql
 from registry.storage.models import (
     BindingRow,
@@ -34,52 +34,6 @@ from registry.storage.models import (
 )
 
 OPEN_STATES = (int(OrderState.PENDING), int(OrderState.DELIVERED))
-
-
-@dataclass(frozen=True)
-class LiveBinding:
-    pk: int
-    platform_pk: int
-    bound_us: int
-    kind: int
-    state: int
-
-
-def live_bindings(session: Session, token: bytes) -> list[LiveBinding]:
-    rows = session.execute(
-        select(
-            BindingRow.pk,
-            BindingRow.platform_pk,
-            BindingRow.bound_us,
-            BindingRow.kind,
-            BindingRow.state,
-        ).where(
-            BindingRow.token == token,
-            BindingRow.state.in_([int(s) for s in LIVE_BINDING_STATES]),
-        )
-    )
-    return [LiveBinding(*r) for r in rows]
-
-
-def live_bindings_many(session: Session, tokens: Sequence[bytes]) -> dict[bytes, list[LiveBinding]]:
-    out: dict[bytes, list[LiveBinding]] = defaultdict(list)
-    for i in range(0, len(tokens), 500):
-        rows = session.execute(
-            select(
-                BindingRow.token,
-                BindingRow.pk,
-                BindingRow.platform_pk,
-                BindingRow.bound_us,
-                BindingRow.kind,
-                BindingRow.state,
-            ).where(
-                BindingRow.token.in_(tokens[i : i + 500]),
-                BindingRow.state.in_([int(s) for s in LIVE_BINDING_STATES]),
-            )
-        )
-        for token, *rest in rows:
-            out[token].append(LiveBinding(*rest))
-    return out
 
 
 def new_revocation(
@@ -109,7 +63,7 @@ def new_revocation(
 
 @dataclass(frozen=True)
 class NewOrder:
-    binding: LiveBinding
+    binding: StoredBinding
     kind: EventKind
     cause: EventCause
     tenure_start_us: int | None

@@ -11,9 +11,18 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from registry.domain.lifecycle import NumberRecord
-from registry.domain.types import BindingState, EventCause, EventKind, NumberState
+from registry.domain.types import (
+    Binding,
+    BindingKind,
+    BindingState,
+    EventCause,
+    EventKind,
+    NumberState,
+    Token,
+)
 from registry.errors import AlreadyExists
 from registry.storage import idempotency, migrate, numbers, orders, principals
+from registry.storage.bindings import StoredBinding
 from registry.storage.db import Database
 from registry.storage.models import BindingRow, FeedEventRow
 
@@ -28,7 +37,7 @@ def db(database_url: str) -> Iterator[Database]:
     database.close()
 
 
-def _binding(session: Session, platform_pk: int, i: int) -> orders.LiveBinding:
+def _binding(session: Session, platform_pk: int, i: int) -> StoredBinding:
     token = i.to_bytes(2, "big") + os.urandom(62)
     pk = session.execute(
         insert(BindingRow).returning(BindingRow.pk),
@@ -47,7 +56,8 @@ def _binding(session: Session, platform_pk: int, i: int) -> orders.LiveBinding:
             }
         ],
     ).scalar_one()
-    return orders.LiveBinding(pk, platform_pk, T0, 1, int(BindingState.ACTIVE))
+    b = Binding(Token("0123456789abcdef", token), b"acct", T0, BindingKind.LOGIN)
+    return StoredBinding(pk, platform_pk, b, BindingState.ACTIVE)
 
 
 def test_concurrent_appends_keep_each_feed_gap_free(db: Database) -> None:

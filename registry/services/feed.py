@@ -81,6 +81,7 @@ class FeedService:
         cursor = after_seq
         last_sent = time.monotonic()
         while not self._stopping.is_set():
+            generation = self._notifier.generation(caller.pk)
             items = await self._db.run(
                 functools.partial(
                     orders.read_feed, platform_pk=caller.pk, after_seq=cursor, limit=PAGE
@@ -108,7 +109,7 @@ class FeedService:
             wait = max(0.0, interval - (time.monotonic() - last_sent))
             wait = min(wait, self._visibility / 2)
             stop = asyncio.ensure_future(self._stopping.wait())
-            woke = asyncio.ensure_future(self._notifier.wait(caller.pk, wait))
+            woke = asyncio.ensure_future(self._notifier.wait(caller.pk, generation, wait))
             done, _ = await asyncio.wait({stop, woke}, return_when=asyncio.FIRST_COMPLETED)
             for fut in (stop, woke):
                 if fut not in done:

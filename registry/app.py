@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from registry.config import Settings
 from registry.domain.quota import Quotas
@@ -38,7 +38,7 @@ class Registry:
     feed: FeedService
     ca_pem: bytes
     # Set when the server begins to stop: long-lived streams end on it.
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: asyncio.Event
 
     @classmethod
     def open(cls, settings: Settings, *, migrate_schema: bool = True) -> Registry:

@@ -68,9 +68,12 @@ class KeyRing:
         path = self._path(key_id)
         try:
             secret = bytes.fromhex(path.read_text().strip())
+            matches = key_id_for(voprf.public_key(secret)) == key_id
         except FileNotFoundError:
             raise FailedPrecondition(f"key {key_id}: secret file {path} is missing") from None
-        if voprf.public_key(secret) is None or key_id_for(voprf.public_key(secret)) != key_id:
+        except (ValueError, voprf.VoprfError):
+            matches = False
+        if not matches:
             raise FailedPrecondition(f"key {key_id}: secret file {path} does not match")
         return secret
 

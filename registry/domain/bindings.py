@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ MAX_PAGE_SIZE = 10_000
 DEFAULT_PAGE_SIZE = 1_000
 _KIND_VALUES = frozenset(int(k) for k in BindingKind)
 _KIND_NAMES = ", ".join(k.name for k in BindingKind)
-_KEY_ID = re.compile(r"[0-9a-f]{16}")  # the shape of every token key id
 
 
 @dataclass(frozen=True)
@@ -123,7 +121,7 @@ def bucket(value: int, bits: int) -> int:
 def key_id_filter(value: str) -> str:
     """Optional key id: empty means every key; otherwise well-formed (live or not, so a
     platform can still reconcile what it holds under a retired key)."""
-    if value and not _KEY_ID.fullmatch(value):
+    if value and not validate.KEY_ID.fullmatch(value):
         raise field_error("key_id", repr(value[:40]), "empty, or 16 lowercase hex characters")
     return value
 

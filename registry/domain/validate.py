@@ -8,7 +8,8 @@ from registry.domain.types import TOKEN_BYTES, US, Token, now_us
 from registry.errors import InvalidArgument, field_error
 
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
-_KEY_ID = re.compile(r"[0-9a-f]{16}")
+# The shape of every token key id (registry.keys.key_id_for).
+KEY_ID = re.compile(r"[0-9a-f]{16}")
 _PRINCIPAL_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 EARLIEST_US = 631_152_000 * US  # 1990-01-01T00:00:00Z
 SKEW_US = 300 * US
@@ -36,7 +37,7 @@ def batch_size(field: str, n: int, limit: int) -> None:
 def token(field: str, key_id: str, value: bytes, live_keys: frozenset[str] | None = None) -> Token:
     if len(value) != TOKEN_BYTES:
         raise field_error(f"{field}.value", f"{len(value)} bytes", f"{TOKEN_BYTES}")
-    if not _KEY_ID.fullmatch(key_id):
+    if not KEY_ID.fullmatch(key_id):
         raise field_error(f"{field}.key_id", repr(key_id[:40]), "16 lowercase hex characters")
     if live_keys is not None and key_id not in live_keys:
         raise InvalidArgument(f"{field}.key_id: {key_id} is not a live token key")

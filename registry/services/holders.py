@@ -101,16 +101,19 @@ class HolderService:
         self._deadline = deadline_seconds
 
     # -- attestation checks ---------------------------------------------------------------
+    @staticmethod
+    def _carrier_key(session: Session, caller: Principal) -> bytes | None:
+        row = principals.find(session, Role.CARRIER, caller.name)
+        return row.attestation_key if row else None
+
+    @staticmethod
     def _verify(
-        self,
-        session: Session,
+        key: bytes | None,
         caller: Principal,
         signed: SignedAttestation,
         purpose: Purpose,
         where: str,
     ) -> Attestation:
-        row = principals.find(session, Role.CARRIER, caller.name)
-        key = row.attestation_key if row else None
         try:
             return attest.verify(
                 signed.attestation,
@@ -152,8 +155,9 @@ class HolderService:
         validate.batch_size("attestations", len(signed), MAX_NUMBERS)
 
         def admit(session: Session) -> list[tuple[Attestation, int]]:
+            key = self._carrier_key(session, caller)
             atts = [
-                self._verify(session, caller, s, Purpose.QUERY, f"attestations[{i}]")
+                self._verify(key, caller, s, Purpose.QUERY, f"attestations[{i}]")
                 for i, s in enumerate(signed)
             ]
             for i, att in enumerate(atts):
@@ -214,7 +218,9 @@ class HolderService:
             raise InvalidArgument("platform_ids: only allowed with scope PLATFORMS")
 
         def first(session: Session) -> dict[str, Any]:
-            att = self._verify(session, caller, signed, Purpose.REVOKE, "attestation")
+            att = self._verify(
+                self._carrier_key(session, caller), caller, signed, Purpose.REVOKE, "attestation"
+            )
             tenure = self._admit(session, caller, att, "attestation")
             wanted: set[int] | None = None
             if scope == RevocationScope.PLATFORMS:

@@ -22,11 +22,13 @@ from numbind.v1 import (
     common_pb2,
     holders_pb2,
     holders_pb2_grpc,
-    platforms_pb2,
     platforms_pb2_grpc,
 )
 
+from clients import reassigned
 from clients.bundle import Bundle, secure_channel
+from clients.errors import from_rpc_error
+from clients.platform import to_us as platform_to_us
 from clients.protocol import attestation
 from clients.retry import RetryPolicy, call_with_retry
 from clients.tokenizer import Tokenizer, TokenResult
@@ -49,13 +51,12 @@ class Scope(IntEnum):
 
 
 ORDER_STATES = {1: "PENDING", 2: "DELIVERED", 3: "DONE", 4: "REJECTED", 5: "OVERDUE"}
-REASSIGNED = {1: "REASSIGNED", 2: "NOT_REASSIGNED", 3: "NO_DATA"}
 
 
 def to_us(when: datetime) -> int:
     if when.tzinfo is None:
         raise ValueError("times must carry a UTC offset")
-    return int(when.timestamp() * 1_000_000)
+    return platform_to_us(when)  # exact integer microseconds, not via a float
 
 
 def _ts(when: datetime) -> Timestamp:
@@ -136,10 +137,6 @@ class CarrierClient:
         self._retry = retry or RetryPolicy()
         # One retry policy for every call, tokenisation included.
         self._tokens = Tokenizer(self._channel, region=region, retry=self._retry)
-
-    @classmethod
-    def from_bundle(cls, directory: str, **kw: object) -> CarrierClient:
-        return cls(Bundle.load(directory), **kw)  # type: ignore[arg-type]
 
     async def __aenter__(self) -> CarrierClient:
         return self
@@ -315,25 +312,15 @@ class CarrierClient:
         ]
 
     async def check_reassigned(self, queries: Sequence[tuple[str, datetime]]) -> list[str]:
-        tokens = await self._tokens.tokenize([p for p, _ in queries])
-        request = platforms_pb2.CheckReassignedRequest(
-            queries=[
-                platforms_pb2.ReassignedQuery(
-                    token=common_pb2.Token(key_id=t.key_id, value=t.token), since=_ts(since)
-                )
-                for t, (_, since) in zip(tokens, queries, strict=True)
-            ]
+        """REASSIGNED / NOT_REASSIGNED / NO_DATA per (phone, since), in order."""
+        answers = await reassigned.check_reassigned(
+            self._channel, self._tokens, queries, self._retry
         )
-        resp = await call_with_retry(
-            lambda: self._platforms.CheckReassigned(request, timeout=30), self._retry
-        )
-        return [REASSIGNED.get(a, "?") for a in resp.answers]
+        return [answer for _, _, answer in answers]
 
     async def _call(
         self, fn: Callable[..., object], request: object
     ) -> holders_pb2.QueryBindingsResponse:
-        from clients.errors import from_rpc_error
-
         try:
             return await fn(request, timeout=30)  # type: ignore[misc,no-any-return]
         except grpc.RpcError as exc:

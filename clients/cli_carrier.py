@@ -442,7 +442,7 @@ def _view_json(view: NumberView) -> dict[str, Any]:
     }
 
 
-def _viewtext_field(view: NumberView) -> list[str]:
+def _view_lines(view: NumberView) -> list[str]:
     lines = [f"{view.e164}  tenure since {iso_utc(view.tenure_start) or 'unknown'}"]
     if not view.platforms:
         lines.append("  no bindings")
@@ -473,7 +473,7 @@ async def _query(args: argparse.Namespace) -> int:
         )
     else:
         for view in views:
-            print("\n".join(_viewtext_field(view)))
+            print("\n".join(_view_lines(view)))
     return 0
 
 

@@ -26,15 +26,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-from numbind.v1 import common_pb2, platforms_pb2, platforms_pb2_grpc
-
+from clients import reassigned
 from clients.bundle import Bundle, secure_channel
-from clients.carrier import REASSIGNED, to_us
 from clients.cli_carrier import add_pair_options, iso_utc, paired, parse_since
 from clients.feed import AckOutcome, EventFeed, EventKind, FeedEvent
 from clients.phone import DEFAULT_REGION
-from clients.retry import RetryPolicy, call_with_retry
+from clients.retry import RetryPolicy
 from clients.tokenizer import Tokenizer
 
 __all__ = [
@@ -106,12 +103,6 @@ class ReassignedAnswer:
     answer: str  # REASSIGNED, NOT_REASSIGNED or NO_DATA
 
 
-def _timestamp(when: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromMicroseconds(to_us(when))
-    return ts
-
-
 async def check_reassigned(
     bundle: Bundle,
     queries: Sequence[tuple[str, datetime]],
@@ -120,45 +111,14 @@ async def check_reassigned(
     retry: RetryPolicy | None = None,
 ) -> list[ReassignedAnswer]:
     """Platforms.CheckReassigned for (phone, since) pairs, in order, with any bundle whose role
-    may ask (platform or carrier): tokenise with proof check, then ask in batches of 1,000."""
-    answers: list[ReassignedAnswer] = []
+    may ask (platform or carrier)."""
     async with secure_channel(bundle) as channel:
         tokenizer = Tokenizer(channel, region=region)
         try:
-            tokens = await tokenizer.tokenize([phone for phone, _ in queries])
+            answers = await reassigned.check_reassigned(channel, tokenizer, queries, retry)
         finally:
             tokenizer.close()
-        stub = platforms_pb2_grpc.PlatformsStub(channel)
-        for start in range(0, len(queries), MAX_REASSIGNED_QUERIES):
-            chunk = list(
-                zip(
-                    tokens[start : start + MAX_REASSIGNED_QUERIES],
-                    queries[start : start + MAX_REASSIGNED_QUERIES],
-                    strict=True,
-                )
-            )
-            request = platforms_pb2.CheckReassignedRequest(
-                queries=[
-                    platforms_pb2.ReassignedQuery(
-                        token=common_pb2.Token(key_id=t.key_id, value=t.token),
-                        since=_timestamp(since),
-                    )
-                    for t, (_, since) in chunk
-                ]
-            )
-            resp: platforms_pb2.CheckReassignedResponse = await call_with_retry(
-                lambda request=request: stub.CheckReassigned(request, timeout=30),  # type: ignore[misc]
-                retry,
-            )
-            if len(resp.answers) != len(chunk):
-                raise ValueError(
-                    f"registry answered {len(resp.answers)} of {len(chunk)} reassigned queries"
-                )
-            answers += [
-                ReassignedAnswer(t.e164, since, REASSIGNED.get(a, "?"))
-                for (t, (_, since)), a in zip(chunk, resp.answers, strict=True)
-            ]
-    return answers
+    return [ReassignedAnswer(e164, since, answer) for e164, since, answer in answers]
 
 
 async def _check_reassigned(args: argparse.Namespace) -> int:

@@ -176,7 +176,7 @@ class EventFeed:
                 return
             except grpc.RpcError as rpc_exc:
                 exc: NumbindClientError = from_rpc_error(rpc_exc)
-                if not exc.retryable or attempt >= self._retry.attempts:
+                if not exc.retryable or attempt + 1 >= self._retry.attempts:
                     raise exc from None
                 self.reconnects += 1
                 await asyncio.sleep(self._retry.delay(attempt, exc.retry_after))

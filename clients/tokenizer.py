@@ -52,8 +52,7 @@ def _finish_batch(
     proof: bytes,
 ) -> list[bytes]:
     try:
-        for element in evaluated:
-            voprf.deserialize_element(element)
+        # Verification deserialises (and so validates) every evaluated element itself.
         return voprf.voprf_finalize_batch(inputs, blinds, evaluated, blinded, proof, key.public_key)
     except voprf.VoprfError as exc:
         raise ProofError(
@@ -85,11 +84,17 @@ class Tokenizer:
         self._region = region
         self._retry = retry or RetryPolicy()
         self._key: PinnedKey | None = None
+        # Concurrent batches must not each fetch (and possibly pin different) keys.
+        self._key_lock = asyncio.Lock()
         # Blinding and finalising are scalar multiplications that release the GIL.
         self._pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1)
 
     async def key(self) -> PinnedKey:
         """Fetch the key once and pin it; every later proof must verify under it."""
+        async with self._key_lock:
+            return await self._fetch_key()
+
+    async def _fetch_key(self) -> PinnedKey:
         if self._key is None:
             resp: tokens_pb2.GetKeysResponse = await call_with_retry(
                 lambda: self._stub.GetKeys(tokens_pb2.GetKeysRequest(), timeout=30), self._retry

@@ -65,7 +65,8 @@ async def test_deactivate_then_reissue_revokes_everywhere(
             (notice,) = await consume_and_ack(p, registry.settings.data_dir / f"c{i}", 1, None)
             assert notice.kind == EventKind.NUMBER_DEACTIVATED
             assert notice.account_ref == f"old-holder-{i}".encode()
-        # ... and 90 days later it is sold to a new holder.
+        # ... and 90 days later it is sold to a new holder, who binds it at one app.
+        await publish(platforms[0], token, [(b"new-holder", days_ago(5))])
         s = await c.report([LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(10))])
         assert (s.applied, s.orders_created, s.notices_created) == (1, 3, 0)
         (revocation_id,) = s.revocation_ids
@@ -78,9 +79,12 @@ async def test_deactivate_then_reissue_revokes_everywhere(
         progress = await c.revocation(revocation_id)
         assert sorted(p.display_name for p in progress) == ["示例外卖", "示例小贷", "示例网盘"]
         assert {p.state for p in progress} == {"DONE"}
-        # The new holder's 一证通查: nothing of the previous holder is left.
+        # The new holder's 一证通查: nothing of the previous holder is left; their own
+        # binding, made after the tenure start, was never touched.
         (view,) = await c.query("subscriber-42", [(PHONE, days_ago(10))])
-        assert view.platforms == []
+        assert [(p.platform_id, p.pre_tenure, p.active_count) for p in view.platforms] == [
+            ("drive", False, 1)
+        ]
         # Reassigned-since, like the US RND: yes before the reissue, no after, never the date.
         answers = await c.check_reassigned(
             [(PHONE, days_ago(50)), (PHONE, days_ago(5)), ("+8613900000000", days_ago(50))]
@@ -88,7 +92,7 @@ async def test_deactivate_then_reissue_revokes_everywhere(
         assert answers == ["REASSIGNED", "NOT_REASSIGNED", "NO_DATA"]
     async with secure_channel(registry.admin_bundle) as channel:
         stats = await admin_pb2_grpc.AdminStub(channel).GetStats(admin_pb2.GetStatsRequest())
-    assert stats.active_bindings == 0 and stats.orders_done == 6
+    assert stats.active_bindings == 1 and stats.orders_done == 6
     assert [u.reassigned_checks for u in stats.usage if u.principal_id == "cm"] == [3]
 
 
@@ -165,6 +169,9 @@ async def test_concurrent_reports_for_new_numbers_all_succeed(
             )
         )
         assert all(r.events == 20 for r in results)
-        assert sum(r.applied for r in results) + sum(r.superseded for r in results) == 80
-        (view,) = await c.query("s", [(phones[0], days_ago(30))])
-        assert view.platforms == []
+        assert sum(r.applied for r in results) >= 20  # whoever ran first applied all of its
+        # Whatever order the reports committed in, the newest ISSUED (k=3) is the tenure.
+        views = await c.query("s", [(p, days_ago(30)) for p in phones[:3]])
+        for view in views:
+            assert view.tenure_start is not None
+            assert abs((view.tenure_start - days_ago(27)).total_seconds()) < 1

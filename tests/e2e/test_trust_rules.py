@@ -10,7 +10,17 @@ from datetime import datetime
 
 import grpc
 import pytest
-from numbind.v1 import admin_pb2, admin_pb2_grpc, holders_pb2, holders_pb2_grpc
+from numbind.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    carriers_pb2,
+    carriers_pb2_grpc,
+    common_pb2,
+    holders_pb2,
+    holders_pb2_grpc,
+    platforms_pb2,
+    platforms_pb2_grpc,
+)
 
 from clients import errors
 from clients.bundle import Bundle, secure_channel
@@ -120,7 +130,7 @@ async def test_every_attestation_failure_is_refused_and_changes_nothing(
             cu,
             _signed(cu, token, carrier_id="cm"),
             grpc.StatusCode.PERMISSION_DENIED,
-            "carrier",
+            "attestation.carrier_id",
         ),
         (
             "expired",
@@ -215,12 +225,64 @@ async def test_platforms_cannot_read_or_ack_each_others_feed(registry: RunningRe
     assert stats.orders_delivered + stats.orders_pending == 1
 
 
-async def test_heartbeat_when_idle(registry: RunningRegistry) -> None:
-    p1 = registry.add_platform("p1")
+async def test_heartbeats_when_idle_carry_the_head(registry: RunningRegistry) -> None:
+    cm, p1 = registry.add_carrier("cm"), registry.add_platform("p1")
+    token = await tokenize(p1, PHONE)
+    await publish(p1, token, [(b"acct", days_ago(60))])
+    async with carrier(cm) as c:
+        await c.report([LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(1))])
     async with secure_channel(p1) as channel:
-        feed = EventFeed(channel, after_seq=0, heartbeat_seconds=1)
-        got = [e async for e in feed.events(follow=False)]
-    assert got == [] and feed.head_seq == 0
+        call = platforms_pb2_grpc.PlatformsStub(channel).StreamEvents(
+            platforms_pb2.StreamEventsRequest(after_seq=1, heartbeat_seconds=1)
+        )
+        # Caught up from the start: only heartbeats, about one a second, naming the head.
+        for _ in range(2):
+            item = await asyncio.wait_for(call.read(), 2.5)
+            assert item.HasField("heartbeat") and item.heartbeat.head_seq == 1
+        call.cancel()
+
+
+async def test_out_of_order_events_are_superseded_and_trigger_nothing(
+    registry: RunningRegistry,
+) -> None:
+    cm, p1 = registry.add_carrier("cm"), registry.add_platform("p1")
+    token = await tokenize(p1, PHONE)
+    await publish(p1, token, [(b"old", days_ago(200))])
+    async with carrier(cm) as c:
+        s1 = await c.report([LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(10))])
+        # An older deactivation arriving late changes nothing and notifies nobody.
+        s2 = await c.report([LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(100))])
+        assert (s1.applied, s1.orders_created) == (1, 1)
+        assert (s2.applied, s2.superseded, s2.notices_created, s2.orders_created) == (0, 1, 0, 0)
+        (view,) = await c.query("s", [(PHONE, days_ago(50))])
+        assert view.tenure_start is not None
+        assert abs((view.tenure_start - days_ago(10)).total_seconds()) < 1
+    assert await _pending(p1) == [1]  # only the reissue's order
+
+
+async def test_report_retry_answers_as_first_and_reuse_is_refused(
+    registry: RunningRegistry,
+) -> None:
+    cm, p1 = registry.add_carrier("cm"), registry.add_platform("p1")
+    token = await tokenize(p1, PHONE)
+    await publish(p1, token, [(b"old", days_ago(200))])
+    event = carriers_pb2.LifecycleEvent(
+        token=common_pb2.Token(key_id=token.key_id, value=token.token),
+        kind=carriers_pb2.LIFECYCLE_KIND_REISSUED,
+    )
+    event.effective_at.FromDatetime(days_ago(1))
+    request = carriers_pb2.ReportLifecycleRequest(request_id="lc-1", events=[event])
+    async with secure_channel(cm) as channel:
+        stub = carriers_pb2_grpc.CarriersStub(channel)
+        first = await stub.ReportLifecycle(request)
+        again = await stub.ReportLifecycle(request)
+        assert first == again and first.orders_created == 1
+        request.events[0].kind = carriers_pb2.LIFECYCLE_KIND_DEACTIVATED
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.ReportLifecycle(request)
+        assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert "lc-1" in (err.value.details() or "")
+    assert await _pending(p1) == [1]  # the retry created no second order
 
 
 async def test_stream_pushes_new_events_without_polling_delay(registry: RunningRegistry) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 import grpc
@@ -57,6 +58,10 @@ async def test_tokens_differ_across_keys_and_old_key_still_evaluates(
     new = await _tokens(bundle, NUMBERS)
     assert new[0].key_id == rotated.key.key_id != old[0].key_id
     assert not {r.token for r in old} & {r.token for r in new}
+    assert await _key_states(bundle) == {
+        rotated.key.key_id: tokens_pb2.KEY_STATE_ACTIVE,
+        old[0].key_id: tokens_pb2.KEY_STATE_EVALUATE_ONLY,
+    }
     # EVALUATE_ONLY: re-tokenising under the old key still works and matches.
     again = await _tokens(bundle, NUMBERS, key_id=old[0].key_id)
     assert [r.token for r in again] == [r.token for r in old]
@@ -64,8 +69,45 @@ async def test_tokens_differ_across_keys_and_old_key_still_evaluates(
         await admin_pb2_grpc.AdminStub(channel).RetireKey(
             admin_pb2.RetireKeyRequest(request_id="retire-1", key_id=old[0].key_id)
         )
-    with pytest.raises(errors.Refused):
+    with pytest.raises(errors.Refused, match="not a live key"):
         await _tokens(bundle, NUMBERS, key_id=old[0].key_id)
+    assert await _key_states(bundle) == {rotated.key.key_id: tokens_pb2.KEY_STATE_ACTIVE}
+
+
+async def _key_states(bundle):  # type: ignore[no-untyped-def]
+    async with secure_channel(bundle) as channel:
+        keys = await tokens_pb2_grpc.TokensStub(channel).GetKeys(tokens_pb2.GetKeysRequest())
+    return {k.key_id: k.state for k in keys.keys}
+
+
+async def test_export_key_is_admin_only_and_returns_the_secret(
+    registry: RunningRegistry,
+) -> None:
+    key = registry.registry.keys.active()
+    async with secure_channel(registry.add_platform("alpha")) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await admin_pb2_grpc.AdminStub(channel).ExportKey(
+                admin_pb2.ExportKeyRequest(key_id=key.key_id)
+            )
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    out = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "registry",
+        "admin",
+        "export-key",
+        "--data-dir",
+        str(registry.settings.data_dir),
+        "--json",
+        key.key_id,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await out.communicate()
+    assert out.returncode == 0, stderr
+    assert b"WARNING" in stderr
+    exported = bytes.fromhex(json.loads(stdout)["secret_scalar"])
+    assert voprf.public_key(exported) == key.public_key
 
 
 async def test_pipelined_batches_keep_input_order(registry: RunningRegistry) -> None:

@@ -216,7 +216,8 @@ class _RateLimit:
             return False
         q.append(now)
         if len(self._seen) > 10_000:
-            self._seen = {k: v for k, v in self._seen.items() if v}
+            # Keep only clients seen in the last minute; older queues are spent.
+            self._seen = {k: v for k, v in self._seen.items() if v and v[-1] > now - 60}
         return True
 
 

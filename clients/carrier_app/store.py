@@ -84,6 +84,8 @@ CREATE TABLE IF NOT EXISTS challenges (
 );
 CREATE INDEX IF NOT EXISTS challenges_by_number ON challenges(e164);
 CREATE TABLE IF NOT EXISTS attempts (
+    -- HMAC of the number (see Store._attempt_key): numbers that are not ours get
+    -- counted too, and must not be kept in clear.
     e164          TEXT PRIMARY KEY,
     failures      INTEGER NOT NULL DEFAULT 0,
     locked_until  REAL NOT NULL DEFAULT 0
@@ -238,6 +240,9 @@ class Store:
     def _id_key(self, id_number: str) -> bytes:
         return hmac.new(self._secret, b"id\x00" + id_number.encode(), hashlib.sha256).digest()
 
+    def _attempt_key(self, e164: str) -> str:
+        return hmac.new(self._secret, b"attempts\x00" + e164.encode(), hashlib.sha256).hexdigest()
+
     def _tail_hash(self, tail: str, salt: bytes) -> bytes:
         return hashlib.scrypt(self._secret + b"\x00" + tail.encode(), salt=salt, **_SCRYPT)
 
@@ -286,22 +291,24 @@ class Store:
 
     # -- sign-in -----------------------------------------------------------------------------
     def _check_lock(self, db: sqlite3.Connection, e164: str, now: float) -> None:
-        row = db.execute("SELECT locked_until FROM attempts WHERE e164 = ?", (e164,)).fetchone()
+        key = self._attempt_key(e164)
+        row = db.execute("SELECT locked_until FROM attempts WHERE e164 = ?", (key,)).fetchone()
         if row is not None and row[0] > now:
             raise Locked(row[0])
 
     def _fail(self, db: sqlite3.Connection, e164: str, now: float) -> int:
         """Count one failure; lock at the fifth. Returns tries left (0 means now locked)."""
+        key = self._attempt_key(e164)
         db.execute(
             "INSERT INTO attempts (e164, failures, locked_until) VALUES (?, 1, 0)"
             " ON CONFLICT(e164) DO UPDATE SET failures = failures + 1",
-            (e164,),
+            (key,),
         )
-        (failures,) = db.execute("SELECT failures FROM attempts WHERE e164 = ?", (e164,)).fetchone()
+        (failures,) = db.execute("SELECT failures FROM attempts WHERE e164 = ?", (key,)).fetchone()
         if failures >= MAX_FAILURES:
             db.execute(
                 "UPDATE attempts SET failures = 0, locked_until = ? WHERE e164 = ?",
-                (now + LOCK_SECONDS, e164),
+                (now + LOCK_SECONDS, key),
             )
             db.execute("UPDATE challenges SET used = 1 WHERE e164 = ?", (e164,))
             return 0
@@ -329,11 +336,10 @@ class Store:
                 " JOIN subscribers s ON s.id = n.subscriber_id WHERE n.e164 = ?",
                 (e164,),
             ).fetchone()
-            if row is None:
-                # Same work as a real check, so timing does not tell who is a subscriber.
-                self._tail_hash(canonical_tail, bytes(16))
-                raise BadCredentials()
-            if not hmac.compare_digest(self._tail_hash(canonical_tail, row[0]), row[1]):
+            # A number that is not ours fails exactly like a wrong ID: same work (timing),
+            # same count and lockout (so the answers do not tell who is a subscriber).
+            salt, want = (bytes(16), b"") if row is None else (row[0], row[1])
+            if not hmac.compare_digest(self._tail_hash(canonical_tail, salt), want):
                 remaining = self._fail(db, e164, now)
                 fail = Locked(now + LOCK_SECONDS) if remaining == 0 else BadCredentials(remaining)
             else:
@@ -383,7 +389,7 @@ class Store:
                 fail = Locked(now + LOCK_SECONDS) if remaining == 0 else WrongCode(remaining)
             else:
                 db.execute("UPDATE challenges SET used = 1 WHERE id = ?", (challenge_id,))
-                db.execute("DELETE FROM attempts WHERE e164 = ?", (e164,))
+                db.execute("DELETE FROM attempts WHERE e164 = ?", (self._attempt_key(e164),))
                 found = db.execute(
                     "SELECT subscriber_id FROM numbers WHERE e164 = ?", (e164,)
                 ).fetchone()
@@ -399,7 +405,8 @@ class Store:
         """(failures so far, locked until) for a number; (0, 0) when clean."""
         with self._read() as db:
             row = db.execute(
-                "SELECT failures, locked_until FROM attempts WHERE e164 = ?", (e164,)
+                "SELECT failures, locked_until FROM attempts WHERE e164 = ?",
+                (self._attempt_key(e164),),
             ).fetchone()
         return (0, 0.0) if row is None else (int(row[0]), float(row[1]))
 

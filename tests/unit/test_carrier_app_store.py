@@ -120,11 +120,20 @@ def test_wrong_id_tail_counts_towards_the_lock(store: st.Store) -> None:
         store.start_sign_in(PHONE, "08123X")
 
 
-def test_unknown_number_is_refused_without_a_count(store: st.Store) -> None:
-    with pytest.raises(st.BadCredentials) as err:
-        store.start_sign_in("+8613700137000", "08123X")
-    assert err.value.remaining is None
-    assert store.lock_state("+8613700137000") == (0, 0.0)
+def test_unknown_number_fails_and_locks_exactly_like_a_subscriber(
+    store: st.Store, tmp_path: Path
+) -> None:
+    """Neither the answer nor the lockout tells whether a number is a subscriber's, and
+    numbers that are not ours are never kept in clear."""
+    stranger = "+8613700137000"
+    for left in (4, 3, 2, 1):
+        with pytest.raises(st.BadCredentials) as err:
+            store.start_sign_in(stranger, "08123X")
+        assert err.value.remaining == left
+    with pytest.raises(st.Locked):
+        store.start_sign_in(stranger, "08123X")
+    assert store.lock_state(stranger)[1] > 0
+    assert b"13700137000" not in b"".join(p.read_bytes() for p in tmp_path.glob("app.db*"))
 
 
 def test_malformed_tail_and_id_are_refused(store: st.Store) -> None:

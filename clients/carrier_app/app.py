@@ -67,6 +67,7 @@ FINAL_STATES = frozenset({"DONE", "REJECTED"})
 SETTLED_STATES = frozenset({"DONE", "REJECTED", "OVERDUE"})
 PROGRESS_PER_NUMBER = 3
 _PLATFORM_ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+_REQUEST_ID_RE = re.compile(r"[0-9a-f]{32}")
 _REVOCATION_ID_RE = re.compile(r"[0-9a-f-]{36}")
 _CODE_RE = re.compile(r"\d{6}")
 
@@ -606,6 +607,8 @@ def create_app(
             number_id=n.id,
             scope=scope,
             platform_id=platform_id,
+            # Fixed per confirmation page: a resubmitted form is answered, not repeated.
+            request_id=secrets.token_hex(16),
         )
 
     @app.post("/me/revoke")
@@ -614,10 +617,13 @@ def create_app(
         number_id: int = Form(0),
         scope: str = Form(""),
         platform_id: str = Form(""),
+        request_id: str = Form(""),
     ) -> Response:
         sub = current(request)
         if sub is None:
             return RedirectResponse("/", status_code=303)
+        if not _REQUEST_ID_RE.fullmatch(request_id):
+            request_id = uuid.uuid4().hex  # an old page without one: no retry protection
         target = _revoke_target(sub, number_id, scope, platform_id)
         if target is None:
             return RedirectResponse("/me?error=err.invalid", status_code=303)
@@ -627,7 +633,7 @@ def create_app(
         try:
             rid, orders = await registry(
                 client_of(request).revoke(
-                    sub.subject, n.e164, n.tenure_start, kind, ids, request_id=uuid.uuid4().hex
+                    sub.subject, n.e164, n.tenure_start, kind, ids, request_id=request_id
                 )
             )
         except Exception as exc:

@@ -32,11 +32,13 @@ def key_info(key: TokenKey) -> tokens_pb2.KeyInfo:
     )
 
 
-def body_hash(request: Message) -> bytes:
-    """SHA-256 of the request without its request_id: tells a retry from a reused id."""
+def body_hash(request: Message, without: tuple[str, ...] = ()) -> bytes:
+    """SHA-256 of the request without its request_id (and any `without` fields): tells a
+    retry from a reused id."""
     copy = type(request)()
     copy.CopyFrom(request)
-    copy.ClearField("request_id")
+    for name in ("request_id", *without):
+        copy.ClearField(name)
     return hashlib.sha256(copy.SerializeToString(deterministic=True)).digest()
 
 

@@ -50,7 +50,7 @@ class HoldersServicer(holders_pb2_grpc.HoldersServicer):
         rid, count = await self._service.request_revocation(
             current_principal(),
             request.request_id,
-            body_hash(request),
+            body_hash(request, without=("attestation",)),
             _signed(request.attestation),
             int(request.scope),
             list(request.platform_ids),

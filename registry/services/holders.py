@@ -8,6 +8,7 @@ kept until the attestation would have expired anyway).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -217,10 +218,7 @@ class HolderService:
         elif platform_ids:
             raise InvalidArgument("platform_ids: only allowed with scope PLATFORMS")
 
-        def first(session: Session) -> dict[str, Any]:
-            att = self._verify(
-                self._carrier_key(session, caller), caller, signed, Purpose.REVOKE, "attestation"
-            )
+        def first(session: Session, att: Attestation) -> dict[str, Any]:
             tenure = self._admit(session, caller, att, "attestation")
             wanted: set[int] | None = None
             if scope == RevocationScope.PLATFORMS:
@@ -261,13 +259,21 @@ class HolderService:
             return {"revocation_id": rid, "orders": len(targets), "platforms": sorted(platforms)}
 
         def act(session: Session) -> dict[str, Any]:
+            att = self._verify(
+                self._carrier_key(session, caller), caller, signed, Purpose.REVOKE, "attestation"
+            )
+            # The attestation is a credential, fresh on every try (new nonce, new times); what
+            # makes two calls the same request is what they ask for: the scope (in
+            # body_hash) for the attested number and subscriber. A resubmitted form thus gets
+            # its first answer instead of a conflict, and a replayed nonce is still refused.
+            same = hashlib.sha256(body_hash + att.token + att.subject.encode()).digest()
             return idempotency.once(
                 session,
                 caller.pk,
                 "RequestRevocation",
                 request_id,
-                body_hash,
-                lambda: first(session),
+                same,
+                lambda: first(session, att),
             )
 
         result = await self._db.run(act)

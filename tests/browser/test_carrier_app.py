@@ -397,8 +397,21 @@ async def test_without_javascript_a_confirmation_page_stands_in(
         await expect(page.get_by_role("heading", name="确认解绑")).to_be_visible()
         await expect(page.get_by_text("示例小贷", exact=False)).to_be_visible()
         await shot(page, request, "confirm-page")
+        fields = {
+            name: await page.locator(f"form input[name={name}]").input_value()
+            for name in ("number_id", "scope", "platform_id", "request_id")
+        }
         await page.get_by_role("button", name="确认解绑").click()
         await page.wait_for_url(re.compile(r"started="))
+        first = re.search(r"started=([0-9a-f-]+)", page.url)
+        # The same form sent again (a resubmit) is answered with the same revocation.
+        again = await page.request.post(
+            stack.url + "/me/revoke",
+            form=fields,
+            headers={"Origin": stack.url},
+            max_redirects=0,
+        )
+        assert first is not None and f"started={first.group(1)}" in again.headers["location"]
         # Without polling, a reload shows where things stand.
         for _ in range(40):
             await page.reload()

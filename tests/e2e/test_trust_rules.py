@@ -195,6 +195,24 @@ async def test_every_attestation_failure_is_refused_and_changes_nothing(
             )
         )
         assert again.revocation_id == ok.revocation_id
+        # So is a resubmission signed afresh (new nonce): same number, same scope.
+        fresh = _signed(cm, token, purpose=attestation.Purpose.REVOKE)
+        resent = await stub.RequestRevocation(
+            holders_pb2.RequestRevocationRequest(
+                request_id="r-good", attestation=fresh, scope=holders_pb2.REVOCATION_SCOPE_ALL
+            )
+        )
+        assert resent.revocation_id == ok.revocation_id
+        # The same id asking for something else is a conflict, not a second revocation.
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.RequestRevocation(
+                holders_pb2.RequestRevocationRequest(
+                    request_id="r-good",
+                    attestation=_signed(cm, token, purpose=attestation.Purpose.REVOKE),
+                    scope=holders_pb2.REVOCATION_SCOPE_ALL_PRE_TENURE,
+                )
+            )
+        assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
         # Nobody can follow a revocation they did not request.
     async with secure_channel(cu) as channel:
         with pytest.raises(grpc.aio.AioRpcError) as err:

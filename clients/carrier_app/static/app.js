@@ -23,6 +23,8 @@
         form.elements.number_id.value = f.elements.number.value;
         form.elements.scope.value = f.elements.scope.value;
         form.elements.platform_id.value = f.elements.platform ? f.elements.platform.value : "";
+        // One id per confirmed action: a resubmit of it is answered, not repeated.
+        form.elements.request_id.value = newRequestId();
         text.textContent = f.getAttribute("data-confirm") || "";
         dialog.showModal();
         var cancel = dialog.querySelector("[data-close]");
@@ -45,6 +47,14 @@
     if (cls) { node.className = cls; }
     if (content) { node.textContent = content; }
     return node;
+  }
+
+  function newRequestId() {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) {
+      return ("0" + b.toString(16)).slice(-2);
+    }).join("");
   }
 
   function stepFor(list, platform) {

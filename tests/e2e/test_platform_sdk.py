@@ -6,6 +6,7 @@ import asyncio
 import csv
 import json
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -299,16 +300,21 @@ async def test_server_refusals_are_typed_errors(registry: RunningRegistry) -> No
         with pytest.raises(InvalidNumber) as bad:
             await client.publish([*_rows(3), Row("12345", "a", T0)])
         assert bad.value.position == 3 and "12345" not in str(bad.value)
+        assert await client.digest(0) == {}  # nothing from the refused input was published
 
 
 async def test_publish_rides_out_quota_exhaustion(tmp_path: Path) -> None:
     # The token service's quota answers RESOURCE_EXHAUSTED with retry-after; the SDK waits.
-    quota = QuotaSettings(rate_per_second=1500.0, burst=400, daily_cap=100_000)
+    quota = QuotaSettings(rate_per_second=300.0, burst=400, daily_cap=100_000)
     async with running_registry(tmp_path / "data", quota=quota) as reg:
         bundle = reg.add_platform("acme")
         async with PlatformClient(bundle, batch_size=300) as client:
+            started = time.monotonic()
             summary = await client.publish(_rows(1500))
+            elapsed = time.monotonic() - started
         assert summary.inserted == 1500
+        # 1,100 evaluations beyond the burst at 300/s: only possible if the SDK waited.
+        assert elapsed >= (1500 - 400) / 300 * 0.9
 
 
 async def test_cli_sync_refuses_an_empty_snapshot_unless_allowed(

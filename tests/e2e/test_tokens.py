@@ -192,9 +192,10 @@ async def test_bad_inputs_get_precise_statuses(registry: RunningRegistry) -> Non
                 await stub.Evaluate(request)
             assert err.value.code() == code, needle
             assert needle in (err.value.details() or ""), err.value.details()
-    # Nothing was evaluated, so nothing was counted.
+        await stub.Evaluate(_bad([good, good]))  # two good elements, for contrast
+    # Refused batches were neither evaluated nor counted: only the good pair is.
     stats = await _stats(registry)
-    assert all(u.tokens_evaluated == 0 for u in stats.usage)
+    assert [(u.principal_id, u.tokens_evaluated) for u in stats.usage] == [("alpha", 2)]
 
 
 async def _stats(registry: RunningRegistry) -> admin_pb2.GetStatsResponse:

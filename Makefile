@@ -38,7 +38,7 @@ test: $(STAMP) browser
 lint: $(STAMP)
 	$(VENV)/bin/ruff check registry clients tests bench scripts
 	$(VENV)/bin/ruff format --check registry clients tests bench scripts
-	$(VENV)/bin/mypy registry clients
+	$(VENV)/bin/mypy registry clients bench
 
 proto: $(STAMP)
 	PYTHON=$(PY) ./scripts/gen_proto.sh

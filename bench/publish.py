@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from numbind.v1 import common_pb2, platforms_pb2, platforms_pb2_grpc, tokens_pb2, tokens_pb2_grpc
@@ -114,7 +115,7 @@ async def storage_rate(backend: Backend, work: Workload, scratch: Path) -> float
         start = time.perf_counter()
         for batch in batches:
             prepared = store.prepare(platform, batch, now)
-            counts = db.transact(lambda s, p=prepared: store.upsert(s, p))
+            counts = db.transact(partial(store.upsert, batch=prepared))
             assert counts.inserted == len(batch), counts
         return work.rows / (time.perf_counter() - start)
     finally:

@@ -463,7 +463,7 @@ def _live_bindings(conn: sqlite3.Connection, tokens: list[bytes]) -> list[tuple[
 @dataclass(frozen=True)
 class AppendTimes:
     orders: int
-    lookup_s: float  # orders.live_bindings_many for the reissued tokens
+    lookup_s: float  # bindings.live_for_tokens for the reissued tokens
     append_s: float  # orders.new_revocation + orders.append
     commit_s: float
 
@@ -472,6 +472,7 @@ def registry_append(db: Path, tokens: list[bytes]) -> AppendTimes:
     """The registry's storage calls for the same orders on a copy, in one transaction as in
     ReportLifecycle (without its number-state and audit-log writes)."""
     from registry.storage import orders
+    from registry.storage.bindings import live_for_tokens
     from registry.storage.db import Database
 
     with sqlite3.connect(db) as conn:
@@ -482,7 +483,7 @@ def registry_append(db: Path, tokens: list[bytes]) -> AppendTimes:
 
         def act(session: Any) -> tuple[int, float, float]:
             t0 = time.perf_counter()
-            live = orders.live_bindings_many(session, tokens)
+            live = live_for_tokens(session, tokens)
             new = [
                 orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, _now_us())
                 for bs in live.values()

@@ -12,7 +12,7 @@ LISTEN ?= 127.0.0.1:7443
 help:
 	@echo "make demo    - run the registry, sample platforms and the carrier app"
 	@echo "make test    - run every test (PostgreSQL too when NUMBIND_TEST_DATABASE_URL is set)"
-	@echo "make lint    - ruff + mypy --strict on registry/ and clients/"
+	@echo "make lint    - ruff + mypy --strict on registry/, clients/ and bench/"
 	@echo "make proto   - regenerate the committed gRPC stubs"
 	@echo "make bench   - benchmarks, each beside its physical floor"
 	@echo "make serve   - the registry alone, data in $(DATA)"

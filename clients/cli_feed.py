@@ -29,7 +29,7 @@ from typing import Any
 from clients import reassigned
 from clients.bundle import Bundle, secure_channel
 from clients.cli_carrier import add_pair_options, iso_utc, paired, parse_since
-from clients.feed import AckOutcome, EventFeed, EventKind, FeedEvent
+from clients.feed import CURSOR_FILE, AckOutcome, EventFeed, EventKind, FeedEvent
 from clients.phone import DEFAULT_REGION
 from clients.retry import RetryPolicy
 from clients.tokenizer import Tokenizer
@@ -42,7 +42,6 @@ __all__ = [
     "check_reassigned",
 ]
 
-CURSOR_FILE = "feed-cursor.json"
 MAX_REASSIGNED_QUERIES = 1_000
 CAUSES = {1: "REISSUED", 2: "HOLDER_REQUEST", 3: "DEACTIVATED"}
 _ACK_CHOICES = {

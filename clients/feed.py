@@ -28,6 +28,9 @@ from numbind.v1 import platforms_pb2, platforms_pb2_grpc
 from clients.errors import NumbindClientError, from_rpc_error
 from clients.retry import RetryPolicy, call_with_retry
 
+# Where a platform's cursor lives by default: in its bundle directory.
+CURSOR_FILE = "feed-cursor.json"
+
 
 class AckOutcome(IntEnum):
     UNBOUND = 1
@@ -188,4 +191,4 @@ class EventFeed:
         return self.events()
 
 
-__all__ = ["AckOutcome", "CursorStore", "EventFeed", "EventKind", "FeedEvent"]
+__all__ = ["CURSOR_FILE", "AckOutcome", "CursorStore", "EventFeed", "EventKind", "FeedEvent"]

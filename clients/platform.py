@@ -70,6 +70,7 @@ from numbind.v1 import common_pb2, platforms_pb2, platforms_pb2_grpc
 
 from clients.bundle import Bundle, BundleError, secure_channel
 from clients.errors import NumbindClientError, ServerError
+from clients.feed import CURSOR_FILE, EventFeed, FeedEvent
 from clients.phone import DEFAULT_REGION
 from clients.progress import Meter, ProgressCallback
 from clients.protocol.digest import (
@@ -617,6 +618,29 @@ class PlatformClient:
                 self._channel, key_id=self._want_key, region=self._region, in_flight=2
             )
         return self._stub, self._tokenizer
+
+    # ---- the event feed --------------------------------------------------------------------
+
+    def events(
+        self,
+        *,
+        follow: bool = True,
+        cursor_file: Path | str | None = None,
+        heartbeat_seconds: int = 0,
+    ) -> AsyncIterator[FeedEvent]:
+        """This platform's revocation orders and notices, as an async iterator.
+
+        Resumes after the last event acked without gaps; that cursor persists in
+        ``cursor_file`` (default ``<bundle>/feed-cursor.json``, shared with
+        ``numbind platform events``). Ack each with ``await event.ack(...)``; delivery is
+        at-least-once, so apply events by ``order_id``. Reconnects with backoff; with
+        ``follow=False`` it stops once caught up.
+        """
+        self._ensure()
+        assert self._channel is not None
+        path = cursor_file if cursor_file is not None else self.bundle.directory / CURSOR_FILE
+        feed = EventFeed(self._channel, path, heartbeat_seconds=heartbeat_seconds)
+        return feed.events(follow=follow)
 
     @property
     def account_refs(self) -> AccountRefs:

@@ -175,3 +175,26 @@ async def test_concurrent_reports_for_new_numbers_all_succeed(
         for view in views:
             assert view.tenure_start is not None
             assert abs((view.tenure_start - days_ago(27)).total_seconds()) < 1
+
+
+async def test_platform_client_events_resume_from_the_persisted_cursor(
+    registry: RunningRegistry,
+) -> None:
+    from clients.platform import PlatformClient
+
+    cm, p1 = registry.add_carrier("cm"), registry.add_platform("p1")
+    token = await tokenize(p1, PHONE)
+    await publish(p1, token, [(f"a{i}".encode(), days_ago(60 + i)) for i in range(3)])
+    async with carrier(cm) as c:
+        await c.report([LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(1))])
+    async with PlatformClient(p1) as client:
+        stream = client.events()
+        first = await asyncio.wait_for(stream.__anext__(), 5)
+        await first.ack(AckOutcome.UNBOUND)
+        await stream.aclose()  # type: ignore[attr-defined]
+    cursor = p1.directory / "feed-cursor.json"
+    assert cursor.exists()
+    async with PlatformClient(p1) as client:  # a restart: only the unacked two come back
+        rest = [e async for e in client.events(follow=False)]
+    assert [e.seq for e in rest] == [2, 3]
+    assert first.order_id not in {e.order_id for e in rest}

@@ -12,7 +12,7 @@ LISTEN ?= 127.0.0.1:7443
 help:
 	@echo "make demo    - run the registry, sample platforms and the carrier app"
 	@echo "make test    - run every test (PostgreSQL too when NUMBIND_TEST_DATABASE_URL is set)"
-	@echo "make lint    - ruff + mypy --strict on registry/, clients/ and bench/"
+	@echo "make lint    - ruff, mypy --strict and the import-layer contracts"
 	@echo "make proto   - regenerate the committed gRPC stubs"
 	@echo "make bench   - benchmarks, each beside its physical floor"
 	@echo "make serve   - the registry alone, data in $(DATA)"
@@ -36,21 +36,23 @@ test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check registry clients tests bench scripts
-	$(VENV)/bin/ruff format --check registry clients tests bench scripts
-	$(VENV)/bin/mypy registry clients bench
+	$(VENV)/bin/ruff check proto registry clients tests bench
+	$(VENV)/bin/ruff format --check proto registry clients tests bench
+	$(VENV)/bin/mypy -p numbind.protocol -p numbind.registry -p numbind.sdk -p numbind.cli -p numbind.carrier_app -p numbind.demo
+	$(VENV)/bin/mypy bench
+	$(VENV)/bin/lint-imports
 
 proto: $(STAMP)
-	PYTHON=$(PY) ./scripts/gen_proto.sh
+	PYTHON=$(PY) ./proto/gen_proto.sh
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
 
 serve: $(STAMP)
-	$(PY) -m registry serve --data-dir $(DATA) --listen $(LISTEN) --init
+	$(PY) -m numbind.cli serve --data-dir $(DATA) --listen $(LISTEN) --init
 
 demo: $(STAMP)
-	$(PY) -m clients.demo
+	$(PY) -m numbind.demo
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

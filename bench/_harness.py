@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from clients.bundle import Bundle
+from numbind.protocol.bundle import Bundle
 
 PY = sys.executable
 
@@ -27,7 +27,7 @@ def free_port() -> int:
 
 def numbind(*args: str, env: dict[str, str] | None = None) -> None:
     subprocess.run(
-        [PY, "-m", "registry", *args],
+        [PY, "-m", "numbind.cli", *args],
         check=True,
         stdout=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
@@ -76,7 +76,7 @@ def registry_process(env: dict[str, str] | None = None) -> Iterator[ServerProces
         numbind("admin", "init", "--data-dir", str(data), "--registry", listen, env=env)
         log = open(Path(tmp) / "serve.log", "wb")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
-            [PY, "-m", "registry", "serve", "--data-dir", str(data), "--listen", listen],
+            [PY, "-m", "numbind.cli", "serve", "--data-dir", str(data), "--listen", listen],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **env},

@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from numbind.sdk.platform import Kind, PlatformClient, Record
+
 from bench._harness import registry_process
-from clients.platform import Kind, PlatformClient, Record
 
 BUDGET_MB = 300
 BOUND = datetime.now(UTC) - timedelta(days=400)

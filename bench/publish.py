@@ -28,15 +28,14 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+from numbind.registry.domain.types import Binding, BindingKind, Token, now_us
+from numbind.registry.storage import bindings as store
+from numbind.registry.storage import migrate, principals
+from numbind.registry.storage.db import Database
+from numbind.registry.testing import running_registry
+from numbind.sdk.channel import secure_channel
 from numbind.v1 import common_pb2, platforms_pb2, platforms_pb2_grpc, tokens_pb2, tokens_pb2_grpc
 from sqlalchemy import create_engine, text
-
-from clients.bundle import secure_channel
-from registry.domain.types import Binding, BindingKind, Token, now_us
-from registry.storage import bindings as store
-from registry.storage import migrate, principals
-from registry.storage.db import Database
-from registry.testing import running_registry
 
 PG_ENV = "NUMBIND_TEST_DATABASE_URL"
 FLOOR_KEY_ID = "0123456789abcdef"
@@ -172,7 +171,7 @@ async def sdk_rate(backend: Backend, work: Workload, scratch: Path) -> float:
     it, so it runs on at most SDK_ROWS rows."""
     from datetime import UTC, datetime, timedelta
 
-    from clients.platform import Kind, PlatformClient, Row
+    from numbind.sdk.platform import Kind, PlatformClient, Row
 
     n = min(work.rows, SDK_ROWS)
     bound = datetime.now(UTC) - timedelta(days=30)

@@ -56,6 +56,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from numbind.protocol import attestation
+from numbind.protocol.bundle import Bundle
+from numbind.registry.domain.types import BindingState, EventCause, EventKind, OrderState
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.feed import EventFeed
 from numbind.v1 import (
     carriers_pb2,
     carriers_pb2_grpc,
@@ -69,10 +74,6 @@ from numbind.v1 import (
 )
 
 from bench._harness import add_all, registry_process, row
-from clients.bundle import Bundle, secure_channel
-from clients.feed import EventFeed
-from clients.protocol import attestation
-from registry.domain.types import BindingState, EventCause, EventKind, OrderState
 
 PLATFORMS = 20
 PER_TOKEN = 10  # bindings per number, each at a different platform
@@ -471,9 +472,9 @@ class AppendTimes:
 def registry_append(db: Path, tokens: list[bytes]) -> AppendTimes:
     """The registry's storage calls for the same orders on a copy, in one transaction as in
     ReportLifecycle (without its number-state and audit-log writes)."""
-    from registry.storage import orders
-    from registry.storage.bindings import live_for_tokens
-    from registry.storage.db import Database
+    from numbind.registry.storage import orders
+    from numbind.registry.storage.bindings import live_for_tokens
+    from numbind.registry.storage.db import Database
 
     with sqlite3.connect(db) as conn:
         carrier_pk = conn.execute("SELECT pk FROM principals WHERE role = 'carrier'").fetchone()[0]

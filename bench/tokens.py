@@ -14,12 +14,13 @@ import os
 import time
 
 import rbcl
+from numbind.protocol import voprf
+from numbind.protocol.bundle import Bundle
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.tokenizer import Tokenizer
 from numbind.v1 import tokens_pb2, tokens_pb2_grpc
 
 from bench._harness import registry_process, row
-from clients.bundle import Bundle, secure_channel
-from clients.protocol import voprf
-from clients.tokenizer import Tokenizer
 
 MULTS_PER_ELEMENT = 2
 

@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from numbind.registry.testing import RunningRegistry, running_registry
 from sqlalchemy import create_engine, text
-
-from registry.testing import RunningRegistry, running_registry
 
 PG_URL = os.environ.get("NUMBIND_TEST_DATABASE_URL", "")
 IN_CI = os.environ.get("CI", "").lower() == "true"

@@ -22,16 +22,16 @@ from pathlib import Path
 import pytest
 import uvicorn
 from itsdangerous import URLSafeTimedSerializer
+from numbind.carrier_app.app import AppSettings, create_app
+from numbind.carrier_app.i18n import CST
+from numbind.carrier_app.store import Store
+from numbind.protocol.bundle import Bundle
+from numbind.registry.testing import RunningRegistry, running_registry
+from numbind.sdk.carrier import CarrierClient, Lifecycle, LifecycleReport
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.feed import AckOutcome, EventFeed, EventKind
+from numbind.sdk.platform import PlatformClient, Row
 from playwright.async_api import Browser, Page, async_playwright, expect
-
-from clients.bundle import Bundle, secure_channel
-from clients.carrier import CarrierClient, Lifecycle, LifecycleReport
-from clients.carrier_app.app import AppSettings, create_app
-from clients.carrier_app.i18n import CST
-from clients.carrier_app.store import Store
-from clients.feed import AckOutcome, EventFeed, EventKind
-from clients.platform import PlatformClient, Row
-from registry.testing import RunningRegistry, running_registry
 
 pytestmark = pytest.mark.browser
 

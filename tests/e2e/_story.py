@@ -6,11 +6,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from numbind.protocol.bundle import Bundle
+from numbind.sdk.carrier import CarrierClient
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.tokenizer import Tokenizer, TokenResult
 from numbind.v1 import common_pb2, platforms_pb2, platforms_pb2_grpc
-
-from clients.bundle import Bundle, secure_channel
-from clients.carrier import CarrierClient
-from clients.tokenizer import Tokenizer, TokenResult
 
 NOW = datetime.now(UTC)
 

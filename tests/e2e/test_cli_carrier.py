@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from numbind.cli import main
+from numbind.protocol.bundle import Bundle
+from numbind.registry.testing import RunningRegistry
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.feed import AckOutcome, EventFeed, EventKind
 
-from clients.bundle import Bundle, secure_channel
-from clients.cli import main
-from clients.feed import AckOutcome, EventFeed, EventKind
-from registry.testing import RunningRegistry
 from tests.e2e._story import days_ago, publish, tokenize
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -334,7 +335,7 @@ async def test_holder_revoke_by_platform_and_follow_until_ctrl_c(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from clients.cli import main; raise SystemExit(main())",
+        "from numbind.cli import main; raise SystemExit(main())",
         "platform",
         "events",
         "--bundle",

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from numbind.protocol.bundle import Bundle
+from numbind.sdk.channel import secure_channel
 from numbind.v1 import tokens_pb2, tokens_pb2_grpc
 
-from clients.bundle import Bundle, secure_channel
-
-NUMBIND = [sys.executable, "-m", "registry"]
+NUMBIND = [sys.executable, "-m", "numbind.cli"]
 
 
 def _free_port() -> int:

@@ -77,7 +77,7 @@ def test_demo_comes_up_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     with open(out_path, "wb") as out:
         # Its own session stands in for the terminal: Ctrl-C goes to the foreground group.
         demo = subprocess.Popen(
-            [sys.executable, "-m", "clients.demo"],
+            [sys.executable, "-m", "numbind.demo"],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

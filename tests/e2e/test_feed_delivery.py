@@ -10,12 +10,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from numbind.registry.testing import running_registry
+from numbind.sdk.carrier import Lifecycle, LifecycleReport
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.feed import EventFeed
 from numbind.v1 import platforms_pb2, platforms_pb2_grpc
 
-from clients.bundle import secure_channel
-from clients.carrier import Lifecycle, LifecycleReport
-from clients.feed import EventFeed
-from registry.testing import running_registry
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 
 PHONE = "+8613800138000"

@@ -8,6 +8,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from numbind.registry.testing import RunningRegistry
+from numbind.sdk.channel import secure_channel
 from numbind.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -16,9 +18,6 @@ from numbind.v1 import (
     tokens_pb2,
     tokens_pb2_grpc,
 )
-
-from clients.bundle import secure_channel
-from registry.testing import RunningRegistry
 
 
 async def test_health_is_serving(registry: RunningRegistry) -> None:
@@ -51,8 +50,8 @@ async def test_reflection_lists_every_numbind_service(registry: RunningRegistry)
 
 async def test_unregistered_principal_is_unauthenticated(registry: RunningRegistry) -> None:
     # A cert from the right CA for a principal the store does not know.
-    from clients.bundle import Bundle, make_client_key_and_csr
-    from registry.pki import CertificateAuthority, PrincipalId
+    from numbind.protocol.bundle import Bundle, make_client_key_and_csr
+    from numbind.registry.pki import CertificateAuthority, PrincipalId
 
     ca = CertificateAuthority.load(registry.settings.pki_dir)
     key, csr = make_client_key_and_csr("ghost")
@@ -123,8 +122,8 @@ async def test_real_registry_refuses_handshake_without_or_with_foreign_cert(
     registry: RunningRegistry, tmp_path: Path
 ) -> None:
     """Against the real server: the TLS layer refuses before any interceptor or servicer."""
-    from clients.bundle import Bundle, make_client_key_and_csr
-    from registry.pki import CertificateAuthority, PrincipalId
+    from numbind.protocol.bundle import Bundle, make_client_key_and_csr
+    from numbind.registry.pki import CertificateAuthority, PrincipalId
 
     ca_pem = registry.admin_bundle.ca_pem
     calls = []

@@ -13,9 +13,9 @@ import grpc.aio
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-
-from clients.bundle import Bundle, make_client_key_and_csr, secure_channel
-from registry.pki import CertificateAuthority, PrincipalId, principal_from_cert_pem
+from numbind.protocol.bundle import Bundle, make_client_key_and_csr
+from numbind.registry.pki import CertificateAuthority, PrincipalId, principal_from_cert_pem
+from numbind.sdk.channel import secure_channel
 
 RPC_TIMEOUT = 10.0
 

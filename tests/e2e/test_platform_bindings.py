@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from numbind.protocol.digest import EMPTY_DIGEST, binding_digest, bucket_of, xor
+from numbind.registry.testing import RunningRegistry
+from numbind.sdk.channel import secure_channel
 from numbind.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -22,10 +25,6 @@ from numbind.v1 import (
     tokens_pb2,
     tokens_pb2_grpc,
 )
-
-from clients.bundle import secure_channel
-from clients.protocol.digest import EMPTY_DIGEST, binding_digest, bucket_of, xor
-from registry.testing import RunningRegistry
 
 US = 1_000_000
 NOW_US = time.time_ns() // 1000

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import grpc
 import pytest
-
-from clients import errors
-from clients.bundle import Bundle, secure_channel
-from clients.cli import main as cli_main
-from clients.phone import InvalidNumber
-from clients.platform import Kind, PlatformClient, Record, Row, SyncAborted
-from clients.progress import Progress
-from clients.protocol.digest import bucket_of
-from clients.tokenizer import Tokenizer
-from registry.config import QuotaSettings
-from registry.testing import RunningRegistry, running_registry
+from numbind.cli import main as cli_main
+from numbind.protocol.bundle import Bundle
+from numbind.protocol.digest import bucket_of
+from numbind.registry.config import QuotaSettings
+from numbind.registry.testing import RunningRegistry, running_registry
+from numbind.sdk import errors
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.phone import InvalidNumber
+from numbind.sdk.platform import Kind, PlatformClient, Record, Row, SyncAborted
+from numbind.sdk.progress import Progress
+from numbind.sdk.tokenizer import Tokenizer
 
 T0 = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
 

@@ -8,13 +8,13 @@ import io
 import logging
 from pathlib import Path
 
+from numbind.registry.logs import JsonFormatter
+from numbind.registry.testing import running_registry
+from numbind.sdk.carrier import Lifecycle, LifecycleReport, Scope
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.feed import AckOutcome, EventFeed
 from numbind.v1 import admin_pb2, admin_pb2_grpc
 
-from clients.bundle import secure_channel
-from clients.carrier import Lifecycle, LifecycleReport, Scope
-from clients.feed import AckOutcome, EventFeed
-from registry.logs import JsonFormatter
-from registry.testing import running_registry
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 
 NUMBERS = ["+8613800138000", "+8613912345678", "+8618611112222"]

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from numbind.registry.testing import RunningRegistry
+from numbind.sdk.carrier import Lifecycle, LifecycleReport
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.feed import AckOutcome, EventFeed, EventKind, FeedEvent
 from numbind.v1 import admin_pb2, admin_pb2_grpc
 
-from clients.bundle import secure_channel
-from clients.carrier import Lifecycle, LifecycleReport
-from clients.feed import AckOutcome, EventFeed, EventKind, FeedEvent
-from registry.testing import RunningRegistry
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 
 PHONE = "+8613800138000"
@@ -97,7 +97,7 @@ async def test_deactivate_then_reissue_revokes_everywhere(
 
 
 async def test_holder_one_click_with_reject_overdue_and_resume(tmp_path, database_url) -> None:  # type: ignore[no-untyped-def]
-    from registry.testing import running_registry
+    from numbind.registry.testing import running_registry
 
     async with running_registry(
         tmp_path / "data", database_url=database_url, order_deadline_seconds=2.0
@@ -180,7 +180,7 @@ async def test_concurrent_reports_for_new_numbers_all_succeed(
 async def test_platform_client_events_resume_from_the_persisted_cursor(
     registry: RunningRegistry,
 ) -> None:
-    from clients.platform import PlatformClient
+    from numbind.sdk.platform import PlatformClient
 
     cm, p1 = registry.add_carrier("cm"), registry.add_platform("p1")
     token = await tokenize(p1, PHONE)

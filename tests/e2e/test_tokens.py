@@ -9,16 +9,15 @@ from pathlib import Path
 
 import grpc
 import pytest
+from numbind.cli import main as cli_main
+from numbind.protocol import voprf
+from numbind.registry.config import QuotaSettings
+from numbind.registry.testing import RunningRegistry, running_registry
+from numbind.sdk import errors
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.phone import InvalidNumber
+from numbind.sdk.tokenizer import Tokenizer
 from numbind.v1 import admin_pb2, admin_pb2_grpc, tokens_pb2, tokens_pb2_grpc
-
-from clients import errors
-from clients.bundle import secure_channel
-from clients.cli import main as cli_main
-from clients.phone import InvalidNumber
-from clients.protocol import voprf
-from clients.tokenizer import Tokenizer
-from registry.config import QuotaSettings
-from registry.testing import RunningRegistry, running_registry
 
 NUMBERS = ["+8613800138000", "13912345678", "+1 650-253-0000", "+44 20 7946 0958"]
 E164 = ["+8613800138000", "+8613912345678", "+16502530000", "+442079460958"]
@@ -93,7 +92,7 @@ async def test_export_key_is_admin_only_and_returns_the_secret(
     out = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "registry",
+        "numbind.cli",
         "admin",
         "export-key",
         "--data-dir",

@@ -10,6 +10,14 @@ from datetime import datetime
 
 import grpc
 import pytest
+from numbind.protocol import attestation
+from numbind.protocol.bundle import Bundle
+from numbind.registry.testing import RunningRegistry
+from numbind.sdk import errors
+from numbind.sdk.carrier import Lifecycle, LifecycleReport
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.feed import AckOutcome, EventFeed
+from numbind.sdk.tokenizer import TokenResult
 from numbind.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -22,13 +30,6 @@ from numbind.v1 import (
     platforms_pb2_grpc,
 )
 
-from clients import errors
-from clients.bundle import Bundle, secure_channel
-from clients.carrier import Lifecycle, LifecycleReport
-from clients.feed import AckOutcome, EventFeed
-from clients.protocol import attestation
-from clients.tokenizer import TokenResult
-from registry.testing import RunningRegistry
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 
 PHONE = "+8613800138000"

@@ -8,22 +8,21 @@ from functools import partial
 from typing import TypeVar
 
 import pytest
-from sqlalchemy import update
-from sqlalchemy.orm import Session
-
-from clients.protocol.digest import (
+from numbind.protocol.digest import (
     EMPTY_DIGEST,
     binding_digest,
     bucket16_range,
     bucket_of,
     xor,
 )
-from registry.domain.bindings import BindingKey, PageCursor, PublishCounts, WithdrawCounts
-from registry.domain.types import Binding, BindingKind, BindingState, Token
-from registry.storage import bindings as store
-from registry.storage import migrate, principals
-from registry.storage.db import Database
-from registry.storage.models import BindingRow
+from numbind.registry.domain.bindings import BindingKey, PageCursor, PublishCounts, WithdrawCounts
+from numbind.registry.domain.types import Binding, BindingKind, BindingState, Token
+from numbind.registry.storage import bindings as store
+from numbind.registry.storage import migrate, principals
+from numbind.registry.storage.db import Database
+from numbind.registry.storage.models import BindingRow
+from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 KEY = "0123456789abcdef"

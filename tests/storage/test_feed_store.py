@@ -7,11 +7,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, insert, select
-from sqlalchemy.orm import Session
-
-from registry.domain.lifecycle import NumberRecord
-from registry.domain.types import (
+from numbind.registry.domain.lifecycle import NumberRecord
+from numbind.registry.domain.types import (
     Binding,
     BindingKind,
     BindingState,
@@ -20,11 +17,13 @@ from registry.domain.types import (
     NumberState,
     Token,
 )
-from registry.errors import AlreadyExists
-from registry.storage import idempotency, migrate, numbers, orders, principals
-from registry.storage.bindings import StoredBinding
-from registry.storage.db import Database
-from registry.storage.models import BindingRow, FeedEventRow
+from numbind.registry.errors import AlreadyExists
+from numbind.registry.storage import idempotency, migrate, numbers, orders, principals
+from numbind.registry.storage.bindings import StoredBinding
+from numbind.registry.storage.db import Database
+from numbind.registry.storage.models import BindingRow, FeedEventRow
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
 
 T0 = 1_700_000_000_000_000
 

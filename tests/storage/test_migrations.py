@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from numbind.cli import main
+from numbind.registry.storage import migrate
 from sqlalchemy import create_engine, inspect
-
-from registry.cli import main
-from registry.storage import migrate
 
 TABLES = {
     "principals",
@@ -69,8 +68,7 @@ def test_migrations_match_the_models(database_url: str) -> None:
     """Nothing in registry/storage/models.py is missing from the Alembic history."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
-
-    from registry.storage.models import Base
+    from numbind.registry.storage.models import Base
 
     engine = create_engine(database_url)
     try:

@@ -6,9 +6,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from clients.carrier_app import store as st
-from clients.carrier_app.i18n import TEXT, Translator
+from numbind.carrier_app import store as st
+from numbind.carrier_app.i18n import TEXT, Translator
 
 ID = "11010519880808123X"
 OTHER_ID = "310104199202025678"

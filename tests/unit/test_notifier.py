@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from registry.services.notifier import FeedNotifier
+from numbind.registry.services.notifier import FeedNotifier
 
 
 async def test_notify_before_wait_is_not_lost() -> None:

@@ -1,4 +1,4 @@
-"""The registry CA (registry.pki) and the client credential bundle (clients.bundle)."""
+"""The registry CA (registry.pki) and the client credential bundle (numbind.protocol.bundle)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509 import DNSName, IPAddress
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
-
-from clients.bundle import Bundle, BundleError, make_client_key_and_csr
-from registry.pki import (
+from numbind.protocol.bundle import Bundle, BundleError, make_client_key_and_csr
+from numbind.protocol.files import write_private_file
+from numbind.registry.pki import (
     CertificateAuthority,
     PrincipalId,
     principal_from_cert_der,
     principal_from_cert_pem,
-    write_private_file,
 )
 
 

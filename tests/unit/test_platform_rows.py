@@ -13,11 +13,11 @@ from typing import Any, cast
 import grpc
 import grpc.aio
 import pytest
-from numbind.v1 import common_pb2
-
-from clients import errors
-from clients.bundle import Bundle
-from clients.platform import (
+from numbind.cli.rows import FileFormatError, RowError, detect_format, read_rows
+from numbind.protocol.bundle import Bundle
+from numbind.protocol.digest import binding_digest, bucket_of, xor
+from numbind.sdk import errors
+from numbind.sdk.platform import (
     ACCOUNT_REF_KEY_FILE,
     AccountRefs,
     Kind,
@@ -31,9 +31,8 @@ from clients.platform import (
     from_us,
     to_us,
 )
-from clients.protocol.digest import binding_digest, bucket_of, xor
-from clients.retry import RetryPolicy
-from clients.rows import FileFormatError, RowError, detect_format, read_rows
+from numbind.sdk.retry import RetryPolicy
+from numbind.v1 import common_pb2
 
 PHONE = "13800138000"
 OTHER_PHONE = "13912345678"

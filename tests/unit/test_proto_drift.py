@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_regenerated_stubs_match_committed(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHON": sys.executable}
     subprocess.run(
-        ["bash", str(ROOT / "scripts" / "gen_proto.sh"), str(tmp_path)],
+        ["bash", str(ROOT / "proto" / "gen_proto.sh"), str(tmp_path)],
         check=True,
         cwd=ROOT,
         env=env,

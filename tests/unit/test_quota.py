@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from registry.domain.quota import DAY_SECONDS, Quotas
-from registry.errors import InvalidArgument, ResourceExhausted
+from numbind.registry.domain.quota import DAY_SECONDS, Quotas
+from numbind.registry.errors import InvalidArgument, ResourceExhausted
 
 T0 = 1_000 * DAY_SECONDS + 100.0
 

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-
-from clients.protocol import voprf as v
+from numbind.protocol import voprf as v
 
 _VECTOR_FILE = "rfc9497_ristretto255_sha512.json"
 _MODES = {"OPRF": v.MODE_OPRF, "VOPRF": v.MODE_VOPRF}

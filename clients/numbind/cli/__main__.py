@@ -1,0 +1,3 @@
+from numbind.cli import main
+
+raise SystemExit(main())

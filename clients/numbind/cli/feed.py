@@ -1,0 +1,205 @@
+"""`numbind platform events|check-reassigned`: a platform's event feed and the
+reassigned-since question from the command line.
+
+    numbind platform events --bundle DIR [--follow] [--ack OUTCOME] [--cursor FILE] [--json]
+        Prints the events after the cursor (default DIR/feed-cursor.json), one a line:
+        seq, kind, cause, order_id, account_ref (hex), bound_at, revocation_id (and the ack
+        outcome with --ack). Without --follow it exits once caught up; with --follow it keeps
+        printing new events until Ctrl-C (exit 130). With --ack each event is acked after it
+        is printed: notices (NUMBER_DEACTIVATED) as NOTED, revocation orders with OUTCOME
+        (``--ack noted`` acks the notices only). The cursor only moves past acked events, so
+        without --ack every run prints the same pending events; an event printed but not yet
+        acked when the command stops is printed again next time (at-least-once).
+    numbind platform check-reassigned --bundle DIR --phone P --since DATE [--phone ...]
+        REASSIGNED / NOT_REASSIGNED / NO_DATA per pair, in order. DATE is YYYY-MM-DD
+        (00:00 UTC) or RFC 3339 with an offset. Works with platform and carrier bundles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from numbind.cli.carrier import add_pair_options, iso_utc, paired, parse_since
+from numbind.protocol.bundle import Bundle
+from numbind.protocol.limits import MAX_REASSIGNED_QUERIES
+from numbind.sdk import reassigned
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.feed import CURSOR_FILE, AckOutcome, EventFeed, EventKind, FeedEvent
+from numbind.sdk.phone import DEFAULT_REGION
+from numbind.sdk.retry import RetryPolicy
+from numbind.sdk.tokenizer import Tokenizer
+
+__all__ = [
+    "CURSOR_FILE",
+    "MAX_REASSIGNED_QUERIES",
+    "ReassignedAnswer",
+    "add_platform_feed_commands",
+    "check_reassigned",
+]
+
+CAUSES = {1: "REISSUED", 2: "HOLDER_REQUEST", 3: "DEACTIVATED"}
+_ACK_CHOICES = {
+    "unbound": AckOutcome.UNBOUND,
+    "already-gone": AckOutcome.ALREADY_GONE,
+    "noted": AckOutcome.NOTED,
+}
+
+
+def add_platform_feed_commands(
+    platform_sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """Register ``events`` and ``check-reassigned`` on the ``platform`` group's subparsers."""
+    events = platform_sub.add_parser(
+        "events",
+        help="print (and optionally ack) this platform's pending events",
+        description="Print the events after the cursor; with --follow keep printing new "
+        "ones until Ctrl-C. With --ack, ack each event once printed: notices as NOTED, "
+        "revocation orders with the given outcome (noted: notices only).",
+    )
+    events.add_argument("--bundle", type=Path, required=True, help="platform bundle directory")
+    events.add_argument("--follow", action="store_true", help="keep printing new events")
+    events.add_argument(
+        "--ack", choices=tuple(_ACK_CHOICES), help="ack every printed event with this outcome"
+    )
+    events.add_argument(
+        "--cursor", type=Path, help=f"resume point file (default BUNDLE/{CURSOR_FILE})"
+    )
+    events.add_argument("--json", action="store_true", help="one JSON object per event a line")
+    events.set_defaults(handler=_events, usage=events.error)
+
+    check = platform_sub.add_parser(
+        "check-reassigned",
+        help="has a number been reassigned since a date?",
+        description="For each --phone/--since pair (in order): REASSIGNED, NOT_REASSIGNED or "
+        "NO_DATA. The reissue date itself is never revealed.",
+    )
+    check.add_argument(
+        "--bundle", type=Path, required=True, help="platform (or carrier) bundle directory"
+    )
+    add_pair_options(
+        check,
+        "--since",
+        parse_since,
+        "DATE",
+        "YYYY-MM-DD (00:00 UTC) or RFC 3339 with an offset, one per --phone",
+    )
+    check.add_argument("--region", default=DEFAULT_REGION, help="region for numbers without +CC")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.set_defaults(handler=_check_reassigned, usage=check.error)
+
+
+# -- check-reassigned ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReassignedAnswer:
+    e164: str
+    since: datetime
+    answer: str  # REASSIGNED, NOT_REASSIGNED or NO_DATA
+
+
+async def check_reassigned(
+    bundle: Bundle,
+    queries: Sequence[tuple[str, datetime]],
+    *,
+    region: str = DEFAULT_REGION,
+    retry: RetryPolicy | None = None,
+) -> list[ReassignedAnswer]:
+    """Platforms.CheckReassigned for (phone, since) pairs, in order, with any bundle whose role
+    may ask (platform or carrier)."""
+    async with secure_channel(bundle) as channel:
+        tokenizer = Tokenizer(channel, region=region)
+        try:
+            answers = await reassigned.check_reassigned(channel, tokenizer, queries, retry)
+        finally:
+            tokenizer.close()
+    return [ReassignedAnswer(e164, since, answer) for e164, since, answer in answers]
+
+
+async def _check_reassigned(args: argparse.Namespace) -> int:
+    pairs = paired(args, "phone", "since", "--since")
+    bundle = Bundle.load(args.bundle)
+    if bundle.role not in ("platform", "carrier"):
+        raise ValueError(
+            f"bundle {args.bundle} is a {bundle.role} bundle; want a platform or carrier one"
+        )
+    answers = await check_reassigned(bundle, pairs, region=args.region)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "answers": [
+                        {"phone": a.e164, "since": iso_utc(a.since), "answer": a.answer}
+                        for a in answers
+                    ]
+                }
+            )
+        )
+    else:
+        for a in answers:
+            print(f"{a.e164}\t{iso_utc(a.since)}\t{a.answer}")
+    return 0
+
+
+# -- events --------------------------------------------------------------------------------
+def _outcome(event: FeedEvent, chosen: AckOutcome) -> AckOutcome | None:
+    """The ack for an event under ``--ack chosen``; None: leave it pending."""
+    if event.kind == EventKind.NUMBER_DEACTIVATED:
+        return AckOutcome.NOTED
+    if chosen == AckOutcome.NOTED:  # a revocation order cannot be merely noted
+        return None
+    return chosen
+
+
+def _event_json(event: FeedEvent, ack: AckOutcome | None) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "kind": event.kind.name,
+        "cause": CAUSES.get(event.cause, str(event.cause)),
+        "order_id": event.order_id,
+        "account_ref": event.account_ref.hex(),
+        "bound_at": iso_utc(event.bound_at),
+        "tenure_start": iso_utc(event.tenure_start),
+        "deadline": iso_utc(event.deadline),
+        "revocation_id": event.revocation_id or None,
+        "ack": ack.name if ack is not None else None,
+    }
+
+
+def _event_line(item: dict[str, Any], with_ack: bool) -> str:
+    names = ["seq", "kind", "cause", "order_id", "account_ref", "bound_at", "revocation_id"]
+    if with_ack:
+        names.append("ack")
+    return "\t".join("-" if item[n] in (None, "") else str(item[n]) for n in names)
+
+
+async def _events(args: argparse.Namespace) -> int:
+    bundle = Bundle.load(args.bundle)
+    if bundle.role != "platform":
+        raise ValueError(
+            f"bundle {args.bundle} is a {bundle.role} bundle; events need a platform's"
+        )
+    cursor: Path = args.cursor or bundle.directory / CURSOR_FILE
+    chosen = _ACK_CHOICES[args.ack] if args.ack else None
+    shown = acked = 0
+    async with secure_channel(bundle) as channel:
+        # Following retries for ever (the feed's default); a one-off run gives up sooner.
+        feed = EventFeed(channel, cursor, retry=None if args.follow else RetryPolicy())
+        async for event in feed.events(follow=args.follow):
+            outcome = _outcome(event, chosen) if chosen is not None else None
+            item = _event_json(event, outcome)
+            # Printed before it is acked: a failure in between shows it again next run.
+            print(json.dumps(item) if args.json else _event_line(item, chosen is not None))
+            sys.stdout.flush()
+            shown += 1
+            if outcome is not None:
+                await event.ack(outcome)
+                acked += 1
+    if not args.json:
+        print(f"{shown} event{'' if shown == 1 else 's'}, {acked} acked", file=sys.stderr)
+    return 0

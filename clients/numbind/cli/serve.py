@@ -1,0 +1,88 @@
+"""`numbind serve`: run the registry until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from numbind.cli.common import CliError
+
+__all__ = ["add_commands", "add_store_options", "settings_from"]
+
+
+def add_store_options(p: argparse.ArgumentParser) -> None:
+    """--data-dir and --database-url, shared by serve and every admin action."""
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="registry data dir: CA, server certificate, token keys, embedded store "
+        "(NUMBIND_DATA_DIR, default numbind-data)",
+    )
+    p.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="SQLAlchemy URL of the store (NUMBIND_DATABASE_URL); default: SQLite in the data dir",
+    )
+
+
+def settings_from(args: argparse.Namespace) -> Any:
+    from numbind.registry.config import load_settings
+
+    return load_settings(
+        {
+            "data_dir": getattr(args, "data_dir", None),
+            "listen": getattr(args, "listen", None),
+            "database_url": getattr(args, "database_url", None),
+            "log_level": getattr(args, "log_level", None),
+        }
+    )
+
+
+def add_commands(sub: Any) -> None:
+    from numbind.registry.config import DEFAULT_LISTEN
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the registry",
+        description="Serve the registry's gRPC API (mTLS) until SIGTERM or Ctrl-C. The "
+        "address it listens on is written to DATA_DIR/serving.json, where `numbind admin` "
+        "finds it.",
+    )
+    add_store_options(serve)
+    serve.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help=f"address to listen on (NUMBIND_LISTEN, default {DEFAULT_LISTEN}; port 0 "
+        "picks a free one)",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="log level (NUMBIND_LOG_LEVEL, default INFO)",
+    )
+    serve.add_argument(
+        "--init", action="store_true", help="run `numbind admin init` first when needed"
+    )
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from numbind.registry import logs, operator
+    from numbind.registry.api.server import serve
+    from numbind.registry.app import Registry
+
+    settings = settings_from(args)
+    logs.configure(settings.log_level)
+    if not (settings.pki_dir / "server.pem").exists():
+        if not args.init:
+            raise CliError(
+                f"no registry in {settings.data_dir}; run `numbind admin init` or pass --init"
+            )
+        operator.init(settings)
+    registry = Registry.open(settings)
+    asyncio.run(serve(registry))
+    return 0

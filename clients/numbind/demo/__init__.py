@@ -1,0 +1,1 @@
+"""`make demo`: the numbind story on one machine (`python -m numbind.demo`)."""

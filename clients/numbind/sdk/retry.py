@@ -1,0 +1,39 @@
+"""Retries with jittered exponential backoff that honour the registry's retry-after hint."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import grpc
+from numbind.sdk.errors import NumbindClientError, from_rpc_error
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 8
+    base: float = 0.1
+    cap: float = 10.0
+
+    def delay(self, attempt: int, hint: float | None) -> float:
+        backoff = min(self.cap, self.base * 2.0**attempt) * (0.5 + random.random() / 2)
+        return float(max(backoff, hint or 0.0))
+
+
+async def call_with_retry(fn: Callable[[], Awaitable[T]], policy: RetryPolicy | None = None) -> T:
+    """Await fn(); on UNAVAILABLE / RESOURCE_EXHAUSTED wait and try again (same request id)."""
+    policy = policy or RetryPolicy()
+    for attempt in range(policy.attempts):
+        try:
+            return await fn()
+        except grpc.RpcError as rpc_exc:
+            exc: NumbindClientError = from_rpc_error(rpc_exc)
+        if not exc.retryable or attempt == policy.attempts - 1:
+            raise exc
+        await asyncio.sleep(policy.delay(attempt, exc.retry_after))
+    raise AssertionError("unreachable")

@@ -1,0 +1,71 @@
+"""Every limit of the numbind.v1 wire contract, in one place.
+
+The registry enforces these; the SDK checks them before sending so a bad item fails with
+its position on the client instead of failing a whole batch on the server. Change a limit
+here and both sides follow.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+__all__ = [
+    "EARLIEST_INSTANT",
+    "EARLIEST_US",
+    "FUTURE_SKEW",
+    "FUTURE_SKEW_US",
+    "MAX_ACCOUNT_REF",
+    "MAX_ACKS",
+    "MAX_BINDINGS",
+    "MAX_EVALUATE",
+    "MAX_HOLDER_NUMBERS",
+    "MAX_HOLDER_PLATFORMS",
+    "MAX_LIFECYCLE_EVENTS",
+    "MAX_MESSAGE_BYTES",
+    "MAX_PAGE_SIZE",
+    "MAX_REASON",
+    "MAX_REASSIGNED_QUERIES",
+    "RETRY_AFTER_KEY",
+    "TOKEN_BYTES",
+    "instant_problem",
+]
+
+# A token: the canonical encoding of one group element (see numbind.protocol.voprf).
+TOKEN_BYTES = 64
+# A platform's opaque account reference (the SDK's HMAC is 32 bytes).
+MAX_ACCOUNT_REF = 64
+
+# Items per request.
+MAX_EVALUATE = 4096  # Tokens.Evaluate blinded elements
+MAX_BINDINGS = 10_000  # PublishBindings / WithdrawBindings
+MAX_PAGE_SIZE = 10_000  # ListBindings
+MAX_LIFECYCLE_EVENTS = 10_000  # ReportLifecycle
+MAX_REASSIGNED_QUERIES = 1_000  # CheckReassigned
+MAX_ACKS = 10_000  # AckEvents
+MAX_HOLDER_NUMBERS = 20  # QueryBindings attestations (one subscriber's numbers)
+MAX_HOLDER_PLATFORMS = 1_000  # RequestRevocation platform_ids
+MAX_REASON = 500  # characters of a REJECTED ack's reason
+
+# Every instant on the wire (bound_at, effective_at, since): set, not before 1990, and not
+# in the future beyond a little clock skew.
+EARLIEST_INSTANT = datetime(1990, 1, 1, tzinfo=UTC)
+EARLIEST_US = 631_152_000 * 1_000_000
+FUTURE_SKEW = timedelta(minutes=5)
+FUTURE_SKEW_US = 300 * 1_000_000
+
+# The largest gRPC message either side sends or accepts.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+# Trailing metadata on RESOURCE_EXHAUSTED: how long to wait before retrying, in ms.
+RETRY_AFTER_KEY = "retry-after-ms"
+
+
+def instant_problem(moment: datetime, now: datetime | None = None) -> str | None:
+    """Why ``moment`` cannot be an instant on the wire, or None when it can."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return "no UTC offset (write Z or +hh:mm)"
+    if moment < EARLIEST_INSTANT:
+        return "before 1990-01-01"
+    if moment > (now or datetime.now(UTC)) + FUTURE_SKEW:
+        return "in the future"
+    return None

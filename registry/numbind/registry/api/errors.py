@@ -1,0 +1,56 @@
+"""The one place that turns domain errors into gRPC statuses.
+
+Anything that is not a NumbindError becomes INTERNAL with a generic message; the traceback
+goes to the log, never to the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from numbind.protocol.limits import RETRY_AFTER_KEY
+from numbind.registry import errors as e
+from numbind.registry.api.types import Ctx
+
+log = logging.getLogger(__name__)
+
+# Most specific first: the first isinstance match wins.
+STATUS_TABLE: tuple[tuple[type[e.NumbindError], grpc.StatusCode], ...] = (
+    (e.MalformedAttestation, grpc.StatusCode.INVALID_ARGUMENT),
+    (e.AttestationLifetimeTooLong, grpc.StatusCode.INVALID_ARGUMENT),
+    (e.BadSignature, grpc.StatusCode.UNAUTHENTICATED),
+    (e.AttestationExpired, grpc.StatusCode.FAILED_PRECONDITION),
+    (e.AttestationNotYetValid, grpc.StatusCode.FAILED_PRECONDITION),
+    (e.AttestationReplayed, grpc.StatusCode.ALREADY_EXISTS),
+    (e.WrongPurpose, grpc.StatusCode.PERMISSION_DENIED),
+    (e.WrongCarrier, grpc.StatusCode.PERMISSION_DENIED),
+    (e.AttestationError, grpc.StatusCode.PERMISSION_DENIED),
+    (e.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (e.NotFound, grpc.StatusCode.NOT_FOUND),
+    (e.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
+    (e.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),
+    (e.PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (e.Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
+    (e.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (e.Unavailable, grpc.StatusCode.UNAVAILABLE),
+)
+
+
+def status_for(exc: e.NumbindError) -> grpc.StatusCode:
+    for cls, code in STATUS_TABLE:
+        if isinstance(exc, cls):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+async def abort_with(context: Ctx, exc: BaseException, method: str) -> None:
+    """Abort the call with the status for exc. Always raises."""
+    if isinstance(exc, e.NumbindError):
+        if isinstance(exc, e.ResourceExhausted):
+            context.set_trailing_metadata(
+                ((RETRY_AFTER_KEY, str(max(1, int(exc.retry_after * 1000)))),)
+            )
+        await context.abort(status_for(exc), exc.message)
+    log.error("internal error in %s", method, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the registry log")

@@ -1,0 +1,75 @@
+"""The feed half of the Platforms service (stream, acks, reassigned-since), as a mixin so
+the bindings half stays in its own module."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from numbind.registry.api.auth import current_principal
+from numbind.registry.api.convert import body_hash, token_from_wire, ts_from_us, us_from_ts
+from numbind.registry.api.types import Ctx
+from numbind.registry.services.feed import AckInput, FeedService, Heartbeat
+from numbind.registry.services.lifecycle import LifecycleService
+from numbind.registry.storage.orders import FeedItem
+from numbind.v1 import common_pb2, platforms_pb2
+
+
+def event_to_wire(item: FeedItem) -> platforms_pb2.Event:
+    return platforms_pb2.Event(
+        seq=item.seq,
+        order_id=item.order_id,
+        kind=item.kind,  # type: ignore[arg-type]
+        cause=item.cause,  # type: ignore[arg-type]
+        binding=common_pb2.Binding(
+            token=common_pb2.Token(key_id=item.key_id, value=item.token),
+            account_ref=item.account_ref,
+            bound_at=ts_from_us(item.bound_us),
+            kind=item.binding_kind,  # type: ignore[arg-type]
+        ),
+        tenure_start=ts_from_us(item.tenure_start_us) if item.tenure_start_us else None,
+        created_at=ts_from_us(item.created_us),
+        deadline=ts_from_us(item.deadline_us),
+        revocation_id=item.revocation_id,
+    )
+
+
+class FeedRpcs:
+    _feed: FeedService
+    _lifecycle: LifecycleService
+
+    async def StreamEvents(
+        self, request: platforms_pb2.StreamEventsRequest, context: Ctx
+    ) -> AsyncIterator[platforms_pb2.StreamEventsResponse]:
+        async for item in self._feed.stream(
+            current_principal(), request.after_seq, request.heartbeat_seconds
+        ):
+            if isinstance(item, Heartbeat):
+                yield platforms_pb2.StreamEventsResponse(
+                    heartbeat=platforms_pb2.Heartbeat(
+                        server_time=ts_from_us(item.server_us), head_seq=item.head_seq
+                    )
+                )
+            else:
+                yield platforms_pb2.StreamEventsResponse(
+                    events=platforms_pb2.EventBatch(events=[event_to_wire(e) for e in item])
+                )
+
+    async def AckEvents(
+        self, request: platforms_pb2.AckEventsRequest, context: Ctx
+    ) -> platforms_pb2.AckEventsResponse:
+        recorded, duplicate = await self._feed.ack(
+            current_principal(),
+            request.request_id,
+            body_hash(request),
+            [AckInput(a.order_id, int(a.outcome), a.reason) for a in request.acks],
+        )
+        return platforms_pb2.AckEventsResponse(recorded=recorded, duplicate=duplicate)
+
+    async def CheckReassigned(
+        self, request: platforms_pb2.CheckReassignedRequest, context: Ctx
+    ) -> platforms_pb2.CheckReassignedResponse:
+        answers = await self._lifecycle.check_reassigned(
+            current_principal(),
+            [(token_from_wire(q.token), us_from_ts(q.since)) for q in request.queries],
+        )
+        return platforms_pb2.CheckReassignedResponse(answers=answers)  # type: ignore[arg-type]

@@ -1,0 +1,134 @@
+"""The grpc.aio server: mTLS always on, health, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from numbind.protocol.limits import MAX_MESSAGE_BYTES
+from numbind.registry.api.admin import AdminServicer
+from numbind.registry.api.auth import AuthInterceptor
+from numbind.registry.api.carriers import CarriersServicer
+from numbind.registry.api.holders import HoldersServicer
+from numbind.registry.api.platforms import PlatformsServicer
+from numbind.registry.api.tokens import TokensServicer
+from numbind.registry.app import Registry
+from numbind.registry.config import record_served_address
+from numbind.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    carriers_pb2,
+    carriers_pb2_grpc,
+    holders_pb2,
+    holders_pb2_grpc,
+    platforms_pb2,
+    platforms_pb2_grpc,
+    tokens_pb2,
+    tokens_pb2_grpc,
+)
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = [
+    tokens_pb2.DESCRIPTOR.services_by_name["Tokens"].full_name,
+    platforms_pb2.DESCRIPTOR.services_by_name["Platforms"].full_name,
+    carriers_pb2.DESCRIPTOR.services_by_name["Carriers"].full_name,
+    holders_pb2.DESCRIPTOR.services_by_name["Holders"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+]
+MAX_MESSAGE = MAX_MESSAGE_BYTES
+
+
+def server_credentials(pki_dir: Path) -> grpc.ServerCredentials:
+    """Server cert + key, and the registry CA as the only root for client certificates."""
+    return grpc.ssl_server_credentials(
+        [((pki_dir / "server.key").read_bytes(), (pki_dir / "server.pem").read_bytes())],
+        root_certificates=(pki_dir / "ca.pem").read_bytes(),
+        require_client_auth=True,
+    )
+
+
+class RegistryServer:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(
+            interceptors=[AuthInterceptor(registry.directory)],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.max_send_message_length", MAX_MESSAGE),
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ],
+        )
+        tokens_pb2_grpc.add_TokensServicer_to_server(TokensServicer(registry.tokens), self.server)
+        platforms_pb2_grpc.add_PlatformsServicer_to_server(
+            PlatformsServicer(registry.bindings, registry.feed, registry.lifecycle), self.server
+        )
+        carriers_pb2_grpc.add_CarriersServicer_to_server(
+            CarriersServicer(registry.lifecycle), self.server
+        )
+        holders_pb2_grpc.add_HoldersServicer_to_server(
+            HoldersServicer(registry.holders), self.server
+        )
+        admin_pb2_grpc.add_AdminServicer_to_server(
+            AdminServicer(registry.admin, registry.ca_pem), self.server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+        self.port = 0
+        self._stopped = False
+
+    async def start(self) -> int:
+        settings = self.registry.settings
+        self.port = self.server.add_secure_port(
+            settings.listen, server_credentials(settings.pki_dir)
+        )
+        if self.port == 0:
+            raise OSError(f"listen: cannot bind {settings.listen}")
+        await self.server.start()
+        for name in ["", *SERVICE_NAMES]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        host = settings.listen.rpartition(":")[0]
+        record_served_address(settings.data_dir, f"{host}:{self.port}")
+        log.info("registry serving on %s:%d", host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight calls finish (streams end), close the store.
+
+        Idempotent: a second call (a test helper's cleanup, a second signal) does nothing.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.health.enter_graceful_shutdown()
+        self.registry.stopping.set()
+        await self.server.stop(self.registry.settings.shutdown_grace_seconds)
+        self.registry.close()
+        log.info("registry stopped")
+
+
+async def serve(registry: Registry, ready: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM or SIGINT."""
+    server = RegistryServer(registry)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    host = registry.settings.listen.rpartition(":")[0]
+    print(f"numbind registry listening on {host}:{server.port}", flush=True)
+    await stop.wait()
+    log.info("shutdown requested")
+    await server.stop()

@@ -1,0 +1,156 @@
+"""One typed settings object, validated once at start-up and passed down explicitly.
+
+Values come from command-line flags, then `NUMBIND_*` environment variables, then defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from numbind.protocol.files import write_atomically
+
+DEFAULT_LISTEN = "127.0.0.1:7443"
+# Written by `serve` once it listens: the address the running registry really serves, so
+# operator commands (and the bundles they write) follow --listen and port 0.
+SERVING_FILE = "serving.json"
+
+
+@dataclass(frozen=True)
+class QuotaSettings:
+    # A platform re-tokenising 10 million numbers a day needs ~116/s on average; the
+    # rate and burst leave room to do it in a couple of hours, the cap bounds abuse.
+    rate_per_second: float = 5_000.0
+    burst: int = 50_000
+    daily_cap: int = 20_000_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    listen: str = DEFAULT_LISTEN
+    database_url: str | None = None
+    log_level: str = "INFO"
+    # 0 means one per core.
+    evaluate_workers: int = 0
+    quota: QuotaSettings = field(default_factory=QuotaSettings)
+    heartbeat_seconds: float = 15.0
+    # Delivered but unacked events are sent again after this long.
+    visibility_timeout_seconds: float = 60.0
+    order_deadline_seconds: float = 24 * 3600.0
+    shutdown_grace_seconds: float = 5.0
+    attestation_max_lifetime_seconds: float = 600.0
+    clock_skew_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        host, sep, port = self.listen.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"listen: got {self.listen!r}, want HOST:PORT")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError(f"log_level: got {self.log_level!r}, want DEBUG|INFO|WARNING|ERROR")
+        if self.evaluate_workers < 0:
+            raise ValueError(f"evaluate_workers: got {self.evaluate_workers}, want >= 0")
+        for name in ("heartbeat_seconds", "visibility_timeout_seconds", "order_deadline_seconds"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: got {getattr(self, name)}, want > 0")
+        if self.quota.rate_per_second <= 0 or self.quota.burst < 1 or self.quota.daily_cap < 1:
+            raise ValueError(f"quota: got {self.quota}, want positive rate, burst and cap")
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured URL, or the embedded SQLite file in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'registry.db').resolve()}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"
+
+    @property
+    def workers(self) -> int:
+        return self.evaluate_workers or (os.cpu_count() or 1)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+_ENV = {
+    "data_dir": "NUMBIND_DATA_DIR",
+    "listen": "NUMBIND_LISTEN",
+    "database_url": "NUMBIND_DATABASE_URL",
+    "log_level": "NUMBIND_LOG_LEVEL",
+    "evaluate_workers": "NUMBIND_EVALUATE_WORKERS",
+    "heartbeat_seconds": "NUMBIND_HEARTBEAT_SECONDS",
+    "visibility_timeout_seconds": "NUMBIND_VISIBILITY_TIMEOUT_SECONDS",
+    "order_deadline_seconds": "NUMBIND_ORDER_DEADLINE_SECONDS",
+}
+_QUOTA_ENV = {
+    "rate_per_second": "NUMBIND_QUOTA_RATE",
+    "burst": "NUMBIND_QUOTA_BURST",
+    "daily_cap": "NUMBIND_QUOTA_DAILY_CAP",
+}
+
+
+def _coerce(kind: Any, name: str, raw: str) -> Any:
+    try:
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}: got {raw!r}, want a number") from None
+    if kind in (Path, "Path"):
+        return Path(raw)
+    return raw
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Flags (non-None values) win over NUMBIND_* variables, which win over defaults."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    environ = os.environ if environ is None else environ
+    kinds = {f.name: f.type for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    for name, var in _ENV.items():
+        if name in flags:
+            values[name] = flags[name]
+        elif var in environ and environ[var] != "":
+            values[name] = _coerce(kinds[name], var, environ[var])
+    quota_kinds = {f.name: f.type for f in fields(QuotaSettings)}
+    quota: dict[str, Any] = {}
+    for name, var in _QUOTA_ENV.items():
+        if f"quota_{name}" in flags:
+            quota[name] = flags[f"quota_{name}"]
+        elif var in environ and environ[var] != "":
+            quota[name] = _coerce(quota_kinds[name], var, environ[var])
+    if quota:
+        values["quota"] = QuotaSettings(**quota)
+    values.setdefault("data_dir", Path("numbind-data"))
+    values["data_dir"] = Path(values["data_dir"])
+    return Settings(**values)
+
+
+def record_served_address(data_dir: Path, address: str) -> None:
+    """Note where the registry serves (see SERVING_FILE)."""
+    write_atomically(
+        data_dir / SERVING_FILE, (json.dumps({"address": address}) + "\n").encode(), 0o600
+    )
+
+
+def served_address(data_dir: Path) -> str | None:
+    """The address `serve` last listened on for this data dir, or None."""
+    try:
+        value = json.loads((data_dir / SERVING_FILE).read_text()).get("address")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None

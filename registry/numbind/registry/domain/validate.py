@@ -1,0 +1,66 @@
+"""Validators shared by services. Each raises InvalidArgument as `field: got X, want Y`."""
+
+from __future__ import annotations
+
+import re
+
+from numbind.protocol.limits import EARLIEST_US, FUTURE_SKEW_US, TOKEN_BYTES
+from numbind.registry.domain.types import US, Token, now_us
+from numbind.registry.errors import InvalidArgument, field_error
+
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+# The shape of every token key id (registry.keys.key_id_for).
+KEY_ID = re.compile(r"[0-9a-f]{16}")
+_PRINCIPAL_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+
+
+def request_id(value: str) -> str:
+    if not _REQUEST_ID.fullmatch(value):
+        raise field_error("request_id", repr(value[:40]), "1..128 printable ASCII characters")
+    return value
+
+
+def principal_id(field: str, value: str) -> str:
+    if not _PRINCIPAL_ID.fullmatch(value):
+        raise field_error(field, repr(value[:70]), "[a-z0-9][a-z0-9._-]{0,62}")
+    return value
+
+
+def batch_size(field: str, n: int, limit: int) -> None:
+    if n == 0:
+        raise field_error(field, "0 items", f"1..{limit}")
+    if n > limit:
+        raise field_error(field, f"{n} items", f"at most {limit}")
+
+
+def token(field: str, key_id: str, value: bytes, live_keys: frozenset[str] | None = None) -> Token:
+    if len(value) != TOKEN_BYTES:
+        raise field_error(f"{field}.value", f"{len(value)} bytes", f"{TOKEN_BYTES}")
+    if not KEY_ID.fullmatch(key_id):
+        raise field_error(f"{field}.key_id", repr(key_id[:40]), "16 lowercase hex characters")
+    if live_keys is not None and key_id not in live_keys:
+        raise InvalidArgument(f"{field}.key_id: {key_id} is not a live token key")
+    return Token(key_id, value)
+
+
+def instant(field: str, us: int, *, now: int | None = None, allow_unset: bool = False) -> int:
+    """A time that is set, not before 1990 and not in the future beyond 5 minutes."""
+    if us == 0 and allow_unset:
+        return us
+    current = now_us() if now is None else now
+    if us == 0:
+        raise field_error(field, "unset", "a timestamp")
+    if us < EARLIEST_US:
+        raise field_error(field, _iso(us), "1990-01-01 or later")
+    if us > current + FUTURE_SKEW_US:
+        raise field_error(field, _iso(us), "not in the future (5 minutes of skew allowed)")
+    return us
+
+
+def _iso(us: int) -> str:
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromtimestamp(us / US, dt.UTC).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return f"{us}us"

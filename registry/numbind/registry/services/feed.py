@@ -1,0 +1,186 @@
+"""Each platform's event feed: stream with replay, redelivery, heartbeats; acks.
+
+Delivery is at-least-once. A stream first replays everything after the caller's cursor,
+then waits for new events (woken by the notifier as soon as they commit), re-sends events
+it delivered but that were not acked within the visibility timeout, and sends a heartbeat
+when idle. Acks are idempotent per order and per request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from numbind.protocol.limits import MAX_ACKS, MAX_REASON
+from numbind.registry.domain import validate
+from numbind.registry.domain.types import AckOutcome, EventKind, OrderState, Principal, now_us
+from numbind.registry.errors import FailedPrecondition, InvalidArgument, NotFound
+from numbind.registry.services.notifier import FeedNotifier
+from numbind.registry.storage import idempotency, orders
+from numbind.registry.storage.db import Database
+from sqlalchemy.orm import Session
+
+# Events per read; each page is one read and one mark-delivered write.
+PAGE = 1000
+_ORDER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_FINAL = (int(OrderState.DONE), int(OrderState.REJECTED))
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    server_us: int
+    head_seq: int
+
+
+@dataclass(frozen=True)
+class AckInput:
+    order_id: str
+    outcome: int
+    reason: str
+
+
+class FeedService:
+    def __init__(
+        self,
+        db: Database,
+        notifier: FeedNotifier,
+        stopping: asyncio.Event,
+        *,
+        heartbeat_seconds: float,
+        visibility_timeout_seconds: float,
+    ) -> None:
+        self._db = db
+        self._notifier = notifier
+        self._stopping = stopping
+        self._heartbeat = heartbeat_seconds
+        self._visibility = visibility_timeout_seconds
+
+    async def _deliver(self, items: list[orders.FeedItem]) -> None:
+        pending = [i.order_pk for i in items if i.state not in _FINAL]
+        if pending:
+            await self._db.run(lambda s: orders.mark_delivered(s, pending))
+
+    async def stream(
+        self, caller: Principal, after_seq: int, heartbeat_seconds: int
+    ) -> AsyncIterator[list[orders.FeedItem] | Heartbeat]:
+        if heartbeat_seconds:
+            if not 1 <= heartbeat_seconds <= 3600:
+                raise InvalidArgument(
+                    f"heartbeat_seconds: got {heartbeat_seconds}, want 0 (default) or 1..3600"
+                )
+            interval = float(heartbeat_seconds)
+        else:
+            interval = self._heartbeat
+        cursor = after_seq
+        last_sent = time.monotonic()
+        while not self._stopping.is_set():
+            generation = self._notifier.generation(caller.pk)
+            items = await self._db.run(
+                functools.partial(
+                    orders.read_feed, platform_pk=caller.pk, after_seq=cursor, limit=PAGE
+                ),
+                write=False,
+            )
+            if not items:
+                cutoff = now_us() - int(self._visibility * 1_000_000)
+                items = await self._db.run(
+                    functools.partial(
+                        orders.stale_deliveries,
+                        platform_pk=caller.pk,
+                        delivered_before_us=cutoff,
+                        limit=PAGE,
+                    ),
+                    write=False,
+                )
+            else:
+                cursor = items[-1].seq
+            if items:
+                await self._deliver(items)
+                yield items
+                last_sent = time.monotonic()
+                continue
+            wait = max(0.0, interval - (time.monotonic() - last_sent))
+            wait = min(wait, self._visibility / 2)
+            stop = asyncio.ensure_future(self._stopping.wait())
+            woke = asyncio.ensure_future(self._notifier.wait(caller.pk, generation, wait))
+            done, _ = await asyncio.wait({stop, woke}, return_when=asyncio.FIRST_COMPLETED)
+            for fut in (stop, woke):
+                if fut not in done:
+                    fut.cancel()
+            if stop in done:
+                return
+            if woke.result() is False and time.monotonic() - last_sent >= interval:
+                head = await self._db.run(lambda s: orders.feed_head(s, caller.pk), write=False)
+                yield Heartbeat(now_us(), head)
+                last_sent = time.monotonic()
+
+    async def ack(
+        self, caller: Principal, request_id: str, body_hash: bytes, acks: list[AckInput]
+    ) -> tuple[int, int]:
+        validate.request_id(request_id)
+        validate.batch_size("acks", len(acks), MAX_ACKS)
+        seen: dict[str, int] = {}
+        for i, ack in enumerate(acks):
+            if not _ORDER_ID.fullmatch(ack.order_id):
+                raise InvalidArgument(
+                    f"acks[{i}].order_id: got {ack.order_id[:40]!r}, want an order id from an event"
+                )
+            if ack.order_id in seen:
+                raise InvalidArgument(f"acks[{i}].order_id: duplicates acks[{seen[ack.order_id]}]")
+            seen[ack.order_id] = i
+            if ack.outcome not in AckOutcome._value2member_map_:
+                raise InvalidArgument(
+                    f"acks[{i}].outcome: got {ack.outcome}, want UNBOUND, ALREADY_GONE, "
+                    "REJECTED or NOTED"
+                )
+            if ack.outcome == AckOutcome.REJECTED:
+                if not ack.reason.strip() or len(ack.reason) > MAX_REASON:
+                    raise InvalidArgument(
+                        f"acks[{i}].reason: got {len(ack.reason)} characters, want 1..500 "
+                        "for REJECTED"
+                    )
+            elif ack.reason:
+                raise InvalidArgument(f"acks[{i}].reason: only REJECTED carries a reason")
+
+        def act(session: Session) -> dict[str, Any]:
+            targets = orders.orders_by_id(session, [a.order_id for a in acks])
+            changes: list[tuple[orders.AckTarget, int, int, str]] = []
+            duplicates = 0
+            for i, ack in enumerate(acks):
+                order = targets.get(ack.order_id)
+                if order is None or order.platform_pk != caller.pk:
+                    raise NotFound(f"acks[{i}].order_id: no order {ack.order_id} in your feed")
+                notice = order.kind == int(EventKind.NUMBER_DEACTIVATED)
+                if notice != (ack.outcome == AckOutcome.NOTED):
+                    want = "NOTED" if notice else "UNBOUND, ALREADY_GONE or REJECTED"
+                    raise InvalidArgument(
+                        f"acks[{i}].outcome: got {AckOutcome(ack.outcome).name}, want {want} "
+                        f"for a {'notice' if notice else 'revocation order'}"
+                    )
+                if order.state in _FINAL:
+                    if order.outcome == ack.outcome:
+                        duplicates += 1
+                        continue
+                    raise FailedPrecondition(
+                        f"acks[{i}]: order {ack.order_id} was already acked "
+                        f"{AckOutcome(order.outcome).name}"
+                    )
+                state = (
+                    OrderState.REJECTED if ack.outcome == AckOutcome.REJECTED else OrderState.DONE
+                )
+                changes.append((order, int(state), ack.outcome, ack.reason))
+            orders.record_acks(session, changes)
+            return {"recorded": len(changes), "duplicate": duplicates}
+
+        def tx(session: Session) -> dict[str, Any]:
+            return idempotency.once(
+                session, caller.pk, "AckEvents", request_id, body_hash, lambda: act(session)
+            )
+
+        result = await self._db.run(tx)
+        return int(result["recorded"]), int(result["duplicate"])

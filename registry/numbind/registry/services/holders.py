@@ -1,0 +1,321 @@
+"""Holder operations, always through the holder's carrier: 一证通查 and 一键解绑. No grpc.
+
+Every call carries attestations the calling carrier signed. Beyond the pure checks in
+registry.domain.attestation, two need the store and happen in the call's transaction:
+the caller must be the number's current carrier, and the nonce must be new (it is then
+kept until the attestation would have expired anyway).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from numbind.protocol.attestation import CLOCK_SKEW_SECONDS, Attestation
+from numbind.protocol.limits import MAX_HOLDER_NUMBERS, MAX_HOLDER_PLATFORMS
+from numbind.registry.domain import attestation as attest
+from numbind.registry.domain import validate
+from numbind.registry.domain.types import (
+    BindingState,
+    EventCause,
+    EventKind,
+    OrderState,
+    Principal,
+    Purpose,
+    RevocationScope,
+    Role,
+    TenureClass,
+    now_us,
+)
+from numbind.registry.errors import (
+    AttestationError,
+    AttestationReplayed,
+    InvalidArgument,
+    NotFound,
+    WrongCarrier,
+)
+from numbind.registry.services.notifier import FeedNotifier
+from numbind.registry.storage import bindings, idempotency, numbers, orders, principals
+from numbind.registry.storage.db import Database
+from numbind.registry.storage.models import AttestationNonceRow, PrincipalRow
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+MAX_NUMBERS = MAX_HOLDER_NUMBERS
+MAX_PLATFORMS = MAX_HOLDER_PLATFORMS
+
+
+@dataclass(frozen=True)
+class SignedAttestation:
+    attestation: bytes
+    signature: bytes
+
+
+@dataclass
+class PlatformGroup:
+    platform_id: str
+    display_name: str
+    category: str
+    tenure_class: TenureClass
+    active_count: int = 0
+    earliest_us: int = 0
+    latest_us: int = 0
+    open_revocation: tuple[str, int] | None = None
+
+
+@dataclass
+class NumberView:
+    token: bytes
+    key_id: str
+    tenure_start_us: int
+    platforms: list[PlatformGroup] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PlatformProgress:
+    platform_id: str
+    display_name: str
+    category: str
+    state: OrderState
+    orders: int
+    done: int
+    rejected: int
+    reason: str
+    updated_us: int | None
+
+
+@dataclass(frozen=True)
+class RevocationView:
+    revocation_id: str
+    cause: EventCause
+    created_us: int
+    platforms: list[PlatformProgress]
+
+
+class HolderService:
+    def __init__(self, db: Database, notifier: FeedNotifier, deadline_seconds: float) -> None:
+        self._db = db
+        self._notifier = notifier
+        self._deadline = deadline_seconds
+
+    # -- attestation checks ---------------------------------------------------------------
+    @staticmethod
+    def _carrier_key(session: Session, caller: Principal) -> bytes | None:
+        row = principals.find(session, Role.CARRIER, caller.name)
+        return row.attestation_key if row else None
+
+    @staticmethod
+    def _verify(
+        key: bytes | None,
+        caller: Principal,
+        signed: SignedAttestation,
+        purpose: Purpose,
+        where: str,
+    ) -> Attestation:
+        try:
+            return attest.verify(
+                signed.attestation,
+                signed.signature,
+                caller_carrier_id=caller.name,
+                carrier_key=key,
+                purpose=int(purpose),
+                now_us=now_us(),
+            )
+        except AttestationError as exc:
+            raise type(exc)(f"{where}: {exc.message}") from None
+
+    def _admit(self, session: Session, caller: Principal, att: Attestation, where: str) -> int:
+        """Current-carrier and single-use checks; returns the tenure start to use."""
+        number = numbers.get(session, att.token)
+        if number is None or number.carrier_pk != caller.pk:
+            raise WrongCarrier(
+                f"{where}.token: carrier {caller.name} is not the current carrier of this number"
+            )
+        now = now_us()
+        # Nonces are only needed while their attestation could still be accepted.
+        session.execute(delete(AttestationNonceRow).where(AttestationNonceRow.expires_us < now))
+        if session.get(AttestationNonceRow, (caller.pk, att.nonce)) is not None:
+            raise AttestationReplayed(f"{where}.nonce: this attestation was already used")
+        session.add(
+            AttestationNonceRow(
+                carrier_pk=caller.pk,
+                nonce=att.nonce,
+                expires_us=att.expires_at_us + CLOCK_SKEW_SECONDS * 1_000_000,
+            )
+        )
+        session.flush()
+        return number.tenure_start_us or att.tenure_start_us
+
+    # -- 一证通查 -------------------------------------------------------------------------
+    async def query(
+        self, caller: Principal, signed: Sequence[SignedAttestation]
+    ) -> list[NumberView]:
+        validate.batch_size("attestations", len(signed), MAX_NUMBERS)
+
+        def admit(session: Session) -> list[tuple[Attestation, int]]:
+            key = self._carrier_key(session, caller)
+            atts = [
+                self._verify(key, caller, s, Purpose.QUERY, f"attestations[{i}]")
+                for i, s in enumerate(signed)
+            ]
+            for i, att in enumerate(atts):
+                if att.subject != atts[0].subject:
+                    raise InvalidArgument(
+                        f"attestations[{i}].subject: differs from attestations[0]; one query "
+                        "covers the numbers of one subscriber"
+                    )
+            return [
+                (att, self._admit(session, caller, att, f"attestations[{i}]"))
+                for i, att in enumerate(atts)
+            ]
+
+        # The write is only the single-use check; the view is read outside it, so queries
+        # queue behind other writers for as short a time as possible.
+        admitted = await self._db.run(admit)
+        return await self._db.run(
+            lambda s: [self._view(s, att, tenure) for att, tenure in admitted], write=False
+        )
+
+    def _view(self, session: Session, att: Attestation, tenure: int) -> NumberView:
+        live = bindings.bindings_for_token(session, att.token)
+        names = principals.by_pks(session, {b.platform_pk for b in live})
+        open_ = orders.open_orders_for_bindings(session, [b.pk for b in live], now_us())
+        groups: dict[tuple[int, TenureClass], PlatformGroup] = {}
+        for b in sorted(live, key=lambda b: b.bound_us):
+            cls = TenureClass.PRE_TENURE if b.bound_us < tenure else TenureClass.IN_TENURE
+            p = names[b.platform_pk]
+            g = groups.setdefault(
+                (b.platform_pk, cls),
+                PlatformGroup(p.name, p.display_name, p.category, cls, earliest_us=b.bound_us),
+            )
+            g.active_count += 1
+            g.latest_us = b.bound_us
+            if b.pk in open_:
+                g.open_revocation = open_[b.pk]
+        ordered = sorted(groups.values(), key=lambda g: (g.tenure_class, g.display_name))
+        return NumberView(att.token, att.key_id, tenure, ordered)
+
+    # -- 一键解绑 -------------------------------------------------------------------------
+    async def request_revocation(
+        self,
+        caller: Principal,
+        request_id: str,
+        body_hash: bytes,
+        signed: SignedAttestation,
+        scope: int,
+        platform_ids: Sequence[str],
+    ) -> tuple[str, int]:
+        validate.request_id(request_id)
+        if scope not in RevocationScope._value2member_map_:
+            raise InvalidArgument(f"scope: got {scope}, want ALL_PRE_TENURE, PLATFORMS or ALL")
+        if scope == RevocationScope.PLATFORMS:
+            validate.batch_size("platform_ids", len(platform_ids), MAX_PLATFORMS)
+            for i, pid in enumerate(platform_ids):
+                validate.principal_id(f"platform_ids[{i}]", pid)
+        elif platform_ids:
+            raise InvalidArgument("platform_ids: only allowed with scope PLATFORMS")
+
+        def first(session: Session, att: Attestation) -> dict[str, Any]:
+            tenure = self._admit(session, caller, att, "attestation")
+            wanted: set[int] | None = None
+            if scope == RevocationScope.PLATFORMS:
+                rows = session.scalars(
+                    select(PrincipalRow).where(
+                        PrincipalRow.role == Role.PLATFORM, PrincipalRow.name.in_(platform_ids)
+                    )
+                ).all()
+                by_name = {r.name: r.pk for r in rows}
+                for i, pid in enumerate(platform_ids):
+                    if pid not in by_name:
+                        raise NotFound(f"platform_ids[{i}]: no platform {pid!r}")
+                wanted = set(by_name.values())
+            targets = [
+                b
+                for b in bindings.bindings_for_token(session, att.token)
+                if b.state == int(BindingState.ACTIVE)
+                and (scope != RevocationScope.ALL_PRE_TENURE or b.bound_us < tenure)
+                and (wanted is None or b.platform_pk in wanted)
+            ]
+            rid = orders.new_revocation(
+                session,
+                EventCause.HOLDER_REQUEST,
+                caller.pk,
+                token=att.token,
+                subject=att.subject,
+                scope=scope,
+            )
+            platforms = orders.append(
+                session,
+                rid,
+                [
+                    orders.NewOrder(b, EventKind.REVOKE, EventCause.HOLDER_REQUEST, tenure)
+                    for b in targets
+                ],
+                self._deadline,
+            )
+            return {"revocation_id": rid, "orders": len(targets), "platforms": sorted(platforms)}
+
+        def act(session: Session) -> dict[str, Any]:
+            att = self._verify(
+                self._carrier_key(session, caller), caller, signed, Purpose.REVOKE, "attestation"
+            )
+            # The attestation is a credential, fresh on every try (new nonce, new times); what
+            # makes two calls the same request is what they ask for: the scope (in
+            # body_hash) for the attested number and subscriber. A resubmitted form thus gets
+            # its first answer instead of a conflict, and a replayed nonce is still refused.
+            same = hashlib.sha256(body_hash + att.token + att.subject.encode()).digest()
+            return idempotency.once(
+                session,
+                caller.pk,
+                "RequestRevocation",
+                request_id,
+                same,
+                lambda: first(session, att),
+            )
+
+        result = await self._db.run(act)
+        self._notifier.notify(result["platforms"])
+        return str(result["revocation_id"]), int(result["orders"])
+
+    async def get_revocation(self, caller: Principal, revocation_id: str) -> RevocationView:
+        if not re.fullmatch(r"[0-9a-f-]{36}", revocation_id):
+            raise InvalidArgument(f"revocation_id: got {revocation_id[:40]!r}, want a UUID")
+
+        def read(session: Session) -> RevocationView:
+            row = orders.revocation(session, revocation_id)
+            if row is None or row.carrier_pk != caller.pk:
+                raise NotFound(f"revocation_id: no revocation {revocation_id} of yours")
+            rows = orders.progress(session, revocation_id, now_us())
+            names = principals.by_pks(session, {r.platform_pk for r in rows})
+            out = []
+            for r in rows:
+                if r.pending:
+                    state = OrderState.PENDING
+                elif r.delivered:
+                    state = OrderState.DELIVERED
+                elif r.overdue:
+                    state = OrderState.OVERDUE
+                elif r.rejected:
+                    state = OrderState.REJECTED
+                else:
+                    state = OrderState.DONE
+                p = names[r.platform_pk]
+                out.append(
+                    PlatformProgress(
+                        p.name,
+                        p.display_name,
+                        p.category,
+                        state,
+                        r.orders,
+                        r.done,
+                        r.rejected,
+                        r.reason if r.rejected else "",
+                        r.updated_us,
+                    )
+                )
+            return RevocationView(row.id, EventCause(row.cause), row.created_us, out)
+
+        return await self._db.run(read, write=False)

@@ -1,0 +1,96 @@
+"""The token service: validate blinded elements, enforce quotas, evaluate with a proof.
+
+Evaluation is CPU-bound and must never run on the event loop. libsodium's scalar
+multiplication releases the GIL (rbcl calls it through ctypes: two threads ran 1.9x one), but
+the Python between the calls (hashing, encoding, validation) does not, and under load it then
+contends with the event loop for the GIL. So evaluation runs in a pool of worker processes,
+one per core, started with `spawn` (forking a process that runs grpc is unsafe). Each task
+carries its 32-byte secret, so rotation needs no pool restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+from numbind.protocol import voprf
+from numbind.protocol.limits import MAX_EVALUATE as MAX_BATCH
+from numbind.registry.domain.quota import DAY_SECONDS, Quotas
+from numbind.registry.domain.types import Principal
+from numbind.registry.errors import InvalidArgument
+from numbind.registry.keys import KeyRing, TokenKey
+from numbind.registry.storage import usage
+from numbind.registry.storage.db import Database
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    key_id: str
+    evaluated: list[bytes]
+    proof: bytes
+
+
+def validate_batch_size(elements: list[bytes]) -> None:
+    if not elements:
+        raise InvalidArgument("blinded_elements: got 0 elements, want 1..4096")
+    if len(elements) > MAX_BATCH:
+        raise InvalidArgument(
+            f"blinded_elements: got {len(elements)} elements, want at most {MAX_BATCH}"
+        )
+
+
+def evaluate_batch(
+    secret: bytes, public: bytes, elements: list[bytes]
+) -> tuple[list[bytes], bytes]:
+    """Validate every element (naming the first bad index), then evaluate with one proof.
+
+    Runs in a worker process: module-level and free of any state but its arguments.
+    """
+    for i, element in enumerate(elements):
+        try:
+            voprf.deserialize_element(element)
+        except voprf.DeserializeError as exc:
+            raise InvalidArgument(f"blinded_elements[{i}]: {exc}") from None
+    return voprf.voprf_blind_evaluate(secret, public, elements, prevalidated=True)
+
+
+class TokenService:
+    def __init__(self, db: Database, keys: KeyRing, quotas: Quotas, workers: int) -> None:
+        self._db = db
+        self._keys = keys
+        self._quotas = quotas
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+        )
+
+    def keys(self) -> tuple[str, list[TokenKey]]:
+        return self._keys.active().key_id, self._keys.live()
+
+    async def evaluate(self, caller: Principal, key_id: str, elements: list[bytes]) -> Evaluation:
+        validate_batch_size(elements)
+        key = self._keys.for_evaluation(key_id)
+        now = time.time()
+        day = int(now // DAY_SECONDS)
+        used = 0
+        if not self._quotas.known(caller.pk):  # restarts keep the daily count
+            used = await self._db.run(lambda s: usage.tokens_on(s, caller.pk, day), write=False)
+        self._quotas.take(caller.pk, len(elements), now, used_today=used)
+        # Elements are validated in the worker; a refused batch gives its quota back.
+        loop = asyncio.get_running_loop()
+        assert key.secret is not None
+        secret = key.secret
+        try:
+            evaluated, proof = await loop.run_in_executor(
+                self._pool, evaluate_batch, secret, key.public_key, elements
+            )
+        except InvalidArgument:
+            self._quotas.refund(caller.pk, len(elements))
+            raise
+        await self._db.run(lambda s: usage.add(s, caller.pk, day, tokens=len(elements)))
+        return Evaluation(key.key_id, evaluated, proof)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,360 @@
+"""Bindings: bulk upsert and withdraw, per-bucket digests, pages, lookups by token.
+
+Every function takes the caller's session (one unit of work) and the platform's principal pk,
+and touches only that platform's rows — except `bindings_for_token`, which serves the
+registry's own cross-platform work (reissue, holder queries).
+
+PublishBindings is the hottest write path, so `prepare` + `upsert` stay off the ORM and off
+Core's per-row bind processing (measured ~7 us/row, as much as SQLite's own insert): rows
+are built as tuples before the transaction, and written with driver-level SQL through the
+session's connection — multi-row INSERTs on SQLite, a pipelined executemany on PostgreSQL.
+The rest uses Core selects. Contracts callers MUST keep are on each function.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+from numbind.protocol.digest import DIGEST_BYTES, MAX_BUCKET_BITS, binding_digest
+from numbind.registry.domain.bindings import (
+    BindingKey,
+    BucketDigest,
+    PageCursor,
+    PublishCounts,
+    WithdrawCounts,
+)
+from numbind.registry.domain.types import (
+    LIVE_BINDING_STATES,
+    Binding,
+    BindingKind,
+    BindingState,
+    Token,
+)
+from numbind.registry.storage.db import driver_sql
+from numbind.registry.storage.models import BindingRow
+from sqlalchemy import Connection, or_, select
+from sqlalchemy.orm import Session
+
+__all__ = [
+    "PreparedBatch",
+    "StoredBinding",
+    "bindings_for_token",
+    "digests",
+    "list_page",
+    "live_for_tokens",
+    "prepare",
+    "upsert",
+    "withdraw",
+]
+
+_T = BindingRow.__table__.c
+_LIVE = tuple(int(s) for s in LIVE_BINDING_STATES)
+_ACTIVE = int(BindingState.ACTIVE)
+_WITHDRAWN = int(BindingState.WITHDRAWN)
+_REVOKED = int(BindingState.REVOKED)
+# Parameters per SQLite statement (lookups, multi-row inserts): SQLite's default limit since
+# 3.32, and a cap on statement size where a build allows more.
+_MAX_VARIABLES = 32_766
+# Rows fetched per round trip when streaming a platform's digests.
+_STREAM_ROWS = 20_000
+
+# An insert-ready row: (platform_pk, key_id, token, account_ref, bound_us, kind, state,
+# bucket, digest, updated_us), in the column order of _INSERT.
+Row = tuple[int, str, bytes, bytes, int, int, int, int, bytes, int]
+
+
+@dataclass(frozen=True)
+class PreparedBatch:
+    """One platform's publish batch as insert-ready rows, derived columns included.
+
+    Built by `prepare` before the write transaction opens: on SQLite a write transaction
+    holds the single writer lock, and any Python work done inside it (hashing, building
+    parameter tuples) serialises every concurrent publisher and competes for the GIL with
+    the driver's own steps.
+    """
+
+    platform_pk: int
+    # Ordered by (token, account_ref).
+    rows: list[Row]
+    # The distinct tokens, ordered: the existing-row lookup's parameters.
+    tokens: list[bytes]
+
+
+@dataclass(frozen=True)
+class StoredBinding:
+    pk: int
+    platform_pk: int
+    binding: Binding
+    state: BindingState
+
+    @property
+    def bound_us(self) -> int:
+        return self.binding.bound_us
+
+
+def prepare(platform_pk: int, bindings: Iterable[Binding], now: int) -> PreparedBatch:
+    """Derive bucket and digest for each binding and order the batch by token.
+
+    Sorted inserts land on neighbouring B-tree pages of the token-led indexes, which
+    measured ~1.4x faster than random order on SQLite with 200,000 rows; on PostgreSQL a
+    common order also means overlapping batches take row locks in the same order.
+    """
+    rows: list[Row] = []
+    append = rows.append
+    for b in bindings:
+        t = b.token
+        token = t.value
+        kind = int(b.kind)
+        append(
+            (
+                platform_pk,
+                t.key_id,
+                token,
+                b.account_ref,
+                b.bound_us,
+                kind,
+                _ACTIVE,
+                (token[0] << 8) | token[1],
+                binding_digest(t.key_id, token, b.account_ref, b.bound_us, kind),
+                now,
+            )
+        )
+    rows.sort(key=lambda r: (r[2], r[3]))
+    return PreparedBatch(platform_pk, rows, sorted({r[2] for r in rows}))
+
+
+def upsert(session: Session, batch: PreparedBatch) -> PublishCounts:
+    """Insert new bindings, update changed or returning ones, count the rest as unchanged.
+
+    MUST: batch holds each (token, account_ref) at most once (validated by the caller).
+    A WITHDRAWN binding published again becomes ACTIVE and counts as updated; a REVOKING
+    one keeps its state (its revocation order is still out). A REVOKED binding becomes
+    ACTIVE only with a later bound_at (the account bound the number anew): republished as
+    it was, it is a stale row of a platform's nightly snapshot and stays revoked, counted
+    as unchanged, so a sync cannot undo a holder's revocation.
+    """
+    conn = session.connection()
+    existing = {
+        (token, ref): (pk, key_id, bound_us, kind, state)
+        for pk, token, ref, key_id, bound_us, kind, state in _lookup(
+            conn,
+            batch.platform_pk,
+            ("pk", "token", "account_ref", "key_id", "bound_us", "kind", "state"),
+            batch.tokens,
+        )
+    }
+    if not existing:  # a batch of new bindings: the common case of a first load
+        _insert(conn, batch.rows)
+        return PublishCounts(len(batch.rows), 0, 0)
+    inserts: list[Row] = []
+    updates: list[tuple[Any, ...]] = []
+    unchanged = 0
+    for row in batch.rows:
+        _, key_id, token, ref, bound_us, kind, _, _, digest, now = row
+        old = existing.get((token, ref))
+        if old is None:
+            inserts.append(row)
+            continue
+        pk, old_key_id, old_bound_us, old_kind, state = old
+        if state == _REVOKED and bound_us <= old_bound_us:
+            unchanged += 1
+            continue
+        live = state in _LIVE
+        if live and (old_key_id, old_bound_us, old_kind) == (key_id, bound_us, kind):
+            unchanged += 1
+            continue
+        updates.append((key_id, bound_us, kind, state if live else _ACTIVE, digest, now, pk))
+    if inserts:
+        _insert(conn, inserts)
+    if updates:
+        conn.exec_driver_sql(
+            driver_sql(
+                conn,
+                "UPDATE bindings SET key_id = ?, bound_us = ?, kind = ?, state = ?, digest = ?,"
+                " updated_us = ? WHERE pk = ?",
+            ),
+            updates,
+        )
+    return PublishCounts(len(inserts), len(updates), unchanged)
+
+
+def withdraw(
+    session: Session, platform_pk: int, keys: Sequence[BindingKey], now: int
+) -> WithdrawCounts:
+    """Mark the platform's live bindings named by keys WITHDRAWN; the rest are not found."""
+    conn = session.connection()
+    live = {
+        (token, ref): pk
+        for pk, token, ref, state in _lookup(
+            conn,
+            platform_pk,
+            ("pk", "token", "account_ref", "state"),
+            sorted({k.token.value for k in keys}),
+        )
+        if state in _LIVE
+    }
+    pks = [(_WITHDRAWN, now, pk) for k in keys if (pk := live.get((k.token.value, k.account_ref)))]
+    if pks:
+        conn.exec_driver_sql(
+            driver_sql(conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ?"), pks
+        )
+    return WithdrawCounts(len(pks), len(keys) - len(pks))
+
+
+def digests(session: Session, platform_pk: int, bits: int, key_id: str) -> list[BucketDigest]:
+    """Count and XOR digest of the platform's live bindings per non-empty bucket, in order.
+
+    Streams (bucket, digest) pairs in partitions, so memory stays flat however many
+    bindings the platform has; XOR runs on Python ints, one per 16-bit bucket, folded to
+    `bits` at the end.
+    """
+    stmt = select(_T.bucket, _T.digest).where(_T.platform_pk == platform_pk, _T.state.in_(_LIVE))
+    if key_id:
+        stmt = stmt.where(_T.key_id == key_id)
+    size = 1 << MAX_BUCKET_BITS
+    acc = [0] * size
+    counts = [0] * size
+    from_bytes = int.from_bytes
+    result = session.execute(stmt, execution_options={"yield_per": _STREAM_ROWS})
+    for part in result.partitions():
+        for bucket, digest in part:
+            acc[bucket] ^= from_bytes(digest, "big")
+            counts[bucket] += 1
+    shift = MAX_BUCKET_BITS - bits
+    folded: dict[int, list[int]] = {}
+    for b16 in range(size):
+        if counts[b16]:
+            slot = folded.setdefault(b16 >> shift, [0, 0])
+            slot[0] += counts[b16]
+            slot[1] ^= acc[b16]
+    return [
+        BucketDigest(b, n, x.to_bytes(DIGEST_BYTES, "big")) for b, (n, x) in sorted(folded.items())
+    ]
+
+
+def list_page(
+    session: Session,
+    platform_pk: int,
+    lo: int,
+    hi: int,
+    key_id: str,
+    after: PageCursor | None,
+    limit: int,
+) -> list[tuple[int, int, Binding]]:
+    """Up to `limit` live bindings with 16-bit bucket in [lo, hi], as (bucket, pk, binding),
+    in (bucket, pk) order — the order of the (platform_pk, bucket) index, whose entries also
+    carry the row id, so a page is one index range scan from the cursor on."""
+    start = after.after_bucket if after else lo
+    stmt = select(
+        _T.bucket, _T.pk, _T.key_id, _T.token, _T.account_ref, _T.bound_us, _T.kind
+    ).where(
+        _T.platform_pk == platform_pk,
+        _T.bucket >= start,
+        _T.bucket <= hi,
+        _T.state.in_(_LIVE),
+    )
+    if after is not None:
+        stmt = stmt.where(or_(_T.bucket > after.after_bucket, _T.pk > after.after_pk))
+    if key_id:
+        stmt = stmt.where(_T.key_id == key_id)
+    stmt = stmt.order_by(_T.bucket, _T.pk).limit(limit)
+    return [
+        (bucket, pk, Binding(Token(kid, token), ref, bound_us, BindingKind(kind)))
+        for bucket, pk, kid, token, ref, bound_us, kind in session.execute(stmt)
+    ]
+
+
+def bindings_for_token(session: Session, token: bytes) -> list[StoredBinding]:
+    """Every live binding to this token, across all platforms, by platform then pk."""
+    found = live_for_tokens(session, [token]).get(token, [])
+    return sorted(found, key=lambda b: (b.platform_pk, b.pk))
+
+
+def live_for_tokens(session: Session, tokens: Sequence[bytes]) -> dict[bytes, list[StoredBinding]]:
+    """Live bindings to each token, across all platforms (reissues, holder queries and
+    revocations), in no particular order; tokens without any are absent. A reissue batch
+    reads ~100,000 rows here inside its transaction, so no ORDER BY."""
+    out: dict[bytes, list[StoredBinding]] = {}
+    wanted = list(dict.fromkeys(tokens))
+    for i in range(0, len(wanted), 500):
+        stmt = select(
+            _T.token,
+            _T.pk,
+            _T.platform_pk,
+            _T.key_id,
+            _T.account_ref,
+            _T.bound_us,
+            _T.kind,
+            _T.state,
+        ).where(_T.token.in_(wanted[i : i + 500]), _T.state.in_(_LIVE))
+        for token, pk, platform_pk, key_id, ref, bound_us, kind, state in session.execute(stmt):
+            out.setdefault(token, []).append(
+                StoredBinding(
+                    pk,
+                    platform_pk,
+                    Binding(Token(key_id, token), ref, bound_us, BindingKind(kind)),
+                    BindingState(state),
+                )
+            )
+    return out
+
+
+def _lookup(
+    conn: Connection, platform_pk: int, columns: Sequence[str], tokens: list[bytes]
+) -> Iterator[tuple[Any, ...]]:
+    """The platform's rows (any state) holding any of tokens, a few queries per batch."""
+    cols = ", ".join(f"b.{c}" for c in columns)
+    if conn.dialect.name == "postgresql":
+        # One array parameter joined to the unique index. An IN list of 900 parameters was
+        # planned as a scan of the platform's whole bucket index while the table's
+        # statistics still described it as small (a fresh store taking its first load):
+        # 20 s per batch at 30,000 rows. unnest() is always estimated small, so each token
+        # is an index probe whatever the statistics say.
+        yield from conn.exec_driver_sql(
+            f"SELECT {cols} FROM unnest(%s::bytea[]) AS t(token)"
+            " JOIN bindings b ON b.platform_pk = %s AND b.token = t.token",
+            (tokens, platform_pk),
+        )
+        return
+    chunk_size = _max_variables(conn) - 1
+    for i in range(0, len(tokens), chunk_size):
+        chunk = tokens[i : i + chunk_size]
+        marks = ", ".join(["?"] * len(chunk))
+        sql = f"SELECT {cols} FROM bindings b WHERE b.platform_pk = ? AND b.token IN ({marks})"
+        yield from conn.exec_driver_sql(sql, (platform_pk, *chunk))
+
+
+_INSERT = (
+    "INSERT INTO bindings (platform_pk, key_id, token, account_ref, bound_us, kind, state,"
+    " bucket, digest, updated_us) VALUES "
+)
+_ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def _insert(conn: Connection, rows: list[Row]) -> None:
+    if conn.dialect.name != "sqlite":
+        # psycopg pipelines executemany: one round trip for the lot.
+        conn.exec_driver_sql(driver_sql(conn, _INSERT + _ROW_MARKS), rows)
+        return
+    # As few statements as the variable limit allows. sqlite3 releases the GIL around
+    # every statement step and must win it back afterwards, which costs up to the switch
+    # interval (5 ms) whenever another thread is busy (gRPC, the next batch's validation):
+    # beside one busy thread, a statement per row or per 99 rows ran at about a quarter of
+    # its unloaded rate, one per 3,276 rows at about half.
+    n = _max_variables(conn) // len(_ROW_MARKS.split(","))
+    for i in range(0, len(rows), n):
+        chunk = rows[i : i + n]
+        sql = _INSERT + ", ".join([_ROW_MARKS] * len(chunk))
+        conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk)))
+
+
+def _max_variables(conn: Connection) -> int:
+    """How many `?` one SQLite statement may hold (999 before 3.32, 32766 after, or as
+    built), capped so one statement stays a reasonable size."""
+    dbapi = conn.connection.driver_connection
+    assert isinstance(dbapi, sqlite3.Connection)
+    return min(_MAX_VARIABLES, dbapi.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))

@@ -1,0 +1,144 @@
+"""Engines, units of work and retries: the only place that knows which database is behind.
+
+SQLite (embedded default): WAL, one write connection (so writers queue in-process instead of
+failing with "database is locked"), `BEGIN IMMEDIATE` for writes, any number of readers.
+PostgreSQL (production): one pool; transactions that fail with a serialization failure or a
+deadlock are retried, which also keeps us honest for distributed SQL engines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from numbind.registry.errors import Unavailable
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# SQLSTATEs worth retrying: serialization_failure, deadlock_detected.
+_RETRY_SQLSTATES = {"40001", "40P01"}
+MAX_ATTEMPTS = 6
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Contention, not a fault: another transaction won a race and a fresh attempt will see
+    its result. That includes unique-key collisions (two writers inserting the same new
+    binding, number or idempotency record at once on PostgreSQL); every write path is
+    idempotent, so the retry answers from what the winner wrote. A unique violation that
+    persists is reported as Unavailable after MAX_ATTEMPTS, never as INTERNAL."""
+    if isinstance(exc, IntegrityError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if code in _RETRY_SQLSTATES:
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+def driver_sql(conn: Connection, text: str) -> str:
+    """Driver SQL in the dialect's positional paramstyle (SQLite `?`, psycopg `%s`).
+
+    Hot bulk paths use `exec_driver_sql` with executemany: SQLAlchemy's per-statement
+    compilation and ORM bookkeeping cost more than the database work there.
+    """
+    return text if conn.dialect.paramstyle == "qmark" else text.replace("?", "%s")
+
+
+class Database:
+    """Owns the engines; hands out sessions for one unit of work at a time."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self._prepare_sqlite_dir(url)
+            self.read_engine = self._sqlite_engine(url, write=False, echo=echo)
+            self.write_engine = self._sqlite_engine(url, write=True, echo=echo)
+        else:
+            engine = create_engine(
+                url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True
+            )
+            self.read_engine = self.write_engine = engine
+        self._read = sessionmaker(self.read_engine, expire_on_commit=False)
+        self._write = sessionmaker(self.write_engine, expire_on_commit=False)
+        # Storage calls block; they run here so the event loop never waits on a disk.
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="numbind-db")
+
+    @staticmethod
+    def _prepare_sqlite_dir(url: str) -> None:
+        path = url.split("///", 1)[1] if "///" in url else ""
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def _sqlite_engine(url: str, *, write: bool, echo: bool) -> Engine:
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=1 if write else 8,
+            max_overflow=0,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Take transaction control from pysqlite so BEGIN is ours to choose.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+
+    @contextmanager
+    def session(self, *, write: bool = True) -> Iterator[Session]:
+        """One transaction: commits on success, rolls back on any exception."""
+        factory = self._write if write else self._read
+        with factory() as session, session.begin():
+            yield session
+
+    def transact(self, fn: Callable[[Session], T], *, write: bool = True) -> T:
+        """Run fn in one transaction, retrying serialization failures with backoff."""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                with self.session(write=write) as session:
+                    return fn(session)
+            except DBAPIError as exc:
+                if not write or not _retryable(exc):
+                    raise
+                if attempt == MAX_ATTEMPTS:
+                    raise Unavailable("storage: too much contention, retry later") from exc
+                delay = min(0.5, 0.01 * 2**attempt) * (0.5 + random.random())
+                log.info("retrying transaction after %s (attempt %d)", type(exc).__name__, attempt)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def run(self, fn: Callable[[Session], T], *, write: bool = True) -> T:
+        """`transact` off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: self.transact(fn, write=write))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()

@@ -1,0 +1,50 @@
+"""Idempotency records: the first answer to a request id, replayed on every retry.
+
+The record is written in the same transaction as the change it answers for, so a retry
+either finds both or neither.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from numbind.registry.domain.types import now_us
+from numbind.registry.errors import AlreadyExists
+from numbind.registry.storage.models import IdempotencyRow
+from sqlalchemy.orm import Session
+
+
+def once(
+    session: Session,
+    principal_pk: int,
+    method: str,
+    request_id: str,
+    body_hash: bytes,
+    act: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """Run act() the first time; afterwards return what it returned the first time.
+
+    The same request id with a different body is ALREADY_EXISTS, naming the id.
+    """
+    row = session.get(IdempotencyRow, (principal_pk, method, request_id))
+    if row is not None:
+        if row.body_hash != body_hash:
+            raise AlreadyExists(
+                f"request_id: {request_id!r} was already used for a different {method} request"
+            )
+        result: dict[str, Any] = json.loads(row.response)
+        return result
+    result = act()
+    session.add(
+        IdempotencyRow(
+            principal_pk=principal_pk,
+            method=method,
+            request_id=request_id,
+            body_hash=body_hash,
+            response=json.dumps(result, separators=(",", ":")).encode(),
+            created_us=now_us(),
+        )
+    )
+    return result

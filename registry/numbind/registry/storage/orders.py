@@ -1,0 +1,380 @@
+"""Revocations, their orders, and each platform's feed (the transactional outbox).
+
+Orders and feed entries are written in the transaction of their trigger. Each platform's
+sequence comes from `principals.feed_head`, bumped with one UPDATE per platform per
+transaction: the row lock serialises appenders, so sequences are gap-free.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from numbind.registry.domain.types import (
+    BindingState,
+    EventCause,
+    EventKind,
+    OrderState,
+    now_us,
+)
+from numbind.registry.storage.bindings import StoredBinding
+from numbind.registry.storage.db import driver_sql
+from numbind.registry.storage.models import (
+    BindingRow,
+    FeedEventRow,
+    OrderRow,
+    PrincipalRow,
+    RevocationRow,
+)
+from sqlalchemy import and_, case, func, select, update
+from sqlalchemy.orm import Session
+
+OPEN_STATES = (int(OrderState.PENDING), int(OrderState.DELIVERED))
+
+
+def new_revocation(
+    session: Session,
+    cause: EventCause,
+    carrier_pk: int,
+    *,
+    token: bytes | None = None,
+    subject: str | None = None,
+    scope: int = 0,
+) -> str:
+    rid = str(uuid.uuid4())
+    session.add(
+        RevocationRow(
+            id=rid,
+            cause=int(cause),
+            carrier_pk=carrier_pk,
+            token=token,
+            subject=subject,
+            scope=scope,
+            created_us=now_us(),
+        )
+    )
+    session.flush()
+    return rid
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    binding: StoredBinding
+    kind: EventKind
+    cause: EventCause
+    tenure_start_us: int | None
+
+
+def append(
+    session: Session, revocation_id: str, orders: Sequence[NewOrder], deadline_seconds: float
+) -> set[int]:
+    """Create the orders, mark revoked bindings REVOKING, append to each platform's feed.
+
+    Returns the platforms whose feeds grew (to wake their streams after commit).
+    """
+    if not orders:
+        return set()
+    now = now_us()
+    deadline = now + int(deadline_seconds * 1_000_000)
+    by_platform: dict[int, list[NewOrder]] = defaultdict(list)
+    for order in orders:
+        by_platform[order.binding.platform_pk].append(order)
+    order_rows: list[tuple[object, ...]] = []
+    seqs: dict[str, tuple[int, int]] = {}
+    for platform_pk in sorted(by_platform):  # fixed lock order: no deadlocks between reports
+        batch = by_platform[platform_pk]
+        head = session.execute(
+            update(PrincipalRow)
+            .where(PrincipalRow.pk == platform_pk)
+            .values(feed_head=PrincipalRow.feed_head + len(batch))
+            .returning(PrincipalRow.feed_head)
+        ).scalar_one()
+        first = head - len(batch) + 1
+        for offset, order in enumerate(batch):
+            oid = str(uuid.uuid4())
+            seqs[oid] = (platform_pk, first + offset)
+            order_rows.append(
+                (
+                    oid,
+                    revocation_id,
+                    platform_pk,
+                    order.binding.pk,
+                    int(order.kind),
+                    int(order.cause),
+                    int(OrderState.PENDING),
+                    0,
+                    "",
+                    order.tenure_start_us,
+                    now,
+                    deadline,
+                )
+            )
+    conn = session.connection()
+    conn.exec_driver_sql(
+        driver_sql(
+            conn,
+            "INSERT INTO orders (id, revocation_id, platform_pk, binding_pk, kind, cause, state,"
+            " outcome, reason, tenure_start_us, created_us, deadline_us)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ),
+        order_rows,
+    )
+    # One indexed read back of the new pks beats RETURNING row by row.
+    pks = conn.exec_driver_sql(
+        driver_sql(conn, "SELECT id, pk FROM orders WHERE revocation_id = ?"), (revocation_id,)
+    ).all()
+    conn.exec_driver_sql(
+        driver_sql(
+            conn,
+            "INSERT INTO feed_events (platform_pk, seq, order_pk, created_us) VALUES (?, ?, ?, ?)",
+        ),
+        [(*seqs[oid], pk, now) for oid, pk in pks if oid in seqs],
+    )
+    revoking = [
+        (int(BindingState.REVOKING), now, o.binding.pk)
+        for o in orders
+        if o.kind == EventKind.REVOKE
+    ]
+    if revoking:
+        conn.exec_driver_sql(
+            driver_sql(conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ?"),
+            revoking,
+        )
+    return set(by_platform)
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    seq: int
+    order_pk: int
+    order_id: str
+    kind: int
+    cause: int
+    state: int
+    revocation_id: str
+    tenure_start_us: int | None
+    created_us: int
+    deadline_us: int
+    key_id: str
+    token: bytes
+    account_ref: bytes
+    bound_us: int
+    binding_kind: int
+
+
+_FEED_COLUMNS = (
+    FeedEventRow.seq,
+    OrderRow.pk,
+    OrderRow.id,
+    OrderRow.kind,
+    OrderRow.cause,
+    OrderRow.state,
+    OrderRow.revocation_id,
+    OrderRow.tenure_start_us,
+    OrderRow.created_us,
+    OrderRow.deadline_us,
+    BindingRow.key_id,
+    BindingRow.token,
+    BindingRow.account_ref,
+    BindingRow.bound_us,
+    BindingRow.kind,
+)
+
+
+def read_feed(session: Session, platform_pk: int, after_seq: int, limit: int) -> list[FeedItem]:
+    rows: Any = session.execute(
+        select(*_FEED_COLUMNS)
+        .select_from(FeedEventRow)
+        .join(OrderRow, OrderRow.pk == FeedEventRow.order_pk)
+        .join(BindingRow, BindingRow.pk == OrderRow.binding_pk)
+        .where(FeedEventRow.platform_pk == platform_pk, FeedEventRow.seq > after_seq)
+        .order_by(FeedEventRow.seq)
+        .limit(limit)
+    )
+    return [FeedItem(*r) for r in rows]
+
+
+def stale_deliveries(
+    session: Session, platform_pk: int, delivered_before_us: int, limit: int
+) -> list[FeedItem]:
+    """Delivered, unacked orders whose visibility timeout has passed: send them again."""
+    rows: Any = session.execute(
+        select(*_FEED_COLUMNS)
+        .select_from(OrderRow)
+        .join(FeedEventRow, FeedEventRow.order_pk == OrderRow.pk)
+        .join(BindingRow, BindingRow.pk == OrderRow.binding_pk)
+        .where(
+            OrderRow.platform_pk == platform_pk,
+            OrderRow.state == int(OrderState.DELIVERED),
+            OrderRow.delivered_us < delivered_before_us,
+        )
+        .order_by(FeedEventRow.seq)
+        .limit(limit)
+    )
+    return [FeedItem(*r) for r in rows]
+
+
+def mark_delivered(session: Session, order_pks: Sequence[int]) -> None:
+    if not order_pks:
+        return
+    now = now_us()
+    conn = session.connection()
+    conn.exec_driver_sql(
+        driver_sql(
+            conn, "UPDATE orders SET state = ?, delivered_us = ? WHERE pk = ? AND state IN (?, ?)"
+        ),
+        [(int(OrderState.DELIVERED), now, pk, *OPEN_STATES) for pk in order_pks],
+    )
+
+
+def feed_head(session: Session, platform_pk: int) -> int:
+    return int(
+        session.scalar(select(PrincipalRow.feed_head).where(PrincipalRow.pk == platform_pk)) or 0
+    )
+
+
+@dataclass(frozen=True)
+class AckTarget:
+    pk: int
+    id: str
+    platform_pk: int
+    binding_pk: int
+    kind: int
+    state: int
+    outcome: int
+
+
+def orders_by_id(session: Session, ids: Sequence[str]) -> dict[str, AckTarget]:
+    out: dict[str, AckTarget] = {}
+    for i in range(0, len(ids), 500):
+        for r in session.execute(
+            select(
+                OrderRow.pk,
+                OrderRow.id,
+                OrderRow.platform_pk,
+                OrderRow.binding_pk,
+                OrderRow.kind,
+                OrderRow.state,
+                OrderRow.outcome,
+            ).where(OrderRow.id.in_(ids[i : i + 500]))
+        ):
+            out[r.id] = AckTarget(*r)
+    return out
+
+
+def record_acks(
+    session: Session,
+    acks: Sequence[tuple[AckTarget, int, int, str]],
+) -> None:
+    """(order, new state, outcome, reason) each; bindings follow their REVOKE orders.
+
+    A refusal leaves the binding active (the holder sees the reason); done revokes it.
+    """
+    if not acks:
+        return
+    now = now_us()
+    conn = session.connection()
+    conn.exec_driver_sql(
+        driver_sql(
+            conn,
+            "UPDATE orders SET state = ?, outcome = ?, reason = ?, acked_us = ? WHERE pk = ?",
+        ),
+        [(state, outcome, reason, now, order.pk) for order, state, outcome, reason in acks],
+    )
+    bindings = [
+        (
+            int(BindingState.ACTIVE if state == OrderState.REJECTED else BindingState.REVOKED),
+            now,
+            order.binding_pk,
+            int(BindingState.REVOKING),
+        )
+        for order, state, _, _ in acks
+        if order.kind == int(EventKind.REVOKE)
+    ]
+    if bindings:
+        conn.exec_driver_sql(
+            driver_sql(
+                conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND state = ?"
+            ),
+            bindings,
+        )
+
+
+def revocation(session: Session, revocation_id: str) -> RevocationRow | None:
+    return session.get(RevocationRow, revocation_id)
+
+
+@dataclass(frozen=True)
+class PlatformOrders:
+    platform_pk: int
+    orders: int
+    pending: int
+    delivered: int
+    done: int
+    rejected: int
+    overdue: int
+    reason: str
+    updated_us: int | None
+
+
+def progress(session: Session, revocation_id: str, now: int) -> list[PlatformOrders]:
+    open_ = OrderRow.state.in_(OPEN_STATES)
+    overdue = and_(open_, OrderRow.deadline_us < now)
+
+    def count_when(cond: Any) -> Any:
+        return func.sum(case((cond, 1), else_=0))
+
+    rows: Any = session.execute(
+        select(
+            OrderRow.platform_pk,
+            func.count(),
+            count_when(and_(OrderRow.state == int(OrderState.PENDING), ~overdue)),
+            count_when(and_(OrderRow.state == int(OrderState.DELIVERED), ~overdue)),
+            count_when(OrderRow.state == int(OrderState.DONE)),
+            count_when(OrderRow.state == int(OrderState.REJECTED)),
+            count_when(overdue),
+            func.max(OrderRow.reason),
+            func.max(OrderRow.acked_us),
+        )
+        .where(OrderRow.revocation_id == revocation_id)
+        .group_by(OrderRow.platform_pk)
+        .order_by(OrderRow.platform_pk)
+    )
+    return [
+        PlatformOrders(
+            platform_pk=r[0],
+            orders=int(r[1]),
+            pending=int(r[2] or 0),
+            delivered=int(r[3] or 0),
+            done=int(r[4] or 0),
+            rejected=int(r[5] or 0),
+            overdue=int(r[6] or 0),
+            reason=r[7] or "",
+            updated_us=r[8],
+        )
+        for r in rows
+    ]
+
+
+def open_orders_for_bindings(
+    session: Session, binding_pks: Sequence[int], now: int
+) -> dict[int, tuple[str, int]]:
+    """binding pk -> (revocation id, state incl. OVERDUE) of its latest open order."""
+    out: dict[int, tuple[str, int]] = {}
+    for i in range(0, len(binding_pks), 500):
+        for bpk, rid, state, deadline in session.execute(
+            select(
+                OrderRow.binding_pk, OrderRow.revocation_id, OrderRow.state, OrderRow.deadline_us
+            )
+            .where(
+                OrderRow.binding_pk.in_(binding_pks[i : i + 500]),
+                OrderRow.kind == int(EventKind.REVOKE),
+                OrderRow.state.in_(OPEN_STATES),
+            )
+            .order_by(OrderRow.pk)
+        ):
+            out[bpk] = (rid, int(OrderState.OVERDUE) if deadline < now else state)
+    return out

@@ -1,0 +1,83 @@
+"""Principals: platforms, carriers and admins."""
+
+from __future__ import annotations
+
+from numbind.registry.domain.types import Principal, now_us
+from numbind.registry.errors import AlreadyExists, NotFound
+from numbind.registry.storage.models import PrincipalRow
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+
+def _to_domain(row: PrincipalRow) -> Principal:
+    return Principal(row.pk, row.role, row.name, row.display_name, row.category)
+
+
+def find(session: Session, role: str, name: str) -> PrincipalRow | None:
+    return session.scalars(
+        select(PrincipalRow).where(PrincipalRow.role == role, PrincipalRow.name == name)
+    ).one_or_none()
+
+
+def get_active(session: Session, role: str, name: str) -> Principal | None:
+    """The principal if registered and not suspended, else None."""
+    row = find(session, role, name)
+    if row is None or row.suspended:
+        return None
+    return _to_domain(row)
+
+
+def register(
+    session: Session,
+    role: str,
+    name: str,
+    *,
+    display_name: str = "",
+    category: str = "",
+    attestation_key: bytes | None = None,
+) -> Principal:
+    if find(session, role, name) is not None:
+        raise AlreadyExists(f"{role}_id: {name!r} is already registered")
+    row = PrincipalRow(
+        role=role,
+        name=name,
+        display_name=display_name,
+        category=category,
+        suspended=False,
+        attestation_key=attestation_key,
+        created_us=now_us(),
+        feed_head=0,
+    )
+    session.add(row)
+    session.flush()
+    return _to_domain(row)
+
+
+def set_suspended(session: Session, role: str, name: str, suspended: bool) -> None:
+    result = session.execute(
+        update(PrincipalRow)
+        .where(PrincipalRow.role == role, PrincipalRow.name == name)
+        .values(suspended=suspended)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise NotFound(f"principal_id: no {role} named {name!r}")
+
+
+def set_attestation_key(session: Session, name: str, key: bytes) -> None:
+    row = find(session, "carrier", name)
+    if row is None:
+        raise NotFound(f"carrier_id: no carrier named {name!r}")
+    row.attestation_key = key
+
+
+def list_all(session: Session) -> list[PrincipalRow]:
+    return list(
+        session.scalars(select(PrincipalRow).order_by(PrincipalRow.role, PrincipalRow.name))
+    )
+
+
+def by_pks(session: Session, pks: set[int]) -> dict[int, PrincipalRow]:
+    if not pks:
+        return {}
+    rows = session.scalars(select(PrincipalRow).where(PrincipalRow.pk.in_(pks)))
+    return {r.pk: r for r in rows}

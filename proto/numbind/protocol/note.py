@@ -295,7 +295,7 @@ def open_note(data: bytes, verifiers: Iterable[Verifier]) -> Note:
         verifier.verify(text, sig.signature)
         verified.setdefault((sig.name, sig.key_id), sig)
     if not verified:
-        seen = ", ".join(f"{s.name}+{s.key_id:08x}" for s in signatures)
+        seen = ", ".join(f"{s.name[:80]}+{s.key_id:08x}" for s in signatures)
         want = ", ".join(sorted(f"{n}+{k:08x}" for n, k in known)) or "none"
         raise NoKnownSignature(
             f"note: no signature from a known key; signed by {seen}; know {want}"

@@ -63,3 +63,18 @@ def test_domain_code_importing_sqlalchemy_breaks_the_contract(tmp_path: Path) ->
     out = _lint_imports(tmp_path)
     assert out.returncode != 0
     assert "numbind.registry.domain.quota -> sqlalchemy" in out.stdout
+
+
+def test_a_service_or_the_operator_importing_sqlalchemy_breaks_the_contract(
+    tmp_path: Path,
+) -> None:
+    # SQL lives in storage/: services and the operator reach SQLAlchemy only through it.
+    _copy_tree(tmp_path)
+    registry = tmp_path / "registry" / "numbind" / "registry"
+    for module in (registry / "services" / "directory.py", registry / "operator.py"):
+        module.write_text(module.read_text() + "\nfrom sqlalchemy import select  # noqa\n")
+    out = _lint_imports(tmp_path)
+    assert out.returncode != 0
+    assert "SQL only in storage" in out.stdout and "BROKEN" in out.stdout
+    assert "numbind.registry.services.directory -> sqlalchemy" in out.stdout
+    assert "numbind.registry.operator -> sqlalchemy" in out.stdout

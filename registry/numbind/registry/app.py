@@ -70,7 +70,9 @@ class Registry:
             admin=AdminService(db, keys, directory, ca),
             bindings=BindingService(db, keys),
             lifecycle=LifecycleService(db, keys, notifier, settings.order_deadline_seconds),
-            holders=HolderService(db, notifier, settings.order_deadline_seconds),
+            holders=HolderService(
+                db, notifier, settings.order_deadline_seconds, settings.attestation_policy
+            ),
             feed=FeedService(
                 db,
                 notifier,

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from numbind.protocol.files import write_atomically
+from numbind.registry.domain.attestation import Policy as AttestationPolicy
 
 DEFAULT_LISTEN = "127.0.0.1:7443"
 # Written by `serve` once it listens: the address the running registry really serves, so
@@ -43,6 +44,9 @@ class Settings:
     visibility_timeout_seconds: float = 60.0
     order_deadline_seconds: float = 24 * 3600.0
     shutdown_grace_seconds: float = 5.0
+    # Holder attestations: the longest lifetime accepted (at most the protocol's 600 s), and
+    # the clock difference tolerated at both ends of it. Nonces are kept for as long as an
+    # attestation could pass these checks.
     attestation_max_lifetime_seconds: float = 600.0
     clock_skew_seconds: float = 60.0
 
@@ -59,6 +63,16 @@ class Settings:
                 raise ValueError(f"{name}: got {getattr(self, name)}, want > 0")
         if self.quota.rate_per_second <= 0 or self.quota.burst < 1 or self.quota.daily_cap < 1:
             raise ValueError(f"quota: got {self.quota}, want positive rate, burst and cap")
+        if self.shutdown_grace_seconds < 0:
+            raise ValueError(
+                f"shutdown_grace_seconds: got {self.shutdown_grace_seconds}, want >= 0"
+            )
+        # Refuses a lifetime beyond the protocol's or a skew out of range, naming the setting.
+        AttestationPolicy(self.attestation_max_lifetime_seconds, self.clock_skew_seconds)
+
+    @property
+    def attestation_policy(self) -> AttestationPolicy:
+        return AttestationPolicy(self.attestation_max_lifetime_seconds, self.clock_skew_seconds)
 
     @property
     def effective_database_url(self) -> str:
@@ -79,9 +93,6 @@ class Settings:
     def workers(self) -> int:
         return self.evaluate_workers or (os.cpu_count() or 1)
 
-    def with_overrides(self, **changes: Any) -> Settings:
-        return replace(self, **changes)
-
 
 _ENV = {
     "data_dir": "NUMBIND_DATA_DIR",
@@ -92,6 +103,9 @@ _ENV = {
     "heartbeat_seconds": "NUMBIND_HEARTBEAT_SECONDS",
     "visibility_timeout_seconds": "NUMBIND_VISIBILITY_TIMEOUT_SECONDS",
     "order_deadline_seconds": "NUMBIND_ORDER_DEADLINE_SECONDS",
+    "shutdown_grace_seconds": "NUMBIND_SHUTDOWN_GRACE_SECONDS",
+    "attestation_max_lifetime_seconds": "NUMBIND_ATTESTATION_MAX_LIFETIME_SECONDS",
+    "clock_skew_seconds": "NUMBIND_CLOCK_SKEW_SECONDS",
 }
 _QUOTA_ENV = {
     "rate_per_second": "NUMBIND_QUOTA_RATE",

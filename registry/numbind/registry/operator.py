@@ -1,12 +1,15 @@
-"""Operator actions on a registry's data dir: initialise it, register principals locally.
+"""Operator actions on a registry's data dir: initialise it, register and suspend principals.
 
-These run beside (or before) the server with direct access to the data dir; the same
-registrations are also available remotely through the Admin service.
+These run beside (or before) the server with direct access to the data dir. Registering and
+suspending go through the same AdminService as the Admin RPCs, so one set of checks applies
+to `numbind admin add-*|suspend|resume` and to the RPCs alike.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,11 +17,13 @@ import nacl.signing
 from numbind.protocol.bundle import Bundle, make_client_key_and_csr
 from numbind.protocol.files import write_private_file
 from numbind.registry.config import Settings, served_address
-from numbind.registry.domain import validate
+from numbind.registry.domain.principals import NewPrincipal
 from numbind.registry.domain.types import Role
 from numbind.registry.keys import KeyRing
-from numbind.registry.pki import CertificateAuthority, PrincipalId
-from numbind.registry.storage import migrate, principals
+from numbind.registry.pki import CertificateAuthority
+from numbind.registry.services.admin import AdminService
+from numbind.registry.services.directory import Directory
+from numbind.registry.storage import migrate
 from numbind.registry.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -61,56 +66,51 @@ def init(settings: Settings, *, registry_address: str | None = None) -> InitResu
         bundle_dir = settings.data_dir / ADMIN_BUNDLE
         if not (bundle_dir / "bundle.json").exists():
             _register_and_write(
-                db,
+                AdminService(db, keys, Directory(db), ca),
                 ca,
-                Role.ADMIN,
-                "admin",
+                NewPrincipal(Role.ADMIN, "admin", "registry admin"),
+                None,
                 bundle_dir,
                 registry_address or settings.listen,
-                display_name="registry admin",
             )
         return InitResult(created, bundle_dir, keys.active().key_id, head)
     finally:
         db.close()
 
 
+@contextmanager
+def _admin(
+    settings: Settings, ca: CertificateAuthority | None, *, migrate_schema: bool
+) -> Iterator[AdminService]:
+    """The AdminService on the data dir's store (its schema brought to head if asked)."""
+    db = Database(settings.effective_database_url)
+    try:
+        if migrate_schema:
+            migrate.upgrade(db.write_engine)
+        yield AdminService(db, KeyRing(db, settings.keys_dir), Directory(db), ca)
+    finally:
+        db.close()
+
+
 def _register_and_write(
-    db: Database,
+    admin: AdminService,
     ca: CertificateAuthority,
-    role: str,
-    name: str,
+    new: NewPrincipal,
+    signing: nacl.signing.SigningKey | None,
     out: Path,
     registry_address: str,
-    *,
-    display_name: str = "",
-    category: str = "",
 ) -> Bundle:
-    seed: bytes | None = None
-    attestation_key: bytes | None = None
-    if role == Role.CARRIER:
-        signing = nacl.signing.SigningKey.generate()
-        seed, attestation_key = bytes(signing), signing.verify_key.encode()
-    key_pem, csr_pem = make_client_key_and_csr(name)
-    cert_pem = ca.sign_csr(csr_pem, PrincipalId(role, name))  # type: ignore[arg-type]
-    db.transact(
-        lambda s: principals.register(
-            s,
-            role,
-            name,
-            display_name=display_name,
-            category=category,
-            attestation_key=attestation_key,
-        )
-    )
+    key_pem, csr_pem = make_client_key_and_csr(new.name)
+    cert_pem = admin.register_offline(new, csr_pem)
     return Bundle.write(
         out,
         registry=registry_address,
-        role=role,  # type: ignore[arg-type]
-        principal_id=name,
+        role=new.role,  # type: ignore[arg-type]
+        principal_id=new.name,
         ca_pem=ca.cert_pem,
         cert_pem=cert_pem,
         key_pem=key_pem,
-        attestation_seed=seed,
+        attestation_seed=bytes(signing) if signing is not None else None,
     )
 
 
@@ -124,30 +124,30 @@ def add_principal(
     category: str = "",
     registry_address: str | None = None,
 ) -> Bundle:
-    validate.principal_id(f"{role}_id", name)
-    if not display_name.strip():
-        raise ValueError("display_name: got '', want a name shown to holders")
+    """Register a platform or carrier and write its bundle (a carrier's includes a fresh
+    attestation signing key). Refuses what the RegisterPlatform/RegisterCarrier RPCs
+    refuse, with the same messages, before touching the data dir."""
+    signing = nacl.signing.SigningKey.generate() if role == Role.CARRIER else None
+    new = NewPrincipal(
+        role,
+        name,
+        display_name,
+        category,
+        signing.verify_key.encode() if signing is not None else None,
+    )
     ca = _ca(settings)
-    db = Database(settings.effective_database_url)
-    try:
-        migrate.upgrade(db.write_engine)
+    with _admin(settings, ca, migrate_schema=True) as admin:
         return _register_and_write(
-            db,
+            admin,
             ca,
-            role,
-            name,
+            new,
+            signing,
             out,
             registry_address or served_address(settings.data_dir) or settings.listen,
-            display_name=display_name,
-            category=category,
         )
-    finally:
-        db.close()
 
 
 def set_suspended(settings: Settings, role: str, name: str, suspended: bool) -> None:
-    db = Database(settings.effective_database_url)
-    try:
-        db.transact(lambda s: principals.set_suspended(s, role, name, suspended))
-    finally:
-        db.close()
+    """Suspend or resume a platform or carrier (AdminService.set_suspended, offline)."""
+    with _admin(settings, None, migrate_schema=False) as admin:
+        admin.set_suspended_offline(role, name, suspended)

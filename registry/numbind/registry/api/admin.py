@@ -6,7 +6,7 @@ from numbind.registry.api.auth import current_principal
 from numbind.registry.api.convert import body_hash, key_info, ts_from_us
 from numbind.registry.api.types import Ctx
 from numbind.registry.domain.types import OrderState
-from numbind.registry.services.admin import AdminService
+from numbind.registry.services.admin import AdminService, NewPrincipal
 from numbind.v1 import admin_pb2, admin_pb2_grpc
 
 _ROLE_NUMBERS: dict[str, admin_pb2.PrincipalRole.ValueType] = {
@@ -34,12 +34,8 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             current_principal(),
             request.request_id,
             body_hash(request),
-            role,
-            name,
-            request.display_name,
-            category,
+            NewPrincipal(role, name, request.display_name, category, attestation_key),
             request.csr_pem.encode(),
-            attestation_key,
         )
         return admin_pb2.RegisterPrincipalResponse(
             principal_uri=result["uri"],
@@ -130,11 +126,11 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             orders_overdue=s.orders[OrderState.OVERDUE],
             usage=[
                 admin_pb2.PrincipalUsage(
-                    role=_ROLE_NUMBERS[role],
-                    principal_id=name,
-                    tokens_evaluated=t,
-                    reassigned_checks=c,
+                    role=_ROLE_NUMBERS[u.role],
+                    principal_id=u.name,
+                    tokens_evaluated=u.tokens_evaluated,
+                    reassigned_checks=u.reassigned_checks,
                 )
-                for role, name, t, c in s.usage
+                for u in s.usage
             ],
         )

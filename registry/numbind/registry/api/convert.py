@@ -43,7 +43,3 @@ def body_hash(request: Message, without: tuple[str, ...] = ()) -> bytes:
 
 def token_from_wire(token: common_pb2.Token) -> Token:
     return Token(token.key_id, bytes(token.value))
-
-
-def token_to_wire(key_id: str, value: bytes) -> common_pb2.Token:
-    return common_pb2.Token(key_id=key_id, value=value)

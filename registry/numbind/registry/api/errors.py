@@ -1,16 +1,21 @@
-"""The one place that turns domain errors into gRPC statuses.
+"""The one place that turns errors into gRPC statuses: the outermost interceptor.
 
-Anything that is not a NumbindError becomes INTERNAL with a generic message; the traceback
-goes to the log, never to the caller.
+A NumbindError gets the status of its class from a static table and its own message.
+Anything else becomes INTERNAL with a generic message and a reference; the traceback goes
+to the log under that reference, never to the caller.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import grpc
 from numbind.protocol.limits import RETRY_AFTER_KEY
 from numbind.registry import errors as e
+from numbind.registry.api.interceptors import GuardInterceptor
 from numbind.registry.api.types import Ctx
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,7 @@ STATUS_TABLE: tuple[tuple[type[e.NumbindError], grpc.StatusCode], ...] = (
     (e.ResourceExhausted, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (e.Unavailable, grpc.StatusCode.UNAVAILABLE),
 )
+INTERNAL_MESSAGE = "internal error (ref {ref}); the registry log has the details"
 
 
 def status_for(exc: e.NumbindError) -> grpc.StatusCode:
@@ -45,12 +51,28 @@ def status_for(exc: e.NumbindError) -> grpc.StatusCode:
 
 
 async def abort_with(context: Ctx, exc: BaseException, method: str) -> None:
-    """Abort the call with the status for exc. Always raises."""
+    """Abort the call with the status for exc. Always raises grpc.aio.AbortError."""
     if isinstance(exc, e.NumbindError):
         if isinstance(exc, e.ResourceExhausted):
             context.set_trailing_metadata(
                 ((RETRY_AFTER_KEY, str(max(1, int(exc.retry_after * 1000)))),)
             )
         await context.abort(status_for(exc), exc.message)
-    log.error("internal error in %s", method, exc_info=exc)
-    await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the registry log")
+    ref = uuid.uuid4().hex[:12]
+    log.error("internal error (ref %s) in %s", ref, method, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE.format(ref=ref))
+
+
+@asynccontextmanager
+async def mapped_errors(method: str, context: Ctx) -> AsyncIterator[None]:
+    try:
+        yield
+    except grpc.aio.AbortError:
+        raise
+    except Exception as exc:
+        await abort_with(context, exc, method)
+
+
+def error_interceptor() -> GuardInterceptor:
+    """Give it to the server first, so it is the outermost interceptor."""
+    return GuardInterceptor(mapped_errors)

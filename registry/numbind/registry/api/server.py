@@ -14,6 +14,7 @@ from numbind.protocol.limits import MAX_MESSAGE_BYTES
 from numbind.registry.api.admin import AdminServicer
 from numbind.registry.api.auth import AuthInterceptor
 from numbind.registry.api.carriers import CarriersServicer
+from numbind.registry.api.errors import error_interceptor
 from numbind.registry.api.holders import HoldersServicer
 from numbind.registry.api.platforms import PlatformsServicer
 from numbind.registry.api.tokens import TokensServicer
@@ -58,7 +59,8 @@ class RegistryServer:
         self.registry = registry
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
-            interceptors=[AuthInterceptor(registry.directory)],
+            # Outermost first: errors from authentication are mapped like any other.
+            interceptors=[error_interceptor(), AuthInterceptor(registry.directory)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.max_send_message_length", MAX_MESSAGE),

@@ -6,11 +6,46 @@ single-use, and the carrier is the token's current carrier.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from numbind.protocol import attestation as proto_att
 from numbind.protocol.attestation import Attestation
 from numbind.registry import errors
 
-__all__ = ["Attestation", "verify"]
+__all__ = ["Attestation", "Policy", "verify"]
+
+_US = 1_000_000
+# Beyond this the skew, not the carrier, would decide how long an attestation lives.
+MAX_CLOCK_SKEW_SECONDS = proto_att.MAX_LIFETIME_SECONDS
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How this registry judges attestation times (Settings.attestation_max_lifetime_seconds,
+    Settings.clock_skew_seconds). Refuses, with ValueError, a lifetime the protocol does not
+    allow or a skew outside [0, MAX_CLOCK_SKEW_SECONDS]."""
+
+    max_lifetime_seconds: float = proto_att.MAX_LIFETIME_SECONDS
+    clock_skew_seconds: float = proto_att.CLOCK_SKEW_SECONDS
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_lifetime_seconds <= proto_att.MAX_LIFETIME_SECONDS:
+            raise ValueError(
+                f"attestation_max_lifetime_seconds: got {self.max_lifetime_seconds:g}, want "
+                f"more than 0 and at most {proto_att.MAX_LIFETIME_SECONDS} (the protocol's "
+                "maximum)"
+            )
+        if not 0 <= self.clock_skew_seconds <= MAX_CLOCK_SKEW_SECONDS:
+            raise ValueError(
+                f"clock_skew_seconds: got {self.clock_skew_seconds:g}, want 0.."
+                f"{MAX_CLOCK_SKEW_SECONDS}"
+            )
+
+    def nonce_kept_until_us(self, att: Attestation) -> int:
+        """The last instant at which `att` could still pass the time checks: its nonce
+        must be remembered until then, and need not be after."""
+        return att.expires_at_us + int(self.clock_skew_seconds * _US)
+
 
 # Protocol refusals -> registry refusals, same message (BadSignature gets a registry one).
 _ERRORS: dict[type[proto_att.AttestationInvalid], type[errors.AttestationError]] = {

@@ -12,6 +12,10 @@ _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 # The shape of every token key id (registry.keys.key_id_for).
 KEY_ID = re.compile(r"[0-9a-f]{16}")
 _PRINCIPAL_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+# What holders read about a platform. The store's columns are wider; these are the limits
+# the CLI's help and the Admin RPCs promise.
+DISPLAY_NAME_MAX = 64
+CATEGORY_MAX = 64
 
 
 def request_id(value: str) -> str:
@@ -23,6 +27,20 @@ def request_id(value: str) -> str:
 def principal_id(field: str, value: str) -> str:
     if not _PRINCIPAL_ID.fullmatch(value):
         raise field_error(field, repr(value[:70]), "[a-z0-9][a-z0-9._-]{0,62}")
+    return value
+
+
+def display_name(value: str) -> str:
+    if not value.strip():
+        raise field_error("display_name", repr(value), "a name shown to holders")
+    if len(value) > DISPLAY_NAME_MAX:
+        raise field_error("display_name", f"{len(value)} characters", f"at most {DISPLAY_NAME_MAX}")
+    return value
+
+
+def category(value: str) -> str:
+    if len(value) > CATEGORY_MAX:
+        raise field_error("category", f"{len(value)} characters", f"at most {CATEGORY_MAX}")
     return value
 
 

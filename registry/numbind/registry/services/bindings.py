@@ -27,8 +27,7 @@ from numbind.registry.domain.types import Binding, Principal, now_us
 from numbind.registry.keys import KeyRing
 from numbind.registry.storage import bindings as store
 from numbind.registry.storage import idempotency
-from numbind.registry.storage.db import Database
-from sqlalchemy.orm import Session
+from numbind.registry.storage.db import Database, Session
 
 # Module-level aliases: inside the class, `list` names the method.
 Digests: TypeAlias = list[BucketDigest]

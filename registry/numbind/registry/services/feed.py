@@ -22,8 +22,7 @@ from numbind.registry.domain.types import AckOutcome, EventKind, OrderState, Pri
 from numbind.registry.errors import FailedPrecondition, InvalidArgument, NotFound
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.storage import idempotency, orders
-from numbind.registry.storage.db import Database
-from sqlalchemy.orm import Session
+from numbind.registry.storage.db import Database, Session
 
 # Events per read; each page is one read and one mark-delivered write.
 PAGE = 1000

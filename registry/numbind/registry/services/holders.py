@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from numbind.protocol.attestation import CLOCK_SKEW_SECONDS, Attestation
+from numbind.protocol.attestation import Attestation
 from numbind.protocol.limits import MAX_HOLDER_NUMBERS, MAX_HOLDER_PLATFORMS
 from numbind.registry.domain import attestation as attest
 from numbind.registry.domain import validate
@@ -38,11 +38,8 @@ from numbind.registry.errors import (
     WrongCarrier,
 )
 from numbind.registry.services.notifier import FeedNotifier
-from numbind.registry.storage import bindings, idempotency, numbers, orders, principals
-from numbind.registry.storage.db import Database
-from numbind.registry.storage.models import AttestationNonceRow, PrincipalRow
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from numbind.registry.storage import bindings, idempotency, nonces, numbers, orders, principals
+from numbind.registry.storage.db import Database, Session
 
 MAX_NUMBERS = MAX_HOLDER_NUMBERS
 MAX_PLATFORMS = MAX_HOLDER_PLATFORMS
@@ -96,10 +93,17 @@ class RevocationView:
 
 
 class HolderService:
-    def __init__(self, db: Database, notifier: FeedNotifier, deadline_seconds: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        notifier: FeedNotifier,
+        deadline_seconds: float,
+        policy: attest.Policy,
+    ) -> None:
         self._db = db
         self._notifier = notifier
         self._deadline = deadline_seconds
+        self._policy = policy
 
     # -- attestation checks ---------------------------------------------------------------
     @staticmethod
@@ -107,8 +111,8 @@ class HolderService:
         row = principals.find(session, Role.CARRIER, caller.name)
         return row.attestation_key if row else None
 
-    @staticmethod
     def _verify(
+        self,
         key: bytes | None,
         caller: Principal,
         signed: SignedAttestation,
@@ -123,6 +127,8 @@ class HolderService:
                 carrier_key=key,
                 purpose=int(purpose),
                 now_us=now_us(),
+                max_lifetime_seconds=self._policy.max_lifetime_seconds,
+                skew_seconds=self._policy.clock_skew_seconds,
             )
         except AttestationError as exc:
             raise type(exc)(f"{where}: {exc.message}") from None
@@ -134,19 +140,15 @@ class HolderService:
             raise WrongCarrier(
                 f"{where}.token: carrier {caller.name} is not the current carrier of this number"
             )
-        now = now_us()
-        # Nonces are only needed while their attestation could still be accepted.
-        session.execute(delete(AttestationNonceRow).where(AttestationNonceRow.expires_us < now))
-        if session.get(AttestationNonceRow, (caller.pk, att.nonce)) is not None:
-            raise AttestationReplayed(f"{where}.nonce: this attestation was already used")
-        session.add(
-            AttestationNonceRow(
-                carrier_pk=caller.pk,
-                nonce=att.nonce,
-                expires_us=att.expires_at_us + CLOCK_SKEW_SECONDS * 1_000_000,
-            )
+        fresh = nonces.claim(
+            session,
+            caller.pk,
+            att.nonce,
+            keep_until_us=self._policy.nonce_kept_until_us(att),
+            now_us=now_us(),
         )
-        session.flush()
+        if not fresh:
+            raise AttestationReplayed(f"{where}.nonce: this attestation was already used")
         return number.tenure_start_us or att.tenure_start_us
 
     # -- 一证通查 -------------------------------------------------------------------------
@@ -222,12 +224,7 @@ class HolderService:
             tenure = self._admit(session, caller, att, "attestation")
             wanted: set[int] | None = None
             if scope == RevocationScope.PLATFORMS:
-                rows = session.scalars(
-                    select(PrincipalRow).where(
-                        PrincipalRow.role == Role.PLATFORM, PrincipalRow.name.in_(platform_ids)
-                    )
-                ).all()
-                by_name = {r.name: r.pk for r in rows}
+                by_name = principals.pks_by_name(session, Role.PLATFORM, platform_ids)
                 for i, pid in enumerate(platform_ids):
                     if pid not in by_name:
                         raise NotFound(f"platform_ids[{i}]: no platform {pid!r}")

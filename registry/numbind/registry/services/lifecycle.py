@@ -26,8 +26,7 @@ from numbind.registry.errors import InvalidArgument, PermissionDenied
 from numbind.registry.keys import KeyRing
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.storage import bindings, idempotency, numbers, orders, usage
-from numbind.registry.storage.db import Database
-from sqlalchemy.orm import Session
+from numbind.registry.storage.db import Database, Session
 
 MAX_EVENTS = MAX_LIFECYCLE_EVENTS
 MAX_QUERIES = MAX_REASSIGNED_QUERIES

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from numbind.registry.domain.types import Principal, now_us
 from numbind.registry.errors import AlreadyExists, NotFound
 from numbind.registry.storage.models import PrincipalRow
@@ -81,3 +83,16 @@ def by_pks(session: Session, pks: set[int]) -> dict[int, PrincipalRow]:
         return {}
     rows = session.scalars(select(PrincipalRow).where(PrincipalRow.pk.in_(pks)))
     return {r.pk: r for r in rows}
+
+
+def pks_by_name(session: Session, role: str, names: Iterable[str]) -> dict[str, int]:
+    """name -> pk for those of `names` registered under `role` (unknown names are absent)."""
+    wanted = set(names)
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(PrincipalRow.name, PrincipalRow.pk).where(
+            PrincipalRow.role == role, PrincipalRow.name.in_(wanted)
+        )
+    )
+    return {name: pk for name, pk in rows}

@@ -1,0 +1,166 @@
+"""What every route shares, in one place: the app's state (settings, store, sessions,
+templates, the registry client) and, per request, a `Page` that knows the language, the
+signed-in subscriber, and how to render a template and call the registry.
+
+Routes take `page: PageDep`; FastAPI builds one Page per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from numbind.carrier_app import store as st
+from numbind.carrier_app.i18n import CST, Translator
+from numbind.carrier_app.sessions import Sessions
+from numbind.carrier_app.settings import AppSettings, CodeSender
+from numbind.carrier_app.throttle import RateLimit
+from numbind.sdk import errors
+from numbind.sdk.carrier import CarrierClient
+
+__all__ = ["KNOWN_ERRORS", "AppState", "Page", "PageDep", "error_key", "page", "state_of"]
+
+log = logging.getLogger("numbind.carrier_app")
+
+HERE = Path(__file__).parent
+T = TypeVar("T")
+
+# The SDK's exceptions, mapped to what a subscriber reads. Most specific first.
+_ERROR_KEYS: tuple[tuple[type[BaseException], str], ...] = (
+    (errors.Unavailable, "err.unavailable"),
+    (TimeoutError, "err.unavailable"),
+    (ConnectionError, "err.unavailable"),
+    (errors.QuotaExceeded, "err.busy"),
+    (errors.PermissionDenied, "err.not_your_carrier"),
+    (errors.Unauthenticated, "err.carrier_auth"),
+    (errors.Refused, "err.refused"),
+    (errors.Conflict, "err.conflict"),
+    (errors.NotFound, "err.not_found"),
+    (errors.InvalidRequest, "err.invalid"),
+    (errors.ProofError, "err.proof"),
+)
+# The keys a redirect may carry in ?error= (anything else is ignored).
+KNOWN_ERRORS = frozenset(key for _, key in _ERROR_KEYS) | {"err.server"}
+
+
+def error_key(exc: BaseException) -> str:
+    """The i18n key of the plain-words message for a failed registry call."""
+    for cls, key in _ERROR_KEYS:
+        if isinstance(exc, cls):
+            return key
+    return "err.server"
+
+
+@dataclass
+class AppState:
+    """One app's long-lived parts; kept on ``app.state.carrier_app``."""
+
+    settings: AppSettings
+    store: st.Store
+    sessions: Sessions
+    templates: Jinja2Templates
+    check_limit: RateLimit
+    # The SMS gateway; None in demo mode.
+    send_code: CodeSender | None
+    # Demo mode only: the plain codes, so the banner can show them again after a typo.
+    demo_codes: dict[str, str] = field(default_factory=dict)
+    # Made in the app's lifespan: the grpc channel binds to the running loop.
+    client: CarrierClient | None = None
+
+    @classmethod
+    def create(cls, settings: AppSettings, send_code: CodeSender | None) -> AppState:
+        store = st.Store(settings.db, settings.secret)
+        return cls(
+            settings=settings,
+            store=store,
+            sessions=Sessions(settings, store),
+            templates=Jinja2Templates(directory=str(HERE / "templates")),
+            check_limit=RateLimit(settings.check_per_minute),
+            send_code=send_code,
+        )
+
+    def attach(self, app: FastAPI) -> None:
+        app.state.carrier_app = self
+
+
+def state_of(request: Request) -> AppState:
+    state: AppState = request.app.state.carrier_app
+    return state
+
+
+class Page:
+    """One request as the routes see it."""
+
+    def __init__(self, request: Request, state: AppState) -> None:
+        self.request = request
+        self.state = state
+        self.settings = state.settings
+        self.store = state.store
+        self.t = Translator(getattr(request.state, "lang", "zh"))
+        self._subscriber: st.Subscriber | None = None
+        self._looked_up = False
+
+    @property
+    def subscriber(self) -> st.Subscriber | None:
+        """The signed-in subscriber, or None."""
+        if not self._looked_up:
+            self._subscriber = self.state.sessions.subscriber(self.request)
+            self._looked_up = True
+        return self._subscriber
+
+    @property
+    def client(self) -> CarrierClient:
+        assert self.state.client is not None, "the app's lifespan makes the client"
+        return self.state.client
+
+    async def registry(self, call: Awaitable[T]) -> T:
+        """Await a registry call, bounded: a person is waiting."""
+        try:
+            return await asyncio.wait_for(call, self.settings.registry_timeout_seconds)
+        except TimeoutError:
+            raise errors.Unavailable("registry did not answer in time") from None
+
+    def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        other = "en" if self.t.lang == "zh" else "zh"
+        path = self.request.url.path
+        context.update(
+            t=self.t,
+            demo=self.settings.demo,
+            carrier=self.settings.carrier_name,
+            signed_in=self.subscriber is not None,
+            path=path,
+            switch_url=f"{path}?lang={other}",
+        )
+        return self.state.templates.TemplateResponse(
+            self.request, name, context, status_code=status
+        )
+
+    def failed(self, what: str, exc: BaseException) -> str:
+        """Log a failed registry call; return the i18n key of what to tell the subscriber."""
+        key = error_key(exc)
+        if key == "err.server":
+            log.error("%s failed", what, exc_info=exc)
+        else:
+            # SDK messages come from the registry, which never sees a number.
+            log.warning("%s failed: %s: %s", what, type(exc).__name__, exc)
+        return key
+
+    def locked_text(self, until: float) -> str:
+        when = datetime.fromtimestamp(until, CST)
+        today = datetime.now(CST).date() == when.date()
+        return self.t("err.locked", time=f"{when:%H:%M}" if today else self.t.date_time(when))
+
+
+def page(request: Request) -> Page:
+    return Page(request, state_of(request))
+
+
+PageDep = Annotated[Page, Depends(page)]

@@ -1,0 +1,50 @@
+"""The carrier app's settings and secret, validated once when the app is made."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["AppSettings", "CodeSender", "load_secret"]
+
+# Sends a sign-in code to a number (an SMS gateway); not needed in demo mode.
+CodeSender = Callable[[str, str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    carrier_bundle: Path
+    db: Path
+    secret: bytes = field(repr=False)
+    demo: bool = False
+    carrier_name: str = "示例移动"
+    # Set when served over HTTPS (behind a TLS-terminating proxy in production).
+    secure_cookies: bool = False
+    registry_timeout_seconds: float = 8.0
+    session_max_age_seconds: int = 30 * 60
+    check_per_minute: int = 30
+
+    def __post_init__(self) -> None:
+        if len(self.secret) < 16:
+            raise ValueError("secret: want at least 16 bytes")
+        if self.registry_timeout_seconds <= 0:
+            raise ValueError(
+                f"registry_timeout_seconds: got {self.registry_timeout_seconds}, want > 0"
+            )
+        if self.session_max_age_seconds < 60:
+            raise ValueError(
+                f"session_max_age_seconds: got {self.session_max_age_seconds}, want >= 60"
+            )
+
+
+def load_secret(path: Path) -> bytes:
+    """The app secret (HMAC/scrypt pepper, cookie signing) from a file, created if missing."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+    return bytes.fromhex(path.read_text().strip())

@@ -1,0 +1,141 @@
+"""Sign-in: number and the ID's last six, then a one-time code, then a session; sign-out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+
+from fastapi import APIRouter, Form
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from numbind.carrier_app import store as st
+from numbind.carrier_app.deps import Page, PageDep
+from numbind.sdk.phone import InvalidNumber, to_e164
+
+__all__ = ["router"]
+
+log = logging.getLogger("numbind.carrier_app")
+
+router = APIRouter()
+
+_CODE_RE = re.compile(r"\d{6}")
+
+
+def signin_page(
+    page: Page,
+    status: int = 200,
+    *,
+    error: str = "",
+    phone: str = "",
+    challenge: str = "",
+    masked: str = "",
+    notice: str = "",
+) -> HTMLResponse:
+    return page.render(
+        "signin.html",
+        status,
+        error=error,
+        phone=phone,
+        challenge=challenge,
+        masked=masked,
+        notice=notice,
+        demo_code=page.state.demo_codes.get(challenge, "") if challenge else "",
+        minutes=st.CODE_TTL_SECONDS // 60,
+    )
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(page: PageDep) -> Response:
+    if page.subscriber is not None:
+        return RedirectResponse("/me", status_code=303)
+    notice = page.t("signin.signed_out") if "bye" in page.request.query_params else ""
+    return signin_page(page, notice=notice)
+
+
+@router.post("/signin", response_class=HTMLResponse)
+async def signin(page: PageDep, phone: str = Form(""), id_tail: str = Form("")) -> Response:
+    t = page.t
+    try:
+        e164 = to_e164(phone.strip())
+    except InvalidNumber:
+        return signin_page(page, 400, error=t("err.bad_phone"), phone=phone)
+    try:
+        tail = st.id_tail(id_tail)
+    except ValueError:
+        return signin_page(page, 400, error=t("err.bad_tail"), phone=phone)
+    try:
+        challenge = await asyncio.to_thread(page.store.start_sign_in, e164, tail)
+    except st.Locked as exc:
+        log.info("sign-in refused for %s: locked", st.mask(e164))
+        return signin_page(page, 429, error=page.locked_text(exc.until), phone=phone)
+    except st.BadCredentials as exc:
+        log.info("sign-in refused for %s: no match", st.mask(e164))
+        msg = (
+            t("err.bad_credentials_left", n=exc.remaining)
+            if exc.remaining
+            else t("err.bad_credentials")
+        )
+        return signin_page(page, 400, error=msg, phone=phone)
+    if page.settings.demo:
+        demo_codes = page.state.demo_codes
+        if len(demo_codes) > 1000:
+            demo_codes.clear()
+        demo_codes[challenge.id] = challenge.code
+        log.info(
+            "DEMO sign-in code for %s: %s (valid %d min)",
+            st.mask(e164),
+            challenge.code,
+            st.CODE_TTL_SECONDS // 60,
+        )
+    else:
+        send_code = page.state.send_code
+        assert send_code is not None  # create_app refuses to run without one
+        try:
+            await send_code(e164, challenge.code)
+        except Exception as exc:
+            return signin_page(page, 503, error=t(page.failed("sending a code", exc)))
+        log.info("sign-in code sent to %s", st.mask(e164))
+    return signin_page(page, challenge=challenge.id, masked=st.mask(e164))
+
+
+@router.post("/signin/code", response_class=HTMLResponse)
+async def signin_code(page: PageDep, challenge: str = Form(""), code: str = Form("")) -> Response:
+    t = page.t
+    e164 = page.store.challenge_number(challenge)
+    if e164 is None:
+        return signin_page(page, 400, error=t("err.challenge"))
+    masked = st.mask(e164)
+    if not _CODE_RE.fullmatch(code.strip()):
+        return signin_page(
+            page, 400, error=t("err.code_format"), challenge=challenge, masked=masked
+        )
+    try:
+        sid = await asyncio.to_thread(page.store.verify_code, challenge, code)
+    except st.Locked as exc:
+        log.info("sign-in locked for %s", masked)
+        return signin_page(page, 429, error=page.locked_text(exc.until))
+    except st.WrongCode as exc:
+        log.info("wrong sign-in code for %s (%d tries left)", masked, exc.remaining)
+        return signin_page(
+            page,
+            400,
+            error=t("err.wrong_code", n=exc.remaining),
+            challenge=challenge,
+            masked=masked,
+        )
+    except st.CodeExpired:
+        return signin_page(page, 400, error=t("err.code_expired"))
+    except st.SignInError:
+        return signin_page(page, 400, error=t("err.challenge"))
+    page.state.demo_codes.pop(challenge, None)
+    log.info("signed in: %s", masked)
+    response = RedirectResponse("/me", status_code=303)
+    page.state.sessions.start(response, sid)
+    return response
+
+
+@router.post("/signout")
+async def signout(page: PageDep) -> Response:
+    response = RedirectResponse("/?bye=1", status_code=303)
+    page.state.sessions.end(response)
+    return response

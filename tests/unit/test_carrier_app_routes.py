@@ -1,0 +1,235 @@
+"""The carrier app's routes over HTTP (no browser, a stand-in registry client): the paths the
+browser tests do not walk — a real SMS gateway instead of demo codes, the same-origin
+check, error pages and headers, the progress API's refusals, sign-out, the check throttle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from numbind.carrier_app.app import AppSettings, create_app
+from numbind.carrier_app.i18n import Translator
+from numbind.carrier_app.store import Store
+from numbind.sdk.carrier import NumberView, PlatformView, Progress, Scope
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+ID_NUMBER = "11010519491231002X"
+PHONE = "+8613800138000"
+RID = "0b5c4a1e-8f7a-4c2e-9d3b-1a2b3c4d5e6f"
+zh = Translator("zh")
+
+
+class FakeRegistry:
+    """What the app asks the carrier SDK, answered from memory."""
+
+    def __init__(self) -> None:
+        self.revoked: list[tuple[str, Scope, list[str], str | None]] = []
+        self.closed = False
+
+    async def query(self, subject: str, numbers: Sequence[tuple[str, datetime]]) -> list[Any]:
+        now = datetime.now(UTC)
+        return [
+            NumberView(
+                e164,
+                start,
+                [PlatformView("acme", "示例网盘", "cloud-drive", True, 1, now, now, "", "")],
+            )
+            for e164, start in numbers
+        ]
+
+    async def revoke(
+        self,
+        subject: str,
+        phone: str,
+        tenure_start: datetime,
+        scope: Scope,
+        platform_ids: Sequence[str] = (),
+        *,
+        request_id: str | None = None,
+    ) -> tuple[str, int]:
+        self.revoked.append((phone, scope, list(platform_ids), request_id))
+        return RID, 2
+
+    async def revocation(self, revocation_id: str) -> list[Progress]:
+        return [
+            Progress("acme", "示例网盘", "cloud-drive", "DONE", 1, 1, 0, ""),
+            Progress("bank", "示例银行", "bank", "REJECTED", 1, 0, 1, "account frozen"),
+        ]
+
+    async def check_reassigned(self, queries: Sequence[tuple[str, datetime]]) -> list[str]:
+        return ["NOT_REASSIGNED" for _ in queries]
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+class Gateway:
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[tuple[str, str]] = []
+        self.fail = fail
+
+    async def __call__(self, e164: str, code: str) -> None:
+        if self.fail:
+            raise RuntimeError("SMS gateway down")
+        self.sent.append((e164, code))
+
+
+def _settings(tmp_path: Path, **kw: Any) -> AppSettings:
+    Store(tmp_path / "app.db", SECRET).enroll(
+        ID_NUMBER, PHONE, datetime.now(UTC) - timedelta(days=40)
+    )
+    return AppSettings(
+        carrier_bundle=tmp_path / "unused", db=tmp_path / "app.db", secret=SECRET, **kw
+    )
+
+
+def _app(settings: AppSettings, registry: FakeRegistry, gateway: Gateway) -> FastAPI:
+    return create_app(settings, send_code=gateway, client_factory=lambda _: registry)  # type: ignore[arg-type,return-value]
+
+
+@asynccontextmanager
+async def _serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan run, as a browser-less HTTP client sees it."""
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        ) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+def registry() -> FakeRegistry:
+    return FakeRegistry()
+
+
+@pytest.fixture
+def gateway() -> Gateway:
+    return Gateway()
+
+
+@pytest.fixture
+async def client(
+    tmp_path: Path, registry: FakeRegistry, gateway: Gateway
+) -> AsyncIterator[httpx.AsyncClient]:
+    async with _serving(_app(_settings(tmp_path), registry, gateway)) as c:
+        yield c
+    assert registry.closed
+
+
+async def _sign_in(client: httpx.AsyncClient, gateway: Gateway) -> None:
+    page = await client.post("/signin", data={"phone": "13800138000", "id_tail": "31002x"})
+    assert page.status_code == 200
+    ((to, code),) = gateway.sent
+    assert to == PHONE
+    assert code not in page.text  # outside demo mode the code goes by SMS only
+    challenge = page.text.split('name="challenge" value="', 1)[1].split('"', 1)[0]
+    done = await client.post("/signin/code", data={"challenge": challenge, "code": code})
+    assert done.status_code == 303 and done.headers["location"] == "/me"
+    cookie = done.headers["set-cookie"]
+    assert "nb_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+
+
+def test_outside_demo_mode_an_sms_gateway_is_required(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="send_code"):
+        create_app(_settings(tmp_path))
+
+
+async def test_sign_in_by_sms_then_my_numbers_then_sign_out(
+    client: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    assert (await client.get("/me")).headers["location"] == "/"
+    await _sign_in(client, gateway)
+    assert (await client.get("/")).headers["location"] == "/me"
+    me = await client.get("/me")
+    assert me.status_code == 200 and "示例网盘" in me.text and "138****8000" in me.text
+    assert PHONE not in me.text and "13800138000" not in me.text
+    out = await client.post("/signout")
+    assert out.status_code == 303 and out.headers["location"] == "/?bye=1"
+    assert "nb_session=" in out.headers["set-cookie"] and "Max-Age=0" in out.headers["set-cookie"]
+    assert "nb_session" not in client.cookies
+    assert (await client.get("/me")).headers["location"] == "/"
+    assert zh("signin.signed_out") in (await client.get("/?bye=1")).text
+
+
+async def test_a_gateway_failure_reads_as_plain_words(
+    tmp_path: Path, registry: FakeRegistry
+) -> None:
+    async with _serving(_app(_settings(tmp_path), registry, Gateway(fail=True))) as c:
+        page = await c.post("/signin", data={"phone": "13800138000", "id_tail": "31002X"})
+    assert page.status_code == 503
+    assert zh("err.server") in page.text and "SMS gateway down" not in page.text
+
+
+async def test_revoke_then_progress_as_json(
+    client: httpx.AsyncClient, gateway: Gateway, registry: FakeRegistry
+) -> None:
+    await _sign_in(client, gateway)
+    confirm = await client.get("/me/confirm", params={"number": 1, "scope": "previous"})
+    assert confirm.status_code == 200
+    request_id = confirm.text.split('name="request_id" value="', 1)[1].split('"', 1)[0]
+    done = await client.post(
+        "/me/revoke", data={"number_id": 1, "scope": "previous", "request_id": request_id}
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/me?started={RID}&n=2#rev-{RID}"
+    assert registry.revoked == [(PHONE, Scope.ALL_PRE_TENURE, [], request_id)]
+    progress = (await client.get(f"/api/revocations/{RID}")).json()
+    assert progress["final"] is True and progress["settled"] is True
+    assert [(p["id"], p["state"]) for p in progress["platforms"]] == [
+        ("acme", "DONE"),
+        ("bank", "REJECTED"),
+    ]
+    assert "account frozen" in progress["platforms"][1]["reason"]
+    assert zh("me.started", n=2) in (await client.get(f"/me?started={RID}&n=2")).text
+    # Someone else's or a made-up revocation id is not found; an unknown target is refused.
+    assert (await client.get("/api/revocations/" + "1" * 36)).status_code == 404
+    bad = await client.post("/me/revoke", data={"number_id": 99, "scope": "previous"})
+    assert bad.headers["location"] == "/me?error=err.invalid"
+
+
+async def test_progress_api_without_a_session_is_401_json(client: httpx.AsyncClient) -> None:
+    answer = await client.get(f"/api/revocations/{RID}")
+    assert answer.status_code == 401
+    assert answer.json() == {"error": zh("err.session")}
+
+
+async def test_a_post_from_another_origin_is_refused(client: httpx.AsyncClient) -> None:
+    page = await client.post(
+        "/signin",
+        data={"phone": "13800138000", "id_tail": "31002X"},
+        headers={"origin": "https://evil.example"},
+    )
+    assert page.status_code == 403 and zh("err.forbidden") in page.text
+
+
+async def test_missing_pages_headers_and_language(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/nowhere")
+    assert missing.status_code == 404 and zh("err.page_missing") in missing.text
+    assert missing.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in missing.headers["content-security-policy"]
+    assert missing.headers["x-content-type-options"] == "nosniff"
+    english = await client.get("/check?lang=en")
+    assert "nb_lang=en" in english.headers["set-cookie"]
+    assert Translator("en")("nav.check") in english.text
+    static = await client.get("/static/app.css")
+    assert static.status_code == 200 and static.headers.get("cache-control") != "no-store"
+
+
+async def test_reassigned_check_answers_and_is_throttled(
+    tmp_path: Path, registry: FakeRegistry
+) -> None:
+    app = _app(_settings(tmp_path, check_per_minute=1), registry, Gateway())
+    form = {"phone": "13800138000", "since": "2024-01-01"}
+    async with _serving(app) as c:
+        first = await c.post("/check", data=form)
+        second = await c.post("/check", data=form)
+    assert first.status_code == 200 and "result result-no" in first.text
+    assert second.status_code == 429 and zh("err.busy") in second.text

@@ -1,0 +1,65 @@
+"""Settings: every field is settable by a NUMBIND_* variable and validated once, naming the
+setting; the attestation settings reach the policy the registry verifies with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from numbind.protocol.attestation import MAX_LIFETIME_SECONDS
+from numbind.registry.config import Settings, load_settings
+
+
+def test_attestation_settings_come_from_the_environment(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={
+            "NUMBIND_DATA_DIR": str(tmp_path),
+            "NUMBIND_ATTESTATION_MAX_LIFETIME_SECONDS": "120",
+            "NUMBIND_CLOCK_SKEW_SECONDS": "5",
+            "NUMBIND_SHUTDOWN_GRACE_SECONDS": "1.5",
+        }
+    )
+    assert settings.attestation_max_lifetime_seconds == 120
+    assert settings.clock_skew_seconds == 5
+    assert settings.shutdown_grace_seconds == 1.5
+    policy = settings.attestation_policy
+    assert (policy.max_lifetime_seconds, policy.clock_skew_seconds) == (120, 5)
+
+
+def test_defaults_are_the_protocols(tmp_path: Path) -> None:
+    policy = Settings(data_dir=tmp_path).attestation_policy
+    assert policy.max_lifetime_seconds == MAX_LIFETIME_SECONDS
+    assert policy.clock_skew_seconds == 60
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "NUMBIND_ATTESTATION_MAX_LIFETIME_SECONDS",
+            "601",
+            "attestation_max_lifetime_seconds: got 601, want more than 0 and at most 600",
+        ),
+        (
+            "NUMBIND_ATTESTATION_MAX_LIFETIME_SECONDS",
+            "0",
+            "attestation_max_lifetime_seconds: got 0, want more than 0",
+        ),
+        ("NUMBIND_CLOCK_SKEW_SECONDS", "-1", "clock_skew_seconds: got -1, want 0..600"),
+        ("NUMBIND_CLOCK_SKEW_SECONDS", "3600", "clock_skew_seconds: got 3600, want 0..600"),
+        ("NUMBIND_CLOCK_SKEW_SECONDS", "soon", "NUMBIND_CLOCK_SKEW_SECONDS: got 'soon'"),
+        ("NUMBIND_SHUTDOWN_GRACE_SECONDS", "-2", "shutdown_grace_seconds: got -2.0, want >= 0"),
+    ],
+)
+def test_out_of_range_settings_are_refused_by_name(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(ValueError) as err:
+        load_settings(environ={"NUMBIND_DATA_DIR": str(tmp_path), variable: value})
+    assert message in str(err.value)
+
+
+def test_a_zero_skew_is_allowed(tmp_path: Path) -> None:
+    assert (
+        Settings(data_dir=tmp_path, clock_skew_seconds=0).attestation_policy.clock_skew_seconds == 0
+    )

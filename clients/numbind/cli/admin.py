@@ -43,18 +43,34 @@ def add_commands(sub: Any) -> None:
         dest="admin_command", metavar="ACTION", required=True, help="what to do"
     )
     init = asub.add_parser(
-        "init", help="create the CA, server certificate, schema, first key and admin bundle"
+        "init",
+        help="create the CA, server certificate, schema, first key and admin bundle",
+        description="Create whatever is missing in the data dir: the registry CA, a server "
+        "certificate, the store's schema, the first token key and the admin bundle "
+        "(DATA_DIR/admin-bundle). Idempotent: a second run keeps what exists. Works offline.",
     )
     add_store_options(init)
     init.add_argument(
         "--registry", metavar="HOST:PORT", help="address written into the admin bundle"
     )
     command(init, _init)
-    mig = asub.add_parser("migrate", help="upgrade the store's schema to the latest revision")
+    mig = asub.add_parser(
+        "migrate",
+        help="upgrade the store's schema to the latest revision",
+        description="Upgrade the store's schema to the latest revision (serve also does this "
+        "on start). Works offline.",
+    )
     add_store_options(mig)
     command(mig, _migrate)
     for role in ("platform", "carrier"):
-        p = asub.add_parser(f"add-{role}", help=f"register a {role} and write its bundle")
+        p = asub.add_parser(
+            f"add-{role}",
+            help=f"register a {role} and write its bundle",
+            description=f"Register a {role} in the store and write its bundle (client key, "
+            "certificate signed by the registry CA, CA certificate, registry address"
+            + (", Ed25519 attestation key" if role == "carrier" else "")
+            + ") to --out. Works offline, beside or before `numbind serve`.",
+        )
         add_store_options(p)
         p.add_argument("id", help=f"the {role}'s id, [a-z0-9][a-z0-9._-]{{0,62}}")
         p.add_argument(
@@ -74,7 +90,14 @@ def add_commands(sub: Any) -> None:
         )
         command(p, _add_principal)
     for action in ("suspend", "resume"):
-        p = asub.add_parser(action, help=f"{action} a platform or carrier")
+        p = asub.add_parser(
+            action,
+            help=f"{action} a platform or carrier",
+            description="Suspend a principal: its calls get UNAUTHENTICATED within a second, "
+            "open streams included."
+            if action == "suspend"
+            else "Reinstate a suspended principal.",
+        )
         add_store_options(p)
         p.add_argument("role", choices=["platform", "carrier"], help="the principal's role")
         p.add_argument("id", help="the principal's id")
@@ -209,12 +232,12 @@ def _remote_action(args: argparse.Namespace, client: Any) -> None:
         client.retire_key(args.key_id)
         _print({"retired": args.key_id}, args.json)
     elif action == "export-key":
+        secret = client.export_key(args.key_id).hex()
         print(
             "WARNING: this is the token key itself. Anyone holding it can compute tokens "
             "for every number without asking the registry. Store it in escrow only.",
             file=sys.stderr,
         )
-        secret = client.export_key(args.key_id).hex()
         _print({"key_id": args.key_id, "secret_scalar": secret}, args.json)
     elif action == "keys":
         keys = client.list_keys()
@@ -247,7 +270,7 @@ def stats_table(stats: Any) -> str:
             ("revocation orders", o.total),
             ("  pending", o.pending),
             ("  delivered", o.delivered),
-            ("  overdue (open, past the deadline)", o.overdue),
+            ("  overdue (open, past deadline)", o.overdue),
             ("  done", o.done),
             ("  rejected", o.rejected),
         ],

@@ -117,8 +117,12 @@ def refused(exc: NumbindClientError, read: Reader[Any], path: Path) -> CliError 
     line = line_of(read, position)
     if line is None:
         return None
-    # The SDK counts what it was given ("event 12: ..."); the file line replaces that.
+    # The file line replaces the SDK's count ("event 12: ") and the registry's 0-based index
+    # within one batch ("events[3].token: " -> "token: ").
     message = re.sub(rf"^\w+ {position}: ", "", exc.message)
+    wire = re.match(r"\w+\[\d+\](?:\.([\w.]+))?: ", message)
+    if wire is not None:
+        message = (f"{wire.group(1)}: " if wire.group(1) else "") + message[wire.end() :]
     return CliError(f"{path}: line {line}: the registry refused this row: {message}")
 
 

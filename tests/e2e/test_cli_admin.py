@@ -103,6 +103,16 @@ def test_admin_finds_the_served_address_and_names_it_when_down(
         assert "StatusCode" not in message and "failed to connect to all" not in message
         assert "--registry" in message
 
+    # Client commands say the same from their bundle, not gRPC's connection text.
+    down = _numbind(tmp_path, "tokenize", "--bundle", "numbind-data/admin-bundle", "13800138000")
+    assert down.returncode == 1
+    (message,) = down.stderr.splitlines()
+    assert message.startswith(
+        f"numbind: error: cannot reach the registry at {bundle['registry']} (the address in "
+        f"{Path('numbind-data') / 'admin-bundle' / 'bundle.json'}): "
+    )
+    assert "failed to connect to all" not in message
+
     # Without serving.json the bundle's address is tried, and the message says so.
     (data / "serving.json").unlink()
     down = _numbind(tmp_path, "admin", "stats", "--registry", f"127.0.0.1:{port}")

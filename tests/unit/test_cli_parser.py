@@ -111,6 +111,22 @@ def test_usage_errors_are_exit_2_and_returned_not_raised(
     assert "UTC-04:00" in err and "UTC-07:00" in err
 
 
+def test_options_argparse_cannot_check_alone_are_usage_errors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = ["platform", "publish", "--bundle", "b", "--file", "missing.csv"]
+    assert main([*base, "--region", "XX"]) == 2
+    assert "--region: got 'XX', want a region code" in capsys.readouterr().err
+    assert main([*base, "--batch-size", "0"]) == 2
+    assert "--batch-size: got 0, want 1..10000" in capsys.readouterr().err
+    assert main([*base, "--in-flight", "0"]) == 2
+    assert "--in-flight: got 0" in capsys.readouterr().err
+    assert main([*base]) == 1
+    assert capsys.readouterr().err == "numbind: error: bundle directory b does not exist\n"
+    assert main([*base[:-1], "missing"]) == 1  # no extension: the content is sniffed
+    assert capsys.readouterr().err == "numbind: error: missing: No such file or directory\n"
+
+
 def test_failures_are_one_line_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
     assert main(["tokenize", "--bundle", "/nonexistent-bundle", "13800138000"]) == 1
     err = capsys.readouterr().err

@@ -19,11 +19,12 @@ import inspect
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from numbind.cli import admin, carrier, platform, serve, tokenize
-from numbind.cli.common import DATES_NOTE, CliError, UsageError
-from numbind.protocol.bundle import BundleError
-from numbind.sdk.errors import NumbindClientError
+from numbind.cli.common import DATES_NOTE, CliError, UsageError, connection_problem
+from numbind.protocol.bundle import BUNDLE_JSON, Bundle, BundleError
+from numbind.sdk.errors import NumbindClientError, Unavailable
 
 __all__ = ["build_parser", "main"]
 
@@ -78,8 +79,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _REPORTED + _registry_errors() as exc:
         if os.environ.get("NUMBIND_DEBUG"):
             raise
-        print(f"numbind: error: {exc}", file=sys.stderr)
+        print(f"numbind: error: {_message(exc, args)}", file=sys.stderr)
         return 1
+
+
+def _message(exc: BaseException, args: argparse.Namespace) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"  # not "[Errno 2] ... 'y'"
+    if isinstance(exc, Unavailable) and (why := connection_problem(exc.message)):
+        # gRPC's connection text is not for users: say where we went and why it failed.
+        bundle_dir: Path | None = getattr(args, "bundle", None)
+        try:
+            address = Bundle.load(bundle_dir).registry if bundle_dir else None
+        except BundleError:
+            address = None
+        if bundle_dir is not None and address is not None:
+            return (
+                f"cannot reach the registry at {address} (the address in "
+                f"{bundle_dir / BUNDLE_JSON}): {why}"
+            )
+        return f"cannot reach the registry: {why}"
+    return str(exc)
 
 
 def _registry_errors() -> tuple[type[BaseException], ...]:

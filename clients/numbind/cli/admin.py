@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from numbind.cli import table
-from numbind.cli.common import CliError, add_json, command, plural
+from numbind.cli.common import CliError, add_json, command, connection_problem, plural
 from numbind.cli.serve import add_store_options, settings_from
 
 __all__ = ["add_commands"]
@@ -184,7 +184,7 @@ def _suspend(args: argparse.Namespace) -> int:
 
 # -- actions on the running registry ---------------------------------------------------------
 def _remote(args: argparse.Namespace) -> int:
-    from numbind.protocol.bundle import Bundle
+    from numbind.protocol.bundle import BUNDLE_JSON, Bundle
     from numbind.registry.config import SERVING_FILE, served_address
     from numbind.sdk.admin import AdminClient
     from numbind.sdk.errors import Unavailable
@@ -197,30 +197,17 @@ def _remote(args: argparse.Namespace) -> int:
     elif (served := served_address(settings.data_dir)) is not None:
         address, source = served, f"the address in {settings.data_dir / SERVING_FILE}"
     else:
-        address, source = bundle.registry, f"the address in {bundle_dir / 'bundle.json'}"
+        address, source = bundle.registry, f"the address in {bundle_dir / BUNDLE_JSON}"
     try:
         with AdminClient(bundle, address=address) as client:
             _remote_action(args, client)
     except Unavailable as exc:
         raise CliError(
-            f"cannot reach the registry at {address} ({source}): {_why(exc.message)}; is "
-            "`numbind serve` running there? --registry HOST:PORT names another address"
+            f"cannot reach the registry at {address} ({source}): "
+            f"{connection_problem(exc.message) or exc.message}; is `numbind serve` running "
+            "there? --registry HOST:PORT names another address"
         ) from None
     return 0
-
-
-def _why(detail: str) -> str:
-    """A short cause from gRPC's connection text, which is not for end users."""
-    lowered = detail.lower()
-    if "connection refused" in lowered or "failed to connect" in lowered:
-        return "nothing is listening (connection refused)"
-    if "handshake" in lowered or "ssl" in lowered or "certificate" in lowered:
-        return "the TLS handshake failed (is it another registry, or a stale bundle?)"
-    if "deadline" in lowered or "timeout" in lowered or "timed out" in lowered:
-        return "no answer in time"
-    if "dns" in lowered or "resolve" in lowered:
-        return "the host name does not resolve"
-    return "unavailable"
 
 
 def _remote_action(args: argparse.Namespace, client: Any) -> None:

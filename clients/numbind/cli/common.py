@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
 from numbind.protocol.bundle import Bundle
 from numbind.sdk.dates import TimeInputError, format_offset, parse_time_or_date, start_of_day
 from numbind.sdk.phone import DEFAULT_REGION, InvalidNumber, to_e164
@@ -23,11 +24,13 @@ __all__ = [
     "add_region",
     "add_time_pairs",
     "command",
+    "connection_problem",
     "iso_utc",
     "load_bundle",
     "numbers",
     "paired",
     "plural",
+    "region",
     "resolve_time",
     "time_value",
 ]
@@ -64,6 +67,23 @@ class UsageError(CliError):
     usage errors); raised by handlers for what argparse alone cannot check."""
 
 
+def connection_problem(detail: str) -> str | None:
+    """What went wrong, in a few words, when gRPC's text says the connection failed; None
+    when it is the registry's own UNAVAILABLE answer (which is meant to be read)."""
+    lowered = detail.lower()
+    if "handshake" in lowered or "ssl" in lowered or "certificate" in lowered:
+        return "the TLS handshake failed (another registry, or a stale bundle?)"
+    if "connection refused" in lowered:
+        return "nothing is listening (connection refused)"
+    if "dns" in lowered or "resolve" in lowered:
+        return "the host name does not resolve"
+    if "deadline" in lowered or "timed out" in lowered or "timeout" in lowered:
+        return "no answer in time"
+    if "failed to connect" in lowered or "connection reset" in lowered:
+        return "could not connect"
+    return None
+
+
 def command(p: argparse.ArgumentParser, handler: Callable[[argparse.Namespace], Any]) -> None:
     """Make ``p`` a runnable command: main() calls ``handler(args)`` and reports a
     UsageError with ``p``'s usage line."""
@@ -96,7 +116,17 @@ def add_region(p: argparse.ArgumentParser, *, dates: bool = False) -> None:
     text = f"region for numbers written without +country code (default {DEFAULT_REGION})"
     if dates:
         text += "; a date alone means 00:00 in this region's time zone"
-    p.add_argument("--region", default=DEFAULT_REGION, metavar="CC", help=text)
+    p.add_argument("--region", default=DEFAULT_REGION, type=region, metavar="CC", help=text)
+
+
+def region(text: str) -> str:
+    """argparse type: a region code libphonenumber knows (CN, US, GB), upper-cased."""
+    code = text.strip().upper()
+    if not phonenumbers.country_code_for_region(code):
+        raise argparse.ArgumentTypeError(
+            f"got {text!r}, want a region code such as {DEFAULT_REGION}, US or GB"
+        )
+    return code
 
 
 def add_json(p: argparse.ArgumentParser, text: str = "print one JSON object") -> None:

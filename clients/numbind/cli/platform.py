@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from numbind.cli import files
-from numbind.cli.common import CliError, add_bundle, add_json, add_region, command, plural
+from numbind.cli.common import (
+    CliError,
+    UsageError,
+    add_bundle,
+    add_json,
+    add_region,
+    command,
+    plural,
+)
 from numbind.cli.feed import add_platform_feed_commands
 from numbind.cli.rows import RowError, detect_format, numbered_rows
 from numbind.protocol.bundle import Bundle
@@ -135,6 +143,10 @@ async def _run(
     verb: str,
     send: Callable[[PlatformClient, Iterator[Row], int, ProgressCallback], Awaitable[_Summary]],
 ) -> int:
+    if not 1 <= args.batch_size <= MAX_BATCH:
+        raise UsageError(f"--batch-size: got {args.batch_size}, want 1..{MAX_BATCH}")
+    if args.in_flight < 1:
+        raise UsageError(f"--in-flight: got {args.in_flight}, want at least 1")
     path: Path = args.file
     fmt = detect_format(path, args.format)
     bundle = Bundle.load(args.bundle)

@@ -84,12 +84,25 @@ def test_a_refused_row_is_named_by_its_file_line(tmp_path: Path) -> None:
     assert str(files.refused(wire, read, path)).endswith(
         "line 5: the registry refused this row: token: carrier cm does not serve it"
     )
+    # Large positions may be written with separators.
+    big = _big_file(tmp_path, 10_004)
+    far = InvalidRequest("event 10,004: token: refused")
+    far.position = 10_004  # type: ignore[attr-defined]
+    assert str(files.refused(far, lambda: numbered_reports(big), big)).endswith(
+        "line 10005: the registry refused this row: token: refused"
+    )
     # Without a usable position the SDK's own error stands.
     assert files.refused(InvalidRequest("batch refused"), read, path) is None
     for position in (0, 3, True, "2"):
         other = NumbindClientError("x")
         other.position = position  # type: ignore[attr-defined]
         assert files.refused(other, read, path) is None
+
+
+def _big_file(tmp_path: Path, rows: int) -> Path:
+    path = tmp_path / "big.csv"
+    path.write_text("phone,event,effective_at\n" + f"{PHONE},ISSUED,2024-01-01T00:00:00Z\n" * rows)
+    return path
 
 
 def test_report_invalid_counts_in_words_and_as_json(

@@ -117,9 +117,11 @@ def refused(exc: NumbindClientError, read: Reader[Any], path: Path) -> CliError 
     line = line_of(read, position)
     if line is None:
         return None
-    # The file line replaces the SDK's count ("event 12: ") and the registry's 0-based index
-    # within one batch ("events[3].token: " -> "token: ").
-    message = re.sub(rf"^\w+ {position}: ", "", exc.message)
+    # The file line replaces the SDK's count ("event 12: ", kept apart in .reason) and the
+    # registry's 0-based index within one batch ("events[3].token: " -> "token: ").
+    reason = getattr(exc, "reason", None)
+    message = reason if isinstance(reason, str) and reason else exc.message
+    message = re.sub(rf"^\w+ ({position}|{position:,}): ", "", message)
     wire = re.match(r"\w+\[\d+\](?:\.([\w.]+))?: ", message)
     if wire is not None:
         message = (f"{wire.group(1)}: " if wire.group(1) else "") + message[wire.end() :]

@@ -113,6 +113,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--batch-size",
         type=int,
         default=MAX_REPORT,
+        metavar="N",
         help=f"events a request (1..{MAX_REPORT}, default {MAX_REPORT}); each batch is "
         "all-or-nothing",
     )

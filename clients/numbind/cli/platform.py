@@ -122,6 +122,7 @@ def _file_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--reject-file",
         type=Path,
+        metavar="FILE",
         help="where --skip-invalid writes line,field,reason of each bad row "
         "(default FILE.rejects next to FILE)",
     )
@@ -131,10 +132,15 @@ def _file_options(p: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=int,
         default=MAX_BATCH,
+        metavar="N",
         help=f"bindings a request (1..{MAX_BATCH}, default {MAX_BATCH})",
     )
     p.add_argument(
-        "--in-flight", type=int, default=4, help="requests sent concurrently (default 4)"
+        "--in-flight",
+        type=int,
+        default=4,
+        metavar="N",
+        help="requests sent concurrently (default 4)",
     )
 
 

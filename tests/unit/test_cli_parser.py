@@ -127,7 +127,18 @@ def test_options_argparse_cannot_check_alone_are_usage_errors(
     assert capsys.readouterr().err == "numbind: error: missing: No such file or directory\n"
 
 
-def test_failures_are_one_line_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
+def test_a_bad_number_among_options_is_named_by_its_place(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["carrier", "query", "--bundle", "missing", "--subject", "s"]
+    argv += ["--phone", "13800138000", "--tenure-start", "2024-01-01"]
+    argv += ["--phone", "1380013", "--tenure-start", "2024-01-01T00:00:00Z"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == "numbind: error: number 2: not a valid number for its region\n"
+
+
+def test_failures_are_one_line_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tokenize", "--bundle", "/nonexistent-bundle", "13800138000"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("numbind: error: ") and len(err.splitlines()) == 1

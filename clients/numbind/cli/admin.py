@@ -3,7 +3,9 @@
 Actions on the data dir itself (init, migrate, add-platform, add-carrier, suspend, resume)
 work offline, beside or before `numbind serve`. Actions that need the running registry
 (rotate-key, retire-key, export-key, keys, stats) call it with the admin bundle, at the
-address `serve` wrote to DATA_DIR/serving.json unless --registry names another.
+address `serve` wrote to DATA_DIR/serving.json (else the one in the admin bundle) unless
+--registry names another; when nothing answers there, the error names that address and the
+file it came from.
 """
 
 from __future__ import annotations

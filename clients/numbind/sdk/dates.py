@@ -1,9 +1,10 @@
 """Times a person types: an RFC 3339 time with an offset, or a date alone.
 
 A date alone (``2024-05-01``) means 00:00 that day in the time zone of the phone region the
-caller works in (``--region``, default CN: 00:00 +08:00). The command line and the carrier
-app read every typed time through ``parse_time`` so the same text means the same instant
-everywhere. A time of day without an offset is refused rather than guessed.
+caller works in (``--region``, default CN: 00:00 +08:00). Every time typed on the command
+line is read here, and the carrier app is meant to read its own through ``parse_time`` too,
+so the same text means the same instant everywhere. A time of day without an offset is
+refused rather than guessed.
 
 Which zone a region is in comes from libphonenumber's geocoding data (``phonenumbers``: the
 time zones of the region's country calling code; +86 is all Beijing time, Asia/Shanghai)

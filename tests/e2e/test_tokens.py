@@ -256,4 +256,11 @@ async def test_cli_tokenize(registry: RunningRegistry, capsys: pytest.CaptureFix
         cli_main, ["tokenize", "--bundle", str(bundle.directory), "+86138", "12"]
     )
     err = capsys.readouterr().err
-    assert code == 1 and "position 0" in err and "+86138" not in err
+    assert code == 1 and "number 1: not a valid number" in err and "+86138" not in err
+    # From a file, a bad number is named by its line (1-based, blank lines counted).
+    numbers.write_text("13800138000\n\n12\n")
+    code = await asyncio.to_thread(
+        cli_main, ["tokenize", "--bundle", str(bundle.directory), "--file", str(numbers)]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and f"{numbers}: line 3: not a valid number" in err, err

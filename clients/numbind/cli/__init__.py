@@ -7,7 +7,8 @@
     numbind carrier    report lifecycle events; query and revoke for a holder
 
 `main(argv) -> int` is the only place where errors become exit codes: 0 ok, 1 failed,
-2 usage (argparse), 130 interrupted. Set NUMBIND_DEBUG=1 to see tracebacks.
+2 usage (argparse's own checks and a handler's UsageError), 130 interrupted. Handlers
+return 0 or 1 or raise; none calls sys.exit. Set NUMBIND_DEBUG=1 to see tracebacks.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import inspect
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from numbind.cli import admin, carrier, platform, serve, tokenize
-from numbind.cli.common import CliError
-from numbind.protocol.bundle import BundleError
-from numbind.sdk.errors import NumbindClientError
+from numbind.cli.common import DATES_NOTE, CliError, UsageError, connection_problem
+from numbind.protocol.bundle import BUNDLE_JSON, Bundle, BundleError
+from numbind.sdk.errors import NumbindClientError, Unavailable
 
 __all__ = ["build_parser", "main"]
 
@@ -42,9 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="numbind",
         description="numbind: a registry of phone-number token bindings that ends the "
         "recycled-number mess (二次放号).",
-        epilog="Run `numbind COMMAND --help` for a command's options.",
+        epilog=f"Run `numbind COMMAND --help` for a command's options. {DATES_NOTE}",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, help="the command to run:"
+    )
     serve.add_commands(sub)
     admin.add_commands(sub)
     tokenize.add_commands(sub)
@@ -55,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        # argparse has printed the help (0) or the usage error (2); return, don't exit.
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     try:
         result = args.handler(args)
         if inspect.isawaitable(result):
@@ -63,11 +71,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(result)
     except KeyboardInterrupt:
         return 130
+    except UsageError as exc:
+        command: argparse.ArgumentParser = args.parser
+        command.print_usage(sys.stderr)
+        print(f"{command.prog}: error: {exc}", file=sys.stderr)
+        return 2
     except _REPORTED + _registry_errors() as exc:
         if os.environ.get("NUMBIND_DEBUG"):
             raise
-        print(f"numbind: error: {exc}", file=sys.stderr)
+        print(f"numbind: error: {_message(exc, args)}", file=sys.stderr)
         return 1
+
+
+def _message(exc: BaseException, args: argparse.Namespace) -> str:
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"  # not "[Errno 2] ... 'y'"
+    if isinstance(exc, Unavailable) and (why := connection_problem(exc.message)):
+        # gRPC's connection text is not for users: say where we went and why it failed.
+        bundle_dir: Path | None = getattr(args, "bundle", None)
+        try:
+            address = Bundle.load(bundle_dir).registry if bundle_dir else None
+        except BundleError:
+            address = None
+        if bundle_dir is not None and address is not None:
+            return (
+                f"cannot reach the registry at {address} (the address in "
+                f"{bundle_dir / BUNDLE_JSON}): {why}"
+            )
+        return f"cannot reach the registry: {why}"
+    return str(exc)
 
 
 def _registry_errors() -> tuple[type[BaseException], ...]:

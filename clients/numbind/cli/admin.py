@@ -3,7 +3,9 @@
 Actions on the data dir itself (init, migrate, add-platform, add-carrier, suspend, resume)
 work offline, beside or before `numbind serve`. Actions that need the running registry
 (rotate-key, retire-key, export-key, keys, stats) call it with the admin bundle, at the
-address `serve` wrote to DATA_DIR/serving.json unless --registry names another.
+address `serve` wrote to DATA_DIR/serving.json (else the one in the admin bundle) unless
+--registry names another; when nothing answers there, the error names that address and the
+file it came from.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from numbind.cli.common import CliError
+from numbind.cli import table
+from numbind.cli.common import CliError, add_json, command, connection_problem, plural
 from numbind.cli.serve import add_store_options, settings_from
 
 __all__ = ["add_commands"]
@@ -24,7 +27,11 @@ _REMOTE = (
     ("retire-key", "stop evaluating under an old token key"),
     ("export-key", "print a token key's secret scalar (hex) for escrow"),
     ("keys", "list the token keys"),
-    ("stats", "registry statistics"),
+    ("stats", "registry statistics: principals, bindings, numbers, orders, usage"),
+)
+_REMOTE_NOTE = (
+    "Needs the running registry: its address comes from DATA_DIR/serving.json (written by "
+    "`numbind serve`), else from the admin bundle, unless --registry names it."
 )
 
 
@@ -34,20 +41,38 @@ def add_commands(sub: Any) -> None:
         help="operate a registry: init, principals, keys, stats",
         description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
     )
-    asub = admin.add_subparsers(dest="admin_command", metavar="ACTION", required=True)
+    asub = admin.add_subparsers(
+        dest="admin_command", metavar="ACTION", required=True, help="what to do"
+    )
     init = asub.add_parser(
-        "init", help="create the CA, server certificate, schema, first key and admin bundle"
+        "init",
+        help="create the CA, server certificate, schema, first key and admin bundle",
+        description="Create whatever is missing in the data dir: the registry CA, a server "
+        "certificate, the store's schema, the first token key and the admin bundle "
+        "(DATA_DIR/admin-bundle). Idempotent: a second run keeps what exists. Works offline.",
     )
     add_store_options(init)
     init.add_argument(
         "--registry", metavar="HOST:PORT", help="address written into the admin bundle"
     )
-    init.set_defaults(handler=_init)
-    mig = asub.add_parser("migrate", help="upgrade the store's schema to the latest revision")
+    command(init, _init)
+    mig = asub.add_parser(
+        "migrate",
+        help="upgrade the store's schema to the latest revision",
+        description="Upgrade the store's schema to the latest revision (serve also does this "
+        "on start). Works offline.",
+    )
     add_store_options(mig)
-    mig.set_defaults(handler=_migrate)
+    command(mig, _migrate)
     for role in ("platform", "carrier"):
-        p = asub.add_parser(f"add-{role}", help=f"register a {role} and write its bundle")
+        p = asub.add_parser(
+            f"add-{role}",
+            help=f"register a {role} and write its bundle",
+            description=f"Register a {role} in the store and write its bundle (client key, "
+            "certificate signed by the registry CA, CA certificate, registry address"
+            + (", Ed25519 attestation key" if role == "carrier" else "")
+            + ") to --out. Works offline, beside or before `numbind serve`.",
+        )
         add_store_options(p)
         p.add_argument("id", help=f"the {role}'s id, [a-z0-9][a-z0-9._-]{{0,62}}")
         p.add_argument(
@@ -57,22 +82,35 @@ def add_commands(sub: Any) -> None:
             p.add_argument(
                 "--category", required=True, help="what the platform is, e.g. cloud-drive, bank"
             )
-        p.add_argument("--out", type=Path, required=True, metavar="DIR", help="bundle to write")
+        p.add_argument(
+            "--out", type=Path, required=True, metavar="DIR", help="bundle directory to write"
+        )
         p.add_argument(
             "--registry",
             metavar="HOST:PORT",
             help="address written into the bundle (default: where `serve` listens)",
         )
-        p.set_defaults(handler=_add_principal)
+        command(p, _add_principal)
     for action in ("suspend", "resume"):
-        p = asub.add_parser(action, help=f"{action} a platform or carrier")
+        p = asub.add_parser(
+            action,
+            help=f"{action} a platform or carrier",
+            description="Suspend a principal: its calls get UNAUTHENTICATED within a second, "
+            "open streams included."
+            if action == "suspend"
+            else "Reinstate a suspended principal.",
+        )
         add_store_options(p)
         p.add_argument("role", choices=["platform", "carrier"], help="the principal's role")
         p.add_argument("id", help="the principal's id")
-        p.set_defaults(handler=_suspend)
+        command(p, _suspend)
     for action, helptext in _REMOTE:
-        p = asub.add_parser(action, help=helptext)
-        add_store_options(p)
+        p = asub.add_parser(
+            action,
+            help=helptext,
+            description=f"{helptext[0].upper()}{helptext[1:]}. {_REMOTE_NOTE}",
+        )
+        add_store_options(p, database=False)
         p.add_argument(
             "--bundle",
             type=Path,
@@ -82,20 +120,13 @@ def add_commands(sub: Any) -> None:
         p.add_argument(
             "--registry",
             metavar="HOST:PORT",
-            help="the running registry (default: the address in DATA_DIR/serving.json)",
+            help="the running registry (default: the address in DATA_DIR/serving.json, "
+            "where `numbind serve` records where it listens)",
         )
-        p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+        add_json(p)
         if action in ("retire-key", "export-key"):
             p.add_argument("key_id", help="the key's id (from `numbind admin keys`)")
-        p.set_defaults(handler=_remote)
-
-
-def _print(obj: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(obj, ensure_ascii=False, indent=2))
-        return
-    for k, v in obj.items():
-        print(f"{k}: {v}")
+        command(p, _remote)
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -153,28 +184,30 @@ def _suspend(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- actions on the running registry ---------------------------------------------------------
 def _remote(args: argparse.Namespace) -> int:
-    from numbind.protocol.bundle import Bundle
-    from numbind.registry.config import served_address
+    from numbind.protocol.bundle import BUNDLE_JSON, Bundle
+    from numbind.registry.config import SERVING_FILE, served_address
     from numbind.sdk.admin import AdminClient
     from numbind.sdk.errors import Unavailable
 
     settings = settings_from(args)
-    bundle_dir = args.bundle or settings.data_dir / "admin-bundle"
+    bundle_dir: Path = args.bundle or settings.data_dir / "admin-bundle"
     bundle = Bundle.load(bundle_dir)
     if args.registry:
         address, source = args.registry, "--registry"
     elif (served := served_address(settings.data_dir)) is not None:
-        address, source = served, str(settings.data_dir / "serving.json")
+        address, source = served, f"the address in {settings.data_dir / SERVING_FILE}"
     else:
-        address, source = bundle.registry, str(bundle_dir / "bundle.json")
+        address, source = bundle.registry, f"the address in {bundle_dir / BUNDLE_JSON}"
     try:
         with AdminClient(bundle, address=address) as client:
             _remote_action(args, client)
     except Unavailable as exc:
         raise CliError(
-            f"cannot reach the registry at {address} (address from {source}): {exc.message}; "
-            "is `numbind serve` running? --registry HOST:PORT names another address"
+            f"cannot reach the registry at {address} ({source}): "
+            f"{connection_problem(exc.message) or exc.message}; is `numbind serve` running "
+            "there? --registry HOST:PORT names another address"
         ) from None
     return 0
 
@@ -182,19 +215,67 @@ def _remote(args: argparse.Namespace) -> int:
 def _remote_action(args: argparse.Namespace, client: Any) -> None:
     action = args.admin_command
     if action == "rotate-key":
-        _print(client.rotate_key(), args.json)
+        key = client.rotate_key()
+        _print({"key_id": key.key_id, "state": key.state}, args.json)
     elif action == "retire-key":
         client.retire_key(args.key_id)
         _print({"retired": args.key_id}, args.json)
     elif action == "export-key":
+        secret = client.export_key(args.key_id).hex()
         print(
             "WARNING: this is the token key itself. Anyone holding it can compute tokens "
             "for every number without asking the registry. Store it in escrow only.",
             file=sys.stderr,
         )
-        _print({"key_id": args.key_id, "secret_scalar": client.export_key(args.key_id)}, args.json)
+        _print({"key_id": args.key_id, "secret_scalar": secret}, args.json)
     elif action == "keys":
-        for key in client.list_keys():
-            _print(key, args.json)
+        keys = client.list_keys()
+        if args.json:
+            print(json.dumps({"keys": [k.as_json() for k in keys]}, indent=2))
+        else:
+            rows = [
+                (k.key_id, k.state, k.as_json()["created_at"], k.public_key.hex()) for k in keys
+            ]
+            print(table.render(("key", "state", "created", "public key"), rows))
     else:
-        _print(client.stats(), args.json)
+        stats = client.stats()
+        if args.json:
+            print(json.dumps(stats.as_json(), ensure_ascii=False, indent=2))
+        else:
+            print(stats_table(stats))
+
+
+def stats_table(stats: Any) -> str:
+    """`numbind admin stats` as aligned tables: counts, then usage per principal."""
+    o = stats.orders
+    counts = table.render(
+        ("", "count"),
+        [
+            ("principals", stats.platforms + stats.carriers),
+            ("  platforms", stats.platforms),
+            ("  carriers", stats.carriers),
+            ("bindings (active)", stats.active_bindings),
+            ("numbers", stats.numbers),
+            ("revocation orders", o.total),
+            ("  pending", o.pending),
+            ("  delivered", o.delivered),
+            ("  overdue (open, past deadline)", o.overdue),
+            ("  done", o.done),
+            ("  rejected", o.rejected),
+        ],
+    )
+    if not stats.usage:
+        return f"{counts}\n\nusage: none yet"
+    usage = table.render(
+        ("role", "principal", "tokens evaluated", "reassigned checks"),
+        [(u.role, u.principal_id, u.tokens_evaluated, u.reassigned_checks) for u in stats.usage],
+    )
+    return f"{counts}\n\n{usage}\n({plural(len(stats.usage), 'principal')} with usage)"
+
+
+def _print(obj: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, ensure_ascii=False, indent=2))
+        return
+    for k, v in obj.items():
+        print(f"{k}: {v}")

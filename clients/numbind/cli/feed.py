@@ -11,8 +11,9 @@ reassigned-since question from the command line.
         without --ack every run prints the same pending events; an event printed but not yet
         acked when the command stops is printed again next time (at-least-once).
     numbind platform check-reassigned --bundle DIR --phone P --since DATE [--phone ...]
-        REASSIGNED / NOT_REASSIGNED / NO_DATA per pair, in order. DATE is YYYY-MM-DD
-        (00:00 UTC) or RFC 3339 with an offset. Works with platform and carrier bundles.
+        REASSIGNED / NOT_REASSIGNED / NO_DATA per pair, in order. DATE is YYYY-MM-DD (00:00
+        that day in the time zone of ``--region``, default CN: +08:00) or RFC 3339 with an
+        offset. Works with platform and carrier bundles.
 """
 
 from __future__ import annotations
@@ -26,7 +27,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from numbind.cli.carrier import add_pair_options, iso_utc, paired, parse_since
+from numbind.cli.common import (
+    DATE_HELP,
+    CliError,
+    add_bundle,
+    add_json,
+    add_region,
+    add_time_pairs,
+    command,
+    iso_utc,
+    load_bundle,
+    paired,
+    plural,
+)
 from numbind.protocol.bundle import Bundle
 from numbind.protocol.limits import MAX_REASSIGNED_QUERIES
 from numbind.sdk import reassigned
@@ -63,36 +76,31 @@ def add_platform_feed_commands(
         "ones until Ctrl-C. With --ack, ack each event once printed: notices as NOTED, "
         "revocation orders with the given outcome (noted: notices only).",
     )
-    events.add_argument("--bundle", type=Path, required=True, help="platform bundle directory")
+    add_bundle(events, "platform")
     events.add_argument("--follow", action="store_true", help="keep printing new events")
     events.add_argument(
         "--ack", choices=tuple(_ACK_CHOICES), help="ack every printed event with this outcome"
     )
     events.add_argument(
-        "--cursor", type=Path, help=f"resume point file (default BUNDLE/{CURSOR_FILE})"
+        "--cursor",
+        type=Path,
+        metavar="FILE",
+        help=f"resume point file (default BUNDLE/{CURSOR_FILE})",
     )
-    events.add_argument("--json", action="store_true", help="one JSON object per event a line")
-    events.set_defaults(handler=_events, usage=events.error)
+    add_json(events, "one JSON object per event a line")
+    command(events, _events)
 
     check = platform_sub.add_parser(
         "check-reassigned",
         help="has a number been reassigned since a date?",
         description="For each --phone/--since pair (in order): REASSIGNED, NOT_REASSIGNED or "
-        "NO_DATA. The reissue date itself is never revealed.",
+        f"NO_DATA. The reissue date itself is never revealed. --since is {DATE_HELP}.",
     )
-    check.add_argument(
-        "--bundle", type=Path, required=True, help="platform (or carrier) bundle directory"
-    )
-    add_pair_options(
-        check,
-        "--since",
-        parse_since,
-        "DATE",
-        "YYYY-MM-DD (00:00 UTC) or RFC 3339 with an offset, one per --phone",
-    )
-    check.add_argument("--region", default=DEFAULT_REGION, help="region for numbers without +CC")
-    check.add_argument("--json", action="store_true", help="print one JSON object")
-    check.set_defaults(handler=_check_reassigned, usage=check.error)
+    add_bundle(check, "platform (or carrier)")
+    add_time_pairs(check, "--since", "DATE", "the cut-off")
+    add_region(check, dates=True)
+    add_json(check)
+    command(check, _check_reassigned)
 
 
 # -- check-reassigned ----------------------------------------------------------------------
@@ -122,12 +130,8 @@ async def check_reassigned(
 
 
 async def _check_reassigned(args: argparse.Namespace) -> int:
-    pairs = paired(args, "phone", "since", "--since")
-    bundle = Bundle.load(args.bundle)
-    if bundle.role not in ("platform", "carrier"):
-        raise ValueError(
-            f"bundle {args.bundle} is a {bundle.role} bundle; want a platform or carrier one"
-        )
+    pairs = paired(args, "--since")
+    bundle = load_bundle(args.bundle, "platform", "carrier")
     answers = await check_reassigned(bundle, pairs, region=args.region)
     if args.json:
         print(
@@ -181,9 +185,7 @@ def _event_line(item: dict[str, Any], with_ack: bool) -> str:
 async def _events(args: argparse.Namespace) -> int:
     bundle = Bundle.load(args.bundle)
     if bundle.role != "platform":
-        raise ValueError(
-            f"bundle {args.bundle} is a {bundle.role} bundle; events need a platform's"
-        )
+        raise CliError(f"bundle {args.bundle} is a {bundle.role} bundle; events need a platform's")
     cursor: Path = args.cursor or bundle.directory / CURSOR_FILE
     chosen = _ACK_CHOICES[args.ack] if args.ack else None
     shown = acked = 0
@@ -201,5 +203,5 @@ async def _events(args: argparse.Namespace) -> int:
                 await event.ack(outcome)
                 acked += 1
     if not args.json:
-        print(f"{shown} event{'' if shown == 1 else 's'}, {acked} acked", file=sys.stderr)
+        print(f"{plural(shown, 'event')}, {acked:,} acked", file=sys.stderr)
     return 0

@@ -11,37 +11,46 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import csv
 import dataclasses
 import json
-import sys
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from numbind.cli import files
+from numbind.cli.common import (
+    CliError,
+    UsageError,
+    add_bundle,
+    add_json,
+    add_region,
+    command,
+    plural,
+)
 from numbind.cli.feed import add_platform_feed_commands
-from numbind.cli.rows import Format, RowError, detect_format, read_rows
+from numbind.cli.rows import RowError, detect_format, numbered_rows
 from numbind.protocol.bundle import Bundle
 from numbind.protocol.digest import MAX_BUCKET_BITS
-from numbind.sdk.phone import DEFAULT_REGION
+from numbind.sdk.errors import NumbindClientError
 from numbind.sdk.platform import MAX_BATCH, PlatformClient, PublishSummary, Row, SyncSummary
-from numbind.sdk.progress import Progress, ProgressCallback, TqdmProgress
+from numbind.sdk.progress import ProgressCallback, TqdmProgress
 
 __all__ = ["add_commands"]
 
-SHOWN_ERRORS = 20
 _Summary = PublishSummary | SyncSummary
-_CHECK_REPORT_EVERY = 10_000
 
 
 def add_commands(sub: Any) -> None:
     """Register platform subcommands on the top-level parser's subparsers."""
     platform = sub.add_parser(
-        "platform", help="publish, sync and follow a platform's bindings and events"
+        "platform",
+        help="publish, sync and follow a platform's bindings and events",
+        description="A platform's side: publish or sync its bindings from a file, follow "
+        "and ack its event feed, ask whether numbers were reassigned.",
     )
-    actions = platform.add_subparsers(dest="platform_command", metavar="ACTION", required=True)
+    actions = platform.add_subparsers(
+        dest="platform_command", metavar="ACTION", required=True, help="what to do"
+    )
 
     publish = actions.add_parser(
         "publish",
@@ -50,7 +59,7 @@ def add_commands(sub: Any) -> None:
         "changes nothing already published.",
     )
     _file_options(publish)
-    publish.set_defaults(handler=_publish)
+    command(publish, _publish)
 
     sync = actions.add_parser(
         "sync",
@@ -83,99 +92,76 @@ def add_commands(sub: Any) -> None:
     sync.add_argument(
         "--work-dir",
         type=Path,
+        metavar="DIR",
         help="where the temporary snapshot file goes (~200 bytes a row; default $TMPDIR)",
     )
-    sync.set_defaults(handler=_sync)
+    command(sync, _sync)
     add_platform_feed_commands(actions)
 
 
 def _file_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--bundle", type=Path, required=True, help="platform bundle directory")
+    add_bundle(p, "platform")
     p.add_argument(
         "--file",
         type=Path,
         required=True,
-        help="CSV (header phone,account_id,bound_at,kind) or JSON Lines with those keys",
+        help="CSV (header phone,account_id,bound_at,kind) or JSON Lines with those keys; "
+        "bound_at is RFC 3339 with an offset",
     )
     p.add_argument(
         "--format",
         choices=("csv", "jsonl"),
         help="file format (default: from the extension .csv/.jsonl/.ndjson, else content)",
     )
-    p.add_argument("--region", default=DEFAULT_REGION, help="region for numbers without +CC")
+    add_region(p)
     p.add_argument(
         "--skip-invalid",
         action="store_true",
         help="send the valid rows and write the bad ones to the reject file",
     )
-    p.add_argument("--reject-file", type=Path, help="default: FILE.rejects next to FILE")
-    p.add_argument("--json", action="store_true", help="print one JSON object as the summary")
+    p.add_argument(
+        "--reject-file",
+        type=Path,
+        metavar="FILE",
+        help="where --skip-invalid writes line,field,reason of each bad row "
+        "(default FILE.rejects next to FILE)",
+    )
+    add_json(p, "print one JSON object as the summary")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument(
         "--batch-size",
         type=int,
         default=MAX_BATCH,
-        help=f"bindings a request (1..{MAX_BATCH})",
+        metavar="N",
+        help=f"bindings a request (1..{MAX_BATCH}, default {MAX_BATCH})",
     )
-    p.add_argument("--in-flight", type=int, default=4, help="requests sent concurrently")
-
-
-@dataclass
-class _Checked:
-    rows: int = 0
-    rejected: int = 0
-    shown: list[RowError] = field(default_factory=list)
-
-
-def _check(
-    path: Path,
-    fmt: Format,
-    region: str,
-    reject_file: Path | None,
-    progress: ProgressCallback,
-) -> _Checked:
-    """Validate every row; write rejects if asked. Runs in a worker thread."""
-    checked = _Checked()
-    with contextlib.ExitStack() as stack:
-        writer = None
-        if reject_file is not None:
-            out = stack.enter_context(open(reject_file, "w", encoding="utf-8", newline=""))
-            writer = csv.writer(out)
-            writer.writerow(["line", "field", "reason"])
-        for item in read_rows(path, fmt, region=region):
-            if isinstance(item, RowError):
-                checked.rejected += 1
-                if len(checked.shown) < SHOWN_ERRORS:
-                    checked.shown.append(item)
-                if writer is not None:
-                    writer.writerow([item.line, item.field, item.reason])
-            else:
-                checked.rows += 1
-                if checked.rows % _CHECK_REPORT_EVERY == 0:
-                    progress(Progress("check", checked.rows, None, 0.0))
-    return checked
-
-
-def _valid_rows(path: Path, fmt: Format, region: str, skip_invalid: bool) -> Iterator[Row]:
-    for item in read_rows(path, fmt, region=region):
-        if isinstance(item, Row):
-            yield item
-        elif not skip_invalid:
-            # The check pass found none: the file changed underneath us.
-            raise ValueError(f"{path}: {item} (the file changed since it was checked)")
+    p.add_argument(
+        "--in-flight",
+        type=int,
+        default=4,
+        metavar="N",
+        help="requests sent concurrently (default 4)",
+    )
 
 
 async def _run(
     args: argparse.Namespace,
-    command: str,
+    verb: str,
     send: Callable[[PlatformClient, Iterator[Row], int, ProgressCallback], Awaitable[_Summary]],
 ) -> int:
+    if not 1 <= args.batch_size <= MAX_BATCH:
+        raise UsageError(f"--batch-size: got {args.batch_size}, want 1..{MAX_BATCH}")
+    if args.in_flight < 1:
+        raise UsageError(f"--in-flight: got {args.in_flight}, want at least 1")
     path: Path = args.file
     fmt = detect_format(path, args.format)
     bundle = Bundle.load(args.bundle)
     reject_file: Path | None = None
     if args.skip_invalid:
         reject_file = args.reject_file or path.with_name(path.name + ".rejects")
+
+    def read() -> Iterator[tuple[int, Row | RowError]]:
+        return numbered_rows(path, fmt, region=args.region)
 
     bar = TqdmProgress(enabled=False if args.no_progress else None)
     # Built before the check pass so bad options fail at once; it connects only when used.
@@ -188,23 +174,37 @@ async def _run(
     )
     async with client:
         with bar:
-            checked = await asyncio.to_thread(_check, path, fmt, args.region, reject_file, bar)
+            checked = await asyncio.to_thread(
+                files.check, read, progress=bar, reject_file=reject_file
+            )
             bar.close()
             if checked.rejected and not args.skip_invalid:
-                _report_invalid(args, command, path, checked)
+                files.report_invalid(
+                    f"platform {verb}",
+                    path,
+                    checked,
+                    as_json=args.json,
+                    hint="--skip-invalid sends the rest and writes the bad ones to a reject file",
+                )
                 return 1
-            if command == "sync" and checked.rows == 0 and not args.allow_empty:
+            if verb == "sync" and checked.rows == 0 and not args.allow_empty:
                 # A truncated or all-rejected export must not wipe the registry's copy.
-                raise ValueError(
+                raise CliError(
                     f"{path}: no valid rows; syncing it would withdraw every binding "
                     "(pass --allow-empty if that is intended)"
                 )
-            rows = _valid_rows(path, fmt, args.region, args.skip_invalid)
-            summary = await send(client, rows, checked.rows, bar)
+            rows = files.valid(read, path, skip_invalid=args.skip_invalid)
+            try:
+                summary = await send(client, rows, checked.rows, bar)
+            except NumbindClientError as exc:
+                located = await asyncio.to_thread(files.refused, exc, read, path)
+                if located is None:
+                    raise
+                raise located from None
 
     result: dict[str, Any] = {
         "ok": True,
-        "command": command,
+        "command": verb,
         "file": str(path),
         "rejected": checked.rejected,
         "reject_file": str(reject_file) if reject_file is not None else None,
@@ -213,46 +213,21 @@ async def _run(
     if args.json:
         print(json.dumps(result))
     else:
-        print(_describe(command, path, result))
+        print(_describe(verb, path, result))
     return 0
 
 
-def _report_invalid(args: argparse.Namespace, command: str, path: Path, checked: _Checked) -> None:
-    for error in checked.shown:
-        print(f"{path}: {error}", file=sys.stderr)
-    if checked.rejected > len(checked.shown):
-        print(f"{path}: ... and {checked.rejected - len(checked.shown)} more", file=sys.stderr)
-    print(
-        f"numbind platform {command}: {checked.rejected} invalid row(s) in {path}; nothing "
-        "sent (--skip-invalid sends the rest and writes the bad ones to a reject file)",
-        file=sys.stderr,
-    )
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "ok": False,
-                    "command": command,
-                    "file": str(path),
-                    "error": "invalid rows",
-                    "invalid_rows": checked.rejected,
-                    "errors": [dataclasses.asdict(e) for e in checked.shown],
-                }
-            )
-        )
-
-
-def _describe(command: str, path: Path, r: dict[str, Any]) -> str:
-    if command == "publish":
+def _describe(verb: str, path: Path, r: dict[str, Any]) -> str:
+    if verb == "publish":
         text = (
-            f"published {r['rows']:,} rows from {path}: {r['inserted']:,} new, "
+            f"published {plural(r['rows'], 'row')} from {path}: {r['inserted']:,} new, "
             f"{r['updated']:,} updated, {r['unchanged']:,} unchanged"
         )
     else:
-        verb = "would publish" if r["dry_run"] else "published"
         text = (
-            f"synced {r['rows']:,} rows from {path}: {r['buckets_differing']:,} of "
-            f"{r['buckets_total']:,} buckets differed; {verb} {r['added']:,} new and "
+            f"synced {plural(r['rows'], 'row')} from {path}: {r['buckets_differing']:,} of "
+            f"{plural(r['buckets_total'], 'bucket')} differed; "
+            f"{'would publish' if r['dry_run'] else 'published'} {r['added']:,} new and "
             f"{r['changed']:,} changed, {'would withdraw' if r['dry_run'] else 'withdrew'} "
             f"{r['withdrawn']:,}"
         )

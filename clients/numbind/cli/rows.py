@@ -5,6 +5,10 @@ ignored); JSON Lines has one object a line with the same keys. ``bound_at`` is R
 offset (``2024-05-01T08:00:00+08:00`` or ``...Z``); ``kind`` is LOGIN, RECOVERY, PAYMENT,
 NOTIFICATION or OTHER in any case. Blank lines are skipped.
 
+Unlike a date typed on the command line, a date alone is refused in a file: an export's
+``bound_at`` read as 00:00 would date a binding made on the day of a reissue before the new
+tenure, and the registry would revoke the new holder's own binding.
+
 A bad row becomes a ``RowError`` naming its line, the field and the reason. Messages never
 quote a value: a phone number shifted into the wrong column must not reach a log either.
 """
@@ -29,6 +33,7 @@ __all__ = [
     "InvalidField",
     "RowError",
     "detect_format",
+    "numbered_rows",
     "read_records",
     "read_rows",
     "text_field",
@@ -90,14 +95,26 @@ def read_rows(
     Raises FileFormatError for problems that concern the whole file (a CSV header without
     the required columns).
     """
+    for _, item in numbered_rows(path, fmt, region=region, now=now):
+        yield item
+
+
+def numbered_rows(
+    path: Path,
+    fmt: Format | None = None,
+    *,
+    region: str = DEFAULT_REGION,
+    now: datetime | None = None,
+) -> Iterator[tuple[int, Row | RowError]]:
+    """As read_rows, each with the file line it starts on."""
     for line, record in read_records(path, FIELDS, fmt):
         if isinstance(record, RowError):
-            yield record
+            yield line, record
             continue
         try:
-            yield _row(record, region, now)
+            yield line, _row(record, region, now)
         except InvalidField as bad:
-            yield RowError(line, bad.field, bad.reason)
+            yield line, RowError(line, bad.field, bad.reason)
 
 
 def read_records(

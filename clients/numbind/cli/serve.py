@@ -6,13 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from numbind.cli.common import CliError
+from numbind.cli.common import CliError, command
 
 __all__ = ["add_commands", "add_store_options", "settings_from"]
 
 
-def add_store_options(p: argparse.ArgumentParser) -> None:
-    """--data-dir and --database-url, shared by serve and every admin action."""
+def add_store_options(p: argparse.ArgumentParser, *, database: bool = True) -> None:
+    """--data-dir and (unless ``database`` is False) --database-url, shared by serve and
+    every admin action."""
     p.add_argument(
         "--data-dir",
         type=Path,
@@ -20,6 +21,8 @@ def add_store_options(p: argparse.ArgumentParser) -> None:
         help="registry data dir: CA, server certificate, token keys, embedded store "
         "(NUMBIND_DATA_DIR, default numbind-data)",
     )
+    if not database:
+        return
     p.add_argument(
         "--database-url",
         metavar="URL",
@@ -65,7 +68,7 @@ def add_commands(sub: Any) -> None:
     serve.add_argument(
         "--init", action="store_true", help="run `numbind admin init` first when needed"
     )
-    serve.set_defaults(handler=_serve)
+    command(serve, _serve)
 
 
 def _serve(args: argparse.Namespace) -> int:

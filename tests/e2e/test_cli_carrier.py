@@ -18,8 +18,8 @@ import pytest
 from numbind.cli import main
 from numbind.protocol.bundle import Bundle
 from numbind.registry.testing import RunningRegistry
+from numbind.sdk import AckOutcome, EventFeed, EventKind
 from numbind.sdk.channel import secure_channel
-from numbind.sdk.feed import AckOutcome, EventFeed, EventKind
 
 from tests.e2e._story import days_ago, publish, tokenize
 

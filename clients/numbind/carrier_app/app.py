@@ -43,8 +43,8 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from numbind.carrier_app import store as st
 from numbind.carrier_app.i18n import CST, Translator, pick_lang
 from numbind.protocol.bundle import Bundle
-from numbind.sdk import errors
-from numbind.sdk.carrier import CarrierClient, NumberView, PlatformView, Progress, Scope
+from numbind.sdk import CarrierClient, NumberView, PlatformView, Scope, errors
+from numbind.sdk import RevocationProgress as Progress
 from numbind.sdk.phone import InvalidNumber, to_e164
 from numbind.sdk.retry import RetryPolicy
 from starlette.exceptions import HTTPException as StarletteHTTPException

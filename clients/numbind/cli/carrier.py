@@ -44,20 +44,11 @@ from numbind.cli.rows import (
     text_field,
 )
 from numbind.protocol.bundle import Bundle
-from numbind.sdk.carrier import (
-    MAX_REPORT,
-    CarrierClient,
-    Lifecycle,
-    LifecycleReport,
-    NumberView,
-    ReportSummary,
-    Scope,
-)
-from numbind.sdk.carrier import (
-    Progress as PlatformProgress,
-)
+from numbind.sdk import CarrierClient, Lifecycle, LifecycleReport, NumberView, ReportSummary, Scope
+from numbind.sdk import RevocationProgress as PlatformProgress
+from numbind.sdk.carrier import MAX_REPORT
+from numbind.sdk.model import bound_at_problem
 from numbind.sdk.phone import DEFAULT_REGION, InvalidNumber, to_e164
-from numbind.sdk.platform import bound_at_problem
 from numbind.sdk.progress import Meter, Progress, ProgressCallback, TqdmProgress
 
 __all__ = [

@@ -72,7 +72,7 @@ class BindingRpc:
         except NumbindClientError as exc:
             sent = [pos for _, pos in unique.values()]
             raise located(exc, "bindings", item, list_positions(sent)) from None
-        return resp.inserted, resp.updated, resp.unchanged, len(items) - len(unique)
+        return (*wire.publish_counts(resp), len(items) - len(unique))
 
     async def send_withdraw(
         self, key_id: str, keys: list[Key], positions: Positions
@@ -90,7 +90,8 @@ class BindingRpc:
         except NumbindClientError as exc:
             raise located(exc, "bindings", item, list_positions(list(unique.values()))) from None
         # A key repeated in the input names a binding the first copy already withdrew.
-        return resp.withdrawn, resp.not_found + len(keys) - len(unique)
+        withdrawn, not_found = wire.withdraw_counts(resp)
+        return withdrawn, not_found + len(keys) - len(unique)
 
     async def publish(
         self,

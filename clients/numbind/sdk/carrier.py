@@ -204,7 +204,7 @@ class CarrierClient:
         resp: holders_pb2.RequestRevocationResponse = await call_with_retry(
             lambda: self._holders.RequestRevocation(request, timeout=60), self._retry
         )
-        return resp.revocation_id, resp.orders
+        return wire.revocation_created(resp)
 
     async def revocation(self, revocation_id: str) -> list[RevocationProgress]:
         """Each platform's progress on a revocation this carrier requested."""

@@ -108,14 +108,15 @@ class EventFeed:
             try:
                 async for item in call:
                     attempt = 0
-                    if item.HasField("heartbeat"):
-                        self.head_seq = item.heartbeat.head_seq
+                    head_seq, events = wire.stream_item(item, self)
+                    if head_seq is not None:  # a heartbeat
+                        self.head_seq = head_seq
                         if not follow and seen_through >= self.head_seq:
                             return
                         continue
-                    for event in item.events.events:
+                    for event in events:
                         seen_through = max(seen_through, event.seq)
-                        yield wire.feed_event(event, self)
+                        yield event
                 return
             except grpc.RpcError as rpc_exc:
                 exc: NumbindClientError = from_rpc_error(rpc_exc)

@@ -115,6 +115,16 @@ def withdraw_request(
     )
 
 
+def publish_counts(resp: platforms_pb2.PublishBindingsResponse) -> tuple[int, int, int]:
+    """(inserted, updated, unchanged)."""
+    return resp.inserted, resp.updated, resp.unchanged
+
+
+def withdraw_counts(resp: platforms_pb2.WithdrawBindingsResponse) -> tuple[int, int]:
+    """(withdrawn, not found)."""
+    return resp.withdrawn, resp.not_found
+
+
 def item_of(b: common_pb2.Binding) -> Item:
     return bytes(b.token.value), bytes(b.account_ref), us_of(b.bound_at), int(b.kind)
 
@@ -185,7 +195,10 @@ def feed_event(e: platforms_pb2.Event, feed: AckSink) -> FeedEvent:
         kind = EventKind(e.kind)
     except ValueError:
         raise _bad(f"events: unknown kind {e.kind}") from None
-    cause = EventCause(e.cause) if e.cause in EventCause._value2member_map_ else EventCause(0)
+    try:
+        cause = EventCause(e.cause)
+    except ValueError:  # a cause this SDK does not know yet: still an event to act on
+        cause = EventCause.UNSPECIFIED
     return FeedEvent(
         seq=e.seq,
         order_id=e.order_id,
@@ -206,6 +219,15 @@ def stream_request(after_seq: int, heartbeat_seconds: int) -> platforms_pb2.Stre
     return platforms_pb2.StreamEventsRequest(
         after_seq=after_seq, heartbeat_seconds=heartbeat_seconds
     )
+
+
+def stream_item(
+    item: platforms_pb2.StreamEventsResponse, feed: AckSink
+) -> tuple[int | None, list[FeedEvent]]:
+    """(the registry's head sequence, no events) for a heartbeat; (None, events) otherwise."""
+    if item.HasField("heartbeat"):
+        return item.heartbeat.head_seq, []
+    return None, [feed_event(e, feed) for e in item.events.events]
 
 
 def ack_request(
@@ -297,6 +319,11 @@ def revocation_request(
         scope=_enum(scope),
         platform_ids=list(platform_ids),
     )
+
+
+def revocation_created(resp: holders_pb2.RequestRevocationResponse) -> tuple[str, int]:
+    """(revocation id, orders created)."""
+    return resp.revocation_id, resp.orders
 
 
 def revocation_status_request(revocation_id: str) -> holders_pb2.GetRevocationRequest:

@@ -4,13 +4,12 @@
         await client.publish([Row("13800138000", "user-42", bound_at, Kind.LOGIN)])
         summary = await client.sync(every_current_row)   # nightly; moves only what changed
 
-Numbers are normalised to E.164 and tokenised through the registry's VOPRF (proofs checked);
-the registry sees tokens and ``account_ref`` values (numbind.sdk.account_refs), never
-numbers or account ids.
+Numbers are normalised to E.164 and tokenised through the registry's VOPRF (proofs checked):
+the registry sees tokens and ``account_ref`` values (account_refs.py), never numbers or ids.
 
 Records
-    Platforms that keep tokens can skip tokenisation: ``publish_records``, ``withdraw_keys``
-    and ``sync_records`` take precomputed ``Record`` / ``BindingKey`` values.
+    Platforms that keep tokens skip tokenisation: ``publish_records``, ``withdraw_keys`` and
+    ``sync_records`` take precomputed ``Record`` / ``BindingKey`` values.
 
 Errors
     RPC failures raise ``numbind.sdk.errors`` types (never raw grpc errors); UNAVAILABLE and

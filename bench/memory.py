@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from numbind.sdk.platform import Kind, PlatformClient, Record
+from numbind.sdk import Kind, PlatformClient, Record
 
 from bench._harness import registry_process
 

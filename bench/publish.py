@@ -171,7 +171,7 @@ async def sdk_rate(backend: Backend, work: Workload, scratch: Path) -> float:
     it, so it runs on at most SDK_ROWS rows."""
     from datetime import UTC, datetime, timedelta
 
-    from numbind.sdk.platform import Kind, PlatformClient, Row
+    from numbind.sdk import Kind, PlatformClient, Row
 
     n = min(work.rows, SDK_ROWS)
     bound = datetime.now(UTC) - timedelta(days=30)

@@ -27,10 +27,17 @@ from numbind.carrier_app.i18n import CST
 from numbind.carrier_app.store import Store
 from numbind.protocol.bundle import Bundle
 from numbind.registry.testing import RunningRegistry, running_registry
-from numbind.sdk.carrier import CarrierClient, Lifecycle, LifecycleReport
+from numbind.sdk import (
+    AckOutcome,
+    CarrierClient,
+    EventFeed,
+    EventKind,
+    Lifecycle,
+    LifecycleReport,
+    PlatformClient,
+    Row,
+)
 from numbind.sdk.channel import secure_channel
-from numbind.sdk.feed import AckOutcome, EventFeed, EventKind
-from numbind.sdk.platform import PlatformClient, Row
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 pytestmark = pytest.mark.browser

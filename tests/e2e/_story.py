@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from numbind.protocol.bundle import Bundle
-from numbind.sdk.carrier import CarrierClient
+from numbind.sdk import CarrierClient
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.tokenizer import Tokenizer, TokenResult
 from numbind.v1 import common_pb2, platforms_pb2, platforms_pb2_grpc

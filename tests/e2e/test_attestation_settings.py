@@ -13,7 +13,7 @@ from numbind.protocol import attestation
 from numbind.protocol.bundle import Bundle
 from numbind.registry.storage.models import AttestationNonceRow
 from numbind.registry.testing import RunningRegistry, running_registry
-from numbind.sdk.carrier import Lifecycle, LifecycleReport
+from numbind.sdk import Lifecycle, LifecycleReport
 from numbind.sdk.channel import secure_channel
 from numbind.v1 import holders_pb2, holders_pb2_grpc
 from sqlalchemy import select

@@ -19,10 +19,10 @@ from numbind.cli import main
 from numbind.cli.carrier import read_reports
 from numbind.protocol.bundle import Bundle
 from numbind.registry.testing import RunningRegistry
+from numbind.sdk import AckOutcome, EventFeed, EventKind
 from numbind.sdk.carrier import CarrierClient
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.errors import NumbindClientError
-from numbind.sdk.feed import AckOutcome, EventFeed, EventKind
 
 from tests.e2e._story import days_ago, publish, tokenize
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 from numbind.registry.testing import running_registry
-from numbind.sdk.carrier import Lifecycle, LifecycleReport
+from numbind.sdk import Lifecycle, LifecycleReport
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.feed import EventFeed
 from numbind.v1 import platforms_pb2, platforms_pb2_grpc

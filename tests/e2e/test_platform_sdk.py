@@ -17,10 +17,9 @@ from numbind.protocol.bundle import Bundle
 from numbind.protocol.digest import bucket_of
 from numbind.registry.config import QuotaSettings
 from numbind.registry.testing import RunningRegistry, running_registry
-from numbind.sdk import errors
+from numbind.sdk import Kind, PlatformClient, Record, Row, SyncAborted, errors
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.phone import InvalidNumber
-from numbind.sdk.platform import Kind, PlatformClient, Record, Row, SyncAborted
 from numbind.sdk.progress import Progress
 from numbind.sdk.tokenizer import Tokenizer
 
@@ -299,7 +298,8 @@ async def test_server_refusals_are_typed_errors(registry: RunningRegistry) -> No
         assert not isinstance(err.value, grpc.RpcError)
         with pytest.raises(InvalidNumber) as bad:
             await client.publish([*_rows(3), Row("12345", "a", T0)])
-        assert bad.value.position == 3 and "12345" not in str(bad.value)
+        assert bad.value.position == 4 and "12345" not in str(bad.value)
+        assert str(bad.value).startswith("number 4: ")
         assert await client.digest(0) == {}  # nothing from the refused input was published
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 from numbind.registry.logs import JsonFormatter
 from numbind.registry.testing import running_registry
-from numbind.sdk.carrier import Lifecycle, LifecycleReport, Scope
+from numbind.sdk import AckOutcome, EventFeed, Lifecycle, LifecycleReport, Scope
 from numbind.sdk.channel import secure_channel
-from numbind.sdk.feed import AckOutcome, EventFeed
 from numbind.v1 import admin_pb2, admin_pb2_grpc
 
 from tests.e2e._story import carrier, days_ago, publish, tokenize

@@ -7,9 +7,8 @@ import asyncio
 
 import pytest
 from numbind.registry.testing import RunningRegistry
-from numbind.sdk.carrier import Lifecycle, LifecycleReport
+from numbind.sdk import AckOutcome, EventFeed, EventKind, FeedEvent, Lifecycle, LifecycleReport
 from numbind.sdk.channel import secure_channel
-from numbind.sdk.feed import AckOutcome, EventFeed, EventKind, FeedEvent
 from numbind.v1 import admin_pb2, admin_pb2_grpc
 
 from tests.e2e._story import carrier, days_ago, publish, tokenize
@@ -180,7 +179,7 @@ async def test_concurrent_reports_for_new_numbers_all_succeed(
 async def test_platform_client_events_resume_from_the_persisted_cursor(
     registry: RunningRegistry,
 ) -> None:
-    from numbind.sdk.platform import PlatformClient
+    from numbind.sdk import PlatformClient
 
     cm, p1 = registry.add_carrier("cm"), registry.add_platform("p1")
     token = await tokenize(p1, PHONE)

@@ -124,7 +124,7 @@ async def test_invalid_number_is_rejected_by_position_without_echo(
     bundle = registry.add_platform("alpha")
     with pytest.raises(InvalidNumber) as err:
         await _tokens(bundle, ["+8613800138000", "12345", "+8613800138001"])
-    assert err.value.position == 1
+    assert err.value.position == 2 and str(err.value).startswith("number 2: ")
     assert "12345" not in str(err.value)
 
 

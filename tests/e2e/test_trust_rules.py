@@ -13,10 +13,8 @@ import pytest
 from numbind.protocol import attestation
 from numbind.protocol.bundle import Bundle
 from numbind.registry.testing import RunningRegistry
-from numbind.sdk import errors
-from numbind.sdk.carrier import Lifecycle, LifecycleReport
+from numbind.sdk import AckOutcome, EventFeed, Lifecycle, LifecycleReport, errors
 from numbind.sdk.channel import secure_channel
-from numbind.sdk.feed import AckOutcome, EventFeed
 from numbind.sdk.tokenizer import TokenResult
 from numbind.v1 import (
     admin_pb2,
@@ -54,8 +52,9 @@ async def test_porting_moves_authority_and_revokes_nothing(registry: RunningRegi
     async with carrier(cm) as a, carrier(cu) as b:
         await a.report([LifecycleReport(PHONE, Lifecycle.ISSUED, days_ago(300))])
         # Another carrier cannot take the number without a port.
-        with pytest.raises(errors.PermissionDenied, match=r"events\[0\]"):
+        with pytest.raises(errors.PermissionDenied, match=r"^event 1: token: carrier cu") as err:
             await b.report([LifecycleReport(PHONE, Lifecycle.PORTED_IN, days_ago(20))])
+        assert (err.value.position, err.value.item) == (1, "event")
         out = await a.report([LifecycleReport(PHONE, Lifecycle.PORTED_OUT, days_ago(10))])
         into = await b.report([LifecycleReport(PHONE, Lifecycle.PORTED_IN, days_ago(9))])
         assert (out.orders_created, out.notices_created) == (0, 0)
@@ -63,7 +62,7 @@ async def test_porting_moves_authority_and_revokes_nothing(registry: RunningRegi
         assert await _pending(p1) == [] and await _pending(p2) == []
         # Only the new carrier may report or attest now; a batch with one foreign event
         # writes nothing at all (its other, valid event included).
-        with pytest.raises(errors.PermissionDenied, match=r"events\[1\].*nothing from this batch"):
+        with pytest.raises(errors.PermissionDenied, match=r"^event 2: .*nothing from this batch"):
             await a.report(
                 [
                     LifecycleReport("+8613900000001", Lifecycle.ISSUED, days_ago(5)),

@@ -16,7 +16,8 @@ from fastapi import FastAPI
 from numbind.carrier_app.app import AppSettings, create_app
 from numbind.carrier_app.i18n import Translator
 from numbind.carrier_app.store import Store
-from numbind.sdk.carrier import NumberView, PlatformView, Progress, Scope
+from numbind.sdk import NumberView, PlatformView, Scope
+from numbind.sdk import RevocationProgress as Progress
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 ID_NUMBER = "11010519491231002X"

@@ -16,22 +16,13 @@ import pytest
 from numbind.cli.rows import FileFormatError, RowError, detect_format, read_rows
 from numbind.protocol.bundle import Bundle
 from numbind.protocol.digest import binding_digest, bucket_of, xor
-from numbind.sdk import errors
-from numbind.sdk.platform import (
-    ACCOUNT_REF_KEY_FILE,
-    AccountRefs,
-    Kind,
-    PlatformClient,
-    Record,
-    Row,
-    _chunks_by_key,
-    _pipeline,
-    _Store,
-    choose_bucket_bits,
-    from_us,
-    to_us,
-)
+from numbind.sdk import AccountRefs, Kind, PlatformClient, Record, Row, errors
+from numbind.sdk.account_refs import ACCOUNT_REF_KEY_FILE
+from numbind.sdk.bindings import BindingRpc
+from numbind.sdk.model import from_us, to_us
+from numbind.sdk.pipeline import chunks_by_key, pipeline
 from numbind.sdk.retry import RetryPolicy
+from numbind.sdk.snapshot import SnapshotStore, choose_bucket_bits
 from numbind.v1 import common_pb2
 
 PHONE = "13800138000"
@@ -284,13 +275,13 @@ def _token(i: int) -> bytes:
 
 
 def test_store_digests_match_the_shared_definition_even_with_duplicates(tmp_path: Path) -> None:
-    store = _Store(tmp_path)
+    store = SnapshotStore(tmp_path)
     try:
         items = [(_token(i * 7919), b"ref%d" % i, 1_700_000_000_000_000 + i, 1) for i in range(300)]
-        store.add("k" * 16, items[:200])
+        store.add("k" * 16, items[:200], 0)
         # A repeat with a later bound_at wins; an exact repeat changes nothing.
         later = (items[5][0], items[5][1], items[5][2] + 10, 2)
-        store.add("k" * 16, [*items[200:], later, items[6]])
+        store.add("k" * 16, [*items[200:], later, items[6]], 200)
         assert store.finish() == 300
         final = [later if i == 5 else item for i, item in enumerate(items)]
         for bits in (0, 3, 16):
@@ -301,7 +292,7 @@ def test_store_digests_match_the_shared_definition_even_with_duplicates(tmp_path
                 want[b] = (n + 1, xor(d, binding_digest("k" * 16, token, ref, us, kind)))
             assert store.buckets(bits) == want
         with pytest.raises(ValueError, match="one key at a time"):
-            store.add("j" * 16, items[:1])
+            store.add("j" * 16, items[:1], 0)
     finally:
         store.close()
     assert list(tmp_path.iterdir()) == []
@@ -314,7 +305,7 @@ async def test_chunks_by_key_never_mix_keys() -> None:
         for i in range(10)
     ]
     got = [
-        (start, [r.key_id[0] for r in chunk]) async for start, chunk in _chunks_by_key(records, 4)
+        (start, [r.key_id[0] for r in chunk]) async for start, chunk in chunks_by_key(records, 4)
     ]
     assert got == [
         (0, ["a", "a", "a"]),
@@ -338,7 +329,7 @@ async def test_pipeline_bounds_reading_and_raises_the_first_error_unwrapped() ->
     async def slow(_: int) -> None:
         await gate.wait()
 
-    task = asyncio.create_task(_pipeline(source(), slow, 2))
+    task = asyncio.create_task(pipeline(source(), slow, 2))
     await asyncio.sleep(0.05)
     # 2 workers busy + 2 queued + 1 waiting to be queued: back-pressure holds the rest.
     assert produced <= 5
@@ -351,7 +342,7 @@ async def test_pipeline_bounds_reading_and_raises_the_first_error_unwrapped() ->
             raise KeyError("boom")
 
     with pytest.raises(KeyError):
-        await _pipeline(source(), failing, 2)
+        await pipeline(source(), failing, 2)
 
 
 class _FakeStub:
@@ -401,7 +392,7 @@ async def test_publish_retries_with_the_same_request_id_and_raises_typed_errors(
     stub = _FakeStub()
     # No registry here: stand in for the channel's stub and tokenizer.
     client._channel = cast(Any, object())
-    client._stub = cast(Any, stub)
+    client._rpc = BindingRpc(cast(Any, stub), in_flight=1, retry=client._retry, timeout=5.0)
     client._tokenizer = cast(Any, object())
     when = datetime(2024, 1, 1, tzinfo=UTC)
     records = [Record(_token(i), "a" * 16, b"r", when, Kind.LOGIN) for i in range(3)]

@@ -14,7 +14,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from numbind.carrier_app import store as st
 from numbind.carrier_app.deps import KNOWN_ERRORS, Page, PageDep
 from numbind.carrier_app.views import number_cards, progress_blocks, progress_json
-from numbind.sdk.carrier import NumberView, Progress, Scope
+from numbind.sdk import NumberView, Scope
+from numbind.sdk import RevocationProgress as Progress
 
 __all__ = ["router"]
 

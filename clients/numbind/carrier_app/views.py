@@ -9,7 +9,8 @@ from typing import Any
 
 from numbind.carrier_app import store as st
 from numbind.carrier_app.i18n import Translator
-from numbind.sdk.carrier import NumberView, PlatformView, Progress
+from numbind.sdk import NumberView, PlatformView
+from numbind.sdk import RevocationProgress as Progress
 
 __all__ = [
     "FINAL_STATES",

@@ -55,13 +55,8 @@ from numbind.cli.rows import (
     text_field,
 )
 from numbind.protocol.limits import instant_problem
-from numbind.sdk.carrier import (
-    MAX_REPORT,
-    CarrierClient,
-    Lifecycle,
-    LifecycleReport,
-    ReportSummary,
-)
+from numbind.sdk import CarrierClient, Lifecycle, LifecycleReport, ReportSummary
+from numbind.sdk.carrier import MAX_REPORT
 from numbind.sdk.errors import NumbindClientError
 from numbind.sdk.phone import DEFAULT_REGION, InvalidNumber, to_e164
 from numbind.sdk.progress import Meter, TqdmProgress

@@ -42,9 +42,9 @@ from numbind.cli.common import (
 )
 from numbind.protocol.bundle import Bundle
 from numbind.protocol.limits import MAX_REASSIGNED_QUERIES
-from numbind.sdk import reassigned
+from numbind.sdk import AckOutcome, EventKind, FeedEvent, reassigned
 from numbind.sdk.channel import secure_channel
-from numbind.sdk.feed import CURSOR_FILE, AckOutcome, EventFeed, EventKind, FeedEvent
+from numbind.sdk.feed import CURSOR_FILE, EventFeed
 from numbind.sdk.phone import DEFAULT_REGION
 from numbind.sdk.retry import RetryPolicy
 from numbind.sdk.tokenizer import Tokenizer

@@ -28,8 +28,8 @@ from numbind.cli.common import (
     resolve_time,
     time_value,
 )
-from numbind.sdk.carrier import CarrierClient, NumberView, Scope
-from numbind.sdk.carrier import Progress as PlatformProgress
+from numbind.sdk import CarrierClient, NumberView, Scope
+from numbind.sdk import RevocationProgress as PlatformProgress
 
 __all__ = ["DEFAULT_SUBJECT", "add_holder_commands"]
 

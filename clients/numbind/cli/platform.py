@@ -31,8 +31,9 @@ from numbind.cli.feed import add_platform_feed_commands
 from numbind.cli.rows import RowError, detect_format, numbered_rows
 from numbind.protocol.bundle import Bundle
 from numbind.protocol.digest import MAX_BUCKET_BITS
+from numbind.sdk import PlatformClient, PublishSummary, Row, SyncSummary
 from numbind.sdk.errors import NumbindClientError
-from numbind.sdk.platform import MAX_BATCH, PlatformClient, PublishSummary, Row, SyncSummary
+from numbind.sdk.platform import MAX_BATCH
 from numbind.sdk.progress import ProgressCallback, TqdmProgress
 
 __all__ = ["add_commands"]

@@ -23,8 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from numbind.sdk.model import Kind, Row, bound_at_problem
 from numbind.sdk.phone import DEFAULT_REGION, InvalidNumber, to_e164
-from numbind.sdk.platform import Kind, Row, bound_at_problem
 
 __all__ = [
     "FIELDS",

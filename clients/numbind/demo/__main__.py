@@ -42,11 +42,20 @@ from pathlib import Path
 from numbind.carrier_app.app import load_secret
 from numbind.carrier_app.store import Store, mask
 from numbind.protocol.bundle import Bundle
-from numbind.sdk.carrier import CarrierClient, Lifecycle, LifecycleReport
-from numbind.sdk.channel import secure_channel
-from numbind.sdk.errors import NumbindClientError
-from numbind.sdk.feed import AckOutcome, EventFeed, EventKind, FeedEvent
-from numbind.sdk.platform import Kind, PlatformClient, Row
+from numbind.sdk import (
+    AckOutcome,
+    CarrierClient,
+    EventFeed,
+    EventKind,
+    FeedEvent,
+    Kind,
+    Lifecycle,
+    LifecycleReport,
+    NumbindClientError,
+    PlatformClient,
+    Row,
+    secure_channel,
+)
 
 PY = sys.executable
 CARRIER_ID = "demo-mobile"

@@ -9,122 +9,45 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from enum import IntEnum
 from types import TracebackType
 
-import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from numbind.protocol import attestation
 from numbind.protocol.bundle import Bundle
-from numbind.protocol.limits import MAX_LIFECYCLE_EVENTS
-from numbind.sdk import reassigned
+from numbind.protocol.limits import MAX_LIFECYCLE_EVENTS, instant_problem
+from numbind.sdk import reassigned, wire
+from numbind.sdk.carrier_model import (
+    Attestation,
+    LifecycleReport,
+    NumberView,
+    ReportSummary,
+    RevocationProgress,
+    Scope,
+)
 from numbind.sdk.channel import secure_channel
-from numbind.sdk.errors import from_rpc_error
-from numbind.sdk.platform import to_us as platform_to_us
+from numbind.sdk.errors import InvalidRequest, NumbindClientError, located, offset_positions
+from numbind.sdk.model import Reassigned, to_us
+from numbind.sdk.phone import DEFAULT_REGION
 from numbind.sdk.retry import RetryPolicy, call_with_retry
 from numbind.sdk.tokenizer import Tokenizer, TokenResult
-from numbind.v1 import (
-    carriers_pb2,
-    carriers_pb2_grpc,
-    common_pb2,
-    holders_pb2,
-    holders_pb2_grpc,
-    platforms_pb2_grpc,
-)
+from numbind.v1 import carriers_pb2_grpc, holders_pb2, holders_pb2_grpc
+
+__all__ = ["MAX_REPORT", "CarrierClient"]
 
 MAX_REPORT = MAX_LIFECYCLE_EVENTS
 
 
-class Lifecycle(IntEnum):
-    ISSUED = 1
-    DEACTIVATED = 2
-    REISSUED = 3
-    PORTED_OUT = 4
-    PORTED_IN = 5
-
-
-class Scope(IntEnum):
-    ALL_PRE_TENURE = 1
-    PLATFORMS = 2
-    ALL = 3
-
-
-ORDER_STATES = {1: "PENDING", 2: "DELIVERED", 3: "DONE", 4: "REJECTED", 5: "OVERDUE"}
-
-
-def to_us(when: datetime) -> int:
-    if when.tzinfo is None:
-        raise ValueError("times must carry a UTC offset")
-    return platform_to_us(when)  # exact integer microseconds, not via a float
-
-
-def _ts(when: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromMicroseconds(to_us(when))
-    return ts
-
-
-def _dt(ts: Timestamp) -> datetime | None:
-    if not ts.seconds and not ts.nanos:
-        return None
-    return ts.ToDatetime(tzinfo=datetime.now().astimezone().tzinfo).astimezone()
-
-
-@dataclass(frozen=True)
-class LifecycleReport:
-    phone: str
-    event: Lifecycle
-    effective_at: datetime
-
-
-@dataclass(frozen=True)
-class ReportSummary:
-    events: int
-    applied: int
-    superseded: int
-    orders_created: int
-    notices_created: int
-    revocation_ids: list[str]
-
-
-@dataclass(frozen=True)
-class PlatformView:
-    platform_id: str
-    display_name: str
-    category: str
-    pre_tenure: bool
-    active_count: int
-    earliest: datetime | None
-    latest: datetime | None
-    open_revocation: str
-    open_state: str
-
-
-@dataclass(frozen=True)
-class NumberView:
-    e164: str
-    tenure_start: datetime | None
-    platforms: list[PlatformView]
-
-
-@dataclass(frozen=True)
-class Progress:
-    platform_id: str
-    display_name: str
-    category: str
-    state: str
-    orders: int
-    done: int
-    rejected: int
-    reason: str
-
-
 class CarrierClient:
-    """One carrier's connection to the registry (async)."""
+    """One carrier's connection to the registry (async).
 
-    def __init__(self, bundle: Bundle, *, region: str = "CN", retry: RetryPolicy | None = None):
+    Use as ``async with CarrierClient(bundle) as client``. Calls raise the SDK's typed
+    errors (numbind.sdk.errors); UNAVAILABLE and RESOURCE_EXHAUSTED are retried with
+    jittered backoff wherever a retry is safe.
+    """
+
+    def __init__(
+        self, bundle: Bundle, *, region: str = DEFAULT_REGION, retry: RetryPolicy | None = None
+    ) -> None:
         if bundle.role != "carrier":
             raise ValueError(
                 f"bundle {bundle.directory} is a {bundle.role} bundle, not a carrier's"
@@ -134,7 +57,6 @@ class CarrierClient:
         self._signing_key = bundle.attestation_signing_key()
         self._carriers = carriers_pb2_grpc.CarriersStub(self._channel)
         self._holders = holders_pb2_grpc.HoldersStub(self._channel)
-        self._platforms = platforms_pb2_grpc.PlatformsStub(self._channel)
         self._retry = retry or RetryPolicy()
         # One retry policy for every call, tokenisation included.
         self._tokens = Tokenizer(self._channel, region=region, retry=self._retry)
@@ -162,41 +84,55 @@ class CarrierClient:
         batch_size: int = MAX_REPORT,
         progress: Callable[[int], None] | None = None,
     ) -> ReportSummary:
-        """Report lifecycle events in batches (all-or-nothing per batch, retried safely)."""
-        totals = [0, 0, 0, 0, 0]
+        """Report lifecycle events in batches (all-or-nothing per batch, retried safely).
+
+        A bad event fails its batch before it is sent, named by its 1-based position among
+        ``reports`` (``"event 12: effective_at: in the future"``; InvalidNumber for a bad
+        number); so does an event the registry refuses. Earlier batches stay reported.
+        """
+        if not 1 <= batch_size <= MAX_REPORT:
+            raise ValueError(f"batch_size: got {batch_size}, want 1..{MAX_REPORT}")
+        totals = [0, 0, 0, 0, 0]  # events, applied, superseded, orders, notices
         revocations: list[str] = []
         batch: list[LifecycleReport] = []
+        start = 0  # how many events earlier batches held
 
         async def flush() -> None:
-            tokens = await self._tokens.tokenize([r.phone for r in batch])
-            request = carriers_pb2.ReportLifecycleRequest(
-                request_id=uuid.uuid4().hex,
-                events=[
-                    carriers_pb2.LifecycleEvent(
-                        token=common_pb2.Token(key_id=t.key_id, value=t.token),
-                        kind=int(r.event),  # type: ignore[arg-type]
-                        effective_at=_ts(r.effective_at),
+            nonlocal start
+            for i, r in enumerate(batch):
+                problem = instant_problem(r.effective_at)
+                if problem is not None:
+                    raise InvalidRequest(
+                        f"effective_at: {problem}", item="event", position=start + i + 1
                     )
-                    for r, t in zip(batch, tokens, strict=True)
-                ],
-            )
-            resp = await call_with_retry(
-                lambda: self._carriers.ReportLifecycle(request, timeout=120), self._retry
-            )
-            for i, v in enumerate(
+            e164s = self._tokens.normalise([r.phone for r in batch], start)
+            try:
+                tokens = await self._tokens.tokenize_e164(e164s)
+            except NumbindClientError as exc:
+                raise exc.shifted(start) from None
+            request = wire.lifecycle_request(uuid.uuid4().hex, batch, tokens)
+            try:
+                resp = await call_with_retry(
+                    lambda: self._carriers.ReportLifecycle(request, timeout=120), self._retry
+                )
+            except NumbindClientError as exc:
+                where = offset_positions(start, len(batch))
+                raise located(exc, "events", "event", where) from None
+            summary = wire.report_summary(resp, len(batch))
+            for i, n in enumerate(
                 (
-                    len(batch),
-                    resp.applied,
-                    resp.superseded,
-                    resp.orders_created,
-                    resp.notices_created,
+                    summary.events,
+                    summary.applied,
+                    summary.superseded,
+                    summary.orders_created,
+                    summary.notices_created,
                 )
             ):
-                totals[i] += v
-            if resp.revocation_id:
-                revocations.append(resp.revocation_id)
+                totals[i] += n
+            revocations.extend(summary.revocation_ids)
             if progress:
                 progress(len(batch))
+            start += len(batch)
             batch.clear()
 
         for r in reports:
@@ -205,19 +141,14 @@ class CarrierClient:
                 await flush()
         if batch:
             await flush()
-        return ReportSummary(
-            events=totals[0],
-            applied=totals[1],
-            superseded=totals[2],
-            orders_created=totals[3],
-            notices_created=totals[4],
-            revocation_ids=revocations,
-        )
+        events, applied, superseded, orders, notices = totals
+        return ReportSummary(events, applied, superseded, orders, notices, revocations)
 
     # -- attestations ---------------------------------------------------------------------
     def attest(
         self, token: TokenResult, subject: str, tenure_start: datetime, purpose: int
-    ) -> holders_pb2.SignedAttestation:
+    ) -> Attestation:
+        """Sign a holder attestation for ``token`` (purpose: attestation.Purpose)."""
         data, signature = attestation.issue(
             self._signing_key,
             carrier_id=self.bundle.principal_id,
@@ -227,7 +158,7 @@ class CarrierClient:
             tenure_start_us=to_us(tenure_start),
             purpose=purpose,
         )
-        return holders_pb2.SignedAttestation(attestation=data, signature=signature)
+        return Attestation(data, signature)
 
     # -- holder operations ----------------------------------------------------------------
     async def query(
@@ -235,37 +166,21 @@ class CarrierClient:
     ) -> list[NumberView]:
         """一证通查: every platform bound to each of the subscriber's numbers."""
         tokens = await self._tokens.tokenize([p for p, _ in numbers])
-        request = holders_pb2.QueryBindingsRequest(
-            attestations=[
+        request = wire.query_request(
+            [
                 self.attest(t, subject, start, attestation.Purpose.QUERY)
                 for t, (_, start) in zip(tokens, numbers, strict=True)
             ]
         )
         # Not retried: each attestation is single-use, a retry needs fresh ones.
-        resp = await self._call(self._holders.QueryBindings, request)
-        out = []
-        for t, n in zip(tokens, resp.numbers, strict=True):
-            out.append(
-                NumberView(
-                    t.e164,
-                    _dt(n.tenure_start),
-                    [
-                        PlatformView(
-                            p.platform_id,
-                            p.display_name,
-                            p.category,
-                            p.tenure_class == holders_pb2.TENURE_CLASS_PRE_TENURE,
-                            p.active_count,
-                            _dt(p.earliest_bound_at),
-                            _dt(p.latest_bound_at),
-                            p.open_revocation.revocation_id,
-                            ORDER_STATES.get(p.open_revocation.state, ""),
-                        )
-                        for p in n.platforms
-                    ],
-                )
+        try:
+            resp: holders_pb2.QueryBindingsResponse = await call_with_retry(
+                lambda: self._holders.QueryBindings(request, timeout=30), RetryPolicy(attempts=1)
             )
-        return out
+        except NumbindClientError as exc:
+            where = offset_positions(0, len(numbers))
+            raise located(exc, "attestations", "number", where) from None
+        return wire.number_views(tokens, resp)
 
     async def revoke(
         self,
@@ -279,50 +194,29 @@ class CarrierClient:
     ) -> tuple[str, int]:
         """一键解绑: revoke bindings in scope; returns (revocation id, orders created)."""
         (token,) = await self._tokens.tokenize([phone])
-        request = holders_pb2.RequestRevocationRequest(
-            request_id=request_id or uuid.uuid4().hex,
-            attestation=self.attest(token, subject, tenure_start, attestation.Purpose.REVOKE),
-            scope=int(scope),  # type: ignore[arg-type]
-            platform_ids=list(platform_ids),
+        request = wire.revocation_request(
+            request_id or uuid.uuid4().hex,
+            self.attest(token, subject, tenure_start, attestation.Purpose.REVOKE),
+            scope,
+            platform_ids,
         )
         # Safe to retry: the request id makes the server answer a retry as the first call.
-        resp = await call_with_retry(
+        resp: holders_pb2.RequestRevocationResponse = await call_with_retry(
             lambda: self._holders.RequestRevocation(request, timeout=60), self._retry
         )
-        return resp.revocation_id, resp.orders
+        return wire.revocation_created(resp)
 
-    async def revocation(self, revocation_id: str) -> list[Progress]:
-        resp = await call_with_retry(
-            lambda: self._holders.GetRevocation(
-                holders_pb2.GetRevocationRequest(revocation_id=revocation_id), timeout=30
-            ),
-            self._retry,
+    async def revocation(self, revocation_id: str) -> list[RevocationProgress]:
+        """Each platform's progress on a revocation this carrier requested."""
+        request = wire.revocation_status_request(revocation_id)
+        resp: holders_pb2.GetRevocationResponse = await call_with_retry(
+            lambda: self._holders.GetRevocation(request, timeout=30), self._retry
         )
-        return [
-            Progress(
-                p.platform_id,
-                p.display_name,
-                p.category,
-                ORDER_STATES.get(p.state, "?"),
-                p.orders,
-                p.done,
-                p.rejected,
-                p.reason,
-            )
-            for p in resp.platforms
-        ]
+        return wire.revocation_progress(resp)
 
-    async def check_reassigned(self, queries: Sequence[tuple[str, datetime]]) -> list[str]:
+    async def check_reassigned(self, queries: Sequence[tuple[str, datetime]]) -> list[Reassigned]:
         """REASSIGNED / NOT_REASSIGNED / NO_DATA per (phone, since), in order."""
         answers = await reassigned.check_reassigned(
             self._channel, self._tokens, queries, self._retry
         )
         return [answer for _, _, answer in answers]
-
-    async def _call(
-        self, fn: Callable[..., object], request: object
-    ) -> holders_pb2.QueryBindingsResponse:
-        try:
-            return await fn(request, timeout=30)  # type: ignore[misc,no-any-return]
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc) from None

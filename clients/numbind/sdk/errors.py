@@ -1,116 +1,245 @@
-"""The SDK's own exceptions, from a fixed status-code table; callers never see raw grpc errors.
+"""The SDK's own exceptions and error codes; a caller never sees a grpc type.
 
-NumbindClientError            .code (StatusCode), .message, .retry_after (seconds or None)
-├── InvalidRequest            INVALID_ARGUMENT, OUT_OF_RANGE
-├── NotFound                  NOT_FOUND
-├── Conflict                  ALREADY_EXISTS (request id reused, nonce replayed)
-├── Refused                   FAILED_PRECONDITION
-├── PermissionDenied          PERMISSION_DENIED
-├── Unauthenticated           UNAUTHENTICATED
-├── QuotaExceeded             RESOURCE_EXHAUSTED (retryable, honours retry_after)
-├── Unavailable               UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED (retryable)
-├── Unimplemented             UNIMPLEMENTED
-├── ServerError               INTERNAL, UNKNOWN, DATA_LOSS, CANCELLED
-└── ProofError                the registry's evaluation proof did not verify (local)
+NumbindClientError      .code (ErrorCode), .message, .reason, .position, .item, .retry_after
+├── InvalidRequest      INVALID_ARGUMENT, OUT_OF_RANGE (the registry's, or the SDK's own check)
+├── NotFound            NOT_FOUND
+├── Conflict            ALREADY_EXISTS (request id reused, nonce replayed)
+├── Refused             FAILED_PRECONDITION
+├── PermissionDenied    PERMISSION_DENIED
+├── Unauthenticated     UNAUTHENTICATED
+├── QuotaExceeded       RESOURCE_EXHAUSTED (retryable, honours retry_after)
+├── Unavailable         UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED (retryable)
+├── Unimplemented       UNIMPLEMENTED
+├── ServerError         INTERNAL, UNKNOWN, DATA_LOSS, CANCELLED; INVALID_RESPONSE (checked here)
+├── ProofError          PROOF_FAILED: the token service's proof did not verify (checked here)
+└── SyncAborted         SYNC_ABORTED: a sync planned more withdrawals than allowed
+
+A bad number is ``numbind.sdk.phone.InvalidNumber`` (a ValueError), raised before anything
+is sent.
+
+Positions. When a batched call (publish, withdraw, report, check_reassigned, tokenize) fails
+because of one item, ``position`` is that item's 1-based position in everything the caller
+passed to the call, and ``item`` says what it counts: the message reads
+``"binding 10,004: bound_at: ..."``. The registry names items by their index in one request
+(``bindings[3].bound_at``); the SDK rewrites that to the caller's position.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
+import re
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 from numbind.protocol.limits import RETRY_AFTER_KEY
 
+__all__ = [
+    "Conflict",
+    "ErrorCode",
+    "InvalidRequest",
+    "NotFound",
+    "NumbindClientError",
+    "PermissionDenied",
+    "ProofError",
+    "QuotaExceeded",
+    "Refused",
+    "ServerError",
+    "SyncAborted",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+]
+
+
+class ErrorCode(enum.StrEnum):
+    """Why a call failed: the registry's status, or a check the SDK made itself."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAVAILABLE = "UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    ABORTED = "ABORTED"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
+    INTERNAL = "INTERNAL"
+    UNKNOWN = "UNKNOWN"
+    DATA_LOSS = "DATA_LOSS"
+    CANCELLED = "CANCELLED"
+    # Found by the SDK, not sent by the registry.
+    INVALID_RESPONSE = "INVALID_RESPONSE"  # the registry's answer broke the contract
+    PROOF_FAILED = "PROOF_FAILED"  # the token service's proof did not verify
+    SYNC_ABORTED = "SYNC_ABORTED"  # a sync over its max_withdraw; nothing changed
+
 
 class NumbindClientError(Exception):
-    code: grpc.StatusCode | None = None
+    """Root of the SDK's errors. ``reason`` is ``message`` without the item's position."""
+
+    code: ErrorCode = ErrorCode.UNKNOWN
 
     def __init__(
         self,
         message: str,
-        code: grpc.StatusCode | None = None,
+        code: ErrorCode | None = None,
         retry_after: float | None = None,
+        *,
+        item: str | None = None,
+        position: int | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
+        if position is not None and item is None:
+            raise TypeError("position needs the item it counts")
+        self.reason = message
+        self.message = message if position is None else f"{item} {position:,}: {message}"
+        super().__init__(self.message)
         self.code = code if code is not None else type(self).code
         self.retry_after = retry_after
+        self.item = item
+        self.position = position
 
     @property
     def retryable(self) -> bool:
         return isinstance(self, QuotaExceeded | Unavailable)
 
+    def at(self, item: str, position: int, reason: str | None = None) -> NumbindClientError:
+        """The same error about the caller's ``item`` number ``position`` (1-based)."""
+        return type(self)(
+            self.reason if reason is None else reason,
+            self.code,
+            self.retry_after,
+            item=item,
+            position=position,
+        )
+
+    def shifted(self, offset: int) -> NumbindClientError:
+        """Positions counted from ``offset`` items further into the caller's input."""
+        if self.position is None or self.item is None or offset == 0:
+            return self
+        return self.at(self.item, self.position + offset)
+
 
 class InvalidRequest(NumbindClientError):
-    pass
+    code = ErrorCode.INVALID_ARGUMENT
 
 
 class NotFound(NumbindClientError):
-    pass
+    code = ErrorCode.NOT_FOUND
 
 
 class Conflict(NumbindClientError):
-    pass
+    code = ErrorCode.ALREADY_EXISTS
 
 
 class Refused(NumbindClientError):
-    pass
+    code = ErrorCode.FAILED_PRECONDITION
 
 
 class PermissionDenied(NumbindClientError):
-    pass
+    code = ErrorCode.PERMISSION_DENIED
 
 
 class Unauthenticated(NumbindClientError):
-    pass
+    code = ErrorCode.UNAUTHENTICATED
 
 
 class QuotaExceeded(NumbindClientError):
-    pass
+    code = ErrorCode.RESOURCE_EXHAUSTED
 
 
 class Unavailable(NumbindClientError):
-    pass
+    code = ErrorCode.UNAVAILABLE
 
 
 class Unimplemented(NumbindClientError):
-    pass
+    code = ErrorCode.UNIMPLEMENTED
 
 
 class ServerError(NumbindClientError):
-    pass
+    code = ErrorCode.INTERNAL
 
 
 class ProofError(NumbindClientError):
     """The token service's proof failed: the registry is misbehaving or the key changed."""
 
+    code = ErrorCode.PROOF_FAILED
 
-_TABLE: dict[grpc.StatusCode, type[NumbindClientError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: InvalidRequest,
-    grpc.StatusCode.OUT_OF_RANGE: InvalidRequest,
-    grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: Conflict,
-    grpc.StatusCode.FAILED_PRECONDITION: Refused,
-    grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
-    grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: QuotaExceeded,
-    grpc.StatusCode.UNAVAILABLE: Unavailable,
-    grpc.StatusCode.DEADLINE_EXCEEDED: Unavailable,
-    grpc.StatusCode.ABORTED: Unavailable,
-    grpc.StatusCode.UNIMPLEMENTED: Unimplemented,
+
+class SyncAborted(NumbindClientError):
+    """A sync planned more withdrawals than ``max_withdraw`` allows; nothing was changed."""
+
+    code = ErrorCode.SYNC_ABORTED
+
+
+_TABLE: dict[grpc.StatusCode, tuple[ErrorCode, type[NumbindClientError]]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: (ErrorCode.INVALID_ARGUMENT, InvalidRequest),
+    grpc.StatusCode.OUT_OF_RANGE: (ErrorCode.OUT_OF_RANGE, InvalidRequest),
+    grpc.StatusCode.NOT_FOUND: (ErrorCode.NOT_FOUND, NotFound),
+    grpc.StatusCode.ALREADY_EXISTS: (ErrorCode.ALREADY_EXISTS, Conflict),
+    grpc.StatusCode.FAILED_PRECONDITION: (ErrorCode.FAILED_PRECONDITION, Refused),
+    grpc.StatusCode.PERMISSION_DENIED: (ErrorCode.PERMISSION_DENIED, PermissionDenied),
+    grpc.StatusCode.UNAUTHENTICATED: (ErrorCode.UNAUTHENTICATED, Unauthenticated),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (ErrorCode.RESOURCE_EXHAUSTED, QuotaExceeded),
+    grpc.StatusCode.UNAVAILABLE: (ErrorCode.UNAVAILABLE, Unavailable),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (ErrorCode.DEADLINE_EXCEEDED, Unavailable),
+    grpc.StatusCode.ABORTED: (ErrorCode.ABORTED, Unavailable),
+    grpc.StatusCode.UNIMPLEMENTED: (ErrorCode.UNIMPLEMENTED, Unimplemented),
+    grpc.StatusCode.INTERNAL: (ErrorCode.INTERNAL, ServerError),
+    grpc.StatusCode.UNKNOWN: (ErrorCode.UNKNOWN, ServerError),
+    grpc.StatusCode.DATA_LOSS: (ErrorCode.DATA_LOSS, ServerError),
+    grpc.StatusCode.CANCELLED: (ErrorCode.CANCELLED, ServerError),
 }
 
 
 def from_rpc_error(exc: grpc.RpcError) -> NumbindClientError:
     """Translate a grpc error (sync or aio) into the SDK's exception."""
     call: Any = exc  # grpc.Call and aio errors share these methods; the stubs disagree
-    code: grpc.StatusCode = call.code()
-    details: str = call.details() or code.name
+    status: grpc.StatusCode = call.code()
+    details: str = call.details() or status.name
     retry_after = None
     for key, value in call.trailing_metadata() or ():
         if key == RETRY_AFTER_KEY:
             with contextlib.suppress(ValueError):
                 retry_after = int(value) / 1000.0
-    cls = _TABLE.get(code, ServerError)
+    code, cls = _TABLE.get(status, (ErrorCode.UNKNOWN, ServerError))
     return cls(details, code=code, retry_after=retry_after)
+
+
+def located(
+    exc: NumbindClientError, field: str, item: str, position: Callable[[int], int | None]
+) -> NumbindClientError:
+    """``exc`` about the caller's ``item`` when its message starts with ``field[i]``.
+
+    ``position(i)`` maps index ``i`` of the request's repeated ``field`` to the item's 1-based
+    position in the caller's input (None if it names none). Later ``field[j]`` in the message
+    are rewritten the same way; anything else is returned unchanged.
+    """
+    path = re.compile(rf"{re.escape(field)}\[(\d+)\]")
+    lead = path.match(exc.reason)
+    if lead is None:
+        return exc
+    where = position(int(lead.group(1)))
+    if where is None:
+        return exc
+    rest = exc.reason[lead.end() :]
+    rest = rest[1:] if rest.startswith(".") else rest.removeprefix(":").lstrip()
+
+    def name(match: re.Match[str]) -> str:
+        other = position(int(match.group(1)))
+        return match.group(0) if other is None else f"{item} {other:,}"
+
+    return exc.at(item, where, path.sub(name, rest) or exc.reason)
+
+
+def offset_positions(start: int, count: int) -> Callable[[int], int | None]:
+    """Index i of a request holding the caller's items start+1 .. start+count."""
+    return lambda i: start + i + 1 if 0 <= i < count else None
+
+
+def list_positions(positions: list[int]) -> Callable[[int], int | None]:
+    """Index i of a request whose items are the caller's ``positions`` (1-based) in order."""
+    return lambda i: positions[i] if 0 <= i < len(positions) else None

@@ -14,65 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from enum import IntEnum
 from pathlib import Path
 
 import grpc
-from numbind.sdk.errors import NumbindClientError, from_rpc_error
+from numbind.protocol.files import write_atomically
+from numbind.sdk import wire
+from numbind.sdk.errors import NumbindClientError, from_rpc_error, located, offset_positions
+from numbind.sdk.model import AckOutcome, FeedEvent
 from numbind.sdk.retry import RetryPolicy, call_with_retry
-from numbind.v1 import platforms_pb2, platforms_pb2_grpc
+from numbind.v1 import platforms_pb2_grpc
+
+__all__ = ["CURSOR_FILE", "CursorStore", "EventFeed"]
 
 # Where a platform's cursor lives by default: in its bundle directory.
 CURSOR_FILE = "feed-cursor.json"
-
-
-class AckOutcome(IntEnum):
-    UNBOUND = 1
-    ALREADY_GONE = 2
-    REJECTED = 3
-    NOTED = 4
-
-
-class EventKind(IntEnum):
-    REVOKE = 1
-    NUMBER_DEACTIVATED = 2
-
-
-def _dt(ts: object) -> datetime | None:
-    seconds = getattr(ts, "seconds", 0)
-    nanos = getattr(ts, "nanos", 0)
-    if not seconds and not nanos:
-        return None
-    return datetime.fromtimestamp(seconds + nanos / 1e9, UTC)
-
-
-@dataclass
-class FeedEvent:
-    seq: int
-    order_id: str
-    kind: EventKind
-    cause: int
-    token: bytes
-    key_id: str
-    account_ref: bytes
-    bound_at: datetime | None
-    tenure_start: datetime | None
-    deadline: datetime | None
-    revocation_id: str
-    _feed: EventFeed = field(repr=False)
-
-    async def ack(self, outcome: AckOutcome | None = None, reason: str = "") -> None:
-        """Ack this event; notices default to NOTED, revocations must name an outcome."""
-        if outcome is None:
-            if self.kind != EventKind.NUMBER_DEACTIVATED:
-                raise ValueError("a revocation order needs an outcome")
-            outcome = AckOutcome.NOTED
-        await self._feed.ack([(self, outcome, reason)])
 
 
 class CursorStore:
@@ -89,12 +46,16 @@ class CursorStore:
     def save(self, seq: int) -> None:
         if self.path is None:
             return
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"acked_through": seq}))
-        os.replace(tmp, self.path)
+        write_atomically(self.path, json.dumps({"acked_through": seq}).encode(), 0o644)
 
 
 class EventFeed:
+    """This platform's events after ``acked_through`` (the cursor file's, or ``after_seq``).
+
+    Reconnects with backoff on UNAVAILABLE; ``head_seq`` is the registry's latest sequence
+    as of the last heartbeat, ``reconnects`` counts reconnections.
+    """
+
     def __init__(
         self,
         channel: grpc.aio.Channel,
@@ -128,53 +89,34 @@ class EventFeed:
             self._cursor.save(self._acked_through)
 
     async def ack(self, items: list[tuple[FeedEvent, AckOutcome, str]]) -> None:
-        request = platforms_pb2.AckEventsRequest(
-            request_id=uuid.uuid4().hex,
-            acks=[
-                platforms_pb2.Ack(order_id=e.order_id, outcome=int(o), reason=r)  # type: ignore[arg-type]
-                for e, o, r in items
-            ],
-        )
-        await call_with_retry(lambda: self._stub.AckEvents(request, timeout=30), RetryPolicy())
+        """Ack events with their outcomes (and a reason for REJECTED), in one request."""
+        request = wire.ack_request(uuid.uuid4().hex, items)
+        try:
+            await call_with_retry(lambda: self._stub.AckEvents(request, timeout=30), RetryPolicy())
+        except NumbindClientError as exc:
+            raise located(exc, "acks", "event", offset_positions(0, len(items))) from None
         self._advance([e.seq for e, _, _ in items])
-
-    def _event(self, e: platforms_pb2.Event) -> FeedEvent:
-        return FeedEvent(
-            seq=e.seq,
-            order_id=e.order_id,
-            kind=EventKind(e.kind),
-            cause=e.cause,
-            token=bytes(e.binding.token.value),
-            key_id=e.binding.token.key_id,
-            account_ref=bytes(e.binding.account_ref),
-            bound_at=_dt(e.binding.bound_at),
-            tenure_start=_dt(e.tenure_start),
-            deadline=_dt(e.deadline),
-            revocation_id=e.revocation_id,
-            _feed=self,
-        )
 
     async def events(self, *, follow: bool = True) -> AsyncIterator[FeedEvent]:
         """Events after the cursor. With follow=False, stop at the first idle heartbeat."""
         attempt = 0
         seen_through = self._acked_through
         while True:
-            request = platforms_pb2.StreamEventsRequest(
-                after_seq=self._acked_through,
-                heartbeat_seconds=self._heartbeat or (1 if not follow else 0),
-            )
+            heartbeat = self._heartbeat or (1 if not follow else 0)
+            request = wire.stream_request(self._acked_through, heartbeat)
             call = self._stub.StreamEvents(request)
             try:
                 async for item in call:
                     attempt = 0
-                    if item.HasField("heartbeat"):
-                        self.head_seq = item.heartbeat.head_seq
+                    head_seq, events = wire.stream_item(item, self)
+                    if head_seq is not None:  # a heartbeat
+                        self.head_seq = head_seq
                         if not follow and seen_through >= self.head_seq:
                             return
                         continue
-                    for event in item.events.events:
+                    for event in events:
                         seen_through = max(seen_through, event.seq)
-                        yield self._event(event)
+                        yield event
                 return
             except grpc.RpcError as rpc_exc:
                 exc: NumbindClientError = from_rpc_error(rpc_exc)
@@ -188,6 +130,3 @@ class EventFeed:
 
     def __aiter__(self) -> AsyncIterator[FeedEvent]:
         return self.events()
-
-
-__all__ = ["CURSOR_FILE", "AckOutcome", "CursorStore", "EventFeed", "EventKind", "FeedEvent"]

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 import grpc
 from numbind.protocol import voprf
 from numbind.protocol.limits import MAX_EVALUATE
-from numbind.sdk.errors import ProofError, Refused
+from numbind.sdk.errors import (
+    NumbindClientError,
+    ProofError,
+    Refused,
+    located,
+    offset_positions,
+)
 from numbind.sdk.phone import DEFAULT_REGION, to_e164
 from numbind.sdk.retry import RetryPolicy, call_with_retry
 from numbind.v1 import tokens_pb2, tokens_pb2_grpc
@@ -140,7 +146,8 @@ class Tokenizer:
         return [TokenResult(n, t, key.key_id) for n, t in zip(e164s, tokens, strict=True)]
 
     async def tokenize(self, numbers: Sequence[str]) -> list[TokenResult]:
-        """Tokens for numbers, in input order. InvalidNumber names the first bad position."""
+        """Tokens for numbers, in input order. InvalidNumber names the first bad number by
+        its 1-based position."""
         e164s = self.normalise(numbers)
         return await self.tokenize_e164(e164s)
 
@@ -149,12 +156,16 @@ class Tokenizer:
         await self.key()
         sem = asyncio.Semaphore(self._in_flight)
 
-        async def run(chunk: list[str]) -> list[TokenResult]:
+        async def run(start: int, chunk: list[str]) -> list[TokenResult]:
             async with sem:
-                return await self._one_batch(chunk)
+                try:
+                    return await self._one_batch(chunk)
+                except NumbindClientError as exc:
+                    where = offset_positions(start, len(chunk))
+                    raise located(exc, "blinded_elements", "number", where) from None
 
-        chunks = [list(e164s[i : i + self._batch]) for i in range(0, len(e164s), self._batch)]
-        results = await asyncio.gather(*(run(c) for c in chunks))
+        starts = range(0, len(e164s), self._batch)
+        results = await asyncio.gather(*(run(i, list(e164s[i : i + self._batch])) for i in starts))
         return [r for chunk in results for r in chunk]
 
     def close(self) -> None:

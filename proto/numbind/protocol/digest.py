@@ -8,6 +8,7 @@ does not depend on order and can be updated one binding at a time. Buckets are t
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 MAX_BUCKET_BITS = 16
 DIGEST_BYTES = 32
@@ -54,6 +55,29 @@ def bucket16_range(bucket: int, bits: int) -> tuple[int, int]:
     """The inclusive range of 16-bit buckets that make up `bucket` at `bits` bits."""
     shift = MAX_BUCKET_BITS - bits
     return bucket << shift, ((bucket + 1) << shift) - 1
+
+
+def fold(counts: Sequence[int], digests: Sequence[int], bits: int) -> list[tuple[int, int, bytes]]:
+    """Fold the finest buckets into buckets of ``bits`` bits: (bucket, count, digest) for
+    every non-empty one, in bucket order.
+
+    ``counts[b16]`` and ``digests[b16]`` (the XOR of its bindings' digests, as an int) are
+    indexed by 16-bit bucket. Registry and SDK both keep these 2**16 accumulators and call
+    this, so the two sides cannot fold differently.
+    """
+    if not 0 <= bits <= MAX_BUCKET_BITS:
+        raise ValueError(f"bucket_bits: got {bits}, want 0..{MAX_BUCKET_BITS}")
+    if len(counts) != 1 << MAX_BUCKET_BITS or len(digests) != len(counts):
+        raise ValueError(f"fold: want {1 << MAX_BUCKET_BITS} counts and digests")
+    shift = MAX_BUCKET_BITS - bits
+    folded: dict[int, list[int]] = {}
+    for b16, n in enumerate(counts):
+        if n:
+            slot = folded.setdefault(b16 >> shift, [0, 0])
+            slot[0] += n
+            slot[1] ^= digests[b16]
+    # Ascending 16-bit buckets fold to ascending buckets: insertion order is bucket order.
+    return [(b, n, x.to_bytes(DIGEST_BYTES, "big")) for b, (n, x) in folded.items()]
 
 
 def xor(a: bytes, b: bytes) -> bytes:

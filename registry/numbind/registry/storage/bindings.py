@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
-from numbind.protocol.digest import DIGEST_BYTES, MAX_BUCKET_BITS, binding_digest
+from numbind.protocol.digest import MAX_BUCKET_BITS, binding_digest, fold
 from numbind.registry.domain.bindings import (
     BindingKey,
     BucketDigest,
@@ -224,16 +224,7 @@ def digests(session: Session, platform_pk: int, bits: int, key_id: str) -> list[
         for bucket, digest in part:
             acc[bucket] ^= from_bytes(digest, "big")
             counts[bucket] += 1
-    shift = MAX_BUCKET_BITS - bits
-    folded: dict[int, list[int]] = {}
-    for b16 in range(size):
-        if counts[b16]:
-            slot = folded.setdefault(b16 >> shift, [0, 0])
-            slot[0] += counts[b16]
-            slot[1] ^= acc[b16]
-    return [
-        BucketDigest(b, n, x.to_bytes(DIGEST_BYTES, "big")) for b, (n, x) in sorted(folded.items())
-    ]
+    return [BucketDigest(b, n, digest) for b, n, digest in fold(counts, acc, bits)]
 
 
 def list_page(

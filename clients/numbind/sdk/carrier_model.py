@@ -1,0 +1,102 @@
+"""What a carrier hands the SDK and gets back: lifecycle reports, holder views, revocation
+progress, attestations. The protobuf forms live in ``numbind.sdk.wire``.
+
+Times from the registry are aware UTC datetimes, or None where the registry has none.
+Order states are ``"PENDING"``, ``"DELIVERED"``, ``"DONE"``, ``"REJECTED"`` or ``"OVERDUE"``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+__all__ = [
+    "Attestation",
+    "Lifecycle",
+    "LifecycleReport",
+    "NumberView",
+    "PlatformView",
+    "ReportSummary",
+    "RevocationProgress",
+    "Scope",
+]
+
+
+class Lifecycle(enum.IntEnum):
+    ISSUED = 1
+    DEACTIVATED = 2
+    REISSUED = 3
+    PORTED_OUT = 4
+    PORTED_IN = 5
+
+
+class Scope(enum.IntEnum):
+    """Which bindings a holder's revocation covers."""
+
+    ALL_PRE_TENURE = 1  # every binding made before the holder's tenure
+    PLATFORMS = 2  # every binding at the named platforms
+    ALL = 3
+
+
+@dataclass(frozen=True)
+class LifecycleReport:
+    """One lifecycle event for a number this carrier serves. The phone stays out of repr."""
+
+    phone: str = field(repr=False)
+    event: Lifecycle
+    effective_at: datetime
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    events: int
+    applied: int
+    superseded: int
+    orders_created: int
+    notices_created: int
+    revocation_ids: list[str]
+
+
+@dataclass(frozen=True)
+class PlatformView:
+    """One platform holding bindings to a holder's number."""
+
+    platform_id: str
+    display_name: str
+    category: str
+    pre_tenure: bool  # bound before the holder's tenure: the previous holder's
+    active_count: int
+    earliest: datetime | None
+    latest: datetime | None
+    open_revocation: str  # "" when none is open
+    open_state: str  # "" when none is open
+
+
+@dataclass(frozen=True)
+class NumberView:
+    e164: str
+    tenure_start: datetime | None
+    platforms: list[PlatformView]
+
+
+@dataclass(frozen=True)
+class RevocationProgress:
+    """One platform's part of a revocation."""
+
+    platform_id: str
+    display_name: str
+    category: str
+    state: str
+    orders: int
+    done: int
+    rejected: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """A holder attestation: the exact signed bytes and the carrier's Ed25519 signature."""
+
+    data: bytes
+    signature: bytes

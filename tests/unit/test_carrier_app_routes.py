@@ -32,6 +32,7 @@ class FakeRegistry:
     def __init__(self) -> None:
         self.revoked: list[tuple[str, Scope, list[str], str | None]] = []
         self.closed = False
+        self.checked: list[tuple[str, datetime]] = []
 
     async def query(self, subject: str, numbers: Sequence[tuple[str, datetime]]) -> list[Any]:
         now = datetime.now(UTC)
@@ -64,6 +65,7 @@ class FakeRegistry:
         ]
 
     async def check_reassigned(self, queries: Sequence[tuple[str, datetime]]) -> list[str]:
+        self.checked.extend(queries)
         return ["NOT_REASSIGNED" for _ in queries]
 
     async def close(self) -> None:
@@ -234,3 +236,29 @@ async def test_reassigned_check_answers_and_is_throttled(
         second = await c.post("/check", data=form)
     assert first.status_code == 200 and "result result-no" in first.text
     assert second.status_code == 429 and zh("err.busy") in second.text
+
+
+@pytest.mark.parametrize(
+    ("region", "phone", "e164", "instant"),
+    [
+        ("CN", "13800138000", "+8613800138000", "2023-12-31T16:00:00+00:00"),
+        ("GB", "07946 095800", "+447946095800", "2024-01-01T00:00:00+00:00"),
+    ],
+)
+async def test_a_date_means_midnight_in_the_apps_region(
+    tmp_path: Path, registry: FakeRegistry, region: str, phone: str, e164: str, instant: str
+) -> None:
+    """The app's region decides both how a number without +CC is read and what 00:00 a date
+    alone means: the command line's --region rule, not a fixed +08:00."""
+    app = _app(_settings(tmp_path, region=region), registry, Gateway())
+    async with _serving(app) as c:
+        page = await c.post("/check", data={"phone": phone, "since": "2024-01-01"})
+    assert page.status_code == 200, page.text
+    ((asked_phone, since),) = registry.checked
+    assert asked_phone == e164
+    assert since.astimezone(UTC).isoformat() == instant
+
+
+def test_an_unknown_region_is_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        _settings(tmp_path, region="XX")

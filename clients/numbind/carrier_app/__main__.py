@@ -22,8 +22,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--carrier-bundle", type=Path, required=True, help="the carrier's bundle dir")
     p.add_argument("--db", type=Path, required=True, help="subscriber store (SQLite file)")
     p.add_argument("--demo", action="store_true", help="show sign-in codes on the page and log")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on")
+    p.add_argument(
+        "--region",
+        default="CN",
+        help="region for numbers without +country code; a date without a time means 00:00 "
+        "in its time zone (default CN, +08:00)",
+    )
     p.add_argument(
         "--secret-file",
         type=Path,
@@ -62,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             demo=args.demo,
             carrier_name=args.carrier_name,
             secure_cookies=args.secure_cookies,
+            region=args.region,
         )
         app = create_app(settings)
     except (OSError, ValueError) as exc:

@@ -48,7 +48,9 @@ def _client(settings: AppSettings) -> CarrierClient:
     # Few, short retries: a person is waiting; AppSettings.registry_timeout_seconds bounds
     # the rest.
     return CarrierClient(
-        Bundle.load(settings.carrier_bundle), retry=RetryPolicy(attempts=3, base=0.1, cap=1.0)
+        Bundle.load(settings.carrier_bundle),
+        region=settings.region,
+        retry=RetryPolicy(attempts=3, base=0.1, cap=1.0),
     )
 
 

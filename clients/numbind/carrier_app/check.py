@@ -3,12 +3,12 @@ a date? (Like the US Reassigned Numbers Database, answered from the registry.)""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime
 
 from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 from numbind.carrier_app.deps import PageDep
-from numbind.carrier_app.i18n import CST
+from numbind.sdk.dates import start_of_day
 from numbind.sdk.phone import InvalidNumber, to_e164
 
 __all__ = ["router"]
@@ -39,15 +39,17 @@ async def check(page: PageDep, phone: str = Form(""), since: str = Form("")) -> 
     client = page.request.client
     if not page.state.check_limit.allow(client.host if client else "?"):
         return answer(429, error=t("err.busy"))
+    region = page.settings.region
     try:
-        e164 = to_e164(phone.strip())
+        e164 = to_e164(phone.strip(), 0, region)
     except InvalidNumber:
         return answer(400, error=t("err.bad_phone"))
     try:
-        day = datetime.strptime(since.strip(), "%Y-%m-%d").replace(tzinfo=CST)
+        # The form asks for a date: 00:00 that day where the carrier serves (the CLI's rule).
+        day = start_of_day(date.fromisoformat(since.strip()), region)
     except ValueError:
         return answer(400, error=t("check.bad_date"))
-    if day > datetime.now(CST):
+    if day > datetime.now(UTC):
         return answer(400, error=t("check.future"))
     try:
         (reassigned,) = await page.registry(page.client.check_reassigned([(e164, day)]))

@@ -8,6 +8,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from numbind.sdk.dates import region_time_zones
+from numbind.sdk.phone import DEFAULT_REGION
+
 __all__ = ["AppSettings", "CodeSender", "load_secret"]
 
 # Sends a sign-in code to a number (an SMS gateway); not needed in demo mode.
@@ -26,6 +29,9 @@ class AppSettings:
     registry_timeout_seconds: float = 8.0
     session_max_age_seconds: int = 30 * 60
     check_per_minute: int = 30
+    # Numbers without +country code, and dates without a time (00:00 there), are this
+    # region's: the same rule as the command line's --region.
+    region: str = DEFAULT_REGION
 
     def __post_init__(self) -> None:
         if len(self.secret) < 16:
@@ -34,6 +40,7 @@ class AppSettings:
             raise ValueError(
                 f"registry_timeout_seconds: got {self.registry_timeout_seconds}, want > 0"
             )
+        region_time_zones(self.region)  # ValueError for an unknown region
         if self.session_max_age_seconds < 60:
             raise ValueError(
                 f"session_max_age_seconds: got {self.session_max_age_seconds}, want >= 60"

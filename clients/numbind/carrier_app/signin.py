@@ -56,7 +56,7 @@ async def home(page: PageDep) -> Response:
 async def signin(page: PageDep, phone: str = Form(""), id_tail: str = Form("")) -> Response:
     t = page.t
     try:
-        e164 = to_e164(phone.strip())
+        e164 = to_e164(phone.strip(), 0, page.settings.region)
     except InvalidNumber:
         return signin_page(page, 400, error=t("err.bad_phone"), phone=phone)
     try:

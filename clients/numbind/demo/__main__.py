@@ -26,117 +26,43 @@ import argparse
 import asyncio
 import contextlib
 import os
-import random
 import shutil
 import signal
-import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from numbind.carrier_app.app import load_secret
 from numbind.carrier_app.store import Store, mask
+from numbind.demo.cast import (
+    APPS,
+    BEFORE_REPORT,
+    CARRIER_ID,
+    CARRIER_NAME,
+    DEACTIVATED_DAYS,
+    ISSUED_DAYS,
+    JOINED_LATER,
+    NEW_HOLDER,
+    NEW_HOLDER_OWN,
+    QUIET,
+    REISSUED_DAYS,
+    SECOND_NUMBER,
+    SECOND_OWN,
+    _days,
+)
+from numbind.demo.children import PY, Children, DemoError, answers, free_port
+from numbind.demo.workers import sample_app
 from numbind.protocol.bundle import Bundle
 from numbind.sdk import (
-    AckOutcome,
     CarrierClient,
-    EventFeed,
-    EventKind,
-    FeedEvent,
     Kind,
     Lifecycle,
     LifecycleReport,
-    NumbindClientError,
     PlatformClient,
     Row,
-    secure_channel,
 )
-
-PY = sys.executable
-CARRIER_ID = "demo-mobile"
-CARRIER_NAME = "示例移动"
-STOP_SECONDS = 3.0
-
-
-class DemoError(Exception):
-    """Set-up failed; the message says where to look."""
-
-
-@dataclass(frozen=True)
-class SampleApp:
-    id: str
-    name: str
-    category: str
-    behaviour: str = "normal"  # normal | reject | slow | offline
-
-
-APPS = (
-    SampleApp("demo-drive", "示例网盘", "cloud-drive"),
-    SampleApp("demo-food", "示例外卖", "food-delivery"),
-    SampleApp("demo-loan", "示例小贷", "lender", "reject"),
-    SampleApp("demo-bank", "示例银行", "bank", "slow"),
-    SampleApp("demo-social", "示例社交", "social"),
-    SampleApp("demo-travel", "示例旅行", "travel", "offline"),
-    SampleApp("demo-shop", "示例商城", "e-commerce"),
-    SampleApp("demo-pay", "示例支付", "payments"),
-    SampleApp("demo-ride", "示例出行", "ride-hailing"),
-    SampleApp("demo-video", "示例视频", "video"),
-    SampleApp("demo-game", "示例游戏", "games"),
-    SampleApp("demo-health", "示例医疗", "health"),
-)
-REJECT_REASON = "该账户尚有未结清的借款，需原机主携带证件到网点核验后解绑"
-SLOW_SECONDS = 8.0
-
-
-@dataclass(frozen=True)
-class Subscriber:
-    label: str
-    id_number: str  # fictional
-    phone: str
-
-
-NEW_HOLDER = Subscriber("new holder of a reissued number", "110105198808081234", "13800138000")
-SECOND_NUMBER = "13912345678"  # the same subscriber's long-held number
-QUIET = Subscriber("a subscriber with nothing bound", "310104199202025678", "13700137000")
-
-
-def _days(n: float) -> datetime:
-    return datetime.now(UTC) - timedelta(days=n)
-
-
-# (app, account id, bound days ago): accounts bound to the reissued number.
-BEFORE_REPORT = (("demo-ride", "prev-r1", 5 * 365), ("demo-game", "prev-g1", 3 * 365))
-JOINED_LATER = (
-    ("demo-drive", "prev-d1", 4 * 365),
-    ("demo-food", "prev-f1", 5 * 365),
-    ("demo-food", "prev-f2", 2 * 365),
-    ("demo-loan", "prev-l1", 540),
-    ("demo-bank", "prev-b1", 3 * 365),
-    ("demo-social", "prev-s1", 6 * 365),
-    ("demo-social", "prev-s2", 700),
-    ("demo-travel", "prev-t1", 2 * 365),
-)
-NEW_HOLDER_OWN = (("demo-shop", "new-s1", 30), ("demo-pay", "new-p1", 12))
-SECOND_OWN = (
-    ("demo-drive", "me-d1", 7 * 365),
-    ("demo-pay", "me-p1", 5 * 365),
-    ("demo-video", "me-v1", 700),
-)
-ISSUED_DAYS, DEACTIVATED_DAYS, REISSUED_DAYS = 6 * 365, 160, 40
-
-
-def _free_port(preferred: int) -> int:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", preferred))
-        except OSError:
-            s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _env_int(name: str, default: int) -> int:
@@ -150,7 +76,7 @@ class Demo:
     registry_port: int
     app_port: int
     order_deadline: float
-    children: list[asyncio.subprocess.Process] = field(default_factory=list)
+    children: Children = field(default_factory=Children)
     workers: list[asyncio.Task[None]] = field(default_factory=list)
 
     @property
@@ -168,62 +94,32 @@ class Demo:
     def bundle_dir(self, principal: str) -> Path:
         return self.root / "bundles" / principal
 
-    # -- processes ---------------------------------------------------------------------
-    async def _spawn(
-        self, *args: str, log: Path | None = None, env: dict[str, str] | None = None
-    ) -> asyncio.subprocess.Process:
-        # Without a log file the child writes to our terminal (the app's demo codes).
-        out = open(log, "ab") if log else None  # noqa: SIM115, ASYNC230 (a local file)
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *args,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT if out else None,
-                env={**os.environ, **(env or {})},
-                # Its own process group: the terminal's Ctrl-C reaches only us, and we stop
-                # the whole group (the registry's worker processes too).
-                start_new_session=True,
-            )
-        finally:
-            if out is not None:
-                out.close()
-        self.children.append(proc)
-        return proc
-
-    async def _run(self, *args: str) -> None:
-        log = self.root / "setup.log"
-        proc = await self._spawn(PY, "-m", "numbind.cli", *args, log=log)
-        if await proc.wait() != 0:
-            raise DemoError(f"`numbind {' '.join(args[:2])}` failed; see {log}")
-        self.children.remove(proc)
-
-    async def stop_children(self) -> None:
-        """SIGTERM every child's process group, wait briefly, then SIGKILL what is left."""
-        for proc in self.children:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        waits = [asyncio.wait_for(p.wait(), STOP_SECONDS) for p in self.children]
-        await asyncio.gather(*waits, return_exceptions=True)
-        for proc in self.children:
-            # Also after a clean exit: a group can outlive its leader.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                await asyncio.wait_for(proc.wait(), 1.0)
-        self.children.clear()
-
     # -- set-up ------------------------------------------------------------------------
     async def setup_registry(self) -> None:
         if self.root.exists():
             shutil.rmtree(self.root)
         (self.root / "cursors").mkdir(parents=True)
-        await self._run("admin", "init", "--data-dir", str(self.data), "--registry", self.listen)
+        await self.children.run_numbind(
+            self.root / "setup.log",
+            "admin",
+            "init",
+            "--data-dir",
+            str(self.data),
+            "--registry",
+            self.listen,
+        )
         sem = asyncio.Semaphore(4)
 
         async def add(*args: str) -> None:
             async with sem:
-                await self._run(*args, "--data-dir", str(self.data), "--registry", self.listen)
+                await self.children.run_numbind(
+                    self.root / "setup.log",
+                    *args,
+                    "--data-dir",
+                    str(self.data),
+                    "--registry",
+                    self.listen,
+                )
 
         await asyncio.gather(
             add(
@@ -251,7 +147,7 @@ class Demo:
             ),
         )
         log = self.root / "registry.log"
-        proc = await self._spawn(
+        proc = await self.children.spawn(
             PY,
             "-m",
             "numbind.cli",
@@ -328,7 +224,7 @@ class Demo:
         return secret_file
 
     async def start_app(self, secret_file: Path) -> None:
-        proc = await self._spawn(
+        proc = await self.children.spawn(
             PY,
             "-m",
             "numbind.carrier_app",
@@ -346,7 +242,7 @@ class Demo:
             "--no-access-log",
         )
         deadline = time.monotonic() + 30
-        while not await asyncio.to_thread(_answers, self.url + "/"):
+        while not await asyncio.to_thread(answers, self.url + "/"):
             if proc.returncode is not None or time.monotonic() > deadline:
                 raise DemoError("the carrier app did not start; see the lines above")
             await asyncio.sleep(0.2)
@@ -355,56 +251,15 @@ class Demo:
     def start_workers(self) -> None:
         for a in APPS:
             if a.behaviour != "offline":
-                self.workers.append(asyncio.create_task(self._worker(a), name=a.id))
-
-    async def _worker(self, app: SampleApp) -> None:
-        bundle = Bundle.load(self.bundle_dir(app.id))
-        cursor = self.root / "cursors" / f"{app.id}.json"
-        try:
-            async with secure_channel(bundle) as channel:
-                feed = EventFeed(channel, cursor)
-                async for event in feed.events():
-                    try:
-                        await self._handle(app, event)
-                    except NumbindClientError as exc:
-                        print(f"  [{app.name}] ack failed: {exc.message}", flush=True)
-        except NumbindClientError as exc:
-            print(f"  [{app.name}] worker stopped: {exc.message}", flush=True)
-
-    async def _handle(self, app: SampleApp, event: FeedEvent) -> None:
-        if event.kind == EventKind.NUMBER_DEACTIVATED:
-            await event.ack()
-            print(f"  [{app.name}] noted: a number was cancelled; warned its account", flush=True)
-            return
-        rid = event.revocation_id[:8]
-        if app.behaviour == "reject":
-            await asyncio.sleep(1.0)
-            await event.ack(AckOutcome.REJECTED, REJECT_REASON)
-            print(f"  [{app.name}] rejected an unbinding ({rid}…): {REJECT_REASON}", flush=True)
-            return
-        await asyncio.sleep(SLOW_SECONDS if app.behaviour == "slow" else random.uniform(0.5, 2.5))
-        await event.ack(AckOutcome.UNBOUND)
-        print(f"  [{app.name}] unbound an account ({rid}…)", flush=True)
+                cursor = self.root / "cursors" / f"{a.id}.json"
+                task = sample_app(a, Bundle.load(self.bundle_dir(a.id)), cursor)
+                self.workers.append(asyncio.create_task(task, name=a.id))
 
     async def stop_workers(self) -> None:
         for task in self.workers:
             task.cancel()
         await asyncio.gather(*self.workers, return_exceptions=True)
         self.workers.clear()
-
-    async def until_a_child_exits(self) -> None:
-        await asyncio.wait(
-            [asyncio.create_task(p.wait()) for p in self.children],
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return int(resp.status) == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -474,8 +329,8 @@ async def _main(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     demo = Demo(
         root=args.dir.resolve(),
-        registry_port=_free_port(args.registry_port),
-        app_port=_free_port(args.app_port),
+        registry_port=free_port(args.registry_port),
+        app_port=free_port(args.app_port),
         order_deadline=args.order_deadline,
     )
     print(f"numbind demo: setting up in {demo.root}", flush=True)
@@ -500,7 +355,7 @@ async def _main(args: argparse.Namespace) -> int:
         await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if starting.done():
             starting.result()  # raises if set-up failed
-            exited = asyncio.create_task(demo.until_a_child_exits())
+            exited = asyncio.create_task(demo.children.until_one_exits())
             await asyncio.wait({stopping, exited}, return_when=asyncio.FIRST_COMPLETED)
             if exited.done() and not stop.is_set():
                 print(f"a demo process exited unexpectedly; see {demo.root}", flush=True)
@@ -520,7 +375,7 @@ async def _main(args: argparse.Namespace) -> int:
         stopping.cancel()
         print("numbind demo: stopping…", flush=True)
         await demo.stop_workers()
-        await demo.stop_children()
+        await demo.children.stop_all()
         print("numbind demo stopped.", flush=True)
     return code
 

@@ -1,0 +1,35 @@
+"""Federation on a registry's side: its federation files, the operator actions, peer trust.
+
+    files      DATA_DIR/federation/: the federation key (hub, 0600), the pinned key, the
+               manifest as signed, which member this registry is, its peer certificate
+    join       the join request and grant files operators exchange
+    actions    init / add-member / remove-member / refresh (hub), request / accept (member)
+    peers      trust roots from the manifest; a verified peer certificate -> its member
+    status     what `federation show` reports; the replication interface it reads
+
+The manifest itself (format, signature, acceptance rule, error tree) is pure and shared
+with clients: `numbind.protocol.manifest`. With no federation installed a registry is a
+federation of one, and nothing here is consulted.
+"""
+
+from __future__ import annotations
+
+from numbind.registry.federation.files import FederationDir, Installed
+from numbind.registry.federation.peers import PeerTrust, peer_channel_credentials
+from numbind.registry.federation.status import (
+    NoReplication,
+    PeerReplication,
+    ReplicationStatus,
+    describe,
+)
+
+__all__ = [
+    "FederationDir",
+    "Installed",
+    "NoReplication",
+    "PeerReplication",
+    "PeerTrust",
+    "ReplicationStatus",
+    "describe",
+    "peer_channel_credentials",
+]

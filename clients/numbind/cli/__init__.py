@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from numbind.cli import admin, carrier, platform, serve, tokenize
+from numbind.cli import admin, carrier, federation, platform, serve, tokenize
 from numbind.cli.common import CliError
 from numbind.protocol.bundle import BundleError
 from numbind.sdk.errors import NumbindClientError
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokenize.add_commands(sub)
     platform.add_commands(sub)
     carrier.add_commands(sub)
+    federation.add_commands(sub)
     return parser
 
 

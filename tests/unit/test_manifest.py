@@ -156,6 +156,20 @@ def test_same_version_other_content_is_a_fork(
     assert holder.held == a
 
 
+def test_same_manifest_with_more_signatures_is_stale_not_a_fork(
+    make: Callable[..., Manifest], key: note.Ed25519Signer
+) -> None:
+    held = sign_manifest(make(version=4), key)
+    witness = note.Ed25519Signer.generate("someone-else")
+    again = note.sign_note(held.manifest.text(), key, witness)
+    assert again != held.data
+    holder = ManifestHolder(key.verifier, held)
+    with pytest.raises(StaleManifest) as info:
+        holder.offer(again)
+    assert not isinstance(info.value, ForkedManifest)
+    assert holder.held == held
+
+
 def test_bad_signature_is_refused_and_held_stays(
     make: Callable[..., Manifest], key: note.Ed25519Signer
 ) -> None:
@@ -389,7 +403,19 @@ def test_members_must_be_sorted_and_distinct(
 
 @pytest.mark.parametrize(
     "address",
-    ["host", "host:0", "host:65536", "host:080", ":80", "::1:80", "[zz]:80", "a b:80", "-a:1"],
+    [
+        "a..b:1",
+        "a-.b:1",
+        "host",
+        "host:0",
+        "host:65536",
+        "host:080",
+        ":80",
+        "::1:80",
+        "[zz]:80",
+        "a b:80",
+        "-a:1",
+    ],
 )
 def test_bad_addresses_are_refused(address: str) -> None:
     with pytest.raises(MalformedManifest, match="addr: got"):

@@ -170,11 +170,11 @@ def _warn(warnings: tuple[str, ...]) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from numbind.registry.federation import actions
+    from numbind.registry.federation import hub as hub_actions
 
     settings = settings_from(args)
     result = _run(
-        actions.init,
+        hub_actions.init,
         settings,
         args.id,
         member_id=args.member_id,
@@ -197,10 +197,10 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _request(args: argparse.Namespace) -> int:
-    from numbind.registry.federation import actions
+    from numbind.registry.federation import member as member_actions
 
     settings = settings_from(args)
-    result = _run(actions.request, settings, args.id, args.address, args.out, name=args.name)
+    result = _run(member_actions.request, settings, args.id, args.address, args.out, name=args.name)
     print(f"join request:    {args.out}")
     print(f"member:          {result.request.id} at {result.request.address}")
     print(f"CA SHA-256:      {result.ca_sha256}")
@@ -210,10 +210,10 @@ def _request(args: argparse.Namespace) -> int:
 
 
 def _add_member(args: argparse.Namespace) -> int:
-    from numbind.registry.federation import actions
+    from numbind.registry.federation import hub as hub_actions
 
     settings = settings_from(args)
-    result = _run(actions.add_member, settings, args.request, args.out)
+    result = _run(hub_actions.add_member, settings, args.request, args.out)
     manifest = result.signed.manifest
     if result.added:
         print(f"added member {result.member.id} at {result.member.address}")
@@ -225,10 +225,10 @@ def _add_member(args: argparse.Namespace) -> int:
 
 
 def _remove_member(args: argparse.Namespace) -> int:
-    from numbind.registry.federation import actions
+    from numbind.registry.federation import hub as hub_actions
 
     settings = settings_from(args)
-    result = _run(actions.remove_member, settings, args.member_id)
+    result = _run(hub_actions.remove_member, settings, args.member_id)
     version = result.signed.manifest.version
     if result.changed:
         print(f"removed member {args.member_id}; manifest v{version}")
@@ -238,10 +238,10 @@ def _remove_member(args: argparse.Namespace) -> int:
 
 
 def _refresh(args: argparse.Namespace) -> int:
-    from numbind.registry.federation import actions
+    from numbind.registry.federation import hub as hub_actions
 
     settings = settings_from(args)
-    result = _run(actions.refresh, settings, address=args.address)
+    result = _run(hub_actions.refresh, settings, address=args.address)
     manifest = result.signed.manifest
     verb = "signed" if result.changed else "unchanged:"
     active = manifest.token_service.active_key_id
@@ -250,10 +250,10 @@ def _refresh(args: argparse.Namespace) -> int:
 
 
 def _accept(args: argparse.Namespace) -> int:
-    from numbind.registry.federation import actions
+    from numbind.registry.federation import member as member_actions
 
     settings = settings_from(args)
-    result = _run(actions.accept, settings, args.grant, expect_key=args.expect_key)
+    result = _run(member_actions.accept, settings, args.grant, expect_key=args.expect_key)
     installed = result.installed
     manifest = installed.manifest
     if not result.changed:

@@ -3,7 +3,10 @@
     files      DATA_DIR/federation/: the federation key (hub, 0600), the pinned key, the
                manifest as signed, which member this registry is, its peer certificate
     join       the join request and grant files operators exchange
-    actions    init / add-member / remove-member / refresh (hub), request / accept (member)
+    hub        init, add-member, remove-member, refresh (sign the next manifest version)
+    member     request, accept (pin the federation key, install newer manifests)
+    credentials  this registry's CA, server-name check and own peer certificate
+    token_keys   the token service's public keys, read from the key ring
     peers      trust roots from the manifest; a verified peer certificate -> its member
     status     what `federation show` reports; the replication interface it reads
 

@@ -145,7 +145,7 @@ class JoinRequest:
 
 @dataclass(frozen=True)
 class Grant:
-    """The hub's answer to a join request; verified only when accepted (`actions.accept`)."""
+    """The hub's answer to a join request; verified only when accepted (`member.accept`)."""
 
     member: str
     federation_key: str

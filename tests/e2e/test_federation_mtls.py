@@ -15,8 +15,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
-from numbind.protocol.manifest import PeerRefused
-from numbind.registry.federation import FederationDir, PeerTrust, peer_channel_credentials
+from numbind.protocol.bundle import Bundle
+from numbind.protocol.manifest import Member, PeerRefused
+from numbind.registry.federation import (
+    CallerTrust,
+    FederationDir,
+    PeerTrust,
+    peer_channel_credentials,
+)
 from numbind.registry.pki import CertificateAuthority, PrincipalId
 
 from tests.e2e._federation import Dirs, fed, join, ok
@@ -25,9 +31,9 @@ RPC_TIMEOUT = 10.0
 
 
 class PeerHealthServicer(health_aio.HealthServicer):  # type: ignore[misc]
-    """Health, answering only federation peers; notes which member each call came from.
+    """Health, noting who each call came from: a member's id, or a local principal's URI.
 
-    The peer is mapped from the manifest installed at the time of the call."""
+    The caller is identified under the manifest installed at the time of the call."""
 
     def __init__(self, data_dir: Path) -> None:
         super().__init__()
@@ -37,13 +43,14 @@ class PeerHealthServicer(health_aio.HealthServicer):  # type: ignore[misc]
     async def Check(
         self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> health_pb2.HealthCheckResponse:
-        trust = PeerTrust.load(self.data_dir)
-        assert trust is not None
+        callers = CallerTrust(
+            (self.data_dir / "pki" / "ca.pem").read_bytes(), PeerTrust.load(self.data_dir)
+        )
         try:
-            member = trust.peer_from_auth_context(context.auth_context())
+            caller = callers.identify_auth_context(context.auth_context())
         except PeerRefused as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
-        self.peers.append(member.id)
+        self.peers.append(caller.id if isinstance(caller, Member) else caller.uri)
         return await super().Check(request, context)
 
 
@@ -91,12 +98,15 @@ def member_credentials(data_dir: Path) -> grpc.ChannelCredentials:
     return peer_channel_credentials(files.require(), files)
 
 
-def forged_credentials(issuer_dir: Path, claimed: str, trust_dir: Path) -> grpc.ChannelCredentials:
-    """A registry identity for `claimed`, issued by the CA in `issuer_dir`, trusting the
-    CA in `trust_dir` for the server."""
+def forged_credentials(
+    issuer_dir: Path, claimed: str, trust_dir: Path, role: str = "registry"
+) -> grpc.ChannelCredentials:
+    """The identity `role`/`claimed`, issued by the CA in `issuer_dir`, trusting the CA in
+    `trust_dir` for the server."""
     ca = CertificateAuthority.load(issuer_dir / "pki")
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = ca.issue_client_cert(PrincipalId("registry", claimed), key.public_key())
+    principal = PrincipalId(role, claimed)  # type: ignore[arg-type]
+    cert = ca.issue_client_cert(principal, key.public_key())
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -150,6 +160,20 @@ async def test_a_member_ca_claiming_another_member_is_refused(dirs: Dirs) -> Non
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
         assert "does not verify under member net's CA" in (error.details() or "")
         assert servicer.peers == []
+
+
+async def test_a_member_ca_cannot_mint_local_principals(dirs: Dirs) -> None:
+    async with hub_server(dirs.hub) as (port, servicer):
+        # The hub's own admin bundle is an admin here...
+        admin = Bundle.load(dirs.hub / "admin-bundle")
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert await check(port, admin.channel_credentials()) == serving
+        # ...but an admin certificate from bank's CA, a root the handshake accepts, is not.
+        forged = forged_credentials(dirs.bank, "admin", dirs.hub, role="admin")
+        error = await expect_failure(port, forged)
+        assert error.code() == grpc.StatusCode.UNAUTHENTICATED, error
+        assert "does not verify under this registry's own CA" in (error.details() or "")
+        assert servicer.peers == ["spiffe://numbind/admin/admin"]
 
 
 async def test_a_removed_member_is_refused(dirs: Dirs) -> None:

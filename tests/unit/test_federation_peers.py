@@ -18,7 +18,7 @@ from numbind.protocol.manifest import (
     TokenPublicKey,
     TokenService,
 )
-from numbind.registry.federation import PeerTrust
+from numbind.registry.federation import CallerTrust, PeerTrust
 from numbind.registry.pki import CertificateAuthority, PrincipalId
 
 
@@ -174,3 +174,33 @@ def test_trust_roots_are_the_members_cas(
         trust.server_root_certificates(cas["rogue"].cert_pem)
     )
     assert len(rogue_roots) == 4
+
+
+def test_callers_are_held_to_what_their_ca_may_vouch_for(
+    trust: PeerTrust, cas: dict[str, CertificateAuthority]
+) -> None:
+    callers = CallerTrust(cas["hub"].cert_pem, trust)
+    # Local principals come from the registry's own CA only.
+    admin = callers.identify(_cert(cas["hub"], "admin", "admin"))
+    assert admin == PrincipalId("admin", "admin")
+    for issuer in ("a", "rogue"):
+        with pytest.raises(PeerRefused, match="admin/admin does not verify under this registry's"):
+            callers.identify(_cert(cas[issuer], "admin", "admin"))
+    with pytest.raises(PeerRefused, match="platform/p does not verify under this registry's"):
+        callers.identify(_cert(cas["b"], "platform", "p"))
+    # Registry identities come from that member's CA only, the hub's own CA included.
+    assert callers.identify(_cert(cas["a"], "registry", "a")).id == "a"  # type: ignore[union-attr]
+    assert isinstance(callers.identify(_cert(cas["hub"], "registry", "hub")), Member)
+    with pytest.raises(PeerRefused, match="does not verify under member a's CA"):
+        callers.identify(_cert(cas["hub"], "registry", "a"))
+    with pytest.raises(PeerRefused, match="got 0 client certificates"):
+        callers.identify_auth_context({})
+
+
+def test_without_a_federation_no_registry_identity_counts(
+    cas: dict[str, CertificateAuthority],
+) -> None:
+    callers = CallerTrust(cas["hub"].cert_pem, None)
+    assert callers.identify(_cert(cas["hub"], "carrier", "cm")) == PrincipalId("carrier", "cm")
+    with pytest.raises(PeerRefused, match="this registry is in no federation"):
+        callers.identify(_cert(cas["hub"], "registry", "hub"))

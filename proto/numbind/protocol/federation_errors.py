@@ -10,7 +10,8 @@ was refused and why (a field, a version, a key), in one line an operator can act
     ├── StaleManifest             version not newer than the one held
     │   └── ForkedManifest        same version as the held one, different content
     ├── MalformedJoinFile         a join request or grant of the wrong shape
-    ├── PeerRefused               a peer certificate that is no member's registry identity
+    ├── PeerRefused               a caller certificate naming an identity its CA may not vouch
+    │                             for (another member's, or a local role from a member's CA)
     └── FederationSetupError      an operator action the data dir's state refuses
 """
 
@@ -63,7 +64,8 @@ class MalformedJoinFile(FederationError):
 
 
 class PeerRefused(FederationError):
-    """A peer certificate that is not a member's registry identity under that member's CA."""
+    """A caller certificate that names an identity its issuer may not vouch for: a registry
+    identity not under that member's CA, or a local role not under the registry's own CA."""
 
 
 class FederationSetupError(FederationError):

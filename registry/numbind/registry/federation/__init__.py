@@ -8,6 +8,7 @@
     credentials  this registry's CA, server-name check and own peer certificate
     token_keys   the token service's public keys, read from the key ring
     peers      trust roots from the manifest; a verified peer certificate -> its member
+    callers    any caller's certificate -> a local principal (own CA) or a member (its CA)
     status     what `federation show` reports; the replication interface it reads
 
 The manifest itself (format, signature, acceptance rule, error tree) is pure and shared
@@ -17,6 +18,7 @@ federation of one, and nothing here is consulted.
 
 from __future__ import annotations
 
+from numbind.registry.federation.callers import CallerTrust
 from numbind.registry.federation.files import FederationDir, Installed
 from numbind.registry.federation.peers import PeerTrust, peer_channel_credentials
 from numbind.registry.federation.status import (
@@ -27,6 +29,7 @@ from numbind.registry.federation.status import (
 )
 
 __all__ = [
+    "CallerTrust",
     "FederationDir",
     "Installed",
     "NoReplication",

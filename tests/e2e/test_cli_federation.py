@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import stat
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from numbind.cli import build_parser
 from numbind.protocol import note
+from numbind.registry.config import load_settings
 from numbind.registry.federation import FederationDir
+from numbind.registry.federation import hub as hub_actions
 from numbind.registry.keys import KeyRing
 from numbind.registry.storage.db import Database
 
@@ -425,3 +430,63 @@ def test_every_federation_option_has_help() -> None:
             if isinstance(action, argparse._HelpAction):
                 continue
             assert action.help, f"federation {name}: {action.dest} has no help"
+
+
+def test_concurrent_add_members_both_land(dirs: Dirs, monkeypatch: pytest.MonkeyPatch) -> None:
+    fed("init", dirs.hub, "--id", "demo", "--address", HUB_ADDRESS)
+    requests = {"bank": (dirs.bank, BANK_ADDRESS), "net": (dirs.net, NET_ADDRESS)}
+    for name, (data_dir, address) in requests.items():
+        req = dirs.root / f"{name}.req"
+        fed("request", data_dir, "--id", name, "--address", address, "--out", req)
+    settings = load_settings({"data_dir": dirs.hub})
+    sign_next = hub_actions._sign_next
+
+    def slow_sign_next(*args: Any) -> Any:
+        # Widen the window between reading the held version and writing the next one, so
+        # two unserialised add-members would both sign v2 and one member would be lost.
+        time.sleep(0.2)
+        return sign_next(*args)
+
+    monkeypatch.setattr(hub_actions, "_sign_next", slow_sign_next)
+
+    def add(name: str) -> int:
+        grant = dirs.root / f"{name}.grant"
+        return hub_actions.add_member(settings, dirs.root / f"{name}.req", grant).signed.version
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        versions = sorted(pool.map(add, ["bank", "net"]))
+    assert versions == [2, 3]
+    assert [m["id"] for m in show(dirs.hub)["members"]] == ["bank", "hub", "net"]
+
+
+def test_request_warns_when_the_server_certificate_does_not_name_the_address(
+    dirs: Dirs,
+) -> None:
+    result = cli(
+        "federation",
+        "request",
+        "--data-dir",
+        dirs.bank,
+        "--id",
+        "bank",
+        "--address",
+        "bank.example:7443",
+        "--out",
+        dirs.root / "r",
+    )
+    assert result.code == 0, result
+    assert "numbind: warning: the server certificate" in result.err
+    assert "does not name bank.example" in result.err
+    quiet = cli(
+        "federation",
+        "request",
+        "--data-dir",
+        dirs.bank,
+        "--id",
+        "bank",
+        "--address",
+        BANK_ADDRESS,
+        "--out",
+        dirs.root / "r",
+    )
+    assert quiet.code == 0 and quiet.err == ""

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from numbind.cli import build_parser, main
 
-COMMANDS = ("serve", "admin", "tokenize", "platform", "carrier")
+COMMANDS = ("serve", "admin", "tokenize", "platform", "carrier", "federation")
 
 
 def _walk(
@@ -57,7 +57,7 @@ def test_a_parser_action_without_help_is_caught() -> None:
     assert missing == ["undocumented"]
 
 
-def test_root_help_lists_the_five_commands_with_a_line_each(
+def test_root_help_lists_every_command_with_a_line_each(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["--help"]) == 0

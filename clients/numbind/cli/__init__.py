@@ -5,6 +5,7 @@
     numbind tokenize   numbers -> tokens through the registry's VOPRF
     numbind platform   publish, sync and follow a platform's bindings and events
     numbind carrier    report lifecycle events; query and revoke for a holder
+    numbind federation join registries into one federation (manifest, members)
 
 `main(argv) -> int` is the only place where errors become exit codes: 0 ok, 1 failed,
 2 usage (argparse's own checks and a handler's UsageError), 130 interrupted. Handlers
@@ -21,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from numbind.cli import admin, carrier, platform, serve, tokenize
+from numbind.cli import admin, carrier, federation, platform, serve, tokenize
 from numbind.cli.common import DATES_NOTE, CliError, UsageError, connection_problem
 from numbind.protocol.bundle import BUNDLE_JSON, Bundle, BundleError
 from numbind.sdk.errors import NumbindClientError, Unavailable
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokenize.add_commands(sub)
     platform.add_commands(sub)
     carrier.add_commands(sub)
+    federation.add_commands(sub)
     return parser
 
 

@@ -34,7 +34,8 @@ __all__ = [
     "principal_from_cert_pem",
 ]
 
-Role = Literal["platform", "carrier", "admin"]
+# "registry": a federation peer (numbind.registry.federation.peers maps it to a member).
+Role = Literal["platform", "carrier", "admin", "registry"]
 ROLES: tuple[Role, ...] = get_args(Role)
 
 SPIFFE_PREFIX = "spiffe://numbind/"

@@ -1,0 +1,263 @@
+"""The federation manifest's content: token service, members, and its one encoding.
+
+The constructors refuse whatever the rules forbid, so a `Manifest` that exists is valid;
+`Manifest.text()` is the exact note text that gets signed (see numbind.protocol.manifest).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from numbind.protocol.federation_errors import MalformedManifest
+from numbind.protocol.manifest_rules import (
+    check_address,
+    check_ca_pem,
+    check_federation_id,
+    check_member_id,
+    check_name,
+    field_error,
+)
+from numbind.protocol.voprf import ELEMENT_BYTES, VoprfError, deserialize_element
+
+__all__ = [
+    "FORMAT_LINE",
+    "MAX_MEMBERS",
+    "MAX_TOKEN_KEYS",
+    "MAX_VERSION",
+    "REGISTRY_SPIFFE_PREFIX",
+    "ROLES",
+    "Manifest",
+    "Member",
+    "MemberRole",
+    "TokenPublicKey",
+    "TokenService",
+    "canonical_json",
+    "federation_key_name",
+]
+
+FORMAT_LINE = "numbind/federation-manifest/v1"
+REGISTRY_SPIFFE_PREFIX = "spiffe://numbind/registry/"
+MAX_MEMBERS = 1000
+MAX_TOKEN_KEYS = 64
+# JSON numbers above 2^53 lose precision in most other languages' parsers.
+MAX_VERSION = 2**53 - 1
+
+MemberRole = Literal["lifecycle-authority", "token-service", "binding-registry"]
+ROLES: tuple[MemberRole, ...] = get_args(MemberRole)
+
+_KEY_ID_RE = re.compile(r"[0-9a-f]{1,64}")
+
+
+def federation_key_name(federation: str) -> str:
+    """The note key name of a federation's key: `numbind.<federation id>/federation`."""
+    return f"numbind.{check_federation_id('federation', federation)}/federation"
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no whitespace, ASCII only: one encoding per value."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+@dataclass(frozen=True)
+class TokenPublicKey:
+    """One public key of the token service (a canonical ristretto255 element)."""
+
+    key_id: str
+    public_key: bytes
+
+    def __post_init__(self) -> None:
+        if not _KEY_ID_RE.fullmatch(self.key_id):
+            raise field_error(
+                "token_service.keys", self.key_id, "a key id of 1-64 lowercase hex digits"
+            )
+        try:
+            deserialize_element(self.public_key)
+        except VoprfError:
+            raise field_error(
+                f"token_service.keys.{self.key_id}",
+                self.public_key.hex(),
+                f"a canonical ristretto255 element of {ELEMENT_BYTES} bytes",
+            ) from None
+
+
+@dataclass(frozen=True)
+class TokenService:
+    """Where platforms' members forward tokenisation, and the keys tokens are made under."""
+
+    address: str
+    active_key_id: str
+    keys: tuple[TokenPublicKey, ...]
+
+    def __post_init__(self) -> None:
+        check_address("token_service.address", self.address)
+        if not 1 <= len(self.keys) <= MAX_TOKEN_KEYS:
+            raise field_error("token_service.keys", f"{len(self.keys)} keys", f"1-{MAX_TOKEN_KEYS}")
+        ids = [k.key_id for k in self.keys]
+        if ids != sorted(set(ids)):
+            raise field_error("token_service.keys", ids, "distinct key ids in ascending order")
+        if self.active_key_id not in ids:
+            raise field_error("token_service.active_key_id", self.active_key_id, f"one of {ids}")
+
+    def key(self, key_id: str) -> TokenPublicKey | None:
+        return next((k for k in self.keys if k.key_id == key_id), None)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One registry of the federation. Its peer identity is `uri`, and only a certificate
+    issued under `ca_pem` may carry it."""
+
+    id: str
+    name: str
+    address: str
+    ca_pem: str
+    roles: tuple[MemberRole, ...]
+    ca_certificate: x509.Certificate = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        where = f"members[{self.id!r}]" if isinstance(self.id, str) else "members[]"
+        check_member_id(f"{where}.id", self.id)
+        check_name(f"{where}.name", self.name)
+        check_address(f"{where}.address", self.address)
+        object.__setattr__(self, "ca_certificate", check_ca_pem(f"{where}.ca_pem", self.ca_pem))
+        if (
+            not self.roles
+            or any(r not in ROLES for r in self.roles)
+            or list(self.roles) != sorted(set(self.roles))
+        ):
+            raise field_error(
+                f"{where}.roles", list(self.roles), f"distinct, sorted roles from {ROLES}"
+            )
+
+    @property
+    def uri(self) -> str:
+        """The member's registry identity, `spiffe://numbind/registry/<id>`."""
+        return f"{REGISTRY_SPIFFE_PREFIX}{self.id}"
+
+    @property
+    def ca_fingerprint(self) -> str:
+        """SHA-256 of the CA certificate's DER, in hex (what operators compare by phone)."""
+        der = self.ca_certificate.public_bytes(serialization.Encoding.DER)
+        return hashlib.sha256(der).hexdigest()
+
+    @property
+    def ca_spki(self) -> bytes:
+        """The CA's public key (DER SubjectPublicKeyInfo): what "one CA per member" compares."""
+        return self.ca_certificate.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A federation manifest body; the constructor refuses whatever the rules forbid."""
+
+    federation: str
+    version: int
+    issued_at: int
+    token_service: TokenService
+    members: tuple[Member, ...]
+
+    def __post_init__(self) -> None:
+        check_federation_id("federation", self.federation)
+        _check_int("version", self.version, 1, MAX_VERSION)
+        _check_int("issued_at", self.issued_at, 0, 2**63 - 1)
+        if not 1 <= len(self.members) <= MAX_MEMBERS:
+            raise field_error("members", f"{len(self.members)} members", f"1-{MAX_MEMBERS}")
+        ids = [m.id for m in self.members]
+        if ids != sorted(set(ids)):
+            raise field_error("members", ids, "distinct member ids in ascending order")
+        _unique("address", [(m.id, m.address) for m in self.members])
+        # One CA per member: a CA shared by two members would let either mint the other's
+        # registry identity.
+        _unique("ca_pem (CA key)", [(m.id, m.ca_spki.hex()) for m in self.members])
+        authorities = [m.id for m in self.members if "lifecycle-authority" in m.roles]
+        if len(authorities) != 1:
+            raise field_error("members.roles", authorities, "exactly one lifecycle-authority")
+        token_services = [m for m in self.members if "token-service" in m.roles]
+        if len(token_services) > 1:
+            raise field_error("members.roles", [m.id for m in token_services], "one token-service")
+        if token_services and token_services[0].address != self.token_service.address:
+            raise field_error(
+                "token_service.address",
+                self.token_service.address,
+                f"{token_services[0].address}, the address of token-service member "
+                f"{token_services[0].id}",
+            )
+
+    @property
+    def authority(self) -> Member:
+        """The lifecycle authority (the hub)."""
+        return next(m for m in self.members if "lifecycle-authority" in m.roles)
+
+    @property
+    def key_name(self) -> str:
+        return federation_key_name(self.federation)
+
+    @property
+    def issued_at_text(self) -> str:
+        return datetime.fromtimestamp(self.issued_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def member(self, member_id: str) -> Member | None:
+        return next((m for m in self.members if m.id == member_id), None)
+
+    def successor(
+        self, *, issued_at: int, members: Iterable[Member] | None = None, **changes: Any
+    ) -> Manifest:
+        """The next version with `changes` (members re-sorted by id)."""
+        if members is not None:
+            changes["members"] = tuple(sorted(members, key=lambda m: m.id))
+        return replace(self, version=self.version + 1, issued_at=issued_at, **changes)
+
+    def text(self) -> bytes:
+        """The note text: format line and canonical JSON, each ending in a newline."""
+        return f"{FORMAT_LINE}\n{canonical_json(self._to_json())}\n".encode("ascii")
+
+    def _to_json(self) -> dict[str, Any]:
+        return {
+            "federation": self.federation,
+            "version": self.version,
+            "issued_at": self.issued_at,
+            "token_service": {
+                "address": self.token_service.address,
+                "active_key_id": self.token_service.active_key_id,
+                "keys": {
+                    k.key_id: base64.b64encode(k.public_key).decode()
+                    for k in self.token_service.keys
+                },
+            },
+            "members": [
+                {
+                    "id": m.id,
+                    "name": m.name,
+                    "address": m.address,
+                    "ca_pem": m.ca_pem,
+                    "roles": list(m.roles),
+                }
+                for m in self.members
+            ],
+        }
+
+
+def _check_int(where: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise field_error(where, value, f"an integer in {low}..{high}")
+
+
+def _unique(what: str, pairs: list[tuple[str, str]]) -> None:
+    seen: dict[str, str] = {}
+    for member_id, value in pairs:
+        if value in seen:
+            raise MalformedManifest(
+                f"members: {seen[value]} and {member_id} share one {what}, want one each"
+            )
+        seen[value] = member_id

@@ -1,0 +1,267 @@
+"""Hub actions on the federation files: init, add-member, remove-member, refresh.
+
+Each takes the data dir's lock, is idempotent when re-run with the same input, signs the
+next manifest version only when something changed (and holds it to the rule every member
+applies before writing it), and raises a FederationError subclass with one clear line when
+it refuses.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from numbind.protocol.files import write_atomically
+from numbind.protocol.manifest import (
+    FederationSetupError,
+    Manifest,
+    Member,
+    MemberRole,
+    SignedManifest,
+    accept_manifest,
+    check_address,
+    check_federation_id,
+    check_member_id,
+    check_name,
+    generate_federation_key,
+    sign_manifest,
+)
+from numbind.protocol.note import Ed25519Signer
+from numbind.registry.config import Settings, served_address
+from numbind.registry.federation.credentials import ensure_peer_cert, load_ca, server_name_warning
+from numbind.registry.federation.files import FederationDir, Installed
+from numbind.registry.federation.join import Grant, JoinRequest
+from numbind.registry.federation.token_keys import token_service as read_token_service
+
+__all__ = [
+    "HUB_ROLES",
+    "MEMBER_ROLES",
+    "AddResult",
+    "InitResult",
+    "SignResult",
+    "add_member",
+    "init",
+    "refresh",
+    "remove_member",
+]
+
+HUB_ROLES: tuple[MemberRole, ...] = ("lifecycle-authority", "token-service")
+MEMBER_ROLES: tuple[MemberRole, ...] = ("binding-registry",)
+
+
+@dataclass(frozen=True)
+class InitResult:
+    installed: Installed
+    created: bool
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AddResult:
+    member: Member
+    signed: SignedManifest
+    added: bool  # False: the same request again; the grant carries the current manifest
+
+
+@dataclass(frozen=True)
+class SignResult:
+    signed: SignedManifest
+    changed: bool
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _hub(fed: FederationDir) -> tuple[Installed, Ed25519Signer]:
+    installed = fed.require()
+    key = fed.load_key()
+    if key is None or not installed.is_authority:
+        raise FederationSetupError(
+            f"{fed.data_dir} is member {installed.member_id} of federation "
+            f"{installed.manifest.federation}, not its hub; run this on the hub"
+        )
+    if key.verifier.vkey() != installed.key.vkey():
+        raise FederationSetupError(f"{fed.key_path} does not match the pinned {fed.pin_path}")
+    return installed, key
+
+
+def _sign_next(installed: Installed, key: Ed25519Signer, manifest: Manifest) -> SignedManifest:
+    """Sign the next version; the hub holds itself to the rule every member applies."""
+    signed = sign_manifest(manifest, key)
+    accept_manifest(signed.data, installed.key, installed.signed)
+    return signed
+
+
+def init(
+    settings: Settings,
+    federation_id: str,
+    *,
+    member_id: str = "hub",
+    name: str | None = None,
+    address: str | None = None,
+    token_service_address: str | None = None,
+    binding_registry: bool = False,
+) -> InitResult:
+    """Start a federation with this registry as lifecycle authority and token service."""
+    check_federation_id("--id", federation_id)
+    check_member_id("--member-id", member_id)
+    name = check_name("--name", name if name is not None else member_id)
+    fed = FederationDir(settings.data_dir)
+    with fed.locked():
+        existing = fed.load()
+        if existing is not None:
+            if existing.manifest.federation == federation_id and fed.load_key() is not None:
+                return InitResult(existing, False, ())
+            raise FederationSetupError(
+                f"{settings.data_dir} already holds federation {existing.manifest.federation} "
+                f"as member {existing.member_id}; a registry belongs to one federation"
+            )
+        ca = load_ca(settings)
+        address = address or served_address(settings.data_dir)
+        if not address:
+            raise FederationSetupError(
+                f"no address for the hub: pass --address HOST:PORT or run `numbind serve "
+                f"--data-dir {settings.data_dir}` once so it records where it listens"
+            )
+        check_address("--address", address)
+        ts_address = check_address("--token-service", token_service_address or address)
+        roles: tuple[MemberRole, ...] = HUB_ROLES + (MEMBER_ROLES if binding_registry else ())
+        if ts_address != address:
+            roles = tuple(r for r in roles if r != "token-service")
+        token_service = read_token_service(settings, ts_address)
+
+        key = fed.load_key()
+        if key is None:
+            key = generate_federation_key(federation_id)
+            fed.write_key(key)
+        elif key.name != generate_federation_key(federation_id).name:
+            raise FederationSetupError(
+                f"{fed.key_path} is the key of another federation ({key.name}); move it away "
+                "to start a new one"
+            )
+        manifest = Manifest(
+            federation=federation_id,
+            version=1,
+            issued_at=_now(),
+            token_service=token_service,
+            members=(
+                Member(
+                    id=member_id,
+                    name=name,
+                    address=address,
+                    ca_pem=ca.cert_pem.decode("ascii"),
+                    roles=tuple(sorted(roles)),
+                ),
+            ),
+        )
+        signed = sign_manifest(manifest, key)
+        fed.write_pin(key.verifier)
+        fed.write_self(member_id)
+        ensure_peer_cert(fed, ca, member_id)
+        fed.write_manifest(signed)
+        warning = server_name_warning(settings, ca, address)
+        return InitResult(fed.require(), True, (warning,) if warning else ())
+
+
+def add_member(settings: Settings, request_path: Path, out: Path) -> AddResult:
+    """Add the requesting registry, sign the next version, write its grant to `out`."""
+    fed = FederationDir(settings.data_dir)
+    req = JoinRequest.read(request_path)
+    if not out.parent.is_dir():
+        raise FederationSetupError(f"--out {out}: directory {out.parent} does not exist")
+    with fed.locked():
+        installed, key = _hub(fed)
+        manifest = installed.manifest
+        existing = manifest.member(req.id)
+        wanted = Member(req.id, req.name, req.address, req.ca_pem, MEMBER_ROLES)
+        if existing is not None:
+            if (existing.name, existing.address, existing.ca_pem) != (
+                req.name,
+                req.address,
+                req.ca_pem,
+            ):
+                raise FederationSetupError(
+                    f"member id {req.id} is already in federation {manifest.federation} with "
+                    f"address {existing.address} and another CA or name; remove it first "
+                    f"(`numbind federation remove-member {req.id}`) or pick another id"
+                )
+            signed, member, added = installed.signed, existing, False
+        else:
+            for m in manifest.members:
+                if m.address == req.address:
+                    raise FederationSetupError(
+                        f"address {req.address} is already member {m.id}'s; each member "
+                        "serves at its own address"
+                    )
+                if m.ca_spki == wanted.ca_spki:
+                    raise FederationSetupError(
+                        f"the request's CA is already member {m.id}'s; each member needs its "
+                        "own CA (it is what its registry identity is checked against)"
+                    )
+            successor = manifest.successor(issued_at=_now(), members=[*manifest.members, wanted])
+            signed = _sign_next(installed, key, successor)
+            member, added = wanted, True
+        authority = signed.manifest.authority
+        grant = Grant(
+            member=req.id,
+            federation_key=installed.key.vkey(),
+            hub_id=authority.id,
+            hub_address=authority.address,
+            hub_ca_pem=authority.ca_pem,
+            manifest=signed.data,
+        ).to_bytes()
+        # The hub's manifest first: a grant must never carry a version the hub does not hold
+        # (it would sign a different one under that number next, and members would see a
+        # fork). A failure writing the grant is repaired by running the same command again.
+        if added:
+            fed.write_manifest(signed)
+        write_atomically(out, grant, 0o644)
+        return AddResult(member, signed, added)
+
+
+def remove_member(settings: Settings, member_id: str) -> SignResult:
+    """Drop a member and sign the next version; its registry identity stops counting."""
+    check_member_id("member id", member_id)
+    fed = FederationDir(settings.data_dir)
+    with fed.locked():
+        installed, key = _hub(fed)
+        manifest = installed.manifest
+        if manifest.member(member_id) is None:
+            return SignResult(installed.signed, False)
+        if manifest.authority.id == member_id:
+            raise FederationSetupError(
+                f"{member_id} is the lifecycle authority; a federation cannot remove its hub"
+            )
+        members = [m for m in manifest.members if m.id != member_id]
+        signed = _sign_next(installed, key, manifest.successor(issued_at=_now(), members=members))
+        fed.write_manifest(signed)
+        return SignResult(signed, True)
+
+
+def refresh(settings: Settings, *, address: str | None = None) -> SignResult:
+    """Re-read the token keys (after a rotation) and, with `address`, move the hub; sign
+    the next version if anything changed."""
+    fed = FederationDir(settings.data_dir)
+    with fed.locked():
+        installed, key = _hub(fed)
+        manifest = installed.manifest
+        hub = manifest.authority
+        new_address = check_address("--address", address) if address else hub.address
+        ts_address = manifest.token_service.address
+        if "token-service" in hub.roles:
+            ts_address = new_address
+        token_service = read_token_service(settings, ts_address)
+        members = [
+            Member(m.id, m.name, new_address, m.ca_pem, m.roles) if m.id == hub.id else m
+            for m in manifest.members
+        ]
+        if token_service == manifest.token_service and new_address == hub.address:
+            return SignResult(installed.signed, False)
+        successor = manifest.successor(
+            issued_at=_now(), members=members, token_service=token_service
+        )
+        signed = _sign_next(installed, key, successor)
+        fed.write_manifest(signed)
+        return SignResult(signed, True)

@@ -1,0 +1,34 @@
+"""The token service's public keys, as the hub publishes them in the manifest.
+
+The one place federation reads the key ring (numbind.registry.keys): public halves only,
+never a secret.
+"""
+
+from __future__ import annotations
+
+from numbind.protocol.manifest import FederationSetupError, TokenPublicKey, TokenService
+from numbind.registry.config import Settings
+
+__all__ = ["token_service"]
+
+
+def token_service(settings: Settings, address: str) -> TokenService:
+    """The token service's public keys, from this registry's key ring."""
+    from numbind.registry.errors import NumbindError
+    from numbind.registry.keys import KeyRing
+    from numbind.registry.storage import migrate
+    from numbind.registry.storage.db import Database
+
+    db = Database(settings.effective_database_url)
+    try:
+        migrate.upgrade(db.write_engine)
+        ring = KeyRing(db, settings.keys_dir)
+        ring.reload()
+        active = ring.active()
+        live = ring.live()
+    except NumbindError as exc:
+        raise FederationSetupError(f"token keys: {exc.message}") from None
+    finally:
+        db.close()
+    keys = sorted((TokenPublicKey(k.key_id, k.public_key) for k in live), key=lambda k: k.key_id)
+    return TokenService(address=address, active_key_id=active.key_id, keys=tuple(keys))

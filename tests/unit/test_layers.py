@@ -63,3 +63,13 @@ def test_domain_code_importing_sqlalchemy_breaks_the_contract(tmp_path: Path) ->
     out = _lint_imports(tmp_path)
     assert out.returncode != 0
     assert "numbind.registry.domain.quota -> sqlalchemy" in out.stdout
+
+
+def test_a_store_side_module_reading_key_files_breaks_the_contract(tmp_path: Path) -> None:
+    _copy_tree(tmp_path)
+    module = tmp_path / "registry" / "numbind" / "registry" / "services" / "rekey.py"
+    module.write_text(module.read_text() + "\nimport numbind.registry.keys  # noqa\n")
+    out = _lint_imports(tmp_path)
+    assert out.returncode != 0
+    assert "The store side never holds a token key" in out.stdout
+    assert "numbind.registry.services.rekey -> numbind.registry.keys" in out.stdout

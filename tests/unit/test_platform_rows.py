@@ -280,7 +280,7 @@ def test_bucket_bits_follow_snapshot_size() -> None:
 
 
 def _token(i: int) -> bytes:
-    return i.to_bytes(4, "big") * 16
+    return i.to_bytes(4, "big") * 8
 
 
 def test_store_digests_match_the_shared_definition_even_with_duplicates(tmp_path: Path) -> None:

@@ -45,6 +45,12 @@ class Settings:
     shutdown_grace_seconds: float = 5.0
     attestation_max_lifetime_seconds: float = 600.0
     clock_skew_seconds: float = 60.0
+    # The store re-key after a rotation: rows per batch (one transaction each), a pause
+    # after each batch (0 in production; tests slow a re-key down with it), and how long
+    # a runner's lease lasts without renewal (a killed runner's job is taken over then).
+    rekey_batch_rows: int = 2000
+    rekey_pause_seconds: float = 0.0
+    rekey_lease_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
@@ -57,6 +63,12 @@ class Settings:
         for name in ("heartbeat_seconds", "visibility_timeout_seconds", "order_deadline_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: got {getattr(self, name)}, want > 0")
+        if not 1 <= self.rekey_batch_rows <= 100_000:
+            raise ValueError(f"rekey_batch_rows: got {self.rekey_batch_rows}, want 1..100000")
+        if self.rekey_pause_seconds < 0:
+            raise ValueError(f"rekey_pause_seconds: got {self.rekey_pause_seconds}, want >= 0")
+        if self.rekey_lease_seconds <= 0:
+            raise ValueError(f"rekey_lease_seconds: got {self.rekey_lease_seconds}, want > 0")
         if self.quota.rate_per_second <= 0 or self.quota.burst < 1 or self.quota.daily_cap < 1:
             raise ValueError(f"quota: got {self.quota}, want positive rate, burst and cap")
 
@@ -92,6 +104,9 @@ _ENV = {
     "heartbeat_seconds": "NUMBIND_HEARTBEAT_SECONDS",
     "visibility_timeout_seconds": "NUMBIND_VISIBILITY_TIMEOUT_SECONDS",
     "order_deadline_seconds": "NUMBIND_ORDER_DEADLINE_SECONDS",
+    "rekey_batch_rows": "NUMBIND_REKEY_BATCH_ROWS",
+    "rekey_pause_seconds": "NUMBIND_REKEY_PAUSE_SECONDS",
+    "rekey_lease_seconds": "NUMBIND_REKEY_LEASE_SECONDS",
 }
 _QUOTA_ENV = {
     "rate_per_second": "NUMBIND_QUOTA_RATE",

@@ -29,5 +29,8 @@ class TokensServicer(tokens_pb2_grpc.TokensServicer):
             current_principal(), request.key_id, list(request.blinded_elements)
         )
         return tokens_pb2.EvaluateResponse(
-            key_id=result.key_id, evaluated_elements=result.evaluated, proof=result.proof
+            key_id=result.key_id,
+            evaluated_elements=result.evaluated,
+            proof=result.proof,
+            active_key_id=result.active_key_id,
         )

@@ -1,4 +1,9 @@
-"""Admin operations: principals, token keys, statistics. No grpc here."""
+"""Admin operations: principals, token keys, statistics. No grpc here.
+
+Rotation is the one place both halves of the token design meet: the token service (KeyRing)
+makes the new key and computes Delta = k_new / k_old; the store side receives only Delta
+(storage.keymap.begin_rekey), in the same transaction, and re-keys in the background.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from numbind.registry.domain import validate
+from numbind.registry.domain.keymap import RekeyStatus
 from numbind.registry.domain.types import LIVE_BINDING_STATES, OrderState, Principal, Role, now_us
 from numbind.registry.errors import InvalidArgument
 from numbind.registry.keys import KeyRing, TokenKey
 from numbind.registry.pki import CertificateAuthority, PrincipalId
 from numbind.registry.services.directory import Directory
-from numbind.registry.storage import idempotency, principals, usage
+from numbind.registry.services.rekey import RekeyRunner
+from numbind.registry.services.tokenmap import TokenMapper
+from numbind.registry.storage import idempotency, keymap, principals, usage
 from numbind.registry.storage.db import Database
 from numbind.registry.storage.models import BindingRow, NumberRow, OrderRow, PrincipalRow
 from sqlalchemy import case, func, select
@@ -27,16 +35,25 @@ class Stats:
     numbers: int
     orders: dict[OrderState, int]
     usage: list[tuple[str, str, int, int]]
+    rekey: RekeyStatus | None
 
 
 class AdminService:
     def __init__(
-        self, db: Database, keys: KeyRing, directory: Directory, ca: CertificateAuthority | None
+        self,
+        db: Database,
+        keys: KeyRing,
+        directory: Directory,
+        ca: CertificateAuthority | None,
+        tokens: TokenMapper,
+        rekeyer: RekeyRunner,
     ) -> None:
         self._db = db
         self._keys = keys
         self._directory = directory
         self._ca = ca
+        self._tokens = tokens
+        self._rekeyer = rekeyer
 
     async def register(
         self,
@@ -101,27 +118,52 @@ class AdminService:
     def list_keys(self) -> list[TokenKey]:
         return self._keys.all()
 
-    async def rotate_key(self, caller: Principal, request_id: str) -> TokenKey:
+    async def rotate_key(
+        self, caller: Principal, request_id: str
+    ) -> tuple[TokenKey, RekeyStatus | None]:
+        """A new active key, and the store re-key it starts; refused while one runs."""
         validate.request_id(request_id)
         body = hashlib.sha256(b"RotateKey").digest()
 
+        def rotate(session: Session) -> dict[str, Any]:
+            # Locks the key map first: two rotations at once queue here, and the second is
+            # refused (naming the first's progress) before it makes a key.
+            keymap.require_no_rekey(session)
+            rotation = self._keys.create_active(session)
+            if rotation.previous_key_id is None or rotation.delta is None:
+                keymap.ensure_store_key(session, rotation.key.key_id)
+            else:
+                keymap.begin_rekey(
+                    session,
+                    rotation.previous_key_id,
+                    rotation.key.key_id,
+                    rotation.delta,
+                    rotation.key.created_us,
+                )
+            return {"key_id": rotation.key.key_id}
+
         def act(session: Session) -> dict[str, Any]:
             return idempotency.once(
-                session,
-                caller.pk,
-                "RotateKey",
-                request_id,
-                body,
-                lambda: {"key_id": self._keys.create_active(session).key_id},
+                session, caller.pk, "RotateKey", request_id, body, lambda: rotate(session)
             )
 
         result = await self._db.run(act)
         self._keys.reload()
-        return next(k for k in self._keys.all() if k.key_id == result["key_id"])
+        self._tokens.invalidate()
+        self._rekeyer.wake()
+        key = next(k for k in self._keys.all() if k.key_id == result["key_id"])
+        return key, await self._tokens.latest_rekey()
 
     async def retire_key(self, key_id: str) -> None:
-        await self._db.run(lambda s: KeyRing.retire(s, key_id))
+        """Stop evaluating under an old key and forget its delta (refused mid re-key)."""
+
+        def act(session: Session) -> None:
+            keymap.forget_key(session, key_id)
+            KeyRing.retire(session, key_id)
+
+        await self._db.run(act)
         self._keys.reload()
+        self._tokens.invalidate()
 
     def export_key(self, key_id: str) -> bytes:
         return self._keys.export(key_id)
@@ -162,6 +204,7 @@ class AdminService:
                 numbers or 0,
                 orders,
                 use,
+                keymap.latest_rekey(session),
             )
 
         return await self._db.run(read, write=False)

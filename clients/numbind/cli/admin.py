@@ -20,8 +20,8 @@ from numbind.cli.serve import add_store_options, settings_from
 __all__ = ["add_commands"]
 
 _REMOTE = (
-    ("rotate-key", "make a new active token key; the old one keeps evaluating"),
-    ("retire-key", "stop evaluating under an old token key"),
+    ("rotate-key", "make a new active token key and re-key the store to it"),
+    ("retire-key", "stop evaluating under an old token key and forget its re-key delta"),
     ("export-key", "print a token key's secret scalar (hex) for escrow"),
     ("keys", "list the token keys"),
     ("stats", "registry statistics"),
@@ -95,7 +95,12 @@ def _print(obj: dict[str, Any], as_json: bool) -> None:
         print(json.dumps(obj, ensure_ascii=False, indent=2))
         return
     for k, v in obj.items():
-        print(f"{k}: {v}")
+        if isinstance(v, dict):  # e.g. stats' re-key progress
+            print(f"{k}:")
+            for k2, v2 in v.items():
+                print(f"  {k2}: {v2}")
+        else:
+            print(f"{k}: {v}")
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -43,7 +43,10 @@ class AdminClient:
     def rotate_key(self, request_id: str | None = None) -> dict[str, Any]:
         rid = request_id or uuid.uuid4().hex
         resp = self._call(self._stub.RotateKey, admin_pb2.RotateKeyRequest(request_id=rid))
-        return {"key_id": resp.key.key_id, "state": _STATES.get(resp.key.state, "?")}
+        out = {"key_id": resp.key.key_id, "state": _STATES.get(resp.key.state, "?")}
+        if resp.HasField("rekey"):
+            out["rekey"] = rekey_dict(resp.rekey)
+        return out
 
     def retire_key(self, key_id: str) -> None:
         self._call(
@@ -70,7 +73,9 @@ class AdminClient:
     def stats(self) -> dict[str, Any]:
         resp = self._call(self._stub.GetStats, admin_pb2.GetStatsRequest())
         out: dict[str, Any] = {
-            f.name: getattr(resp, f.name) for f in resp.DESCRIPTOR.fields if f.name != "usage"
+            f.name: getattr(resp, f.name)
+            for f in resp.DESCRIPTOR.fields
+            if f.name not in ("usage", "rekey")
         }
         out["usage"] = [
             {
@@ -80,4 +85,26 @@ class AdminClient:
             }
             for u in resp.usage
         ]
+        if resp.HasField("rekey"):
+            out["rekey"] = rekey_dict(resp.rekey)
         return out
+
+
+_REKEY_STATES = {admin_pb2.REKEY_STATE_RUNNING: "RUNNING", admin_pb2.REKEY_STATE_DONE: "DONE"}
+
+
+def rekey_dict(p: admin_pb2.RekeyProgress) -> dict[str, Any]:
+    """A store re-key's progress as `admin stats` prints it."""
+    out: dict[str, Any] = {
+        "from_key_id": p.from_key_id,
+        "to_key_id": p.to_key_id,
+        "state": _REKEY_STATES.get(p.state, "?"),
+        "rows_done": p.rows_done,
+        "rows_total": p.rows_total,
+        "rows_per_second": round(p.rows_per_second, 1),
+        "eta_seconds": round(p.eta_seconds, 1),
+        "started_at": p.started_at.ToJsonString(),
+    }
+    if p.HasField("finished_at"):
+        out["finished_at"] = p.finished_at.ToJsonString()
+    return out

@@ -28,7 +28,9 @@ Errors
     RESOURCE_EXHAUSTED are retried with jittered backoff under the same request id, so the
     registry answers a retried batch as it answered the first try. A bad number raises
     ``numbind.sdk.phone.InvalidNumber`` naming its position in the input; a bad row value raises
-    ValueError naming the field; a sync over its ``max_withdraw`` raises SyncAborted.
+    ValueError naming the field; a sync over its ``max_withdraw`` raises SyncAborted. While
+    the registry re-keys its store after a key rotation, ``digest`` and ``list_bucket``
+    raise RekeyInProgress (with progress and a retry delay); ``sync`` waits it out.
     Batches run concurrently: when one fails, batches already sent stay published (every
     call is idempotent, so running it again is safe).
 """
@@ -77,10 +79,11 @@ from numbind.protocol.digest import (
 )
 from numbind.protocol.limits import MAX_ACCOUNT_REF, MAX_BINDINGS, TOKEN_BYTES, instant_problem
 from numbind.sdk.channel import secure_channel
-from numbind.sdk.errors import NumbindClientError, ServerError
+from numbind.sdk.errors import KeyRotated, NumbindClientError, ServerError
 from numbind.sdk.feed import CURSOR_FILE, EventFeed, FeedEvent
 from numbind.sdk.phone import DEFAULT_REGION
 from numbind.sdk.progress import Meter, ProgressCallback
+from numbind.sdk.rekeying import wait_out_rekey
 from numbind.sdk.retry import RetryPolicy, call_with_retry
 from numbind.sdk.tokenizer import Tokenizer
 from numbind.v1 import common_pb2, platforms_pb2, platforms_pb2_grpc
@@ -110,6 +113,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_US = timedelta(microseconds=1)
 _REF_DOMAIN = b"numbind-account-ref-v1\x00"
 _TARGET_BUCKET_ROWS = 256
+# A sync starts its comparison over at most this often when the registry's key rotates
+# under it (rotations are rare; a loop beyond this is a misconfiguration, e.g. a pinned key).
+_ROTATIONS_PER_SYNC = 3
 _BUCKETS16 = 1 << MAX_BUCKET_BITS
 
 T = TypeVar("T")
@@ -422,6 +428,10 @@ class _Store:
     The finest (16-bit) bucket counts and digests are kept in memory (2 MB) as rows arrive,
     so any coarser bucket_bits is a fold over them. Only the store's own thread touches the
     connection, which keeps SQLite's blocking calls off the event loop.
+
+    Each row keeps its key id and, for rows tokenised here, its E.164 form: when the
+    registry rotates its key during a sync, rows under the old key are tokenised again
+    under the new one (``stale`` / ``replace``) instead of the sync failing.
     """
 
     def __init__(self, directory: Path | None) -> None:
@@ -440,12 +450,15 @@ class _Store:
         self._db.executescript(
             """
             CREATE TABLE snap (b16 INTEGER, token BLOB, ref BLOB, bound_us INTEGER, kind INTEGER,
+                               key_id TEXT, e164 TEXT,
                                PRIMARY KEY (b16, token, ref)) WITHOUT ROWID;
             CREATE TABLE pub (token BLOB, ref BLOB, bound_us INTEGER, kind INTEGER);
             CREATE TABLE wd (token BLOB, ref BLOB);
             """
         )
         self.key_id = ""
+        # Rows arrived under more than one key (the registry rotated during the fill).
+        self.mixed = False
         self.written = 0
         self.counts = [0] * _BUCKETS16
         self.digests = [0] * _BUCKETS16
@@ -458,29 +471,29 @@ class _Store:
         self._db.close()
         self._tmp.cleanup()
 
-    def add(self, key_id: str, items: list[_Item]) -> None:
+    # A binding named twice keeps the latest bound_at (then the highest kind): the same
+    # answer whichever batch lands first.
+    _UPSERT = (
+        "INSERT INTO snap VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (b16, token, ref) DO UPDATE "
+        "SET bound_us = excluded.bound_us, kind = excluded.kind "
+        "WHERE (excluded.bound_us, excluded.kind) > (snap.bound_us, snap.kind)"
+    )
+
+    def add(self, key_id: str, items: list[_Item], e164s: Sequence[str] | None = None) -> None:
         if not self.key_id:
             self.key_id = key_id
         elif key_id != self.key_id:
-            raise ValueError(
-                f"key_id: snapshot mixes {self.key_id} and {key_id}; sync one key at a time"
-            )
+            self.mixed = True
         rows = []
         counts, digests = self.counts, self.digests
-        for token, ref, us, kind in items:
+        numbers: Iterable[str | None] = e164s if e164s is not None else [None] * len(items)
+        for (token, ref, us, kind), e164 in zip(items, numbers, strict=True):
             b16 = bucket16(token)
             counts[b16] += 1
             digests[b16] ^= int.from_bytes(binding_digest(key_id, token, ref, us, kind), "big")
-            rows.append((b16, token, ref, us, kind))
-        # A binding named twice keeps the latest bound_at (then the highest kind): the same
-        # answer whichever batch lands first.
+            rows.append((b16, token, ref, us, kind, key_id, e164))
         self._db.execute("BEGIN")
-        self._db.executemany(
-            "INSERT INTO snap VALUES (?, ?, ?, ?, ?) ON CONFLICT (b16, token, ref) DO UPDATE "
-            "SET bound_us = excluded.bound_us, kind = excluded.kind "
-            "WHERE (excluded.bound_us, excluded.kind) > (snap.bound_us, snap.kind)",
-            rows,
-        )
+        self._db.executemany(self._UPSERT, rows)
         self._db.execute("COMMIT")
         self.written += len(rows)
 
@@ -488,14 +501,50 @@ class _Store:
         """Distinct bindings; refolds the digests from disk if any binding came twice."""
         (distinct,) = self._db.execute("SELECT count(*) FROM snap").fetchone()
         if distinct != self.written:
-            counts, digests = [0] * _BUCKETS16, [0] * _BUCKETS16
-            for b16, token, ref, us, kind in self._db.execute("SELECT * FROM snap"):
-                counts[b16] += 1
-                digests[b16] ^= int.from_bytes(
-                    binding_digest(self.key_id, token, ref, us, kind), "big"
-                )
-            self.counts, self.digests = counts, digests
+            self.refold()
         return int(distinct)
+
+    def refold(self) -> None:
+        """Counts and digests again from disk, each row under its own key id."""
+        counts, digests = [0] * _BUCKETS16, [0] * _BUCKETS16
+        rows = self._db.execute("SELECT b16, token, ref, bound_us, kind, key_id FROM snap")
+        for b16, token, ref, us, kind, key_id in rows:
+            counts[b16] += 1
+            digests[b16] ^= int.from_bytes(binding_digest(key_id, token, ref, us, kind), "big")
+        self.counts, self.digests = counts, digests
+        self.written = sum(counts)
+
+    def keys(self) -> set[str]:
+        return {k for (k,) in self._db.execute("SELECT DISTINCT key_id FROM snap")}
+
+    def stale(self, key_id: str, limit: int) -> list[tuple[Any, ...]]:
+        """Up to ``limit`` rows under another key: (b16, token, ref, bound_us, kind, e164)."""
+        return self._db.execute(
+            "SELECT b16, token, ref, bound_us, kind, e164 FROM snap WHERE key_id != ? LIMIT ?",
+            (key_id, limit),
+        ).fetchall()
+
+    def replace(self, rows: list[tuple[Any, ...]], tokens: list[bytes], key_id: str) -> None:
+        """Rows from ``stale``, now under ``key_id`` with these tokens."""
+        self._db.execute("BEGIN")
+        self._db.executemany(
+            "DELETE FROM snap WHERE b16 = ? AND token = ? AND ref = ?", [r[:3] for r in rows]
+        )
+        self._db.executemany(
+            self._UPSERT,
+            [
+                (bucket16(t), t, ref, us, kind, key_id, e164)
+                for (_, _, ref, us, kind, e164), t in zip(rows, tokens, strict=True)
+            ],
+        )
+        self._db.execute("COMMIT")
+        self.key_id, self.mixed = key_id, False
+
+    def reset_plan(self) -> None:
+        self._db.execute("BEGIN")
+        self._db.execute("DELETE FROM pub")
+        self._db.execute("DELETE FROM wd")
+        self._db.execute("COMMIT")
 
     def buckets(self, bits: int) -> dict[int, tuple[int, bytes]]:
         """Non-empty buckets at ``bits``: bucket -> (count, digest)."""
@@ -649,8 +698,12 @@ class PlatformClient:
     def _request_id(self, verb: str) -> str:
         return f"{verb}-{self._session}-{next(self._seq)}"
 
-    async def _items(self, rows: Sequence[NumberAccount], start: int) -> list[tuple[bytes, bytes]]:
-        """(token, account_ref) per row, in order. InvalidNumber names the global position."""
+    async def _items(
+        self, rows: Sequence[NumberAccount], start: int
+    ) -> tuple[str, list[tuple[bytes, bytes]], list[str]]:
+        """(key id, (token, account_ref) per row, E.164 per row), in order. The key id is
+        the tokens' own: the tokenizer may move to a new key between calls after a
+        rotation. InvalidNumber names the global position."""
         _, tokenizer = self._ensure()
         refs = self.account_refs
 
@@ -660,8 +713,10 @@ class PlatformClient:
             return e164s, [refs(r.account_id) for r in rows]
 
         e164s, account_refs = await asyncio.to_thread(prepare)
-        tokens = await tokenizer.tokenize_e164(e164s)
-        return [(t.token, ref) for t, ref in zip(tokens, account_refs, strict=True)]
+        key = await tokenizer.key()
+        tokens = await tokenizer.tokenize_e164(e164s, key=key)
+        pairs = [(t.token, ref) for t, ref in zip(tokens, account_refs, strict=True)]
+        return key.key_id, pairs, e164s
 
     async def _send_publish(self, key_id: str, items: list[_Item]) -> tuple[int, int, int, int]:
         """(inserted, updated, unchanged, duplicates) for one batch."""
@@ -750,12 +805,12 @@ class PlatformClient:
         """Tokenise and upsert rows, streamed in pipelined batches. Idempotent."""
 
         async def to_items(chunk: list[Row], start: int) -> tuple[str, list[_Item]]:
-            pairs = await self._items(chunk, start)
+            key_id, pairs, _ = await self._items(chunk, start)
             items = [
                 (token, ref, to_us(r.bound_at), int(r.kind))
                 for (token, ref), r in zip(pairs, chunk, strict=True)
             ]
-            return await self.key_id(), items
+            return key_id, items
 
         meter = Meter("publish", total, progress or self._progress)
         return await self._publish_batches(_chunks(rows, self._batch), to_items, meter)
@@ -790,7 +845,8 @@ class PlatformClient:
         async def to_keys(
             chunk: list[NumberAccount], start: int
         ) -> tuple[str, list[tuple[bytes, bytes]]]:
-            return await self.key_id(), await self._items(chunk, start)
+            key_id, pairs, _ = await self._items(chunk, start)
+            return key_id, pairs
 
         meter = Meter("withdraw", total, progress or self._progress)
         return await self._withdraw_batches(_chunks(rows, self._batch), to_keys, meter)
@@ -831,8 +887,17 @@ class PlatformClient:
         }
 
     async def _list_pages(
-        self, bucket_bits: int, bucket: int, key_id: str, page_size: int
+        self,
+        bucket_bits: int,
+        bucket: int,
+        key_id: str,
+        page_size: int,
+        *,
+        wait_rekey: bool = False,
+        progress: ProgressCallback | None = None,
     ) -> AsyncIterator[list[common_pb2.Binding]]:
+        """Pages of one bucket. With ``wait_rekey`` a store re-key is waited out (reported
+        to ``progress``); by default it raises RekeyInProgress."""
         stub, _ = self._ensure()
         page_token = ""
         while True:
@@ -843,9 +908,15 @@ class PlatformClient:
                 page_size=page_size,
                 page_token=page_token,
             )
-            resp: platforms_pb2.ListBindingsResponse = await call_with_retry(
-                partial(stub.ListBindings, request, timeout=self._timeout), self._retry
+            call = partial(
+                call_with_retry,
+                partial(stub.ListBindings, request, timeout=self._timeout),
+                self._retry,
             )
+            if wait_rekey:
+                resp: platforms_pb2.ListBindingsResponse = await wait_out_rekey(call, progress)
+            else:
+                resp = await call()
             yield list(resp.bindings)
             page_token = resp.next_page_token
             if not page_token:
@@ -896,8 +967,11 @@ class PlatformClient:
         Streams the snapshot once into a temporary SQLite file in ``work_dir`` (default: the
         system temp dir; ~200 bytes a row), compares per-bucket digests with the registry,
         lists only the buckets that differ on both sides, then publishes what is missing or
-        changed and withdraws what is extra. Bindings under other token keys are left alone.
-        ``dry_run`` stops after planning; ``max_withdraw`` raises SyncAborted before any
+        changed and withdraws what is extra. The comparison runs under the key the registry
+        holds bindings under (its active key): after a key rotation, snapshot rows made
+        under the old key are tokenised again, and while the registry re-keys its store
+        the sync waits (progress phase ``re-key``) rather than see a difference that is
+        not one. ``dry_run`` stops after planning; ``max_withdraw`` raises SyncAborted before any
         change when the plan withdraws more (a truncated export must not empty the
         registry). A binding named twice keeps its latest bound_at.
         """
@@ -908,12 +982,12 @@ class PlatformClient:
 
             async def work(batch: tuple[int, list[Row]]) -> None:
                 start, rows = batch
-                pairs = await self._items(rows, start)
+                key_id, pairs, e164s = await self._items(rows, start)
                 items = [
                     (token, ref, to_us(r.bound_at), int(r.kind))
                     for (token, ref), r in zip(pairs, rows, strict=True)
                 ]
-                await store.run(store.add, await self.key_id(), items)
+                await store.run(store.add, key_id, items, e164s)
                 meter.add(len(rows))
 
             await _pipeline(_chunks(snapshot, self._batch), work, self._in_flight)
@@ -945,6 +1019,77 @@ class PlatformClient:
 
         return await self._sync(fill, bucket_bits, dry_run, max_withdraw, work_dir, callback)
 
+    async def _settle(self, store: _Store, callback: ProgressCallback | None) -> str:
+        """The key the registry holds bindings under (its active key), with every snapshot
+        row tokenised under it."""
+        _, tokenizer = self._ensure()
+        key = await tokenizer.refresh()
+        if (await store.run(store.keys)) - {key.key_id}:
+            meter = Meter("re-tokenise", None, callback)
+            while rows := await store.run(store.stale, key.key_id, self._batch):
+                if any(r[5] is None for r in rows):
+                    raise KeyRotated(
+                        f"records are under {store.key_id}, but the registry now holds every "
+                        f"binding under {key.key_id}: tokenise them under it and sync again",
+                        key.key_id,
+                    )
+                results = await tokenizer.tokenize_e164([r[5] for r in rows], key=key)
+                await store.run(store.replace, rows, [t.token for t in results], key.key_id)
+                meter.add(len(rows))
+            await store.run(store.refold)
+        store.key_id = key.key_id
+        return key.key_id
+
+    async def _plan(
+        self,
+        store: _Store,
+        key_id: str,
+        distinct: int,
+        bucket_bits: int | None,
+        callback: ProgressCallback | None,
+    ) -> _Plan:
+        """Compare digests, list the buckets that differ, and plan publish / withdraw."""
+        bits = choose_bucket_bits(distinct) if bucket_bits is None else bucket_bits
+        remote = await wait_out_rekey(lambda: self.digest(bits, key_id), callback)
+        server_total = sum(b.count for b in remote.values())
+        if bucket_bits is None and choose_bucket_bits(server_total) > bits:
+            # The registry holds far more than the snapshot: finer buckets keep lists short.
+            bits = choose_bucket_bits(server_total)
+            remote = await wait_out_rekey(lambda: self.digest(bits, key_id), callback)
+        local = await store.run(store.buckets, bits)
+        differing = _differing(local, remote)
+
+        planned = [0, 0, 0, 0]  # added, changed, withdrawn, buckets listed
+        meter = Meter("compare", len(differing), callback, unit="bucket")
+
+        async def compare(bucket: int) -> None:
+            server: dict[tuple[bytes, bytes], tuple[int, int]] = {}
+            pages = self._list_pages(
+                bits, bucket, key_id, MAX_BATCH, wait_rekey=True, progress=callback
+            )
+            async for page in pages:
+                for b in page:
+                    server[(bytes(b.token.value), bytes(b.account_ref))] = (
+                        _us(b.bound_at),
+                        int(b.kind),
+                    )
+            mine = await store.run(store.bucket, bits, bucket)
+            publish: list[_Item] = []
+            for key, value in mine.items():
+                theirs = server.pop(key, None)
+                if theirs != value:
+                    publish.append((*key, *value))
+                    planned[1 if theirs is not None else 0] += 1
+            withdraw = list(server)
+            planned[2] += len(withdraw)
+            planned[3] += 1
+            await store.run(store.plan, publish, withdraw)
+            meter.add(1)
+
+        await _pipeline(_iterate(differing), compare, self._in_flight)
+        added, changed, withdrawn, listed = planned
+        return _Plan(bits, server_total, local, differing, (added, changed, withdrawn, listed))
+
     async def _sync(
         self,
         fill: Callable[[_Store], Awaitable[int]],
@@ -961,44 +1106,26 @@ class PlatformClient:
         try:
             rows = await fill(store)
             distinct = await store.run(store.finish)
-            key_id = store.key_id or await self.key_id()
-
-            bits = choose_bucket_bits(distinct) if bucket_bits is None else bucket_bits
-            remote = await self.digest(bits, key_id)
-            server_total = sum(b.count for b in remote.values())
-            if bucket_bits is None and choose_bucket_bits(server_total) > bits:
-                # The registry holds far more than the snapshot: finer buckets keep lists short.
-                bits = choose_bucket_bits(server_total)
-                remote = await self.digest(bits, key_id)
-            local = await store.run(store.buckets, bits)
-            differing = _differing(local, remote)
-
-            planned = [0, 0, 0, 0]  # added, changed, withdrawn, buckets listed
-            meter = Meter("compare", len(differing), callback, unit="bucket")
-
-            async def compare(bucket: int) -> None:
-                server: dict[tuple[bytes, bytes], tuple[int, int]] = {}
-                async for page in self._list_pages(bits, bucket, key_id, MAX_BATCH):
-                    for b in page:
-                        server[(bytes(b.token.value), bytes(b.account_ref))] = (
-                            _us(b.bound_at),
-                            int(b.kind),
-                        )
-                mine = await store.run(store.bucket, bits, bucket)
-                publish: list[_Item] = []
-                for key, value in mine.items():
-                    theirs = server.pop(key, None)
-                    if theirs != value:
-                        publish.append((*key, *value))
-                        planned[1 if theirs is not None else 0] += 1
-                withdraw = list(server)
-                planned[2] += len(withdraw)
-                planned[3] += 1
-                await store.run(store.plan, publish, withdraw)
-                meter.add(1)
-
-            await _pipeline(_iterate(differing), compare, self._in_flight)
-            added, changed, withdrawn, listed = planned
+            # A rotation makes the registry hold every binding under its new key. Before
+            # comparing (and again if it happens while comparing) the snapshot is moved to
+            # that key; a re-key under way is waited out. Nothing is changed on the registry
+            # until a comparison has finished under the key it holds bindings under.
+            for attempt in range(_ROTATIONS_PER_SYNC + 1):
+                key_id = await self._settle(store, callback)
+                await store.run(store.reset_plan)
+                try:
+                    plan = await self._plan(store, key_id, distinct, bucket_bits, callback)
+                    break
+                except KeyRotated:
+                    if attempt == _ROTATIONS_PER_SYNC:
+                        raise
+            bits, server_total, local, differing = (
+                plan.bits,
+                plan.server_total,
+                plan.local,
+                plan.differing,
+            )
+            added, changed, withdrawn, listed = plan.counts
             if max_withdraw is not None and withdrawn > max_withdraw and not dry_run:
                 raise SyncAborted(
                     f"sync would withdraw {withdrawn} of {server_total} bindings, more than "
@@ -1029,7 +1156,11 @@ class PlatformClient:
                         as_keys,
                         Meter("withdraw", withdrawn, callback),
                     )
-                converged = not _differing(local, await self.digest(bits, key_id))
+                try:
+                    after = await wait_out_rekey(lambda: self.digest(bits, key_id), callback)
+                    converged = not _differing(local, after)
+                except KeyRotated:  # rotated since the comparison: the next sync settles it
+                    converged = False
 
             return SyncSummary(
                 rows=rows,
@@ -1051,6 +1182,15 @@ class PlatformClient:
             )
         finally:
             await asyncio.to_thread(store.close)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    bits: int
+    server_total: int
+    local: dict[int, tuple[int, bytes]]
+    differing: list[int]
+    counts: tuple[int, int, int, int]  # added, changed, withdrawn, buckets listed
 
 
 def _check_bits(bits: int) -> None:

@@ -122,6 +122,15 @@ class Tokenizer:
                     log.info("token key rotated: now tokenising under %s", self._key.key_id)
             return self._key
 
+    async def refresh(self) -> PinnedKey:
+        """Ask the registry for its keys now and pin the active one (or the ``key_id`` this
+        tokenizer was made for): how a long job checks it still tokenises under the key
+        the registry holds bindings under."""
+        async with self._key_lock:
+            self._rotated = False
+            self._key = await self._fetch_key()
+            return self._key
+
     async def _fetch_key(self) -> PinnedKey:
         resp: tokens_pb2.GetKeysResponse = await call_with_retry(
             lambda: self._stub.GetKeys(tokens_pb2.GetKeysRequest(), timeout=30), self._retry

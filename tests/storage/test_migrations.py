@@ -47,10 +47,10 @@ def test_indexes_for_the_hot_queries_exist(database_url: str) -> None:
         migrate.upgrade(engine)
         insp = inspect(engine)
         binding_indexes = {tuple(i["column_names"]) for i in insp.get_indexes("bindings")}
-        assert ("token",) in binding_indexes
         assert ("platform_pk", "bucket") in binding_indexes
+        # Token first: the upsert key also serves lookups by token across platforms.
         uniques = {tuple(u["column_names"]) for u in insp.get_unique_constraints("bindings")}
-        assert ("platform_pk", "token", "account_ref") in uniques
+        assert ("token", "platform_pk", "account_ref") in uniques
         assert insp.get_pk_constraint("feed_events")["constrained_columns"] == [
             "platform_pk",
             "seq",

@@ -238,7 +238,9 @@ def test_one_lease_at_a_time(st: Store) -> None:
     )
     with pytest.raises(store.LeaseLost):
         st.db.transact(
-            lambda s: store.write_batch(s, job.id, "a", 0, rows, OLD, NEW, later, later + 1)
+            lambda s: store.write_batch(
+                s, job.id, "a", 0, rows, rows[-1][0], OLD, NEW, later, later + 1
+            )
         )
     assert {k for k, _ in st.rows()["numbers"]} == {OLD}  # a's batch wrote nothing
 
@@ -295,7 +297,9 @@ def test_report_holding_the_row_wins_and_the_rekey_batch_skips_it(st: Store) -> 
     assert locked.wait(10)
     r, rekey_errors = _in_thread(
         lambda: st.db.transact(
-            lambda s: store.write_batch(s, job.id, "runner", 0, batch, OLD, NEW, now, now + 10**8)
+            lambda s: store.write_batch(
+                s, job.id, "runner", 0, batch, token, OLD, NEW, now, now + 10**8
+            )
         )
     )
     release.set()
@@ -324,7 +328,7 @@ def test_rekey_holding_the_row_first_then_the_report_finds_the_new_form(st: Stor
 
     def rekey_batch() -> None:
         with st.db.session() as s:
-            store.write_batch(s, job.id, "runner", 0, batch, OLD, NEW, now, now + 10**8)
+            store.write_batch(s, job.id, "runner", 0, batch, token, OLD, NEW, now, now + 10**8)
             written.set()
             release.wait(10)
 
@@ -375,7 +379,9 @@ def test_publish_converting_a_row_the_rekey_batch_holds(st: Store) -> None:
 
     def rekey_batch() -> None:
         with st.db.session() as s:
-            store.write_batch(s, job.id, "runner", 1, batch, OLD, NEW, now, now + 10**8)
+            store.write_batch(
+                s, job.id, "runner", 1, batch, rows[-1][0], OLD, NEW, now, now + 10**8
+            )
             written.set()
             release.wait(10)
 
@@ -417,7 +423,7 @@ def test_a_stale_rekey_batch_never_overwrites_a_conversion(st: Store) -> None:
     prepared = bindings.prepare(st.platform, [later], now, {mapped.value: token})
     st.db.transact(lambda s: bindings.upsert(s, prepared))
     st.db.transact(
-        lambda s: store.write_batch(s, job.id, "runner", 1, stale, OLD, NEW, now, now + 10**8)
+        lambda s: store.write_batch(s, job.id, "runner", 1, stale, 1, OLD, NEW, now, now + 10**8)
     )
     [row] = st.db.transact(lambda s: list(s.scalars(select(BindingRow))), write=False)
     assert (row.key_id, row.token, row.bound_us) == (NEW, mapped.value, T0 + 5)

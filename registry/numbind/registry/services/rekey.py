@@ -39,23 +39,30 @@ _US = 1_000_000
 def convert(
     table_no: int, delta: bytes, to_key_id: str, rows: list[tuple[Any, ...]]
 ) -> list[tuple[Any, ...]]:
-    """Rows (key, old token, *extra) -> (key, old token, new token, *derived).
+    """Rows (key, old token, *extra) -> (key, new token, *derived), ordered by new token.
 
     One scalar multiplication per row, plus for a binding its new bucket and digest. Runs
-    in a worker process: module-level and free of any state but its arguments.
+    in a worker process: module-level and free of any state but its arguments. The order
+    lets the batch's UPDATEs insert their new index entries in key order.
     """
+    if not rows:
+        return []
     new = voprf.rekey_many(delta, [r[1] for r in rows])
+    out: list[tuple[Any, ...]]
     if not store.TABLES[table_no].derived:
-        return [(r[0], r[1], n) for r, n in zip(rows, new, strict=True)]
-    return [
-        (key, old, n, bucket16(n), binding_digest(to_key_id, n, ref, bound_us, kind))
-        for (key, old, ref, bound_us, kind), n in zip(rows, new, strict=True)
-    ]
+        out = [(r[0], n) for r, n in zip(rows, new, strict=True)]
+    else:
+        out = [
+            (key, n, bucket16(n), binding_digest(to_key_id, n, ref, bound_us, kind))
+            for (key, _, ref, bound_us, kind), n in zip(rows, new, strict=True)
+        ]
+    out.sort(key=lambda r: r[1])
+    return out
 
 
 @dataclass(frozen=True)
 class RekeySettings:
-    batch_rows: int = 2000
+    batch_rows: int = 5000
     # Sleep after each batch (tests use it to keep a re-key observably in progress).
     pause_seconds: float = 0.0
     # A runner that stops renewing (killed) loses the job after this long.
@@ -176,7 +183,9 @@ class RekeyRunner:
         """One pass over every table from the job's cursor; True if nothing is left behind."""
         loop = asyncio.get_running_loop()
         settings = self._settings
-        queue: asyncio.Queue[tuple[int, asyncio.Future[list[tuple[Any, ...]]] | None] | None]
+        # (table, its converted rows being computed, the batch's last key) or a table's end.
+        Work = asyncio.Future[list[tuple[Any, ...]]]
+        queue: asyncio.Queue[tuple[int, Work | None, Any] | None]
         queue = asyncio.Queue(maxsize=max(1, settings.in_flight))
 
         async def read() -> None:
@@ -197,16 +206,16 @@ class RekeyRunner:
                     work = loop.run_in_executor(
                         self._executor, convert, table_no, job.delta, job.to_key_id, rows
                     )
-                    await queue.put((table_no, work))
                     after = rows[-1][0]
+                    await queue.put((table_no, work, after))
                 if len(rows) < settings.batch_rows:
                     table_no, after = table_no + 1, None
-                    await queue.put((table_no, None))
+                    await queue.put((table_no, None, None))
             await queue.put(None)
 
         async def write() -> None:
             while (item := await queue.get()) is not None:
-                table_no, work = item
+                table_no, work, last = item
                 rows = await work if work is not None else []
                 now = now_us()
                 await self._db.run(
@@ -216,6 +225,7 @@ class RekeyRunner:
                         owner=self.owner,
                         table_no=table_no,
                         rows=rows,
+                        last=last,
                         from_key_id=job.from_key_id,
                         to_key_id=job.to_key_id,
                         now=now,

@@ -131,10 +131,12 @@ class BindingRow(Base):
 
     __tablename__ = "bindings"
     __table_args__ = (
-        # The upsert key of PublishBindings, and the lookup for withdraw and acks.
-        UniqueConstraint("platform_pk", "token", "account_ref", name="uq_bindings_key"),
-        # Reissue and holder queries: every binding to one token, across platforms.
-        Index("ix_bindings_token", "token"),
+        # The upsert key of PublishBindings and the lookup for withdraw; token first, so
+        # it also serves reissues and holder queries (every binding to one token, across
+        # platforms). One index fewer to maintain on every insert, and on every row the
+        # store re-key moves: a separate token index measured 28 of the ~60 us a re-keyed
+        # row cost SQLite (each index entry of a random token dirties its own page).
+        UniqueConstraint("token", "platform_pk", "account_ref", name="uq_bindings_key"),
         # Reconciliation: one platform's bindings in one token-prefix bucket, in order.
         Index("ix_bindings_platform_bucket", "platform_pk", "bucket"),
     )

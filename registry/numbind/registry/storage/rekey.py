@@ -211,15 +211,17 @@ def write_batch(
     owner: str,
     table_no: int,
     rows: Sequence[tuple[Any, ...]],
+    last: Any,
     from_key_id: str,
     to_key_id: str,
     now: int,
     until: int,
 ) -> None:
-    """Convert one batch and advance the job, in the caller's transaction.
+    """Convert one batch and advance the job to `last` (the batch's last key), in the
+    caller's transaction.
 
-    `rows` are (key, old token, new token, *derived) in key order; an empty batch only
-    moves the job to the start of table `table_no`."""
+    `rows` are (key, new token, *derived), best ordered by new token (index entries go in
+    in order); an empty batch only moves the job to the start of table `table_no`."""
     if not rows:
         _renew(session, job_id, owner, now, until, table_no=table_no, cursor=None)
         return
@@ -231,7 +233,7 @@ def write_batch(
         now,
         until,
         table_no=table_no,
-        cursor=encode_cursor(table, rows[-1][0]),
+        cursor=encode_cursor(table, last),
         rows_done=RekeyRow.rows_done + len(rows),
     )
     conn: Connection = session.connection()
@@ -239,7 +241,7 @@ def write_batch(
     sql = f"UPDATE {table.name} SET {sets} WHERE {table.key} = ? AND key_id = ?"
     conn.exec_driver_sql(
         driver_sql(conn, sql),
-        [(new, to_key_id, *derived, key, from_key_id) for key, _, new, *derived in rows],
+        [(new, to_key_id, *derived, key, from_key_id) for key, new, *derived in rows],
     )
 
 

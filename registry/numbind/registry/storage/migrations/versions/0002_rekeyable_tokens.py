@@ -91,11 +91,21 @@ def upgrade() -> None:
         batch_op.alter_column(
             "token", existing_type=sa.LargeBinary(length=64), type_=sa.LargeBinary(length=32)
         )
-    for table in ("numbers", "bindings"):
-        with op.batch_alter_table(table) as batch_op:
-            batch_op.alter_column(
-                "token", existing_type=sa.LargeBinary(length=64), type_=sa.LargeBinary(length=32)
-            )
+    with op.batch_alter_table("numbers") as batch_op:
+        batch_op.alter_column(
+            "token", existing_type=sa.LargeBinary(length=64), type_=sa.LargeBinary(length=32)
+        )
+    # One token-first unique key serves upserts and lookups by token alike, so the store
+    # re-key (and every insert) maintains one index fewer per row.
+    with op.batch_alter_table("bindings") as batch_op:
+        batch_op.alter_column(
+            "token", existing_type=sa.LargeBinary(length=64), type_=sa.LargeBinary(length=32)
+        )
+        batch_op.drop_index("ix_bindings_token")
+        batch_op.drop_constraint("uq_bindings_key", type_="unique")
+        batch_op.create_unique_constraint(
+            "uq_bindings_key", ["token", "platform_pk", "account_ref"]
+        )
     # The store key starts as the active key, if the store has one yet.
     op.execute(
         "INSERT INTO store_state (id, store_key_id, epoch) VALUES (1, "
@@ -104,11 +114,19 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("numbers", "bindings"):
-        with op.batch_alter_table(table) as batch_op:
-            batch_op.alter_column(
-                "token", existing_type=sa.LargeBinary(length=32), type_=sa.LargeBinary(length=64)
-            )
+    with op.batch_alter_table("bindings") as batch_op:
+        batch_op.drop_constraint("uq_bindings_key", type_="unique")
+        batch_op.create_unique_constraint(
+            "uq_bindings_key", ["platform_pk", "token", "account_ref"]
+        )
+        batch_op.create_index("ix_bindings_token", ["token"], unique=False)
+        batch_op.alter_column(
+            "token", existing_type=sa.LargeBinary(length=32), type_=sa.LargeBinary(length=64)
+        )
+    with op.batch_alter_table("numbers") as batch_op:
+        batch_op.alter_column(
+            "token", existing_type=sa.LargeBinary(length=32), type_=sa.LargeBinary(length=64)
+        )
     with op.batch_alter_table("revocations") as batch_op:
         batch_op.alter_column(
             "token", existing_type=sa.LargeBinary(length=32), type_=sa.LargeBinary(length=64)

@@ -14,6 +14,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from numbind.protocol.digest import EMPTY_DIGEST, binding_digest, bucket_of, xor
+from numbind.registry.storage.models import KeyDeltaRow
 from numbind.registry.testing import RunningRegistry
 from numbind.sdk.channel import secure_channel
 from numbind.v1 import (
@@ -23,6 +24,7 @@ from numbind.v1 import (
     tokens_pb2,
     tokens_pb2_grpc,
 )
+from sqlalchemy import select
 
 from tests.e2e._rekey import rekeyed, retire, rotate, wait_rekeyed
 from tests.tokens import random_token, token_in_bucket
@@ -410,7 +412,11 @@ async def test_rotation_keeps_bindings_and_a_retired_key_is_refused(
         ]
         assert await digest(acme, 2, new_key.key_id) == expected(moved, 2)
         assert await digest(acme, 2) == expected(moved, 2)
+        assert _delta_of(reg, acme.key_id) is not None
         await retire(reg, acme.key_id)
+        # Retiring forgets the delta: its tokens can no longer be mapped, and a later leak
+        # of the retired key does not yield the active one.
+        assert _delta_of(reg, acme.key_id) is None
         details = await refusal(
             lambda: acme.stub.PublishBindings(Pub(request_id="after", bindings=[make(acme.key_id)]))
         )
@@ -425,6 +431,13 @@ async def test_rotation_keeps_bindings_and_a_retired_key_is_refused(
             Wd(request_id="w", bindings=[key_of(b) for b in moved])
         )
         assert resp2.withdrawn == 3
+
+
+def _delta_of(reg: RunningRegistry, key_id: str) -> bytes | None:
+    return reg.registry.db.transact(
+        lambda s: s.scalar(select(KeyDeltaRow.delta).where(KeyDeltaRow.key_id == key_id)),
+        write=False,
+    )
 
 
 def _us(b: common_pb2.Binding) -> int:

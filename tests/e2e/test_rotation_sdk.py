@@ -12,6 +12,7 @@ import pytest
 from numbind.protocol import voprf
 from numbind.registry.testing import RunningRegistry, running_registry
 from numbind.sdk import errors
+from numbind.sdk.admin import AdminClient
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.platform import PlatformClient, Row
 from numbind.sdk.progress import Progress
@@ -120,6 +121,13 @@ async def test_digest_during_a_rekey_is_a_typed_refusal_with_a_delay(tmp_path: P
             with pytest.raises(errors.KeyRotated) as rotated:
                 await client.digest(0, old)
             assert rotated.value.store_key_id == new
+        # `numbind admin stats` shows the re-key's progress, rate and ETA.
+        with AdminClient(reg.admin_bundle) as admin:
+            progress = (await asyncio.to_thread(admin.stats))["rekey"]
+        assert (progress["from_key_id"], progress["to_key_id"]) == (old, new)
+        assert progress["state"] in ("RUNNING", "DONE") and progress["rows_total"] == 10
+        assert 0 <= progress["rows_done"] <= 10
+        assert {"rows_per_second", "eta_seconds", "started_at"} <= set(progress)
         await wait_rekeyed(reg)
         async with PlatformClient(bundle) as client:
             assert sum(b.count for b in (await client.digest(0)).values()) == 10

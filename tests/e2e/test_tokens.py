@@ -165,6 +165,53 @@ async def test_sdk_refuses_evaluation_under_another_key() -> None:
         await server.stop(None)
 
 
+class _RotatingLiar(tokens_pb2_grpc.TokensServicer):
+    """Honest under key A, then announces a rotation to key B, publishes B, and evaluates
+    under yet another key: following a rotation must not weaken the proof check."""
+
+    def __init__(self) -> None:
+        self.keys = {name: voprf.generate_key_pair() for name in ("a", "b", "c")}
+        self.active = "a"
+
+    def _info(self, name: str) -> tokens_pb2.KeyInfo:
+        return tokens_pb2.KeyInfo(key_id=name * 16, public_key=self.keys[name][1], state=1)
+
+    async def GetKeys(self, request, context):  # type: ignore[no-untyped-def]
+        return tokens_pb2.GetKeysResponse(
+            suite=voprf.SUITE_ID, active_key_id=self.active * 16, keys=[self._info(self.active)]
+        )
+
+    async def Evaluate(self, request, context):  # type: ignore[no-untyped-def]
+        name = request.key_id[0]
+        sk, pk = self.keys["c" if name == "b" else name]
+        evaluated, proof = voprf.voprf_blind_evaluate(sk, pk, list(request.blinded_elements))
+        self.active = "b"  # "rotated" after the first evaluation
+        return tokens_pb2.EvaluateResponse(
+            key_id=request.key_id,
+            evaluated_elements=evaluated,
+            proof=proof,
+            active_key_id=self.active * 16,
+        )
+
+
+async def test_sdk_follows_a_rotation_but_still_refuses_a_bad_proof() -> None:
+    liar = _RotatingLiar()
+    server = grpc.aio.server()
+    tokens_pb2_grpc.add_TokensServicer_to_server(liar, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            tok = Tokenizer(channel)
+            (first,) = await tok.tokenize(["+8613800138000"])
+            assert first.key_id == "a" * 16
+            with pytest.raises(errors.ProofError, match=f"under key {'b' * 16}"):
+                await tok.tokenize(["+8613800138000"])
+            tok.close()
+    finally:
+        await server.stop(None)
+
+
 def _bad(elements: list[bytes], key_id: str = "") -> tokens_pb2.EvaluateRequest:
     return tokens_pb2.EvaluateRequest(key_id=key_id, blinded_elements=elements)
 

@@ -428,3 +428,28 @@ def test_a_stale_rekey_batch_never_overwrites_a_conversion(st: Store) -> None:
     [row] = st.db.transact(lambda s: list(s.scalars(select(BindingRow))), write=False)
     assert (row.key_id, row.token, row.bound_us) == (NEW, mapped.value, T0 + 5)
     assert row.digest == binding_digest(NEW, mapped.value, b"ref0", T0 + 5, 3)
+
+
+async def test_two_runners_on_one_store_one_does_the_work(
+    st: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several registry processes may share a store; the lease lets one runner at a time
+    write batches, and the other stands by."""
+    originals = st.fill(30)
+    st.rotate()
+    owners: set[str] = set()
+    write = store.write_batch
+
+    def spy(session: Session, job_id: int, owner: str, *args: object, **kw: object) -> None:
+        owners.add(owner)
+        write(session, job_id, owner, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "write_batch", spy)
+    a, b = st.runner(batch=3), st.runner(batch=3)
+    b.start()
+    try:
+        await _until_done(st, a)
+    finally:
+        await b.close()
+    assert len(owners) == 1
+    _assert_all_rekeyed(st, originals)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,9 +61,16 @@ class KeyRing:
         self._dir = keys_dir
         self._lock = threading.Lock()
         self._keys: dict[str, TokenKey] = {}
+        self._loaded = 0.0
 
     # -- reading -----------------------------------------------------------------------
+    def older_than(self, seconds: float) -> bool:
+        """Whether the last load is older than `seconds` (another registry process sharing
+        the store may have rotated or retired a key since)."""
+        return time.monotonic() - self._loaded >= seconds
+
     def reload(self) -> None:
+        self._loaded = time.monotonic()
         records = self._db.transact(token_keys.all_keys, write=False)
         keys: dict[str, TokenKey] = {}
         for r in records:

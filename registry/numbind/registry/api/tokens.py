@@ -17,7 +17,7 @@ class TokensServicer(tokens_pb2_grpc.TokensServicer):
     async def GetKeys(
         self, request: tokens_pb2.GetKeysRequest, context: Ctx
     ) -> tokens_pb2.GetKeysResponse:
-        active, keys = self._service.keys()
+        active, keys = await self._service.keys()
         return tokens_pb2.GetKeysResponse(
             suite=SUITE_ID, active_key_id=active, keys=[key_info(k) for k in keys]
         )

@@ -25,6 +25,9 @@ from numbind.registry.keys import KeyRing, TokenKey
 from numbind.registry.storage import usage
 from numbind.registry.storage.db import Database
 
+# How stale this process's view of the keys may get when another process rotates.
+KEYS_MAX_AGE_SECONDS = 5.0
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -66,11 +69,18 @@ class TokenService:
         self._quotas = quotas
         self._pool = pool
 
-    def keys(self) -> tuple[str, list[TokenKey]]:
+    async def _fresh(self) -> None:
+        # Keys change in whichever process ran the admin call; others catch up within this.
+        if self._keys.older_than(KEYS_MAX_AGE_SECONDS):
+            await asyncio.to_thread(self._keys.reload)
+
+    async def keys(self) -> tuple[str, list[TokenKey]]:
+        await self._fresh()
         return self._keys.active().key_id, self._keys.live()
 
     async def evaluate(self, caller: Principal, key_id: str, elements: list[bytes]) -> Evaluation:
         validate_batch_size(elements)
+        await self._fresh()
         key = self._keys.for_evaluation(key_id)
         now = time.time()
         day = int(now // DAY_SECONDS)

@@ -196,13 +196,14 @@ def read_batch(
     """Up to `limit` rows of `table` still under `from_key_id` after the cursor, in key order:
     (key, token, *extra)."""
     cols = ", ".join((table.key, "token", *table.extra))
-    where = "key_id = :k"
-    params: dict[str, Any] = {"k": from_key_id, "n": limit}
+    where, params = "key_id = ?", [from_key_id]
     if after is not None:
-        where += f" AND {table.key} > :after"
-        params["after"] = after
-    sql = f"SELECT {cols} FROM {table.name} WHERE {where} ORDER BY {table.key} LIMIT :n"
-    return [tuple(r) for r in session.execute(text(sql), params)]
+        where += f" AND {table.key} > ?"
+        params.append(after)
+    sql = f"SELECT {cols} FROM {table.name} WHERE {where} ORDER BY {table.key} LIMIT {int(limit)}"
+    # Driver-level SQL: no statement compilation or bind processing per batch.
+    conn = session.connection()
+    return [tuple(r) for r in conn.exec_driver_sql(driver_sql(conn, sql), tuple(params))]
 
 
 def write_batch(

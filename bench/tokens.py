@@ -8,7 +8,8 @@ SDK: tokenisations/s end to end through Tokenizer. The client does four multipli
 per number (one to blind, two for its terms of the proof's composites, one to unblind; the
 proof's own four are per batch), so its ideal is cores x floor / 4. The client's crypto
 alone (no network; the server's answers precomputed) is also measured in a thread pool
-and in a process pool: the SDK keeps the faster, threads (see sdk/tokenizer.py).
+and in a process pool (the SDK's default and its `processes=True`; sdk/tokenizer.py says
+why threads are the default).
 """
 
 from __future__ import annotations

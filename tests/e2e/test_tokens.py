@@ -118,6 +118,16 @@ async def test_pipelined_batches_keep_input_order(registry: RunningRegistry) -> 
     assert [r.token for r in batched[-5:]] == [r.token for r in single]
 
 
+async def test_tokens_in_worker_processes_equal_tokens_in_threads(
+    registry: RunningRegistry,
+) -> None:
+    bundle = registry.add_platform("alpha")
+    numbers = [f"+86138{i:08d}" for i in range(50)]
+    threads = await _tokens(bundle, numbers, batch_size=20)
+    procs = await _tokens(bundle, numbers, batch_size=20, processes=True, workers=2)
+    assert [r.token for r in procs] == [r.token for r in threads]
+
+
 async def test_invalid_number_is_rejected_by_position_without_echo(
     registry: RunningRegistry,
 ) -> None:

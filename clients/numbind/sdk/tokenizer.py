@@ -7,21 +7,27 @@ store when it rotates keys (numbind.protocol.voprf).
 
 Work per number, on the client: one scalar multiplication to blind, two in the batch
 proof's composites, one to unblind (the proof's own four are per batch, and the blinds
-share one inversion). It runs on every core: a thread pool, because libsodium (rbcl, via
-ctypes) releases the GIL for each multiplication and the Python around them is a small
-share. Two threads ran 1.9x one on the 2-core reference machine; a process pool ran no
-faster (pickling both ways) and needs a `__main__` guard in the caller's program
-(`spawn` re-imports it), which an SDK cannot impose. Batches are pipelined: while one
+share one inversion). It runs on every core, pipelined with the round trips: while one
 batch is on the wire, others are blinded or verified.
+
+Threads or processes (measured on the 2-core reference machine, bench/tokens.py): libsodium
+(rbcl, via ctypes) releases the GIL for each multiplication, and on an otherwise idle
+machine two threads ran 1.9x one, as fast as two processes. On a busy machine (more
+runnable processes than cores) threads fell to 0.2-0.4 of the ideal, as each of the dozen
+libsodium calls per number must win the GIL back, while processes held 0.55. Threads stay
+the default because a process pool (`spawn`) re-imports the caller's main module in every
+worker, which would run an unguarded script again; ``processes=True`` is for programs
+whose entry point is guarded by ``if __name__ == "__main__"`` (the numbind CLI's is).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import os
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
@@ -93,6 +99,7 @@ class Tokenizer:
         region: str = DEFAULT_REGION,
         retry: RetryPolicy | None = None,
         workers: int | None = None,
+        processes: bool = False,
     ) -> None:
         if not 1 <= batch_size <= MAX_EVALUATE:
             raise ValueError(f"batch_size: got {batch_size}, want 1..{MAX_EVALUATE}")
@@ -107,8 +114,11 @@ class Tokenizer:
         self._rotated = False
         # Concurrent batches must not each fetch (and possibly pin different) keys.
         self._key_lock = asyncio.Lock()
-        self._pool = ThreadPoolExecutor(
-            max_workers=workers or os.cpu_count() or 1, thread_name_prefix="numbind-voprf"
+        n = workers or os.cpu_count() or 1
+        self._pool: Executor = (
+            ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+            if processes
+            else ThreadPoolExecutor(n, thread_name_prefix="numbind-voprf")
         )
 
     async def key(self) -> PinnedKey:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from numbind.protocol import voprf
 from numbind.protocol.bundle import Bundle
 
 PY = sys.executable
@@ -112,3 +113,36 @@ def add_all(
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         return list(pool.map(lambda p: server.add(*p), principals))
+
+
+def valid_token(seed: bytes) -> bytes:
+    """A token the registry accepts (a canonical, non-identity ristretto255 element),
+    derived from `seed`; ~20 us each, so big runs precompute them with `write_tokens`."""
+    return voprf.hash_to_group(seed, voprf.MODE_VOPRF)
+
+
+def _token_chunk(start: int, stop: int) -> bytes:
+    return b"".join(valid_token(i.to_bytes(8, "big")) for i in range(start, stop))
+
+
+def write_tokens(path: Path, n: int, chunk: int = 100_000) -> Path:
+    """valid_token(i) for i < n, 32 bytes each, into `path`, on every core."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    starts = range(0, n, chunk)
+    with (
+        ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn")) as pool,
+        open(path, "wb") as out,
+    ):
+        for blob in pool.map(_token_chunk, starts, [min(n, a + chunk) for a in starts]):
+            out.write(blob)
+    return path
+
+
+def read_tokens(path: Path) -> Iterator[bytes]:
+    """The tokens of `write_tokens`, in order, read a buffer at a time (flat memory)."""
+    with open(path, "rb") as f:
+        while block := f.read(32 * 4096):
+            for i in range(0, len(block), 32):
+                yield block[i : i + 32]

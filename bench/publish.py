@@ -8,8 +8,8 @@ database is wiped), on a fresh store each time:
 2. gRPC+mTLS: PublishBindings to a registry started in-process on loopback, a few batches
    in flight;
 
-and the ratio of each measure to the floor. Tokens are random 64-byte values (tokenising
-real numbers is the token service's benchmark, not this one).
+and the ratio of each measure to the floor. Tokens are random valid group elements
+(tokenising real numbers is the token service's benchmark, not this one).
 
     .venv/bin/python -m bench.publish [--rows 200000] [--batch 10000] [--in-flight 4]
 """
@@ -36,6 +36,8 @@ from numbind.registry.testing import running_registry
 from numbind.sdk.channel import secure_channel
 from numbind.v1 import common_pb2, platforms_pb2, platforms_pb2_grpc, tokens_pb2, tokens_pb2_grpc
 from sqlalchemy import create_engine, text
+
+from bench._harness import valid_token
 
 PG_ENV = "NUMBIND_TEST_DATABASE_URL"
 FLOOR_KEY_ID = "0123456789abcdef"
@@ -80,7 +82,7 @@ def make_workload(rows: int, batch: int, in_flight: int, seed: int = 4) -> Workl
     now = now_us()
     items: list[Item] = [
         (
-            rng.randbytes(64),
+            valid_token(rng.randbytes(16)),
             rng.randbytes(16),  # an HMAC-sized account_ref, as the SDK derives it
             now - rng.randrange(1, 10 * 365 * 86_400) * 1_000_000,
             1 + rng.randrange(5),

@@ -25,7 +25,7 @@ layer's cost from the rest of the path.
 
 Workers default to asyncio tasks in this process: measured on 2 cores, the clients use
 4-6 CPU-s of a 20-70 s window while the server is saturated, and --worker-procs 2 changed
-nothing. Tokens are random 64-byte values under the active key id (tokenising is
+nothing. Tokens are random valid group elements under the active key id (tokenising is
 bench/tokens.py's subject); the numbers are established by ISSUED reports long before.
 Loading time is printed, not measured against anything. --py-spy OUT samples the server
 during the window (collapsed stacks; `.venv/bin/pip install py-spy`).
@@ -73,7 +73,7 @@ from numbind.v1 import (
     tokens_pb2_grpc,
 )
 
-from bench._harness import add_all, registry_process, row
+from bench._harness import add_all, registry_process, row, valid_token
 
 PLATFORMS = 20
 PER_TOKEN = 10  # bindings per number, each at a different platform
@@ -102,7 +102,8 @@ class Plan:
     def make(bindings: int, reissued: int, queried: int, seed: int = 8) -> Plan:
         numbers = max(bindings // PER_TOKEN, reissued + queried)
         rng = random.Random(seed)
-        return Plan([rng.randbytes(64) for _ in range(numbers)], reissued, queried, _now_us())
+        tokens = [valid_token(rng.randbytes(16)) for _ in range(numbers)]
+        return Plan(tokens, reissued, queried, _now_us())
 
     @property
     def bindings(self) -> int:

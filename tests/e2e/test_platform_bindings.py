@@ -14,17 +14,20 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from numbind.protocol.digest import EMPTY_DIGEST, binding_digest, bucket_of, xor
+from numbind.registry.storage.models import KeyDeltaRow
 from numbind.registry.testing import RunningRegistry
 from numbind.sdk.channel import secure_channel
 from numbind.v1 import (
-    admin_pb2,
-    admin_pb2_grpc,
     common_pb2,
     platforms_pb2,
     platforms_pb2_grpc,
     tokens_pb2,
     tokens_pb2_grpc,
 )
+from sqlalchemy import select
+
+from tests.e2e._rekey import rekeyed, retire, rotate, wait_rekeyed
+from tests.tokens import random_token, token_in_bucket
 
 US = 1_000_000
 NOW_US = time.time_ns() // 1000
@@ -61,7 +64,7 @@ def make(
     kind: int = common_pb2.BINDING_KIND_LOGIN,
 ) -> common_pb2.Binding:
     b = common_pb2.Binding(
-        token=common_pb2.Token(key_id=key_id, value=token or os.urandom(64)),
+        token=common_pb2.Token(key_id=key_id, value=token or random_token()),
         account_ref=os.urandom(16) if ref is None else ref,
         kind=kind,  # type: ignore[arg-type]
     )
@@ -201,7 +204,7 @@ async def test_a_platform_never_sees_or_touches_another_platforms_bindings(
         connect(registry_any_store, "acme") as acme,
         connect(registry_any_store, "bank") as bank,
     ):
-        mine = [make(acme.key_id, bytes([0, i]) + os.urandom(62)) for i in range(30)]
+        mine = [make(acme.key_id, token_in_bucket(i)) for i in range(30)]
         await acme.stub.PublishBindings(Pub(request_id="r1", bindings=mine))
         before = await digest(acme, 16)
         assert await digest(bank, 0) == {}
@@ -225,7 +228,7 @@ async def test_a_platform_never_sees_or_touches_another_platforms_bindings(
 
 async def test_list_pages_cover_every_bucket_exactly_once(acme: Platform) -> None:
     # Crowded prefixes so that pages end in the middle of a 16-bit bucket as well.
-    batch = [make(acme.key_id, bytes([i % 3, i % 2]) + os.urandom(62)) for i in range(90)]
+    batch = [make(acme.key_id, token_in_bucket((i % 3) << 8 | i % 2)) for i in range(90)]
     batch += [make(acme.key_id) for _ in range(60)]
     await acme.stub.PublishBindings(Pub(request_id="p", bindings=batch))
     want = sorted(map(ident, batch))
@@ -267,7 +270,18 @@ def _ts(us: int) -> Timestamp:
 
 # (what is wrong, change to item 3 of a valid batch of 6, words the message must contain)
 BAD_ITEMS = [
-    ("63-byte token", _set("value", bytes(63)), "bindings[3].token.value: got 63 bytes"),
+    ("31-byte token", _set("value", bytes(31)), "bindings[3].token.value: got 31 bytes"),
+    ("identity token", _set("value", bytes(32)), "bindings[3].token.value: got the identity"),
+    (
+        "odd (negative) encoding",
+        _set("value", b"\x01" + bytes(31)),
+        "bindings[3].token.value: got a non-canonical or invalid encoding, want a canonical",
+    ),
+    (
+        "non-canonical encoding (p)",
+        _set("value", (2**255 - 19).to_bytes(32, "little")),
+        "bindings[3].token.value: got a non-canonical or invalid encoding",
+    ),
     ("empty token", _set("value", b""), "bindings[3].token.value: got 0 bytes"),
     ("unknown key id", _set("key_id", "00000000000000ff"), "bindings[3].token.key_id"),
     ("malformed key id", _set("key_id", "Nope"), "bindings[3].token.key_id: got 'Nope'"),
@@ -320,7 +334,7 @@ async def refusal(call: Callable[[], Awaitable[object]]) -> str:
 
 
 async def test_every_bad_withdraw_digest_or_list_is_invalid_argument(acme: Platform) -> None:
-    kept = [make(acme.key_id, bytes([7, 7]) + os.urandom(62)) for _ in range(3)]
+    kept = [make(acme.key_id, token_in_bucket(0x0707)) for _ in range(3)]
     await acme.stub.PublishBindings(Pub(request_id="good", bindings=kept))
     before = await digest(acme, 16)
     good = key_of(make(acme.key_id))
@@ -374,32 +388,60 @@ async def test_every_bad_withdraw_digest_or_list_is_invalid_argument(acme: Platf
     assert await digest(acme, 16) == before
 
 
-async def test_retired_key_is_refused_for_publishing(
+async def test_rotation_keeps_bindings_and_a_retired_key_is_refused(
     registry_any_store: RunningRegistry,
 ) -> None:
-    async with connect(registry_any_store, "acme") as acme:
+    reg = registry_any_store
+    async with connect(reg, "acme") as acme:
         old = [make(acme.key_id) for _ in range(3)]
         await acme.stub.PublishBindings(Pub(request_id="old", bindings=old))
-        async with secure_channel(registry_any_store.admin_bundle) as channel:
-            admin = admin_pb2_grpc.AdminStub(channel)
-            new_key = (await admin.RotateKey(admin_pb2.RotateKeyRequest(request_id="r"))).key
-            # Rotated out but not retired: still live, still publishable.
-            resp = await acme.stub.PublishBindings(Pub(request_id="still", bindings=old))
-            assert resp.unchanged == 3
-            await admin.RetireKey(admin_pb2.RetireKeyRequest(key_id=acme.key_id))
+        new_key = (await rotate(reg)).key
+        # Rotated out but not retired: still live, and mapped to the store key, so the
+        # same bindings are the same bindings (nothing inserted, nothing changed).
+        resp = await acme.stub.PublishBindings(Pub(request_id="still", bindings=old))
+        assert (resp.inserted, resp.updated, resp.unchanged) == (0, 0, 3)
+        await wait_rekeyed(reg)
+        moved = [
+            make(
+                new_key.key_id,
+                rekeyed(reg, acme.key_id, new_key.key_id, b.token.value),
+                b.account_ref,
+                _us(b),
+            )
+            for b in old
+        ]
+        assert await digest(acme, 2, new_key.key_id) == expected(moved, 2)
+        assert await digest(acme, 2) == expected(moved, 2)
+        assert _delta_of(reg, acme.key_id) is not None
+        await retire(reg, acme.key_id)
+        # Retiring forgets the delta: its tokens can no longer be mapped, and a later leak
+        # of the retired key does not yield the active one.
+        assert _delta_of(reg, acme.key_id) is None
         details = await refusal(
             lambda: acme.stub.PublishBindings(Pub(request_id="after", bindings=[make(acme.key_id)]))
         )
-        assert f"bindings[0].token.key_id: {acme.key_id} is not a live token key" in details
-        fresh = [make(new_key.key_id) for _ in range(2)]
-        await acme.stub.PublishBindings(Pub(request_id="new", bindings=fresh))
-        assert await digest(acme, 2, new_key.key_id) == expected(fresh, 2)
-        # What was published under the retired key can still be reconciled and withdrawn.
-        assert await digest(acme, 2, acme.key_id) == expected(old, 2)
+        assert f"bindings[0].token.key_id: {acme.key_id} is retired" in details
+        # Reconciliation answers in the store key only, naming it.
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await digest(acme, 2, acme.key_id)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert dict(err.value.trailing_metadata() or ())["store-key-id"] == new_key.key_id
+        # What was published under the retired key is withdrawn under the new one.
         resp2 = await acme.stub.WithdrawBindings(
-            Wd(request_id="w", bindings=[key_of(b) for b in old])
+            Wd(request_id="w", bindings=[key_of(b) for b in moved])
         )
         assert resp2.withdrawn == 3
+
+
+def _delta_of(reg: RunningRegistry, key_id: str) -> bytes | None:
+    return reg.registry.db.transact(
+        lambda s: s.scalar(select(KeyDeltaRow.delta).where(KeyDeltaRow.key_id == key_id)),
+        write=False,
+    )
+
+
+def _us(b: common_pb2.Binding) -> int:
+    return b.bound_at.seconds * US + b.bound_at.nanos // 1000
 
 
 async def test_concurrent_publishers_of_the_same_bindings_all_succeed(acme: Platform) -> None:

@@ -292,7 +292,7 @@ async def test_cli_sync_subprocess(registry: RunningRegistry, tmp_path: Path) ->
 async def test_server_refusals_are_typed_errors(registry: RunningRegistry) -> None:
     bundle = registry.add_platform("acme")
     async with PlatformClient(bundle) as client:
-        record = Record(b"\x01" * 64, "0" * 16, b"ref", T0, Kind.LOGIN)
+        record = Record(b"\x01" * 32, "0" * 16, b"ref", T0, Kind.LOGIN)
         with pytest.raises(errors.InvalidRequest) as err:
             await client.publish_records([record])
         assert not isinstance(err.value, grpc.RpcError)

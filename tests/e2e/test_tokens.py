@@ -38,11 +38,11 @@ async def test_same_number_same_token_across_platforms(registry: RunningRegistry
     assert [r.e164 for r in a] == E164
     assert [r.token for r in a] == [r.token for r in reversed(b)]
     assert len({r.token for r in a}) == len(NUMBERS)
-    assert all(len(r.token) == 64 for r in a)
-    # The token is the RFC 9497 PRF of the E.164 bytes under the server's key.
+    assert all(len(r.token) == 32 for r in a)
+    # The token is the unblinded element k*HashToGroup(E.164) under the server's key.
     key = registry.registry.keys.active()
     assert key.secret is not None
-    assert a[0].token == voprf.evaluate(key.secret, E164[0].encode(), voprf.MODE_VOPRF)
+    assert a[0].token == voprf.evaluate_element(key.secret, E164[0].encode(), voprf.MODE_VOPRF)
 
 
 async def test_tokens_differ_across_keys_and_old_key_still_evaluates(
@@ -118,6 +118,16 @@ async def test_pipelined_batches_keep_input_order(registry: RunningRegistry) -> 
     assert [r.token for r in batched[-5:]] == [r.token for r in single]
 
 
+async def test_tokens_in_worker_processes_equal_tokens_in_threads(
+    registry: RunningRegistry,
+) -> None:
+    bundle = registry.add_platform("alpha")
+    numbers = [f"+86138{i:08d}" for i in range(50)]
+    threads = await _tokens(bundle, numbers, batch_size=20)
+    procs = await _tokens(bundle, numbers, batch_size=20, processes=True, workers=2)
+    assert [r.token for r in procs] == [r.token for r in threads]
+
+
 async def test_invalid_number_is_rejected_by_position_without_echo(
     registry: RunningRegistry,
 ) -> None:
@@ -159,6 +169,53 @@ async def test_sdk_refuses_evaluation_under_another_key() -> None:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             tok = Tokenizer(channel)
             with pytest.raises(errors.ProofError, match="failed verification"):
+                await tok.tokenize(["+8613800138000"])
+            tok.close()
+    finally:
+        await server.stop(None)
+
+
+class _RotatingLiar(tokens_pb2_grpc.TokensServicer):
+    """Honest under key A, then announces a rotation to key B, publishes B, and evaluates
+    under yet another key: following a rotation must not weaken the proof check."""
+
+    def __init__(self) -> None:
+        self.keys = {name: voprf.generate_key_pair() for name in ("a", "b", "c")}
+        self.active = "a"
+
+    def _info(self, name: str) -> tokens_pb2.KeyInfo:
+        return tokens_pb2.KeyInfo(key_id=name * 16, public_key=self.keys[name][1], state=1)
+
+    async def GetKeys(self, request, context):  # type: ignore[no-untyped-def]
+        return tokens_pb2.GetKeysResponse(
+            suite=voprf.SUITE_ID, active_key_id=self.active * 16, keys=[self._info(self.active)]
+        )
+
+    async def Evaluate(self, request, context):  # type: ignore[no-untyped-def]
+        name = request.key_id[0]
+        sk, pk = self.keys["c" if name == "b" else name]
+        evaluated, proof = voprf.voprf_blind_evaluate(sk, pk, list(request.blinded_elements))
+        self.active = "b"  # "rotated" after the first evaluation
+        return tokens_pb2.EvaluateResponse(
+            key_id=request.key_id,
+            evaluated_elements=evaluated,
+            proof=proof,
+            active_key_id=self.active * 16,
+        )
+
+
+async def test_sdk_follows_a_rotation_but_still_refuses_a_bad_proof() -> None:
+    liar = _RotatingLiar()
+    server = grpc.aio.server()
+    tokens_pb2_grpc.add_TokensServicer_to_server(liar, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            tok = Tokenizer(channel)
+            (first,) = await tok.tokenize(["+8613800138000"])
+            assert first.key_id == "a" * 16
+            with pytest.raises(errors.ProofError, match=f"under key {'b' * 16}"):
                 await tok.tokenize(["+8613800138000"])
             tok.close()
     finally:
@@ -251,7 +308,7 @@ async def test_cli_tokenize(registry: RunningRegistry, capsys: pytest.CaptureFix
     assert code == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["e164"] for r in rows] == ["+8613912345678", "+8613800138000", "+442079460958"]
-    assert all(len(bytes.fromhex(r["token"])) == 64 for r in rows)
+    assert all(len(bytes.fromhex(r["token"])) == 32 for r in rows)
     code = await asyncio.to_thread(
         cli_main, ["tokenize", "--bundle", str(bundle.directory), "+86138", "12"]
     )

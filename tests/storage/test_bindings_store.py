@@ -16,6 +16,7 @@ from numbind.protocol.digest import (
     xor,
 )
 from numbind.registry.domain.bindings import BindingKey, PageCursor, PublishCounts, WithdrawCounts
+from numbind.registry.domain.keymap import StoreToken
 from numbind.registry.domain.types import Binding, BindingKind, BindingState, Token
 from numbind.registry.storage import bindings as store
 from numbind.registry.storage import migrate, principals
@@ -23,6 +24,8 @@ from numbind.registry.storage.db import Database
 from numbind.registry.storage.models import BindingRow
 from sqlalchemy import update
 from sqlalchemy.orm import Session
+
+from tests.tokens import token_in_bucket
 
 T = TypeVar("T")
 KEY = "0123456789abcdef"
@@ -47,7 +50,8 @@ class Store:
         return self.run(lambda s: store.upsert(s, batch))
 
     def withdraw(self, platform: int, keys: list[BindingKey]) -> WithdrawCounts:
-        return self.run(lambda s: store.withdraw(s, platform, keys, T0))
+        mapped = [(StoreToken(k.token.value), k.account_ref) for k in keys]
+        return self.run(lambda s: store.withdraw(s, platform, mapped, T0))
 
     def digests(self, platform: int, bits: int, key_id: str = "") -> dict[int, tuple[int, bytes]]:
         out = self.run(lambda s: store.digests(s, platform, bits, key_id))
@@ -78,7 +82,7 @@ def binding(
     kind: BindingKind = BindingKind.LOGIN,
     key_id: str = KEY,
 ) -> Binding:
-    return Binding(Token(key_id, token or os.urandom(64)), ref, bound_us, kind)
+    return Binding(Token(key_id, token or os.urandom(32)), ref, bound_us, kind)
 
 
 def key(b: Binding) -> BindingKey:
@@ -152,13 +156,37 @@ def test_revoking_binding_stays_revoking_and_live(st: Store) -> None:
     assert st.digests(st.acme, 4) == expected_digests([later], 4)
 
 
-def test_key_id_change_is_an_update(st: Store) -> None:
-    a = binding()
-    st.publish(st.acme, [a])
-    moved = Binding(Token(OTHER_KEY, a.token.value), a.account_ref, a.bound_us, a.kind)
-    assert st.publish(st.acme, [moved]) == PublishCounts(0, 1, 0)
-    assert st.digests(st.acme, 0, KEY) == {}
-    assert st.digests(st.acme, 0, OTHER_KEY) == expected_digests([moved], 0)
+def test_upsert_converts_a_row_found_in_the_old_form_in_place(st: Store) -> None:
+    """During a re-key a row may still be in the old key's form: publishing its binding
+    (mapped to the store key) converts that row, never adds a second one."""
+    old_form = binding(key_id=OTHER_KEY)
+    new_value = os.urandom(32)
+    same = Binding(Token(KEY, new_value), old_form.account_ref, old_form.bound_us, old_form.kind)
+    st.publish(st.acme, [old_form])
+    batch = store.prepare(st.acme, [same], T0, {new_value: old_form.token.value})
+    # Only the form changed, which is no change the platform made.
+    assert st.run(lambda s: store.upsert(s, batch)) == PublishCounts(0, 0, 1)
+    assert st.digests(st.acme, 0, OTHER_KEY) == {}
+    assert st.digests(st.acme, 0, KEY) == expected_digests([same], 0)
+    assert st.digests(st.acme, 0) == expected_digests([same], 0)
+    # The row is found under either form afterwards, and is one row.
+    forms = StoreToken(new_value, old_form.token.value)
+    [found] = st.run(lambda s: store.bindings_for_token(s, forms))
+    assert found.binding == same
+    later = Binding(same.token, same.account_ref, same.bound_us + 1, same.kind)
+    assert st.publish(st.acme, [later]) == PublishCounts(0, 1, 0)
+
+
+def test_old_form_rows_are_found_and_withdrawn_by_their_new_form(st: Store) -> None:
+    old_form = binding(key_id=OTHER_KEY)
+    st.publish(st.acme, [old_form])
+    forms = StoreToken(os.urandom(32), old_form.token.value)
+    [found] = st.run(lambda s: store.bindings_for_token(s, forms))
+    assert found.binding == old_form  # kept in its stored form; the re-key converts it
+    assert st.run(lambda s: store.live_for_tokens(s, [forms])).keys() == {forms.value}
+    mapped = [(forms, old_form.account_ref)]
+    assert st.run(lambda s: store.withdraw(s, st.acme, mapped, T0)) == WithdrawCounts(1, 0)
+    assert st.digests(st.acme, 0) == {}
 
 
 def test_batches_spanning_several_statements(st: Store, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -197,10 +225,10 @@ def test_platforms_never_see_or_touch_each_others_bindings(st: Store) -> None:
 @pytest.mark.parametrize("bits", [0, 3, 16])
 def test_list_pages_cover_each_bucket_exactly_once(st: Store, bits: int) -> None:
     # Tokens crowded into few 16-bit buckets, so pages end inside a bucket too.
-    mine = [binding(bytes([i % 4, i % 3]) + os.urandom(62)) for i in range(120)]
+    mine = [binding(token_in_bucket((i % 4) << 8 | i % 3)) for i in range(120)]
     mine += [binding(key_id=OTHER_KEY) for _ in range(30)]
     st.publish(st.acme, mine)
-    st.publish(st.bank, [binding(bytes([0, 0]) + os.urandom(62)) for _ in range(40)])
+    st.publish(st.bank, [binding(token_in_bucket(0)) for _ in range(40)])
     st.withdraw(st.acme, [key(mine[0])])
     live = mine[1:]
     # Every bucket at coarse widths; at 16 bits the occupied ones and an empty one.
@@ -252,11 +280,11 @@ def test_bindings_for_token_spans_platforms_and_skips_dead_ones(st: Store) -> No
         (st.acme, a, BindingState.ACTIVE),
         (st.bank, a, BindingState.ACTIVE),
     ]
-    assert st.run(lambda s: store.bindings_for_token(s, os.urandom(64))) == []
+    assert st.run(lambda s: store.bindings_for_token(s, os.urandom(32))) == []
 
 
 def test_prepare_derives_bucket_and_digest(st: Store) -> None:
-    a = binding(bytes([0xAB, 0xCD]) + os.urandom(62), kind=BindingKind.RECOVERY)
+    a = binding(token_in_bucket(0xABCD), kind=BindingKind.RECOVERY)
     [row] = store.prepare(st.acme, [a], T0).rows
     assert row[7] == 0xABCD
     assert row[8] == binding_digest(KEY, a.token.value, a.account_ref, a.bound_us, 2)

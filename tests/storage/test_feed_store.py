@@ -25,6 +25,8 @@ from numbind.registry.storage.models import BindingRow, FeedEventRow
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from tests.tokens import token_in_bucket
+
 T0 = 1_700_000_000_000_000
 
 
@@ -37,7 +39,7 @@ def db(database_url: str) -> Iterator[Database]:
 
 
 def _binding(session: Session, platform_pk: int, i: int) -> StoredBinding:
-    token = i.to_bytes(2, "big") + os.urandom(62)
+    token = token_in_bucket(i)
     pk = session.execute(
         insert(BindingRow).returning(BindingRow.pk),
         [
@@ -124,12 +126,12 @@ def test_concurrent_appends_keep_each_feed_gap_free(db: Database) -> None:
 def test_numbers_round_trip(db: Database) -> None:
     carrier = db.transact(lambda s: principals.register(s, "carrier", "cm").pk)
     rec = NumberRecord(carrier, NumberState.ACTIVE, T0, T0, T0 - 5, T0)
-    token = os.urandom(64)
-    db.transact(lambda s: numbers.save(s, {token: ("0123456789abcdef", rec)}, set()))
+    token = os.urandom(32)
+    db.transact(lambda s: numbers.save(s, {token: rec}, {}, "0123456789abcdef"))
     assert db.transact(lambda s: numbers.get(s, token)) == rec
     moved = NumberRecord(carrier, NumberState.PORTING, T0, T0, T0 - 5, T0 + 1)
-    db.transact(lambda s: numbers.save(s, {token: ("0123456789abcdef", moved)}, {token}))
-    assert db.transact(lambda s: numbers.load(s, [token, os.urandom(64)])) == {token: moved}
+    db.transact(lambda s: numbers.save(s, {token: moved}, {token: token}, "0123456789abcdef"))
+    assert db.transact(lambda s: numbers.load(s, [token, os.urandom(32)])) == {token: moved}
 
 
 def test_idempotency_answers_retries_and_refuses_reuse(db: Database) -> None:

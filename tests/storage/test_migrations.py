@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from alembic import command
 from numbind.cli import main
+from numbind.registry.errors import FailedPrecondition
 from numbind.registry.storage import migrate
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import Engine, create_engine, inspect, text
 
 TABLES = {
     "principals",
@@ -21,6 +23,9 @@ TABLES = {
     "idempotency",
     "attestation_nonces",
     "usage",
+    "store_state",
+    "key_deltas",
+    "rekeys",
     "alembic_version",
 }
 
@@ -42,10 +47,10 @@ def test_indexes_for_the_hot_queries_exist(database_url: str) -> None:
         migrate.upgrade(engine)
         insp = inspect(engine)
         binding_indexes = {tuple(i["column_names"]) for i in insp.get_indexes("bindings")}
-        assert ("token",) in binding_indexes
         assert ("platform_pk", "bucket") in binding_indexes
+        # Token first: the upsert key also serves lookups by token across platforms.
         uniques = {tuple(u["column_names"]) for u in insp.get_unique_constraints("bindings")}
-        assert ("platform_pk", "token", "account_ref") in uniques
+        assert ("token", "platform_pk", "account_ref") in uniques
         assert insp.get_pk_constraint("feed_events")["constrained_columns"] == [
             "platform_pk",
             "seq",
@@ -75,5 +80,62 @@ def test_migrations_match_the_models(database_url: str) -> None:
         migrate.upgrade(engine)
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def _upgrade_to(engine: Engine, revision: str) -> None:
+    cfg = migrate._config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def test_a_store_holding_64_byte_tokens_is_refused_and_left_as_it_was(database_url: str) -> None:
+    """Pre-release stores hold RFC 9497 Finalize outputs: a hash of the element that tokens
+    now are, which cannot be undone. The migration refuses, says why, and writes nothing."""
+    engine = create_engine(database_url)
+    try:
+        _upgrade_to(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO principals (role, name, display_name, category, suspended,"
+                    " created_us, feed_head) VALUES ('carrier', 'cm', '', '', false, 1, 0)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO numbers (token, key_id, carrier_pk, state, first_known_us,"
+                    " last_effective_us, updated_us) VALUES (:t, 'k', 1, 1, 1, 1, 1)"
+                ),
+                {"t": bytes(range(64))},
+            )
+        with pytest.raises(FailedPrecondition, match=r"64-byte tokens .*numbers: 1 rows"):
+            migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == "0001"
+        assert "store_state" not in inspect(engine).get_table_names()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT token FROM numbers")).scalar_one() == bytes(range(64))
+    finally:
+        engine.dispose()
+
+
+def test_an_empty_older_store_adopts_its_active_key_as_the_store_key(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        _upgrade_to(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO token_keys (key_id, public_key, state, created_us) VALUES"
+                    " ('00000000000000aa', :pk, 2, 1), ('00000000000000bb', :pk, 1, 2)"
+                ),
+                {"pk": bytes(32)},
+            )
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT store_key_id, epoch FROM store_state")).one()
+        assert tuple(row) == ("00000000000000bb", 1)
     finally:
         engine.dispose()

@@ -26,7 +26,7 @@ CARRIER = "carrier-a"
 CARRIER_KEY = nacl.signing.SigningKey(bytes(range(32)))
 CARRIER_PUB = CARRIER_KEY.verify_key.encode()
 OTHER_KEY = nacl.signing.SigningKey(bytes(32))
-TOKEN = bytes(range(64))
+TOKEN = bytes(range(32))
 KEY_ID = "0123456789abcdef"
 NONCE = b"n" * 32
 BASE = Attestation(
@@ -128,7 +128,7 @@ def test_issue_draws_a_fresh_32_byte_nonce() -> None:
 
 def test_issue_refuses_what_the_registry_would_refuse() -> None:
     _raises_exactly(pa.LifetimeTooLong, lambda: _issue(lifetime_seconds=601))
-    err = _raises_exactly(pa.Malformed, lambda: _issue(token=TOKEN[:63]))
+    err = _raises_exactly(pa.Malformed, lambda: _issue(token=TOKEN[:31]))
     assert isinstance(err, pa.Malformed) and err.field == "attestation.token"
 
 
@@ -268,8 +268,8 @@ def _canonical() -> bytes:
     ("data", "field"),
     [
         pytest.param(b"\xff\xff\xff\xff", "attestation", id="not-protobuf"),
-        pytest.param(_bent(_set("token", TOKEN[:63])), "attestation.token", id="token-63"),
-        pytest.param(_bent(_set("token", TOKEN + b"x")), "attestation.token", id="token-65"),
+        pytest.param(_bent(_set("token", TOKEN[:31])), "attestation.token", id="token-63"),
+        pytest.param(_bent(_set("token", TOKEN + b"x")), "attestation.token", id="token-33"),
         pytest.param(_bent(_set("carrier_id", "Carrier")), "attestation.carrier_id", id="carrier"),
         pytest.param(_bent(_set("key_id", KEY_ID.upper())), "attestation.key_id", id="key-id"),
         pytest.param(_bent(_set("subject", "")), "attestation.subject", id="subject-empty"),

@@ -69,7 +69,7 @@ def _client(tmp_path: Path, stub: _Stub, batch_size: int) -> PlatformClient:
 
 
 def _record(i: int, ref: bytes = b"r") -> Record:
-    return Record(i.to_bytes(4, "big") * 16, KEY, ref, WHEN, Kind.LOGIN)
+    return Record(i.to_bytes(4, "big") * 8, KEY, ref, WHEN, Kind.LOGIN)
 
 
 async def test_a_refused_binding_is_named_by_its_place_in_the_whole_input(tmp_path: Path) -> None:

@@ -78,3 +78,13 @@ def test_a_service_or_the_operator_importing_sqlalchemy_breaks_the_contract(
     assert "SQL only in storage" in out.stdout and "BROKEN" in out.stdout
     assert "numbind.registry.services.directory -> sqlalchemy" in out.stdout
     assert "numbind.registry.operator -> sqlalchemy" in out.stdout
+
+
+def test_a_store_side_module_reading_key_files_breaks_the_contract(tmp_path: Path) -> None:
+    _copy_tree(tmp_path)
+    module = tmp_path / "registry" / "numbind" / "registry" / "services" / "rekey.py"
+    module.write_text(module.read_text() + "\nimport numbind.registry.keys  # noqa\n")
+    out = _lint_imports(tmp_path)
+    assert out.returncode != 0
+    assert "The store side never holds a token key" in out.stdout
+    assert "numbind.registry.services.rekey -> numbind.registry.keys" in out.stdout

@@ -83,6 +83,15 @@ def test_rfc9497_vector(name: str | None, vec: dict[str, Any] | None) -> None:
     assert [v.evaluate(sk, x, mode) for x in inputs] == outputs
     assert all(len(o) == v.OUTPUT_BYTES for o in outputs)
 
+    # numbind's token is the unblinded element: Finalize(x, unblind(...)) is the vector's
+    # Output, and the element is k*HashToGroup(x) whichever way it is computed.
+    unblinded = [v.unblind(b, e) for b, e in zip(blinds, evaluated, strict=True)]
+    assert [v.finalize_hash(x, n) for x, n in zip(inputs, unblinded, strict=True)] == outputs
+    assert v.unblind_batch(blinds, evaluated) == unblinded
+    assert [v.evaluate_element(sk, x, mode) for x in inputs] == unblinded
+    if mode == v.MODE_VOPRF:
+        assert v.voprf_unblind_batch(blinds, evaluated, blinded, proof, pk) == unblinded
+
 
 def test_vector_file_covers_batches() -> None:
     data = json.loads(_vector_path().read_text())
@@ -224,3 +233,51 @@ def test_protocol_matches_evaluate(data: bytes, seed1: bytes, seed2: bytes, mode
     assert v.evaluate(sk2, data, mode) != out
     other = v.finalize(data, r, v.blind_evaluate(sk2, [blinded])[0])
     assert other != out
+
+
+def test_invert_scalars_matches_one_by_one() -> None:
+    scalars = [v.deserialize_scalar(v.hash_to_scalar(bytes([i]), v.MODE_VOPRF)) for i in range(7)]
+    inverses = v.invert_scalars(scalars)
+    one = (1).to_bytes(32, "little")
+    for s, inv in zip(scalars, inverses, strict=True):
+        assert int.from_bytes(s, "little") * int.from_bytes(inv, "little") % _L == 1
+        assert v.invert_scalars([s]) == [inv]
+    assert v.invert_scalars([one]) == [one]
+    assert v.invert_scalars([]) == []
+
+
+def test_voprf_unblind_batch_refuses_a_proof_under_another_key() -> None:
+    _, pk, blinded, _, _ = _batch()
+    sk2, pk2 = _key(0x11)
+    evaluated2, proof2 = v.voprf_blind_evaluate(sk2, pk2, blinded)
+    with pytest.raises(v.VerifyError):
+        v.voprf_unblind_batch([_GENERATOR] * 2, evaluated2, blinded, proof2, pk)
+    with pytest.raises(v.InvalidInputError):
+        v.voprf_unblind_batch([_GENERATOR], evaluated2, blinded, proof2, pk2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.binary(max_size=64),
+    seeds=st.lists(st.binary(min_size=32, max_size=32), min_size=3, max_size=3, unique=True),
+)
+def test_rekey_maps_tokens_between_keys(data: bytes, seeds: list[bytes]) -> None:
+    (a, _), (b, _), (c, _) = (v.derive_key_pair(s, b"rekey", v.MODE_VOPRF) for s in seeds)
+    ta, tb, tc = (v.evaluate_element(k, data, v.MODE_VOPRF) for k in (a, b, c))
+    ab, bc = v.rekey_delta(a, b), v.rekey_delta(b, c)
+    assert v.rekey(ab, ta) == tb
+    assert v.rekey_many(bc, [tb, tb]) == [tc, tc]
+    assert v.rekey(v.compose_deltas(ab, bc), ta) == tc
+    assert v.rekey(v.invert_delta(ab), tb) == ta
+    # Delta is not either key, and does not map anything to itself.
+    assert ab not in (a, b) and v.rekey(ab, ta) != ta
+
+
+def test_rekey_refuses_bad_inputs() -> None:
+    sk, _ = _key()
+    with pytest.raises(v.InvalidInputError):
+        v.rekey(bytes(32), _GENERATOR)
+    with pytest.raises(v.DeserializeError):
+        v.rekey(sk, bytes(32))
+    with pytest.raises(v.DeserializeError):
+        v.rekey_delta(sk, _L.to_bytes(32, "little"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,11 @@ from numbind.cli.serve import add_store_options, settings_from
 __all__ = ["add_commands"]
 
 _REMOTE = (
-    ("rotate-key", "make a new active token key; the old one keeps evaluating"),
-    ("retire-key", "stop evaluating under an old token key"),
+    ("rotate-key", "make a new active token key and re-key the store to it"),
+    ("retire-key", "stop evaluating under an old token key and forget its re-key delta"),
     ("export-key", "print a token key's secret scalar (hex) for escrow"),
     ("keys", "list the token keys"),
-    ("stats", "registry statistics: principals, bindings, numbers, orders, usage"),
+    ("stats", "registry statistics: principals, bindings, numbers, orders, usage, re-key"),
 )
 _REMOTE_NOTE = (
     "Needs the running registry: its address comes from DATA_DIR/serving.json (written by "
@@ -215,8 +216,13 @@ def _remote(args: argparse.Namespace) -> int:
 def _remote_action(args: argparse.Namespace, client: Any) -> None:
     action = args.admin_command
     if action == "rotate-key":
-        key = client.rotate_key()
-        _print({"key_id": key.key_id, "state": key.state}, args.json)
+        rotation = client.rotate_key()
+        if args.json:
+            print(json.dumps(rotation.as_json(), indent=2))
+        else:
+            print(f"key_id: {rotation.key.key_id}\nstate: {rotation.key.state}")
+            if rotation.rekey is not None:
+                print(f"\n{rekey_table(rotation.rekey)}")
     elif action == "retire-key":
         client.retire_key(args.key_id)
         _print({"retired": args.key_id}, args.json)
@@ -246,7 +252,8 @@ def _remote_action(args: argparse.Namespace, client: Any) -> None:
 
 
 def stats_table(stats: Any) -> str:
-    """`numbind admin stats` as aligned tables: counts, then usage per principal."""
+    """`numbind admin stats` as aligned tables: counts, the latest store re-key (if any
+    rotation happened), then usage per principal."""
     o = stats.orders
     counts = table.render(
         ("", "count"),
@@ -264,6 +271,8 @@ def stats_table(stats: Any) -> str:
             ("  rejected", o.rejected),
         ],
     )
+    if stats.rekey is not None:
+        counts = f"{counts}\n\n{rekey_table(stats.rekey)}"
     if not stats.usage:
         return f"{counts}\n\nusage: none yet"
     usage = table.render(
@@ -271,6 +280,47 @@ def stats_table(stats: Any) -> str:
         [(u.role, u.principal_id, u.tokens_evaluated, u.reassigned_checks) for u in stats.usage],
     )
     return f"{counts}\n\n{usage}\n({plural(len(stats.usage), 'principal')} with usage)"
+
+
+def rekey_table(rekey: Any) -> str:
+    """A store re-key's progress: rows done of total, rate and time left."""
+    done, total = rekey.rows_done, rekey.rows_total
+    rows = f"{done:,} of {total:,}" if total else f"{done:,} of (counting)"
+    if total:
+        rows += f" ({100 * min(done, total) // total}%)"
+    running = rekey.state == "RUNNING"
+    rate = f"{rekey.rows_per_second:,.0f} rows/s" if rekey.rows_per_second > 0 else "-"
+    if not running:
+        eta = "done"
+    elif rekey.eta_seconds > 0:
+        eta = f"{_duration(rekey.eta_seconds)} left"
+    else:
+        eta = "not known yet"
+    return table.render(
+        ("store re-key", ""),
+        [
+            ("keys", f"{rekey.from_key_id} -> {rekey.to_key_id}"),
+            ("state", rekey.state),
+            ("rows", rows),
+            ("rate", rate),
+            ("ETA", eta),
+            ("started", _iso(rekey.started_at)),
+            ("finished", _iso(rekey.finished_at)),
+        ],
+    )
+
+
+def _duration(seconds: float) -> str:
+    s = max(1, round(seconds))
+    hours, rest = divmod(s, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
 
 
 def _print(obj: dict[str, Any], as_json: bool) -> None:

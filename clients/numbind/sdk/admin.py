@@ -24,9 +24,18 @@ from numbind.sdk.channel import secure_channel
 from numbind.sdk.errors import from_rpc_error
 from numbind.v1 import admin_pb2, admin_pb2_grpc, tokens_pb2
 
-__all__ = ["AdminClient", "KeyInfo", "OrderCounts", "PrincipalUsage", "RegistryStats"]
+__all__ = [
+    "AdminClient",
+    "KeyInfo",
+    "KeyRotation",
+    "OrderCounts",
+    "PrincipalUsage",
+    "RegistryStats",
+    "RekeyProgress",
+]
 
 _KEY_STATES = {1: "ACTIVE", 2: "EVALUATE_ONLY", 3: "RETIRED"}
+_REKEY_STATES = {admin_pb2.REKEY_STATE_RUNNING: "RUNNING", admin_pb2.REKEY_STATE_DONE: "DONE"}
 _ROLES = {1: "platform", 2: "carrier", 3: "admin"}
 _TIMEOUT = 30.0
 
@@ -45,6 +54,52 @@ class KeyInfo:
             "state": self.state,
             "created_at": _iso(self.created_at),
         }
+
+
+@dataclass(frozen=True)
+class RekeyProgress:
+    """The registry's latest store re-key: after a rotation every stored token is moved to
+    the new key in the background."""
+
+    from_key_id: str
+    to_key_id: str
+    state: str  # RUNNING or DONE
+    rows_done: int
+    rows_total: int  # rows under the old key when it started; 0 until counted
+    rows_per_second: float  # since the current runner took over; 0 before it converted any
+    eta_seconds: float  # at that rate; 0 when done or not yet known
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "from_key_id": self.from_key_id,
+            "to_key_id": self.to_key_id,
+            "state": self.state,
+            "rows_done": self.rows_done,
+            "rows_total": self.rows_total,
+            "rows_per_second": round(self.rows_per_second, 1),
+            "eta_seconds": round(self.eta_seconds, 1),
+            "started_at": _iso(self.started_at),
+        }
+        if self.finished_at is not None:
+            out["finished_at"] = _iso(self.finished_at)
+        return out
+
+
+@dataclass(frozen=True)
+class KeyRotation:
+    """What `rotate_key` did: the new active key, and the store re-key it started (None on
+    a store that held no key before)."""
+
+    key: KeyInfo
+    rekey: RekeyProgress | None
+
+    def as_json(self) -> dict[str, Any]:
+        out = self.key.as_json()
+        if self.rekey is not None:
+            out["rekey"] = self.rekey.as_json()
+        return out
 
 
 @dataclass(frozen=True)
@@ -79,6 +134,8 @@ class RegistryStats:
     numbers: int
     orders: OrderCounts
     usage: tuple[PrincipalUsage, ...]
+    # The latest store re-key, running or done; None before the first rotation.
+    rekey: RekeyProgress | None = None
 
     def as_json(self) -> dict[str, Any]:
         """One JSON-ready object, grouped as the table `numbind admin stats` prints."""
@@ -103,6 +160,7 @@ class RegistryStats:
                 }
                 for u in self.usage
             ],
+            "rekey": None if self.rekey is None else self.rekey.as_json(),
         }
 
 
@@ -134,10 +192,14 @@ class AdminClient:
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from None
 
-    def rotate_key(self, request_id: str | None = None) -> KeyInfo:
+    def rotate_key(self, request_id: str | None = None) -> KeyRotation:
+        """A new active key; the registry starts re-keying its store to it (refused while
+        an earlier re-key still runs)."""
         rid = request_id or uuid.uuid4().hex
         resp = self._call(self._stub.RotateKey, admin_pb2.RotateKeyRequest(request_id=rid))
-        return _key(resp.key)
+        return KeyRotation(
+            key=_key(resp.key), rekey=_rekey(resp.rekey) if resp.HasField("rekey") else None
+        )
 
     def retire_key(self, key_id: str, request_id: str | None = None) -> None:
         rid = request_id or uuid.uuid4().hex
@@ -175,6 +237,7 @@ class AdminClient:
                 )
                 for u in r.usage
             ),
+            rekey=_rekey(r.rekey) if r.HasField("rekey") else None,
         )
 
 
@@ -185,6 +248,27 @@ def _key(k: tokens_pb2.KeyInfo) -> KeyInfo:
         state=_KEY_STATES.get(k.state, "UNKNOWN"),
         created_at=k.created_at.ToDatetime(tzinfo=UTC) if k.HasField("created_at") else None,
     )
+
+
+def _rekey(p: admin_pb2.RekeyProgress) -> RekeyProgress:
+    return RekeyProgress(
+        from_key_id=p.from_key_id,
+        to_key_id=p.to_key_id,
+        state=_REKEY_STATES.get(p.state, "UNKNOWN"),
+        rows_done=p.rows_done,
+        rows_total=p.rows_total,
+        rows_per_second=p.rows_per_second,
+        eta_seconds=p.eta_seconds,
+        started_at=_when(p, "started_at"),
+        finished_at=_when(p, "finished_at"),
+    )
+
+
+def _when(message: Any, field: str) -> datetime | None:
+    if not message.HasField(field):
+        return None
+    moment: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
+    return moment
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -17,7 +17,8 @@ from numbind.sdk import wire
 from numbind.sdk.errors import NumbindClientError, list_positions, located
 from numbind.sdk.model import BucketDigest, Item, Key, PublishSummary, WithdrawSummary
 from numbind.sdk.pipeline import pipeline
-from numbind.sdk.progress import Meter
+from numbind.sdk.progress import Meter, ProgressCallback
+from numbind.sdk.rekeying import wait_out_rekey
 from numbind.sdk.retry import RetryPolicy, call_with_retry
 from numbind.v1 import common_pb2, platforms_pb2, platforms_pb2_grpc
 
@@ -149,13 +150,24 @@ class BindingRpc:
         key_id: str,
         page_size: int,
         convert: Callable[[common_pb2.Binding], T],
+        *,
+        wait_rekey: bool = False,
+        progress: ProgressCallback | None = None,
     ) -> AsyncIterator[list[T]]:
-        """One bucket's bindings a page at a time, each converted (wire.record, wire.item_of)."""
+        """One bucket's bindings a page at a time, each converted (wire.record, wire.item_of).
+
+        With ``wait_rekey`` a store re-key is waited out (reported to ``progress``); by
+        default it raises RekeyInProgress."""
         page_token = ""
         while True:
             request = wire.list_request(bits, bucket, key_id, page_size, page_token)
-            resp: platforms_pb2.ListBindingsResponse = await call_with_retry(
-                partial(self._stub.ListBindings, request, timeout=self._timeout), self._retry
+            call = partial(
+                call_with_retry,
+                partial(self._stub.ListBindings, request, timeout=self._timeout),
+                self._retry,
+            )
+            resp: platforms_pb2.ListBindingsResponse = await (
+                wait_out_rekey(call, progress) if wait_rekey else call()
             )
             yield [convert(b) for b in resp.bindings]
             page_token = resp.next_page_token

@@ -5,10 +5,15 @@ NumbindClientError      .code (ErrorCode), .message, .reason, .position, .item, 
 ├── NotFound            NOT_FOUND
 ├── Conflict            ALREADY_EXISTS (request id reused, nonce replayed)
 ├── Refused             FAILED_PRECONDITION
+│   └── KeyRotated      KEY_ROTATED: asked under a key the registry no longer holds bindings
+│                       under; .store_key_id names the one to use
 ├── PermissionDenied    PERMISSION_DENIED
 ├── Unauthenticated     UNAUTHENTICATED
 ├── QuotaExceeded       RESOURCE_EXHAUSTED (retryable, honours retry_after)
 ├── Unavailable         UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED (retryable)
+├── RekeyInProgress     REKEY_IN_PROGRESS: UNAVAILABLE while the registry re-keys its store
+│                       after a rotation (.retry_after, .rows_done, .rows_total); not retried
+│                       blindly: PlatformClient.sync waits it out with progress
 ├── Unimplemented       UNIMPLEMENTED
 ├── ServerError         INTERNAL, UNKNOWN, DATA_LOSS, CANCELLED; INVALID_RESPONSE (checked here)
 ├── ProofError          PROOF_FAILED: the token service's proof did not verify (checked here)
@@ -33,18 +38,20 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from numbind.protocol.limits import RETRY_AFTER_KEY
+from numbind.protocol.limits import REKEY_PROGRESS_KEY, RETRY_AFTER_KEY, STORE_KEY_ID_KEY
 
 __all__ = [
     "Conflict",
     "ErrorCode",
     "InvalidRequest",
+    "KeyRotated",
     "NotFound",
     "NumbindClientError",
     "PermissionDenied",
     "ProofError",
     "QuotaExceeded",
     "Refused",
+    "RekeyInProgress",
     "ServerError",
     "SyncAborted",
     "Unauthenticated",
@@ -76,6 +83,9 @@ class ErrorCode(enum.StrEnum):
     INVALID_RESPONSE = "INVALID_RESPONSE"  # the registry's answer broke the contract
     PROOF_FAILED = "PROOF_FAILED"  # the token service's proof did not verify
     SYNC_ABORTED = "SYNC_ABORTED"  # a sync over its max_withdraw; nothing changed
+    # What the registry said beside its status (trailing metadata), told apart here.
+    KEY_ROTATED = "KEY_ROTATED"  # FAILED_PRECONDITION: not the key bindings are held under
+    REKEY_IN_PROGRESS = "REKEY_IN_PROGRESS"  # UNAVAILABLE: the store is being re-keyed
 
 
 class NumbindClientError(Exception):
@@ -139,6 +149,36 @@ class Refused(NumbindClientError):
     code = ErrorCode.FAILED_PRECONDITION
 
 
+class KeyRotated(Refused):
+    """Digests and lists answer only under the registry's store key (its active key), named
+    by ``store_key_id``."""
+
+    code = ErrorCode.KEY_ROTATED
+
+    def __init__(
+        self,
+        message: str,
+        store_key_id: str,
+        code: ErrorCode | None = None,
+        retry_after: float | None = None,
+        *,
+        item: str | None = None,
+        position: int | None = None,
+    ) -> None:
+        super().__init__(message, code, retry_after, item=item, position=position)
+        self.store_key_id = store_key_id
+
+    def at(self, item: str, position: int, reason: str | None = None) -> KeyRotated:
+        return KeyRotated(
+            self.reason if reason is None else reason,
+            self.store_key_id,
+            self.code,
+            self.retry_after,
+            item=item,
+            position=position,
+        )
+
+
 class PermissionDenied(NumbindClientError):
     code = ErrorCode.PERMISSION_DENIED
 
@@ -153,6 +193,40 @@ class QuotaExceeded(NumbindClientError):
 
 class Unavailable(NumbindClientError):
     code = ErrorCode.UNAVAILABLE
+
+
+class RekeyInProgress(NumbindClientError):
+    """The registry is re-keying its store after a key rotation: digests and lists answer
+    again when it is done. Wait ``retry_after`` seconds; ``rows_done`` of ``rows_total``
+    (None until counted) tell how far it is."""
+
+    code = ErrorCode.REKEY_IN_PROGRESS
+
+    def __init__(
+        self,
+        message: str,
+        rows_done: int,
+        rows_total: int | None,
+        code: ErrorCode | None = None,
+        retry_after: float | None = None,
+        *,
+        item: str | None = None,
+        position: int | None = None,
+    ) -> None:
+        super().__init__(message, code, retry_after, item=item, position=position)
+        self.rows_done = rows_done
+        self.rows_total = rows_total
+
+    def at(self, item: str, position: int, reason: str | None = None) -> RekeyInProgress:
+        return RekeyInProgress(
+            self.reason if reason is None else reason,
+            self.rows_done,
+            self.rows_total,
+            self.code,
+            self.retry_after,
+            item=item,
+            position=position,
+        )
 
 
 class Unimplemented(NumbindClientError):
@@ -201,10 +275,21 @@ def from_rpc_error(exc: grpc.RpcError) -> NumbindClientError:
     status: grpc.StatusCode = call.code()
     details: str = call.details() or status.name
     retry_after = None
-    for key, value in call.trailing_metadata() or ():
-        if key == RETRY_AFTER_KEY:
-            with contextlib.suppress(ValueError):
-                retry_after = int(value) / 1000.0
+    metadata = {k: v for k, v in call.trailing_metadata() or () if isinstance(v, str)}
+    if RETRY_AFTER_KEY in metadata:
+        with contextlib.suppress(ValueError):
+            retry_after = int(metadata[RETRY_AFTER_KEY]) / 1000.0
+    if status == grpc.StatusCode.UNAVAILABLE and REKEY_PROGRESS_KEY in metadata:
+        done, _, total = metadata[REKEY_PROGRESS_KEY].partition("/")
+        with contextlib.suppress(ValueError):
+            return RekeyInProgress(
+                details,
+                int(done),
+                int(total) if total.isdigit() else None,
+                retry_after=retry_after,
+            )
+    if status == grpc.StatusCode.FAILED_PRECONDITION and STORE_KEY_ID_KEY in metadata:
+        return KeyRotated(details, metadata[STORE_KEY_ID_KEY], retry_after=retry_after)
     code, cls = _TABLE.get(status, (ErrorCode.UNKNOWN, ServerError))
     return cls(details, code=code, retry_after=retry_after)
 

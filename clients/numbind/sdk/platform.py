@@ -17,7 +17,9 @@ Errors
     registry answers a retried batch as it answered the first try. A bad number raises
     ``InvalidNumber`` and a refused binding an error whose ``position`` is the item's 1-based
     position in the input (``"binding 10,004: bound_at: ..."``); a bad row value raises
-    ValueError naming the field; a sync over its ``max_withdraw`` raises SyncAborted.
+    ValueError naming the field; a sync over its ``max_withdraw`` raises SyncAborted. While
+    the registry re-keys its store after a key rotation, ``digest`` and ``list_bucket``
+    raise RekeyInProgress (with progress and a retry delay); ``sync`` waits it out.
     Batches run concurrently: when one fails, batches already sent stay published (every
     call is idempotent, so running it again is safe).
 """
@@ -162,8 +164,12 @@ class PlatformClient:
         _, _, tokenizer = self._ensure()
         return (await tokenizer.key()).key_id
 
-    async def _keys(self, rows: Sequence[NumberAccount], start: int) -> list[Key]:
-        """(token, account_ref) per row, in order; errors name rows by global position."""
+    async def _keys(
+        self, rows: Sequence[NumberAccount], start: int
+    ) -> tuple[str, list[Key], list[str]]:
+        """(key id, (token, account_ref) per row, E.164 per row), in order; errors name rows
+        by global position. The key id is the tokens' own: the tokenizer may move to a new
+        key between calls after a rotation."""
         _, _, tokenizer = self._ensure()
         refs = self.account_refs
 
@@ -173,18 +179,22 @@ class PlatformClient:
             return e164s, [refs(r.account_id) for r in rows]
 
         e164s, account_refs = await asyncio.to_thread(prepare)
+        key = await tokenizer.key()
         try:
-            tokens = await tokenizer.tokenize_e164(e164s)
+            tokens = await tokenizer.tokenize_e164(e164s, key=key)
         except NumbindClientError as exc:
             raise exc.shifted(start) from None
-        return [(t.token, ref) for t, ref in zip(tokens, account_refs, strict=True)]
+        keys = [(t.token, ref) for t, ref in zip(tokens, account_refs, strict=True)]
+        return key.key_id, keys, e164s
 
-    async def _items(self, rows: Sequence[Row], start: int) -> list[Item]:
-        keys = await self._keys(rows, start)
-        return [
+    async def _items(self, rows: Sequence[Row], start: int) -> tuple[str, list[Item], list[str]]:
+        """``_keys`` with each row's bound_at and kind."""
+        key_id, keys, e164s = await self._keys(rows, start)
+        items = [
             (token, ref, to_us(r.bound_at), int(r.kind))
             for (token, ref), r in zip(keys, rows, strict=True)
         ]
+        return key_id, items, e164s
 
     # ---- the event feed --------------------------------------------------------------------
 
@@ -231,8 +241,8 @@ class PlatformClient:
         """Tokenise and upsert rows, streamed in pipelined batches. Idempotent."""
 
         async def prepare(chunk: list[Row], start: int) -> PublishBatch:
-            items = await self._items(chunk, start)
-            return await self.key_id(), items, _positions(start, len(chunk))
+            key_id, items, _ = await self._items(chunk, start)
+            return key_id, items, _positions(start, len(chunk))
 
         _, rpc, _ = self._ensure()
         meter = Meter("publish", total, progress or self._progress)
@@ -265,8 +275,8 @@ class PlatformClient:
         """Withdraw the bindings of (phone, account_id) pairs; other Row fields are unused."""
 
         async def prepare(chunk: list[NumberAccount], start: int) -> WithdrawBatch:
-            keys = await self._keys(chunk, start)
-            return await self.key_id(), keys, _positions(start, len(chunk))
+            key_id, keys, _ = await self._keys(chunk, start)
+            return key_id, keys, _positions(start, len(chunk))
 
         _, rpc, _ = self._ensure()
         meter = Meter("withdraw", total, progress or self._progress)
@@ -293,7 +303,9 @@ class PlatformClient:
 
     async def digest(self, bucket_bits: int, key_id: str | None = None) -> dict[int, BucketDigest]:
         """The registry's non-empty buckets of this platform's bindings (a missing one is
-        empty). ``key_id`` None means this client's key; "" means every key."""
+        empty). ``key_id`` None means this client's key, "" the registry's store key (its
+        active key, under which it holds every binding); another key raises KeyRotated, and
+        a store re-key in progress RekeyInProgress."""
         check_bits(bucket_bits)
         _, rpc, _ = self._ensure()
         return await rpc.digest(bucket_bits, await self.key_id() if key_id is None else key_id)
@@ -334,8 +346,11 @@ class PlatformClient:
         Streams the snapshot once into a temporary SQLite file in ``work_dir`` (default: the
         system temp dir; ~200 bytes a row), compares per-bucket digests with the registry,
         lists only the buckets that differ on both sides, then publishes what is missing or
-        changed and withdraws what is extra. Bindings under other token keys are left alone.
-        ``dry_run`` stops after planning; ``max_withdraw`` raises SyncAborted before any
+        changed and withdraws what is extra. The comparison runs under the key the registry
+        holds bindings under (its active key): after a key rotation, snapshot rows made
+        under the old key are tokenised again, and while the registry re-keys its store
+        the sync waits (progress phase ``re-key``) rather than see a difference that is
+        not one. ``dry_run`` stops after planning; ``max_withdraw`` raises SyncAborted before any
         change when the plan withdraws more (a truncated export must not empty the
         registry). A binding named twice keeps its latest bound_at.
         """
@@ -346,15 +361,15 @@ class PlatformClient:
 
             async def work(batch: tuple[int, list[Row]]) -> None:
                 start, rows = batch
-                items = await self._items(rows, start)
-                await store.run(store.add, await self.key_id(), items, start)
+                key_id, items, e164s = await self._items(rows, start)
+                await store.run(store.add, key_id, items, start, e164s)
                 meter.add(len(rows))
 
             await pipeline(chunks(snapshot, self._batch), work, self._in_flight)
             return meter.done
 
-        _, rpc, _ = self._ensure()
-        return await run_sync(rpc, fill, self.key_id, options)
+        _, rpc, tokenizer = self._ensure()
+        return await run_sync(rpc, tokenizer, fill, options)
 
     async def sync_records(
         self,
@@ -367,7 +382,8 @@ class PlatformClient:
         work_dir: Path | None = None,
         progress: ProgressCallback | None = None,
     ) -> SyncSummary:
-        """``sync`` for platforms that keep tokens: every record under one key id."""
+        """``sync`` for platforms that keep tokens: every record under one key id, the
+        registry's store key (else KeyRotated names the key to tokenise under)."""
         options = self._sync_options(bucket_bits, dry_run, max_withdraw, work_dir, progress)
 
         async def fill(store: SnapshotStore) -> int:
@@ -378,8 +394,8 @@ class PlatformClient:
                 meter.add(len(chunk))
             return meter.done
 
-        _, rpc, _ = self._ensure()
-        return await run_sync(rpc, fill, self.key_id, options)
+        _, rpc, tokenizer = self._ensure()
+        return await run_sync(rpc, tokenizer, fill, options)
 
     def _sync_options(
         self,

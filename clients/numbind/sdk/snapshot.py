@@ -10,7 +10,7 @@ import asyncio
 import math
 import sqlite3
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +33,8 @@ _BUCKETS16 = 1 << MAX_BUCKET_BITS
 
 # A planned publish: the binding and its 1-based position in the caller's snapshot.
 Planned = tuple[bytes, bytes, int, int, int]
+# A row under another key than the sync's: (b16, token, ref, bound_us, kind, E.164 or None).
+Stale = tuple[int, bytes, bytes, int, int, str | None]
 
 
 def choose_bucket_bits(rows: int) -> int:
@@ -64,6 +66,10 @@ class SnapshotStore:
     The accumulators (2 MB) grow as rows arrive, so any coarser bucket_bits is a fold over
     them. Only the store's own thread touches the connection, which keeps SQLite's blocking
     calls off the event loop: call methods through ``run``.
+
+    Each row keeps its key id and, for rows tokenised here, its E.164 form: when the
+    registry rotates its key during a sync, rows under the old key are tokenised again
+    under the new one (``stale`` / ``replace``) instead of the sync failing.
     """
 
     def __init__(self, directory: Path | None) -> None:
@@ -82,12 +88,15 @@ class SnapshotStore:
         self._db.executescript(
             """
             CREATE TABLE snap (b16 INTEGER, token BLOB, ref BLOB, bound_us INTEGER, kind INTEGER,
-                               pos INTEGER, PRIMARY KEY (b16, token, ref)) WITHOUT ROWID;
+                               pos INTEGER, key_id TEXT, e164 TEXT,
+                               PRIMARY KEY (b16, token, ref)) WITHOUT ROWID;
             CREATE TABLE pub (token BLOB, ref BLOB, bound_us INTEGER, kind INTEGER, pos INTEGER);
             CREATE TABLE wd (token BLOB, ref BLOB);
             """
         )
         self.key_id = ""
+        # Rows arrived under more than one key (the registry rotated during the fill).
+        self.mixed = False
         self.written = 0
         self.counts = [0] * _BUCKETS16
         self.digests = [0] * _BUCKETS16
@@ -100,29 +109,36 @@ class SnapshotStore:
         self._db.close()
         self._tmp.cleanup()
 
-    def add(self, key_id: str, items: list[Item], start: int) -> None:
-        """Add bindings that are the snapshot's rows ``start + 1`` onwards."""
+    # A binding named twice keeps the latest bound_at (then the highest kind): the same
+    # answer whichever batch lands first.
+    _ON_CONFLICT = (
+        "ON CONFLICT (b16, token, ref) DO UPDATE "
+        "SET bound_us = excluded.bound_us, kind = excluded.kind, pos = excluded.pos "
+        "WHERE (excluded.bound_us, excluded.kind) > (snap.bound_us, snap.kind)"
+    )
+
+    def add(
+        self, key_id: str, items: list[Item], start: int, e164s: Sequence[str] | None = None
+    ) -> None:
+        """Add bindings that are the snapshot's rows ``start + 1`` onwards, tokenised under
+        ``key_id`` (from ``e164s``, when they were tokenised here)."""
         if not self.key_id:
             self.key_id = key_id
         elif key_id != self.key_id:
-            raise ValueError(
-                f"key_id: snapshot mixes {self.key_id} and {key_id}; sync one key at a time"
-            )
+            self.mixed = True
         rows = []
         counts, digests = self.counts, self.digests
-        for pos, (token, ref, us, kind) in enumerate(items, start + 1):
+        numbers: Iterable[str | None] = e164s if e164s is not None else [None] * len(items)
+        for pos, ((token, ref, us, kind), e164) in enumerate(
+            zip(items, numbers, strict=True), start + 1
+        ):
             b16 = bucket16(token)
             counts[b16] += 1
             digests[b16] ^= int.from_bytes(binding_digest(key_id, token, ref, us, kind), "big")
-            rows.append((b16, token, ref, us, kind, pos))
-        # A binding named twice keeps the latest bound_at (then the highest kind): the same
-        # answer whichever batch lands first.
+            rows.append((b16, token, ref, us, kind, pos, key_id, e164))
         self._db.execute("BEGIN")
         self._db.executemany(
-            "INSERT INTO snap VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (b16, token, ref) DO UPDATE "
-            "SET bound_us = excluded.bound_us, kind = excluded.kind, pos = excluded.pos "
-            "WHERE (excluded.bound_us, excluded.kind) > (snap.bound_us, snap.kind)",
-            rows,
+            f"INSERT INTO snap VALUES (?, ?, ?, ?, ?, ?, ?, ?) {self._ON_CONFLICT}", rows
         )
         self._db.execute("COMMIT")
         self.written += len(rows)
@@ -131,16 +147,52 @@ class SnapshotStore:
         """Distinct bindings; refolds the digests from disk if any binding came twice."""
         (distinct,) = self._db.execute("SELECT count(*) FROM snap").fetchone()
         if distinct != self.written:
-            counts, digests = [0] * _BUCKETS16, [0] * _BUCKETS16
-            for b16, token, ref, us, kind in self._db.execute(
-                "SELECT b16, token, ref, bound_us, kind FROM snap"
-            ):
-                counts[b16] += 1
-                digests[b16] ^= int.from_bytes(
-                    binding_digest(self.key_id, token, ref, us, kind), "big"
-                )
-            self.counts, self.digests = counts, digests
+            self.refold()
         return int(distinct)
+
+    def refold(self) -> None:
+        """Counts and digests again from disk, each row under its own key id."""
+        counts, digests = [0] * _BUCKETS16, [0] * _BUCKETS16
+        rows = self._db.execute("SELECT b16, token, ref, bound_us, kind, key_id FROM snap")
+        for b16, token, ref, us, kind, key_id in rows:
+            counts[b16] += 1
+            digests[b16] ^= int.from_bytes(binding_digest(key_id, token, ref, us, kind), "big")
+        self.counts, self.digests = counts, digests
+        self.written = sum(counts)
+
+    def keys(self) -> set[str]:
+        return {k for (k,) in self._db.execute("SELECT DISTINCT key_id FROM snap")}
+
+    def stale(self, key_id: str, limit: int) -> list[Stale]:
+        """Up to ``limit`` rows under another key than ``key_id``."""
+        return self._db.execute(
+            "SELECT b16, token, ref, bound_us, kind, e164 FROM snap WHERE key_id != ? LIMIT ?",
+            (key_id, limit),
+        ).fetchall()
+
+    def replace(self, rows: list[Stale], tokens: list[bytes], key_id: str) -> None:
+        """Rows from ``stale``, now under ``key_id`` with these tokens; each keeps its
+        position in the caller's snapshot."""
+        self._db.execute("BEGIN")
+        self._db.executemany(
+            "INSERT INTO snap SELECT ?, ?, ref, bound_us, kind, pos, ?, e164 FROM snap "
+            f"WHERE b16 = ? AND token = ? AND ref = ? {self._ON_CONFLICT}",
+            [
+                (bucket16(t), t, key_id, b16, token, ref)
+                for (b16, token, ref, *_), t in zip(rows, tokens, strict=True)
+            ],
+        )
+        self._db.executemany(
+            "DELETE FROM snap WHERE b16 = ? AND token = ? AND ref = ?", [r[:3] for r in rows]
+        )
+        self._db.execute("COMMIT")
+        self.key_id, self.mixed = key_id, False
+
+    def reset_plan(self) -> None:
+        self._db.execute("BEGIN")
+        self._db.execute("DELETE FROM pub")
+        self._db.execute("DELETE FROM wd")
+        self._db.execute("COMMIT")
 
     def buckets(self, bits: int) -> dict[int, tuple[int, bytes]]:
         """Non-empty buckets at ``bits``: bucket -> (count, digest)."""

@@ -2,7 +2,10 @@
 
 A bucket's digest is the XOR of SHA-256 over each active binding's canonical encoding, so it
 does not depend on order and can be updated one binding at a time. Buckets are the top
-`bits` bits of the token value (0..16 bits; 0 means one bucket holding everything).
+`bits` bits (0..16; 0 means one bucket holding everything) of the token's second and third
+bytes: a token is a canonical ristretto255 encoding, whose first byte is always even (its
+lowest bit is the sign, and canonical encodings are non-negative), so buckets taken from
+the first byte would leave half of them empty from 8 bits on.
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ def binding_digest(
 
 
 def bucket16(token: bytes) -> int:
-    """The token's finest bucket: its first two bytes, big-endian."""
-    return int.from_bytes(token[:2], "big")
+    """The token's finest bucket: its second and third bytes, big-endian."""
+    return int.from_bytes(token[1:3], "big")
 
 
 def bucket_of(token: bytes, bits: int) -> int:

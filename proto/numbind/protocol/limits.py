@@ -25,13 +25,16 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "MAX_REASON",
     "MAX_REASSIGNED_QUERIES",
+    "REKEY_PROGRESS_KEY",
     "RETRY_AFTER_KEY",
+    "STORE_KEY_ID_KEY",
     "TOKEN_BYTES",
     "instant_problem",
 ]
 
-# A token: the canonical encoding of one group element (see numbind.protocol.voprf).
-TOKEN_BYTES = 64
+# A token: the canonical encoding of one ristretto255 element, k*HashToGroup(E.164)
+# (see numbind.protocol.voprf).
+TOKEN_BYTES = 32
 # A platform's opaque account reference (the SDK's HMAC is 32 bytes).
 MAX_ACCOUNT_REF = 64
 
@@ -56,8 +59,15 @@ FUTURE_SKEW_US = 300 * 1_000_000
 # The largest gRPC message either side sends or accepts.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
-# Trailing metadata on RESOURCE_EXHAUSTED: how long to wait before retrying, in ms.
+# Trailing metadata on RESOURCE_EXHAUSTED (and UNAVAILABLE during a store re-key): how
+# long to wait before retrying, in ms.
 RETRY_AFTER_KEY = "retry-after-ms"
+# Trailing metadata on UNAVAILABLE while the store is re-keyed after a rotation: rows
+# done and total, "done/total" (total may be "?" before it is counted).
+REKEY_PROGRESS_KEY = "rekey-progress"
+# Trailing metadata on FAILED_PRECONDITION when a digest or list named a key other than
+# the one every binding is held under: that key's id.
+STORE_KEY_ID_KEY = "store-key-id"
 
 
 def instant_problem(moment: datetime, now: datetime | None = None) -> str | None:

@@ -2,6 +2,11 @@
 
 Group arithmetic is libsodium's ristretto255 via ``rbcl``. Elements and scalars are
 passed around as their canonical 32-byte encodings; scalars are little-endian.
+
+numbind's token is the *unblinded element* ``N = k*HashToGroup(x)``, the value the RFC's
+Finalize hashes last (``finalize_hash``): a group element can be re-keyed with one
+multiplication (``rekey_delta``, ``rekey``), a hash cannot. Everything the RFC defines stays
+here, Finalize included, and reproduces the official vectors byte for byte.
 """
 
 from __future__ import annotations
@@ -27,21 +32,32 @@ __all__ = [
     "VoprfError",
     "blind",
     "blind_evaluate",
+    "compose_deltas",
     "context_string",
     "derive_key_pair",
     "deserialize_element",
     "deserialize_scalar",
     "evaluate",
+    "evaluate_element",
     "expand_message_xmd",
     "finalize",
+    "finalize_hash",
     "generate_key_pair",
     "generate_proof",
     "hash_to_group",
     "hash_to_scalar",
+    "invert_delta",
+    "invert_scalars",
     "public_key",
+    "rekey",
+    "rekey_delta",
+    "rekey_many",
+    "unblind",
+    "unblind_batch",
     "verify_proof",
     "voprf_blind_evaluate",
     "voprf_finalize_batch",
+    "voprf_unblind_batch",
 ]
 
 SUITE_ID = "ristretto255-SHA512"
@@ -234,21 +250,61 @@ def blind_evaluate(sk: bytes, blinded_elements: Sequence[bytes]) -> list[bytes]:
     return [_mul(k, deserialize_element(b)) for b in blinded_elements]
 
 
-def _finalize_hash(input: bytes, element: bytes) -> bytes:
-    return hashlib.sha512(_prefixed(input) + _prefixed(element) + b"Finalize").digest()
+def finalize_hash(input: bytes, unblinded_element: bytes) -> bytes:
+    """The last step of Finalize: ``Hash(len||input || len||N || "Finalize")``."""
+    return hashlib.sha512(_prefixed(input) + _prefixed(unblinded_element) + b"Finalize").digest()
+
+
+def unblind(blind: bytes, evaluated_element: bytes) -> bytes:
+    """``blind^-1 * evaluated``: the unblinded element ``k*HashToGroup(input)``."""
+    r = _nonzero_scalar(blind, "blind")
+    return _mul(_scalar_invert(r), deserialize_element(evaluated_element))
 
 
 def finalize(input: bytes, blind: bytes, evaluated_element: bytes) -> bytes:
     """Client Finalize (OPRF/VOPRF): unblind, then hash with the input."""
-    r = _nonzero_scalar(blind, "blind")
-    unblinded = _mul(_scalar_invert(r), deserialize_element(evaluated_element))
-    return _finalize_hash(input, unblinded)
+    return finalize_hash(input, unblind(blind, evaluated_element))
+
+
+def evaluate_element(sk: bytes, input: bytes, mode: int) -> bytes:
+    """``sk*HashToGroup(input)``: what a client's unblind yields, computed with the key."""
+    k = _nonzero_scalar(sk, "secret key")
+    return _mul(k, hash_to_group(input, mode))
 
 
 def evaluate(sk: bytes, input: bytes, mode: int) -> bytes:
     """Server-side unblinded Evaluate(skS, input)."""
-    k = _nonzero_scalar(sk, "secret key")
-    return _finalize_hash(input, _mul(k, hash_to_group(input, mode)))
+    return finalize_hash(input, evaluate_element(sk, input, mode))
+
+
+def invert_scalars(scalars: Sequence[bytes]) -> list[bytes]:
+    """Every scalar's inverse with one inversion (Montgomery's trick).
+
+    libsodium's inversion is an exponentiation costing over half a scalar multiplication;
+    three scalar products per item instead make unblinding a batch ~40% cheaper. Every
+    scalar must be canonical and non-zero (the caller's own blinds).
+    """
+    if not scalars:
+        return []
+    prefix = [scalars[0]]
+    for s in scalars[1:]:
+        prefix.append(_scalar_mul(prefix[-1], s))
+    inv = _scalar_invert(prefix[-1])
+    out = [b""] * len(scalars)
+    for i in range(len(scalars) - 1, 0, -1):
+        out[i] = _scalar_mul(inv, prefix[i - 1])
+        inv = _scalar_mul(inv, scalars[i])
+    out[0] = inv
+    return out
+
+
+def unblind_batch(blinds: Sequence[bytes], evaluated: Sequence[bytes]) -> list[bytes]:
+    """``unblind`` for a batch, sharing one inversion. ``evaluated`` must be validated."""
+    if len(blinds) != len(evaluated):
+        raise InvalidInputError(f"{len(blinds)} blinds for {len(evaluated)} elements")
+    for b in blinds:
+        _nonzero_scalar(b, "blind")
+    return [_mul(r, e) for r, e in zip(invert_scalars(blinds), evaluated, strict=True)]
 
 
 def _composites(
@@ -378,12 +434,25 @@ def voprf_blind_evaluate(
 
 
 def verify_proof(
-    pk: bytes, blinded: Sequence[bytes], evaluated: Sequence[bytes], proof: bytes
+    pk: bytes,
+    blinded: Sequence[bytes],
+    evaluated: Sequence[bytes],
+    proof: bytes,
+    *,
+    blinded_trusted: bool = False,
 ) -> None:
-    """Check a VOPRF batch proof; raise VerifyError if it does not verify."""
+    """Check a VOPRF batch proof; raise VerifyError if it does not verify.
+
+    ``blinded_trusted`` skips re-validating blinded elements the caller made itself with
+    ``blind``; the evaluated elements (the server's) are always validated.
+    """
     _check_batch(blinded, evaluated)
     b = deserialize_element(pk)
-    cs = [deserialize_element(x) for x in blinded]
+    cs = (
+        [bytes(x) for x in blinded]
+        if blinded_trusted
+        else [deserialize_element(x) for x in blinded]
+    )
     ds = [deserialize_element(x) for x in evaluated]
     _verify_dleq(_GENERATOR, b, cs, ds, bytes(proof), MODE_VOPRF)
 
@@ -401,3 +470,55 @@ def voprf_finalize_batch(
         raise InvalidInputError("inputs, blinds, evaluated and blinded differ in length")
     verify_proof(pk, blinded, evaluated, proof)
     return [finalize(x, r, e) for x, r, e in zip(inputs, blinds, evaluated, strict=True)]
+
+
+def voprf_unblind_batch(
+    blinds: Sequence[bytes],
+    evaluated: Sequence[bytes],
+    blinded: Sequence[bytes],
+    proof: bytes,
+    pk: bytes,
+) -> list[bytes]:
+    """Verify the batch proof, then unblind: numbind's tokens ``k*HashToGroup(x)``.
+
+    ``blinded`` must be this client's own output of ``blind`` (not re-validated). Client
+    cost per element: two multiplications in the proof's composites and one to unblind
+    (plus one in ``blind``); the proof's four are per batch.
+    """
+    if not len(blinds) == len(evaluated) == len(blinded):
+        raise InvalidInputError("blinds, evaluated and blinded differ in length")
+    verify_proof(pk, blinded, evaluated, proof, blinded_trusted=True)
+    return unblind_batch(blinds, [bytes(e) for e in evaluated])
+
+
+def rekey_delta(old_sk: bytes, new_sk: bytes) -> bytes:
+    """``Delta = new_sk / old_sk``, so that ``Delta * (old_sk*H(x)) = new_sk*H(x)``.
+
+    Delta alone reveals neither key: for a fresh uniform ``new_sk`` it is itself uniform
+    and independent of ``old_sk`` (a one-time pad in the scalar group).
+    """
+    old = _nonzero_scalar(old_sk, "old secret key")
+    new = _nonzero_scalar(new_sk, "new secret key")
+    return _scalar_mul(new, _scalar_invert(old))
+
+
+def compose_deltas(first: bytes, then: bytes) -> bytes:
+    """The delta that applies ``first`` and then ``then`` (keys A->B, B->C give A->C)."""
+    return _scalar_mul(_nonzero_scalar(then, "delta"), _nonzero_scalar(first, "delta"))
+
+
+def invert_delta(delta: bytes) -> bytes:
+    """The delta back (new key -> old key)."""
+    return _scalar_invert(_nonzero_scalar(delta, "delta"))
+
+
+def rekey(delta: bytes, token: bytes) -> bytes:
+    """``delta * token`` for one validated token."""
+    return _mul(_nonzero_scalar(delta, "delta"), deserialize_element(token))
+
+
+def rekey_many(delta: bytes, tokens: Sequence[bytes]) -> list[bytes]:
+    """``delta * token`` for tokens already validated (read back from the store): one
+    multiplication each, nothing else, as the store re-key's inner loop needs."""
+    d = _nonzero_scalar(delta, "delta")
+    return [_mul(d, t) for t in tokens]

@@ -40,6 +40,27 @@ PRINCIPAL_ROLE_CARRIER: PrincipalRole.ValueType  # 2
 PRINCIPAL_ROLE_ADMIN: PrincipalRole.ValueType  # 3
 Global___PrincipalRole: _TypeAlias = PrincipalRole  # noqa: Y015
 
+class _RekeyState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RekeyStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RekeyState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REKEY_STATE_UNSPECIFIED: _RekeyState.ValueType  # 0
+    REKEY_STATE_RUNNING: _RekeyState.ValueType  # 1
+    """Stored tokens are being multiplied by the delta, batch by batch."""
+    REKEY_STATE_DONE: _RekeyState.ValueType  # 2
+    """Every stored token is under to_key_id."""
+
+class RekeyState(_RekeyState, metaclass=_RekeyStateEnumTypeWrapper): ...
+
+REKEY_STATE_UNSPECIFIED: RekeyState.ValueType  # 0
+REKEY_STATE_RUNNING: RekeyState.ValueType  # 1
+"""Stored tokens are being multiplied by the delta, batch by batch."""
+REKEY_STATE_DONE: RekeyState.ValueType  # 2
+"""Every stored token is under to_key_id."""
+Global___RekeyState: _TypeAlias = RekeyState  # noqa: Y015
+
 @_typing.final
 class RegisterPlatformRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -347,20 +368,78 @@ class RotateKeyResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_FIELD_NUMBER: _builtins.int
+    REKEY_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def key(self) -> _tokens_pb2.KeyInfo: ...
+    @_builtins.property
+    def rekey(self) -> Global___RekeyProgress:
+        """The store re-key this rotation started."""
+
     def __init__(
         self,
         *,
         key: _tokens_pb2.KeyInfo | None = ...,
+        rekey: Global___RekeyProgress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "rekey", b"rekey"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "rekey", b"rekey"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RotateKeyResponse: _TypeAlias = RotateKeyResponse  # noqa: Y015
+
+@_typing.final
+class RekeyProgress(_message.Message):
+    """The latest store re-key: every stored token multiplied by k_new / k_old."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_KEY_ID_FIELD_NUMBER: _builtins.int
+    TO_KEY_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ROWS_TOTAL_FIELD_NUMBER: _builtins.int
+    ROWS_DONE_FIELD_NUMBER: _builtins.int
+    ROWS_PER_SECOND_FIELD_NUMBER: _builtins.int
+    ETA_SECONDS_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    from_key_id: _builtins.str
+    to_key_id: _builtins.str
+    state: Global___RekeyState.ValueType
+    rows_total: _builtins.int
+    """Rows (numbers, bindings, lifecycle events, revocations) under the old key when the
+    re-key started, and how many of them are under the new key now.
+    """
+    rows_done: _builtins.int
+    rows_per_second: _builtins.float
+    """Since the current runner took over; 0 before it has converted anything."""
+    eta_seconds: _builtins.float
+    """Estimated seconds left at that rate; 0 when done or not yet known."""
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        from_key_id: _builtins.str = ...,
+        to_key_id: _builtins.str = ...,
+        state: Global___RekeyState.ValueType = ...,
+        rows_total: _builtins.int = ...,
+        rows_done: _builtins.int = ...,
+        rows_per_second: _builtins.float = ...,
+        eta_seconds: _builtins.float = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["eta_seconds", b"eta_seconds", "finished_at", b"finished_at", "from_key_id", b"from_key_id", "rows_done", b"rows_done", "rows_per_second", b"rows_per_second", "rows_total", b"rows_total", "started_at", b"started_at", "state", b"state", "to_key_id", b"to_key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RekeyProgress: _TypeAlias = RekeyProgress  # noqa: Y015
 
 @_typing.final
 class RetireKeyRequest(_message.Message):
@@ -499,6 +578,7 @@ class GetStatsResponse(_message.Message):
     ORDERS_REJECTED_FIELD_NUMBER: _builtins.int
     ORDERS_OVERDUE_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    REKEY_FIELD_NUMBER: _builtins.int
     platforms: _builtins.int
     carriers: _builtins.int
     active_bindings: _builtins.int
@@ -510,6 +590,10 @@ class GetStatsResponse(_message.Message):
     orders_overdue: _builtins.int
     @_builtins.property
     def usage(self) -> _containers.RepeatedCompositeFieldContainer[Global___PrincipalUsage]: ...
+    @_builtins.property
+    def rekey(self) -> Global___RekeyProgress:
+        """The latest store re-key; unset if the key was never rotated."""
+
     def __init__(
         self,
         *,
@@ -523,10 +607,11 @@ class GetStatsResponse(_message.Message):
         orders_rejected: _builtins.int = ...,
         orders_overdue: _builtins.int = ...,
         usage: _abc.Iterable[Global___PrincipalUsage] | None = ...,
+        rekey: Global___RekeyProgress | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rekey", b"rekey"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_bindings", b"active_bindings", "carriers", b"carriers", "numbers", b"numbers", "orders_delivered", b"orders_delivered", "orders_done", b"orders_done", "orders_overdue", b"orders_overdue", "orders_pending", b"orders_pending", "orders_rejected", b"orders_rejected", "platforms", b"platforms", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_bindings", b"active_bindings", "carriers", b"carriers", "numbers", b"numbers", "orders_delivered", b"orders_delivered", "orders_done", b"orders_done", "orders_overdue", b"orders_overdue", "orders_pending", b"orders_pending", "orders_rejected", b"orders_rejected", "platforms", b"platforms", "rekey", b"rekey", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

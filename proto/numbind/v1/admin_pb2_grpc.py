@@ -131,14 +131,18 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RotateKey(self, request, context):
-        """New active key; the previous active key becomes EVALUATE_ONLY.
+        """New active key; the previous active key becomes EVALUATE_ONLY, and the store starts
+        re-keying every stored token to the new key in the background (see GetStats.rekey).
+        FAILED_PRECONDITION while an earlier re-key is still running.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def RetireKey(self, request, context):
-        """An EVALUATE_ONLY key stops evaluating.
+        """An EVALUATE_ONLY key stops evaluating, its tokens are refused from then on, and the
+        store forgets the delta that mapped them. FAILED_PRECONDITION while the store is
+        still being re-keyed away from it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -43,9 +43,15 @@ class AdminStub:
     ListKeys: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListKeysRequest, _admin_pb2.ListKeysResponse]
     """Every key, retired ones included."""
     RotateKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RotateKeyRequest, _admin_pb2.RotateKeyResponse]
-    """New active key; the previous active key becomes EVALUATE_ONLY."""
+    """New active key; the previous active key becomes EVALUATE_ONLY, and the store starts
+    re-keying every stored token to the new key in the background (see GetStats.rekey).
+    FAILED_PRECONDITION while an earlier re-key is still running.
+    """
     RetireKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RetireKeyRequest, _admin_pb2.RetireKeyResponse]
-    """An EVALUATE_ONLY key stops evaluating."""
+    """An EVALUATE_ONLY key stops evaluating, its tokens are refused from then on, and the
+    store forgets the delta that mapped them. FAILED_PRECONDITION while the store is
+    still being re-keyed away from it.
+    """
     ExportKey: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ExportKeyRequest, _admin_pb2.ExportKeyResponse]
     """The secret scalar of a key, for escrow. Logged (without the secret) as an audit event."""
     GetStats: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetStatsRequest, _admin_pb2.GetStatsResponse]
@@ -66,9 +72,15 @@ class AdminAsyncStub(AdminStub):
     ListKeys: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListKeysRequest, _admin_pb2.ListKeysResponse]  # type: ignore[assignment]
     """Every key, retired ones included."""
     RotateKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.RotateKeyRequest, _admin_pb2.RotateKeyResponse]  # type: ignore[assignment]
-    """New active key; the previous active key becomes EVALUATE_ONLY."""
+    """New active key; the previous active key becomes EVALUATE_ONLY, and the store starts
+    re-keying every stored token to the new key in the background (see GetStats.rekey).
+    FAILED_PRECONDITION while an earlier re-key is still running.
+    """
     RetireKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.RetireKeyRequest, _admin_pb2.RetireKeyResponse]  # type: ignore[assignment]
-    """An EVALUATE_ONLY key stops evaluating."""
+    """An EVALUATE_ONLY key stops evaluating, its tokens are refused from then on, and the
+    store forgets the delta that mapped them. FAILED_PRECONDITION while the store is
+    still being re-keyed away from it.
+    """
     ExportKey: _aio.UnaryUnaryMultiCallable[_admin_pb2.ExportKeyRequest, _admin_pb2.ExportKeyResponse]  # type: ignore[assignment]
     """The secret scalar of a key, for escrow. Logged (without the secret) as an audit event."""
     GetStats: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetStatsRequest, _admin_pb2.GetStatsResponse]  # type: ignore[assignment]
@@ -128,7 +140,10 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.RotateKeyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.RotateKeyResponse, _abc.Awaitable[_admin_pb2.RotateKeyResponse]]:
-        """New active key; the previous active key becomes EVALUATE_ONLY."""
+        """New active key; the previous active key becomes EVALUATE_ONLY, and the store starts
+        re-keying every stored token to the new key in the background (see GetStats.rekey).
+        FAILED_PRECONDITION while an earlier re-key is still running.
+        """
 
     @_abc_1.abstractmethod
     def RetireKey(
@@ -136,7 +151,10 @@ class AdminServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.RetireKeyRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.RetireKeyResponse, _abc.Awaitable[_admin_pb2.RetireKeyResponse]]:
-        """An EVALUATE_ONLY key stops evaluating."""
+        """An EVALUATE_ONLY key stops evaluating, its tokens are refused from then on, and the
+        store forgets the delta that mapped them. FAILED_PRECONDITION while the store is
+        still being re-keyed away from it.
+        """
 
     @_abc_1.abstractmethod
     def ExportKey(

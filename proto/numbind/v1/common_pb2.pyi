@@ -78,9 +78,10 @@ Global___EventCause: _TypeAlias = EventCause  # noqa: Y015
 
 @_typing.final
 class Token(_message.Message):
-    """A phone-number token: the 64-byte RFC 9497 VOPRF output (ristretto255-SHA512)
-    computed by a client from the number's E.164 form. The registry never sees
-    the number itself. Tokens under different keys are unrelated values.
+    """A phone-number token: N = k*HashToGroup(E.164), the element a client unblinds in an
+    RFC 9497 VOPRF (ristretto255-SHA512) evaluation, without the RFC's final hash. The
+    registry never sees the number itself. The same number under two keys gives two
+    tokens that only the registry can relate (it re-keys its store at rotation).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -88,9 +89,11 @@ class Token(_message.Message):
     KEY_ID_FIELD_NUMBER: _builtins.int
     VALUE_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
-    """Id of the token-service key the token was computed under (see Tokens.GetKeys)."""
+    """Id of the token-service key the token was computed under (see Tokens.GetKeys): the
+    active key or one still evaluating (EVALUATE_ONLY); retired keys are refused.
+    """
     value: _builtins.bytes
-    """The 64-byte Finalize output."""
+    """32 bytes: a canonical ristretto255 encoding of a non-identity element."""
     def __init__(
         self,
         *,

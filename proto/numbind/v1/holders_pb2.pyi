@@ -141,7 +141,7 @@ class HolderAttestation(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     carrier_id: _builtins.str
     token: _builtins.bytes
-    """The 64-byte token value."""
+    """The 32-byte token value (see Token in common.proto)."""
     key_id: _builtins.str
     subject: _builtins.str
     """The carrier's pseudonym for the subscriber; all numbers under one ID share it."""

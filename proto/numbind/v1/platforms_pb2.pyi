@@ -211,9 +211,13 @@ class GetDigestRequest(_message.Message):
     BUCKET_BITS_FIELD_NUMBER: _builtins.int
     KEY_ID_FIELD_NUMBER: _builtins.int
     bucket_bits: _builtins.int
-    """Buckets are the top bucket_bits bits of the token value; 0..16."""
+    """Buckets are the top bucket_bits bits (0..16) of the token value's second and third
+    bytes (numbind.protocol.digest.bucket16: a canonical token's first byte is always even).
+    """
     key_id: _builtins.str
-    """Only tokens under this key id; empty means every key."""
+    """The key the platform tokenised under; empty means the store key. Every binding is
+    held under the store key, so any other key is FAILED_PRECONDITION (see GetDigest).
+    """
     def __init__(
         self,
         *,

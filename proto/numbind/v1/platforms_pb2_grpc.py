@@ -91,13 +91,17 @@ class PlatformsServicer:
 
     def GetDigest(self, request, context):
         """Per token-prefix bucket: count and order-independent digest of active bindings.
+        Answers in the store key (the active key) only. While the store is being re-keyed
+        after a rotation: UNAVAILABLE with trailing metadata retry-after-ms and
+        rekey-progress ("done/total" rows); wait and ask again. For any other key_id:
+        FAILED_PRECONDITION with trailing metadata store-key-id naming the key to use.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListBindings(self, request, context):
-        """Page through the active bindings of one bucket.
+        """Page through the active bindings of one bucket; the same rules as GetDigest.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -41,9 +41,14 @@ class PlatformsStub:
     WithdrawBindings: _grpc.UnaryUnaryMultiCallable[_platforms_pb2.WithdrawBindingsRequest, _platforms_pb2.WithdrawBindingsResponse]
     """Remove bindings the platform no longer has (the user changed number in the app)."""
     GetDigest: _grpc.UnaryUnaryMultiCallable[_platforms_pb2.GetDigestRequest, _platforms_pb2.GetDigestResponse]
-    """Per token-prefix bucket: count and order-independent digest of active bindings."""
+    """Per token-prefix bucket: count and order-independent digest of active bindings.
+    Answers in the store key (the active key) only. While the store is being re-keyed
+    after a rotation: UNAVAILABLE with trailing metadata retry-after-ms and
+    rekey-progress ("done/total" rows); wait and ask again. For any other key_id:
+    FAILED_PRECONDITION with trailing metadata store-key-id naming the key to use.
+    """
     ListBindings: _grpc.UnaryUnaryMultiCallable[_platforms_pb2.ListBindingsRequest, _platforms_pb2.ListBindingsResponse]
-    """Page through the active bindings of one bucket."""
+    """Page through the active bindings of one bucket; the same rules as GetDigest."""
     CheckReassigned: _grpc.UnaryUnaryMultiCallable[_platforms_pb2.CheckReassignedRequest, _platforms_pb2.CheckReassignedResponse]
     """"Has this number been reassigned since D?" for up to 1,000 tokens."""
     StreamEvents: _grpc.UnaryStreamMultiCallable[_platforms_pb2.StreamEventsRequest, _platforms_pb2.StreamEventsResponse]
@@ -61,9 +66,14 @@ class PlatformsAsyncStub(PlatformsStub):
     WithdrawBindings: _aio.UnaryUnaryMultiCallable[_platforms_pb2.WithdrawBindingsRequest, _platforms_pb2.WithdrawBindingsResponse]  # type: ignore[assignment]
     """Remove bindings the platform no longer has (the user changed number in the app)."""
     GetDigest: _aio.UnaryUnaryMultiCallable[_platforms_pb2.GetDigestRequest, _platforms_pb2.GetDigestResponse]  # type: ignore[assignment]
-    """Per token-prefix bucket: count and order-independent digest of active bindings."""
+    """Per token-prefix bucket: count and order-independent digest of active bindings.
+    Answers in the store key (the active key) only. While the store is being re-keyed
+    after a rotation: UNAVAILABLE with trailing metadata retry-after-ms and
+    rekey-progress ("done/total" rows); wait and ask again. For any other key_id:
+    FAILED_PRECONDITION with trailing metadata store-key-id naming the key to use.
+    """
     ListBindings: _aio.UnaryUnaryMultiCallable[_platforms_pb2.ListBindingsRequest, _platforms_pb2.ListBindingsResponse]  # type: ignore[assignment]
-    """Page through the active bindings of one bucket."""
+    """Page through the active bindings of one bucket; the same rules as GetDigest."""
     CheckReassigned: _aio.UnaryUnaryMultiCallable[_platforms_pb2.CheckReassignedRequest, _platforms_pb2.CheckReassignedResponse]  # type: ignore[assignment]
     """"Has this number been reassigned since D?" for up to 1,000 tokens."""
     StreamEvents: _aio.UnaryStreamMultiCallable[_platforms_pb2.StreamEventsRequest, _platforms_pb2.StreamEventsResponse]  # type: ignore[assignment]
@@ -96,7 +106,12 @@ class PlatformsServicer(metaclass=_abc_1.ABCMeta):
         request: _platforms_pb2.GetDigestRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_platforms_pb2.GetDigestResponse, _abc.Awaitable[_platforms_pb2.GetDigestResponse]]:
-        """Per token-prefix bucket: count and order-independent digest of active bindings."""
+        """Per token-prefix bucket: count and order-independent digest of active bindings.
+        Answers in the store key (the active key) only. While the store is being re-keyed
+        after a rotation: UNAVAILABLE with trailing metadata retry-after-ms and
+        rekey-progress ("done/total" rows); wait and ask again. For any other key_id:
+        FAILED_PRECONDITION with trailing metadata store-key-id naming the key to use.
+        """
 
     @_abc_1.abstractmethod
     def ListBindings(
@@ -104,7 +119,7 @@ class PlatformsServicer(metaclass=_abc_1.ABCMeta):
         request: _platforms_pb2.ListBindingsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_platforms_pb2.ListBindingsResponse, _abc.Awaitable[_platforms_pb2.ListBindingsResponse]]:
-        """Page through the active bindings of one bucket."""
+        """Page through the active bindings of one bucket; the same rules as GetDigest."""
 
     @_abc_1.abstractmethod
     def CheckReassigned(

@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17numbind/v1/tokens.proto\x12\nnumbind.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n\x07KeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x05state\x18\x04 \x01(\x0e\x32\x14.numbind.v1.KeyState\"\x10\n\x0eGetKeysRequest\"Z\n\x0fGetKeysResponse\x12\r\n\x05suite\x18\x01 \x01(\t\x12\x15\n\ractive_key_id\x18\x02 \x01(\t\x12!\n\x04keys\x18\x03 \x03(\x0b\x32\x13.numbind.v1.KeyInfo\";\n\x0f\x45valuateRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x18\n\x10\x62linded_elements\x18\x02 \x03(\x0c\"M\n\x10\x45valuateResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x1a\n\x12\x65valuated_elements\x18\x02 \x03(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c*o\n\x08KeyState\x12\x19\n\x15KEY_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10KEY_STATE_ACTIVE\x10\x01\x12\x1b\n\x17KEY_STATE_EVALUATE_ONLY\x10\x02\x12\x15\n\x11KEY_STATE_RETIRED\x10\x03\x32\x93\x01\n\x06Tokens\x12\x42\n\x07GetKeys\x12\x1a.numbind.v1.GetKeysRequest\x1a\x1b.numbind.v1.GetKeysResponse\x12\x45\n\x08\x45valuate\x12\x1b.numbind.v1.EvaluateRequest\x1a\x1c.numbind.v1.EvaluateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17numbind/v1/tokens.proto\x12\nnumbind.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n\x07KeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x05state\x18\x04 \x01(\x0e\x32\x14.numbind.v1.KeyState\"\x10\n\x0eGetKeysRequest\"Z\n\x0fGetKeysResponse\x12\r\n\x05suite\x18\x01 \x01(\t\x12\x15\n\ractive_key_id\x18\x02 \x01(\t\x12!\n\x04keys\x18\x03 \x03(\x0b\x32\x13.numbind.v1.KeyInfo\";\n\x0f\x45valuateRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x18\n\x10\x62linded_elements\x18\x02 \x03(\x0c\"d\n\x10\x45valuateResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x1a\n\x12\x65valuated_elements\x18\x02 \x03(\x0c\x12\r\n\x05proof\x18\x03 \x01(\x0c\x12\x15\n\ractive_key_id\x18\x04 \x01(\t*o\n\x08KeyState\x12\x19\n\x15KEY_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10KEY_STATE_ACTIVE\x10\x01\x12\x1b\n\x17KEY_STATE_EVALUATE_ONLY\x10\x02\x12\x15\n\x11KEY_STATE_RETIRED\x10\x03\x32\x93\x01\n\x06Tokens\x12\x42\n\x07GetKeys\x12\x1a.numbind.v1.GetKeysRequest\x1a\x1b.numbind.v1.GetKeysResponse\x12\x45\n\x08\x45valuate\x12\x1b.numbind.v1.EvaluateRequest\x1a\x1c.numbind.v1.EvaluateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'numbind.v1.tokens_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KEYSTATE']._serialized_start=455
-  _globals['_KEYSTATE']._serialized_end=566
+  _globals['_KEYSTATE']._serialized_start=478
+  _globals['_KEYSTATE']._serialized_end=589
   _globals['_KEYINFO']._serialized_start=73
   _globals['_KEYINFO']._serialized_end=203
   _globals['_GETKEYSREQUEST']._serialized_start=205
@@ -43,7 +43,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVALUATEREQUEST']._serialized_start=315
   _globals['_EVALUATEREQUEST']._serialized_end=374
   _globals['_EVALUATERESPONSE']._serialized_start=376
-  _globals['_EVALUATERESPONSE']._serialized_end=453
-  _globals['_TOKENS']._serialized_start=569
-  _globals['_TOKENS']._serialized_end=716
+  _globals['_EVALUATERESPONSE']._serialized_end=476
+  _globals['_TOKENS']._serialized_start=592
+  _globals['_TOKENS']._serialized_end=739
 # @@protoc_insertion_point(module_scope)

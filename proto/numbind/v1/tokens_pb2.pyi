@@ -3,7 +3,8 @@
 isort:skip_file
 The token service: an RFC 9497 VOPRF (ristretto255-SHA512, mode 0x01) evaluator.
 Clients blind a number's E.164 form, ask for an evaluation with a batch DLEQ proof,
-verify the proof against the published key, unblind and finalise to get the token.
+verify the proof against the published key and unblind: the unblinded element is the
+token (see Token in common.proto). The messages are RFC 9497's byte for byte.
 """
 
 from collections import abc as _abc
@@ -33,9 +34,11 @@ class _KeyStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_KeyState.Val
     KEY_STATE_ACTIVE: _KeyState.ValueType  # 1
     """New tokens are made under this key; exactly one key is active."""
     KEY_STATE_EVALUATE_ONLY: _KeyState.ValueType  # 2
-    """Rotated out: still evaluates so clients can re-tokenise during the rotation window."""
+    """Rotated out: still evaluates, and tokens under it are still accepted (the registry
+    maps them to the active key), until it is retired.
+    """
     KEY_STATE_RETIRED: _KeyState.ValueType  # 3
-    """No longer evaluates; listed only by Admin."""
+    """No longer evaluates and its tokens are refused; listed only by Admin."""
 
 class KeyState(_KeyState, metaclass=_KeyStateEnumTypeWrapper):
     """Lifecycle of a token key."""
@@ -44,9 +47,11 @@ KEY_STATE_UNSPECIFIED: KeyState.ValueType  # 0
 KEY_STATE_ACTIVE: KeyState.ValueType  # 1
 """New tokens are made under this key; exactly one key is active."""
 KEY_STATE_EVALUATE_ONLY: KeyState.ValueType  # 2
-"""Rotated out: still evaluates so clients can re-tokenise during the rotation window."""
+"""Rotated out: still evaluates, and tokens under it are still accepted (the registry
+maps them to the active key), until it is retired.
+"""
 KEY_STATE_RETIRED: KeyState.ValueType  # 3
-"""No longer evaluates; listed only by Admin."""
+"""No longer evaluates and its tokens are refused; listed only by Admin."""
 Global___KeyState: _TypeAlias = KeyState  # noqa: Y015
 
 @_typing.final
@@ -161,10 +166,15 @@ class EvaluateResponse(_message.Message):
     KEY_ID_FIELD_NUMBER: _builtins.int
     EVALUATED_ELEMENTS_FIELD_NUMBER: _builtins.int
     PROOF_FIELD_NUMBER: _builtins.int
+    ACTIVE_KEY_ID_FIELD_NUMBER: _builtins.int
     key_id: _builtins.str
     """The key actually used."""
     proof: _builtins.bytes
     """One 64-byte batch DLEQ proof (c || s) covering every element."""
+    active_key_id: _builtins.str
+    """The registry's active key now. A client that evaluates under another key learns
+    of a rotation here, and may switch (after fetching and pinning it with GetKeys).
+    """
     @_builtins.property
     def evaluated_elements(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """One evaluated element per blinded element, in order."""
@@ -175,10 +185,11 @@ class EvaluateResponse(_message.Message):
         key_id: _builtins.str = ...,
         evaluated_elements: _abc.Iterable[_builtins.bytes] | None = ...,
         proof: _builtins.bytes = ...,
+        active_key_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["evaluated_elements", b"evaluated_elements", "key_id", b"key_id", "proof", b"proof"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_key_id", b"active_key_id", "evaluated_elements", b"evaluated_elements", "key_id", b"key_id", "proof", b"proof"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -3,7 +3,8 @@
 isort:skip_file
 The token service: an RFC 9497 VOPRF (ristretto255-SHA512, mode 0x01) evaluator.
 Clients blind a number's E.164 form, ask for an evaluation with a batch DLEQ proof,
-verify the proof against the published key, unblind and finalise to get the token.
+verify the proof against the published key and unblind: the unblinded element is the
+token (see Token in common.proto). The messages are RFC 9497's byte for byte.
 """
 
 from collections import abc as _abc

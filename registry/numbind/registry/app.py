@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 from numbind.registry.config import Settings
 from numbind.registry.domain.quota import Quotas
@@ -17,8 +20,10 @@ from numbind.registry.services.feed import FeedService
 from numbind.registry.services.holders import HolderService
 from numbind.registry.services.lifecycle import LifecycleService
 from numbind.registry.services.notifier import FeedNotifier
+from numbind.registry.services.rekey import RekeyRunner, RekeySettings
+from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.services.tokens import TokenService
-from numbind.registry.storage import migrate
+from numbind.registry.storage import keymap, migrate
 from numbind.registry.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -36,6 +41,10 @@ class Registry:
     lifecycle: LifecycleService
     holders: HolderService
     feed: FeedService
+    token_map: TokenMapper
+    rekeyer: RekeyRunner
+    # Worker processes for CPU-bound crypto: token evaluation and the store re-key.
+    pool: ProcessPoolExecutor
     ca_pem: bytes
     # Set when the server begins to stop: long-lived streams end on it.
     stopping: asyncio.Event
@@ -50,11 +59,27 @@ class Registry:
                 log.info("schema migrated from %s to %s", before, after)
         keys = KeyRing(db, settings.keys_dir)
         keys.ensure_active()
+        reconcile_key_map(db, keys)
         q = settings.quota
         quotas = Quotas(q.rate_per_second, q.burst, q.daily_cap)
         directory = Directory(db)
         notifier = FeedNotifier()
         stopping = asyncio.Event()
+        token_map = TokenMapper(db)
+        pool = ProcessPoolExecutor(
+            max_workers=settings.workers, mp_context=multiprocessing.get_context("spawn")
+        )
+        rekeyer = RekeyRunner(
+            db,
+            token_map,
+            pool,
+            RekeySettings(
+                batch_rows=settings.rekey_batch_rows,
+                pause_seconds=settings.rekey_pause_seconds,
+                lease_seconds=settings.rekey_lease_seconds,
+                in_flight=settings.workers + 1,
+            ),
+        )
         # The CA key may live elsewhere (offline CA); remote registration then is refused.
         ca = (
             CertificateAuthority.load(settings.pki_dir)
@@ -66,24 +91,45 @@ class Registry:
             db=db,
             directory=directory,
             keys=keys,
-            tokens=TokenService(db, keys, quotas, settings.workers),
-            admin=AdminService(db, keys, directory, ca),
-            bindings=BindingService(db, keys),
-            lifecycle=LifecycleService(db, keys, notifier, settings.order_deadline_seconds),
+            tokens=TokenService(db, keys, quotas, pool),
+            admin=AdminService(db, keys, directory, ca, token_map, rekeyer),
+            bindings=BindingService(db, token_map),
+            lifecycle=LifecycleService(db, token_map, notifier, settings.order_deadline_seconds),
             holders=HolderService(
-                db, notifier, settings.order_deadline_seconds, settings.attestation_policy
+                db,
+                token_map,
+                notifier,
+                settings.order_deadline_seconds,
+                settings.attestation_policy,
             ),
             feed=FeedService(
                 db,
+                token_map,
                 notifier,
                 stopping,
                 heartbeat_seconds=settings.heartbeat_seconds,
                 visibility_timeout_seconds=settings.visibility_timeout_seconds,
             ),
+            token_map=token_map,
+            rekeyer=rekeyer,
+            pool=pool,
             stopping=stopping,
             ca_pem=(settings.pki_dir / "ca.pem").read_bytes(),
         )
 
     def close(self) -> None:
-        self.tokens.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
         self.db.close()
+
+
+def reconcile_key_map(db: Database, keys: KeyRing) -> None:
+    """Hand the store what it needs from the token service, if anything is missing: the
+    store key of a fresh store, and the delta of a live older key (a store migrated from
+    before deltas existed). Both sides meet only here and in AdminService.rotate_key."""
+    active = keys.active().key_id
+    db.transact(lambda s: keymap.ensure_store_key(s, active))
+    store_key, missing = db.transact(keymap.keys_without_delta, write=False)
+    for key_id in missing:
+        delta = keys.delta(key_id, store_key)
+        db.transact(partial(keymap.put_delta, key_id=key_id, to_key_id=store_key, delta=delta))
+        log.info("key map: delta for %s -> %s handed to the store", key_id, store_key)

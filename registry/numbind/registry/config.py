@@ -49,6 +49,14 @@ class Settings:
     # attestation could pass these checks.
     attestation_max_lifetime_seconds: float = 600.0
     clock_skew_seconds: float = 60.0
+    # The store re-key after a rotation: rows per batch (one transaction each: on SQLite
+    # it holds the one writer for ~0.2 s at 5,000 rows; smaller batches pause writers for
+    # less but cost more per row, as each re-keyed row dirties index pages of its own), a
+    # pause after each batch (0 in production; tests slow a re-key down with it), and how
+    # long a runner's lease lasts without renewal (a killed runner's job is taken over).
+    rekey_batch_rows: int = 5000
+    rekey_pause_seconds: float = 0.0
+    rekey_lease_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
@@ -61,6 +69,12 @@ class Settings:
         for name in ("heartbeat_seconds", "visibility_timeout_seconds", "order_deadline_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name}: got {getattr(self, name)}, want > 0")
+        if not 1 <= self.rekey_batch_rows <= 100_000:
+            raise ValueError(f"rekey_batch_rows: got {self.rekey_batch_rows}, want 1..100000")
+        if self.rekey_pause_seconds < 0:
+            raise ValueError(f"rekey_pause_seconds: got {self.rekey_pause_seconds}, want >= 0")
+        if self.rekey_lease_seconds <= 0:
+            raise ValueError(f"rekey_lease_seconds: got {self.rekey_lease_seconds}, want > 0")
         if self.quota.rate_per_second <= 0 or self.quota.burst < 1 or self.quota.daily_cap < 1:
             raise ValueError(f"quota: got {self.quota}, want positive rate, burst and cap")
         if self.shutdown_grace_seconds < 0:
@@ -106,6 +120,9 @@ _ENV = {
     "shutdown_grace_seconds": "NUMBIND_SHUTDOWN_GRACE_SECONDS",
     "attestation_max_lifetime_seconds": "NUMBIND_ATTESTATION_MAX_LIFETIME_SECONDS",
     "clock_skew_seconds": "NUMBIND_CLOCK_SKEW_SECONDS",
+    "rekey_batch_rows": "NUMBIND_REKEY_BATCH_ROWS",
+    "rekey_pause_seconds": "NUMBIND_REKEY_PAUSE_SECONDS",
+    "rekey_lease_seconds": "NUMBIND_REKEY_LEASE_SECONDS",
 }
 _QUOTA_ENV = {
     "rate_per_second": "NUMBIND_QUOTA_RATE",

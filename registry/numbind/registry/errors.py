@@ -6,6 +6,7 @@ class to a gRPC status with a static table, and nothing else reaches the wire.
     ├── NotFound               unknown id (key, revocation, ...)
     ├── AlreadyExists          request id reused with a different body
     ├── FailedPrecondition     valid input that the current state refuses
+    │   └── NotStoreKey        reconciliation asked under a key the store does not hold
     ├── PermissionDenied       authenticated but not allowed (role, token authority)
     ├── Unauthenticated        unknown or suspended principal
     ├── ResourceExhausted      quota; carries retry_after seconds
@@ -14,6 +15,7 @@ class to a gRPC status with a static table, and nothing else reaches the wire.
     │       AttestationNotYetValid, AttestationLifetimeTooLong, AttestationReplayed,
     │       WrongPurpose, WrongCarrier
     └── Unavailable            transient storage trouble; safe to retry
+        └── RekeyInProgress    the store is being re-keyed; carries retry_after, progress
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ class FailedPrecondition(NumbindError):
     pass
 
 
+class NotStoreKey(FailedPrecondition):
+    """Digests and lists answer only under the store key, named here for the client."""
+
+    def __init__(self, message: str, store_key_id: str) -> None:
+        super().__init__(message)
+        self.store_key_id = store_key_id
+
+
 class PermissionDenied(NumbindError):
     pass
 
@@ -59,6 +69,18 @@ class ResourceExhausted(NumbindError):
 
 class Unavailable(NumbindError):
     pass
+
+
+class RekeyInProgress(Unavailable):
+    """Stored tokens are being re-keyed; ask again after `retry_after` seconds."""
+
+    def __init__(
+        self, message: str, retry_after: float, rows_done: int, rows_total: int | None
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.rows_done = rows_done
+        self.rows_total = rows_total
 
 
 class AttestationError(NumbindError):

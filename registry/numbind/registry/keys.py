@@ -4,6 +4,10 @@ Each secret is one file `keys/<key_id>.key` (hex scalar, mode 0600) and never en
 database or a log, so an operator can run the token service, and its keys, apart from the
 binding store. Exactly one key is ACTIVE; rotation demotes it to EVALUATE_ONLY, and retiring
 stops evaluation under it.
+
+This is the only module that reads a key file. What the store gets from a rotation is the
+`Rotation.delta` (k_new / k_old), never a key: the store side (storage, the request
+services, the re-key) may not import this module, which `make lint` checks.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +23,8 @@ from numbind.protocol import voprf
 from numbind.protocol.files import write_private_file
 from numbind.registry.domain.types import KeyState, now_us
 from numbind.registry.errors import FailedPrecondition, NotFound
-from numbind.registry.storage.db import Database
-from numbind.registry.storage.models import TokenKeyRow
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from numbind.registry.storage import token_keys
+from numbind.registry.storage.db import Database, Session
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,15 @@ class TokenKey:
     secret: bytes | None = None  # loaded for keys that still evaluate
 
 
+@dataclass(frozen=True)
+class Rotation:
+    """A new active key, and the delta from the key it replaced (None on a fresh store)."""
+
+    key: TokenKey
+    previous_key_id: str | None
+    delta: bytes | None
+
+
 class KeyRing:
     """Keys as this process knows them; reload() re-reads after an admin change."""
 
@@ -48,15 +60,21 @@ class KeyRing:
         self._dir = keys_dir
         self._lock = threading.Lock()
         self._keys: dict[str, TokenKey] = {}
+        self._loaded = 0.0
 
     # -- reading -----------------------------------------------------------------------
+    def older_than(self, seconds: float) -> bool:
+        """Whether the last load is older than `seconds` (another registry process sharing
+        the store may have rotated or retired a key since)."""
+        return time.monotonic() - self._loaded >= seconds
+
     def reload(self) -> None:
-        rows = self._db.transact(lambda s: list(s.scalars(select(TokenKeyRow))), write=False)
+        self._loaded = time.monotonic()
+        records = self._db.transact(token_keys.all_keys, write=False)
         keys: dict[str, TokenKey] = {}
-        for row in rows:
-            state = KeyState(row.state)
-            secret = self._read_secret(row.key_id) if state != KeyState.RETIRED else None
-            keys[row.key_id] = TokenKey(row.key_id, row.public_key, state, row.created_us, secret)
+        for r in records:
+            secret = self._read_secret(r.key_id) if r.state != KeyState.RETIRED else None
+            keys[r.key_id] = TokenKey(r.key_id, r.public_key, r.state, r.created_us, secret)
         with self._lock:
             self._keys = keys
 
@@ -107,8 +125,12 @@ class KeyRing:
         log.warning("token key %s exported for escrow", key_id)
         return key.secret
 
+    def delta(self, old_key_id: str, new_key_id: str) -> bytes:
+        """k_new / k_old for two live keys: what the store needs to map old tokens."""
+        return voprf.rekey_delta(self._read_secret(old_key_id), self._read_secret(new_key_id))
+
     # -- changing ----------------------------------------------------------------------
-    def create_active(self, session: Session) -> TokenKey:
+    def create_active(self, session: Session) -> Rotation:
         """A new ACTIVE key; the previous active key (if any) becomes EVALUATE_ONLY.
 
         The secret file is written before the row commits: a crash leaves an orphan file,
@@ -119,36 +141,21 @@ class KeyRing:
         self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         write_private_file(self._path(key_id), secret.hex().encode() + b"\n")
         now = now_us()
-        for row in session.scalars(
-            select(TokenKeyRow).where(TokenKeyRow.state == int(KeyState.ACTIVE))
-        ):
-            row.state = int(KeyState.EVALUATE_ONLY)
-            row.rotated_us = now
-        session.add(
-            TokenKeyRow(
-                key_id=key_id, public_key=public, state=int(KeyState.ACTIVE), created_us=now
-            )
+        previous = token_keys.activate(session, key_id, public, now)
+        # The previous secret is read from its file, not this process's cache: another
+        # process may have rotated since this one last reloaded.
+        delta = (
+            voprf.rekey_delta(self._read_secret(previous), secret) if previous is not None else None
         )
-        session.flush()
-        return TokenKey(key_id, public, KeyState.ACTIVE, now, secret)
+        return Rotation(TokenKey(key_id, public, KeyState.ACTIVE, now, secret), previous, delta)
 
     @staticmethod
-    def retire(session: Session, key_id: str) -> None:
-        row = session.get(TokenKeyRow, key_id)
-        if row is None:
-            raise NotFound(f"key_id: no key {key_id!r}")
-        if row.state == int(KeyState.ACTIVE):
-            raise FailedPrecondition(f"key_id: {key_id} is active; rotate before retiring it")
-        if row.state != int(KeyState.RETIRED):
-            row.state = int(KeyState.RETIRED)
-            row.retired_us = now_us()
+    def retire(session: Session, key_id: str) -> bool:
+        """EVALUATE_ONLY -> RETIRED (True), or already retired (False)."""
+        return token_keys.retire(session, key_id, now_us())
 
     def ensure_active(self) -> None:
         """Create the first key on a fresh store; otherwise just load."""
-        has_key = self._db.transact(
-            lambda s: s.scalars(select(TokenKeyRow.key_id).limit(1)).first() is not None,
-            write=False,
-        )
-        if not has_key:
+        if not self._db.transact(token_keys.any_key, write=False):
             self._db.transact(self.create_active)
         self.reload()

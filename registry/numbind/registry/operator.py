@@ -16,6 +16,7 @@ from pathlib import Path
 import nacl.signing
 from numbind.protocol.bundle import Bundle, make_client_key_and_csr
 from numbind.protocol.files import write_private_file
+from numbind.registry.app import reconcile_key_map
 from numbind.registry.config import Settings, served_address
 from numbind.registry.domain.principals import NewPrincipal
 from numbind.registry.domain.types import Role
@@ -63,6 +64,7 @@ def init(settings: Settings, *, registry_address: str | None = None) -> InitResu
         _, head = migrate.upgrade(db.write_engine)
         keys = KeyRing(db, settings.keys_dir)
         keys.ensure_active()
+        reconcile_key_map(db, keys)
         bundle_dir = settings.data_dir / ADMIN_BUNDLE
         if not (bundle_dir / "bundle.json").exists():
             _register_and_write(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from numbind.registry.api.auth import current_principal
-from numbind.registry.api.convert import body_hash, key_info, ts_from_us
+from numbind.registry.api.convert import body_hash, key_info, rekey_to_wire, ts_from_us
 from numbind.registry.api.types import Ctx
 from numbind.registry.domain.types import OrderState
 from numbind.registry.services.admin import AdminService, NewPrincipal
@@ -96,8 +96,10 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
     async def RotateKey(
         self, request: admin_pb2.RotateKeyRequest, context: Ctx
     ) -> admin_pb2.RotateKeyResponse:
-        key = await self._service.rotate_key(current_principal(), request.request_id)
-        return admin_pb2.RotateKeyResponse(key=key_info(key))
+        key, rekey = await self._service.rotate_key(current_principal(), request.request_id)
+        return admin_pb2.RotateKeyResponse(
+            key=key_info(key), rekey=rekey_to_wire(rekey) if rekey else None
+        )
 
     async def RetireKey(
         self, request: admin_pb2.RetireKeyRequest, context: Ctx
@@ -133,4 +135,5 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
                 )
                 for u in s.usage
             ],
+            rekey=rekey_to_wire(s.rekey) if s.rekey else None,
         )

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
-from numbind.protocol.limits import RETRY_AFTER_KEY
+from numbind.protocol.limits import REKEY_PROGRESS_KEY, RETRY_AFTER_KEY, STORE_KEY_ID_KEY
 from numbind.registry import errors as e
 from numbind.registry.api.interceptors import GuardInterceptor
 from numbind.registry.api.types import Ctx
@@ -53,10 +53,16 @@ def status_for(exc: e.NumbindError) -> grpc.StatusCode:
 async def abort_with(context: Ctx, exc: BaseException, method: str) -> None:
     """Abort the call with the status for exc. Always raises grpc.aio.AbortError."""
     if isinstance(exc, e.NumbindError):
-        if isinstance(exc, e.ResourceExhausted):
-            context.set_trailing_metadata(
-                ((RETRY_AFTER_KEY, str(max(1, int(exc.retry_after * 1000)))),)
-            )
+        metadata: list[tuple[str, str]] = []
+        if isinstance(exc, e.ResourceExhausted | e.RekeyInProgress):
+            metadata.append((RETRY_AFTER_KEY, str(max(1, int(exc.retry_after * 1000)))))
+        if isinstance(exc, e.RekeyInProgress):
+            total = "?" if exc.rows_total is None else str(exc.rows_total)
+            metadata.append((REKEY_PROGRESS_KEY, f"{exc.rows_done}/{total}"))
+        if isinstance(exc, e.NotStoreKey):
+            metadata.append((STORE_KEY_ID_KEY, exc.store_key_id))
+        if metadata:
+            context.set_trailing_metadata(tuple(metadata))
         await context.abort(status_for(exc), exc.message)
     ref = uuid.uuid4().hex[:12]
     log.error("internal error (ref %s) in %s", ref, method, exc_info=exc)

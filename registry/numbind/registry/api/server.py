@@ -97,6 +97,8 @@ class RegistryServer:
         if self.port == 0:
             raise OSError(f"listen: cannot bind {settings.listen}")
         await self.server.start()
+        # An interrupted store re-key resumes now; a new one starts at rotation.
+        self.registry.rekeyer.start()
         for name in ["", *SERVICE_NAMES]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         host = settings.listen.rpartition(":")[0]
@@ -115,6 +117,7 @@ class RegistryServer:
         await self.health.enter_graceful_shutdown()
         self.registry.stopping.set()
         await self.server.stop(self.registry.settings.shutdown_grace_seconds)
+        await self.registry.rekeyer.close()
         self.registry.close()
         log.info("registry stopped")
 

@@ -17,7 +17,7 @@ class TokensServicer(tokens_pb2_grpc.TokensServicer):
     async def GetKeys(
         self, request: tokens_pb2.GetKeysRequest, context: Ctx
     ) -> tokens_pb2.GetKeysResponse:
-        active, keys = self._service.keys()
+        active, keys = await self._service.keys()
         return tokens_pb2.GetKeysResponse(
             suite=SUITE_ID, active_key_id=active, keys=[key_info(k) for k in keys]
         )
@@ -29,5 +29,8 @@ class TokensServicer(tokens_pb2_grpc.TokensServicer):
             current_principal(), request.key_id, list(request.blinded_elements)
         )
         return tokens_pb2.EvaluateResponse(
-            key_id=result.key_id, evaluated_elements=result.evaluated, proof=result.proof
+            key_id=result.key_id,
+            evaluated_elements=result.evaluated,
+            proof=result.proof,
+            active_key_id=result.active_key_id,
         )

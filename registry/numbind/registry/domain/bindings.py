@@ -13,6 +13,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from numbind.protocol import voprf
 from numbind.protocol.digest import MAX_BUCKET_BITS
 from numbind.protocol.limits import (
     EARLIEST_US,
@@ -23,6 +24,7 @@ from numbind.protocol.limits import (
     TOKEN_BYTES,
 )
 from numbind.registry.domain import validate
+from numbind.registry.domain.keymap import KeyView, StoreToken
 from numbind.registry.domain.types import Binding, BindingKind, Token
 from numbind.registry.errors import InvalidArgument, field_error
 
@@ -76,16 +78,41 @@ class PageCursor:
     after_pk: int
 
 
-def validate_publish(bindings: Sequence[Binding], live_keys: frozenset[str], now: int) -> None:
-    """Every item valid, each (token, account_ref) at most once; else InvalidArgument."""
+def _canonical(value: bytes) -> bool:
+    try:
+        voprf.deserialize_element(value)
+    except voprf.DeserializeError:
+        return False
+    return True
+
+
+def map_publish(
+    bindings: Sequence[Binding], view: KeyView, now: int
+) -> tuple[list[Binding], dict[bytes, bytes]]:
+    """Every item valid, each binding at most once; else InvalidArgument naming the item.
+
+    Returns the bindings with their tokens mapped to the store key, and each mapped
+    token's old form while a re-key runs. A binding is the same whichever key its token
+    came under, so duplicates are found after mapping.
+    """
     validate.batch_size("bindings", len(bindings), MAX_BINDINGS)
     earliest, latest = EARLIEST_US, now + FUTURE_SKEW_US
+    store_key = view.store_key_id
+    direct = not view.rekeying
+    out: list[Binding] = []
+    old: dict[bytes, bytes] = {}
     seen: dict[tuple[bytes, bytes], int] = {}
     for i, b in enumerate(bindings):
         token = b.token
-        if len(token.value) != TOKEN_BYTES or token.key_id not in live_keys:
-            # Only reached for a bad token, so this raises with the precise reason.
-            validate.token(f"bindings[{i}].token", token.key_id, token.value, live_keys)
+        value = token.value
+        if direct and token.key_id == store_key and len(value) == TOKEN_BYTES and _canonical(value):
+            mapped = b  # the common case: a token under the store key, nothing to map
+        else:
+            st = view.map(f"bindings[{i}].token", token.key_id, value)
+            value = st.value
+            if st.old is not None:
+                old[value] = st.old
+            mapped = Binding(Token(store_key, value), b.account_ref, b.bound_us, b.kind)
         if not 0 < len(b.account_ref) <= MAX_ACCOUNT_REF:
             raise _account_ref_error(f"bindings[{i}].account_ref", b.account_ref)
         if not earliest <= b.bound_us <= latest:
@@ -93,23 +120,30 @@ def validate_publish(bindings: Sequence[Binding], live_keys: frozenset[str], now
             validate.instant(f"bindings[{i}].bound_at", b.bound_us, now=now)
         if b.kind not in _KIND_VALUES:
             raise field_error(f"bindings[{i}].kind", int(b.kind), f"one of {_KIND_NAMES}")
-        first = seen.setdefault((token.value, b.account_ref), i)
+        first = seen.setdefault((value, b.account_ref), i)
         if first != i:
             raise _duplicate_error(first, i)
+        out.append(mapped)
+    return out, old
 
 
-def validate_withdraw(keys: Sequence[BindingKey]) -> None:
-    """Well-formed keys, each at most once. The key id need not be live: a platform must be
-    able to withdraw what it published under a key that has since been retired."""
+def map_withdraw(keys: Sequence[BindingKey], view: KeyView) -> list[tuple[StoreToken, bytes]]:
+    """Valid keys under live token keys, each binding at most once, mapped to the store key.
+
+    A binding published under a key since retired is still withdrawable under the active
+    key: the store re-keyed it when that key was rotated out."""
     validate.batch_size("bindings", len(keys), MAX_BINDINGS)
+    out: list[tuple[StoreToken, bytes]] = []
     seen: dict[tuple[bytes, bytes], int] = {}
     for i, k in enumerate(keys):
-        validate.token(f"bindings[{i}].token", k.token.key_id, k.token.value)
+        st = view.map(f"bindings[{i}].token", k.token.key_id, k.token.value)
         if not 0 < len(k.account_ref) <= MAX_ACCOUNT_REF:
             raise _account_ref_error(f"bindings[{i}].account_ref", k.account_ref)
-        first = seen.setdefault((k.token.value, k.account_ref), i)
+        first = seen.setdefault((st.value, k.account_ref), i)
         if first != i:
             raise _duplicate_error(first, i)
+        out.append((st, k.account_ref))
+    return out
 
 
 def bucket_bits(value: int) -> int:
@@ -125,8 +159,8 @@ def bucket(value: int, bits: int) -> int:
 
 
 def key_id_filter(value: str) -> str:
-    """Optional key id: empty means every key; otherwise well-formed (live or not, so a
-    platform can still reconcile what it holds under a retired key)."""
+    """Optional key id: empty means the store key; otherwise well-formed (whether it is
+    the store key is the key map's to say)."""
     if value and not validate.KEY_ID.fullmatch(value):
         raise field_error("key_id", repr(value[:40]), "empty, or 16 lowercase hex characters")
     return value

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from numbind.protocol.limits import EARLIEST_US, FUTURE_SKEW_US, TOKEN_BYTES
-from numbind.registry.domain.types import US, Token, now_us
-from numbind.registry.errors import InvalidArgument, field_error
+from numbind.protocol.limits import EARLIEST_US, FUTURE_SKEW_US
+from numbind.registry.domain.types import US, now_us
+from numbind.registry.errors import field_error
 
 _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 # The shape of every token key id (registry.keys.key_id_for).
@@ -49,16 +49,6 @@ def batch_size(field: str, n: int, limit: int) -> None:
         raise field_error(field, "0 items", f"1..{limit}")
     if n > limit:
         raise field_error(field, f"{n} items", f"at most {limit}")
-
-
-def token(field: str, key_id: str, value: bytes, live_keys: frozenset[str] | None = None) -> Token:
-    if len(value) != TOKEN_BYTES:
-        raise field_error(f"{field}.value", f"{len(value)} bytes", f"{TOKEN_BYTES}")
-    if not KEY_ID.fullmatch(key_id):
-        raise field_error(f"{field}.key_id", repr(key_id[:40]), "16 lowercase hex characters")
-    if live_keys is not None and key_id not in live_keys:
-        raise InvalidArgument(f"{field}.key_id: {key_id} is not a live token key")
-    return Token(key_id, value)
 
 
 def instant(field: str, us: int, *, now: int | None = None, allow_unset: bool = False) -> int:

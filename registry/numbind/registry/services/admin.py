@@ -5,6 +5,10 @@ asks: the Admin RPCs (`register`, `set_suspended`), or the data dir directly wit
 running (`register_offline`, `set_suspended_offline`, used by `numbind admin add-*|suspend|
 resume` and numbind.registry.testing). Both paths share one check (`NewPrincipal`) and one
 record.
+
+Rotation is the one place both halves of the token design meet: the token service (KeyRing)
+makes the new key and computes Delta = k_new / k_old; the store side receives only Delta
+(storage.keymap.begin_rekey), in the same transaction, and re-keys in the background.
 """
 
 from __future__ import annotations
@@ -13,13 +17,16 @@ import hashlib
 from typing import Any
 
 from numbind.registry.domain import validate
+from numbind.registry.domain.keymap import RekeyStatus
 from numbind.registry.domain.principals import NewPrincipal, attestation_key, suspendable_role
 from numbind.registry.domain.types import Principal, now_us
 from numbind.registry.errors import InvalidArgument
 from numbind.registry.keys import KeyRing, TokenKey
 from numbind.registry.pki import CertificateAuthority, PrincipalId
 from numbind.registry.services.directory import Directory
-from numbind.registry.storage import idempotency, principals, stats
+from numbind.registry.services.rekey import RekeyRunner
+from numbind.registry.services.tokenmap import TokenMapper
+from numbind.registry.storage import idempotency, keymap, principals, stats
 from numbind.registry.storage.db import Database, Session
 from numbind.registry.storage.models import PrincipalRow
 from numbind.registry.storage.stats import Stats, Usage
@@ -29,12 +36,22 @@ __all__ = ["AdminService", "NewPrincipal", "Stats", "Usage"]
 
 class AdminService:
     def __init__(
-        self, db: Database, keys: KeyRing, directory: Directory, ca: CertificateAuthority | None
+        self,
+        db: Database,
+        keys: KeyRing,
+        directory: Directory,
+        ca: CertificateAuthority | None,
+        tokens: TokenMapper | None = None,
+        rekeyer: RekeyRunner | None = None,
     ) -> None:
         self._db = db
         self._keys = keys
         self._directory = directory
         self._ca = ca
+        # The operator's data-dir commands (registering, suspending) run without a server,
+        # hence without the server's key-map cache and re-key runner.
+        self._tokens = tokens if tokens is not None else TokenMapper(db)
+        self._rekeyer = rekeyer
 
     # -- principals ----------------------------------------------------------------------
     async def register(
@@ -108,27 +125,55 @@ class AdminService:
     def list_keys(self) -> list[TokenKey]:
         return self._keys.all()
 
-    async def rotate_key(self, caller: Principal, request_id: str) -> TokenKey:
+    async def rotate_key(
+        self, caller: Principal, request_id: str
+    ) -> tuple[TokenKey, RekeyStatus | None]:
+        """A new active key, and the store re-key it starts; refused while one runs."""
         validate.request_id(request_id)
         body = hashlib.sha256(b"RotateKey").digest()
 
+        def rotate(session: Session) -> dict[str, Any]:
+            # Locks the key map first: two rotations at once queue here, and the second is
+            # refused (naming the first's progress) before it makes a key.
+            keymap.require_no_rekey(session)
+            rotation = self._keys.create_active(session)
+            if rotation.previous_key_id is None or rotation.delta is None:
+                keymap.ensure_store_key(session, rotation.key.key_id)
+            else:
+                keymap.begin_rekey(
+                    session,
+                    rotation.previous_key_id,
+                    rotation.key.key_id,
+                    rotation.delta,
+                    rotation.key.created_us,
+                )
+            return {"key_id": rotation.key.key_id}
+
         def act(session: Session) -> dict[str, Any]:
             return idempotency.once(
-                session,
-                caller.pk,
-                "RotateKey",
-                request_id,
-                body,
-                lambda: {"key_id": self._keys.create_active(session).key_id},
+                session, caller.pk, "RotateKey", request_id, body, lambda: rotate(session)
             )
 
         result = await self._db.run(act)
         self._keys.reload()
-        return next(k for k in self._keys.all() if k.key_id == result["key_id"])
+        self._tokens.invalidate()
+        # Without a runner in this process, a registry's runner takes the job up at its
+        # next poll (RekeyRunner polls every few seconds).
+        if self._rekeyer is not None:
+            self._rekeyer.wake()
+        key = next(k for k in self._keys.all() if k.key_id == result["key_id"])
+        return key, await self._tokens.latest_rekey()
 
     async def retire_key(self, key_id: str) -> None:
-        await self._db.run(lambda s: KeyRing.retire(s, key_id))
+        """Stop evaluating under an old key and forget its delta (refused mid re-key)."""
+
+        def act(session: Session) -> None:
+            keymap.forget_key(session, key_id)
+            KeyRing.retire(session, key_id)
+
+        await self._db.run(act)
         self._keys.reload()
+        self._tokens.invalidate()
 
     def export_key(self, key_id: str) -> bytes:
         return self._keys.export(key_id)

@@ -2,12 +2,12 @@
 
 Each method validates everything first (nothing is written for a bad request), then runs
 one unit of work keyed by the caller's principal pk, so a platform only ever reads or
-writes its own bindings.
+writes its own bindings. Tokens are mapped to the store key first (services.tokenmap);
+digests and lists answer only in the store key, and not while a re-key is moving rows.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Sequence
 from typing import Any, TypeAlias
@@ -23,10 +23,11 @@ from numbind.registry.domain.bindings import (
     PublishCounts,
     WithdrawCounts,
 )
+from numbind.registry.domain.keymap import KeyView, StoreToken
 from numbind.registry.domain.types import Binding, Principal, now_us
-from numbind.registry.keys import KeyRing
+from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import bindings as store
-from numbind.registry.storage import idempotency
+from numbind.registry.storage import idempotency, keymap
 from numbind.registry.storage.db import Database, Session
 
 # Module-level aliases: inside the class, `list` names the method.
@@ -34,21 +35,23 @@ Digests: TypeAlias = list[BucketDigest]
 
 
 class BindingService:
-    def __init__(self, db: Database, keys: KeyRing) -> None:
+    def __init__(self, db: Database, tokens: TokenMapper) -> None:
         self._db = db
-        self._keys = keys
+        self._tokens = tokens
 
     async def publish(
         self, caller: Principal, request_id: str, body_hash: bytes, bindings: Sequence[Binding]
     ) -> PublishCounts:
         """Upsert up to 10,000 bindings, all or nothing; a retry answers the same counts."""
         validate.request_id(request_id)
-        live = frozenset(k.key_id for k in self._keys.live())
         now = now_us()
-        # Validation and hashing are pure CPU; off the event loop so other calls keep flowing.
-        batch = await asyncio.to_thread(_validated_batch, caller.pk, bindings, live, now)
 
-        def act(session: Session) -> dict[str, Any]:
+        # Validation, mapping and hashing are CPU work: TokenMapper runs this off the loop.
+        def prepare(view: KeyView) -> store.PreparedBatch:
+            mapped, old = rules.map_publish(bindings, view, now)
+            return store.prepare(caller.pk, mapped, now, old)
+
+        def act(session: Session, _: KeyView, batch: store.PreparedBatch) -> dict[str, Any]:
             return idempotency.once(
                 session,
                 caller.pk,
@@ -58,33 +61,46 @@ class BindingService:
                 lambda: dataclasses.asdict(store.upsert(session, batch)),
             )
 
-        return PublishCounts(**await self._db.run(act))
+        return PublishCounts(**await self._tokens.run(prepare, act))
 
     async def withdraw(
         self, caller: Principal, request_id: str, body_hash: bytes, keys: Sequence[BindingKey]
     ) -> WithdrawCounts:
         """Mark up to 10,000 of the caller's bindings WITHDRAWN; a retry answers the same."""
         validate.request_id(request_id)
-        rules.validate_withdraw(keys)
         now = now_us()
 
-        def act(session: Session) -> dict[str, Any]:
+        def prepare(view: KeyView) -> list[tuple[StoreToken, bytes]]:
+            return rules.map_withdraw(keys, view)
+
+        def act(session: Session, _: KeyView, mapped: list[tuple[StoreToken, bytes]]) -> Any:
             return idempotency.once(
                 session,
                 caller.pk,
                 "WithdrawBindings",
                 request_id,
                 body_hash,
-                lambda: dataclasses.asdict(store.withdraw(session, caller.pk, keys, now)),
+                lambda: dataclasses.asdict(store.withdraw(session, caller.pk, mapped, now)),
             )
 
-        return WithdrawCounts(**await self._db.run(act))
+        return WithdrawCounts(**await self._tokens.run(prepare, act))
+
+    @staticmethod
+    def _store_key(session: Session, view: KeyView, key_id: str) -> str:
+        """The key to answer in, or NotStoreKey / RekeyInProgress (with fresh progress)."""
+        return view.require_store_key(
+            key_id, keymap.latest_rekey(session) if view.rekeying else None
+        )
 
     async def digest(self, caller: Principal, bucket_bits: int, key_id: str) -> Digests:
         """Count and digest of the caller's live bindings per non-empty bucket."""
         bits = rules.bucket_bits(bucket_bits)
         kid = rules.key_id_filter(key_id)
-        return await self._db.run(lambda s: store.digests(s, caller.pk, bits, kid), write=False)
+
+        def act(session: Session, view: KeyView) -> Digests:
+            return store.digests(session, caller.pk, bits, self._store_key(session, view, kid))
+
+        return await self._tokens.act(act, write=False)
 
     async def list(
         self,
@@ -102,19 +118,15 @@ class BindingService:
         size = rules.page_size(page_size)
         lo, hi = bucket16_range(bucket, bits)
         after = rules.decode_page_token(page_token, lo, hi)
+
         # One extra row tells whether another page follows.
-        rows = await self._db.run(
-            lambda s: store.list_page(s, caller.pk, lo, hi, kid, after, size + 1), write=False
-        )
+        def act(session: Session, view: KeyView) -> list[tuple[int, int, Binding]]:
+            answer_key = self._store_key(session, view, kid)
+            return store.list_page(session, caller.pk, lo, hi, answer_key, after, size + 1)
+
+        rows = await self._tokens.act(act, write=False)
         next_token = ""
         if len(rows) > size:
             last_bucket, last_pk, _ = rows[size - 1]
             next_token = rules.encode_page_token(PageCursor(lo, hi, last_bucket, last_pk))
         return BindingPage([b for _, _, b in rows[:size]], next_token)
-
-
-def _validated_batch(
-    platform_pk: int, bindings: Sequence[Binding], live_keys: frozenset[str], now: int
-) -> store.PreparedBatch:
-    rules.validate_publish(bindings, live_keys, now)
-    return store.prepare(platform_pk, bindings, now)

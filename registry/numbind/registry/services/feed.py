@@ -3,12 +3,14 @@
 Delivery is at-least-once. A stream first replays everything after the caller's cursor,
 then waits for new events (woken by the notifier as soon as they commit), re-sends events
 it delivered but that were not acked within the visibility timeout, and sends a heartbeat
-when idle. Acks are idempotent per order and per request id.
+when idle. Acks are idempotent per order and per request id. Events name their binding's
+token under the store key, even when the row is still in the old form during a re-key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import re
 import time
@@ -16,11 +18,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from numbind.protocol import voprf
 from numbind.protocol.limits import MAX_ACKS, MAX_REASON
 from numbind.registry.domain import validate
 from numbind.registry.domain.types import AckOutcome, EventKind, OrderState, Principal, now_us
 from numbind.registry.errors import FailedPrecondition, InvalidArgument, NotFound
 from numbind.registry.services.notifier import FeedNotifier
+from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import idempotency, orders
 from numbind.registry.storage.db import Database, Session
 
@@ -47,6 +51,7 @@ class FeedService:
     def __init__(
         self,
         db: Database,
+        tokens: TokenMapper,
         notifier: FeedNotifier,
         stopping: asyncio.Event,
         *,
@@ -54,10 +59,32 @@ class FeedService:
         visibility_timeout_seconds: float,
     ) -> None:
         self._db = db
+        self._tokens = tokens
         self._notifier = notifier
         self._stopping = stopping
         self._heartbeat = heartbeat_seconds
         self._visibility = visibility_timeout_seconds
+
+    async def _in_store_key(self, items: list[orders.FeedItem]) -> list[orders.FeedItem]:
+        """Items whose binding row is still in an older key's form, re-keyed for the wire.
+
+        A possibly stale map is harmless here: Delta maps to the key it was made for, and
+        the token it yields is correct under that (still live) key id."""
+        view = await self._tokens.view()
+        if all(i.key_id == view.store_key_id for i in items):
+            return items
+
+        def convert() -> list[orders.FeedItem]:
+            out = []
+            for i in items:
+                delta = view.deltas.get(i.key_id) if i.key_id != view.store_key_id else None
+                if delta is not None:
+                    token = voprf.rekey_many(delta, [i.token])[0]
+                    i = dataclasses.replace(i, key_id=view.store_key_id, token=token)
+                out.append(i)
+            return out
+
+        return await asyncio.to_thread(convert)
 
     async def _deliver(self, items: list[orders.FeedItem]) -> None:
         pending = [i.order_pk for i in items if i.state not in _FINAL]
@@ -100,7 +127,7 @@ class FeedService:
                 cursor = items[-1].seq
             if items:
                 await self._deliver(items)
-                yield items
+                yield await self._in_store_key(items)
                 last_sent = time.monotonic()
                 continue
             wait = max(0.0, interval - (time.monotonic() - last_sent))

@@ -3,7 +3,9 @@
 Every call carries attestations the calling carrier signed. Beyond the pure checks in
 registry.domain.attestation, two need the store and happen in the call's transaction:
 the caller must be the number's current carrier, and the nonce must be new (it is then
-kept until the attestation would have expired anyway).
+kept until the attestation would have expired anyway). The attested token is mapped to
+the store key first (services.tokenmap): one number, one carrier, whatever key the
+carrier tokenised under.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from numbind.protocol.attestation import Attestation
 from numbind.protocol.limits import MAX_HOLDER_NUMBERS, MAX_HOLDER_PLATFORMS
 from numbind.registry.domain import attestation as attest
 from numbind.registry.domain import validate
+from numbind.registry.domain.keymap import KeyView, StoreToken
 from numbind.registry.domain.types import (
     BindingState,
     EventCause,
@@ -38,6 +41,7 @@ from numbind.registry.errors import (
     WrongCarrier,
 )
 from numbind.registry.services.notifier import FeedNotifier
+from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import bindings, idempotency, nonces, numbers, orders, principals
 from numbind.registry.storage.db import Database, Session
 
@@ -96,11 +100,13 @@ class HolderService:
     def __init__(
         self,
         db: Database,
+        tokens: TokenMapper,
         notifier: FeedNotifier,
         deadline_seconds: float,
         policy: attest.Policy,
     ) -> None:
         self._db = db
+        self._tokens = tokens
         self._notifier = notifier
         self._deadline = deadline_seconds
         self._policy = policy
@@ -133,9 +139,19 @@ class HolderService:
         except AttestationError as exc:
             raise type(exc)(f"{where}: {exc.message}") from None
 
-    def _admit(self, session: Session, caller: Principal, att: Attestation, where: str) -> int:
+    @staticmethod
+    def _map(view: KeyView, att: Attestation, where: str) -> StoreToken:
+        # The attestation's own field names: its token and key id sit side by side.
+        try:
+            return view.map(f"{where}.token", att.key_id, att.token)
+        except InvalidArgument as exc:
+            raise InvalidArgument(exc.message.replace(".token.key_id", ".key_id", 1)) from None
+
+    def _admit(
+        self, session: Session, caller: Principal, att: Attestation, token: StoreToken, where: str
+    ) -> int:
         """Current-carrier and single-use checks; returns the tenure start to use."""
-        number = numbers.get(session, att.token)
+        number = numbers.get(session, token)
         if number is None or number.carrier_pk != caller.pk:
             raise WrongCarrier(
                 f"{where}.token: carrier {caller.name} is not the current carrier of this number"
@@ -157,7 +173,7 @@ class HolderService:
     ) -> list[NumberView]:
         validate.batch_size("attestations", len(signed), MAX_NUMBERS)
 
-        def admit(session: Session) -> list[tuple[Attestation, int]]:
+        def admit(session: Session, view: KeyView) -> list[tuple[Attestation, int]]:
             key = self._carrier_key(session, caller)
             atts = [
                 self._verify(key, caller, s, Purpose.QUERY, f"attestations[{i}]")
@@ -170,19 +186,35 @@ class HolderService:
                         "covers the numbers of one subscriber"
                     )
             return [
-                (att, self._admit(session, caller, att, f"attestations[{i}]"))
+                (
+                    att,
+                    self._admit(
+                        session,
+                        caller,
+                        att,
+                        self._map(view, att, f"attestations[{i}]"),
+                        f"attestations[{i}]",
+                    ),
+                )
                 for i, att in enumerate(atts)
             ]
 
         # The write is only the single-use check; the view is read outside it, so queries
         # queue behind other writers for as short a time as possible.
-        admitted = await self._db.run(admit)
-        return await self._db.run(
-            lambda s: [self._view(s, att, tenure) for att, tenure in admitted], write=False
-        )
+        admitted = await self._tokens.act(admit)
 
-    def _view(self, session: Session, att: Attestation, tenure: int) -> NumberView:
-        live = bindings.bindings_for_token(session, att.token)
+        def read(session: Session, view: KeyView) -> list[NumberView]:
+            return [
+                self._view(session, att, self._map(view, att, f"attestations[{i}]"), tenure)
+                for i, (att, tenure) in enumerate(admitted)
+            ]
+
+        return await self._tokens.act(read, write=False)
+
+    def _view(
+        self, session: Session, att: Attestation, token: StoreToken, tenure: int
+    ) -> NumberView:
+        live = bindings.bindings_for_token(session, token)
         names = principals.by_pks(session, {b.platform_pk for b in live})
         open_ = orders.open_orders_for_bindings(session, [b.pk for b in live], now_us())
         groups: dict[tuple[int, TenureClass], PlatformGroup] = {}
@@ -220,8 +252,10 @@ class HolderService:
         elif platform_ids:
             raise InvalidArgument("platform_ids: only allowed with scope PLATFORMS")
 
-        def first(session: Session, att: Attestation) -> dict[str, Any]:
-            tenure = self._admit(session, caller, att, "attestation")
+        def first(
+            session: Session, view: KeyView, att: Attestation, token: StoreToken
+        ) -> dict[str, Any]:
+            tenure = self._admit(session, caller, att, token, "attestation")
             wanted: set[int] | None = None
             if scope == RevocationScope.PLATFORMS:
                 by_name = principals.pks_by_name(session, Role.PLATFORM, platform_ids)
@@ -231,7 +265,7 @@ class HolderService:
                 wanted = set(by_name.values())
             targets = [
                 b
-                for b in bindings.bindings_for_token(session, att.token)
+                for b in bindings.bindings_for_token(session, token)
                 if b.state == int(BindingState.ACTIVE)
                 and (scope != RevocationScope.ALL_PRE_TENURE or b.bound_us < tenure)
                 and (wanted is None or b.platform_pk in wanted)
@@ -240,7 +274,8 @@ class HolderService:
                 session,
                 EventCause.HOLDER_REQUEST,
                 caller.pk,
-                token=att.token,
+                token=token.value,
+                key_id=view.store_key_id,
                 subject=att.subject,
                 scope=scope,
             )
@@ -255,10 +290,11 @@ class HolderService:
             )
             return {"revocation_id": rid, "orders": len(targets), "platforms": sorted(platforms)}
 
-        def act(session: Session) -> dict[str, Any]:
+        def act(session: Session, view: KeyView) -> dict[str, Any]:
             att = self._verify(
                 self._carrier_key(session, caller), caller, signed, Purpose.REVOKE, "attestation"
             )
+            token = self._map(view, att, "attestation")
             # The attestation is a credential, fresh on every try (new nonce, new times); what
             # makes two calls the same request is what they ask for: the scope (in
             # body_hash) for the attested number and subscriber. A resubmitted form thus gets
@@ -270,10 +306,10 @@ class HolderService:
                 "RequestRevocation",
                 request_id,
                 same,
-                lambda: first(session, att),
+                lambda: first(session, view, att, token),
             )
 
-        result = await self._db.run(act)
+        result = await self._tokens.act(act)
         self._notifier.notify(result["platforms"])
         return str(result["revocation_id"]), int(result["orders"])
 

@@ -3,6 +3,10 @@
 A report is one transaction: authority for every event is checked before anything is
 written, then number states, the audit log, revocation orders, notices and feed entries
 are written together (DESIGN.md, "Flow of a revocation", step 2).
+
+Every token is mapped to the store key first (services.tokenmap), so a number has one
+record whichever key a carrier tokenised it under: authority, tenure and history carry
+across rotations, and a row still in the old form is converted in place by the report.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 
 from numbind.protocol.limits import MAX_LIFECYCLE_EVENTS, MAX_REASSIGNED_QUERIES
 from numbind.registry.domain import lifecycle, validate
+from numbind.registry.domain.keymap import KeyView, StoreToken
 from numbind.registry.domain.quota import DAY_SECONDS
 from numbind.registry.domain.types import (
     BindingState,
@@ -23,8 +28,8 @@ from numbind.registry.domain.types import (
     now_us,
 )
 from numbind.registry.errors import InvalidArgument, PermissionDenied
-from numbind.registry.keys import KeyRing
 from numbind.registry.services.notifier import FeedNotifier
+from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import bindings, idempotency, numbers, orders, usage
 from numbind.registry.storage.db import Database, Session
 
@@ -48,55 +53,67 @@ class ReportResult:
     revocation_id: str
 
 
+@dataclass(frozen=True)
+class _Mapped:
+    token: StoreToken
+    kind: int
+    effective_us: int
+
+
 class LifecycleService:
     def __init__(
-        self, db: Database, keys: KeyRing, notifier: FeedNotifier, deadline_seconds: float
+        self, db: Database, tokens: TokenMapper, notifier: FeedNotifier, deadline_seconds: float
     ) -> None:
         self._db = db
-        self._keys = keys
+        self._tokens = tokens
         self._notifier = notifier
         self._deadline = deadline_seconds
 
-    def _validate(self, events: list[LifecycleInput]) -> None:
+    @staticmethod
+    def _validate(events: list[LifecycleInput], view: KeyView) -> list[_Mapped]:
         validate.batch_size("events", len(events), MAX_EVENTS)
-        live = frozenset(k.key_id for k in self._keys.live())
         now = now_us()
+        out: list[_Mapped] = []
         for i, ev in enumerate(events):
-            validate.token(f"events[{i}].token", ev.token.key_id, ev.token.value, live)
+            st = view.map(f"events[{i}].token", ev.token.key_id, ev.token.value)
             if ev.kind not in LifecycleKind._value2member_map_:
                 raise InvalidArgument(
                     f"events[{i}].kind: got {ev.kind}, want ISSUED, DEACTIVATED, REISSUED, "
                     "PORTED_OUT or PORTED_IN"
                 )
             validate.instant(f"events[{i}].effective_at", ev.effective_us, now=now)
+            out.append(_Mapped(st, ev.kind, ev.effective_us))
+        return out
 
     async def report(
         self, caller: Principal, request_id: str, body_hash: bytes, events: list[LifecycleInput]
     ) -> ReportResult:
         validate.request_id(request_id)
-        self._validate(events)
 
-        def act(session: Session) -> dict[str, Any]:
+        def prepare(view: KeyView) -> list[_Mapped]:
+            return self._validate(events, view)
+
+        def act(session: Session, view: KeyView, mapped: list[_Mapped]) -> dict[str, Any]:
             return idempotency.once(
                 session,
                 caller.pk,
                 "ReportLifecycle",
                 request_id,
                 body_hash,
-                lambda: self._apply(session, caller, events),
+                lambda: self._apply(session, caller, view.store_key_id, mapped),
             )
 
-        result = await self._db.run(act)
+        result = await self._tokens.run(prepare, act)
         self._notifier.notify(result.pop("platforms"))
         return ReportResult(**result)
 
     def _apply(
-        self, session: Session, caller: Principal, events: list[LifecycleInput]
+        self, session: Session, caller: Principal, store_key: str, events: list[_Mapped]
     ) -> dict[str, Any]:
         tokens = [ev.token.value for ev in events]
-        known = numbers.load(session, tokens, lock=True)
-        state: dict[bytes, lifecycle.NumberRecord | None] = dict(known)
-        key_ids: dict[bytes, str] = {}
+        mapped = {ev.token.value: ev.token for ev in events}
+        stored = numbers.load_stored(session, mapped.values(), lock=True)
+        state: dict[bytes, lifecycle.NumberRecord | None] = {v: r for v, (_, r) in stored.items()}
         outcomes: list[lifecycle.Outcome] = []
         for i, ev in enumerate(events):
             try:
@@ -109,7 +126,6 @@ class LifecycleService:
                     "number; nothing from this batch was written"
                 ) from None
             state[ev.token.value] = out.record
-            key_ids[ev.token.value] = ev.token.key_id
             outcomes.append(out)
 
         triggered = [
@@ -117,7 +133,7 @@ class LifecycleService:
             for t, o in zip(tokens, outcomes, strict=True)
             if o.revoke_before_us is not None or o.notify_deactivated
         ]
-        live = bindings.live_for_tokens(session, triggered)
+        live = bindings.live_for_tokens(session, [mapped[t] for t in triggered])
         revoking: set[int] = set()
         new: list[orders.NewOrder] = []
         notices = revokes = 0
@@ -150,14 +166,15 @@ class LifecycleService:
             cause = EventCause.REISSUED if revokes else EventCause.DEACTIVATED
             revocation_id = orders.new_revocation(session, cause, caller.pk)
             platforms = orders.append(session, revocation_id, new, self._deadline)
-        final = {t: (key_ids[t], rec) for t, rec in state.items() if rec is not None}
-        numbers.save(session, final, set(known))
+        final = {t: rec for t, rec in state.items() if rec is not None}
+        numbers.save(session, final, {v: form for v, (form, _) in stored.items()}, store_key)
         recorded = now_us()
         numbers.log_events(
             session,
             [
                 {
                     "token": ev.token.value,
+                    "key_id": store_key,
                     "carrier_pk": caller.pk,
                     "kind": ev.kind,
                     "effective_us": ev.effective_us,
@@ -183,14 +200,21 @@ class LifecycleService:
     ) -> list[int]:
         validate.batch_size("queries", len(queries), MAX_QUERIES)
         now = now_us()
-        for i, (token, since) in enumerate(queries):
-            validate.token(f"queries[{i}].token", token.key_id, token.value)
-            validate.instant(f"queries[{i}].since", since, now=now)
         day = int(now // 1_000_000 // DAY_SECONDS)
 
-        def act(session: Session) -> list[int]:
-            records = numbers.load(session, [t.value for t, _ in queries])
-            usage.add(session, caller.pk, day, checks=len(queries))
-            return [lifecycle.reassigned_since(records.get(t.value), s) for t, s in queries]
+        def prepare(view: KeyView) -> list[StoreToken]:
+            mapped = []
+            for i, (token, since) in enumerate(queries):
+                mapped.append(view.map(f"queries[{i}].token", token.key_id, token.value))
+                validate.instant(f"queries[{i}].since", since, now=now)
+            return mapped
 
-        return await self._db.run(act)
+        def act(session: Session, _: KeyView, mapped: list[StoreToken]) -> list[int]:
+            records = numbers.load(session, mapped)
+            usage.add(session, caller.pk, day, checks=len(queries))
+            return [
+                lifecycle.reassigned_since(records.get(t.value), since)
+                for t, (_, since) in zip(mapped, queries, strict=True)
+            ]
+
+        return await self._tokens.run(prepare, act)

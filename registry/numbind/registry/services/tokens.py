@@ -4,16 +4,16 @@ Evaluation is CPU-bound and must never run on the event loop. libsodium's scalar
 multiplication releases the GIL (rbcl calls it through ctypes: two threads ran 1.9x one), but
 the Python between the calls (hashing, encoding, validation) does not, and under load it then
 contends with the event loop for the GIL. So evaluation runs in a pool of worker processes,
-one per core, started with `spawn` (forking a process that runs grpc is unsafe). Each task
-carries its 32-byte secret, so rotation needs no pool restart.
+one per core, started with `spawn` (forking a process that runs grpc is unsafe); the
+composition root owns the pool and shares it with the store re-key. Each task carries its
+32-byte secret, so rotation needs no pool restart.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from numbind.protocol import voprf
@@ -25,12 +25,17 @@ from numbind.registry.keys import KeyRing, TokenKey
 from numbind.registry.storage import usage
 from numbind.registry.storage.db import Database
 
+# How stale this process's view of the keys may get when another process rotates.
+KEYS_MAX_AGE_SECONDS = 5.0
+
 
 @dataclass(frozen=True)
 class Evaluation:
     key_id: str
     evaluated: list[bytes]
     proof: bytes
+    # The active key now: how a client evaluating under an older key learns of a rotation.
+    active_key_id: str
 
 
 def validate_batch_size(elements: list[bytes]) -> None:
@@ -58,19 +63,24 @@ def evaluate_batch(
 
 
 class TokenService:
-    def __init__(self, db: Database, keys: KeyRing, quotas: Quotas, workers: int) -> None:
+    def __init__(self, db: Database, keys: KeyRing, quotas: Quotas, pool: Executor) -> None:
         self._db = db
         self._keys = keys
         self._quotas = quotas
-        self._pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
-        )
+        self._pool = pool
 
-    def keys(self) -> tuple[str, list[TokenKey]]:
+    async def _fresh(self) -> None:
+        # Keys change in whichever process ran the admin call; others catch up within this.
+        if self._keys.older_than(KEYS_MAX_AGE_SECONDS):
+            await asyncio.to_thread(self._keys.reload)
+
+    async def keys(self) -> tuple[str, list[TokenKey]]:
+        await self._fresh()
         return self._keys.active().key_id, self._keys.live()
 
     async def evaluate(self, caller: Principal, key_id: str, elements: list[bytes]) -> Evaluation:
         validate_batch_size(elements)
+        await self._fresh()
         key = self._keys.for_evaluation(key_id)
         now = time.time()
         day = int(now // DAY_SECONDS)
@@ -90,7 +100,4 @@ class TokenService:
             self._quotas.refund(caller.pk, len(elements))
             raise
         await self._db.run(lambda s: usage.add(s, caller.pk, day, tokens=len(elements)))
-        return Evaluation(key.key_id, evaluated, proof)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        return Evaluation(key.key_id, evaluated, proof, self._keys.active().key_id)

@@ -3,7 +3,10 @@
 SQLite (embedded default): WAL, one write connection (so writers queue in-process instead of
 failing with "database is locked"), `BEGIN IMMEDIATE` for writes, any number of readers.
 PostgreSQL (production): one pool; transactions that fail with a serialization failure or a
-deadlock are retried, which also keeps us honest for distributed SQL engines.
+deadlock are retried, which also keeps us honest for distributed SQL engines. Writes run at
+READ COMMITTED; read-only units of work at REPEATABLE READ, so a read of several statements
+sees one snapshot (on SQLite a read transaction already does): a read that checks the
+token key map and then looks rows up cannot see the map before a rotation and rows after it.
 """
 
 from __future__ import annotations
@@ -75,7 +78,9 @@ class Database:
             engine = create_engine(
                 url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True
             )
-            self.read_engine = self.write_engine = engine
+            self.write_engine = engine
+            # Same pool; the isolation level is set per checkout and reset on return.
+            self.read_engine = engine.execution_options(isolation_level="REPEATABLE READ")
         self._read = sessionmaker(self.read_engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
         # Storage calls block; they run here so the event loop never waits on a disk.
@@ -145,5 +150,5 @@ class Database:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self.write_engine.dispose()
-        if self.read_engine is not self.write_engine:
+        if self.is_sqlite:
             self.read_engine.dispose()

@@ -1,10 +1,17 @@
-"""Numbers (per-token lifecycle state) and the lifecycle event log."""
+"""Numbers (per-token lifecycle state) and the lifecycle event log.
+
+Lookups take `StoreToken`s (a request's token mapped to the store key, and its old form
+while a re-key runs) and answer by the store-key value, with the form the row is stored
+in; `save` writes every row in the store key, converting a row still in the old form in
+place (one identity per number, never a second row).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from numbind.registry.domain.keymap import StoreToken
 from numbind.registry.domain.lifecycle import NumberRecord
 from numbind.registry.domain.types import NumberState, now_us
 from numbind.registry.storage.db import driver_sql
@@ -34,34 +41,64 @@ def _record(row: Any) -> NumberRecord:
     )
 
 
-def load(
-    session: Session, tokens: Iterable[bytes], *, lock: bool = False
-) -> dict[bytes, NumberRecord]:
-    """Records for the given tokens (absent ones are unknown numbers)."""
-    out: dict[bytes, NumberRecord] = {}
-    wanted = list(dict.fromkeys(tokens))
+def _forms(tokens: Iterable[StoreToken | bytes]) -> dict[bytes, bytes]:
+    """Every form to look up -> the store-key value it stands for."""
+    forms: dict[bytes, bytes] = {}
+    for t in tokens:
+        if isinstance(t, bytes):
+            forms[t] = t
+            continue
+        forms[t.value] = t.value
+        if t.old is not None:
+            forms[t.old] = t.value
+    return forms
+
+
+def load_stored(
+    session: Session, tokens: Iterable[StoreToken | bytes], *, lock: bool = False
+) -> dict[bytes, tuple[bytes, NumberRecord]]:
+    """Store-key value -> (the token its row is stored under, record); unknown numbers are
+    absent. Both forms are asked in one statement, so the row is found in whichever form it
+    is in; with `lock` on PostgreSQL the rows are locked FOR UPDATE (a re-key batch on the
+    same row then waits, and skips it once this transaction converted it)."""
+    forms = _forms(tokens)
+    wanted = list(forms)
+    out: dict[bytes, tuple[bytes, NumberRecord]] = {}
     for i in range(0, len(wanted), 500):
         stmt = select(*_COLUMNS).where(NumberRow.token.in_(wanted[i : i + 500]))
         if lock:
-            # PostgreSQL: serialise concurrent reports for the same numbers.
+            # PostgreSQL: serialise concurrent reports (and re-key batches) on these numbers.
             stmt = stmt.with_for_update()
         for row in session.execute(stmt):
-            out[row[0]] = _record(row)
+            out[forms[row[0]]] = (row[0], _record(row))
     return out
 
 
-def get(session: Session, token: bytes) -> NumberRecord | None:
-    return load(session, [token]).get(token)
+def load(
+    session: Session, tokens: Iterable[StoreToken | bytes], *, lock: bool = False
+) -> dict[bytes, NumberRecord]:
+    """Records by store-key value for the given tokens (absent ones are unknown numbers)."""
+    return {v: rec for v, (_, rec) in load_stored(session, tokens, lock=lock).items()}
+
+
+def get(session: Session, token: StoreToken | bytes) -> NumberRecord | None:
+    value = token if isinstance(token, bytes) else token.value
+    return load(session, [token]).get(value)
 
 
 def save(
-    session: Session, records: dict[bytes, tuple[str, NumberRecord]], existing: set[bytes]
+    session: Session,
+    records: dict[bytes, NumberRecord],
+    stored: dict[bytes, bytes],
+    key_id: str,
 ) -> None:
-    """Write final states: token -> (key_id, record); existing says insert or update."""
+    """Write final states under the store key `key_id`: store-key value -> record. `stored`
+    maps the values that already have a row to the token that row is stored under (an old
+    form is converted in place); the rest are inserted."""
     now = now_us()
     inserts: list[tuple[object, ...]] = []
     updates: list[tuple[object, ...]] = []
-    for token, (key_id, r) in records.items():
+    for token, r in records.items():
         values = (
             key_id,
             r.carrier_pk,
@@ -72,7 +109,10 @@ def save(
             r.last_effective_us,
             now,
         )
-        (updates if token in existing else inserts).append((*values, token))
+        if token in stored:
+            updates.append((token, *values, stored[token]))
+        else:
+            inserts.append((*values, token))
     conn = session.connection()
     if inserts:
         conn.exec_driver_sql(
@@ -88,9 +128,9 @@ def save(
         conn.exec_driver_sql(
             driver_sql(
                 conn,
-                "UPDATE numbers SET key_id = ?, carrier_pk = ?, state = ?, tenure_start_us = ?,"
-                " last_reissued_us = ?, first_known_us = ?, last_effective_us = ?,"
-                " updated_us = ? WHERE token = ?",
+                "UPDATE numbers SET token = ?, key_id = ?, carrier_pk = ?, state = ?,"
+                " tenure_start_us = ?, last_reissued_us = ?, first_known_us = ?,"
+                " last_effective_us = ?, updated_us = ? WHERE token = ?",
             ),
             updates,
         )

@@ -41,9 +41,11 @@ def new_revocation(
     carrier_pk: int,
     *,
     token: bytes | None = None,
+    key_id: str | None = None,
     subject: str | None = None,
     scope: int = 0,
 ) -> str:
+    """A trigger row; a holder request's names its token under the store key `key_id`."""
     rid = str(uuid.uuid4())
     session.add(
         RevocationRow(
@@ -51,6 +53,7 @@ def new_revocation(
             cause=int(cause),
             carrier_pk=carrier_pk,
             token=token,
+            key_id=key_id,
             subject=subject,
             scope=scope,
             created_us=now_us(),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from numbind.registry.domain.keymap import RekeyStatus
 from numbind.registry.domain.types import LIVE_BINDING_STATES, OrderState, Role
-from numbind.registry.storage import principals, usage
+from numbind.registry.storage import keymap, principals, usage
 from numbind.registry.storage.models import BindingRow, NumberRow, OrderRow, PrincipalRow
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
@@ -29,6 +30,8 @@ class Stats:
     # count as OVERDUE instead.
     orders: dict[OrderState, int]
     usage: list[Usage]
+    # The latest store re-key (running or done), None before the first rotation.
+    rekey: RekeyStatus | None
 
 
 def read(session: Session, now_us: int) -> Stats:
@@ -48,6 +51,7 @@ def read(session: Session, now_us: int) -> Stats:
         numbers=numbers or 0,
         orders=_orders(session, now_us),
         usage=_usage(session),
+        rekey=keymap.latest_rekey(session),
     )
 
 

@@ -13,12 +13,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from numbind.cli.admin import stats_table
 from numbind.protocol import voprf
-from numbind.sdk.admin import OrderCounts, PrincipalUsage, RegistryStats
+from numbind.sdk.admin import OrderCounts, PrincipalUsage, RegistryStats, RekeyProgress
 
 NUMBIND = [sys.executable, "-m", "numbind.cli"]
 
@@ -160,3 +162,41 @@ def test_stats_table_aligns_columns_under_headings() -> None:
         assert len(line) == len(head)
     assert usage_lines[-1] == "(2 principals with usage)"
     assert json.loads(json.dumps(stats.as_json()))["orders"]["overdue"] == 1
+
+
+def test_stats_table_shows_the_store_rekey_rows_rate_and_eta() -> None:
+    rekey = RekeyProgress(
+        from_key_id="a" * 16,
+        to_key_id="b" * 16,
+        state="RUNNING",
+        rows_done=50_000,
+        rows_total=200_000,
+        rows_per_second=12_500.0,
+        eta_seconds=12.0,
+        started_at=datetime(2025, 3, 1, 8, 0, tzinfo=UTC),
+        finished_at=None,
+    )
+    stats = RegistryStats(
+        platforms=1,
+        carriers=1,
+        active_bindings=200_000,
+        numbers=150_000,
+        orders=OrderCounts(pending=0, delivered=0, overdue=0, done=0, rejected=0),
+        usage=(),
+        rekey=rekey,
+    )
+    counts, section, usage = stats_table(stats).split("\n\n")
+    assert any(line.split() == ["numbers", "150,000"] for line in counts.splitlines())
+    assert usage == "usage: none yet"
+    lines = {line.split()[0]: line.split()[1:] for line in section.splitlines()}
+    assert lines["store"] == ["re-key"]
+    assert lines["keys"] == ["a" * 16, "->", "b" * 16]
+    assert lines["rows"] == ["50,000", "of", "200,000", "(25%)"]
+    assert lines["rate"] == ["12,500", "rows/s"]
+    assert lines["ETA"] == ["12", "s", "left"]
+    assert lines["finished"] == ["-"]
+    assert json.loads(json.dumps(stats.as_json()))["rekey"]["rows_done"] == 50_000
+    finished = replace(rekey, state="DONE", rows_done=200_000, eta_seconds=0.0)
+    done = replace(stats, rekey=finished)
+    section = stats_table(done).split("\n\n")[1]
+    assert "200,000 of 200,000 (100%)" in section and "done" in section.split("ETA")[1]

@@ -303,6 +303,38 @@ def test_store_digests_match_the_shared_definition_even_with_duplicates(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+def test_store_retokenised_rows_keep_their_snapshot_positions(tmp_path: Path) -> None:
+    """After a rotation the sync tokenises stale rows again: each keeps its 1-based position
+    (so a refusal still names the caller's row), and a binding that also arrived under the
+    new key keeps the later bound_at."""
+    store = SnapshotStore(tmp_path)
+    try:
+        old = [(_token(i), b"ref%d" % i, 1_700_000_000_000_000 + i, 1) for i in range(3)]
+        phones = [f"+861380000000{i}" for i in range(3)]
+        store.add("k" * 16, old, 0, phones)
+        # Row 4 is row 2's binding again, already under the new key, with a later bound_at.
+        again = (_token(101), b"ref1", old[1][2] + 5, 2)
+        store.add("j" * 16, [again], 3, ["+8613800000001"])
+        stale = store.stale("j" * 16, 10)
+        assert sorted(str(r[-1]) for r in stale) == phones
+        by_e164 = {phone: _token(100 + i) for i, phone in enumerate(phones)}
+        store.replace(stale, [by_e164[str(r[-1])] for r in stale], "j" * 16)
+        assert store.keys() == {"j" * 16} and not store.mixed and store.stale("j" * 16, 10) == []
+        store.refold()
+        assert store.finish() == 3
+        rows = store.bucket(0, 0)
+        assert rows[(_token(100), b"ref0")] == (old[0][2], 1, 1)
+        assert rows[(_token(101), b"ref1")] == (again[2], 2, 4)  # the later one, row 4
+        assert rows[(_token(102), b"ref2")] == (old[2][2], 1, 3)
+        want: dict[int, tuple[int, bytes]] = {}
+        for (token, ref), (us, kind, _) in rows.items():
+            n, d = want.get(0, (0, bytes(32)))
+            want[0] = (n + 1, xor(d, binding_digest("j" * 16, token, ref, us, kind)))
+        assert store.buckets(0) == want
+    finally:
+        store.close()
+
+
 async def test_chunks_by_key_never_mix_keys() -> None:
     when = datetime(2024, 1, 1, tzinfo=UTC)
     records = [

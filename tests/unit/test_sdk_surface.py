@@ -113,6 +113,34 @@ def test_every_grpc_status_becomes_an_sdk_error_with_an_sdk_code(status: grpc.St
     assert err.retryable == (status.name in retryable)
 
 
+def test_the_rekey_errors_are_exported_and_typed_from_the_registrys_metadata() -> None:
+    assert {"KeyRotated", "RekeyInProgress"} <= set(sdk.__all__)
+    busy = grpc.aio.Metadata(("retry-after-ms", "2500"), ("rekey-progress", "120/400"))
+    err = from_rpc_error(
+        grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), busy, "re-key")
+    )
+    assert type(err) is sdk.RekeyInProgress and err.code is ErrorCode.REKEY_IN_PROGRESS
+    assert (err.rows_done, err.rows_total, err.retry_after) == (120, 400, 2.5)
+    assert not err.retryable  # waited out by sync with progress, not retried blindly
+    counting = grpc.aio.Metadata(("rekey-progress", "0/?"))
+    err = from_rpc_error(
+        grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), counting, "x")
+    )
+    assert type(err) is sdk.RekeyInProgress and err.rows_total is None
+    moved = grpc.aio.Metadata(("store-key-id", "b" * 16))
+    err = from_rpc_error(
+        grpc.aio.AioRpcError(grpc.StatusCode.FAILED_PRECONDITION, grpc.aio.Metadata(), moved, "k")
+    )
+    assert type(err) is sdk.KeyRotated and err.code is ErrorCode.KEY_ROTATED
+    assert isinstance(err, sdk.Refused) and err.store_key_id == "b" * 16
+    # Placed at a caller's item, each keeps what it carries.
+    placed = err.at("binding", 3)
+    assert type(placed) is sdk.KeyRotated and placed.store_key_id == "b" * 16
+    assert str(placed) == "binding 3: k"
+    progress = sdk.RekeyInProgress("busy", 5, 9, retry_after=1.0).at("binding", 2)
+    assert (progress.rows_done, progress.rows_total, progress.retry_after) == (5, 9, 1.0)
+
+
 def test_local_errors_carry_their_own_codes() -> None:
     assert sdk.ProofError("x").code is ErrorCode.PROOF_FAILED
     assert sdk.SyncAborted("x").code is ErrorCode.SYNC_ABORTED

@@ -200,3 +200,10 @@ def test_stats_table_shows_the_store_rekey_rows_rate_and_eta() -> None:
     done = replace(stats, rekey=finished)
     section = stats_table(done).split("\n\n")[1]
     assert "200,000 of 200,000 (100%)" in section and "done" in section.split("ETA")[1]
+    # A total is 0 on the wire until counted; a finished re-key of nothing counted 0.
+    counting = replace(rekey, rows_done=0, rows_total=0, rows_per_second=0.0, eta_seconds=0.0)
+    section = stats_table(replace(stats, rekey=counting)).split("\n\n")[1]
+    assert "0 of (counting)" in section and "not known yet" in section
+    empty = replace(counting, state="DONE")
+    section = stats_table(replace(stats, rekey=empty)).split("\n\n")[1]
+    assert ["rows", "0", "of", "0"] in [line.split() for line in section.splitlines()]

@@ -285,10 +285,11 @@ def stats_table(stats: Any) -> str:
 def rekey_table(rekey: Any) -> str:
     """A store re-key's progress: rows done of total, rate and time left."""
     done, total = rekey.rows_done, rekey.rows_total
-    rows = f"{done:,} of {total:,}" if total else f"{done:,} of (counting)"
+    running = rekey.state == "RUNNING"
+    # On the wire a total not counted yet is 0; a finished re-key's total is its count.
+    rows = f"{done:,} of {total:,}" if total or not running else f"{done:,} of (counting)"
     if total:
         rows += f" ({100 * min(done, total) // total}%)"
-    running = rekey.state == "RUNNING"
     rate = f"{rekey.rows_per_second:,.0f} rows/s" if rekey.rows_per_second > 0 else "-"
     if not running:
         eta = "done"

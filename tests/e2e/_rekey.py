@@ -7,7 +7,7 @@ import asyncio
 import time
 import uuid
 
-from numbind.protocol import voprf
+from numbind.protocol import rekey as rekey_algebra
 from numbind.registry.testing import RunningRegistry
 from numbind.sdk.channel import secure_channel
 from numbind.v1 import admin_pb2, admin_pb2_grpc
@@ -51,5 +51,5 @@ def secret(reg: RunningRegistry, key_id: str) -> bytes:
 
 def rekeyed(reg: RunningRegistry, old_key_id: str, new_key_id: str, token: bytes) -> bytes:
     """What the store must hold for `token` after re-keying old -> new."""
-    delta = voprf.rekey_delta(secret(reg, old_key_id), secret(reg, new_key_id))
-    return voprf.rekey(delta, token)
+    delta = rekey_algebra.rekey_delta(secret(reg, old_key_id), secret(reg, new_key_id))
+    return rekey_algebra.rekey(delta, token)

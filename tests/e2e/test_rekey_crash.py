@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from numbind.protocol import rekey as rekey_algebra
 from numbind.protocol import voprf
 from numbind.protocol.bundle import Bundle
 from numbind.registry import operator
@@ -214,11 +215,13 @@ async def test_kill_9_during_the_rekey_of_200k_bindings(tmp_path: Path, database
 
     # Every row under the new key exactly once: the seeded tokens re-keyed by Delta, the
     # scenario's three, and the two published during the re-key (those under the new key).
-    delta = voprf.rekey_delta(_secret(settings, old), _secret(settings, new))
+    delta = rekey_algebra.rekey_delta(_secret(settings, old), _secret(settings, new))
     chunks = [seeded[i : i + 20_000] for i in range(0, ROWS, 20_000)]
     with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         want_seeded = sorted(
-            t for part in pool.map(voprf.rekey_many, [delta] * len(chunks), chunks) for t in part
+            t
+            for part in pool.map(rekey_algebra.rekey_many, [delta] * len(chunks), chunks)
+            for t in part
         )
     db = Database(settings.effective_database_url)
     try:

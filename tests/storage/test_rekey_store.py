@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from numbind.protocol import rekey as rekey_algebra
 from numbind.protocol import voprf
 from numbind.protocol.digest import binding_digest, bucket16
 from numbind.registry.domain.keymap import RekeyState, RekeyStatus, StoreToken
@@ -43,7 +44,7 @@ class Store:
         migrate.upgrade(self.db.write_engine)
         self.k_old = voprf.generate_key_pair()[0]
         self.k_new = voprf.generate_key_pair()[0]
-        self.delta = voprf.rekey_delta(self.k_old, self.k_new)
+        self.delta = rekey_algebra.rekey_delta(self.k_old, self.k_new)
         self.carrier = self.db.transact(lambda s: principals.register(s, "carrier", "cm").pk)
         self.platform = self.db.transact(lambda s: principals.register(s, "platform", "p").pk)
         self.db.transact(self._keys)
@@ -181,7 +182,7 @@ async def _until_done(st: Store, runner: RekeyRunner) -> None:
 
 
 def _assert_all_rekeyed(st: Store, originals: list[bytes]) -> None:
-    want = sorted(voprf.rekey(st.delta, t) for t in originals)
+    want = sorted(rekey_algebra.rekey(st.delta, t) for t in originals)
     for table, rows in st.rows().items():
         assert {k for k, _ in rows} == {NEW}, table
         # Each exactly once: a row converted twice would hold Delta^2 * T.
@@ -282,7 +283,7 @@ def test_report_holding_the_row_wins_and_the_rekey_batch_skips_it(st: Store) -> 
     now = now_us()
     st.db.transact(lambda s: store.acquire(s, job.id, "runner", now, now + 60 * 10**6))
     batch = convert(0, st.delta, NEW, [(token, token)])
-    mapped = StoreToken(voprf.rekey(st.delta, token), token)
+    mapped = StoreToken(rekey_algebra.rekey(st.delta, token), token)
     locked, release = threading.Event(), threading.Event()
 
     def report() -> None:
@@ -323,7 +324,7 @@ def test_rekey_holding_the_row_first_then_the_report_finds_the_new_form(st: Stor
     now = now_us()
     st.db.transact(lambda s: store.acquire(s, job.id, "runner", now, now + 60 * 10**6))
     batch = convert(0, st.delta, NEW, [(token, token)])
-    mapped = StoreToken(voprf.rekey(st.delta, token), token)
+    mapped = StoreToken(rekey_algebra.rekey(st.delta, token), token)
     written, release = threading.Event(), threading.Event()
 
     def rekey_batch() -> None:
@@ -372,7 +373,7 @@ def test_publish_converting_a_row_the_rekey_batch_holds(st: Store) -> None:
         lambda s: store.read_batch(s, store.TABLES[1], OLD, None, 10), write=False
     )
     batch = convert(1, st.delta, NEW, rows)
-    mapped = StoreToken(voprf.rekey(st.delta, token), token)
+    mapped = StoreToken(rekey_algebra.rekey(st.delta, token), token)
     later = Binding(Token(NEW, mapped.value), b"ref0", T0 + 5, BindingKind.PAYMENT)
     prepared = bindings.prepare(st.platform, [later], now, {mapped.value: token})
     written, release = threading.Event(), threading.Event()
@@ -418,7 +419,7 @@ def test_a_stale_rekey_batch_never_overwrites_a_conversion(st: Store) -> None:
         NEW,
         st.db.transact(lambda s: store.read_batch(s, store.TABLES[1], OLD, None, 10), write=False),
     )
-    mapped = StoreToken(voprf.rekey(st.delta, token), token)
+    mapped = StoreToken(rekey_algebra.rekey(st.delta, token), token)
     later = Binding(Token(NEW, mapped.value), b"ref0", T0 + 5, BindingKind.PAYMENT)
     prepared = bindings.prepare(st.platform, [later], now, {mapped.value: token})
     st.db.transact(lambda s: bindings.upsert(s, prepared))

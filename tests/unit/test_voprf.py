@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from numbind.protocol import rekey as rk
 from numbind.protocol import voprf as v
 
 _VECTOR_FILE = "rfc9497_ristretto255_sha512.json"
@@ -264,20 +265,20 @@ def test_voprf_unblind_batch_refuses_a_proof_under_another_key() -> None:
 def test_rekey_maps_tokens_between_keys(data: bytes, seeds: list[bytes]) -> None:
     (a, _), (b, _), (c, _) = (v.derive_key_pair(s, b"rekey", v.MODE_VOPRF) for s in seeds)
     ta, tb, tc = (v.evaluate_element(k, data, v.MODE_VOPRF) for k in (a, b, c))
-    ab, bc = v.rekey_delta(a, b), v.rekey_delta(b, c)
-    assert v.rekey(ab, ta) == tb
-    assert v.rekey_many(bc, [tb, tb]) == [tc, tc]
-    assert v.rekey(v.compose_deltas(ab, bc), ta) == tc
-    assert v.rekey(v.invert_delta(ab), tb) == ta
+    ab, bc = rk.rekey_delta(a, b), rk.rekey_delta(b, c)
+    assert rk.rekey(ab, ta) == tb
+    assert rk.rekey_many(bc, [tb, tb]) == [tc, tc]
+    assert rk.rekey(rk.compose_deltas(ab, bc), ta) == tc
+    assert rk.rekey(rk.invert_delta(ab), tb) == ta
     # Delta is not either key, and does not map anything to itself.
-    assert ab not in (a, b) and v.rekey(ab, ta) != ta
+    assert ab not in (a, b) and rk.rekey(ab, ta) != ta
 
 
 def test_rekey_refuses_bad_inputs() -> None:
     sk, _ = _key()
     with pytest.raises(v.InvalidInputError):
-        v.rekey(bytes(32), _GENERATOR)
+        rk.rekey(bytes(32), _GENERATOR)
     with pytest.raises(v.DeserializeError):
-        v.rekey(sk, bytes(32))
+        rk.rekey(sk, bytes(32))
     with pytest.raises(v.DeserializeError):
-        v.rekey_delta(sk, _L.to_bytes(32, "little"))
+        rk.rekey_delta(sk, _L.to_bytes(32, "little"))

@@ -5,7 +5,7 @@ passed around as their canonical 32-byte encodings; scalars are little-endian.
 
 numbind's token is the *unblinded element* ``N = k*HashToGroup(x)``, the value the RFC's
 Finalize hashes last (``finalize_hash``): a group element can be re-keyed with one
-multiplication (``rekey_delta``, ``rekey``), a hash cannot. Everything the RFC defines stays
+multiplication (``numbind.protocol.rekey``), a hash cannot. Everything the RFC defines stays
 here, Finalize included, and reproduces the official vectors byte for byte.
 """
 
@@ -13,9 +13,35 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import rbcl
+from numbind.protocol.ristretto import (
+    ELEMENT_BYTES,
+    SCALAR_BYTES,
+    DeriveKeyPairError,
+    DeserializeError,
+    InvalidInputError,
+    VerifyError,
+    VoprfError,
+    deserialize_element,
+    deserialize_scalar,
+    invert_scalars,
+)
+from numbind.protocol.ristretto import GENERATOR as _GENERATOR
+from numbind.protocol.ristretto import IDENTITY as _IDENTITY
+from numbind.protocol.ristretto import ZERO_SCALAR as _ZERO_SCALAR
+from numbind.protocol.ristretto import from_hash as _from_hash
+from numbind.protocol.ristretto import mul as _mul
+from numbind.protocol.ristretto import mul_base as _mul_base
+from numbind.protocol.ristretto import mul_base_or_identity as _mul_base_or_identity
+from numbind.protocol.ristretto import mul_or_identity as _mul_or_identity
+from numbind.protocol.ristretto import nonzero_scalar as _nonzero_scalar
+from numbind.protocol.ristretto import point_add as _point_add
+from numbind.protocol.ristretto import scalar_invert as _scalar_invert
+from numbind.protocol.ristretto import scalar_mul as _scalar_mul
+from numbind.protocol.ristretto import scalar_random as _scalar_random
+from numbind.protocol.ristretto import scalar_reduce as _scalar_reduce
+from numbind.protocol.ristretto import scalar_sub as _scalar_sub
 
 __all__ = [
     "ELEMENT_BYTES",
@@ -32,7 +58,6 @@ __all__ = [
     "VoprfError",
     "blind",
     "blind_evaluate",
-    "compose_deltas",
     "context_string",
     "derive_key_pair",
     "deserialize_element",
@@ -46,12 +71,8 @@ __all__ = [
     "generate_proof",
     "hash_to_group",
     "hash_to_scalar",
-    "invert_delta",
     "invert_scalars",
     "public_key",
-    "rekey",
-    "rekey_delta",
-    "rekey_many",
     "unblind",
     "unblind_batch",
     "verify_proof",
@@ -63,57 +84,11 @@ __all__ = [
 SUITE_ID = "ristretto255-SHA512"
 MODE_OPRF = 0x00
 MODE_VOPRF = 0x01
-ELEMENT_BYTES = 32
-SCALAR_BYTES = 32
 OUTPUT_BYTES = 64
 PROOF_BYTES = 2 * SCALAR_BYTES
 
-# rbcl ships no type information; pin the signatures we rely on here once.
-_is_valid_point: Callable[[bytes], bool] = rbcl.crypto_core_ristretto255_is_valid_point
-_from_hash: Callable[[bytes], bytes] = rbcl.crypto_core_ristretto255_from_hash
-_point_add: Callable[[bytes, bytes], bytes] = rbcl.crypto_core_ristretto255_add
-_scalar_reduce: Callable[[bytes], bytes] = rbcl.crypto_core_ristretto255_scalar_reduce
-_scalar_mul: Callable[[bytes, bytes], bytes] = rbcl.crypto_core_ristretto255_scalar_mul
-_scalar_sub: Callable[[bytes, bytes], bytes] = rbcl.crypto_core_ristretto255_scalar_sub
-_scalar_invert: Callable[[bytes], bytes] = rbcl.crypto_core_ristretto255_scalar_invert
-_scalar_random: Callable[[], bytes] = rbcl.crypto_core_ristretto255_scalar_random
-# The *_allow_scalar_zero variants return the identity (32 zero bytes) instead of
-# raising when the product is the identity; the plain ones raise RuntimeError.
-_mul: Callable[[bytes, bytes], bytes] = rbcl.crypto_scalarmult_ristretto255
-_mul_or_identity: Callable[[bytes, bytes], bytes] = (
-    rbcl.crypto_scalarmult_ristretto255_allow_scalar_zero
-)
-_mul_base: Callable[[bytes], bytes] = rbcl.crypto_scalarmult_ristretto255_base
-_mul_base_or_identity: Callable[[bytes], bytes] = (
-    rbcl.crypto_scalarmult_ristretto255_base_allow_scalar_zero
-)
-
-_IDENTITY = bytes(ELEMENT_BYTES)
-_ZERO_SCALAR = bytes(SCALAR_BYTES)
-# Ristretto255 basepoint encoding (RFC 9496 §4.4 / RFC 9497 A.1).
-_GENERATOR = bytes.fromhex("e2f2ae0a6abc4e71a884a961c500515f58e30b6aa582dd8db6a65945e08d2d76")
 _SHA512_OUT = 64
 _SHA512_BLOCK = 128
-
-
-class VoprfError(Exception):
-    """Base class for all errors raised by this module."""
-
-
-class InvalidInputError(VoprfError):
-    """Input cannot be processed (e.g. it hashes to the identity, or is too long)."""
-
-
-class DeserializeError(VoprfError):
-    """A byte string is not a valid encoding of a group element or scalar."""
-
-
-class VerifyError(VoprfError):
-    """A DLEQ proof did not verify."""
-
-
-class DeriveKeyPairError(VoprfError):
-    """DeriveKeyPair exhausted its 256 attempts (probability ~2^-2040)."""
 
 
 def _i2osp(value: int, length: int) -> bytes:
@@ -171,40 +146,6 @@ def hash_to_scalar(msg: bytes, mode: int, dst: bytes | None = None) -> bytes:
     if dst is None:
         dst = b"HashToScalar-" + context_string(mode)
     return _scalar_reduce(expand_message_xmd(msg, dst, 64))
-
-
-def deserialize_element(b: bytes) -> bytes:
-    """Validate a canonical, non-identity ristretto255 encoding; return it."""
-    b = bytes(b)
-    if len(b) != ELEMENT_BYTES:
-        raise DeserializeError(f"element must be {ELEMENT_BYTES} bytes, got {len(b)}")
-    # rbcl bundles libsodium 1.0.18, whose canonicity check ignores bit 255: a
-    # set top bit decodes as an alias of the same point. RFC 9496 requires
-    # rejecting it, and aliases would give one element two wire encodings.
-    if b[31] & 0x80 or not _is_valid_point(b):
-        raise DeserializeError("element is not a canonical ristretto255 encoding")
-    # libsodium's validity check accepts the identity; the RFC forbids it on the wire.
-    if hmac.compare_digest(b, _IDENTITY):
-        raise DeserializeError("element is the identity")
-    return b
-
-
-def deserialize_scalar(b: bytes) -> bytes:
-    """Validate a canonical (< L) 32-byte little-endian scalar; return it."""
-    b = bytes(b)
-    if len(b) != SCALAR_BYTES:
-        raise DeserializeError(f"scalar must be {SCALAR_BYTES} bytes, got {len(b)}")
-    # A canonical scalar is its own reduction; avoids branching on the secret's value.
-    if not hmac.compare_digest(_scalar_reduce(b + bytes(32)), b):
-        raise DeserializeError("scalar is not canonical (must be < group order)")
-    return b
-
-
-def _nonzero_scalar(b: bytes, what: str) -> bytes:
-    s = deserialize_scalar(b)
-    if hmac.compare_digest(s, _ZERO_SCALAR):
-        raise InvalidInputError(f"{what} must be non-zero")
-    return s
 
 
 def public_key(sk: bytes) -> bytes:
@@ -275,27 +216,6 @@ def evaluate_element(sk: bytes, input: bytes, mode: int) -> bytes:
 def evaluate(sk: bytes, input: bytes, mode: int) -> bytes:
     """Server-side unblinded Evaluate(skS, input)."""
     return finalize_hash(input, evaluate_element(sk, input, mode))
-
-
-def invert_scalars(scalars: Sequence[bytes]) -> list[bytes]:
-    """Every scalar's inverse with one inversion (Montgomery's trick).
-
-    libsodium's inversion is an exponentiation costing over half a scalar multiplication;
-    three scalar products per item instead make unblinding a batch ~40% cheaper. Every
-    scalar must be canonical and non-zero (the caller's own blinds).
-    """
-    if not scalars:
-        return []
-    prefix = [scalars[0]]
-    for s in scalars[1:]:
-        prefix.append(_scalar_mul(prefix[-1], s))
-    inv = _scalar_invert(prefix[-1])
-    out = [b""] * len(scalars)
-    for i in range(len(scalars) - 1, 0, -1):
-        out[i] = _scalar_mul(inv, prefix[i - 1])
-        inv = _scalar_mul(inv, scalars[i])
-    out[0] = inv
-    return out
 
 
 def unblind_batch(blinds: Sequence[bytes], evaluated: Sequence[bytes]) -> list[bytes]:
@@ -489,36 +409,3 @@ def voprf_unblind_batch(
         raise InvalidInputError("blinds, evaluated and blinded differ in length")
     verify_proof(pk, blinded, evaluated, proof, blinded_trusted=True)
     return unblind_batch(blinds, [bytes(e) for e in evaluated])
-
-
-def rekey_delta(old_sk: bytes, new_sk: bytes) -> bytes:
-    """``Delta = new_sk / old_sk``, so that ``Delta * (old_sk*H(x)) = new_sk*H(x)``.
-
-    Delta alone reveals neither key: for a fresh uniform ``new_sk`` it is itself uniform
-    and independent of ``old_sk`` (a one-time pad in the scalar group).
-    """
-    old = _nonzero_scalar(old_sk, "old secret key")
-    new = _nonzero_scalar(new_sk, "new secret key")
-    return _scalar_mul(new, _scalar_invert(old))
-
-
-def compose_deltas(first: bytes, then: bytes) -> bytes:
-    """The delta that applies ``first`` and then ``then`` (keys A->B, B->C give A->C)."""
-    return _scalar_mul(_nonzero_scalar(then, "delta"), _nonzero_scalar(first, "delta"))
-
-
-def invert_delta(delta: bytes) -> bytes:
-    """The delta back (new key -> old key)."""
-    return _scalar_invert(_nonzero_scalar(delta, "delta"))
-
-
-def rekey(delta: bytes, token: bytes) -> bytes:
-    """``delta * token`` for one validated token."""
-    return _mul(_nonzero_scalar(delta, "delta"), deserialize_element(token))
-
-
-def rekey_many(delta: bytes, tokens: Sequence[bytes]) -> list[bytes]:
-    """``delta * token`` for tokens already validated (read back from the store): one
-    multiplication each, nothing else, as the store re-key's inner loop needs."""
-    d = _nonzero_scalar(delta, "delta")
-    return [_mul(d, t) for t in tokens]

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from numbind.protocol import rekey as rekey_algebra
 from numbind.protocol import voprf
 from numbind.protocol.files import write_private_file
 from numbind.registry.domain.types import KeyState, now_us
@@ -127,7 +128,9 @@ class KeyRing:
 
     def delta(self, old_key_id: str, new_key_id: str) -> bytes:
         """k_new / k_old for two live keys: what the store needs to map old tokens."""
-        return voprf.rekey_delta(self._read_secret(old_key_id), self._read_secret(new_key_id))
+        return rekey_algebra.rekey_delta(
+            self._read_secret(old_key_id), self._read_secret(new_key_id)
+        )
 
     # -- changing ----------------------------------------------------------------------
     def create_active(self, session: Session) -> Rotation:
@@ -145,7 +148,9 @@ class KeyRing:
         # The previous secret is read from its file, not this process's cache: another
         # process may have rotated since this one last reloaded.
         delta = (
-            voprf.rekey_delta(self._read_secret(previous), secret) if previous is not None else None
+            rekey_algebra.rekey_delta(self._read_secret(previous), secret)
+            if previous is not None
+            else None
         )
         return Rotation(TokenKey(key_id, public, KeyState.ACTIVE, now, secret), previous, delta)
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
+from numbind.protocol import rekey as rekey_algebra
 from numbind.protocol import voprf
 from numbind.protocol.limits import TOKEN_BYTES
 from numbind.registry.domain.validate import KEY_ID
@@ -160,10 +161,14 @@ class KeyView:
                 raise FailedPrecondition(
                     f"{field}.key_id: {key_id} has no mapping to the store key yet; retry"
                 )
-            store = voprf.rekey_many(delta, [value])[0]
+            store = rekey_algebra.rekey_many(delta, [value])[0]
         old: bytes | None = None
         if self.back is not None:
-            old = value if key_id == self.rekey_from else voprf.rekey_many(self.back, [store])[0]
+            old = (
+                value
+                if key_id == self.rekey_from
+                else rekey_algebra.rekey_many(self.back, [store])[0]
+            )
         return StoreToken(store, old)
 
     def require_store_key(self, key_id: str, latest: RekeyStatus | None = None) -> str:

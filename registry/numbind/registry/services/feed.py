@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from numbind.protocol import voprf
+from numbind.protocol import rekey as rekey_algebra
 from numbind.protocol.limits import MAX_ACKS, MAX_REASON
 from numbind.registry.domain import validate
 from numbind.registry.domain.types import AckOutcome, EventKind, OrderState, Principal, now_us
@@ -79,7 +79,7 @@ class FeedService:
             for i in items:
                 delta = view.deltas.get(i.key_id) if i.key_id != view.store_key_id else None
                 if delta is not None:
-                    token = voprf.rekey_many(delta, [i.token])[0]
+                    token = rekey_algebra.rekey_many(delta, [i.token])[0]
                     i = dataclasses.replace(i, key_id=view.store_key_id, token=token)
                 out.append(i)
             return out

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from numbind.protocol import voprf
+from numbind.protocol import rekey as rekey_algebra
 from numbind.protocol.digest import binding_digest, bucket16
 from numbind.registry.domain.types import now_us
 from numbind.registry.services.tokenmap import TokenMapper
@@ -47,7 +47,7 @@ def convert(
     """
     if not rows:
         return []
-    new = voprf.rekey_many(delta, [r[1] for r in rows])
+    new = rekey_algebra.rekey_many(delta, [r[1] for r in rows])
     out: list[tuple[Any, ...]]
     if not store.TABLES[table_no].derived:
         out = [(r[0], n) for r, n in zip(rows, new, strict=True)]

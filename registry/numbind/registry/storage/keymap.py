@@ -7,7 +7,7 @@ the transaction that also makes the new key active.
 
 from __future__ import annotations
 
-from numbind.protocol import voprf
+from numbind.protocol import rekey as rekey_algebra
 from numbind.registry.domain.keymap import KeyView, RekeyState, RekeyStatus
 from numbind.registry.domain.types import KeyState
 from numbind.registry.errors import FailedPrecondition
@@ -75,7 +75,7 @@ def load_view(session: Session) -> KeyView:
     rekey = latest_rekey(session)
     back = None
     if rekey is not None and rekey.running and rekey.from_key_id in deltas:
-        back = voprf.invert_delta(deltas[rekey.from_key_id])
+        back = rekey_algebra.invert_delta(deltas[rekey.from_key_id])
     return KeyView(
         epoch=state.epoch,
         store_key_id=state.store_key_id or "",
@@ -127,7 +127,7 @@ def begin_rekey(
     transaction."""
     state = _state(session, lock=True)
     for row in session.scalars(select(KeyDeltaRow).with_for_update()):
-        row.delta = voprf.compose_deltas(row.delta, delta)
+        row.delta = rekey_algebra.compose_deltas(row.delta, delta)
         row.to_key_id = to_key_id
     session.add(KeyDeltaRow(key_id=from_key_id, to_key_id=to_key_id, delta=delta))
     job = RekeyRow(

@@ -21,6 +21,7 @@ from numbind.registry.domain.bindings import (
     BucketDigest,
     PageCursor,
     PublishCounts,
+    RevokedPage,
     WithdrawCounts,
 )
 from numbind.registry.domain.types import Binding, Principal, now_us
@@ -80,11 +81,19 @@ class BindingService:
 
         return WithdrawCounts(**await self._db.run(act))
 
-    async def digest(self, caller: Principal, bucket_bits: int, key_id: str) -> Digests:
-        """Count and digest of the caller's live bindings per non-empty bucket."""
+    async def digest(self, caller: Principal, bucket_bits: int, key_id: str) -> tuple[Digests, int]:
+        """Count and digest of the caller's live bindings per non-empty bucket, and how many
+        of its bindings are revoked."""
         bits = rules.bucket_bits(bucket_bits)
         kid = rules.key_id_filter(key_id)
-        return await self._db.run(lambda s: store.digests(s, caller.pk, bits, kid), write=False)
+
+        def read(session: Session) -> tuple[Digests, int]:
+            return (
+                store.digests(session, caller.pk, bits, kid),
+                store.revoked_count(session, caller.pk, kid),
+            )
+
+        return await self._db.run(read, write=False)
 
     async def list(
         self,
@@ -96,12 +105,7 @@ class BindingService:
         page_token: str,
     ) -> BindingPage:
         """One page of the caller's live bindings in one bucket, in a stable order."""
-        bits = rules.bucket_bits(bucket_bits)
-        rules.bucket(bucket, bits)
-        kid = rules.key_id_filter(key_id)
-        size = rules.page_size(page_size)
-        lo, hi = bucket16_range(bucket, bits)
-        after = rules.decode_page_token(page_token, lo, hi)
+        lo, hi, kid, size, after = _page_request(bucket_bits, bucket, key_id, page_size, page_token)
         # One extra row tells whether another page follows.
         rows = await self._db.run(
             lambda s: store.list_page(s, caller.pk, lo, hi, kid, after, size + 1), write=False
@@ -111,6 +115,39 @@ class BindingService:
             last_bucket, last_pk, _ = rows[size - 1]
             next_token = rules.encode_page_token(PageCursor(lo, hi, last_bucket, last_pk))
         return BindingPage([b for _, _, b in rows[:size]], next_token)
+
+    async def list_revoked(
+        self,
+        caller: Principal,
+        bucket_bits: int,
+        bucket: int,
+        key_id: str,
+        page_size: int,
+        page_token: str,
+    ) -> RevokedPage:
+        """One page of the caller's revoked bindings in one bucket, each with when."""
+        lo, hi, kid, size, after = _page_request(bucket_bits, bucket, key_id, page_size, page_token)
+        rows = await self._db.run(
+            lambda s: store.list_revoked_page(s, caller.pk, lo, hi, kid, after, size + 1),
+            write=False,
+        )
+        next_token = ""
+        if len(rows) > size:
+            last_bucket, last_pk, _, _ = rows[size - 1]
+            next_token = rules.encode_page_token(PageCursor(lo, hi, last_bucket, last_pk))
+        return RevokedPage([(b, us) for _, _, b, us in rows[:size]], next_token)
+
+
+def _page_request(
+    bucket_bits: int, bucket: int, key_id: str, page_size: int, page_token: str
+) -> tuple[int, int, str, int, PageCursor | None]:
+    """A page request checked: (lo, hi) of 16-bit buckets, key filter, size, cursor."""
+    bits = rules.bucket_bits(bucket_bits)
+    rules.bucket(bucket, bits)
+    kid = rules.key_id_filter(key_id)
+    size = rules.page_size(page_size)
+    lo, hi = bucket16_range(bucket, bits)
+    return lo, hi, kid, size, rules.decode_page_token(page_token, lo, hi)
 
 
 def _validated_batch(

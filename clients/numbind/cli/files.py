@@ -36,6 +36,7 @@ __all__ = [
     "Reader",
     "check",
     "line_of",
+    "lines_of",
     "refused",
     "report_invalid",
     "valid",
@@ -106,6 +107,22 @@ def line_of(read: Reader[Any], position: int) -> int | None:
             if seen == position:
                 return line
     return None
+
+
+def lines_of(read: Reader[Any], positions: list[int]) -> list[int]:
+    """The file lines of the valid rows at these 1-based positions, in one pass, in the
+    order of ``positions`` (a position past the end is left out)."""
+    wanted = set(positions)
+    found: dict[int, int] = {}
+    seen = 0
+    for line, item in read():
+        if not isinstance(item, RowError):
+            seen += 1
+            if seen in wanted:
+                found[seen] = line
+                if len(found) == len(wanted):
+                    break
+    return [found[p] for p in positions if p in found]
 
 
 def refused(exc: NumbindClientError, read: Reader[Any], path: Path) -> CliError | None:

@@ -17,7 +17,8 @@ Errors
     registry answers a retried batch as it answered the first try. A bad number raises
     ``InvalidNumber`` and a refused binding an error whose ``position`` is the item's 1-based
     position in the input (``"binding 10,004: bound_at: ..."``); a bad row value raises
-    ValueError naming the field; a sync over its ``max_withdraw`` raises SyncAborted.
+    ValueError naming the field; a sync that would withdraw more than its limit raises
+    SyncAborted (by default the larger of 10 % of the registry's bindings and 1,000).
     Batches run concurrently: when one fails, batches already sent stay published (every
     call is idempotent, so running it again is safe).
 """
@@ -326,6 +327,7 @@ class PlatformClient:
         total: int | None = None,
         dry_run: bool = False,
         max_withdraw: int | None = None,
+        force: bool = False,
         work_dir: Path | None = None,
         progress: ProgressCallback | None = None,
     ) -> SyncSummary:
@@ -335,11 +337,19 @@ class PlatformClient:
         system temp dir; ~200 bytes a row), compares per-bucket digests with the registry,
         lists only the buckets that differ on both sides, then publishes what is missing or
         changed and withdraws what is extra. Bindings under other token keys are left alone.
-        ``dry_run`` stops after planning; ``max_withdraw`` raises SyncAborted before any
-        change when the plan withdraws more (a truncated export must not empty the
-        registry). A binding named twice keeps its latest bound_at.
+        A binding named twice keeps its latest bound_at.
+
+        A sync that would withdraw more than the larger of 10 % of the registry's bindings
+        and 1,000 raises SyncAborted before changing anything (a truncated export, or one
+        meant for another platform, must not empty the registry): ``max_withdraw=N`` sets
+        the limit instead, ``force=True`` lifts it. ``dry_run`` stops after planning and
+        applies the same check, reporting in ``summary.refusal`` what a real run would
+        refuse. Snapshot rows the registry revoked (a holder's request or a reissue, acked
+        by this platform) are skipped, counted in ``summary.revoked_skipped`` and logged:
+        remove those numbers from your export; a row with a bound_at after the revocation
+        is a new binding and is published.
         """
-        options = self._sync_options(bucket_bits, dry_run, max_withdraw, work_dir, progress)
+        options = self._sync_options(bucket_bits, dry_run, max_withdraw, force, work_dir, progress)
 
         async def fill(store: SnapshotStore) -> int:
             meter = Meter("tokenise", total, options.progress)
@@ -364,11 +374,12 @@ class PlatformClient:
         total: int | None = None,
         dry_run: bool = False,
         max_withdraw: int | None = None,
+        force: bool = False,
         work_dir: Path | None = None,
         progress: ProgressCallback | None = None,
     ) -> SyncSummary:
         """``sync`` for platforms that keep tokens: every record under one key id."""
-        options = self._sync_options(bucket_bits, dry_run, max_withdraw, work_dir, progress)
+        options = self._sync_options(bucket_bits, dry_run, max_withdraw, force, work_dir, progress)
 
         async def fill(store: SnapshotStore) -> int:
             meter = Meter("load", total, options.progress)
@@ -386,6 +397,7 @@ class PlatformClient:
         bucket_bits: int | None,
         dry_run: bool,
         max_withdraw: int | None,
+        force: bool,
         work_dir: Path | None,
         progress: ProgressCallback | None,
     ) -> SyncOptions:
@@ -393,6 +405,7 @@ class PlatformClient:
             bucket_bits=bucket_bits,
             dry_run=dry_run,
             max_withdraw=max_withdraw,
+            force=force,
             work_dir=work_dir,
             progress=progress or self._progress,
             batch_size=self._batch,

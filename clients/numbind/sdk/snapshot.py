@@ -142,6 +142,20 @@ class SnapshotStore:
             self.counts, self.digests = counts, digests
         return int(distinct)
 
+    def drop(self, planned: list[Planned]) -> None:
+        """Take these bindings out of the snapshot (and its digests)."""
+        counts, digests = self.counts, self.digests
+        for token, ref, us, kind, _ in planned:
+            b16 = bucket16(token)
+            counts[b16] -= 1
+            digests[b16] ^= int.from_bytes(binding_digest(self.key_id, token, ref, us, kind), "big")
+        self._db.execute("BEGIN")
+        self._db.executemany(
+            "DELETE FROM snap WHERE b16 = ? AND token = ? AND ref = ?",
+            [(bucket16(t), t, r) for t, r, *_ in planned],
+        )
+        self._db.execute("COMMIT")
+
     def buckets(self, bits: int) -> dict[int, tuple[int, bytes]]:
         """Non-empty buckets at ``bits``: bucket -> (count, digest)."""
         return {b: (n, digest) for b, n, digest in fold(self.counts, self.digests, bits)}

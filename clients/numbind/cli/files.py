@@ -47,7 +47,9 @@ Reader = Callable[[], Iterable[tuple[int, T | RowError]]]
 
 # Errors printed on the terminal; the rest are counted (and all go to a reject file).
 SHOWN_ERRORS = 20
-_CHECK_REPORT_EVERY = 10_000
+# Rows between reports of the check pass: a few thousand rows a second, so the bar moves
+# several times a second; tqdm redraws at most ten times a second whatever it is told.
+_CHECK_REPORT_EVERY = 1_000
 
 
 @dataclass
@@ -85,6 +87,8 @@ def check(
                 checked.rows += 1
                 if checked.rows % _CHECK_REPORT_EVERY == 0:
                     progress(Progress("check", checked.rows, None, 0.0))
+    if checked.rows % _CHECK_REPORT_EVERY:
+        progress(Progress("check", checked.rows, None, 0.0))
     return checked
 
 

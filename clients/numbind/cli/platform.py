@@ -29,10 +29,16 @@ from numbind.cli.common import (
     plural,
 )
 from numbind.cli.feed import add_platform_feed_commands
-from numbind.cli.rows import RowError, detect_format, numbered_rows
+from numbind.cli.rows import (
+    RowError,
+    csv_delimiter,
+    delimiter_name,
+    detect_format,
+    numbered_rows,
+)
 from numbind.protocol.bundle import Bundle
 from numbind.protocol.digest import MAX_BUCKET_BITS
-from numbind.sdk import PlatformClient, PublishSummary, Row, SyncSummary
+from numbind.sdk import Kind, PlatformClient, PublishSummary, Row, SyncSummary
 from numbind.sdk.errors import NumbindClientError, SyncAborted
 from numbind.sdk.platform import MAX_BATCH
 from numbind.sdk.progress import ProgressCallback, TqdmProgress
@@ -41,6 +47,10 @@ from numbind.sdk.sync import WITHDRAW_FLOOR, WITHDRAW_SHARE_PERCENT, refusal_tex
 __all__ = ["add_commands"]
 
 _Summary = PublishSummary | SyncSummary
+# Bindings a request from the command line. Tokenising runs at a few thousand numbers a
+# second, so 10,000-row batches would move the publish bar in jumps seconds apart; at
+# 2,000 it follows the tokenise bar closely, for a few percent of registry throughput.
+CLI_BATCH = 2_000
 
 
 def add_commands(sub: Any) -> None:
@@ -131,8 +141,9 @@ def _file_options(p: argparse.ArgumentParser) -> None:
         "--file",
         type=Path,
         required=True,
-        help="CSV (header phone,account_id,bound_at,kind) or JSON Lines with those keys; "
-        "bound_at is RFC 3339 with an offset",
+        help="CSV (header phone,account_id,bound_at,kind; commas, or semicolons or tabs "
+        "throughout) or JSON Lines with those keys; bound_at is RFC 3339 with an offset; "
+        f"kind is one of {', '.join(k.name for k in Kind)}",
     )
     p.add_argument(
         "--format",
@@ -157,9 +168,10 @@ def _file_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-size",
         type=int,
-        default=MAX_BATCH,
+        default=CLI_BATCH,
         metavar="N",
-        help=f"bindings a request (1..{MAX_BATCH}, default {MAX_BATCH})",
+        help=f"bindings a request (1..{MAX_BATCH}, default {CLI_BATCH:,}: small enough that "
+        "the publish bar moves several times a second behind tokenisation)",
     )
     p.add_argument(
         "--in-flight",
@@ -182,6 +194,7 @@ async def _run(
     path: Path = args.file
     fmt = detect_format(path, args.format)
     bundle = Bundle.load(args.bundle)
+    delimiter = await asyncio.to_thread(csv_delimiter, path) if fmt == "csv" else ","
     reject_file: Path | None = None
     if args.skip_invalid:
         reject_file = args.reject_file or path.with_name(path.name + ".rejects")
@@ -239,6 +252,7 @@ async def _run(
         "file": str(path),
         "rejected": checked.rejected,
         "reject_file": str(reject_file) if reject_file is not None else None,
+        "delimiter": delimiter_name(delimiter) if fmt == "csv" else None,
         **dataclasses.asdict(summary),
     }
     revoked_lines: list[int] = []
@@ -292,6 +306,8 @@ def _warn_revoked(path: Path, r: dict[str, Any], lines: list[int]) -> None:
 
 
 def _describe(verb: str, path: Path, r: dict[str, Any]) -> str:
+    if r["delimiter"] not in (None, "comma"):
+        path = Path(f"{path} ({r['delimiter']}-separated)")
     if verb == "publish":
         text = (
             f"published {plural(r['rows'], 'row')} from {path}: {r['inserted']:,} new, "

@@ -62,6 +62,7 @@ from numbind.sdk.model import (
     Row,
     SyncSummary,
     WithdrawSummary,
+    order_reference,
 )
 from numbind.sdk.phone import InvalidNumber
 from numbind.sdk.platform import PlatformClient
@@ -119,5 +120,6 @@ __all__ = [
     "Unavailable",
     "Unimplemented",
     "WithdrawSummary",
+    "order_reference",
     "secure_channel",
 ]

@@ -163,8 +163,11 @@ class PlatformClient:
         _, _, tokenizer = self._ensure()
         return (await tokenizer.key()).key_id
 
-    async def _keys(self, rows: Sequence[NumberAccount], start: int) -> list[Key]:
-        """(token, account_ref) per row, in order; errors name rows by global position."""
+    async def _keys(
+        self, rows: Sequence[NumberAccount], start: int, tokenised: Meter | None = None
+    ) -> list[Key]:
+        """(token, account_ref) per row, in order; errors name rows by global position.
+        ``tokenised`` counts rows as their tokens arrive (a thousand at a time)."""
         _, _, tokenizer = self._ensure()
         refs = self.account_refs
 
@@ -175,13 +178,17 @@ class PlatformClient:
 
         e164s, account_refs = await asyncio.to_thread(prepare)
         try:
-            tokens = await tokenizer.tokenize_e164(e164s)
+            tokens = await tokenizer.tokenize_e164(
+                e164s, on_done=tokenised.add if tokenised is not None else None
+            )
         except NumbindClientError as exc:
             raise exc.shifted(start) from None
         return [(t.token, ref) for t, ref in zip(tokens, account_refs, strict=True)]
 
-    async def _items(self, rows: Sequence[Row], start: int) -> list[Item]:
-        keys = await self._keys(rows, start)
+    async def _items(
+        self, rows: Sequence[Row], start: int, tokenised: Meter | None = None
+    ) -> list[Item]:
+        keys = await self._keys(rows, start, tokenised)
         return [
             (token, ref, to_us(r.bound_at), int(r.kind))
             for (token, ref), r in zip(keys, rows, strict=True)
@@ -229,14 +236,19 @@ class PlatformClient:
         total: int | None = None,
         progress: ProgressCallback | None = None,
     ) -> PublishSummary:
-        """Tokenise and upsert rows, streamed in pipelined batches. Idempotent."""
+        """Tokenise and upsert rows, streamed in pipelined batches. Idempotent.
+
+        ``progress`` hears of two phases at once: "tokenise" (a thousand rows at a time)
+        and "publish" (a batch at a time)."""
+        callback = progress or self._progress
+        tokenised = Meter("tokenise", total, callback).start()
 
         async def prepare(chunk: list[Row], start: int) -> PublishBatch:
-            items = await self._items(chunk, start)
+            items = await self._items(chunk, start, tokenised)
             return await self.key_id(), items, _positions(start, len(chunk))
 
         _, rpc, _ = self._ensure()
-        meter = Meter("publish", total, progress or self._progress)
+        meter = Meter("publish", total, callback).start()
         return await rpc.publish(chunks(rows, self._batch), prepare, meter)
 
     async def publish_records(
@@ -253,7 +265,7 @@ class PlatformClient:
             return chunk[0].key_id, items, _positions(start, len(chunk))
 
         _, rpc, _ = self._ensure()
-        meter = Meter("publish", total, progress or self._progress)
+        meter = Meter("publish", total, progress or self._progress).start()
         return await rpc.publish(chunks_by_key(records, self._batch), prepare, meter)
 
     async def withdraw(
@@ -264,13 +276,15 @@ class PlatformClient:
         progress: ProgressCallback | None = None,
     ) -> WithdrawSummary:
         """Withdraw the bindings of (phone, account_id) pairs; other Row fields are unused."""
+        callback = progress or self._progress
+        tokenised = Meter("tokenise", total, callback).start()
 
         async def prepare(chunk: list[NumberAccount], start: int) -> WithdrawBatch:
-            keys = await self._keys(chunk, start)
+            keys = await self._keys(chunk, start, tokenised)
             return await self.key_id(), keys, _positions(start, len(chunk))
 
         _, rpc, _ = self._ensure()
-        meter = Meter("withdraw", total, progress or self._progress)
+        meter = Meter("withdraw", total, callback).start()
         return await rpc.withdraw(chunks(rows, self._batch), prepare, meter)
 
     async def withdraw_keys(
@@ -287,7 +301,7 @@ class PlatformClient:
             return chunk[0].key_id, pairs, _positions(start, len(chunk))
 
         _, rpc, _ = self._ensure()
-        meter = Meter("withdraw", total, progress or self._progress)
+        meter = Meter("withdraw", total, progress or self._progress).start()
         return await rpc.withdraw(chunks_by_key(keys, self._batch), prepare, meter)
 
     # ---- reading back ---------------------------------------------------------------------
@@ -352,13 +366,12 @@ class PlatformClient:
         options = self._sync_options(bucket_bits, dry_run, max_withdraw, force, work_dir, progress)
 
         async def fill(store: SnapshotStore) -> int:
-            meter = Meter("tokenise", total, options.progress)
+            meter = Meter("tokenise", total, options.progress).start()
 
             async def work(batch: tuple[int, list[Row]]) -> None:
                 start, rows = batch
-                items = await self._items(rows, start)
+                items = await self._items(rows, start, meter)
                 await store.run(store.add, await self.key_id(), items, start)
-                meter.add(len(rows))
 
             await pipeline(chunks(snapshot, self._batch), work, self._in_flight)
             return meter.done
@@ -382,7 +395,7 @@ class PlatformClient:
         options = self._sync_options(bucket_bits, dry_run, max_withdraw, force, work_dir, progress)
 
         async def fill(store: SnapshotStore) -> int:
-            meter = Meter("load", total, options.progress)
+            meter = Meter("load", total, options.progress).start()
             async for start, chunk in chunks(snapshot, self._batch):
                 items = [(r.token, r.account_ref, to_us(r.bound_at), int(r.kind)) for r in chunk]
                 await store.run(store.add, one_key(chunk, start), items, start)

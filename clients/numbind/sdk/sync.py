@@ -207,7 +207,7 @@ async def _plan(
     skipped, and dropped from the snapshot's digests. Its bound_at after the revocation
     makes it a new binding, published as any other."""
     plan = _Plan()
-    meter = Meter("compare", len(buckets), options.progress, unit="bucket")
+    meter = Meter("compare", len(buckets), options.progress, unit="bucket").start()
 
     async def compare(bucket: int) -> None:
         server: dict[Key, tuple[int, int]] = {}
@@ -262,7 +262,7 @@ async def _apply(
         await rpc.publish(
             store.planned_publishes(options.batch_size),
             as_items,
-            Meter("publish", publishes, options.progress),
+            Meter("publish", publishes, options.progress).start(),
         )
     if withdrawals:
 
@@ -273,5 +273,5 @@ async def _apply(
         await rpc.withdraw(
             store.planned_withdrawals(options.batch_size),
             as_keys,
-            Meter("withdraw", withdrawals, options.progress),
+            Meter("withdraw", withdrawals, options.progress).start(),
         )

@@ -156,3 +156,22 @@ async def test_reissued_carrier_old_certificate_refused_new_bundle_and_key_work(
     acme = registry.add_platform("acme")
     async with PlatformClient(acme) as client:
         assert await client.digest(0) == {}
+
+
+def test_a_bundle_pointing_nowhere_fails_before_the_file_is_read(tmp_path: Path) -> None:
+    ok(tmp_path, "admin", "init", "--data-dir", "reg")
+    port = free_port()  # nothing serves here
+    ok(
+        tmp_path,
+        *("admin", "add-platform", "gone", "--display-name", "G", "--category", "other"),
+        *("--data-dir", "reg", "--out", "gone", "--registry", f"127.0.0.1:{port}"),
+    )
+    # A file with a bad row: had it been read first, the command would report the row.
+    (tmp_path / "accounts.csv").write_text(CSV + "12345,bad,2024-03-01T09:30:00+08:00,login\n")
+    out = publish(tmp_path, "gone")
+    assert out.returncode == 1
+    (message,) = out.stderr.splitlines()
+    assert message == (
+        f"numbind: error: cannot reach the registry at 127.0.0.1:{port} (the address in "
+        f"{Path('gone') / 'bundle.json'}): nothing is listening (connection refused)"
+    )

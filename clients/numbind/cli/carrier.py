@@ -41,6 +41,7 @@ from numbind.cli.common import (
     add_bundle,
     add_json,
     add_region,
+    check_reachable,
     command,
     load_bundle,
     plural,
@@ -178,6 +179,7 @@ async def _report(args: argparse.Namespace) -> int:
     path: Path = args.file
     bundle = load_bundle(args.bundle, "carrier")
     fmt = detect_format(path, args.format)
+    await check_reachable(bundle)
 
     def read() -> Iterator[tuple[int, LifecycleReport | RowError]]:
         return numbered_reports(path, fmt, region=args.region)

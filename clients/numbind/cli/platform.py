@@ -25,6 +25,7 @@ from numbind.cli.common import (
     add_bundle,
     add_json,
     add_region,
+    check_reachable,
     command,
     plural,
 )
@@ -195,6 +196,7 @@ async def _run(
     fmt = detect_format(path, args.format)
     bundle = Bundle.load(args.bundle)
     delimiter = await asyncio.to_thread(csv_delimiter, path) if fmt == "csv" else ","
+    await check_reachable(bundle)
     reject_file: Path | None = None
     if args.skip_invalid:
         reject_file = args.reject_file or path.with_name(path.name + ".rejects")

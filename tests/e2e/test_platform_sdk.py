@@ -141,7 +141,7 @@ async def test_sync_converges_and_lists_only_differing_buckets(
 
         # An empty snapshot withdraws everything (the caller's list is the truth), unless
         # that is more than the caller allows.
-        with pytest.raises(SyncAborted, match="max_withdraw=5"):
+        with pytest.raises(SyncAborted, match=r"more than the limit of 5 \(max_withdraw\)"):
             await client.sync([], max_withdraw=5)
         assert (await client.digest(0))[0].count == len(snapshot)
         empty = await client.sync([])

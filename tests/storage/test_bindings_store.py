@@ -58,12 +58,13 @@ class Store:
         assert [d.bucket for d in out] == sorted({d.bucket for d in out})
         return {d.bucket: (d.count, d.digest) for d in out}
 
-    def set_state(self, binding: Binding, state: BindingState) -> None:
+    def set_state(self, binding: Binding, state: BindingState, at_us: int | None = None) -> None:
+        values: dict[str, int] = {"state": int(state)}
+        if at_us is not None:
+            values["updated_us"] = at_us
         self.run(
             lambda s: s.execute(
-                update(BindingRow)
-                .where(BindingRow.token == binding.token.value)
-                .values(state=int(state))
+                update(BindingRow).where(BindingRow.token == binding.token.value).values(**values)
             )
         )
 
@@ -130,18 +131,28 @@ def test_withdrawn_binding_published_again_is_active_and_updated(st: Store) -> N
     assert {sb.state for t in (a, b, c) for sb in st.run(_for_token(t))} == {BindingState.ACTIVE}
 
 
-def test_revoked_binding_returns_only_when_bound_anew(st: Store) -> None:
+def test_revoked_binding_returns_only_when_bound_after_the_revocation(st: Store) -> None:
     a = binding()
     st.publish(st.acme, [a])
-    st.set_state(a, BindingState.REVOKED)
-    # A stale snapshot row (same or older bound_at) cannot undo a holder's revocation.
-    assert st.publish(st.acme, [a]) == PublishCounts(0, 0, 1)
+    revoked_us = T0 + 10**8
+    st.set_state(a, BindingState.REVOKED, revoked_us)
+    # A stale snapshot row (bound_at no later than the revocation) cannot undo a holder's
+    # revocation; it is counted apart so the platform hears about it.
+    assert st.publish(st.acme, [a]) == PublishCounts(0, 0, 0, 1)
     older = Binding(a.token, a.account_ref, a.bound_us - 5, a.kind)
-    assert st.publish(st.acme, [older]) == PublishCounts(0, 0, 1)
+    assert st.publish(st.acme, [older]) == PublishCounts(0, 0, 0, 1)
+    before = Binding(a.token, a.account_ref, revoked_us, a.kind)
+    assert st.publish(st.acme, [before]) == PublishCounts(0, 0, 0, 1)
     assert st.digests(st.acme, 0) == {}
-    later = Binding(a.token, a.account_ref, a.bound_us + 5, a.kind)
+    listed = st.run(lambda s: store.list_revoked_page(s, st.acme, 0, 0xFFFF, "", None, 10))
+    assert [(b, us) for _, _, b, us in listed] == [(a, revoked_us)]
+    assert st.run(lambda s: store.revoked_count(s, st.acme, "")) == 1
+    assert st.run(lambda s: store.revoked_count(s, st.acme, OTHER_KEY)) == 0
+    assert st.run(lambda s: store.revoked_count(s, st.bank, "")) == 0
+    later = Binding(a.token, a.account_ref, revoked_us + 1, a.kind)
     assert st.publish(st.acme, [later]) == PublishCounts(0, 1, 0)
     assert st.digests(st.acme, 0) == expected_digests([later], 0)
+    assert st.run(lambda s: store.revoked_count(s, st.acme, "")) == 0
 
 
 def test_revoking_binding_stays_revoking_and_live(st: Store) -> None:

@@ -25,7 +25,7 @@ from numbind.registry.pki import CertificateAuthority
 from numbind.registry.services.admin import AdminService
 from numbind.registry.services.directory import Directory
 from numbind.registry.storage import migrate
-from numbind.registry.storage.db import Database
+from numbind.registry.storage.db import Database, Session
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +147,52 @@ def add_principal(
             out,
             registry_address or served_address(settings.data_dir) or settings.listen,
         )
+
+
+def principal_roles(settings: Settings, name: str) -> list[str]:
+    """The roles (platform, carrier) under which ``name`` is registered."""
+    from numbind.registry.storage import principals
+
+    def found(session: Session) -> list[str]:
+        roles = (Role.PLATFORM, Role.CARRIER)
+        return [r for r in roles if principals.find(session, r, name) is not None]
+
+    db = Database(settings.effective_database_url)
+    try:
+        return db.transact(found, write=False)
+    finally:
+        db.close()
+
+
+def reissue_bundle(
+    settings: Settings,
+    role: str,
+    name: str,
+    out: Path,
+    *,
+    registry_address: str | None = None,
+) -> Bundle:
+    """A fresh bundle for an existing platform or carrier: a new client key and
+    certificate (and, for a carrier, a new attestation key), pinned so the registry refuses
+    the old ones. Files in ``out`` that are not credentials (a platform's account-ref.key,
+    its feed cursor) are kept."""
+    signing = nacl.signing.SigningKey.generate() if role == Role.CARRIER else None
+    ca = _ca(settings)
+    key_pem, csr_pem = make_client_key_and_csr(name)
+    with _admin(settings, ca, migrate_schema=True) as admin:
+        principal, cert_pem = admin.reissue_offline(
+            role, name, csr_pem, signing.verify_key.encode() if signing is not None else None
+        )
+    return Bundle.write(
+        out,
+        registry=registry_address or served_address(settings.data_dir) or settings.listen,
+        role=principal.role,  # type: ignore[arg-type]
+        principal_id=principal.name,
+        ca_pem=ca.cert_pem,
+        cert_pem=cert_pem,
+        key_pem=key_pem,
+        attestation_seed=bytes(signing) if signing is not None else None,
+    )
 
 
 def set_suspended(settings: Settings, role: str, name: str, suspended: bool) -> None:

@@ -41,7 +41,7 @@ from numbind.registry.domain.types import (
 )
 from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import BindingRow
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, func, or_, select
 from sqlalchemy.orm import Session
 
 __all__ = [
@@ -50,8 +50,10 @@ __all__ = [
     "bindings_for_token",
     "digests",
     "list_page",
+    "list_revoked_page",
     "live_for_tokens",
     "prepare",
+    "revoked_count",
     "upsert",
     "withdraw",
 ]
@@ -148,18 +150,18 @@ def upsert(session: Session, batch: PreparedBatch) -> PublishCounts:
     MUST: batch holds each (token, account_ref) at most once (validated by the caller).
     A WITHDRAWN binding published again becomes ACTIVE and counts as updated; a REVOKING
     one keeps its state (its revocation order is still out). A REVOKED binding becomes
-    ACTIVE only with a later bound_at (the account bound the number anew): republished as
-    it was, it is a stale row of a platform's nightly snapshot and stays revoked, counted
-    as unchanged, so a sync cannot undo a holder's revocation.
+    ACTIVE only with a bound_at after its revocation (the account bound the number anew):
+    republished as it was, it is a stale row of a platform's nightly snapshot and stays
+    revoked, counted as revoked, so a sync cannot undo a holder's revocation.
     """
     conn = session.connection()
     back = {o: v for v, o in batch.old.items()}
     existing = {
-        (back.get(token, token), ref): (pk, token, bound_us, kind, state)
-        for pk, token, ref, bound_us, kind, state in _lookup(
+        (back.get(token, token), ref): (pk, token, bound_us, kind, state, updated_us)
+        for pk, token, ref, bound_us, kind, state, updated_us in _lookup(
             conn,
             batch.platform_pk,
-            ("pk", "token", "account_ref", "bound_us", "kind", "state"),
+            ("pk", "token", "account_ref", "bound_us", "kind", "state", "updated_us"),
             batch.tokens + list(batch.old.values()),
         )
     }
@@ -168,24 +170,31 @@ def upsert(session: Session, batch: PreparedBatch) -> PublishCounts:
         return PublishCounts(len(batch.rows), 0, 0)
     inserts: list[Row] = []
     updates: list[tuple[Any, ...]] = []
-    inserted = changed = unchanged = 0
+    inserted = changed = unchanged = revoked = 0
     for row in batch.rows:
         _, key_id, token, ref, bound_us, kind, _, bucket, digest, now = row
         found = existing.get((token, ref))
         if found is None:
             inserts.append(row)
             continue
-        pk, stored, old_bound_us, old_kind, state = found
+        pk, stored, old_bound_us, old_kind, state, changed_us = found
         # Found in the old form: the row is converted whatever else happens, but a
-        # conversion alone is no change the platform made, so it counts as unchanged.
+        # conversion alone is no change the platform made, so it counts as before.
         convert = stored != token
+        kept = binding_digest(key_id, token, ref, old_bound_us, old_kind) if convert else b""
+        # A REVOKED row's updated_us is when it was revoked: nothing else touches it (a
+        # conversion keeps it too), so it stays the revocation time a sync compares with.
+        if state == _REVOKED and bound_us <= max(old_bound_us, changed_us):
+            revoked += 1
+            if convert:
+                updates.append(
+                    (key_id, token, bucket, old_bound_us, old_kind, state, kept, changed_us, pk)
+                )
+            continue
         live = state in _LIVE
-        if (state == _REVOKED and bound_us <= old_bound_us) or (
-            live and (old_bound_us, old_kind) == (bound_us, kind)
-        ):
+        if live and (old_bound_us, old_kind) == (bound_us, kind):
             unchanged += 1
             if convert:
-                kept = binding_digest(key_id, token, ref, old_bound_us, old_kind)
                 updates.append(
                     (key_id, token, bucket, old_bound_us, old_kind, state, kept, now, pk)
                 )
@@ -205,7 +214,7 @@ def upsert(session: Session, batch: PreparedBatch) -> PublishCounts:
             ),
             updates,
         )
-    return PublishCounts(inserted, changed, unchanged)
+    return PublishCounts(inserted, changed, unchanged, revoked)
 
 
 def withdraw(
@@ -288,6 +297,45 @@ def list_page(
         (bucket, pk, Binding(Token(kid, token), ref, bound_us, BindingKind(kind)))
         for bucket, pk, kid, token, ref, bound_us, kind in session.execute(stmt)
     ]
+
+
+def list_revoked_page(
+    session: Session,
+    platform_pk: int,
+    lo: int,
+    hi: int,
+    key_id: str,
+    after: PageCursor | None,
+    limit: int,
+) -> list[tuple[int, int, Binding, int]]:
+    """As list_page, for the platform's REVOKED bindings, each with when it was revoked:
+    (bucket, pk, binding, revoked_us)."""
+    start = after.after_bucket if after else lo
+    stmt = select(
+        _T.bucket, _T.pk, _T.key_id, _T.token, _T.account_ref, _T.bound_us, _T.kind, _T.updated_us
+    ).where(
+        _T.platform_pk == platform_pk,
+        _T.bucket >= start,
+        _T.bucket <= hi,
+        _T.state == _REVOKED,
+    )
+    if after is not None:
+        stmt = stmt.where(or_(_T.bucket > after.after_bucket, _T.pk > after.after_pk))
+    if key_id:
+        stmt = stmt.where(_T.key_id == key_id)
+    stmt = stmt.order_by(_T.bucket, _T.pk).limit(limit)
+    return [
+        (bucket, pk, Binding(Token(kid, token), ref, bound_us, BindingKind(kind)), revoked_us)
+        for bucket, pk, kid, token, ref, bound_us, kind, revoked_us in session.execute(stmt)
+    ]
+
+
+def revoked_count(session: Session, platform_pk: int, key_id: str) -> int:
+    """How many of the platform's bindings (under key_id, or any when empty) are REVOKED."""
+    stmt = select(func.count()).where(_T.platform_pk == platform_pk, _T.state == _REVOKED)
+    if key_id:
+        stmt = stmt.where(_T.key_id == key_id)
+    return int(session.scalar(stmt) or 0)
 
 
 def bindings_for_token(session: Session, token: StoreToken | bytes) -> list[StoredBinding]:

@@ -386,6 +386,42 @@ def test_store_retokenised_rows_keep_their_snapshot_positions(tmp_path: Path) ->
         store.close()
 
 
+def test_store_rows_skipped_as_revoked_leave_the_digests_and_come_back_on_reset(
+    tmp_path: Path,
+) -> None:
+    """A sync skips snapshot rows the registry revoked: they leave the snapshot's digests for
+    this comparison. A rotation restarts the comparison (reset_plan): they come back, still
+    with their E.164 and position, to be tokenised under the new key and checked again."""
+    store = SnapshotStore(tmp_path)
+    try:
+        items = [(_token(i * 31), b"ref%d" % i, 1_700_000_000_000_000 + i, 1) for i in range(6)]
+        phones = [f"+861380000000{i}" for i in range(6)]
+        store.add("k" * 16, items, 0, phones)
+        assert store.finish() == 6
+        whole = {bits: store.buckets(bits) for bits in (0, 4, 16)}
+        skipped = [items[1], items[4]]
+        store.drop([(t, r, us, k, pos) for (t, r, us, k), pos in zip(skipped, (2, 5), strict=True)])
+        kept = [item for i, item in enumerate(items) if i not in (1, 4)]
+        for bits in (0, 4, 16):
+            want: dict[int, tuple[int, bytes]] = {}
+            for token, ref, us, kind in kept:
+                b = bucket_of(token, bits)
+                n, d = want.get(b, (0, bytes(32)))
+                want[b] = (n + 1, xor(d, binding_digest("k" * 16, token, ref, us, kind)))
+            assert store.buckets(bits) == want
+        assert set(store.bucket(0, 0)) == {(t, r) for t, r, _, _ in kept}
+        store.reset_plan()
+        assert {bits: store.buckets(bits) for bits in (0, 4, 16)} == whole
+        rows = store.bucket(0, 0)
+        assert rows[(items[1][0], items[1][1])] == (items[1][2], 1, 2)
+        assert rows[(items[4][0], items[4][1])] == (items[4][2], 1, 5)
+        assert sorted(str(r[-1]) for r in store.stale("j" * 16, 10)) == phones
+        store.reset_plan()  # nothing skipped: nothing changes
+        assert store.buckets(16) == whole[16]
+    finally:
+        store.close()
+
+
 async def test_chunks_by_key_never_mix_keys() -> None:
     when = datetime(2024, 1, 1, tzinfo=UTC)
     records = [

@@ -25,7 +25,7 @@ from numbind.registry.pki import CertificateAuthority
 from numbind.registry.services.admin import AdminService
 from numbind.registry.services.directory import Directory
 from numbind.registry.storage import migrate
-from numbind.registry.storage.db import Database, Session
+from numbind.registry.storage.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -150,18 +150,10 @@ def add_principal(
 
 
 def principal_roles(settings: Settings, name: str) -> list[str]:
-    """The roles (platform, carrier) under which ``name`` is registered."""
-    from numbind.registry.storage import principals
-
-    def found(session: Session) -> list[str]:
-        roles = (Role.PLATFORM, Role.CARRIER)
-        return [r for r in roles if principals.find(session, r, name) is not None]
-
-    db = Database(settings.effective_database_url)
-    try:
-        return db.transact(found, write=False)
-    finally:
-        db.close()
+    """The roles (platform, carrier) under which ``name`` is registered
+    (AdminService.roles_of, offline)."""
+    with _admin(settings, None, migrate_schema=False) as admin:
+        return admin.roles_of(name)
 
 
 def reissue_bundle(

@@ -96,7 +96,7 @@ class AdminService:
         if (role == Role.CARRIER) != (key is not None):
             want = "a new key for a carrier" if role == Role.CARRIER else "none"
             raise InvalidArgument(f"attestation_public_key: want {want}")
-        if self._db.transact(lambda s: principals.find(s, role, name)) is None:
+        if self._db.transact(lambda s: principals.find(s, role, name), write=False) is None:
             raise NotFound(f"principal_id: no {role} named {name!r}")
         cert = self._sign(role, name, csr_pem)
         principal = self._db.transact(
@@ -104,6 +104,15 @@ class AdminService:
         )
         self._directory.invalidate()
         return principal, cert
+
+    def roles_of(self, name: str) -> list[str]:
+        """The roles (platform, carrier) under which ``name`` is registered."""
+
+        def found(session: Session) -> list[str]:
+            roles = (Role.PLATFORM, Role.CARRIER)
+            return [r for r in roles if principals.find(session, r, name) is not None]
+
+        return self._db.transact(found, write=False)
 
     def _sign(self, role: str, name: str, csr_pem: bytes) -> bytes:
         if self._ca is None:

@@ -43,7 +43,12 @@ from numbind.sdk import Kind, PlatformClient, PublishSummary, Row, SyncSummary
 from numbind.sdk.errors import NumbindClientError, SyncAborted
 from numbind.sdk.platform import MAX_BATCH
 from numbind.sdk.progress import ProgressCallback, TqdmProgress
-from numbind.sdk.sync import WITHDRAW_FLOOR, WITHDRAW_SHARE_PERCENT, refusal_text
+from numbind.sdk.sync import (
+    WITHDRAW_FLOOR,
+    WITHDRAW_HALF_FLOOR,
+    WITHDRAW_SHARE_PERCENT,
+    refusal_text,
+)
 
 __all__ = ["add_commands"]
 
@@ -103,7 +108,8 @@ def add_commands(sub: Any) -> None:
         metavar="N",
         help="refuse, changing nothing, if the sync would withdraw more than N bindings "
         f"(default: the larger of {WITHDRAW_SHARE_PERCENT} %% of the registry's bindings and "
-        f"{WITHDRAW_FLOOR:,})",
+        f"{WITHDRAW_FLOOR:,}, but never more than half of them unless that is "
+        f"{WITHDRAW_HALF_FLOOR} or fewer)",
     )
     limit.add_argument(
         "--force",

@@ -248,7 +248,8 @@ class SyncAborted(NumbindClientError):
 
     ``withdraw`` is what it would have withdrawn, ``server_bindings`` what the registry
     held, ``limit`` the most it could withdraw (``max_withdraw``, or by default the larger
-    of 10 % of ``server_bindings`` and 1,000)."""
+    of 10 % of ``server_bindings`` and 1,000, but not more than the larger of half of them
+    and 100)."""
 
     code = ErrorCode.SYNC_ABORTED
 

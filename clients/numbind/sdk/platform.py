@@ -18,7 +18,8 @@ Errors
     ``InvalidNumber`` and a refused binding an error whose ``position`` is the item's 1-based
     position in the input (``"binding 10,004: bound_at: ..."``); a bad row value raises
     ValueError naming the field; a sync that would withdraw more than its limit raises
-    SyncAborted (by default the larger of 10 % of the registry's bindings and 1,000). While
+    SyncAborted (by default the larger of 10 % of the registry's bindings and 1,000, and
+    never more than half of them unless that is 100 or fewer). While
     the registry re-keys its store after a key rotation, ``digest`` and ``list_bucket``
     raise RekeyInProgress (with progress and a retry delay); ``sync`` waits it out.
     Batches run concurrently: when one fails, batches already sent stay published (every
@@ -367,9 +368,10 @@ class PlatformClient:
         not one. A binding named twice keeps its latest bound_at.
 
         A sync that would withdraw more than the larger of 10 % of the registry's bindings
-        and 1,000 raises SyncAborted before changing anything (a truncated export, or one
-        meant for another platform, must not empty the registry): ``max_withdraw=N`` sets
-        the limit instead, ``force=True`` lifts it. ``dry_run`` stops after planning and
+        and 1,000, or more than half of them and more than 100, raises SyncAborted before
+        changing anything (a truncated export, or one meant for another platform, must not
+        empty the registry): ``max_withdraw=N`` sets the limit instead of both rules,
+        ``force=True`` lifts it. ``dry_run`` stops after planning and
         applies the same check, reporting in ``summary.refusal`` what a real run would
         refuse. Snapshot rows the registry revoked (a holder's request or a reissue, acked
         by this platform) are skipped, counted in ``summary.revoked_skipped`` and logged:

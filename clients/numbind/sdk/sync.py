@@ -41,6 +41,7 @@ from numbind.sdk.tokenizer import Tokenizer
 
 __all__ = [
     "WITHDRAW_FLOOR",
+    "WITHDRAW_HALF_FLOOR",
     "WITHDRAW_SHARE_PERCENT",
     "SyncOptions",
     "default_withdraw_limit",
@@ -54,14 +55,26 @@ log = logging.getLogger("numbind.sdk")
 # or one pointed at the wrong platform, must not empty the registry's copy.
 WITHDRAW_SHARE_PERCENT = 10
 WITHDRAW_FLOOR = 1_000
+# ... and at most half of the registry's bindings or this many, whichever is larger: on a
+# small platform the 1,000 floor alone would let a 10-row export withdraw 990 of 997.
+WITHDRAW_HALF_FLOOR = 100
 # Positions of skipped revoked rows kept for the summary.
 _KEEP_POSITIONS = 1_000
 
 
 def default_withdraw_limit(server_bindings: int) -> int:
     """The most a sync withdraws unasked: 10 % of the registry's bindings or 1,000, whichever
-    is larger."""
+    is larger; and never more than half of them unless that is 100 or fewer."""
+    return min(_share_limit(server_bindings), _half_limit(server_bindings))
+
+
+def _share_limit(server_bindings: int) -> int:
     return max(server_bindings * WITHDRAW_SHARE_PERCENT // 100, WITHDRAW_FLOOR)
+
+
+def _half_limit(server_bindings: int) -> int:
+    # More than half of 997 is 499 or more: more than 997 // 2.
+    return max(server_bindings // 2, WITHDRAW_HALF_FLOOR)
 
 
 # A sync starts its comparison over at most this often when the registry's key rotates
@@ -109,10 +122,15 @@ def refusal_text(withdrawn: int, server_total: int, limit: int, set_by: str = ""
     """Why a sync refuses: what it would withdraw, of how many, and the limit (``set_by``
     names the option that set it; empty for the default rule)."""
     share = f" ({withdrawn / server_total:.1%})" if server_total else ""
-    why = set_by or (
-        f"{WITHDRAW_SHARE_PERCENT} % of the registry's bindings or {WITHDRAW_FLOOR:,}, "
-        "whichever is larger"
-    )
+    if set_by:
+        why = set_by
+    elif limit == _share_limit(server_total):
+        why = (
+            f"{WITHDRAW_SHARE_PERCENT} % of the registry's bindings or {WITHDRAW_FLOOR:,}, "
+            "whichever is larger"
+        )
+    else:
+        why = f"half of the registry's bindings or {WITHDRAW_HALF_FLOOR:,}, whichever is larger"
     return (
         f"the sync would withdraw {withdrawn:,} of the registry's {server_total:,} "
         f"bindings{share}, more than the limit of {limit:,} ({why})"

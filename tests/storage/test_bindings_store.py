@@ -19,7 +19,7 @@ from numbind.registry.domain.bindings import BindingKey, PageCursor, PublishCoun
 from numbind.registry.domain.keymap import StoreToken
 from numbind.registry.domain.types import Binding, BindingKind, BindingState, Token
 from numbind.registry.storage import bindings as store
-from numbind.registry.storage import migrate, principals
+from numbind.registry.storage import migrate, principals, reconcile
 from numbind.registry.storage.db import Database
 from numbind.registry.storage.models import BindingRow
 from sqlalchemy import update
@@ -54,7 +54,7 @@ class Store:
         return self.run(lambda s: store.withdraw(s, platform, mapped, T0))
 
     def digests(self, platform: int, bits: int, key_id: str = "") -> dict[int, tuple[int, bytes]]:
-        out = self.run(lambda s: store.digests(s, platform, bits, key_id))
+        out = self.run(lambda s: reconcile.digests(s, platform, bits, key_id))
         assert [d.bucket for d in out] == sorted({d.bucket for d in out})
         return {d.bucket: (d.count, d.digest) for d in out}
 
@@ -144,15 +144,15 @@ def test_revoked_binding_returns_only_when_bound_after_the_revocation(st: Store)
     before = Binding(a.token, a.account_ref, revoked_us, a.kind)
     assert st.publish(st.acme, [before]) == PublishCounts(0, 0, 0, 1)
     assert st.digests(st.acme, 0) == {}
-    listed = st.run(lambda s: store.list_revoked_page(s, st.acme, 0, 0xFFFF, "", None, 10))
+    listed = st.run(lambda s: reconcile.list_revoked_page(s, st.acme, 0, 0xFFFF, "", None, 10))
     assert [(b, us) for _, _, b, us in listed] == [(a, revoked_us)]
-    assert st.run(lambda s: store.revoked_count(s, st.acme, "")) == 1
-    assert st.run(lambda s: store.revoked_count(s, st.acme, OTHER_KEY)) == 0
-    assert st.run(lambda s: store.revoked_count(s, st.bank, "")) == 0
+    assert st.run(lambda s: reconcile.revoked_count(s, st.acme, "")) == 1
+    assert st.run(lambda s: reconcile.revoked_count(s, st.acme, OTHER_KEY)) == 0
+    assert st.run(lambda s: reconcile.revoked_count(s, st.bank, "")) == 0
     later = Binding(a.token, a.account_ref, revoked_us + 1, a.kind)
     assert st.publish(st.acme, [later]) == PublishCounts(0, 1, 0)
     assert st.digests(st.acme, 0) == expected_digests([later], 0)
-    assert st.run(lambda s: store.revoked_count(s, st.acme, "")) == 0
+    assert st.run(lambda s: reconcile.revoked_count(s, st.acme, "")) == 0
 
 
 def test_revoking_binding_stays_revoking_and_live(st: Store) -> None:
@@ -230,7 +230,7 @@ def test_platforms_never_see_or_touch_each_others_bindings(st: Store) -> None:
     assert st.publish(st.bank, [a]) == PublishCounts(1, 0, 0)
     assert st.withdraw(st.bank, [key(a)]) == WithdrawCounts(1, 0)
     assert st.digests(st.acme, 0) == expected_digests([a], 0)
-    assert st.run(lambda s: store.list_page(s, st.bank, 0, 0xFFFF, "", None, 10)) == []
+    assert st.run(lambda s: reconcile.list_page(s, st.bank, 0, 0xFFFF, "", None, 10)) == []
 
 
 @pytest.mark.parametrize("bits", [0, 3, 16])
@@ -262,7 +262,7 @@ def page_through(
     while True:
         page = st.run(
             partial(
-                store.list_page,
+                reconcile.list_page,
                 platform_pk=platform,
                 lo=lo,
                 hi=hi,

@@ -25,7 +25,7 @@ from numbind.registry.domain.types import (
 )
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings, convert
 from numbind.registry.services.tokenmap import TokenMapper
-from numbind.registry.storage import bindings, keymap, migrate, numbers, principals
+from numbind.registry.storage import bindings, keymap, migrate, numbers, principals, reconcile
 from numbind.registry.storage import rekey as store
 from numbind.registry.storage.db import Database
 from numbind.registry.storage.models import (
@@ -481,13 +481,13 @@ def test_a_stale_republish_of_a_revoked_row_in_the_old_form_stays_revoked(st: St
         )
     assert (rows[b"ref2"].state, rows[b"ref2"].bound_us) == (int(BindingState.ACTIVE), bound[2])
     listed = st.db.transact(
-        lambda s: bindings.list_revoked_page(s, st.platform, 0, 0xFFFF, NEW, None, 10),
+        lambda s: reconcile.list_revoked_page(s, st.platform, 0, 0xFFFF, NEW, None, 10),
         write=False,
     )
     assert sorted((b.token.value, us) for _, _, b, us in listed) == sorted(
         (m.value, revoked_at) for m in mapped[:2]
     )
-    assert st.db.transact(lambda s: bindings.revoked_count(s, st.platform, NEW), write=False) == 2
+    assert st.db.transact(lambda s: reconcile.revoked_count(s, st.platform, NEW), write=False) == 2
 
 
 async def test_two_runners_on_one_store_one_does_the_work(

@@ -28,7 +28,7 @@ from numbind.registry.domain.keymap import KeyView, StoreToken
 from numbind.registry.domain.types import Binding, Principal, now_us
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import bindings as store
-from numbind.registry.storage import idempotency, keymap
+from numbind.registry.storage import idempotency, keymap, reconcile
 from numbind.registry.storage.db import Database, Session
 
 # Module-level aliases: inside the class, `list` names the method.
@@ -102,8 +102,8 @@ class BindingService:
         def act(session: Session, view: KeyView) -> tuple[Digests, int]:
             answer_key = self._store_key(session, view, kid)
             return (
-                store.digests(session, caller.pk, bits, answer_key),
-                store.revoked_count(session, caller.pk, answer_key),
+                reconcile.digests(session, caller.pk, bits, answer_key),
+                reconcile.revoked_count(session, caller.pk, answer_key),
             )
 
         return await self._tokens.act(act, write=False)
@@ -123,7 +123,7 @@ class BindingService:
         # One extra row tells whether another page follows.
         def act(session: Session, view: KeyView) -> list[tuple[int, int, Binding]]:
             answer_key = self._store_key(session, view, kid)
-            return store.list_page(session, caller.pk, lo, hi, answer_key, after, size + 1)
+            return reconcile.list_page(session, caller.pk, lo, hi, answer_key, after, size + 1)
 
         rows = await self._tokens.act(act, write=False)
         next_token = ""
@@ -147,7 +147,9 @@ class BindingService:
 
         def act(session: Session, view: KeyView) -> list[tuple[int, int, Binding, int]]:
             answer_key = self._store_key(session, view, kid)
-            return store.list_revoked_page(session, caller.pk, lo, hi, answer_key, after, size + 1)
+            return reconcile.list_revoked_page(
+                session, caller.pk, lo, hi, answer_key, after, size + 1
+            )
 
         rows = await self._tokens.act(act, write=False)
         next_token = ""

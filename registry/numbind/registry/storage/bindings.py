@@ -8,7 +8,8 @@ PublishBindings is the hottest write path, so `prepare` + `upsert` stay off the 
 Core's per-row bind processing (measured ~7 us/row, as much as SQLite's own insert): rows
 are built as tuples before the transaction, and written with driver-level SQL through the
 session's connection — multi-row INSERTs on SQLite, a pipelined executemany on PostgreSQL.
-The rest uses Core selects. Contracts callers MUST keep are on each function.
+The rest uses Core selects; what reconciliation reads (digests, pages) is in
+storage.reconcile. Contracts callers MUST keep are on each function.
 
 Tokens arrive mapped to the store key (registry.domain.keymap). While a re-key runs a row
 may still be in the old form, so lookups ask for both forms at once, and an upsert that
@@ -24,10 +25,8 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-from numbind.protocol.digest import MAX_BUCKET_BITS, binding_digest, fold
+from numbind.protocol.digest import binding_digest
 from numbind.registry.domain.bindings import (
-    BucketDigest,
-    PageCursor,
     PublishCounts,
     WithdrawCounts,
 )
@@ -41,19 +40,15 @@ from numbind.registry.domain.types import (
 )
 from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import BindingRow
-from sqlalchemy import Connection, func, or_, select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 __all__ = [
     "PreparedBatch",
     "StoredBinding",
     "bindings_for_token",
-    "digests",
-    "list_page",
-    "list_revoked_page",
     "live_for_tokens",
     "prepare",
-    "revoked_count",
     "upsert",
     "withdraw",
 ]
@@ -66,8 +61,6 @@ _REVOKED = int(BindingState.REVOKED)
 # Parameters per SQLite statement (lookups, multi-row inserts): SQLite's default limit since
 # 3.32, and a cap on statement size where a build allows more.
 _MAX_VARIABLES = 32_766
-# Rows fetched per round trip when streaming a platform's digests.
-_STREAM_ROWS = 20_000
 
 # An insert-ready row: (platform_pk, key_id, token, account_ref, bound_us, kind, state,
 # bucket, digest, updated_us), in the column order of _INSERT.
@@ -243,99 +236,6 @@ def withdraw(
             driver_sql(conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ?"), pks
         )
     return WithdrawCounts(len(pks), len(keys) - len(pks))
-
-
-def digests(session: Session, platform_pk: int, bits: int, key_id: str) -> list[BucketDigest]:
-    """Count and XOR digest of the platform's live bindings per non-empty bucket, in order.
-
-    Streams (bucket, digest) pairs in partitions, so memory stays flat however many
-    bindings the platform has; XOR runs on Python ints, one per 16-bit bucket, folded to
-    `bits` at the end.
-    """
-    stmt = select(_T.bucket, _T.digest).where(_T.platform_pk == platform_pk, _T.state.in_(_LIVE))
-    if key_id:
-        stmt = stmt.where(_T.key_id == key_id)
-    size = 1 << MAX_BUCKET_BITS
-    acc = [0] * size
-    counts = [0] * size
-    from_bytes = int.from_bytes
-    result = session.execute(stmt, execution_options={"yield_per": _STREAM_ROWS})
-    for part in result.partitions():
-        for bucket, digest in part:
-            acc[bucket] ^= from_bytes(digest, "big")
-            counts[bucket] += 1
-    return [BucketDigest(b, n, digest) for b, n, digest in fold(counts, acc, bits)]
-
-
-def list_page(
-    session: Session,
-    platform_pk: int,
-    lo: int,
-    hi: int,
-    key_id: str,
-    after: PageCursor | None,
-    limit: int,
-) -> list[tuple[int, int, Binding]]:
-    """Up to `limit` live bindings with 16-bit bucket in [lo, hi], as (bucket, pk, binding),
-    in (bucket, pk) order — the order of the (platform_pk, bucket) index, whose entries also
-    carry the row id, so a page is one index range scan from the cursor on."""
-    start = after.after_bucket if after else lo
-    stmt = select(
-        _T.bucket, _T.pk, _T.key_id, _T.token, _T.account_ref, _T.bound_us, _T.kind
-    ).where(
-        _T.platform_pk == platform_pk,
-        _T.bucket >= start,
-        _T.bucket <= hi,
-        _T.state.in_(_LIVE),
-    )
-    if after is not None:
-        stmt = stmt.where(or_(_T.bucket > after.after_bucket, _T.pk > after.after_pk))
-    if key_id:
-        stmt = stmt.where(_T.key_id == key_id)
-    stmt = stmt.order_by(_T.bucket, _T.pk).limit(limit)
-    return [
-        (bucket, pk, Binding(Token(kid, token), ref, bound_us, BindingKind(kind)))
-        for bucket, pk, kid, token, ref, bound_us, kind in session.execute(stmt)
-    ]
-
-
-def list_revoked_page(
-    session: Session,
-    platform_pk: int,
-    lo: int,
-    hi: int,
-    key_id: str,
-    after: PageCursor | None,
-    limit: int,
-) -> list[tuple[int, int, Binding, int]]:
-    """As list_page, for the platform's REVOKED bindings, each with when it was revoked:
-    (bucket, pk, binding, revoked_us)."""
-    start = after.after_bucket if after else lo
-    stmt = select(
-        _T.bucket, _T.pk, _T.key_id, _T.token, _T.account_ref, _T.bound_us, _T.kind, _T.updated_us
-    ).where(
-        _T.platform_pk == platform_pk,
-        _T.bucket >= start,
-        _T.bucket <= hi,
-        _T.state == _REVOKED,
-    )
-    if after is not None:
-        stmt = stmt.where(or_(_T.bucket > after.after_bucket, _T.pk > after.after_pk))
-    if key_id:
-        stmt = stmt.where(_T.key_id == key_id)
-    stmt = stmt.order_by(_T.bucket, _T.pk).limit(limit)
-    return [
-        (bucket, pk, Binding(Token(kid, token), ref, bound_us, BindingKind(kind)), revoked_us)
-        for bucket, pk, kid, token, ref, bound_us, kind, revoked_us in session.execute(stmt)
-    ]
-
-
-def revoked_count(session: Session, platform_pk: int, key_id: str) -> int:
-    """How many of the platform's bindings (under key_id, or any when empty) are REVOKED."""
-    stmt = select(func.count()).where(_T.platform_pk == platform_pk, _T.state == _REVOKED)
-    if key_id:
-        stmt = stmt.where(_T.key_id == key_id)
-    return int(session.scalar(stmt) or 0)
 
 
 def bindings_for_token(session: Session, token: StoreToken | bytes) -> list[StoredBinding]:

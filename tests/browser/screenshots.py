@@ -1,11 +1,12 @@
-"""Screenshots of the carrier app's 一证通查 page before and after 一键解绑, for the README.
+"""Screenshots of the carrier app's 一证通查 page for the README: before and after 一键解绑 on
+a desktop, and the settled page on a phone in the larger-text mode (适老化).
 
 Runs the real demo (`python -m numbind.demo`) on free ports in a temporary directory, signs in
 as the new holder of the reissued number in Debian's headless Chromium, saves the page, presses
-一键解绑, waits until every app has answered (done, rejected or overdue), reloads, and saves
-it again. Then stops the demo with Ctrl-C (SIGINT).
+一键解绑, waits until every app has answered (done, refused or overdue), reloads, saves it
+again, then saves the phone view. Then stops the demo with Ctrl-C (SIGINT).
 
-    .venv/bin/python scripts/screenshots.py            # writes docs/carrier-app-{before,after}.png
+    .venv/bin/python tests/browser/screenshots.py   # docs/carrier-app-{before,after,phone}.png
 
 Chinese text needs a CJK font in the system (Debian: fonts-noto-cjk).
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from playwright.sync_api import Page, expect, sync_playwright
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -98,8 +99,21 @@ def _sign_in(page: Page, url: str) -> None:
     page.wait_for_url(re.compile(r"/me$"))
 
 
-def capture(out_dir: Path, deadline: float) -> tuple[Path, Path]:
+def _settled(page: Page, deadline: float) -> None:
+    rows = page.locator("section[data-group=previous] li.app")
+    until = time.monotonic() + deadline + 30
+    while True:
+        states = [r.get_attribute("data-state") for r in rows.all()]
+        if states and all(s in SETTLED for s in states):
+            return
+        if time.monotonic() > until:
+            raise SystemExit(f"apps did not all answer: {states}")
+        time.sleep(0.5)
+
+
+def capture(out_dir: Path, deadline: float) -> list[Path]:
     before, after = out_dir / "carrier-app-before.png", out_dir / "carrier-app-after.png"
+    phone = out_dir / "carrier-app-phone.png"
     app_port = _free_port()
     url = f"http://127.0.0.1:{app_port}"
     with tempfile.TemporaryDirectory(prefix="numbind-shots-") as tmp:
@@ -114,19 +128,17 @@ def capture(out_dir: Path, deadline: float) -> tuple[Path, Path]:
                 dialog = page.get_by_role("dialog", name="确认解绑")
                 expect(dialog).to_be_visible()
                 dialog.get_by_role("button", name="确认解绑").click()
-                page.wait_for_url(re.compile(r"started="))
-                steps = page.locator("section.progress").first.locator("li.step")
-                until = time.monotonic() + deadline + 30
-                while True:
-                    states = [s.get_attribute("data-state") for s in steps.all()]
-                    if states and all(s in SETTLED for s in states):
-                        break
-                    if time.monotonic() > until:
-                        raise SystemExit(f"apps did not all answer: {states}")
-                    time.sleep(0.5)
-                # Reload: the progress survives, and unbound apps are gone from the list.
+                page.wait_for_url(re.compile(r"/me#n-\d+$"))
+                _settled(page, deadline)
+                # Reload: what a holder coming back sees (no banner, the retry offered).
                 page.goto(url + "/me")
                 page.screenshot(path=str(after), full_page=True)
+                mobile = browser.new_page(
+                    viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+                )
+                mobile.goto(url + "/?text=large")
+                _sign_in(mobile, url)
+                mobile.screenshot(path=str(phone), full_page=True)
                 browser.close()
         finally:
             os.killpg(demo.pid, signal.SIGINT)
@@ -134,7 +146,7 @@ def capture(out_dir: Path, deadline: float) -> tuple[Path, Path]:
                 demo.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(demo.pid, signal.SIGKILL)
-    return before, after
+    return [before, after, phone]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -117,6 +118,19 @@ def test_demo_comes_up_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
             for name in ("示例网盘", "示例外卖", "示例小贷", "示例银行", "示例社交", "示例旅行"):
                 assert name in me.text
             assert "13800138000" not in me.text
+
+            # The commands it prints to add your own platform work exactly as printed.
+            lines = printed.split("Add your own platform to this demo", 1)[1].splitlines()
+            commands = [shlex.split(line) for line in lines[1:3]]
+            assert [c[1:3] for c in commands] == [
+                ["admin", "add-platform"],
+                ["platform", "publish"],
+            ]
+            for command in commands:
+                ran = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+                assert ran.returncode == 0, ran.stderr
+            assert "published 2 rows" in ran.stdout
+            assert "我的应用" in web.get("/me").text  # the new holder sees it under 您的绑定
 
         children = descendants(demo.pid)
         assert children, "the demo runs the registry and the app as child processes"

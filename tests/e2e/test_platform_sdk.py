@@ -140,11 +140,14 @@ async def test_sync_converges_and_lists_only_differing_buckets(
         assert quiet.withdrawn == 0 and quiet.converged is True
 
         # An empty snapshot withdraws everything (the caller's list is the truth), unless
-        # that is more than the caller allows.
-        with pytest.raises(SyncAborted, match="max_withdraw=5"):
+        # that is more than the caller allows, or, by default, more than half of the
+        # platform's bindings (and more than 100): then only force=True empties it.
+        with pytest.raises(SyncAborted, match=r"more than the limit of 5 \(max_withdraw\)"):
             await client.sync([], max_withdraw=5)
+        with pytest.raises(SyncAborted, match=r"limit of 200 \(half of the registry's"):
+            await client.sync([])
         assert (await client.digest(0))[0].count == len(snapshot)
-        empty = await client.sync([])
+        empty = await client.sync([], force=True)
         assert empty.withdrawn == len(snapshot)
         assert (await client.digest(0)) == {}
 

@@ -19,7 +19,7 @@ from numbind.registry.domain.bindings import BindingKey, PageCursor, PublishCoun
 from numbind.registry.domain.keymap import StoreToken
 from numbind.registry.domain.types import Binding, BindingKind, BindingState, Token
 from numbind.registry.storage import bindings as store
-from numbind.registry.storage import migrate, principals
+from numbind.registry.storage import migrate, principals, reconcile
 from numbind.registry.storage.db import Database
 from numbind.registry.storage.models import BindingRow
 from sqlalchemy import update
@@ -54,16 +54,17 @@ class Store:
         return self.run(lambda s: store.withdraw(s, platform, mapped, T0))
 
     def digests(self, platform: int, bits: int, key_id: str = "") -> dict[int, tuple[int, bytes]]:
-        out = self.run(lambda s: store.digests(s, platform, bits, key_id))
+        out = self.run(lambda s: reconcile.digests(s, platform, bits, key_id))
         assert [d.bucket for d in out] == sorted({d.bucket for d in out})
         return {d.bucket: (d.count, d.digest) for d in out}
 
-    def set_state(self, binding: Binding, state: BindingState) -> None:
+    def set_state(self, binding: Binding, state: BindingState, at_us: int | None = None) -> None:
+        values: dict[str, int] = {"state": int(state)}
+        if at_us is not None:
+            values["updated_us"] = at_us
         self.run(
             lambda s: s.execute(
-                update(BindingRow)
-                .where(BindingRow.token == binding.token.value)
-                .values(state=int(state))
+                update(BindingRow).where(BindingRow.token == binding.token.value).values(**values)
             )
         )
 
@@ -130,18 +131,28 @@ def test_withdrawn_binding_published_again_is_active_and_updated(st: Store) -> N
     assert {sb.state for t in (a, b, c) for sb in st.run(_for_token(t))} == {BindingState.ACTIVE}
 
 
-def test_revoked_binding_returns_only_when_bound_anew(st: Store) -> None:
+def test_revoked_binding_returns_only_when_bound_after_the_revocation(st: Store) -> None:
     a = binding()
     st.publish(st.acme, [a])
-    st.set_state(a, BindingState.REVOKED)
-    # A stale snapshot row (same or older bound_at) cannot undo a holder's revocation.
-    assert st.publish(st.acme, [a]) == PublishCounts(0, 0, 1)
+    revoked_us = T0 + 10**8
+    st.set_state(a, BindingState.REVOKED, revoked_us)
+    # A stale snapshot row (bound_at no later than the revocation) cannot undo a holder's
+    # revocation; it is counted apart so the platform hears about it.
+    assert st.publish(st.acme, [a]) == PublishCounts(0, 0, 0, 1)
     older = Binding(a.token, a.account_ref, a.bound_us - 5, a.kind)
-    assert st.publish(st.acme, [older]) == PublishCounts(0, 0, 1)
+    assert st.publish(st.acme, [older]) == PublishCounts(0, 0, 0, 1)
+    before = Binding(a.token, a.account_ref, revoked_us, a.kind)
+    assert st.publish(st.acme, [before]) == PublishCounts(0, 0, 0, 1)
     assert st.digests(st.acme, 0) == {}
-    later = Binding(a.token, a.account_ref, a.bound_us + 5, a.kind)
+    listed = st.run(lambda s: reconcile.list_revoked_page(s, st.acme, 0, 0xFFFF, "", None, 10))
+    assert [(b, us) for _, _, b, us in listed] == [(a, revoked_us)]
+    assert st.run(lambda s: reconcile.revoked_count(s, st.acme, "")) == 1
+    assert st.run(lambda s: reconcile.revoked_count(s, st.acme, OTHER_KEY)) == 0
+    assert st.run(lambda s: reconcile.revoked_count(s, st.bank, "")) == 0
+    later = Binding(a.token, a.account_ref, revoked_us + 1, a.kind)
     assert st.publish(st.acme, [later]) == PublishCounts(0, 1, 0)
     assert st.digests(st.acme, 0) == expected_digests([later], 0)
+    assert st.run(lambda s: reconcile.revoked_count(s, st.acme, "")) == 0
 
 
 def test_revoking_binding_stays_revoking_and_live(st: Store) -> None:
@@ -219,7 +230,7 @@ def test_platforms_never_see_or_touch_each_others_bindings(st: Store) -> None:
     assert st.publish(st.bank, [a]) == PublishCounts(1, 0, 0)
     assert st.withdraw(st.bank, [key(a)]) == WithdrawCounts(1, 0)
     assert st.digests(st.acme, 0) == expected_digests([a], 0)
-    assert st.run(lambda s: store.list_page(s, st.bank, 0, 0xFFFF, "", None, 10)) == []
+    assert st.run(lambda s: reconcile.list_page(s, st.bank, 0, 0xFFFF, "", None, 10)) == []
 
 
 @pytest.mark.parametrize("bits", [0, 3, 16])
@@ -251,7 +262,7 @@ def page_through(
     while True:
         page = st.run(
             partial(
-                store.list_page,
+                reconcile.list_page,
                 platform_pk=platform,
                 lo=lo,
                 hi=hi,

@@ -139,3 +139,47 @@ def test_an_empty_older_store_adopts_its_active_key_as_the_store_key(database_ur
         assert tuple(row) == ("00000000000000bb", 1)
     finally:
         engine.dispose()
+
+
+def test_the_history_is_one_line() -> None:
+    """One head, each revision revising the one before: 0001 <- 0002 <- 0003."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(migrate._config())
+    assert scripts.get_heads() == [migrate.head_revision()]
+    chain = [r.revision for r in scripts.walk_revisions()]
+    assert chain == ["0003", "0002", "0001"]
+    assert [scripts.get_revision(r).down_revision for r in chain] == ["0002", "0001", None]
+
+
+@pytest.mark.parametrize("start", ["0001", "0002"])
+def test_admin_migrate_brings_an_older_store_to_head(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], start: str
+) -> None:
+    """A store left at an older revision, with a principal registered before certificate
+    pinning, reaches head; the principal pins no certificate (any the CA issued is accepted
+    until its first reissue)."""
+    engine = create_engine(database_url)
+    try:
+        _upgrade_to(engine, start)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO principals (role, name, display_name, category, suspended,"
+                    " created_us, feed_head) VALUES ('platform', 'acme', '', '', false, 1, 0)"
+                )
+            )
+    finally:
+        engine.dispose()
+    args = ["admin", "migrate", "--data-dir", str(tmp_path), "--database-url", database_url]
+    assert main(args) == 0
+    assert f"schema {start} -> {migrate.head_revision()}" in capsys.readouterr().out
+    engine = create_engine(database_url)
+    try:
+        assert migrate.current_revision(engine) == migrate.head_revision()
+        assert "cert_sha256" in {c["name"] for c in inspect(engine).get_columns("principals")}
+        with engine.connect() as conn:
+            pinned = conn.execute(text("SELECT name, cert_sha256 FROM principals")).all()
+        assert [tuple(r) for r in pinned] == [("acme", None)]
+    finally:
+        engine.dispose()

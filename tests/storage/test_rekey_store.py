@@ -16,10 +16,17 @@ from numbind.protocol import voprf
 from numbind.protocol.digest import binding_digest, bucket16
 from numbind.registry.domain.keymap import RekeyState, RekeyStatus, StoreToken
 from numbind.registry.domain.lifecycle import NumberRecord
-from numbind.registry.domain.types import Binding, BindingKind, NumberState, Token, now_us
+from numbind.registry.domain.types import (
+    Binding,
+    BindingKind,
+    BindingState,
+    NumberState,
+    Token,
+    now_us,
+)
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings, convert
 from numbind.registry.services.tokenmap import TokenMapper
-from numbind.registry.storage import bindings, keymap, migrate, numbers, principals
+from numbind.registry.storage import bindings, keymap, migrate, numbers, principals, reconcile
 from numbind.registry.storage import rekey as store
 from numbind.registry.storage.db import Database
 from numbind.registry.storage.models import (
@@ -29,7 +36,7 @@ from numbind.registry.storage.models import (
     RevocationRow,
     TokenKeyRow,
 )
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from tests.tokens import random_token
@@ -429,6 +436,59 @@ def test_a_stale_rekey_batch_never_overwrites_a_conversion(st: Store) -> None:
     [row] = st.db.transact(lambda s: list(s.scalars(select(BindingRow))), write=False)
     assert (row.key_id, row.token, row.bound_us) == (NEW, mapped.value, T0 + 5)
     assert row.digest == binding_digest(NEW, mapped.value, b"ref0", T0 + 5, 3)
+
+
+def test_a_stale_republish_of_a_revoked_row_in_the_old_form_stays_revoked(st: Store) -> None:
+    """A nightly export republishes bindings the platform acked UNBOUND before the re-key
+    reached them: found in the old form, they are converted, and a bound_at no later than
+    the revocation leaves them revoked (counted as such) with their revocation time kept,
+    which is what a later bound_at is compared with; one after it binds the number anew."""
+    tokens = st.fill(3)
+    revoked_at = T0 + 1_000
+    st.db.transact(
+        lambda s: s.execute(
+            update(BindingRow).values(state=int(BindingState.REVOKED), updated_us=revoked_at)
+        )
+    )
+    st.rotate()
+    mapped = [StoreToken(voprf.rekey(st.delta, t), t) for t in tokens]
+    bound = [T0, revoked_at - 1, revoked_at + 1]  # as it was; before; after the revocation
+    batch = bindings.prepare(
+        st.platform,
+        [
+            Binding(Token(NEW, m.value), b"ref%d" % i, us, BindingKind.LOGIN)
+            for i, (m, us) in enumerate(zip(mapped, bound, strict=True))
+        ],
+        now_us(),
+        {m.value: t for m, t in zip(mapped, tokens, strict=True)},
+    )
+    counts = st.db.transact(lambda s: bindings.upsert(s, batch))
+    assert (counts.inserted, counts.updated, counts.unchanged, counts.revoked) == (0, 1, 0, 2)
+    rows = {
+        r.account_ref: r
+        for r in st.db.transact(lambda s: list(s.scalars(select(BindingRow))), write=False)
+    }
+    assert len(rows) == 3
+    for i, m in enumerate(mapped):
+        row = rows[b"ref%d" % i]
+        assert (row.key_id, row.token, row.bucket) == (NEW, m.value, bucket16(m.value))
+        assert row.digest == binding_digest(NEW, m.value, row.account_ref, row.bound_us, 1)
+    for i in (0, 1):
+        row = rows[b"ref%d" % i]
+        assert (row.state, row.bound_us, row.updated_us) == (
+            int(BindingState.REVOKED),
+            T0 - i,
+            revoked_at,
+        )
+    assert (rows[b"ref2"].state, rows[b"ref2"].bound_us) == (int(BindingState.ACTIVE), bound[2])
+    listed = st.db.transact(
+        lambda s: reconcile.list_revoked_page(s, st.platform, 0, 0xFFFF, NEW, None, 10),
+        write=False,
+    )
+    assert sorted((b.token.value, us) for _, _, b, us in listed) == sorted(
+        (m.value, revoked_at) for m in mapped[:2]
+    )
+    assert st.db.transact(lambda s: reconcile.revoked_count(s, st.platform, NEW), write=False) == 2
 
 
 async def test_two_runners_on_one_store_one_does_the_work(

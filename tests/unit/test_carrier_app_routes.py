@@ -23,6 +23,7 @@ SECRET = b"0123456789abcdef0123456789abcdef"
 ID_NUMBER = "11010519491231002X"
 PHONE = "+8613800138000"
 RID = "0b5c4a1e-8f7a-4c2e-9d3b-1a2b3c4d5e6f"
+ORDER = "19a5418f-6783-4c2e-9d3b-1a2b3c4d5e6f"
 zh = Translator("zh")
 
 
@@ -41,6 +42,7 @@ class FakeRegistry:
                 e164,
                 start,
                 [PlatformView("acme", "示例网盘", "cloud-drive", True, 1, now, now, "", "")],
+                timedelta(hours=24),
             )
             for e164, start in numbers
         ]
@@ -61,7 +63,7 @@ class FakeRegistry:
     async def revocation(self, revocation_id: str) -> list[Progress]:
         return [
             Progress("acme", "示例网盘", "cloud-drive", "DONE", 1, 1, 0, ""),
-            Progress("bank", "示例银行", "bank", "REJECTED", 1, 0, 1, "account frozen"),
+            Progress("bank", "示例银行", "bank", "REJECTED", 1, 0, 1, "account frozen", (ORDER,)),
         ]
 
     async def check_reassigned(self, queries: Sequence[tuple[str, datetime]]) -> list[str]:
@@ -171,37 +173,73 @@ async def test_a_gateway_failure_reads_as_plain_words(
     assert zh("err.server") in page.text and "SMS gateway down" not in page.text
 
 
-async def test_revoke_then_progress_as_json(
+async def test_confirm_names_the_apps_then_revoke_then_live_progress(
     client: httpx.AsyncClient, gateway: Gateway, registry: FakeRegistry
 ) -> None:
     await _sign_in(client, gateway)
     confirm = await client.get("/me/confirm", params={"number": 1, "scope": "previous"})
     assert confirm.status_code == 200
+    assert "示例网盘" in confirm.text and "最长不超过 24 小时" in confirm.text
+    assert 'name="platforms" value="acme"' in confirm.text
     request_id = confirm.text.split('name="request_id" value="', 1)[1].split('"', 1)[0]
-    done = await client.post(
-        "/me/revoke", data={"number_id": 1, "scope": "previous", "request_id": request_id}
-    )
+    form = {"number_id": 1, "scope": "previous", "platforms": "acme", "request_id": request_id}
+    done = await client.post("/me/revoke", data=form)
     assert done.status_code == 303
-    assert done.headers["location"] == f"/me?started={RID}&n=2#rev-{RID}"
-    assert registry.revoked == [(PHONE, Scope.ALL_PRE_TENURE, [], request_id)]
-    progress = (await client.get(f"/api/revocations/{RID}")).json()
-    assert progress["final"] is True and progress["settled"] is True
-    assert [(p["id"], p["state"]) for p in progress["platforms"]] == [
-        ("acme", "DONE"),
-        ("bank", "REJECTED"),
-    ]
-    assert "account frozen" in progress["platforms"][1]["reason"]
-    assert zh("me.started", n=2) in (await client.get(f"/me?started={RID}&n=2")).text
-    # Someone else's or a made-up revocation id is not found; an unknown target is refused.
-    assert (await client.get("/api/revocations/" + "1" * 36)).status_code == 404
-    bad = await client.post("/me/revoke", data={"number_id": 99, "scope": "previous"})
+    # Nothing about the request rides in the URL: the page shows it while it lasts.
+    assert done.headers["location"] == "/me#n-1"
+    assert registry.revoked == [(PHONE, Scope.ALL_PRE_TENURE, ["acme"], request_id)]
+    live = (await client.get("/api/numbers/1")).json()
+    assert live["live"] is False  # both apps have settled
+    apps = {a["id"]: a for a in live["groups"]["previous"]["apps"]}
+    assert (apps["acme"]["state"], apps["bank"]["state"]) == ("DONE", "REJECTED")
+    assert "account frozen" in apps["bank"]["details"][0]
+    assert "19A5-418F-6783" in apps["bank"]["details"][1]
+    assert live["groups"]["previous"]["tone"] == "warn"
+    page = (await client.get("/me")).text
+    assert 'data-role="banner"' not in page  # settled: no "notifying N apps" any more
+    assert "19A5-418F-6783" in page and "account frozen" in page
+    # Another subscriber's or a made-up number is not found; a revocation must name apps.
+    assert (await client.get("/api/numbers/99")).status_code == 404
+    bad = await client.post("/me/revoke", data={"number_id": 1, "scope": "previous"})
+    assert bad.headers["location"] == "/me?error=err.invalid"
+    bad = await client.post("/me/revoke", data={**form, "platforms": "acme,Bad!"})
     assert bad.headers["location"] == "/me?error=err.invalid"
 
 
+async def test_a_revocation_with_nothing_to_do_says_so_once(
+    client: httpx.AsyncClient, gateway: Gateway, registry: FakeRegistry
+) -> None:
+    await _sign_in(client, gateway)
+
+    async def nothing(*args: Any, **kw: Any) -> tuple[str, int]:
+        return RID, 0
+
+    registry.revoke = nothing  # type: ignore[method-assign]
+    form = {"number_id": 1, "scope": "retry", "platforms": "acme", "request_id": "a" * 32}
+    done = await client.post("/me/revoke", data=form)
+    assert done.headers["location"] == "/me?notice=nothing#n-1"
+    assert zh("me.nothing") in (await client.get("/me?notice=nothing")).text
+    assert zh("me.nothing") not in (await client.get("/me?notice=bogus")).text
+
+
 async def test_progress_api_without_a_session_is_401_json(client: httpx.AsyncClient) -> None:
-    answer = await client.get(f"/api/revocations/{RID}")
+    answer = await client.get("/api/numbers/1")
     assert answer.status_code == 401
     assert answer.json() == {"error": zh("err.session")}
+
+
+async def test_fields_keep_their_values_after_an_error(client: httpx.AsyncClient) -> None:
+    page = await client.post("/signin", data={"phone": "12", "id_tail": "31002X"})
+    assert page.status_code == 400 and zh("err.bad_phone") in page.text
+    assert 'value="12"' in page.text and 'value="31002X"' in page.text
+
+
+async def test_larger_text_is_a_remembered_choice(client: httpx.AsyncClient) -> None:
+    page = await client.get("/?text=large")
+    assert '<html lang="zh-CN" class="large-text">' in page.text
+    assert "nb_text=large" in page.headers["set-cookie"]
+    assert 'class="large-text"' in (await client.get("/check")).text
+    assert 'class="large-text"' not in (await client.get("/check?text=normal")).text
 
 
 async def test_a_post_from_another_origin_is_refused(client: httpx.AsyncClient) -> None:

@@ -190,5 +190,5 @@ def test_masking_never_shows_the_middle_digits() -> None:
 
 def test_every_string_has_both_languages() -> None:
     assert all(zh and en for zh, en in TEXT.values())
-    assert Translator("en")("me.accounts_many", n=2) == "2 accounts"
+    assert Translator("en").accounts(2) == "2 accounts"
     assert Translator("xx").lang == "zh"

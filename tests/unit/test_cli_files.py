@@ -134,3 +134,17 @@ def test_plural() -> None:
         "12,000 rows",
     ]
     assert plural(1, "--phone", "--phone") == "1 --phone"
+
+
+def test_check_reports_every_thousand_rows_and_the_last(tmp_path: Path) -> None:
+    path = _bindings(tmp_path, *[GOOD] * 2_500)
+    seen: list[Progress] = []
+    files.check(_reader(path), progress=seen.append)
+    assert [p.done for p in seen] == [1_000, 2_000, 2_500]
+    assert {p.phase for p in seen} == {"check"}
+
+
+def test_lines_of_finds_many_positions_in_one_pass(tmp_path: Path) -> None:
+    path = _bindings(tmp_path, GOOD, "12345,a,2024-01-01T00:00:00Z,login", "", GOOD, GOOD)
+    read = _reader(path)
+    assert files.lines_of(read, [3, 1, 9]) == [6, 2]

@@ -13,7 +13,14 @@ from typing import Any, cast
 import grpc
 import grpc.aio
 import pytest
-from numbind.cli.rows import FileFormatError, RowError, detect_format, read_rows
+from numbind.cli.rows import (
+    FileFormatError,
+    RowError,
+    csv_delimiter,
+    delimiter_name,
+    detect_format,
+    read_rows,
+)
 from numbind.protocol.bundle import Bundle
 from numbind.protocol.digest import binding_digest, bucket_of, xor
 from numbind.sdk import AccountRefs, Kind, PlatformClient, Record, Row, errors
@@ -146,7 +153,12 @@ def test_csv_bad_rows_name_line_field_and_reason_never_the_number(tmp_path: Path
         (7, "bound_at", "not an RFC 3339 time"),
         (8, "bound_at", "in the future"),
         (9, "bound_at", "before 1990-01-01"),
-        (10, "kind", "unknown; want one of LOGIN, RECOVERY, PAYMENT, NOTIFICATION, OTHER"),
+        (
+            10,
+            "kind",
+            "got a value with digits (a number in the wrong column?), want one of LOGIN, "
+            "RECOVERY, PAYMENT, NOTIFICATION, OTHER",
+        ),
         (11, "row", "got 3 fields, want 4 (as the header)"),
         (12, "bound_at", "no UTC offset (write Z or +hh:mm)"),
         (14, "phone", "not a phone number"),
@@ -197,6 +209,45 @@ def test_non_utf8_bytes_fail_their_row_only(tmp_path: Path) -> None:
     rows, errors = _parse(path)
     assert [r.account_id for r in rows] == ["ok"]
     assert [(e.line, e.field, e.reason) for e in errors] == [(2, "account_id", "not UTF-8")]
+
+
+def test_a_bad_kind_is_echoed_with_the_allowed_values(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        "k.csv",
+        HEADER
+        + f"{PHONE},a,2024-01-01T00:00:00Z,logn\n"
+        + f"{PHONE},b,2024-01-01T00:00:00Z,{'x' * 40}\n",
+    )
+    _, errors = _parse(path)
+    allowed = "want one of LOGIN, RECOVERY, PAYMENT, NOTIFICATION, OTHER"
+    assert [(e.line, e.field, e.reason) for e in errors] == [
+        (2, "kind", f"got 'logn', {allowed}"),
+        (3, "kind", f"got '{'x' * 24}…', {allowed}"),
+    ]
+
+
+@pytest.mark.parametrize(("delimiter", "name"), [(";", "semicolon"), ("\t", "tab")])
+def test_semicolon_and_tab_files_are_read_by_their_header(
+    tmp_path: Path, delimiter: str, name: str
+) -> None:
+    text = delimiter.join(["phone", "account_id", "bound_at", "kind"]) + "\n"
+    text += delimiter.join([PHONE, "a,b", "2024-01-01T00:00:00Z", "login"]) + "\n"
+    path = _write(tmp_path, "s.csv", text)
+    assert delimiter_name(csv_delimiter(path)) == name
+    rows, errors = _parse(path)
+    assert errors == [] and [r.account_id for r in rows] == ["a,b"]
+
+
+def test_a_header_in_another_delimiter_that_still_lacks_columns_gets_a_hint(
+    tmp_path: Path,
+) -> None:
+    path = _write(tmp_path, "s.csv", "phone;account;bound_at;kind\n")
+    with pytest.raises(FileFormatError) as err:
+        list(read_rows(path))
+    message = str(err.value)
+    assert "line 1: CSV header (read as semicolon-separated) lacks account_id;" in message
+    assert "separated by commas, semicolons or tabs" in message
 
 
 def test_csv_header_problems_fail_the_file(tmp_path: Path) -> None:
@@ -331,6 +382,42 @@ def test_store_retokenised_rows_keep_their_snapshot_positions(tmp_path: Path) ->
             n, d = want.get(0, (0, bytes(32)))
             want[0] = (n + 1, xor(d, binding_digest("j" * 16, token, ref, us, kind)))
         assert store.buckets(0) == want
+    finally:
+        store.close()
+
+
+def test_store_rows_skipped_as_revoked_leave_the_digests_and_come_back_on_reset(
+    tmp_path: Path,
+) -> None:
+    """A sync skips snapshot rows the registry revoked: they leave the snapshot's digests for
+    this comparison. A rotation restarts the comparison (reset_plan): they come back, still
+    with their E.164 and position, to be tokenised under the new key and checked again."""
+    store = SnapshotStore(tmp_path)
+    try:
+        items = [(_token(i * 31), b"ref%d" % i, 1_700_000_000_000_000 + i, 1) for i in range(6)]
+        phones = [f"+861380000000{i}" for i in range(6)]
+        store.add("k" * 16, items, 0, phones)
+        assert store.finish() == 6
+        whole = {bits: store.buckets(bits) for bits in (0, 4, 16)}
+        skipped = [items[1], items[4]]
+        store.drop([(t, r, us, k, pos) for (t, r, us, k), pos in zip(skipped, (2, 5), strict=True)])
+        kept = [item for i, item in enumerate(items) if i not in (1, 4)]
+        for bits in (0, 4, 16):
+            want: dict[int, tuple[int, bytes]] = {}
+            for token, ref, us, kind in kept:
+                b = bucket_of(token, bits)
+                n, d = want.get(b, (0, bytes(32)))
+                want[b] = (n + 1, xor(d, binding_digest("k" * 16, token, ref, us, kind)))
+            assert store.buckets(bits) == want
+        assert set(store.bucket(0, 0)) == {(t, r) for t, r, _, _ in kept}
+        store.reset_plan()
+        assert {bits: store.buckets(bits) for bits in (0, 4, 16)} == whole
+        rows = store.bucket(0, 0)
+        assert rows[(items[1][0], items[1][1])] == (items[1][2], 1, 2)
+        assert rows[(items[4][0], items[4][1])] == (items[4][2], 1, 5)
+        assert sorted(str(r[-1]) for r in store.stale("j" * 16, 10)) == phones
+        store.reset_plan()  # nothing skipped: nothing changes
+        assert store.buckets(16) == whole[16]
     finally:
         store.close()
 

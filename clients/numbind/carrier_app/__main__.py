@@ -37,6 +37,14 @@ def _parser() -> argparse.ArgumentParser:
         "NUMBIND_APP_SECRET (hex) wins",
     )
     p.add_argument("--carrier-name", default="示例移动", help="carrier name shown on pages")
+    p.add_argument(
+        "--carrier-name-en", default="", help="carrier name on English pages (default: the same)"
+    )
+    p.add_argument(
+        "--support-phone",
+        default="",
+        help="the carrier's complaint line, shown when an app refuses or does not answer",
+    )
     p.add_argument("--secure-cookies", action="store_true", help="served over HTTPS")
     p.add_argument("--no-access-log", action="store_true", help="quiet: no line per request")
     return p
@@ -67,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             secret=secret,
             demo=args.demo,
             carrier_name=args.carrier_name,
+            carrier_name_en=args.carrier_name_en,
+            support_phone=args.support_phone,
             secure_cookies=args.secure_cookies,
             region=args.region,
         )

@@ -13,12 +13,15 @@ Routes, one router per area:
                    POST /signout
     my_numbers.py  GET  /me                     一证通查: every number under the ID, by app
                    GET  /me/confirm             the confirmation step without JavaScript
-                   POST /me/revoke              一键解绑 (scope=previous), one app (=platform)
-                   GET  /api/revocations/{id}   progress as JSON, polled by static/app.js
+                   POST /me/revoke              一键解绑 (scope=previous), the overdue apps
+                                                again (=retry), one app of one's own (=platform)
+                   GET  /api/numbers/{id}       a number's live progress, polled by app.js
     check.py       GET  /check, POST /check     reassigned-since lookup for callers
 
 What the routes share (settings, store, session, registry client, translator, rendering)
-is in deps.py; the language, headers and error pages in middleware.py.
+is in deps.py; the language, text size, headers and error pages in middleware.py; what the
+"my numbers" page shows in views.py (the cards) and wording.py (their sentences), every
+string in texts.py and texts_numbers.py.
 """
 
 from __future__ import annotations

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 from numbind.carrier_app import store as st
 from numbind.carrier_app.i18n import CST, Translator
 from numbind.carrier_app.sessions import Sessions
 from numbind.carrier_app.settings import AppSettings, CodeSender
 from numbind.carrier_app.throttle import RateLimit
+from numbind.carrier_app.wording import Words
 from numbind.sdk import errors
 from numbind.sdk.carrier import CarrierClient
 
@@ -59,6 +62,23 @@ def error_key(exc: BaseException) -> str:
     return "err.server"
 
 
+# An order reference (numbind.sdk.order_reference): kept on one line wherever it is shown.
+_REFERENCE_RE = re.compile(r"\b[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}\b")
+
+
+def _refs(text: str) -> Markup:
+    """Escaped text with each order reference in a span that does not break."""
+    return Markup(
+        _REFERENCE_RE.sub(lambda m: f'<span class="ref">{m.group(0)}</span>', str(escape(text)))
+    )
+
+
+def _templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.filters["refs"] = _refs
+    return templates
+
+
 @dataclass
 class AppState:
     """One app's long-lived parts; kept on ``app.state.carrier_app``."""
@@ -74,6 +94,9 @@ class AppState:
     demo_codes: dict[str, str] = field(default_factory=dict)
     # Made in the app's lifespan: the grpc channel binds to the running loop.
     client: CarrierClient | None = None
+    # The registry's order deadline as its last answer gave it, for pages that do not
+    # query (the live progress): what the carrier promises a holder.
+    order_deadline: timedelta | None = None
 
     @classmethod
     def create(cls, settings: AppSettings, send_code: CodeSender | None) -> AppState:
@@ -82,7 +105,7 @@ class AppState:
             settings=settings,
             store=store,
             sessions=Sessions(settings, store),
-            templates=Jinja2Templates(directory=str(HERE / "templates")),
+            templates=_templates(),
             check_limit=RateLimit(settings.check_per_minute),
             send_code=send_code,
         )
@@ -105,6 +128,7 @@ class Page:
         self.settings = state.settings
         self.store = state.store
         self.t = Translator(getattr(request.state, "lang", "zh"))
+        self.large_text: bool = getattr(request.state, "large_text", False)
         self._subscriber: st.Subscriber | None = None
         self._looked_up = False
 
@@ -128,16 +152,23 @@ class Page:
         except TimeoutError:
             raise errors.Unavailable("registry did not answer in time") from None
 
+    @property
+    def words(self) -> Words:
+        """The page's sentences in its language, for this carrier."""
+        return Words(self.t, self.settings.carrier(self.t.lang), self.settings.support_phone)
+
     def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         other = "en" if self.t.lang == "zh" else "zh"
         path = self.request.url.path
         context.update(
             t=self.t,
             demo=self.settings.demo,
-            carrier=self.settings.carrier_name,
+            carrier=self.settings.carrier(self.t.lang),
             signed_in=self.subscriber is not None,
             path=path,
             switch_url=f"{path}?lang={other}",
+            large_text=self.large_text,
+            text_url=f"{path}?text={'normal' if self.large_text else 'large'}",
         )
         return self.state.templates.TemplateResponse(
             self.request, name, context, status_code=status

@@ -1,5 +1,6 @@
-"""What wraps every request: the language, the same-origin check on POST, the security
-headers, and the error pages (never a traceback, never a number)."""
+"""What wraps every request: the language and text size (each remembered in a cookie), the
+same-origin check on POST, the security headers, and the error pages (never a traceback,
+never a number)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from numbind.carrier_app.deps import page
 from numbind.carrier_app.i18n import pick_lang
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-__all__ = ["LANG_COOKIE", "install"]
+__all__ = ["LANG_COOKIE", "TEXT_COOKIE", "install"]
 
 log = logging.getLogger("numbind.carrier_app")
 
 LANG_COOKIE = "nb_lang"
+# 适老化: larger text, remembered like the language.
+TEXT_COOKIE = "nb_text"
+_TEXT_SIZES = ("large", "normal")
 _CSP = (
     "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; "
     "form-action 'self'; base-uri 'none'"
@@ -28,6 +32,10 @@ async def language_and_headers(
 ) -> Response:
     asked = request.query_params.get("lang")
     request.state.lang = pick_lang(asked, request.cookies.get(LANG_COOKIE))
+    size = request.query_params.get("text")
+    request.state.large_text = (
+        size if size in _TEXT_SIZES else request.cookies.get(TEXT_COOKIE)
+    ) == "large"
     if request.method == "POST":
         origin = request.headers.get("origin")
         host = request.headers.get("host", "")
@@ -37,6 +45,8 @@ async def language_and_headers(
     response = await call_next(request)
     if asked in ("zh", "en"):
         response.set_cookie(LANG_COOKIE, asked, max_age=365 * 86400, samesite="lax", httponly=True)
+    if size in _TEXT_SIZES:
+        response.set_cookie(TEXT_COOKIE, size, max_age=365 * 86400, samesite="lax", httponly=True)
     response.headers.setdefault("Content-Security-Policy", _CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")

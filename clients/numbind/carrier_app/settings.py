@@ -24,6 +24,12 @@ class AppSettings:
     secret: bytes = field(repr=False)
     demo: bool = False
     carrier_name: str = "示例移动"
+    # The name on English pages (an English page shows no Chinese chrome); empty: the
+    # same as carrier_name.
+    carrier_name_en: str = ""
+    # Where a holder complains when an app refuses or does not answer (a phone number
+    # shown beside the reference); empty: the carrier is named without a number.
+    support_phone: str = ""
     # Set when served over HTTPS (behind a TLS-terminating proxy in production).
     secure_cookies: bool = False
     registry_timeout_seconds: float = 8.0
@@ -32,6 +38,10 @@ class AppSettings:
     # Numbers without +country code, and dates without a time (00:00 there), are this
     # region's: the same rule as the command line's --region.
     region: str = DEFAULT_REGION
+
+    def carrier(self, lang: str) -> str:
+        """The carrier's name on a page in ``lang``."""
+        return (self.carrier_name_en or self.carrier_name) if lang == "en" else self.carrier_name
 
     def __post_init__(self) -> None:
         if len(self.secret) < 16:

@@ -27,6 +27,7 @@ def signin_page(
     *,
     error: str = "",
     phone: str = "",
+    id_tail: str = "",
     challenge: str = "",
     masked: str = "",
     notice: str = "",
@@ -36,6 +37,7 @@ def signin_page(
         status,
         error=error,
         phone=phone,
+        id_tail=id_tail,
         challenge=challenge,
         masked=masked,
         notice=notice,
@@ -58,16 +60,18 @@ async def signin(page: PageDep, phone: str = Form(""), id_tail: str = Form("")) 
     try:
         e164 = to_e164(phone.strip(), 0, page.settings.region)
     except InvalidNumber:
-        return signin_page(page, 400, error=t("err.bad_phone"), phone=phone)
+        return signin_page(page, 400, error=t("err.bad_phone"), phone=phone, id_tail=id_tail)
     try:
         tail = st.id_tail(id_tail)
     except ValueError:
-        return signin_page(page, 400, error=t("err.bad_tail"), phone=phone)
+        return signin_page(page, 400, error=t("err.bad_tail"), phone=phone, id_tail=id_tail)
     try:
         challenge = await asyncio.to_thread(page.store.start_sign_in, e164, tail)
     except st.Locked as exc:
         log.info("sign-in refused for %s: locked", st.mask(e164))
-        return signin_page(page, 429, error=page.locked_text(exc.until), phone=phone)
+        return signin_page(
+            page, 429, error=page.locked_text(exc.until), phone=phone, id_tail=id_tail
+        )
     except st.BadCredentials as exc:
         log.info("sign-in refused for %s: no match", st.mask(e164))
         msg = (
@@ -75,7 +79,7 @@ async def signin(page: PageDep, phone: str = Form(""), id_tail: str = Form("")) 
             if exc.remaining
             else t("err.bad_credentials")
         )
-        return signin_page(page, 400, error=msg, phone=phone)
+        return signin_page(page, 400, error=msg, phone=phone, id_tail=id_tail)
     if page.settings.demo:
         demo_codes = page.state.demo_codes
         if len(demo_codes) > 1000:

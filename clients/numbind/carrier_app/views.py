@@ -1,43 +1,105 @@
-"""What the "my numbers" pages show: one card per number, the apps bound to it, and the
-progress of each revocation; and the progress as the JSON that static/app.js polls."""
+"""What the "my numbers" page shows: one card per number, and in it one list per group of
+apps (the previous holder's, the subscriber's own) that is also the progress list of every
+unbinding asked for them.
+
+Each app appears once per group, in one order (by name) everywhere: in the list, in the
+confirmation, in the live updates. Its state is the latest this subscriber asked for
+(newest revocation first), or ``""`` while it is bound and nobody asked. Pure: no FastAPI,
+no registry calls (my_numbers.py gathers the registry's answers and hands them here).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from numbind.carrier_app import store as st
-from numbind.carrier_app.i18n import Translator
 from numbind.sdk import NumberView, PlatformView
 from numbind.sdk import RevocationProgress as Progress
 
 __all__ = [
-    "FINAL_STATES",
+    "OPEN_STATES",
     "SETTLED_STATES",
+    "AppRow",
+    "Asked",
+    "Group",
     "NumberCard",
-    "PlatformRow",
-    "ProgressBlock",
-    "number_cards",
-    "progress_blocks",
-    "progress_json",
+    "asked_by_group",
+    "group_of",
+    "number_card",
 ]
 
-FINAL_STATES = frozenset({"DONE", "REJECTED"})
+OPEN_STATES = frozenset({"PENDING", "DELIVERED"})
 SETTLED_STATES = frozenset({"DONE", "REJECTED", "OVERDUE"})
+# Which list a revocation's apps belong to, by the scope the subscriber chose.
+_GROUP_OF_SCOPE = {"previous": "previous", "retry": "previous", "platform": "mine"}
+
+
+def group_of(scope: str) -> str:
+    return _GROUP_OF_SCOPE.get(scope, "previous")
 
 
 @dataclass(frozen=True)
-class PlatformRow:
+class Asked:
+    """One app's part of one revocation this subscriber asked for."""
+
+    revocation_id: str
+    requested: datetime
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class AppRow:
     platform_id: str
     name: str
     category: str
-    count: int
+    # Accounts still bound at this app (0 once unbound), and when they were bound.
+    accounts: int
     earliest: datetime | None
     latest: datetime | None
-    open_state: str
-    # The app refused the last unbinding this subscriber asked for.
-    refused: bool = False
+    # "" while bound and not asked; else the state of the latest ask.
+    state: str
+    reason: str = ""
+    reference: str = ""
+    deadline: datetime | None = None
+    # Accounts the latest ask unbound.
+    unbound: int = 0
+
+    @property
+    def settled(self) -> bool:
+        return self.state in SETTLED_STATES
+
+
+@dataclass(frozen=True)
+class Group:
+    """One list of a card: "previous" (bound before the tenure) or "mine"."""
+
+    kind: str
+    rows: list[AppRow] = field(default_factory=list)
+    # When the latest ask for these apps was made, if any.
+    requested: datetime | None = None
+
+    @property
+    def to_ask(self) -> list[AppRow]:
+        """Bound, and nobody asked yet: what 一键解绑 asks."""
+        return [r for r in self.rows if r.state == ""]
+
+    @property
+    def asked(self) -> list[AppRow]:
+        return [r for r in self.rows if r.state]
+
+    @property
+    def overdue(self) -> list[AppRow]:
+        """Asked, not confirmed in time: what a retry asks again (never a refusal)."""
+        return [r for r in self.rows if r.state == "OVERDUE"]
+
+    @property
+    def still_bound(self) -> int:
+        return sum(r.state != "DONE" for r in self.rows)
+
+    @property
+    def live(self) -> bool:
+        return any(r.state in OPEN_STATES for r in self.rows)
 
 
 @dataclass(frozen=True)
@@ -45,122 +107,105 @@ class NumberCard:
     id: int
     masked: str
     tenure_start: datetime
-    previous: list[PlatformRow]
-    mine: list[PlatformRow]
+    previous: Group
+    mine: Group
+    # False when the registry could not be asked: the lists show only what was asked.
     loaded: bool
+    # How long apps have to confirm (the registry's order deadline), when it said.
+    order_deadline: timedelta | None = None
+    # Apps in revocations of this number that have not settled yet.
+    asking: int = 0
 
     @property
-    def revocable_previous(self) -> list[PlatformRow]:
-        return [p for p in self.previous if not p.open_state]
-
-
-@dataclass(frozen=True)
-class ProgressBlock:
-    id: str
-    number_id: int
-    scope: str
-    requested: datetime
-    platforms: list[Progress] | None
+    def live(self) -> bool:
+        return self.asking > 0
 
     @property
-    def settled(self) -> bool:
-        return self.platforms is not None and all(p.state in SETTLED_STATES for p in self.platforms)
-
-    @property
-    def final(self) -> bool:
-        return self.platforms is not None and all(p.state in FINAL_STATES for p in self.platforms)
-
-    @property
-    def states(self) -> list[str]:
-        return [p.state for p in self.platforms or []]
+    def empty(self) -> bool:
+        return not self.previous.rows and not self.mine.rows
 
 
-def _rows(platforms: list[PlatformView], pre: bool, rejected: set[str]) -> list[PlatformRow]:
-    return [
-        PlatformRow(
-            p.platform_id,
-            p.display_name,
-            p.category,
-            p.active_count,
-            p.earliest,
-            p.latest,
-            p.open_state,
-            p.platform_id in rejected and not p.open_state,
-        )
-        for p in platforms
-        if p.pre_tenure == pre
-    ]
-
-
-def progress_blocks(
+def asked_by_group(
     records: list[st.RevocationRecord], results: list[list[Progress] | None]
-) -> tuple[dict[int, list[ProgressBlock]], dict[tuple[int, str], str]]:
-    """Blocks per number, and the latest state each app reached for each number.
+) -> tuple[dict[str, dict[str, Asked]], int]:
+    """The latest ask per (group, app) for one number, from its revocations (newest first)
+    and their progress (None if it could not be read); and how many apps are in
+    revocations that have not settled."""
+    latest: dict[str, dict[str, Asked]] = {"previous": {}, "mine": {}}
+    unsettled: set[str] = set()
+    for record, progress in zip(records, results, strict=True):
+        requested = datetime.fromtimestamp(record.created_at, UTC)
+        group = latest[group_of(record.scope)]
+        for p in progress or []:
+            group.setdefault(p.platform_id, Asked(record.id, requested, p))
+        if progress and any(p.state not in SETTLED_STATES for p in progress):
+            unsettled.update(p.platform_id for p in progress)
+    return latest, len(unsettled)
 
-    `records` come newest first, so the first state seen for (number, app) is its latest.
-    `results[i]` is the progress of `records[i]` (None if it could not be read).
-    """
-    blocks: dict[int, list[ProgressBlock]] = {}
-    last: dict[tuple[int, str], str] = {}
-    for r, res in zip(records, results, strict=True):
-        blocks.setdefault(r.number_id, []).append(
-            ProgressBlock(
-                r.id, r.number_id, r.scope, datetime.fromtimestamp(r.created_at, UTC), res
-            )
+
+def _row(view: PlatformView | None, asked: Asked | None) -> AppRow:
+    state = reason = reference = ""
+    deadline: datetime | None = None
+    unbound = 0
+    if asked is not None:
+        p = asked.progress
+        state, reason, reference, deadline, unbound = (
+            p.state,
+            p.reason,
+            p.reference,
+            p.deadline,
+            p.done,
         )
-        for p in res or []:
-            last.setdefault((r.number_id, p.platform_id), p.state)
-    return blocks, last
+    if view is None:
+        assert asked is not None
+        p = asked.progress
+        return AppRow(
+            p.platform_id, p.display_name, p.category, 0, None, None, state, reason,
+            reference, deadline, unbound,
+        )  # fmt: skip
+    if state == "DONE" or (not state and view.open_state):
+        # Still (or again) bound after an ask that unbound everything: bound anew since,
+        # or being revoked by someone else's ask (the carrier's reissue report).
+        state, reason, reference, deadline = view.open_state, "", "", None
+    return AppRow(
+        view.platform_id, view.display_name, view.category, view.active_count, view.earliest,
+        view.latest, state, reason, reference, deadline, unbound,
+    )  # fmt: skip
 
 
-def number_cards(
-    numbers: list[st.Number],
-    views: list[NumberView] | None,
-    last: dict[tuple[int, str], str],
-) -> list[NumberCard]:
-    """One card per number; `views` is the registry's answer in the same order (None if
-    the query failed: the cards then show the numbers without their bindings)."""
-    cards = []
-    for i, n in enumerate(numbers):
-        v = views[i] if views is not None else None
-        rejected = {
-            pid for (nid, pid), state in last.items() if nid == n.id and state == "REJECTED"
-        }
-        cards.append(
-            NumberCard(
-                n.id,
-                st.mask(n.e164),
-                (v.tenure_start if v and v.tenure_start else n.tenure_start),
-                _rows(v.platforms, True, rejected) if v else [],
-                _rows(v.platforms, False, rejected) if v else [],
-                v is not None,
-            )
-        )
-    return cards
+def _group(kind: str, views: list[PlatformView] | None, asked: dict[str, Asked]) -> Group:
+    rows: list[AppRow] = []
+    seen: set[str] = set()
+    for v in views or []:
+        rows.append(_row(v, asked.get(v.platform_id)))
+        seen.add(v.platform_id)
+    rows.extend(_row(None, a) for pid, a in asked.items() if pid not in seen)
+    rows.sort(key=lambda r: (r.name, r.platform_id))
+    requested = max((a.requested for a in asked.values()), default=None)
+    return Group(kind, rows, requested)
 
 
-def progress_json(t: Translator, rid: str, progress: list[Progress]) -> dict[str, Any]:
-    final = all(p.state in FINAL_STATES for p in progress)
-    settled = all(p.state in SETTLED_STATES for p in progress)
-    return {
-        "id": rid,
-        "final": final,
-        "settled": settled,
-        "summary": t.progress_summary([p.state for p in progress]),
-        "status": t(
-            "progress.finished" if final else "progress.waiting" if settled else "progress.live"
-        ),
-        "platforms": [
-            {
-                "id": p.platform_id,
-                "name": p.display_name,
-                "category": t.category(p.category),
-                "state": p.state,
-                "label": t.state(p.state),
-                "reason": t("progress.reason", reason=p.reason) if p.reason else "",
-                "note": t("progress.overdue_note") if p.state == "OVERDUE" else "",
-                "orders": p.orders,
-            }
-            for p in progress
-        ],
-    }
+def number_card(
+    number: st.Number,
+    view: NumberView | None,
+    asked: dict[str, dict[str, Asked]],
+    asking: int,
+    order_deadline: timedelta | None = None,
+) -> NumberCard:
+    """One number's card. ``view`` is the registry's answer (None if the query failed, or
+    was not made: then the lists hold only what was asked); ``order_deadline`` stands in
+    for the view's when there is none."""
+    previous = mine = None
+    if view is not None:
+        previous = [p for p in view.platforms if p.pre_tenure]
+        mine = [p for p in view.platforms if not p.pre_tenure]
+    return NumberCard(
+        number.id,
+        st.mask(number.e164),
+        view.tenure_start if view is not None and view.tenure_start else number.tenure_start,
+        _group("previous", previous, asked["previous"]),
+        _group("mine", mine, asked["mine"]),
+        view is not None,
+        view.order_deadline if view is not None and view.order_deadline else order_deadline,
+        asking,
+    )

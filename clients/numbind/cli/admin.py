@@ -1,11 +1,11 @@
 """`numbind admin`: operate a registry.
 
-Actions on the data dir itself (init, migrate, add-platform, add-carrier, suspend, resume)
-work offline, beside or before `numbind serve`. Actions that need the running registry
-(rotate-key, retire-key, export-key, keys, stats) call it with the admin bundle, at the
-address `serve` wrote to DATA_DIR/serving.json (else the one in the admin bundle) unless
---registry names another; when nothing answers there, the error names that address and the
-file it came from.
+Actions on the data dir itself (init, migrate, add-platform, add-carrier, reissue-bundle,
+suspend, resume) work offline, beside or before `numbind serve`. Actions that need the
+running registry (rotate-key, retire-key, export-key, keys, stats) call it with the admin
+bundle, at the address `serve` wrote to DATA_DIR/serving.json (else the one in the admin
+bundle) unless --registry names another; when nothing answers there, the error names that
+address and the file it came from.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from numbind.cli import table
-from numbind.cli.common import CliError, add_json, command, connection_problem, plural
+from numbind.cli.common import (
+    CliError,
+    UsageError,
+    add_json,
+    command,
+    connection_problem,
+    plural,
+)
 from numbind.cli.serve import add_store_options, settings_from
 
 __all__ = ["add_commands"]
@@ -92,6 +99,32 @@ def add_commands(sub: Any) -> None:
             help="address written into the bundle (default: where `serve` listens)",
         )
         command(p, _add_principal)
+    reissue = asub.add_parser(
+        "reissue-bundle",
+        help="issue a fresh bundle for an existing platform or carrier (old one revoked)",
+        description="Issue a registered platform or carrier a new client key and "
+        "certificate (a carrier also a new attestation key) and write them as a bundle to "
+        "--out. The registry refuses the old certificate from then on (a running registry "
+        "within a second). Use it when a bundle is lost or leaked, or was written with the "
+        "wrong address. Writing over the old bundle directory keeps what is not a "
+        "credential: a platform's account-ref.key and feed cursor. Works offline.",
+    )
+    add_store_options(reissue)
+    reissue.add_argument("id", help="the platform's or carrier's id")
+    reissue.add_argument(
+        "--role",
+        choices=("platform", "carrier"),
+        help="needed only when a platform and a carrier share the id",
+    )
+    reissue.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="bundle directory to write"
+    )
+    reissue.add_argument(
+        "--registry",
+        metavar="HOST:PORT",
+        help="address written into the bundle (default: where `serve` listens)",
+    )
+    command(reissue, _reissue)
     for action in ("suspend", "resume"):
         p = asub.add_parser(
             action,
@@ -159,19 +192,57 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _add_principal(args: argparse.Namespace) -> int:
     from numbind.registry import operator
+    from numbind.registry.errors import AlreadyExists
 
     settings = settings_from(args)
     role = args.admin_command.removeprefix("add-")
-    bundle = operator.add_principal(
-        settings,
-        role,
-        args.id,
-        args.out,
-        display_name=args.display_name,
-        category=getattr(args, "category", ""),
-        registry_address=args.registry,
-    )
+    try:
+        bundle = operator.add_principal(
+            settings,
+            role,
+            args.id,
+            args.out,
+            display_name=args.display_name,
+            category=getattr(args, "category", ""),
+            registry_address=args.registry,
+        )
+    except AlreadyExists as exc:
+        raise CliError(
+            f"{exc.message}; for a fresh bundle (new key, the old one revoked): numbind "
+            f"admin reissue-bundle {args.id} --data-dir {settings.data_dir} --out DIR"
+        ) from None
     print(f"registered {bundle.principal_uri} for {bundle.registry}; bundle written to {args.out}")
+    return 0
+
+
+def _reissue(args: argparse.Namespace) -> int:
+    from numbind.registry import operator
+    from numbind.sdk.account_refs import ACCOUNT_REF_KEY_FILE
+    from numbind.sdk.feed import CURSOR_FILE
+
+    settings = settings_from(args)
+    roles = [args.role] if args.role else operator.principal_roles(settings, args.id)
+    if not roles:
+        raise CliError(f"no platform or carrier named {args.id!r} in {settings.data_dir}")
+    if len(roles) > 1:
+        raise UsageError(f"both a platform and a carrier are named {args.id!r}: pass --role")
+    out: Path = args.out
+    kept = [f for f in (ACCOUNT_REF_KEY_FILE, CURSOR_FILE) if (out / f).exists()]
+    bundle = operator.reissue_bundle(
+        settings, roles[0], args.id, out, registry_address=args.registry
+    )
+    print(
+        f"reissued {bundle.principal_uri} for {bundle.registry}; bundle written to {out}; "
+        "the old certificate"
+        + (" and attestation key are" if bundle.role == "carrier" else " is")
+        + " refused from now on"
+    )
+    if bundle.role == "platform" and ACCOUNT_REF_KEY_FILE not in kept:
+        print(
+            f"note: {out} has no {ACCOUNT_REF_KEY_FILE}: copy it (and {CURSOR_FILE}) from the old "
+            "bundle, or every account_ref changes and the platform must publish everything "
+            "again"
+        )
     return 0
 
 

@@ -41,6 +41,7 @@ from numbind.cli.common import (
     add_bundle,
     add_json,
     add_region,
+    check_reachable,
     command,
     load_bundle,
     plural,
@@ -60,6 +61,10 @@ from numbind.sdk.carrier import MAX_REPORT
 from numbind.sdk.errors import NumbindClientError
 from numbind.sdk.phone import DEFAULT_REGION, InvalidNumber, to_e164
 from numbind.sdk.progress import Meter, TqdmProgress
+
+# Events a request from the command line: each batch is tokenised, then reported, so at a
+# few thousand numbers a second a smaller batch moves the report bar several times a second.
+CLI_BATCH = 2_000
 
 __all__ = [
     "REPORT_FIELDS",
@@ -107,10 +112,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     report.add_argument(
         "--batch-size",
         type=int,
-        default=MAX_REPORT,
+        default=CLI_BATCH,
         metavar="N",
-        help=f"events a request (1..{MAX_REPORT}, default {MAX_REPORT}); each batch is "
-        "all-or-nothing",
+        help=f"events a request (1..{MAX_REPORT:,}, default {CLI_BATCH:,}: the report bar "
+        "then moves several times a second); each batch is all-or-nothing",
     )
     report.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_region(report)
@@ -174,6 +179,7 @@ async def _report(args: argparse.Namespace) -> int:
     path: Path = args.file
     bundle = load_bundle(args.bundle, "carrier")
     fmt = detect_format(path, args.format)
+    await check_reachable(bundle)
 
     def read() -> Iterator[tuple[int, LifecycleReport | RowError]]:
         return numbered_reports(path, fmt, region=args.region)
@@ -185,11 +191,15 @@ async def _report(args: argparse.Namespace) -> int:
         if checked.rejected:
             files.report_invalid("carrier report", path, checked, as_json=args.json)
             return 1
-        meter = Meter("report", checked.rows, bar)
+        tokenised = Meter("tokenise", checked.rows, bar).start()
+        meter = Meter("report", checked.rows, bar).start()
         async with CarrierClient(bundle, region=args.region) as client:
             try:
                 summary: ReportSummary = await client.report(
-                    files.valid(read, path), batch_size=args.batch_size, progress=meter.add
+                    files.valid(read, path),
+                    batch_size=args.batch_size,
+                    progress=meter.add,
+                    tokenised=tokenised.add,
                 )
             except NumbindClientError as exc:
                 located = await asyncio.to_thread(files.refused, exc, read, path)

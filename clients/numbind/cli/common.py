@@ -23,6 +23,7 @@ __all__ = [
     "add_json",
     "add_region",
     "add_time_pairs",
+    "check_reachable",
     "command",
     "connection_problem",
     "iso_utc",
@@ -82,6 +83,23 @@ def connection_problem(detail: str) -> str | None:
     if "failed to connect" in lowered or "connection reset" in lowered:
         return "could not connect"
     return None
+
+
+async def check_reachable(bundle: Bundle) -> None:
+    """Fail fast when the bundle's registry does not answer: one quick call (retried once)
+    before a long file is read, so a wrong address costs a moment, not the check pass plus
+    the SDK's patient retries (which ride out a registry restarting mid-run). Raises the
+    SDK's Unavailable, which main() words with the address and where it came from."""
+    from numbind.sdk.channel import secure_channel
+    from numbind.sdk.retry import RetryPolicy
+    from numbind.sdk.tokenizer import Tokenizer
+
+    async with secure_channel(bundle) as channel:
+        tokenizer = Tokenizer(channel, retry=RetryPolicy(attempts=2, base=0.2))
+        try:
+            await tokenizer.key()
+        finally:
+            tokenizer.close()
 
 
 def command(p: argparse.ArgumentParser, handler: Callable[[argparse.Namespace], Any]) -> None:

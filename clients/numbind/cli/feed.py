@@ -2,14 +2,16 @@
 reassigned-since question from the command line.
 
     numbind platform events --bundle DIR [--follow] [--ack OUTCOME] [--cursor FILE] [--json]
-        Prints the events after the cursor (default DIR/feed-cursor.json), one a line:
-        seq, kind, cause, order_id, account_ref (hex), bound_at, revocation_id (and the ack
-        outcome with --ack). Without --follow it exits once caught up; with --follow it keeps
-        printing new events until Ctrl-C (exit 130). With --ack each event is acked after it
-        is printed: notices (NUMBER_DEACTIVATED) as NOTED, revocation orders with OUTCOME
-        (``--ack noted`` acks the notices only). The cursor only moves past acked events, so
-        without --ack every run prints the same pending events; an event printed but not yet
-        acked when the command stops is printed again next time (at-least-once).
+        Prints the events after the cursor (default DIR/feed-cursor.json), one a line
+        under a header line: seq, kind, cause, reference (the short order reference a
+        holder quotes), bound_at, account_ref (hex), order_id, revocation_id (and the ack
+        outcome with --ack), tab-separated. Without --follow it exits once caught up; with
+        --follow it keeps printing new events until Ctrl-C (exit 130). With --ack each event
+        is acked after it is printed: notices (NUMBER_DEACTIVATED) as NOTED, revocation
+        orders with OUTCOME (``--ack noted`` acks the notices only). The cursor only moves
+        past acked events, so without --ack every run prints the same pending events; an
+        event printed but not yet acked when the command stops is printed again next time
+        (at-least-once).
     numbind platform check-reassigned --bundle DIR --phone P --since DATE [--phone ...]
         REASSIGNED / NOT_REASSIGNED / NO_DATA per pair, in order. DATE is YYYY-MM-DD (00:00
         that day in the time zone of ``--region``, default CN: +08:00) or RFC 3339 with an
@@ -165,6 +167,7 @@ def _event_json(event: FeedEvent, ack: AckOutcome | None) -> dict[str, Any]:
         "seq": event.seq,
         "kind": event.kind.name,
         "cause": CAUSES.get(event.cause, str(event.cause)),
+        "reference": event.reference,
         "order_id": event.order_id,
         "account_ref": event.account_ref.hex(),
         "bound_at": iso_utc(event.bound_at),
@@ -175,11 +178,17 @@ def _event_json(event: FeedEvent, ack: AckOutcome | None) -> dict[str, Any]:
     }
 
 
+# Text output: one tab-separated line per event under a header line naming the columns.
+# `reference` is the short form of order_id that holders quote to customer service.
+_COLUMNS = ("seq", "kind", "cause", "reference", "bound_at", "account_ref", "order_id")
+
+
+def _columns(with_ack: bool) -> list[str]:
+    return [*_COLUMNS, "revocation_id", *(("ack",) if with_ack else ())]
+
+
 def _event_line(item: dict[str, Any], with_ack: bool) -> str:
-    names = ["seq", "kind", "cause", "order_id", "account_ref", "bound_at", "revocation_id"]
-    if with_ack:
-        names.append("ack")
-    return "\t".join("-" if item[n] in (None, "") else str(item[n]) for n in names)
+    return "\t".join("-" if item[n] in (None, "") else str(item[n]) for n in _columns(with_ack))
 
 
 async def _events(args: argparse.Namespace) -> int:
@@ -195,6 +204,8 @@ async def _events(args: argparse.Namespace) -> int:
         async for event in feed.events(follow=args.follow):
             outcome = _outcome(event, chosen) if chosen is not None else None
             item = _event_json(event, outcome)
+            if not args.json and shown == 0:
+                print("\t".join(_columns(chosen is not None)))
             # Printed before it is acked: a failure in between shows it again next run.
             print(json.dumps(item) if args.json else _event_line(item, chosen is not None))
             sys.stdout.flush()

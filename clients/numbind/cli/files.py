@@ -36,6 +36,7 @@ __all__ = [
     "Reader",
     "check",
     "line_of",
+    "lines_of",
     "refused",
     "report_invalid",
     "valid",
@@ -46,7 +47,9 @@ Reader = Callable[[], Iterable[tuple[int, T | RowError]]]
 
 # Errors printed on the terminal; the rest are counted (and all go to a reject file).
 SHOWN_ERRORS = 20
-_CHECK_REPORT_EVERY = 10_000
+# Rows between reports of the check pass: a few thousand rows a second, so the bar moves
+# several times a second; tqdm redraws at most ten times a second whatever it is told.
+_CHECK_REPORT_EVERY = 1_000
 
 
 @dataclass
@@ -84,6 +87,8 @@ def check(
                 checked.rows += 1
                 if checked.rows % _CHECK_REPORT_EVERY == 0:
                     progress(Progress("check", checked.rows, None, 0.0))
+    if checked.rows % _CHECK_REPORT_EVERY:
+        progress(Progress("check", checked.rows, None, 0.0))
     return checked
 
 
@@ -106,6 +111,22 @@ def line_of(read: Reader[Any], position: int) -> int | None:
             if seen == position:
                 return line
     return None
+
+
+def lines_of(read: Reader[Any], positions: list[int]) -> list[int]:
+    """The file lines of the valid rows at these 1-based positions, in one pass, in the
+    order of ``positions`` (a position past the end is left out)."""
+    wanted = set(positions)
+    found: dict[int, int] = {}
+    seen = 0
+    for line, item in read():
+        if not isinstance(item, RowError):
+            seen += 1
+            if seen in wanted:
+                found[seen] = line
+                if len(found) == len(wanted):
+                    break
+    return [found[p] for p in positions if p in found]
 
 
 def refused(exc: NumbindClientError, read: Reader[Any], path: Path) -> CliError | None:

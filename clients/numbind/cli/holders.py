@@ -251,6 +251,9 @@ async def _revocation(args: argparse.Namespace) -> int:
                             "done": p.done,
                             "rejected": p.rejected,
                             "reason": p.reason or None,
+                            "reference": p.reference or None,
+                            "order_ids": list(p.order_ids),
+                            "deadline": iso_utc(p.deadline),
                         }
                         for p in progress
                     ],
@@ -271,6 +274,8 @@ async def _revocation(args: argparse.Namespace) -> int:
                 text += f", {p.rejected:,} rejected"
             if p.reason:
                 text += f": {p.reason}"
+            if p.reference:
+                text += f" [reference {p.reference}]"
             print(text)
     if args.wait is not None and not settled:
         print(

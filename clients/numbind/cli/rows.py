@@ -1,8 +1,9 @@
 """Binding files for ``numbind platform``: CSV or JSON Lines, streamed one row at a time.
 
 CSV has a header naming at least ``phone,account_id,bound_at,kind`` (any order, extra columns
-ignored); JSON Lines has one object a line with the same keys. ``bound_at`` is RFC 3339 with an
-offset (``2024-05-01T08:00:00+08:00`` or ``...Z``); ``kind`` is LOGIN, RECOVERY, PAYMENT,
+ignored), separated by commas, or by semicolons or tabs (read from the header); JSON Lines
+has one object a line with the same keys. ``bound_at`` is RFC 3339 with an offset
+(``2024-05-01T08:00:00+08:00`` or ``...Z``); ``kind`` is LOGIN, RECOVERY, PAYMENT,
 NOTIFICATION or OTHER in any case. Blank lines are skipped.
 
 Unlike a date typed on the command line, a date alone is refused in a file: an export's
@@ -32,6 +33,8 @@ __all__ = [
     "Format",
     "InvalidField",
     "RowError",
+    "csv_delimiter",
+    "delimiter_name",
     "detect_format",
     "numbered_rows",
     "read_records",
@@ -133,10 +136,54 @@ def read_records(
                 yield line, record
 
 
+_DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def csv_delimiter(path: Path, required: Sequence[str] = FIELDS) -> str:
+    """The delimiter a CSV file's header uses: a comma, or a semicolon or tab when that is
+    what splits the header into the required columns (spreadsheets in many locales write
+    semicolons). FileFormatError, with a hint, when none does."""
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+        return _sniff(path, fh, required)
+
+
+def delimiter_name(delimiter: str) -> str:
+    return _DELIMITERS.get(delimiter, repr(delimiter))
+
+
+def _sniff(path: Path, fh: Any, required: Sequence[str]) -> str:
+    line = 0
+    for text in fh:
+        line += 1
+        if text.strip():
+            break
+    else:
+        raise FileFormatError(f"{path}: empty file; want a CSV header {','.join(required)}")
+    fh.seek(0)
+    best: tuple[int, str, list[str]] = (-1, ",", [])
+    for delimiter in _DELIMITERS:
+        try:
+            names = [n.strip().lower() for n in next(csv.reader([text], delimiter=delimiter))]
+        except csv.Error:
+            continue
+        found = sum(f in names for f in required)
+        if found == len(required):
+            return delimiter
+        if found > best[0]:
+            best = (found, delimiter, names)
+    _, delimiter, names = best
+    missing = [f for f in required if f not in names]
+    how = "" if delimiter == "," else f" (read as {_DELIMITERS[delimiter]}-separated)"
+    raise FileFormatError(
+        f"{path}: line {line}: CSV header{how} lacks {', '.join(missing)}; want "
+        f"{','.join(required)} in any order, separated by commas, semicolons or tabs"
+    )
+
+
 def _csv_records(
     path: Path, fh: Any, required: Sequence[str]
 ) -> Iterator[tuple[int, dict[str, Any] | InvalidField]]:
-    reader = csv.reader(fh, strict=True)
+    reader = csv.reader(fh, strict=True, delimiter=_sniff(path, fh, required))
     header: list[str] | None = None
     width = 0
     columns: dict[str, int] = {}
@@ -215,6 +262,14 @@ def text_field(record: dict[str, Any], name: str, *, allow_int: bool = False) ->
     return value
 
 
+def _shown(value: str) -> str:
+    """A refused value fit to quote: a kind is a word, but a value with several digits may
+    be a phone number in the wrong column, and that is never echoed."""
+    if sum(c.isdigit() for c in value) >= 4:
+        return "a value with digits (a number in the wrong column?)"
+    return repr(value if len(value) <= 24 else value[:24] + "…")
+
+
 def _row(record: dict[str, Any], region: str, now: datetime | None) -> Row:
     phone = text_field(record, "phone", allow_int=True)
     try:
@@ -231,11 +286,12 @@ def _row(record: dict[str, Any], region: str, now: datetime | None) -> Row:
     if problem is not None:
         raise InvalidField("bound_at", problem)
 
+    kind_text = text_field(record, "kind")
     try:
-        kind = Kind.parse(text_field(record, "kind"))
+        kind = Kind.parse(kind_text)
     except ValueError:
         raise InvalidField(
-            "kind", f"unknown; want one of {', '.join(k.name for k in Kind)}"
+            "kind", f"got {_shown(kind_text)}, want one of {', '.join(k.name for k in Kind)}"
         ) from None
     try:
         return Row(e164, account_id, bound_at, kind)

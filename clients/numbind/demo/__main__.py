@@ -41,6 +41,7 @@ from numbind.demo.cast import (
     BEFORE_REPORT,
     CARRIER_ID,
     CARRIER_NAME,
+    CARRIER_NAME_EN,
     DEACTIVATED_DAYS,
     ISSUED_DAYS,
     JOINED_LATER,
@@ -53,6 +54,7 @@ from numbind.demo.cast import (
     _days,
 )
 from numbind.demo.children import PY, Children, DemoError, answers, free_port
+from numbind.demo.welcome import print_welcome
 from numbind.demo.workers import sample_app
 from numbind.protocol.bundle import Bundle
 from numbind.sdk import (
@@ -238,6 +240,8 @@ class Demo:
             str(self.app_port),
             "--carrier-name",
             CARRIER_NAME,
+            "--carrier-name-en",
+            CARRIER_NAME_EN,
             "--demo",
             "--no-access-log",
         )
@@ -291,37 +295,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _print_welcome(demo: Demo, story: list[str]) -> None:
-    registry_log = demo.root / "registry.log"
-    drive = demo.bundle_dir("demo-drive")
-    lines = [
-        "",
-        "The story:",
-        *(f"  - {line}" for line in story),
-        "",
-        f"Open {demo.url}  (the carrier app, in Chinese; English at the top right)",
-        f"  sign in as the new holder:  phone {NEW_HOLDER.phone}, ID last six "
-        f"{NEW_HOLDER.id_number[-6:]}",
-        "  the one-time code appears on the page in a DEMO banner, and in this terminal",
-        "  then press 一键解绑 and watch each app confirm (示例小贷 refuses, 示例银行 is slow,",
-        f"  示例旅行 is offline and goes overdue after {demo.order_deadline:.0f} s)",
-        f"  a subscriber with nothing bound:  phone {QUIET.phone}, ID last six "
-        f"{QUIET.id_number[-6:]}",
-        f"  reassigned check for callers:  {demo.url}/check  "
-        f"(try {NEW_HOLDER.phone} since {_days(365):%Y-%m-%d})",
-        "",
-        "Where to look:",
-        f"  registry          {demo.listen} (mTLS; embedded SQLite in {demo.data})",
-        f"  registry log      {registry_log}",
-        f"  bundles           {demo.root / 'bundles'}",
-        f"  tokenise yourself .venv/bin/numbind tokenize --bundle {drive} 13800138000",
-        f"  admin stats       .venv/bin/numbind admin stats --data-dir {demo.data}",
-        "",
-        "Press Ctrl-C to stop.",
-    ]
-    print("\n".join(lines), flush=True)
-
-
 async def _main(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -346,7 +319,7 @@ async def _main(args: argparse.Namespace) -> int:
         secret_file = demo.seed_app_store()
         demo.start_workers()
         await demo.start_app(secret_file)
-        _print_welcome(demo, story)
+        print_welcome(demo, story)
 
     code = 0
     starting = asyncio.create_task(start())

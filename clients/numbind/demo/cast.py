@@ -8,6 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 CARRIER_ID = "demo-mobile"
 CARRIER_NAME = "示例移动"
+# On English pages: an English page shows no Chinese chrome.
+CARRIER_NAME_EN = "Demo Mobile"
+# The platform a visitor adds to the running demo themselves (the welcome text says how).
+YOUR_APP_ID = "my-app"
+YOUR_APP_NAME = "我的应用"
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,11 @@ class Children:
 
 
 def free_port(preferred: int) -> int:
+    """``preferred`` if nothing listens there, else a free port. A port still in TIME_WAIT
+    from a demo just stopped counts as free (the servers bind with SO_REUSEADDR too), so a
+    second `make demo` keeps the addresses the first one printed."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", preferred))
         except OSError:

@@ -64,6 +64,7 @@ from numbind.sdk.model import (
     Row,
     SyncSummary,
     WithdrawSummary,
+    order_reference,
 )
 from numbind.sdk.phone import InvalidNumber
 from numbind.sdk.platform import PlatformClient
@@ -123,5 +124,6 @@ __all__ = [
     "Unavailable",
     "Unimplemented",
     "WithdrawSummary",
+    "order_reference",
     "secure_channel",
 ]

@@ -13,6 +13,7 @@ from functools import partial
 from itertools import count
 from typing import TypeVar
 
+from numbind.protocol.limits import MAX_PAGE_SIZE
 from numbind.sdk import wire
 from numbind.sdk.errors import NumbindClientError, list_positions, located
 from numbind.sdk.model import BucketDigest, Item, Key, PublishSummary, WithdrawSummary
@@ -55,8 +56,8 @@ class BindingRpc:
 
     async def send_publish(
         self, key_id: str, items: list[Item], positions: Positions
-    ) -> tuple[int, int, int, int]:
-        """(inserted, updated, unchanged, duplicates) for one batch."""
+    ) -> tuple[int, int, int, int, int]:
+        """(inserted, updated, unchanged, left revoked, duplicates) for one batch."""
         # The registry upserts by (token, account_ref); a repeat inside one request is
         # ambiguous, so the later row wins here (and names the binding in errors).
         item, where = positions
@@ -102,19 +103,26 @@ class BindingRpc:
     ) -> PublishSummary:
         """Publish every batch; ``prepare(chunk, start)`` turns the caller's items into
         bindings (tokenising them if need be) inside the pipeline."""
-        totals = [0, 0, 0, 0, 0]  # inserted, updated, unchanged, duplicates, batches
+        totals = [0] * 6  # inserted, updated, unchanged, revoked, duplicates, batches
 
         async def work(batch: tuple[int, list[T]]) -> None:
             start, rows = batch
             for i, n in enumerate(await self.send_publish(*await prepare(rows, start))):
                 totals[i] += n
-            totals[4] += 1
+            totals[5] += 1
             meter.add(len(rows))
 
         await pipeline(batches, work, self._in_flight)
-        inserted, updated, unchanged, duplicates, n_batches = totals
+        inserted, updated, unchanged, revoked, duplicates, n_batches = totals
         return PublishSummary(
-            meter.done, inserted, updated, unchanged, duplicates, n_batches, meter.seconds
+            meter.done,
+            inserted,
+            updated,
+            unchanged,
+            duplicates,
+            n_batches,
+            meter.seconds,
+            revoked,
         )
 
     async def withdraw(
@@ -137,11 +145,48 @@ class BindingRpc:
         return WithdrawSummary(meter.done, totals[0], totals[1], totals[2], meter.seconds)
 
     async def digest(self, bits: int, key_id: str) -> dict[int, BucketDigest]:
+        buckets, _ = await self.digest_and_revoked(bits, key_id)
+        return buckets
+
+    async def digest_and_revoked(
+        self, bits: int, key_id: str
+    ) -> tuple[dict[int, BucketDigest], int]:
+        """The non-empty buckets, and how many of the platform's bindings are revoked."""
         request = wire.digest_request(bits, key_id)
         resp: platforms_pb2.GetDigestResponse = await call_with_retry(
             lambda: self._stub.GetDigest(request, timeout=self._timeout), self._retry
         )
-        return wire.bucket_digests(resp, bits)
+        return wire.bucket_digests(resp, bits), resp.revoked
+
+    async def revoked(
+        self,
+        bits: int,
+        bucket: int,
+        key_id: str,
+        *,
+        wait_rekey: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> dict[Key, int]:
+        """The platform's revoked bindings in one bucket: (token, account_ref) -> when.
+
+        With ``wait_rekey`` a store re-key is waited out (reported to ``progress``); by
+        default it raises RekeyInProgress."""
+        out: dict[Key, int] = {}
+        page_token = ""
+        while True:
+            request = wire.list_request(bits, bucket, key_id, MAX_PAGE_SIZE, page_token)
+            call = partial(
+                call_with_retry,
+                partial(self._stub.ListRevokedBindings, request, timeout=self._timeout),
+                self._retry,
+            )
+            resp: platforms_pb2.ListRevokedBindingsResponse = await (
+                wait_out_rekey(call, progress) if wait_rekey else call()
+            )
+            out.update(wire.revoked_item(b) for b in resp.bindings)
+            page_token = resp.next_page_token
+            if not page_token:
+                return out
 
     async def pages(
         self,

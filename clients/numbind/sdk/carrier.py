@@ -83,8 +83,12 @@ class CarrierClient:
         *,
         batch_size: int = MAX_REPORT,
         progress: Callable[[int], None] | None = None,
+        tokenised: Callable[[int], None] | None = None,
     ) -> ReportSummary:
         """Report lifecycle events in batches (all-or-nothing per batch, retried safely).
+
+        ``progress(n)`` is called as each batch of n events is reported, ``tokenised(n)``
+        as n more numbers are tokenised (a thousand at a time, ahead of the reports).
 
         A bad event fails its batch before it is sent, named by its 1-based position among
         ``reports`` (``"event 12: effective_at: in the future"``; InvalidNumber for a bad
@@ -107,7 +111,7 @@ class CarrierClient:
                     )
             e164s = self._tokens.normalise([r.phone for r in batch], start)
             try:
-                tokens = await self._tokens.tokenize_e164(e164s)
+                tokens = await self._tokens.tokenize_e164(e164s, on_done=tokenised)
             except NumbindClientError as exc:
                 raise exc.shifted(start) from None
             request = wire.lifecycle_request(uuid.uuid4().hex, batch, tokens)

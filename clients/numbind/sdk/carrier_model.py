@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+
+from numbind.sdk.model import order_reference
 
 __all__ = [
     "Attestation",
@@ -78,6 +80,9 @@ class NumberView:
     e164: str
     tenure_start: datetime | None
     platforms: list[PlatformView]
+    # How long platforms have to confirm a revocation before it shows OVERDUE: what the
+    # carrier can promise the holder up front. None from a registry that does not say.
+    order_deadline: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,18 @@ class RevocationProgress:
     done: int
     rejected: int
     reason: str
+    # The platform's order ids in this revocation, oldest first (what its feed carries).
+    order_ids: tuple[str, ...] = ()
+    # Open past this, the platform's part shows OVERDUE.
+    deadline: datetime | None = None
+    # The platform's last ack, if any.
+    updated_at: datetime | None = None
+
+    @property
+    def reference(self) -> str:
+        """A reference the holder can quote and the platform can look up: the short form
+        of its first order id (numbind.sdk.order_reference), or "" without one."""
+        return order_reference(self.order_ids[0]) if self.order_ids else ""
 
 
 @dataclass(frozen=True)

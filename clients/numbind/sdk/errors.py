@@ -244,9 +244,31 @@ class ProofError(NumbindClientError):
 
 
 class SyncAborted(NumbindClientError):
-    """A sync planned more withdrawals than ``max_withdraw`` allows; nothing was changed."""
+    """A sync planned more withdrawals than its limit allows; nothing was changed.
+
+    ``withdraw`` is what it would have withdrawn, ``server_bindings`` what the registry
+    held, ``limit`` the most it could withdraw (``max_withdraw``, or by default the larger
+    of 10 % of ``server_bindings`` and 1,000, but not more than the larger of half of them
+    and 100)."""
 
     code = ErrorCode.SYNC_ABORTED
+
+    def __init__(
+        self,
+        message: str,
+        code: ErrorCode | None = None,
+        retry_after: float | None = None,
+        *,
+        item: str | None = None,
+        position: int | None = None,
+        withdraw: int = 0,
+        server_bindings: int = 0,
+        limit: int = 0,
+    ) -> None:
+        super().__init__(message, code, retry_after, item=item, position=position)
+        self.withdraw = withdraw
+        self.server_bindings = server_bindings
+        self.limit = limit
 
 
 _TABLE: dict[grpc.StatusCode, tuple[ErrorCode, type[NumbindClientError]]] = {

@@ -32,6 +32,7 @@ __all__ = [
     "WithdrawSummary",
     "bound_at_problem",
     "from_us",
+    "order_reference",
     "to_us",
 ]
 
@@ -168,6 +169,10 @@ class PublishSummary:
     duplicates: int
     batches: int
     seconds: float
+    # Bindings the registry had revoked (the holder's request or a reissue, acked by this
+    # platform), sent again with a bound_at no later than the revocation: left revoked.
+    # Remove those numbers from your export; a bound_at after the revocation binds anew.
+    revoked: int = 0
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,29 @@ class SyncSummary:
     # meanwhile (a revocation, a concurrent publish); the next sync picks it up.
     converged: bool | None
     seconds: float
+    # The most this sync could withdraw (None: forced, no limit). By default the larger of
+    # 10 % of the registry's bindings and 1,000, but not more than the larger of half of
+    # them and 100 (numbind.sdk.sync.default_withdraw_limit).
+    withdraw_limit: int | None = None
+    # A dry run over the limit: why the real sync would refuse ("" when it would not).
+    refusal: str = ""
+    # Snapshot rows the registry had revoked (the holder's request or a reissue, acked by
+    # this platform), skipped rather than republished; their 1-based positions in the
+    # snapshot, in order (the first 1,000). A row whose bound_at is after the revocation is
+    # a new binding and is published.
+    revoked_skipped: int = 0
+    revoked_positions: list[int] = field(default_factory=list)
+
+
+def order_reference(order_id: str) -> str:
+    """The short form of an order id that a holder reads out and a platform looks up: its
+    first 12 hex digits in upper case, in groups of four (``3F2A-9C21-7B4E``).
+
+    The carrier app shows it beside a refusal so the new holder can quote it to the
+    platform's customer service; platforms find the order by this prefix of its id.
+    """
+    digits = order_id.replace("-", "").upper()[:12]
+    return "-".join(digits[i : i + 4] for i in range(0, len(digits), 4))
 
 
 class Reassigned(enum.StrEnum):
@@ -255,6 +283,11 @@ class FeedEvent:
     deadline: datetime | None
     revocation_id: str
     _feed: AckSink = field(repr=False)
+
+    @property
+    def reference(self) -> str:
+        """The order's short reference, as the holder sees it (order_reference)."""
+        return order_reference(self.order_id)
 
     async def ack(self, outcome: AckOutcome | None = None, reason: str = "") -> None:
         """Ack this event; notices default to NOTED, revocations must name an outcome."""

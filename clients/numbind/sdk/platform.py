@@ -17,7 +17,9 @@ Errors
     registry answers a retried batch as it answered the first try. A bad number raises
     ``InvalidNumber`` and a refused binding an error whose ``position`` is the item's 1-based
     position in the input (``"binding 10,004: bound_at: ..."``); a bad row value raises
-    ValueError naming the field; a sync over its ``max_withdraw`` raises SyncAborted. While
+    ValueError naming the field; a sync that would withdraw more than its limit raises
+    SyncAborted (by default the larger of 10 % of the registry's bindings and 1,000, and
+    never more than half of them unless that is 100 or fewer). While
     the registry re-keys its store after a key rotation, ``digest`` and ``list_bucket``
     raise RekeyInProgress (with progress and a retry delay); ``sync`` waits it out.
     Batches run concurrently: when one fails, batches already sent stay published (every
@@ -165,11 +167,12 @@ class PlatformClient:
         return (await tokenizer.key()).key_id
 
     async def _keys(
-        self, rows: Sequence[NumberAccount], start: int
+        self, rows: Sequence[NumberAccount], start: int, tokenised: Meter | None = None
     ) -> tuple[str, list[Key], list[str]]:
         """(key id, (token, account_ref) per row, E.164 per row), in order; errors name rows
         by global position. The key id is the tokens' own: the tokenizer may move to a new
-        key between calls after a rotation."""
+        key between calls after a rotation. ``tokenised`` counts rows as their tokens
+        arrive (a thousand at a time)."""
         _, _, tokenizer = self._ensure()
         refs = self.account_refs
 
@@ -181,15 +184,19 @@ class PlatformClient:
         e164s, account_refs = await asyncio.to_thread(prepare)
         key = await tokenizer.key()
         try:
-            tokens = await tokenizer.tokenize_e164(e164s, key=key)
+            tokens = await tokenizer.tokenize_e164(
+                e164s, key=key, on_done=tokenised.add if tokenised is not None else None
+            )
         except NumbindClientError as exc:
             raise exc.shifted(start) from None
         keys = [(t.token, ref) for t, ref in zip(tokens, account_refs, strict=True)]
         return key.key_id, keys, e164s
 
-    async def _items(self, rows: Sequence[Row], start: int) -> tuple[str, list[Item], list[str]]:
+    async def _items(
+        self, rows: Sequence[Row], start: int, tokenised: Meter | None = None
+    ) -> tuple[str, list[Item], list[str]]:
         """``_keys`` with each row's bound_at and kind."""
-        key_id, keys, e164s = await self._keys(rows, start)
+        key_id, keys, e164s = await self._keys(rows, start, tokenised)
         items = [
             (token, ref, to_us(r.bound_at), int(r.kind))
             for (token, ref), r in zip(keys, rows, strict=True)
@@ -238,14 +245,19 @@ class PlatformClient:
         total: int | None = None,
         progress: ProgressCallback | None = None,
     ) -> PublishSummary:
-        """Tokenise and upsert rows, streamed in pipelined batches. Idempotent."""
+        """Tokenise and upsert rows, streamed in pipelined batches. Idempotent.
+
+        ``progress`` hears of two phases at once: "tokenise" (a thousand rows at a time)
+        and "publish" (a batch at a time)."""
+        callback = progress or self._progress
+        tokenised = Meter("tokenise", total, callback).start()
 
         async def prepare(chunk: list[Row], start: int) -> PublishBatch:
-            key_id, items, _ = await self._items(chunk, start)
+            key_id, items, _ = await self._items(chunk, start, tokenised)
             return key_id, items, _positions(start, len(chunk))
 
         _, rpc, _ = self._ensure()
-        meter = Meter("publish", total, progress or self._progress)
+        meter = Meter("publish", total, callback).start()
         return await rpc.publish(chunks(rows, self._batch), prepare, meter)
 
     async def publish_records(
@@ -262,7 +274,7 @@ class PlatformClient:
             return chunk[0].key_id, items, _positions(start, len(chunk))
 
         _, rpc, _ = self._ensure()
-        meter = Meter("publish", total, progress or self._progress)
+        meter = Meter("publish", total, progress or self._progress).start()
         return await rpc.publish(chunks_by_key(records, self._batch), prepare, meter)
 
     async def withdraw(
@@ -273,13 +285,15 @@ class PlatformClient:
         progress: ProgressCallback | None = None,
     ) -> WithdrawSummary:
         """Withdraw the bindings of (phone, account_id) pairs; other Row fields are unused."""
+        callback = progress or self._progress
+        tokenised = Meter("tokenise", total, callback).start()
 
         async def prepare(chunk: list[NumberAccount], start: int) -> WithdrawBatch:
-            key_id, keys, _ = await self._keys(chunk, start)
+            key_id, keys, _ = await self._keys(chunk, start, tokenised)
             return key_id, keys, _positions(start, len(chunk))
 
         _, rpc, _ = self._ensure()
-        meter = Meter("withdraw", total, progress or self._progress)
+        meter = Meter("withdraw", total, callback).start()
         return await rpc.withdraw(chunks(rows, self._batch), prepare, meter)
 
     async def withdraw_keys(
@@ -296,7 +310,7 @@ class PlatformClient:
             return chunk[0].key_id, pairs, _positions(start, len(chunk))
 
         _, rpc, _ = self._ensure()
-        meter = Meter("withdraw", total, progress or self._progress)
+        meter = Meter("withdraw", total, progress or self._progress).start()
         return await rpc.withdraw(chunks_by_key(keys, self._batch), prepare, meter)
 
     # ---- reading back ---------------------------------------------------------------------
@@ -338,6 +352,7 @@ class PlatformClient:
         total: int | None = None,
         dry_run: bool = False,
         max_withdraw: int | None = None,
+        force: bool = False,
         work_dir: Path | None = None,
         progress: ProgressCallback | None = None,
     ) -> SyncSummary:
@@ -350,20 +365,28 @@ class PlatformClient:
         holds bindings under (its active key): after a key rotation, snapshot rows made
         under the old key are tokenised again, and while the registry re-keys its store
         the sync waits (progress phase ``re-key``) rather than see a difference that is
-        not one. ``dry_run`` stops after planning; ``max_withdraw`` raises SyncAborted before any
-        change when the plan withdraws more (a truncated export must not empty the
-        registry). A binding named twice keeps its latest bound_at.
+        not one. A binding named twice keeps its latest bound_at.
+
+        A sync that would withdraw more than the larger of 10 % of the registry's bindings
+        and 1,000, or more than half of them and more than 100, raises SyncAborted before
+        changing anything (a truncated export, or one meant for another platform, must not
+        empty the registry): ``max_withdraw=N`` sets the limit instead of both rules,
+        ``force=True`` lifts it. ``dry_run`` stops after planning and
+        applies the same check, reporting in ``summary.refusal`` what a real run would
+        refuse. Snapshot rows the registry revoked (a holder's request or a reissue, acked
+        by this platform) are skipped, counted in ``summary.revoked_skipped`` and logged:
+        remove those numbers from your export; a row with a bound_at after the revocation
+        is a new binding and is published.
         """
-        options = self._sync_options(bucket_bits, dry_run, max_withdraw, work_dir, progress)
+        options = self._sync_options(bucket_bits, dry_run, max_withdraw, force, work_dir, progress)
 
         async def fill(store: SnapshotStore) -> int:
-            meter = Meter("tokenise", total, options.progress)
+            meter = Meter("tokenise", total, options.progress).start()
 
             async def work(batch: tuple[int, list[Row]]) -> None:
                 start, rows = batch
-                key_id, items, e164s = await self._items(rows, start)
+                key_id, items, e164s = await self._items(rows, start, meter)
                 await store.run(store.add, key_id, items, start, e164s)
-                meter.add(len(rows))
 
             await pipeline(chunks(snapshot, self._batch), work, self._in_flight)
             return meter.done
@@ -379,15 +402,16 @@ class PlatformClient:
         total: int | None = None,
         dry_run: bool = False,
         max_withdraw: int | None = None,
+        force: bool = False,
         work_dir: Path | None = None,
         progress: ProgressCallback | None = None,
     ) -> SyncSummary:
         """``sync`` for platforms that keep tokens: every record under one key id, the
         registry's store key (else KeyRotated names the key to tokenise under)."""
-        options = self._sync_options(bucket_bits, dry_run, max_withdraw, work_dir, progress)
+        options = self._sync_options(bucket_bits, dry_run, max_withdraw, force, work_dir, progress)
 
         async def fill(store: SnapshotStore) -> int:
-            meter = Meter("load", total, options.progress)
+            meter = Meter("load", total, options.progress).start()
             async for start, chunk in chunks(snapshot, self._batch):
                 items = [(r.token, r.account_ref, to_us(r.bound_at), int(r.kind)) for r in chunk]
                 await store.run(store.add, one_key(chunk, start), items, start)
@@ -402,6 +426,7 @@ class PlatformClient:
         bucket_bits: int | None,
         dry_run: bool,
         max_withdraw: int | None,
+        force: bool,
         work_dir: Path | None,
         progress: ProgressCallback | None,
     ) -> SyncOptions:
@@ -409,6 +434,7 @@ class PlatformClient:
             bucket_bits=bucket_bits,
             dry_run=dry_run,
             max_withdraw=max_withdraw,
+            force=force,
             work_dir=work_dir,
             progress=progress or self._progress,
             batch_size=self._batch,

@@ -46,6 +46,12 @@ class Meter:
     def seconds(self) -> float:
         return time.monotonic() - self._start
 
+    def start(self) -> Meter:
+        """Report the phase at 0 now, so a bar appears before the first step is done."""
+        self._start = time.monotonic()
+        self.add(0)
+        return self
+
     def add(self, n: int) -> None:
         self.done += n
         if self._callback is not None:
@@ -55,40 +61,44 @@ class Meter:
 
 
 class TqdmProgress:
-    """A ProgressCallback drawing one tqdm bar per phase on a terminal, and nothing elsewhere.
+    """A ProgressCallback drawing tqdm bars on a terminal, and nothing elsewhere.
 
-    Bars go to stderr so that ``--json`` output on stdout stays one clean object.
+    One bar per phase, stacked in the order the phases start: phases that overlap (rows
+    tokenised while earlier batches are published) each move on their own line. A bar
+    redraws at most ten times a second however often it is told. Bars go to stderr so
+    that ``--json`` output on stdout stays one clean object.
     """
 
     def __init__(self, stream: TextIO | None = None, *, enabled: bool | None = None) -> None:
         self._stream = stream if stream is not None else sys.stderr
         self._enabled = self._stream.isatty() if enabled is None else enabled
-        self._bar: Any = None
-        self._phase: str | None = None
+        self._bars: dict[str, Any] = {}
 
     def __call__(self, progress: Progress) -> None:
         if not self._enabled:
             return
-        if progress.phase != self._phase:
-            self.close()
+        bar = self._bars.get(progress.phase)
+        if bar is None:
             from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no stubs
 
-            self._bar = tqdm(
+            bar = tqdm(
                 total=progress.total,
-                desc=progress.phase,
-                unit=progress.unit,
+                desc=f"{progress.phase:<8}",
+                unit=f" {progress.unit}s",
                 unit_scale=True,
                 file=self._stream,
                 dynamic_ncols=True,
+                position=len(self._bars),
+                mininterval=0.1,
             )
-            self._phase = progress.phase
-        self._bar.update(progress.done - self._bar.n)
+            self._bars[progress.phase] = bar
+        bar.update(progress.done - bar.n)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        self._bar = None
-        self._phase = None
+        """Finish every bar (their last state stays on screen)."""
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
 
     def __enter__(self) -> TqdmProgress:
         return self

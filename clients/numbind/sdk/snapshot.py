@@ -92,6 +92,7 @@ class SnapshotStore:
                                PRIMARY KEY (b16, token, ref)) WITHOUT ROWID;
             CREATE TABLE pub (token BLOB, ref BLOB, bound_us INTEGER, kind INTEGER, pos INTEGER);
             CREATE TABLE wd (token BLOB, ref BLOB);
+            CREATE TABLE skipped AS SELECT * FROM snap WHERE 0;
             """
         )
         self.key_id = ""
@@ -189,10 +190,42 @@ class SnapshotStore:
         self.key_id, self.mixed = key_id, False
 
     def reset_plan(self) -> None:
+        """Forget a plan (a rotation restarts the comparison): rows it skipped as revoked
+        return to the snapshot, to be tokenised again and checked under the new key."""
         self._db.execute("BEGIN")
         self._db.execute("DELETE FROM pub")
         self._db.execute("DELETE FROM wd")
+        restored = self._db.execute("SELECT * FROM skipped").fetchall()
+        self._db.executemany(
+            f"INSERT INTO snap VALUES (?, ?, ?, ?, ?, ?, ?, ?) {self._ON_CONFLICT}", restored
+        )
+        self._db.execute("DELETE FROM skipped")
         self._db.execute("COMMIT")
+        counts, digests = self.counts, self.digests
+        for b16, token, ref, us, kind, _, key_id, _ in restored:
+            counts[b16] += 1
+            digests[b16] ^= int.from_bytes(binding_digest(key_id, token, ref, us, kind), "big")
+
+    def drop(self, planned: list[Planned]) -> None:
+        """Take these bindings out of the snapshot (and its digests) for this comparison:
+        ``reset_plan`` puts them back."""
+        keys = [(bucket16(t), t, r) for t, r, *_ in planned]
+        where = "WHERE b16 = ? AND token = ? AND ref = ?"
+        self._db.execute("BEGIN")
+        rows = [
+            row
+            for key in keys
+            for row in self._db.execute(
+                f"SELECT b16, token, ref, bound_us, kind, key_id FROM snap {where}", key
+            )
+        ]
+        self._db.executemany(f"INSERT INTO skipped SELECT * FROM snap {where}", keys)
+        self._db.executemany(f"DELETE FROM snap {where}", keys)
+        self._db.execute("COMMIT")
+        counts, digests = self.counts, self.digests
+        for b16, token, ref, us, kind, key_id in rows:
+            counts[b16] -= 1
+            digests[b16] ^= int.from_bytes(binding_digest(key_id, token, ref, us, kind), "big")
 
     def buckets(self, bits: int) -> dict[int, tuple[int, bytes]]:
         """Non-empty buckets at ``bits``: bucket -> (count, digest)."""

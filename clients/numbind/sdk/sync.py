@@ -16,9 +16,10 @@ rotation never makes a sync withdraw or re-publish a binding.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from numbind.protocol.limits import MAX_PAGE_SIZE
@@ -38,7 +39,43 @@ from numbind.sdk.snapshot import (
 )
 from numbind.sdk.tokenizer import Tokenizer
 
-__all__ = ["SyncOptions", "run_sync"]
+__all__ = [
+    "WITHDRAW_FLOOR",
+    "WITHDRAW_HALF_FLOOR",
+    "WITHDRAW_SHARE_PERCENT",
+    "SyncOptions",
+    "default_withdraw_limit",
+    "refusal_text",
+    "run_sync",
+]
+
+log = logging.getLogger("numbind.sdk")
+
+# A sync withdraws at most the larger of these unless told otherwise: a truncated export,
+# or one pointed at the wrong platform, must not empty the registry's copy.
+WITHDRAW_SHARE_PERCENT = 10
+WITHDRAW_FLOOR = 1_000
+# ... and at most half of the registry's bindings or this many, whichever is larger: on a
+# small platform the 1,000 floor alone would let a 10-row export withdraw 990 of 997.
+WITHDRAW_HALF_FLOOR = 100
+# Positions of skipped revoked rows kept for the summary.
+_KEEP_POSITIONS = 1_000
+
+
+def default_withdraw_limit(server_bindings: int) -> int:
+    """The most a sync withdraws unasked: 10 % of the registry's bindings or 1,000, whichever
+    is larger; and never more than half of them unless that is 100 or fewer."""
+    return min(_share_limit(server_bindings), _half_limit(server_bindings))
+
+
+def _share_limit(server_bindings: int) -> int:
+    return max(server_bindings * WITHDRAW_SHARE_PERCENT // 100, WITHDRAW_FLOOR)
+
+
+def _half_limit(server_bindings: int) -> int:
+    # More than half of 997 is 499 or more: more than 997 // 2.
+    return max(server_bindings // 2, WITHDRAW_HALF_FLOOR)
+
 
 # A sync starts its comparison over at most this often when the registry's key rotates
 # under it (rotations are rare; a loop beyond this is a misconfiguration, e.g. a pinned key).
@@ -49,11 +86,55 @@ _ROTATIONS_PER_SYNC = 3
 class SyncOptions:
     bucket_bits: int | None
     dry_run: bool
+    # None: default_withdraw_limit; ignored when force.
     max_withdraw: int | None
+    force: bool
     work_dir: Path | None
     progress: ProgressCallback | None
     batch_size: int
     in_flight: int
+
+    def __post_init__(self) -> None:
+        if self.max_withdraw is not None and self.max_withdraw < 0:
+            raise ValueError(f"max_withdraw: got {self.max_withdraw}, want >= 0")
+        if self.force and self.max_withdraw is not None:
+            raise ValueError("max_withdraw and force: give one (force means no limit)")
+
+    def limit(self, server_bindings: int) -> int | None:
+        if self.force:
+            return None
+        if self.max_withdraw is not None:
+            return self.max_withdraw
+        return default_withdraw_limit(server_bindings)
+
+
+@dataclass
+class _Counts:
+    added: int = 0
+    changed: int = 0
+    withdrawn: int = 0
+    listed: int = 0
+    revoked: int = 0
+    revoked_positions: list[int] = field(default_factory=list)
+
+
+def refusal_text(withdrawn: int, server_total: int, limit: int, set_by: str = "") -> str:
+    """Why a sync refuses: what it would withdraw, of how many, and the limit (``set_by``
+    names the option that set it; empty for the default rule)."""
+    share = f" ({withdrawn / server_total:.1%})" if server_total else ""
+    if set_by:
+        why = set_by
+    elif limit == _share_limit(server_total):
+        why = (
+            f"{WITHDRAW_SHARE_PERCENT} % of the registry's bindings or {WITHDRAW_FLOOR:,}, "
+            "whichever is larger"
+        )
+    else:
+        why = f"half of the registry's bindings or {WITHDRAW_HALF_FLOOR:,}, whichever is larger"
+    return (
+        f"the sync would withdraw {withdrawn:,} of the registry's {server_total:,} "
+        f"bindings{share}, more than the limit of {limit:,} ({why})"
+    )
 
 
 @dataclass(frozen=True)
@@ -63,7 +144,7 @@ class _Plan:
     server_total: int
     local: dict[int, tuple[int, bytes]]
     differing: list[int]
-    counts: tuple[int, int, int, int]  # added, changed, withdrawn, buckets listed
+    counts: _Counts
 
 
 async def run_sync(
@@ -85,27 +166,46 @@ async def run_sync(
         # that key; a re-key under way is waited out. Nothing is changed on the registry
         # until a comparison has finished under the key it holds bindings under.
         for attempt in range(_ROTATIONS_PER_SYNC + 1):
-            key_id = await _settle(store, tokenizer, options)
+            # First: rows an interrupted comparison skipped as revoked come back, to be
+            # tokenised under the new key and checked again.
             await store.run(store.reset_plan)
+            key_id = await _settle(store, tokenizer, options)
             try:
                 plan = await _compare(rpc, store, key_id, distinct, options)
                 break
             except KeyRotated:
                 if attempt == _ROTATIONS_PER_SYNC:
                     raise
-        key_id, bits = plan.key_id, plan.bits
-        added, changed, withdrawn, listed = plan.counts
-
-        limit = options.max_withdraw
-        if limit is not None and withdrawn > limit and not options.dry_run:
-            raise SyncAborted(
-                f"sync would withdraw {withdrawn} of {plan.server_total} bindings, more than "
-                f"max_withdraw={limit}; nothing changed"
+        key_id, bits, server_total = plan.key_id, plan.bits, plan.server_total
+        counts = plan.counts
+        if counts.revoked:
+            log.warning(
+                "sync: skipped %s that the registry revoked after the holder's request or a "
+                "reissue, rather than republish %s (remove %s from the export; a bound_at "
+                "after the revocation binds anew)",
+                f"{counts.revoked:,} snapshot row{'s' if counts.revoked != 1 else ''}",
+                "it" if counts.revoked == 1 else "them",
+                "that number" if counts.revoked == 1 else "those numbers",
             )
+
+        withdrawn = counts.withdrawn
+        limit = options.limit(server_total)
+        refusal = ""
+        if limit is not None and withdrawn > limit:
+            asked = "max_withdraw" if options.max_withdraw is not None else ""
+            refusal = refusal_text(withdrawn, server_total, limit, asked)
+            if not options.dry_run:
+                raise SyncAborted(
+                    f"{refusal}; nothing changed. If the snapshot is complete, pass "
+                    f"max_withdraw={withdrawn} (or force=True)",
+                    withdraw=withdrawn,
+                    server_bindings=server_total,
+                    limit=limit,
+                )
 
         converged: bool | None = None
         if not options.dry_run:
-            await _apply(rpc, store, key_id, added + changed, withdrawn, options)
+            await _apply(rpc, store, key_id, counts.added + counts.changed, withdrawn, options)
             try:
                 after = await _digest(rpc, bits, key_id, options)
                 converged = not differing(plan.local, after)
@@ -121,14 +221,18 @@ async def run_sync(
             bucket_bits=bits,
             buckets_total=1 << bits,
             buckets_differing=len(plan.differing),
-            buckets_listed=listed,
-            published=added + changed,
-            added=added,
-            changed=changed,
+            buckets_listed=counts.listed,
+            published=counts.added + counts.changed,
+            added=counts.added,
+            changed=counts.changed,
             withdrawn=withdrawn,
             dry_run=options.dry_run,
             converged=converged,
             seconds=time.monotonic() - began,
+            withdraw_limit=limit,
+            refusal=refusal,
+            revoked_skipped=counts.revoked,
+            revoked_positions=sorted(counts.revoked_positions)[:_KEEP_POSITIONS],
         )
     finally:
         await asyncio.to_thread(store.close)
@@ -139,7 +243,7 @@ async def _settle(store: SnapshotStore, tokenizer: Tokenizer, options: SyncOptio
     pinned), with every snapshot row tokenised under it."""
     key = await tokenizer.refresh()
     if (await store.run(store.keys)) - {key.key_id}:
-        meter = Meter("re-tokenise", None, options.progress)
+        meter = Meter("re-tokenise", None, options.progress).start()
         while rows := await store.run(store.stale, key.key_id, options.batch_size):
             e164s = [r[-1] for r in rows]
             if any(e164 is None for e164 in e164s):
@@ -160,7 +264,14 @@ async def _settle(store: SnapshotStore, tokenizer: Tokenizer, options: SyncOptio
 async def _digest(
     rpc: BindingRpc, bits: int, key_id: str, options: SyncOptions
 ) -> dict[int, BucketDigest]:
-    return await wait_out_rekey(lambda: rpc.digest(bits, key_id), options.progress)
+    buckets, _ = await _digest_and_revoked(rpc, bits, key_id, options)
+    return buckets
+
+
+async def _digest_and_revoked(
+    rpc: BindingRpc, bits: int, key_id: str, options: SyncOptions
+) -> tuple[dict[int, BucketDigest], int]:
+    return await wait_out_rekey(lambda: rpc.digest_and_revoked(bits, key_id), options.progress)
 
 
 async def _compare(
@@ -170,15 +281,18 @@ async def _compare(
     bits = options.bucket_bits
     if bits is None:
         bits = choose_bucket_bits(distinct)
-    remote = await _digest(rpc, bits, key_id, options)
+    remote, revoked = await _digest_and_revoked(rpc, bits, key_id, options)
     server_total = sum(b.count for b in remote.values())
     if options.bucket_bits is None and choose_bucket_bits(server_total) > bits:
         # The registry holds far more than the snapshot: finer buckets keep lists short.
         bits = choose_bucket_bits(server_total)
-        remote = await _digest(rpc, bits, key_id, options)
+        remote, revoked = await _digest_and_revoked(rpc, bits, key_id, options)
     local = await store.run(store.buckets, bits)
     todo = differing(local, remote)
-    counts = await _plan(rpc, store, key_id, bits, todo, options)
+    counts = await _plan(rpc, store, key_id, bits, todo, revoked > 0, options)
+    if counts.revoked:
+        # Skipped rows are not the registry's to hold: compare without them.
+        local = await store.run(store.buckets, bits)
     return _Plan(key_id, bits, server_total, local, todo, counts)
 
 
@@ -188,12 +302,17 @@ async def _plan(
     key_id: str,
     bits: int,
     buckets: list[int],
+    any_revoked: bool,
     options: SyncOptions,
-) -> tuple[int, int, int, int]:
-    """List each differing bucket and record what to publish and withdraw in the store:
-    (added, changed, withdrawn, buckets listed)."""
-    planned = [0, 0, 0, 0]
-    meter = Meter("compare", len(buckets), options.progress, unit="bucket")
+) -> _Counts:
+    """List each differing bucket and record what to publish and withdraw in the store.
+
+    A snapshot row the registry lacks may be one it revoked (a holder's request or a
+    reissue, acked by this platform): republished as it was it would stay revoked, so it is
+    skipped, and dropped from the snapshot's digests. Its bound_at after the revocation
+    makes it a new binding, published as any other."""
+    plan = _Counts()
+    meter = Meter("compare", len(buckets), options.progress, unit="bucket").start()
 
     async def compare(bucket: int) -> None:
         server: dict[Key, tuple[int, int]] = {}
@@ -210,21 +329,35 @@ async def _plan(
             for token, ref, us, kind in page:
                 server[(token, ref)] = (us, kind)
         mine = await store.run(store.bucket, bits, bucket)
-        publish: list[Planned] = []
+        added: list[Planned] = []
+        changed: list[Planned] = []
         for key, (us, kind, pos) in mine.items():
             theirs = server.pop(key, None)
-            if theirs != (us, kind):
-                publish.append((*key, us, kind, pos))
-                planned[1 if theirs is not None else 0] += 1
-        withdraw = list(server)
-        planned[2] += len(withdraw)
-        planned[3] += 1
-        await store.run(store.plan, publish, withdraw)
+            if theirs is None:
+                added.append((*key, us, kind, pos))
+            elif theirs != (us, kind):
+                changed.append((*key, us, kind, pos))
+        if any_revoked and added:
+            revoked = await rpc.revoked(
+                bits, bucket, key_id, wait_rekey=True, progress=options.progress
+            )
+            stale = [p for p in added if p[2] <= revoked.get((p[0], p[1]), -1)]
+            if stale:
+                await store.run(store.drop, stale)
+                plan.revoked += len(stale)
+                if len(plan.revoked_positions) < _KEEP_POSITIONS:
+                    plan.revoked_positions.extend(pos for *_, pos in stale)
+                skip = {(p[0], p[1]) for p in stale}
+                added = [p for p in added if (p[0], p[1]) not in skip]
+        plan.added += len(added)
+        plan.changed += len(changed)
+        plan.withdrawn += len(server)
+        plan.listed += 1
+        await store.run(store.plan, added + changed, list(server))
         meter.add(1)
 
     await pipeline(iterate(buckets), compare, options.in_flight)
-    added, changed, withdrawn, listed = planned
-    return added, changed, withdrawn, listed
+    return plan
 
 
 async def _apply(
@@ -245,7 +378,7 @@ async def _apply(
         await rpc.publish(
             store.planned_publishes(options.batch_size),
             as_items,
-            Meter("publish", publishes, options.progress),
+            Meter("publish", publishes, options.progress).start(),
         )
     if withdrawals:
 
@@ -256,5 +389,5 @@ async def _apply(
         await rpc.withdraw(
             store.planned_withdrawals(options.batch_size),
             as_keys,
-            Meter("withdraw", withdrawals, options.progress),
+            Meter("withdraw", withdrawals, options.progress).start(),
         )

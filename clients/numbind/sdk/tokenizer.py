@@ -26,7 +26,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -195,20 +195,28 @@ class Tokenizer:
         return await self.tokenize_e164(e164s)
 
     async def tokenize_e164(
-        self, e164s: Sequence[str], *, key: PinnedKey | None = None
+        self,
+        e164s: Sequence[str],
+        *,
+        key: PinnedKey | None = None,
+        on_done: Callable[[int], None] | None = None,
     ) -> list[TokenResult]:
         """Like tokenize() for numbers already in E.164 form; all under one key (``key``,
-        or the pinned key)."""
+        or the pinned key). ``on_done(n)`` is called as each batch of n numbers is
+        tokenised (progress finer than the caller's batches)."""
         key = key or await self.key()
         sem = asyncio.Semaphore(self._in_flight)
 
         async def run(start: int, chunk: list[str]) -> list[TokenResult]:
             async with sem:
                 try:
-                    return await self._one_batch(key, chunk)
+                    tokens = await self._one_batch(key, chunk)
                 except NumbindClientError as exc:
                     where = offset_positions(start, len(chunk))
                     raise located(exc, "blinded_elements", "number", where) from None
+            if on_done is not None:
+                on_done(len(chunk))
+            return tokens
 
         starts = range(0, len(e164s), self._batch)
         results = await asyncio.gather(*(run(i, list(e164s[i : i + self._batch])) for i in starts))

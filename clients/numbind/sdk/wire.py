@@ -32,6 +32,7 @@ from numbind.sdk.model import (
     EventKind,
     FeedEvent,
     Item,
+    Key,
     Kind,
     Reassigned,
     Record,
@@ -115,9 +116,9 @@ def withdraw_request(
     )
 
 
-def publish_counts(resp: platforms_pb2.PublishBindingsResponse) -> tuple[int, int, int]:
-    """(inserted, updated, unchanged)."""
-    return resp.inserted, resp.updated, resp.unchanged
+def publish_counts(resp: platforms_pb2.PublishBindingsResponse) -> tuple[int, int, int, int]:
+    """(inserted, updated, unchanged, left revoked)."""
+    return resp.inserted, resp.updated, resp.unchanged, resp.revoked
 
 
 def withdraw_counts(resp: platforms_pb2.WithdrawBindingsResponse) -> tuple[int, int]:
@@ -153,6 +154,11 @@ def list_request(
         page_size=page_size,
         page_token=page_token,
     )
+
+
+def revoked_item(b: platforms_pb2.RevokedBinding) -> tuple[Key, int]:
+    """((token, account_ref), revoked_us) of a revoked binding."""
+    return (bytes(b.binding.token.value), bytes(b.binding.account_ref)), us_of(b.revoked_at)
 
 
 def bucket_digests(resp: platforms_pb2.GetDigestResponse, bits: int) -> dict[int, BucketDigest]:
@@ -305,6 +311,7 @@ def number_views(
                 )
                 for p in n.platforms
             ],
+            resp.order_deadline.ToTimedelta() if resp.HasField("order_deadline") else None,
         )
         for t, n in zip(tokens, resp.numbers, strict=True)
     ]
@@ -341,6 +348,9 @@ def revocation_progress(resp: holders_pb2.GetRevocationResponse) -> list[Revocat
             p.done,
             p.rejected,
             p.reason,
+            tuple(p.order_ids),
+            instant(p.deadline),
+            instant(p.updated_at),
         )
         for p in resp.platforms
     ]

@@ -8,6 +8,7 @@ Called by carriers with attestations they signed for the holder.
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -332,18 +333,26 @@ class QueryBindingsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NUMBERS_FIELD_NUMBER: _builtins.int
+    ORDER_DEADLINE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def numbers(self) -> _containers.RepeatedCompositeFieldContainer[Global___NumberBindings]:
         """One per attestation, in order."""
+
+    @_builtins.property
+    def order_deadline(self) -> _duration_pb2.Duration:
+        """How long platforms have to confirm a revocation before its orders show OVERDUE (the
+        registry's order deadline): what a carrier app can promise a holder before asking.
+        """
 
     def __init__(
         self,
         *,
         numbers: _abc.Iterable[Global___NumberBindings] | None = ...,
+        order_deadline: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["order_deadline", b"order_deadline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["numbers", b"numbers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["numbers", b"numbers", "order_deadline", b"order_deadline"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -351,6 +360,11 @@ Global___QueryBindingsResponse: _TypeAlias = QueryBindingsResponse  # noqa: Y015
 
 @_typing.final
 class RequestRevocationRequest(_message.Message):
+    """A binding whose revocation order is still open is not asked again, unless that order is
+    past its deadline (OVERDUE): then a new order asks its platform again, and whichever of
+    the two the platform acks first decides.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
@@ -365,7 +379,10 @@ class RequestRevocationRequest(_message.Message):
 
     @_builtins.property
     def platform_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """With REVOCATION_SCOPE_PLATFORMS: 1..1,000 platform ids."""
+        """With REVOCATION_SCOPE_PLATFORMS: 1..1,000 platform ids. With
+        REVOCATION_SCOPE_ALL_PRE_TENURE: optional, 0..1,000 ids to ask only those platforms
+        (a retry of the overdue ones, or all but one that refused). Not allowed with ALL.
+        """
 
     def __init__(
         self,
@@ -438,6 +455,8 @@ class PlatformProgress(_message.Message):
     REJECTED_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    ORDER_IDS_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
     platform_id: _builtins.str
     display_name: _builtins.str
     category: _builtins.str
@@ -454,6 +473,16 @@ class PlatformProgress(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp:
         """Last ack, if any."""
 
+    @_builtins.property
+    def order_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The platform's orders in this revocation, oldest first: the ids its event feed
+        carries, so a holder can quote one and the platform can look it up.
+        """
+
+    @_builtins.property
+    def deadline(self) -> _timestamp_pb2.Timestamp:
+        """The latest deadline of these orders: open past it, the platform shows OVERDUE."""
+
     def __init__(
         self,
         *,
@@ -466,10 +495,12 @@ class PlatformProgress(_message.Message):
         rejected: _builtins.int = ...,
         reason: _builtins.str = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        order_ids: _abc.Iterable[_builtins.str] | None = ...,
+        deadline: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "display_name", b"display_name", "done", b"done", "orders", b"orders", "platform_id", b"platform_id", "reason", b"reason", "rejected", b"rejected", "state", b"state", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "deadline", b"deadline", "display_name", b"display_name", "done", b"done", "order_ids", b"order_ids", "orders", b"orders", "platform_id", b"platform_id", "reason", b"reason", "rejected", b"rejected", "state", b"state", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

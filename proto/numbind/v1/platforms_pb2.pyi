@@ -134,22 +134,29 @@ class PublishBindingsResponse(_message.Message):
     INSERTED_FIELD_NUMBER: _builtins.int
     UPDATED_FIELD_NUMBER: _builtins.int
     UNCHANGED_FIELD_NUMBER: _builtins.int
+    REVOKED_FIELD_NUMBER: _builtins.int
     inserted: _builtins.int
     """Bindings that did not exist before."""
     updated: _builtins.int
     """Existing bindings whose bound_at or kind changed (or that were withdrawn and return)."""
     unchanged: _builtins.int
     """Existing bindings already exactly as published."""
+    revoked: _builtins.int
+    """Bindings the registry revoked (after the platform acked UNBOUND or ALREADY_GONE),
+    republished with a bound_at no later than the revocation: left revoked. Remove them
+    from your export; a bound_at after the revocation binds the number anew.
+    """
     def __init__(
         self,
         *,
         inserted: _builtins.int = ...,
         updated: _builtins.int = ...,
         unchanged: _builtins.int = ...,
+        revoked: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inserted", b"inserted", "unchanged", b"unchanged", "updated", b"updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inserted", b"inserted", "revoked", b"revoked", "unchanged", b"unchanged", "updated", b"updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -268,7 +275,12 @@ class GetDigestResponse(_message.Message):
 
     BUCKET_BITS_FIELD_NUMBER: _builtins.int
     BUCKETS_FIELD_NUMBER: _builtins.int
+    REVOKED_FIELD_NUMBER: _builtins.int
     bucket_bits: _builtins.int
+    revoked: _builtins.int
+    """Revoked bindings, in the store key like the buckets (in no bucket's count or digest):
+    when 0, a sync need not look for any.
+    """
     @_builtins.property
     def buckets(self) -> _containers.RepeatedCompositeFieldContainer[Global___BucketDigest]:
         """Only non-empty buckets, in bucket order; a missing bucket is empty."""
@@ -278,10 +290,11 @@ class GetDigestResponse(_message.Message):
         *,
         bucket_bits: _builtins.int = ...,
         buckets: _abc.Iterable[Global___BucketDigest] | None = ...,
+        revoked: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket_bits", b"bucket_bits", "buckets", b"buckets"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket_bits", b"bucket_bits", "buckets", b"buckets", "revoked", b"revoked"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -343,6 +356,59 @@ class ListBindingsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListBindingsResponse: _TypeAlias = ListBindingsResponse  # noqa: Y015
+
+@_typing.final
+class RevokedBinding(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BINDING_FIELD_NUMBER: _builtins.int
+    REVOKED_AT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def binding(self) -> _common_pb2.Binding: ...
+    @_builtins.property
+    def revoked_at(self) -> _timestamp_pb2.Timestamp:
+        """When the platform's ack revoked it. Republished with a bound_at after this, the
+        binding is active again (the account bound the number anew); republished as it was,
+        it stays revoked.
+        """
+
+    def __init__(
+        self,
+        *,
+        binding: _common_pb2.Binding | None = ...,
+        revoked_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "revoked_at", b"revoked_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "revoked_at", b"revoked_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevokedBinding: _TypeAlias = RevokedBinding  # noqa: Y015
+
+@_typing.final
+class ListRevokedBindingsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BINDINGS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty when this is the last page."""
+    @_builtins.property
+    def bindings(self) -> _containers.RepeatedCompositeFieldContainer[Global___RevokedBinding]: ...
+    def __init__(
+        self,
+        *,
+        bindings: _abc.Iterable[Global___RevokedBinding] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bindings", b"bindings", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRevokedBindingsResponse: _TypeAlias = ListRevokedBindingsResponse  # noqa: Y015
 
 @_typing.final
 class ReassignedQuery(_message.Message):

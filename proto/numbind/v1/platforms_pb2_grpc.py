@@ -54,6 +54,11 @@ class PlatformsStub:
                 request_serializer=numbind_dot_v1_dot_platforms__pb2.ListBindingsRequest.SerializeToString,
                 response_deserializer=numbind_dot_v1_dot_platforms__pb2.ListBindingsResponse.FromString,
                 _registered_method=True)
+        self.ListRevokedBindings = channel.unary_unary(
+                '/numbind.v1.Platforms/ListRevokedBindings',
+                request_serializer=numbind_dot_v1_dot_platforms__pb2.ListBindingsRequest.SerializeToString,
+                response_deserializer=numbind_dot_v1_dot_platforms__pb2.ListRevokedBindingsResponse.FromString,
+                _registered_method=True)
         self.CheckReassigned = channel.unary_unary(
                 '/numbind.v1.Platforms/CheckReassigned',
                 request_serializer=numbind_dot_v1_dot_platforms__pb2.CheckReassignedRequest.SerializeToString,
@@ -107,6 +112,15 @@ class PlatformsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListRevokedBindings(self, request, context):
+        """Page through the bindings of one bucket that the registry revoked (a holder's request
+        or a reissue, acked UNBOUND or ALREADY_GONE), with when. A sync uses it to skip, not
+        republish, rows of a snapshot that still holds them. The same rules as GetDigest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CheckReassigned(self, request, context):
         """"Has this number been reassigned since D?" for up to 1,000 tokens.
         """
@@ -150,6 +164,11 @@ def add_PlatformsServicer_to_server(servicer, server):
                     servicer.ListBindings,
                     request_deserializer=numbind_dot_v1_dot_platforms__pb2.ListBindingsRequest.FromString,
                     response_serializer=numbind_dot_v1_dot_platforms__pb2.ListBindingsResponse.SerializeToString,
+            ),
+            'ListRevokedBindings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRevokedBindings,
+                    request_deserializer=numbind_dot_v1_dot_platforms__pb2.ListBindingsRequest.FromString,
+                    response_serializer=numbind_dot_v1_dot_platforms__pb2.ListRevokedBindingsResponse.SerializeToString,
             ),
             'CheckReassigned': grpc.unary_unary_rpc_method_handler(
                     servicer.CheckReassigned,
@@ -275,6 +294,33 @@ class Platforms:
             '/numbind.v1.Platforms/ListBindings',
             numbind_dot_v1_dot_platforms__pb2.ListBindingsRequest.SerializeToString,
             numbind_dot_v1_dot_platforms__pb2.ListBindingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRevokedBindings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/numbind.v1.Platforms/ListRevokedBindings',
+            numbind_dot_v1_dot_platforms__pb2.ListBindingsRequest.SerializeToString,
+            numbind_dot_v1_dot_platforms__pb2.ListRevokedBindingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -49,6 +49,11 @@ class PlatformsStub:
     """
     ListBindings: _grpc.UnaryUnaryMultiCallable[_platforms_pb2.ListBindingsRequest, _platforms_pb2.ListBindingsResponse]
     """Page through the active bindings of one bucket; the same rules as GetDigest."""
+    ListRevokedBindings: _grpc.UnaryUnaryMultiCallable[_platforms_pb2.ListBindingsRequest, _platforms_pb2.ListRevokedBindingsResponse]
+    """Page through the bindings of one bucket that the registry revoked (a holder's request
+    or a reissue, acked UNBOUND or ALREADY_GONE), with when. A sync uses it to skip, not
+    republish, rows of a snapshot that still holds them. The same rules as GetDigest.
+    """
     CheckReassigned: _grpc.UnaryUnaryMultiCallable[_platforms_pb2.CheckReassignedRequest, _platforms_pb2.CheckReassignedResponse]
     """"Has this number been reassigned since D?" for up to 1,000 tokens."""
     StreamEvents: _grpc.UnaryStreamMultiCallable[_platforms_pb2.StreamEventsRequest, _platforms_pb2.StreamEventsResponse]
@@ -74,6 +79,11 @@ class PlatformsAsyncStub(PlatformsStub):
     """
     ListBindings: _aio.UnaryUnaryMultiCallable[_platforms_pb2.ListBindingsRequest, _platforms_pb2.ListBindingsResponse]  # type: ignore[assignment]
     """Page through the active bindings of one bucket; the same rules as GetDigest."""
+    ListRevokedBindings: _aio.UnaryUnaryMultiCallable[_platforms_pb2.ListBindingsRequest, _platforms_pb2.ListRevokedBindingsResponse]  # type: ignore[assignment]
+    """Page through the bindings of one bucket that the registry revoked (a holder's request
+    or a reissue, acked UNBOUND or ALREADY_GONE), with when. A sync uses it to skip, not
+    republish, rows of a snapshot that still holds them. The same rules as GetDigest.
+    """
     CheckReassigned: _aio.UnaryUnaryMultiCallable[_platforms_pb2.CheckReassignedRequest, _platforms_pb2.CheckReassignedResponse]  # type: ignore[assignment]
     """"Has this number been reassigned since D?" for up to 1,000 tokens."""
     StreamEvents: _aio.UnaryStreamMultiCallable[_platforms_pb2.StreamEventsRequest, _platforms_pb2.StreamEventsResponse]  # type: ignore[assignment]
@@ -120,6 +130,17 @@ class PlatformsServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_platforms_pb2.ListBindingsResponse, _abc.Awaitable[_platforms_pb2.ListBindingsResponse]]:
         """Page through the active bindings of one bucket; the same rules as GetDigest."""
+
+    @_abc_1.abstractmethod
+    def ListRevokedBindings(
+        self,
+        request: _platforms_pb2.ListBindingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_platforms_pb2.ListRevokedBindingsResponse, _abc.Awaitable[_platforms_pb2.ListRevokedBindingsResponse]]:
+        """Page through the bindings of one bucket that the registry revoked (a holder's request
+        or a reissue, acked UNBOUND or ALREADY_GONE), with when. A sync uses it to skip, not
+        republish, rows of a snapshot that still holds them. The same rules as GetDigest.
+        """
 
     @_abc_1.abstractmethod
     def CheckReassigned(

@@ -149,6 +149,44 @@ def add_principal(
         )
 
 
+def principal_roles(settings: Settings, name: str) -> list[str]:
+    """The roles (platform, carrier) under which ``name`` is registered
+    (AdminService.roles_of, offline)."""
+    with _admin(settings, None, migrate_schema=False) as admin:
+        return admin.roles_of(name)
+
+
+def reissue_bundle(
+    settings: Settings,
+    role: str,
+    name: str,
+    out: Path,
+    *,
+    registry_address: str | None = None,
+) -> Bundle:
+    """A fresh bundle for an existing platform or carrier: a new client key and
+    certificate (and, for a carrier, a new attestation key), pinned so the registry refuses
+    the old ones. Files in ``out`` that are not credentials (a platform's account-ref.key,
+    its feed cursor) are kept."""
+    signing = nacl.signing.SigningKey.generate() if role == Role.CARRIER else None
+    ca = _ca(settings)
+    key_pem, csr_pem = make_client_key_and_csr(name)
+    with _admin(settings, ca, migrate_schema=True) as admin:
+        principal, cert_pem = admin.reissue_offline(
+            role, name, csr_pem, signing.verify_key.encode() if signing is not None else None
+        )
+    return Bundle.write(
+        out,
+        registry=registry_address or served_address(settings.data_dir) or settings.listen,
+        role=principal.role,  # type: ignore[arg-type]
+        principal_id=principal.name,
+        ca_pem=ca.cert_pem,
+        cert_pem=cert_pem,
+        key_pem=key_pem,
+        attestation_seed=bytes(signing) if signing is not None else None,
+    )
+
+
 def set_suspended(settings: Settings, role: str, name: str, suspended: bool) -> None:
     """Suspend or resume a platform or carrier (AdminService.set_suspended, offline)."""
     with _admin(settings, None, migrate_schema=False) as admin:

@@ -8,6 +8,7 @@ out of a certificate assume the certificate was already verified against this CA
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -348,6 +349,23 @@ def principal_from_cert_pem(pem: bytes) -> PrincipalId:
     except ValueError as exc:
         raise ValueError(f"not a PEM certificate: {exc}") from None
     return _principal_from_cert(cert)
+
+
+@functools.lru_cache(maxsize=4096)
+def certificate_identity(pem: bytes) -> tuple[PrincipalId, bytes]:
+    """The principal of a (TLS-verified) PEM certificate and the SHA-256 of its DER, which
+    the registry pins per principal. Cached: every call presents the same few certificates.
+    ValueError for a certificate without exactly one numbind identity."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise ValueError(f"not a PEM certificate: {exc}") from None
+    return _principal_from_cert(cert), cert.fingerprint(hashes.SHA256())
+
+
+def certificate_sha256(pem: bytes) -> bytes:
+    """SHA-256 of a PEM certificate's DER: what a principal's pin holds."""
+    return x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256())
 
 
 def _principal_from_cert(cert: x509.Certificate) -> PrincipalId:

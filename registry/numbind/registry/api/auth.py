@@ -46,18 +46,19 @@ def allowed_roles(method: str) -> frozenset[str] | None:
     return ROLE_TABLE.get(service)
 
 
-def identity_from_context(context: Ctx) -> tuple[str, str] | None:
-    """(role, name) from the client certificate's single spiffe://numbind/ URI SAN."""
+def identity_from_context(context: Ctx) -> tuple[str, str, bytes] | None:
+    """(role, name, certificate SHA-256) from the client certificate's single
+    spiffe://numbind/ URI SAN."""
     pems = list(context.auth_context().get("x509_pem_cert", ()))
     if not pems:
         return None
-    from numbind.registry.pki import principal_from_cert_pem
+    from numbind.registry.pki import certificate_identity
 
     try:
-        pid = principal_from_cert_pem(pems[0])
+        pid, fingerprint = certificate_identity(bytes(pems[0]))
     except ValueError:
         return None
-    return pid.role, pid.id
+    return pid.role, pid.id, fingerprint
 
 
 class AuthInterceptor(GuardInterceptor):
@@ -79,10 +80,16 @@ class AuthInterceptor(GuardInterceptor):
             raise Unauthenticated(
                 "client certificate carries no spiffe://numbind/<role>/<id> identity"
             )
-        role, name = ident
+        role, name, fingerprint = ident
         principal = await self._directory.lookup(role, name)
         if principal is None:
             raise Unauthenticated(f"principal {SPIFFE_PREFIX}{role}/{name} is unknown or suspended")
+        if principal.cert_sha256 is not None and principal.cert_sha256 != fingerprint:
+            # The CA signed it, but a reissued bundle has replaced it.
+            raise Unauthenticated(
+                f"principal {SPIFFE_PREFIX}{role}/{name}: this certificate was replaced by a "
+                "reissued bundle; use the new bundle"
+            )
         roles = allowed_roles(method)
         if roles is None or role not in roles:
             raise PermissionDenied(f"role {role!r} may not call {method}")

@@ -24,6 +24,7 @@ class HoldersServicer(holders_pb2_grpc.HoldersServicer):
             current_principal(), [_signed(a) for a in request.attestations]
         )
         out = holders_pb2.QueryBindingsResponse()
+        out.order_deadline.FromMilliseconds(round(self._service.order_deadline_seconds * 1000))
         for v in views:
             number = out.numbers.add(
                 token=v.token, key_id=v.key_id, tenure_start=ts_from_us(v.tenure_start_us)
@@ -75,6 +76,8 @@ class HoldersServicer(holders_pb2_grpc.HoldersServicer):
                     rejected=p.rejected,
                     reason=p.reason,
                     updated_at=ts_from_us(p.updated_us) if p.updated_us else None,
+                    order_ids=p.order_ids,
+                    deadline=ts_from_us(p.deadline_us) if p.deadline_us else None,
                 )
                 for p in view.platforms
             ],

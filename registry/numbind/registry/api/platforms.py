@@ -40,7 +40,10 @@ class PlatformsServicer(FeedRpcs, platforms_pb2_grpc.PlatformsServicer):
             bindings_from_wire(request.bindings),
         )
         return platforms_pb2.PublishBindingsResponse(
-            inserted=counts.inserted, updated=counts.updated, unchanged=counts.unchanged
+            inserted=counts.inserted,
+            updated=counts.updated,
+            unchanged=counts.unchanged,
+            revoked=counts.revoked,
         )
 
     async def WithdrawBindings(
@@ -62,7 +65,7 @@ class PlatformsServicer(FeedRpcs, platforms_pb2_grpc.PlatformsServicer):
     async def GetDigest(
         self, request: platforms_pb2.GetDigestRequest, context: Ctx
     ) -> platforms_pb2.GetDigestResponse:
-        buckets = await self._service.digest(
+        buckets, revoked = await self._service.digest(
             current_principal(), request.bucket_bits, request.key_id
         )
         return platforms_pb2.GetDigestResponse(
@@ -71,6 +74,7 @@ class PlatformsServicer(FeedRpcs, platforms_pb2_grpc.PlatformsServicer):
                 platforms_pb2.BucketDigest(bucket=b.bucket, count=b.count, digest=b.digest)
                 for b in buckets
             ],
+            revoked=revoked,
         )
 
     async def ListBindings(
@@ -86,6 +90,25 @@ class PlatformsServicer(FeedRpcs, platforms_pb2_grpc.PlatformsServicer):
         )
         return platforms_pb2.ListBindingsResponse(
             bindings=[binding_to_wire(b) for b in page.bindings],
+            next_page_token=page.next_page_token,
+        )
+
+    async def ListRevokedBindings(
+        self, request: platforms_pb2.ListBindingsRequest, context: Ctx
+    ) -> platforms_pb2.ListRevokedBindingsResponse:
+        page = await self._service.list_revoked(
+            current_principal(),
+            request.bucket_bits,
+            request.bucket,
+            request.key_id,
+            request.page_size,
+            request.page_token,
+        )
+        return platforms_pb2.ListRevokedBindingsResponse(
+            bindings=[
+                platforms_pb2.RevokedBinding(binding=binding_to_wire(b), revoked_at=ts_from_us(us))
+                for b, us in page.bindings
+            ],
             next_page_token=page.next_page_token,
         )
 

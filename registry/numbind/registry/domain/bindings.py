@@ -46,6 +46,8 @@ class PublishCounts:
     inserted: int
     updated: int
     unchanged: int
+    # Republished as they were after the registry revoked them: left revoked.
+    revoked: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,14 @@ class BucketDigest:
 @dataclass(frozen=True)
 class BindingPage:
     bindings: list[Binding]
+    # Empty on the last page.
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class RevokedPage:
+    # (binding, revoked_us) each.
+    bindings: list[tuple[Binding, int]]
     # Empty on the last page.
     next_page_token: str
 

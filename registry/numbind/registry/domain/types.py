@@ -122,6 +122,8 @@ class Principal:
     name: str
     display_name: str = ""
     category: str = ""
+    # The one certificate (SHA-256 of its DER) it may present; None: any the CA issued.
+    cert_sha256: bytes | None = None
 
     @property
     def uri(self) -> str:

@@ -19,10 +19,10 @@ from typing import Any
 from numbind.registry.domain import validate
 from numbind.registry.domain.keymap import RekeyStatus
 from numbind.registry.domain.principals import NewPrincipal, attestation_key, suspendable_role
-from numbind.registry.domain.types import Principal, now_us
-from numbind.registry.errors import InvalidArgument
+from numbind.registry.domain.types import Principal, Role, now_us
+from numbind.registry.errors import InvalidArgument, NotFound
 from numbind.registry.keys import KeyRing, TokenKey
-from numbind.registry.pki import CertificateAuthority, PrincipalId
+from numbind.registry.pki import CertificateAuthority, PrincipalId, certificate_sha256
 from numbind.registry.services.directory import Directory
 from numbind.registry.services.rekey import RekeyRunner
 from numbind.registry.services.tokenmap import TokenMapper
@@ -64,11 +64,11 @@ class AdminService:
     ) -> dict[str, Any]:
         """Register `new` and sign its CSR; idempotent under (caller, request_id)."""
         validate.request_id(request_id)
-        cert = self._sign(new, csr_pem)
+        cert = self._sign(new.role, new.name, csr_pem)
 
         def act(session: Session) -> dict[str, Any]:
             def first() -> dict[str, Any]:
-                self._record(session, new)
+                self._record(session, new, certificate_sha256(cert))
                 return {"uri": f"spiffe://numbind/{new.role}/{new.name}", "cert": cert.decode()}
 
             return idempotency.once(
@@ -80,20 +80,50 @@ class AdminService:
     def register_offline(self, new: NewPrincipal, csr_pem: bytes) -> bytes:
         """`register` for the operator on the data dir: no server, no caller, no request id
         (a second run is AlreadyExists). Returns the signed certificate."""
-        cert = self._sign(new, csr_pem)
-        self._db.transact(lambda s: self._record(s, new))
+        cert = self._sign(new.role, new.name, csr_pem)
+        self._db.transact(lambda s: self._record(s, new, certificate_sha256(cert)))
         return cert
 
-    def _sign(self, new: NewPrincipal, csr_pem: bytes) -> bytes:
+    def reissue_offline(
+        self, role: str, name: str, csr_pem: bytes, attestation_pub: bytes | None
+    ) -> tuple[Principal, bytes]:
+        """A new certificate for an existing platform or carrier (and, for a carrier, a new
+        attestation key): pinned at once, so the old certificate (and key) stop working,
+        in this process now and in a running registry within its directory cache's
+        lifetime. Returns the principal and the certificate."""
+        suspendable_role(role)
+        key = attestation_key(attestation_pub) if attestation_pub is not None else None
+        if (role == Role.CARRIER) != (key is not None):
+            want = "a new key for a carrier" if role == Role.CARRIER else "none"
+            raise InvalidArgument(f"attestation_public_key: want {want}")
+        if self._db.transact(lambda s: principals.find(s, role, name), write=False) is None:
+            raise NotFound(f"principal_id: no {role} named {name!r}")
+        cert = self._sign(role, name, csr_pem)
+        principal = self._db.transact(
+            lambda s: principals.set_certificate(s, role, name, certificate_sha256(cert), key)
+        )
+        self._directory.invalidate()
+        return principal, cert
+
+    def roles_of(self, name: str) -> list[str]:
+        """The roles (platform, carrier) under which ``name`` is registered."""
+
+        def found(session: Session) -> list[str]:
+            roles = (Role.PLATFORM, Role.CARRIER)
+            return [r for r in roles if principals.find(session, r, name) is not None]
+
+        return self._db.transact(found, write=False)
+
+    def _sign(self, role: str, name: str, csr_pem: bytes) -> bytes:
         if self._ca is None:
             raise InvalidArgument("this registry has no CA key loaded; register locally")
         try:
-            return self._ca.sign_csr(csr_pem, PrincipalId(new.role, new.name))  # type: ignore[arg-type]
+            return self._ca.sign_csr(csr_pem, PrincipalId(role, name))  # type: ignore[arg-type]
         except ValueError as exc:
             raise InvalidArgument(f"csr_pem: {exc}") from None
 
     @staticmethod
-    def _record(session: Session, new: NewPrincipal) -> Principal:
+    def _record(session: Session, new: NewPrincipal, cert_sha256: bytes) -> Principal:
         return principals.register(
             session,
             new.role,
@@ -101,6 +131,7 @@ class AdminService:
             display_name=new.display_name,
             category=new.category,
             attestation_key=new.attestation_key,
+            cert_sha256=cert_sha256,
         )
 
     async def set_suspended(self, role: str, name: str, suspended: bool) -> None:

@@ -21,13 +21,14 @@ from numbind.registry.domain.bindings import (
     BucketDigest,
     PageCursor,
     PublishCounts,
+    RevokedPage,
     WithdrawCounts,
 )
 from numbind.registry.domain.keymap import KeyView, StoreToken
 from numbind.registry.domain.types import Binding, Principal, now_us
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import bindings as store
-from numbind.registry.storage import idempotency, keymap
+from numbind.registry.storage import idempotency, keymap, reconcile
 from numbind.registry.storage.db import Database, Session
 
 # Module-level aliases: inside the class, `list` names the method.
@@ -92,13 +93,18 @@ class BindingService:
             key_id, keymap.latest_rekey(session) if view.rekeying else None
         )
 
-    async def digest(self, caller: Principal, bucket_bits: int, key_id: str) -> Digests:
-        """Count and digest of the caller's live bindings per non-empty bucket."""
+    async def digest(self, caller: Principal, bucket_bits: int, key_id: str) -> tuple[Digests, int]:
+        """Count and digest of the caller's live bindings per non-empty bucket, and how many
+        of its bindings are revoked."""
         bits = rules.bucket_bits(bucket_bits)
         kid = rules.key_id_filter(key_id)
 
-        def act(session: Session, view: KeyView) -> Digests:
-            return store.digests(session, caller.pk, bits, self._store_key(session, view, kid))
+        def act(session: Session, view: KeyView) -> tuple[Digests, int]:
+            answer_key = self._store_key(session, view, kid)
+            return (
+                reconcile.digests(session, caller.pk, bits, answer_key),
+                reconcile.revoked_count(session, caller.pk, answer_key),
+            )
 
         return await self._tokens.act(act, write=False)
 
@@ -112,17 +118,12 @@ class BindingService:
         page_token: str,
     ) -> BindingPage:
         """One page of the caller's live bindings in one bucket, in a stable order."""
-        bits = rules.bucket_bits(bucket_bits)
-        rules.bucket(bucket, bits)
-        kid = rules.key_id_filter(key_id)
-        size = rules.page_size(page_size)
-        lo, hi = bucket16_range(bucket, bits)
-        after = rules.decode_page_token(page_token, lo, hi)
+        lo, hi, kid, size, after = _page_request(bucket_bits, bucket, key_id, page_size, page_token)
 
         # One extra row tells whether another page follows.
         def act(session: Session, view: KeyView) -> list[tuple[int, int, Binding]]:
             answer_key = self._store_key(session, view, kid)
-            return store.list_page(session, caller.pk, lo, hi, answer_key, after, size + 1)
+            return reconcile.list_page(session, caller.pk, lo, hi, answer_key, after, size + 1)
 
         rows = await self._tokens.act(act, write=False)
         next_token = ""
@@ -130,3 +131,41 @@ class BindingService:
             last_bucket, last_pk, _ = rows[size - 1]
             next_token = rules.encode_page_token(PageCursor(lo, hi, last_bucket, last_pk))
         return BindingPage([b for _, _, b in rows[:size]], next_token)
+
+    async def list_revoked(
+        self,
+        caller: Principal,
+        bucket_bits: int,
+        bucket: int,
+        key_id: str,
+        page_size: int,
+        page_token: str,
+    ) -> RevokedPage:
+        """One page of the caller's revoked bindings in one bucket, each with when; in the
+        store key, and not while a re-key is moving rows (as `list`)."""
+        lo, hi, kid, size, after = _page_request(bucket_bits, bucket, key_id, page_size, page_token)
+
+        def act(session: Session, view: KeyView) -> list[tuple[int, int, Binding, int]]:
+            answer_key = self._store_key(session, view, kid)
+            return reconcile.list_revoked_page(
+                session, caller.pk, lo, hi, answer_key, after, size + 1
+            )
+
+        rows = await self._tokens.act(act, write=False)
+        next_token = ""
+        if len(rows) > size:
+            last_bucket, last_pk, _, _ = rows[size - 1]
+            next_token = rules.encode_page_token(PageCursor(lo, hi, last_bucket, last_pk))
+        return RevokedPage([(b, us) for _, _, b, us in rows[:size]], next_token)
+
+
+def _page_request(
+    bucket_bits: int, bucket: int, key_id: str, page_size: int, page_token: str
+) -> tuple[int, int, str, int, PageCursor | None]:
+    """A page request checked: (lo, hi) of 16-bit buckets, key filter, size, cursor."""
+    bits = rules.bucket_bits(bucket_bits)
+    rules.bucket(bucket, bits)
+    kid = rules.key_id_filter(key_id)
+    size = rules.page_size(page_size)
+    lo, hi = bucket16_range(bucket, bits)
+    return lo, hi, kid, size, rules.decode_page_token(page_token, lo, hi)

@@ -43,6 +43,7 @@ from numbind.registry.errors import (
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import bindings, idempotency, nonces, numbers, orders, principals
+from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.db import Database, Session
 
 MAX_NUMBERS = MAX_HOLDER_NUMBERS
@@ -86,6 +87,9 @@ class PlatformProgress:
     rejected: int
     reason: str
     updated_us: int | None
+    # The platform's orders in this revocation, oldest first, and their latest deadline.
+    order_ids: tuple[str, ...] = ()
+    deadline_us: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,11 @@ class HolderService:
         self._notifier = notifier
         self._deadline = deadline_seconds
         self._policy = policy
+
+    @property
+    def order_deadline_seconds(self) -> float:
+        """How long a platform has to ack an order before it shows OVERDUE."""
+        return self._deadline
 
     # -- attestation checks ---------------------------------------------------------------
     @staticmethod
@@ -245,31 +254,33 @@ class HolderService:
         validate.request_id(request_id)
         if scope not in RevocationScope._value2member_map_:
             raise InvalidArgument(f"scope: got {scope}, want ALL_PRE_TENURE, PLATFORMS or ALL")
-        if scope == RevocationScope.PLATFORMS:
+        if scope == RevocationScope.PLATFORMS or platform_ids:
+            if scope == RevocationScope.ALL:
+                raise InvalidArgument(
+                    "platform_ids: not allowed with scope ALL; want PLATFORMS or ALL_PRE_TENURE"
+                )
             validate.batch_size("platform_ids", len(platform_ids), MAX_PLATFORMS)
-            for i, pid in enumerate(platform_ids):
-                validate.principal_id(f"platform_ids[{i}]", pid)
-        elif platform_ids:
-            raise InvalidArgument("platform_ids: only allowed with scope PLATFORMS")
+        for i, pid in enumerate(platform_ids):
+            validate.principal_id(f"platform_ids[{i}]", pid)
 
         def first(
             session: Session, view: KeyView, att: Attestation, token: StoreToken
         ) -> dict[str, Any]:
             tenure = self._admit(session, caller, att, token, "attestation")
             wanted: set[int] | None = None
-            if scope == RevocationScope.PLATFORMS:
+            if platform_ids:
                 by_name = principals.pks_by_name(session, Role.PLATFORM, platform_ids)
                 for i, pid in enumerate(platform_ids):
                     if pid not in by_name:
                         raise NotFound(f"platform_ids[{i}]: no platform {pid!r}")
                 wanted = set(by_name.values())
-            targets = [
+            in_scope = [
                 b
                 for b in bindings.bindings_for_token(session, token)
-                if b.state == int(BindingState.ACTIVE)
-                and (scope != RevocationScope.ALL_PRE_TENURE or b.bound_us < tenure)
+                if (scope != RevocationScope.ALL_PRE_TENURE or b.bound_us < tenure)
                 and (wanted is None or b.platform_pk in wanted)
             ]
+            targets = _to_ask(session, in_scope)
             rid = orders.new_revocation(
                 session,
                 EventCause.HOLDER_REQUEST,
@@ -323,6 +334,7 @@ class HolderService:
                 raise NotFound(f"revocation_id: no revocation {revocation_id} of yours")
             rows = orders.progress(session, revocation_id, now_us())
             names = principals.by_pks(session, {r.platform_pk for r in rows})
+            ids = orders.order_ids(session, revocation_id)
             out = []
             for r in rows:
                 if r.pending:
@@ -347,8 +359,24 @@ class HolderService:
                         r.rejected,
                         r.reason if r.rejected else "",
                         r.updated_us,
+                        tuple(ids.get(r.platform_pk, ())),
+                        r.deadline_us,
                     )
                 )
             return RevocationView(row.id, EventCause(row.cause), row.created_us, out)
 
         return await self._db.run(read, write=False)
+
+
+def _to_ask(session: Session, in_scope: list[StoredBinding]) -> list[StoredBinding]:
+    """The bindings in scope a new revocation orders: the active ones, and those whose
+    open order is past its deadline (asked again). One whose order is still within its
+    deadline is left to it: asking twice at once would only double the platform's work."""
+    revoking = [b.pk for b in in_scope if b.state == BindingState.REVOKING]
+    open_ = orders.open_orders_for_bindings(session, revoking, now_us()) if revoking else {}
+    return [
+        b
+        for b in in_scope
+        if b.state == BindingState.ACTIVE
+        or (b.pk in open_ and open_[b.pk][1] == int(OrderState.OVERDUE))
+    ]

@@ -8,7 +8,8 @@ PublishBindings is the hottest write path, so `prepare` + `upsert` stay off the 
 Core's per-row bind processing (measured ~7 us/row, as much as SQLite's own insert): rows
 are built as tuples before the transaction, and written with driver-level SQL through the
 session's connection — multi-row INSERTs on SQLite, a pipelined executemany on PostgreSQL.
-The rest uses Core selects. Contracts callers MUST keep are on each function.
+The rest uses Core selects; what reconciliation reads (digests, pages) is in
+storage.reconcile. Contracts callers MUST keep are on each function.
 
 Tokens arrive mapped to the store key (registry.domain.keymap). While a re-key runs a row
 may still be in the old form, so lookups ask for both forms at once, and an upsert that
@@ -24,10 +25,8 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-from numbind.protocol.digest import MAX_BUCKET_BITS, binding_digest, fold
+from numbind.protocol.digest import binding_digest
 from numbind.registry.domain.bindings import (
-    BucketDigest,
-    PageCursor,
     PublishCounts,
     WithdrawCounts,
 )
@@ -41,15 +40,13 @@ from numbind.registry.domain.types import (
 )
 from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import BindingRow
-from sqlalchemy import Connection, or_, select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 __all__ = [
     "PreparedBatch",
     "StoredBinding",
     "bindings_for_token",
-    "digests",
-    "list_page",
     "live_for_tokens",
     "prepare",
     "upsert",
@@ -64,8 +61,6 @@ _REVOKED = int(BindingState.REVOKED)
 # Parameters per SQLite statement (lookups, multi-row inserts): SQLite's default limit since
 # 3.32, and a cap on statement size where a build allows more.
 _MAX_VARIABLES = 32_766
-# Rows fetched per round trip when streaming a platform's digests.
-_STREAM_ROWS = 20_000
 
 # An insert-ready row: (platform_pk, key_id, token, account_ref, bound_us, kind, state,
 # bucket, digest, updated_us), in the column order of _INSERT.
@@ -148,18 +143,18 @@ def upsert(session: Session, batch: PreparedBatch) -> PublishCounts:
     MUST: batch holds each (token, account_ref) at most once (validated by the caller).
     A WITHDRAWN binding published again becomes ACTIVE and counts as updated; a REVOKING
     one keeps its state (its revocation order is still out). A REVOKED binding becomes
-    ACTIVE only with a later bound_at (the account bound the number anew): republished as
-    it was, it is a stale row of a platform's nightly snapshot and stays revoked, counted
-    as unchanged, so a sync cannot undo a holder's revocation.
+    ACTIVE only with a bound_at after its revocation (the account bound the number anew):
+    republished as it was, it is a stale row of a platform's nightly snapshot and stays
+    revoked, counted as revoked, so a sync cannot undo a holder's revocation.
     """
     conn = session.connection()
     back = {o: v for v, o in batch.old.items()}
     existing = {
-        (back.get(token, token), ref): (pk, token, bound_us, kind, state)
-        for pk, token, ref, bound_us, kind, state in _lookup(
+        (back.get(token, token), ref): (pk, token, bound_us, kind, state, updated_us)
+        for pk, token, ref, bound_us, kind, state, updated_us in _lookup(
             conn,
             batch.platform_pk,
-            ("pk", "token", "account_ref", "bound_us", "kind", "state"),
+            ("pk", "token", "account_ref", "bound_us", "kind", "state", "updated_us"),
             batch.tokens + list(batch.old.values()),
         )
     }
@@ -168,24 +163,31 @@ def upsert(session: Session, batch: PreparedBatch) -> PublishCounts:
         return PublishCounts(len(batch.rows), 0, 0)
     inserts: list[Row] = []
     updates: list[tuple[Any, ...]] = []
-    inserted = changed = unchanged = 0
+    inserted = changed = unchanged = revoked = 0
     for row in batch.rows:
         _, key_id, token, ref, bound_us, kind, _, bucket, digest, now = row
         found = existing.get((token, ref))
         if found is None:
             inserts.append(row)
             continue
-        pk, stored, old_bound_us, old_kind, state = found
+        pk, stored, old_bound_us, old_kind, state, changed_us = found
         # Found in the old form: the row is converted whatever else happens, but a
-        # conversion alone is no change the platform made, so it counts as unchanged.
+        # conversion alone is no change the platform made, so it counts as before.
         convert = stored != token
+        kept = binding_digest(key_id, token, ref, old_bound_us, old_kind) if convert else b""
+        # A REVOKED row's updated_us is when it was revoked: nothing else touches it (a
+        # conversion keeps it too), so it stays the revocation time a sync compares with.
+        if state == _REVOKED and bound_us <= max(old_bound_us, changed_us):
+            revoked += 1
+            if convert:
+                updates.append(
+                    (key_id, token, bucket, old_bound_us, old_kind, state, kept, changed_us, pk)
+                )
+            continue
         live = state in _LIVE
-        if (state == _REVOKED and bound_us <= old_bound_us) or (
-            live and (old_bound_us, old_kind) == (bound_us, kind)
-        ):
+        if live and (old_bound_us, old_kind) == (bound_us, kind):
             unchanged += 1
             if convert:
-                kept = binding_digest(key_id, token, ref, old_bound_us, old_kind)
                 updates.append(
                     (key_id, token, bucket, old_bound_us, old_kind, state, kept, now, pk)
                 )
@@ -205,7 +207,7 @@ def upsert(session: Session, batch: PreparedBatch) -> PublishCounts:
             ),
             updates,
         )
-    return PublishCounts(inserted, changed, unchanged)
+    return PublishCounts(inserted, changed, unchanged, revoked)
 
 
 def withdraw(
@@ -234,60 +236,6 @@ def withdraw(
             driver_sql(conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ?"), pks
         )
     return WithdrawCounts(len(pks), len(keys) - len(pks))
-
-
-def digests(session: Session, platform_pk: int, bits: int, key_id: str) -> list[BucketDigest]:
-    """Count and XOR digest of the platform's live bindings per non-empty bucket, in order.
-
-    Streams (bucket, digest) pairs in partitions, so memory stays flat however many
-    bindings the platform has; XOR runs on Python ints, one per 16-bit bucket, folded to
-    `bits` at the end.
-    """
-    stmt = select(_T.bucket, _T.digest).where(_T.platform_pk == platform_pk, _T.state.in_(_LIVE))
-    if key_id:
-        stmt = stmt.where(_T.key_id == key_id)
-    size = 1 << MAX_BUCKET_BITS
-    acc = [0] * size
-    counts = [0] * size
-    from_bytes = int.from_bytes
-    result = session.execute(stmt, execution_options={"yield_per": _STREAM_ROWS})
-    for part in result.partitions():
-        for bucket, digest in part:
-            acc[bucket] ^= from_bytes(digest, "big")
-            counts[bucket] += 1
-    return [BucketDigest(b, n, digest) for b, n, digest in fold(counts, acc, bits)]
-
-
-def list_page(
-    session: Session,
-    platform_pk: int,
-    lo: int,
-    hi: int,
-    key_id: str,
-    after: PageCursor | None,
-    limit: int,
-) -> list[tuple[int, int, Binding]]:
-    """Up to `limit` live bindings with 16-bit bucket in [lo, hi], as (bucket, pk, binding),
-    in (bucket, pk) order — the order of the (platform_pk, bucket) index, whose entries also
-    carry the row id, so a page is one index range scan from the cursor on."""
-    start = after.after_bucket if after else lo
-    stmt = select(
-        _T.bucket, _T.pk, _T.key_id, _T.token, _T.account_ref, _T.bound_us, _T.kind
-    ).where(
-        _T.platform_pk == platform_pk,
-        _T.bucket >= start,
-        _T.bucket <= hi,
-        _T.state.in_(_LIVE),
-    )
-    if after is not None:
-        stmt = stmt.where(or_(_T.bucket > after.after_bucket, _T.pk > after.after_pk))
-    if key_id:
-        stmt = stmt.where(_T.key_id == key_id)
-    stmt = stmt.order_by(_T.bucket, _T.pk).limit(limit)
-    return [
-        (bucket, pk, Binding(Token(kid, token), ref, bound_us, BindingKind(kind)))
-        for bucket, pk, kid, token, ref, bound_us, kind in session.execute(stmt)
-    ]
 
 
 def bindings_for_token(session: Session, token: StoreToken | bytes) -> list[StoredBinding]:

@@ -48,6 +48,10 @@ class PrincipalRow(Base):
     suspended: Mapped[bool] = mapped_column(Boolean, default=False)
     # Carriers only: the Ed25519 key that verifies their holder attestations.
     attestation_key: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
+    # SHA-256 of the DER of the one client certificate this principal may present (a
+    # reissued bundle replaces it, which retires the old certificate). None: any certificate
+    # the CA issued for this identity (principals registered before pinning).
+    cert_sha256: Mapped[bytes | None] = mapped_column(LargeBinary(32), nullable=True)
     created_us: Mapped[int] = mapped_column(BigInteger)
     # Platforms only: the last sequence number handed out in this platform's feed. Bumped in
     # the transaction that appends events, which serialises appends per platform and keeps

@@ -287,6 +287,10 @@ def record_acks(
         ),
         [(state, outcome, reason, now, order.pk) for order, state, outcome, reason in acks],
     )
+    revokes = [(order, state) for order, state, _, _ in acks if order.kind == int(EventKind.REVOKE)]
+    # A refused order leaves its binding revoking while another order for it (a holder's
+    # retry of an overdue one) is still open: that one's ack decides.
+    others = _open_elsewhere(session, [o for o, s in revokes if s == OrderState.REJECTED])
     bindings = [
         (
             int(BindingState.ACTIVE if state == OrderState.REJECTED else BindingState.REVOKED),
@@ -294,8 +298,8 @@ def record_acks(
             order.binding_pk,
             int(BindingState.REVOKING),
         )
-        for order, state, _, _ in acks
-        if order.kind == int(EventKind.REVOKE)
+        for order, state in revokes
+        if not (state == OrderState.REJECTED and order.binding_pk in others)
     ]
     if bindings:
         conn.exec_driver_sql(
@@ -304,6 +308,26 @@ def record_acks(
             ),
             bindings,
         )
+
+
+def _open_elsewhere(session: Session, acked: Sequence[AckTarget]) -> set[int]:
+    """Bindings of ``acked`` with another open REVOKE order besides these."""
+    if not acked:
+        return set()
+    skip = {o.pk for o in acked}
+    found: set[int] = set()
+    pks = sorted({o.binding_pk for o in acked})
+    for i in range(0, len(pks), 500):
+        for opk, bpk in session.execute(
+            select(OrderRow.pk, OrderRow.binding_pk).where(
+                OrderRow.binding_pk.in_(pks[i : i + 500]),
+                OrderRow.kind == int(EventKind.REVOKE),
+                OrderRow.state.in_(OPEN_STATES),
+            )
+        ):
+            if opk not in skip:
+                found.add(bpk)
+    return found
 
 
 def revocation(session: Session, revocation_id: str) -> RevocationRow | None:
@@ -321,6 +345,7 @@ class PlatformOrders:
     overdue: int
     reason: str
     updated_us: int | None
+    deadline_us: int | None = None
 
 
 def progress(session: Session, revocation_id: str, now: int) -> list[PlatformOrders]:
@@ -341,6 +366,7 @@ def progress(session: Session, revocation_id: str, now: int) -> list[PlatformOrd
             count_when(overdue),
             func.max(OrderRow.reason),
             func.max(OrderRow.acked_us),
+            func.max(OrderRow.deadline_us),
         )
         .where(OrderRow.revocation_id == revocation_id)
         .group_by(OrderRow.platform_pk)
@@ -357,9 +383,22 @@ def progress(session: Session, revocation_id: str, now: int) -> list[PlatformOrd
             overdue=int(r[6] or 0),
             reason=r[7] or "",
             updated_us=r[8],
+            deadline_us=r[9],
         )
         for r in rows
     ]
+
+
+def order_ids(session: Session, revocation_id: str) -> dict[int, list[str]]:
+    """platform pk -> the ids of its orders in this revocation, oldest first."""
+    out: dict[int, list[str]] = defaultdict(list)
+    for platform_pk, oid in session.execute(
+        select(OrderRow.platform_pk, OrderRow.id)
+        .where(OrderRow.revocation_id == revocation_id)
+        .order_by(OrderRow.pk)
+    ):
+        out[platform_pk].append(oid)
+    return dict(out)
 
 
 def open_orders_for_bindings(

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 
 def _to_domain(row: PrincipalRow) -> Principal:
-    return Principal(row.pk, row.role, row.name, row.display_name, row.category)
+    return Principal(row.pk, row.role, row.name, row.display_name, row.category, row.cert_sha256)
 
 
 def find(session: Session, role: str, name: str) -> PrincipalRow | None:
@@ -37,6 +37,7 @@ def register(
     display_name: str = "",
     category: str = "",
     attestation_key: bytes | None = None,
+    cert_sha256: bytes | None = None,
 ) -> Principal:
     if find(session, role, name) is not None:
         raise AlreadyExists(f"{role}_id: {name!r} is already registered")
@@ -47,6 +48,7 @@ def register(
         category=category,
         suspended=False,
         attestation_key=attestation_key,
+        cert_sha256=cert_sha256,
         created_us=now_us(),
         feed_head=0,
     )
@@ -63,6 +65,20 @@ def set_suspended(session: Session, role: str, name: str, suspended: bool) -> No
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise NotFound(f"principal_id: no {role} named {name!r}")
+
+
+def set_certificate(
+    session: Session, role: str, name: str, cert_sha256: bytes, attestation_key: bytes | None
+) -> Principal:
+    """Pin a new certificate (and, for a carrier, a new attestation key): the old ones stop
+    working at once."""
+    row = find(session, role, name)
+    if row is None:
+        raise NotFound(f"principal_id: no {role} named {name!r}")
+    row.cert_sha256 = cert_sha256
+    if attestation_key is not None:
+        row.attestation_key = attestation_key
+    return _to_domain(row)
 
 
 def set_attestation_key(session: Session, name: str, key: bytes) -> None:

@@ -451,7 +451,7 @@ def test_a_stale_republish_of_a_revoked_row_in_the_old_form_stays_revoked(st: St
         )
     )
     st.rotate()
-    mapped = [StoreToken(voprf.rekey(st.delta, t), t) for t in tokens]
+    mapped = [StoreToken(rekey_algebra.rekey(st.delta, t), t) for t in tokens]
     bound = [T0, revoked_at - 1, revoked_at + 1]  # as it was; before; after the revocation
     batch = bindings.prepare(
         st.platform,

@@ -21,6 +21,7 @@ from numbind.registry.services.holders import HolderService
 from numbind.registry.services.lifecycle import LifecycleService
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings
+from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.services.tokens import TokenService
 from numbind.registry.storage import keymap, migrate
@@ -41,6 +42,8 @@ class Registry:
     lifecycle: LifecycleService
     holders: HolderService
     feed: FeedService
+    # The hook for changes of standing made elsewhere (StandingService.changed).
+    standing: StandingService
     token_map: TokenMapper
     rekeyer: RekeyRunner
     # Worker processes for CPU-bound crypto: token evaluation and the store re-key.
@@ -64,6 +67,7 @@ class Registry:
         quotas = Quotas(q.rate_per_second, q.burst, q.daily_cap)
         directory = Directory(db)
         notifier = FeedNotifier()
+        standing = StandingService(db, directory, notifier)
         stopping = asyncio.Event()
         token_map = TokenMapper(db)
         pool = ProcessPoolExecutor(
@@ -92,7 +96,7 @@ class Registry:
             directory=directory,
             keys=keys,
             tokens=TokenService(db, keys, quotas, pool),
-            admin=AdminService(db, keys, directory, ca, token_map, rekeyer),
+            admin=AdminService(db, keys, directory, ca, token_map, rekeyer, standing),
             bindings=BindingService(db, token_map),
             lifecycle=LifecycleService(db, token_map, notifier, settings.order_deadline_seconds),
             holders=HolderService(
@@ -107,9 +111,11 @@ class Registry:
                 token_map,
                 notifier,
                 stopping,
+                standing,
                 heartbeat_seconds=settings.heartbeat_seconds,
                 visibility_timeout_seconds=settings.visibility_timeout_seconds,
             ),
+            standing=standing,
             token_map=token_map,
             rekeyer=rekeyer,
             pool=pool,

@@ -24,6 +24,7 @@ from numbind.registry.domain import validate
 from numbind.registry.domain.types import AckOutcome, EventKind, OrderState, Principal, now_us
 from numbind.registry.errors import FailedPrecondition, InvalidArgument, NotFound
 from numbind.registry.services.notifier import FeedNotifier
+from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import idempotency, orders
 from numbind.registry.storage.db import Database, Session
@@ -54,6 +55,7 @@ class FeedService:
         tokens: TokenMapper,
         notifier: FeedNotifier,
         stopping: asyncio.Event,
+        standing: StandingService,
         *,
         heartbeat_seconds: float,
         visibility_timeout_seconds: float,
@@ -61,6 +63,7 @@ class FeedService:
         self._db = db
         self._tokens = tokens
         self._notifier = notifier
+        self._standing = standing
         self._stopping = stopping
         self._heartbeat = heartbeat_seconds
         self._visibility = visibility_timeout_seconds
@@ -126,24 +129,43 @@ class FeedService:
             else:
                 cursor = items[-1].seq
             if items:
+                # Nothing leaves for a principal whose standing changed since it connected.
+                await self._standing.require(caller)
                 await self._deliver(items)
                 yield await self._in_store_key(items)
                 last_sent = time.monotonic()
                 continue
             wait = max(0.0, interval - (time.monotonic() - last_sent))
             wait = min(wait, self._visibility / 2)
+            woke = await self._idle(caller, generation, wait)
+            if woke is None:
+                return
+            if not woke and time.monotonic() - last_sent >= interval:
+                head = await self._db.run(lambda s: orders.feed_head(s, caller.pk), write=False)
+                yield Heartbeat(now_us(), head)
+                last_sent = time.monotonic()
+
+    async def _idle(self, caller: Principal, generation: int, seconds: float) -> bool | None:
+        """Wait up to `seconds` for new events: True when woken, False on timeout, None when
+        the server stops. The caller's standing is re-read at least every check interval
+        (and whenever the notifier wakes the stream), so a suspension made by any process
+        on this store ends the stream within that interval: Unauthenticated."""
+        deadline = time.monotonic() + seconds
+        while True:
+            step = max(0.0, min(deadline - time.monotonic(), self._standing.check_seconds))
             stop = asyncio.ensure_future(self._stopping.wait())
-            woke = asyncio.ensure_future(self._notifier.wait(caller.pk, generation, wait))
+            woke = asyncio.ensure_future(self._notifier.wait(caller.pk, generation, step))
             done, _ = await asyncio.wait({stop, woke}, return_when=asyncio.FIRST_COMPLETED)
             for fut in (stop, woke):
                 if fut not in done:
                     fut.cancel()
             if stop in done:
-                return
-            if woke.result() is False and time.monotonic() - last_sent >= interval:
-                head = await self._db.run(lambda s: orders.feed_head(s, caller.pk), write=False)
-                yield Heartbeat(now_us(), head)
-                last_sent = time.monotonic()
+                return None
+            await self._standing.require(caller)
+            if woke.result():
+                return True
+            if time.monotonic() >= deadline:
+                return False
 
     async def ack(
         self, caller: Principal, request_id: str, body_hash: bytes, acks: list[AckInput]
@@ -174,6 +196,9 @@ class FeedService:
                 raise InvalidArgument(f"acks[{i}].reason: only REJECTED carries a reason")
 
         def act(session: Session) -> dict[str, Any]:
+            # In the write's own transaction: no ack is recorded after a change of standing
+            # made by any process, however recently the caller authenticated.
+            self._standing.require_in(session, caller)
             targets = orders.orders_by_id(session, [a.order_id for a in acks])
             changes: list[tuple[orders.AckTarget, int, int, str]] = []
             duplicates = 0

@@ -97,7 +97,7 @@ class Registry:
             keys=keys,
             tokens=TokenService(db, keys, quotas, pool),
             admin=AdminService(db, keys, directory, ca, token_map, rekeyer, standing),
-            bindings=BindingService(db, token_map),
+            bindings=BindingService(db, token_map, notifier, settings.order_deadline_seconds),
             lifecycle=LifecycleService(db, token_map, notifier, settings.order_deadline_seconds),
             holders=HolderService(
                 db,

@@ -171,18 +171,5 @@ COMMON: dict[str, tuple[str, str]] = {
     ),
     "check.bad_date": ("请输入有效日期。", "Enter a valid date."),
     "check.future": ("日期不能晚于今天。", "The date cannot be in the future."),
-    # -- categories ------------------------------------------------------------------------
-    "cat.cloud-drive": ("网盘", "Cloud drive"),
-    "cat.food-delivery": ("外卖", "Food delivery"),
-    "cat.lender": ("贷款", "Lender"),
-    "cat.bank": ("银行", "Bank"),
-    "cat.social": ("社交", "Social"),
-    "cat.e-commerce": ("购物", "Shopping"),
-    "cat.ride-hailing": ("出行", "Ride-hailing"),
-    "cat.video": ("视频", "Video"),
-    "cat.payments": ("支付", "Payments"),
-    "cat.games": ("游戏", "Games"),
-    "cat.travel": ("旅行", "Travel"),
-    "cat.health": ("医疗健康", "Health"),
-    "cat.other": ("其他", "Other"),
+    # Categories' labels: numbind.protocol.categories (shared with the registry).
 }

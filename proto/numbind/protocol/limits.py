@@ -17,6 +17,7 @@ __all__ = [
     "MAX_ACCOUNT_REF",
     "MAX_ACKS",
     "MAX_BINDINGS",
+    "MAX_DISPLAY_NAME",
     "MAX_EVALUATE",
     "MAX_HOLDER_NUMBERS",
     "MAX_HOLDER_PLATFORMS",
@@ -29,6 +30,7 @@ __all__ = [
     "RETRY_AFTER_KEY",
     "STORE_KEY_ID_KEY",
     "TOKEN_BYTES",
+    "display_name_problem",
     "instant_problem",
 ]
 
@@ -48,6 +50,8 @@ MAX_ACKS = 10_000  # AckEvents
 MAX_HOLDER_NUMBERS = 20  # QueryBindings attestations (one subscriber's numbers)
 MAX_HOLDER_PLATFORMS = 1_000  # RequestRevocation platform_ids
 MAX_REASON = 500  # characters of a REJECTED ack's reason
+# A platform's or carrier's name as holders read it.
+MAX_DISPLAY_NAME = 64
 
 # Every instant on the wire (bound_at, effective_at, since): set, not before 1990, and not
 # in the future beyond a little clock skew.
@@ -78,4 +82,19 @@ def instant_problem(moment: datetime, now: datetime | None = None) -> str | None
         return "before 1990-01-01"
     if moment > (now or datetime.now(UTC)) + FUTURE_SKEW:
         return "in the future"
+    return None
+
+
+def display_name_problem(value: str) -> str | None:
+    """What a display name must be, if ``value`` is not one; None when it is: 1..64 characters of
+    printable text (no control or format characters, no line breaks), not blank and
+    without leading or trailing space. One rule for every way a principal is named."""
+    if not value.strip():
+        return "a name shown to holders"
+    if len(value) > MAX_DISPLAY_NAME:
+        return f"at most {MAX_DISPLAY_NAME}"
+    if not value.isprintable():
+        return "printable text (no control characters or line breaks)"
+    if value != value.strip():
+        return "no leading or trailing space"
     return None

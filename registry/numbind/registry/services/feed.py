@@ -22,7 +22,7 @@ from numbind.protocol import rekey as rekey_algebra
 from numbind.protocol.limits import MAX_ACKS, MAX_REASON
 from numbind.registry.domain import validate
 from numbind.registry.domain.types import AckOutcome, EventKind, OrderState, Principal, now_us
-from numbind.registry.errors import FailedPrecondition, InvalidArgument, NotFound
+from numbind.registry.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
@@ -33,6 +33,8 @@ from numbind.registry.storage.db import Database, Session
 PAGE = 1000
 _ORDER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _FINAL = (int(OrderState.DONE), int(OrderState.REJECTED))
+# Sequences are stored as signed 64-bit integers.
+MAX_SEQ = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class FeedService:
             interval = float(heartbeat_seconds)
         else:
             interval = self._heartbeat
+        await self._check_cursor(caller, after_seq)
         cursor = after_seq
         last_sent = time.monotonic()
         while not self._stopping.is_set():
@@ -144,6 +147,19 @@ class FeedService:
                 head = await self._db.run(lambda s: orders.feed_head(s, caller.pk), write=False)
                 yield Heartbeat(now_us(), head)
                 last_sent = time.monotonic()
+
+    async def _check_cursor(self, caller: Principal, after_seq: int) -> None:
+        """A cursor past the head would silently skip every event up to it: refused."""
+        if not 0 <= after_seq <= MAX_SEQ:
+            raise InvalidArgument(f"after_seq: got {after_seq}, want 0..{MAX_SEQ}")
+        if after_seq == 0:
+            return
+        head = await self._db.run(lambda s: orders.feed_head(s, caller.pk), write=False)
+        if after_seq > head:
+            raise OutOfRange(
+                f"after_seq: got {after_seq}, beyond the feed head {head}; resume from an "
+                f"acked sequence at most {head} (0 replays the whole feed)"
+            )
 
     async def _idle(self, caller: Principal, generation: int, seconds: float) -> bool | None:
         """Wait up to `seconds` for new events: True when woken, False on timeout, None when

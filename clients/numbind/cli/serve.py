@@ -39,6 +39,7 @@ def settings_from(args: argparse.Namespace) -> Any:
             "listen": getattr(args, "listen", None),
             "database_url": getattr(args, "database_url", None),
             "log_level": getattr(args, "log_level", None),
+            "max_streams_per_principal": getattr(args, "max_streams_per_principal", None),
         }
     )
 
@@ -64,6 +65,13 @@ def add_commands(sub: Any) -> None:
         "--log-level",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="log level (NUMBIND_LOG_LEVEL, default INFO)",
+    )
+    serve.add_argument(
+        "--max-streams-per-principal",
+        type=int,
+        metavar="N",
+        help="open StreamEvents calls one principal may hold in this process; one more is "
+        "refused RESOURCE_EXHAUSTED (NUMBIND_MAX_STREAMS_PER_PRINCIPAL, default 8)",
     )
     serve.add_argument(
         "--init", action="store_true", help="run `numbind admin init` first when needed"

@@ -114,6 +114,7 @@ class Registry:
                 standing,
                 heartbeat_seconds=settings.heartbeat_seconds,
                 visibility_timeout_seconds=settings.visibility_timeout_seconds,
+                max_streams_per_principal=settings.max_streams_per_principal,
             ),
             standing=standing,
             token_map=token_map,

@@ -22,7 +22,13 @@ from numbind.protocol import rekey as rekey_algebra
 from numbind.protocol.limits import MAX_ACKS, MAX_REASON
 from numbind.registry.domain import validate
 from numbind.registry.domain.types import AckOutcome, EventKind, OrderState, Principal, now_us
-from numbind.registry.errors import FailedPrecondition, InvalidArgument, NotFound, OutOfRange
+from numbind.registry.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    ResourceExhausted,
+)
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
@@ -61,6 +67,7 @@ class FeedService:
         *,
         heartbeat_seconds: float,
         visibility_timeout_seconds: float,
+        max_streams_per_principal: int = 8,
     ) -> None:
         self._db = db
         self._tokens = tokens
@@ -69,6 +76,9 @@ class FeedService:
         self._stopping = stopping
         self._heartbeat = heartbeat_seconds
         self._visibility = visibility_timeout_seconds
+        self._max_streams = max_streams_per_principal
+        # Open streams per principal pk, in this process.
+        self._open: dict[int, int] = {}
 
     async def _in_store_key(self, items: list[orders.FeedItem]) -> list[orders.FeedItem]:
         """Items whose binding row is still in an older key's form, re-keyed for the wire.
@@ -97,6 +107,29 @@ class FeedService:
             await self._db.run(lambda s: orders.mark_delivered(s, pending))
 
     async def stream(
+        self, caller: Principal, after_seq: int, heartbeat_seconds: int
+    ) -> AsyncIterator[list[orders.FeedItem] | Heartbeat]:
+        """The caller's feed, for as long as it listens (and keeps its standing); at most
+        `max_streams_per_principal` at once per principal, refused RESOURCE_EXHAUSTED."""
+        open_now = self._open.get(caller.pk, 0)
+        if open_now >= self._max_streams:
+            raise ResourceExhausted(
+                f"StreamEvents: {caller.uri} already has {open_now} open streams, the most "
+                f"one principal may hold (max_streams_per_principal); close one first",
+                retry_after=self._heartbeat,
+            )
+        self._open[caller.pk] = open_now + 1
+        try:
+            async for item in self._stream(caller, after_seq, heartbeat_seconds):
+                yield item
+        finally:
+            left = self._open[caller.pk] - 1
+            if left:
+                self._open[caller.pk] = left
+            else:
+                del self._open[caller.pk]
+
+    async def _stream(
         self, caller: Principal, after_seq: int, heartbeat_seconds: int
     ) -> AsyncIterator[list[orders.FeedItem] | Heartbeat]:
         if heartbeat_seconds:

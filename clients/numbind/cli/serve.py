@@ -81,11 +81,16 @@ def add_commands(sub: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
+    import os
 
     from numbind.registry import logs, operator
     from numbind.registry.api.server import serve
     from numbind.registry.app import Registry
 
+    # Everything this process creates is private: the data dir holds tokens, account_refs
+    # and keys (numbind.registry.datadir; the registry refuses to serve from a data dir
+    # that others can read, naming the file and the chmod that fixes it).
+    os.umask(0o077)
     settings = settings_from(args)
     logs.configure(settings.log_level)
     if not (settings.pki_dir / "server.pem").exists():

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from numbind.registry.config import Settings
+from numbind.registry.datadir import private_umask, require_private
 from numbind.registry.domain.quota import Quotas
 from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority
@@ -54,8 +55,15 @@ class Registry:
 
     @classmethod
     def open(cls, settings: Settings, *, migrate_schema: bool = True) -> Registry:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.effective_database_url)
+        """Refuses (ExposedDataDir) a data dir that group or others can read."""
+        with private_umask():
+            settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            require_private(settings.data_dir)
+            return cls._open(settings, migrate_schema=migrate_schema)
+
+    @classmethod
+    def _open(cls, settings: Settings, *, migrate_schema: bool) -> Registry:
+        db = Database(settings.effective_database_url, synchronous=settings.sqlite_synchronous)
         if migrate_schema:
             before, after = migrate.upgrade(db.write_engine)
             if before != after:

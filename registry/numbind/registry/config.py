@@ -64,6 +64,9 @@ class Settings:
     # measure what they cost or save (bench/oversize.py): then every request up to 64 MB
     # is parsed, as before issue 10.
     request_limits: bool = True
+    # SQLite's PRAGMA synchronous for the embedded store: FULL (a commit reported is on
+    # disk) or NORMAL (faster; a power loss may drop the last commits). Not PostgreSQL.
+    sqlite_synchronous: str = "FULL"
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
@@ -80,6 +83,10 @@ class Settings:
             raise ValueError(f"rekey_batch_rows: got {self.rekey_batch_rows}, want 1..100000")
         if self.rekey_pause_seconds < 0:
             raise ValueError(f"rekey_pause_seconds: got {self.rekey_pause_seconds}, want >= 0")
+        if self.sqlite_synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(
+                f"sqlite_synchronous: got {self.sqlite_synchronous!r}, want FULL or NORMAL"
+            )
         if not 1 <= self.max_streams_per_principal <= 10_000:
             raise ValueError(
                 f"max_streams_per_principal: got {self.max_streams_per_principal}, want 1..10000"
@@ -136,6 +143,7 @@ _ENV = {
     "rekey_lease_seconds": "NUMBIND_REKEY_LEASE_SECONDS",
     "max_streams_per_principal": "NUMBIND_MAX_STREAMS_PER_PRINCIPAL",
     "request_limits": "NUMBIND_REQUEST_LIMITS",
+    "sqlite_synchronous": "NUMBIND_SQLITE_SYNCHRONOUS",
 }
 _QUOTA_ENV = {
     "rate_per_second": "NUMBIND_QUOTA_RATE",

@@ -149,7 +149,7 @@ def test_the_history_is_one_line() -> None:
     assert scripts.get_heads() == [migrate.head_revision()]
     chain = [r.revision for r in scripts.walk_revisions()]
     assert chain == ["0004_hardening", "0003", "0002", "0001"]
-    assert [scripts.get_revision(r).down_revision for r in chain] == ["0002", "0001", None]
+    assert [scripts.get_revision(r).down_revision for r in chain] == ["0003", "0002", "0001", None]
 
 
 @pytest.mark.parametrize("start", ["0001", "0002"])

@@ -15,6 +15,7 @@ import asyncio
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Protocol
 
 from numbind.protocol import voprf
 from numbind.protocol.limits import MAX_EVALUATE as MAX_BATCH
@@ -60,6 +61,17 @@ def evaluate_batch(
         except voprf.DeserializeError as exc:
             raise InvalidArgument(f"blinded_elements[{i}]: {exc}") from None
     return voprf.voprf_blind_evaluate(secret, public, elements, prevalidated=True)
+
+
+class TokenSource(Protocol):
+    """What the Tokens servicer serves: this registry's own token service, or (on a
+    federation member) the federation's, forwarded (numbind.registry.federation.forward)."""
+
+    async def keys(self) -> tuple[str, list[TokenKey]]: ...
+
+    async def evaluate(
+        self, caller: Principal, key_id: str, elements: list[bytes]
+    ) -> Evaluation: ...
 
 
 class TokenService:

@@ -169,7 +169,7 @@ class Registry:
             peers=peers,
             hub_log=HubLog(db, notifier),
             replica=(
-                Replica(db, token_map, lifecycle, federation.hub.id)
+                Replica(db, token_map, lifecycle, federation.hub.id, rekeyer.wake)
                 if federation is not None and not federation.is_authority
                 else None
             ),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,6 +130,7 @@ class Replica:
         tokens: TokenMapper,
         lifecycle: LifecycleService,
         source: str,
+        on_rekey: Callable[[], None] | None = None,
     ) -> None:
         self._db = db
         self._tokens = tokens
@@ -137,6 +138,8 @@ class Replica:
         # The hub's member id: the cursor's name, and the principal its events come from.
         self._source = source
         self._hub: Principal | None = None
+        # Wakes this store's re-key runner when the hub's rotation reaches it.
+        self._on_rekey = on_rekey
 
     async def cursor(self) -> Cursor:
         return await self._db.run(lambda s: replication.cursor(s, self._source), write=False)
@@ -238,4 +241,6 @@ class Replica:
         self._tokens.invalidate()
         if started:
             log.info("hub rotated its token key: re-keying this store to %s", keys.store_key_id)
+            if self._on_rekey is not None:
+                self._on_rekey()
         return started

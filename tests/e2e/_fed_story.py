@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from numbind.protocol.bundle import Bundle
@@ -11,6 +12,7 @@ from numbind.sdk import AckOutcome, EventFeed, FeedEvent
 from numbind.sdk.channel import secure_channel
 from numbind.v1 import common_pb2, platforms_pb2, platforms_pb2_grpc
 
+from tests.e2e._federation import fed
 from tests.e2e._story import days_ago, ts
 from tests.e2e._three import Three
 
@@ -103,3 +105,23 @@ async def caught_up(three: Three, member: str, seconds: float = WAIT) -> int:
         if loop.time() > deadline:
             raise AssertionError(f"{member} at {at}, hub head {head}")
         await asyncio.sleep(0.1)
+
+
+def positions(three: Three, at: str) -> dict[str, dict[str, object]]:
+    """`numbind federation show --json` at registry `at`: member id -> replication."""
+    url = three.database_urls.get(at)
+    extra = ["--database-url", url] if url else []
+    report = json.loads(fed("show", three.dir(at), "--json", *extra))
+    return {m["id"]: m["replication"] for m in report["members"]}
+
+
+async def acked(three: Three, member: str, seq: int, seconds: float = WAIT) -> None:
+    """Wait until the hub has `member`'s ack of `seq`."""
+    hub_log = three.registry("hub").hub_log
+    assert hub_log is not None
+    for _ in range(int(seconds * 10)):
+        acks, _, _ = await hub_log.positions()
+        if acks.get(member, 0) >= seq:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"hub has no ack of {seq} from {member}")

@@ -14,7 +14,7 @@ from numbind.sdk.tokenizer import TokenResult
 from numbind.v1 import platforms_pb2
 from sqlalchemy import create_engine, text
 
-from tests.e2e._fed_story import add, caught_up, nothing_more, reassigned, take
+from tests.e2e._fed_story import add, caught_up, nothing_more, positions, reassigned, take
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 from tests.e2e._three import Three, make_three, running
 from tests.e2e.test_federation_replication import _net_database
@@ -55,6 +55,9 @@ async def test_a_member_down_during_a_reissue_gets_every_order_once(three: Three
     # bank, up all along, has its orders at once; net has none while down.
     loan_orders = await take(bundles["loan"], three.root / "c-loan", 3, AckOutcome.UNBOUND)
     assert sorted(o.account_ref for o in loan_orders) == [b"loan-0", b"loan-1", b"loan-2"]
+    # The hub's `federation show` has net behind (its last ack) and bank caught up.
+    hub_view = positions(three, "hub")
+    assert hub_view["net"]["position"] == hub_view["hub"]["position"] - len(PHONES)  # type: ignore[operator]
     # net back up: every order, once, even across a second restart mid-way.
     await three.start("net")
     await caught_up(three, "net")

@@ -13,7 +13,7 @@ from numbind.sdk.errors import ErrorCode, NumbindClientError
 from numbind.v1 import platforms_pb2
 
 from tests.conftest import IN_CI, PG_URL, reset_postgres
-from tests.e2e._fed_story import add, caught_up, nothing_more, reassigned, take
+from tests.e2e._fed_story import acked, add, caught_up, nothing_more, positions, reassigned, take
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 from tests.e2e._three import Three, make_three, running
 
@@ -76,8 +76,14 @@ async def test_the_story_across_members(three: Three) -> None:
     # Reassigned-since, answered by each member from its own replica.
     for bundle in (loan, drive):
         assert await reassigned(bundle, token.key_id, token.token, [50, 5]) == [YES, NO]
+    # `federation show`: each member's position in the hub's log, at the member and at
+    # the hub (from the member's ack).
     for member in ("bank", "net"):
-        await caught_up(three, member)
+        seq = await caught_up(three, member)
+        await acked(three, member, seq)
+        assert positions(three, member)[member] == {"position": seq, "lag_seconds": 0.0}
+        assert positions(three, "hub")[member] == {"position": seq, "lag_seconds": 0.0}
+    assert positions(three, "hub")["hub"]["position"] == seq
 
 
 async def test_a_member_refuses_lifecycle_reports_and_names_the_hub(three: Three) -> None:

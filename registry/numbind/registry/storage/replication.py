@@ -25,6 +25,7 @@ __all__ = [
     "acks",
     "advance",
     "cursor",
+    "cursor_if_any",
     "head",
     "hub_keys",
     "read",
@@ -112,12 +113,17 @@ def hub_keys(session: Session) -> HubKeys:
 
 
 def cursor(session: Session, source: str, *, lock: bool = False) -> Cursor:
+    """The cursor (all zero before the first entry)."""
+    return cursor_if_any(session, source, lock=lock) or Cursor(0, 0, 0, 0)
+
+
+def cursor_if_any(session: Session, source: str, *, lock: bool = False) -> Cursor | None:
     stmt = select(ReplicationCursorRow).where(ReplicationCursorRow.source == source)
     if lock:
         stmt = stmt.with_for_update()
     row = session.scalars(stmt).one_or_none()
     if row is None:
-        return Cursor(0, 0, 0, 0)
+        return None
     return Cursor(row.applied_seq, row.applied_recorded_us, row.head_seq, row.head_recorded_us)
 
 

@@ -5,10 +5,12 @@ of every store: bindings never leave their member, and the hub holds none."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from numbind.protocol.bundle import Bundle
+from numbind.registry.errors import FailedPrecondition
 from numbind.sdk import AckOutcome, EventKind, Lifecycle, LifecycleReport
 from numbind.sdk.tokenizer import TokenResult
 from numbind.v1 import platforms_pb2
@@ -69,6 +71,18 @@ async def test_a_member_down_during_a_reissue_gets_every_order_once(three: Three
     assert sorted(o.account_ref for o in orders) == [b"drive-0", b"drive-1", b"drive-2"]
     assert {o.kind for o in orders} == {EventKind.REVOKE}
     assert await nothing_more(bundles["drive"], cursor)
+    assert _count(three, "net", "SELECT count(*) FROM orders") == 3
+    # At-least-once delivery: the whole log delivered again applies nothing; a batch that
+    # skips a sequence is refused (the follower then resumes from its cursor).
+    hub_log, replica = three.registry("hub").hub_log, three.registry("net").replica
+    assert hub_log is not None and replica is not None
+    batch = await hub_log.read(0, 1000)
+    again = await replica.apply(batch.entries, batch.head_seq, batch.head_recorded_us)
+    assert again.entries == 0 and again.applied_seq == batch.head_seq
+    gap = replace(batch.entries[-1], seq=batch.head_seq + 2)
+    with pytest.raises(FailedPrecondition, match="a gap"):
+        await replica.apply([gap], gap.seq, batch.head_recorded_us)
+    assert (await replica.cursor()).applied_seq == batch.head_seq
     assert _count(three, "net", "SELECT count(*) FROM orders") == 3
 
 

@@ -29,7 +29,7 @@ from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings
 from numbind.registry.services.replication import HubLog, Replica
 from numbind.registry.services.tokenmap import TokenMapper
-from numbind.registry.services.tokens import TokenService, TokenSource
+from numbind.registry.services.tokens import QuotaGate, TokenService, TokenSource
 from numbind.registry.storage import keymap, migrate, principals, token_keys
 from numbind.registry.storage.db import Database, Session
 
@@ -124,7 +124,7 @@ class Registry:
                     "the manifest names no member as token service; a member cannot forward "
                     "its platforms' tokenisation"
                 )
-            tokens = ForwardedTokens(federation.files, peers, ts.id)
+            tokens = ForwardedTokens(federation.files, peers, ts.id, QuotaGate(db, quotas))
         report_at = None
         if federation is not None and not federation.is_authority:
             hub = federation.hub

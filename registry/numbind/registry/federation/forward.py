@@ -23,7 +23,7 @@ from numbind.registry.errors import (
 from numbind.registry.federation.channel import PeerChannels
 from numbind.registry.federation.files import FederationDir
 from numbind.registry.keys import TokenKey
-from numbind.registry.services.tokens import Evaluation, validate_batch_size
+from numbind.registry.services.tokens import Evaluation, QuotaGate, validate_batch_size
 from numbind.v1 import tokens_pb2, tokens_pb2_grpc
 
 __all__ = ["ForwardedTokens"]
@@ -36,8 +36,12 @@ class ForwardedTokens:
     """TokenService's interface (keys, evaluate), answered by the federation's token
     service through this member."""
 
-    def __init__(self, files: FederationDir, peers: PeerChannels, token_service: str) -> None:
+    def __init__(
+        self, files: FederationDir, peers: PeerChannels, token_service: str, gate: QuotaGate
+    ) -> None:
         self._files = files
+        # This member's quotas for its platforms (the token service does not gate members).
+        self._gate = gate
         self._peers = peers
         self._member = token_service
         self._pinned_version = 0
@@ -88,13 +92,16 @@ class ForwardedTokens:
             raise InvalidArgument(
                 f"key_id: got {key_id!r}, want one of the federation's keys from GetKeys"
             )
+        day = await self._gate.take(caller, len(elements))
         try:
             response = await self._stub().Evaluate(
                 tokens_pb2.EvaluateRequest(key_id=key_id, blinded_elements=elements),
                 timeout=FORWARD_TIMEOUT_SECONDS,
             )
         except grpc.aio.AioRpcError as exc:
+            self._gate.refund(caller, len(elements))
             raise _mapped(exc) from None
+        await self._gate.record(caller, day, len(elements))
         if pinned.key(response.key_id) is None:
             raise Unavailable(
                 f"the token service evaluated under key {response.key_id}, which manifest "

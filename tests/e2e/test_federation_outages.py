@@ -16,7 +16,7 @@ from numbind.sdk.tokenizer import TokenResult
 from numbind.v1 import platforms_pb2
 from sqlalchemy import create_engine, text
 
-from tests.e2e._fed_story import add, caught_up, nothing_more, positions, reassigned, take
+from tests.e2e._fed_story import acked, add, caught_up, nothing_more, positions, reassigned, take
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 from tests.e2e._three import Three, make_three, running
 from tests.e2e.test_federation_replication import _net_database
@@ -49,7 +49,7 @@ async def _setup(three: Three) -> tuple[dict[str, Bundle], list[TokenResult]]:
 
 async def test_a_member_down_during_a_reissue_gets_every_order_once(three: Three) -> None:
     bundles, _ = await _setup(three)
-    await caught_up(three, "net")
+    await acked(three, "net", await caught_up(three, "net"))
     await three.stop("net")
     async with carrier(bundles["cm"]) as c:
         s = await c.report([LifecycleReport(p, Lifecycle.REISSUED, days_ago(10)) for p in PHONES])

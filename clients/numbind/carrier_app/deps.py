@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
@@ -22,14 +23,23 @@ from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 from numbind.carrier_app import store as st
 from numbind.carrier_app.i18n import CST, Translator
-from numbind.carrier_app.sessions import Sessions
+from numbind.carrier_app.sessions import CSRF_FIELD, Sessions, SessionStore
 from numbind.carrier_app.settings import AppSettings, CodeSender
 from numbind.carrier_app.throttle import RateLimit
 from numbind.carrier_app.wording import Words
 from numbind.sdk import errors
 from numbind.sdk.carrier import CarrierClient
 
-__all__ = ["KNOWN_ERRORS", "AppState", "Page", "PageDep", "error_key", "page", "state_of"]
+__all__ = [
+    "KNOWN_ERRORS",
+    "AppState",
+    "Page",
+    "PageDep",
+    "error_key",
+    "page",
+    "same_site_path",
+    "state_of",
+]
 
 log = logging.getLogger("numbind.carrier_app")
 
@@ -79,6 +89,17 @@ def _templates() -> Jinja2Templates:
     return templates
 
 
+def same_site_path(path: str) -> str:
+    """A path that stays on this site in any browser, for links back to the current page.
+
+    The request's path is decoded and may be anything: ``//evil.example`` (a link to
+    another host), ``/\\evil`` (browsers read ``\\`` as ``/``), a tab or newline (browsers
+    drop them). Percent-encoding every character but a plain path's, and then leaving
+    exactly one leading ``/``, leaves nothing a browser could read as a host.
+    """
+    return "/" + quote(path, safe="/-._~!$&'()*+,;=:@").lstrip("/")
+
+
 @dataclass
 class AppState:
     """One app's long-lived parts; kept on ``app.state.carrier_app``."""
@@ -101,10 +122,15 @@ class AppState:
     @classmethod
     def create(cls, settings: AppSettings, send_code: CodeSender | None) -> AppState:
         store = st.Store(settings.db, settings.secret)
+        server_side = SessionStore(
+            settings.db,
+            idle_seconds=settings.session_idle_seconds,
+            max_age_seconds=settings.session_max_age_seconds,
+        )
         return cls(
             settings=settings,
             store=store,
-            sessions=Sessions(settings, store),
+            sessions=Sessions(settings, store, server_side),
             templates=_templates(),
             check_limit=RateLimit(settings.check_per_minute),
             send_code=send_code,
@@ -159,7 +185,7 @@ class Page:
 
     def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         other = "en" if self.t.lang == "zh" else "zh"
-        path = self.request.url.path
+        path = same_site_path(self.request.url.path)
         context.update(
             t=self.t,
             demo=self.settings.demo,
@@ -169,6 +195,8 @@ class Page:
             switch_url=f"{path}?lang={other}",
             large_text=self.large_text,
             text_url=f"{path}?text={'normal' if self.large_text else 'large'}",
+            csrf_field=CSRF_FIELD,
+            csrf=self.state.sessions.csrf_token(self.request),
         )
         return self.state.templates.TemplateResponse(
             self.request, name, context, status_code=status

@@ -134,12 +134,12 @@ async def signin_code(page: PageDep, challenge: str = Form(""), code: str = Form
     page.state.demo_codes.pop(challenge, None)
     log.info("signed in: %s", masked)
     response = RedirectResponse("/me", status_code=303)
-    page.state.sessions.start(response, sid)
+    page.state.sessions.start(page.request, response, sid)
     return response
 
 
 @router.post("/signout")
 async def signout(page: PageDep) -> Response:
     response = RedirectResponse("/?bye=1", status_code=303)
-    page.state.sessions.end(response)
+    page.state.sessions.end(page.request, response)
     return response

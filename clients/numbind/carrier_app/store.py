@@ -14,7 +14,7 @@ What it keeps, and what it never keeps:
 - revocations: the registry revocation ids this app started, so progress survives a reload.
 
 Every method opens its own connection and, when it writes, one ``BEGIN IMMEDIATE``
-transaction, so the store is safe to call from any thread.
+transaction (sqlite_db.py), so the store is safe to call from any thread.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from numbind.carrier_app.records import (
     mask,
     normalise_id,
 )
+from numbind.carrier_app.sqlite_db import reading, transaction
 
 __all__ = [
     "CODE_TTL_SECONDS",
@@ -128,33 +129,11 @@ class Store:
             db.executescript(_SCHEMA)  # its own transaction
 
     # -- plumbing ----------------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        return db
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.path)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        finally:
-            db.close()
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        db = self._connect()
-        try:
-            yield db
-        finally:
-            db.close()
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
+        return reading(self.path)
 
     def _id_key(self, id_number: str) -> bytes:
         return hmac.new(self._secret, b"id\x00" + id_number.encode(), hashlib.sha256).digest()

@@ -130,6 +130,11 @@ COMMON: dict[str, tuple[str, str]] = {
         "Something went wrong on our side. Please try later.",
     ),
     "err.forbidden": ("请求来源无效。", "This request did not come from this site."),
+    "err.csrf": (
+        "此表单已失效或并非来自本网站，操作未执行。请返回、刷新页面后重试。",
+        "This form has expired or did not come from this site, so nothing was done. Go back, "
+        "reload the page and try again.",
+    ),
     "err.page_missing": ("页面不存在。", "There is no such page."),
     "err.title": ("出错了", "Something went wrong"),
     "err.home": ("返回首页", "Back to the start"),

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
@@ -22,10 +23,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 from numbind.carrier_app import store as st
-from numbind.carrier_app.i18n import CST, Translator
+from numbind.carrier_app.i18n import Translator
 from numbind.carrier_app.sessions import CSRF_FIELD, Sessions, SessionStore
 from numbind.carrier_app.settings import AppSettings, CodeSender
-from numbind.carrier_app.throttle import RateLimit
+from numbind.carrier_app.throttle import TokenBucket, seconds_text
 from numbind.carrier_app.wording import Words
 from numbind.sdk import errors
 from numbind.sdk.carrier import CarrierClient
@@ -108,7 +109,9 @@ class AppState:
     store: st.Store
     sessions: Sessions
     templates: Jinja2Templates
-    check_limit: RateLimit
+    # Per client address (throttle.py).
+    check_limit: TokenBucket
+    signin_limit: TokenBucket
     # The SMS gateway; None in demo mode.
     send_code: CodeSender | None
     # Demo mode only: the plain codes, so the banner can show them again after a typo.
@@ -132,7 +135,8 @@ class AppState:
             store=store,
             sessions=Sessions(settings, store, server_side),
             templates=_templates(),
-            check_limit=RateLimit(settings.check_per_minute),
+            check_limit=TokenBucket(settings.check_per_minute),
+            signin_limit=TokenBucket(settings.signin_per_minute),
             send_code=send_code,
         )
 
@@ -212,10 +216,9 @@ class Page:
             log.warning("%s failed: %s: %s", what, type(exc).__name__, exc)
         return key
 
-    def locked_text(self, until: float) -> str:
-        when = datetime.fromtimestamp(until, CST)
-        today = datetime.now(CST).date() == when.date()
-        return self.t("err.locked", time=f"{when:%H:%M}" if today else self.t.date_time(when))
+    def wait_text(self, until: float, key: str = "err.wait") -> str:
+        """Try again in N seconds (a back-off or a throttle; never long)."""
+        return self.t(key, seconds=seconds_text(until - time.time()))
 
 
 def page(request: Request) -> Page:

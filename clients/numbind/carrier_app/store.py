@@ -299,16 +299,12 @@ class Store:
                 fail = CodeExpired("code expired")
             elif not hmac.compare_digest(self._code_mac(challenge_id, code.strip()), mac):
                 self._fail(db, e164, now)
-                tries += 1
+                left = CODE_TRIES - tries - 1
                 db.execute(
-                    "UPDATE challenges SET tries = ?, used = ? WHERE id = ?",
-                    (tries, int(tries >= CODE_TRIES), challenge_id),
+                    "UPDATE challenges SET tries = tries + 1, used = ? WHERE id = ?",
+                    (int(left <= 0), challenge_id),
                 )
-                fail = (
-                    CodeSpent("start again")
-                    if tries >= CODE_TRIES
-                    else WrongCode(CODE_TRIES - tries)
-                )
+                fail = WrongCode(left) if left > 0 else CodeSpent("start again")
             else:
                 db.execute("UPDATE challenges SET used = 1 WHERE id = ?", (challenge_id,))
                 db.execute("DELETE FROM attempts WHERE e164 = ?", (self._attempt_key(e164),))

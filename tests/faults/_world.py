@@ -16,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from numbind.protocol.bundle import Bundle
 from numbind.registry import operator
 from numbind.registry.config import Settings
+from numbind.registry.testing import RunningRegistry
 from numbind.sdk import (
     AccountRefs,
     CarrierClient,
@@ -24,6 +25,7 @@ from numbind.sdk import (
     Lifecycle,
     LifecycleReport,
     PlatformClient,
+    RetryPolicy,
     Row,
     secure_channel,
 )
@@ -74,6 +76,26 @@ def make_world(
     carrier = add("carrier", "cm")
     plats = {f"p{i}": add("platform", f"p{i}", "other") for i in range(platforms)}
     return World(carrier, plats, phones(numbers), accounts_per_platform)
+
+
+def world_on(
+    reg: RunningRegistry, numbers: int, *, platforms: int = 3, accounts_per_platform: int = 2
+) -> World:
+    """The same principals on a registry running in this process."""
+    plats = {f"p{i}": reg.add_platform(f"p{i}") for i in range(platforms)}
+    return World(reg.add_carrier("cm"), plats, phones(numbers), accounts_per_platform)
+
+
+async def reissue_all(world: World, batch: int = 100) -> None:
+    """Reissue every number through the SDK (fresh request ids, retried on UNAVAILABLE)."""
+    async with CarrierClient(world.carrier, retry=RetryPolicy(attempts=30, cap=2.0)) as c:
+        await c.report(
+            [
+                LifecycleReport(p, Lifecycle.REISSUED, days_ago(REISSUED_DAYS_AGO))
+                for p in world.phones
+            ],
+            batch_size=batch,
+        )
 
 
 def _account(platform: str, phone_index: int, j: int) -> str:

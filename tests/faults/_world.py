@@ -8,7 +8,7 @@ redelivery of that key, and the registry-kill cases check there is none.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,7 +86,9 @@ def world_on(
     return World(reg.add_carrier("cm"), plats, phones(numbers), accounts_per_platform)
 
 
-async def reissue_all(world: World, batch: int = 100) -> None:
+async def reissue_all(
+    world: World, batch: int = 100, progress: Callable[[int], None] | None = None
+) -> None:
     """Reissue every number through the SDK (fresh request ids, retried on UNAVAILABLE)."""
     async with CarrierClient(world.carrier, retry=RetryPolicy(attempts=30, cap=2.0)) as c:
         await c.report(
@@ -95,6 +97,7 @@ async def reissue_all(world: World, batch: int = 100) -> None:
                 for p in world.phones
             ],
             batch_size=batch,
+            progress=progress,
         )
 
 

@@ -89,13 +89,19 @@ def world_on(
 async def reissue_all(
     world: World, batch: int = 100, progress: Callable[[int], None] | None = None
 ) -> None:
-    """Reissue every number through the SDK (fresh request ids, retried on UNAVAILABLE)."""
+    await reissue(world, world.phones, batch, progress)
+
+
+async def reissue(
+    world: World,
+    numbers: list[str],
+    batch: int = 100,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Reissue `numbers` through the SDK (fresh request ids, retried on UNAVAILABLE)."""
     async with CarrierClient(world.carrier, retry=RetryPolicy(attempts=30, cap=2.0)) as c:
         await c.report(
-            [
-                LifecycleReport(p, Lifecycle.REISSUED, days_ago(REISSUED_DAYS_AGO))
-                for p in world.phones
-            ],
+            [LifecycleReport(p, Lifecycle.REISSUED, days_ago(REISSUED_DAYS_AGO)) for p in numbers],
             batch_size=batch,
             progress=progress,
         )

@@ -56,13 +56,14 @@ def _end(proc: subprocess.Popen[bytes]) -> None:
 class Serve:
     """`numbind serve` on `settings` as a child process that can be killed and restarted."""
 
-    def __init__(self, settings: Settings, log: Path) -> None:
+    def __init__(self, settings: Settings, log: Path, log_level: str = "INFO") -> None:
         self.settings = settings
         self.log = log
+        self.log_level = log_level
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {**os.environ, "NUMBIND_LOG_LEVEL": "INFO"}
+        env = {**os.environ, "NUMBIND_LOG_LEVEL": self.log_level}
         if self.settings.database_url:
             env["NUMBIND_DATABASE_URL"] = self.settings.database_url
         seen = self.log.stat().st_size if self.log.exists() else 0

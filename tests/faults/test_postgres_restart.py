@@ -21,10 +21,10 @@ from tests.faults import checker
 from tests.faults._procs import PgCluster
 from tests.faults._world import received_keys, reissue_all, seed, world_on
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = pytest.mark.slow
 
-NUMBERS = 200
-BATCH = 10  # twenty batches of 60 orders
+NUMBERS = 120
+BATCH = 10  # twelve batches of 60 orders
 
 
 async def test_postgres_restarted_mid_reissue(tmp_path: Path, pg_cluster: PgCluster) -> None:

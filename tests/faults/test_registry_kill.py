@@ -36,8 +36,8 @@ from tests.faults._world import (
 
 pytestmark = pytest.mark.slow
 
-NUMBERS = 240
-BATCH = 20  # twelve batches, 120 orders each (20 numbers x 3 platforms x 2 accounts)
+NUMBERS = 120
+BATCH = 10  # twelve batches, 60 orders each (10 numbers x 3 platforms x 2 accounts)
 KILLS = 2
 
 

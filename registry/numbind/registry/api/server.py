@@ -15,18 +15,22 @@ from numbind.registry.api.admin import AdminServicer
 from numbind.registry.api.auth import AuthInterceptor
 from numbind.registry.api.carriers import CarriersServicer
 from numbind.registry.api.errors import error_interceptor
+from numbind.registry.api.federation import FederationServicer
 from numbind.registry.api.holders import HoldersServicer
 from numbind.registry.api.platforms import PlatformsServicer
 from numbind.registry.api.sizes import RequestSizeInterceptor
 from numbind.registry.api.tokens import TokensServicer
 from numbind.registry.app import Registry
 from numbind.registry.config import record_served_address
+from numbind.registry.federation.follower import Follower
 from numbind.registry.federation.serving import Serving
 from numbind.v1 import (
     admin_pb2,
     admin_pb2_grpc,
     carriers_pb2,
     carriers_pb2_grpc,
+    federation_pb2,
+    federation_pb2_grpc,
     holders_pb2,
     holders_pb2_grpc,
     platforms_pb2,
@@ -43,6 +47,7 @@ SERVICE_NAMES = [
     carriers_pb2.DESCRIPTOR.services_by_name["Carriers"].full_name,
     holders_pb2.DESCRIPTOR.services_by_name["Holders"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+    federation_pb2.DESCRIPTOR.services_by_name["Federation"].full_name,
 ]
 MAX_MESSAGE = MAX_MESSAGE_BYTES
 
@@ -56,6 +61,30 @@ def server_credentials(pki_dir: Path, federation: Serving | None = None) -> grpc
         [((pki_dir / "server.key").read_bytes(), (pki_dir / "server.pem").read_bytes())],
         root_certificates=own_ca if federation is None else federation.client_roots(own_ca),
         require_client_auth=True,
+    )
+
+
+def _federation_servicer(registry: Registry) -> FederationServicer:
+    fed = registry.federation
+    assert registry.hub_log is not None
+    not_authority = None
+    if fed is None:
+        not_authority = "this registry is in no federation"
+    elif not fed.is_authority:
+        not_authority = (
+            f"this registry is member {fed.me.id}; the lifecycle log is served by the "
+            f"lifecycle authority {fed.hub.id} at {fed.hub.address}"
+        )
+
+    def manifest() -> bytes:
+        return b"" if fed is None else fed.files.manifest_path.read_bytes()
+
+    return FederationServicer(
+        registry.hub_log,
+        registry.stopping,
+        "" if fed is None else fed.federation,
+        manifest,
+        not_authority,
     )
 
 
@@ -100,12 +129,21 @@ class RegistryServer:
         admin_pb2_grpc.add_AdminServicer_to_server(
             AdminServicer(registry.admin, registry.ca_pem), self.server
         )
+        federation_pb2_grpc.add_FederationServicer_to_server(
+            _federation_servicer(registry), self.server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
         self.port = 0
         self._stopped = False
+        fed = registry.federation
+        self.follower = (
+            Follower(registry.replica, registry.peers, fed.hub.id, fed.files, registry.stopping)
+            if fed is not None and registry.replica is not None and registry.peers is not None
+            else None
+        )
 
     async def start(self) -> int:
         settings = self.registry.settings
@@ -117,6 +155,8 @@ class RegistryServer:
         await self.server.start()
         # An interrupted store re-key resumes now; a new one starts at rotation.
         self.registry.rekeyer.start()
+        if self.follower is not None:
+            self.follower.start()
         for name in ["", *SERVICE_NAMES]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         host = settings.listen.rpartition(":")[0]
@@ -134,6 +174,8 @@ class RegistryServer:
         self._stopped = True
         await self.health.enter_graceful_shutdown()
         self.registry.stopping.set()
+        if self.follower is not None:
+            await self.follower.close()
         await self.server.stop(self.registry.settings.shutdown_grace_seconds)
         await self.registry.rekeyer.close()
         if self.registry.peers is not None:

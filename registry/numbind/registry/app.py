@@ -12,6 +12,7 @@ from functools import partial
 from numbind.protocol.manifest import FederationSetupError
 from numbind.protocol.manifest import TokenService as ManifestTokens
 from numbind.registry.config import Settings
+from numbind.registry.datadir import private_umask, require_private
 from numbind.registry.domain.quota import Quotas
 from numbind.registry.domain.types import KeyState
 from numbind.registry.federation.channel import PeerChannels
@@ -28,6 +29,7 @@ from numbind.registry.services.lifecycle import LifecycleService
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings
 from numbind.registry.services.replication import HubLog, Replica
+from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.services.tokens import QuotaGate, TokenService, TokenSource
 from numbind.registry.storage import keymap, migrate, principals, token_keys
@@ -48,6 +50,8 @@ class Registry:
     lifecycle: LifecycleService
     holders: HolderService
     feed: FeedService
+    # The hook for changes of standing made elsewhere (StandingService.changed).
+    standing: StandingService
     token_map: TokenMapper
     rekeyer: RekeyRunner
     # Worker processes for CPU-bound crypto: token evaluation and the store re-key.
@@ -66,9 +70,16 @@ class Registry:
 
     @classmethod
     def open(cls, settings: Settings, *, migrate_schema: bool = True) -> Registry:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        """Refuses (ExposedDataDir) a data dir that group or others can read."""
+        with private_umask():
+            settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            require_private(settings.data_dir)
+            return cls._open(settings, migrate_schema=migrate_schema)
+
+    @classmethod
+    def _open(cls, settings: Settings, *, migrate_schema: bool) -> Registry:
         federation = Serving.load(settings.data_dir)
-        db = Database(settings.effective_database_url)
+        db = Database(settings.effective_database_url, synchronous=settings.sqlite_synchronous)
         if migrate_schema:
             before, after = migrate.upgrade(db.write_engine)
             if before != after:
@@ -89,6 +100,7 @@ class Registry:
         quotas = Quotas(q.rate_per_second, q.burst, q.daily_cap)
         directory = Directory(db)
         notifier = FeedNotifier()
+        standing = StandingService(db, directory, notifier)
         stopping = asyncio.Event()
         token_map = TokenMapper(db)
         pool = ProcessPoolExecutor(
@@ -142,8 +154,8 @@ class Registry:
             directory=directory,
             keys=keys,
             tokens=tokens,
-            admin=AdminService(db, keys, directory, ca, token_map, rekeyer),
-            bindings=BindingService(db, token_map),
+            admin=AdminService(db, keys, directory, ca, token_map, rekeyer, standing),
+            bindings=BindingService(db, token_map, notifier, settings.order_deadline_seconds),
             lifecycle=lifecycle,
             holders=HolderService(
                 db,
@@ -157,9 +169,12 @@ class Registry:
                 token_map,
                 notifier,
                 stopping,
+                standing,
                 heartbeat_seconds=settings.heartbeat_seconds,
                 visibility_timeout_seconds=settings.visibility_timeout_seconds,
+                max_streams_per_principal=settings.max_streams_per_principal,
             ),
+            standing=standing,
             token_map=token_map,
             rekeyer=rekeyer,
             pool=pool,

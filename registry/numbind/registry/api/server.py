@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from numbind.protocol.limits import MAX_MESSAGE_BYTES
+from numbind.protocol.limits import MAX_MESSAGE_BYTES, MAX_RECEIVE_BYTES
 from numbind.registry.api.admin import AdminServicer
 from numbind.registry.api.auth import AuthInterceptor
 from numbind.registry.api.carriers import CarriersServicer
@@ -18,6 +18,7 @@ from numbind.registry.api.errors import error_interceptor
 from numbind.registry.api.federation import FederationServicer
 from numbind.registry.api.holders import HoldersServicer
 from numbind.registry.api.platforms import PlatformsServicer
+from numbind.registry.api.sizes import RequestSizeInterceptor
 from numbind.registry.api.tokens import TokensServicer
 from numbind.registry.app import Registry
 from numbind.registry.config import record_served_address
@@ -91,19 +92,24 @@ class RegistryServer:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.health = health.aio.HealthServicer()
+        # Outermost first: errors from sizes and authentication are mapped like any other.
+        interceptors: list[grpc.aio.ServerInterceptor] = [error_interceptor()]
+        receive = MAX_MESSAGE
+        if registry.settings.request_limits:
+            interceptors.append(RequestSizeInterceptor())
+            receive = MAX_RECEIVE_BYTES
+        interceptors.append(
+            AuthInterceptor(
+                registry.directory,
+                None
+                if registry.federation is None
+                else registry.federation.callers(registry.ca_pem),
+            )
+        )
         self.server = grpc.aio.server(
-            # Outermost first: errors from authentication are mapped like any other.
-            interceptors=[
-                error_interceptor(),
-                AuthInterceptor(
-                    registry.directory,
-                    None
-                    if registry.federation is None
-                    else registry.federation.callers(registry.ca_pem),
-                ),
-            ],
+            interceptors=interceptors,
             options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.max_receive_message_length", receive),
                 ("grpc.max_send_message_length", MAX_MESSAGE),
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),

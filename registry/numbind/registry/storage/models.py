@@ -57,6 +57,10 @@ class PrincipalRow(Base):
     # the transaction that appends events, which serialises appends per platform and keeps
     # the sequence gap-free.
     feed_head: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Bumped in the same transaction as every change of standing (suspended, resumed, new
+    # certificate or attestation key): open streams compare it with the one they began
+    # under (services.standing).
+    standing: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class TokenKeyRow(Base):

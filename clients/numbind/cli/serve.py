@@ -77,6 +77,7 @@ def _serve(args: argparse.Namespace) -> int:
     from numbind.registry import logs, operator
     from numbind.registry.api.server import serve
     from numbind.registry.app import Registry
+    from numbind.registry.errors import FailedPrecondition
 
     settings = settings_from(args)
     logs.configure(settings.log_level)
@@ -87,5 +88,9 @@ def _serve(args: argparse.Namespace) -> int:
             )
         operator.init(settings)
     registry = Registry.open(settings)
-    asyncio.run(serve(registry))
+    try:
+        asyncio.run(serve(registry))
+    except FailedPrecondition as exc:  # the SQLite store is served by another process
+        registry.close()
+        raise CliError(exc.message) from None
     return 0

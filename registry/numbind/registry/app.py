@@ -15,6 +15,7 @@ from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority
 from numbind.registry.services.admin import AdminService
 from numbind.registry.services.bindings import BindingService
+from numbind.registry.services.changes import Changes
 from numbind.registry.services.directory import Directory
 from numbind.registry.services.feed import FeedService
 from numbind.registry.services.holders import HolderService
@@ -43,6 +44,8 @@ class Registry:
     feed: FeedService
     token_map: TokenMapper
     rekeyer: RekeyRunner
+    # Changes made by other processes sharing the store (PostgreSQL LISTEN/NOTIFY + polls).
+    changes: Changes
     # Worker processes for CPU-bound crypto: token evaluation and the store re-key.
     pool: ProcessPoolExecutor
     ca_pem: bytes
@@ -62,7 +65,7 @@ class Registry:
         reconcile_key_map(db, keys)
         q = settings.quota
         quotas = Quotas(q.rate_per_second, q.burst, q.daily_cap)
-        directory = Directory(db)
+        directory = Directory(db, ttl=settings.change_poll_seconds)
         notifier = FeedNotifier()
         stopping = asyncio.Event()
         token_map = TokenMapper(db)
@@ -86,6 +89,10 @@ class Registry:
             if (settings.pki_dir / "ca.key").exists()
             else None
         )
+        changes = Changes(
+            db, notifier, directory, token_map, poll_seconds=settings.change_poll_seconds
+        )
+        changes.on_keys = rekeyer.wake
         return cls(
             settings=settings,
             db=db,
@@ -112,6 +119,7 @@ class Registry:
             ),
             token_map=token_map,
             rekeyer=rekeyer,
+            changes=changes,
             pool=pool,
             stopping=stopping,
             ca_pem=(settings.pki_dir / "ca.pem").read_bytes(),

@@ -57,6 +57,12 @@ class Settings:
     rekey_batch_rows: int = 5000
     rekey_pause_seconds: float = 0.0
     rekey_lease_seconds: float = 30.0
+    # Several processes on one PostgreSQL: the longest a change committed by another
+    # process (a feed append, a suspension) may take to be seen here when its LISTEN/NOTIFY
+    # notification is lost; normally it arrives within milliseconds.
+    change_poll_seconds: float = 1.0
+    # host:port for the Prometheus /metrics endpoint; None: no endpoint.
+    metrics_listen: str | None = None
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
@@ -73,6 +79,12 @@ class Settings:
             raise ValueError(f"rekey_batch_rows: got {self.rekey_batch_rows}, want 1..100000")
         if self.rekey_pause_seconds < 0:
             raise ValueError(f"rekey_pause_seconds: got {self.rekey_pause_seconds}, want >= 0")
+        if not 0.05 <= self.change_poll_seconds <= 60:
+            raise ValueError(f"change_poll_seconds: got {self.change_poll_seconds}, want 0.05..60")
+        if self.metrics_listen is not None:
+            m_host, m_sep, m_port = self.metrics_listen.rpartition(":")
+            if not m_sep or not m_host or not m_port.isdigit() or not 0 <= int(m_port) <= 65535:
+                raise ValueError(f"metrics_listen: got {self.metrics_listen!r}, want HOST:PORT")
         if self.rekey_lease_seconds <= 0:
             raise ValueError(f"rekey_lease_seconds: got {self.rekey_lease_seconds}, want > 0")
         if self.quota.rate_per_second <= 0 or self.quota.burst < 1 or self.quota.daily_cap < 1:
@@ -123,6 +135,8 @@ _ENV = {
     "rekey_batch_rows": "NUMBIND_REKEY_BATCH_ROWS",
     "rekey_pause_seconds": "NUMBIND_REKEY_PAUSE_SECONDS",
     "rekey_lease_seconds": "NUMBIND_REKEY_LEASE_SECONDS",
+    "change_poll_seconds": "NUMBIND_CHANGE_POLL_SECONDS",
+    "metrics_listen": "NUMBIND_METRICS_LISTEN",
 }
 _QUOTA_ENV = {
     "rate_per_second": "NUMBIND_QUOTA_RATE",

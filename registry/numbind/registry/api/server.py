@@ -20,6 +20,7 @@ from numbind.registry.api.platforms import PlatformsServicer
 from numbind.registry.api.tokens import TokensServicer
 from numbind.registry.app import Registry
 from numbind.registry.config import record_served_address
+from numbind.registry.storage.lock import StoreLock
 from numbind.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -88,9 +89,12 @@ class RegistryServer:
         )
         self.port = 0
         self._stopped = False
+        self._store_lock = StoreLock.for_url(registry.db.url)
 
     async def start(self) -> int:
         settings = self.registry.settings
+        if self._store_lock is not None:
+            self._store_lock.acquire()  # SQLite: refuse a second serving process
         self.port = self.server.add_secure_port(
             settings.listen, server_credentials(settings.pki_dir)
         )
@@ -99,6 +103,7 @@ class RegistryServer:
         await self.server.start()
         # An interrupted store re-key resumes now; a new one starts at rotation.
         self.registry.rekeyer.start()
+        self.registry.changes.start()
         for name in ["", *SERVICE_NAMES]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         host = settings.listen.rpartition(":")[0]
@@ -118,7 +123,10 @@ class RegistryServer:
         self.registry.stopping.set()
         await self.server.stop(self.registry.settings.shutdown_grace_seconds)
         await self.registry.rekeyer.close()
+        await self.registry.changes.close()
         self.registry.close()
+        if self._store_lock is not None:
+            self._store_lock.release()
         log.info("registry stopped")
 
 

@@ -12,6 +12,7 @@ composition root owns the pool and shares it with the store re-key. Each task ca
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -22,8 +23,8 @@ from numbind.registry.domain.quota import DAY_SECONDS, Quotas
 from numbind.registry.domain.types import Principal
 from numbind.registry.errors import InvalidArgument
 from numbind.registry.keys import KeyRing, TokenKey
-from numbind.registry.storage import usage
-from numbind.registry.storage.db import Database
+from numbind.registry.storage import quota
+from numbind.registry.storage.db import Database, Session
 
 # How stale this process's view of the keys may get when another process rotates.
 KEYS_MAX_AGE_SECONDS = 5.0
@@ -68,6 +69,8 @@ class TokenService:
         self._keys = keys
         self._quotas = quotas
         self._pool = pool
+        # Calls refused for quota by this process (for /metrics).
+        self.refusals = 0
 
     async def _fresh(self) -> None:
         # Keys change in whichever process ran the admin call; others catch up within this.
@@ -80,14 +83,13 @@ class TokenService:
 
     async def evaluate(self, caller: Principal, key_id: str, elements: list[bytes]) -> Evaluation:
         validate_batch_size(elements)
+        self._quotas.check_batch(len(elements))
         await self._fresh()
         key = self._keys.for_evaluation(key_id)
+        n = len(elements)
         now = time.time()
         day = int(now // DAY_SECONDS)
-        used = 0
-        if not self._quotas.known(caller.pk):  # restarts keep the daily count
-            used = await self._db.run(lambda s: usage.tokens_on(s, caller.pk, day), write=False)
-        self._quotas.take(caller.pk, len(elements), now, used_today=used)
+        await self._db.run(functools.partial(self._take, caller=caller, n=n, now=now, day=day))
         # Elements are validated in the worker; a refused batch gives its quota back.
         loop = asyncio.get_running_loop()
         assert key.secret is not None
@@ -97,7 +99,25 @@ class TokenService:
                 self._pool, evaluate_batch, secret, key.public_key, elements
             )
         except InvalidArgument:
-            self._quotas.refund(caller.pk, len(elements))
+            burst = float(self._quotas.burst)
+            await self._db.run(lambda s: quota.refund(s, caller.pk, n, day=day, burst=burst))
             raise
-        await self._db.run(lambda s: usage.add(s, caller.pk, day, tokens=len(elements)))
         return Evaluation(key.key_id, evaluated, proof, self._keys.active().key_id)
+
+    def _take(self, session: Session, *, caller: Principal, n: int, now: float, day: int) -> None:
+        """Spend from the principal's bucket, shared by every registry process; raising
+        rolls back whatever the take changed."""
+        q = self._quotas
+        taken = quota.take(
+            session,
+            caller.pk,
+            n,
+            now_us=int(now * 1_000_000),
+            day=day,
+            rate=q.rate,
+            burst=float(q.burst),
+            daily_cap=q.daily_cap,
+        )
+        if not taken.granted:
+            self.refusals += 1
+            raise q.refusal(n, taken.tokens, taken.used_today, now)

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from numbind.registry.domain.types import Principal, now_us
 from numbind.registry.errors import AlreadyExists, NotFound
+from numbind.registry.storage import signals
 from numbind.registry.storage.models import PrincipalRow
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -54,6 +55,7 @@ def register(
     )
     session.add(row)
     session.flush()
+    signals.announce(session, signals.PRINCIPALS)  # caches may hold it as unknown
     return _to_domain(row)
 
 
@@ -65,6 +67,7 @@ def set_suspended(session: Session, role: str, name: str, suspended: bool) -> No
     )
     if result.rowcount == 0:  # type: ignore[attr-defined]
         raise NotFound(f"principal_id: no {role} named {name!r}")
+    signals.announce(session, signals.PRINCIPALS)
 
 
 def set_certificate(
@@ -78,6 +81,7 @@ def set_certificate(
     row.cert_sha256 = cert_sha256
     if attestation_key is not None:
         row.attestation_key = attestation_key
+    signals.announce(session, signals.PRINCIPALS)
     return _to_domain(row)
 
 
@@ -86,6 +90,7 @@ def set_attestation_key(session: Session, name: str, key: bytes) -> None:
     if row is None:
         raise NotFound(f"carrier_id: no carrier named {name!r}")
     row.attestation_key = key
+    signals.announce(session, signals.PRINCIPALS)
 
 
 def list_all(session: Session) -> list[PrincipalRow]:

@@ -11,6 +11,7 @@ from functools import partial
 
 from numbind.registry.config import Settings
 from numbind.registry.domain.quota import Quotas
+from numbind.registry.domain.types import now_us
 from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority
 from numbind.registry.services.admin import AdminService
@@ -24,8 +25,9 @@ from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.services.tokens import TokenService
-from numbind.registry.storage import keymap, migrate
+from numbind.registry.storage import keymap, migrate, ops
 from numbind.registry.storage.db import Database
+from numbind.registry.storage.ops import OpsSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,10 @@ class Registry:
             stopping=stopping,
             ca_pem=(settings.pki_dir / "ca.pem").read_bytes(),
         )
+
+    def ops_snapshot(self) -> OpsSnapshot:
+        """Open orders, feed lag and the re-key, for a metrics scrape (blocking)."""
+        return self.db.transact(lambda s: ops.snapshot(s, now_us()), write=False)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

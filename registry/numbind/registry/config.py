@@ -63,6 +63,8 @@ class Settings:
     change_poll_seconds: float = 1.0
     # host:port for the Prometheus /metrics endpoint; None: no endpoint.
     metrics_listen: str | None = None
+    # OpenTelemetry spans for every RPC (needs the `otel` extra and a configured SDK).
+    otel: bool = False
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
@@ -137,6 +139,7 @@ _ENV = {
     "rekey_lease_seconds": "NUMBIND_REKEY_LEASE_SECONDS",
     "change_poll_seconds": "NUMBIND_CHANGE_POLL_SECONDS",
     "metrics_listen": "NUMBIND_METRICS_LISTEN",
+    "otel": "NUMBIND_OTEL",
 }
 _QUOTA_ENV = {
     "rate_per_second": "NUMBIND_QUOTA_RATE",
@@ -155,6 +158,10 @@ def _coerce(kind: Any, name: str, raw: str) -> Any:
         raise ValueError(f"{name}: got {raw!r}, want a number") from None
     if kind in (Path, "Path"):
         return Path(raw)
+    if kind in (bool, "bool"):
+        if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+            raise ValueError(f"{name}: got {raw!r}, want 1 or 0")
+        return raw.lower() in {"1", "true", "yes"}
     return raw
 
 

@@ -16,6 +16,7 @@ from numbind.registry.api.auth import AuthInterceptor
 from numbind.registry.api.carriers import CarriersServicer
 from numbind.registry.api.errors import error_interceptor
 from numbind.registry.api.holders import HoldersServicer
+from numbind.registry.api.metrics import Metrics, ProcessCounters, otel_interceptors
 from numbind.registry.api.platforms import PlatformsServicer
 from numbind.registry.api.tokens import TokensServicer
 from numbind.registry.app import Registry
@@ -59,9 +60,16 @@ class RegistryServer:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.health = health.aio.HealthServicer()
+        self.metrics = Metrics(registry.ops_snapshot, self._counters)
         self.server = grpc.aio.server(
-            # Outermost first: errors from authentication are mapped like any other.
-            interceptors=[error_interceptor(), AuthInterceptor(registry.directory)],
+            # Outermost first: errors from authentication are mapped like any other, and
+            # metrics see the status the error map gave.
+            interceptors=[
+                *otel_interceptors(registry.settings.otel),
+                self.metrics.interceptor(),
+                error_interceptor(),
+                AuthInterceptor(registry.directory),
+            ],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -101,6 +109,8 @@ class RegistryServer:
         if self.port == 0:
             raise OSError(f"listen: cannot bind {settings.listen}")
         await self.server.start()
+        if settings.metrics_listen is not None:
+            self.metrics.serve(settings.metrics_listen)
         # An interrupted store re-key resumes now; a new one starts at rotation.
         self.registry.rekeyer.start()
         self.registry.changes.start()
@@ -110,6 +120,15 @@ class RegistryServer:
         record_served_address(settings.data_dir, f"{host}:{self.port}")
         log.info("registry serving on %s:%d", host, self.port)
         return self.port
+
+    def _counters(self) -> ProcessCounters:
+        changes = self.registry.changes
+        return ProcessCounters(
+            quota_refusals=self.registry.tokens.refusals,
+            notifications_heard=changes.heard,
+            poll_wakes=changes.poll_wakes,
+            listening=changes.listening,
+        )
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight calls finish (streams end), close the store.
@@ -124,6 +143,7 @@ class RegistryServer:
         await self.server.stop(self.registry.settings.shutdown_grace_seconds)
         await self.registry.rekeyer.close()
         await self.registry.changes.close()
+        self.metrics.close()
         self.registry.close()
         if self._store_lock is not None:
             self._store_lock.release()

@@ -86,7 +86,12 @@ class Process:
     name: str
     port: int
     log: Path
+    metrics_port: int
     proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def address(self) -> str:
@@ -134,6 +139,7 @@ class Cluster:
     def start(self, name: str, timeout: float = 90.0) -> None:
         p = self.processes[name]
         serve = ["serve", "--data-dir", str(self.settings.data_dir), "--listen", p.address]
+        serve += ["--metrics-listen", f"127.0.0.1:{p.metrics_port}"]
         with open(p.log, "ab") as out:
             p.proc = subprocess.Popen(
                 [sys.executable, "-m", "numbind.cli", *serve],
@@ -232,7 +238,7 @@ def cluster(
         child_env["NUMBIND_QUOTA_RATE"] = str(quota.rate_per_second)
         child_env["NUMBIND_QUOTA_BURST"] = str(quota.burst)
         child_env["NUMBIND_QUOTA_DAILY_CAP"] = str(quota.daily_cap)
-    processes = {n: Process(n, free_port(), tmp_path / f"{n}.log") for n in NAMES}
+    processes = {n: Process(n, free_port(), tmp_path / f"{n}.log", free_port()) for n in NAMES}
     sock = tmp_path / "haproxy.sock"
     servers = "\n".join(f"    server {p.name} {p.address} check" for p in processes.values())
     cfg = tmp_path / "haproxy.cfg"

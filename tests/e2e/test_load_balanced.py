@@ -262,3 +262,39 @@ async def test_a_suspension_through_one_process_ends_streams_on_all_three(
         print(f"\nsuspension ended streams on {where} after {[f'{d:.2f} s' for d in delays]}")
         assert all(code is not None for _, code in ended.values()), ended
         assert delays[-1] < 5.0  # generous; the design bound is one second
+
+
+def _rpc_count(text: str, method: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("numbind_rpc_total{") and f'method="{method}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_sdk_balances_over_several_addresses_without_a_load_balancer(
+    tmp_path: Path,
+) -> None:
+    """A bundle listing all three registries: calls are spread round-robin, and keep
+    working while one process is down. Each process's /metrics shows its share."""
+    import httpx
+
+    with cluster(tmp_path) as c:
+        direct = ",".join(p.address for p in c.processes.values())
+        bundle = c.bundle("platform", "p1", address=direct)
+        assert bundle.registry == direct
+        async with secure_channel(bundle) as channel:
+            stub = tokens_pb2_grpc.TokensStub(channel)
+            for _ in range(30):
+                await stub.GetKeys(tokens_pb2.GetKeysRequest())
+            async with httpx.AsyncClient() as http:
+                shares = {
+                    name: _rpc_count((await http.get(p.metrics_url)).text, "GetKeys")
+                    for name, p in c.processes.items()
+                }
+            print(f"\nGetKeys per process over one round_robin channel: {shares}")
+            assert sum(shares.values()) == 30
+            assert all(n >= 5 for n in shares.values()), shares
+            await asyncio.to_thread(c.stop, "r1")
+            for _ in range(10):  # the channel skips the stopped process
+                await stub.GetKeys(tokens_pb2.GetKeysRequest(), wait_for_ready=True)

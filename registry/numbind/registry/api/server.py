@@ -21,6 +21,7 @@ from numbind.registry.api.platforms import PlatformsServicer
 from numbind.registry.api.tokens import TokensServicer
 from numbind.registry.app import Registry
 from numbind.registry.config import record_served_address
+from numbind.registry.federation.serving import Serving
 from numbind.registry.storage.lock import StoreLock
 from numbind.v1 import (
     admin_pb2,
@@ -47,11 +48,14 @@ SERVICE_NAMES = [
 MAX_MESSAGE = MAX_MESSAGE_BYTES
 
 
-def server_credentials(pki_dir: Path) -> grpc.ServerCredentials:
-    """Server cert + key, and the registry CA as the only root for client certificates."""
+def server_credentials(pki_dir: Path, federation: Serving | None = None) -> grpc.ServerCredentials:
+    """Server cert + key; client certificates must chain to the registry CA or, in a
+    federation, to a member's CA named in the installed manifest (any other CA fails the
+    handshake). Which identities each CA may vouch for is the auth interceptor's check."""
+    own_ca = (pki_dir / "ca.pem").read_bytes()
     return grpc.ssl_server_credentials(
         [((pki_dir / "server.key").read_bytes(), (pki_dir / "server.pem").read_bytes())],
-        root_certificates=(pki_dir / "ca.pem").read_bytes(),
+        root_certificates=own_ca if federation is None else federation.client_roots(own_ca),
         require_client_auth=True,
     )
 
@@ -68,7 +72,12 @@ class RegistryServer:
                 *otel_interceptors(registry.settings.otel),
                 self.metrics.interceptor(),
                 error_interceptor(),
-                AuthInterceptor(registry.directory),
+                AuthInterceptor(
+                    registry.directory,
+                    None
+                    if registry.federation is None
+                    else registry.federation.callers(registry.ca_pem),
+                ),
             ],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -104,7 +113,7 @@ class RegistryServer:
         if self._store_lock is not None:
             self._store_lock.acquire()  # SQLite: refuse a second serving process
         self.port = self.server.add_secure_port(
-            settings.listen, server_credentials(settings.pki_dir)
+            settings.listen, server_credentials(settings.pki_dir, self.registry.federation)
         )
         if self.port == 0:
             raise OSError(f"listen: cannot bind {settings.listen}")
@@ -144,6 +153,8 @@ class RegistryServer:
         await self.registry.rekeyer.close()
         await self.registry.changes.close()
         self.metrics.close()
+        if self.registry.peers is not None:
+            await self.registry.peers.close()
         self.registry.close()
         if self._store_lock is not None:
             self._store_lock.release()

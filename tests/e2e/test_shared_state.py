@@ -110,3 +110,28 @@ async def test_one_quota_bucket_across_registries(tmp_path: Path, pg_url: str) -
                 await tokens_pb2_grpc.TokensStub(on_b).Evaluate(request)
             assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert pair.b.registry.tokens.refusals == 1
+
+
+async def test_a_lost_notification_is_made_good_by_the_poll(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every notification lost, the once-per-poll read of the watched feed heads
+    still wakes B's stream, well before its 60 s heartbeat."""
+    from numbind.registry.storage import signals
+
+    monkeypatch.setattr(signals, "announce", lambda *a, **k: None)
+    async for pair in _pair(tmp_path, pg_url, change_poll_seconds=0.3, heartbeat_seconds=60.0):
+        cm, p1 = pair.a.add_carrier("cm"), pair.a.add_platform("p1")
+        token = await tokenize(p1, PHONE)
+        await publish(p1, token, [(b"acct", days_ago(200))])
+        async with secure_channel(pair.on_b(p1)) as channel:
+            feed = EventFeed(channel, after_seq=0, heartbeat_seconds=60).events()
+            first = asyncio.ensure_future(anext(feed))
+            await asyncio.sleep(1.0)
+            async with carrier(cm) as c:
+                await c.report([LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(1))])
+            event = await asyncio.wait_for(first, 10)
+            assert event.seq == 1
+            assert pair.b.registry.changes.poll_wakes >= 1
+            assert pair.b.registry.changes.heard == 0
+            await feed.aclose()

@@ -135,3 +135,31 @@ async def test_a_lost_notification_is_made_good_by_the_poll(
             assert pair.b.registry.changes.poll_wakes >= 1
             assert pair.b.registry.changes.heard == 0
             await feed.aclose()
+
+
+async def test_a_rotation_through_a_makes_b_reload_its_keys(tmp_path: Path, pg_url: str) -> None:
+    import uuid
+
+    from numbind.registry.services.tokens import KEYS_MAX_AGE_SECONDS
+    from numbind.v1 import admin_pb2, admin_pb2_grpc
+
+    async for pair in _pair(tmp_path, pg_url, **SLOW):
+        p1 = pair.a.add_platform("p1")
+        async with secure_channel(pair.on_b(p1)) as channel:
+            stub = tokens_pb2_grpc.TokensStub(channel)
+            before = (await stub.GetKeys(tokens_pb2.GetKeysRequest())).active_key_id
+            b = pair.b.registry
+            assert not b.keys.older_than(KEYS_MAX_AGE_SECONDS)
+            heard = b.changes.heard
+            async with secure_channel(pair.a.admin_bundle) as admin:
+                await admin_pb2_grpc.AdminStub(admin).RotateKey(
+                    admin_pb2.RotateKeyRequest(request_id=uuid.uuid4().hex)
+                )
+            for _ in range(500):
+                if b.changes.heard > heard:
+                    break
+                await asyncio.sleep(0.02)
+            # Heard: B's next call reloads the keys instead of trusting them for 5 s.
+            assert b.keys.older_than(KEYS_MAX_AGE_SECONDS)
+            after = (await stub.GetKeys(tokens_pb2.GetKeysRequest())).active_key_id
+            assert after != before

@@ -104,7 +104,7 @@ class Registry:
         changes = Changes(
             db, notifier, directory, token_map, poll_seconds=settings.change_poll_seconds
         )
-        changes.on_keys = rekeyer.wake
+        changes.on_keys = [rekeyer.wake, keys.expire]
         return cls(
             settings=settings,
             db=db,

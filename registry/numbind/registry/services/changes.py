@@ -50,8 +50,9 @@ class Changes:
         self._heads: dict[int, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: signals.Listener | None = None
-        # The re-key runner's wake(), set by the composition root once it exists.
-        self.on_keys: Callable[[], None] = lambda: None
+        # Told when the key map or the keys changed elsewhere: the re-key runner (to take
+        # up a new job) and the token service's key ring (to reload before its next use).
+        self.on_keys: list[Callable[[], None]] = []
         # Counters for /metrics and tests: notifications heard, polls that found a change.
         self.heard = 0
         self.poll_wakes = 0
@@ -102,7 +103,8 @@ class Changes:
             self._notifier.notify_all()
         elif kind == signals.KEYS:
             self._token_map.invalidate()
-            self.on_keys()
+            for hook in self.on_keys:
+                hook()
         else:
             log.warning("change listener: unknown payload %r ignored", payload[:40])
 
@@ -110,7 +112,8 @@ class Changes:
         self._directory.invalidate()
         self._token_map.invalidate()
         self._notifier.notify_all()
-        self.on_keys()
+        for hook in self.on_keys:
+            hook()
 
     async def _poll_loop(self) -> None:
         while True:

@@ -212,6 +212,8 @@ async def test_quota_holds_across_three_processes(tmp_path: Path) -> None:
 async def test_a_suspension_through_one_process_ends_streams_on_all_three(
     tmp_path: Path,
 ) -> None:
+    # TODO(merge): remove once issue 10's standing checks (h-hard) are on main.
+    pytest.importorskip("numbind.registry.services.standing", reason="needs issue 10 on main")
     with cluster(tmp_path) as c:
         bundle = c.bundle("platform", "p1")
         ended: dict[str, tuple[float, grpc.StatusCode | None]] = {}
@@ -246,7 +248,7 @@ async def test_a_suspension_through_one_process_ends_streams_on_all_three(
             await admin_pb2_grpc.AdminStub(admin).SetPrincipalSuspended(
                 admin_pb2.SetPrincipalSuspendedRequest(
                     request_id=uuid.uuid4().hex,
-                    role=common_pb2.PRINCIPAL_ROLE_PLATFORM,
+                    role=admin_pb2.PRINCIPAL_ROLE_PLATFORM,
                     principal_id="p1",
                     suspended=True,
                 )

@@ -212,8 +212,6 @@ async def test_quota_holds_across_three_processes(tmp_path: Path) -> None:
 async def test_a_suspension_through_one_process_ends_streams_on_all_three(
     tmp_path: Path,
 ) -> None:
-    # TODO(merge): remove once issue 10's standing checks (h-hard) are on main.
-    pytest.importorskip("numbind.registry.services.standing", reason="needs issue 10 on main")
     with cluster(tmp_path) as c:
         bundle = c.bundle("platform", "p1")
         ended: dict[str, tuple[float, grpc.StatusCode | None]] = {}

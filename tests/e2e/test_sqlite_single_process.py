@@ -36,7 +36,7 @@ def test_numbind_serve_refuses_a_store_already_served(tmp_path: Path) -> None:
     data = tmp_path / "data"
     lock = StoreLock.for_url(f"sqlite:///{(data / 'registry.db').resolve()}")
     assert lock is not None
-    data.mkdir()
+    data.mkdir(mode=0o700)
     lock.acquire()  # stands in for a registry already serving this data dir
     try:
         out = subprocess.run(

@@ -65,6 +65,16 @@ class Settings:
     metrics_listen: str | None = None
     # OpenTelemetry spans for every RPC (needs the `otel` extra and a configured SDK).
     otel: bool = False
+    # Open StreamEvents calls one principal may hold in this process; one more is
+    # RESOURCE_EXHAUSTED. With several registry processes, each allows this many.
+    max_streams_per_principal: int = 8
+    # Per-RPC request size limits (numbind.protocol.limits.REQUEST_BYTES). Off only to
+    # measure what they cost or save (bench/oversize.py): then every request up to 64 MB
+    # is parsed, as before issue 10.
+    request_limits: bool = True
+    # SQLite's PRAGMA synchronous for the embedded store: FULL (a commit reported is on
+    # disk) or NORMAL (faster; a power loss may drop the last commits). Not PostgreSQL.
+    sqlite_synchronous: str = "FULL"
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
@@ -87,6 +97,14 @@ class Settings:
             m_host, m_sep, m_port = self.metrics_listen.rpartition(":")
             if not m_sep or not m_host or not m_port.isdigit() or not 0 <= int(m_port) <= 65535:
                 raise ValueError(f"metrics_listen: got {self.metrics_listen!r}, want HOST:PORT")
+        if self.sqlite_synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(
+                f"sqlite_synchronous: got {self.sqlite_synchronous!r}, want FULL or NORMAL"
+            )
+        if not 1 <= self.max_streams_per_principal <= 10_000:
+            raise ValueError(
+                f"max_streams_per_principal: got {self.max_streams_per_principal}, want 1..10000"
+            )
         if self.rekey_lease_seconds <= 0:
             raise ValueError(f"rekey_lease_seconds: got {self.rekey_lease_seconds}, want > 0")
         if self.quota.rate_per_second <= 0 or self.quota.burst < 1 or self.quota.daily_cap < 1:
@@ -140,6 +158,9 @@ _ENV = {
     "change_poll_seconds": "NUMBIND_CHANGE_POLL_SECONDS",
     "metrics_listen": "NUMBIND_METRICS_LISTEN",
     "otel": "NUMBIND_OTEL",
+    "max_streams_per_principal": "NUMBIND_MAX_STREAMS_PER_PRINCIPAL",
+    "request_limits": "NUMBIND_REQUEST_LIMITS",
+    "sqlite_synchronous": "NUMBIND_SQLITE_SYNCHRONOUS",
 }
 _QUOTA_ENV = {
     "rate_per_second": "NUMBIND_QUOTA_RATE",
@@ -159,9 +180,11 @@ def _coerce(kind: Any, name: str, raw: str) -> Any:
     if kind in (Path, "Path"):
         return Path(raw)
     if kind in (bool, "bool"):
-        if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
-            raise ValueError(f"{name}: got {raw!r}, want 1 or 0")
-        return raw.lower() in {"1", "true", "yes"}
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name}: got {raw!r}, want 1 or 0")
     return raw
 
 

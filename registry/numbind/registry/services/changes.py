@@ -23,8 +23,8 @@ import logging
 from collections.abc import Callable
 from functools import partial
 
-from numbind.registry.services.directory import Directory
 from numbind.registry.services.notifier import FeedNotifier
+from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import signals
 from numbind.registry.storage.db import Database
@@ -37,14 +37,14 @@ class Changes:
         self,
         db: Database,
         notifier: FeedNotifier,
-        directory: Directory,
+        standing: StandingService,
         token_map: TokenMapper,
         *,
         poll_seconds: float = 1.0,
     ) -> None:
         self._db = db
         self._notifier = notifier
-        self._directory = directory
+        self._standing = standing
         self._token_map = token_map
         self._poll = poll_seconds
         self._heads: dict[int, int] = {}
@@ -98,9 +98,9 @@ class Changes:
         if kind == signals.FEED:
             self._notifier.notify(ids)
         elif kind == signals.PRINCIPALS:
-            self._directory.invalidate()
-            # Open streams re-check their caller's standing when woken.
-            self._notifier.notify_all()
+            # Drops the principal cache and wakes those principals' open streams, which
+            # re-read their standing and end if it changed.
+            self._standing.changed(ids)
         elif kind == signals.KEYS:
             self._token_map.invalidate()
             for hook in self.on_keys:
@@ -109,7 +109,7 @@ class Changes:
             log.warning("change listener: unknown payload %r ignored", payload[:40])
 
     def _everything_changed(self) -> None:
-        self._directory.invalidate()
+        self._standing.changed(())
         self._token_map.invalidate()
         self._notifier.notify_all()
         for hook in self.on_keys:

@@ -12,9 +12,10 @@ and callers also poll (`feed_heads`) so that even a silently stuck listener boun
 delay. On SQLite `announce` does nothing: SQLite is single-process (see `storage.lock`)
 and the writer's own process is told after commit.
 
-Payloads: ``feed:<pk>,<pk>,...`` (those platforms' feeds grew), ``principals`` (a
-principal was suspended, restored or re-credentialed), ``keys`` (the key map's epoch moved:
-rotation, end of a re-key, retirement).
+Payloads: ``feed:<pk>,<pk>,...`` (those platforms' feeds grew), ``principals:<pk>`` (that
+principal's standing changed: suspended, resumed, re-credentialed; ``principals`` alone: one
+was registered), ``keys`` (the key map's epoch moved: rotation, end of a re-key,
+retirement).
 """
 
 from __future__ import annotations
@@ -35,35 +36,34 @@ CHANNEL = "numbind_changes"
 FEED = "feed"
 PRINCIPALS = "principals"
 KEYS = "keys"
+# The feed "platform" 0 is the lifecycle log that federation members follow
+# (services.notifier.LOG_CHANNEL); platforms' feeds are their principal pks, from 1.
+LOG_CHANNEL = 0
 # PostgreSQL refuses payloads of 8000 bytes or more; platform pks are chunked below that.
 _MAX_PAYLOAD = 7000
 
 
 def payloads(kind: str, ids: Iterable[int] = ()) -> list[str]:
-    """The payloads that announce `kind` (for FEED: one or more, covering every id)."""
-    if kind != FEED:
-        return [kind]
+    """The payloads that announce `kind` for `ids` (one or more, covering every id)."""
     out: list[str] = []
     chunk: list[str] = []
     size = 0
     for pk in sorted(set(ids)):
         item = str(pk)
         if size + len(item) + 1 > _MAX_PAYLOAD and chunk:
-            out.append(f"{FEED}:{','.join(chunk)}")
+            out.append(f"{kind}:{','.join(chunk)}")
             chunk, size = [], 0
         chunk.append(item)
         size += len(item) + 1
     if chunk:
-        out.append(f"{FEED}:{','.join(chunk)}")
-    return out
+        out.append(f"{kind}:{','.join(chunk)}")
+    return out or [kind]
 
 
 def parse(payload: str) -> tuple[str, list[int]]:
-    """(kind, ids) from a payload; unknown kinds come back as they are, with no ids."""
+    """(kind, ids) from a payload."""
     kind, _, rest = payload.partition(":")
-    if kind == FEED:
-        return kind, [int(x) for x in rest.split(",") if x.isdigit()]
-    return kind, []
+    return kind, [int(x) for x in rest.split(",") if x.isdigit()]
 
 
 def announce(session: Session, kind: str, ids: Iterable[int] = ()) -> None:

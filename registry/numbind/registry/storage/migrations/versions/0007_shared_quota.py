@@ -1,7 +1,7 @@
 """token quotas in a shared bucket row per principal
 
-Revision ID: 0004s
-Revises: 0003
+Revision ID: 0007_shared_quota
+Revises: 0006_replication
 Create Date: 2026-11-28 11:00:00.000000
 
 Token-evaluation quotas were token buckets in each registry process's memory, so N
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004s"
-down_revision: str | None = "0003"
+revision: str = "0007_shared_quota"
+down_revision: str | None = "0006_replication"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

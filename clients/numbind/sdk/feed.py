@@ -52,7 +52,8 @@ class CursorStore:
 class EventFeed:
     """This platform's events after ``acked_through`` (the cursor file's, or ``after_seq``).
 
-    Reconnects with backoff on UNAVAILABLE; ``head_seq`` is the registry's latest sequence
+    Reconnects with backoff on UNAVAILABLE and when a registry ends the stream as it stops
+    (a rolling restart); ``head_seq`` is the registry's latest sequence
     as of the last heartbeat, ``reconnects`` counts reconnections.
     """
 
@@ -117,7 +118,14 @@ class EventFeed:
                     for event in events:
                         seen_through = max(seen_through, event.seq)
                         yield event
-                return
+                # The registry ends a stream only when it stops (a rolling restart): a
+                # follower resumes on another process, unless told not to retry at all.
+                if not follow or attempt + 1 >= self._retry.attempts:
+                    return
+                self.reconnects += 1
+                await asyncio.sleep(self._retry.delay(attempt, None))
+                attempt += 1
+                continue
             except grpc.RpcError as rpc_exc:
                 exc: NumbindClientError = from_rpc_error(rpc_exc)
                 if not exc.retryable or attempt + 1 >= self._retry.attempts:

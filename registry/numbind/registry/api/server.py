@@ -17,6 +17,7 @@ from numbind.registry.api.carriers import CarriersServicer
 from numbind.registry.api.errors import error_interceptor
 from numbind.registry.api.federation import FederationServicer
 from numbind.registry.api.holders import HoldersServicer
+from numbind.registry.api.metrics import Metrics, ProcessCounters, otel_interceptors
 from numbind.registry.api.platforms import PlatformsServicer
 from numbind.registry.api.sizes import RequestSizeInterceptor
 from numbind.registry.api.tokens import TokensServicer
@@ -24,6 +25,7 @@ from numbind.registry.app import Registry
 from numbind.registry.config import record_served_address
 from numbind.registry.federation.follower import Follower
 from numbind.registry.federation.serving import Serving
+from numbind.registry.storage.lock import StoreLock
 from numbind.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -92,8 +94,14 @@ class RegistryServer:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.health = health.aio.HealthServicer()
-        # Outermost first: errors from sizes and authentication are mapped like any other.
-        interceptors: list[grpc.aio.ServerInterceptor] = [error_interceptor()]
+        self.metrics = Metrics(registry.ops_snapshot, self._counters)
+        # Outermost first: errors from sizes and authentication are mapped like any other,
+        # and metrics (outside the error map) see the status it gave.
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            *otel_interceptors(registry.settings.otel),
+            self.metrics.interceptor(),
+            error_interceptor(),
+        ]
         receive = MAX_MESSAGE
         if registry.settings.request_limits:
             interceptors.append(RequestSizeInterceptor())
@@ -138,6 +146,7 @@ class RegistryServer:
         )
         self.port = 0
         self._stopped = False
+        self._store_lock = StoreLock.for_url(registry.db.url)
         fed = registry.federation
         self.follower = (
             Follower(registry.replica, registry.peers, fed.hub.id, fed.files, registry.stopping)
@@ -147,14 +156,19 @@ class RegistryServer:
 
     async def start(self) -> int:
         settings = self.registry.settings
+        if self._store_lock is not None:
+            self._store_lock.acquire()  # SQLite: refuse a second serving process
         self.port = self.server.add_secure_port(
             settings.listen, server_credentials(settings.pki_dir, self.registry.federation)
         )
         if self.port == 0:
             raise OSError(f"listen: cannot bind {settings.listen}")
         await self.server.start()
+        if settings.metrics_listen is not None:
+            self.metrics.serve(settings.metrics_listen)
         # An interrupted store re-key resumes now; a new one starts at rotation.
         self.registry.rekeyer.start()
+        self.registry.changes.start()
         if self.follower is not None:
             self.follower.start()
         for name in ["", *SERVICE_NAMES]:
@@ -163,6 +177,15 @@ class RegistryServer:
         record_served_address(settings.data_dir, f"{host}:{self.port}")
         log.info("registry serving on %s:%d", host, self.port)
         return self.port
+
+    def _counters(self) -> ProcessCounters:
+        changes = self.registry.changes
+        return ProcessCounters(
+            quota_refusals=self.registry.quota_gate.refusals,
+            notifications_heard=changes.heard,
+            poll_wakes=changes.poll_wakes,
+            listening=changes.listening,
+        )
 
     async def stop(self) -> None:
         """Stop accepting, let in-flight calls finish (streams end), close the store.
@@ -178,9 +201,13 @@ class RegistryServer:
             await self.follower.close()
         await self.server.stop(self.registry.settings.shutdown_grace_seconds)
         await self.registry.rekeyer.close()
+        await self.registry.changes.close()
+        self.metrics.close()
         if self.registry.peers is not None:
             await self.registry.peers.close()
         self.registry.close()
+        if self._store_lock is not None:
+            self._store_lock.release()
         log.info("registry stopped")
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -340,3 +341,13 @@ class UsageRow(Base):
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     tokens_evaluated: Mapped[int] = mapped_column(BigInteger, default=0)
     reassigned_checks: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class QuotaBucketRow(Base):
+    """A principal's token-evaluation bucket, shared by every registry process."""
+
+    __tablename__ = "quota_buckets"
+
+    principal_pk: Mapped[int] = mapped_column(ForeignKey("principals.pk"), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Double)
+    updated_us: Mapped[int] = mapped_column(BigInteger)

@@ -20,6 +20,7 @@ from numbind.registry.domain.types import (
     OrderState,
     now_us,
 )
+from numbind.registry.storage import signals
 from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import (
@@ -146,6 +147,8 @@ def append(
             driver_sql(conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ?"),
             revoking,
         )
+    # Other processes' streams of these feeds wake when this transaction commits.
+    signals.announce(session, signals.FEED, by_platform)
     return set(by_platform)
 
 

@@ -20,7 +20,7 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,otel]'
 	@touch $(STAMP)
 
 # Debian's chromium (and a CJK font, so screenshots show Chinese) for the Playwright

@@ -26,6 +26,12 @@ TABLES = {
     "store_state",
     "key_deltas",
     "rekeys",
+    "log_state",
+    "log_leaves",
+    "log_nodes",
+    "log_checkpoints",
+    "witness_state",
+    "witness_alarms",
     "alembic_version",
 }
 
@@ -142,14 +148,19 @@ def test_an_empty_older_store_adopts_its_active_key_as_the_store_key(database_ur
 
 
 def test_the_history_is_one_line() -> None:
-    """One head, each revision revising the one before: 0001 <- 0002 <- 0003."""
+    """One head, each revision revising the one before: 0001 <- 0002 <- 0003 <- 0005_log."""
     from alembic.script import ScriptDirectory
 
     scripts = ScriptDirectory.from_config(migrate._config())
     assert scripts.get_heads() == [migrate.head_revision()]
     chain = [r.revision for r in scripts.walk_revisions()]
-    assert chain == ["0003", "0002", "0001"]
-    assert [scripts.get_revision(r).down_revision for r in chain] == ["0002", "0001", None]
+    assert chain == ["0005_log", "0003", "0002", "0001"]
+    assert [scripts.get_revision(r).down_revision for r in chain] == [
+        "0003",
+        "0002",
+        "0001",
+        None,
+    ]
 
 
 @pytest.mark.parametrize("start", ["0001", "0002"])

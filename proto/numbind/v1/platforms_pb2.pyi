@@ -521,6 +521,7 @@ class Event(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
     REVOCATION_ID_FIELD_NUMBER: _builtins.int
+    LEAF_INDEX_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """Gap-free per-platform sequence number, starting at 1."""
     order_id: _builtins.str
@@ -529,6 +530,8 @@ class Event(_message.Message):
     cause: _common_pb2.EventCause.ValueType
     revocation_id: _builtins.str
     """The holder revocation or lifecycle report this belongs to."""
+    leaf_index: _builtins.int
+    """The order's leaf in the verifiable log (numbind.v1.Log): prove it was logged."""
     @_builtins.property
     def binding(self) -> _common_pb2.Binding:
         """The binding concerned (the platform's own account_ref)."""
@@ -557,10 +560,11 @@ class Event(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         deadline: _timestamp_pb2.Timestamp | None = ...,
         revocation_id: _builtins.str = ...,
+        leaf_index: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "created_at", b"created_at", "deadline", b"deadline", "tenure_start", b"tenure_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "cause", b"cause", "created_at", b"created_at", "deadline", b"deadline", "kind", b"kind", "order_id", b"order_id", "revocation_id", b"revocation_id", "seq", b"seq", "tenure_start", b"tenure_start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "cause", b"cause", "created_at", b"created_at", "deadline", b"deadline", "kind", b"kind", "leaf_index", b"leaf_index", "order_id", b"order_id", "revocation_id", b"revocation_id", "seq", b"seq", "tenure_start", b"tenure_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

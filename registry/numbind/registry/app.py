@@ -9,6 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
+from numbind.registry import log_key
 from numbind.registry.config import Settings
 from numbind.registry.domain.quota import Quotas
 from numbind.registry.keys import KeyRing
@@ -19,6 +20,7 @@ from numbind.registry.services.directory import Directory
 from numbind.registry.services.feed import FeedService
 from numbind.registry.services.holders import HolderService
 from numbind.registry.services.lifecycle import LifecycleService
+from numbind.registry.services.log import LogService
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings
 from numbind.registry.services.tokenmap import TokenMapper
@@ -41,6 +43,7 @@ class Registry:
     lifecycle: LifecycleService
     holders: HolderService
     feed: FeedService
+    log: LogService
     token_map: TokenMapper
     rekeyer: RekeyRunner
     # Worker processes for CPU-bound crypto: token evaluation and the store re-key.
@@ -110,6 +113,7 @@ class Registry:
                 heartbeat_seconds=settings.heartbeat_seconds,
                 visibility_timeout_seconds=settings.visibility_timeout_seconds,
             ),
+            log=LogService(db, log_key.load_or_create(settings.data_dir), settings.witness_keys),
             token_map=token_map,
             rekeyer=rekeyer,
             pool=pool,

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from numbind.protocol.checkpoint import CosignatureVerifier
 from numbind.protocol.files import write_atomically
+from numbind.protocol.log_errors import LogError
 from numbind.registry.domain.attestation import Policy as AttestationPolicy
 
 DEFAULT_LISTEN = "127.0.0.1:7443"
@@ -57,6 +59,10 @@ class Settings:
     rekey_batch_rows: int = 5000
     rekey_pause_seconds: float = 0.0
     rekey_lease_seconds: float = 30.0
+    # The verifiable log: a checkpoint at least this often while it grows, and the witness
+    # keys (C2SP cosignature/v1 vkeys, whitespace-separated) whose cosignatures it attaches.
+    log_checkpoint_seconds: float = 1.0
+    log_witnesses: str = ""
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
@@ -73,6 +79,11 @@ class Settings:
             raise ValueError(f"rekey_batch_rows: got {self.rekey_batch_rows}, want 1..100000")
         if self.rekey_pause_seconds < 0:
             raise ValueError(f"rekey_pause_seconds: got {self.rekey_pause_seconds}, want >= 0")
+        if not 0 < self.log_checkpoint_seconds <= 60:
+            raise ValueError(
+                f"log_checkpoint_seconds: got {self.log_checkpoint_seconds}, want 0 < s <= 60"
+            )
+        _ = self.witness_keys  # refuses a malformed witness key, naming it
         if self.rekey_lease_seconds <= 0:
             raise ValueError(f"rekey_lease_seconds: got {self.rekey_lease_seconds}, want > 0")
         if self.quota.rate_per_second <= 0 or self.quota.burst < 1 or self.quota.daily_cap < 1:
@@ -87,6 +98,16 @@ class Settings:
     @property
     def attestation_policy(self) -> AttestationPolicy:
         return AttestationPolicy(self.attestation_max_lifetime_seconds, self.clock_skew_seconds)
+
+    @property
+    def witness_keys(self) -> tuple[CosignatureVerifier, ...]:
+        out = []
+        for vkey in self.log_witnesses.split():
+            try:
+                out.append(CosignatureVerifier.parse(vkey))
+            except LogError as exc:
+                raise ValueError(f"log_witnesses: {exc.message}") from None
+        return tuple(out)
 
     @property
     def effective_database_url(self) -> str:
@@ -123,6 +144,8 @@ _ENV = {
     "rekey_batch_rows": "NUMBIND_REKEY_BATCH_ROWS",
     "rekey_pause_seconds": "NUMBIND_REKEY_PAUSE_SECONDS",
     "rekey_lease_seconds": "NUMBIND_REKEY_LEASE_SECONDS",
+    "log_checkpoint_seconds": "NUMBIND_LOG_CHECKPOINT_SECONDS",
+    "log_witnesses": "NUMBIND_LOG_WITNESSES",
 }
 _QUOTA_ENV = {
     "rate_per_second": "NUMBIND_QUOTA_RATE",

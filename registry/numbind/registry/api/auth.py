@@ -31,6 +31,8 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     "/numbind.v1.Carriers/": frozenset({Role.CARRIER}),
     "/numbind.v1.Holders/": frozenset({Role.CARRIER}),
     "/numbind.v1.Admin/": frozenset({Role.ADMIN}),
+    # Anyone may check the log; openings are filtered by holder in the service.
+    "/numbind.v1.Log/": frozenset(Role.ALL),
 }
 
 

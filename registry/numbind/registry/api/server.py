@@ -16,6 +16,7 @@ from numbind.registry.api.auth import AuthInterceptor
 from numbind.registry.api.carriers import CarriersServicer
 from numbind.registry.api.errors import error_interceptor
 from numbind.registry.api.holders import HoldersServicer
+from numbind.registry.api.log import LogServicer
 from numbind.registry.api.platforms import PlatformsServicer
 from numbind.registry.api.tokens import TokensServicer
 from numbind.registry.app import Registry
@@ -27,6 +28,8 @@ from numbind.v1 import (
     carriers_pb2_grpc,
     holders_pb2,
     holders_pb2_grpc,
+    log_pb2,
+    log_pb2_grpc,
     platforms_pb2,
     platforms_pb2_grpc,
     tokens_pb2,
@@ -41,6 +44,7 @@ SERVICE_NAMES = [
     carriers_pb2.DESCRIPTOR.services_by_name["Carriers"].full_name,
     holders_pb2.DESCRIPTOR.services_by_name["Holders"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+    log_pb2.DESCRIPTOR.services_by_name["Log"].full_name,
 ]
 MAX_MESSAGE = MAX_MESSAGE_BYTES
 
@@ -82,12 +86,14 @@ class RegistryServer:
         admin_pb2_grpc.add_AdminServicer_to_server(
             AdminServicer(registry.admin, registry.ca_pem), self.server
         )
+        log_pb2_grpc.add_LogServicer_to_server(LogServicer(registry.log), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
         self.port = 0
         self._stopped = False
+        self._publisher: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         settings = self.registry.settings
@@ -99,6 +105,10 @@ class RegistryServer:
         await self.server.start()
         # An interrupted store re-key resumes now; a new one starts at rotation.
         self.registry.rekeyer.start()
+        self._publisher = asyncio.create_task(
+            self.registry.log.run(self.registry.stopping, settings.log_checkpoint_seconds),
+            name="numbind-log-checkpoints",
+        )
         for name in ["", *SERVICE_NAMES]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         host = settings.listen.rpartition(":")[0]
@@ -117,6 +127,8 @@ class RegistryServer:
         await self.health.enter_graceful_shutdown()
         self.registry.stopping.set()
         await self.server.stop(self.registry.settings.shutdown_grace_seconds)
+        if self._publisher is not None:
+            await self._publisher
         await self.registry.rekeyer.close()
         self.registry.close()
         log.info("registry stopped")

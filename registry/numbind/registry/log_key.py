@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from numbind.protocol import note
+from numbind.protocol.checkpoint import CosignatureSigner
 from numbind.protocol.files import write_private_file
 from numbind.registry.federation.files import FederationDir
 
@@ -46,4 +47,26 @@ def load_or_create(data_dir: Path) -> note.Ed25519Signer:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_private_file(path, (signer.skey() + "\n").encode("ascii"))
     log.info("log key created for origin %s", want)
+    return signer
+
+
+WITNESS_KEY_FILE = "witness.key"
+
+
+def witness_name(data_dir: Path) -> str:
+    """`numbind.<federation-id>/witness/<member-id>` ("local"/"self" outside a federation)."""
+    installed = FederationDir(data_dir).load()
+    if installed is None:
+        return f"numbind.{LOCAL_FEDERATION}/witness/self"
+    return f"numbind.{installed.manifest.federation}/witness/{installed.member_id}"
+
+
+def load_or_create_witness(data_dir: Path) -> CosignatureSigner:
+    """This registry's cosigning key as a witness (DATA_DIR/log/witness.key, 0600)."""
+    path = Path(data_dir) / LOG_DIR / WITNESS_KEY_FILE
+    if path.exists():
+        return CosignatureSigner.parse(path.read_text(encoding="ascii").strip())
+    signer = CosignatureSigner.generate(witness_name(data_dir))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_private_file(path, (signer.skey() + "\n").encode("ascii"))
     return signer

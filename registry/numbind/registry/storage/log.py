@@ -37,11 +37,16 @@ from sqlalchemy.orm import Session
 @dataclass(frozen=True)
 class StoredOpening:
     index: int
+    commitment: bytes
     kind: str
     ref: str
     holder_pk: int | None
     salt: bytes
     body: bytes
+
+
+# Keys per IN list: well under SQLite's bound on bound variables.
+_CHUNK = 400
 
 
 def _split(edge: bytes) -> list[bytes]:
@@ -111,16 +116,18 @@ class StoredTree:
                 )
         found: dict[Node, bytes] = {}
         leaves = sorted({n.index for n in nodes if n.level == 0})
-        if leaves:
+        for i in range(0, len(leaves), _CHUNK):
             for idx, c in self._session.execute(
-                select(LogLeafRow.idx, LogLeafRow.commitment).where(LogLeafRow.idx.in_(leaves))
+                select(LogLeafRow.idx, LogLeafRow.commitment).where(
+                    LogLeafRow.idx.in_(leaves[i : i + _CHUNK])
+                )
             ):
                 found[Node(0, idx)] = leaf_hash(c)
         inner = sorted({(n.level, n.index) for n in nodes if n.level > 0})
-        if inner:
+        for i in range(0, len(inner), _CHUNK):
             for level, idx, h in self._session.execute(
                 select(LogNodeRow.level, LogNodeRow.idx, LogNodeRow.hash).where(
-                    tuple_(LogNodeRow.level, LogNodeRow.idx).in_(inner)
+                    tuple_(LogNodeRow.level, LogNodeRow.idx).in_(inner[i : i + _CHUNK])
                 )
             ):
                 found[Node(level, idx)] = h
@@ -148,6 +155,7 @@ def openings(session: Session, indices: Sequence[int]) -> list[StoredOpening]:
         for r in session.execute(
             select(
                 LogLeafRow.idx,
+                LogLeafRow.commitment,
                 LogLeafRow.kind,
                 LogLeafRow.ref,
                 LogLeafRow.holder_pk,

@@ -209,6 +209,7 @@ async def _monitor(args: argparse.Namespace) -> int:
                     "opened": report.opened,
                     "by_type": report.by_type,
                     "problems": report.problems,
+                    "unopened": report.partial,
                     "ok": report.ok,
                 },
                 indent=2,
@@ -219,6 +220,11 @@ async def _monitor(args: argparse.Namespace) -> int:
             f"replayed {report.leaves:,} leaves (checkpoint size {cp.size:,}), "
             f"opened {report.opened:,}: {report.by_type}"
         )
+        if report.partial:
+            print(
+                f"{report.partial:,} leaves are not this bundle's to open: rules across "
+                "entries need an auditor's (admin) bundle"
+            )
         for problem in report.problems:
             print(f"PROBLEM {problem}")
         print("ok: every rule holds" if report.ok else f"{len(report.problems)} problems")

@@ -125,7 +125,10 @@ class LogClient:
 
     # -- checkpoints and proofs ---------------------------------------------------------
     async def checkpoint(self) -> Checkpointed:
-        resp = await self._call(self._stub.GetCheckpoint, log_pb2.GetCheckpointRequest())
+        resp = await self._call(
+            self._stub.GetCheckpoint,
+            log_pb2.GetCheckpointRequest(min_cosignatures=self.trust.quorum),
+        )
         vkey = self._pinned(resp.log_key)
         try:
             key = note.Ed25519Verifier.parse(vkey)

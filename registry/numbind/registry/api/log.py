@@ -23,7 +23,7 @@ class LogServicer(log_pb2_grpc.LogServicer):
     async def GetCheckpoint(
         self, request: log_pb2.GetCheckpointRequest, context: Ctx
     ) -> log_pb2.GetCheckpointResponse:
-        size, signed = await self._service.checkpoint()
+        size, signed = await self._service.checkpoint(request.min_cosignatures)
         return log_pb2.GetCheckpointResponse(
             checkpoint=signed, log_key=self._service.log_key, tree_size=size
         )

@@ -21,7 +21,12 @@ from numbind.protocol.checkpoint import Checkpoint, CosignatureVerifier
 from numbind.protocol.log_errors import LogError, TreeRangeError
 from numbind.protocol.merkle import HASH_BYTES, Node, consistency_proof, inclusion_proof
 from numbind.registry.domain.types import Principal, Role
-from numbind.registry.errors import InvalidArgument, NotFound, PermissionDenied
+from numbind.registry.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 from numbind.registry.storage import log
 from numbind.registry.storage.db import Database, Session
 
@@ -104,8 +109,16 @@ class LogService:
         stored = self._db.transact(lambda s: log.put_checkpoint(s, edge.size, signed))
         return edge.size, stored
 
-    async def checkpoint(self) -> tuple[int, bytes]:
-        return await asyncio.to_thread(self.publish)
+    async def checkpoint(self, min_cosignatures: int = 0) -> tuple[int, bytes]:
+        """The newest checkpoint, or the newest with at least `min_cosignatures`."""
+        if min_cosignatures == 0:
+            return await asyncio.to_thread(self.publish)
+        found = await self._db.run(lambda s: log.latest_cosigned(s, min_cosignatures), write=False)
+        if found is None:
+            raise FailedPrecondition(
+                f"min_cosignatures: no recent checkpoint has {min_cosignatures} cosignatures yet"
+            )
+        return found
 
     async def run(self, stopping: asyncio.Event, interval: float) -> None:
         """Publish while the log grows, every `interval` seconds, until `stopping`."""
@@ -119,11 +132,14 @@ class LogService:
 
     # -- proofs ---------------------------------------------------------------------------
     async def _size(self, requested: int) -> int:
-        size, _ = await self.checkpoint()
+        """The tree size a proof is for: the newest checkpoint's, or one the caller holds a
+        checkpoint of (any size up to the tree's: every subtree below it is stored)."""
         if requested == 0:
+            size, _ = await self.checkpoint()
             return size
-        if requested > size:
-            raise InvalidArgument(f"tree_size: got {requested}, want 0..{size} (newest checkpoint)")
+        head = (await self._db.run(log.head, write=False)).size
+        if requested > head:
+            raise InvalidArgument(f"tree_size: got {requested}, want 0..{head}")
         return requested
 
     async def inclusion(

@@ -199,13 +199,10 @@ def revocation_leaves(session: Session, revocation_id: str) -> list[tuple[int, s
 
 def principal_names(session: Session, pks: Sequence[int]) -> dict[int, str]:
     wanted = sorted(set(pks))
-    return dict(
-        session.execute(
-            select(PrincipalRow.pk, PrincipalRow.name).where(PrincipalRow.pk.in_(wanted))
-        )
-        .tuples()
-        .all()
+    rows = session.execute(
+        select(PrincipalRow.pk, PrincipalRow.name).where(PrincipalRow.pk.in_(wanted))
     )
+    return {int(pk): str(name) for pk, name in rows}
 
 
 # -- checkpoints ------------------------------------------------------------------------
@@ -216,6 +213,24 @@ def latest_checkpoint(session: Session) -> tuple[int, bytes] | None:
         .limit(1)
     ).first()
     return None if row is None else (int(row.size), row.note)
+
+
+def latest_cosigned(
+    session: Session, cosignatures: int, scan: int = 1000
+) -> tuple[int, bytes] | None:
+    """The newest of the last `scan` checkpoints with at least that many cosignature lines
+    (lines beyond the log's own signature)."""
+    for size, signed in session.execute(
+        select(LogCheckpointRow.size, LogCheckpointRow.note)
+        .order_by(LogCheckpointRow.size.desc())
+        .limit(scan)
+    ):
+        if signed.count(_SIGNATURE_LINE) - 1 >= cosignatures:
+            return int(size), signed
+    return None
+
+
+_SIGNATURE_LINE = "\n\u2014 ".encode()
 
 
 def checkpoint_at(session: Session, size: int) -> bytes | None:

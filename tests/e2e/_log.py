@@ -71,7 +71,7 @@ async def report_more(cm: Bundle, n: int, start: int = 0) -> None:
 
 def witness_for(reg: RunningRegistry, where: Path) -> Witness:
     """A witness with its own store and key (as a member would be), pinned to the log key."""
-    db = Database(f"sqlite:///{where / 'witness.db'}")
+    db = Database(f"sqlite:///{where / 'registry.db'}")  # as a member's own store
     migrate.upgrade(db.write_engine)
     signer = load_or_create_witness(where)
     # What a member pins (from the manifest, once it names log keys).

@@ -27,9 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from numbind.cli.common import CliError, add_bundle, add_json, command, load_bundle
+from numbind.protocol import note
 from numbind.protocol.bundle import Bundle
+from numbind.protocol.checkpoint import CosignatureVerifier, WitnessPolicy
 from numbind.protocol.log_audit import AuditState
 from numbind.protocol.log_entries import orders_digest
+from numbind.protocol.log_errors import LogError
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.log import LOG_KEY_FILE, LogClient, ProvedLeaf
 from numbind.sdk.log_monitor import check
@@ -50,6 +53,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     cp = actions.add_parser("checkpoint", help="the newest checkpoint, verified")
     add_bundle(cp, "any")
+    _add_witness(cp)
     add_json(cp)
     command(cp, _checkpoint)
 
@@ -60,6 +64,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     about.add_argument("--event", metavar="LEAF", type=int, help="a lifecycle event's leaf index")
     about.add_argument("--revocation", metavar="ID", help="a revocation id")
     prove.add_argument("--out", type=Path, metavar="FILE", help="write the proofs as JSON")
+    _add_witness(prove)
     add_json(prove)
     command(prove, _prove)
 
@@ -74,6 +79,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         metavar="FILE",
         help="another auditor's state file: its checkpoint must be consistent with ours",
     )
+    _add_witness(audit)
     command(audit, _audit)
 
     monitor = actions.add_parser("monitor", help="replay the log and check the rules")
@@ -82,16 +88,43 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     command(monitor, _monitor)
 
 
-def _client(bundle: Bundle, channel: Any) -> LogClient:
-    return LogClient(channel, pin=bundle.directory / LOG_KEY_FILE)
+def _add_witness(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        type=_witness_key,
+        metavar="VKEY",
+        help="a witness whose cosignature the checkpoint must carry (repeatable; default "
+        "none: a federation of one has no witnesses)",
+    )
+
+
+def _witness_key(text: str) -> CosignatureVerifier:
+    try:
+        return CosignatureVerifier.parse(text.strip())
+    except LogError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _client(bundle: Bundle, channel: Any, args: argparse.Namespace | None = None) -> LogClient:
+    witnesses = getattr(args, "witness", None) or []
+    return LogClient(
+        channel, pin=bundle.directory / LOG_KEY_FILE, trust=WitnessPolicy.all_of(witnesses)
+    )
 
 
 async def _checkpoint(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     async with secure_channel(bundle) as channel:
-        cp = await _client(bundle, channel).checkpoint()
+        cp = await _client(bundle, channel, args).checkpoint()
     body = cp.verified.checkpoint
-    cosigs = [{"witness": c.witness, "timestamp": c.timestamp} for c in cp.verified.cosignatures]
+    verified = {c.witness for c in cp.verified.cosignatures}
+    cosigs = [
+        {"witness": s.name, "verified": s.name in verified}
+        for s in note.split_note(cp.signed)[1]
+        if s.name != body.origin
+    ]
     out: dict[str, Any] = {
         "origin": body.origin,
         "tree_size": body.size,
@@ -107,7 +140,10 @@ async def _checkpoint(args: argparse.Namespace) -> int:
         print(f"tree size:    {body.size:,}")
         print(f"root hash:    {body.root_hash.hex()}")
         print(f"log key:      {cp.log_key}")
-        names = ", ".join(str(c["witness"]) for c in cosigs) or "none"
+        names = (
+            ", ".join(f"{c['witness']}{'' if c['verified'] else ' (unverified)'}" for c in cosigs)
+            or "none"
+        )
         print(f"cosigned by:  {names}")
     return 0
 
@@ -115,7 +151,7 @@ async def _checkpoint(args: argparse.Namespace) -> int:
 async def _prove(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     async with secure_channel(bundle) as channel:
-        log = _client(bundle, channel)
+        log = _client(bundle, channel, args)
         if args.event is not None:
             refs = [(args.event, "lifecycle", "")]
         else:
@@ -186,7 +222,8 @@ async def _audit(args: argparse.Namespace) -> int:
     previous = AuditState.from_json(args.state.read_bytes()) if args.state.exists() else None
     others = [AuditState.from_json(p.read_bytes()) for p in args.compare]
     async with secure_channel(bundle) as channel:
-        new = await LogClient(channel).audit(previous, compare=others)
+        trust = WitnessPolicy.all_of(args.witness)
+        new = await LogClient(channel, trust=trust).audit(previous, compare=others)
     args.state.write_bytes(new.state().to_json())
     was = previous.verified().checkpoint.size if previous else None
     since = "first audit, key pinned" if was is None else f"consistent with size {was:,}"

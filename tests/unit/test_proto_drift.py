@@ -23,7 +23,7 @@ def test_regenerated_stubs_match_committed(tmp_path: Path) -> None:
     fresh = tmp_path / "numbind" / "v1"
     names = sorted(p.name for p in committed.iterdir() if "_pb2" in p.name)
     assert names == sorted(p.name for p in fresh.iterdir() if "_pb2" in p.name)
-    assert len(names) == 24  # 6 protos x (pb2, pb2_grpc) x (.py, .pyi)
+    assert len(names) == 28  # 7 protos x (pb2, pb2_grpc) x (.py, .pyi)
     for name in names:
         assert (fresh / name).read_bytes() == (committed / name).read_bytes(), (
             f"{name} differs from a fresh `make proto`; regenerate and commit"

@@ -51,13 +51,23 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     actions = group.add_subparsers(
         dest="log_command", metavar="ACTION", required=True, help="what to do"
     )
-    cp = actions.add_parser("checkpoint", help="the newest checkpoint, verified")
+    cp = actions.add_parser(
+        "checkpoint",
+        help="the newest checkpoint, verified",
+        description="Print the newest checkpoint after checking it is signed by the pinned "
+        "log key (DIR/log.vkey, pinned on first use) and cosigned by every --witness.",
+    )
     add_bundle(cp, "any")
     _add_witness(cp)
     add_json(cp)
     command(cp, _checkpoint)
 
-    prove = actions.add_parser("prove", help="verify that an entry is in the log")
+    prove = actions.add_parser(
+        "prove",
+        help="verify that an entry is in the log",
+        description="Fetch and verify inclusion proofs (and the openings this bundle holds) "
+        "for an order, a lifecycle event or a revocation. Exit 0 only if all verify.",
+    )
     add_bundle(prove, "any")
     about = prove.add_mutually_exclusive_group(required=True)
     about.add_argument("--order", metavar="ID", help="an order id (platform bundles)")
@@ -68,9 +78,20 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     add_json(prove)
     command(prove, _prove)
 
-    audit = actions.add_parser("audit", help="check the log only ever grew since last time")
+    audit = actions.add_parser(
+        "audit",
+        help="check the log only ever grew since last time",
+        description="Verify the newest checkpoint extends the one kept in --state (and each "
+        "--compare state); exit 1 naming a rollback, fork, rewrite or unknown key.",
+    )
     add_bundle(audit, "any")
-    audit.add_argument("--state", type=Path, required=True, metavar="FILE")
+    audit.add_argument(
+        "--state",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="where the last verified checkpoint is kept (created on the first audit)",
+    )
     audit.add_argument(
         "--compare",
         type=Path,
@@ -82,7 +103,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _add_witness(audit)
     command(audit, _audit)
 
-    monitor = actions.add_parser("monitor", help="replay the log and check the rules")
+    monitor = actions.add_parser(
+        "monitor",
+        help="replay the log and check the rules",
+        description="Replay every leaf with the openings this bundle holds (an admin's: all) "
+        "and check every REISSUED has its orders, tenure never moves backwards and porting "
+        "never revokes. Exit 1 on any problem.",
+    )
     add_bundle(monitor, "any")
     add_json(monitor)
     command(monitor, _monitor)

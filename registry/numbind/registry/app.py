@@ -12,6 +12,8 @@ from functools import partial
 from numbind.registry import log_key
 from numbind.registry.config import Settings
 from numbind.registry.domain.quota import Quotas
+from numbind.registry.federation.channel import PeerChannels
+from numbind.registry.federation.serving import Serving
 from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority
 from numbind.registry.services.admin import AdminService
@@ -25,7 +27,7 @@ from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.services.tokens import TokenService
-from numbind.registry.storage import keymap, migrate
+from numbind.registry.storage import keymap, migrate, principals
 from numbind.registry.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -51,15 +53,23 @@ class Registry:
     ca_pem: bytes
     # Set when the server begins to stop: long-lived streams end on it.
     stopping: asyncio.Event
+    # The installed federation (None: a federation of one, every role here), and one
+    # mTLS channel per peer registry.
+    federation: Serving | None = None
+    peers: PeerChannels | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, migrate_schema: bool = True) -> Registry:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        federation = Serving.load(settings.data_dir)
         db = Database(settings.effective_database_url)
         if migrate_schema:
             before, after = migrate.upgrade(db.write_engine)
             if before != after:
                 log.info("schema migrated from %s to %s", before, after)
+        if federation is not None:
+            members = {m.id: m.name for m in federation.installed.manifest.members}
+            db.transact(lambda s: principals.sync_registries(s, members))
         keys = KeyRing(db, settings.keys_dir)
         keys.ensure_active()
         reconcile_key_map(db, keys)
@@ -119,6 +129,12 @@ class Registry:
             pool=pool,
             stopping=stopping,
             ca_pem=(settings.pki_dir / "ca.pem").read_bytes(),
+            federation=federation,
+            peers=(
+                None
+                if federation is None
+                else PeerChannels(federation.files, federation.installed.manifest.members)
+            ),
         )
 
     def close(self) -> None:

@@ -21,7 +21,10 @@ class Role:
     PLATFORM = "platform"
     CARRIER = "carrier"
     ADMIN = "admin"
+    # Principals an admin registers; a peer registry is a principal too (its own role),
+    # but one that the installed federation manifest admits, never an admin.
     ALL = (PLATFORM, CARRIER, ADMIN)
+    REGISTRY = "registry"
 
 
 class KeyState(IntEnum):

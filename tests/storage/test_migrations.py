@@ -32,6 +32,7 @@ TABLES = {
     "log_checkpoints",
     "witness_state",
     "witness_alarms",
+    "log_witness_keys",
     "alembic_version",
 }
 

@@ -27,7 +27,7 @@ from numbind.protocol.log_audit import AuditState, LogFailure, check_extension, 
 from numbind.protocol.log_entries import EntryError, Opening
 from numbind.protocol.log_errors import LogError
 from numbind.protocol.merkle import leaf_hash, verify_inclusion
-from numbind.sdk.errors import ProofError
+from numbind.sdk.errors import ProofError, Refused
 from numbind.sdk.retry import RetryPolicy, call_with_retry
 from numbind.v1 import log_pb2, log_pb2_grpc
 
@@ -125,10 +125,13 @@ class LogClient:
 
     # -- checkpoints and proofs ---------------------------------------------------------
     async def checkpoint(self) -> Checkpointed:
-        resp = await self._call(
-            self._stub.GetCheckpoint,
-            log_pb2.GetCheckpointRequest(min_cosignatures=self.trust.quorum),
-        )
+        try:
+            resp = await self._call(
+                self._stub.GetCheckpoint,
+                log_pb2.GetCheckpointRequest(min_cosignatures=self.trust.quorum),
+            )
+        except Refused as exc:  # no checkpoint is witnessed enough (yet)
+            raise LogProofError("quorum", exc.message) from None
         vkey = self._pinned(resp.log_key)
         try:
             key = note.Ed25519Verifier.parse(vkey)

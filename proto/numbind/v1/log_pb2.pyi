@@ -374,18 +374,25 @@ class AddCosignatureRequest(_message.Message):
 
     TREE_SIZE_FIELD_NUMBER: _builtins.int
     SIGNATURE_LINE_FIELD_NUMBER: _builtins.int
+    WITNESS_KEY_FIELD_NUMBER: _builtins.int
     tree_size: _builtins.int
     signature_line: _builtins.bytes
     """The witness's note signature line for that checkpoint ("— name base64(...)\\n")."""
+    witness_key: _builtins.str
+    """A member's witness key (cosignature/v1 vkey), named numbind.<federation>/witness/<id>
+    for the member calling; pinned at its first cosignature. Not needed for the witnesses
+    the registry is configured with.
+    """
     def __init__(
         self,
         *,
         tree_size: _builtins.int = ...,
         signature_line: _builtins.bytes = ...,
+        witness_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["signature_line", b"signature_line", "tree_size", b"tree_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["signature_line", b"signature_line", "tree_size", b"tree_size", "witness_key", b"witness_key"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

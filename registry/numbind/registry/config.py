@@ -63,6 +63,8 @@ class Settings:
     # keys (C2SP cosignature/v1 vkeys, whitespace-separated) whose cosignatures it attaches.
     log_checkpoint_seconds: float = 1.0
     log_witnesses: str = ""
+    # A member witnesses the hub's log this often.
+    log_witness_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
@@ -82,6 +84,10 @@ class Settings:
         if not 0 < self.log_checkpoint_seconds <= 60:
             raise ValueError(
                 f"log_checkpoint_seconds: got {self.log_checkpoint_seconds}, want 0 < s <= 60"
+            )
+        if not 0 < self.log_witness_seconds <= 3600:
+            raise ValueError(
+                f"log_witness_seconds: got {self.log_witness_seconds}, want 0 < s <= 3600"
             )
         _ = self.witness_keys  # refuses a malformed witness key, naming it
         if self.rekey_lease_seconds <= 0:
@@ -146,6 +152,7 @@ _ENV = {
     "rekey_lease_seconds": "NUMBIND_REKEY_LEASE_SECONDS",
     "log_checkpoint_seconds": "NUMBIND_LOG_CHECKPOINT_SECONDS",
     "log_witnesses": "NUMBIND_LOG_WITNESSES",
+    "log_witness_seconds": "NUMBIND_LOG_WITNESS_SECONDS",
 }
 _QUOTA_ENV = {
     "rate_per_second": "NUMBIND_QUOTA_RATE",

@@ -74,5 +74,7 @@ class LogServicer(log_pb2_grpc.LogServicer):
     async def AddCosignature(
         self, request: log_pb2.AddCosignatureRequest, context: Ctx
     ) -> log_pb2.AddCosignatureResponse:
-        merged = await self._service.add_cosignature(request.tree_size, request.signature_line)
+        merged = await self._service.add_cosignature(
+            current_principal(), request.tree_size, request.signature_line, request.witness_key
+        )
         return log_pb2.AddCosignatureResponse(checkpoint=merged)

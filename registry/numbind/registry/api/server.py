@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from numbind.protocol.limits import MAX_MESSAGE_BYTES
+from numbind.registry import log_key
 from numbind.registry.api.admin import AdminServicer
 from numbind.registry.api.auth import AuthInterceptor
 from numbind.registry.api.carriers import CarriersServicer
@@ -22,6 +23,7 @@ from numbind.registry.api.tokens import TokensServicer
 from numbind.registry.app import Registry
 from numbind.registry.config import record_served_address
 from numbind.registry.federation.serving import Serving
+from numbind.registry.federation.witness import GrpcLogSource, Witness
 from numbind.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -106,6 +108,7 @@ class RegistryServer:
         self.port = 0
         self._stopped = False
         self._publisher: asyncio.Task[None] | None = None
+        self._witness: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         settings = self.registry.settings
@@ -121,6 +124,7 @@ class RegistryServer:
             self.registry.log.run(self.registry.stopping, settings.log_checkpoint_seconds),
             name="numbind-log-checkpoints",
         )
+        self._witness = start_witness(self.registry)
         for name in ["", *SERVICE_NAMES]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         host = settings.listen.rpartition(":")[0]
@@ -139,13 +143,36 @@ class RegistryServer:
         await self.health.enter_graceful_shutdown()
         self.registry.stopping.set()
         await self.server.stop(self.registry.settings.shutdown_grace_seconds)
-        if self._publisher is not None:
-            await self._publisher
+        for task in (self._publisher, self._witness):
+            if task is not None:
+                await task
         await self.registry.rekeyer.close()
         if self.registry.peers is not None:
             await self.registry.peers.close()
         self.registry.close()
         log.info("registry stopped")
+
+
+def start_witness(registry: Registry) -> asyncio.Task[None] | None:
+    """A member witnesses the hub's log over its peer channel (DESIGN.md, "A verifiable
+    registry"); the hub, and a federation of one, witness nothing."""
+    fed = registry.federation
+    if fed is None or registry.peers is None or fed.installed.is_authority:
+        return None
+    hub = fed.installed.manifest.authority.id
+    witness = Witness(
+        registry.db,
+        log_key.load_or_create_witness(registry.settings.data_dir),
+        origin=f"numbind.{fed.federation}/log",
+    )
+    return asyncio.create_task(
+        witness.run(
+            GrpcLogSource(registry.peers.get(hub)),
+            registry.stopping,
+            registry.settings.log_witness_seconds,
+        ),
+        name="numbind-log-witness",
+    )
 
 
 async def serve(registry: Registry, ready: asyncio.Event | None = None) -> None:

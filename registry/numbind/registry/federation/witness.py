@@ -16,6 +16,8 @@ hub's Log service (a member's peer channel), or a test double publishing a corru
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -26,7 +28,12 @@ from typing import Any, Protocol
 
 import grpc
 from numbind.protocol import note
-from numbind.protocol.checkpoint import Checkpoint, Cosignature, CosignatureSigner
+from numbind.protocol.checkpoint import (
+    Checkpoint,
+    Cosignature,
+    CosignatureSigner,
+    CosignatureVerifier,
+)
 from numbind.protocol.log_audit import LogFailure, check_extension, open_signed, replay
 from numbind.protocol.merkle import CompactRange
 from numbind.registry.storage import log as store
@@ -44,11 +51,13 @@ class LogSource(Protocol):
 
     async def checkpoint(self) -> bytes: ...
 
+    async def log_key(self) -> str: ...
+
     async def consistency(self, old_size: int, new_size: int) -> list[bytes]: ...
 
     async def leaves(self, start: int, end: int) -> list[bytes]: ...
 
-    async def add_cosignature(self, tree_size: int, line: bytes) -> None: ...
+    async def add_cosignature(self, tree_size: int, line: bytes, witness_key: str) -> None: ...
 
 
 class GrpcLogSource:
@@ -59,6 +68,10 @@ class GrpcLogSource:
     async def checkpoint(self) -> bytes:
         resp = await self._stub.GetCheckpoint(log_pb2.GetCheckpointRequest(), timeout=self._timeout)
         return bytes(resp.checkpoint)
+
+    async def log_key(self) -> str:
+        resp = await self._stub.GetCheckpoint(log_pb2.GetCheckpointRequest(), timeout=self._timeout)
+        return str(resp.log_key)
 
     async def consistency(self, old_size: int, new_size: int) -> list[bytes]:
         resp = await self._stub.GetConsistencyProof(
@@ -78,9 +91,11 @@ class GrpcLogSource:
             start = stop
         return out
 
-    async def add_cosignature(self, tree_size: int, line: bytes) -> None:
+    async def add_cosignature(self, tree_size: int, line: bytes, witness_key: str) -> None:
         await self._stub.AddCosignature(
-            log_pb2.AddCosignatureRequest(tree_size=tree_size, signature_line=line),
+            log_pb2.AddCosignatureRequest(
+                tree_size=tree_size, signature_line=line, witness_key=witness_key
+            ),
             timeout=self._timeout,
         )
 
@@ -94,27 +109,59 @@ class WitnessAlarm:
 
 
 class Witness:
-    """Witnesses one log (its origin is the pinned log key's name) for this registry."""
+    """Witnesses one log (its origin is the pinned log key's name) for this registry.
+
+    Without `log_key`, the key is the one pinned in this store by an earlier round, or on
+    the first round the key the log names (trust on first use; the manifest does not carry
+    log keys yet)."""
 
     def __init__(
         self,
         db: Database,
         signer: CosignatureSigner,
-        log_key: note.Ed25519Verifier,
+        log_key: note.Ed25519Verifier | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        origin: str | None = None,
     ) -> None:
         self._db = db
         self._signer = signer
-        self._key = log_key
+        self._pinned = log_key
+        self._origin = log_key.name if log_key is not None else origin
         self._clock = clock
 
     @property
     def origin(self) -> str:
-        return self._key.name
+        if self._origin is None:
+            raise ValueError("witness: no log origin yet")
+        return self._origin
+
+    @property
+    def _key(self) -> note.Ed25519Verifier:
+        if self._pinned is None:
+            raise ValueError("witness: no log key pinned yet")
+        return self._pinned
+
+    @property
+    def verifier(self) -> CosignatureVerifier:
+        return self._signer.verifier
+
+    async def _pin(self, source: LogSource) -> None:
+        if self._pinned is not None:
+            return
+        if self._origin is not None:
+            row = await self._db.run(lambda s: store.witness_state(s, self.origin), write=False)
+            if row is not None:
+                self._pinned = note.Ed25519Verifier.parse(row.log_key)
+                return
+        self._pinned = note.Ed25519Verifier.parse(await source.log_key())
+        self._origin = self._pinned.name
+        _log.info("witness: pinned log key %s on first use", self._pinned.vkey())
 
     async def witness(self, source: LogSource) -> Cosignature:
         """One round: check the newest checkpoint, cosign it and hand the cosignature over,
         or raise LogFailure (after recording the alarm)."""
+        await self._pin(source)
         signed = await source.checkpoint()
         state = await self._db.run(lambda s: store.witness_state(s, self.origin), write=False)
         old_note = state.note if state is not None else b""
@@ -139,8 +186,25 @@ class Witness:
         await self._db.run(
             lambda s: store.save_witness_state(s, self.origin, self._key.vkey(), grown, signed)
         )
-        await source.add_cosignature(new.checkpoint.size, cosig.note_signature().line())
+        await source.add_cosignature(
+            new.checkpoint.size, cosig.note_signature().line(), self.verifier.vkey()
+        )
         return cosig
+
+    async def run(self, source: LogSource, stopping: asyncio.Event, interval: float) -> None:
+        """Witness every `interval` seconds until `stopping`: a refusal stays an alarm (and
+        the witness keeps refusing until an operator looks), an unreachable log is retried."""
+        while not stopping.is_set():
+            try:
+                await self.witness(source)
+            except LogFailure:
+                pass  # logged and kept as evidence by witness()
+            except (grpc.RpcError, OSError) as exc:
+                _log.warning("witness: log unreachable: %s", exc)
+            except Exception:
+                _log.exception("witness: round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), interval)
 
     async def _alarm(
         self, exc: LogFailure, old_note: bytes, new_note: bytes, proof: list[bytes]

@@ -224,7 +224,15 @@ class LogService:
         return out
 
     # -- witnesses ------------------------------------------------------------------------
-    async def add_cosignature(self, tree_size: int, line: bytes) -> bytes:
+    def member_witness_name(self, member_id: str) -> str:
+        """The witness name a member cosigns under: numbind.<federation>/witness/<id>."""
+        return f"{self.origin.removesuffix('/log')}/witness/{member_id}"
+
+    async def add_cosignature(
+        self, caller: Principal, tree_size: int, line: bytes, witness_key: str = ""
+    ) -> bytes:
+        """Attach a witness's cosignature after verifying it: a configured witness's, or a
+        member's (role registry) under its own witness name, its key pinned the first time."""
         try:
             _, sigs = note.split_note(b"x\n\n" + line)
         except LogError as exc:
@@ -233,12 +241,19 @@ class LogService:
             raise InvalidArgument("signature_line: want exactly one signature line")
         sig = sigs[0]
         witness = self._witnesses.get((sig.name, sig.key_id))
-        if witness is None:
-            raise PermissionDenied(
-                f"signature_line: {sig.name[:80]}+{sig.key_id:08x} is not a witness of this log"
-            )
+        offered = None if witness is not None else self._member_key(caller, sig, witness_key)
 
         def act(session: Session) -> bytes:
+            nonlocal witness
+            if offered is not None:
+                pinned = log.pin_witness(session, offered.name, offered.vkey(), caller.name)
+                if pinned != offered.vkey():
+                    raise PermissionDenied(
+                        f"witness_key: {offered.name} is pinned to another key; a member's "
+                        "witness key does not change"
+                    )
+                witness = offered
+            assert witness is not None
             signed = log.checkpoint_at(session, tree_size)
             if signed is None:
                 raise NotFound(f"tree_size: no checkpoint at size {tree_size}")
@@ -252,6 +267,26 @@ class LogService:
             return merged
 
         return await self._db.run(act)
+
+    def _member_key(
+        self, caller: Principal, sig: note.Signature, witness_key: str
+    ) -> CosignatureVerifier:
+        name = sig.name[:80]
+        if caller.role != Role.REGISTRY or not witness_key:
+            raise PermissionDenied(
+                f"signature_line: {name}+{sig.key_id:08x} is not a witness of this log"
+            )
+        try:
+            offered = CosignatureVerifier.parse(witness_key)
+        except LogError as exc:
+            raise InvalidArgument(f"witness_key: {exc.message}") from None
+        want = self.member_witness_name(caller.name)
+        if offered.name != want or (sig.name, sig.key_id) != (offered.name, offered.key_id):
+            raise PermissionDenied(
+                f"witness_key: member {caller.name} cosigns as {want} with the key it sends; "
+                f"got {name}+{sig.key_id:08x}"
+            )
+        return offered
 
     async def alarms(self) -> list[Alarm]:
         rows = await self._db.run(log.alarms, write=False)

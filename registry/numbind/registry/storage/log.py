@@ -25,6 +25,7 @@ from numbind.registry.storage.models import (
     LogLeafRow,
     LogNodeRow,
     LogStateRow,
+    LogWitnessKeyRow,
     OrderRow,
     PrincipalRow,
     WitnessAlarmRow,
@@ -295,6 +296,20 @@ def add_alarm(
             created_us=now_us(),
         )
     )
+
+
+def pinned_witness(session: Session, name: str) -> str | None:
+    return session.scalar(select(LogWitnessKeyRow.vkey).where(LogWitnessKeyRow.name == name))
+
+
+def pin_witness(session: Session, name: str, vkey: str, member: str) -> str:
+    """The key pinned for `name`: the existing one, or `vkey`, pinned now."""
+    existing = pinned_witness(session, name)
+    if existing is not None:
+        return existing
+    session.add(LogWitnessKeyRow(name=name, vkey=vkey, member=member, created_us=now_us()))
+    session.flush()
+    return vkey
 
 
 def alarms(session: Session, limit: int = 20) -> list[WitnessAlarmRow]:

@@ -363,6 +363,17 @@ class WitnessStateRow(Base):
     updated_us: Mapped[int] = mapped_column(BigInteger)
 
 
+class LogWitnessKeyRow(Base):
+    """The log's side: a member's witness key, pinned at its first cosignature."""
+
+    __tablename__ = "log_witness_keys"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    vkey: Mapped[str] = mapped_column(String(512))
+    member: Mapped[str] = mapped_column(String(63))
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
 class WitnessAlarmRow(Base):
     """Evidence a witness kept when it refused: both checkpoints and the failed proof."""
 

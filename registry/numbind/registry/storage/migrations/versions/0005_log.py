@@ -67,6 +67,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("origin"),
     )
     op.create_table(
+        "log_witness_keys",
+        sa.Column("name", sa.String(length=255), nullable=False),
+        sa.Column("vkey", sa.String(length=512), nullable=False),
+        sa.Column("member", sa.String(length=63), nullable=False),
+        sa.Column("created_us", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+    )
+    op.create_table(
         "witness_alarms",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("origin", sa.String(length=255), nullable=False),
@@ -82,6 +90,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("witness_alarms")
+    op.drop_table("log_witness_keys")
     op.drop_table("witness_state")
     op.drop_table("log_checkpoints")
     op.drop_table("log_nodes")

@@ -20,9 +20,11 @@ from numbind.sdk import AckOutcome, PlatformClient
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.log import LogClient, LogProofError
 from numbind.sdk.tokenizer import Tokenizer
+from numbind.v1 import carriers_pb2, carriers_pb2_grpc, common_pb2
 from sqlalchemy import select
 
 from tests.e2e._log import PHONE, cli, report_more, seed, witness_for
+from tests.e2e._story import days_ago, tokenize, ts
 
 
 async def _ack_all(bundle, policy: WitnessPolicy | None = None) -> tuple[int, list[str]]:  # type: ignore[no-untyped-def]
@@ -168,3 +170,27 @@ async def test_leaves_and_checkpoints_carry_no_token_account_or_subject(
     opened = registry.registry.db.transact(bodies, write=False)
     assert all(f"old-holder-{i}".encode() not in opened for i in range(3))
     assert b"account" not in opened and b"subject" not in opened
+
+
+async def test_a_retried_report_answers_its_leaves_again_and_logs_nothing_twice(
+    registry: RunningRegistry,
+) -> None:
+    cm = registry.add_carrier("cm")
+    token = await tokenize(cm, PHONE)
+    request = carriers_pb2.ReportLifecycleRequest(
+        request_id="report-1",
+        events=[
+            carriers_pb2.LifecycleEvent(
+                token=common_pb2.Token(key_id=token.key_id, value=token.token),
+                kind=carriers_pb2.LIFECYCLE_KIND_ISSUED,
+                effective_at=ts(days_ago(3)),
+            )
+        ],
+    )
+    async with secure_channel(cm) as channel:
+        stub = carriers_pb2_grpc.CarriersStub(channel)
+        first = await stub.ReportLifecycle(request)
+        size = (await LogClient(channel).checkpoint()).size
+        again = await stub.ReportLifecycle(request)
+        assert list(again.leaf_indices) == list(first.leaf_indices) == [size - 1]
+        assert (await LogClient(channel).checkpoint()).size == size

@@ -204,9 +204,10 @@ class LifecycleService:
                 effective_us=ev.effective_us,
                 applied=out.applied,
                 tenure_start_us=out.record.tenure_start_us,
+                # Only an event that triggered names the batch's revocation: porting never does.
                 revocation_id=(
-                    revocation_id or None
-                    if out.revoke_before_us or out.notify_deactivated
+                    (revocation_id or None)
+                    if out.revoke_before_us is not None or out.notify_deactivated
                     else None
                 ),
             )

@@ -65,6 +65,16 @@ class Settings:
     log_witnesses: str = ""
     # A member witnesses the hub's log this often.
     log_witness_seconds: float = 5.0
+    # Open StreamEvents calls one principal may hold in this process; one more is
+    # RESOURCE_EXHAUSTED. With several registry processes, each allows this many.
+    max_streams_per_principal: int = 8
+    # Per-RPC request size limits (numbind.protocol.limits.REQUEST_BYTES). Off only to
+    # measure what they cost or save (bench/oversize.py): then every request up to 64 MB
+    # is parsed, as before issue 10.
+    request_limits: bool = True
+    # SQLite's PRAGMA synchronous for the embedded store: FULL (a commit reported is on
+    # disk) or NORMAL (faster; a power loss may drop the last commits). Not PostgreSQL.
+    sqlite_synchronous: str = "FULL"
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
@@ -90,6 +100,14 @@ class Settings:
                 f"log_witness_seconds: got {self.log_witness_seconds}, want 0 < s <= 3600"
             )
         _ = self.witness_keys  # refuses a malformed witness key, naming it
+        if self.sqlite_synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(
+                f"sqlite_synchronous: got {self.sqlite_synchronous!r}, want FULL or NORMAL"
+            )
+        if not 1 <= self.max_streams_per_principal <= 10_000:
+            raise ValueError(
+                f"max_streams_per_principal: got {self.max_streams_per_principal}, want 1..10000"
+            )
         if self.rekey_lease_seconds <= 0:
             raise ValueError(f"rekey_lease_seconds: got {self.rekey_lease_seconds}, want > 0")
         if self.quota.rate_per_second <= 0 or self.quota.burst < 1 or self.quota.daily_cap < 1:
@@ -153,6 +171,9 @@ _ENV = {
     "log_checkpoint_seconds": "NUMBIND_LOG_CHECKPOINT_SECONDS",
     "log_witnesses": "NUMBIND_LOG_WITNESSES",
     "log_witness_seconds": "NUMBIND_LOG_WITNESS_SECONDS",
+    "max_streams_per_principal": "NUMBIND_MAX_STREAMS_PER_PRINCIPAL",
+    "request_limits": "NUMBIND_REQUEST_LIMITS",
+    "sqlite_synchronous": "NUMBIND_SQLITE_SYNCHRONOUS",
 }
 _QUOTA_ENV = {
     "rate_per_second": "NUMBIND_QUOTA_RATE",
@@ -171,6 +192,12 @@ def _coerce(kind: Any, name: str, raw: str) -> Any:
         raise ValueError(f"{name}: got {raw!r}, want a number") from None
     if kind in (Path, "Path"):
         return Path(raw)
+    if kind in (bool, "bool"):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name}: got {raw!r}, want 1 or 0")
     return raw
 
 

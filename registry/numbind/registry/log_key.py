@@ -2,7 +2,8 @@
 
 One file, DATA_DIR/log/log.key (the note signer text, mode 0600), created on first start.
 Its key name is the log's origin, `numbind.<federation-id>/log`, with federation id
-"local" for a registry with no federation installed, else the installed manifest's id. A
+"local" for a registry with no federation installed, else the installed manifest's id (a
+member's own log adds `/<member-id>`). A
 log's origin never changes: an existing key keeps its name (and a warning says so) even if
 a federation is installed later, since a new origin would be a new log.
 """
@@ -25,9 +26,14 @@ LOCAL_FEDERATION = "local"
 
 
 def origin_for(data_dir: Path) -> str:
+    """The hub's (and a federation of one's) log is `numbind.<federation>/log`; a member
+    logs the orders it makes for its own platforms in a log of its own,
+    `numbind.<federation>/log/<member-id>`, so no two logs share an origin."""
     installed = FederationDir(data_dir).load()
-    federation = installed.manifest.federation if installed is not None else LOCAL_FEDERATION
-    return f"numbind.{federation}/log"
+    if installed is None:
+        return f"numbind.{LOCAL_FEDERATION}/log"
+    origin = f"numbind.{installed.manifest.federation}/log"
+    return origin if installed.is_authority else f"{origin}/{installed.member_id}"
 
 
 def load_or_create(data_dir: Path) -> note.Ed25519Signer:

@@ -1,7 +1,7 @@
 """the verifiable log: leaves, subtree hashes, checkpoints, and a witness's state
 
 Revision ID: 0005_log
-Revises: 0003
+Revises: 0004_hardening
 Create Date: 2026-11-28 11:00:00.000000
 
 The lifecycle authority appends one leaf (a salted commitment) per lifecycle event,
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_log"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004_hardening"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 from numbind.carrier_app.app import AppSettings, create_app
 from numbind.carrier_app.store import Store
 from numbind.protocol import merkle, note
@@ -17,10 +16,7 @@ from numbind.registry.testing import RunningRegistry
 from numbind.sdk import CarrierClient, Lifecycle, LifecycleReport, Scope
 
 from tests.e2e._story import days_ago, publish, tokenize
-
-PHONE = "+8613800138000"
-ID_NUMBER = "110105198808081234"
-SECRET = b"k" * 32
+from tests.unit.carrier_app_http import ID_NUMBER, PHONE, SECRET, Gateway, serving, sign_in
 
 
 async def test_the_app_marks_an_asked_app_and_serves_its_verified_proof(
@@ -40,21 +36,10 @@ async def test_the_app_marks_an_asked_app_and_serves_its_verified_proof(
         assert orders == 1
         store.add_revocation(rid, sub.id, number.id, "platform", ["drive"])
 
-    settings = AppSettings(
-        carrier_bundle=cm.directory, db=tmp_path / "app.db", secret=SECRET, demo=True
-    )
-    app = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-        ) as http,
-    ):
-        page = await http.post("/signin", data={"phone": PHONE[3:], "id_tail": ID_NUMBER[-6:]})
-        challenge = page.text.split('name="challenge" value="', 1)[1].split('"', 1)[0]
-        code = page.text.split("演示验证码：", 1)[1][:6]
-        done = await http.post("/signin/code", data={"challenge": challenge, "code": code})
-        assert done.status_code == 303
+    gateway = Gateway()
+    settings = AppSettings(carrier_bundle=cm.directory, db=tmp_path / "app.db", secret=SECRET)
+    async with serving(create_app(settings, send_code=gateway)) as http:
+        await sign_in(http, gateway)
         me = await http.get("/me")
         assert f'href="/me/proof/{rid}/drive"' in me.text and "已入公开日志" in me.text
         got = await http.get(f"/me/proof/{rid}/drive")

@@ -11,6 +11,7 @@ from functools import partial
 
 from numbind.protocol.manifest import FederationSetupError
 from numbind.protocol.manifest import TokenService as ManifestTokens
+from numbind.registry import log_key
 from numbind.registry.config import Settings
 from numbind.registry.datadir import private_umask, require_private
 from numbind.registry.domain.quota import Quotas
@@ -27,6 +28,7 @@ from numbind.registry.services.directory import Directory
 from numbind.registry.services.feed import FeedService
 from numbind.registry.services.holders import HolderService
 from numbind.registry.services.lifecycle import LifecycleService
+from numbind.registry.services.log import LogService
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings
 from numbind.registry.services.replication import HubLog, Replica
@@ -52,6 +54,7 @@ class Registry:
     lifecycle: LifecycleService
     holders: HolderService
     feed: FeedService
+    log: LogService
     # The hook for changes of standing made elsewhere (StandingService.changed).
     standing: StandingService
     token_map: TokenMapper
@@ -185,6 +188,7 @@ class Registry:
                 visibility_timeout_seconds=settings.visibility_timeout_seconds,
                 max_streams_per_principal=settings.max_streams_per_principal,
             ),
+            log=LogService(db, log_key.load_or_create(settings.data_dir), settings.witness_keys),
             standing=standing,
             token_map=token_map,
             rekeyer=rekeyer,

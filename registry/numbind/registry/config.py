@@ -12,7 +12,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from numbind.protocol.checkpoint import CosignatureVerifier
 from numbind.protocol.files import write_atomically
+from numbind.protocol.log_errors import LogError
 from numbind.registry.domain.attestation import Policy as AttestationPolicy
 
 DEFAULT_LISTEN = "127.0.0.1:7443"
@@ -65,6 +67,12 @@ class Settings:
     metrics_listen: str | None = None
     # OpenTelemetry spans for every RPC (needs the `otel` extra and a configured SDK).
     otel: bool = False
+    # The verifiable log: a checkpoint at least this often while it grows, and the witness
+    # keys (C2SP cosignature/v1 vkeys, whitespace-separated) whose cosignatures it attaches.
+    log_checkpoint_seconds: float = 1.0
+    log_witnesses: str = ""
+    # A member witnesses the hub's log this often.
+    log_witness_seconds: float = 5.0
     # Open StreamEvents calls one principal may hold in this process; one more is
     # RESOURCE_EXHAUSTED. With several registry processes, each allows this many.
     max_streams_per_principal: int = 8
@@ -97,6 +105,15 @@ class Settings:
             m_host, m_sep, m_port = self.metrics_listen.rpartition(":")
             if not m_sep or not m_host or not m_port.isdigit() or not 0 <= int(m_port) <= 65535:
                 raise ValueError(f"metrics_listen: got {self.metrics_listen!r}, want HOST:PORT")
+        if not 0 < self.log_checkpoint_seconds <= 60:
+            raise ValueError(
+                f"log_checkpoint_seconds: got {self.log_checkpoint_seconds}, want 0 < s <= 60"
+            )
+        if not 0 < self.log_witness_seconds <= 3600:
+            raise ValueError(
+                f"log_witness_seconds: got {self.log_witness_seconds}, want 0 < s <= 3600"
+            )
+        _ = self.witness_keys  # refuses a malformed witness key, naming it
         if self.sqlite_synchronous not in ("FULL", "NORMAL"):
             raise ValueError(
                 f"sqlite_synchronous: got {self.sqlite_synchronous!r}, want FULL or NORMAL"
@@ -119,6 +136,16 @@ class Settings:
     @property
     def attestation_policy(self) -> AttestationPolicy:
         return AttestationPolicy(self.attestation_max_lifetime_seconds, self.clock_skew_seconds)
+
+    @property
+    def witness_keys(self) -> tuple[CosignatureVerifier, ...]:
+        out = []
+        for vkey in self.log_witnesses.split():
+            try:
+                out.append(CosignatureVerifier.parse(vkey))
+            except LogError as exc:
+                raise ValueError(f"log_witnesses: {exc.message}") from None
+        return tuple(out)
 
     @property
     def effective_database_url(self) -> str:
@@ -158,6 +185,9 @@ _ENV = {
     "change_poll_seconds": "NUMBIND_CHANGE_POLL_SECONDS",
     "metrics_listen": "NUMBIND_METRICS_LISTEN",
     "otel": "NUMBIND_OTEL",
+    "log_checkpoint_seconds": "NUMBIND_LOG_CHECKPOINT_SECONDS",
+    "log_witnesses": "NUMBIND_LOG_WITNESSES",
+    "log_witness_seconds": "NUMBIND_LOG_WITNESS_SECONDS",
     "max_streams_per_principal": "NUMBIND_MAX_STREAMS_PER_PRINCIPAL",
     "request_limits": "NUMBIND_REQUEST_LIMITS",
     "sqlite_synchronous": "NUMBIND_SQLITE_SYNCHRONOUS",

@@ -3,6 +3,10 @@
 Orders and feed entries are written in the transaction of their trigger. Each platform's
 sequence comes from `principals.feed_head`, bumped with one UPDATE per platform per
 transaction: the row lock serialises appenders, so sequences are gap-free.
+
+Orders and feed entries carry their binding's token (the partition key on PostgreSQL, see
+storage.models): joins between them and bindings match on (pk, token), and writes by pk
+name the token too, so each touches one partition and could stay on one shard.
 """
 
 from __future__ import annotations
@@ -105,6 +109,7 @@ def append(
                     revocation_id,
                     platform_pk,
                     order.binding.pk,
+                    order.binding.binding.token.value,
                     int(order.kind),
                     int(order.cause),
                     int(OrderState.PENDING),
@@ -119,31 +124,35 @@ def append(
     conn.exec_driver_sql(
         driver_sql(
             conn,
-            "INSERT INTO orders (id, revocation_id, platform_pk, binding_pk, kind, cause, state,"
-            " outcome, reason, tenure_start_us, created_us, deadline_us)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO orders (id, revocation_id, platform_pk, binding_pk, token, kind, cause,"
+            " state, outcome, reason, tenure_start_us, created_us, deadline_us)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ),
         order_rows,
     )
     # One indexed read back of the new pks beats RETURNING row by row.
     pks = conn.exec_driver_sql(
-        driver_sql(conn, "SELECT id, pk FROM orders WHERE revocation_id = ?"), (revocation_id,)
+        driver_sql(conn, "SELECT id, pk, token FROM orders WHERE revocation_id = ?"),
+        (revocation_id,),
     ).all()
     conn.exec_driver_sql(
         driver_sql(
             conn,
-            "INSERT INTO feed_events (platform_pk, seq, order_pk, created_us) VALUES (?, ?, ?, ?)",
+            "INSERT INTO feed_events (platform_pk, seq, order_pk, token, created_us)"
+            " VALUES (?, ?, ?, ?, ?)",
         ),
-        [(*seqs[oid], pk, now) for oid, pk in pks if oid in seqs],
+        [(*seqs[oid], pk, token, now) for oid, pk, token in pks if oid in seqs],
     )
     revoking = [
-        (int(BindingState.REVOKING), now, o.binding.pk)
+        (int(BindingState.REVOKING), now, o.binding.pk, o.binding.binding.token.value)
         for o in orders
         if o.kind == EventKind.REVOKE
     ]
     if revoking:
         conn.exec_driver_sql(
-            driver_sql(conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ?"),
+            driver_sql(
+                conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND token = ?"
+            ),
             revoking,
         )
     return set(by_platform)
@@ -153,6 +162,8 @@ def append(
 class FeedItem:
     seq: int
     order_pk: int
+    # The token of the order's row (and its binding's): with order_pk, its key.
+    order_token: bytes
     order_id: str
     kind: int
     cause: int
@@ -171,6 +182,7 @@ class FeedItem:
 _FEED_COLUMNS = (
     FeedEventRow.seq,
     OrderRow.pk,
+    OrderRow.token,
     OrderRow.id,
     OrderRow.kind,
     OrderRow.cause,
@@ -187,12 +199,17 @@ _FEED_COLUMNS = (
 )
 
 
+# Co-located joins: the rows of one binding, its orders and their feed entries share a token.
+_ORDER_OF_FEED = and_(OrderRow.pk == FeedEventRow.order_pk, OrderRow.token == FeedEventRow.token)
+_BINDING_OF_ORDER = and_(BindingRow.pk == OrderRow.binding_pk, BindingRow.token == OrderRow.token)
+
+
 def read_feed(session: Session, platform_pk: int, after_seq: int, limit: int) -> list[FeedItem]:
     rows: Any = session.execute(
         select(*_FEED_COLUMNS)
         .select_from(FeedEventRow)
-        .join(OrderRow, OrderRow.pk == FeedEventRow.order_pk)
-        .join(BindingRow, BindingRow.pk == OrderRow.binding_pk)
+        .join(OrderRow, _ORDER_OF_FEED)
+        .join(BindingRow, _BINDING_OF_ORDER)
         .where(FeedEventRow.platform_pk == platform_pk, FeedEventRow.seq > after_seq)
         .order_by(FeedEventRow.seq)
         .limit(limit)
@@ -207,8 +224,8 @@ def stale_deliveries(
     rows: Any = session.execute(
         select(*_FEED_COLUMNS)
         .select_from(OrderRow)
-        .join(FeedEventRow, FeedEventRow.order_pk == OrderRow.pk)
-        .join(BindingRow, BindingRow.pk == OrderRow.binding_pk)
+        .join(FeedEventRow, _ORDER_OF_FEED)
+        .join(BindingRow, _BINDING_OF_ORDER)
         .where(
             OrderRow.platform_pk == platform_pk,
             OrderRow.state == int(OrderState.DELIVERED),
@@ -220,16 +237,19 @@ def stale_deliveries(
     return [FeedItem(*r) for r in rows]
 
 
-def mark_delivered(session: Session, order_pks: Sequence[int]) -> None:
-    if not order_pks:
+def mark_delivered(session: Session, orders: Sequence[tuple[int, bytes]]) -> None:
+    """Orders, each by (pk, token) (FeedItem.order_pk, .order_token), now DELIVERED."""
+    if not orders:
         return
     now = now_us()
     conn = session.connection()
     conn.exec_driver_sql(
         driver_sql(
-            conn, "UPDATE orders SET state = ?, delivered_us = ? WHERE pk = ? AND state IN (?, ?)"
+            conn,
+            "UPDATE orders SET state = ?, delivered_us = ?"
+            " WHERE pk = ? AND token = ? AND state IN (?, ?)",
         ),
-        [(int(OrderState.DELIVERED), now, pk, *OPEN_STATES) for pk in order_pks],
+        [(int(OrderState.DELIVERED), now, pk, token, *OPEN_STATES) for pk, token in orders],
     )
 
 
@@ -245,6 +265,8 @@ class AckTarget:
     id: str
     platform_pk: int
     binding_pk: int
+    # The order's and its binding's token: with pk (or binding_pk), the row's key.
+    token: bytes
     kind: int
     state: int
     outcome: int
@@ -259,6 +281,7 @@ def orders_by_id(session: Session, ids: Sequence[str]) -> dict[str, AckTarget]:
                 OrderRow.id,
                 OrderRow.platform_pk,
                 OrderRow.binding_pk,
+                OrderRow.token,
                 OrderRow.kind,
                 OrderRow.state,
                 OrderRow.outcome,
@@ -283,9 +306,13 @@ def record_acks(
     conn.exec_driver_sql(
         driver_sql(
             conn,
-            "UPDATE orders SET state = ?, outcome = ?, reason = ?, acked_us = ? WHERE pk = ?",
+            "UPDATE orders SET state = ?, outcome = ?, reason = ?, acked_us = ?"
+            " WHERE pk = ? AND token = ?",
         ),
-        [(state, outcome, reason, now, order.pk) for order, state, outcome, reason in acks],
+        [
+            (state, outcome, reason, now, order.pk, order.token)
+            for order, state, outcome, reason in acks
+        ],
     )
     revokes = [(order, state) for order, state, _, _ in acks if order.kind == int(EventKind.REVOKE)]
     # A refused order leaves its binding revoking while another order for it (a holder's
@@ -296,6 +323,7 @@ def record_acks(
             int(BindingState.ACTIVE if state == OrderState.REJECTED else BindingState.REVOKED),
             now,
             order.binding_pk,
+            order.token,
             int(BindingState.REVOKING),
         )
         for order, state in revokes
@@ -304,7 +332,9 @@ def record_acks(
     if bindings:
         conn.exec_driver_sql(
             driver_sql(
-                conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND state = ?"
+                conn,
+                "UPDATE bindings SET state = ?, updated_us = ?"
+                " WHERE pk = ? AND token = ? AND state = ?",
             ),
             bindings,
         )

@@ -56,11 +56,36 @@ def create_floor_table(conn: psycopg.Connection[Any]) -> None:
     conn.commit()
 
 
+def _drop_keys(conn: psycopg.Connection[Any], table: str) -> list[str]:
+    """Drop the table's keys and indexes; returns the statements that rebuild them."""
+    rebuild = []
+    for name, definition in conn.execute(
+        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = %s::regclass AND contype IN ('p', 'u')",
+        (table,),
+    ).fetchall():
+        conn.execute(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+        rebuild.append(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')
+    for name, definition in conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", (table,)
+    ).fetchall():
+        conn.execute(f'DROP INDEX "{name}"')
+        rebuild.append(definition.replace(" ON ONLY ", " ON "))
+    return rebuild
+
+
 def prefill(
     conn: psycopg.Connection[Any], table: str, start: int, stop: int, platforms: list[int], key: str
 ) -> float:
-    """Rows start..stop-1 (the same rows in either table), committed per million; seconds."""
+    """Rows start..stop-1 (the same rows in either table), committed per million; seconds.
+
+    A big fill into a small table drops the keys and indexes and builds them afterwards
+    (a sort each, instead of 10 million random index inserts): not measured, only faster."""
     began = time.perf_counter()
+    conn.execute("SET synchronous_commit = off")
+    conn.execute("SET maintenance_work_mem = '256MB'")
+    rebuild = _drop_keys(conn, table) if stop - start > 4 * max(start, 1) else []
+    conn.commit()
     for a in range(start, stop, FILL_CHUNK):
         b = min(stop, a + FILL_CHUNK) - 1
         conn.execute(
@@ -72,6 +97,10 @@ def prefill(
             (platforms, len(platforms), key, a, b),
         )
         conn.commit()
+    for statement in rebuild:
+        conn.execute(statement)
+        conn.commit()
+    conn.execute("SET synchronous_commit = on")
     conn.execute(f"ANALYZE {table}")
     conn.commit()
     return time.perf_counter() - began
@@ -114,3 +143,8 @@ def table_rows(conn: psycopg.Connection[Any], table: str) -> int:
     row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
     assert row is not None
     return int(row[0])
+
+
+def table_rows_url(url: str, table: str = "bindings") -> int:
+    with connect(url) as conn:
+        return table_rows(conn, table)

@@ -50,6 +50,7 @@ from bench.reissue import PLATFORMS, Plan, active_key_id, load, percentile
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/numbind_bench"
 BATCH = 10_000
 QUOTA_RATE, QUOTA_BURST = 10, 100
+PARTS = ("publish", "queries", "latency", "quota", "reissue")
 
 
 def _store_key(url: str) -> tuple[str, list[int]]:
@@ -65,21 +66,40 @@ def _store_key(url: str) -> tuple[str, list[int]]:
         engine.dispose()
 
 
-def _storage_publish(url: str, batches: list[list[Binding]], platform_pk: int) -> tuple[float, Any]:
-    """storage.bindings.prepare + upsert per batch, a transaction each: seconds, and the
-    prepared rows (what the floor writes)."""
+def _storage_publish(
+    url: str, batches: list[list[Binding]], platform_pk: int
+) -> tuple[float, float, Any]:
+    """storage.bindings.prepare + upsert per batch, a transaction each: seconds in all and
+    in prepare (Python: digests, sort), and the prepared rows (what the floor writes)."""
     db = Database(url)
     prepared = []
+    in_prepare = 0.0
     try:
         start = time.perf_counter()
         for bindings in batches:
+            t0 = time.perf_counter()
             batch = store.prepare(platform_pk, bindings, time.time_ns() // 1000)
+            in_prepare += time.perf_counter() - t0
             prepared.append(batch.rows)
             counts = db.transact(lambda s, b=batch: store.upsert(s, b))  # type: ignore[misc]
             assert counts.inserted == len(bindings), counts
-        return time.perf_counter() - start, prepared
+        return time.perf_counter() - start, in_prepare, prepared
     finally:
         db.close()
+
+
+def _lookup_seconds(conn: Any, batches: list[list[tuple[Any, ...]]], platform_pk: int) -> float:
+    """The upsert's existing-row lookup alone (the one step the floor does not take), for
+    the same tokens, now present: a read per batch."""
+    start = time.perf_counter()
+    for rows in batches:
+        conn.execute(
+            "SELECT b.pk FROM unnest(%s::bytea[]) AS t(token)"
+            " JOIN bindings b ON b.platform_pk = %s AND b.token = t.token",
+            (sorted({r[2] for r in rows}), platform_pk),
+        ).fetchall()
+        conn.commit()
+    return time.perf_counter() - start
 
 
 def _new_bindings(rng: random.Random, n: int, key_id: str, tag: bytes) -> list[list[Binding]]:
@@ -112,7 +132,7 @@ def publish_at(url: str, size: int, measure: int, bundles: list[Any], key_id: st
         grpc_s = asyncio.run(_grpc_publish(plan, bundles, key_id))
         # Storage path: `measure` other rows, random tokens, one platform.
         rng = random.Random(size)
-        storage_s, rows = _storage_publish(
+        storage_s, prepare_s, rows = _storage_publish(
             url, _new_bindings(rng, measure, key, b"s"), platform_pks[0]
         )
         # Floor: the storage path's rows, then the gRPC path's (re-derived the same way),
@@ -131,6 +151,12 @@ def publish_at(url: str, size: int, measure: int, bundles: list[Any], key_id: st
         row("storage: bindings.prepare + upsert", measure / storage_s, "rows/s", floor, label)
         row(
             "registry: PublishBindings, gRPC, 4 in flight", measure / grpc_s, "rows/s", floor, label
+        )
+        lookup_s = _lookup_seconds(conn, rows, platform_pks[0])
+        print(
+            f"    storage path {storage_s:.1f} s = prepare (Python) {prepare_s:.1f} s + lookup"
+            f" ~{lookup_s:.1f} s (re-run alone) + COPY and commit ~"
+            f"{storage_s - prepare_s - lookup_s:.1f} s; floor COPY {copy_s:.1f} s"
         )
     finally:
         conn.close()
@@ -162,8 +188,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--events", type=int, default=30)
     parser.add_argument("--quota-seconds", type=float, default=10.0)
-    parser.add_argument("--skip-reissue", action="store_true")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"comma-separated subset of {','.join(PARTS)} (all by default)",
+    )
     args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
+    if parts - set(PARTS):
+        parser.error(f"--parts: got {args.parts}, want a subset of {','.join(PARTS)}")
     if args.full:
         args.sizes, args.measure, args.events = "1000000,10000000", 200_000, 200
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -185,34 +218,43 @@ def main(argv: list[str] | None = None) -> int:
             conn = _fill.connect(url)
             _fill.create_floor_table(conn)
             conn.close()
-            for size in sizes:
+            for size in sizes if "publish" in parts else []:
                 print(f"\n  publish at {size:,} bindings, {args.measure:,} rows each way")
                 publish_at(url, size, args.measure, platforms, key_id)
-            q = asyncio.run(_live.holder_queries(carrier, platforms, key_id, 300, args.queries))
-            print(f"\n  holder QueryBindings at {sizes[-1]:,}+ bindings, 10 each: {_ms(q)}")
-            lat = asyncio.run(
-                _live.event_latency(carrier, platforms[0], a.listen, b.listen, key_id, args.events)
-            )
-            print(
-                f"  event latency, report to A -> stream from B (heartbeat "
-                f"{_live.HEARTBEAT} s): {_ms(lat)}"
-            )
-        quota = {"NUMBIND_QUOTA_RATE": str(QUOTA_RATE), "NUMBIND_QUOTA_BURST": str(QUOTA_BURST)}
-        with _live.servers(url, data, 3, quota) as trio:
-            (bundle,) = add_all(trio[0], [("platform", "scale-quota")])
-            granted = asyncio.run(
-                _live.quota_granted(bundle, [s.listen for s in trio], args.quota_seconds)
-            )
-            configured = QUOTA_BURST + QUOTA_RATE * args.quota_seconds
-            row(f"quota: granted in {args.quota_seconds:g} s, 3 processes", granted, "elements")
-            print(
-                f"  configured {configured:,.0f} (burst {QUOTA_BURST} + {QUOTA_RATE}/s): ratio "
-                f"{granted / configured:.2f} (1.00 = exact; 3.00 = a bucket per process)"
-            )
-    if args.skip_reissue:
+            if "queries" in parts:
+                rows = _fill.table_rows_url(url)
+                q = asyncio.run(_live.holder_queries(carrier, platforms, key_id, 300, args.queries))
+                print(f"\n  holder QueryBindings at {rows:,} bindings, 10 each: {_ms(q)}")
+            if "latency" in parts:
+                lat = asyncio.run(
+                    _live.event_latency(
+                        carrier, platforms[0], a.listen, b.listen, key_id, args.events
+                    )
+                )
+                print(
+                    f"  event latency, report to A -> stream from B (heartbeat "
+                    f"{_live.HEARTBEAT} s): {_ms(lat)}"
+                )
+        if "quota" in parts:
+            quota_part(url, data, args.quota_seconds)
+    if "reissue" not in parts:
         return 0
     reset_schema(url)
     return reissue_both(args.full, url)
+
+
+def quota_part(url: str, data: Any, seconds: float) -> None:
+    """Three processes with a tight token quota, one principal asking all three."""
+    quota = {"NUMBIND_QUOTA_RATE": str(QUOTA_RATE), "NUMBIND_QUOTA_BURST": str(QUOTA_BURST)}
+    with _live.servers(url, data, 3, quota) as trio:
+        (bundle,) = add_all(trio[0], [("platform", "scale-quota")])
+        granted = asyncio.run(_live.quota_granted(bundle, [s.listen for s in trio], seconds))
+        configured = QUOTA_BURST + QUOTA_RATE * seconds
+        row(f"quota: granted in {seconds:g} s, 3 processes", granted, "elements")
+        print(
+            f"  configured {configured:,.0f} (burst {QUOTA_BURST} + {QUOTA_RATE}/s): ratio "
+            f"{granted / configured:.2f} (1.00 = exact; 3.00 = a bucket per process)"
+        )
 
 
 if __name__ == "__main__":

@@ -218,9 +218,11 @@ def upsert(session: Session, batch: PreparedBatch) -> PublishCounts:
             driver_sql(
                 conn,
                 "UPDATE bindings SET key_id = ?, token = ?, bucket = ?, bound_us = ?, kind = ?,"
-                " state = ?, digest = ?, updated_us = ? WHERE pk = ? AND token = ?",
+                " state = ?, digest = ?, updated_us = ? WHERE pk = ? AND token IN (?, ?)",
             ),
-            updates,
+            # The row's token as read, or the store-key form a re-key batch may have
+            # converted it to meanwhile (the only change a token sees): both name the row.
+            [(*u, u[1]) for u in updates],
         )
         move_dependents(conn, [(u[8], u[1]) for u in updates if u[9] != u[1]])
     return PublishCounts(inserted, changed, unchanged, revoked)
@@ -237,7 +239,7 @@ def withdraw(
     conn = session.connection()
     back = {t.old: t.value for t, _ in keys if t.old is not None}
     live = {
-        (back.get(token, token), ref): (pk, token)
+        (back.get(token, token), ref): (pk, token, back.get(token, token))
         for pk, token, ref, state in _lookup(
             conn,
             platform_pk,
@@ -250,7 +252,8 @@ def withdraw(
     if pks:
         conn.exec_driver_sql(
             driver_sql(
-                conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND token = ?"
+                conn,
+                "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND token IN (?, ?)",
             ),
             pks,
         )

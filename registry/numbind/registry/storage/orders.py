@@ -89,6 +89,7 @@ def append(
     by_platform: dict[int, list[NewOrder]] = defaultdict(list)
     for order in orders:
         by_platform[order.binding.platform_pk].append(order)
+    token_of = _current_tokens(session, orders)
     order_rows: list[tuple[object, ...]] = []
     seqs: dict[str, tuple[int, int]] = {}
     for platform_pk in sorted(by_platform):  # fixed lock order: no deadlocks between reports
@@ -109,7 +110,7 @@ def append(
                     revocation_id,
                     platform_pk,
                     order.binding.pk,
-                    order.binding.binding.token.value,
+                    token_of[order.binding.pk],
                     int(order.kind),
                     int(order.cause),
                     int(OrderState.PENDING),
@@ -144,7 +145,7 @@ def append(
         [(*seqs[oid], pk, token, now) for oid, pk, token in pks if oid in seqs],
     )
     revoking = [
-        (int(BindingState.REVOKING), now, o.binding.pk, o.binding.binding.token.value)
+        (int(BindingState.REVOKING), now, o.binding.pk, token_of[o.binding.pk])
         for o in orders
         if o.kind == EventKind.REVOKE
     ]
@@ -158,12 +159,34 @@ def append(
     return set(by_platform)
 
 
+def _current_tokens(session: Session, orders: Sequence[NewOrder]) -> dict[int, bytes]:
+    """binding pk -> the token its row holds now, the binding locked until commit.
+
+    An order takes its binding's token (the partition key). The caller read the bindings
+    without a lock, and on PostgreSQL a re-key batch may have converted one since; reading
+    the token under the row lock settles it, and a re-key batch that converts the binding
+    later waits for this transaction and then moves its orders too (bindings.move_dependents).
+    SQLite's single writer already excludes the re-key for the whole transaction."""
+    pks = sorted({o.binding.pk for o in orders})
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        return {o.binding.pk: o.binding.binding.token.value for o in orders}
+    out: dict[int, bytes] = {}
+    for i in range(0, len(pks), 1000):
+        part = pks[i : i + 1000]
+        marks = ", ".join(["%s"] * len(part))
+        for pk, token in conn.exec_driver_sql(
+            f"SELECT pk, token FROM bindings WHERE pk IN ({marks}) ORDER BY pk FOR UPDATE",
+            tuple(part),
+        ):
+            out[pk] = bytes(token)
+    return out
+
+
 @dataclass(frozen=True)
 class FeedItem:
     seq: int
     order_pk: int
-    # The token of the order's row (and its binding's): with order_pk, its key.
-    order_token: bytes
     order_id: str
     kind: int
     cause: int
@@ -182,7 +205,6 @@ class FeedItem:
 _FEED_COLUMNS = (
     FeedEventRow.seq,
     OrderRow.pk,
-    OrderRow.token,
     OrderRow.id,
     OrderRow.kind,
     OrderRow.cause,
@@ -237,19 +259,17 @@ def stale_deliveries(
     return [FeedItem(*r) for r in rows]
 
 
-def mark_delivered(session: Session, orders: Sequence[tuple[int, bytes]]) -> None:
-    """Orders, each by (pk, token) (FeedItem.order_pk, .order_token), now DELIVERED."""
-    if not orders:
+def mark_delivered(session: Session, order_pks: Sequence[int]) -> None:
+    # By pk alone: a re-key may move the order to its binding's new token meanwhile.
+    if not order_pks:
         return
     now = now_us()
     conn = session.connection()
     conn.exec_driver_sql(
         driver_sql(
-            conn,
-            "UPDATE orders SET state = ?, delivered_us = ?"
-            " WHERE pk = ? AND token = ? AND state IN (?, ?)",
+            conn, "UPDATE orders SET state = ?, delivered_us = ? WHERE pk = ? AND state IN (?, ?)"
         ),
-        [(int(OrderState.DELIVERED), now, pk, token, *OPEN_STATES) for pk, token in orders],
+        [(int(OrderState.DELIVERED), now, pk, *OPEN_STATES) for pk in order_pks],
     )
 
 
@@ -265,8 +285,6 @@ class AckTarget:
     id: str
     platform_pk: int
     binding_pk: int
-    # The order's and its binding's token: with pk (or binding_pk), the row's key.
-    token: bytes
     kind: int
     state: int
     outcome: int
@@ -281,7 +299,6 @@ def orders_by_id(session: Session, ids: Sequence[str]) -> dict[str, AckTarget]:
                 OrderRow.id,
                 OrderRow.platform_pk,
                 OrderRow.binding_pk,
-                OrderRow.token,
                 OrderRow.kind,
                 OrderRow.state,
                 OrderRow.outcome,
@@ -306,13 +323,9 @@ def record_acks(
     conn.exec_driver_sql(
         driver_sql(
             conn,
-            "UPDATE orders SET state = ?, outcome = ?, reason = ?, acked_us = ?"
-            " WHERE pk = ? AND token = ?",
+            "UPDATE orders SET state = ?, outcome = ?, reason = ?, acked_us = ? WHERE pk = ?",
         ),
-        [
-            (state, outcome, reason, now, order.pk, order.token)
-            for order, state, outcome, reason in acks
-        ],
+        [(state, outcome, reason, now, order.pk) for order, state, outcome, reason in acks],
     )
     revokes = [(order, state) for order, state, _, _ in acks if order.kind == int(EventKind.REVOKE)]
     # A refused order leaves its binding revoking while another order for it (a holder's
@@ -323,7 +336,6 @@ def record_acks(
             int(BindingState.ACTIVE if state == OrderState.REJECTED else BindingState.REVOKED),
             now,
             order.binding_pk,
-            order.token,
             int(BindingState.REVOKING),
         )
         for order, state in revokes
@@ -333,8 +345,7 @@ def record_acks(
         conn.exec_driver_sql(
             driver_sql(
                 conn,
-                "UPDATE bindings SET state = ?, updated_us = ?"
-                " WHERE pk = ? AND token = ? AND state = ?",
+                "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND state = ?",
             ),
             bindings,
         )

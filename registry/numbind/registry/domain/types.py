@@ -21,7 +21,10 @@ class Role:
     PLATFORM = "platform"
     CARRIER = "carrier"
     ADMIN = "admin"
+    # Principals an admin registers; a peer registry is a principal too (its own role),
+    # but one that the installed federation manifest admits, never an admin.
     ALL = (PLATFORM, CARRIER, ADMIN)
+    REGISTRY = "registry"
 
 
 class KeyState(IntEnum):
@@ -124,6 +127,8 @@ class Principal:
     category: str = ""
     # The one certificate (SHA-256 of its DER) it may present; None: any the CA issued.
     cert_sha256: bytes | None = None
+    # The principal's standing version when it was authenticated (services.standing).
+    standing: int = 0
 
     @property
     def uri(self) -> str:

@@ -8,7 +8,7 @@ a distributed engine (Citus, CockroachDB, YugabyteDB) needs to shard them by tok
 
     bindings          PRIMARY KEY (pk, token), UNIQUE (token, platform_pk, account_ref)
     numbers           PRIMARY KEY (token)
-    lifecycle_events  PRIMARY KEY (pk, token)
+    lifecycle_events  PRIMARY KEY (pk, token), UNIQUE INDEX (seq, token)
     orders            PRIMARY KEY (pk, token), UNIQUE (id, token)   + token (the binding's)
     feed_events       PRIMARY KEY (platform_pk, seq, token)          + token (the order's)
 
@@ -27,7 +27,7 @@ not partitioned; there the two new token columns are added and filled, and the t
 foreign keys and orders' unique id are replaced the same way, keys otherwise unchanged.
 
 Revision ID: 0007_partitions
-Revises: 0003
+Revises: 0006_replication
 Create Date: 2026-11-28 11:00:00
 """
 
@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 revision: str = "0007_partitions"
-down_revision: str | None = "0003"
+down_revision: str | None = "0006_replication"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -102,6 +102,7 @@ _COLUMNS = {
         recorded_us BIGINT NOT NULL,
         applied BOOLEAN NOT NULL,
         revocation_id VARCHAR(36),
+        seq BIGINT,
         CONSTRAINT lifecycle_events_pkey PRIMARY KEY (pk, token)""",
     "orders": """
         pk BIGINT NOT NULL DEFAULT nextval('orders_pk_seq'),
@@ -142,6 +143,8 @@ _INDEXES = {
     },
     "feed_events": {"ix_feed_events_order": "order_pk"},
 }
+# Unique indexes that are not constraints (the models declare them as indexes).
+_UNIQUE_INDEXES = {"lifecycle_events": {"ux_lifecycle_seq": "seq, token"}}
 _SEQUENCES = {"bindings": "pk", "lifecycle_events": "pk", "orders": "pk"}
 # How each new table is filled from the old ones (orders and feed entries take the token
 # of the binding they are about).
@@ -151,7 +154,7 @@ _COPY = {
     "numbers": "SELECT token, key_id, carrier_pk, state, tenure_start_us, last_reissued_us,"
     " first_known_us, last_effective_us, updated_us FROM numbers_pre0007",
     "lifecycle_events": "SELECT pk, token, key_id, carrier_pk, kind, effective_us,"
-    " recorded_us, applied, revocation_id FROM lifecycle_events_pre0007",
+    " recorded_us, applied, revocation_id, seq FROM lifecycle_events_pre0007",
     "orders": "SELECT o.pk, o.id, o.revocation_id, o.platform_pk, o.binding_pk, b.token,"
     " o.kind, o.cause, o.state, o.outcome, o.reason, o.tenure_start_us, o.created_us,"
     " o.deadline_us, o.delivered_us, o.acked_us FROM orders_pre0007 o"
@@ -200,6 +203,8 @@ def _upgrade_postgresql() -> None:
             )
         for name, cols in _INDEXES[table].items():
             op.execute(f"CREATE INDEX {name} ON {table} ({cols})")
+        for name, cols in _UNIQUE_INDEXES.get(table, {}).items():
+            op.execute(f"CREATE UNIQUE INDEX {name} ON {table} ({cols})")
         if table in _SEQUENCES:
             col = _SEQUENCES[table]
             op.execute(f"ALTER SEQUENCE {table}_{col}_seq OWNED BY {table}.{col}")
@@ -212,6 +217,9 @@ def _upgrade_postgresql() -> None:
 
 
 def _upgrade_sqlite() -> None:
+    # The log's sequence is unique with the token on both backends (one model).
+    op.execute("DROP INDEX ux_lifecycle_seq")
+    op.execute("CREATE UNIQUE INDEX ux_lifecycle_seq ON lifecycle_events (seq, token)")
     # SQLite cannot drop a constraint in place: rebuild the two tables (their indexes'
     # names are global, so the old ones go first), feed_events first since it referred to
     # orders.

@@ -165,7 +165,7 @@ def publish_at(url: str, size: int, measure: int, bundles: list[Any], key_id: st
 def reissue_both(full: bool, url: str) -> int:
     size = [] if full else ["--quick"]
     code = 0
-    for extra in (["--database-url", url], []):
+    for extra in (["--database-url", url], ["--synchronous", "FULL"]):
         print(f"\n  -- bench/reissue.py {' '.join([*size, *extra])}", flush=True)
         code |= subprocess.call([sys.executable, "-m", "bench.reissue", *size, *extra])
     return code
@@ -183,10 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--database-url")
     parser.add_argument("--full", action="store_true", help="sizes 1M,10M; reissue at full size")
-    parser.add_argument("--sizes", default="100000,300000", help="binding counts, ascending")
-    parser.add_argument("--measure", type=int, default=50_000, help="rows published per size")
+    parser.add_argument("--sizes", default="50000,200000", help="binding counts, ascending")
+    parser.add_argument("--measure", type=int, default=20_000, help="rows published per size")
     parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument("--events", type=int, default=30)
+    parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--quota-seconds", type=float, default=10.0)
     parser.add_argument(
         "--parts",

@@ -16,6 +16,8 @@ Routes, one router per area:
                    POST /me/revoke              一键解绑 (scope=previous), the overdue apps
                                                 again (=retry), one app of one's own (=platform)
                    GET  /api/numbers/{id}       a number's live progress, polled by app.js
+    proofs.py      GET  /me/proof/{rid}/{app}   an app's revocation proven in the registry's
+                                                log (verified, downloaded as JSON)
     check.py       GET  /check, POST /check     reassigned-since lookup for callers
 
 What the routes share (settings, store, session, registry client, translator, rendering)
@@ -29,9 +31,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
-from numbind.carrier_app import check, middleware, my_numbers, signin
+from numbind.carrier_app import check, middleware, my_numbers, proofs, signin
 from numbind.carrier_app.deps import HERE, AppState, error_key
 from numbind.carrier_app.settings import AppSettings, CodeSender, load_secret
 from numbind.protocol.bundle import Bundle
@@ -78,10 +80,16 @@ def create_app(
         finally:
             await state.client.close()
 
-    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(middleware.csrf_guard)],
+    )
     state.attach(app)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     middleware.install(app)
-    for area in (signin, my_numbers, check):
+    for area in (signin, my_numbers, proofs, check):
         app.include_router(area.router)
     return app

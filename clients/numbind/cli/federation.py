@@ -153,6 +153,12 @@ def add_commands(sub: Any) -> None:
         "and addresses, and each member's replication position and lag.",
     )
     _data_dir(show)
+    show.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="the registry's store, for replication positions (NUMBIND_DATABASE_URL; "
+        "default: SQLite in the data dir)",
+    )
     show.add_argument("--json", action="store_true", help="print machine-readable JSON")
     show.set_defaults(handler=_show)
 
@@ -271,22 +277,48 @@ def _accept(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from numbind.registry.federation import FederationDir, NoReplication, describe
+    from numbind.registry.federation import (
+        FederationDir,
+        NoReplication,
+        ReplicationStatus,
+        StoreReplication,
+        describe,
+    )
+    from numbind.registry.federation.witness import alarms_in
 
     settings = settings_from(args)
     installed = _run(FederationDir(settings.data_dir).load)
+    # A witness's refusals of a log it witnesses (numbind log: rollback, fork, rewrite...).
+    alarms = alarms_in(settings.effective_database_url)
     if installed is None:
         if args.json:
-            print(json.dumps({"federation": None, "data_dir": str(settings.data_dir)}))
+            print(
+                json.dumps(
+                    {"federation": None, "data_dir": str(settings.data_dir), "log_alarms": alarms}
+                )
+            )
         else:
             print(f"no federation installed in {settings.data_dir}: a federation of one")
+            _print_alarms(alarms)
         return 0
-    report = describe(installed, NoReplication())
+    replication: ReplicationStatus
+    try:
+        replication = StoreReplication(installed, settings.effective_database_url)
+    except Exception:  # a store not made yet or not reachable: positions unknown
+        replication = NoReplication()
+    report = describe(installed, replication)
+    report["log_alarms"] = alarms
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0
     _print_report(report)
+    _print_alarms(alarms)
     return 0
+
+
+def _print_alarms(alarms: list[dict[str, Any]]) -> None:
+    for a in alarms:
+        print(f"WITNESS ALARM ({a['failure']}) for {a['origin']}: {a['message']}")
 
 
 def _na(value: object) -> str:

@@ -9,26 +9,35 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
+from numbind.protocol.manifest import FederationSetupError
+from numbind.protocol.manifest import TokenService as ManifestTokens
+from numbind.registry import log_key
 from numbind.registry.config import Settings
 from numbind.registry.datadir import private_umask, require_private
 from numbind.registry.domain.quota import Quotas
+from numbind.registry.domain.types import KeyState, now_us
 from numbind.registry.federation.channel import PeerChannels
+from numbind.registry.federation.forward import ForwardedTokens
 from numbind.registry.federation.serving import Serving
 from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority
 from numbind.registry.services.admin import AdminService
 from numbind.registry.services.bindings import BindingService
+from numbind.registry.services.changes import Changes
 from numbind.registry.services.directory import Directory
 from numbind.registry.services.feed import FeedService
 from numbind.registry.services.holders import HolderService
 from numbind.registry.services.lifecycle import LifecycleService
+from numbind.registry.services.log import LogService
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings
+from numbind.registry.services.replication import HubLog, Replica
 from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
-from numbind.registry.services.tokens import TokenService
-from numbind.registry.storage import keymap, migrate, principals
-from numbind.registry.storage.db import Database
+from numbind.registry.services.tokens import QuotaGate, TokenService, TokenSource
+from numbind.registry.storage import keymap, migrate, ops, principals, token_keys
+from numbind.registry.storage.db import Database, Session
+from numbind.registry.storage.ops import OpsSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +48,20 @@ class Registry:
     db: Database
     directory: Directory
     keys: KeyRing
-    tokens: TokenService
+    tokens: TokenSource
     admin: AdminService
     bindings: BindingService
     lifecycle: LifecycleService
     holders: HolderService
     feed: FeedService
+    log: LogService
     # The hook for changes of standing made elsewhere (StandingService.changed).
     standing: StandingService
     token_map: TokenMapper
     rekeyer: RekeyRunner
+    # Changes made by other processes sharing the store (PostgreSQL LISTEN/NOTIFY + polls).
+    changes: Changes
+    quota_gate: QuotaGate
     # Worker processes for CPU-bound crypto: token evaluation and the store re-key.
     pool: ProcessPoolExecutor
     ca_pem: bytes
@@ -58,6 +71,10 @@ class Registry:
     # mTLS channel per peer registry.
     federation: Serving | None = None
     peers: PeerChannels | None = None
+    # The lifecycle log as members read it (served by the lifecycle authority).
+    hub_log: HubLog | None = None
+    # A member's replica of the hub's lifecycle log (None at the hub, or alone).
+    replica: Replica | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, migrate_schema: bool = True) -> Registry:
@@ -78,12 +95,18 @@ class Registry:
         if federation is not None:
             members = {m.id: m.name for m in federation.installed.manifest.members}
             db.transact(lambda s: principals.sync_registries(s, members))
-        keys = KeyRing(db, settings.keys_dir)
+        # A member holds no token key: the federation's token service (the hub) does, and
+        # its keys and deltas reach this store through the manifest and replication.
+        member = federation is not None and not federation.is_token_service
+        keys = KeyRing(db, settings.keys_dir, secrets=not member)
+        if federation is not None and member:
+            adopt_federation_keys(db, federation.installed.manifest.token_service)
         keys.ensure_active()
-        reconcile_key_map(db, keys)
+        if not member:
+            reconcile_key_map(db, keys)
         q = settings.quota
         quotas = Quotas(q.rate_per_second, q.burst, q.daily_cap)
-        directory = Directory(db)
+        directory = Directory(db, ttl=settings.change_poll_seconds)
         notifier = FeedNotifier()
         standing = StandingService(db, directory, notifier)
         stopping = asyncio.Event()
@@ -108,15 +131,46 @@ class Registry:
             if (settings.pki_dir / "ca.key").exists()
             else None
         )
+        changes = Changes(
+            db, notifier, standing, token_map, poll_seconds=settings.change_poll_seconds
+        )
+        changes.on_keys = [rekeyer.wake, keys.expire]
+        peers = (
+            None
+            if federation is None
+            else PeerChannels(federation.files, federation.installed.manifest.members)
+        )
+        # One gate: its refusals are this process's, whichever way tokens are served.
+        gate = QuotaGate(db, quotas)
+        tokens: TokenSource = TokenService(db, keys, gate, pool)
+        if federation is not None and peers is not None and member:
+            ts = federation.token_service
+            if ts is None:
+                raise FederationSetupError(
+                    "the manifest names no member as token service; a member cannot forward "
+                    "its platforms' tokenisation"
+                )
+            tokens = ForwardedTokens(federation.files, peers, ts.id, gate)
+        report_at = None
+        if federation is not None and not federation.is_authority:
+            hub = federation.hub
+            report_at = (
+                f"this registry is member {federation.me.id} of federation "
+                f"{federation.federation}; carriers report lifecycle events to its lifecycle "
+                f"authority {hub.id} at {hub.address}"
+            )
+        lifecycle = LifecycleService(
+            db, token_map, notifier, settings.order_deadline_seconds, report_at=report_at
+        )
         return cls(
             settings=settings,
             db=db,
             directory=directory,
             keys=keys,
-            tokens=TokenService(db, keys, quotas, pool),
+            tokens=tokens,
             admin=AdminService(db, keys, directory, ca, token_map, rekeyer, standing),
             bindings=BindingService(db, token_map, notifier, settings.order_deadline_seconds),
-            lifecycle=LifecycleService(db, token_map, notifier, settings.order_deadline_seconds),
+            lifecycle=lifecycle,
             holders=HolderService(
                 db,
                 token_map,
@@ -134,19 +188,28 @@ class Registry:
                 visibility_timeout_seconds=settings.visibility_timeout_seconds,
                 max_streams_per_principal=settings.max_streams_per_principal,
             ),
+            log=LogService(db, log_key.load_or_create(settings.data_dir), settings.witness_keys),
             standing=standing,
             token_map=token_map,
             rekeyer=rekeyer,
+            changes=changes,
+            quota_gate=gate,
             pool=pool,
             stopping=stopping,
             ca_pem=(settings.pki_dir / "ca.pem").read_bytes(),
             federation=federation,
-            peers=(
-                None
-                if federation is None
-                else PeerChannels(federation.files, federation.installed.manifest.members)
+            peers=peers,
+            hub_log=HubLog(db, notifier),
+            replica=(
+                Replica(db, token_map, lifecycle, federation.hub.id, rekeyer.wake)
+                if federation is not None and not federation.is_authority
+                else None
             ),
         )
+
+    def ops_snapshot(self) -> OpsSnapshot:
+        """Open orders, feed lag and the re-key, for a metrics scrape (blocking)."""
+        return self.db.transact(lambda s: ops.snapshot(s, now_us()), write=False)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -164,3 +227,29 @@ def reconcile_key_map(db: Database, keys: KeyRing) -> None:
         delta = keys.delta(key_id, store_key)
         db.transact(partial(keymap.put_delta, key_id=key_id, to_key_id=store_key, delta=delta))
         log.info("key map: delta for %s -> %s handed to the store", key_id, store_key)
+
+
+def adopt_federation_keys(db: Database, ts: ManifestTokens) -> None:
+    """A member's store takes the federation's token keys from the manifest, the first
+    time it serves as a member (its own key from `admin init` is dropped while nothing is
+    stored under it); afterwards replication keeps them current."""
+
+    def tx(session: Session) -> None:
+        held = {k.key_id for k in token_keys.all_keys(session)}
+        if held & {k.key_id for k in ts.keys}:
+            return
+        token_keys.sync(
+            session,
+            [
+                (
+                    k.key_id,
+                    k.public_key,
+                    KeyState.ACTIVE if k.key_id == ts.active_key_id else KeyState.EVALUATE_ONLY,
+                    0,
+                )
+                for k in ts.keys
+            ],
+        )
+        keymap.adopt_store_key(session, ts.active_key_id)
+
+    db.transact(tx)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from numbind.protocol.limits import MAX_LIFECYCLE_EVENTS, MAX_REASSIGNED_QUERIES
-from numbind.registry.domain import lifecycle, validate
+from numbind.registry.domain import lifecycle, logged, validate
 from numbind.registry.domain.keymap import KeyView, StoreToken
 from numbind.registry.domain.quota import DAY_SECONDS
 from numbind.registry.domain.types import (
@@ -27,10 +27,11 @@ from numbind.registry.domain.types import (
     Token,
     now_us,
 )
-from numbind.registry.errors import InvalidArgument, PermissionDenied
-from numbind.registry.services.notifier import FeedNotifier
+from numbind.registry.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from numbind.registry.services import log_record
+from numbind.registry.services.notifier import LOG_CHANNEL, FeedNotifier
 from numbind.registry.services.tokenmap import TokenMapper
-from numbind.registry.storage import bindings, idempotency, numbers, orders, usage
+from numbind.registry.storage import bindings, idempotency, log, numbers, orders, usage
 from numbind.registry.storage.db import Database, Session
 
 MAX_EVENTS = MAX_LIFECYCLE_EVENTS
@@ -51,10 +52,14 @@ class ReportResult:
     orders_created: int
     notices_created: int
     revocation_id: str
+    # Each event's leaf in the verifiable log, in report order.
+    leaf_indices: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
-class _Mapped:
+class MappedEvent:
+    """An event whose token is mapped to the store key."""
+
     token: StoreToken
     kind: int
     effective_us: int
@@ -62,18 +67,26 @@ class _Mapped:
 
 class LifecycleService:
     def __init__(
-        self, db: Database, tokens: TokenMapper, notifier: FeedNotifier, deadline_seconds: float
+        self,
+        db: Database,
+        tokens: TokenMapper,
+        notifier: FeedNotifier,
+        deadline_seconds: float,
+        *,
+        report_at: str | None = None,
     ) -> None:
         self._db = db
         self._tokens = tokens
         self._notifier = notifier
         self._deadline = deadline_seconds
+        # A federation member: where carriers report instead (the lifecycle authority).
+        self._report_at = report_at
 
     @staticmethod
-    def _validate(events: list[LifecycleInput], view: KeyView) -> list[_Mapped]:
+    def _validate(events: list[LifecycleInput], view: KeyView) -> list[MappedEvent]:
         validate.batch_size("events", len(events), MAX_EVENTS)
         now = now_us()
-        out: list[_Mapped] = []
+        out: list[MappedEvent] = []
         for i, ev in enumerate(events):
             st = view.map(f"events[{i}].token", ev.token.key_id, ev.token.value)
             if ev.kind not in LifecycleKind._value2member_map_:
@@ -82,18 +95,20 @@ class LifecycleService:
                     "PORTED_OUT or PORTED_IN"
                 )
             validate.instant(f"events[{i}].effective_at", ev.effective_us, now=now)
-            out.append(_Mapped(st, ev.kind, ev.effective_us))
+            out.append(MappedEvent(st, ev.kind, ev.effective_us))
         return out
 
     async def report(
         self, caller: Principal, request_id: str, body_hash: bytes, events: list[LifecycleInput]
     ) -> ReportResult:
+        if self._report_at is not None:
+            raise FailedPrecondition(self._report_at)
         validate.request_id(request_id)
 
-        def prepare(view: KeyView) -> list[_Mapped]:
+        def prepare(view: KeyView) -> list[MappedEvent]:
             return self._validate(events, view)
 
-        def act(session: Session, view: KeyView, mapped: list[_Mapped]) -> dict[str, Any]:
+        def act(session: Session, view: KeyView, mapped: list[MappedEvent]) -> dict[str, Any]:
             return idempotency.once(
                 session,
                 caller.pk,
@@ -104,11 +119,25 @@ class LifecycleService:
             )
 
         result = await self._tokens.run(prepare, act)
-        self._notifier.notify(result.pop("platforms"))
+        self.notify(result.pop("platforms"))
+        result["leaf_indices"] = tuple(result.get("leaf_indices", ()))
         return ReportResult(**result)
 
+    def notify(self, platforms: list[int]) -> None:
+        """After a commit that applied events: wake the platforms' feeds and the log's
+        followers."""
+        self._notifier.notify([*platforms, LOG_CHANNEL])
+
+    def apply_mapped(
+        self, session: Session, source: Principal, store_key: str, events: list[MappedEvent]
+    ) -> dict[str, Any]:
+        """Apply events already checked elsewhere (a member replaying the hub's log, with
+        the hub's registry principal as `source`) in the caller's transaction; the caller
+        commits, then calls `notify` with the returned "platforms"."""
+        return self._apply(session, source, store_key, events)
+
     def _apply(
-        self, session: Session, caller: Principal, store_key: str, events: list[_Mapped]
+        self, session: Session, caller: Principal, store_key: str, events: list[MappedEvent]
     ) -> dict[str, Any]:
         tokens = [ev.token.value for ev in events]
         mapped = {ev.token.value: ev.token for ev in events}
@@ -162,10 +191,15 @@ class LifecycleService:
                         revokes += 1
         revocation_id = ""
         platforms: set[int] = set()
+        trail: list[logged.LogLeaf] = []
         if new:
             cause = EventCause.REISSUED if revokes else EventCause.DEACTIVATED
             revocation_id = orders.new_revocation(session, cause, caller.pk)
-            platforms = orders.append(session, revocation_id, new, self._deadline)
+            created: list[tuple[str, orders.NewOrder]] = []
+            platforms = orders.append(session, revocation_id, new, self._deadline, created=created)
+            trail = log_record.revocation(
+                session, revocation_id, cause, caller.pk, caller.name, created
+            )
         final = {t: rec for t, rec in state.items() if rec is not None}
         numbers.save(session, final, {v: form for v, (form, _) in stored.items()}, store_key)
         recorded = now_us()
@@ -185,8 +219,29 @@ class LifecycleService:
                 for ev, out in zip(events, outcomes, strict=True)
             ],
         )
+        events_logged = [
+            logged.lifecycle(
+                carrier_pk=caller.pk,
+                carrier=caller.name,
+                token=ev.token.value,
+                key_id=store_key,
+                kind=ev.kind,
+                effective_us=ev.effective_us,
+                applied=out.applied,
+                tenure_start_us=out.record.tenure_start_us,
+                # Only an event that triggered names the batch's revocation: porting never does.
+                revocation_id=(
+                    (revocation_id or None)
+                    if out.revoke_before_us is not None or out.notify_deactivated
+                    else None
+                ),
+            )
+            for ev, out in zip(events, outcomes, strict=True)
+        ]
+        first = log.append(session, [*events_logged, *trail])
         applied = sum(o.applied for o in outcomes)
         return {
+            "leaf_indices": list(range(first, first + len(events))),
             "applied": applied,
             "superseded": len(outcomes) - applied,
             "orders_created": revokes,

@@ -12,18 +12,20 @@ composition root owns the pool and shares it with the store re-key. Each task ca
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Protocol
 
 from numbind.protocol import voprf
 from numbind.protocol.limits import MAX_EVALUATE as MAX_BATCH
 from numbind.registry.domain.quota import DAY_SECONDS, Quotas
-from numbind.registry.domain.types import Principal
+from numbind.registry.domain.types import Principal, Role
 from numbind.registry.errors import InvalidArgument
 from numbind.registry.keys import KeyRing, TokenKey
-from numbind.registry.storage import usage
-from numbind.registry.storage.db import Database
+from numbind.registry.storage import quota, usage
+from numbind.registry.storage.db import Database, Session
 
 # How stale this process's view of the keys may get when another process rotates.
 KEYS_MAX_AGE_SECONDS = 5.0
@@ -62,11 +64,73 @@ def evaluate_batch(
     return voprf.voprf_blind_evaluate(secret, public, elements, prevalidated=True)
 
 
+class QuotaGate:
+    """Per-principal evaluation quotas, shared by every registry process on the store: one
+    token-bucket row per principal and the day's usage row, taken together in one
+    transaction (storage.quota). A federation's token service lets a member's calls
+    through ungated: the member gates each of its platforms itself (one gate per platform,
+    not one for every platform of a member together)."""
+
+    def __init__(self, db: Database, quotas: Quotas) -> None:
+        self._db = db
+        self._quotas = quotas
+        # Calls this process refused for quota (for /metrics).
+        self.refusals = 0
+
+    async def take(self, caller: Principal, n: int) -> int:
+        """Take `n` from the caller's quota (ResourceExhausted if it has not); the day."""
+        now = time.time()
+        day = int(now // DAY_SECONDS)
+        if caller.role != Role.REGISTRY:
+            self._quotas.check_batch(n)
+            await self._db.run(functools.partial(self._take, caller=caller, n=n, now=now, day=day))
+        return day
+
+    def _take(self, session: Session, *, caller: Principal, n: int, now: float, day: int) -> None:
+        # Raising rolls back whatever the take changed.
+        q = self._quotas
+        taken = quota.take(
+            session,
+            caller.pk,
+            n,
+            now_us=int(now * 1_000_000),
+            day=day,
+            rate=q.rate,
+            burst=float(q.burst),
+            daily_cap=q.daily_cap,
+        )
+        if not taken.granted:
+            self.refusals += 1
+            raise q.refusal(n, taken.tokens, taken.used_today, now)
+
+    async def refund(self, caller: Principal, day: int, n: int) -> None:
+        """Give back what `take` took for work that was then refused."""
+        if caller.role != Role.REGISTRY:
+            burst = float(self._quotas.burst)
+            await self._db.run(lambda s: quota.refund(s, caller.pk, n, day=day, burst=burst))
+
+    async def record(self, caller: Principal, day: int, n: int) -> None:
+        """Count work done for an ungated caller (gated ones were counted as they took)."""
+        if caller.role == Role.REGISTRY:
+            await self._db.run(lambda s: usage.add(s, caller.pk, day, tokens=n))
+
+
+class TokenSource(Protocol):
+    """What the Tokens servicer serves: this registry's own token service, or (on a
+    federation member) the federation's, forwarded (numbind.registry.federation.forward)."""
+
+    async def keys(self) -> tuple[str, list[TokenKey]]: ...
+
+    async def evaluate(
+        self, caller: Principal, key_id: str, elements: list[bytes]
+    ) -> Evaluation: ...
+
+
 class TokenService:
-    def __init__(self, db: Database, keys: KeyRing, quotas: Quotas, pool: Executor) -> None:
+    def __init__(self, db: Database, keys: KeyRing, gate: QuotaGate, pool: Executor) -> None:
         self._db = db
         self._keys = keys
-        self._quotas = quotas
+        self._gate = gate
         self._pool = pool
 
     async def _fresh(self) -> None:
@@ -82,12 +146,7 @@ class TokenService:
         validate_batch_size(elements)
         await self._fresh()
         key = self._keys.for_evaluation(key_id)
-        now = time.time()
-        day = int(now // DAY_SECONDS)
-        used = 0
-        if not self._quotas.known(caller.pk):  # restarts keep the daily count
-            used = await self._db.run(lambda s: usage.tokens_on(s, caller.pk, day), write=False)
-        self._quotas.take(caller.pk, len(elements), now, used_today=used)
+        day = await self._gate.take(caller, len(elements))
         # Elements are validated in the worker; a refused batch gives its quota back.
         loop = asyncio.get_running_loop()
         assert key.secret is not None
@@ -97,7 +156,7 @@ class TokenService:
                 self._pool, evaluate_batch, secret, key.public_key, elements
             )
         except InvalidArgument:
-            self._quotas.refund(caller.pk, len(elements))
+            await self._gate.refund(caller, day, len(elements))
             raise
-        await self._db.run(lambda s: usage.add(s, caller.pk, day, tokens=len(elements)))
+        await self._gate.record(caller, day, len(elements))
         return Evaluation(key.key_id, evaluated, proof, self._keys.active().key_id)

@@ -57,10 +57,31 @@ def _retryable(exc: BaseException) -> bool:
         return True
     if not isinstance(exc, DBAPIError):
         return False
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    if code in _RETRY_SQLSTATES:
+    if _sqlstate(exc) in _RETRY_SQLSTATES:
         return True
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return str(code) if code else None
+
+
+def database_away(exc: DBAPIError) -> bool:
+    """The database cannot be reached right now (restarting, shutting down, refusing
+    connections, a connection cut mid-transaction), as opposed to the request failing in
+    it. The caller is told UNAVAILABLE and retries under the same request id; a write
+    whose commit was cut off is then answered from what it stored, or done once."""
+    if exc.connection_invalidated:
+        return True
+    code = _sqlstate(exc)
+    if code is not None:
+        # Class 08: connection exception; 57P01-57P03: admin/crash shutdown, cannot
+        # connect now.
+        return code.startswith("08") or code in {"57P01", "57P02", "57P03"}
+    # psycopg reports a failed connection attempt (refused, "shutting down") without a
+    # SQLSTATE; SQLite has no connections to lose.
+    return isinstance(exc, OperationalError) and str(exc.orig).startswith("connection ")
 
 
 def driver_sql(conn: Connection, text: str) -> str:
@@ -148,6 +169,9 @@ class Database:
                 with self.session(write=write) as session:
                     return fn(session)
             except DBAPIError as exc:
+                if database_away(exc):
+                    log.warning("storage unavailable: %s", str(exc.orig).splitlines()[0])
+                    raise Unavailable("storage: the database is unavailable, retry later") from exc
                 if not write or not _retryable(exc):
                     raise
                 if attempt == MAX_ATTEMPTS:

@@ -9,6 +9,18 @@ Conventions, and why:
 - A token is 32 bytes (a ristretto255 element) and every row holding one names its key id:
   after a rotation the re-key moves rows from the old key to the new one in place, and
   `key_id` is what says which form a row is in (see `registry.rekey`).
+- The tables that grow with bindings (bindings, numbers, lifecycle_events, orders,
+  feed_events) all hold a token, and on PostgreSQL they are hash-partitioned by it
+  (migration 0008_partitions). A partitioned table's primary and unique keys must include
+  the partition key, so there the surrogate-keyed ones have primary keys (pk, token) and
+  feed_events (platform_pk, seq, token); SQLite keeps the keys declared here (a rowid
+  table's INTEGER PRIMARY KEY is its fastest insert path). The pk values stay unique on
+  both: one sequence per table hands them out. Orders and feed entries carry their
+  binding's token so they live in the same partition (and, on a distributed engine, the
+  same shard) as the binding they are about; the re-key moves them with it
+  (storage.rekey). No foreign key joins two growing tables: one into a partitioned table
+  would have to name the partition key, and the storage layer writes them together in
+  one transaction anyway.
 """
 
 from __future__ import annotations
@@ -16,6 +28,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -189,7 +202,12 @@ class LifecycleEventRow(Base):
     """Every lifecycle event as reported, applied or superseded (the audit trail)."""
 
     __tablename__ = "lifecycle_events"
-    __table_args__ = (Index("ix_lifecycle_token_time", "token", "effective_us"),)
+    __table_args__ = (
+        Index("ix_lifecycle_token_time", "token", "effective_us"),
+        # The hub's log order: members follow it by sequence. Unique with the token, the
+        # partition key (0008_partitions); the log head's row lock hands each seq out once.
+        Index("ux_lifecycle_seq", "seq", "token", unique=True),
+    )
 
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     token: Mapped[bytes] = mapped_column(LargeBinary(32))
@@ -200,6 +218,44 @@ class LifecycleEventRow(Base):
     recorded_us: Mapped[int] = mapped_column(BigInteger)
     applied: Mapped[bool] = mapped_column(Boolean)
     revocation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # Position in the lifecycle log, gap-free and in commit order (LifecycleLogHeadRow).
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class LifecycleLogHeadRow(Base):
+    """One row: the last sequence handed out in the lifecycle log. Locked by the
+    transaction that logs events, so sequences commit in order and without gaps."""
+
+    __tablename__ = "lifecycle_log_head"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    head: Mapped[int] = mapped_column(BigInteger)
+    head_recorded_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReplicationCursorRow(Base):
+    """A member's place in the hub's lifecycle log, written in the transaction that
+    applies the entries up to it (so an entry is applied once, however often delivered)."""
+
+    __tablename__ = "replication_cursor"
+
+    source: Mapped[str] = mapped_column(String(63), primary_key=True)
+    applied_seq: Mapped[int] = mapped_column(BigInteger)
+    applied_recorded_us: Mapped[int] = mapped_column(BigInteger)
+    # The hub's head as last heard: the lag.
+    head_seq: Mapped[int] = mapped_column(BigInteger)
+    head_recorded_us: Mapped[int] = mapped_column(BigInteger)
+    updated_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReplicationAckRow(Base):
+    """At the hub: the last sequence each member acked."""
+
+    __tablename__ = "replication_acks"
+
+    member: Mapped[str] = mapped_column(String(63), primary_key=True)
+    acked_seq: Mapped[int] = mapped_column(BigInteger)
+    acked_us: Mapped[int] = mapped_column(BigInteger)
 
 
 class RevocationRow(Base):
@@ -231,13 +287,18 @@ class OrderRow(Base):
         Index("ix_orders_state_deadline", "state", "deadline_us"),
         # Redelivery: one platform's delivered-but-unacked orders.
         Index("ix_orders_platform_state", "platform_pk", "state"),
+        UniqueConstraint("id", "token", name="uq_orders_id"),
     )
 
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    id: Mapped[str] = mapped_column(String(36), unique=True)
+    # A UUID; unique with the token (the partition key), which a UUID4 makes unique alone.
+    # Acks look orders up by id: the unique index's prefix.
+    id: Mapped[str] = mapped_column(String(36))
     revocation_id: Mapped[str] = mapped_column(ForeignKey("revocations.id"))
     platform_pk: Mapped[int] = mapped_column(ForeignKey("principals.pk"))
-    binding_pk: Mapped[int] = mapped_column(ForeignKey("bindings.pk"))
+    binding_pk: Mapped[int] = mapped_column(BigId)
+    # The binding's token, in the form its row holds: the partition key, shared with it.
+    token: Mapped[bytes] = mapped_column(LargeBinary(32))
     # REVOKE or NUMBER_DEACTIVATED.
     kind: Mapped[int] = mapped_column(SmallInteger)
     cause: Mapped[int] = mapped_column(SmallInteger)
@@ -256,11 +317,16 @@ class FeedEventRow(Base):
     """The transactional outbox: each platform's gap-free sequence of orders."""
 
     __tablename__ = "feed_events"
+    # An order's feed entry, found when a re-key moves the order to its new token.
+    __table_args__ = (Index("ix_feed_events_order", "order_pk"),)
 
     # Replay after a sequence number is a range scan of this primary key.
     platform_pk: Mapped[int] = mapped_column(ForeignKey("principals.pk"), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.pk"))
+    order_pk: Mapped[int] = mapped_column(BigId)
+    # The order's (so its binding's) token: the partition key. On PostgreSQL the primary
+    # key is (platform_pk, seq, token), so replay stays a range scan of it per partition.
+    token: Mapped[bytes] = mapped_column(LargeBinary(32))
     created_us: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -298,3 +364,106 @@ class UsageRow(Base):
     day: Mapped[int] = mapped_column(Integer, primary_key=True)
     tokens_evaluated: Mapped[int] = mapped_column(BigInteger, default=0)
     reassigned_checks: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class QuotaBucketRow(Base):
+    """A principal's token-evaluation bucket, shared by every registry process."""
+
+    __tablename__ = "quota_buckets"
+
+    principal_pk: Mapped[int] = mapped_column(ForeignKey("principals.pk"), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Double)
+    updated_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class LogStateRow(Base):
+    """One row: the verifiable log's size and right edge (the compact range, largest
+    subtree first, 32 bytes each). Appends lock it, so leaf indices are gap-free and the
+    log grows in the order its transactions commit."""
+
+    __tablename__ = "log_state"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(BigInteger)
+    edge: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LogLeafRow(Base):
+    """One leaf: the salted commitment the tree hashes, and its opening, which goes only to
+    `holder_pk` (None: public, e.g. a key rotation) and to auditors."""
+
+    __tablename__ = "log_leaves"
+    __table_args__ = (Index("ix_log_leaves_ref", "ref"),)
+
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    commitment: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # lifecycle, revocation, order, ack, key (numbind.protocol.log_entries).
+    kind: Mapped[str] = mapped_column(String(16))
+    # What the entry is about: an order or revocation id, or "" (lifecycle events are
+    # named by their leaf index).
+    ref: Mapped[str] = mapped_column(String(64))
+    holder_pk: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    salt: Mapped[bytes] = mapped_column(LargeBinary(16))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class LogNodeRow(Base):
+    """The hash of each complete subtree of two or more leaves, stored when it closes:
+    any proof is then O(log n) reads of this table and log_leaves."""
+
+    __tablename__ = "log_nodes"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class LogCheckpointRow(Base):
+    """Every checkpoint the registry signed, with the cosignatures witnesses added."""
+
+    __tablename__ = "log_checkpoints"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    note: Mapped[bytes] = mapped_column(LargeBinary)
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class WitnessStateRow(Base):
+    """This registry as a witness of a log (origin): the last checkpoint it cosigned and
+    the right edge of that tree, so it replays only new leaves."""
+
+    __tablename__ = "witness_state"
+
+    origin: Mapped[str] = mapped_column(String(255), primary_key=True)
+    log_key: Mapped[str] = mapped_column(String(512))
+    size: Mapped[int] = mapped_column(BigInteger)
+    edge: Mapped[bytes] = mapped_column(LargeBinary)
+    note: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class LogWitnessKeyRow(Base):
+    """The log's side: a member's witness key, pinned at its first cosignature."""
+
+    __tablename__ = "log_witness_keys"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    vkey: Mapped[str] = mapped_column(String(512))
+    member: Mapped[str] = mapped_column(String(63))
+    created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class WitnessAlarmRow(Base):
+    """Evidence a witness kept when it refused: both checkpoints and the failed proof."""
+
+    __tablename__ = "witness_alarms"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    origin: Mapped[str] = mapped_column(String(255))
+    failure: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(String(1000))
+    old_note: Mapped[bytes] = mapped_column(LargeBinary)
+    new_note: Mapped[bytes] = mapped_column(LargeBinary)
+    proof: Mapped[bytes] = mapped_column(LargeBinary)
+    created_us: Mapped[int] = mapped_column(BigInteger)

@@ -26,6 +26,13 @@ TABLES = {
     "store_state",
     "key_deltas",
     "rekeys",
+    "log_state",
+    "log_leaves",
+    "log_nodes",
+    "log_checkpoints",
+    "witness_state",
+    "witness_alarms",
+    "log_witness_keys",
     "alembic_version",
 }
 

@@ -39,6 +39,9 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     "/numbind.v1.Admin/": frozenset({Role.ADMIN}),
     # Peer registries: members follow the hub's lifecycle log.
     "/numbind.v1.Federation/": frozenset({Role.REGISTRY}),
+    # Anyone may check the verifiable log, members (as witnesses) too; openings are
+    # filtered by holder in the service.
+    "/numbind.v1.Log/": frozenset({*Role.ALL, Role.REGISTRY}),
 }
 
 

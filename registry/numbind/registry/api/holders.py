@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from numbind.registry.api.auth import current_principal
 from numbind.registry.api.convert import body_hash, ts_from_us
+from numbind.registry.api.log import LEAF_KINDS
 from numbind.registry.api.types import Ctx
 from numbind.registry.services.holders import HolderService, SignedAttestation
-from numbind.v1 import holders_pb2, holders_pb2_grpc
+from numbind.v1 import holders_pb2, holders_pb2_grpc, log_pb2
 
 
 def _signed(msg: holders_pb2.SignedAttestation) -> SignedAttestation:
@@ -80,5 +81,8 @@ class HoldersServicer(holders_pb2_grpc.HoldersServicer):
                     deadline=ts_from_us(p.deadline_us) if p.deadline_us else None,
                 )
                 for p in view.platforms
+            ],
+            leaves=[
+                log_pb2.LeafRef(leaf_index=i, kind=LEAF_KINDS[k], ref=r) for i, k, r in view.leaves
             ],
         )

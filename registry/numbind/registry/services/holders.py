@@ -40,9 +40,18 @@ from numbind.registry.errors import (
     NotFound,
     WrongCarrier,
 )
+from numbind.registry.services import log_record
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.tokenmap import TokenMapper
-from numbind.registry.storage import bindings, idempotency, nonces, numbers, orders, principals
+from numbind.registry.storage import (
+    bindings,
+    idempotency,
+    log,
+    nonces,
+    numbers,
+    orders,
+    principals,
+)
 from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.db import Database, Session
 
@@ -98,6 +107,8 @@ class RevocationView:
     cause: EventCause
     created_us: int
     platforms: list[PlatformProgress]
+    # (leaf index, kind, ref) of its trigger, orders and outcomes in the verifiable log.
+    leaves: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 class HolderService:
@@ -290,6 +301,7 @@ class HolderService:
                 subject=att.subject,
                 scope=scope,
             )
+            created: list[tuple[str, orders.NewOrder]] = []
             platforms = orders.append(
                 session,
                 rid,
@@ -298,6 +310,13 @@ class HolderService:
                     for b in targets
                 ],
                 self._deadline,
+                created=created,
+            )
+            log.append(
+                session,
+                log_record.revocation(
+                    session, rid, EventCause.HOLDER_REQUEST, caller.pk, caller.name, created
+                ),
             )
             return {"revocation_id": rid, "orders": len(targets), "platforms": sorted(platforms)}
 
@@ -363,7 +382,13 @@ class HolderService:
                         r.deadline_us,
                     )
                 )
-            return RevocationView(row.id, EventCause(row.cause), row.created_us, out)
+            return RevocationView(
+                row.id,
+                EventCause(row.cause),
+                row.created_us,
+                out,
+                log.revocation_leaves(session, revocation_id),
+            )
 
         return await self._db.run(read, write=False)
 

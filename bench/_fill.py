@@ -106,6 +106,46 @@ def prefill(
     return time.perf_counter() - began
 
 
+def prefill_both(
+    conn: psycopg.Connection[Any], start: int, stop: int, platforms: list[int], key: str
+) -> float:
+    """Rows start..stop-1 into bindings, then the same rows copied into the floor table;
+    keys and indexes of both dropped for the fill and built after when it is big. Seconds."""
+    began = time.perf_counter()
+    conn.execute("SET synchronous_commit = off")
+    conn.execute("SET maintenance_work_mem = '256MB'")
+    big = stop - start > 4 * max(start, 1)
+    rebuild = _drop_keys(conn, "bindings") + _drop_keys(conn, FLOOR_TABLE) if big else []
+    conn.commit()
+    for a in range(start, stop, FILL_CHUNK):
+        b = min(stop, a + FILL_CHUNK) - 1
+        conn.execute(
+            f"INSERT INTO bindings ({COLUMNS})"
+            " SELECT (%s::int[])[1 + i %% %s], %s, t.tok, int8send(i), 1, 1, 1,"
+            " (get_byte(t.tok, 1) << 8) | get_byte(t.tok, 2), sha256(t.tok), 1"
+            " FROM generate_series(%s::bigint, %s::bigint) AS i,"
+            " LATERAL (SELECT sha256(int8send(i)) AS tok) AS t"
+            + ("" if big else " ORDER BY t.tok"),
+            (platforms, len(platforms), key, a, b),
+        )
+        conn.commit()
+    # The same rows (8-byte account refs from start on; measured rows have longer ones).
+    conn.execute(
+        f"INSERT INTO {FLOOR_TABLE} ({COLUMNS}) SELECT {COLUMNS} FROM bindings"
+        " WHERE length(account_ref) = 8 AND account_ref >= int8send(%s::bigint)"
+        + ("" if big else " ORDER BY token"),
+        (start,),
+    )
+    conn.commit()
+    for statement in rebuild:
+        conn.execute(statement)
+        conn.commit()
+    conn.execute("SET synchronous_commit = on")
+    conn.execute(f"ANALYZE bindings; ANALYZE {FLOOR_TABLE}")
+    conn.commit()
+    return time.perf_counter() - began
+
+
 def copy_rows(
     conn: psycopg.Connection[Any], table: str, batches: list[list[tuple[Any, ...]]]
 ) -> float:

@@ -58,6 +58,7 @@ def _store_key(url: str) -> tuple[str, list[int]]:
     try:
         with engine.connect() as conn:
             key = conn.execute(text("SELECT store_key_id FROM store_state")).scalar_one()
+            key = key or "0000000000000001"  # a store with no token key yet (storage only)
             pks = conn.execute(
                 text("SELECT pk FROM principals WHERE role = 'platform' ORDER BY pk")
             ).scalars()
@@ -123,13 +124,14 @@ def publish_at(url: str, size: int, measure: int, bundles: list[Any], key_id: st
         key, platform_pks = _store_key(url)
         have = _fill.table_rows(conn, "bindings")
         if have < size:
-            took = _fill.prefill(conn, "bindings", have, size, platform_pks, key)
-            took += _fill.prefill(conn, _fill.FLOOR_TABLE, have, size, platform_pks, key)
-            print(f"  prefilled both tables {have:,} -> {size:,} rows in {took:.0f} s")
+            took = _fill.prefill_both(conn, have, size, platform_pks, key)
+            print(f"  prefilled both tables {have:,} -> {size:,} rows in {took:.0f} s", flush=True)
         at = _fill.table_rows(conn, "bindings")
         # Registry, over gRPC: `measure` rows over the 20 platforms (valid group elements).
-        plan = Plan.make(measure, 0, 1, seed=size)
-        grpc_s = asyncio.run(_grpc_publish(plan, bundles, key_id))
+        grpc_s = 0.0
+        if bundles:
+            plan = Plan.make(measure, 0, 1, seed=size)
+            grpc_s = asyncio.run(_grpc_publish(plan, bundles, key_id))
         # Storage path: `measure` other rows, random tokens, one platform.
         rng = random.Random(size)
         storage_s, prepare_s, rows = _storage_publish(
@@ -138,20 +140,21 @@ def publish_at(url: str, size: int, measure: int, bundles: list[Any], key_id: st
         # Floor: the storage path's rows, then the gRPC path's (re-derived the same way),
         # so floor_bindings grows as bindings did.
         copy_s = _fill.copy_rows(conn, _fill.FLOOR_TABLE, rows)
+        # Multi-row INSERTs are an order slower: a sample of at most 20,000 rows.
+        sample = min(measure, 20_000)
         grpc_rows = [
             store.prepare(platform_pks[0], b, 1).rows
-            for b in _new_bindings(random.Random(-size), measure, key, b"f")
+            for b in _new_bindings(random.Random(-size), sample, key, b"f")
         ]
         insert_s = _fill.insert_rows(conn, _fill.FLOOR_TABLE, grpc_rows)
         floor = measure / copy_s
         label = f"COPY at {at:,} rows"
         print(f"  at {at:,} rows in each table ({_fill.partition_count(conn)} partitions):")
         row("floor: COPY into bare partitioned table", floor, "rows/s")
-        row("floor: multi-row INSERT, same table", measure / insert_s, "rows/s", floor, label)
+        row("floor: multi-row INSERT, same table", sample / insert_s, "rows/s", floor, label)
         row("storage: bindings.prepare + upsert", measure / storage_s, "rows/s", floor, label)
-        row(
-            "registry: PublishBindings, gRPC, 4 in flight", measure / grpc_s, "rows/s", floor, label
-        )
+        if grpc_s:
+            row("registry: PublishBindings, gRPC", measure / grpc_s, "rows/s", floor, label)
         lookup_s = _lookup_seconds(conn, rows, platform_pks[0])
         print(
             f"    storage path {storage_s:.1f} s = prepare (Python) {prepare_s:.1f} s + lookup"
@@ -160,6 +163,30 @@ def publish_at(url: str, size: int, measure: int, bundles: list[Any], key_id: st
         )
     finally:
         conn.close()
+
+
+def storage_only(url: str, sizes: list[int], measure: int) -> int:
+    """The publish part without registry processes: schema, 20 platforms, then per size."""
+    from numbind.registry.storage import migrate, principals
+
+    db = Database(url)
+    try:
+        migrate.upgrade(db.write_engine)
+
+        def register(session: Any) -> None:
+            for i in range(PLATFORMS):
+                principals.register(session, "platform", f"scale-p{i:02d}")
+
+        db.transact(register)
+    finally:
+        db.close()
+    conn = _fill.connect(url)
+    _fill.create_floor_table(conn)
+    conn.close()
+    for size in sizes:
+        print(f"\n  publish at {size:,} bindings, {measure:,} rows each way", flush=True)
+        publish_at(url, size, measure, [], "")
+    return 0
 
 
 def reissue_both(full: bool, url: str) -> int:
@@ -189,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--quota-seconds", type=float, default=10.0)
     parser.add_argument(
+        "--storage-only",
+        action="store_true",
+        help="publish part only, storage path and floors, no registry processes",
+    )
+    parser.add_argument(
         "--parts",
         default=",".join(PARTS),
         help=f"comma-separated subset of {','.join(PARTS)} (all by default)",
@@ -207,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"scale: PostgreSQL {url.rsplit('@', 1)[-1]}, {os.cpu_count()} CPUs, sizes {sizes}")
     reset_schema(url)
+    if args.storage_only:
+        return storage_only(url, sizes, args.measure)
     with _live.data_dir(url) as data:
         with _live.servers(url, data, 2, _live.GENEROUS) as (a, b):
             carrier, *platforms = add_all(

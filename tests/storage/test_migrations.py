@@ -26,6 +26,7 @@ TABLES = {
     "store_state",
     "key_deltas",
     "rekeys",
+    "fanout_outbox",
     "alembic_version",
 }
 
@@ -142,14 +143,14 @@ def test_an_empty_older_store_adopts_its_active_key_as_the_store_key(database_ur
 
 
 def test_the_history_is_one_line() -> None:
-    """One head, each revision revising the one before: 0001 <- 0002 <- 0003."""
+    """One head, each revision revising the one before: 0001 <- 0002 <- 0003 <- 0008_fanout."""
     from alembic.script import ScriptDirectory
 
     scripts = ScriptDirectory.from_config(migrate._config())
     assert scripts.get_heads() == [migrate.head_revision()]
     chain = [r.revision for r in scripts.walk_revisions()]
-    assert chain == ["0003", "0002", "0001"]
-    assert [scripts.get_revision(r).down_revision for r in chain] == ["0002", "0001", None]
+    assert chain == ["0008_fanout", "0003", "0002", "0001"]
+    assert [scripts.get_revision(r).down_revision for r in chain] == ["0003", "0002", "0001", None]
 
 
 @pytest.mark.parametrize("start", ["0001", "0002"])

@@ -39,6 +39,7 @@ def settings_from(args: argparse.Namespace) -> Any:
             "listen": getattr(args, "listen", None),
             "database_url": getattr(args, "database_url", None),
             "log_level": getattr(args, "log_level", None),
+            "fanout_deadline_seconds": getattr(args, "fanout_deadline", None),
         }
     )
 
@@ -64,6 +65,13 @@ def add_commands(sub: Any) -> None:
         "--log-level",
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
         help="log level (NUMBIND_LOG_LEVEL, default INFO)",
+    )
+    serve.add_argument(
+        "--fanout-deadline",
+        type=float,
+        metavar="SECONDS",
+        help="federation hub: how long a holder call waits for each member before listing "
+        "it as unavailable (NUMBIND_FANOUT_DEADLINE_SECONDS, default 2)",
     )
     serve.add_argument(
         "--init", action="store_true", help="run `numbind admin init` first when needed"

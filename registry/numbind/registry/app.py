@@ -11,14 +11,23 @@ from functools import partial
 
 from numbind.registry.config import Settings
 from numbind.registry.domain.quota import Quotas
+from numbind.registry.federation.fanout_client import (
+    ChannelFactory,
+    ManifestMembers,
+    peer_channel_factory,
+)
+from numbind.registry.federation.files import FederationDir, Installed
 from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority
 from numbind.registry.services.admin import AdminService
 from numbind.registry.services.bindings import BindingService
 from numbind.registry.services.directory import Directory
+from numbind.registry.services.fanout import FederatedHolders, NoMembers, RetryPolicy
 from numbind.registry.services.feed import FeedService
+from numbind.registry.services.holder_views import UNNAMED, RegistryName
 from numbind.registry.services.holders import HolderService
 from numbind.registry.services.lifecycle import LifecycleService
+from numbind.registry.services.member_holders import MemberHolderService
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings
 from numbind.registry.services.tokenmap import TokenMapper
@@ -40,6 +49,15 @@ class Registry:
     bindings: BindingService
     lifecycle: LifecycleService
     holders: HolderService
+    # The holder calls as the Holders service answers them: fanned out to the members at
+    # a federation's hub, local in a federation of one.
+    federated: FederatedHolders
+    # A member's answers to its hub's fan-out (MemberHolders service).
+    member_holders: MemberHolderService
+    # The binding registries a hub fans out to (None: not a hub of a federation).
+    members: ManifestMembers | None
+    # The installed federation, if any.
+    federation: Installed | None
     feed: FeedService
     token_map: TokenMapper
     rekeyer: RekeyRunner
@@ -50,7 +68,15 @@ class Registry:
     stopping: asyncio.Event
 
     @classmethod
-    def open(cls, settings: Settings, *, migrate_schema: bool = True) -> Registry:
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        migrate_schema: bool = True,
+        channel_factory: ChannelFactory | None = None,
+    ) -> Registry:
+        """`channel_factory`: how a federation hub reaches its members (default: peer mTLS
+        under the installed manifest)."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.effective_database_url)
         if migrate_schema:
@@ -86,6 +112,34 @@ class Registry:
             if (settings.pki_dir / "ca.key").exists()
             else None
         )
+        federation = FederationDir(settings.data_dir).load()
+        me = federation.me if federation is not None else None
+        registry_name = RegistryName(me.id, me.name) if me is not None else UNNAMED
+        members: ManifestMembers | None = None
+        if federation is not None and federation.is_authority:
+            members = ManifestMembers(
+                federation,
+                channel_factory
+                or peer_channel_factory(federation, FederationDir(settings.data_dir)),
+            )
+        holds_bindings = me is None or "binding-registry" in me.roles or members is None
+        holders = HolderService(
+            db,
+            token_map,
+            notifier,
+            settings.order_deadline_seconds,
+            settings.attestation_policy,
+            local_bindings=holds_bindings,
+            remote_members=(lambda: members.member_ids) if members is not None else (lambda: ()),
+            registry=registry_name,
+        )
+        federated = FederatedHolders(
+            db,
+            holders,
+            members if members is not None else NoMembers(),
+            settings.fanout_deadline_seconds,
+            RetryPolicy(max_seconds=settings.fanout_retry_max_seconds),
+        )
         return cls(
             settings=settings,
             db=db,
@@ -95,13 +149,13 @@ class Registry:
             admin=AdminService(db, keys, directory, ca, token_map, rekeyer),
             bindings=BindingService(db, token_map),
             lifecycle=LifecycleService(db, token_map, notifier, settings.order_deadline_seconds),
-            holders=HolderService(
-                db,
-                token_map,
-                notifier,
-                settings.order_deadline_seconds,
-                settings.attestation_policy,
+            holders=holders,
+            federated=federated,
+            member_holders=MemberHolderService(
+                token_map, notifier, settings.order_deadline_seconds, registry_name
             ),
+            members=members,
+            federation=federation,
             feed=FeedService(
                 db,
                 token_map,

@@ -57,6 +57,11 @@ class Settings:
     rekey_batch_rows: int = 5000
     rekey_pause_seconds: float = 0.0
     rekey_lease_seconds: float = 30.0
+    # Federation hub: how long a holder call waits for the members it fans out to (a
+    # member still silent then is listed as unavailable), and the longest pause between
+    # retries of a revocation a member missed.
+    fanout_deadline_seconds: float = 2.0
+    fanout_retry_max_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
@@ -75,6 +80,9 @@ class Settings:
             raise ValueError(f"rekey_pause_seconds: got {self.rekey_pause_seconds}, want >= 0")
         if self.rekey_lease_seconds <= 0:
             raise ValueError(f"rekey_lease_seconds: got {self.rekey_lease_seconds}, want > 0")
+        for name in ("fanout_deadline_seconds", "fanout_retry_max_seconds"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ValueError(f"{name}: got {getattr(self, name)}, want 0 < seconds <= 3600")
         if self.quota.rate_per_second <= 0 or self.quota.burst < 1 or self.quota.daily_cap < 1:
             raise ValueError(f"quota: got {self.quota}, want positive rate, burst and cap")
         if self.shutdown_grace_seconds < 0:
@@ -123,6 +131,8 @@ _ENV = {
     "rekey_batch_rows": "NUMBIND_REKEY_BATCH_ROWS",
     "rekey_pause_seconds": "NUMBIND_REKEY_PAUSE_SECONDS",
     "rekey_lease_seconds": "NUMBIND_REKEY_LEASE_SECONDS",
+    "fanout_deadline_seconds": "NUMBIND_FANOUT_DEADLINE_SECONDS",
+    "fanout_retry_max_seconds": "NUMBIND_FANOUT_RETRY_MAX_SECONDS",
 }
 _QUOTA_ENV = {
     "rate_per_second": "NUMBIND_QUOTA_RATE",

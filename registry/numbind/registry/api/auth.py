@@ -31,6 +31,8 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     "/numbind.v1.Carriers/": frozenset({Role.CARRIER}),
     "/numbind.v1.Holders/": frozenset({Role.CARRIER}),
     "/numbind.v1.Admin/": frozenset({Role.ADMIN}),
+    # A federation member answers its hub's fan-out (the servicer admits only the hub).
+    "/numbind.v1.MemberHolders/": frozenset({Role.REGISTRY}),
 }
 
 

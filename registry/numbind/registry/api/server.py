@@ -16,6 +16,7 @@ from numbind.registry.api.auth import AuthInterceptor
 from numbind.registry.api.carriers import CarriersServicer
 from numbind.registry.api.errors import error_interceptor
 from numbind.registry.api.holders import HoldersServicer
+from numbind.registry.api.member_holders import MemberHoldersServicer
 from numbind.registry.api.platforms import PlatformsServicer
 from numbind.registry.api.tokens import TokensServicer
 from numbind.registry.app import Registry
@@ -25,6 +26,8 @@ from numbind.v1 import (
     admin_pb2_grpc,
     carriers_pb2,
     carriers_pb2_grpc,
+    fanout_pb2,
+    fanout_pb2_grpc,
     holders_pb2,
     holders_pb2_grpc,
     platforms_pb2,
@@ -41,6 +44,7 @@ SERVICE_NAMES = [
     carriers_pb2.DESCRIPTOR.services_by_name["Carriers"].full_name,
     holders_pb2.DESCRIPTOR.services_by_name["Holders"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+    fanout_pb2.DESCRIPTOR.services_by_name["MemberHolders"].full_name,
 ]
 MAX_MESSAGE = MAX_MESSAGE_BYTES
 
@@ -77,7 +81,15 @@ class RegistryServer:
             CarriersServicer(registry.lifecycle), self.server
         )
         holders_pb2_grpc.add_HoldersServicer_to_server(
-            HoldersServicer(registry.holders), self.server
+            HoldersServicer(registry.federated), self.server
+        )
+        fed = registry.federation
+        fanout_pb2_grpc.add_MemberHoldersServicer_to_server(
+            MemberHoldersServicer(
+                registry.member_holders,
+                lambda: fed.manifest.authority.id if fed is not None else None,
+            ),
+            self.server,
         )
         admin_pb2_grpc.add_AdminServicer_to_server(
             AdminServicer(registry.admin, registry.ca_pem), self.server
@@ -88,6 +100,7 @@ class RegistryServer:
         )
         self.port = 0
         self._stopped = False
+        self._fanout_retries: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
         settings = self.registry.settings
@@ -99,6 +112,11 @@ class RegistryServer:
         await self.server.start()
         # An interrupted store re-key resumes now; a new one starts at rotation.
         self.registry.rekeyer.start()
+        if self.registry.members is not None:
+            # Revocations members missed while down are delivered when they come back.
+            self._fanout_retries = asyncio.create_task(
+                self.registry.federated.run_retries(self.registry.stopping)
+            )
         for name in ["", *SERVICE_NAMES]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         host = settings.listen.rpartition(":")[0]
@@ -118,6 +136,10 @@ class RegistryServer:
         self.registry.stopping.set()
         await self.server.stop(self.registry.settings.shutdown_grace_seconds)
         await self.registry.rekeyer.close()
+        if self._fanout_retries is not None:
+            await self._fanout_retries
+        if self.registry.members is not None:
+            await self.registry.members.close()
         self.registry.close()
         log.info("registry stopped")
 

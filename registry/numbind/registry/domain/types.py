@@ -22,6 +22,9 @@ class Role:
     CARRIER = "carrier"
     ADMIN = "admin"
     ALL = (PLATFORM, CARRIER, ADMIN)
+    # A federation peer (spiffe://numbind/registry/<member id>); not in ALL, which lists
+    # the roles a registry's own CA issues.
+    REGISTRY = "registry"
 
 
 class KeyState(IntEnum):

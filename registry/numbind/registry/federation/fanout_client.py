@@ -1,0 +1,158 @@
+"""The hub's clients of its members' MemberHolders service, over peer mTLS.
+
+`ManifestMembers` is the `MemberDirectory` a federated hub fans out to: every member with
+the binding-registry role except the hub itself, each reached through one long-lived
+channel made by `channel_for` (the peer channel factory: the hub's registry certificate,
+the manifest's CAs as roots).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+from numbind.protocol.limits import MAX_MESSAGE_BYTES
+from numbind.protocol.manifest import Member
+from numbind.registry.api.holder_wire import group_from_wire, number_to_wire, progress_from_wire
+from numbind.registry.federation.files import FederationDir, Installed
+from numbind.registry.federation.peers import peer_channel_credentials
+from numbind.registry.services.fanout import MemberClient, MemberUnavailable
+from numbind.registry.services.fanout_model import AdmittedNumber, MemberRevocation
+from numbind.registry.services.holder_views import PlatformGroup, PlatformProgress, RegistryName
+from numbind.v1 import fanout_pb2, fanout_pb2_grpc
+
+__all__ = ["ChannelFactory", "GrpcMemberClient", "ManifestMembers", "peer_channel_factory"]
+
+ChannelFactory = Callable[[Member], grpc.aio.Channel]
+
+_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # A member that went away should be tried again soon once it is back.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
+
+
+def _reason(exc: grpc.aio.AioRpcError, deadline_seconds: float) -> str:
+    code = exc.code()
+    details = (exc.details() or "").splitlines()[0][:160] if exc.details() else ""
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"no answer within {deadline_seconds:g} s"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return f"unreachable ({details})" if details else "unreachable"
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return f"refused the hub: {details}"
+    return f"{code.name}: {details}"
+
+
+class GrpcMemberClient:
+    """One member over its channel; grpc failures become MemberUnavailable."""
+
+    def __init__(self, member: Member, channel: grpc.aio.Channel) -> None:
+        self.member = member
+        self.channel = channel
+        self._stub = fanout_pb2_grpc.MemberHoldersStub(channel)
+        self._registry = RegistryName(member.id, member.name)
+
+    @property
+    def registry(self) -> RegistryName:
+        return self._registry
+
+    async def _call(self, method: Any, request: Any, deadline_seconds: float) -> Any:
+        try:
+            return await method(request, timeout=deadline_seconds)
+        except grpc.aio.AioRpcError as exc:
+            raise MemberUnavailable(_reason(exc, deadline_seconds)) from None
+
+    async def query(
+        self, numbers: Sequence[AdmittedNumber], deadline_seconds: float
+    ) -> list[list[PlatformGroup]]:
+        reply: fanout_pb2.MemberQueryResponse = await self._call(
+            self._stub.MemberQuery,
+            fanout_pb2.MemberQueryRequest(numbers=[number_to_wire(n) for n in numbers]),
+            deadline_seconds,
+        )
+        return [[group_from_wire(p, self._registry) for p in n.platforms] for n in reply.numbers]
+
+    async def revoke(self, request: MemberRevocation, deadline_seconds: float) -> int:
+        reply: fanout_pb2.MemberRevokeResponse = await self._call(
+            self._stub.MemberRevoke,
+            fanout_pb2.MemberRevokeRequest(
+                revocation_id=request.revocation_id,
+                number=number_to_wire(request.number),
+                scope=request.scope,  # type: ignore[arg-type]
+                platform_ids=request.platform_ids,
+            ),
+            deadline_seconds,
+        )
+        return int(reply.orders)
+
+    async def progress(
+        self, revocation_id: str, deadline_seconds: float
+    ) -> list[PlatformProgress] | None:
+        reply: fanout_pb2.MemberRevocationResponse = await self._call(
+            self._stub.MemberRevocation,
+            fanout_pb2.MemberRevocationRequest(revocation_id=revocation_id),
+            deadline_seconds,
+        )
+        if not reply.known:
+            return None
+        return [progress_from_wire(p, self._registry) for p in reply.platforms]
+
+
+def peer_channel_factory(installed: Installed, fed_dir: FederationDir) -> ChannelFactory:
+    """Channels to members under this registry's peer certificate."""
+    credentials = peer_channel_credentials(installed, fed_dir)
+
+    def channel_for(member: Member) -> grpc.aio.Channel:
+        return grpc.aio.secure_channel(member.address, credentials, options=_OPTIONS)
+
+    return channel_for
+
+
+class ManifestMembers:
+    """The binding registries of the installed manifest other than this one. Channels
+    are made on first use (inside the event loop that will use them)."""
+
+    def __init__(self, installed: Installed, channel_for: ChannelFactory) -> None:
+        self._channel_for = channel_for
+        self._clients: dict[str, GrpcMemberClient] = {}
+        self._wanted: list[Member] = []
+        self._closing: list[GrpcMemberClient] = []
+        self.refresh(installed)
+
+    def refresh(self, installed: Installed) -> None:
+        """Follow a newer manifest: new members get a channel, moved ones a new one."""
+        self._wanted = [
+            m
+            for m in installed.manifest.members
+            if "binding-registry" in m.roles and m.id != installed.member_id
+        ]
+        for member_id, client in list(self._clients.items()):
+            if client.member not in self._wanted:
+                self._closing.append(self._clients.pop(member_id))
+
+    def _client(self, member: Member) -> GrpcMemberClient:
+        client = self._clients.get(member.id)
+        if client is None:
+            client = self._clients[member.id] = GrpcMemberClient(member, self._channel_for(member))
+        return client
+
+    @property
+    def member_ids(self) -> list[str]:
+        return [m.id for m in self._wanted]
+
+    def members(self) -> Sequence[MemberClient]:
+        return [self._client(m) for m in self._wanted]
+
+    def member(self, member_id: str) -> MemberClient | None:
+        found = next((m for m in self._wanted if m.id == member_id), None)
+        return None if found is None else self._client(found)
+
+    async def close(self) -> None:
+        for client in [*self._clients.values(), *self._closing]:
+            await client.channel.close()
+        self._clients.clear()
+        self._closing.clear()

@@ -41,7 +41,11 @@ def _reason(exc: grpc.aio.AioRpcError, deadline_seconds: float) -> str:
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"no answer within {deadline_seconds:g} s"
     if code == grpc.StatusCode.UNAVAILABLE:
-        return f"unreachable ({details})" if details else "unreachable"
+        # grpc's own text names addresses and internal states; the cause is what matters.
+        for cause in ("Connection refused", "Connection reset", "handshake", "Socket closed"):
+            if cause.lower() in details.lower():
+                return f"unreachable ({cause.lower()})"
+        return "unreachable"
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         return f"refused the hub: {details}"
     return f"{code.name}: {details}"

@@ -86,7 +86,8 @@ class MemberHolderService:
             raise InvalidArgument(
                 f"scope: got {request.scope}, want ALL_PRE_TENURE, PLATFORMS or ALL"
             )
-        validate.batch_size("platform_ids", len(request.platform_ids), MAX_PLATFORMS)
+        if request.platform_ids:
+            validate.batch_size("platform_ids", len(request.platform_ids), MAX_PLATFORMS)
         for i, pid in enumerate(request.platform_ids):
             validate.principal_id(f"platform_ids[{i}]", pid)
         number = request.number

@@ -4,7 +4,8 @@ token service, carriers) and two binding registries (platforms), joined with the
 
 Tokens must mean the same number at every registry. Until members forward tokenisation to
 the hub's token service (issue 11, item 3), each member is given the hub's token key
-before its first start, so its platforms' tokens are the hub's.
+before its first start, so its platforms' tokens are the hub's. Peers authenticate with
+their real registry certificates under the manifest's CAs.
 """
 
 from __future__ import annotations
@@ -18,19 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from numbind.protocol.bundle import Bundle
-from numbind.protocol.manifest import Member
 from numbind.registry import operator
 from numbind.registry.api.server import RegistryServer
 from numbind.registry.app import Registry
 from numbind.registry.config import Settings
 from numbind.registry.domain.types import Role, now_us
-from numbind.registry.federation.fanout_client import ChannelFactory
+from numbind.registry.federation.files import FederationDir
 from numbind.registry.keys import KeyRing
-from numbind.registry.pki import CertificateAuthority, PrincipalId
-from numbind.registry.storage import migrate, principals, token_keys
+from numbind.registry.storage import migrate, token_keys
 from numbind.registry.storage.db import Database
 
 from tests.e2e._federation import fed
@@ -96,26 +93,14 @@ def _share_token_key(hub: Settings, member: Settings) -> None:
         db.close()
 
 
-def hub_identity_at(member: Settings, registry_id: str) -> tuple[bytes, bytes, bytes]:
-    """The hub as a `registry` principal of the member, under the member's CA: (CA pem,
-    certificate pem, key pem). Stands in for peer mTLS under the manifest's CAs until
-    that lands; the member's auth then sees spiffe://numbind/registry/<hub>."""
-    ca = CertificateAuthority.load(member.pki_dir)
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = ca.issue_client_cert(PrincipalId("registry", registry_id), key.public_key())  # type: ignore[arg-type]
-    db = Database(member.effective_database_url)
-    try:
-        db.transact(
-            lambda s: principals.register(s, Role.REGISTRY, registry_id, display_name=registry_id)
-        )
-    finally:
-        db.close()
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
+def peer_credentials_of(caller: Settings, callee: Settings) -> grpc.ChannelCredentials:
+    """`caller`'s peer certificate (spiffe://numbind/registry/<id>), trusting `callee`'s CA."""
+    files = FederationDir(caller.data_dir)
+    return grpc.ssl_channel_credentials(
+        (callee.pki_dir / "ca.pem").read_bytes(),
+        files.peer_key_path.read_bytes(),
+        files.peer_cert_path.read_bytes(),
     )
-    return ca.cert_pem, cert, key_pem
 
 
 @dataclass
@@ -123,8 +108,6 @@ class Federation:
     root: Path
     hub: Node
     members: dict[str, Node]
-    channel_factory: ChannelFactory
-    overrides: dict[str, Any]
 
     @property
     def nodes(self) -> list[Node]:
@@ -132,8 +115,7 @@ class Federation:
 
     async def start(self, node: Node) -> None:
         assert node.server is None
-        factory = self.channel_factory if node is self.hub else None
-        server = RegistryServer(Registry.open(node.settings, channel_factory=factory))
+        server = RegistryServer(Registry.open(node.settings))
         await server.start()
         node.server = server
 
@@ -168,7 +150,6 @@ async def federation_of_three(
     }
     operator.init(hub.settings, registry_address=hub.address)
     fed("init", hub.settings.data_dir, "--id", "demo", "--name", hub.name, "--address", hub.address)
-    peers: dict[str, tuple[bytes, bytes, bytes]] = {}
     for node in members.values():
         _share_token_key(hub.settings, node.settings)
         operator.init(node.settings, registry_address=node.address)
@@ -183,14 +164,8 @@ async def federation_of_three(
         )
         fed("add-member", hub.settings.data_dir, req, "--out", grant)
         fed("accept", data_dir, grant)
-        peers[node.member_id] = hub_identity_at(node.settings, hub.member_id)
 
-    def channel_for(member: Member) -> grpc.aio.Channel:
-        ca, cert, key = peers[member.id]
-        creds = grpc.ssl_channel_credentials(ca, key, cert)
-        return grpc.aio.secure_channel(member.address, creds)
-
-    federation = Federation(root, hub, members, channel_for, overrides)
+    federation = Federation(root, hub, members)
     try:
         for node in [*members.values(), hub]:
             await federation.start(node)

@@ -20,7 +20,7 @@ from numbind.sdk.channel import secure_channel
 from numbind.v1 import fanout_pb2, fanout_pb2_grpc
 from sqlalchemy import text
 
-from tests.e2e._fanout import Federation, federation_of_three, hub_identity_at
+from tests.e2e._fanout import Federation, federation_of_three, peer_credentials_of
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 
 PHONE = "+8613800138000"
@@ -232,9 +232,7 @@ async def test_only_the_hub_may_ask_a_member(tmp_path: Path) -> None:
         assert "role 'platform' may not call" in (err.value.details() or "")
 
         # Another member's registry identity is a peer, but not the hub.
-        ca, cert, key = hub_identity_at(bank.settings, "net")
-        bank.registry.directory.invalidate()
-        creds = grpc.ssl_channel_credentials(ca, key, cert)
+        creds = peer_credentials_of(f.members["net"].settings, bank.settings)
         async with grpc.aio.secure_channel(bank.address, creds) as channel:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await fanout_pb2_grpc.MemberHoldersStub(channel).MemberQuery(request)

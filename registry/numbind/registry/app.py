@@ -11,12 +11,9 @@ from functools import partial
 
 from numbind.registry.config import Settings
 from numbind.registry.domain.quota import Quotas
-from numbind.registry.federation.fanout_client import (
-    ChannelFactory,
-    ManifestMembers,
-    peer_channel_factory,
-)
-from numbind.registry.federation.files import FederationDir, Installed
+from numbind.registry.federation.channel import PeerChannels
+from numbind.registry.federation.fanout_client import ManifestMembers
+from numbind.registry.federation.serving import Serving
 from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority
 from numbind.registry.services.admin import AdminService
@@ -32,7 +29,7 @@ from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.services.tokens import TokenService
-from numbind.registry.storage import keymap, migrate
+from numbind.registry.storage import keymap, migrate, principals
 from numbind.registry.storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -56,8 +53,6 @@ class Registry:
     member_holders: MemberHolderService
     # The binding registries a hub fans out to (None: not a hub of a federation).
     members: ManifestMembers | None
-    # The installed federation, if any.
-    federation: Installed | None
     feed: FeedService
     token_map: TokenMapper
     rekeyer: RekeyRunner
@@ -66,23 +61,23 @@ class Registry:
     ca_pem: bytes
     # Set when the server begins to stop: long-lived streams end on it.
     stopping: asyncio.Event
+    # The installed federation (None: a federation of one, every role here), and one
+    # mTLS channel per peer registry.
+    federation: Serving | None = None
+    peers: PeerChannels | None = None
 
     @classmethod
-    def open(
-        cls,
-        settings: Settings,
-        *,
-        migrate_schema: bool = True,
-        channel_factory: ChannelFactory | None = None,
-    ) -> Registry:
-        """`channel_factory`: how a federation hub reaches its members (default: peer mTLS
-        under the installed manifest)."""
+    def open(cls, settings: Settings, *, migrate_schema: bool = True) -> Registry:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        federation = Serving.load(settings.data_dir)
         db = Database(settings.effective_database_url)
         if migrate_schema:
             before, after = migrate.upgrade(db.write_engine)
             if before != after:
                 log.info("schema migrated from %s to %s", before, after)
+        if federation is not None:
+            names = {m.id: m.name for m in federation.installed.manifest.members}
+            db.transact(lambda s: principals.sync_registries(s, names))
         keys = KeyRing(db, settings.keys_dir)
         keys.ensure_active()
         reconcile_key_map(db, keys)
@@ -112,16 +107,16 @@ class Registry:
             if (settings.pki_dir / "ca.key").exists()
             else None
         )
-        federation = FederationDir(settings.data_dir).load()
+        peers = (
+            None
+            if federation is None
+            else PeerChannels(federation.files, federation.installed.manifest.members)
+        )
         me = federation.me if federation is not None else None
         registry_name = RegistryName(me.id, me.name) if me is not None else UNNAMED
         members: ManifestMembers | None = None
-        if federation is not None and federation.is_authority:
-            members = ManifestMembers(
-                federation,
-                channel_factory
-                or peer_channel_factory(federation, FederationDir(settings.data_dir)),
-            )
+        if federation is not None and peers is not None and federation.is_authority:
+            members = ManifestMembers(federation.installed, lambda m: peers.get(m.id))
         holds_bindings = me is None or "binding-registry" in me.roles or members is None
         holders = HolderService(
             db,
@@ -155,7 +150,6 @@ class Registry:
                 token_map, notifier, settings.order_deadline_seconds, registry_name
             ),
             members=members,
-            federation=federation,
             feed=FeedService(
                 db,
                 token_map,
@@ -169,6 +163,8 @@ class Registry:
             pool=pool,
             stopping=stopping,
             ca_pem=(settings.pki_dir / "ca.pem").read_bytes(),
+            federation=federation,
+            peers=peers,
         )
 
     def close(self) -> None:

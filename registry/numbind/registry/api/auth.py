@@ -10,11 +10,15 @@ from __future__ import annotations
 import contextvars
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
+from cryptography import x509
+from numbind.protocol.manifest import PeerRefused
 from numbind.registry.api.interceptors import GuardInterceptor
 from numbind.registry.api.types import Ctx
 from numbind.registry.domain.types import Principal, Role
 from numbind.registry.errors import PermissionDenied, Unauthenticated
+from numbind.registry.federation.callers import CallerTrust
 from numbind.registry.services.directory import Directory
 
 _principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("numbind_principal")
@@ -23,14 +27,17 @@ SPIFFE_PREFIX = "spiffe://numbind/"
 
 # Which roles may call each service (or method). DESIGN.md, "Principals and trust".
 ROLE_TABLE: dict[str, frozenset[str]] = {
-    "/numbind.v1.Tokens/GetKeys": frozenset(Role.ALL),
-    "/numbind.v1.Tokens/": frozenset({Role.PLATFORM, Role.CARRIER}),
+    "/numbind.v1.Tokens/GetKeys": frozenset({*Role.ALL, Role.REGISTRY}),
+    # A member forwards its platforms' tokenisation to the federation's token service.
+    "/numbind.v1.Tokens/": frozenset({Role.PLATFORM, Role.CARRIER, Role.REGISTRY}),
     "/numbind.v1.Platforms/": frozenset({Role.PLATFORM}),
     # Anyone who must call a number may ask; carriers answer callers too (their own lookup).
     "/numbind.v1.Platforms/CheckReassigned": frozenset({Role.PLATFORM, Role.CARRIER}),
     "/numbind.v1.Carriers/": frozenset({Role.CARRIER}),
     "/numbind.v1.Holders/": frozenset({Role.CARRIER}),
     "/numbind.v1.Admin/": frozenset({Role.ADMIN}),
+    # Peer registries: members follow the hub's lifecycle log.
+    "/numbind.v1.Federation/": frozenset({Role.REGISTRY}),
     # A federation member answers its hub's fan-out (the servicer admits only the hub).
     "/numbind.v1.MemberHolders/": frozenset({Role.REGISTRY}),
 }
@@ -48,27 +55,55 @@ def allowed_roles(method: str) -> frozenset[str] | None:
     return ROLE_TABLE.get(service)
 
 
-def identity_from_context(context: Ctx) -> tuple[str, str, bytes] | None:
-    """(role, name, certificate SHA-256) from the client certificate's single
-    spiffe://numbind/ URI SAN."""
+def identity_from_context(context: Ctx) -> tuple[str, str, bytes, bytes] | None:
+    """(role, name, certificate SHA-256, certificate PEM) from the client certificate's
+    single spiffe://numbind/ URI SAN."""
     pems = list(context.auth_context().get("x509_pem_cert", ()))
     if not pems:
         return None
+    pem = bytes(pems[0])
     from numbind.registry.pki import certificate_identity
 
     try:
-        pid, fingerprint = certificate_identity(bytes(pems[0]))
+        pid, fingerprint = certificate_identity(pem)
     except ValueError:
         return None
-    return pid.role, pid.id, fingerprint
+    return pid.role, pid.id, fingerprint, pem
+
+
+class IssuerCheck:
+    """In a federation, every member's CA is a TLS root: a certificate must also verify
+    under the one CA that may vouch for its identity (`CallerTrust`). Results are kept
+    until the certificate expires: every call presents one of a few certificates, and a
+    chain check per call would cost more than the call."""
+
+    _MAX = 4096
+
+    def __init__(self, callers: CallerTrust) -> None:
+        self._callers = callers
+        self._verified: dict[bytes, datetime] = {}
+
+    def check(self, pem: bytes) -> None:
+        now = datetime.now(UTC)
+        until = self._verified.get(pem)
+        if until is not None and now < until:
+            return
+        try:
+            self._callers.identify(pem, now)
+        except PeerRefused as exc:
+            raise Unauthenticated(exc.message) from None
+        if len(self._verified) >= self._MAX:
+            self._verified.clear()
+        self._verified[pem] = x509.load_pem_x509_certificate(pem).not_valid_after_utc
 
 
 class AuthInterceptor(GuardInterceptor):
     """Authenticates and authorises every numbind call before its servicer runs."""
 
-    def __init__(self, directory: Directory) -> None:
+    def __init__(self, directory: Directory, callers: CallerTrust | None = None) -> None:
         super().__init__(self._authenticated)
         self._directory = directory
+        self._issuers = None if callers is None else IssuerCheck(callers)
 
     @asynccontextmanager
     async def _authenticated(self, method: str, context: Ctx) -> AsyncIterator[None]:
@@ -82,7 +117,9 @@ class AuthInterceptor(GuardInterceptor):
             raise Unauthenticated(
                 "client certificate carries no spiffe://numbind/<role>/<id> identity"
             )
-        role, name, fingerprint = ident
+        role, name, fingerprint, pem = ident
+        if self._issuers is not None:
+            self._issuers.check(pem)
         principal = await self._directory.lookup(role, name)
         if principal is None:
             raise Unauthenticated(f"principal {SPIFFE_PREFIX}{role}/{name} is unknown or suspended")

@@ -21,6 +21,7 @@ from numbind.registry.api.platforms import PlatformsServicer
 from numbind.registry.api.tokens import TokensServicer
 from numbind.registry.app import Registry
 from numbind.registry.config import record_served_address
+from numbind.registry.federation.serving import Serving
 from numbind.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -49,11 +50,14 @@ SERVICE_NAMES = [
 MAX_MESSAGE = MAX_MESSAGE_BYTES
 
 
-def server_credentials(pki_dir: Path) -> grpc.ServerCredentials:
-    """Server cert + key, and the registry CA as the only root for client certificates."""
+def server_credentials(pki_dir: Path, federation: Serving | None = None) -> grpc.ServerCredentials:
+    """Server cert + key; client certificates must chain to the registry CA or, in a
+    federation, to a member's CA named in the installed manifest (any other CA fails the
+    handshake). Which identities each CA may vouch for is the auth interceptor's check."""
+    own_ca = (pki_dir / "ca.pem").read_bytes()
     return grpc.ssl_server_credentials(
         [((pki_dir / "server.key").read_bytes(), (pki_dir / "server.pem").read_bytes())],
-        root_certificates=(pki_dir / "ca.pem").read_bytes(),
+        root_certificates=own_ca if federation is None else federation.client_roots(own_ca),
         require_client_auth=True,
     )
 
@@ -64,7 +68,15 @@ class RegistryServer:
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
             # Outermost first: errors from authentication are mapped like any other.
-            interceptors=[error_interceptor(), AuthInterceptor(registry.directory)],
+            interceptors=[
+                error_interceptor(),
+                AuthInterceptor(
+                    registry.directory,
+                    None
+                    if registry.federation is None
+                    else registry.federation.callers(registry.ca_pem),
+                ),
+            ],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -87,7 +99,7 @@ class RegistryServer:
         fanout_pb2_grpc.add_MemberHoldersServicer_to_server(
             MemberHoldersServicer(
                 registry.member_holders,
-                lambda: fed.manifest.authority.id if fed is not None else None,
+                lambda: fed.hub.id if fed is not None else None,
             ),
             self.server,
         )
@@ -105,7 +117,7 @@ class RegistryServer:
     async def start(self) -> int:
         settings = self.registry.settings
         self.port = self.server.add_secure_port(
-            settings.listen, server_credentials(settings.pki_dir)
+            settings.listen, server_credentials(settings.pki_dir, self.registry.federation)
         )
         if self.port == 0:
             raise OSError(f"listen: cannot bind {settings.listen}")
@@ -138,8 +150,8 @@ class RegistryServer:
         await self.registry.rekeyer.close()
         if self._fanout_retries is not None:
             await self._fanout_retries
-        if self.registry.members is not None:
-            await self.registry.members.close()
+        if self.registry.peers is not None:
+            await self.registry.peers.close()
         self.registry.close()
         log.info("registry stopped")
 

@@ -21,9 +21,9 @@ class Role:
     PLATFORM = "platform"
     CARRIER = "carrier"
     ADMIN = "admin"
+    # Principals an admin registers; a peer registry is a principal too (its own role),
+    # but one that the installed federation manifest admits, never an admin.
     ALL = (PLATFORM, CARRIER, ADMIN)
-    # A federation peer (spiffe://numbind/registry/<member id>); not in ALL, which lists
-    # the roles a registry's own CA issues.
     REGISTRY = "registry"
 
 

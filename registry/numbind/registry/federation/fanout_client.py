@@ -1,9 +1,9 @@
 """The hub's clients of its members' MemberHolders service, over peer mTLS.
 
 `ManifestMembers` is the `MemberDirectory` a federated hub fans out to: every member with
-the binding-registry role except the hub itself, each reached through one long-lived
-channel made by `channel_for` (the peer channel factory: the hub's registry certificate,
-the manifest's CAs as roots).
+the binding-registry role except the hub itself, each reached through the channel
+`channel_for` gives (federation.channel.PeerChannels: the hub's registry certificate,
+that member's CA as the only root; shared with replication, closed by its owner).
 """
 
 from __future__ import annotations
@@ -12,27 +12,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
-from numbind.protocol.limits import MAX_MESSAGE_BYTES
 from numbind.protocol.manifest import Member
 from numbind.registry.api.holder_wire import group_from_wire, number_to_wire, progress_from_wire
-from numbind.registry.federation.files import FederationDir, Installed
-from numbind.registry.federation.peers import peer_channel_credentials
+from numbind.registry.federation.files import Installed
 from numbind.registry.services.fanout import MemberClient, MemberUnavailable
 from numbind.registry.services.fanout_model import AdmittedNumber, MemberRevocation
 from numbind.registry.services.holder_views import PlatformGroup, PlatformProgress, RegistryName
 from numbind.v1 import fanout_pb2, fanout_pb2_grpc
 
-__all__ = ["ChannelFactory", "GrpcMemberClient", "ManifestMembers", "peer_channel_factory"]
+__all__ = ["ChannelFactory", "GrpcMemberClient", "ManifestMembers"]
 
 ChannelFactory = Callable[[Member], grpc.aio.Channel]
-
-_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    # A member that went away should be tried again soon once it is back.
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-]
 
 
 def _reason(exc: grpc.aio.AioRpcError, deadline_seconds: float) -> str:
@@ -106,25 +96,14 @@ class GrpcMemberClient:
         return [progress_from_wire(p, self._registry) for p in reply.platforms]
 
 
-def peer_channel_factory(installed: Installed, fed_dir: FederationDir) -> ChannelFactory:
-    """Channels to members under this registry's peer certificate."""
-    credentials = peer_channel_credentials(installed, fed_dir)
-
-    def channel_for(member: Member) -> grpc.aio.Channel:
-        return grpc.aio.secure_channel(member.address, credentials, options=_OPTIONS)
-
-    return channel_for
-
-
 class ManifestMembers:
     """The binding registries of the installed manifest other than this one. Channels
-    are made on first use (inside the event loop that will use them)."""
+    are asked for on first use (inside the event loop that will use them)."""
 
     def __init__(self, installed: Installed, channel_for: ChannelFactory) -> None:
         self._channel_for = channel_for
         self._clients: dict[str, GrpcMemberClient] = {}
         self._wanted: list[Member] = []
-        self._closing: list[GrpcMemberClient] = []
         self.refresh(installed)
 
     def refresh(self, installed: Installed) -> None:
@@ -136,7 +115,7 @@ class ManifestMembers:
         ]
         for member_id, client in list(self._clients.items()):
             if client.member not in self._wanted:
-                self._closing.append(self._clients.pop(member_id))
+                del self._clients[member_id]
 
     def _client(self, member: Member) -> GrpcMemberClient:
         client = self._clients.get(member.id)
@@ -154,9 +133,3 @@ class ManifestMembers:
     def member(self, member_id: str) -> MemberClient | None:
         found = next((m for m in self._wanted if m.id == member_id), None)
         return None if found is None else self._client(found)
-
-    async def close(self) -> None:
-        for client in [*self._clients.values(), *self._closing]:
-            await client.channel.close()
-        self._clients.clear()
-        self._closing.clear()

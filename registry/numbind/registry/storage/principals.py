@@ -112,3 +112,23 @@ def pks_by_name(session: Session, role: str, names: Iterable[str]) -> dict[str, 
         )
     )
     return {name: pk for name, pk in rows}
+
+
+def sync_registries(session: Session, members: dict[str, str]) -> None:
+    """Peer registries as principals, from the installed manifest (member id -> display
+    name): each gets its row, active; a registry the manifest no longer names is
+    suspended, so its certificate stops working even before the TLS roots drop its CA."""
+    rows = {
+        r.name: r
+        for r in session.scalars(select(PrincipalRow).where(PrincipalRow.role == "registry"))
+    }
+    for name, display_name in members.items():
+        row = rows.get(name)
+        if row is None:
+            register(session, "registry", name, display_name=display_name, category="registry")
+        elif row.suspended or row.display_name != display_name:
+            row.suspended = False
+            row.display_name = display_name
+    for name, row in rows.items():
+        if name not in members:
+            row.suspended = True

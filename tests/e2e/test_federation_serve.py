@@ -1,0 +1,107 @@
+"""`numbind serve` with a federation installed: peers are principals with their own role,
+reached over mTLS under the manifest's CAs; anything else is refused."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from numbind.protocol.bundle import Bundle
+from numbind.registry import operator
+from numbind.registry.config import Settings
+from numbind.registry.federation.channel import PeerChannels
+from numbind.registry.federation.files import FederationDir
+from numbind.v1 import tokens_pb2, tokens_pb2_grpc
+
+from tests.e2e._three import Three, make_three, running
+from tests.e2e.test_federation_mtls import forged_credentials
+
+TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Three:
+    root = tmp_path_factory.mktemp("three")
+    three = make_three(root)
+    operator.init(Settings(data_dir=root / "rogue"))
+    return three
+
+
+def peers_of(three: Three, name: str) -> PeerChannels:
+    files = FederationDir(three.dir(name))
+    return PeerChannels(files, files.require().manifest.members)
+
+
+async def get_keys(channel: grpc.aio.Channel) -> tokens_pb2.GetKeysResponse:
+    stub = tokens_pb2_grpc.TokensStub(channel)
+    response: tokens_pb2.GetKeysResponse = await stub.GetKeys(
+        tokens_pb2.GetKeysRequest(), timeout=TIMEOUT
+    )
+    return response
+
+
+async def test_members_reach_the_hub_as_registry_principals(pristine: Three) -> None:
+    async with running(pristine, "hub") as three:
+        for member in ("bank", "net"):
+            peers = peers_of(three, member)
+            try:
+                keys = await get_keys(peers.get("hub"))
+            finally:
+                await peers.close()
+            assert keys.active_key_id
+
+
+async def test_a_peer_from_a_ca_outside_the_manifest_is_refused_at_the_handshake(
+    pristine: Three,
+) -> None:
+    rogue = pristine.root / "rogue"
+    async with running(pristine, "hub") as three:
+        creds = forged_credentials(rogue, "bank", three.dir("hub"))
+        async with grpc.aio.secure_channel(three.addresses["hub"], creds) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await get_keys(channel)
+        # UNAVAILABLE: the TLS handshake failed; no call reached a servicer.
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE, info.value
+
+
+async def test_a_member_ca_cannot_mint_a_platform_or_another_member(pristine: Three) -> None:
+    async with running(pristine, "hub") as three:
+        hub = three.dir("hub")
+        for role, claimed, want in (
+            ("platform", "acme", "does not verify under this registry's own CA"),
+            ("registry", "net", "does not verify under member net's CA"),
+        ):
+            creds = forged_credentials(three.dir("bank"), claimed, hub, role=role)
+            async with grpc.aio.secure_channel(three.addresses["hub"], creds) as channel:
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await get_keys(channel)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED, info.value
+            assert want in (info.value.details() or "")
+
+
+async def test_the_hub_own_principals_still_work(pristine: Three) -> None:
+    async with running(pristine, "hub") as three:
+        admin = Bundle.load(three.dir("hub") / operator.ADMIN_BUNDLE)
+        async with grpc.aio.secure_channel(
+            three.addresses["hub"], admin.channel_credentials()
+        ) as channel:
+            assert (await get_keys(channel)).active_key_id
+
+
+async def test_a_member_dials_only_the_ca_the_manifest_names(pristine: Three) -> None:
+    # bank dials net's address while the hub's server listens there: the hub's server
+    # certificate is not from net's CA, so the handshake fails.
+    async with running(pristine, "hub") as three:
+        files = FederationDir(three.dir("bank"))
+        # The hub's manifest: bank's own was signed before net joined.
+        manifest = FederationDir(three.dir("hub")).require().manifest
+        net = manifest.member("net")
+        hub = manifest.member("hub")
+        assert net is not None and hub is not None
+        impostor = type(net)(net.id, net.name, hub.address, net.ca_pem, net.roles)
+        peers = PeerChannels(files, [impostor])
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await get_keys(peers.get("net"))
+        finally:
+            await peers.close()
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE

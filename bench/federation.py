@@ -45,6 +45,7 @@ from numbind.sdk.channel import secure_channel
 from numbind.v1 import (
     carriers_pb2,
     carriers_pb2_grpc,
+    common_pb2,
     holders_pb2_grpc,
     platforms_pb2,
     platforms_pb2_grpc,
@@ -165,18 +166,7 @@ async def setup(servers: dict[str, ServerProcess], plan: Plan, probe_tokens: lis
     inserted = await load(plan, platforms, key_id, in_flight)
     assert inserted == plan.bindings, (inserted, plan.bindings)
     for bundle in probes.values():
-        async with secure_channel(bundle) as channel:
-            stub = platforms_pb2.DESCRIPTOR
-            from numbind.v1 import platforms_pb2_grpc
-
-            request = platforms_pb2.PublishBindingsRequest(request_id=uuid.uuid4().hex)
-            for i, token in enumerate(probe_tokens):
-                b = request.bindings.add()
-                b.token.key_id, b.token.value = key_id, token
-                b.account_ref = i.to_bytes(8, "big")
-                b.bound_at.FromMicroseconds(plan.issued_us - 1_000_000)
-                b.kind = 1
-            await platforms_pb2_grpc.PlatformsStub(channel).PublishBindings(request, timeout=300)
+        await publish_probes(bundle, probe_tokens, key_id, plan.issued_us - 1_000_000)
     print(f"    loaded {inserted:,} bindings in {time.perf_counter() - start:.1f} s", flush=True)
     established = plan.tokens[: plan.reissued + plan.queried] + probe_tokens
     async with secure_channel(carrier) as channel:
@@ -184,6 +174,19 @@ async def setup(servers: dict[str, ServerProcess], plan: Plan, probe_tokens: lis
         for request in lifecycle_requests(established, key_id, ISSUED, plan.issued_us - 2):
             await stub.ReportLifecycle(request, timeout=300)
     return Setup(carrier, platforms, member_of, probes, key_id)
+
+
+async def publish_probes(bundle: Bundle, tokens: list[bytes], key_id: str, bound_us: int) -> None:
+    """One binding per probe number at a probe platform; account_ref = the probe's index."""
+    request = platforms_pb2.PublishBindingsRequest(request_id=uuid.uuid4().hex)
+    for i, token in enumerate(tokens):
+        b = request.bindings.add()
+        b.token.key_id, b.token.value = key_id, token
+        b.account_ref = i.to_bytes(8, "big")
+        b.bound_at.FromMicroseconds(bound_us)
+        b.kind = common_pb2.BINDING_KIND_LOGIN
+    async with secure_channel(bundle) as channel:
+        await platforms_pb2_grpc.PlatformsStub(channel).PublishBindings(request, timeout=300)
 
 
 async def _probe_feed(bundle: Bundle, seen: dict[int, float], ready: asyncio.Event) -> None:

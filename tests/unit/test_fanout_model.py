@@ -50,3 +50,39 @@ def test_fanout_settings_come_from_flags_or_the_environment(tmp_path: Path) -> N
     assert (s.fanout_deadline_seconds, s.fanout_retry_max_seconds) == (0.5, 7.0)
     with pytest.raises(ValueError, match="fanout_deadline_seconds: got 0"):
         Settings(data_dir=tmp_path, fanout_deadline_seconds=0)
+
+
+def test_the_cli_names_each_platforms_registry_and_the_unreachable_ones() -> None:
+    from datetime import UTC, datetime
+
+    from numbind.cli.holders import _view_json, _view_lines
+    from numbind.sdk import NumberView, PlatformView, UnavailableRegistry
+
+    when = datetime(2020, 1, 1, tzinfo=UTC)
+    view = NumberView(
+        "+8613800138000",
+        when,
+        [
+            PlatformView(
+                "shop",
+                "示例购物",
+                "shopping",
+                True,
+                1,
+                when,
+                when,
+                "",
+                "",
+                "net",
+                "示例互联网平台登记",
+            )
+        ],
+        None,
+        (UnavailableRegistry("bank", "示例金融平台登记", "unreachable (connection refused)"),),
+    )
+    lines = _view_lines(view)
+    assert lines[1].endswith("; at 示例互联网平台登记")
+    assert lines[2].startswith("  NOT ASKED: registry 示例金融平台登记 (bank) could not be reached")
+    as_json = _view_json(view)
+    assert as_json["platforms"][0]["registry_id"] == "net"
+    assert as_json["unavailable"][0]["reason"] == "unreachable (connection refused)"

@@ -52,19 +52,43 @@ async def set_up(children: Children, root: Path, places: dict[str, Place], bundl
         "federation", "init", "--data-dir", str(hub.data), "--id", FEDERATION_ID,
         "--name", HUB.name, "--address", hub.listen,
     )  # fmt: skip
-    for p in places.values():
-        if p.registry.id == HUB.id:
-            continue
-        request, grant = root / f"{p.registry.id}.request", root / f"{p.registry.id}.grant"
-        await numbind(
-            "federation", "request", "--data-dir", str(p.data), "--id", p.registry.id,
-            "--name", p.registry.name, "--address", p.listen, "--out", str(request),
-        )  # fmt: skip
+    members = [p for p in places.values() if p.registry.id != HUB.id]
+
+    def files(p: Place) -> tuple[Path, Path]:
+        return root / f"{p.registry.id}.request", root / f"{p.registry.id}.grant"
+
+    await asyncio.gather(
+        *(
+            numbind(
+                "federation",
+                "request",
+                "--data-dir",
+                str(p.data),
+                "--id",
+                p.registry.id,
+                "--name",
+                p.registry.name,
+                "--address",
+                p.listen,
+                "--out",
+                str(files(p)[0]),
+            )
+            for p in members
+        )
+    )
+    # One at a time: each signs the next manifest version.
+    for p in members:
+        request, grant = files(p)
         await numbind(
             "federation", "add-member", "--data-dir", str(hub.data), str(request),
             "--out", str(grant),
         )  # fmt: skip
-        await numbind("federation", "accept", "--data-dir", str(p.data), str(grant))
+    await asyncio.gather(
+        *(
+            numbind("federation", "accept", "--data-dir", str(p.data), str(files(p)[1]))
+            for p in members
+        )
+    )
 
     sem = asyncio.Semaphore(4)
 

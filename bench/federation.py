@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from numbind.protocol.bundle import Bundle
+from numbind.registry import operator
+from numbind.registry.config import Settings
 from numbind.sdk.channel import secure_channel
 from numbind.v1 import (
     carriers_pb2,
@@ -51,7 +53,7 @@ from numbind.v1 import (
     platforms_pb2_grpc,
 )
 
-from bench._harness import PY, ServerProcess, add_all, free_port, numbind, registry_process
+from bench._harness import PY, ServerProcess, free_port, numbind, registry_process
 from bench.reissue import (
     ISSUED,
     PER_TOKEN,
@@ -155,7 +157,7 @@ async def setup(servers: dict[str, ServerProcess], plan: Plan, probe_tokens: lis
         wanted[m].append(("platform", f"bench-p{i:02d}"))
     for m in members:
         wanted[m].append(("platform", f"probe-{m}"))
-    made = {m: dict(zip(wanted[m], add_all(servers[m], wanted[m]), strict=True)) for m in wanted}
+    made = {m: {p: register(servers[m], *p) for p in wanted[m]} for m in wanted}
     carrier = made["hub"][("carrier", "bench-carrier")]
     platforms = [made[m][("platform", f"bench-p{i:02d}")] for i, m in enumerate(member_of)]
     probes = {m: made[m][("platform", f"probe-{m}")] for m in members}
@@ -174,6 +176,20 @@ async def setup(servers: dict[str, ServerProcess], plan: Plan, probe_tokens: lis
         for request in lifecycle_requests(established, key_id, ISSUED, plan.issued_us - 2):
             await stub.ReportLifecycle(request, timeout=300)
     return Setup(carrier, platforms, member_of, probes, key_id)
+
+
+def register(server: ServerProcess, role: str, name: str) -> Bundle:
+    """In this process, straight into the server's store: on a loaded machine a CLI
+    process per principal costs seconds each, and registration is not what is measured."""
+    return operator.add_principal(
+        Settings(data_dir=server.data),
+        role,
+        name,
+        server.data.parent / "bundles" / name,
+        display_name=name,
+        category="bench" if role == "platform" else "",
+        registry_address=server.listen,
+    )
 
 
 async def publish_probes(bundle: Bundle, tokens: list[bytes], key_id: str, bound_us: int) -> None:

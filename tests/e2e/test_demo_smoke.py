@@ -179,6 +179,8 @@ def test_demo_comes_up_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert not left, f"left behind: {left}"
     finally:
+        # A failure before the children were listed must not leave them running.
+        children = children or descendants(demo.pid)
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
             demo.wait()

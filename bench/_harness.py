@@ -43,7 +43,7 @@ class ServerProcess:
 
     def add(self, role: str, name: str) -> Bundle:
         out = self.data.parent / "bundles" / name
-        extra = ["--category", "bench"] if role == "platform" else []
+        extra = ["--category", "other"] if role == "platform" else []
         numbind(
             "admin",
             f"add-{role}",

@@ -1,7 +1,8 @@
 """PublishBindings throughput, against the storage floor measured in the same run.
 
-For each backend (SQLite always; PostgreSQL when NUMBIND_TEST_DATABASE_URL is set — that
-database is wiped), on a fresh store each time:
+For each backend (SQLite always, with PRAGMA synchronous=FULL, the registry's setting, and
+=NORMAL, the setting before issue 10; PostgreSQL when NUMBIND_TEST_DATABASE_URL is set —
+that database is wiped), on a fresh store each time:
 
 1. storage floor: the same rows straight through `registry.storage.bindings` (prepare +
    upsert, one transaction per batch), no gRPC, no validation;
@@ -11,7 +12,10 @@ database is wiped), on a fresh store each time:
 and the ratio of each measure to the floor. Tokens are random valid group elements
 (tokenising real numbers is the token service's benchmark, not this one).
 
+and, for SQLite, the ratio of each measure with FULL to the same with NORMAL.
+
     .venv/bin/python -m bench.publish [--rows 200000] [--batch 10000] [--in-flight 4]
+        [--synchronous both|FULL|NORMAL]
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class Backend:
     name: str
     # None: a fresh SQLite file in the run's scratch directory.
     url: str | None
+    # SQLite's PRAGMA synchronous (registry.storage.db.SYNCHRONOUS).
+    synchronous: str = "FULL"
 
     def fresh_url(self, scratch: Path) -> str:
         if self.url is None:
@@ -104,7 +110,7 @@ def reset_postgres(url: str) -> None:
 
 async def storage_rate(backend: Backend, work: Workload, scratch: Path) -> float:
     """Rows/s through the storage layer alone: prepare + upsert, one transaction a batch."""
-    db = Database(backend.fresh_url(scratch))
+    db = Database(backend.fresh_url(scratch), synchronous=backend.synchronous)
     try:
         migrate.upgrade(db.write_engine)
         platform = db.transact(lambda s: principals.register(s, "platform", "bench").pk)
@@ -126,7 +132,9 @@ async def storage_rate(backend: Backend, work: Workload, scratch: Path) -> float
 async def grpc_rate(backend: Backend, work: Workload, scratch: Path) -> float:
     """Rows/s published over gRPC+mTLS to an in-process registry, `in_flight` batches at once."""
     url = backend.fresh_url(scratch)
-    async with running_registry(scratch / "registry", database_url=url) as reg:
+    async with running_registry(
+        scratch / "registry", database_url=url, sqlite_synchronous=backend.synchronous
+    ) as reg:
         bundle = reg.add_platform("bench")
         async with secure_channel(bundle) as channel:
             # Also warms the channel: the TLS handshake is not part of the measure.
@@ -179,7 +187,9 @@ async def sdk_rate(backend: Backend, work: Workload, scratch: Path) -> float:
     bound = datetime.now(UTC) - timedelta(days=30)
     rows = [Row(f"+86138{i:08d}", f"account-{i}", bound, Kind.LOGIN) for i in range(n)]
     url = backend.fresh_url(scratch)
-    async with running_registry(scratch / "registry", database_url=url) as reg:
+    async with running_registry(
+        scratch / "registry", database_url=url, sqlite_synchronous=backend.synchronous
+    ) as reg:
         bundle = reg.add_platform("bench")
         async with PlatformClient(bundle) as client:
             await client.key_id()  # connect and pin the key outside the measure
@@ -198,31 +208,44 @@ SECTIONS: list[Section] = [
 ]
 
 
-def backends() -> list[Backend]:
-    found = [Backend("sqlite", None)]
+def backends(synchronous: str = "both") -> list[Backend]:
+    modes = ("FULL", "NORMAL") if synchronous == "both" else (synchronous,)
+    found = [Backend(f"sqlite {m}", None, m) for m in modes]
     if os.environ.get(PG_ENV):
         found.append(Backend("postgresql", os.environ[PG_ENV]))
     return found
 
 
-async def run(work: Workload, sections: Sequence[Section]) -> list[tuple[str, str, float]]:
+async def run(
+    work: Workload, sections: Sequence[Section], synchronous: str = "both"
+) -> list[tuple[str, str, float]]:
     results: list[tuple[str, str, float]] = []
-    for backend in backends():
+    for backend in backends(synchronous):
         for section in sections:
             with tempfile.TemporaryDirectory(prefix="numbind-bench-") as scratch:
                 rate = await section.measure(backend, work, Path(scratch))
             results.append((backend.name, section.label, rate))
-            print(f"  {backend.name:<11} {section.label:<26} {rate:>10,.0f} rows/s", flush=True)
+            print(f"  {backend.name:<13} {section.label:<26} {rate:>10,.0f} rows/s", flush=True)
     return results
 
 
 def print_table(results: list[tuple[str, str, float]]) -> None:
     print()
-    print(f"{'backend':<11} {'measure':<26} {'rows/s':>10} {'vs floor':>9}")
+    print(f"{'backend':<13} {'measure':<26} {'rows/s':>10} {'vs floor':>9}")
     floor: dict[str, float] = {}
     for backend, label, rate in results:
         floor.setdefault(backend, rate)
-        print(f"{backend:<11} {label:<26} {rate:>10,.0f} {rate / floor[backend]:>9.2f}")
+        print(f"{backend:<13} {label:<26} {rate:>10,.0f} {rate / floor[backend]:>9.2f}")
+    rates = {(b, label): rate for b, label, rate in results}
+    labels = [label for b, label, _ in results if b == "sqlite FULL"]
+    if labels and any(b == "sqlite NORMAL" for b, _, _ in results):
+        print()
+        print(
+            f"{'SQLite synchronous':<13} {'measure':<26} {'FULL':>10} {'NORMAL':>10} {'ratio':>6}"
+        )
+        for label in labels:
+            full, normal = rates[("sqlite FULL", label)], rates[("sqlite NORMAL", label)]
+            print(f"{'':<13} {label:<26} {full:>10,.0f} {normal:>10,.0f} {full / normal:>6.2f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -230,6 +253,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--batch", type=int, default=10_000)
     parser.add_argument("--in-flight", type=int, default=4)
+    parser.add_argument(
+        "--synchronous",
+        choices=("both", "FULL", "NORMAL"),
+        default="both",
+        help="SQLite's PRAGMA synchronous: FULL (the registry's), NORMAL, or both (default)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.batch <= 10_000 or args.rows < 1 or args.in_flight < 1:
         parser.error("want --rows >= 1, --batch 1..10000, --in-flight >= 1")
@@ -240,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not os.environ.get(PG_ENV):
         print(f"  (PostgreSQL skipped: set {PG_ENV}; that database is wiped)")
-    print_table(asyncio.run(run(work, SECTIONS)))
+    print_table(asyncio.run(run(work, SECTIONS, args.synchronous)))
     return 0
 
 

@@ -30,9 +30,14 @@ bench/tokens.py's subject); the numbers are established by ISSUED reports long b
 Loading time is printed, not measured against anything. --py-spy OUT samples the server
 during the window (collapsed stacks; `.venv/bin/pip install py-spy`).
 
+The whole run is made twice, with SQLite's PRAGMA synchronous=FULL (the registry's
+setting: every commit on disk before it is acknowledged) and =NORMAL (the setting before
+issue 10), and the key figures of both are printed side by side with the ratio
+(--synchronous FULL or NORMAL runs one).
+
     .venv/bin/python -m bench.reissue [--quick] [--bindings N] [--reissued N]
         [--worker-procs N] [--consumer raw|sdk] [--ack-batch N] [--queries N]
-        [--query-during RATE] [--py-spy OUT]
+        [--query-during RATE] [--py-spy OUT] [--synchronous both|FULL|NORMAL]
 """
 
 from __future__ import annotations
@@ -682,7 +687,7 @@ async def reissue(
 
 async def setup(
     server: Any, plan: Plan, args: argparse.Namespace
-) -> tuple[Bundle, list[Bundle], str]:
+) -> tuple[Bundle, list[Bundle], str, float]:
     start = time.perf_counter()
     carrier, *platforms = add_all(
         server,
@@ -709,7 +714,7 @@ async def setup(
     print(
         f"  ISSUED {len(established):,} numbers (long ago) in {time.perf_counter() - start:.1f} s"
     )
-    return carrier, platforms, key_id
+    return carrier, platforms, key_id, inserted / elapsed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -734,6 +739,12 @@ def main(argv: list[str] | None = None) -> int:
         help="holder queries/s issued while the batch is processed (0: none)",
     )
     parser.add_argument("--py-spy", metavar="OUT", help="profile the server in the window")
+    parser.add_argument(
+        "--synchronous",
+        choices=("both", "FULL", "NORMAL"),
+        default="both",
+        help="SQLite's PRAGMA synchronous: FULL (the registry's), NORMAL, or both (default)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.bindings, args.reissued = 100_000, 1_000
@@ -748,10 +759,21 @@ def main(argv: list[str] | None = None) -> int:
         + (f"{args.worker_procs} processes" if args.worker_procs else "asyncio tasks")
         + f", consumer {args.consumer}, acks of up to {args.ack_batch}"
     )
+    modes = ("FULL", "NORMAL") if args.synchronous == "both" else (args.synchronous,)
+    runs = {mode: one_run(mode, plan, args) for mode in modes}
+    if len(runs) == 2:
+        compare_synchronous(runs["FULL"], runs["NORMAL"])
+    return 0 if all(got.revocation_done for got, _ in runs.values()) else 1
+
+
+def one_run(mode: str, plan: Plan, args: argparse.Namespace) -> tuple[Outcome, float]:
+    """The whole bench on a registry whose SQLite runs synchronous=`mode`; returns the
+    outcome and the load's publish rate (rows/s)."""
+    print(f"\n  -- SQLite synchronous={mode} --")
     with tempfile.TemporaryDirectory(prefix="numbind-bench-floor-") as scratch:
         copy = Path(scratch) / "copy.db"
-        with registry_process() as server:
-            carrier, platforms, key_id = asyncio.run(setup(server, plan, args))
+        with registry_process({"NUMBIND_SQLITE_SYNCHRONOUS": mode}) as server:
+            carrier, platforms, key_id, load_rate = asyncio.run(setup(server, plan, args))
             store = server.data / "registry.db"
             start = time.perf_counter()
             copy_store(store, copy)
@@ -762,7 +784,21 @@ def main(argv: list[str] | None = None) -> int:
             got = asyncio.run(reissue(server.proc.pid, carrier, platforms, plan, key_id, args))
         report(got, plan, copy)
         shutil.rmtree(scratch, ignore_errors=True)
-    return 0 if got.revocation_done else 1
+    return got, load_rate
+
+
+def compare_synchronous(full: tuple[Outcome, float], normal: tuple[Outcome, float]) -> None:
+    """FULL beside NORMAL for the figures durability costs: the report's one big commit,
+    the whole batch, and the load's PublishBindings."""
+    (f, f_load), (n, n_load) = full, normal
+    print("\n  SQLite synchronous             FULL         NORMAL   ratio (FULL / NORMAL)")
+    for label, a, b in (
+        ("publish (load), rows/s", f_load, n_load),
+        ("report call latency, ms", f.report_s * 1000, n.report_s * 1000),
+        ("report to last ack, ms", f.total_s * 1000, n.total_s * 1000),
+        ("events/s through the feed", f.orders / f.total_s, n.orders / n.total_s),
+    ):
+        print(f"  {label:<28} {a:>12,.0f} {b:>14,.0f}   {a / b:.2f}")
 
 
 def _mb(path: Path) -> float:

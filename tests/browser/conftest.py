@@ -174,6 +174,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
             db=tmp_path / "carrier-app.db",
             secret=SECRET,
             demo=True,
+            # Plain HTTP on 127.0.0.1: the one case where cookies go without Secure.
+            plain_http_demo=True,
             carrier_name_en="Demo Mobile",
         )
         try:

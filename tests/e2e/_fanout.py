@@ -2,15 +2,13 @@
 token service, carriers) and two binding registries (platforms), joined with the real
 `numbind federation init/request/add-member/accept` files.
 
-Tokens must mean the same number at every registry. Until members forward tokenisation to
-the hub's token service (issue 11, item 3), each member is given the hub's token key
-before its first start, so its platforms' tokens are the hub's. Peers authenticate with
-their real registry certificates under the manifest's CAs.
+Members hold no token key: their platforms' tokenisation is forwarded to the hub's token
+service, so a token means the same number everywhere. Peers authenticate with their real
+registry certificates under the manifest's CAs.
 """
 
 from __future__ import annotations
 
-import shutil
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,11 +22,8 @@ from numbind.registry import operator
 from numbind.registry.api.server import RegistryServer
 from numbind.registry.app import Registry
 from numbind.registry.config import Settings
-from numbind.registry.domain.types import Role, now_us
+from numbind.registry.domain.types import Role
 from numbind.registry.federation.files import FederationDir
-from numbind.registry.keys import KeyRing
-from numbind.registry.storage import migrate, token_keys
-from numbind.registry.storage.db import Database
 
 from tests.e2e._federation import fed
 
@@ -72,25 +67,6 @@ class Node:
             self.registry.directory.invalidate()
         self.bundles[name] = bundle
         return bundle
-
-
-def _share_token_key(hub: Settings, member: Settings) -> None:
-    """Give a fresh member store the hub's active token key (public row, secret file)."""
-    hub_db = Database(hub.effective_database_url)
-    try:
-        ring = KeyRing(hub_db, hub.keys_dir)
-        ring.reload()
-        key = ring.active()
-    finally:
-        hub_db.close()
-    member.keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    shutil.copy2(hub.keys_dir / f"{key.key_id}.key", member.keys_dir / f"{key.key_id}.key")
-    db = Database(member.effective_database_url)
-    try:
-        migrate.upgrade(db.write_engine)
-        db.transact(lambda s: token_keys.activate(s, key.key_id, key.public_key, now_us()))
-    finally:
-        db.close()
 
 
 def peer_credentials_of(caller: Settings, callee: Settings) -> grpc.ChannelCredentials:
@@ -151,7 +127,6 @@ async def federation_of_three(
     operator.init(hub.settings, registry_address=hub.address)
     fed("init", hub.settings.data_dir, "--id", "demo", "--name", hub.name, "--address", hub.address)
     for node in members.values():
-        _share_token_key(hub.settings, node.settings)
         operator.init(node.settings, registry_address=node.address)
         req = root / f"{node.member_id}.req"
         grant = root / f"{node.member_id}.grant"

@@ -10,6 +10,7 @@ import grpc
 import pytest
 from numbind.cli import main
 from numbind.protocol.bundle import Bundle, make_client_key_and_csr
+from numbind.protocol.categories import CATEGORIES
 from numbind.registry import errors, operator
 from numbind.registry.testing import RunningRegistry
 from numbind.sdk.channel import secure_channel
@@ -28,9 +29,15 @@ BAD = [
         id="display-name-too-long",
     ),
     pytest.param(
-        {"category": "c" * 65},
-        "category: got 65 characters, want at most 64",
-        id="category-too-long",
+        {"category": "<b>bank</b>"},
+        f"category: got '<b>bank</b>', want one of {', '.join(CATEGORIES)}",
+        id="category-not-in-vocabulary",
+    ),
+    pytest.param(
+        {"display_name": "示例\x00网盘"},
+        "display_name: got '示例\\x00网盘', want printable text (no control characters or "
+        "line breaks)",
+        id="display-name-not-printable",
     ),
     pytest.param(
         {"name": "Acme!"},
@@ -105,7 +112,7 @@ async def test_rpc_and_cli_refuse_the_same_registration_with_the_same_message(
 async def test_rpc_and_cli_accept_the_same_registration(
     registry: RunningRegistry, tmp_path: Path
 ) -> None:
-    longest = {**OK, "display_name": "名" * 64, "category": "c" * 64}
+    longest = {**OK, "display_name": "名" * 64, "category": "food-delivery"}
     await _register_rpc(registry, "r1", **longest)
     assert _register_cli(registry, tmp_path / "bundle", **{**longest, "name": "acme2"}) == 0
     assert Bundle.load(tmp_path / "bundle").principal_id == "acme2"
@@ -114,7 +121,12 @@ async def test_rpc_and_cli_accept_the_same_registration(
     # RPC does (with a new request id).
     with pytest.raises(errors.AlreadyExists, match="platform_id: 'acme' is already registered"):
         operator.add_principal(
-            registry.settings, "platform", "acme", tmp_path / "again", display_name="示例网盘"
+            registry.settings,
+            "platform",
+            "acme",
+            tmp_path / "again",
+            display_name="示例网盘",
+            category="other",
         )
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await _register_rpc(registry, "r2", **{**longest, "name": "acme2"})

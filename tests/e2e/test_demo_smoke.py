@@ -125,14 +125,24 @@ def test_demo_comes_up_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
             home = web.get("/")
             assert home.status_code == 200 and "获取验证码" in home.text
             # The seeded story: the new holder sees the previous holder's six apps.
-            step = web.post("/signin", data={"phone": "13800138000", "id_tail": "081234"})
+            # Every form carries the session's token (the app refuses a POST without it).
+            token = re.search(r'name="csrf" value="([^"]+)"', home.text)
+            assert token
+            step = web.post(
+                "/signin",
+                data={"phone": "13800138000", "id_tail": "081234", "csrf": token.group(1)},
+            )
             code = re.search(r'data-testid="demo-code">[^<]*?(\d{6})', step.text)
             assert code, step.text
             challenge = re.search(r'name="challenge" value="([^"]+)"', step.text)
             assert challenge
             me = web.post(
                 "/signin/code",
-                data={"challenge": challenge.group(1), "code": code.group(1)},
+                data={
+                    "challenge": challenge.group(1),
+                    "code": code.group(1),
+                    "csrf": token.group(1),
+                },
                 follow_redirects=True,
             )
             assert me.url.path == "/me"

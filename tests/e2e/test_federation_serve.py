@@ -7,11 +7,16 @@ import grpc
 import pytest
 from numbind.protocol.bundle import Bundle
 from numbind.registry import operator
-from numbind.registry.config import Settings
+from numbind.registry.config import QuotaSettings, Settings
 from numbind.registry.federation.channel import PeerChannels
 from numbind.registry.federation.files import FederationDir
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.errors import ErrorCode, NumbindClientError
+from numbind.sdk.retry import RetryPolicy
+from numbind.sdk.tokenizer import Tokenizer
 from numbind.v1 import tokens_pb2, tokens_pb2_grpc
 
+from tests.e2e._fed_story import add
 from tests.e2e._three import Three, make_three, running
 from tests.e2e.test_federation_mtls import forged_credentials
 
@@ -105,3 +110,24 @@ async def test_a_member_dials_only_the_ca_the_manifest_names(pristine: Three) ->
         finally:
             await peers.close()
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_a_member_gates_each_platform_and_the_hub_does_not_gate_the_member(
+    pristine: Three,
+) -> None:
+    quota = QuotaSettings(rate_per_second=0.01, burst=3, daily_cap=100)
+    async with running(pristine, "hub", "bank", quota=quota) as three:
+        first, second = (add(three, "bank", "platform", f"quota-{i}") for i in (1, 2))
+        phones = ["+8613800138000", "+8613800138001", "+8613800138002"]
+        for bundle in (first, second):
+            # Three each: the member's quota per platform; the hub lets the member through
+            # (one bucket for the member would have refused the second platform).
+            async with secure_channel(bundle) as channel:
+                tok = Tokenizer(channel, retry=RetryPolicy(attempts=1))
+                try:
+                    assert len(await tok.tokenize(phones)) == 3
+                    with pytest.raises(NumbindClientError) as info:
+                        await tok.tokenize(["+8613800138003"])
+                finally:
+                    tok.close()
+            assert info.value.code == ErrorCode.RESOURCE_EXHAUSTED

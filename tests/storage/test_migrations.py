@@ -143,14 +143,17 @@ def test_an_empty_older_store_adopts_its_active_key_as_the_store_key(database_ur
 
 
 def test_the_history_is_one_line() -> None:
-    """One head, each revision revising the one before: 0001 <- 0002 <- 0003 <- 0008_fanout."""
+    """One head, each revision revising the one before it in file order: 0001 <- 0002 <- ..."""
     from alembic.script import ScriptDirectory
 
     scripts = ScriptDirectory.from_config(migrate._config())
     assert scripts.get_heads() == [migrate.head_revision()]
     chain = [r.revision for r in scripts.walk_revisions()]
-    assert chain == ["0008_fanout", "0003", "0002", "0001"]
-    assert [scripts.get_revision(r).down_revision for r in chain] == ["0003", "0002", "0001", None]
+    # walk_revisions goes head first: each revision must revise the one listed after it
+    assert [scripts.get_revision(r).down_revision for r in chain] == [*chain[1:], None]
+    assert chain == sorted(chain, reverse=True), "revision ids keep their numeric order"
+    versions = Path(migrate.__file__).parent / "migrations" / "versions"
+    assert len(chain) == len(list(versions.glob("0*.py"))), "a migration file is off the line"
 
 
 @pytest.mark.parametrize("start", ["0001", "0002"])

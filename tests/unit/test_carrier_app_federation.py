@@ -14,13 +14,13 @@ from numbind.carrier_app.views import asked_by_group, number_card
 from numbind.carrier_app.wording import Words
 from numbind.sdk import NumberView, PlatformView, UnavailableRegistry
 
-from tests.unit.test_carrier_app_routes import (
+from tests.unit.carrier_app_http import (
     FakeRegistry,
     Gateway,
-    _app,
-    _serving,
-    _settings,
-    _sign_in,
+    make_app,
+    serving,
+    settings_for,
+    sign_in,
 )
 
 NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
@@ -101,8 +101,8 @@ class FederatedRegistry(FakeRegistry):
 
 async def test_my_numbers_page_shows_registries_and_the_unreachable_one(tmp_path: Path) -> None:
     registry, gateway = FederatedRegistry(), Gateway()
-    async with _serving(_app(_settings(tmp_path), registry, gateway)) as client:
-        await _sign_in(client, gateway)
+    async with serving(make_app(settings_for(tmp_path), registry, gateway)) as client:
+        await sign_in(client, gateway)
         me = await client.get("/me")
     assert me.status_code == 200
     assert 'data-role="registry">登记于 示例互联网平台登记<' in me.text

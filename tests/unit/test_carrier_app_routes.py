@@ -1,113 +1,34 @@
 """The carrier app's routes over HTTP (no browser, a stand-in registry client): the paths the
 browser tests do not walk — a real SMS gateway instead of demo codes, the same-origin
-check, error pages and headers, the progress API's refusals, sign-out, the check throttle."""
+check, error pages and headers, the progress API's refusals, sign-out, the check throttle.
+The sessions, form tokens, throttles and links of the attack review: test_carrier_app_security."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
-from numbind.carrier_app.app import AppSettings, create_app
+from numbind.carrier_app.app import create_app
 from numbind.carrier_app.i18n import Translator
-from numbind.carrier_app.store import Store
-from numbind.sdk import NumberView, PlatformView, Scope
-from numbind.sdk import RevocationProgress as Progress
+from numbind.sdk import Scope
 
-SECRET = b"0123456789abcdef0123456789abcdef"
-ID_NUMBER = "11010519491231002X"
-PHONE = "+8613800138000"
-RID = "0b5c4a1e-8f7a-4c2e-9d3b-1a2b3c4d5e6f"
-ORDER = "19a5418f-6783-4c2e-9d3b-1a2b3c4d5e6f"
-zh = Translator("zh")
-
-
-class FakeRegistry:
-    """What the app asks the carrier SDK, answered from memory."""
-
-    def __init__(self) -> None:
-        self.revoked: list[tuple[str, Scope, list[str], str | None]] = []
-        self.closed = False
-        self.checked: list[tuple[str, datetime]] = []
-
-    async def query(self, subject: str, numbers: Sequence[tuple[str, datetime]]) -> list[Any]:
-        now = datetime.now(UTC)
-        return [
-            NumberView(
-                e164,
-                start,
-                [PlatformView("acme", "示例网盘", "cloud-drive", True, 1, now, now, "", "")],
-                timedelta(hours=24),
-            )
-            for e164, start in numbers
-        ]
-
-    async def revoke(
-        self,
-        subject: str,
-        phone: str,
-        tenure_start: datetime,
-        scope: Scope,
-        platform_ids: Sequence[str] = (),
-        *,
-        request_id: str | None = None,
-    ) -> tuple[str, int]:
-        self.revoked.append((phone, scope, list(platform_ids), request_id))
-        return RID, 2
-
-    async def revocation(self, revocation_id: str) -> list[Progress]:
-        return [
-            Progress("acme", "示例网盘", "cloud-drive", "DONE", 1, 1, 0, ""),
-            Progress("bank", "示例银行", "bank", "REJECTED", 1, 0, 1, "account frozen", (ORDER,)),
-        ]
-
-    async def check_reassigned(self, queries: Sequence[tuple[str, datetime]]) -> list[str]:
-        self.checked.extend(queries)
-        return ["NOT_REASSIGNED" for _ in queries]
-
-    async def close(self) -> None:
-        self.closed = True
-
-
-class Gateway:
-    def __init__(self, fail: bool = False) -> None:
-        self.sent: list[tuple[str, str]] = []
-        self.fail = fail
-
-    async def __call__(self, e164: str, code: str) -> None:
-        if self.fail:
-            raise RuntimeError("SMS gateway down")
-        self.sent.append((e164, code))
-
-
-def _settings(tmp_path: Path, **kw: Any) -> AppSettings:
-    Store(tmp_path / "app.db", SECRET).enroll(
-        ID_NUMBER, PHONE, datetime.now(UTC) - timedelta(days=40)
-    )
-    return AppSettings(
-        carrier_bundle=tmp_path / "unused", db=tmp_path / "app.db", secret=SECRET, **kw
-    )
-
-
-def _app(settings: AppSettings, registry: FakeRegistry, gateway: Gateway) -> FastAPI:
-    return create_app(settings, send_code=gateway, client_factory=lambda _: registry)  # type: ignore[arg-type,return-value]
-
-
-@asynccontextmanager
-async def _serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan run, as a browser-less HTTP client sees it."""
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-        ) as client,
-    ):
-        yield client
+from tests.unit.carrier_app_http import (
+    PHONE,
+    RID,
+    FakeRegistry,
+    Gateway,
+    csrf,
+    form_token,
+    make_app,
+    serving,
+    settings_for,
+    sign_in,
+    zh,
+)
 
 
 @pytest.fixture
@@ -124,27 +45,21 @@ def gateway() -> Gateway:
 async def client(
     tmp_path: Path, registry: FakeRegistry, gateway: Gateway
 ) -> AsyncIterator[httpx.AsyncClient]:
-    async with _serving(_app(_settings(tmp_path), registry, gateway)) as c:
+    async with serving(make_app(settings_for(tmp_path), registry, gateway)) as c:
         yield c
     assert registry.closed
 
 
 async def _sign_in(client: httpx.AsyncClient, gateway: Gateway) -> None:
-    page = await client.post("/signin", data={"phone": "13800138000", "id_tail": "31002x"})
-    assert page.status_code == 200
-    ((to, code),) = gateway.sent
-    assert to == PHONE
-    assert code not in page.text  # outside demo mode the code goes by SMS only
-    challenge = page.text.split('name="challenge" value="', 1)[1].split('"', 1)[0]
-    done = await client.post("/signin/code", data={"challenge": challenge, "code": code})
-    assert done.status_code == 303 and done.headers["location"] == "/me"
+    done = await sign_in(client, gateway)
     cookie = done.headers["set-cookie"]
-    assert "nb_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert "__Host-nb_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert "Secure" in cookie
 
 
 def test_outside_demo_mode_an_sms_gateway_is_required(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="send_code"):
-        create_app(_settings(tmp_path))
+        create_app(settings_for(tmp_path))
 
 
 async def test_sign_in_by_sms_then_my_numbers_then_sign_out(
@@ -156,10 +71,8 @@ async def test_sign_in_by_sms_then_my_numbers_then_sign_out(
     me = await client.get("/me")
     assert me.status_code == 200 and "示例网盘" in me.text and "138****8000" in me.text
     assert PHONE not in me.text and "13800138000" not in me.text
-    out = await client.post("/signout")
+    out = await client.post("/signout", data={"csrf": csrf(me.text)})
     assert out.status_code == 303 and out.headers["location"] == "/?bye=1"
-    assert "nb_session=" in out.headers["set-cookie"] and "Max-Age=0" in out.headers["set-cookie"]
-    assert "nb_session" not in client.cookies
     assert (await client.get("/me")).headers["location"] == "/"
     assert zh("signin.signed_out") in (await client.get("/?bye=1")).text
 
@@ -167,8 +80,9 @@ async def test_sign_in_by_sms_then_my_numbers_then_sign_out(
 async def test_a_gateway_failure_reads_as_plain_words(
     tmp_path: Path, registry: FakeRegistry
 ) -> None:
-    async with _serving(_app(_settings(tmp_path), registry, Gateway(fail=True))) as c:
-        page = await c.post("/signin", data={"phone": "13800138000", "id_tail": "31002X"})
+    async with serving(make_app(settings_for(tmp_path), registry, Gateway(fail=True))) as c:
+        form = {"phone": "13800138000", "id_tail": "31002X", "csrf": await form_token(c)}
+        page = await c.post("/signin", data=form)
     assert page.status_code == 503
     assert zh("err.server") in page.text and "SMS gateway down" not in page.text
 
@@ -182,7 +96,13 @@ async def test_confirm_names_the_apps_then_revoke_then_live_progress(
     assert "示例网盘" in confirm.text and "最长不超过 24 小时" in confirm.text
     assert 'name="platforms" value="acme"' in confirm.text
     request_id = confirm.text.split('name="request_id" value="', 1)[1].split('"', 1)[0]
-    form = {"number_id": 1, "scope": "previous", "platforms": "acme", "request_id": request_id}
+    form = {
+        "number_id": 1,
+        "scope": "previous",
+        "platforms": "acme",
+        "request_id": request_id,
+        "csrf": csrf(confirm.text),
+    }
     done = await client.post("/me/revoke", data=form)
     assert done.status_code == 303
     # Nothing about the request rides in the URL: the page shows it while it lasts.
@@ -200,7 +120,9 @@ async def test_confirm_names_the_apps_then_revoke_then_live_progress(
     assert "19A5-418F-6783" in page and "account frozen" in page
     # Another subscriber's or a made-up number is not found; a revocation must name apps.
     assert (await client.get("/api/numbers/99")).status_code == 404
-    bad = await client.post("/me/revoke", data={"number_id": 1, "scope": "previous"})
+    bad = await client.post(
+        "/me/revoke", data={"number_id": 1, "scope": "previous", "csrf": form["csrf"]}
+    )
     assert bad.headers["location"] == "/me?error=err.invalid"
     bad = await client.post("/me/revoke", data={**form, "platforms": "acme,Bad!"})
     assert bad.headers["location"] == "/me?error=err.invalid"
@@ -215,7 +137,13 @@ async def test_a_revocation_with_nothing_to_do_says_so_once(
         return RID, 0
 
     registry.revoke = nothing  # type: ignore[method-assign]
-    form = {"number_id": 1, "scope": "retry", "platforms": "acme", "request_id": "a" * 32}
+    form = {
+        "number_id": 1,
+        "scope": "retry",
+        "platforms": "acme",
+        "request_id": "a" * 32,
+        "csrf": await form_token(client, "/me"),
+    }
     done = await client.post("/me/revoke", data=form)
     assert done.headers["location"] == "/me?notice=nothing#n-1"
     assert zh("me.nothing") in (await client.get("/me?notice=nothing")).text
@@ -229,7 +157,8 @@ async def test_progress_api_without_a_session_is_401_json(client: httpx.AsyncCli
 
 
 async def test_fields_keep_their_values_after_an_error(client: httpx.AsyncClient) -> None:
-    page = await client.post("/signin", data={"phone": "12", "id_tail": "31002X"})
+    form = {"phone": "12", "id_tail": "31002X", "csrf": await form_token(client)}
+    page = await client.post("/signin", data=form)
     assert page.status_code == 400 and zh("err.bad_phone") in page.text
     assert 'value="12"' in page.text and 'value="31002X"' in page.text
 
@@ -245,7 +174,7 @@ async def test_larger_text_is_a_remembered_choice(client: httpx.AsyncClient) -> 
 async def test_a_post_from_another_origin_is_refused(client: httpx.AsyncClient) -> None:
     page = await client.post(
         "/signin",
-        data={"phone": "13800138000", "id_tail": "31002X"},
+        data={"phone": "13800138000", "id_tail": "31002X", "csrf": await form_token(client)},
         headers={"origin": "https://evil.example"},
     )
     assert page.status_code == 403 and zh("err.forbidden") in page.text
@@ -267,9 +196,9 @@ async def test_missing_pages_headers_and_language(client: httpx.AsyncClient) -> 
 async def test_reassigned_check_answers_and_is_throttled(
     tmp_path: Path, registry: FakeRegistry
 ) -> None:
-    app = _app(_settings(tmp_path, check_per_minute=1), registry, Gateway())
-    form = {"phone": "13800138000", "since": "2024-01-01"}
-    async with _serving(app) as c:
+    app = make_app(settings_for(tmp_path, check_per_minute=1), registry, Gateway())
+    async with serving(app) as c:
+        form = {"phone": "13800138000", "since": "2024-01-01", "csrf": await form_token(c)}
         first = await c.post("/check", data=form)
         second = await c.post("/check", data=form)
     assert first.status_code == 200 and "result result-no" in first.text
@@ -288,9 +217,10 @@ async def test_a_date_means_midnight_in_the_apps_region(
 ) -> None:
     """The app's region decides both how a number without +CC is read and what 00:00 a date
     alone means: the command line's --region rule, not a fixed +08:00."""
-    app = _app(_settings(tmp_path, region=region), registry, Gateway())
-    async with _serving(app) as c:
-        page = await c.post("/check", data={"phone": phone, "since": "2024-01-01"})
+    app = make_app(settings_for(tmp_path, region=region), registry, Gateway())
+    async with serving(app) as c:
+        form = {"phone": phone, "since": "2024-01-01", "csrf": await form_token(c, "/check")}
+        page = await c.post("/check", data=form)
     assert page.status_code == 200, page.text
     ((asked_phone, since),) = registry.checked
     assert asked_phone == e164
@@ -299,4 +229,4 @@ async def test_a_date_means_midnight_in_the_apps_region(
 
 def test_an_unknown_region_is_refused_at_start(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
-        _settings(tmp_path, region="XX")
+        settings_for(tmp_path, region="XX")

@@ -1,4 +1,5 @@
-"""The carrier app's subscriber store: codes expire, five wrong tries lock, IDs never stored."""
+"""The carrier app's subscriber store: codes expire, five wrong codes end one, failed tries
+back a number off (never a lockout), IDs never stored."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 from numbind.carrier_app import store as st
 from numbind.carrier_app.i18n import TEXT, Translator
+from numbind.carrier_app.throttle import BACKOFF_CAP_SECONDS, FORGET_SECONDS, number_delay
 
 ID = "11010519880808123X"
 OTHER_ID = "310104199202025678"
@@ -65,7 +67,7 @@ def test_code_expires_after_five_minutes(store: st.Store, clock: Clock) -> None:
         store.verify_code(stale.id, stale.code)
 
 
-def test_five_wrong_codes_lock_the_number_for_fifteen_minutes(
+def test_five_wrong_codes_end_the_code_and_the_number_backs_off(
     store: st.Store, clock: Clock
 ) -> None:
     challenge = store.start_sign_in(PHONE, "08123X")
@@ -73,31 +75,30 @@ def test_five_wrong_codes_lock_the_number_for_fifteen_minutes(
         with pytest.raises(st.WrongCode) as err:
             store.verify_code(challenge.id, wrong(challenge.code))
         assert err.value.remaining == left
-    with pytest.raises(st.Locked) as locked:
+    with pytest.raises(st.CodeSpent):
         store.verify_code(challenge.id, wrong(challenge.code))
-    assert locked.value.until == clock.now + st.LOCK_SECONDS
-    # Locked: the right code no longer works, and no new code is issued.
-    with pytest.raises((st.Locked, st.ChallengeInvalid)):
+    # That code is over, even the right one; a new one after a short wait, not 15 minutes.
+    with pytest.raises(st.ChallengeInvalid):
         store.verify_code(challenge.id, challenge.code)
-    clock.advance(st.LOCK_SECONDS - 1)
-    with pytest.raises(st.Locked):
+    failures, until = store.backoff_state(PHONE)
+    assert failures == 5 and until == clock.now + number_delay(5)
+    with pytest.raises(st.Delayed) as delayed:
         store.start_sign_in(PHONE, "08123X")
-    clock.advance(2)
+    assert delayed.value.until == until
+    clock.advance(number_delay(5))
     again = store.start_sign_in(PHONE, "08123X")
     assert store.verify_code(again.id, again.code)
-    assert store.lock_state(PHONE) == (0, 0.0)
+    assert store.backoff_state(PHONE) == (0, 0.0)
 
 
 def test_a_new_code_does_not_reset_the_count(store: st.Store, clock: Clock) -> None:
     for _ in range(2):
+        clock.advance(BACKOFF_CAP_SECONDS)
         c = store.start_sign_in(PHONE, "08123X")
-        with pytest.raises(st.WrongCode):
-            store.verify_code(c.id, wrong(c.code))
-        with pytest.raises(st.WrongCode):
-            store.verify_code(c.id, wrong(c.code))
-    c = store.start_sign_in(PHONE, "08123X")
-    with pytest.raises(st.Locked):
-        store.verify_code(c.id, wrong(c.code))
+        for _ in range(2):
+            with pytest.raises(st.WrongCode):
+                store.verify_code(c.id, wrong(c.code))
+    assert store.backoff_state(PHONE)[0] == 4
 
 
 def test_a_new_code_retires_the_old_one(store: st.Store) -> None:
@@ -108,30 +109,73 @@ def test_a_new_code_retires_the_old_one(store: st.Store) -> None:
     assert store.verify_code(new.id, new.code)
 
 
-def test_wrong_id_tail_counts_towards_the_lock(store: st.Store) -> None:
-    for left in (4, 3, 2, 1):
+def test_wrong_id_tails_back_off_exponentially_to_a_cap_and_waiting_tries_do_not_count(
+    store: st.Store, clock: Clock
+) -> None:
+    waits = []
+    for n in range(1, 13):
         with pytest.raises(st.BadCredentials) as err:
             store.start_sign_in(PHONE, "000000")
-        assert err.value.remaining == left
-    with pytest.raises(st.Locked):
+        waits.append(max(0.0, err.value.retry_at - clock.now))
+        assert store.backoff_state(PHONE)[0] == n
+        if err.value.retry_at:
+            # Tries while waiting are refused unheard: not checked, not counted.
+            for tail in ("000000", "08123X"):
+                with pytest.raises(st.Delayed):
+                    store.start_sign_in(PHONE, tail)
+            assert store.backoff_state(PHONE)[0] == n
+            clock.advance(err.value.retry_at - clock.now)
+    assert waits == [0, 0, 1, 2, 4, 8, 16, 32, 60, 60, 60, 60]
+    assert max(waits) == BACKOFF_CAP_SECONDS
+    # Failures are forgotten an hour after the last one.
+    clock.advance(FORGET_SECONDS + 1)
+    with pytest.raises(st.BadCredentials) as err:
         store.start_sign_in(PHONE, "000000")
-    with pytest.raises(st.Locked):
-        store.start_sign_in(PHONE, "08123X")
+    assert err.value.retry_at == 0 and store.backoff_state(PHONE)[0] == 1
 
 
-def test_unknown_number_fails_and_locks_exactly_like_a_subscriber(
-    store: st.Store, tmp_path: Path
+def test_a_stranger_cannot_lock_a_subscriber_out(store: st.Store, clock: Clock) -> None:
+    """Finding 6: five wrong tries by anyone used to lock the number for 15 minutes. Now a
+    stranger's failures never stop the holder's code from working, and delay the holder's
+    next code by at most the back-off cap, however many there are."""
+    holding = store.start_sign_in(PHONE, "08123X")
+    for _ in range(50):  # a stranger hammering for four minutes
+        with pytest.raises((st.BadCredentials, st.Delayed)):
+            store.start_sign_in(PHONE, "000000")
+        clock.advance(5)
+    assert store.backoff_state(PHONE)[0] > 5
+    # The holder, with the code they were sent before: in at once.
+    assert store.verify_code(holding.id, holding.code)
+    for _ in range(50):  # and again, now all at once
+        try:
+            store.start_sign_in(PHONE, "000000")
+        except st.BadCredentials:
+            pass
+        except st.Delayed as wait:
+            # The holder asking for a new code now waits at most the cap.
+            assert wait.until - clock.now <= BACKOFF_CAP_SECONDS
+    clock.advance(BACKOFF_CAP_SECONDS)
+    fresh = store.start_sign_in(PHONE, "08123X")
+    assert store.verify_code(fresh.id, fresh.code)
+
+
+def test_unknown_number_fails_and_backs_off_exactly_like_a_subscriber(
+    store: st.Store, clock: Clock, tmp_path: Path
 ) -> None:
-    """Neither the answer nor the lockout tells whether a number is a subscriber's, and
+    """Neither the answer nor the back-off tells whether a number is a subscriber's, and
     numbers that are not ours are never kept in clear."""
     stranger = "+8613700137000"
-    for left in (4, 3, 2, 1):
-        with pytest.raises(st.BadCredentials) as err:
-            store.start_sign_in(stranger, "08123X")
-        assert err.value.remaining == left
-    with pytest.raises(st.Locked):
-        store.start_sign_in(stranger, "08123X")
-    assert store.lock_state(stranger)[1] > 0
+    seen = {}
+    for number, tail in ((stranger, "08123X"), (PHONE, "000000")):
+        answers = []
+        for _ in range(5):
+            with pytest.raises(st.BadCredentials) as err:
+                store.start_sign_in(number, tail)
+            answers.append(err.value.retry_at - clock.now if err.value.retry_at else 0)
+            clock.advance(max(0.0, err.value.retry_at - clock.now))
+        seen[number] = answers
+    assert seen[stranger] == seen[PHONE]
+    assert store.backoff_state(stranger)[0] == 5
     assert b"13700137000" not in b"".join(p.read_bytes() for p in tmp_path.glob("app.db*"))
 
 

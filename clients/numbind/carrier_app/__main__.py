@@ -7,6 +7,7 @@ log); a carrier wires its own ``send_code`` into ``create_app`` for production.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import sys
@@ -45,9 +46,23 @@ def _parser() -> argparse.ArgumentParser:
         default="",
         help="the carrier's complaint line, shown when an app refuses or does not answer",
     )
-    p.add_argument("--secure-cookies", action="store_true", help="served over HTTPS")
+    p.add_argument(
+        "--plain-http",
+        action="store_true",
+        help="demo on loopback only: serve plain HTTP, cookies without Secure (by default "
+        "cookies are Secure: serve it behind HTTPS)",
+    )
     p.add_argument("--no-access-log", action="store_true", help="quiet: no line per request")
     return p
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,6 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             "carrier app: no SMS gateway is configured in the reference app; run with --demo, "
             "or call create_app(settings, send_code=...) from your own entry point",
+            file=sys.stderr,
+        )
+        return 2
+    if args.plain_http and not _is_loopback(args.host):
+        print(
+            f"carrier app: --plain-http serves loopback only; got --host {args.host}",
             file=sys.stderr,
         )
         return 2
@@ -77,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             carrier_name=args.carrier_name,
             carrier_name_en=args.carrier_name_en,
             support_phone=args.support_phone,
-            secure_cookies=args.secure_cookies,
+            plain_http_demo=args.plain_http,
             region=args.region,
         )
         app = create_app(settings)

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from numbind.carrier_app import check, middleware, my_numbers, signin
 from numbind.carrier_app.deps import HERE, AppState, error_key
@@ -78,7 +78,13 @@ def create_app(
         finally:
             await state.client.close()
 
-    app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(middleware.csrf_guard)],
+    )
     state.attach(app)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     middleware.install(app)

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 from numbind.carrier_app.deps import PageDep
+from numbind.carrier_app.throttle import client_key
 from numbind.sdk.dates import start_of_day
 from numbind.sdk.phone import InvalidNumber, to_e164
 
@@ -36,8 +37,7 @@ async def check(page: PageDep, phone: str = Form(""), since: str = Form("")) -> 
             since_text=when,
         )
 
-    client = page.request.client
-    if not page.state.check_limit.allow(client.host if client else "?"):
+    if not page.state.check_limit.allow(client_key(page.request)):
         return answer(429, error=t("err.busy"))
     region = page.settings.region
     try:

@@ -10,26 +10,37 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 from numbind.carrier_app import store as st
-from numbind.carrier_app.i18n import CST, Translator
-from numbind.carrier_app.sessions import Sessions
+from numbind.carrier_app.i18n import Translator
+from numbind.carrier_app.sessions import CSRF_FIELD, Sessions, SessionStore
 from numbind.carrier_app.settings import AppSettings, CodeSender
-from numbind.carrier_app.throttle import RateLimit
+from numbind.carrier_app.throttle import TokenBucket, seconds_text
 from numbind.carrier_app.wording import Words
 from numbind.sdk import errors
 from numbind.sdk.carrier import CarrierClient
 
-__all__ = ["KNOWN_ERRORS", "AppState", "Page", "PageDep", "error_key", "page", "state_of"]
+__all__ = [
+    "KNOWN_ERRORS",
+    "AppState",
+    "Page",
+    "PageDep",
+    "error_key",
+    "page",
+    "same_site_path",
+    "state_of",
+]
 
 log = logging.getLogger("numbind.carrier_app")
 
@@ -79,6 +90,17 @@ def _templates() -> Jinja2Templates:
     return templates
 
 
+def same_site_path(path: str) -> str:
+    """A path that stays on this site in any browser, for links back to the current page.
+
+    The request's path is decoded and may be anything: ``//evil.example`` (a link to
+    another host), ``/\\evil`` (browsers read ``\\`` as ``/``), a tab or newline (browsers
+    drop them). Percent-encoding every character but a plain path's, and then leaving
+    exactly one leading ``/``, leaves nothing a browser could read as a host.
+    """
+    return "/" + quote(path, safe="/-._~!$&'()*+,;=:@").lstrip("/")
+
+
 @dataclass
 class AppState:
     """One app's long-lived parts; kept on ``app.state.carrier_app``."""
@@ -87,7 +109,9 @@ class AppState:
     store: st.Store
     sessions: Sessions
     templates: Jinja2Templates
-    check_limit: RateLimit
+    # Per client address (throttle.py).
+    check_limit: TokenBucket
+    signin_limit: TokenBucket
     # The SMS gateway; None in demo mode.
     send_code: CodeSender | None
     # Demo mode only: the plain codes, so the banner can show them again after a typo.
@@ -101,12 +125,18 @@ class AppState:
     @classmethod
     def create(cls, settings: AppSettings, send_code: CodeSender | None) -> AppState:
         store = st.Store(settings.db, settings.secret)
+        server_side = SessionStore(
+            settings.db,
+            idle_seconds=settings.session_idle_seconds,
+            max_age_seconds=settings.session_max_age_seconds,
+        )
         return cls(
             settings=settings,
             store=store,
-            sessions=Sessions(settings, store),
+            sessions=Sessions(settings, store, server_side),
             templates=_templates(),
-            check_limit=RateLimit(settings.check_per_minute),
+            check_limit=TokenBucket(settings.check_per_minute),
+            signin_limit=TokenBucket(settings.signin_per_minute),
             send_code=send_code,
         )
 
@@ -159,7 +189,7 @@ class Page:
 
     def render(self, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         other = "en" if self.t.lang == "zh" else "zh"
-        path = self.request.url.path
+        path = same_site_path(self.request.url.path)
         context.update(
             t=self.t,
             demo=self.settings.demo,
@@ -169,6 +199,8 @@ class Page:
             switch_url=f"{path}?lang={other}",
             large_text=self.large_text,
             text_url=f"{path}?text={'normal' if self.large_text else 'large'}",
+            csrf_field=CSRF_FIELD,
+            csrf=self.state.sessions.csrf_token(self.request),
         )
         return self.state.templates.TemplateResponse(
             self.request, name, context, status_code=status
@@ -184,10 +216,9 @@ class Page:
             log.warning("%s failed: %s: %s", what, type(exc).__name__, exc)
         return key
 
-    def locked_text(self, until: float) -> str:
-        when = datetime.fromtimestamp(until, CST)
-        today = datetime.now(CST).date() == when.date()
-        return self.t("err.locked", time=f"{when:%H:%M}" if today else self.t.date_time(when))
+    def wait_text(self, until: float, key: str = "err.wait") -> str:
+        """Try again in N seconds (a back-off or a throttle; never long)."""
+        return self.t(key, seconds=seconds_text(until - time.time()))
 
 
 def page(request: Request) -> Page:

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 from numbind.carrier_app.texts import COMMON
 from numbind.carrier_app.texts_numbers import NUMBERS
+from numbind.protocol import categories
 
 __all__ = ["CST", "DEFAULT_LANG", "LANGS", "TEXT", "Translator", "pick_lang"]
 
@@ -97,8 +98,8 @@ class Translator:
         return (" · " if self.lang == "zh" else ", ").join(out)
 
     def category(self, category: str) -> str:
-        entry = TEXT.get(f"cat.{category}")
-        return entry[self._i] if entry else category
+        # The registry's own vocabulary and labels (numbind.protocol.categories).
+        return categories.label(category, self.lang)
 
     def state(self, state: str) -> str:
         entry = TEXT.get(f"state.{state}")

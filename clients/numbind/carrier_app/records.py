@@ -13,7 +13,8 @@ __all__ = [
     "Challenge",
     "ChallengeInvalid",
     "CodeExpired",
-    "Locked",
+    "CodeSpent",
+    "Delayed",
     "Number",
     "RevocationRecord",
     "SignInError",
@@ -33,17 +34,25 @@ class SignInError(Exception):
 
 
 class BadCredentials(SignInError):
-    """The number is not ours, or the ID's last six do not match (indistinguishable)."""
+    """The number is not ours, or the ID's last six do not match (indistinguishable).
+    ``retry_at``: when the number's next try will be heard (0: at once)."""
 
-    def __init__(self, remaining: int | None = None) -> None:
+    def __init__(self, retry_at: float = 0.0) -> None:
         super().__init__("number or ID does not match")
-        self.remaining = remaining
+        self.retry_at = retry_at
 
 
-class Locked(SignInError):
+class Delayed(SignInError):
+    """The number is backing off after failed tries: no try is heard before ``until``
+    (at most throttle.BACKOFF_CAP_SECONDS away)."""
+
     def __init__(self, until: float) -> None:
-        super().__init__(f"locked until {until:.0f}")
+        super().__init__(f"try again at {until:.0f}")
         self.until = until
+
+
+class CodeSpent(SignInError):
+    """Too many wrong codes for this challenge: it is over; ask for a new code."""
 
 
 class WrongCode(SignInError):

@@ -30,11 +30,18 @@ class AppSettings:
     # Where a holder complains when an app refuses or does not answer (a phone number
     # shown beside the reference); empty: the carrier is named without a number.
     support_phone: str = ""
-    # Set when served over HTTPS (behind a TLS-terminating proxy in production).
-    secure_cookies: bool = False
+    # Cookies are always ``Secure`` (the app is served over HTTPS, usually behind a
+    # TLS-terminating proxy), except in a demo served as plain HTTP on loopback: this
+    # setting, allowed only with ``demo``; the app then answers loopback clients only.
+    plain_http_demo: bool = False
     registry_timeout_seconds: float = 8.0
-    session_max_age_seconds: int = 30 * 60
+    # A signed-in session ends after this long without a request, and this long after
+    # sign-in whatever happens (both checked on the server).
+    session_idle_seconds: int = 30 * 60
+    session_max_age_seconds: int = 8 * 3600
     check_per_minute: int = 30
+    # Sign-in forms per client address: a bucket of this many, refilled at this rate.
+    signin_per_minute: int = 10
     # Numbers without +country code, and dates without a time (00:00 there), are this
     # region's: the same rule as the command line's --region.
     region: str = DEFAULT_REGION
@@ -51,10 +58,18 @@ class AppSettings:
                 f"registry_timeout_seconds: got {self.registry_timeout_seconds}, want > 0"
             )
         region_time_zones(self.region)  # ValueError for an unknown region
-        if self.session_max_age_seconds < 60:
+        if self.session_idle_seconds < 60:
+            raise ValueError(f"session_idle_seconds: got {self.session_idle_seconds}, want >= 60")
+        if self.session_max_age_seconds < self.session_idle_seconds:
             raise ValueError(
-                f"session_max_age_seconds: got {self.session_max_age_seconds}, want >= 60"
+                f"session_max_age_seconds: got {self.session_max_age_seconds}, want >= "
+                f"session_idle_seconds ({self.session_idle_seconds})"
             )
+        if self.plain_http_demo and not self.demo:
+            raise ValueError("plain_http_demo: only in demo mode (cookies are Secure otherwise)")
+        for name in ("check_per_minute", "signin_per_minute"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: got {getattr(self, name)}, want >= 1")
 
 
 def load_secret(path: Path) -> bytes:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from numbind.carrier_app import store as st
 from numbind.carrier_app.deps import Page, PageDep
+from numbind.carrier_app.throttle import client_key, seconds_text
 from numbind.sdk.phone import InvalidNumber, to_e164
 
 __all__ = ["router"]
@@ -54,9 +55,18 @@ async def home(page: PageDep) -> Response:
     return signin_page(page, notice=notice)
 
 
+def _too_fast(page: Page) -> float:
+    """Seconds this client address must wait before another sign-in try (0: none)."""
+    return page.state.signin_limit.take(client_key(page.request))
+
+
 @router.post("/signin", response_class=HTMLResponse)
 async def signin(page: PageDep, phone: str = Form(""), id_tail: str = Form("")) -> Response:
     t = page.t
+    wait = _too_fast(page)
+    if wait:
+        error = t("err.wait", seconds=seconds_text(wait))
+        return signin_page(page, 429, error=error, phone=phone, id_tail=id_tail)
     try:
         e164 = to_e164(phone.strip(), 0, page.settings.region)
     except InvalidNumber:
@@ -67,16 +77,14 @@ async def signin(page: PageDep, phone: str = Form(""), id_tail: str = Form("")) 
         return signin_page(page, 400, error=t("err.bad_tail"), phone=phone, id_tail=id_tail)
     try:
         challenge = await asyncio.to_thread(page.store.start_sign_in, e164, tail)
-    except st.Locked as exc:
-        log.info("sign-in refused for %s: locked", st.mask(e164))
-        return signin_page(
-            page, 429, error=page.locked_text(exc.until), phone=phone, id_tail=id_tail
-        )
+    except st.Delayed as exc:
+        log.info("sign-in refused for %s: backing off", st.mask(e164))
+        return signin_page(page, 429, error=page.wait_text(exc.until), phone=phone, id_tail=id_tail)
     except st.BadCredentials as exc:
         log.info("sign-in refused for %s: no match", st.mask(e164))
         msg = (
-            t("err.bad_credentials_left", n=exc.remaining)
-            if exc.remaining
+            page.wait_text(exc.retry_at, "err.bad_credentials_wait")
+            if exc.retry_at
             else t("err.bad_credentials")
         )
         return signin_page(page, 400, error=msg, phone=phone, id_tail=id_tail)
@@ -105,6 +113,9 @@ async def signin(page: PageDep, phone: str = Form(""), id_tail: str = Form("")) 
 @router.post("/signin/code", response_class=HTMLResponse)
 async def signin_code(page: PageDep, challenge: str = Form(""), code: str = Form("")) -> Response:
     t = page.t
+    wait = _too_fast(page)
+    if wait:
+        return signin_page(page, 429, error=t("err.wait", seconds=seconds_text(wait)))
     e164 = page.store.challenge_number(challenge)
     if e164 is None:
         return signin_page(page, 400, error=t("err.challenge"))
@@ -115,9 +126,9 @@ async def signin_code(page: PageDep, challenge: str = Form(""), code: str = Form
         )
     try:
         sid = await asyncio.to_thread(page.store.verify_code, challenge, code)
-    except st.Locked as exc:
-        log.info("sign-in locked for %s", masked)
-        return signin_page(page, 429, error=page.locked_text(exc.until))
+    except st.CodeSpent:
+        log.info("too many wrong sign-in codes for %s: the challenge is over", masked)
+        return signin_page(page, 400, error=t("err.code_spent"))
     except st.WrongCode as exc:
         log.info("wrong sign-in code for %s (%d tries left)", masked, exc.remaining)
         return signin_page(
@@ -134,12 +145,12 @@ async def signin_code(page: PageDep, challenge: str = Form(""), code: str = Form
     page.state.demo_codes.pop(challenge, None)
     log.info("signed in: %s", masked)
     response = RedirectResponse("/me", status_code=303)
-    page.state.sessions.start(response, sid)
+    page.state.sessions.start(page.request, response, sid)
     return response
 
 
 @router.post("/signout")
 async def signout(page: PageDep) -> Response:
     response = RedirectResponse("/?bye=1", status_code=303)
-    page.state.sessions.end(response)
+    page.state.sessions.end(page.request, response)
     return response

@@ -2,7 +2,7 @@
 
 What it keeps, and what it never keeps:
 
-- subscribers: an opaque random id (the only thing a session cookie carries), a pseudonymous
+- subscribers: an opaque random id (what a server-side session points at), a pseudonymous
   ``subject`` for attestations (random, stable), ``id_key`` = HMAC-SHA256(app secret, ID
   number) so numbers enrolled under one ID group together (一证), and a scrypt hash of the
   ID's last six characters (salted per subscriber, peppered with the app secret) for sign-in.
@@ -10,11 +10,12 @@ What it keeps, and what it never keeps:
 - numbers: each number's E.164 form and the start of the subscriber's tenure. The carrier
   knows its subscribers' numbers; they stay here and never go to the registry.
 - sign-in challenges: one-time codes, stored as HMACs, valid for five minutes.
-- attempts: failed sign-in tries per number; the fifth locks the number for 15 minutes.
+- attempts: failed sign-in tries per number and the back-off they set (throttle.py): a
+  delay of at most a minute, never a lockout.
 - revocations: the registry revocation ids this app started, so progress survives a reload.
 
 Every method opens its own connection and, when it writes, one ``BEGIN IMMEDIATE``
-transaction, so the store is safe to call from any thread.
+transaction (sqlite_db.py), so the store is safe to call from any thread.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,7 +36,8 @@ from numbind.carrier_app.records import (
     Challenge,
     ChallengeInvalid,
     CodeExpired,
-    Locked,
+    CodeSpent,
+    Delayed,
     Number,
     RevocationRecord,
     SignInError,
@@ -45,16 +47,18 @@ from numbind.carrier_app.records import (
     mask,
     normalise_id,
 )
+from numbind.carrier_app.sqlite_db import reading, transaction
+from numbind.carrier_app.throttle import FORGET_SECONDS, number_delay
 
 __all__ = [
+    "CODE_TRIES",
     "CODE_TTL_SECONDS",
-    "LOCK_SECONDS",
-    "MAX_FAILURES",
     "BadCredentials",
     "Challenge",
     "ChallengeInvalid",
     "CodeExpired",
-    "Locked",
+    "CodeSpent",
+    "Delayed",
     "Number",
     "RevocationRecord",
     "SignInError",
@@ -67,10 +71,10 @@ __all__ = [
 ]
 
 CODE_TTL_SECONDS = 5 * 60
-MAX_FAILURES = 5
-LOCK_SECONDS = 15 * 60
+# Wrong codes one challenge hears before it ends.
+CODE_TRIES = 5
 CODE_DIGITS = 6
-# scrypt cost: ~20 ms per check; sign-in is also rate-limited by the lockout.
+# scrypt cost: ~20 ms per check; sign-in is also throttled (throttle.py).
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 
 _SCHEMA = """
@@ -93,12 +97,14 @@ CREATE TABLE IF NOT EXISTS challenges (
     e164        TEXT NOT NULL,
     code_mac    BLOB NOT NULL,
     expires_at  REAL NOT NULL,
-    used        INTEGER NOT NULL DEFAULT 0
+    used        INTEGER NOT NULL DEFAULT 0,
+    tries       INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS challenges_by_number ON challenges(e164);
 CREATE TABLE IF NOT EXISTS attempts (
     -- HMAC of the number (see Store._attempt_key): numbers that are not ours get
-    -- counted too, and must not be kept in clear.
+    -- counted too, and must not be kept in clear. locked_until: no first-step try is
+    -- heard before it (the back-off; the name is older than the back-off).
     e164          TEXT PRIMARY KEY,
     failures      INTEGER NOT NULL DEFAULT 0,
     locked_until  REAL NOT NULL DEFAULT 0
@@ -126,35 +132,16 @@ class Store:
         self._now = clock
         with self._read() as db:
             db.executescript(_SCHEMA)  # its own transaction
+            columns = {r[1] for r in db.execute("PRAGMA table_info(challenges)")}
+            if "tries" not in columns:  # a store made before per-challenge tries
+                db.execute("ALTER TABLE challenges ADD COLUMN tries INTEGER NOT NULL DEFAULT 0")
 
     # -- plumbing ----------------------------------------------------------------------------
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        return db
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.path)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._connect()
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        finally:
-            db.close()
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        db = self._connect()
-        try:
-            yield db
-        finally:
-            db.close()
+    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
+        return reading(self.path)
 
     def _id_key(self, id_number: str) -> bytes:
         return hmac.new(self._secret, b"id\x00" + id_number.encode(), hashlib.sha256).digest()
@@ -209,35 +196,36 @@ class Store:
         return sub
 
     # -- sign-in -----------------------------------------------------------------------------
-    def _check_lock(self, db: sqlite3.Connection, e164: str, now: float) -> None:
+    # The number's back-off (throttle.py): ``failures`` and ``locked_until`` (the time before
+    # which the first step hears no try) in ``attempts``, keyed by an HMAC of the number.
+    def _wait_until(self, db: sqlite3.Connection, e164: str) -> float:
         key = self._attempt_key(e164)
         row = db.execute("SELECT locked_until FROM attempts WHERE e164 = ?", (key,)).fetchone()
-        if row is not None and row[0] > now:
-            raise Locked(row[0])
+        return 0.0 if row is None else float(row[0])
 
-    def _fail(self, db: sqlite3.Connection, e164: str, now: float) -> int:
-        """Count one failure; lock at the fifth. Returns tries left (0 means now locked)."""
+    def _fail(self, db: sqlite3.Connection, e164: str, now: float) -> float:
+        """Count one failure on the number; returns when its next try will be heard."""
         key = self._attempt_key(e164)
+        row = db.execute(
+            "SELECT failures, locked_until FROM attempts WHERE e164 = ?", (key,)
+        ).fetchone()
+        failures = 0 if row is None or now - row[1] > FORGET_SECONDS else int(row[0])
+        failures += 1
+        until = now + number_delay(failures)
         db.execute(
-            "INSERT INTO attempts (e164, failures, locked_until) VALUES (?, 1, 0)"
-            " ON CONFLICT(e164) DO UPDATE SET failures = failures + 1",
-            (key,),
+            "INSERT INTO attempts (e164, failures, locked_until) VALUES (?, ?, ?)"
+            " ON CONFLICT(e164) DO UPDATE SET failures = excluded.failures,"
+            " locked_until = excluded.locked_until",
+            (key, failures, until),
         )
-        (failures,) = db.execute("SELECT failures FROM attempts WHERE e164 = ?", (key,)).fetchone()
-        if failures >= MAX_FAILURES:
-            db.execute(
-                "UPDATE attempts SET failures = 0, locked_until = ? WHERE e164 = ?",
-                (now + LOCK_SECONDS, key),
-            )
-            db.execute("UPDATE challenges SET used = 1 WHERE e164 = ?", (e164,))
-            return 0
-        return int(MAX_FAILURES - failures)
+        return until if until > now else 0.0
 
     def start_sign_in(self, e164: str, tail: str) -> Challenge:
         """Check number + ID last six; issue a fresh code (earlier codes stop working).
 
         Wrong last six count as failed tries on the number, like wrong codes, so the ID
-        cannot be guessed through this step either.
+        cannot be guessed through this step either. While the number backs off, a try is
+        refused (Delayed) before it is checked, and not counted.
         """
         canonical_tail = id_tail(tail)
         now = self._now()
@@ -249,18 +237,19 @@ class Store:
             e164,
         )
         with self._tx() as db:
-            self._check_lock(db, e164, now)
+            until = self._wait_until(db, e164)
+            if until > now:
+                raise Delayed(until)
             row = db.execute(
                 "SELECT s.tail_salt, s.tail_hash FROM numbers n"
                 " JOIN subscribers s ON s.id = n.subscriber_id WHERE n.e164 = ?",
                 (e164,),
             ).fetchone()
             # A number that is not ours fails exactly like a wrong ID: same work (timing),
-            # same count and lockout (so the answers do not tell who is a subscriber).
+            # same count and back-off (so the answers do not tell who is a subscriber).
             salt, want = (bytes(16), b"") if row is None else (row[0], row[1])
             if not hmac.compare_digest(self._tail_hash(canonical_tail, salt), want):
-                remaining = self._fail(db, e164, now)
-                fail = Locked(now + LOCK_SECONDS) if remaining == 0 else BadCredentials(remaining)
+                fail = BadCredentials(self._fail(db, e164, now))
             else:
                 db.execute("UPDATE challenges SET used = 1 WHERE e164 = ?", (e164,))
                 db.execute("DELETE FROM challenges WHERE expires_at < ?", (now - 86400,))
@@ -287,25 +276,35 @@ class Store:
         return None if row is None else str(row[0])
 
     def verify_code(self, challenge_id: str, code: str) -> str:
-        """The subscriber id when the code is right; otherwise a SignInError."""
+        """The subscriber id when the code is right; otherwise a SignInError.
+
+        Never delayed by the number's failures (others' wrong ID tails cannot keep the
+        holder out): a challenge id goes only to whoever passed the first step, and each
+        challenge hears CODE_TRIES wrong codes, then ends (CodeSpent). Wrong codes also
+        count on the number, so asking for new codes backs off like wrong ID tails.
+        """
         now = self._now()
         fail: SignInError | None = None
         subscriber_id = ""
         with self._tx() as db:
             row = db.execute(
-                "SELECT e164, code_mac, expires_at, used FROM challenges WHERE id = ?",
+                "SELECT e164, code_mac, expires_at, used, tries FROM challenges WHERE id = ?",
                 (challenge_id,),
             ).fetchone()
             if row is None or row[3]:
                 raise ChallengeInvalid("start again")
-            e164, mac, expires_at, _ = row
-            self._check_lock(db, e164, now)
+            e164, mac, expires_at, _, tries = row
             if now >= expires_at:
                 db.execute("UPDATE challenges SET used = 1 WHERE id = ?", (challenge_id,))
                 fail = CodeExpired("code expired")
             elif not hmac.compare_digest(self._code_mac(challenge_id, code.strip()), mac):
-                remaining = self._fail(db, e164, now)
-                fail = Locked(now + LOCK_SECONDS) if remaining == 0 else WrongCode(remaining)
+                self._fail(db, e164, now)
+                left = CODE_TRIES - tries - 1
+                db.execute(
+                    "UPDATE challenges SET tries = tries + 1, used = ? WHERE id = ?",
+                    (int(left <= 0), challenge_id),
+                )
+                fail = WrongCode(left) if left > 0 else CodeSpent("start again")
             else:
                 db.execute("UPDATE challenges SET used = 1 WHERE id = ?", (challenge_id,))
                 db.execute("DELETE FROM attempts WHERE e164 = ?", (self._attempt_key(e164),))
@@ -320,8 +319,8 @@ class Store:
             raise fail
         return subscriber_id
 
-    def lock_state(self, e164: str) -> tuple[int, float]:
-        """(failures so far, locked until) for a number; (0, 0) when clean."""
+    def backoff_state(self, e164: str) -> tuple[int, float]:
+        """(failures counted, next try heard at) for a number; (0, 0) when clean."""
         with self._read() as db:
             row = db.execute(
                 "SELECT failures, locked_until FROM attempts WHERE e164 = ?",

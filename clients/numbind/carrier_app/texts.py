@@ -72,9 +72,10 @@ COMMON: dict[str, tuple[str, str]] = {
         "手机号码或证件号码后六位不正确。",
         "The number and the last six characters of the ID do not match our records.",
     ),
-    "err.bad_credentials_left": (
-        "手机号码或证件号码后六位不正确，还可尝试 {n} 次。",
-        "The number and the last six characters of the ID do not match; {n} tries left.",
+    "err.bad_credentials_wait": (
+        "手机号码或证件号码后六位不正确。为防止他人猜测，请 {seconds} 秒后再试。",
+        "The number and the last six characters of the ID do not match. To keep guessers "
+        "out, try again in {seconds} s.",
     ),
     "err.code_format": ("请输入 6 位数字验证码。", "Enter the 6-digit code."),
     "err.wrong_code": (
@@ -86,9 +87,13 @@ COMMON: dict[str, tuple[str, str]] = {
         "验证码已失效，请重新获取。",
         "This code is no longer valid. Send a new one.",
     ),
-    "err.locked": (
-        "错误次数过多，该号码已锁定 15 分钟，请于 {time} 后再试。",
-        "Too many wrong tries: this number is locked for 15 minutes. Try again after {time}.",
+    "err.wait": (
+        "尝试过于频繁，请 {seconds} 秒后再试。",
+        "Too many tries. Try again in {seconds} s.",
+    ),
+    "err.code_spent": (
+        "验证码错误次数过多，此验证码已失效，请重新获取。",
+        "Too many wrong codes: this code no longer works. Send a new one.",
     ),
     "err.session": ("登录已过期，请重新登录。", "Your session has ended. Please sign in again."),
     # -- registry errors, in plain words ---------------------------------------------------
@@ -130,6 +135,11 @@ COMMON: dict[str, tuple[str, str]] = {
         "Something went wrong on our side. Please try later.",
     ),
     "err.forbidden": ("请求来源无效。", "This request did not come from this site."),
+    "err.csrf": (
+        "此表单已失效或并非来自本网站，操作未执行。请返回、刷新页面后重试。",
+        "This form has expired or did not come from this site, so nothing was done. Go back, "
+        "reload the page and try again.",
+    ),
     "err.page_missing": ("页面不存在。", "There is no such page."),
     "err.title": ("出错了", "Something went wrong"),
     "err.home": ("返回首页", "Back to the start"),
@@ -171,18 +181,5 @@ COMMON: dict[str, tuple[str, str]] = {
     ),
     "check.bad_date": ("请输入有效日期。", "Enter a valid date."),
     "check.future": ("日期不能晚于今天。", "The date cannot be in the future."),
-    # -- categories ------------------------------------------------------------------------
-    "cat.cloud-drive": ("网盘", "Cloud drive"),
-    "cat.food-delivery": ("外卖", "Food delivery"),
-    "cat.lender": ("贷款", "Lender"),
-    "cat.bank": ("银行", "Bank"),
-    "cat.social": ("社交", "Social"),
-    "cat.e-commerce": ("购物", "Shopping"),
-    "cat.ride-hailing": ("出行", "Ride-hailing"),
-    "cat.video": ("视频", "Video"),
-    "cat.payments": ("支付", "Payments"),
-    "cat.games": ("游戏", "Games"),
-    "cat.travel": ("旅行", "Travel"),
-    "cat.health": ("医疗健康", "Health"),
-    "cat.other": ("其他", "Other"),
+    # Categories' labels: numbind.protocol.categories (shared with the registry).
 }

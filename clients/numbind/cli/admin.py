@@ -27,6 +27,8 @@ from numbind.cli.common import (
     plural,
 )
 from numbind.cli.serve import add_store_options, settings_from
+from numbind.protocol.categories import CATEGORIES
+from numbind.protocol.limits import MAX_DISPLAY_NAME
 
 __all__ = ["add_commands"]
 
@@ -84,11 +86,17 @@ def add_commands(sub: Any) -> None:
         add_store_options(p)
         p.add_argument("id", help=f"the {role}'s id, [a-z0-9][a-z0-9._-]{{0,62}}")
         p.add_argument(
-            "--display-name", required=True, help="the name holders see (at most 64 characters)"
+            "--display-name",
+            required=True,
+            help=f"the name holders see (at most {MAX_DISPLAY_NAME} characters of printable text)",
         )
         if role == "platform":
             p.add_argument(
-                "--category", required=True, help="what the platform is, e.g. cloud-drive, bank"
+                "--category",
+                required=True,
+                metavar="CATEGORY",
+                # Checked with the registry's own rule (and message), not by argparse.
+                help=f"what the platform is: one of {', '.join(CATEGORIES)}",
             )
         p.add_argument(
             "--out", type=Path, required=True, metavar="DIR", help="bundle directory to write"

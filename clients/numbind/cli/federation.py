@@ -153,6 +153,12 @@ def add_commands(sub: Any) -> None:
         "and addresses, and each member's replication position and lag.",
     )
     _data_dir(show)
+    show.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="the registry's store, for replication positions (NUMBIND_DATABASE_URL; "
+        "default: SQLite in the data dir)",
+    )
     show.add_argument("--json", action="store_true", help="print machine-readable JSON")
     show.set_defaults(handler=_show)
 
@@ -271,7 +277,13 @@ def _accept(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from numbind.registry.federation import FederationDir, NoReplication, describe
+    from numbind.registry.federation import (
+        FederationDir,
+        NoReplication,
+        ReplicationStatus,
+        StoreReplication,
+        describe,
+    )
 
     settings = settings_from(args)
     installed = _run(FederationDir(settings.data_dir).load)
@@ -281,7 +293,12 @@ def _show(args: argparse.Namespace) -> int:
         else:
             print(f"no federation installed in {settings.data_dir}: a federation of one")
         return 0
-    report = describe(installed, NoReplication())
+    replication: ReplicationStatus
+    try:
+        replication = StoreReplication(installed, settings.effective_database_url)
+    except Exception:  # a store not made yet or not reachable: positions unknown
+        replication = NoReplication()
+    report = describe(installed, replication)
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0

@@ -313,6 +313,13 @@ def _warn_revoked(path: Path, r: dict[str, Any], lines: list[int]) -> None:
     )
 
 
+def _arrival(n: int) -> str:
+    return (
+        f", {n:,} revoked on arrival (bound before the number was reissued: the previous "
+        "holder's; see your event feed)"
+    )
+
+
 def _describe(verb: str, path: Path, r: dict[str, Any]) -> str:
     if r["delimiter"] not in (None, "comma"):
         path = Path(f"{path} ({r['delimiter']}-separated)")
@@ -323,6 +330,8 @@ def _describe(verb: str, path: Path, r: dict[str, Any]) -> str:
         )
         if r["revoked"]:
             text += f", {r['revoked']:,} left revoked"
+        if r["revoked_on_arrival"]:
+            text += _arrival(r["revoked_on_arrival"])
     else:
         dry = r["dry_run"]
         text = (
@@ -336,6 +345,8 @@ def _describe(verb: str, path: Path, r: dict[str, Any]) -> str:
         )
         if r["revoked_skipped"]:
             text += f", skipped {r['revoked_skipped']:,} revoked"
+        if r.get("revoked_on_arrival"):
+            text += _arrival(r["revoked_on_arrival"])
         if r["converged"] is False:
             text += " (the registry changed meanwhile: not yet equal, run again)"
     if r["rejected"]:

@@ -39,6 +39,7 @@ def settings_from(args: argparse.Namespace) -> Any:
             "listen": getattr(args, "listen", None),
             "database_url": getattr(args, "database_url", None),
             "log_level": getattr(args, "log_level", None),
+            "max_streams_per_principal": getattr(args, "max_streams_per_principal", None),
             "fanout_deadline_seconds": getattr(args, "fanout_deadline", None),
         }
     )
@@ -67,6 +68,13 @@ def add_commands(sub: Any) -> None:
         help="log level (NUMBIND_LOG_LEVEL, default INFO)",
     )
     serve.add_argument(
+        "--max-streams-per-principal",
+        type=int,
+        metavar="N",
+        help="open StreamEvents calls one principal may hold in this process; one more is "
+        "refused RESOURCE_EXHAUSTED (NUMBIND_MAX_STREAMS_PER_PRINCIPAL, default 8)",
+    )
+    serve.add_argument(
         "--fanout-deadline",
         type=float,
         metavar="SECONDS",
@@ -81,11 +89,16 @@ def add_commands(sub: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
+    import os
 
     from numbind.registry import logs, operator
     from numbind.registry.api.server import serve
     from numbind.registry.app import Registry
 
+    # Everything this process creates is private: the data dir holds tokens, account_refs
+    # and keys (numbind.registry.datadir; the registry refuses to serve from a data dir
+    # that others can read, naming the file and the chmod that fixes it).
+    os.umask(0o077)
     settings = settings_from(args)
     logs.configure(settings.log_level)
     if not (settings.pki_dir / "server.pem").exists():

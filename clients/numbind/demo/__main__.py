@@ -235,6 +235,8 @@ class Demo:
             "--carrier-name-en",
             CARRIER_NAME_EN,
             "--demo",
+            # The demo is plain HTTP on 127.0.0.1: cookies without Secure, loopback only.
+            "--plain-http",
             "--no-access-log",
         )
         deadline = time.monotonic() + 30

@@ -56,8 +56,9 @@ class BindingRpc:
 
     async def send_publish(
         self, key_id: str, items: list[Item], positions: Positions
-    ) -> tuple[int, int, int, int, int]:
-        """(inserted, updated, unchanged, left revoked, duplicates) for one batch."""
+    ) -> tuple[int, int, int, int, int, int]:
+        """(inserted, updated, unchanged, left revoked, revoked on arrival, duplicates)
+        for one batch."""
         # The registry upserts by (token, account_ref); a repeat inside one request is
         # ambiguous, so the later row wins here (and names the binding in errors).
         item, where = positions
@@ -103,17 +104,18 @@ class BindingRpc:
     ) -> PublishSummary:
         """Publish every batch; ``prepare(chunk, start)`` turns the caller's items into
         bindings (tokenising them if need be) inside the pipeline."""
-        totals = [0] * 6  # inserted, updated, unchanged, revoked, duplicates, batches
+        # inserted, updated, unchanged, revoked, revoked on arrival, duplicates, batches
+        totals = [0] * 7
 
         async def work(batch: tuple[int, list[T]]) -> None:
             start, rows = batch
             for i, n in enumerate(await self.send_publish(*await prepare(rows, start))):
                 totals[i] += n
-            totals[5] += 1
+            totals[6] += 1
             meter.add(len(rows))
 
         await pipeline(batches, work, self._in_flight)
-        inserted, updated, unchanged, revoked, duplicates, n_batches = totals
+        inserted, updated, unchanged, revoked, arrived, duplicates, n_batches = totals
         return PublishSummary(
             meter.done,
             inserted,
@@ -123,6 +125,7 @@ class BindingRpc:
             n_batches,
             meter.seconds,
             revoked,
+            arrived,
         )
 
     async def withdraw(

@@ -173,6 +173,9 @@ class PublishSummary:
     # platform), sent again with a bound_at no later than the revocation: left revoked.
     # Remove those numbers from your export; a bound_at after the revocation binds anew.
     revoked: int = 0
+    # Of the inserted and updated: bound before the number's last reissue, so the previous
+    # holder's; the registry revoked them on arrival (a REVOKE event each in the feed).
+    revoked_on_arrival: int = 0
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,9 @@ class SyncSummary:
     # a new binding and is published.
     revoked_skipped: int = 0
     revoked_positions: list[int] = field(default_factory=list)
+    # Published bindings bound before their number's last reissue: the registry revoked
+    # them on arrival (PublishSummary.revoked_on_arrival).
+    revoked_on_arrival: int = 0
 
 
 def order_reference(order_id: str) -> str:

@@ -204,8 +204,11 @@ async def run_sync(
                 )
 
         converged: bool | None = None
+        arrived = 0
         if not options.dry_run:
-            await _apply(rpc, store, key_id, counts.added + counts.changed, withdrawn, options)
+            arrived = await _apply(
+                rpc, store, key_id, counts.added + counts.changed, withdrawn, options
+            )
             try:
                 after = await _digest(rpc, bits, key_id, options)
                 converged = not differing(plan.local, after)
@@ -233,6 +236,7 @@ async def run_sync(
             refusal=refusal,
             revoked_skipped=counts.revoked,
             revoked_positions=sorted(counts.revoked_positions)[:_KEEP_POSITIONS],
+            revoked_on_arrival=arrived,
         )
     finally:
         await asyncio.to_thread(store.close)
@@ -367,7 +371,10 @@ async def _apply(
     publishes: int,
     withdrawals: int,
     options: SyncOptions,
-) -> None:
+) -> int:
+    """Publish and withdraw what the plan holds; returns how many published bindings the
+    registry revoked on arrival (bound before their number's last reissue)."""
+    arrived = 0
     if publishes:
 
         async def as_items(chunk: list[Planned], _: int) -> PublishBatch:
@@ -375,11 +382,12 @@ async def _apply(
             items: list[Item] = [(t, r, us, k) for t, r, us, k, _ in chunk]
             return key_id, items, ("binding", [pos for *_, pos in chunk])
 
-        await rpc.publish(
+        summary = await rpc.publish(
             store.planned_publishes(options.batch_size),
             as_items,
             Meter("publish", publishes, options.progress).start(),
         )
+        arrived = summary.revoked_on_arrival
     if withdrawals:
 
         async def as_keys(chunk: list[Key], start: int) -> WithdrawBatch:
@@ -391,3 +399,4 @@ async def _apply(
             as_keys,
             Meter("withdraw", withdrawals, options.progress).start(),
         )
+    return arrived

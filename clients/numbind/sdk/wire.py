@@ -118,9 +118,11 @@ def withdraw_request(
     )
 
 
-def publish_counts(resp: platforms_pb2.PublishBindingsResponse) -> tuple[int, int, int, int]:
-    """(inserted, updated, unchanged, left revoked)."""
-    return resp.inserted, resp.updated, resp.unchanged, resp.revoked
+def publish_counts(
+    resp: platforms_pb2.PublishBindingsResponse,
+) -> tuple[int, int, int, int, int]:
+    """(inserted, updated, unchanged, left revoked, revoked on arrival)."""
+    return resp.inserted, resp.updated, resp.unchanged, resp.revoked, resp.revoked_on_arrival
 
 
 def withdraw_counts(resp: platforms_pb2.WithdrawBindingsResponse) -> tuple[int, int]:

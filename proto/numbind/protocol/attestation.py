@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from enum import IntEnum
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 from google.protobuf import message as pb_message
@@ -170,6 +171,25 @@ class Attestation:
             us: int = getattr(self, f"{name}_us")
             if not _TS_MIN_US <= us <= _TS_MAX_US:
                 raise Malformed(f"attestation.{name}", f"{us} us", "years 0001..9999")
+
+
+PUBLIC_KEY_BYTES = 32
+
+
+def public_key_problem(key: bytes) -> str | None:
+    """What a carrier's attestation key must be, if `key` is not one; None when it is.
+
+    A key that is not a canonical point of the prime-order subgroup (all zeros, the
+    identity, a point of small order, a non-canonical encoding) lets signatures verify that
+    the carrier never made, or none at all: refused wherever a key is installed."""
+    if len(key) != PUBLIC_KEY_BYTES:
+        return f"{PUBLIC_KEY_BYTES} bytes"
+    if not nacl.bindings.crypto_core_ed25519_is_valid_point(key):
+        return (
+            "a valid Ed25519 public key: a canonical encoding of a point of the prime-order "
+            "subgroup, not the identity or a point of small order"
+        )
+    return None
 
 
 def sign(attestation: Attestation, signing_key: nacl.signing.SigningKey) -> tuple[bytes, bytes]:

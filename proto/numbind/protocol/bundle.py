@@ -252,8 +252,11 @@ class Bundle:
             "role": role,
             "id": principal_id,
         }
-        write_atomically(directory / CA_FILE, ca_pem, 0o644)
-        write_atomically(directory / CERT_FILE, cert_pem, 0o644)
+        # Every file private, public halves too: a bundle is a credential directory, and
+        # the admin's lives in the registry's data dir, which refuses anything readable
+        # by others (numbind.registry.datadir).
+        write_atomically(directory / CA_FILE, ca_pem, 0o600)
+        write_atomically(directory / CERT_FILE, cert_pem, 0o600)
         write_atomically(directory / KEY_FILE, key_pem, 0o600)
         if attestation_seed is None:
             # Re-using a directory that once held a carrier bundle must not leave its key behind.
@@ -265,11 +268,11 @@ class Bundle:
                 directory / ATTESTATION_KEY_FILE, (attestation_seed.hex() + "\n").encode(), 0o600
             )
             write_atomically(
-                directory / ATTESTATION_PUB_FILE, (verify_key.hex() + "\n").encode(), 0o644
+                directory / ATTESTATION_PUB_FILE, (verify_key.hex() + "\n").encode(), 0o600
             )
         # bundle.json last: its presence marks a complete bundle.
         write_atomically(
-            directory / BUNDLE_JSON, (json.dumps(meta, indent=2) + "\n").encode(), 0o644
+            directory / BUNDLE_JSON, (json.dumps(meta, indent=2) + "\n").encode(), 0o600
         )
         return cls.load(directory)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 __all__ = [
+    "DEFAULT_REQUEST_BYTES",
     "EARLIEST_INSTANT",
     "EARLIEST_US",
     "FUTURE_SKEW",
@@ -17,6 +18,7 @@ __all__ = [
     "MAX_ACCOUNT_REF",
     "MAX_ACKS",
     "MAX_BINDINGS",
+    "MAX_DISPLAY_NAME",
     "MAX_EVALUATE",
     "MAX_HOLDER_NUMBERS",
     "MAX_HOLDER_PLATFORMS",
@@ -25,11 +27,15 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "MAX_REASON",
     "MAX_REASSIGNED_QUERIES",
+    "MAX_RECEIVE_BYTES",
     "REKEY_PROGRESS_KEY",
+    "REQUEST_BYTES",
     "RETRY_AFTER_KEY",
     "STORE_KEY_ID_KEY",
     "TOKEN_BYTES",
+    "display_name_problem",
     "instant_problem",
+    "request_limit",
 ]
 
 # A token: the canonical encoding of one ristretto255 element, k*HashToGroup(E.164)
@@ -48,6 +54,8 @@ MAX_ACKS = 10_000  # AckEvents
 MAX_HOLDER_NUMBERS = 20  # QueryBindings attestations (one subscriber's numbers)
 MAX_HOLDER_PLATFORMS = 1_000  # RequestRevocation platform_ids
 MAX_REASON = 500  # characters of a REJECTED ack's reason
+# A platform's or carrier's name as holders read it.
+MAX_DISPLAY_NAME = 64
 
 # Every instant on the wire (bound_at, effective_at, since): set, not before 1990, and not
 # in the future beyond a little clock skew.
@@ -58,6 +66,39 @@ FUTURE_SKEW_US = 300 * 1_000_000
 
 # The largest gRPC message either side sends or accepts.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+# The largest legal request of each RPC, in bytes on the wire: the item limits above times
+# each item at its largest (field headers included), plus room for the request id and
+# the like. tests/unit/test_request_limits.py builds every maximal request and checks it
+# fits, and that no limit is more than twice what it needs. The registry refuses a bigger
+# request before parsing it; gRPC refuses anything above MAX_RECEIVE_BYTES before
+# buffering it.
+_SLACK = 1024
+_SIGNED_ATTESTATION = 1024 + 64 + 8  # attestation.MAX_ATTESTATION_BYTES, signature, headers
+REQUEST_BYTES: dict[str, int] = {
+    "/numbind.v1.Tokens/Evaluate": MAX_EVALUATE * (2 + 32) + _SLACK,
+    # Binding: token (key id, 32 bytes) 56, account_ref 66, bound_at 19, kind 2, header 3.
+    "/numbind.v1.Platforms/PublishBindings": MAX_BINDINGS * 150 + _SLACK,
+    "/numbind.v1.Platforms/WithdrawBindings": MAX_BINDINGS * 130 + _SLACK,
+    "/numbind.v1.Platforms/CheckReassigned": MAX_REASSIGNED_QUERIES * 80 + _SLACK,
+    # An ack: order id 38, outcome 2, a reason of 500 characters at 4 bytes each, headers.
+    "/numbind.v1.Platforms/AckEvents": MAX_ACKS * (48 + 4 * MAX_REASON) + _SLACK,
+    "/numbind.v1.Carriers/ReportLifecycle": MAX_LIFECYCLE_EVENTS * 80 + _SLACK,
+    "/numbind.v1.Holders/QueryBindings": MAX_HOLDER_NUMBERS * _SIGNED_ATTESTATION + _SLACK,
+    "/numbind.v1.Holders/RequestRevocation": (
+        _SIGNED_ATTESTATION + MAX_HOLDER_PLATFORMS * (2 + 63) + _SLACK
+    ),
+}
+# Any other request (ids, a CSR, a key, a cursor): gRPC's own default.
+DEFAULT_REQUEST_BYTES = 4 * 1024 * 1024
+# What the registry's gRPC server accepts at all: the largest legal request.
+MAX_RECEIVE_BYTES = max(DEFAULT_REQUEST_BYTES, *REQUEST_BYTES.values())
+
+
+def request_limit(method: str) -> int:
+    """The most bytes a request to `method` ("/numbind.v1.Service/Method") may have."""
+    return REQUEST_BYTES.get(method, DEFAULT_REQUEST_BYTES)
+
 
 # Trailing metadata on RESOURCE_EXHAUSTED (and UNAVAILABLE during a store re-key): how
 # long to wait before retrying, in ms.
@@ -78,4 +119,19 @@ def instant_problem(moment: datetime, now: datetime | None = None) -> str | None
         return "before 1990-01-01"
     if moment > (now or datetime.now(UTC)) + FUTURE_SKEW:
         return "in the future"
+    return None
+
+
+def display_name_problem(value: str) -> str | None:
+    """What a display name must be, if ``value`` is not one; None when it is: 1..64 characters of
+    printable text (no control or format characters, no line breaks), not blank and
+    without leading or trailing space. One rule for every way a principal is named."""
+    if not value.strip():
+        return "a name shown to holders"
+    if len(value) > MAX_DISPLAY_NAME:
+        return f"at most {MAX_DISPLAY_NAME}"
+    if not value.isprintable():
+        return "printable text (no control characters or line breaks)"
+    if value != value.strip():
+        return "no leading or trailing space"
     return None

@@ -135,6 +135,7 @@ class PublishBindingsResponse(_message.Message):
     UPDATED_FIELD_NUMBER: _builtins.int
     UNCHANGED_FIELD_NUMBER: _builtins.int
     REVOKED_FIELD_NUMBER: _builtins.int
+    REVOKED_ON_ARRIVAL_FIELD_NUMBER: _builtins.int
     inserted: _builtins.int
     """Bindings that did not exist before."""
     updated: _builtins.int
@@ -146,6 +147,11 @@ class PublishBindingsResponse(_message.Message):
     republished with a bound_at no later than the revocation: left revoked. Remove them
     from your export; a bound_at after the revocation binds the number anew.
     """
+    revoked_on_arrival: _builtins.int
+    """Of the inserted and updated: bound before the number's current tenure (its last
+    reissue), so the previous holder's. Revoked on arrival in the same transaction, as the
+    reissue would have: one REVOKE event each in your feed. A retry counts them again.
+    """
     def __init__(
         self,
         *,
@@ -153,10 +159,11 @@ class PublishBindingsResponse(_message.Message):
         updated: _builtins.int = ...,
         unchanged: _builtins.int = ...,
         revoked: _builtins.int = ...,
+        revoked_on_arrival: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["inserted", b"inserted", "revoked", b"revoked", "unchanged", b"unchanged", "updated", b"updated"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inserted", b"inserted", "revoked", b"revoked", "revoked_on_arrival", b"revoked_on_arrival", "unchanged", b"unchanged", "updated", b"updated"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

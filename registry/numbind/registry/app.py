@@ -9,10 +9,15 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
+from numbind.protocol.manifest import FederationSetupError
+from numbind.protocol.manifest import TokenService as ManifestTokens
 from numbind.registry.config import Settings
+from numbind.registry.datadir import private_umask, require_private
 from numbind.registry.domain.quota import Quotas
+from numbind.registry.domain.types import KeyState
 from numbind.registry.federation.channel import PeerChannels
 from numbind.registry.federation.fanout_client import ManifestMembers
+from numbind.registry.federation.forward import ForwardedTokens
 from numbind.registry.federation.serving import Serving
 from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority
@@ -27,10 +32,12 @@ from numbind.registry.services.lifecycle import LifecycleService
 from numbind.registry.services.member_holders import MemberHolderService
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings
+from numbind.registry.services.replication import HubLog, Replica
+from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
-from numbind.registry.services.tokens import TokenService
-from numbind.registry.storage import keymap, migrate, principals
-from numbind.registry.storage.db import Database
+from numbind.registry.services.tokens import QuotaGate, TokenService, TokenSource
+from numbind.registry.storage import keymap, migrate, principals, token_keys
+from numbind.registry.storage.db import Database, Session
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +48,7 @@ class Registry:
     db: Database
     directory: Directory
     keys: KeyRing
-    tokens: TokenService
+    tokens: TokenSource
     admin: AdminService
     bindings: BindingService
     lifecycle: LifecycleService
@@ -54,6 +61,8 @@ class Registry:
     # The binding registries a hub fans out to (None: not a hub of a federation).
     members: ManifestMembers | None
     feed: FeedService
+    # The hook for changes of standing made elsewhere (StandingService.changed).
+    standing: StandingService
     token_map: TokenMapper
     rekeyer: RekeyRunner
     # Worker processes for CPU-bound crypto: token evaluation and the store re-key.
@@ -65,12 +74,23 @@ class Registry:
     # mTLS channel per peer registry.
     federation: Serving | None = None
     peers: PeerChannels | None = None
+    # The lifecycle log as members read it (served by the lifecycle authority).
+    hub_log: HubLog | None = None
+    # A member's replica of the hub's lifecycle log (None at the hub, or alone).
+    replica: Replica | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, migrate_schema: bool = True) -> Registry:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        """Refuses (ExposedDataDir) a data dir that group or others can read."""
+        with private_umask():
+            settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            require_private(settings.data_dir)
+            return cls._open(settings, migrate_schema=migrate_schema)
+
+    @classmethod
+    def _open(cls, settings: Settings, *, migrate_schema: bool) -> Registry:
         federation = Serving.load(settings.data_dir)
-        db = Database(settings.effective_database_url)
+        db = Database(settings.effective_database_url, synchronous=settings.sqlite_synchronous)
         if migrate_schema:
             before, after = migrate.upgrade(db.write_engine)
             if before != after:
@@ -78,13 +98,20 @@ class Registry:
         if federation is not None:
             names = {m.id: m.name for m in federation.installed.manifest.members}
             db.transact(lambda s: principals.sync_registries(s, names))
-        keys = KeyRing(db, settings.keys_dir)
+        # A member holds no token key: the federation's token service (the hub) does, and
+        # its keys and deltas reach this store through the manifest and replication.
+        member = federation is not None and not federation.is_token_service
+        keys = KeyRing(db, settings.keys_dir, secrets=not member)
+        if federation is not None and member:
+            adopt_federation_keys(db, federation.installed.manifest.token_service)
         keys.ensure_active()
-        reconcile_key_map(db, keys)
+        if not member:
+            reconcile_key_map(db, keys)
         q = settings.quota
         quotas = Quotas(q.rate_per_second, q.burst, q.daily_cap)
         directory = Directory(db)
         notifier = FeedNotifier()
+        standing = StandingService(db, directory, notifier)
         stopping = asyncio.Event()
         token_map = TokenMapper(db)
         pool = ProcessPoolExecutor(
@@ -111,6 +138,26 @@ class Registry:
             None
             if federation is None
             else PeerChannels(federation.files, federation.installed.manifest.members)
+        )
+        tokens: TokenSource = TokenService(db, keys, quotas, pool)
+        if federation is not None and peers is not None and member:
+            ts = federation.token_service
+            if ts is None:
+                raise FederationSetupError(
+                    "the manifest names no member as token service; a member cannot forward "
+                    "its platforms' tokenisation"
+                )
+            tokens = ForwardedTokens(federation.files, peers, ts.id, QuotaGate(db, quotas))
+        report_at = None
+        if federation is not None and not federation.is_authority:
+            hub = federation.hub
+            report_at = (
+                f"this registry is member {federation.me.id} of federation "
+                f"{federation.federation}; carriers report lifecycle events to its lifecycle "
+                f"authority {hub.id} at {hub.address}"
+            )
+        lifecycle = LifecycleService(
+            db, token_map, notifier, settings.order_deadline_seconds, report_at=report_at
         )
         me = federation.me if federation is not None else None
         registry_name = RegistryName(me.id, me.name) if me is not None else UNNAMED
@@ -140,10 +187,10 @@ class Registry:
             db=db,
             directory=directory,
             keys=keys,
-            tokens=TokenService(db, keys, quotas, pool),
-            admin=AdminService(db, keys, directory, ca, token_map, rekeyer),
-            bindings=BindingService(db, token_map),
-            lifecycle=LifecycleService(db, token_map, notifier, settings.order_deadline_seconds),
+            tokens=tokens,
+            admin=AdminService(db, keys, directory, ca, token_map, rekeyer, standing),
+            bindings=BindingService(db, token_map, notifier, settings.order_deadline_seconds),
+            lifecycle=lifecycle,
             holders=holders,
             federated=federated,
             member_holders=MemberHolderService(
@@ -155,9 +202,12 @@ class Registry:
                 token_map,
                 notifier,
                 stopping,
+                standing,
                 heartbeat_seconds=settings.heartbeat_seconds,
                 visibility_timeout_seconds=settings.visibility_timeout_seconds,
+                max_streams_per_principal=settings.max_streams_per_principal,
             ),
+            standing=standing,
             token_map=token_map,
             rekeyer=rekeyer,
             pool=pool,
@@ -165,6 +215,12 @@ class Registry:
             ca_pem=(settings.pki_dir / "ca.pem").read_bytes(),
             federation=federation,
             peers=peers,
+            hub_log=HubLog(db, notifier),
+            replica=(
+                Replica(db, token_map, lifecycle, federation.hub.id, rekeyer.wake)
+                if federation is not None and not federation.is_authority
+                else None
+            ),
         )
 
     def close(self) -> None:
@@ -183,3 +239,29 @@ def reconcile_key_map(db: Database, keys: KeyRing) -> None:
         delta = keys.delta(key_id, store_key)
         db.transact(partial(keymap.put_delta, key_id=key_id, to_key_id=store_key, delta=delta))
         log.info("key map: delta for %s -> %s handed to the store", key_id, store_key)
+
+
+def adopt_federation_keys(db: Database, ts: ManifestTokens) -> None:
+    """A member's store takes the federation's token keys from the manifest, the first
+    time it serves as a member (its own key from `admin init` is dropped while nothing is
+    stored under it); afterwards replication keeps them current."""
+
+    def tx(session: Session) -> None:
+        held = {k.key_id for k in token_keys.all_keys(session)}
+        if held & {k.key_id for k in ts.keys}:
+            return
+        token_keys.sync(
+            session,
+            [
+                (
+                    k.key_id,
+                    k.public_key,
+                    KeyState.ACTIVE if k.key_id == ts.active_key_id else KeyState.EVALUATE_ONLY,
+                    0,
+                )
+                for k in ts.keys
+            ],
+        )
+        keymap.adopt_store_key(session, ts.active_key_id)
+
+    db.transact(tx)

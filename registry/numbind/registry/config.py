@@ -57,6 +57,16 @@ class Settings:
     rekey_batch_rows: int = 5000
     rekey_pause_seconds: float = 0.0
     rekey_lease_seconds: float = 30.0
+    # Open StreamEvents calls one principal may hold in this process; one more is
+    # RESOURCE_EXHAUSTED. With several registry processes, each allows this many.
+    max_streams_per_principal: int = 8
+    # Per-RPC request size limits (numbind.protocol.limits.REQUEST_BYTES). Off only to
+    # measure what they cost or save (bench/oversize.py): then every request up to 64 MB
+    # is parsed, as before issue 10.
+    request_limits: bool = True
+    # SQLite's PRAGMA synchronous for the embedded store: FULL (a commit reported is on
+    # disk) or NORMAL (faster; a power loss may drop the last commits). Not PostgreSQL.
+    sqlite_synchronous: str = "FULL"
     # Federation hub: how long a holder call waits for the members it fans out to (a
     # member still silent then is listed as unavailable), and the longest pause between
     # retries of a revocation a member missed.
@@ -78,6 +88,14 @@ class Settings:
             raise ValueError(f"rekey_batch_rows: got {self.rekey_batch_rows}, want 1..100000")
         if self.rekey_pause_seconds < 0:
             raise ValueError(f"rekey_pause_seconds: got {self.rekey_pause_seconds}, want >= 0")
+        if self.sqlite_synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(
+                f"sqlite_synchronous: got {self.sqlite_synchronous!r}, want FULL or NORMAL"
+            )
+        if not 1 <= self.max_streams_per_principal <= 10_000:
+            raise ValueError(
+                f"max_streams_per_principal: got {self.max_streams_per_principal}, want 1..10000"
+            )
         if self.rekey_lease_seconds <= 0:
             raise ValueError(f"rekey_lease_seconds: got {self.rekey_lease_seconds}, want > 0")
         for name in ("fanout_deadline_seconds", "fanout_retry_max_seconds"):
@@ -131,6 +149,9 @@ _ENV = {
     "rekey_batch_rows": "NUMBIND_REKEY_BATCH_ROWS",
     "rekey_pause_seconds": "NUMBIND_REKEY_PAUSE_SECONDS",
     "rekey_lease_seconds": "NUMBIND_REKEY_LEASE_SECONDS",
+    "max_streams_per_principal": "NUMBIND_MAX_STREAMS_PER_PRINCIPAL",
+    "request_limits": "NUMBIND_REQUEST_LIMITS",
+    "sqlite_synchronous": "NUMBIND_SQLITE_SYNCHRONOUS",
     "fanout_deadline_seconds": "NUMBIND_FANOUT_DEADLINE_SECONDS",
     "fanout_retry_max_seconds": "NUMBIND_FANOUT_RETRY_MAX_SECONDS",
 }
@@ -151,6 +172,12 @@ def _coerce(kind: Any, name: str, raw: str) -> Any:
         raise ValueError(f"{name}: got {raw!r}, want a number") from None
     if kind in (Path, "Path"):
         return Path(raw)
+    if kind in (bool, "bool"):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name}: got {raw!r}, want 1 or 0")
     return raw
 
 

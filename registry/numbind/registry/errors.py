@@ -3,6 +3,7 @@ class to a gRPC status with a static table, and nothing else reaches the wire.
 
     NumbindError
     ├── InvalidArgument        bad field or item; names the field / index
+    ├── OutOfRange             a valid position past the end (a feed cursor beyond its head)
     ├── NotFound               unknown id (key, revocation, ...)
     ├── AlreadyExists          request id reused with a different body
     ├── FailedPrecondition     valid input that the current state refuses
@@ -30,6 +31,10 @@ class NumbindError(Exception):
 
 
 class InvalidArgument(NumbindError):
+    pass
+
+
+class OutOfRange(NumbindError):
     pass
 
 

@@ -56,9 +56,12 @@ class Rotation:
 class KeyRing:
     """Keys as this process knows them; reload() re-reads after an admin change."""
 
-    def __init__(self, db: Database, keys_dir: Path) -> None:
+    def __init__(self, db: Database, keys_dir: Path, *, secrets: bool = True) -> None:
         self._db = db
         self._dir = keys_dir
+        # False on a federation member: the token service (and every secret) is the
+        # hub's; this ring only knows the public halves it announced.
+        self._secrets = secrets
         self._lock = threading.Lock()
         self._keys: dict[str, TokenKey] = {}
         self._loaded = 0.0
@@ -74,7 +77,11 @@ class KeyRing:
         records = self._db.transact(token_keys.all_keys, write=False)
         keys: dict[str, TokenKey] = {}
         for r in records:
-            secret = self._read_secret(r.key_id) if r.state != KeyState.RETIRED else None
+            secret = (
+                self._read_secret(r.key_id)
+                if r.state != KeyState.RETIRED and self._secrets
+                else None
+            )
             keys[r.key_id] = TokenKey(r.key_id, r.public_key, r.state, r.created_us, secret)
         with self._lock:
             self._keys = keys
@@ -139,6 +146,11 @@ class KeyRing:
         The secret file is written before the row commits: a crash leaves an orphan file,
         never a key row without its secret.
         """
+        if not self._secrets:
+            raise FailedPrecondition(
+                "this registry is a federation member: token keys are rotated at the "
+                "federation's token service, and reach this store through replication"
+            )
         secret, public = voprf.generate_key_pair()
         key_id = key_id_for(public)
         self._dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -161,6 +173,6 @@ class KeyRing:
 
     def ensure_active(self) -> None:
         """Create the first key on a fresh store; otherwise just load."""
-        if not self._db.transact(token_keys.any_key, write=False):
+        if self._secrets and not self._db.transact(token_keys.any_key, write=False):
             self._db.transact(self.create_active)
         self.reload()

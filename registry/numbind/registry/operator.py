@@ -18,6 +18,7 @@ from numbind.protocol.bundle import Bundle, make_client_key_and_csr
 from numbind.protocol.files import write_private_file
 from numbind.registry.app import reconcile_key_map
 from numbind.registry.config import Settings, served_address
+from numbind.registry.datadir import private_umask
 from numbind.registry.domain.principals import NewPrincipal
 from numbind.registry.domain.types import Role
 from numbind.registry.keys import KeyRing
@@ -50,16 +51,22 @@ def _ca(settings: Settings) -> CertificateAuthority:
 
 
 def init(settings: Settings, *, registry_address: str | None = None) -> InitResult:
-    """Idempotent: creates whatever is missing (CA, server cert, schema, first key, admin)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """Idempotent: creates whatever is missing (CA, server cert, schema, first key, admin),
+    every file private from the start (numbind.registry.datadir)."""
+    with private_umask():
+        return _init(settings, registry_address)
+
+
+def _init(settings: Settings, registry_address: str | None) -> InitResult:
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     pki = settings.pki_dir
     created = not (pki / "ca.key").exists()
     ca = CertificateAuthority.create(pki) if created else CertificateAuthority.load(pki)
     if not (pki / "server.pem").exists():
         cert, key = ca.issue_server_cert()
         write_private_file(pki / "server.key", key)
-        (pki / "server.pem").write_bytes(cert)
-    db = Database(settings.effective_database_url)
+        write_private_file(pki / "server.pem", cert)
+    db = Database(settings.effective_database_url, synchronous=settings.sqlite_synchronous)
     try:
         _, head = migrate.upgrade(db.write_engine)
         keys = KeyRing(db, settings.keys_dir)
@@ -84,14 +91,16 @@ def init(settings: Settings, *, registry_address: str | None = None) -> InitResu
 def _admin(
     settings: Settings, ca: CertificateAuthority | None, *, migrate_schema: bool
 ) -> Iterator[AdminService]:
-    """The AdminService on the data dir's store (its schema brought to head if asked)."""
-    db = Database(settings.effective_database_url)
-    try:
-        if migrate_schema:
-            migrate.upgrade(db.write_engine)
-        yield AdminService(db, KeyRing(db, settings.keys_dir), Directory(db), ca)
-    finally:
-        db.close()
+    """The AdminService on the data dir's store (its schema brought to head if asked).
+    Whatever is created meanwhile (the store, bundles) is private (datadir.private_umask)."""
+    with private_umask():
+        db = Database(settings.effective_database_url, synchronous=settings.sqlite_synchronous)
+        try:
+            if migrate_schema:
+                migrate.upgrade(db.write_engine)
+            yield AdminService(db, KeyRing(db, settings.keys_dir), Directory(db), ca)
+        finally:
+            db.close()
 
 
 def _register_and_write(
@@ -123,13 +132,16 @@ def add_principal(
     out: Path,
     *,
     display_name: str,
-    category: str = "",
+    category: str | None = None,
     registry_address: str | None = None,
 ) -> Bundle:
     """Register a platform or carrier and write its bundle (a carrier's includes a fresh
     attestation signing key). Refuses what the RegisterPlatform/RegisterCarrier RPCs
-    refuse, with the same messages, before touching the data dir."""
+    refuse, with the same messages, before touching the data dir. A platform without a
+    category is "other"."""
     signing = nacl.signing.SigningKey.generate() if role == Role.CARRIER else None
+    if category is None:
+        category = "other" if role == Role.PLATFORM else ""
     new = NewPrincipal(
         role,
         name,
@@ -175,16 +187,16 @@ def reissue_bundle(
         principal, cert_pem = admin.reissue_offline(
             role, name, csr_pem, signing.verify_key.encode() if signing is not None else None
         )
-    return Bundle.write(
-        out,
-        registry=registry_address or served_address(settings.data_dir) or settings.listen,
-        role=principal.role,  # type: ignore[arg-type]
-        principal_id=principal.name,
-        ca_pem=ca.cert_pem,
-        cert_pem=cert_pem,
-        key_pem=key_pem,
-        attestation_seed=bytes(signing) if signing is not None else None,
-    )
+        return Bundle.write(
+            out,
+            registry=registry_address or served_address(settings.data_dir) or settings.listen,
+            role=principal.role,  # type: ignore[arg-type]
+            principal_id=principal.name,
+            ca_pem=ca.cert_pem,
+            cert_pem=cert_pem,
+            key_pem=key_pem,
+            attestation_seed=bytes(signing) if signing is not None else None,
+        )
 
 
 def set_suspended(settings: Settings, role: str, name: str, suspended: bool) -> None:

@@ -156,7 +156,7 @@ class CertificateAuthority:
         # Replacing a CA key silently would orphan every certificate already issued.
         if key_path.exists():
             raise FileExistsError(f"{key_path} already exists; refusing to overwrite a CA key")
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
 
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -199,7 +199,8 @@ class CertificateAuthority:
             serialization.NoEncryption(),
         )
         write_private_file(key_path, key_pem)
-        write_atomically(directory / CA_CERT_FILE, ca.cert_pem, 0o644)
+        # Public, but it lives in the data dir, where every file is private.
+        write_atomically(directory / CA_CERT_FILE, ca.cert_pem, 0o600)
         return ca
 
     @classmethod

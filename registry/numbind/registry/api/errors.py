@@ -32,6 +32,7 @@ STATUS_TABLE: tuple[tuple[type[e.NumbindError], grpc.StatusCode], ...] = (
     (e.WrongCarrier, grpc.StatusCode.PERMISSION_DENIED),
     (e.AttestationError, grpc.StatusCode.PERMISSION_DENIED),
     (e.InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+    (e.OutOfRange, grpc.StatusCode.OUT_OF_RANGE),
     (e.NotFound, grpc.StatusCode.NOT_FOUND),
     (e.AlreadyExists, grpc.StatusCode.ALREADY_EXISTS),
     (e.FailedPrecondition, grpc.StatusCode.FAILED_PRECONDITION),

@@ -44,6 +44,7 @@ class PlatformsServicer(FeedRpcs, platforms_pb2_grpc.PlatformsServicer):
             updated=counts.updated,
             unchanged=counts.unchanged,
             revoked=counts.revoked,
+            revoked_on_arrival=counts.revoked_on_arrival,
         )
 
     async def WithdrawBindings(

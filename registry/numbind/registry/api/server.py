@@ -10,17 +10,20 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from numbind.protocol.limits import MAX_MESSAGE_BYTES
+from numbind.protocol.limits import MAX_MESSAGE_BYTES, MAX_RECEIVE_BYTES
 from numbind.registry.api.admin import AdminServicer
 from numbind.registry.api.auth import AuthInterceptor
 from numbind.registry.api.carriers import CarriersServicer
 from numbind.registry.api.errors import error_interceptor
+from numbind.registry.api.federation import FederationServicer
 from numbind.registry.api.holders import HoldersServicer
 from numbind.registry.api.member_holders import MemberHoldersServicer
 from numbind.registry.api.platforms import PlatformsServicer
+from numbind.registry.api.sizes import RequestSizeInterceptor
 from numbind.registry.api.tokens import TokensServicer
 from numbind.registry.app import Registry
 from numbind.registry.config import record_served_address
+from numbind.registry.federation.follower import Follower
 from numbind.registry.federation.serving import Serving
 from numbind.v1 import (
     admin_pb2,
@@ -29,6 +32,8 @@ from numbind.v1 import (
     carriers_pb2_grpc,
     fanout_pb2,
     fanout_pb2_grpc,
+    federation_pb2,
+    federation_pb2_grpc,
     holders_pb2,
     holders_pb2_grpc,
     platforms_pb2,
@@ -46,6 +51,7 @@ SERVICE_NAMES = [
     holders_pb2.DESCRIPTOR.services_by_name["Holders"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
     fanout_pb2.DESCRIPTOR.services_by_name["MemberHolders"].full_name,
+    federation_pb2.DESCRIPTOR.services_by_name["Federation"].full_name,
 ]
 MAX_MESSAGE = MAX_MESSAGE_BYTES
 
@@ -62,23 +68,52 @@ def server_credentials(pki_dir: Path, federation: Serving | None = None) -> grpc
     )
 
 
+def _federation_servicer(registry: Registry) -> FederationServicer:
+    fed = registry.federation
+    assert registry.hub_log is not None
+    not_authority = None
+    if fed is None:
+        not_authority = "this registry is in no federation"
+    elif not fed.is_authority:
+        not_authority = (
+            f"this registry is member {fed.me.id}; the lifecycle log is served by the "
+            f"lifecycle authority {fed.hub.id} at {fed.hub.address}"
+        )
+
+    def manifest() -> bytes:
+        return b"" if fed is None else fed.files.manifest_path.read_bytes()
+
+    return FederationServicer(
+        registry.hub_log,
+        registry.stopping,
+        "" if fed is None else fed.federation,
+        manifest,
+        not_authority,
+    )
+
+
 class RegistryServer:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.health = health.aio.HealthServicer()
+        # Outermost first: errors from sizes and authentication are mapped like any other.
+        interceptors: list[grpc.aio.ServerInterceptor] = [error_interceptor()]
+        receive = MAX_MESSAGE
+        if registry.settings.request_limits:
+            interceptors.append(RequestSizeInterceptor())
+            receive = MAX_RECEIVE_BYTES
+        interceptors.append(
+            AuthInterceptor(
+                registry.directory,
+                None
+                if registry.federation is None
+                else registry.federation.callers(registry.ca_pem),
+            )
+        )
         self.server = grpc.aio.server(
-            # Outermost first: errors from authentication are mapped like any other.
-            interceptors=[
-                error_interceptor(),
-                AuthInterceptor(
-                    registry.directory,
-                    None
-                    if registry.federation is None
-                    else registry.federation.callers(registry.ca_pem),
-                ),
-            ],
+            interceptors=interceptors,
             options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.max_receive_message_length", receive),
                 ("grpc.max_send_message_length", MAX_MESSAGE),
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
@@ -106,6 +141,9 @@ class RegistryServer:
         admin_pb2_grpc.add_AdminServicer_to_server(
             AdminServicer(registry.admin, registry.ca_pem), self.server
         )
+        federation_pb2_grpc.add_FederationServicer_to_server(
+            _federation_servicer(registry), self.server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             [*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
@@ -113,6 +151,12 @@ class RegistryServer:
         self.port = 0
         self._stopped = False
         self._fanout_retries: asyncio.Task[None] | None = None
+        fed = registry.federation
+        self.follower = (
+            Follower(registry.replica, registry.peers, fed.hub.id, fed.files, registry.stopping)
+            if fed is not None and registry.replica is not None and registry.peers is not None
+            else None
+        )
 
     async def start(self) -> int:
         settings = self.registry.settings
@@ -124,6 +168,8 @@ class RegistryServer:
         await self.server.start()
         # An interrupted store re-key resumes now; a new one starts at rotation.
         self.registry.rekeyer.start()
+        if self.follower is not None:
+            self.follower.start()
         if self.registry.members is not None:
             # Revocations members missed while down are delivered when they come back.
             self._fanout_retries = asyncio.create_task(
@@ -146,6 +192,8 @@ class RegistryServer:
         self._stopped = True
         await self.health.enter_graceful_shutdown()
         self.registry.stopping.set()
+        if self.follower is not None:
+            await self.follower.close()
         await self.server.stop(self.registry.settings.shutdown_grace_seconds)
         await self.registry.rekeyer.close()
         if self._fanout_retries is not None:

@@ -6,12 +6,12 @@ from numbind.protocol.voprf import SUITE_ID
 from numbind.registry.api.auth import current_principal
 from numbind.registry.api.convert import key_info
 from numbind.registry.api.types import Ctx
-from numbind.registry.services.tokens import TokenService
+from numbind.registry.services.tokens import TokenSource
 from numbind.v1 import tokens_pb2, tokens_pb2_grpc
 
 
 class TokensServicer(tokens_pb2_grpc.TokensServicer):
-    def __init__(self, service: TokenService) -> None:
+    def __init__(self, service: TokenSource) -> None:
         self._service = service
 
     async def GetKeys(

@@ -48,6 +48,9 @@ class PublishCounts:
     unchanged: int
     # Republished as they were after the registry revoked them: left revoked.
     revoked: int = 0
+    # Of the inserted and updated: bound before their number's last reissue, so the
+    # previous holder's, and revoked on arrival (an order and a feed event each).
+    revoked_on_arrival: int = 0
 
 
 @dataclass(frozen=True)

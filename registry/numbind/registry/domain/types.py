@@ -127,6 +127,8 @@ class Principal:
     category: str = ""
     # The one certificate (SHA-256 of its DER) it may present; None: any the CA issued.
     cert_sha256: bytes | None = None
+    # The principal's standing version when it was authenticated (services.standing).
+    standing: int = 0
 
     @property
     def uri(self) -> str:

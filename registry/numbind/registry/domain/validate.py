@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import re
 
-from numbind.protocol.limits import EARLIEST_US, FUTURE_SKEW_US
+from numbind.protocol.categories import category_problem
+from numbind.protocol.limits import (
+    EARLIEST_US,
+    FUTURE_SKEW_US,
+    MAX_DISPLAY_NAME,
+    display_name_problem,
+)
 from numbind.registry.domain.types import US, now_us
 from numbind.registry.errors import field_error
 
@@ -12,10 +18,8 @@ _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 # The shape of every token key id (registry.keys.key_id_for).
 KEY_ID = re.compile(r"[0-9a-f]{16}")
 _PRINCIPAL_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
-# What holders read about a platform. The store's columns are wider; these are the limits
-# the CLI's help and the Admin RPCs promise.
-DISPLAY_NAME_MAX = 64
-CATEGORY_MAX = 64
+# What holders read about a principal: numbind.protocol.limits and .categories.
+DISPLAY_NAME_MAX = MAX_DISPLAY_NAME
 
 
 def request_id(value: str) -> str:
@@ -31,16 +35,20 @@ def principal_id(field: str, value: str) -> str:
 
 
 def display_name(value: str) -> str:
-    if not value.strip():
-        raise field_error("display_name", repr(value), "a name shown to holders")
-    if len(value) > DISPLAY_NAME_MAX:
-        raise field_error("display_name", f"{len(value)} characters", f"at most {DISPLAY_NAME_MAX}")
-    return value
+    """numbind.protocol.limits.display_name_problem, the one rule for every way in."""
+    want = display_name_problem(value)
+    if want is None:
+        return value
+    got = f"{len(value)} characters" if len(value) > DISPLAY_NAME_MAX else repr(value[:70])
+    raise field_error("display_name", got, want)
 
 
 def category(value: str) -> str:
-    if len(value) > CATEGORY_MAX:
-        raise field_error("category", f"{len(value)} characters", f"at most {CATEGORY_MAX}")
+    """A code of numbind.protocol.categories."""
+    want = category_problem(value)
+    if want is not None:
+        got = f"{len(value)} characters" if len(value) > 64 else repr(value)
+        raise field_error("category", got, want)
     return value
 
 

@@ -9,7 +9,11 @@
     token_keys   the token service's public keys, read from the key ring
     peers      trust roots from the manifest; a verified peer certificate -> its member
     callers    any caller's certificate -> a local principal (own CA) or a member (its CA)
-    status     what `federation show` reports; the replication interface it reads
+    status     what `federation show` reports; replication positions from the store
+    serving    what `serve` plays by the manifest: roles, TLS roots, caller trust
+    channel    mTLS channels to peers (PeerChannels), shared by every peer call
+    forward    a member's Tokens service: forwarded to the federation's token service
+    follower   a member's task following the hub's lifecycle log
 
 The manifest itself (format, signature, acceptance rule, error tree) is pure and shared
 with clients: `numbind.protocol.manifest`. With no federation installed a registry is a
@@ -25,6 +29,7 @@ from numbind.registry.federation.status import (
     NoReplication,
     PeerReplication,
     ReplicationStatus,
+    StoreReplication,
     describe,
 )
 
@@ -36,6 +41,7 @@ __all__ = [
     "PeerReplication",
     "PeerTrust",
     "ReplicationStatus",
+    "StoreReplication",
     "describe",
     "peer_channel_credentials",
 ]

@@ -191,19 +191,19 @@ class FederationDir:
 
     def write_pin(self, key: note.Ed25519Verifier) -> None:
         self._mkdir()
-        write_atomically(self.pin_path, (key.vkey() + "\n").encode("ascii"), 0o644)
+        write_atomically(self.pin_path, (key.vkey() + "\n").encode("ascii"), 0o600)
 
     def write_self(self, member_id: str) -> None:
         self._mkdir()
         data = json.dumps({"member": member_id}) + "\n"
-        write_atomically(self.self_path, data.encode("ascii"), 0o644)
+        write_atomically(self.self_path, data.encode("ascii"), 0o600)
 
     def write_manifest(self, signed: SignedManifest) -> None:
         self._mkdir()
-        write_atomically(self.manifest_path, signed.data, 0o644)
+        write_atomically(self.manifest_path, signed.data, 0o600)
 
     def write_peer(self, cert_pem: bytes, key_pem: bytes) -> None:
         (self.root / PEER_DIR).mkdir(mode=0o700, parents=True, exist_ok=True)
         # Key first: a certificate on disk always has its key beside it.
         write_private_file(self.peer_key_path, key_pem)
-        write_atomically(self.peer_cert_path, cert_pem, 0o644)
+        write_atomically(self.peer_cert_path, cert_pem, 0o600)

@@ -19,6 +19,7 @@ from numbind.protocol.manifest import (
     accept_manifest,
     canonical_pem,
     check_member_id,
+    open_manifest,
     parse_federation_key,
 )
 from numbind.registry.config import Settings
@@ -31,7 +32,7 @@ from numbind.registry.federation.credentials import (
 from numbind.registry.federation.files import FederationDir, Installed
 from numbind.registry.federation.join import Grant, JoinRequest
 
-__all__ = ["AcceptResult", "RequestResult", "accept", "request"]
+__all__ = ["AcceptResult", "RequestResult", "accept", "install_offered", "request"]
 
 
 @dataclass(frozen=True)
@@ -166,3 +167,26 @@ def _check_grant_matches(grant: Grant, manifest: Manifest) -> None:
             f"grant: {', '.join(mismatches)} disagree with the signed manifest's lifecycle "
             f"authority ({hub.id} at {hub.address}); the grant was altered"
         )
+
+
+def install_offered(files: FederationDir, data: bytes) -> bool:
+    """A manifest the hub sent over replication: installed if it verifies under the
+    pinned key, is newer than the one held, and still names this registry under the same
+    CA; True when installed. Not newer: False, nothing changes. Any other refusal raises
+    (FederationError) and the held manifest stays."""
+    with files.locked():
+        installed = files.require()
+        if data == installed.signed.data:
+            return False
+        offered = open_manifest(data, installed.key)
+        if offered.manifest.version <= installed.manifest.version:
+            return False
+        signed = accept_manifest(data, installed.key, installed.signed)
+        me, held_me = signed.manifest.member(installed.member_id), installed.me
+        if me is None or held_me is None or me.ca_pem != held_me.ca_pem:
+            raise FederationSetupError(
+                f"manifest v{signed.manifest.version}: no longer names member "
+                f"{installed.member_id} under its CA; keeping v{installed.manifest.version}"
+            )
+        files.write_manifest(signed)
+        return True

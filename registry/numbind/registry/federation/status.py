@@ -1,8 +1,9 @@
 """What `numbind federation show` reports, and the interface replication fills in.
 
-Replication (issue 11, item 4) does not exist yet. `show` asks a `ReplicationStatus` for
-each member's position in the hub's lifecycle log and its lag; until replication provides
-one, `NoReplication` answers "unknown" and `show` prints n/a.
+`show` asks a `ReplicationStatus` for each member's position in the hub's lifecycle log
+and its lag. `StoreReplication` answers from this registry's store: at the hub, the last
+sequence each member acked; at a member, its own cursor (and the hub's head as last
+heard). Where nothing is known (no ack yet, a store that cannot be read) it is n/a.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from typing import Any, Protocol
 
 from numbind.registry.federation.files import Installed
 
-__all__ = ["NoReplication", "PeerReplication", "ReplicationStatus", "describe"]
+__all__ = [
+    "NoReplication",
+    "PeerReplication",
+    "ReplicationStatus",
+    "StoreReplication",
+    "describe",
+]
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,62 @@ class NoReplication:
 
     def replication(self, member_id: str) -> PeerReplication:
         return PeerReplication()
+
+
+class StoreReplication:
+    """Positions and lags as this registry's store holds them, read once (a snapshot)."""
+
+    def __init__(self, installed: Installed, database_url: str) -> None:
+        from numbind.registry.storage import replication
+        from numbind.registry.storage.db import Database, Session
+
+        self._me = installed.member_id
+        self._authority = installed.is_authority
+        self._hub = installed.manifest.authority.id
+        self._known: dict[str, PeerReplication] = {}
+        db = Database(database_url)
+        try:
+            if self._authority:
+
+                def read(s: Session) -> tuple[dict[str, tuple[int, int | None]], int, int]:
+                    head, head_us = replication.head(s)
+                    acks = {
+                        m: (q, replication.recorded_at(s, q))
+                        for m, q in replication.acks(s).items()
+                    }
+                    return acks, head, head_us
+
+                acks, head, head_us = db.transact(read, write=False)
+                self._known[self._me] = PeerReplication(head, 0.0)
+                for member, (acked, at) in acks.items():
+                    self._known[member] = PeerReplication(acked, _lag(acked, head, at, head_us))
+            else:
+                cur = db.transact(lambda s: replication.cursor_if_any(s, self._hub), write=False)
+                if cur is not None:
+                    self._known[self._me] = PeerReplication(
+                        cur.applied_seq,
+                        _lag(
+                            cur.applied_seq,
+                            cur.head_seq,
+                            cur.applied_recorded_us,
+                            cur.head_recorded_us,
+                        ),
+                    )
+                    self._known[self._hub] = PeerReplication(cur.head_seq, 0.0)
+        finally:
+            db.close()
+
+    def replication(self, member_id: str) -> PeerReplication:
+        return self._known.get(member_id, PeerReplication())
+
+
+def _lag(position: int, head: int, at_us: int | None, head_us: int) -> float | None:
+    """Seconds between the newest entry applied and the newest entry there is."""
+    if position >= head:
+        return 0.0
+    if not at_us:
+        return None
+    return max(0.0, (head_us - at_us) / 1e6)
 
 
 def describe(installed: Installed, replication: ReplicationStatus) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from numbind.registry.keys import KeyRing, TokenKey
 from numbind.registry.pki import CertificateAuthority, PrincipalId, certificate_sha256
 from numbind.registry.services.directory import Directory
 from numbind.registry.services.rekey import RekeyRunner
+from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import idempotency, keymap, principals, stats
 from numbind.registry.storage.db import Database, Session
@@ -43,6 +44,7 @@ class AdminService:
         ca: CertificateAuthority | None,
         tokens: TokenMapper | None = None,
         rekeyer: RekeyRunner | None = None,
+        standing: StandingService | None = None,
     ) -> None:
         self._db = db
         self._keys = keys
@@ -52,6 +54,9 @@ class AdminService:
         # hence without the server's key-map cache and re-key runner.
         self._tokens = tokens if tokens is not None else TokenMapper(db)
         self._rekeyer = rekeyer
+        # Without a server (the operator's commands), a running registry learns of a change
+        # of standing from the principals table within StandingService.check_seconds.
+        self._standing = standing
 
     # -- principals ----------------------------------------------------------------------
     async def register(
@@ -102,7 +107,7 @@ class AdminService:
         principal = self._db.transact(
             lambda s: principals.set_certificate(s, role, name, certificate_sha256(cert), key)
         )
-        self._directory.invalidate()
+        self._changed(principal.pk)
         return principal, cert
 
     def roles_of(self, name: str) -> list[str]:
@@ -134,21 +139,30 @@ class AdminService:
             cert_sha256=cert_sha256,
         )
 
+    def _changed(self, pk: int) -> None:
+        """After a change of standing commits: end what was authorised under the old one."""
+        if self._standing is not None:
+            self._standing.changed([pk])
+        else:
+            self._directory.invalidate()
+
     async def set_suspended(self, role: str, name: str, suspended: bool) -> None:
         suspendable_role(role)
-        await self._db.run(lambda s: principals.set_suspended(s, role, name, suspended))
-        self._directory.invalidate()
+        pk = await self._db.run(lambda s: principals.set_suspended(s, role, name, suspended))
+        self._changed(pk)
 
     def set_suspended_offline(self, role: str, name: str, suspended: bool) -> None:
         """`set_suspended` for the operator on the data dir. A running registry sees it
-        within its directory cache's lifetime (about a second)."""
+        within a second: its open streams re-read the standing version, new calls miss
+        the directory cache."""
         suspendable_role(role)
-        self._db.transact(lambda s: principals.set_suspended(s, role, name, suspended))
-        self._directory.invalidate()
+        pk = self._db.transact(lambda s: principals.set_suspended(s, role, name, suspended))
+        self._changed(pk)
 
     async def set_attestation_key(self, name: str, key: bytes) -> None:
         attestation_key(key)
-        await self._db.run(lambda s: principals.set_attestation_key(s, name, key))
+        pk = await self._db.run(lambda s: principals.set_attestation_key(s, name, key))
+        self._changed(pk)
 
     async def list_principals(self) -> list[PrincipalRow]:
         return await self._db.run(principals.list_all, write=False)

@@ -26,6 +26,8 @@ from numbind.registry.domain.bindings import (
 )
 from numbind.registry.domain.keymap import KeyView, StoreToken
 from numbind.registry.domain.types import Binding, Principal, now_us
+from numbind.registry.services.arrival import revoke_pre_tenure
+from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import bindings as store
 from numbind.registry.storage import idempotency, keymap, reconcile
@@ -36,14 +38,24 @@ Digests: TypeAlias = list[BucketDigest]
 
 
 class BindingService:
-    def __init__(self, db: Database, tokens: TokenMapper) -> None:
+    def __init__(
+        self,
+        db: Database,
+        tokens: TokenMapper,
+        notifier: FeedNotifier | None = None,
+        deadline_seconds: float = 24 * 3600.0,
+    ) -> None:
         self._db = db
         self._tokens = tokens
+        self._notifier = notifier if notifier is not None else FeedNotifier()
+        self._deadline = deadline_seconds
 
     async def publish(
         self, caller: Principal, request_id: str, body_hash: bytes, bindings: Sequence[Binding]
     ) -> PublishCounts:
-        """Upsert up to 10,000 bindings, all or nothing; a retry answers the same counts."""
+        """Upsert up to 10,000 bindings, all or nothing; a retry answers the same counts.
+        Bindings bound before their number's last reissue are revoked on arrival (counted
+        in `revoked_on_arrival` as well as in inserted/updated)."""
         validate.request_id(request_id)
         now = now_us()
 
@@ -52,6 +64,12 @@ class BindingService:
             mapped, old = rules.map_publish(bindings, view, now)
             return store.prepare(caller.pk, mapped, now, old)
 
+        def first(session: Session, batch: store.PreparedBatch) -> dict[str, Any]:
+            counts = store.upsert(session, batch)
+            arrived, platforms = revoke_pre_tenure(session, batch, self._deadline)
+            counts = dataclasses.replace(counts, revoked_on_arrival=arrived)
+            return {**dataclasses.asdict(counts), "platforms": sorted(platforms)}
+
         def act(session: Session, _: KeyView, batch: store.PreparedBatch) -> dict[str, Any]:
             return idempotency.once(
                 session,
@@ -59,10 +77,12 @@ class BindingService:
                 "PublishBindings",
                 request_id,
                 body_hash,
-                lambda: dataclasses.asdict(store.upsert(session, batch)),
+                lambda: first(session, batch),
             )
 
-        return PublishCounts(**await self._tokens.run(prepare, act))
+        result = await self._tokens.run(prepare, act)
+        self._notifier.notify(result.pop("platforms", ()))
+        return PublishCounts(**result)
 
     async def withdraw(
         self, caller: Principal, request_id: str, body_hash: bytes, keys: Sequence[BindingKey]

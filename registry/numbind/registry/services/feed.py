@@ -22,8 +22,15 @@ from numbind.protocol import rekey as rekey_algebra
 from numbind.protocol.limits import MAX_ACKS, MAX_REASON
 from numbind.registry.domain import validate
 from numbind.registry.domain.types import AckOutcome, EventKind, OrderState, Principal, now_us
-from numbind.registry.errors import FailedPrecondition, InvalidArgument, NotFound
+from numbind.registry.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    ResourceExhausted,
+)
 from numbind.registry.services.notifier import FeedNotifier
+from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import idempotency, orders
 from numbind.registry.storage.db import Database, Session
@@ -32,6 +39,8 @@ from numbind.registry.storage.db import Database, Session
 PAGE = 1000
 _ORDER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _FINAL = (int(OrderState.DONE), int(OrderState.REJECTED))
+# Sequences are stored as signed 64-bit integers.
+MAX_SEQ = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -54,16 +63,22 @@ class FeedService:
         tokens: TokenMapper,
         notifier: FeedNotifier,
         stopping: asyncio.Event,
+        standing: StandingService,
         *,
         heartbeat_seconds: float,
         visibility_timeout_seconds: float,
+        max_streams_per_principal: int = 8,
     ) -> None:
         self._db = db
         self._tokens = tokens
         self._notifier = notifier
+        self._standing = standing
         self._stopping = stopping
         self._heartbeat = heartbeat_seconds
         self._visibility = visibility_timeout_seconds
+        self._max_streams = max_streams_per_principal
+        # Open streams per principal pk, in this process.
+        self._open: dict[int, int] = {}
 
     async def _in_store_key(self, items: list[orders.FeedItem]) -> list[orders.FeedItem]:
         """Items whose binding row is still in an older key's form, re-keyed for the wire.
@@ -94,6 +109,29 @@ class FeedService:
     async def stream(
         self, caller: Principal, after_seq: int, heartbeat_seconds: int
     ) -> AsyncIterator[list[orders.FeedItem] | Heartbeat]:
+        """The caller's feed, for as long as it listens (and keeps its standing); at most
+        `max_streams_per_principal` at once per principal, refused RESOURCE_EXHAUSTED."""
+        open_now = self._open.get(caller.pk, 0)
+        if open_now >= self._max_streams:
+            raise ResourceExhausted(
+                f"StreamEvents: {caller.uri} already has {open_now} open streams, the most "
+                f"one principal may hold (max_streams_per_principal); close one first",
+                retry_after=self._heartbeat,
+            )
+        self._open[caller.pk] = open_now + 1
+        try:
+            async for item in self._stream(caller, after_seq, heartbeat_seconds):
+                yield item
+        finally:
+            left = self._open[caller.pk] - 1
+            if left:
+                self._open[caller.pk] = left
+            else:
+                del self._open[caller.pk]
+
+    async def _stream(
+        self, caller: Principal, after_seq: int, heartbeat_seconds: int
+    ) -> AsyncIterator[list[orders.FeedItem] | Heartbeat]:
         if heartbeat_seconds:
             if not 1 <= heartbeat_seconds <= 3600:
                 raise InvalidArgument(
@@ -102,6 +140,7 @@ class FeedService:
             interval = float(heartbeat_seconds)
         else:
             interval = self._heartbeat
+        await self._check_cursor(caller, after_seq)
         cursor = after_seq
         last_sent = time.monotonic()
         while not self._stopping.is_set():
@@ -126,24 +165,56 @@ class FeedService:
             else:
                 cursor = items[-1].seq
             if items:
+                # Nothing leaves for a principal whose standing changed since it connected.
+                await self._standing.require(caller)
                 await self._deliver(items)
                 yield await self._in_store_key(items)
                 last_sent = time.monotonic()
                 continue
             wait = max(0.0, interval - (time.monotonic() - last_sent))
             wait = min(wait, self._visibility / 2)
+            woke = await self._idle(caller, generation, wait)
+            if woke is None:
+                return
+            if not woke and time.monotonic() - last_sent >= interval:
+                head = await self._db.run(lambda s: orders.feed_head(s, caller.pk), write=False)
+                yield Heartbeat(now_us(), head)
+                last_sent = time.monotonic()
+
+    async def _check_cursor(self, caller: Principal, after_seq: int) -> None:
+        """A cursor past the head would silently skip every event up to it: refused."""
+        if not 0 <= after_seq <= MAX_SEQ:
+            raise InvalidArgument(f"after_seq: got {after_seq}, want 0..{MAX_SEQ}")
+        if after_seq == 0:
+            return
+        head = await self._db.run(lambda s: orders.feed_head(s, caller.pk), write=False)
+        if after_seq > head:
+            raise OutOfRange(
+                f"after_seq: got {after_seq}, beyond the feed head {head}; resume from an "
+                f"acked sequence at most {head} (0 replays the whole feed)"
+            )
+
+    async def _idle(self, caller: Principal, generation: int, seconds: float) -> bool | None:
+        """Wait up to `seconds` for new events: True when woken, False on timeout, None when
+        the server stops. The caller's standing is re-read at least every check interval
+        (and whenever the notifier wakes the stream), so a suspension made by any process
+        on this store ends the stream within that interval: Unauthenticated."""
+        deadline = time.monotonic() + seconds
+        while True:
+            step = max(0.0, min(deadline - time.monotonic(), self._standing.check_seconds))
             stop = asyncio.ensure_future(self._stopping.wait())
-            woke = asyncio.ensure_future(self._notifier.wait(caller.pk, generation, wait))
+            woke = asyncio.ensure_future(self._notifier.wait(caller.pk, generation, step))
             done, _ = await asyncio.wait({stop, woke}, return_when=asyncio.FIRST_COMPLETED)
             for fut in (stop, woke):
                 if fut not in done:
                     fut.cancel()
             if stop in done:
-                return
-            if woke.result() is False and time.monotonic() - last_sent >= interval:
-                head = await self._db.run(lambda s: orders.feed_head(s, caller.pk), write=False)
-                yield Heartbeat(now_us(), head)
-                last_sent = time.monotonic()
+                return None
+            await self._standing.require(caller)
+            if woke.result():
+                return True
+            if time.monotonic() >= deadline:
+                return False
 
     async def ack(
         self, caller: Principal, request_id: str, body_hash: bytes, acks: list[AckInput]
@@ -174,6 +245,9 @@ class FeedService:
                 raise InvalidArgument(f"acks[{i}].reason: only REJECTED carries a reason")
 
         def act(session: Session) -> dict[str, Any]:
+            # In the write's own transaction: no ack is recorded after a change of standing
+            # made by any process, however recently the caller authenticated.
+            self._standing.require_in(session, caller)
             targets = orders.orders_by_id(session, [a.order_id for a in acks])
             changes: list[tuple[orders.AckTarget, int, int, str]] = []
             duplicates = 0

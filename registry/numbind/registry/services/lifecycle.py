@@ -27,8 +27,8 @@ from numbind.registry.domain.types import (
     Token,
     now_us,
 )
-from numbind.registry.errors import InvalidArgument, PermissionDenied
-from numbind.registry.services.notifier import FeedNotifier
+from numbind.registry.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from numbind.registry.services.notifier import LOG_CHANNEL, FeedNotifier
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import bindings, idempotency, numbers, orders, usage
 from numbind.registry.storage.db import Database, Session
@@ -54,7 +54,9 @@ class ReportResult:
 
 
 @dataclass(frozen=True)
-class _Mapped:
+class MappedEvent:
+    """An event whose token is mapped to the store key."""
+
     token: StoreToken
     kind: int
     effective_us: int
@@ -62,18 +64,26 @@ class _Mapped:
 
 class LifecycleService:
     def __init__(
-        self, db: Database, tokens: TokenMapper, notifier: FeedNotifier, deadline_seconds: float
+        self,
+        db: Database,
+        tokens: TokenMapper,
+        notifier: FeedNotifier,
+        deadline_seconds: float,
+        *,
+        report_at: str | None = None,
     ) -> None:
         self._db = db
         self._tokens = tokens
         self._notifier = notifier
         self._deadline = deadline_seconds
+        # A federation member: where carriers report instead (the lifecycle authority).
+        self._report_at = report_at
 
     @staticmethod
-    def _validate(events: list[LifecycleInput], view: KeyView) -> list[_Mapped]:
+    def _validate(events: list[LifecycleInput], view: KeyView) -> list[MappedEvent]:
         validate.batch_size("events", len(events), MAX_EVENTS)
         now = now_us()
-        out: list[_Mapped] = []
+        out: list[MappedEvent] = []
         for i, ev in enumerate(events):
             st = view.map(f"events[{i}].token", ev.token.key_id, ev.token.value)
             if ev.kind not in LifecycleKind._value2member_map_:
@@ -82,18 +92,20 @@ class LifecycleService:
                     "PORTED_OUT or PORTED_IN"
                 )
             validate.instant(f"events[{i}].effective_at", ev.effective_us, now=now)
-            out.append(_Mapped(st, ev.kind, ev.effective_us))
+            out.append(MappedEvent(st, ev.kind, ev.effective_us))
         return out
 
     async def report(
         self, caller: Principal, request_id: str, body_hash: bytes, events: list[LifecycleInput]
     ) -> ReportResult:
+        if self._report_at is not None:
+            raise FailedPrecondition(self._report_at)
         validate.request_id(request_id)
 
-        def prepare(view: KeyView) -> list[_Mapped]:
+        def prepare(view: KeyView) -> list[MappedEvent]:
             return self._validate(events, view)
 
-        def act(session: Session, view: KeyView, mapped: list[_Mapped]) -> dict[str, Any]:
+        def act(session: Session, view: KeyView, mapped: list[MappedEvent]) -> dict[str, Any]:
             return idempotency.once(
                 session,
                 caller.pk,
@@ -104,11 +116,24 @@ class LifecycleService:
             )
 
         result = await self._tokens.run(prepare, act)
-        self._notifier.notify(result.pop("platforms"))
+        self.notify(result.pop("platforms"))
         return ReportResult(**result)
 
+    def notify(self, platforms: list[int]) -> None:
+        """After a commit that applied events: wake the platforms' feeds and the log's
+        followers."""
+        self._notifier.notify([*platforms, LOG_CHANNEL])
+
+    def apply_mapped(
+        self, session: Session, source: Principal, store_key: str, events: list[MappedEvent]
+    ) -> dict[str, Any]:
+        """Apply events already checked elsewhere (a member replaying the hub's log, with
+        the hub's registry principal as `source`) in the caller's transaction; the caller
+        commits, then calls `notify` with the returned "platforms"."""
+        return self._apply(session, source, store_key, events)
+
     def _apply(
-        self, session: Session, caller: Principal, store_key: str, events: list[_Mapped]
+        self, session: Session, caller: Principal, store_key: str, events: list[MappedEvent]
     ) -> dict[str, Any]:
         tokens = [ev.token.value for ev in events]
         mapped = {ev.token.value: ev.token for ev in events}

@@ -16,6 +16,10 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Iterable
 
+# The lifecycle log's channel: followers of the hub's log wait on it (platforms' channels
+# are their principal pks, from 1).
+LOG_CHANNEL = 0
+
 
 class FeedNotifier:
     def __init__(self) -> None:

@@ -15,11 +15,12 @@ import asyncio
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Protocol
 
 from numbind.protocol import voprf
 from numbind.protocol.limits import MAX_EVALUATE as MAX_BATCH
 from numbind.registry.domain.quota import DAY_SECONDS, Quotas
-from numbind.registry.domain.types import Principal
+from numbind.registry.domain.types import Principal, Role
 from numbind.registry.errors import InvalidArgument
 from numbind.registry.keys import KeyRing, TokenKey
 from numbind.registry.storage import usage
@@ -62,11 +63,52 @@ def evaluate_batch(
     return voprf.voprf_blind_evaluate(secret, public, elements, prevalidated=True)
 
 
+class QuotaGate:
+    """Per-principal evaluation quotas, counted per UTC day in the store so a restart
+    keeps the day's count. A federation's token service lets a member's calls through
+    ungated: the member gates each of its platforms itself (one gate per platform, not
+    one for every platform of a member together)."""
+
+    def __init__(self, db: Database, quotas: Quotas) -> None:
+        self._db = db
+        self._quotas = quotas
+
+    async def take(self, caller: Principal, n: int) -> int:
+        """Take `n` from the caller's quota (ResourceExhausted if it has not); the day."""
+        now = time.time()
+        day = int(now // DAY_SECONDS)
+        if caller.role == Role.REGISTRY:
+            return day
+        used = 0
+        if not self._quotas.known(caller.pk):  # restarts keep the daily count
+            used = await self._db.run(lambda s: usage.tokens_on(s, caller.pk, day), write=False)
+        self._quotas.take(caller.pk, n, now, used_today=used)
+        return day
+
+    def refund(self, caller: Principal, n: int) -> None:
+        if caller.role != Role.REGISTRY:
+            self._quotas.refund(caller.pk, n)
+
+    async def record(self, caller: Principal, day: int, n: int) -> None:
+        await self._db.run(lambda s: usage.add(s, caller.pk, day, tokens=n))
+
+
+class TokenSource(Protocol):
+    """What the Tokens servicer serves: this registry's own token service, or (on a
+    federation member) the federation's, forwarded (numbind.registry.federation.forward)."""
+
+    async def keys(self) -> tuple[str, list[TokenKey]]: ...
+
+    async def evaluate(
+        self, caller: Principal, key_id: str, elements: list[bytes]
+    ) -> Evaluation: ...
+
+
 class TokenService:
     def __init__(self, db: Database, keys: KeyRing, quotas: Quotas, pool: Executor) -> None:
         self._db = db
         self._keys = keys
-        self._quotas = quotas
+        self._gate = QuotaGate(db, quotas)
         self._pool = pool
 
     async def _fresh(self) -> None:
@@ -82,12 +124,7 @@ class TokenService:
         validate_batch_size(elements)
         await self._fresh()
         key = self._keys.for_evaluation(key_id)
-        now = time.time()
-        day = int(now // DAY_SECONDS)
-        used = 0
-        if not self._quotas.known(caller.pk):  # restarts keep the daily count
-            used = await self._db.run(lambda s: usage.tokens_on(s, caller.pk, day), write=False)
-        self._quotas.take(caller.pk, len(elements), now, used_today=used)
+        day = await self._gate.take(caller, len(elements))
         # Elements are validated in the worker; a refused batch gives its quota back.
         loop = asyncio.get_running_loop()
         assert key.secret is not None
@@ -97,7 +134,7 @@ class TokenService:
                 self._pool, evaluate_batch, secret, key.public_key, elements
             )
         except InvalidArgument:
-            self._quotas.refund(caller.pk, len(elements))
+            self._gate.refund(caller, len(elements))
             raise
-        await self._db.run(lambda s: usage.add(s, caller.pk, day, tokens=len(elements)))
+        await self._gate.record(caller, day, len(elements))
         return Evaluation(key.key_id, evaluated, proof, self._keys.active().key_id)

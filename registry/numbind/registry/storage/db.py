@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,13 @@ T = TypeVar("T")
 # SQLAlchemy (an import-linter contract keeps sqlalchemy out of services).
 Session: TypeAlias = orm.Session
 
+# SQLite durability. FULL (the default): in WAL mode every commit is fsynced before it is
+# acknowledged, so a power loss cannot drop a commit a carrier or platform was already told
+# succeeded. NORMAL syncs only at checkpoints: faster, but the last commits can be lost on
+# power failure (not on a crash of the process). bench/publish.py and bench/reissue.py
+# measure both.
+SYNCHRONOUS = ("FULL", "NORMAL")
+
 # SQLSTATEs worth retrying: serialization_failure, deadlock_detected.
 _RETRY_SQLSTATES = {"40001", "40P01"}
 MAX_ATTEMPTS = 6
@@ -49,10 +57,31 @@ def _retryable(exc: BaseException) -> bool:
         return True
     if not isinstance(exc, DBAPIError):
         return False
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    if code in _RETRY_SQLSTATES:
+    if _sqlstate(exc) in _RETRY_SQLSTATES:
         return True
     return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return str(code) if code else None
+
+
+def database_away(exc: DBAPIError) -> bool:
+    """The database cannot be reached right now (restarting, shutting down, refusing
+    connections, a connection cut mid-transaction), as opposed to the request failing in
+    it. The caller is told UNAVAILABLE and retries under the same request id; a write
+    whose commit was cut off is then answered from what it stored, or done once."""
+    if exc.connection_invalidated:
+        return True
+    code = _sqlstate(exc)
+    if code is not None:
+        # Class 08: connection exception; 57P01-57P03: admin/crash shutdown, cannot
+        # connect now.
+        return code.startswith("08") or code in {"57P01", "57P02", "57P03"}
+    # psycopg reports a failed connection attempt (refused, "shutting down") without a
+    # SQLSTATE; SQLite has no connections to lose.
+    return isinstance(exc, OperationalError) and str(exc.orig).startswith("connection ")
 
 
 def driver_sql(conn: Connection, text: str) -> str:
@@ -67,13 +96,16 @@ def driver_sql(conn: Connection, text: str) -> str:
 class Database:
     """Owns the engines; hands out sessions for one unit of work at a time."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, synchronous: str = "FULL") -> None:
+        """`synchronous`: SQLite's PRAGMA synchronous (FULL or NORMAL; ignored elsewhere)."""
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous: got {synchronous!r}, want FULL or NORMAL")
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self._prepare_sqlite_dir(url)
-            self.read_engine = self._sqlite_engine(url, write=False, echo=echo)
-            self.write_engine = self._sqlite_engine(url, write=True, echo=echo)
+            self.read_engine = self._sqlite_engine(url, write=False, echo=echo, sync=synchronous)
+            self.write_engine = self._sqlite_engine(url, write=True, echo=echo, sync=synchronous)
         else:
             engine = create_engine(
                 url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True
@@ -88,12 +120,16 @@ class Database:
 
     @staticmethod
     def _prepare_sqlite_dir(url: str) -> None:
+        """The store's directory (0700 when made here) and the file itself, created 0600
+        before SQLite opens it: SQLite gives its -wal and -shm files the database file's
+        own mode, so all three are private from the start whatever the umask."""
         path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if path and path != ":memory:" and not path.startswith("file:"):
+            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
     @staticmethod
-    def _sqlite_engine(url: str, *, write: bool, echo: bool) -> Engine:
+    def _sqlite_engine(url: str, *, write: bool, echo: bool, sync: str) -> Engine:
         engine = create_engine(
             url,
             echo=echo,
@@ -108,7 +144,7 @@ class Database:
             dbapi_conn.isolation_level = None
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA synchronous={sync}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
@@ -133,6 +169,9 @@ class Database:
                 with self.session(write=write) as session:
                     return fn(session)
             except DBAPIError as exc:
+                if database_away(exc):
+                    log.warning("storage unavailable: %s", str(exc.orig).splitlines()[0])
+                    raise Unavailable("storage: the database is unavailable, retry later") from exc
                 if not write or not _retryable(exc):
                     raise
                 if attempt == MAX_ATTEMPTS:

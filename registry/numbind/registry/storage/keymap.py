@@ -11,14 +11,23 @@ from numbind.protocol import rekey as rekey_algebra
 from numbind.registry.domain.keymap import KeyView, RekeyState, RekeyStatus
 from numbind.registry.domain.types import KeyState
 from numbind.registry.errors import FailedPrecondition
-from numbind.registry.storage.models import KeyDeltaRow, RekeyRow, StoreStateRow, TokenKeyRow
+from numbind.registry.storage.models import (
+    BindingRow,
+    KeyDeltaRow,
+    NumberRow,
+    RekeyRow,
+    StoreStateRow,
+    TokenKeyRow,
+)
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 __all__ = [
     "KeyMapChanged",
+    "adopt_store_key",
     "begin_rekey",
     "check_epoch",
+    "delta_keys",
     "ensure_store_key",
     "forget_key",
     "keys_without_delta",
@@ -26,6 +35,7 @@ __all__ = [
     "load_view",
     "put_delta",
     "require_no_rekey",
+    "store_key",
 ]
 
 
@@ -181,6 +191,39 @@ def keys_without_delta(session: Session) -> tuple[str, list[str]]:
     )
     store = state.store_key_id or ""
     return store, sorted(k for k in live if k != store and k not in have)
+
+
+def adopt_store_key(session: Session, key_id: str) -> None:
+    """A federation member's store takes the token service's key as its store key; the
+    key it had (its own, from `admin init`) may go only while nothing is stored under it."""
+    state = _state(session, lock=True)
+    if state.store_key_id == key_id:
+        return
+    if state.store_key_id is not None and _holds_tokens(session):
+        raise FailedPrecondition(
+            f"token keys: this store holds numbers or bindings under its own key "
+            f"{state.store_key_id}, which the federation's token service does not know; a "
+            "member joins with an empty store"
+        )
+    session.execute(delete(KeyDeltaRow))
+    state.store_key_id = key_id
+    _bump(state)
+
+
+def _holds_tokens(session: Session) -> bool:
+    for model in (NumberRow, BindingRow):
+        if session.scalars(select(model.token).limit(1)).first() is not None:
+            return True
+    return False
+
+
+def store_key(session: Session) -> str:
+    """The store key ("" on a store that has none yet)."""
+    return _state(session).store_key_id or ""
+
+
+def delta_keys(session: Session) -> set[str]:
+    return set(session.scalars(select(KeyDeltaRow.key_id)))
 
 
 def put_delta(session: Session, key_id: str, to_key_id: str, delta: bytes) -> None:

@@ -57,6 +57,10 @@ class PrincipalRow(Base):
     # the transaction that appends events, which serialises appends per platform and keeps
     # the sequence gap-free.
     feed_head: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Bumped in the same transaction as every change of standing (suspended, resumed, new
+    # certificate or attestation key): open streams compare it with the one they began
+    # under (services.standing).
+    standing: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class TokenKeyRow(Base):
@@ -185,7 +189,11 @@ class LifecycleEventRow(Base):
     """Every lifecycle event as reported, applied or superseded (the audit trail)."""
 
     __tablename__ = "lifecycle_events"
-    __table_args__ = (Index("ix_lifecycle_token_time", "token", "effective_us"),)
+    __table_args__ = (
+        Index("ix_lifecycle_token_time", "token", "effective_us"),
+        # The hub's log order: members follow it by sequence.
+        Index("ux_lifecycle_seq", "seq", unique=True),
+    )
 
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     token: Mapped[bytes] = mapped_column(LargeBinary(32))
@@ -196,6 +204,44 @@ class LifecycleEventRow(Base):
     recorded_us: Mapped[int] = mapped_column(BigInteger)
     applied: Mapped[bool] = mapped_column(Boolean)
     revocation_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # Position in the lifecycle log, gap-free and in commit order (LifecycleLogHeadRow).
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class LifecycleLogHeadRow(Base):
+    """One row: the last sequence handed out in the lifecycle log. Locked by the
+    transaction that logs events, so sequences commit in order and without gaps."""
+
+    __tablename__ = "lifecycle_log_head"
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    head: Mapped[int] = mapped_column(BigInteger)
+    head_recorded_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReplicationCursorRow(Base):
+    """A member's place in the hub's lifecycle log, written in the transaction that
+    applies the entries up to it (so an entry is applied once, however often delivered)."""
+
+    __tablename__ = "replication_cursor"
+
+    source: Mapped[str] = mapped_column(String(63), primary_key=True)
+    applied_seq: Mapped[int] = mapped_column(BigInteger)
+    applied_recorded_us: Mapped[int] = mapped_column(BigInteger)
+    # The hub's head as last heard: the lag.
+    head_seq: Mapped[int] = mapped_column(BigInteger)
+    head_recorded_us: Mapped[int] = mapped_column(BigInteger)
+    updated_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class ReplicationAckRow(Base):
+    """At the hub: the last sequence each member acked."""
+
+    __tablename__ = "replication_acks"
+
+    member: Mapped[str] = mapped_column(String(63), primary_key=True)
+    acked_seq: Mapped[int] = mapped_column(BigInteger)
+    acked_us: Mapped[int] = mapped_column(BigInteger)
 
 
 class RevocationRow(Base):

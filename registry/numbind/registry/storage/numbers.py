@@ -15,7 +15,7 @@ from numbind.registry.domain.keymap import StoreToken
 from numbind.registry.domain.lifecycle import NumberRecord
 from numbind.registry.domain.types import NumberState, now_us
 from numbind.registry.storage.db import driver_sql
-from numbind.registry.storage.models import LifecycleEventRow, NumberRow
+from numbind.registry.storage.models import LifecycleEventRow, LifecycleLogHeadRow, NumberRow
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
@@ -137,5 +137,18 @@ def save(
 
 
 def log_events(session: Session, rows: Sequence[dict[str, object]]) -> None:
-    if rows:
-        session.execute(insert(LifecycleEventRow), list(rows))
+    """Append to the lifecycle log: each row gets the next sequence. The head row is
+    locked until commit, so sequences become visible in order and without gaps (what a
+    follower reading `seq > cursor` relies on)."""
+    if not rows:
+        return
+    stmt = select(LifecycleLogHeadRow).where(LifecycleLogHeadRow.id == 1).with_for_update()
+    head = session.scalars(stmt).one()
+    seq = head.head
+    values = []
+    for row in rows:
+        seq += 1
+        values.append({**row, "seq": seq})
+    head.head = seq
+    head.head_recorded_us = int(rows[-1]["recorded_us"])  # type: ignore[call-overload]
+    session.execute(insert(LifecycleEventRow), values)

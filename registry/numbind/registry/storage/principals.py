@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from numbind.registry.domain.types import Principal, now_us
 from numbind.registry.errors import AlreadyExists, NotFound
@@ -12,7 +13,35 @@ from sqlalchemy.orm import Session
 
 
 def _to_domain(row: PrincipalRow) -> Principal:
-    return Principal(row.pk, row.role, row.name, row.display_name, row.category, row.cert_sha256)
+    return Principal(
+        row.pk,
+        row.role,
+        row.name,
+        row.display_name,
+        row.category,
+        row.cert_sha256,
+        row.standing,
+    )
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What decides whether a principal may go on being served."""
+
+    version: int
+    suspended: bool
+    cert_sha256: bytes | None
+
+
+def standing(session: Session, pk: int) -> Standing | None:
+    """The principal's current standing, or None once it no longer exists. One indexed read:
+    open streams call it every second."""
+    row = session.execute(
+        select(PrincipalRow.standing, PrincipalRow.suspended, PrincipalRow.cert_sha256).where(
+            PrincipalRow.pk == pk
+        )
+    ).one_or_none()
+    return None if row is None else Standing(int(row[0]), bool(row[1]), row[2])
 
 
 def find(session: Session, role: str, name: str) -> PrincipalRow | None:
@@ -57,14 +86,17 @@ def register(
     return _to_domain(row)
 
 
-def set_suspended(session: Session, role: str, name: str, suspended: bool) -> None:
-    result = session.execute(
+def set_suspended(session: Session, role: str, name: str, suspended: bool) -> int:
+    """Suspend or resume; bumps the standing version. Returns the principal's pk."""
+    pk = session.execute(
         update(PrincipalRow)
         .where(PrincipalRow.role == role, PrincipalRow.name == name)
-        .values(suspended=suspended)
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+        .values(suspended=suspended, standing=PrincipalRow.standing + 1)
+        .returning(PrincipalRow.pk)
+    ).scalar_one_or_none()
+    if pk is None:
         raise NotFound(f"principal_id: no {role} named {name!r}")
+    return int(pk)
 
 
 def set_certificate(
@@ -78,14 +110,19 @@ def set_certificate(
     row.cert_sha256 = cert_sha256
     if attestation_key is not None:
         row.attestation_key = attestation_key
+    row.standing = row.standing + 1
+    session.flush()
     return _to_domain(row)
 
 
-def set_attestation_key(session: Session, name: str, key: bytes) -> None:
+def set_attestation_key(session: Session, name: str, key: bytes) -> int:
+    """Replace a carrier's attestation key; bumps the standing version. Returns its pk."""
     row = find(session, "carrier", name)
     if row is None:
         raise NotFound(f"carrier_id: no carrier named {name!r}")
     row.attestation_key = key
+    row.standing = row.standing + 1
+    return row.pk
 
 
 def list_all(session: Session) -> list[PrincipalRow]:

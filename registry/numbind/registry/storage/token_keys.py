@@ -10,7 +10,7 @@ from numbind.registry.storage.models import TokenKeyRow
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-__all__ = ["KeyRecord", "activate", "all_keys", "any_key", "retire"]
+__all__ = ["KeyRecord", "activate", "all_keys", "any_key", "retire", "sync"]
 
 
 @dataclass(frozen=True)
@@ -65,3 +65,25 @@ def retire(session: Session, key_id: str, now: int) -> bool:
     row.state = int(KeyState.RETIRED)
     row.retired_us = now
     return True
+
+
+def sync(session: Session, keys: list[tuple[str, bytes, KeyState, int]]) -> None:
+    """Hold exactly the token service's keys as it announced them (a federation member,
+    whose token service is another registry's): (key id, public key, state, created).
+    A key this store holds and the token service does not is dropped."""
+    have = {r.key_id: r for r in session.scalars(select(TokenKeyRow).with_for_update())}
+    wanted = {k[0] for k in keys}
+    for key_id, row in have.items():
+        if key_id not in wanted:
+            session.delete(row)
+    for key_id, public_key, state, created_us in keys:
+        held = have.get(key_id)
+        if held is None:
+            session.add(
+                TokenKeyRow(
+                    key_id=key_id, public_key=public_key, state=int(state), created_us=created_us
+                )
+            )
+        elif held.state != int(state):
+            held.state = int(state)
+    session.flush()

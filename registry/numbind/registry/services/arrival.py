@@ -1,0 +1,60 @@
+"""Revocation on arrival: a binding published after its number was reissued, with a
+bound_at before the reissue, is the previous holder's (DESIGN.md, "Principals and trust").
+
+It is revoked in the publish's own transaction exactly as the reissue would have revoked
+it had it been there: one order, one feed event, cause REISSUED, the tenure start the
+reissue set. Late publishers (a nightly sync) are exactly the platforms that need this.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from numbind.registry.domain.keymap import StoreToken
+from numbind.registry.domain.types import BindingState, EventCause, EventKind
+from numbind.registry.storage import bindings as store
+from numbind.registry.storage import numbers, orders
+from numbind.registry.storage.db import Session
+
+_ACTIVE = BindingState.ACTIVE
+
+
+def revoke_pre_tenure(
+    session: Session, batch: store.PreparedBatch, deadline_seconds: float
+) -> tuple[int, set[int]]:
+    """Revoke the batch's ACTIVE bindings bound before their number's last reissue.
+
+    MUST run in the publish's transaction, after the upsert. The numbers are read FOR
+    UPDATE (PostgreSQL), which serialises this with a concurrent report on the same
+    numbers: either the report sees the new binding and revokes it, or this sees the
+    report's tenure. Returns (bindings revoked, platforms whose feeds grew)."""
+    tokens = [StoreToken(t, batch.old.get(t)) for t in batch.tokens]
+    records = numbers.load(session, tokens, lock=True)
+    tenure = {t: r.last_reissued_us for t, r in records.items() if r.last_reissued_us}
+    if not tenure:  # the common case: no number in the batch was ever reissued
+        return 0, set()
+    # row: (platform_pk, key_id, token, account_ref, bound_us, ...)
+    candidates = {(r[2], r[3]) for r in batch.rows if r[2] in tenure and r[4] < tenure[r[2]]}
+    if not candidates:
+        return 0, set()
+    live = store.live_for_tokens(session, [t for t in tokens if t.value in tenure])
+    by_carrier: dict[int, list[orders.NewOrder]] = defaultdict(list)
+    for value, found in live.items():
+        before = tenure[value]
+        for b in found:
+            if (
+                b.platform_pk == batch.platform_pk
+                and b.state == _ACTIVE
+                and b.bound_us < before
+                and (value, b.binding.account_ref) in candidates
+            ):
+                by_carrier[records[value].carrier_pk].append(
+                    orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, before)
+                )
+    platforms: set[int] = set()
+    revoked = 0
+    for carrier_pk in sorted(by_carrier):
+        rid = orders.new_revocation(session, EventCause.REISSUED, carrier_pk)
+        platforms |= orders.append(session, rid, by_carrier[carrier_pk], deadline_seconds)
+        revoked += len(by_carrier[carrier_pk])
+    return revoked, platforms

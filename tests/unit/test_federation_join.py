@@ -123,3 +123,25 @@ def test_grant_shape_is_checked(
     path.write_text(json.dumps(raw))
     with pytest.raises(MalformedJoinFile, match=want):
         Grant.read(path)
+
+
+def test_the_federation_lock_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    """serve refuses a data dir holding a file others can read; the lock a federation
+    command leaves behind must not be one, even under a permissive umask."""
+    import os
+    import stat
+
+    from numbind.registry.datadir import exposed
+    from numbind.registry.federation.files import FederationDir
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    old = os.umask(0o022)
+    try:
+        with FederationDir(data).locked():
+            pass
+    finally:
+        os.umask(old)
+    lock = FederationDir(data).root / ".lock"
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+    assert exposed(data) == []

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -111,7 +112,10 @@ class FederationDir:
         """Serialise the commands that change these files (two add-members at once would
         otherwise both sign the same next version)."""
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with open(self.root / _LOCK_FILE, "a+b") as handle:
+        # Opened with an explicit 0600: the data dir's start-up check refuses any file
+        # group or others can read, whatever umask the federation command ran under.
+        fd = os.open(self.root / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "r+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
             try:
                 yield

@@ -52,8 +52,8 @@ async def seed(f: Federation) -> tuple[Bundle, dict[str, Bundle]]:
     cm = f.hub.add("carrier", "cm", "示例移动")
     net, bank = f.members["net"], f.members["bank"]
     apps = {
-        "shop": net.add("platform", "shop", "示例购物", "shopping"),
-        "loan": bank.add("platform", "loan", "示例贷款", "lending"),
+        "shop": net.add("platform", "shop", "示例购物", "e-commerce"),
+        "loan": bank.add("platform", "loan", "示例贷款", "lender"),
         "pay": bank.add("platform", "pay", "示例支付", "payments"),
     }
     token = await tokenize(apps["shop"], PHONE)

@@ -187,7 +187,7 @@ def register(server: ServerProcess, role: str, name: str) -> Bundle:
         name,
         server.data.parent / "bundles" / name,
         display_name=name,
-        category="bench" if role == "platform" else "",
+        category="other" if role == "platform" else "",
         registry_address=server.listen,
     )
 

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DATA ?= .demo
 LISTEN ?= 127.0.0.1:7443
 
-.PHONY: help demo test lint proto proto-check bench serve browser clean
+.PHONY: help demo test lint proto proto-check bench serve browser haproxy clean
 
 help:
 	@echo "make demo    - run the registry, sample platforms and the carrier app"
@@ -20,7 +20,7 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,otel]'
 	@touch $(STAMP)
 
 # Debian's chromium (and a CJK font, so screenshots show Chinese) for the Playwright
@@ -32,7 +32,16 @@ browser:
 	    chromium fonts-noto-cjk >/dev/null) \
 	  || echo "could not install chromium; browser tests will skip (fail under CI=true)"; }
 
-test: $(STAMP) browser
+# Debian's haproxy for the load-balancer tests (three registries behind it); never a
+# download of its own.
+haproxy:
+	@command -v haproxy >/dev/null 2>&1 || { \
+	  echo "installing Debian haproxy for the load-balancer tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    haproxy >/dev/null) \
+	  || echo "could not install haproxy; load-balancer tests will skip (fail under CI=true)"; }
+
+test: $(STAMP) browser haproxy
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

@@ -400,6 +400,7 @@ def test_show_without_a_federation(dirs: Dirs) -> None:
     assert json.loads(fed("show", dirs.bank, "--json")) == {
         "federation": None,
         "data_dir": str(dirs.bank),
+        "log_alarms": [],
     }
 
 

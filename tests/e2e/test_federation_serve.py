@@ -3,6 +3,8 @@ reached over mTLS under the manifest's CAs; anything else is refused."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 from numbind.protocol.bundle import Bundle
@@ -17,6 +19,7 @@ from numbind.sdk.tokenizer import Tokenizer
 from numbind.v1 import tokens_pb2, tokens_pb2_grpc
 
 from tests.e2e._fed_story import add
+from tests.e2e._federation import fed
 from tests.e2e._three import Three, make_three, running
 from tests.e2e.test_federation_mtls import forged_credentials
 
@@ -131,3 +134,25 @@ async def test_a_member_gates_each_platform_and_the_hub_does_not_gate_the_member
                 finally:
                     tok.close()
             assert info.value.code == ErrorCode.RESOURCE_EXHAUSTED
+
+
+async def test_a_member_removed_while_the_hub_runs_is_refused_at_its_next_call(
+    tmp_path: Path,
+) -> None:
+    async with running(make_three(tmp_path), "hub") as three:
+        peers = peers_of(three, "net")
+        try:
+            assert (await get_keys(peers.get("hub"))).active_key_id
+            fed("remove-member", three.dir("hub"), "net")
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await get_keys(peers.get("hub"))
+        finally:
+            await peers.close()
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert "registry/net is not a member of federation demo" in (info.value.details() or "")
+        # bank, still a member, goes on.
+        bank = peers_of(three, "bank")
+        try:
+            assert (await get_keys(bank.get("hub"))).active_key_id
+        finally:
+            await bank.close()

@@ -27,6 +27,13 @@ TABLES = {
     "key_deltas",
     "rekeys",
     "fanout_outbox",
+    "log_state",
+    "log_leaves",
+    "log_nodes",
+    "log_checkpoints",
+    "witness_state",
+    "witness_alarms",
+    "log_witness_keys",
     "alembic_version",
 }
 

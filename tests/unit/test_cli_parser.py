@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from numbind.cli import build_parser, main
 
-COMMANDS = ("serve", "admin", "tokenize", "platform", "carrier", "federation")
+COMMANDS = ("serve", "admin", "tokenize", "platform", "carrier", "federation", "log")
 
 
 def _walk(

@@ -16,6 +16,8 @@ Routes, one router per area:
                    POST /me/revoke              一键解绑 (scope=previous), the overdue apps
                                                 again (=retry), one app of one's own (=platform)
                    GET  /api/numbers/{id}       a number's live progress, polled by app.js
+    proofs.py      GET  /me/proof/{rid}/{app}   an app's revocation proven in the registry's
+                                                log (verified, downloaded as JSON)
     check.py       GET  /check, POST /check     reassigned-since lookup for callers
 
 What the routes share (settings, store, session, registry client, translator, rendering)
@@ -31,7 +33,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
-from numbind.carrier_app import check, middleware, my_numbers, signin
+from numbind.carrier_app import check, middleware, my_numbers, proofs, signin
 from numbind.carrier_app.deps import HERE, AppState, error_key
 from numbind.carrier_app.settings import AppSettings, CodeSender, load_secret
 from numbind.protocol.bundle import Bundle
@@ -88,6 +90,6 @@ def create_app(
     state.attach(app)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     middleware.install(app)
-    for area in (signin, my_numbers, check):
+    for area in (signin, my_numbers, proofs, check):
         app.include_router(area.router)
     return app

@@ -158,6 +158,12 @@ NUMBERS: dict[str, tuple[str, str]] = {
     "confirm.ok_retry": ("再次通知", "Ask again"),
     "confirm.cancel": ("取消", "Cancel"),
     "confirm.back": ("返回", "Back"),
+    # -- the registry's verifiable log -------------------------------------------------
+    "proof.mark": ("已入公开日志", "Logged"),
+    "proof.title": (
+        "解绑请求已写入可公开验证的日志；点击下载证明文件",
+        "This request is in the registry's verifiable log; download the proof",
+    ),
     # -- durations -----------------------------------------------------------------------
     "dur.hours": ("{n} 小时", "{n} hours"),
     "dur.hours.one": ("1 小时", "1 hour"),

@@ -64,6 +64,8 @@ class AppRow:
     deadline: datetime | None = None
     # Accounts the latest ask unbound.
     unbound: int = 0
+    # The latest ask's revocation: its proof in the registry's log is downloadable.
+    revocation_id: str = ""
     # The registry (federation member) the app publishes to; "" with only one registry.
     registry: str = ""
 
@@ -148,10 +150,11 @@ def asked_by_group(
 
 
 def _row(view: PlatformView | None, asked: Asked | None) -> AppRow:
-    state = reason = reference = ""
+    state = reason = reference = rid = ""
     deadline: datetime | None = None
     unbound = 0
     if asked is not None:
+        rid = asked.revocation_id
         p = asked.progress
         state, reason, reference, deadline, unbound = (
             p.state,
@@ -165,15 +168,15 @@ def _row(view: PlatformView | None, asked: Asked | None) -> AppRow:
         p = asked.progress
         return AppRow(
             p.platform_id, p.display_name, p.category, 0, None, None, state, reason,
-            reference, deadline, unbound, p.registry_name or p.registry_id,
+            reference, deadline, unbound, rid, p.registry_name or p.registry_id,
         )  # fmt: skip
     if state == "DONE" or (not state and view.open_state):
         # Still (or again) bound after an ask that unbound everything: bound anew since,
         # or being revoked by someone else's ask (the carrier's reissue report).
-        state, reason, reference, deadline = view.open_state, "", "", None
+        state, reason, reference, deadline, rid = view.open_state, "", "", None, ""
     return AppRow(
         view.platform_id, view.display_name, view.category, view.active_count, view.earliest,
-        view.latest, state, reason, reference, deadline, unbound,
+        view.latest, state, reason, reference, deadline, unbound, rid,
         view.registry_name or view.registry_id,
     )  # fmt: skip
 

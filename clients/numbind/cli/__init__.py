@@ -6,6 +6,7 @@
     numbind platform   publish, sync and follow a platform's bindings and events
     numbind carrier    report lifecycle events; query and revoke for a holder
     numbind federation join registries into one federation (manifest, members)
+    numbind log        check the registry's verifiable log (checkpoints, proofs, audits)
 
 `main(argv) -> int` is the only place where errors become exit codes: 0 ok, 1 failed,
 2 usage (argparse's own checks and a handler's UsageError), 130 interrupted. Handlers
@@ -22,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from numbind.cli import admin, carrier, federation, platform, serve, tokenize
+from numbind.cli import admin, carrier, federation, log, platform, serve, tokenize
 from numbind.cli.common import DATES_NOTE, CliError, UsageError, connection_problem
 from numbind.protocol.bundle import BUNDLE_JSON, Bundle, BundleError
 from numbind.sdk.errors import NumbindClientError, Unavailable
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     platform.add_commands(sub)
     carrier.add_commands(sub)
     federation.add_commands(sub)
+    log.add_commands(sub)
     return parser
 
 

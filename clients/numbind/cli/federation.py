@@ -284,14 +284,22 @@ def _show(args: argparse.Namespace) -> int:
         StoreReplication,
         describe,
     )
+    from numbind.registry.federation.witness import alarms_in
 
     settings = settings_from(args)
     installed = _run(FederationDir(settings.data_dir).load)
+    # A witness's refusals of a log it witnesses (numbind log: rollback, fork, rewrite...).
+    alarms = alarms_in(settings.effective_database_url)
     if installed is None:
         if args.json:
-            print(json.dumps({"federation": None, "data_dir": str(settings.data_dir)}))
+            print(
+                json.dumps(
+                    {"federation": None, "data_dir": str(settings.data_dir), "log_alarms": alarms}
+                )
+            )
         else:
             print(f"no federation installed in {settings.data_dir}: a federation of one")
+            _print_alarms(alarms)
         return 0
     replication: ReplicationStatus
     try:
@@ -299,11 +307,18 @@ def _show(args: argparse.Namespace) -> int:
     except Exception:  # a store not made yet or not reachable: positions unknown
         replication = NoReplication()
     report = describe(installed, replication)
+    report["log_alarms"] = alarms
     if args.json:
         print(json.dumps(report, ensure_ascii=False, indent=2))
         return 0
     _print_report(report)
+    _print_alarms(alarms)
     return 0
+
+
+def _print_alarms(alarms: list[dict[str, Any]]) -> None:
+    for a in alarms:
+        print(f"WITNESS ALARM ({a['failure']}) for {a['origin']}: {a['message']}")
 
 
 def _na(value: object) -> str:

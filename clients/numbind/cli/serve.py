@@ -10,6 +10,21 @@ from numbind.cli.common import CliError, command
 
 __all__ = ["add_commands", "add_store_options", "settings_from"]
 
+SCALE_OUT = """\
+several processes:
+  SQLite (the default store) serves one process; a second `serve` on the same data
+  dir is refused. To run N processes, give each the same --database-url of one
+  PostgreSQL, the same --data-dir (a shared directory: token key secrets are files in
+  keys/, and a rotation through one process must reach the others), and its own
+  --listen (and --metrics-listen). Feed wake-ups, suspensions, key changes and
+  token quotas then cross processes through PostgreSQL (LISTEN/NOTIFY, polled at worst
+  every NUMBIND_CHANGE_POLL_SECONDS, default 1).
+  Put a TCP load balancer in front (HAProxy `mode tcp`: mTLS passes through to the
+  registries), or list every address in the bundles' "registry" (a,b,c: the SDK
+  balances round-robin). SIGTERM drains a process: open streams end and clients
+  resume on another. README, "Operations", has a sample haproxy.cfg and what to watch.
+"""
+
 
 def add_store_options(p: argparse.ArgumentParser, *, database: bool = True) -> None:
     """--data-dir and (unless ``database`` is False) --database-url, shared by serve and
@@ -39,6 +54,9 @@ def settings_from(args: argparse.Namespace) -> Any:
             "listen": getattr(args, "listen", None),
             "database_url": getattr(args, "database_url", None),
             "log_level": getattr(args, "log_level", None),
+            "metrics_listen": getattr(args, "metrics_listen", None),
+            # Only a given --otel overrides NUMBIND_OTEL.
+            "otel": True if getattr(args, "otel", False) else None,
             "max_streams_per_principal": getattr(args, "max_streams_per_principal", None),
             "fanout_deadline_seconds": getattr(args, "fanout_deadline", None),
         }
@@ -51,9 +69,11 @@ def add_commands(sub: Any) -> None:
     serve = sub.add_parser(
         "serve",
         help="run the registry",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve the registry's gRPC API (mTLS) until SIGTERM or Ctrl-C. The "
         "address it listens on is written to DATA_DIR/serving.json, where `numbind admin` "
         "finds it.",
+        epilog=SCALE_OUT,
     )
     add_store_options(serve)
     serve.add_argument(
@@ -84,6 +104,18 @@ def add_commands(sub: Any) -> None:
     serve.add_argument(
         "--init", action="store_true", help="run `numbind admin init` first when needed"
     )
+    serve.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (NUMBIND_METRICS_LISTEN; "
+        "default: off)",
+    )
+    serve.add_argument(
+        "--otel",
+        action="store_true",
+        help="OpenTelemetry spans for every RPC, to the tracer the OTel SDK's environment "
+        "configures (NUMBIND_OTEL=1; needs pip install 'numbind[otel]'; default: off)",
+    )
     command(serve, _serve)
 
 
@@ -94,6 +126,7 @@ def _serve(args: argparse.Namespace) -> int:
     from numbind.registry import logs, operator
     from numbind.registry.api.server import serve
     from numbind.registry.app import Registry
+    from numbind.registry.errors import FailedPrecondition
 
     # Everything this process creates is private: the data dir holds tokens, account_refs
     # and keys (numbind.registry.datadir; the registry refuses to serve from a data dir
@@ -108,5 +141,9 @@ def _serve(args: argparse.Namespace) -> int:
             )
         operator.init(settings)
     registry = Registry.open(settings)
-    asyncio.run(serve(registry))
+    try:
+        asyncio.run(serve(registry))
+    except FailedPrecondition as exc:  # the SQLite store is served by another process
+        registry.close()
+        raise CliError(exc.message) from None
     return 0

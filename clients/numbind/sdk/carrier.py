@@ -27,6 +27,7 @@ from numbind.sdk.carrier_model import (
 )
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.errors import InvalidRequest, NumbindClientError, located, offset_positions
+from numbind.sdk.log import LOG_KEY_FILE, LogClient, LogProofError
 from numbind.sdk.model import Reassigned, to_us
 from numbind.sdk.phone import DEFAULT_REGION
 from numbind.sdk.retry import RetryPolicy, call_with_retry
@@ -61,6 +62,7 @@ class CarrierClient:
         self._retry = retry or RetryPolicy()
         # One retry policy for every call, tokenisation included.
         self._tokens = Tokenizer(self._channel, region=region, retry=self._retry)
+        self.log = LogClient(self._channel, pin=bundle.directory / LOG_KEY_FILE, retry=self._retry)
 
     async def __aenter__(self) -> CarrierClient:
         return self
@@ -99,6 +101,7 @@ class CarrierClient:
             raise ValueError(f"batch_size: got {batch_size}, want 1..{MAX_REPORT}")
         totals = [0, 0, 0, 0, 0]  # events, applied, superseded, orders, notices
         revocations: list[str] = []
+        leaves: list[int] = []
         batch: list[LifecycleReport] = []
         start = 0  # how many events earlier batches held
 
@@ -135,6 +138,8 @@ class CarrierClient:
             ):
                 totals[i] += n
             revocations.extend(summary.revocation_ids)
+            await self._prove_reported(summary.leaf_indices, len(batch), start)
+            leaves.extend(summary.leaf_indices)
             if progress:
                 progress(len(batch))
             start += len(batch)
@@ -147,7 +152,21 @@ class CarrierClient:
         if batch:
             await flush()
         events, applied, superseded, orders, notices = totals
-        return ReportSummary(events, applied, superseded, orders, notices, revocations)
+        return ReportSummary(events, applied, superseded, orders, notices, revocations, leaves)
+
+    async def _prove_reported(self, indices: list[int], events: int, start: int) -> None:
+        """Every event of a batch is in a verified checkpoint, opened as this carrier's
+        lifecycle entry (LogProofError otherwise: the registry did not log what it applied)."""
+        if len(indices) != events:
+            raise LogProofError(
+                "inclusion", f"events {start + 1}..{start + events}: {len(indices)} leaves"
+            )
+        for leaf in await self.log.prove(indices):
+            entry = leaf.entry or {}
+            if entry.get("t") != "lifecycle" or entry.get("carrier") != self.bundle.principal_id:
+                raise LogProofError(
+                    "opening", f"leaf {leaf.index} does not open as this carrier's event"
+                )
 
     # -- attestations ---------------------------------------------------------------------
     def attest(

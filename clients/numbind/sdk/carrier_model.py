@@ -60,6 +60,9 @@ class ReportSummary:
     orders_created: int
     notices_created: int
     revocation_ids: list[str]
+    # Each event's leaf in the registry's verifiable log, in report order; the SDK proved
+    # every one included in a verified checkpoint before returning (``log prove --event``).
+    leaf_indices: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,24 @@
-"""mTLS channels to the registry from a credential bundle."""
+"""mTLS channels to the registry from a credential bundle.
+
+A bundle (or ``target``) may name several registry processes, ``a:p,b:p,c:p``: the channel
+then resolves to all of them and spreads calls with gRPC's ``round_robin`` policy, skipping
+a process that is down or draining (a call that was on it fails UNAVAILABLE and the SDK
+retries it on another). One address behind a load balancer (HAProxy, Envoy) works the same.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from collections.abc import Sequence
 from typing import Any, Literal, overload
 
 import grpc
 import grpc.aio
-from numbind.protocol.bundle import Bundle
+from numbind.protocol.bundle import Bundle, registry_addresses
 from numbind.protocol.limits import MAX_MESSAGE_BYTES
 
-__all__ = ["DEFAULT_CHANNEL_OPTIONS", "MAX_MESSAGE_BYTES", "secure_channel"]
+__all__ = ["DEFAULT_CHANNEL_OPTIONS", "MAX_MESSAGE_BYTES", "channel_target", "secure_channel"]
 
 # The server must allow these pings (grpc.keepalive_permit_without_calls=1 and
 # grpc.http2.min_ping_interval_without_data_ms <= 30000), or it answers with GOAWAY
@@ -22,6 +30,45 @@ DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
 )
+
+
+ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+
+def channel_target(
+    addresses: str | Sequence[str],
+) -> tuple[str, list[tuple[str, Any]]]:
+    """The gRPC target and extra channel options for one address or several.
+
+    Several addresses must be IP literals (``ipv4:`` / ``ipv6:`` targets list them; a host
+    name with several addresses is one DNS name, given as one address). The TLS host
+    checked is the first address's host: every process presents a certificate for it (the
+    registry's server certificate names the hosts it serves).
+    """
+    items = registry_addresses(addresses) if isinstance(addresses, str) else list(addresses)
+    if not items:
+        raise ValueError("registry address: got none, want host:port[,host:port...]")
+    if len(items) == 1:
+        return items[0], []
+    families = set()
+    for address in items:
+        host = address.rpartition(":")[0].strip("[]")
+        try:
+            families.add(ipaddress.ip_address(host).version)
+        except ValueError:
+            raise ValueError(
+                f"registry address {address!r}: several addresses must be IP addresses "
+                "(for a host name, give one name that resolves to them all)"
+            ) from None
+    if len(families) != 1:
+        raise ValueError(f"registry addresses {items}: mix IPv4 and IPv6; list one family")
+    scheme = "ipv4" if families == {4} else "ipv6"
+    first_host = items[0].rpartition(":")[0].strip("[]")
+    options: list[tuple[str, Any]] = [
+        ("grpc.service_config", ROUND_ROBIN),
+        ("grpc.ssl_target_name_override", first_host),
+    ]
+    return f"{scheme}:{','.join(items)}", options
 
 
 def _merge_options(options: Sequence[tuple[str, Any]] | None) -> list[tuple[str, Any]]:
@@ -55,14 +102,16 @@ def secure_channel(
     options: Sequence[tuple[str, Any]] | None = None,
     target: str | None = None,
 ) -> grpc.aio.Channel | grpc.Channel:
-    """Open an mTLS channel to ``target`` (default ``bundle.registry``; aio by default).
+    """Open an mTLS channel to ``target`` (default ``bundle.registry``; aio by default);
+    either may list several addresses (see the module docstring).
 
     The server certificate is checked against the bundle's CA and the target host, including
     IP-address SANs when the registry is given as an IP.
     """
     creds = bundle.channel_credentials()
-    merged = _merge_options(options)
-    address = target or bundle.registry
+    address, balancing = channel_target(target or bundle.registry)
+    # The caller's options win over the balancing ones (a custom service config, say).
+    merged = _merge_options([*balancing, *(options or ())])
     if aio:
         return grpc.aio.secure_channel(address, creds, options=merged)
     return grpc.secure_channel(address, creds, options=merged)

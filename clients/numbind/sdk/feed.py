@@ -22,6 +22,7 @@ import grpc
 from numbind.protocol.files import write_atomically
 from numbind.sdk import wire
 from numbind.sdk.errors import NumbindClientError, from_rpc_error, located, offset_positions
+from numbind.sdk.log import LogClient, LogProofError
 from numbind.sdk.model import AckOutcome, FeedEvent
 from numbind.sdk.retry import RetryPolicy, call_with_retry
 from numbind.v1 import platforms_pb2_grpc
@@ -52,7 +53,8 @@ class CursorStore:
 class EventFeed:
     """This platform's events after ``acked_through`` (the cursor file's, or ``after_seq``).
 
-    Reconnects with backoff on UNAVAILABLE; ``head_seq`` is the registry's latest sequence
+    Reconnects with backoff on UNAVAILABLE and when a registry ends the stream as it stops
+    (a rolling restart); ``head_seq`` is the registry's latest sequence
     as of the last heartbeat, ``reconnects`` counts reconnections.
     """
 
@@ -64,6 +66,7 @@ class EventFeed:
         after_seq: int | None = None,
         heartbeat_seconds: int = 0,
         retry: RetryPolicy | None = None,
+        log: LogClient | None = None,
     ) -> None:
         self._stub = platforms_pb2_grpc.PlatformsStub(channel)
         self._cursor = CursorStore(Path(cursor_file) if cursor_file else None)
@@ -73,6 +76,9 @@ class EventFeed:
         self._acked: set[int] = set()
         self.head_seq = 0
         self.reconnects = 0
+        # With a LogClient, every order is proved logged before it is acked.
+        self._log = log
+        self.orders_proved = 0
 
     @property
     def acked_through(self) -> int:
@@ -89,13 +95,34 @@ class EventFeed:
             self._cursor.save(self._acked_through)
 
     async def ack(self, items: list[tuple[FeedEvent, AckOutcome, str]]) -> None:
-        """Ack events with their outcomes (and a reason for REJECTED), in one request."""
+        """Ack events with their outcomes (and a reason for REJECTED), in one request.
+
+        With a LogClient, first proves each order is in a checkpoint its trust policy
+        accepts, opened as this very order; LogProofError (nothing acked) otherwise."""
+        if self._log is not None:
+            await self._prove([e for e, _, _ in items])
         request = wire.ack_request(uuid.uuid4().hex, items)
         try:
             await call_with_retry(lambda: self._stub.AckEvents(request, timeout=30), RetryPolicy())
         except NumbindClientError as exc:
             raise located(exc, "acks", "event", offset_positions(0, len(items))) from None
         self._advance([e.seq for e, _, _ in items])
+
+    async def _prove(self, events: list[FeedEvent]) -> None:
+        assert self._log is not None
+        logged = [e for e in events if e.leaf_index is not None]
+        if len(logged) != len(events):
+            missing = next(e for e in events if e.leaf_index is None)
+            raise LogProofError("inclusion", f"order {missing.order_id} names no log leaf")
+        proved = await self._log.prove([e.leaf_index for e in logged if e.leaf_index is not None])
+        for event, leaf in zip(logged, proved, strict=True):
+            entry = leaf.entry or {}
+            if entry.get("t") != "order" or entry.get("id") != event.order_id:
+                raise LogProofError(
+                    "opening",
+                    f"leaf {leaf.index} does not open as order {event.order_id} for this platform",
+                )
+        self.orders_proved += len(logged)
 
     async def events(self, *, follow: bool = True) -> AsyncIterator[FeedEvent]:
         """Events after the cursor. With follow=False, stop at the first idle heartbeat."""
@@ -117,7 +144,14 @@ class EventFeed:
                     for event in events:
                         seen_through = max(seen_through, event.seq)
                         yield event
-                return
+                # The registry ends a stream only when it stops (a rolling restart): a
+                # follower resumes on another process, unless told not to retry at all.
+                if not follow or attempt + 1 >= self._retry.attempts:
+                    return
+                self.reconnects += 1
+                await asyncio.sleep(self._retry.delay(attempt, None))
+                attempt += 1
+                continue
             except grpc.RpcError as rpc_exc:
                 exc: NumbindClientError = from_rpc_error(rpc_exc)
                 if not exc.retryable or attempt + 1 >= self._retry.attempts:

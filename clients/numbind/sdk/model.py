@@ -289,6 +289,8 @@ class FeedEvent:
     deadline: datetime | None
     revocation_id: str
     _feed: AckSink = field(repr=False)
+    # The order's leaf in the registry's verifiable log (None: made before the log).
+    leaf_index: int | None = None
 
     @property
     def reference(self) -> str:

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import grpc.aio
 from numbind.protocol.bundle import Bundle, BundleError
+from numbind.protocol.checkpoint import WitnessPolicy
 from numbind.protocol.limits import MAX_BINDINGS
 from numbind.sdk import reassigned, wire
 from numbind.sdk.account_refs import AccountRefs
@@ -42,6 +43,7 @@ from numbind.sdk.bindings import BindingRpc, PublishBatch, WithdrawBatch
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.errors import NumbindClientError
 from numbind.sdk.feed import CURSOR_FILE, EventFeed
+from numbind.sdk.log import LOG_KEY_FILE, LogClient
 from numbind.sdk.model import (
     BindingKey,
     BucketDigest,
@@ -97,6 +99,7 @@ class PlatformClient:
         retry: RetryPolicy | None = None,
         progress: ProgressCallback | None = None,
         rpc_timeout: float = 120.0,
+        log_trust: WitnessPolicy | None = None,
     ) -> None:
         if bundle.role != "platform":
             raise BundleError(
@@ -119,6 +122,12 @@ class PlatformClient:
         self._timeout = rpc_timeout
         self._tokenizer: Tokenizer | None = None
         self._rpc: BindingRpc | None = None
+        # The feed of the last events() call (its orders_proved counts proved orders).
+        self.feed: EventFeed | None = None
+        # Whose cosignatures an order's checkpoint needs before the feed acks it. Default:
+        # every member of the federation's manifest; bundles name none yet, which is exact
+        # for a federation of one (no witnesses).
+        self._log_trust = log_trust or WitnessPolicy.none()
 
     async def __aenter__(self) -> PlatformClient:
         return self
@@ -222,7 +231,9 @@ class PlatformClient:
         """
         channel, _, _ = self._ensure()
         path = cursor_file if cursor_file is not None else self.bundle.directory / CURSOR_FILE
-        feed = EventFeed(channel, path, heartbeat_seconds=heartbeat_seconds)
+        log = LogClient(channel, pin=self.bundle.directory / LOG_KEY_FILE, trust=self._log_trust)
+        feed = EventFeed(channel, path, heartbeat_seconds=heartbeat_seconds, log=log)
+        self.feed = feed
         return feed.events(follow=follow)
 
     # ---- reassigned-since -----------------------------------------------------------------

@@ -222,6 +222,7 @@ def feed_event(e: platforms_pb2.Event, feed: AckSink) -> FeedEvent:
         deadline=instant(e.deadline),
         revocation_id=e.revocation_id,
         _feed=feed,
+        leaf_index=e.leaf_index if e.HasField("leaf_index") else None,
     )
 
 
@@ -279,6 +280,7 @@ def report_summary(resp: carriers_pb2.ReportLifecycleResponse, events: int) -> R
         orders_created=resp.orders_created,
         notices_created=resp.notices_created,
         revocation_ids=[resp.revocation_id] if resp.revocation_id else [],
+        leaf_indices=list(resp.leaf_indices),
     )
 
 

@@ -4,6 +4,7 @@ Layout::
 
     bundle.json       {"registry": "host:port", "principal": "spiffe://numbind/<role>/<id>",
                        "role": "<role>", "id": "<id>"}
+                      ("registry" may list several "host:port" separated by commas)
     ca.pem            the registry CA (trust root for the server certificate)
     client.pem        this client's certificate, issued by the registry CA
     client.key        its private key (0600)
@@ -61,7 +62,21 @@ class BundleError(Exception):
     """A bundle directory is missing a file or holds a bad one; the message names it."""
 
 
-def _check_registry_address(address: str) -> None:
+def registry_addresses(registry: str) -> list[str]:
+    """The addresses in a bundle's ``registry``: one ``host:port``, or several separated by
+    commas (several registry processes; clients balance calls over them)."""
+    return [a.strip() for a in registry.split(",")]
+
+
+def _check_registry_address(registry: str) -> None:
+    addresses = registry_addresses(registry)
+    if len(addresses) != len(set(addresses)):
+        raise ValueError(f"registry address {registry!r} lists an address twice")
+    for address in addresses:
+        _check_one_address(address)
+
+
+def _check_one_address(address: str) -> None:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"registry address {address!r} is not host:port")

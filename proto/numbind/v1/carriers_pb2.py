@@ -26,21 +26,21 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from numbind.v1 import common_pb2 as numbind_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19numbind/v1/carriers.proto\x12\nnumbind.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17numbind/v1/common.proto\"\x8d\x01\n\x0eLifecycleEvent\x12 \n\x05token\x18\x01 \x01(\x0b\x32\x11.numbind.v1.Token\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.numbind.v1.LifecycleKind\x12\x30\n\x0c\x65\x66\x66\x65\x63tive_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x16ReportLifecycleRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1a.numbind.v1.LifecycleEvent\"\x86\x01\n\x17ReportLifecycleResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\r\x12\x12\n\nsuperseded\x18\x02 \x01(\r\x12\x16\n\x0eorders_created\x18\x03 \x01(\r\x12\x17\n\x0fnotices_created\x18\x04 \x01(\r\x12\x15\n\rrevocation_id\x18\x05 \x01(\t*\xc4\x01\n\rLifecycleKind\x12\x1e\n\x1aLIFECYCLE_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15LIFECYCLE_KIND_ISSUED\x10\x01\x12\x1e\n\x1aLIFECYCLE_KIND_DEACTIVATED\x10\x02\x12\x1b\n\x17LIFECYCLE_KIND_REISSUED\x10\x03\x12\x1d\n\x19LIFECYCLE_KIND_PORTED_OUT\x10\x04\x12\x1c\n\x18LIFECYCLE_KIND_PORTED_IN\x10\x05\x32\x66\n\x08\x43\x61rriers\x12Z\n\x0fReportLifecycle\x12\".numbind.v1.ReportLifecycleRequest\x1a#.numbind.v1.ReportLifecycleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19numbind/v1/carriers.proto\x12\nnumbind.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17numbind/v1/common.proto\"\x8d\x01\n\x0eLifecycleEvent\x12 \n\x05token\x18\x01 \x01(\x0b\x32\x11.numbind.v1.Token\x12\'\n\x04kind\x18\x02 \x01(\x0e\x32\x19.numbind.v1.LifecycleKind\x12\x30\n\x0c\x65\x66\x66\x65\x63tive_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x16ReportLifecycleRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1a.numbind.v1.LifecycleEvent\"\x9c\x01\n\x17ReportLifecycleResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\r\x12\x12\n\nsuperseded\x18\x02 \x01(\r\x12\x16\n\x0eorders_created\x18\x03 \x01(\r\x12\x17\n\x0fnotices_created\x18\x04 \x01(\r\x12\x15\n\rrevocation_id\x18\x05 \x01(\t\x12\x14\n\x0cleaf_indices\x18\x06 \x03(\x04*\xc4\x01\n\rLifecycleKind\x12\x1e\n\x1aLIFECYCLE_KIND_UNSPECIFIED\x10\x00\x12\x19\n\x15LIFECYCLE_KIND_ISSUED\x10\x01\x12\x1e\n\x1aLIFECYCLE_KIND_DEACTIVATED\x10\x02\x12\x1b\n\x17LIFECYCLE_KIND_REISSUED\x10\x03\x12\x1d\n\x19LIFECYCLE_KIND_PORTED_OUT\x10\x04\x12\x1c\n\x18LIFECYCLE_KIND_PORTED_IN\x10\x05\x32\x66\n\x08\x43\x61rriers\x12Z\n\x0fReportLifecycle\x12\".numbind.v1.ReportLifecycleRequest\x1a#.numbind.v1.ReportLifecycleResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'numbind.v1.carriers_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LIFECYCLEKIND']._serialized_start=471
-  _globals['_LIFECYCLEKIND']._serialized_end=667
+  _globals['_LIFECYCLEKIND']._serialized_start=493
+  _globals['_LIFECYCLEKIND']._serialized_end=689
   _globals['_LIFECYCLEEVENT']._serialized_start=100
   _globals['_LIFECYCLEEVENT']._serialized_end=241
   _globals['_REPORTLIFECYCLEREQUEST']._serialized_start=243
   _globals['_REPORTLIFECYCLEREQUEST']._serialized_end=331
   _globals['_REPORTLIFECYCLERESPONSE']._serialized_start=334
-  _globals['_REPORTLIFECYCLERESPONSE']._serialized_end=468
-  _globals['_CARRIERS']._serialized_start=669
-  _globals['_CARRIERS']._serialized_end=771
+  _globals['_REPORTLIFECYCLERESPONSE']._serialized_end=490
+  _globals['_CARRIERS']._serialized_start=691
+  _globals['_CARRIERS']._serialized_end=793
 # @@protoc_insertion_point(module_scope)

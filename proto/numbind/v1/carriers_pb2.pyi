@@ -122,6 +122,7 @@ class ReportLifecycleResponse(_message.Message):
     ORDERS_CREATED_FIELD_NUMBER: _builtins.int
     NOTICES_CREATED_FIELD_NUMBER: _builtins.int
     REVOCATION_ID_FIELD_NUMBER: _builtins.int
+    LEAF_INDICES_FIELD_NUMBER: _builtins.int
     applied: _builtins.int
     """Events applied to the number state."""
     superseded: _builtins.int
@@ -132,6 +133,10 @@ class ReportLifecycleResponse(_message.Message):
     """NUMBER_DEACTIVATED notices created."""
     revocation_id: _builtins.str
     """Id under which this report's orders can be followed with Holders.GetRevocation."""
+    @_builtins.property
+    def leaf_indices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Each event's leaf in the verifiable log (numbind.v1.Log), in request order."""
+
     def __init__(
         self,
         *,
@@ -140,10 +145,11 @@ class ReportLifecycleResponse(_message.Message):
         orders_created: _builtins.int = ...,
         notices_created: _builtins.int = ...,
         revocation_id: _builtins.str = ...,
+        leaf_indices: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "notices_created", b"notices_created", "orders_created", b"orders_created", "revocation_id", b"revocation_id", "superseded", b"superseded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "leaf_indices", b"leaf_indices", "notices_created", b"notices_created", "orders_created", b"orders_created", "revocation_id", b"revocation_id", "superseded", b"superseded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -14,6 +14,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from numbind.v1 import common_pb2 as _common_pb2
+from numbind.v1 import log_pb2 as _log_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -574,6 +575,7 @@ class GetRevocationResponse(_message.Message):
     CAUSE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     PLATFORMS_FIELD_NUMBER: _builtins.int
+    LEAVES_FIELD_NUMBER: _builtins.int
     UNAVAILABLE_FIELD_NUMBER: _builtins.int
     revocation_id: _builtins.str
     cause: _common_pb2.EventCause.ValueType
@@ -581,6 +583,12 @@ class GetRevocationResponse(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def platforms(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlatformProgress]: ...
+    @_builtins.property
+    def leaves(self) -> _containers.RepeatedCompositeFieldContainer[_log_pb2.LeafRef]:
+        """The revocation's leaves in the verifiable log: its trigger, its orders and their
+        outcomes so far (numbind.v1.Log proves each).
+        """
+
     @_builtins.property
     def unavailable(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnavailableRegistry]:
         """Members whose progress is not in this answer (not reached in time, or the
@@ -594,11 +602,12 @@ class GetRevocationResponse(_message.Message):
         cause: _common_pb2.EventCause.ValueType = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         platforms: _abc.Iterable[Global___PlatformProgress] | None = ...,
+        leaves: _abc.Iterable[_log_pb2.LeafRef] | None = ...,
         unavailable: _abc.Iterable[Global___UnavailableRegistry] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "created_at", b"created_at", "platforms", b"platforms", "revocation_id", b"revocation_id", "unavailable", b"unavailable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "created_at", b"created_at", "leaves", b"leaves", "platforms", b"platforms", "revocation_id", b"revocation_id", "unavailable", b"unavailable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

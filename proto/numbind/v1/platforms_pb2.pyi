@@ -528,6 +528,7 @@ class Event(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
     REVOCATION_ID_FIELD_NUMBER: _builtins.int
+    LEAF_INDEX_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """Gap-free per-platform sequence number, starting at 1."""
     order_id: _builtins.str
@@ -536,6 +537,8 @@ class Event(_message.Message):
     cause: _common_pb2.EventCause.ValueType
     revocation_id: _builtins.str
     """The holder revocation or lifecycle report this belongs to."""
+    leaf_index: _builtins.int
+    """The order's leaf in the verifiable log (numbind.v1.Log): prove it was logged."""
     @_builtins.property
     def binding(self) -> _common_pb2.Binding:
         """The binding concerned (the platform's own account_ref)."""
@@ -564,12 +567,15 @@ class Event(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         deadline: _timestamp_pb2.Timestamp | None = ...,
         revocation_id: _builtins.str = ...,
+        leaf_index: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "created_at", b"created_at", "deadline", b"deadline", "tenure_start", b"tenure_start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_leaf_index", b"_leaf_index", "binding", b"binding", "created_at", b"created_at", "deadline", b"deadline", "leaf_index", b"leaf_index", "tenure_start", b"tenure_start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["binding", b"binding", "cause", b"cause", "created_at", b"created_at", "deadline", b"deadline", "kind", b"kind", "order_id", b"order_id", "revocation_id", b"revocation_id", "seq", b"seq", "tenure_start", b"tenure_start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_leaf_index", b"_leaf_index", "binding", b"binding", "cause", b"cause", "created_at", b"created_at", "deadline", b"deadline", "kind", b"kind", "leaf_index", b"leaf_index", "order_id", b"order_id", "revocation_id", b"revocation_id", "seq", b"seq", "tenure_start", b"tenure_start"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__leaf_index: _TypeAlias = _typing.Literal["leaf_index"]  # noqa: Y015
+    _WhichOneofArgType__leaf_index: _TypeAlias = _typing.Literal["_leaf_index", b"_leaf_index"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__leaf_index) -> _WhichOneofReturnType__leaf_index | None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
 

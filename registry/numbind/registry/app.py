@@ -11,10 +11,11 @@ from functools import partial
 
 from numbind.protocol.manifest import FederationSetupError
 from numbind.protocol.manifest import TokenService as ManifestTokens
+from numbind.registry import log_key
 from numbind.registry.config import Settings
 from numbind.registry.datadir import private_umask, require_private
 from numbind.registry.domain.quota import Quotas
-from numbind.registry.domain.types import KeyState
+from numbind.registry.domain.types import KeyState, now_us
 from numbind.registry.federation.channel import PeerChannels
 from numbind.registry.federation.fanout_client import ManifestMembers
 from numbind.registry.federation.forward import ForwardedTokens
@@ -23,12 +24,14 @@ from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority
 from numbind.registry.services.admin import AdminService
 from numbind.registry.services.bindings import BindingService
+from numbind.registry.services.changes import Changes
 from numbind.registry.services.directory import Directory
 from numbind.registry.services.fanout import FederatedHolders, NoMembers, RetryPolicy
 from numbind.registry.services.feed import FeedService
 from numbind.registry.services.holder_views import UNNAMED, RegistryName
 from numbind.registry.services.holders import HolderService
 from numbind.registry.services.lifecycle import LifecycleService
+from numbind.registry.services.log import LogService
 from numbind.registry.services.member_holders import MemberHolderService
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings
@@ -36,8 +39,9 @@ from numbind.registry.services.replication import HubLog, Replica
 from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.services.tokens import QuotaGate, TokenService, TokenSource
-from numbind.registry.storage import keymap, migrate, principals, token_keys
+from numbind.registry.storage import keymap, migrate, ops, principals, token_keys
 from numbind.registry.storage.db import Database, Session
+from numbind.registry.storage.ops import OpsSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +65,14 @@ class Registry:
     # The binding registries a hub fans out to (None: not a hub of a federation).
     members: ManifestMembers | None
     feed: FeedService
+    log: LogService
     # The hook for changes of standing made elsewhere (StandingService.changed).
     standing: StandingService
     token_map: TokenMapper
     rekeyer: RekeyRunner
+    # Changes made by other processes sharing the store (PostgreSQL LISTEN/NOTIFY + polls).
+    changes: Changes
+    quota_gate: QuotaGate
     # Worker processes for CPU-bound crypto: token evaluation and the store re-key.
     pool: ProcessPoolExecutor
     ca_pem: bytes
@@ -109,7 +117,7 @@ class Registry:
             reconcile_key_map(db, keys)
         q = settings.quota
         quotas = Quotas(q.rate_per_second, q.burst, q.daily_cap)
-        directory = Directory(db)
+        directory = Directory(db, ttl=settings.change_poll_seconds)
         notifier = FeedNotifier()
         standing = StandingService(db, directory, notifier)
         stopping = asyncio.Event()
@@ -134,12 +142,18 @@ class Registry:
             if (settings.pki_dir / "ca.key").exists()
             else None
         )
+        changes = Changes(
+            db, notifier, standing, token_map, poll_seconds=settings.change_poll_seconds
+        )
+        changes.on_keys = [rekeyer.wake, keys.expire]
         peers = (
             None
             if federation is None
             else PeerChannels(federation.files, federation.installed.manifest.members)
         )
-        tokens: TokenSource = TokenService(db, keys, quotas, pool)
+        # One gate: its refusals are this process's, whichever way tokens are served.
+        gate = QuotaGate(db, quotas)
+        tokens: TokenSource = TokenService(db, keys, gate, pool)
         if federation is not None and peers is not None and member:
             ts = federation.token_service
             if ts is None:
@@ -147,7 +161,7 @@ class Registry:
                     "the manifest names no member as token service; a member cannot forward "
                     "its platforms' tokenisation"
                 )
-            tokens = ForwardedTokens(federation.files, peers, ts.id, QuotaGate(db, quotas))
+            tokens = ForwardedTokens(federation.files, peers, ts.id, gate)
         report_at = None
         if federation is not None and not federation.is_authority:
             hub = federation.hub
@@ -207,9 +221,12 @@ class Registry:
                 visibility_timeout_seconds=settings.visibility_timeout_seconds,
                 max_streams_per_principal=settings.max_streams_per_principal,
             ),
+            log=LogService(db, log_key.load_or_create(settings.data_dir), settings.witness_keys),
             standing=standing,
             token_map=token_map,
             rekeyer=rekeyer,
+            changes=changes,
+            quota_gate=gate,
             pool=pool,
             stopping=stopping,
             ca_pem=(settings.pki_dir / "ca.pem").read_bytes(),
@@ -222,6 +239,10 @@ class Registry:
                 else None
             ),
         )
+
+    def ops_snapshot(self) -> OpsSnapshot:
+        """Open orders, feed lag and the re-key, for a metrics scrape (blocking)."""
+        return self.db.transact(lambda s: ops.snapshot(s, now_us()), write=False)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)

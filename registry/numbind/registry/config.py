@@ -12,7 +12,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from numbind.protocol.checkpoint import CosignatureVerifier
 from numbind.protocol.files import write_atomically
+from numbind.protocol.log_errors import LogError
 from numbind.registry.domain.attestation import Policy as AttestationPolicy
 
 DEFAULT_LISTEN = "127.0.0.1:7443"
@@ -57,6 +59,20 @@ class Settings:
     rekey_batch_rows: int = 5000
     rekey_pause_seconds: float = 0.0
     rekey_lease_seconds: float = 30.0
+    # Several processes on one PostgreSQL: the longest a change committed by another
+    # process (a feed append, a suspension) may take to be seen here when its LISTEN/NOTIFY
+    # notification is lost; normally it arrives within milliseconds.
+    change_poll_seconds: float = 1.0
+    # host:port for the Prometheus /metrics endpoint; None: no endpoint.
+    metrics_listen: str | None = None
+    # OpenTelemetry spans for every RPC (needs the `otel` extra and a configured SDK).
+    otel: bool = False
+    # The verifiable log: a checkpoint at least this often while it grows, and the witness
+    # keys (C2SP cosignature/v1 vkeys, whitespace-separated) whose cosignatures it attaches.
+    log_checkpoint_seconds: float = 1.0
+    log_witnesses: str = ""
+    # A member witnesses the hub's log this often.
+    log_witness_seconds: float = 5.0
     # Open StreamEvents calls one principal may hold in this process; one more is
     # RESOURCE_EXHAUSTED. With several registry processes, each allows this many.
     max_streams_per_principal: int = 8
@@ -88,6 +104,21 @@ class Settings:
             raise ValueError(f"rekey_batch_rows: got {self.rekey_batch_rows}, want 1..100000")
         if self.rekey_pause_seconds < 0:
             raise ValueError(f"rekey_pause_seconds: got {self.rekey_pause_seconds}, want >= 0")
+        if not 0.05 <= self.change_poll_seconds <= 60:
+            raise ValueError(f"change_poll_seconds: got {self.change_poll_seconds}, want 0.05..60")
+        if self.metrics_listen is not None:
+            m_host, m_sep, m_port = self.metrics_listen.rpartition(":")
+            if not m_sep or not m_host or not m_port.isdigit() or not 0 <= int(m_port) <= 65535:
+                raise ValueError(f"metrics_listen: got {self.metrics_listen!r}, want HOST:PORT")
+        if not 0 < self.log_checkpoint_seconds <= 60:
+            raise ValueError(
+                f"log_checkpoint_seconds: got {self.log_checkpoint_seconds}, want 0 < s <= 60"
+            )
+        if not 0 < self.log_witness_seconds <= 3600:
+            raise ValueError(
+                f"log_witness_seconds: got {self.log_witness_seconds}, want 0 < s <= 3600"
+            )
+        _ = self.witness_keys  # refuses a malformed witness key, naming it
         if self.sqlite_synchronous not in ("FULL", "NORMAL"):
             raise ValueError(
                 f"sqlite_synchronous: got {self.sqlite_synchronous!r}, want FULL or NORMAL"
@@ -113,6 +144,16 @@ class Settings:
     @property
     def attestation_policy(self) -> AttestationPolicy:
         return AttestationPolicy(self.attestation_max_lifetime_seconds, self.clock_skew_seconds)
+
+    @property
+    def witness_keys(self) -> tuple[CosignatureVerifier, ...]:
+        out = []
+        for vkey in self.log_witnesses.split():
+            try:
+                out.append(CosignatureVerifier.parse(vkey))
+            except LogError as exc:
+                raise ValueError(f"log_witnesses: {exc.message}") from None
+        return tuple(out)
 
     @property
     def effective_database_url(self) -> str:
@@ -149,6 +190,12 @@ _ENV = {
     "rekey_batch_rows": "NUMBIND_REKEY_BATCH_ROWS",
     "rekey_pause_seconds": "NUMBIND_REKEY_PAUSE_SECONDS",
     "rekey_lease_seconds": "NUMBIND_REKEY_LEASE_SECONDS",
+    "change_poll_seconds": "NUMBIND_CHANGE_POLL_SECONDS",
+    "metrics_listen": "NUMBIND_METRICS_LISTEN",
+    "otel": "NUMBIND_OTEL",
+    "log_checkpoint_seconds": "NUMBIND_LOG_CHECKPOINT_SECONDS",
+    "log_witnesses": "NUMBIND_LOG_WITNESSES",
+    "log_witness_seconds": "NUMBIND_LOG_WITNESS_SECONDS",
     "max_streams_per_principal": "NUMBIND_MAX_STREAMS_PER_PRINCIPAL",
     "request_limits": "NUMBIND_REQUEST_LIMITS",
     "sqlite_synchronous": "NUMBIND_SQLITE_SYNCHRONOUS",

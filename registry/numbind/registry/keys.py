@@ -72,6 +72,11 @@ class KeyRing:
         the store may have rotated or retired a key since)."""
         return time.monotonic() - self._loaded >= seconds
 
+    def expire(self) -> None:
+        """Another process changed the keys (its notification arrived): the next
+        `older_than` check answers True, whatever its age."""
+        self._loaded = float("-inf")
+
     def reload(self) -> None:
         self._loaded = time.monotonic()
         records = self._db.transact(token_keys.all_keys, write=False)

@@ -19,6 +19,7 @@ from numbind.registry.api.types import Ctx
 from numbind.registry.domain.types import Principal, Role
 from numbind.registry.errors import PermissionDenied, Unauthenticated
 from numbind.registry.federation.callers import CallerTrust
+from numbind.registry.federation.serving import LiveCallers
 from numbind.registry.services.directory import Directory
 
 _principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("numbind_principal")
@@ -38,6 +39,9 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     "/numbind.v1.Admin/": frozenset({Role.ADMIN}),
     # Peer registries: members follow the hub's lifecycle log.
     "/numbind.v1.Federation/": frozenset({Role.REGISTRY}),
+    # Anyone may check the verifiable log, members (as witnesses) too; openings are
+    # filtered by holder in the service.
+    "/numbind.v1.Log/": frozenset({*Role.ALL, Role.REGISTRY}),
     # A federation member answers its hub's fan-out (the servicer admits only the hub).
     "/numbind.v1.MemberHolders/": frozenset({Role.REGISTRY}),
 }
@@ -73,23 +77,29 @@ def identity_from_context(context: Ctx) -> tuple[str, str, bytes, bytes] | None:
 
 class IssuerCheck:
     """In a federation, every member's CA is a TLS root: a certificate must also verify
-    under the one CA that may vouch for its identity (`CallerTrust`). Results are kept
-    until the certificate expires: every call presents one of a few certificates, and a
-    chain check per call would cost more than the call."""
+    under the one CA that may vouch for its identity (`CallerTrust`, under the manifest
+    installed now). Results are kept until the certificate expires or the manifest
+    changes: every call presents one of a few certificates, and a chain check per call
+    would cost more than the call."""
 
     _MAX = 4096
 
-    def __init__(self, callers: CallerTrust) -> None:
+    def __init__(self, callers: LiveCallers) -> None:
         self._callers = callers
+        self._trust: CallerTrust | None = None
         self._verified: dict[bytes, datetime] = {}
 
     def check(self, pem: bytes) -> None:
+        trust = self._callers.get()
+        if trust is not self._trust:
+            self._trust = trust
+            self._verified.clear()
         now = datetime.now(UTC)
         until = self._verified.get(pem)
         if until is not None and now < until:
             return
         try:
-            self._callers.identify(pem, now)
+            trust.identify(pem, now)
         except PeerRefused as exc:
             raise Unauthenticated(exc.message) from None
         if len(self._verified) >= self._MAX:
@@ -100,7 +110,7 @@ class IssuerCheck:
 class AuthInterceptor(GuardInterceptor):
     """Authenticates and authorises every numbind call before its servicer runs."""
 
-    def __init__(self, directory: Directory, callers: CallerTrust | None = None) -> None:
+    def __init__(self, directory: Directory, callers: LiveCallers | None = None) -> None:
         super().__init__(self._authenticated)
         self._directory = directory
         self._issuers = None if callers is None else IssuerCheck(callers)

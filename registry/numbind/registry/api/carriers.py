@@ -29,4 +29,5 @@ class CarriersServicer(carriers_pb2_grpc.CarriersServicer):
             orders_created=r.orders_created,
             notices_created=r.notices_created,
             revocation_id=r.revocation_id,
+            leaf_indices=r.leaf_indices,
         )

@@ -30,6 +30,7 @@ def event_to_wire(item: FeedItem) -> platforms_pb2.Event:
         created_at=ts_from_us(item.created_us),
         deadline=ts_from_us(item.deadline_us),
         revocation_id=item.revocation_id,
+        leaf_index=item.leaf_index,
     )
 
 

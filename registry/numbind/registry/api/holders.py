@@ -5,10 +5,11 @@ from __future__ import annotations
 from numbind.registry.api.auth import current_principal
 from numbind.registry.api.convert import body_hash, ts_from_us
 from numbind.registry.api.holder_wire import group_to_wire, progress_to_wire, unavailable_to_wire
+from numbind.registry.api.log import LEAF_KINDS
 from numbind.registry.api.types import Ctx
 from numbind.registry.services.fanout import FederatedHolders
 from numbind.registry.services.holders import SignedAttestation
-from numbind.v1 import holders_pb2, holders_pb2_grpc
+from numbind.v1 import holders_pb2, holders_pb2_grpc, log_pb2
 
 
 def _signed(msg: holders_pb2.SignedAttestation) -> SignedAttestation:
@@ -65,4 +66,7 @@ class HoldersServicer(holders_pb2_grpc.HoldersServicer):
             created_at=ts_from_us(view.created_us),
             platforms=[progress_to_wire(p) for p in view.platforms],
             unavailable=[unavailable_to_wire(u) for u in view.unavailable],
+            leaves=[
+                log_pb2.LeafRef(leaf_index=i, kind=LEAF_KINDS[k], ref=r) for i, k, r in view.leaves
+            ],
         )

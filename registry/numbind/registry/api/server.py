@@ -11,13 +11,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from numbind.protocol.limits import MAX_MESSAGE_BYTES, MAX_RECEIVE_BYTES
+from numbind.registry import log_key
 from numbind.registry.api.admin import AdminServicer
 from numbind.registry.api.auth import AuthInterceptor
 from numbind.registry.api.carriers import CarriersServicer
 from numbind.registry.api.errors import error_interceptor
 from numbind.registry.api.federation import FederationServicer
 from numbind.registry.api.holders import HoldersServicer
+from numbind.registry.api.log import LogServicer
 from numbind.registry.api.member_holders import MemberHoldersServicer
+from numbind.registry.api.metrics import Metrics, ProcessCounters, otel_interceptors
 from numbind.registry.api.platforms import PlatformsServicer
 from numbind.registry.api.sizes import RequestSizeInterceptor
 from numbind.registry.api.tokens import TokensServicer
@@ -25,6 +28,8 @@ from numbind.registry.app import Registry
 from numbind.registry.config import record_served_address
 from numbind.registry.federation.follower import Follower
 from numbind.registry.federation.serving import Serving
+from numbind.registry.federation.witness import GrpcLogSource, Witness
+from numbind.registry.storage.lock import StoreLock
 from numbind.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -36,6 +41,8 @@ from numbind.v1 import (
     federation_pb2_grpc,
     holders_pb2,
     holders_pb2_grpc,
+    log_pb2,
+    log_pb2_grpc,
     platforms_pb2,
     platforms_pb2_grpc,
     tokens_pb2,
@@ -50,6 +57,7 @@ SERVICE_NAMES = [
     carriers_pb2.DESCRIPTOR.services_by_name["Carriers"].full_name,
     holders_pb2.DESCRIPTOR.services_by_name["Holders"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
+    log_pb2.DESCRIPTOR.services_by_name["Log"].full_name,
     fanout_pb2.DESCRIPTOR.services_by_name["MemberHolders"].full_name,
     federation_pb2.DESCRIPTOR.services_by_name["Federation"].full_name,
 ]
@@ -96,8 +104,14 @@ class RegistryServer:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.health = health.aio.HealthServicer()
-        # Outermost first: errors from sizes and authentication are mapped like any other.
-        interceptors: list[grpc.aio.ServerInterceptor] = [error_interceptor()]
+        self.metrics = Metrics(registry.ops_snapshot, self._counters)
+        # Outermost first: errors from sizes and authentication are mapped like any other,
+        # and metrics (outside the error map) see the status it gave.
+        interceptors: list[grpc.aio.ServerInterceptor] = [
+            *otel_interceptors(registry.settings.otel),
+            self.metrics.interceptor(),
+            error_interceptor(),
+        ]
         receive = MAX_MESSAGE
         if registry.settings.request_limits:
             interceptors.append(RequestSizeInterceptor())
@@ -141,6 +155,7 @@ class RegistryServer:
         admin_pb2_grpc.add_AdminServicer_to_server(
             AdminServicer(registry.admin, registry.ca_pem), self.server
         )
+        log_pb2_grpc.add_LogServicer_to_server(LogServicer(registry.log), self.server)
         federation_pb2_grpc.add_FederationServicer_to_server(
             _federation_servicer(registry), self.server
         )
@@ -150,6 +165,9 @@ class RegistryServer:
         )
         self.port = 0
         self._stopped = False
+        self._store_lock = StoreLock.for_url(registry.db.url)
+        self._publisher: asyncio.Task[None] | None = None
+        self._witness: asyncio.Task[None] | None = None
         self._fanout_retries: asyncio.Task[None] | None = None
         fed = registry.federation
         self.follower = (
@@ -160,14 +178,24 @@ class RegistryServer:
 
     async def start(self) -> int:
         settings = self.registry.settings
+        if self._store_lock is not None:
+            self._store_lock.acquire()  # SQLite: refuse a second serving process
         self.port = self.server.add_secure_port(
             settings.listen, server_credentials(settings.pki_dir, self.registry.federation)
         )
         if self.port == 0:
             raise OSError(f"listen: cannot bind {settings.listen}")
         await self.server.start()
+        if settings.metrics_listen is not None:
+            self.metrics.serve(settings.metrics_listen)
         # An interrupted store re-key resumes now; a new one starts at rotation.
         self.registry.rekeyer.start()
+        self.registry.changes.start()
+        self._publisher = asyncio.create_task(
+            self.registry.log.run(self.registry.stopping, settings.log_checkpoint_seconds),
+            name="numbind-log-checkpoints",
+        )
+        self._witness = start_witness(self.registry)
         if self.follower is not None:
             self.follower.start()
         if self.registry.members is not None:
@@ -182,6 +210,15 @@ class RegistryServer:
         log.info("registry serving on %s:%d", host, self.port)
         return self.port
 
+    def _counters(self) -> ProcessCounters:
+        changes = self.registry.changes
+        return ProcessCounters(
+            quota_refusals=self.registry.quota_gate.refusals,
+            notifications_heard=changes.heard,
+            poll_wakes=changes.poll_wakes,
+            listening=changes.listening,
+        )
+
     async def stop(self) -> None:
         """Stop accepting, let in-flight calls finish (streams end), close the store.
 
@@ -195,13 +232,42 @@ class RegistryServer:
         if self.follower is not None:
             await self.follower.close()
         await self.server.stop(self.registry.settings.shutdown_grace_seconds)
+        for task in (self._publisher, self._witness):
+            if task is not None:
+                await task
         await self.registry.rekeyer.close()
+        await self.registry.changes.close()
+        self.metrics.close()
         if self._fanout_retries is not None:
             await self._fanout_retries
         if self.registry.peers is not None:
             await self.registry.peers.close()
         self.registry.close()
+        if self._store_lock is not None:
+            self._store_lock.release()
         log.info("registry stopped")
+
+
+def start_witness(registry: Registry) -> asyncio.Task[None] | None:
+    """A member witnesses the hub's log over its peer channel (DESIGN.md, "A verifiable
+    registry"); the hub, and a federation of one, witness nothing."""
+    fed = registry.federation
+    if fed is None or registry.peers is None or fed.installed.is_authority:
+        return None
+    hub = fed.installed.manifest.authority.id
+    witness = Witness(
+        registry.db,
+        log_key.load_or_create_witness(registry.settings.data_dir),
+        origin=f"numbind.{fed.federation}/log",
+    )
+    return asyncio.create_task(
+        witness.run(
+            GrpcLogSource(registry.peers.get(hub)),
+            registry.stopping,
+            registry.settings.log_witness_seconds,
+        ),
+        name="numbind-log-witness",
+    )
 
 
 async def serve(registry: Registry, ready: asyncio.Event | None = None) -> None:

@@ -99,7 +99,7 @@ class ForwardedTokens:
                 timeout=FORWARD_TIMEOUT_SECONDS,
             )
         except grpc.aio.AioRpcError as exc:
-            self._gate.refund(caller, len(elements))
+            await self._gate.refund(caller, day, len(elements))
             raise _mapped(exc) from None
         await self._gate.record(caller, day, len(elements))
         if pinned.key(response.key_id) is None:

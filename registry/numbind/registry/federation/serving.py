@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from numbind.protocol.manifest import FederationSetupError, Member
+from numbind.protocol.manifest import FederationError, FederationSetupError, Member
 from numbind.registry.federation.callers import CallerTrust
 from numbind.registry.federation.files import FederationDir, Installed
 from numbind.registry.federation.peers import PeerTrust
 
-__all__ = ["Serving"]
+__all__ = ["LiveCallers", "Serving"]
 
 
 @dataclass(frozen=True)
@@ -82,5 +82,39 @@ class Serving:
         """The TLS server's client roots: its own CA plus every member's CA."""
         return self.trust.server_root_certificates(own_ca_pem)
 
-    def callers(self, own_ca_pem: bytes) -> CallerTrust:
-        return CallerTrust(own_ca_pem, self.trust)
+    def callers(self, own_ca_pem: bytes) -> LiveCallers:
+        return LiveCallers(self.files, own_ca_pem, CallerTrust(own_ca_pem, self.trust))
+
+
+class LiveCallers:
+    """Caller trust under the manifest installed now, not the one the server started
+    with: a member that a newer manifest removes is refused at its next call. (A new
+    member's CA becomes a TLS root only when the server restarts.)
+
+    Contract: `get` returns the same object while the manifest file is unchanged, so a
+    caller may cache per object; a manifest that no longer verifies keeps the last good
+    trust (the file is re-verified on every change)."""
+
+    def __init__(self, files: FederationDir, own_ca_pem: bytes, first: CallerTrust) -> None:
+        self._files = files
+        self._own_ca = own_ca_pem
+        self._trust = first
+        self._stamp = self._mtime()
+
+    def _mtime(self) -> int:
+        try:
+            return self._files.manifest_path.stat().st_mtime_ns
+        except OSError:
+            return -1
+
+    def get(self) -> CallerTrust:
+        stamp = self._mtime()
+        if stamp != self._stamp:
+            self._stamp = stamp
+            try:
+                installed = self._files.load()
+            except FederationError:
+                return self._trust
+            if installed is not None:
+                self._trust = CallerTrust(self._own_ca, PeerTrust(installed.manifest))
+        return self._trust

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from numbind.registry.domain import validate
+from numbind.registry.domain import logged, validate
 from numbind.registry.domain.keymap import RekeyStatus
 from numbind.registry.domain.principals import NewPrincipal, attestation_key, suspendable_role
 from numbind.registry.domain.types import Principal, Role, now_us
@@ -27,7 +27,7 @@ from numbind.registry.services.directory import Directory
 from numbind.registry.services.rekey import RekeyRunner
 from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
-from numbind.registry.storage import idempotency, keymap, principals, stats
+from numbind.registry.storage import idempotency, keymap, log, principals, stats
 from numbind.registry.storage.db import Database, Session
 from numbind.registry.storage.models import PrincipalRow
 from numbind.registry.storage.stats import Stats, Usage
@@ -192,6 +192,17 @@ class AdminService:
                     rotation.delta,
                     rotation.key.created_us,
                 )
+            # Public keys only: what a client needs to check that tokens moved to this key.
+            log.append(
+                session,
+                [
+                    logged.key_rotation(
+                        key_id=rotation.key.key_id,
+                        public_key=rotation.key.public_key,
+                        previous_key_id=rotation.previous_key_id,
+                    )
+                ],
+            )
             return {"key_id": rotation.key.key_id}
 
         def act(session: Session) -> dict[str, Any]:

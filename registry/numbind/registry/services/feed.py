@@ -29,10 +29,11 @@ from numbind.registry.errors import (
     OutOfRange,
     ResourceExhausted,
 )
+from numbind.registry.services import log_record
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
-from numbind.registry.storage import idempotency, orders
+from numbind.registry.storage import idempotency, log, orders
 from numbind.registry.storage.db import Database, Session
 
 # Events per read; each page is one read and one mark-delivered write.
@@ -275,6 +276,7 @@ class FeedService:
                 )
                 changes.append((order, int(state), ack.outcome, ack.reason))
             orders.record_acks(session, changes)
+            log.append(session, log_record.acks(caller.pk, caller.name, changes))
             return {"recorded": len(changes), "duplicate": duplicates}
 
         def tx(session: Session) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from numbind.registry.errors import (
     NotFound,
     WrongCarrier,
 )
+from numbind.registry.services import log_record
 from numbind.registry.services.fanout_model import AdmittedNumber, MemberRevocation
 from numbind.registry.services.holder_views import (
     UNNAMED,
@@ -53,6 +54,7 @@ from numbind.registry.storage import (
     bindings,
     fanout,
     idempotency,
+    log,
     nonces,
     numbers,
     orders,
@@ -294,6 +296,7 @@ class HolderService:
                 subject=att.subject,
                 scope=scope,
             )
+            created: list[tuple[str, orders.NewOrder]] = []
             platforms = orders.append(
                 session,
                 rid,
@@ -302,6 +305,13 @@ class HolderService:
                     for b in targets
                 ],
                 self._deadline,
+                created=created,
+            )
+            log.append(
+                session,
+                log_record.revocation(
+                    session, rid, EventCause.HOLDER_REQUEST, caller.pk, caller.name, created
+                ),
             )
             if members:
                 request = MemberRevocation(
@@ -342,6 +352,12 @@ class HolderService:
             if row is None or row.carrier_pk != caller.pk:
                 raise NotFound(f"revocation_id: no revocation {revocation_id} of yours")
             out = revocation_progress(session, revocation_id, self._registry)
-            return RevocationView(row.id, row.cause, row.created_us, out)
+            return RevocationView(
+                row.id,
+                row.cause,
+                row.created_us,
+                out,
+                leaves=log.revocation_leaves(session, revocation_id),
+            )
 
         return await self._db.run(read, write=False)

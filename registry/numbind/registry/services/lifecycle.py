@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from numbind.protocol.limits import MAX_LIFECYCLE_EVENTS, MAX_REASSIGNED_QUERIES
-from numbind.registry.domain import lifecycle, validate
+from numbind.registry.domain import lifecycle, logged, validate
 from numbind.registry.domain.keymap import KeyView, StoreToken
 from numbind.registry.domain.quota import DAY_SECONDS
 from numbind.registry.domain.types import (
@@ -28,9 +28,10 @@ from numbind.registry.domain.types import (
     now_us,
 )
 from numbind.registry.errors import FailedPrecondition, InvalidArgument, PermissionDenied
+from numbind.registry.services import log_record
 from numbind.registry.services.notifier import LOG_CHANNEL, FeedNotifier
 from numbind.registry.services.tokenmap import TokenMapper
-from numbind.registry.storage import bindings, idempotency, numbers, orders, usage
+from numbind.registry.storage import bindings, idempotency, log, numbers, orders, usage
 from numbind.registry.storage.db import Database, Session
 
 MAX_EVENTS = MAX_LIFECYCLE_EVENTS
@@ -51,6 +52,8 @@ class ReportResult:
     orders_created: int
     notices_created: int
     revocation_id: str
+    # Each event's leaf in the verifiable log, in report order.
+    leaf_indices: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ class LifecycleService:
 
         result = await self._tokens.run(prepare, act)
         self.notify(result.pop("platforms"))
+        result["leaf_indices"] = tuple(result.get("leaf_indices", ()))
         return ReportResult(**result)
 
     def notify(self, platforms: list[int]) -> None:
@@ -187,10 +191,15 @@ class LifecycleService:
                         revokes += 1
         revocation_id = ""
         platforms: set[int] = set()
+        trail: list[logged.LogLeaf] = []
         if new:
             cause = EventCause.REISSUED if revokes else EventCause.DEACTIVATED
             revocation_id = orders.new_revocation(session, cause, caller.pk)
-            platforms = orders.append(session, revocation_id, new, self._deadline)
+            created: list[tuple[str, orders.NewOrder]] = []
+            platforms = orders.append(session, revocation_id, new, self._deadline, created=created)
+            trail = log_record.revocation(
+                session, revocation_id, cause, caller.pk, caller.name, created
+            )
         final = {t: rec for t, rec in state.items() if rec is not None}
         numbers.save(session, final, {v: form for v, (form, _) in stored.items()}, store_key)
         recorded = now_us()
@@ -210,8 +219,29 @@ class LifecycleService:
                 for ev, out in zip(events, outcomes, strict=True)
             ],
         )
+        events_logged = [
+            logged.lifecycle(
+                carrier_pk=caller.pk,
+                carrier=caller.name,
+                token=ev.token.value,
+                key_id=store_key,
+                kind=ev.kind,
+                effective_us=ev.effective_us,
+                applied=out.applied,
+                tenure_start_us=out.record.tenure_start_us,
+                # Only an event that triggered names the batch's revocation: porting never does.
+                revocation_id=(
+                    (revocation_id or None)
+                    if out.revoke_before_us is not None or out.notify_deactivated
+                    else None
+                ),
+            )
+            for ev, out in zip(events, outcomes, strict=True)
+        ]
+        first = log.append(session, [*events_logged, *trail])
         applied = sum(o.applied for o in outcomes)
         return {
+            "leaf_indices": list(range(first, first + len(events))),
             "applied": applied,
             "superseded": len(outcomes) - applied,
             "orders_created": revokes,

@@ -4,10 +4,9 @@ Each platform has a generation number that notify() bumps. A stream reads the ge
 *before* it reads the feed and waits only while it is unchanged, so an append that commits
 between the stream's read and its wait is never missed (no lost wake-up).
 
-In-process only: writers call notify() after their transaction commits. Streams also poll
-at the heartbeat interval, so with several registry instances behind a load balancer an
-event appended by another instance is delivered within one interval (PostgreSQL
-LISTEN/NOTIFY would close that gap; see README, "Scaling out").
+Writers in this process call notify() after their transaction commits; appends committed
+by other processes on the same PostgreSQL store reach it through services.changes
+(LISTEN/NOTIFY, with a once-a-second poll of the watched feeds' heads as the bound).
 """
 
 from __future__ import annotations
@@ -34,6 +33,14 @@ class FeedNotifier:
             self._generation[pk] += 1
             for event in self._waiters.get(pk, ()):
                 event.set()
+
+    def watched(self) -> set[int]:
+        """Platforms with a stream waiting in this process now."""
+        return set(self._waiters)
+
+    def notify_all(self) -> None:
+        """Wake every stream: after a gap in what this process heard (a lost listener)."""
+        self.notify(list(self._generation.keys() | self._waiters.keys()))
 
     async def wait(self, platform_pk: int, seen: int, seconds: float) -> bool:
         """True once the generation differs from `seen` (at once if it already does),

@@ -12,6 +12,7 @@ composition root owns the pool and shares it with the store re-key. Each task ca
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -23,8 +24,8 @@ from numbind.registry.domain.quota import DAY_SECONDS, Quotas
 from numbind.registry.domain.types import Principal, Role
 from numbind.registry.errors import InvalidArgument
 from numbind.registry.keys import KeyRing, TokenKey
-from numbind.registry.storage import usage
-from numbind.registry.storage.db import Database
+from numbind.registry.storage import quota, usage
+from numbind.registry.storage.db import Database, Session
 
 # How stale this process's view of the keys may get when another process rotates.
 KEYS_MAX_AGE_SECONDS = 5.0
@@ -64,33 +65,54 @@ def evaluate_batch(
 
 
 class QuotaGate:
-    """Per-principal evaluation quotas, counted per UTC day in the store so a restart
-    keeps the day's count. A federation's token service lets a member's calls through
-    ungated: the member gates each of its platforms itself (one gate per platform, not
-    one for every platform of a member together)."""
+    """Per-principal evaluation quotas, shared by every registry process on the store: one
+    token-bucket row per principal and the day's usage row, taken together in one
+    transaction (storage.quota). A federation's token service lets a member's calls
+    through ungated: the member gates each of its platforms itself (one gate per platform,
+    not one for every platform of a member together)."""
 
     def __init__(self, db: Database, quotas: Quotas) -> None:
         self._db = db
         self._quotas = quotas
+        # Calls this process refused for quota (for /metrics).
+        self.refusals = 0
 
     async def take(self, caller: Principal, n: int) -> int:
         """Take `n` from the caller's quota (ResourceExhausted if it has not); the day."""
         now = time.time()
         day = int(now // DAY_SECONDS)
-        if caller.role == Role.REGISTRY:
-            return day
-        used = 0
-        if not self._quotas.known(caller.pk):  # restarts keep the daily count
-            used = await self._db.run(lambda s: usage.tokens_on(s, caller.pk, day), write=False)
-        self._quotas.take(caller.pk, n, now, used_today=used)
+        if caller.role != Role.REGISTRY:
+            self._quotas.check_batch(n)
+            await self._db.run(functools.partial(self._take, caller=caller, n=n, now=now, day=day))
         return day
 
-    def refund(self, caller: Principal, n: int) -> None:
+    def _take(self, session: Session, *, caller: Principal, n: int, now: float, day: int) -> None:
+        # Raising rolls back whatever the take changed.
+        q = self._quotas
+        taken = quota.take(
+            session,
+            caller.pk,
+            n,
+            now_us=int(now * 1_000_000),
+            day=day,
+            rate=q.rate,
+            burst=float(q.burst),
+            daily_cap=q.daily_cap,
+        )
+        if not taken.granted:
+            self.refusals += 1
+            raise q.refusal(n, taken.tokens, taken.used_today, now)
+
+    async def refund(self, caller: Principal, day: int, n: int) -> None:
+        """Give back what `take` took for work that was then refused."""
         if caller.role != Role.REGISTRY:
-            self._quotas.refund(caller.pk, n)
+            burst = float(self._quotas.burst)
+            await self._db.run(lambda s: quota.refund(s, caller.pk, n, day=day, burst=burst))
 
     async def record(self, caller: Principal, day: int, n: int) -> None:
-        await self._db.run(lambda s: usage.add(s, caller.pk, day, tokens=n))
+        """Count work done for an ungated caller (gated ones were counted as they took)."""
+        if caller.role == Role.REGISTRY:
+            await self._db.run(lambda s: usage.add(s, caller.pk, day, tokens=n))
 
 
 class TokenSource(Protocol):
@@ -105,10 +127,10 @@ class TokenSource(Protocol):
 
 
 class TokenService:
-    def __init__(self, db: Database, keys: KeyRing, quotas: Quotas, pool: Executor) -> None:
+    def __init__(self, db: Database, keys: KeyRing, gate: QuotaGate, pool: Executor) -> None:
         self._db = db
         self._keys = keys
-        self._gate = QuotaGate(db, quotas)
+        self._gate = gate
         self._pool = pool
 
     async def _fresh(self) -> None:
@@ -134,7 +156,7 @@ class TokenService:
                 self._pool, evaluate_batch, secret, key.public_key, elements
             )
         except InvalidArgument:
-            self._gate.refund(caller, len(elements))
+            await self._gate.refund(caller, day, len(elements))
             raise
         await self._gate.record(caller, day, len(elements))
         return Evaluation(key.key_id, evaluated, proof, self._keys.active().key_id)

@@ -11,6 +11,7 @@ from numbind.protocol import rekey as rekey_algebra
 from numbind.registry.domain.keymap import KeyView, RekeyState, RekeyStatus
 from numbind.registry.domain.types import KeyState
 from numbind.registry.errors import FailedPrecondition
+from numbind.registry.storage import signals
 from numbind.registry.storage.models import (
     BindingRow,
     KeyDeltaRow,
@@ -113,8 +114,9 @@ def check_epoch(session: Session, epoch: int, *, share: bool) -> None:
         raise KeyMapChanged(f"key map epoch {epoch} -> {current}")
 
 
-def _bump(state: StoreStateRow) -> None:
+def _bump(session: Session, state: StoreStateRow) -> None:
     state.epoch += 1
+    signals.announce(session, signals.KEYS)
 
 
 def require_no_rekey(session: Session) -> None:
@@ -154,7 +156,7 @@ def begin_rekey(
     )
     session.add(job)
     state.store_key_id = to_key_id
-    _bump(state)
+    _bump(session, state)
     session.flush()
     return _status(job)
 
@@ -171,7 +173,7 @@ def forget_key(session: Session, key_id: str) -> None:
             "retire it after the re-key is done (see `numbind admin stats`)"
         )
     session.execute(delete(KeyDeltaRow).where(KeyDeltaRow.key_id == key_id))
-    _bump(state)
+    _bump(session, state)
 
 
 def ensure_store_key(session: Session, key_id: str) -> None:
@@ -179,7 +181,7 @@ def ensure_store_key(session: Session, key_id: str) -> None:
     state = _state(session, lock=True)
     if state.store_key_id is None:
         state.store_key_id = key_id
-        _bump(state)
+        _bump(session, state)
 
 
 def keys_without_delta(session: Session) -> tuple[str, list[str]]:
@@ -207,7 +209,7 @@ def adopt_store_key(session: Session, key_id: str) -> None:
         )
     session.execute(delete(KeyDeltaRow))
     state.store_key_id = key_id
-    _bump(state)
+    _bump(session, state)
 
 
 def _holds_tokens(session: Session) -> bool:
@@ -231,4 +233,4 @@ def put_delta(session: Session, key_id: str, to_key_id: str, delta: bytes) -> No
     if state.store_key_id != to_key_id:
         raise FailedPrecondition(f"delta for {key_id}: the store key is no longer {to_key_id}")
     session.merge(KeyDeltaRow(key_id=key_id, to_key_id=to_key_id, delta=delta))
-    _bump(state)
+    _bump(session, state)

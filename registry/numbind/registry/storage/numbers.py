@@ -14,6 +14,7 @@ from typing import Any
 from numbind.registry.domain.keymap import StoreToken
 from numbind.registry.domain.lifecycle import NumberRecord
 from numbind.registry.domain.types import NumberState, now_us
+from numbind.registry.storage import signals
 from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import LifecycleEventRow, LifecycleLogHeadRow, NumberRow
 from sqlalchemy import insert, select
@@ -152,3 +153,5 @@ def log_events(session: Session, rows: Sequence[dict[str, object]]) -> None:
     head.head = seq
     head.head_recorded_us = int(rows[-1]["recorded_us"])  # type: ignore[call-overload]
     session.execute(insert(LifecycleEventRow), values)
+    # Followers of the log (members) held by other processes of this registry wake on it.
+    signals.announce(session, signals.FEED, [signals.LOG_CHANNEL])

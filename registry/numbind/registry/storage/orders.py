@@ -20,11 +20,13 @@ from numbind.registry.domain.types import (
     OrderState,
     now_us,
 )
+from numbind.registry.storage import signals
 from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import (
     BindingRow,
     FeedEventRow,
+    LogLeafRow,
     OrderRow,
     PrincipalRow,
     RevocationRow,
@@ -74,11 +76,17 @@ class NewOrder:
 
 
 def append(
-    session: Session, revocation_id: str, orders: Sequence[NewOrder], deadline_seconds: float
+    session: Session,
+    revocation_id: str,
+    orders: Sequence[NewOrder],
+    deadline_seconds: float,
+    *,
+    created: list[tuple[str, NewOrder]] | None = None,
 ) -> set[int]:
     """Create the orders, mark revoked bindings REVOKING, append to each platform's feed.
 
-    Returns the platforms whose feeds grew (to wake their streams after commit).
+    Returns the platforms whose feeds grew (to wake their streams after commit); `created`,
+    if given, receives each new order's id with its order (for the verifiable log).
     """
     if not orders:
         return set()
@@ -101,6 +109,8 @@ def append(
         for offset, order in enumerate(batch):
             oid = str(uuid.uuid4())
             seqs[oid] = (platform_pk, first + offset)
+            if created is not None:
+                created.append((oid, order))
             order_rows.append(
                 (
                     oid,
@@ -148,6 +158,8 @@ def append(
             driver_sql(conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ?"),
             revoking,
         )
+    # Other processes' streams of these feeds wake when this transaction commits.
+    signals.announce(session, signals.FEED, by_platform)
     return set(by_platform)
 
 
@@ -168,6 +180,8 @@ class FeedItem:
     account_ref: bytes
     bound_us: int
     binding_kind: int
+    # The order's leaf in the verifiable log (None for an order made before the log).
+    leaf_index: int | None = None
 
 
 _FEED_COLUMNS = (
@@ -186,7 +200,10 @@ _FEED_COLUMNS = (
     BindingRow.account_ref,
     BindingRow.bound_us,
     BindingRow.kind,
+    LogLeafRow.idx,
 )
+# Each order's leaf: one indexed lookup per event, outer so orders older than the log stay.
+_ORDER_LEAF = and_(LogLeafRow.ref == OrderRow.id, LogLeafRow.kind == "order")
 
 
 def read_feed(session: Session, platform_pk: int, after_seq: int, limit: int) -> list[FeedItem]:
@@ -195,6 +212,7 @@ def read_feed(session: Session, platform_pk: int, after_seq: int, limit: int) ->
         .select_from(FeedEventRow)
         .join(OrderRow, OrderRow.pk == FeedEventRow.order_pk)
         .join(BindingRow, BindingRow.pk == OrderRow.binding_pk)
+        .outerjoin(LogLeafRow, _ORDER_LEAF)
         .where(FeedEventRow.platform_pk == platform_pk, FeedEventRow.seq > after_seq)
         .order_by(FeedEventRow.seq)
         .limit(limit)
@@ -211,6 +229,7 @@ def stale_deliveries(
         .select_from(OrderRow)
         .join(FeedEventRow, FeedEventRow.order_pk == OrderRow.pk)
         .join(BindingRow, BindingRow.pk == OrderRow.binding_pk)
+        .outerjoin(LogLeafRow, _ORDER_LEAF)
         .where(
             OrderRow.platform_pk == platform_pk,
             OrderRow.state == int(OrderState.DELIVERED),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from numbind.registry.domain.types import Principal, now_us
 from numbind.registry.errors import AlreadyExists, NotFound
+from numbind.registry.storage import signals
 from numbind.registry.storage.models import PrincipalRow
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -83,6 +84,7 @@ def register(
     )
     session.add(row)
     session.flush()
+    signals.announce(session, signals.PRINCIPALS)  # caches may hold it as unknown
     return _to_domain(row)
 
 
@@ -96,6 +98,7 @@ def set_suspended(session: Session, role: str, name: str, suspended: bool) -> in
     ).scalar_one_or_none()
     if pk is None:
         raise NotFound(f"principal_id: no {role} named {name!r}")
+    signals.announce(session, signals.PRINCIPALS, [int(pk)])
     return int(pk)
 
 
@@ -112,6 +115,7 @@ def set_certificate(
         row.attestation_key = attestation_key
     row.standing = row.standing + 1
     session.flush()
+    signals.announce(session, signals.PRINCIPALS, [row.pk])
     return _to_domain(row)
 
 
@@ -122,6 +126,7 @@ def set_attestation_key(session: Session, name: str, key: bytes) -> int:
         raise NotFound(f"carrier_id: no carrier named {name!r}")
     row.attestation_key = key
     row.standing = row.standing + 1
+    signals.announce(session, signals.PRINCIPALS, [row.pk])
     return row.pk
 
 

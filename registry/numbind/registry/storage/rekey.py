@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from numbind.registry.domain.keymap import RekeyState
+from numbind.registry.storage import signals
 from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import KeyDeltaRow, RekeyRow, StoreStateRow
 from sqlalchemy import Connection, func, select, text, update
@@ -280,3 +281,4 @@ def finish(session: Session, job_id: int, owner: str, now: int) -> None:
     session.execute(
         update(StoreStateRow).where(StoreStateRow.id == 1).values(epoch=StoreStateRow.epoch + 1)
     )
+    signals.announce(session, signals.KEYS)

@@ -1,7 +1,7 @@
 """the hub's outbox of holder revocations for federation members
 
 Revision ID: 0008_fanout
-Revises: 0006_replication
+Revises: 0007_shared_quota
 Create Date: 2026-11-28 11:00:00.000000
 
 A holder revocation at the hub of a federation is recorded with one row per binding
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_fanout"
-down_revision: str | None = "0006_replication"
+down_revision: str | None = "0007_shared_quota"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,53 @@
+"""The holder's proof that an app was asked: GET /me/proof/{revocation}/{platform}.
+
+The app fetches the inclusion proofs of the revocation's trigger and of that app's orders
+(and their outcomes) through the carrier SDK, which verifies them against a checkpoint
+signed by the registry's pinned log key before anything is served; the holder downloads
+the result as JSON that any RFC 9162 verifier can re-check (numbind log prove does).
+Only a revocation the signed-in subscriber asked for is served.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from numbind.carrier_app.deps import PageDep
+from numbind.sdk.errors import NumbindClientError
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.get("/me/proof/{revocation_id}/{platform_id}")
+async def proof(page: PageDep, revocation_id: str, platform_id: str) -> Response:
+    t = page.t
+    sub = page.subscriber
+    if sub is None:
+        return JSONResponse({"error": t("err.session")}, status_code=401)
+    if page.store.revocation(sub.id, revocation_id) is None:
+        return JSONResponse({"error": t("err.not_found")}, status_code=404)
+    client = page.client
+    try:
+        progress = await page.registry(client.revocation(revocation_id))
+        mine = {o for p in progress if p.platform_id == platform_id for o in p.order_ids}
+        leaves = await page.registry(client.log.find(revocation_id=revocation_id))
+        wanted = [i for i, kind, ref in leaves if kind == "revocation" or ref in mine]
+        proved = await page.registry(client.log.prove(wanted))
+    except NumbindClientError as exc:
+        return JSONResponse({"error": t(page.failed("proof", exc))}, status_code=502)
+    if not mine:
+        return JSONResponse({"error": t("err.not_found")}, status_code=404)
+    body = {
+        "revocation_id": revocation_id,
+        "platform_id": platform_id,
+        "verified": True,
+        "leaves": [p.proof_json() for p in proved],
+    }
+    return Response(
+        json.dumps(body, indent=2) + "\n",
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="numbind-proof-{platform_id}.json"'},
+    )

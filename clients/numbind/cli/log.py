@@ -1,0 +1,295 @@
+"""`numbind log`: check the registry's verifiable log from any bundle.
+
+numbind log checkpoint --bundle DIR [--json]
+    The newest checkpoint (signed by the pinned log key, DIR/log.vkey; pinned on first
+    use), its size, root and cosignatures.
+numbind log prove --bundle DIR (--order ID | --event LEAF | --revocation ID) [--out F] [--json]
+    Fetches and verifies the inclusion proof of each leaf (an order and its outcome; a
+    lifecycle event by the leaf index ReportLifecycle returned; a revocation's trigger,
+    orders and outcomes) and checks every opening the bundle holds. A carrier proving
+    its revocation also checks the trigger commits to exactly the orders GetRevocation
+    lists. Exit 0 only if everything verifies; --out writes the proofs as JSON.
+numbind log audit --bundle DIR --state FILE [--compare FILE ...]
+    Keeps the last verified checkpoint in FILE; verifies the newest one extends it
+    (and every --compare state: another auditor's, to catch a split view). Exits 1
+    naming the failure: rollback, fork, rewrite, unknown-key, quorum.
+numbind log monitor --bundle DIR [--json]
+    Replays the log with the openings the bundle holds (an admin bundle: all) and checks
+    the registry's rules: every REISSUED has its orders, tenure never moves backwards,
+    porting never revokes. Exit 1 on any problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from numbind.cli.common import CliError, add_bundle, add_json, command, load_bundle
+from numbind.protocol import note
+from numbind.protocol.bundle import Bundle
+from numbind.protocol.checkpoint import CosignatureVerifier, WitnessPolicy
+from numbind.protocol.log_audit import AuditState
+from numbind.protocol.log_entries import orders_digest
+from numbind.protocol.log_errors import LogError
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.log import LOG_KEY_FILE, LogClient, ProvedLeaf
+from numbind.sdk.log_monitor import check
+from numbind.v1 import holders_pb2, holders_pb2_grpc
+
+__all__ = ["add_commands"]
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    group = sub.add_parser(
+        "log",
+        help="check the registry's verifiable log: checkpoints, proofs, audits",
+        description="The registry logs every lifecycle event, revocation, order, outcome "
+        "and key rotation in an append-only Merkle tree; these commands check it.",
+    )
+    actions = group.add_subparsers(
+        dest="log_command", metavar="ACTION", required=True, help="what to do"
+    )
+    cp = actions.add_parser(
+        "checkpoint",
+        help="the newest checkpoint, verified",
+        description="Print the newest checkpoint after checking it is signed by the pinned "
+        "log key (DIR/log.vkey, pinned on first use) and cosigned by every --witness.",
+    )
+    add_bundle(cp, "any")
+    _add_witness(cp)
+    add_json(cp)
+    command(cp, _checkpoint)
+
+    prove = actions.add_parser(
+        "prove",
+        help="verify that an entry is in the log",
+        description="Fetch and verify inclusion proofs (and the openings this bundle holds) "
+        "for an order, a lifecycle event or a revocation. Exit 0 only if all verify.",
+    )
+    add_bundle(prove, "any")
+    about = prove.add_mutually_exclusive_group(required=True)
+    about.add_argument("--order", metavar="ID", help="an order id (platform bundles)")
+    about.add_argument("--event", metavar="LEAF", type=int, help="a lifecycle event's leaf index")
+    about.add_argument("--revocation", metavar="ID", help="a revocation id")
+    prove.add_argument("--out", type=Path, metavar="FILE", help="write the proofs as JSON")
+    _add_witness(prove)
+    add_json(prove)
+    command(prove, _prove)
+
+    audit = actions.add_parser(
+        "audit",
+        help="check the log only ever grew since last time",
+        description="Verify the newest checkpoint extends the one kept in --state (and each "
+        "--compare state); exit 1 naming a rollback, fork, rewrite or unknown key.",
+    )
+    add_bundle(audit, "any")
+    audit.add_argument(
+        "--state",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="where the last verified checkpoint is kept (created on the first audit)",
+    )
+    audit.add_argument(
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="another auditor's state file: its checkpoint must be consistent with ours",
+    )
+    _add_witness(audit)
+    command(audit, _audit)
+
+    monitor = actions.add_parser(
+        "monitor",
+        help="replay the log and check the rules",
+        description="Replay every leaf with the openings this bundle holds (an admin's: all) "
+        "and check every REISSUED has its orders, tenure never moves backwards and porting "
+        "never revokes. Exit 1 on any problem.",
+    )
+    add_bundle(monitor, "any")
+    add_json(monitor)
+    command(monitor, _monitor)
+
+
+def _add_witness(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--witness",
+        action="append",
+        default=[],
+        type=_witness_key,
+        metavar="VKEY",
+        help="a witness whose cosignature the checkpoint must carry (repeatable; default "
+        "none: a federation of one has no witnesses)",
+    )
+
+
+def _witness_key(text: str) -> CosignatureVerifier:
+    try:
+        return CosignatureVerifier.parse(text.strip())
+    except LogError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _client(bundle: Bundle, channel: Any, args: argparse.Namespace | None = None) -> LogClient:
+    witnesses = getattr(args, "witness", None) or []
+    return LogClient(
+        channel, pin=bundle.directory / LOG_KEY_FILE, trust=WitnessPolicy.all_of(witnesses)
+    )
+
+
+async def _checkpoint(args: argparse.Namespace) -> int:
+    bundle = load_bundle(args.bundle)
+    async with secure_channel(bundle) as channel:
+        cp = await _client(bundle, channel, args).checkpoint()
+    body = cp.verified.checkpoint
+    verified = {c.witness for c in cp.verified.cosignatures}
+    cosigs = [
+        {"witness": s.name, "verified": s.name in verified}
+        for s in note.split_note(cp.signed)[1]
+        if s.name != body.origin
+    ]
+    out: dict[str, Any] = {
+        "origin": body.origin,
+        "tree_size": body.size,
+        "root_hash": body.root_hash.hex(),
+        "log_key": cp.log_key,
+        "cosignatures": cosigs,
+        "checkpoint": cp.signed.decode(),
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"origin:       {body.origin}")
+        print(f"tree size:    {body.size:,}")
+        print(f"root hash:    {body.root_hash.hex()}")
+        print(f"log key:      {cp.log_key}")
+        names = (
+            ", ".join(f"{c['witness']}{'' if c['verified'] else ' (unverified)'}" for c in cosigs)
+            or "none"
+        )
+        print(f"cosigned by:  {names}")
+    return 0
+
+
+async def _prove(args: argparse.Namespace) -> int:
+    bundle = load_bundle(args.bundle)
+    async with secure_channel(bundle) as channel:
+        log = _client(bundle, channel, args)
+        if args.event is not None:
+            refs = [(args.event, "lifecycle", "")]
+        else:
+            refs = await log.find(order_id=args.order or "", revocation_id=args.revocation or "")
+        proved = await log.prove([i for i, _, _ in refs])
+        for (_, kind, ref), leaf in zip(refs, proved, strict=True):
+            _check_opened(leaf, kind, ref)
+        if args.revocation and bundle.role == "carrier":
+            await _check_trigger(channel, args.revocation, refs, proved)
+    cp = proved[0].checkpoint
+    if args.out:
+        args.out.write_text(json.dumps([p.proof_json() for p in proved], indent=2) + "\n")
+    summary = {
+        "verified": True,
+        "tree_size": cp.size,
+        "root_hash": cp.root.hex(),
+        "leaves": [
+            {"leaf_index": p.index, "kind": k, "opened": p.entry is not None}
+            for p, (_, k, _) in zip(proved, refs, strict=True)
+        ],
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        opened = sum(p.entry is not None for p in proved)
+        print(
+            f"verified: {len(proved)} leaves included in the checkpoint of size {cp.size:,} "
+            f"(root {cp.root.hex()[:16]}...), {opened} opened and checked"
+        )
+    return 0
+
+
+def _check_opened(leaf: ProvedLeaf, kind: str, ref: str) -> None:
+    entry = leaf.entry
+    if entry is None:
+        return
+    if entry.get("t") != kind:
+        raise CliError(f"leaf {leaf.index}: opens as a {entry.get('t')} entry, want {kind}")
+    if ref and ref not in (entry.get("id"), entry.get("order")):
+        raise CliError(f"leaf {leaf.index}: opens as {entry.get('id')}, not {ref}")
+
+
+async def _check_trigger(
+    channel: Any, revocation_id: str, refs: list[tuple[int, str, str]], proved: list[ProvedLeaf]
+) -> None:
+    """The trigger's commitment to its orders, against the orders the registry lists."""
+    resp = await holders_pb2_grpc.HoldersStub(channel).GetRevocation(
+        holders_pb2.GetRevocationRequest(revocation_id=revocation_id), timeout=30
+    )
+    listed = [oid for p in resp.platforms for oid in p.order_ids]
+    logged = [ref for _, kind, ref in refs if kind == "order"]
+    trigger = next((p.entry for p in proved if p.entry and p.entry.get("t") == "revocation"), None)
+    if trigger is None:
+        raise CliError(f"revocation {revocation_id}: its trigger leaf is missing or unopened")
+    if (
+        trigger["orders"] != len(listed)
+        or trigger["orders_sha256"] != orders_digest(listed)
+        or sorted(logged) != sorted(listed)
+    ):
+        raise CliError(
+            f"revocation {revocation_id}: the trigger commits to {trigger['orders']} orders; "
+            f"the registry lists {len(listed)} and logged {len(logged)}"
+        )
+
+
+async def _audit(args: argparse.Namespace) -> int:
+    bundle = load_bundle(args.bundle)
+    previous = AuditState.from_json(args.state.read_bytes()) if args.state.exists() else None
+    others = [AuditState.from_json(p.read_bytes()) for p in args.compare]
+    async with secure_channel(bundle) as channel:
+        trust = WitnessPolicy.all_of(args.witness)
+        new = await LogClient(channel, trust=trust).audit(previous, compare=others)
+    args.state.write_bytes(new.state().to_json())
+    was = previous.verified().checkpoint.size if previous else None
+    since = "first audit, key pinned" if was is None else f"consistent with size {was:,}"
+    print(f"ok: checkpoint of size {new.size:,} (root {new.root.hex()[:16]}...), {since}")
+    return 0
+
+
+async def _monitor(args: argparse.Namespace) -> int:
+    bundle = load_bundle(args.bundle)
+    async with secure_channel(bundle) as channel:
+        log = _client(bundle, channel)
+        cp = await log.checkpoint()
+        proved = await log.prove(list(range(cp.size)), checkpoint=cp) if cp.size else []
+    report = check((p.index, p.entry) for p in proved)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "tree_size": cp.size,
+                    "opened": report.opened,
+                    "by_type": report.by_type,
+                    "problems": report.problems,
+                    "unopened": report.partial,
+                    "ok": report.ok,
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(
+            f"replayed {report.leaves:,} leaves (checkpoint size {cp.size:,}), "
+            f"opened {report.opened:,}: {report.by_type}"
+        )
+        if report.partial:
+            print(
+                f"{report.partial:,} leaves are not this bundle's to open: rules across "
+                "entries need an auditor's (admin) bundle"
+            )
+        for problem in report.problems:
+            print(f"PROBLEM {problem}")
+        print("ok: every rule holds" if report.ok else f"{len(report.problems)} problems")
+    return 0 if report.ok else 1

@@ -1,0 +1,240 @@
+"""Checking the registry's verifiable log from a client: checkpoints, proofs, audits.
+
+    log = LogClient(channel, pin=bundle.directory / "log.vkey")
+    proved = await log.prove([leaf_index])      # raises LogProofError unless it verifies
+    state = await log.audit(previous_state)     # rollback, fork, rewrite -> LogProofError
+
+The log's key is pinned: given (`log_key`), or the pin file's, or on first use the key the
+registry names, written to the pin file (trust on first use, as ssh does; an operator can
+write the pin file from the registry's DATA_DIR/log beforehand). A checkpoint must verify
+under the pinned key and carry the cosignatures the `trust` policy asks for (default: the
+federation's members; a federation of one has none). Every refusal is `LogProofError` with
+`.failure` naming it (numbind.protocol.log_audit's names, plus "inclusion" and "opening").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from numbind.protocol import note
+from numbind.protocol.checkpoint import VerifiedCheckpoint, WitnessPolicy
+from numbind.protocol.files import write_atomically
+from numbind.protocol.log_audit import AuditState, LogFailure, check_extension, open_signed
+from numbind.protocol.log_entries import EntryError, Opening
+from numbind.protocol.log_errors import LogError
+from numbind.protocol.merkle import leaf_hash, verify_inclusion
+from numbind.sdk.errors import ProofError, Refused
+from numbind.sdk.retry import RetryPolicy, call_with_retry
+from numbind.v1 import log_pb2, log_pb2_grpc
+
+__all__ = ["LOG_KEY_FILE", "Checkpointed", "LogClient", "LogProofError", "ProvedLeaf"]
+
+LOG_KEY_FILE = "log.vkey"
+_BATCH = 1000
+_KINDS = {v: k.removeprefix("LEAF_KIND_").lower() for k, v in log_pb2.LeafKind.items()}
+
+
+class LogProofError(ProofError):
+    """The log did not prove what was asked; `failure` says how."""
+
+    def __init__(self, failure: str, message: str) -> None:
+        super().__init__(f"log {failure}: {message}")
+        self.failure = failure
+
+
+@dataclass(frozen=True)
+class Checkpointed:
+    """A checkpoint that verified: the exact bytes received and what they say."""
+
+    signed: bytes
+    verified: VerifiedCheckpoint
+    log_key: str
+
+    @property
+    def size(self) -> int:
+        return self.verified.checkpoint.size
+
+    @property
+    def root(self) -> bytes:
+        return self.verified.checkpoint.root_hash
+
+    def state(self) -> AuditState:
+        return AuditState(self.log_key, self.signed)
+
+
+@dataclass(frozen=True)
+class ProvedLeaf:
+    """A leaf proved included in `checkpoint`; `entry` is its opening, if the caller holds it."""
+
+    index: int
+    leaf: bytes
+    checkpoint: Checkpointed
+    entry: dict[str, Any] | None
+    hashes: tuple[bytes, ...]
+    salt: bytes | None = None
+    body: bytes | None = None
+
+    def proof_json(self) -> dict[str, Any]:
+        """Everything a third party needs to re-check it offline."""
+        return {
+            "leaf_index": self.index,
+            "leaf": self.leaf.hex(),
+            "tree_size": self.checkpoint.size,
+            "inclusion_proof": [h.hex() for h in self.hashes],
+            "checkpoint": self.checkpoint.signed.decode(),
+            "log_key": self.checkpoint.log_key,
+            "opening": (
+                {"salt": self.salt.hex(), "body": self.body.decode()}
+                if self.salt is not None and self.body is not None
+                else None
+            ),
+        }
+
+
+class LogClient:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        *,
+        pin: Path | None = None,
+        log_key: str | None = None,
+        trust: WitnessPolicy | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._stub = log_pb2_grpc.LogStub(channel)
+        self._pin = pin
+        self._key = log_key
+        self.trust = trust or WitnessPolicy.none()
+        self._retry = retry or RetryPolicy()
+
+    async def _call(self, method: Any, request: Any) -> Any:
+        return await call_with_retry(lambda: method(request, timeout=60), self._retry)
+
+    def _pinned(self, offered: str) -> str:
+        if self._key is None and self._pin is not None and self._pin.exists():
+            self._key = self._pin.read_text(encoding="ascii").strip()
+        if self._key is None:
+            self._key = offered
+            if self._pin is not None:
+                write_atomically(self._pin, (offered + "\n").encode("ascii"), 0o644)
+        return self._key
+
+    # -- checkpoints and proofs ---------------------------------------------------------
+    async def checkpoint(self) -> Checkpointed:
+        try:
+            resp = await self._call(
+                self._stub.GetCheckpoint,
+                log_pb2.GetCheckpointRequest(min_cosignatures=self.trust.quorum),
+            )
+        except Refused as exc:  # no checkpoint is witnessed enough (yet)
+            raise LogProofError("quorum", exc.message) from None
+        vkey = self._pinned(resp.log_key)
+        try:
+            key = note.Ed25519Verifier.parse(vkey)
+            verified = open_signed(bytes(resp.checkpoint), key, self.trust)
+        except LogFailure as exc:
+            raise LogProofError(exc.failure, exc.message) from None
+        except LogError as exc:
+            raise LogProofError("unknown-key", f"pinned log key: {exc.message}") from None
+        return Checkpointed(bytes(resp.checkpoint), verified, vkey)
+
+    async def prove(
+        self, indices: Sequence[int], *, checkpoint: Checkpointed | None = None
+    ) -> list[ProvedLeaf]:
+        """Inclusion of each leaf in one verified checkpoint, openings checked."""
+        cp = checkpoint or await self.checkpoint()
+        out: list[ProvedLeaf] = []
+        for i in range(0, len(indices), _BATCH):
+            chunk = list(indices[i : i + _BATCH])
+            resp = await self._call(
+                self._stub.GetInclusionProof,
+                log_pb2.GetInclusionProofRequest(leaf_indices=chunk, tree_size=cp.size),
+            )
+            if resp.tree_size != cp.size or len(resp.proofs) != len(chunk):
+                raise LogProofError("inclusion", "the registry answered for another tree")
+            for want, p in zip(chunk, resp.proofs, strict=True):
+                out.append(self._check(want, p, cp))
+        return out
+
+    def _check(self, want: int, p: Any, cp: Checkpointed) -> ProvedLeaf:
+        leaf, hashes = bytes(p.leaf), tuple(bytes(h) for h in p.hashes)
+        if p.leaf_index != want:
+            raise LogProofError("inclusion", f"asked for leaf {want}, got {p.leaf_index}")
+        try:
+            verify_inclusion(leaf_hash(leaf), want, cp.size, hashes, cp.root)
+        except LogError as exc:
+            raise LogProofError("inclusion", exc.message) from None
+        if not p.HasField("opening"):
+            return ProvedLeaf(want, leaf, cp, None, hashes)
+        opening = Opening(want, bytes(p.opening.salt), bytes(p.opening.body))
+        try:
+            opening.check(leaf)
+            entry = opening.entry()
+        except EntryError as exc:
+            raise LogProofError("opening", exc.message) from None
+        return ProvedLeaf(want, leaf, cp, entry, hashes, opening.salt, opening.body)
+
+    async def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        resp = await self._call(
+            self._stub.GetConsistencyProof,
+            log_pb2.GetConsistencyProofRequest(old_size=old_size, new_size=new_size),
+        )
+        return [bytes(h) for h in resp.hashes]
+
+    async def leaves(self, start: int, end: int) -> list[bytes]:
+        out: list[bytes] = []
+        while start < end:
+            stop = min(end, start + 10_000)
+            resp = await self._call(
+                self._stub.GetLeaves, log_pb2.GetLeavesRequest(start=start, end=stop)
+            )
+            out.extend(bytes(c) for c in resp.leaves)
+            start = stop
+        return out
+
+    async def find(
+        self, *, order_id: str = "", revocation_id: str = ""
+    ) -> list[tuple[int, str, str]]:
+        request = (
+            log_pb2.FindLeavesRequest(order_id=order_id)
+            if order_id
+            else log_pb2.FindLeavesRequest(revocation_id=revocation_id)
+        )
+        resp = await self._call(self._stub.FindLeaves, request)
+        return [(r.leaf_index, _KINDS.get(r.kind, "?"), r.ref) for r in resp.leaves]
+
+    # -- audits ---------------------------------------------------------------------------
+    async def audit(
+        self, previous: AuditState | None, *, compare: Sequence[AuditState] = ()
+    ) -> Checkpointed:
+        """The newest checkpoint, checked to extend `previous` (this auditor's last) and each
+        of `compare` (other auditors' states: a split view shows up there)."""
+        old = None
+        if previous is not None:
+            old = self._reopen(previous)
+            self._key = previous.log_key
+        new = await self.checkpoint()
+        for seen in ([old] if old else []) + [self._reopen(s) for s in compare]:
+            before = seen.checkpoint
+            proof = (
+                await self.consistency(before.size, new.size) if 0 < before.size < new.size else []
+            )
+            try:
+                check_extension(before, new.verified.checkpoint, proof)
+            except LogFailure as exc:
+                raise LogProofError(exc.failure, exc.message) from None
+        return new
+
+    def _reopen(self, state: AuditState) -> VerifiedCheckpoint:
+        if self._key is not None and state.log_key != self._key:
+            raise LogProofError(
+                "unknown-key", f"a state signed under {state.log_key}, not {self._key}"
+            )
+        try:
+            return state.verified()
+        except LogFailure as exc:
+            raise LogProofError(exc.failure, exc.message) from None

@@ -1,0 +1,214 @@
+"""Prometheus metrics for one registry process (`numbind serve --metrics-listen H:P`).
+
+Every process serves its own /metrics; Prometheus scrapes each (they are not summed
+here). RPCs are counted and timed by an interceptor, by method and final status code;
+everything else is read when scraped: from this process (quota refusals, change
+notifications heard) and from the store (open orders and feed lag per platform, the
+store re-key). Store-wide figures are the same on every process: take one of them (max by
+platform) rather than summing.
+
+Each process has its own CollectorRegistry, so several registries in one Python process
+(tests) do not collide.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from threading import Thread
+from typing import Any
+
+import grpc
+from numbind.registry.api.interceptors import GuardInterceptor
+from numbind.registry.api.types import Ctx
+from numbind.registry.storage.ops import OpsSnapshot
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+log = logging.getLogger(__name__)
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120)
+
+
+@dataclass(frozen=True)
+class ProcessCounters:
+    """This process's own counts, read at scrape time."""
+
+    quota_refusals: int
+    notifications_heard: int
+    poll_wakes: int
+    listening: bool
+
+
+class _StoreCollector(Collector):
+    def __init__(
+        self, snapshot: Callable[[], OpsSnapshot], counters: Callable[[], ProcessCounters]
+    ) -> None:
+        self._snapshot = snapshot
+        self._counters = counters
+
+    def collect(self) -> Iterable[Metric]:
+        c = self._counters()
+        yield _gauge(
+            "numbind_quota_refusals",
+            "Token calls refused for quota by this process "
+            "(a counter; resets when the process restarts)",
+            c.quota_refusals,
+        )
+        yield _gauge(
+            "numbind_change_notifications",
+            "Change notifications heard from the store (LISTEN/NOTIFY) by this process",
+            c.notifications_heard,
+        )
+        yield _gauge(
+            "numbind_change_poll_wakes",
+            "Feed polls that found a change the "
+            "notifications had not delivered (should stay near 0)",
+            c.poll_wakes,
+        )
+        yield _gauge(
+            "numbind_change_listener_up",
+            "1 while this process listens for changes made by others (PostgreSQL), else 0",
+            int(c.listening),
+        )
+        try:
+            snap = self._snapshot()
+        except Exception as exc:  # the store is down: say so, keep the process metrics
+            log.warning("metrics: store unreadable: %s", exc)
+            yield _gauge("numbind_store_up", "1 if the store answered this scrape", 0)
+            return
+        yield _gauge("numbind_store_up", "1 if the store answered this scrape", 1)
+        now = time.time()
+        lag = GaugeMetricFamily(
+            "numbind_feed_lag_seconds",
+            "Age of the platform's oldest unacked order (0: nothing open)",
+            labels=["platform"],
+        )
+        opened = GaugeMetricFamily(
+            "numbind_orders_open",
+            "Unacked orders by platform and state (pending: not yet sent; delivered: sent, "
+            "not acked; overdue: past the deadline)",
+            labels=["platform", "state"],
+        )
+        head = GaugeMetricFamily(
+            "numbind_feed_head", "The platform's latest feed sequence", labels=["platform"]
+        )
+        for f in snap.feeds:
+            age = 0.0 if f.oldest_open_us is None else max(0.0, now - f.oldest_open_us / 1e6)
+            lag.add_metric([f.platform], age)
+            head.add_metric([f.platform], f.feed_head)
+            for state, n in (
+                ("pending", f.pending),
+                ("delivered", f.delivered),
+                ("overdue", f.overdue),
+            ):
+                opened.add_metric([f.platform, state], n)
+        yield lag
+        yield opened
+        yield head
+        r = snap.rekey
+        running = r is not None and r.running
+        yield _gauge("numbind_rekey_running", "1 while a store re-key runs", int(running))
+        done = GaugeMetricFamily(
+            "numbind_rekey_rows", "Rows of the latest store re-key", labels=["what"]
+        )
+        if r is not None:
+            done.add_metric(["done"], r.rows_done)
+            done.add_metric(["total"], -1 if r.rows_total is None else r.rows_total)
+        yield done
+
+
+def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, value=value)
+
+
+class Metrics:
+    def __init__(
+        self, snapshot: Callable[[], OpsSnapshot], counters: Callable[[], ProcessCounters]
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.rpcs = Counter(
+            "numbind_rpc",
+            "RPCs served, by method and final status code",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "numbind_rpc_seconds",
+            "RPC duration by method and final status (for streams: how long they stayed open)",
+            ["method", "code"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_StoreCollector(snapshot, counters))
+        self._server: Any = None
+        self._thread: Thread | None = None
+        self.port = 0
+
+    def interceptor(self) -> GuardInterceptor:
+        """Give it to the server first: outside the error map, it sees final statuses."""
+        return GuardInterceptor(self._measured)
+
+    @asynccontextmanager
+    async def _measured(self, method: str, context: Ctx) -> AsyncIterator[None]:
+        started = time.perf_counter()
+        code = "OK"
+        try:
+            yield
+        except grpc.aio.AbortError:
+            code = _code_name(context)
+            raise
+        except BaseException:  # cancelled by the client, or the server stopping
+            code = "CANCELLED"
+            raise
+        finally:
+            short = method.rsplit("/", 1)[-1] if method.startswith("/numbind.") else method
+            self.rpcs.labels(short, code).inc()
+            self.latency.labels(short, code).observe(time.perf_counter() - started)
+
+    def serve(self, listen: str) -> int:
+        """Start the /metrics HTTP endpoint in a thread; returns the port it listens on."""
+        host, _, port = listen.rpartition(":")
+        self._server, self._thread = start_http_server(
+            int(port), addr=host.strip("[]"), registry=self.registry
+        )
+        self.port = int(self._server.server_address[1])
+        log.info("metrics on http://%s:%d/metrics", host, self.port)
+        return self.port
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def _code_name(context: Ctx) -> str:
+    code: Any = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return str(code.name)
+    if isinstance(code, int):
+        for status in grpc.StatusCode:
+            if status.value[0] == code:
+                return str(status.name)
+    return "UNKNOWN"
+
+
+def otel_interceptors(enabled: bool) -> list[grpc.aio.ServerInterceptor]:
+    """OpenTelemetry's gRPC server interceptor when asked for; spans go to whatever tracer
+    provider the process configured (the OTel SDK's environment variables, or
+    `opentelemetry-instrument`). Off by default: nothing is imported, nothing is sent."""
+    if not enabled:
+        return []
+    try:
+        from opentelemetry.instrumentation.grpc import aio_server_interceptor
+    except ImportError:
+        raise RuntimeError(
+            "otel: OpenTelemetry is not installed; pip install 'numbind[otel]'"
+        ) from None
+    interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor()  # type: ignore[no-untyped-call]
+    return [interceptor]

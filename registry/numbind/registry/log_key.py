@@ -1,0 +1,78 @@
+"""The registry's log key: the Ed25519 note key that signs its checkpoints.
+
+One file, DATA_DIR/log/log.key (the note signer text, mode 0600), created on first start.
+Its key name is the log's origin, `numbind.<federation-id>/log`, with federation id
+"local" for a registry with no federation installed, else the installed manifest's id (a
+member's own log adds `/<member-id>`). A
+log's origin never changes: an existing key keeps its name (and a warning says so) even if
+a federation is installed later, since a new origin would be a new log.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from numbind.protocol import note
+from numbind.protocol.checkpoint import CosignatureSigner
+from numbind.protocol.files import write_private_file
+from numbind.registry.federation.files import FederationDir
+
+log = logging.getLogger(__name__)
+
+LOG_DIR = "log"
+KEY_FILE = "log.key"
+LOCAL_FEDERATION = "local"
+
+
+def origin_for(data_dir: Path) -> str:
+    """The hub's (and a federation of one's) log is `numbind.<federation>/log`; a member
+    logs the orders it makes for its own platforms in a log of its own,
+    `numbind.<federation>/log/<member-id>`, so no two logs share an origin."""
+    installed = FederationDir(data_dir).load()
+    if installed is None:
+        return f"numbind.{LOCAL_FEDERATION}/log"
+    origin = f"numbind.{installed.manifest.federation}/log"
+    return origin if installed.is_authority else f"{origin}/{installed.member_id}"
+
+
+def load_or_create(data_dir: Path) -> note.Ed25519Signer:
+    path = Path(data_dir) / LOG_DIR / KEY_FILE
+    want = origin_for(data_dir)
+    if path.exists():
+        signer = note.Ed25519Signer.parse(path.read_text(encoding="ascii").strip())
+        if signer.name != want:
+            log.warning(
+                "log key %s signs for origin %s, not %s: a log keeps its origin",
+                path,
+                signer.name,
+                want,
+            )
+        return signer
+    signer = note.Ed25519Signer.generate(want)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_private_file(path, (signer.skey() + "\n").encode("ascii"))
+    log.info("log key created for origin %s", want)
+    return signer
+
+
+WITNESS_KEY_FILE = "witness.key"
+
+
+def witness_name(data_dir: Path) -> str:
+    """`numbind.<federation-id>/witness/<member-id>` ("local"/"self" outside a federation)."""
+    installed = FederationDir(data_dir).load()
+    if installed is None:
+        return f"numbind.{LOCAL_FEDERATION}/witness/self"
+    return f"numbind.{installed.manifest.federation}/witness/{installed.member_id}"
+
+
+def load_or_create_witness(data_dir: Path) -> CosignatureSigner:
+    """This registry's cosigning key as a witness (DATA_DIR/log/witness.key, 0600)."""
+    path = Path(data_dir) / LOG_DIR / WITNESS_KEY_FILE
+    if path.exists():
+        return CosignatureSigner.parse(path.read_text(encoding="ascii").strip())
+    signer = CosignatureSigner.generate(witness_name(data_dir))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_private_file(path, (signer.skey() + "\n").encode("ascii"))
+    return signer

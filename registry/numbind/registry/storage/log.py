@@ -1,0 +1,337 @@
+"""The verifiable log's tables: leaves with their openings, subtree hashes, checkpoints.
+
+`append` runs inside the transaction of the change it records. It locks the one
+`log_state` row (appenders queue there, so indices are gap-free and in commit order; every
+writer takes this lock last, after its other rows, so no lock cycle can form), extends the
+stored right edge leaf by leaf (`merkle.CompactRange`: O(1) amortised hashes per leaf), and
+writes the leaves and every subtree hash the batch closed with executemany. A proof later
+reads O(log n) of those hashes (`StoredTree`), never the leaves of a whole range.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from numbind.protocol.log_entries import SALT_BYTES
+from numbind.protocol.log_errors import TreeRangeError
+from numbind.protocol.merkle import HASH_BYTES, CompactRange, Node, leaf_hash
+from numbind.registry.domain.logged import LogLeaf
+from numbind.registry.domain.types import now_us
+from numbind.registry.storage.db import driver_sql
+from numbind.registry.storage.models import (
+    LogCheckpointRow,
+    LogLeafRow,
+    LogNodeRow,
+    LogStateRow,
+    LogWitnessKeyRow,
+    OrderRow,
+    PrincipalRow,
+    WitnessAlarmRow,
+    WitnessStateRow,
+)
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class StoredOpening:
+    index: int
+    commitment: bytes
+    kind: str
+    ref: str
+    holder_pk: int | None
+    salt: bytes
+    body: bytes
+
+
+# Keys per IN list: well under SQLite's bound on bound variables.
+_CHUNK = 400
+
+
+def _split(edge: bytes) -> list[bytes]:
+    return [edge[i : i + HASH_BYTES] for i in range(0, len(edge), HASH_BYTES)]
+
+
+def head(session: Session, *, lock: bool = False) -> CompactRange:
+    """The tree as committed: its size and right edge (root = `.root()`)."""
+    query = select(LogStateRow.size, LogStateRow.edge).where(LogStateRow.id == 1)
+    if lock:
+        query = query.with_for_update()
+    row = session.execute(query).one()
+    return CompactRange(int(row.size), _split(row.edge))
+
+
+def append(session: Session, leaves: Sequence[LogLeaf]) -> int:
+    """Append `leaves` in order; return the index of the first (the size before)."""
+    if not leaves:
+        return head(session).size
+    edge = head(session, lock=True)
+    first = edge.size
+    salts = os.urandom(SALT_BYTES * len(leaves))
+    now = now_us()
+    leaf_rows: list[tuple[object, ...]] = []
+    node_rows: list[tuple[int, int, bytes]] = []
+    # CompactRange.append inlined: the hot loop of a 100,000-order reissue. The storage
+    # tests hold the result to merkle.MemoryTree's root and proofs.
+    sha, hashes, size = hashlib.sha256, list(edge.hashes), first
+    for i, leaf in enumerate(leaves):
+        salt = salts[i * SALT_BYTES : (i + 1) * SALT_BYTES]
+        c = sha(salt + leaf.body).digest()  # log_entries.commitment
+        leaf_rows.append((size, c, leaf.kind, leaf.ref, leaf.holder_pk, salt, leaf.body, now))
+        h, rest, level = sha(b"\x00" + c).digest(), size, 0  # merkle.leaf_hash
+        while rest & 1:
+            h = sha(b"\x01" + hashes.pop() + h).digest()  # merkle.node_hash
+            rest, level = rest >> 1, level + 1
+            node_rows.append((level, size >> level, h))
+        hashes.append(h)
+        size += 1
+    edge = CompactRange(size, hashes)
+    conn = session.connection()
+    conn.exec_driver_sql(
+        driver_sql(
+            conn,
+            "INSERT INTO log_leaves (idx, commitment, kind, ref, holder_pk, salt, body,"
+            " created_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        ),
+        leaf_rows,
+    )
+    if node_rows:
+        conn.exec_driver_sql(
+            driver_sql(conn, "INSERT INTO log_nodes (level, idx, hash) VALUES (?, ?, ?)"),
+            node_rows,
+        )
+    session.execute(
+        update(LogStateRow)
+        .where(LogStateRow.id == 1)
+        .values(size=edge.size, edge=b"".join(edge.hashes))
+    )
+    return first
+
+
+class StoredTree:
+    """`merkle.SubtreeHashes` over the stored tree, within one transaction; one query per
+    table per proof."""
+
+    def __init__(self, session: Session, size: int) -> None:
+        self._session = session
+        self._size = size
+
+    def subtree_hashes(self, nodes: Sequence[Node]) -> list[bytes]:
+        for node in nodes:
+            if node.level < 0 or node.index < 0 or node.end > self._size:
+                raise TreeRangeError(
+                    f"subtree [{node.start}, {node.end}): beyond tree size {self._size}"
+                )
+        found: dict[Node, bytes] = {}
+        leaves = sorted({n.index for n in nodes if n.level == 0})
+        for i in range(0, len(leaves), _CHUNK):
+            for idx, c in self._session.execute(
+                select(LogLeafRow.idx, LogLeafRow.commitment).where(
+                    LogLeafRow.idx.in_(leaves[i : i + _CHUNK])
+                )
+            ):
+                found[Node(0, idx)] = leaf_hash(c)
+        by_level: dict[int, list[int]] = {}
+        for n in sorted({n for n in nodes if n.level > 0}):
+            by_level.setdefault(n.level, []).append(n.index)
+        # One (level = ? AND idx IN ...) term per level: an index range the planner uses on
+        # SQLite and PostgreSQL alike (a row-value IN scans the table on SQLite).
+        terms = [
+            and_(LogNodeRow.level == level, LogNodeRow.idx.in_(idxs[i : i + _CHUNK]))
+            for level, idxs in by_level.items()
+            for i in range(0, len(idxs), _CHUNK)
+        ]
+        for i in range(0, len(terms), 32):
+            for level, idx, h in self._session.execute(
+                select(LogNodeRow.level, LogNodeRow.idx, LogNodeRow.hash).where(
+                    or_(*terms[i : i + 32])
+                )
+            ):
+                found[Node(level, idx)] = h
+        missing = [n for n in nodes if n not in found]
+        if missing:
+            raise TreeRangeError(f"subtree hashes missing from the store: {missing[:3]}")
+        return [found[n] for n in nodes]
+
+
+def commitments(session: Session, start: int, end: int) -> list[bytes]:
+    """The leaf data of [start, end), in order."""
+    return list(
+        session.scalars(
+            select(LogLeafRow.commitment)
+            .where(LogLeafRow.idx >= start, LogLeafRow.idx < end)
+            .order_by(LogLeafRow.idx)
+        )
+    )
+
+
+def openings(session: Session, indices: Sequence[int]) -> list[StoredOpening]:
+    out: list[StoredOpening] = []
+    wanted = sorted(set(indices))
+    for i in range(0, len(wanted), 500):
+        for r in session.execute(
+            select(
+                LogLeafRow.idx,
+                LogLeafRow.commitment,
+                LogLeafRow.kind,
+                LogLeafRow.ref,
+                LogLeafRow.holder_pk,
+                LogLeafRow.salt,
+                LogLeafRow.body,
+            ).where(LogLeafRow.idx.in_(wanted[i : i + 500]))
+        ):
+            out.append(StoredOpening(*r))
+    return sorted(out, key=lambda o: o.index)
+
+
+def find(session: Session, kind: str, refs: Sequence[str]) -> dict[str, int]:
+    """ref -> the index of its leaf of this kind."""
+    out: dict[str, int] = {}
+    for i in range(0, len(refs), 500):
+        for ref, idx in session.execute(
+            select(LogLeafRow.ref, LogLeafRow.idx).where(
+                LogLeafRow.kind == kind, LogLeafRow.ref.in_(refs[i : i + 500])
+            )
+        ):
+            out[ref] = idx
+    return out
+
+
+def revocation_leaves(session: Session, revocation_id: str) -> list[tuple[int, str, str]]:
+    """(index, kind, ref) of a revocation's trigger, its orders and their outcomes."""
+    rows = list(
+        session.execute(
+            select(LogLeafRow.idx, LogLeafRow.kind, LogLeafRow.ref).where(
+                LogLeafRow.kind == "revocation", LogLeafRow.ref == revocation_id
+            )
+        )
+    )
+    rows += session.execute(
+        select(LogLeafRow.idx, LogLeafRow.kind, LogLeafRow.ref)
+        .join(OrderRow, OrderRow.id == LogLeafRow.ref)
+        .where(OrderRow.revocation_id == revocation_id, LogLeafRow.kind.in_(("order", "ack")))
+    ).all()
+    return sorted((int(i), k, r) for i, k, r in rows)
+
+
+def principal_names(session: Session, pks: Sequence[int]) -> dict[int, str]:
+    wanted = sorted(set(pks))
+    rows = session.execute(
+        select(PrincipalRow.pk, PrincipalRow.name).where(PrincipalRow.pk.in_(wanted))
+    )
+    return {int(pk): str(name) for pk, name in rows}
+
+
+# -- checkpoints ------------------------------------------------------------------------
+def latest_checkpoint(session: Session) -> tuple[int, bytes] | None:
+    row = session.execute(
+        select(LogCheckpointRow.size, LogCheckpointRow.note)
+        .order_by(LogCheckpointRow.size.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (int(row.size), row.note)
+
+
+def latest_cosigned(
+    session: Session, cosignatures: int, scan: int = 1000
+) -> tuple[int, bytes] | None:
+    """The newest of the last `scan` checkpoints with at least that many cosignature lines
+    (lines beyond the log's own signature)."""
+    for size, signed in session.execute(
+        select(LogCheckpointRow.size, LogCheckpointRow.note)
+        .order_by(LogCheckpointRow.size.desc())
+        .limit(scan)
+    ):
+        if signed.count(_SIGNATURE_LINE) - 1 >= cosignatures:
+            return int(size), signed
+    return None
+
+
+_SIGNATURE_LINE = "\n\u2014 ".encode()
+
+
+def checkpoint_at(session: Session, size: int) -> bytes | None:
+    return session.scalar(select(LogCheckpointRow.note).where(LogCheckpointRow.size == size))
+
+
+def put_checkpoint(session: Session, size: int, note: bytes) -> bytes:
+    """Keep the first checkpoint signed at a size (another process may have signed one
+    with its own timestamp-free text: the same bytes, as the tree is the same)."""
+    existing = checkpoint_at(session, size)
+    if existing is not None:
+        return existing
+    session.add(LogCheckpointRow(size=size, note=note, created_us=now_us()))
+    session.flush()
+    return note
+
+
+def replace_checkpoint(session: Session, size: int, note: bytes) -> None:
+    session.execute(update(LogCheckpointRow).where(LogCheckpointRow.size == size).values(note=note))
+
+
+# -- this registry as a witness ---------------------------------------------------------
+def witness_state(session: Session, origin: str) -> WitnessStateRow | None:
+    return session.get(WitnessStateRow, origin)
+
+
+def save_witness_state(
+    session: Session, origin: str, log_key: str, edge: CompactRange, note: bytes
+) -> None:
+    row = session.get(WitnessStateRow, origin, with_for_update=True)
+    if row is None:
+        row = WitnessStateRow(origin=origin)
+        session.add(row)
+    row.log_key = log_key
+    row.size = edge.size
+    row.edge = b"".join(edge.hashes)
+    row.note = note
+    row.updated_us = now_us()
+
+
+def witness_edge(row: WitnessStateRow) -> CompactRange:
+    return CompactRange(int(row.size), _split(row.edge))
+
+
+def add_alarm(
+    session: Session,
+    origin: str,
+    failure: str,
+    message: str,
+    old_note: bytes,
+    new_note: bytes,
+    proof: bytes,
+) -> None:
+    session.add(
+        WitnessAlarmRow(
+            origin=origin,
+            failure=failure,
+            message=message[:1000],
+            old_note=old_note,
+            new_note=new_note,
+            proof=proof,
+            created_us=now_us(),
+        )
+    )
+
+
+def pinned_witness(session: Session, name: str) -> str | None:
+    return session.scalar(select(LogWitnessKeyRow.vkey).where(LogWitnessKeyRow.name == name))
+
+
+def pin_witness(session: Session, name: str, vkey: str, member: str) -> str:
+    """The key pinned for `name`: the existing one, or `vkey`, pinned now."""
+    existing = pinned_witness(session, name)
+    if existing is not None:
+        return existing
+    session.add(LogWitnessKeyRow(name=name, vkey=vkey, member=member, created_us=now_us()))
+    session.flush()
+    return vkey
+
+
+def alarms(session: Session, limit: int = 20) -> list[WitnessAlarmRow]:
+    return list(
+        session.scalars(select(WitnessAlarmRow).order_by(WitnessAlarmRow.id.desc()).limit(limit))
+    )

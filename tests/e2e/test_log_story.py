@@ -1,0 +1,196 @@
+"""The revocation story with proofs: every step of a reissue is in the registry's log, each
+platform's SDK proves its order there before acking, the carrier proves its revocation from
+its bundle, and a monitor replaying the log passes the honest run and catches a dropped
+order. Nothing in the log's leaves or checkpoints names a token, account or subscriber."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from numbind.protocol.checkpoint import WitnessPolicy
+from numbind.protocol.log_entries import Opening
+from numbind.registry.domain import logged
+from numbind.registry.log_key import load_or_create_witness
+from numbind.registry.services import log_record
+from numbind.registry.storage.models import LogLeafRow, LogNodeRow
+from numbind.registry.testing import RunningRegistry, running_registry
+from numbind.sdk import AckOutcome, PlatformClient
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.log import LogClient, LogProofError
+from numbind.sdk.tokenizer import Tokenizer
+from numbind.v1 import carriers_pb2, carriers_pb2_grpc, common_pb2
+from sqlalchemy import select
+
+from tests.e2e._log import PHONE, cli, report_more, seed, witness_for
+from tests.e2e._story import days_ago, tokenize, ts
+
+
+async def _ack_all(bundle, policy: WitnessPolicy | None = None) -> tuple[int, list[str]]:  # type: ignore[no-untyped-def]
+    """Ack every pending order UNBOUND through the platform SDK; (orders proved, ids)."""
+    ids = []
+    async with PlatformClient(bundle, log_trust=policy) as client:
+        async for event in client.events(follow=False):
+            await event.ack(AckOutcome.UNBOUND)
+            ids.append(event.order_id)
+        assert client.feed is not None
+        return client.feed.orders_proved, ids
+
+
+async def test_reissue_with_proofs_end_to_end(
+    database_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A member witnesses the log (its key configured at the hub); each platform's policy
+    # asks for that witness's cosignature.
+    member = load_or_create_witness(tmp_path / "member")
+    async with running_registry(
+        tmp_path / "hub", database_url=database_url, log_witnesses=member.verifier.vkey()
+    ) as reg:
+        await _story(reg, capsys, tmp_path)
+
+
+async def _story(reg: RunningRegistry, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cm, platforms, summary = await seed(reg)
+    # The carrier SDK proved both events logged before report() returned.
+    assert len(summary.leaf_indices) == 2 and summary.orders_created == 3
+    (rid,) = summary.revocation_ids
+    witness = witness_for(reg, tmp_path / "member")
+    cosig = await _witness_round(reg, witness)
+    assert cosig.witness == "numbind.local/witness/self"
+    policy = WitnessPolicy.all_of([load_or_create_witness(tmp_path / "member").verifier])
+    order_ids = []
+    for p in platforms:
+        proved, ids = await _ack_all(p, policy)
+        assert proved == 1 and len(ids) == 1  # its one order, proved before it was acked
+        order_ids += ids
+
+    rc, out, err = await cli(
+        capsys,
+        "log",
+        "prove",
+        "--bundle",
+        cm.directory,
+        "--revocation",
+        rid,
+        "--json",
+        "--out",
+        tmp_path / "proof.json",
+    )
+    assert rc == 0, err
+    shown = json.loads(out)
+    assert shown["verified"] and [x["kind"] for x in shown["leaves"]].count("order") == 3
+    assert [x["kind"] for x in shown["leaves"]].count("ack") == 3
+    # The downloadable proof re-checks offline: opening -> leaf -> inclusion -> checkpoint.
+    proofs = json.loads((tmp_path / "proof.json").read_text())
+    trigger = next(p for p in proofs if p["opening"] and '"t":"revocation"' in p["opening"]["body"])
+    Opening(
+        0, bytes.fromhex(trigger["opening"]["salt"]), trigger["opening"]["body"].encode()
+    ).check(bytes.fromhex(trigger["leaf"]))
+
+    rc, out, err = await cli(
+        capsys, "log", "prove", "--bundle", platforms[0].directory, "--order", order_ids[0]
+    )
+    assert rc == 0 and "verified: 2 leaves" in out, err  # the order and its outcome
+    rc, out, err = await cli(
+        capsys, "log", "prove", "--bundle", cm.directory, "--event", summary.leaf_indices[1]
+    )
+    assert rc == 0 and "1 opened" in out, err
+    rc, out, err = await cli(capsys, "log", "checkpoint", "--bundle", cm.directory, "--json")
+    assert rc == 0 and json.loads(out)["origin"] == "numbind.local/log"
+    rc, out, err = await cli(capsys, "log", "monitor", "--bundle", reg.admin_bundle.directory)
+    assert rc == 0 and "ok: every rule holds" in out, out
+    # Another platform cannot open the carrier's or others' entries: the monitor from its
+    # bundle opens only its own order and ack.
+    rc, out, err = await cli(capsys, "log", "monitor", "--bundle", platforms[1].directory, "--json")
+    assert rc == 0 and json.loads(out)["opened"] == 2
+
+
+async def _witness_round(reg: RunningRegistry, witness):  # type: ignore[no-untyped-def]
+    from numbind.registry.federation.witness import GrpcLogSource
+
+    async with secure_channel(reg.admin_bundle) as channel:
+        return await witness.witness(GrpcLogSource(channel))
+
+
+async def test_monitor_fails_when_an_order_was_silently_dropped(
+    registry: RunningRegistry, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    honest = log_record.revocation
+
+    def drop_last_order(*args, **kwargs) -> list[logged.LogLeaf]:  # type: ignore[no-untyped-def]
+        return honest(*args, **kwargs)[:-1]  # the trigger still commits to every order
+
+    monkeypatch.setattr(log_record, "revocation", drop_last_order)
+    cm, platforms, summary = await seed(registry)
+    rc, out, err = await cli(capsys, "log", "monitor", "--bundle", registry.admin_bundle.directory)
+    assert rc == 1
+    assert "commits to 3 orders, the log holds 2 of them (an order silently dropped" in out
+    # The platform whose order was not logged refuses to ack it: nothing proves it.
+    with pytest.raises(LogProofError, match="names no log leaf"):
+        await _ack_all(platforms[-1])
+    # And the carrier's proof of its revocation fails on the same gap.
+    rc, out, err = await cli(
+        capsys, "log", "prove", "--bundle", cm.directory, "--revocation", summary.revocation_ids[0]
+    )
+    assert rc == 1 and "commits to 3 orders" in err
+
+
+async def test_leaves_and_checkpoints_carry_no_token_account_or_subject(
+    registry: RunningRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cm, platforms, _ = await seed(registry)
+    await report_more(cm, 3)
+    async with secure_channel(platforms[0]) as channel:
+        tok = Tokenizer(channel)
+        (token,) = await tok.tokenize([PHONE])
+        tok.close()
+        log = LogClient(channel)
+        cp = await log.checkpoint()
+        served = b"".join(await log.leaves(0, cp.size))
+
+    def nodes(s):  # type: ignore[no-untyped-def]
+        return b"".join(s.scalars(select(LogNodeRow.hash))) + b"".join(
+            s.scalars(select(LogLeafRow.commitment))
+        )
+
+    stored = registry.registry.db.transact(nodes, write=False)
+    secrets = [token.token, token.token.hex().encode(), PHONE.encode(), PHONE[3:].encode()]
+    secrets += [f"old-holder-{i}".encode() for i in range(3)]
+    secrets += [f"old-holder-{i}".encode().hex().encode() for i in range(3)]
+    for blob in (served, stored, cp.signed):
+        for secret in secrets:
+            assert secret not in blob
+    assert len(served) == 32 * cp.size  # commitments only
+
+    # Openings, the one place entries are in the clear, name no account_ref either.
+    def bodies(s):  # type: ignore[no-untyped-def]
+        return b"".join(s.scalars(select(LogLeafRow.body)))
+
+    opened = registry.registry.db.transact(bodies, write=False)
+    assert all(f"old-holder-{i}".encode() not in opened for i in range(3))
+    assert b"account" not in opened and b"subject" not in opened
+
+
+async def test_a_retried_report_answers_its_leaves_again_and_logs_nothing_twice(
+    registry: RunningRegistry,
+) -> None:
+    cm = registry.add_carrier("cm")
+    token = await tokenize(cm, PHONE)
+    request = carriers_pb2.ReportLifecycleRequest(
+        request_id="report-1",
+        events=[
+            carriers_pb2.LifecycleEvent(
+                token=common_pb2.Token(key_id=token.key_id, value=token.token),
+                kind=carriers_pb2.LIFECYCLE_KIND_ISSUED,
+                effective_at=ts(days_ago(3)),
+            )
+        ],
+    )
+    async with secure_channel(cm) as channel:
+        stub = carriers_pb2_grpc.CarriersStub(channel)
+        first = await stub.ReportLifecycle(request)
+        size = (await LogClient(channel).checkpoint()).size
+        again = await stub.ReportLifecycle(request)
+        assert list(again.leaf_indices) == list(first.leaf_indices) == [size - 1]
+        assert (await LogClient(channel).checkpoint()).size == size

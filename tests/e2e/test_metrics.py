@@ -1,0 +1,107 @@
+"""Operations: a process's /metrics (Prometheus) and OpenTelemetry spans, both opt-in."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from numbind.protocol import voprf
+from numbind.registry.config import QuotaSettings
+from numbind.registry.testing import running_registry
+from numbind.sdk import Lifecycle, LifecycleReport
+from numbind.sdk.channel import secure_channel
+from numbind.v1 import tokens_pb2, tokens_pb2_grpc
+
+from tests.e2e._story import carrier, days_ago, publish, tokenize
+
+PHONE = "+8613800138000"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _value(text: str, name: str, **labels: str) -> float:
+    """The sample `name{labels}` from an exposition, whatever order the labels are in."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split(" ")[0]))
+        if found == labels:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no sample {name}{labels} in:\n{text}")
+
+
+async def test_metrics_endpoint_counts_rpcs_orders_lag_and_refusals(tmp_path: Path) -> None:
+    port = _free_port()
+    quota = QuotaSettings(rate_per_second=1.0, burst=10, daily_cap=1000)
+    async with running_registry(
+        tmp_path / "data", metrics_listen=f"127.0.0.1:{port}", quota=quota
+    ) as reg:
+        cm, p1 = reg.add_carrier("cm"), reg.add_platform("p1")
+        token = await tokenize(p1, PHONE)
+        await publish(p1, token, [(b"acct", days_ago(200))])
+        async with carrier(cm) as c:
+            await c.report([LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(1))])
+        _, element = voprf.blind(PHONE.encode(), voprf.MODE_VOPRF)
+        async with secure_channel(p1) as channel:
+            stub = tokens_pb2_grpc.TokensStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError):  # 11 > burst: invalid, not quota
+                await stub.Evaluate(tokens_pb2.EvaluateRequest(blinded_elements=[element] * 11))
+            await stub.Evaluate(tokens_pb2.EvaluateRequest(blinded_elements=[element] * 9))
+            with pytest.raises(grpc.aio.AioRpcError):  # the bucket is empty now
+                await stub.Evaluate(tokens_pb2.EvaluateRequest(blinded_elements=[element] * 9))
+        await asyncio.sleep(0.2)
+        async with httpx.AsyncClient() as http:
+            resp = await http.get(f"http://127.0.0.1:{port}/metrics")
+        text = resp.text
+        assert resp.status_code == 200
+        assert _value(text, "numbind_rpc_total", method="PublishBindings", code="OK") == 1
+        assert _value(text, "numbind_rpc_total", method="Evaluate", code="INVALID_ARGUMENT") == 1
+        assert _value(text, "numbind_rpc_total", method="Evaluate", code="RESOURCE_EXHAUSTED") == 1
+        assert _value(text, "numbind_rpc_seconds_count", method="ReportLifecycle", code="OK") == 1
+        assert _value(text, "numbind_quota_refusals") == 1
+        assert _value(text, "numbind_orders_open", platform="p1", state="pending") == 1
+        assert _value(text, "numbind_orders_open", platform="p1", state="overdue") == 0
+        assert _value(text, "numbind_feed_lag_seconds", platform="p1") > 0
+        assert _value(text, "numbind_feed_head", platform="p1") == 1
+        assert _value(text, "numbind_rekey_running") == 0
+        assert _value(text, "numbind_store_up") == 1
+        # SQLite: one process, nobody else to listen to.
+        assert _value(text, "numbind_change_listener_up") == 0
+        assert PHONE not in text and PHONE[1:] not in text
+
+
+async def test_no_metrics_endpoint_unless_asked(tmp_path: Path) -> None:
+    async with running_registry(tmp_path / "data") as reg:
+        assert reg.server.metrics.port == 0
+
+
+async def test_otel_spans_only_when_configured(tmp_path: Path) -> None:
+    pytest.importorskip("opentelemetry.sdk", reason="the otel extra is not installed")
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    for enabled in (False, True):
+        async with running_registry(tmp_path / f"data{enabled}", otel=enabled) as reg:
+            p1 = reg.add_platform("p1")
+            async with secure_channel(p1) as channel:
+                await tokens_pb2_grpc.TokensStub(channel).GetKeys(tokens_pb2.GetKeysRequest())
+        names = [s.name for s in exporter.get_finished_spans()]
+        if enabled:
+            assert "/numbind.v1.Tokens/GetKeys" in names, names
+        else:
+            assert names == []

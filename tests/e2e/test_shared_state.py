@@ -1,0 +1,165 @@
+"""Two registries on one PostgreSQL behave as one: what one commits reaches the other
+through LISTEN/NOTIFY at once (feed wake-ups, suspensions), and quotas are one bucket.
+
+Both registries run in this process with heartbeats and polls of 30-60 s, so anything
+that arrives within a few seconds can only have come by notification. The three-process
+test behind HAProxy is tests/e2e/test_load_balanced.py."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from numbind.protocol import voprf
+from numbind.protocol.bundle import Bundle
+from numbind.registry.api.server import RegistryServer
+from numbind.registry.app import Registry
+from numbind.registry.config import QuotaSettings
+from numbind.registry.testing import RunningRegistry, running_registry
+from numbind.sdk import Lifecycle, LifecycleReport
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.feed import EventFeed
+from numbind.v1 import tokens_pb2, tokens_pb2_grpc
+
+from tests.conftest import IN_CI, PG_URL, reset_postgres
+from tests.e2e._story import carrier, days_ago, publish, tokenize
+
+pytestmark = pytest.mark.postgres
+PHONE = "+8613800138000"
+SLOW = {"change_poll_seconds": 30.0, "heartbeat_seconds": 60.0}
+
+
+@pytest.fixture
+def pg_url() -> str:
+    if not PG_URL:
+        if IN_CI:
+            pytest.fail("CI=true but NUMBIND_TEST_DATABASE_URL is not set")
+        pytest.skip("PostgreSQL: set NUMBIND_TEST_DATABASE_URL to run")
+    reset_postgres(PG_URL)
+    return PG_URL
+
+
+@dataclasses.dataclass
+class Pair:
+    a: RunningRegistry
+    b: RegistryServer
+    b_port: int
+
+    def on_b(self, bundle: Bundle) -> Bundle:
+        return dataclasses.replace(bundle, registry=f"127.0.0.1:{self.b_port}")
+
+
+async def _pair(tmp_path: Path, url: str, **overrides: object) -> AsyncIterator[Pair]:
+    async with running_registry(tmp_path / "data", database_url=url, **overrides) as a:
+        b = RegistryServer(Registry.open(a.settings, migrate_schema=False))
+        port = await b.start()
+        try:
+            for reg in (a.registry, b.registry):
+                assert await reg.changes.wait_listening(10)
+            yield Pair(a, b, port)
+        finally:
+            await b.stop()
+
+
+async def test_an_event_committed_through_a_wakes_a_stream_on_b(
+    tmp_path: Path, pg_url: str
+) -> None:
+    async for pair in _pair(tmp_path, pg_url, **SLOW):
+        cm, p1 = pair.a.add_carrier("cm"), pair.a.add_platform("p1")
+        token = await tokenize(p1, PHONE)
+        await publish(p1, token, [(b"acct", days_ago(200))])
+        async with secure_channel(pair.on_b(p1)) as channel:
+            feed = EventFeed(channel, after_seq=0, heartbeat_seconds=60).events()
+            first = asyncio.ensure_future(anext(feed))
+            await asyncio.sleep(0.5)  # the stream on B is waiting now
+            heard = pair.b.registry.changes.heard
+            async with carrier(cm) as c:  # through A
+                await c.report([LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(1))])
+            event = await asyncio.wait_for(first, 10)  # not the 60 s heartbeat
+            assert event.seq == 1
+            assert pair.b.registry.changes.heard > heard
+            await feed.aclose()
+
+
+async def test_a_suspension_through_a_is_seen_by_b_at_once(tmp_path: Path, pg_url: str) -> None:
+    async for pair in _pair(tmp_path, pg_url, **SLOW):
+        p1 = pair.a.add_platform("p1")
+        async with secure_channel(pair.on_b(p1)) as channel:
+            stub = tokens_pb2_grpc.TokensStub(channel)
+            await stub.GetKeys(tokens_pb2.GetKeysRequest())  # B caches p1 for 30 s
+            await pair.a.registry.admin.set_suspended("platform", "p1", True)
+            await asyncio.sleep(1.0)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.GetKeys(tokens_pb2.GetKeysRequest())
+            assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_one_quota_bucket_across_registries(tmp_path: Path, pg_url: str) -> None:
+    quota = QuotaSettings(rate_per_second=1.0, burst=200, daily_cap=10_000)
+    async for pair in _pair(tmp_path, pg_url, quota=quota):
+        p1 = pair.a.add_platform("p1")
+        _, element = voprf.blind(PHONE.encode(), voprf.MODE_VOPRF)
+        request = tokens_pb2.EvaluateRequest(blinded_elements=[element] * 150)
+        async with secure_channel(p1) as on_a, secure_channel(pair.on_b(p1)) as on_b:
+            await tokens_pb2_grpc.TokensStub(on_a).Evaluate(request)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await tokens_pb2_grpc.TokensStub(on_b).Evaluate(request)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert pair.b.registry.quota_gate.refusals == 1
+
+
+async def test_a_lost_notification_is_made_good_by_the_poll(
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every notification lost, the once-per-poll read of the watched feed heads
+    still wakes B's stream, well before its 60 s heartbeat."""
+    from numbind.registry.storage import signals
+
+    monkeypatch.setattr(signals, "announce", lambda *a, **k: None)
+    async for pair in _pair(tmp_path, pg_url, change_poll_seconds=0.3, heartbeat_seconds=60.0):
+        cm, p1 = pair.a.add_carrier("cm"), pair.a.add_platform("p1")
+        token = await tokenize(p1, PHONE)
+        await publish(p1, token, [(b"acct", days_ago(200))])
+        async with secure_channel(pair.on_b(p1)) as channel:
+            feed = EventFeed(channel, after_seq=0, heartbeat_seconds=60).events()
+            first = asyncio.ensure_future(anext(feed))
+            await asyncio.sleep(1.0)
+            async with carrier(cm) as c:
+                await c.report([LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(1))])
+            event = await asyncio.wait_for(first, 30)
+            assert event.seq == 1
+            assert pair.b.registry.changes.poll_wakes >= 1
+            assert pair.b.registry.changes.heard == 0
+            await feed.aclose()
+
+
+async def test_a_rotation_through_a_makes_b_reload_its_keys(tmp_path: Path, pg_url: str) -> None:
+    import uuid
+
+    from numbind.registry.services.tokens import KEYS_MAX_AGE_SECONDS
+    from numbind.v1 import admin_pb2, admin_pb2_grpc
+
+    async for pair in _pair(tmp_path, pg_url, **SLOW):
+        p1 = pair.a.add_platform("p1")
+        async with secure_channel(pair.on_b(p1)) as channel:
+            stub = tokens_pb2_grpc.TokensStub(channel)
+            before = (await stub.GetKeys(tokens_pb2.GetKeysRequest())).active_key_id
+            b = pair.b.registry
+            assert not b.keys.older_than(KEYS_MAX_AGE_SECONDS)
+            heard = b.changes.heard
+            async with secure_channel(pair.a.admin_bundle) as admin:
+                await admin_pb2_grpc.AdminStub(admin).RotateKey(
+                    admin_pb2.RotateKeyRequest(request_id=uuid.uuid4().hex)
+                )
+            for _ in range(500):
+                if b.changes.heard > heard:
+                    break
+                await asyncio.sleep(0.02)
+            # Heard: B's next call reloads the keys instead of trusting them for 5 s.
+            assert b.keys.older_than(KEYS_MAX_AGE_SECONDS)
+            after = (await stub.GetKeys(tokens_pb2.GetKeysRequest())).active_key_id
+            assert after != before

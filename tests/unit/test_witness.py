@@ -1,0 +1,74 @@
+"""The witness against a log double (as akd's tests publish corrupted epochs): it cosigns
+an honest log round after round, and refuses one whose served leaves do not hash to the
+checkpoint it signed, keeping the evidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from numbind.protocol import note
+from numbind.protocol.checkpoint import Checkpoint, CosignatureSigner
+from numbind.protocol.log_audit import LogFailure
+from numbind.protocol.merkle import MemoryTree, leaf_hash
+from numbind.registry.federation.witness import Witness
+from numbind.registry.storage import migrate
+from numbind.registry.storage.db import Database
+
+ORIGIN = "numbind.local/log"
+
+
+class DoubleLog:
+    """A log in memory; `serve_leaves` may differ from what the checkpoints commit to."""
+
+    def __init__(self) -> None:
+        self.key = note.Ed25519Signer.generate(ORIGIN)
+        self.entries: list[bytes] = []
+        self.serve_leaves: list[bytes] | None = None
+        self.cosigned: list[tuple[int, bytes, str]] = []
+
+    def tree(self) -> MemoryTree:
+        return MemoryTree(leaf_hash(c) for c in self.entries)
+
+    async def checkpoint(self) -> bytes:
+        t = self.tree()
+        return note.sign_note(Checkpoint(ORIGIN, t.size, t.root()).text(), self.key)
+
+    async def log_key(self) -> str:
+        return self.key.verifier.vkey()
+
+    async def consistency(self, old_size: int, new_size: int) -> list[bytes]:
+        return self.tree().consistency_proof(old_size, new_size)
+
+    async def leaves(self, start: int, end: int) -> list[bytes]:
+        return (self.serve_leaves or self.entries)[start:end]
+
+    async def add_cosignature(self, tree_size: int, line: bytes, witness_key: str) -> None:
+        self.cosigned.append((tree_size, line, witness_key))
+
+
+async def test_the_witness_replays_and_refuses_leaves_that_are_not_the_tree(
+    tmp_path: Path,
+) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'w.db'}")
+    migrate.upgrade(db.write_engine)
+    signer = CosignatureSigner.generate("numbind.local/witness/self")
+    witness = Witness(db, signer)  # the log key is pinned on first use
+    log = DoubleLog()
+    try:
+        for n in (3, 0, 5):
+            log.entries += [b"leaf %d" % (len(log.entries) + i) for i in range(n)]
+            cosig = await witness.witness(log)
+            signed = note.add_signatures(await log.checkpoint(), [cosig.note_signature()])
+            note.open_note(signed, [signer.verifier])  # a valid tlog-cosignature
+        assert [size for size, _, _ in log.cosigned] == [3, 3, 8]
+        log.entries.append(b"leaf 8")
+        log.serve_leaves = [*log.entries[:8], b"not what the root commits to"]
+        with pytest.raises(LogFailure) as exc:
+            await witness.witness(log)
+        assert exc.value.failure == "leaves"
+        (alarm,) = await witness.alarms()
+        assert alarm.failure == "leaves" and "replaying 1 leaves from size 8" in alarm.message
+        assert len(log.cosigned) == 3  # nothing cosigned after the refusal
+    finally:
+        db.close()

@@ -8,7 +8,17 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ["tokens", "rekey", "publish", "reissue", "oversize", "memory", "log", "scale"]
+BENCHES = [
+    "tokens",
+    "rekey",
+    "publish",
+    "reissue",
+    "federation",
+    "oversize",
+    "memory",
+    "log",
+    "scale",
+]
 
 
 def main() -> int:

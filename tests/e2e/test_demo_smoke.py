@@ -1,9 +1,10 @@
-"""`make demo` smoke test: it comes up, tells the story, and stops on Ctrl-C within 5 s with
-no process left behind."""
+"""`make demo` smoke test: it comes up as a federation of three registries, tells the story
+across them, and stops on Ctrl-C within 5 s with no process left behind."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -89,7 +90,9 @@ def test_demo_comes_up_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{app_port}"
     children: dict[int, int] = {}
     try:
-        deadline = time.monotonic() + 120
+        # A guard against a hang, not a timing: three registries come up on a shared,
+        # loaded machine.
+        deadline = time.monotonic() + 300
         while "Press Ctrl-C to stop." not in out_path.read_text(errors="replace"):
             assert demo.poll() is None, out_path.read_text(errors="replace")
             assert time.monotonic() < deadline, out_path.read_text(errors="replace")
@@ -98,6 +101,25 @@ def test_demo_comes_up_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
         assert f"Open {url}" in printed
         assert "phone 13800138000, ID last six 081234" in printed
         assert f"127.0.0.1:{registry_port}" in printed
+        # Three registries, and which app sits where.
+        where = dict(
+            re.findall(r"^  (示例\w+) \((?:hub|net|bank), 127\.0\.0\.1:\d+\): (.+)$", printed, re.M)
+        )
+        assert set(where) == {"示例码号平台", "示例互联网平台登记", "示例金融平台登记"}, printed
+        assert "lifecycle authority" in where["示例码号平台"]
+        assert "示例小贷" in where["示例金融平台登记"] and "示例网盘" in where["示例互联网平台登记"]
+        hub_show = subprocess.run(
+            [sys.executable, "-m", "numbind.cli", "federation", "show", "--json",
+             "--data-dir", str(tmp_path / "demo" / "hub")],
+            cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert hub_show.returncode == 0, hub_show.stderr
+        members = {m["id"]: m["name"] for m in json.loads(hub_show.stdout)["members"]}
+        assert members == {
+            "hub": "示例码号平台",
+            "net": "示例互联网平台登记",
+            "bank": "示例金融平台登记",
+        }
 
         with httpx.Client(base_url=url, timeout=30) as web:
             home = web.get("/")
@@ -127,6 +149,10 @@ def test_demo_comes_up_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
             assert "一键解绑（6 个应用）" in me.text
             for name in ("示例网盘", "示例外卖", "示例小贷", "示例银行", "示例社交", "示例旅行"):
                 assert name in me.text
+            # Apps from both members, each with its registry.
+            assert "登记于 示例互联网平台登记" in me.text
+            assert "登记于 示例金融平台登记" in me.text
+            assert 'data-role="unreachable"' not in me.text
             assert "13800138000" not in me.text
 
             # The commands it prints to add your own platform work exactly as printed.
@@ -163,6 +189,8 @@ def test_demo_comes_up_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert not left, f"left behind: {left}"
     finally:
+        # A failure before the children were listed must not leave them running.
+        children = children or descendants(demo.pid)
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
             demo.wait()

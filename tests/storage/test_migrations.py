@@ -26,6 +26,7 @@ TABLES = {
     "store_state",
     "key_deltas",
     "rekeys",
+    "fanout_outbox",
     "log_state",
     "log_leaves",
     "log_nodes",

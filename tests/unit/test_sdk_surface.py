@@ -56,7 +56,8 @@ def test_all_is_curated_and_complete() -> None:
         "Row", "Record", "BindingKey", "Kind", "AccountRefs", "PublishSummary",
         "WithdrawSummary", "SyncSummary", "FeedEvent", "AckOutcome", "EventKind",
         "LifecycleReport", "Lifecycle", "Scope", "NumberView", "PlatformView",
-        "RevocationProgress", "TokenResult", "RetryPolicy", "Progress", "ProgressCallback",
+        "RevocationProgress", "RevocationStatus", "UnavailableRegistry", "TokenResult",
+        "RetryPolicy", "Progress", "ProgressCallback",
         "InvalidNumber", "SyncAborted", "ErrorCode", "NumbindClientError", "Reassigned",
     }  # fmt: skip
     assert wanted <= set(sdk.__all__), wanted - set(sdk.__all__)

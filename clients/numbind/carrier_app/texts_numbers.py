@@ -18,6 +18,12 @@ NUMBERS: dict[str, tuple[str, str]] = {
         "暂时无法读取此号码的绑定信息，请稍后刷新。",
         "We could not load this number's bindings just now. Refresh in a moment.",
     ),
+    "me.registry": ("登记于 {name}", "Registered with {name}"),
+    "me.unreachable": (
+        "暂时联系不上 {names}，在那里登记的应用可能没有列在下面。请稍后刷新再看。",
+        "We could not reach {names} just now: apps registered there may be missing from "
+        "the lists below. Refresh later to check.",
+    ),
     "me.empty": (
         "没有任何应用绑定此号码，无需处理。",
         "No app holds a binding to this number. Nothing to do.",

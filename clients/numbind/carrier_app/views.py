@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from numbind.carrier_app import store as st
-from numbind.sdk import NumberView, PlatformView
+from numbind.sdk import NumberView, PlatformView, UnavailableRegistry
 from numbind.sdk import RevocationProgress as Progress
 
 __all__ = [
@@ -66,6 +66,8 @@ class AppRow:
     unbound: int = 0
     # The latest ask's revocation: its proof in the registry's log is downloadable.
     revocation_id: str = ""
+    # The registry (federation member) the app publishes to; "" with only one registry.
+    registry: str = ""
 
     @property
     def settled(self) -> bool:
@@ -117,6 +119,8 @@ class NumberCard:
     order_deadline: timedelta | None = None
     # Apps in revocations of this number that have not settled yet.
     asking: int = 0
+    # Registries the query could not reach: their apps may be missing from the lists.
+    unreachable: tuple[UnavailableRegistry, ...] = ()
 
     @property
     def live(self) -> bool:
@@ -164,7 +168,7 @@ def _row(view: PlatformView | None, asked: Asked | None) -> AppRow:
         p = asked.progress
         return AppRow(
             p.platform_id, p.display_name, p.category, 0, None, None, state, reason,
-            reference, deadline, unbound, rid,
+            reference, deadline, unbound, rid, p.registry_name or p.registry_id,
         )  # fmt: skip
     if state == "DONE" or (not state and view.open_state):
         # Still (or again) bound after an ask that unbound everything: bound anew since,
@@ -173,6 +177,7 @@ def _row(view: PlatformView | None, asked: Asked | None) -> AppRow:
     return AppRow(
         view.platform_id, view.display_name, view.category, view.active_count, view.earliest,
         view.latest, state, reason, reference, deadline, unbound, rid,
+        view.registry_name or view.registry_id,
     )  # fmt: skip
 
 
@@ -211,4 +216,5 @@ def number_card(
         view is not None,
         view.order_deadline if view is not None and view.order_deadline else order_deadline,
         asking,
+        view.unavailable if view is not None else (),
     )

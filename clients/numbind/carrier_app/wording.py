@@ -117,6 +117,18 @@ class Words:
     def still_bound(self, group: Group) -> str:
         return self.t.count("me.still_bound", group.still_bound)
 
+    def registry(self, row: AppRow) -> str:
+        """Where the app is registered, in a federation of several registries."""
+        return self.t("me.registry", name=row.registry) if row.registry else ""
+
+    def unreachable(self, card: NumberCard) -> str:
+        """Registries the query could not reach: say plainly the lists may be missing
+        their apps (never pretend the list is complete)."""
+        if not card.unreachable:
+            return ""
+        names = self.t.names([u.label for u in card.unreachable])
+        return self.t("me.unreachable", names=names)
+
 
 def card_json(words: Words, card: NumberCard) -> dict[str, Any]:
     """The live part of a card, for static/app.js: every asked app's state and sentences,

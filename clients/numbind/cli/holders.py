@@ -139,8 +139,14 @@ def _view_json(view: NumberView) -> dict[str, Any]:
                     if p.open_revocation
                     else None
                 ),
+                "registry_id": p.registry_id,
+                "registry_name": p.registry_name,
             }
             for p in view.platforms
+        ],
+        "unavailable": [
+            {"registry_id": u.registry_id, "registry_name": u.registry_name, "reason": u.reason}
+            for u in view.unavailable
         ],
     }
 
@@ -158,7 +164,14 @@ def _view_lines(view: NumberView) -> list[str]:
         text = f"  {whose:<17}  {p.display_name} ({p.platform_id}, {p.category}): {n}, {when}"
         if p.open_revocation:
             text += f"; revocation {p.open_revocation} {p.open_state}"
+        if p.registry_id:
+            text += f"; at {p.registry_name or p.registry_id}"
         lines.append(text)
+    for u in view.unavailable:
+        lines.append(
+            f"  NOT ASKED: registry {u.label} ({u.registry_id}) could not be reached: {u.reason}"
+            "; its platforms are missing above"
+        )
     return lines
 
 

@@ -58,6 +58,7 @@ def settings_from(args: argparse.Namespace) -> Any:
             # Only a given --otel overrides NUMBIND_OTEL.
             "otel": True if getattr(args, "otel", False) else None,
             "max_streams_per_principal": getattr(args, "max_streams_per_principal", None),
+            "fanout_deadline_seconds": getattr(args, "fanout_deadline", None),
         }
     )
 
@@ -92,6 +93,13 @@ def add_commands(sub: Any) -> None:
         metavar="N",
         help="open StreamEvents calls one principal may hold in this process; one more is "
         "refused RESOURCE_EXHAUSTED (NUMBIND_MAX_STREAMS_PER_PRINCIPAL, default 8)",
+    )
+    serve.add_argument(
+        "--fanout-deadline",
+        type=float,
+        metavar="SECONDS",
+        help="federation hub: how long a holder call waits for each member before listing "
+        "it as unavailable (NUMBIND_FANOUT_DEADLINE_SECONDS, default 2)",
     )
     serve.add_argument(
         "--init", action="store_true", help="run `numbind admin init` first when needed"

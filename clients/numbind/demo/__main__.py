@@ -2,10 +2,13 @@
 
 Starts, in ./.demo (wiped each time; ``NUMBIND_DEMO_DIR`` moves it):
 
-- a fresh registry with its embedded SQLite store, on 127.0.0.1:7443 (mTLS);
-- twelve fictional sample apps (示例网盘, 示例外卖, 示例小贷 …) as workers that consume their
-  event feeds and ack: one rejects with a reason, one is slow, one is offline (its orders go
-  overdue after ``--order-deadline`` seconds);
+- a federation of three registries, each with its embedded SQLite store (mTLS): the hub
+  示例码号平台 (lifecycle authority and token service) on 127.0.0.1:7443, and two binding
+  registries, 示例互联网平台登记 and 示例金融平台登记, on the next free ports; joined with
+  `numbind federation init/request/add-member/accept`;
+- twelve fictional sample apps (示例网盘, 示例外卖, 示例小贷 …), split between the two members,
+  as workers that consume their event feeds and ack: one rejects with a reason, one is slow,
+  one is offline (its orders go overdue after ``--order-deadline`` seconds);
 - the carrier app (一证通查 / 一键解绑) on http://127.0.0.1:8080, in demo mode.
 
 It seeds the story: a number whose previous holder left accounts at half the apps was sold
@@ -43,7 +46,10 @@ from numbind.demo.cast import (
     CARRIER_ID,
     CARRIER_NAME,
     CARRIER_NAME_EN,
+    HUB,
     JOINED_LATER,
+    MEMBERS,
+    NET,
     NEW_HOLDER,
     NEW_HOLDER_OWN,
     QUIET,
@@ -53,6 +59,7 @@ from numbind.demo.cast import (
     _days,
 )
 from numbind.demo.children import PY, Children, DemoError, answers, free_port
+from numbind.demo.federation import Place, serve_all, set_up
 from numbind.demo.welcome import print_welcome
 from numbind.demo.workers import sample_app
 from numbind.protocol.bundle import Bundle
@@ -62,6 +69,7 @@ from numbind.sdk import (
     Lifecycle,
     LifecycleReport,
     PlatformClient,
+    Reassigned,
     Row,
 )
 
@@ -77,16 +85,31 @@ class Demo:
     registry_port: int
     app_port: int
     order_deadline: float
+    # Each registry's place, hub first; member ports are picked at start.
+    places: dict[str, Place] = field(default_factory=dict)
     children: Children = field(default_factory=Children)
     workers: list[asyncio.Task[None]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if not self.places:
+            port = self.registry_port
+            self.places[HUB.id] = Place(HUB, self.root / HUB.id, port)
+            for i, member in enumerate(MEMBERS, start=1):
+                taken = {p.port for p in self.places.values()}
+                member_port = free_port(port + i)
+                while member_port in taken:
+                    member_port = free_port(0)
+                self.places[member.id] = Place(member, self.root / member.id, member_port)
+
     @property
     def data(self) -> Path:
-        return self.root / "registry"
+        """Where a visitor's own platform registers: the internet platforms' member."""
+        return self.places[NET.id].data
 
     @property
     def listen(self) -> str:
-        return f"127.0.0.1:{self.registry_port}"
+        """The hub: where carriers and the carrier app talk."""
+        return self.places[HUB.id].listen
 
     @property
     def url(self) -> str:
@@ -100,75 +123,43 @@ class Demo:
         if self.root.exists():
             shutil.rmtree(self.root)
         (self.root / "cursors").mkdir(parents=True)
-        await self.children.run_numbind(
-            self.root / "setup.log",
-            "admin",
-            "init",
-            "--data-dir",
-            str(self.data),
-            "--registry",
-            self.listen,
-        )
-        sem = asyncio.Semaphore(4)
-
-        async def add(*args: str) -> None:
-            async with sem:
-                await self.children.run_numbind(
-                    self.root / "setup.log",
-                    *args,
-                    "--data-dir",
-                    str(self.data),
-                    "--registry",
-                    self.listen,
-                )
-
-        await asyncio.gather(
-            add(
-                "admin",
-                "add-carrier",
-                CARRIER_ID,
-                "--display-name",
-                CARRIER_NAME,
-                "--out",
-                str(self.bundle_dir(CARRIER_ID)),
-            ),
-            *(
-                add(
-                    "admin",
-                    "add-platform",
-                    a.id,
-                    "--display-name",
-                    a.name,
-                    "--category",
-                    a.category,
-                    "--out",
-                    str(self.bundle_dir(a.id)),
-                )
-                for a in APPS
-            ),
-        )
-        log = self.root / "registry.log"
-        proc = await self.children.spawn(
-            PY,
-            "-m",
-            "numbind.cli",
-            "serve",
-            "--data-dir",
-            str(self.data),
-            "--listen",
-            self.listen,
-            log=log,
-            env={
+        await set_up(self.children, self.root, self.places, self.root / "bundles")
+        await serve_all(
+            self.children,
+            self.places,
+            {
                 "NUMBIND_ORDER_DEADLINE_SECONDS": str(self.order_deadline),
                 "NUMBIND_EVALUATE_WORKERS": "1",
                 "NUMBIND_HEARTBEAT_SECONDS": "5",
             },
         )
-        deadline = time.monotonic() + 30
-        while "listening on" not in log.read_text(errors="replace"):
-            if proc.returncode is not None or time.monotonic() > deadline:
-                raise DemoError(f"the registry did not start; see {log}")
-            await asyncio.sleep(0.1)
+
+    def where(self) -> list[str]:
+        """Which app sits where, for the terminal."""
+        out = [f"{HUB.name} ({HUB.id}, {self.listen}): lifecycle authority, token service"]
+        for member in MEMBERS:
+            apps = "、".join(a.name for a in APPS if a.registry == member.id)
+            out.append(f"{member.name} ({member.id}, {self.places[member.id].listen}): {apps}")
+        return out
+
+    async def _members_applied(self, phone: str) -> None:
+        """Wait until every member has applied the carrier's report (replicated from the
+        hub): its platforms then get an answer about the number (not NO_DATA), and its
+        holder answers know the new holder's tenure."""
+        deadline = time.monotonic() + 60
+        for member in MEMBERS:
+            app = next(a for a in APPS if a.registry == member.id)
+            async with PlatformClient(Bundle.load(self.bundle_dir(app.id))) as client:
+                while True:
+                    (answer,) = await client.check_reassigned([(phone, _days(1))])
+                    if answer != Reassigned.NO_DATA:
+                        break
+                    if time.monotonic() > deadline:
+                        raise DemoError(
+                            f"{member.name} did not receive the carrier's report; see "
+                            f"{self.places[member.id].log}"
+                        )
+                    await asyncio.sleep(0.2)
 
     async def seed(self) -> list[str]:
         """Bindings and lifecycle history; returns what happened, for the terminal."""
@@ -195,6 +186,7 @@ class Demo:
                     LifecycleReport(QUIET.phone, Lifecycle.ISSUED, _days(200)),
                 ]
             )
+        await self._members_applied(reissued)
         said.append(
             f"carrier {CARRIER_NAME} joined numbind after reselling {mask('+86' + reissued)} "
             f"{REISSUED_DAYS} days ago: it reported the new holder's tenure, so nothing was "
@@ -311,10 +303,12 @@ async def _main(args: argparse.Namespace) -> int:
     async def start() -> None:
         await demo.setup_registry()
         print(
-            f"  registry on {demo.listen}; {len(APPS)} sample apps and carrier {CARRIER_NAME} "
-            "registered",
+            f"  a federation of three: {len(APPS)} sample apps at two member registries, "
+            f"carrier {CARRIER_NAME} at the hub",
             flush=True,
         )
+        for line in demo.where():
+            print(f"    {line}", flush=True)
         story = await demo.seed()
         secret_file = demo.seed_app_store()
         demo.start_workers()

@@ -16,26 +16,45 @@ YOUR_APP_NAME = "我的应用"
 
 
 @dataclass(frozen=True)
+class DemoRegistry:
+    """One registry of the demo's federation."""
+
+    id: str
+    name: str
+
+
+# The lifecycle authority and token service: carriers report and carrier apps ask here.
+HUB = DemoRegistry("hub", "示例码号平台")
+# Binding registries: each holds its own platforms' bindings and feeds.
+NET = DemoRegistry("net", "示例互联网平台登记")
+BANK = DemoRegistry("bank", "示例金融平台登记")
+MEMBERS = (NET, BANK)
+FEDERATION_ID = "demo"
+
+
+@dataclass(frozen=True)
 class SampleApp:
     id: str
     name: str
     category: str
     behaviour: str = "normal"  # normal | reject | slow | offline
+    # The member the app publishes to.
+    registry: str = NET.id
 
 
 APPS = (
     SampleApp("demo-drive", "示例网盘", "cloud-drive"),
     SampleApp("demo-food", "示例外卖", "food-delivery"),
-    SampleApp("demo-loan", "示例小贷", "lender", "reject"),
-    SampleApp("demo-bank", "示例银行", "bank", "slow"),
+    SampleApp("demo-loan", "示例小贷", "lender", "reject", BANK.id),
+    SampleApp("demo-bank", "示例银行", "bank", "slow", BANK.id),
     SampleApp("demo-social", "示例社交", "social"),
     SampleApp("demo-travel", "示例旅行", "travel", "offline"),
     SampleApp("demo-shop", "示例商城", "e-commerce"),
-    SampleApp("demo-pay", "示例支付", "payments"),
+    SampleApp("demo-pay", "示例支付", "payments", registry=BANK.id),
     SampleApp("demo-ride", "示例出行", "ride-hailing"),
     SampleApp("demo-video", "示例视频", "video"),
     SampleApp("demo-game", "示例游戏", "games"),
-    SampleApp("demo-health", "示例医疗", "health"),
+    SampleApp("demo-health", "示例医疗", "health", registry=BANK.id),
 )
 REJECT_REASON = "该账户尚有未结清的借款，需原机主携带证件到网点核验后解绑"
 SLOW_SECONDS = 8.0

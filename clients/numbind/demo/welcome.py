@@ -32,6 +32,7 @@ class DemoPlaces(Protocol):
     @property
     def url(self) -> str: ...
     def bundle_dir(self, principal: str) -> Path: ...
+    def where(self) -> list[str]: ...
 
 
 def _numbind() -> str:
@@ -73,7 +74,6 @@ def your_platform_lines(demo: DemoPlaces) -> list[str]:
 
 
 def print_welcome(demo: DemoPlaces, story: list[str]) -> None:
-    registry_log = demo.root / "registry.log"
     drive = demo.bundle_dir("demo-drive")
     numbind = _numbind()
     lines = [
@@ -92,9 +92,13 @@ def print_welcome(demo: DemoPlaces, story: list[str]) -> None:
         f"  reassigned check for callers:  {demo.url}/check  "
         f"(try {NEW_HOLDER.phone} since {_days(365):%Y-%m-%d})",
         "",
+        "The federation (which app sits where):",
+        *(f"  {line}" for line in demo.where()),
+        "",
         "Where to look:",
-        f"  registry          {demo.listen} (mTLS; embedded SQLite in {demo.data})",
-        f"  registry log      {registry_log}",
+        f"  registries        {demo.root}/{{hub,net,bank}} (mTLS; embedded SQLite in each)",
+        f"  registry logs     {demo.root}/{{hub,net,bank}}.log",
+        f"  federation        {numbind} federation show --data-dir {demo.root / 'hub'}",
         f"  bundles           {demo.root / 'bundles'}",
         f"  tokenise yourself {numbind} tokenize --bundle {drive} 13800138000",
         f"  admin stats       {numbind} admin stats --data-dir {demo.data}",

@@ -27,7 +27,9 @@ from numbind.sdk.carrier_model import (
     PlatformView,
     ReportSummary,
     RevocationProgress,
+    RevocationStatus,
     Scope,
+    UnavailableRegistry,
 )
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.errors import (
@@ -112,6 +114,7 @@ __all__ = [
     "ReportSummary",
     "RetryPolicy",
     "RevocationProgress",
+    "RevocationStatus",
     "Row",
     "Scope",
     "ServerError",
@@ -122,6 +125,7 @@ __all__ = [
     "TqdmProgress",
     "Unauthenticated",
     "Unavailable",
+    "UnavailableRegistry",
     "Unimplemented",
     "WithdrawSummary",
     "order_reference",

@@ -22,6 +22,7 @@ from numbind.sdk.carrier_model import (
     NumberView,
     ReportSummary,
     RevocationProgress,
+    RevocationStatus,
     Scope,
 )
 from numbind.sdk.channel import secure_channel
@@ -231,11 +232,16 @@ class CarrierClient:
 
     async def revocation(self, revocation_id: str) -> list[RevocationProgress]:
         """Each platform's progress on a revocation this carrier requested."""
+        return (await self.revocation_status(revocation_id)).platforms
+
+    async def revocation_status(self, revocation_id: str) -> RevocationStatus:
+        """The same, with the federation members the answer lacks (not reached yet, or
+        silent past the hub's deadline) and why."""
         request = wire.revocation_status_request(revocation_id)
         resp: holders_pb2.GetRevocationResponse = await call_with_retry(
             lambda: self._holders.GetRevocation(request, timeout=30), self._retry
         )
-        return wire.revocation_progress(resp)
+        return wire.revocation_status(resp)
 
     async def check_reassigned(self, queries: Sequence[tuple[str, datetime]]) -> list[Reassigned]:
         """REASSIGNED / NOT_REASSIGNED / NO_DATA per (phone, since), in order."""

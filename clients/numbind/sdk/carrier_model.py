@@ -21,7 +21,9 @@ __all__ = [
     "PlatformView",
     "ReportSummary",
     "RevocationProgress",
+    "RevocationStatus",
     "Scope",
+    "UnavailableRegistry",
 ]
 
 
@@ -76,6 +78,24 @@ class PlatformView:
     latest: datetime | None
     open_revocation: str  # "" when none is open
     open_state: str  # "" when none is open
+    # The federation member (binding registry) the platform publishes to; "" when the
+    # registry is a federation of one.
+    registry_id: str = ""
+    registry_name: str = ""
+
+
+@dataclass(frozen=True)
+class UnavailableRegistry:
+    """A federation member the hub could not hear from: its platforms are missing from
+    the answer (or a revocation has not reached it yet), for `reason`."""
+
+    registry_id: str
+    registry_name: str
+    reason: str
+
+    @property
+    def label(self) -> str:
+        return self.registry_name or self.registry_id
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,8 @@ class NumberView:
     # How long platforms have to confirm a revocation before it shows OVERDUE: what the
     # carrier can promise the holder up front. None from a registry that does not say.
     order_deadline: timedelta | None = None
+    # Members whose platforms could not be asked: the list above is incomplete for them.
+    unavailable: tuple[UnavailableRegistry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,12 +128,24 @@ class RevocationProgress:
     deadline: datetime | None = None
     # The platform's last ack, if any.
     updated_at: datetime | None = None
+    # The federation member the platform publishes to ("" in a federation of one).
+    registry_id: str = ""
+    registry_name: str = ""
 
     @property
     def reference(self) -> str:
         """A reference the holder can quote and the platform can look up: the short form
         of its first order id (numbind.sdk.order_reference), or "" without one."""
         return order_reference(self.order_ids[0]) if self.order_ids else ""
+
+
+@dataclass(frozen=True)
+class RevocationStatus:
+    """A revocation's progress per platform, and the members it has not reached (or that
+    did not answer): their platforms are missing from `platforms`."""
+
+    platforms: list[RevocationProgress]
+    unavailable: tuple[UnavailableRegistry, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,9 @@ from numbind.sdk.carrier_model import (
     PlatformView,
     ReportSummary,
     RevocationProgress,
+    RevocationStatus,
     Scope,
+    UnavailableRegistry,
 )
 from numbind.sdk.errors import ErrorCode, ServerError
 from numbind.sdk.model import (
@@ -297,6 +299,7 @@ def number_views(
 ) -> list[NumberView]:
     if len(resp.numbers) != len(tokens):
         raise _bad(f"numbers: got {len(resp.numbers)}, want {len(tokens)}")
+    unavailable = unavailable_registries(resp.unavailable)
     return [
         NumberView(
             t.e164,
@@ -312,13 +315,22 @@ def number_views(
                     instant(p.latest_bound_at),
                     p.open_revocation.revocation_id,
                     _ORDER_STATES.get(p.open_revocation.state, ""),
+                    p.registry_id,
+                    p.registry_name,
                 )
                 for p in n.platforms
             ],
             resp.order_deadline.ToTimedelta() if resp.HasField("order_deadline") else None,
+            unavailable,
         )
         for t, n in zip(tokens, resp.numbers, strict=True)
     ]
+
+
+def unavailable_registries(
+    items: Sequence[holders_pb2.UnavailableRegistry],
+) -> tuple[UnavailableRegistry, ...]:
+    return tuple(UnavailableRegistry(u.registry_id, u.registry_name, u.reason) for u in items)
 
 
 def revocation_request(
@@ -341,6 +353,10 @@ def revocation_status_request(revocation_id: str) -> holders_pb2.GetRevocationRe
     return holders_pb2.GetRevocationRequest(revocation_id=revocation_id)
 
 
+def revocation_status(resp: holders_pb2.GetRevocationResponse) -> RevocationStatus:
+    return RevocationStatus(revocation_progress(resp), unavailable_registries(resp.unavailable))
+
+
 def revocation_progress(resp: holders_pb2.GetRevocationResponse) -> list[RevocationProgress]:
     return [
         RevocationProgress(
@@ -355,6 +371,8 @@ def revocation_progress(resp: holders_pb2.GetRevocationResponse) -> list[Revocat
             tuple(p.order_ids),
             instant(p.deadline),
             instant(p.updated_at),
+            p.registry_id,
+            p.registry_name,
         )
         for p in resp.platforms
     ]

@@ -242,11 +242,18 @@ class PlatformBindings(_message.Message):
     EARLIEST_BOUND_AT_FIELD_NUMBER: _builtins.int
     LATEST_BOUND_AT_FIELD_NUMBER: _builtins.int
     OPEN_REVOCATION_FIELD_NUMBER: _builtins.int
+    REGISTRY_ID_FIELD_NUMBER: _builtins.int
+    REGISTRY_NAME_FIELD_NUMBER: _builtins.int
     platform_id: _builtins.str
     display_name: _builtins.str
     category: _builtins.str
     tenure_class: Global___TenureClass.ValueType
     active_count: _builtins.int
+    registry_id: _builtins.str
+    """The federation member (binding registry) the platform publishes to; empty in a
+    federation of one.
+    """
+    registry_name: _builtins.str
     @_builtins.property
     def earliest_bound_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -266,14 +273,46 @@ class PlatformBindings(_message.Message):
         earliest_bound_at: _timestamp_pb2.Timestamp | None = ...,
         latest_bound_at: _timestamp_pb2.Timestamp | None = ...,
         open_revocation: Global___OpenRevocation | None = ...,
+        registry_id: _builtins.str = ...,
+        registry_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["earliest_bound_at", b"earliest_bound_at", "latest_bound_at", b"latest_bound_at", "open_revocation", b"open_revocation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_count", b"active_count", "category", b"category", "display_name", b"display_name", "earliest_bound_at", b"earliest_bound_at", "latest_bound_at", b"latest_bound_at", "open_revocation", b"open_revocation", "platform_id", b"platform_id", "tenure_class", b"tenure_class"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_count", b"active_count", "category", b"category", "display_name", b"display_name", "earliest_bound_at", b"earliest_bound_at", "latest_bound_at", b"latest_bound_at", "open_revocation", b"open_revocation", "platform_id", b"platform_id", "registry_id", b"registry_id", "registry_name", b"registry_name", "tenure_class", b"tenure_class"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PlatformBindings: _TypeAlias = PlatformBindings  # noqa: Y015
+
+@_typing.final
+class UnavailableRegistry(_message.Message):
+    """A federation member the hub could not hear from in time: its platforms are missing
+    from the answer, never silently.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGISTRY_ID_FIELD_NUMBER: _builtins.int
+    REGISTRY_NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    registry_id: _builtins.str
+    registry_name: _builtins.str
+    reason: _builtins.str
+    """What went wrong, for the holder's carrier ("deadline exceeded after 2.0 s", ...)."""
+    def __init__(
+        self,
+        *,
+        registry_id: _builtins.str = ...,
+        registry_name: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "registry_id", b"registry_id", "registry_name", b"registry_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UnavailableRegistry: _TypeAlias = UnavailableRegistry  # noqa: Y015
 
 @_typing.final
 class NumberBindings(_message.Message):
@@ -335,6 +374,7 @@ class QueryBindingsResponse(_message.Message):
 
     NUMBERS_FIELD_NUMBER: _builtins.int
     ORDER_DEADLINE_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def numbers(self) -> _containers.RepeatedCompositeFieldContainer[Global___NumberBindings]:
         """One per attestation, in order."""
@@ -345,15 +385,20 @@ class QueryBindingsResponse(_message.Message):
         registry's order deadline): what a carrier app can promise a holder before asking.
         """
 
+    @_builtins.property
+    def unavailable(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnavailableRegistry]:
+        """Members that did not answer within the hub's fan-out deadline."""
+
     def __init__(
         self,
         *,
         numbers: _abc.Iterable[Global___NumberBindings] | None = ...,
         order_deadline: _duration_pb2.Duration | None = ...,
+        unavailable: _abc.Iterable[Global___UnavailableRegistry] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["order_deadline", b"order_deadline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["numbers", b"numbers", "order_deadline", b"order_deadline"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["numbers", b"numbers", "order_deadline", b"order_deadline", "unavailable", b"unavailable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -407,18 +452,26 @@ class RequestRevocationResponse(_message.Message):
 
     REVOCATION_ID_FIELD_NUMBER: _builtins.int
     ORDERS_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_FIELD_NUMBER: _builtins.int
     revocation_id: _builtins.str
     orders: _builtins.int
-    """Orders created (one per binding in scope)."""
+    """Orders created (one per binding in scope) at the registries that answered."""
+    @_builtins.property
+    def unavailable(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnavailableRegistry]:
+        """Members the request has not reached yet: the hub keeps it and delivers it, once,
+        when each comes back.
+        """
+
     def __init__(
         self,
         *,
         revocation_id: _builtins.str = ...,
         orders: _builtins.int = ...,
+        unavailable: _abc.Iterable[Global___UnavailableRegistry] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["orders", b"orders", "revocation_id", b"revocation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["orders", b"orders", "revocation_id", b"revocation_id", "unavailable", b"unavailable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -458,6 +511,8 @@ class PlatformProgress(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     ORDER_IDS_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
+    REGISTRY_ID_FIELD_NUMBER: _builtins.int
+    REGISTRY_NAME_FIELD_NUMBER: _builtins.int
     platform_id: _builtins.str
     display_name: _builtins.str
     category: _builtins.str
@@ -470,6 +525,9 @@ class PlatformProgress(_message.Message):
     rejected: _builtins.int
     reason: _builtins.str
     """The platform's reason, for REJECTED."""
+    registry_id: _builtins.str
+    """The federation member the platform publishes to; empty in a federation of one."""
+    registry_name: _builtins.str
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp:
         """Last ack, if any."""
@@ -498,10 +556,12 @@ class PlatformProgress(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         order_ids: _abc.Iterable[_builtins.str] | None = ...,
         deadline: _timestamp_pb2.Timestamp | None = ...,
+        registry_id: _builtins.str = ...,
+        registry_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "deadline", b"deadline", "display_name", b"display_name", "done", b"done", "order_ids", b"order_ids", "orders", b"orders", "platform_id", b"platform_id", "reason", b"reason", "rejected", b"rejected", "state", b"state", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "deadline", b"deadline", "display_name", b"display_name", "done", b"done", "order_ids", b"order_ids", "orders", b"orders", "platform_id", b"platform_id", "reason", b"reason", "registry_id", b"registry_id", "registry_name", b"registry_name", "rejected", b"rejected", "state", b"state", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -516,6 +576,7 @@ class GetRevocationResponse(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     PLATFORMS_FIELD_NUMBER: _builtins.int
     LEAVES_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_FIELD_NUMBER: _builtins.int
     revocation_id: _builtins.str
     cause: _common_pb2.EventCause.ValueType
     @_builtins.property
@@ -528,6 +589,12 @@ class GetRevocationResponse(_message.Message):
         outcomes so far (numbind.v1.Log proves each).
         """
 
+    @_builtins.property
+    def unavailable(self) -> _containers.RepeatedCompositeFieldContainer[Global___UnavailableRegistry]:
+        """Members whose progress is not in this answer (not reached in time, or the
+        revocation not yet delivered to them).
+        """
+
     def __init__(
         self,
         *,
@@ -536,10 +603,11 @@ class GetRevocationResponse(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         platforms: _abc.Iterable[Global___PlatformProgress] | None = ...,
         leaves: _abc.Iterable[_log_pb2.LeafRef] | None = ...,
+        unavailable: _abc.Iterable[Global___UnavailableRegistry] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "created_at", b"created_at", "leaves", b"leaves", "platforms", b"platforms", "revocation_id", b"revocation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "created_at", b"created_at", "leaves", b"leaves", "platforms", b"platforms", "revocation_id", b"revocation_id", "unavailable", b"unavailable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

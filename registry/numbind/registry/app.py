@@ -17,6 +17,7 @@ from numbind.registry.datadir import private_umask, require_private
 from numbind.registry.domain.quota import Quotas
 from numbind.registry.domain.types import KeyState, now_us
 from numbind.registry.federation.channel import PeerChannels
+from numbind.registry.federation.fanout_client import ManifestMembers
 from numbind.registry.federation.forward import ForwardedTokens
 from numbind.registry.federation.serving import Serving
 from numbind.registry.keys import KeyRing
@@ -25,10 +26,13 @@ from numbind.registry.services.admin import AdminService
 from numbind.registry.services.bindings import BindingService
 from numbind.registry.services.changes import Changes
 from numbind.registry.services.directory import Directory
+from numbind.registry.services.fanout import FederatedHolders, NoMembers, RetryPolicy
 from numbind.registry.services.feed import FeedService
+from numbind.registry.services.holder_views import UNNAMED, RegistryName
 from numbind.registry.services.holders import HolderService
 from numbind.registry.services.lifecycle import LifecycleService
 from numbind.registry.services.log import LogService
+from numbind.registry.services.member_holders import MemberHolderService
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings
 from numbind.registry.services.replication import HubLog, Replica
@@ -53,6 +57,13 @@ class Registry:
     bindings: BindingService
     lifecycle: LifecycleService
     holders: HolderService
+    # The holder calls as the Holders service answers them: fanned out to the members at
+    # a federation's hub, local in a federation of one.
+    federated: FederatedHolders
+    # A member's answers to its hub's fan-out (MemberHolders service).
+    member_holders: MemberHolderService
+    # The binding registries a hub fans out to (None: not a hub of a federation).
+    members: ManifestMembers | None
     feed: FeedService
     log: LogService
     # The hook for changes of standing made elsewhere (StandingService.changed).
@@ -93,8 +104,8 @@ class Registry:
             if before != after:
                 log.info("schema migrated from %s to %s", before, after)
         if federation is not None:
-            members = {m.id: m.name for m in federation.installed.manifest.members}
-            db.transact(lambda s: principals.sync_registries(s, members))
+            names = {m.id: m.name for m in federation.installed.manifest.members}
+            db.transact(lambda s: principals.sync_registries(s, names))
         # A member holds no token key: the federation's token service (the hub) does, and
         # its keys and deltas reach this store through the manifest and replication.
         member = federation is not None and not federation.is_token_service
@@ -162,6 +173,29 @@ class Registry:
         lifecycle = LifecycleService(
             db, token_map, notifier, settings.order_deadline_seconds, report_at=report_at
         )
+        me = federation.me if federation is not None else None
+        registry_name = RegistryName(me.id, me.name) if me is not None else UNNAMED
+        members: ManifestMembers | None = None
+        if federation is not None and peers is not None and federation.is_authority:
+            members = ManifestMembers(federation.installed, lambda m: peers.get(m.id))
+        holds_bindings = me is None or "binding-registry" in me.roles or members is None
+        holders = HolderService(
+            db,
+            token_map,
+            notifier,
+            settings.order_deadline_seconds,
+            settings.attestation_policy,
+            local_bindings=holds_bindings,
+            remote_members=(lambda: members.member_ids) if members is not None else (lambda: ()),
+            registry=registry_name,
+        )
+        federated = FederatedHolders(
+            db,
+            holders,
+            members if members is not None else NoMembers(),
+            settings.fanout_deadline_seconds,
+            RetryPolicy(max_seconds=settings.fanout_retry_max_seconds),
+        )
         return cls(
             settings=settings,
             db=db,
@@ -171,13 +205,12 @@ class Registry:
             admin=AdminService(db, keys, directory, ca, token_map, rekeyer, standing),
             bindings=BindingService(db, token_map, notifier, settings.order_deadline_seconds),
             lifecycle=lifecycle,
-            holders=HolderService(
-                db,
-                token_map,
-                notifier,
-                settings.order_deadline_seconds,
-                settings.attestation_policy,
+            holders=holders,
+            federated=federated,
+            member_holders=MemberHolderService(
+                token_map, notifier, settings.order_deadline_seconds, registry_name
             ),
+            members=members,
             feed=FeedService(
                 db,
                 token_map,

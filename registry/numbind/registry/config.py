@@ -83,6 +83,11 @@ class Settings:
     # SQLite's PRAGMA synchronous for the embedded store: FULL (a commit reported is on
     # disk) or NORMAL (faster; a power loss may drop the last commits). Not PostgreSQL.
     sqlite_synchronous: str = "FULL"
+    # Federation hub: how long a holder call waits for the members it fans out to (a
+    # member still silent then is listed as unavailable), and the longest pause between
+    # retries of a revocation a member missed.
+    fanout_deadline_seconds: float = 2.0
+    fanout_retry_max_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         host, sep, port = self.listen.rpartition(":")
@@ -124,6 +129,9 @@ class Settings:
             )
         if self.rekey_lease_seconds <= 0:
             raise ValueError(f"rekey_lease_seconds: got {self.rekey_lease_seconds}, want > 0")
+        for name in ("fanout_deadline_seconds", "fanout_retry_max_seconds"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ValueError(f"{name}: got {getattr(self, name)}, want 0 < seconds <= 3600")
         if self.quota.rate_per_second <= 0 or self.quota.burst < 1 or self.quota.daily_cap < 1:
             raise ValueError(f"quota: got {self.quota}, want positive rate, burst and cap")
         if self.shutdown_grace_seconds < 0:
@@ -191,6 +199,8 @@ _ENV = {
     "max_streams_per_principal": "NUMBIND_MAX_STREAMS_PER_PRINCIPAL",
     "request_limits": "NUMBIND_REQUEST_LIMITS",
     "sqlite_synchronous": "NUMBIND_SQLITE_SYNCHRONOUS",
+    "fanout_deadline_seconds": "NUMBIND_FANOUT_DEADLINE_SECONDS",
+    "fanout_retry_max_seconds": "NUMBIND_FANOUT_RETRY_MAX_SECONDS",
 }
 _QUOTA_ENV = {
     "rate_per_second": "NUMBIND_QUOTA_RATE",

@@ -42,6 +42,8 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     # Anyone may check the verifiable log, members (as witnesses) too; openings are
     # filtered by holder in the service.
     "/numbind.v1.Log/": frozenset({*Role.ALL, Role.REGISTRY}),
+    # A federation member answers its hub's fan-out (the servicer admits only the hub).
+    "/numbind.v1.MemberHolders/": frozenset({Role.REGISTRY}),
 }
 
 

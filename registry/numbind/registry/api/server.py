@@ -19,6 +19,7 @@ from numbind.registry.api.errors import error_interceptor
 from numbind.registry.api.federation import FederationServicer
 from numbind.registry.api.holders import HoldersServicer
 from numbind.registry.api.log import LogServicer
+from numbind.registry.api.member_holders import MemberHoldersServicer
 from numbind.registry.api.metrics import Metrics, ProcessCounters, otel_interceptors
 from numbind.registry.api.platforms import PlatformsServicer
 from numbind.registry.api.sizes import RequestSizeInterceptor
@@ -34,6 +35,8 @@ from numbind.v1 import (
     admin_pb2_grpc,
     carriers_pb2,
     carriers_pb2_grpc,
+    fanout_pb2,
+    fanout_pb2_grpc,
     federation_pb2,
     federation_pb2_grpc,
     holders_pb2,
@@ -55,6 +58,7 @@ SERVICE_NAMES = [
     holders_pb2.DESCRIPTOR.services_by_name["Holders"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name,
     log_pb2.DESCRIPTOR.services_by_name["Log"].full_name,
+    fanout_pb2.DESCRIPTOR.services_by_name["MemberHolders"].full_name,
     federation_pb2.DESCRIPTOR.services_by_name["Federation"].full_name,
 ]
 MAX_MESSAGE = MAX_MESSAGE_BYTES
@@ -148,7 +152,15 @@ class RegistryServer:
             CarriersServicer(registry.lifecycle), self.server
         )
         holders_pb2_grpc.add_HoldersServicer_to_server(
-            HoldersServicer(registry.holders), self.server
+            HoldersServicer(registry.federated), self.server
+        )
+        fed = registry.federation
+        fanout_pb2_grpc.add_MemberHoldersServicer_to_server(
+            MemberHoldersServicer(
+                registry.member_holders,
+                lambda: fed.hub.id if fed is not None else None,
+            ),
+            self.server,
         )
         admin_pb2_grpc.add_AdminServicer_to_server(
             AdminServicer(registry.admin, registry.ca_pem), self.server
@@ -166,6 +178,7 @@ class RegistryServer:
         self._store_lock = StoreLock.for_url(registry.db.url)
         self._publisher: asyncio.Task[None] | None = None
         self._witness: asyncio.Task[None] | None = None
+        self._fanout_retries: asyncio.Task[None] | None = None
         fed = registry.federation
         self.follower = (
             Follower(registry.replica, registry.peers, fed.hub.id, fed.files, registry.stopping)
@@ -195,6 +208,11 @@ class RegistryServer:
         self._witness = start_witness(self.registry)
         if self.follower is not None:
             self.follower.start()
+        if self.registry.members is not None:
+            # Revocations members missed while down are delivered when they come back.
+            self._fanout_retries = asyncio.create_task(
+                self.registry.federated.run_retries(self.registry.stopping)
+            )
         for name in ["", *SERVICE_NAMES]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         host = settings.listen.rpartition(":")[0]
@@ -230,6 +248,8 @@ class RegistryServer:
         await self.registry.rekeyer.close()
         await self.registry.changes.close()
         self.metrics.close()
+        if self._fanout_retries is not None:
+            await self._fanout_retries
         if self.registry.peers is not None:
             await self.registry.peers.close()
         self.registry.close()

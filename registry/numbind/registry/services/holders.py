@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from numbind.protocol.attestation import Attestation
@@ -22,15 +22,12 @@ from numbind.registry.domain import attestation as attest
 from numbind.registry.domain import validate
 from numbind.registry.domain.keymap import KeyView, StoreToken
 from numbind.registry.domain.types import (
-    BindingState,
     EventCause,
     EventKind,
-    OrderState,
     Principal,
     Purpose,
     RevocationScope,
     Role,
-    TenureClass,
     now_us,
 )
 from numbind.registry.errors import (
@@ -41,10 +38,21 @@ from numbind.registry.errors import (
     WrongCarrier,
 )
 from numbind.registry.services import log_record
+from numbind.registry.services.fanout_model import AdmittedNumber, MemberRevocation
+from numbind.registry.services.holder_views import (
+    UNNAMED,
+    NumberView,
+    RegistryName,
+    RevocationView,
+    number_platforms,
+    revocation_progress,
+    to_ask,
+)
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import (
     bindings,
+    fanout,
     idempotency,
     log,
     nonces,
@@ -52,7 +60,6 @@ from numbind.registry.storage import (
     orders,
     principals,
 )
-from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.db import Database, Session
 
 MAX_NUMBERS = MAX_HOLDER_NUMBERS
@@ -65,50 +72,17 @@ class SignedAttestation:
     signature: bytes
 
 
-@dataclass
-class PlatformGroup:
-    platform_id: str
-    display_name: str
-    category: str
-    tenure_class: TenureClass
-    active_count: int = 0
-    earliest_us: int = 0
-    latest_us: int = 0
-    open_revocation: tuple[str, int] | None = None
+@dataclass(frozen=True)
+class Admitted:
+    """A number the hub admitted for a holder query: attested, served by the caller."""
 
-
-@dataclass
-class NumberView:
-    token: bytes
-    key_id: str
+    attestation: Attestation
     tenure_start_us: int
-    platforms: list[PlatformGroup] = field(default_factory=list)
 
-
-@dataclass(frozen=True)
-class PlatformProgress:
-    platform_id: str
-    display_name: str
-    category: str
-    state: OrderState
-    orders: int
-    done: int
-    rejected: int
-    reason: str
-    updated_us: int | None
-    # The platform's orders in this revocation, oldest first, and their latest deadline.
-    order_ids: tuple[str, ...] = ()
-    deadline_us: int | None = None
-
-
-@dataclass(frozen=True)
-class RevocationView:
-    revocation_id: str
-    cause: EventCause
-    created_us: int
-    platforms: list[PlatformProgress]
-    # (leaf index, kind, ref) of its trigger, orders and outcomes in the verifiable log.
-    leaves: list[tuple[int, str, str]] = field(default_factory=list)
+    @property
+    def number(self) -> AdmittedNumber:
+        a = self.attestation
+        return AdmittedNumber(a.token, a.key_id, self.tenure_start_us)
 
 
 class HolderService:
@@ -119,12 +93,27 @@ class HolderService:
         notifier: FeedNotifier,
         deadline_seconds: float,
         policy: attest.Policy,
+        *,
+        local_bindings: bool = True,
+        remote_members: Callable[[], Sequence[str]] = lambda: (),
+        registry: RegistryName = UNNAMED,
     ) -> None:
+        """`local_bindings`: this registry holds bindings (a federation of one, or a hub
+        that is also a binding registry). `remote_members`: the other binding registries;
+        a revocation is recorded for each in the fan-out outbox, in its own transaction.
+        `registry`: how this registry's platforms are named in holder views."""
         self._db = db
         self._tokens = tokens
         self._notifier = notifier
         self._deadline = deadline_seconds
         self._policy = policy
+        self._local = local_bindings
+        self._remote_members = remote_members
+        self._registry = registry
+
+    @property
+    def holds_bindings(self) -> bool:
+        return self._local
 
     @property
     def order_deadline_seconds(self) -> float:
@@ -188,12 +177,14 @@ class HolderService:
         return number.tenure_start_us or att.tenure_start_us
 
     # -- 一证通查 -------------------------------------------------------------------------
-    async def query(
+    async def admit_query(
         self, caller: Principal, signed: Sequence[SignedAttestation]
-    ) -> list[NumberView]:
+    ) -> list[Admitted]:
+        """Check the attestations (one subscriber, current carrier, new nonces) and spend
+        their nonces: the part of a query only the lifecycle authority can do."""
         validate.batch_size("attestations", len(signed), MAX_NUMBERS)
 
-        def admit(session: Session, view: KeyView) -> list[tuple[Attestation, int]]:
+        def admit(session: Session, view: KeyView) -> list[Admitted]:
             key = self._carrier_key(session, caller)
             atts = [
                 self._verify(key, caller, s, Purpose.QUERY, f"attestations[{i}]")
@@ -206,7 +197,7 @@ class HolderService:
                         "covers the numbers of one subscriber"
                     )
             return [
-                (
+                Admitted(
                     att,
                     self._admit(
                         session,
@@ -219,38 +210,36 @@ class HolderService:
                 for i, att in enumerate(atts)
             ]
 
-        # The write is only the single-use check; the view is read outside it, so queries
-        # queue behind other writers for as short a time as possible.
-        admitted = await self._tokens.act(admit)
+        return await self._tokens.act(admit)
+
+    async def local_views(self, admitted: Sequence[Admitted]) -> list[NumberView]:
+        """This store's platforms for each admitted number (none if it holds no bindings)."""
 
         def read(session: Session, view: KeyView) -> list[NumberView]:
-            return [
-                self._view(session, att, self._map(view, att, f"attestations[{i}]"), tenure)
-                for i, (att, tenure) in enumerate(admitted)
-            ]
+            out = []
+            for i, a in enumerate(admitted):
+                att = a.attestation
+                platforms = (
+                    number_platforms(
+                        session,
+                        self._map(view, att, f"attestations[{i}]"),
+                        a.tenure_start_us,
+                        self._registry,
+                    )
+                    if self._local
+                    else []
+                )
+                out.append(NumberView(att.token, att.key_id, a.tenure_start_us, platforms))
+            return out
 
+        # The write was only the single-use check; the view is read outside it, so queries
+        # queue behind other writers for as short a time as possible.
         return await self._tokens.act(read, write=False)
 
-    def _view(
-        self, session: Session, att: Attestation, token: StoreToken, tenure: int
-    ) -> NumberView:
-        live = bindings.bindings_for_token(session, token)
-        names = principals.by_pks(session, {b.platform_pk for b in live})
-        open_ = orders.open_orders_for_bindings(session, [b.pk for b in live], now_us())
-        groups: dict[tuple[int, TenureClass], PlatformGroup] = {}
-        for b in sorted(live, key=lambda b: b.bound_us):
-            cls = TenureClass.PRE_TENURE if b.bound_us < tenure else TenureClass.IN_TENURE
-            p = names[b.platform_pk]
-            g = groups.setdefault(
-                (b.platform_pk, cls),
-                PlatformGroup(p.name, p.display_name, p.category, cls, earliest_us=b.bound_us),
-            )
-            g.active_count += 1
-            g.latest_us = b.bound_us
-            if b.pk in open_:
-                g.open_revocation = open_[b.pk]
-        ordered = sorted(groups.values(), key=lambda g: (g.tenure_class, g.display_name))
-        return NumberView(att.token, att.key_id, tenure, ordered)
+    async def query(
+        self, caller: Principal, signed: Sequence[SignedAttestation]
+    ) -> list[NumberView]:
+        return await self.local_views(await self.admit_query(caller, signed))
 
     # -- 一键解绑 -------------------------------------------------------------------------
     async def request_revocation(
@@ -279,19 +268,25 @@ class HolderService:
         ) -> dict[str, Any]:
             tenure = self._admit(session, caller, att, token, "attestation")
             wanted: set[int] | None = None
-            if platform_ids:
+            members = list(self._remote_members())
+            # In a federation the platforms sit at the members: each acts on the ids it
+            # holds, and the hub, which holds none, cannot refuse an id as unknown.
+            if platform_ids and not members:
                 by_name = principals.pks_by_name(session, Role.PLATFORM, platform_ids)
                 for i, pid in enumerate(platform_ids):
                     if pid not in by_name:
                         raise NotFound(f"platform_ids[{i}]: no platform {pid!r}")
                 wanted = set(by_name.values())
+            elif platform_ids:
+                by_name = principals.pks_by_name(session, Role.PLATFORM, platform_ids)
+                wanted = set(by_name.values())
             in_scope = [
                 b
-                for b in bindings.bindings_for_token(session, token)
+                for b in (bindings.bindings_for_token(session, token) if self._local else [])
                 if (scope != RevocationScope.ALL_PRE_TENURE or b.bound_us < tenure)
                 and (wanted is None or b.platform_pk in wanted)
             ]
-            targets = _to_ask(session, in_scope)
+            targets = to_ask(session, in_scope)
             rid = orders.new_revocation(
                 session,
                 EventCause.HOLDER_REQUEST,
@@ -318,6 +313,11 @@ class HolderService:
                     session, rid, EventCause.HOLDER_REQUEST, caller.pk, caller.name, created
                 ),
             )
+            if members:
+                request = MemberRevocation(
+                    rid, AdmittedNumber(att.token, att.key_id, tenure), scope, tuple(platform_ids)
+                )
+                fanout.add(session, rid, members, request.to_json(), now_us())
             return {"revocation_id": rid, "orders": len(targets), "platforms": sorted(platforms)}
 
         def act(session: Session, view: KeyView) -> dict[str, Any]:
@@ -351,57 +351,13 @@ class HolderService:
             row = orders.revocation(session, revocation_id)
             if row is None or row.carrier_pk != caller.pk:
                 raise NotFound(f"revocation_id: no revocation {revocation_id} of yours")
-            rows = orders.progress(session, revocation_id, now_us())
-            names = principals.by_pks(session, {r.platform_pk for r in rows})
-            ids = orders.order_ids(session, revocation_id)
-            out = []
-            for r in rows:
-                if r.pending:
-                    state = OrderState.PENDING
-                elif r.delivered:
-                    state = OrderState.DELIVERED
-                elif r.overdue:
-                    state = OrderState.OVERDUE
-                elif r.rejected:
-                    state = OrderState.REJECTED
-                else:
-                    state = OrderState.DONE
-                p = names[r.platform_pk]
-                out.append(
-                    PlatformProgress(
-                        p.name,
-                        p.display_name,
-                        p.category,
-                        state,
-                        r.orders,
-                        r.done,
-                        r.rejected,
-                        r.reason if r.rejected else "",
-                        r.updated_us,
-                        tuple(ids.get(r.platform_pk, ())),
-                        r.deadline_us,
-                    )
-                )
+            out = revocation_progress(session, revocation_id, self._registry)
             return RevocationView(
                 row.id,
-                EventCause(row.cause),
+                row.cause,
                 row.created_us,
                 out,
-                log.revocation_leaves(session, revocation_id),
+                leaves=log.revocation_leaves(session, revocation_id),
             )
 
         return await self._db.run(read, write=False)
-
-
-def _to_ask(session: Session, in_scope: list[StoredBinding]) -> list[StoredBinding]:
-    """The bindings in scope a new revocation orders: the active ones, and those whose
-    open order is past its deadline (asked again). One whose order is still within its
-    deadline is left to it: asking twice at once would only double the platform's work."""
-    revoking = [b.pk for b in in_scope if b.state == BindingState.REVOKING]
-    open_ = orders.open_orders_for_bindings(session, revoking, now_us()) if revoking else {}
-    return [
-        b
-        for b in in_scope
-        if b.state == BindingState.ACTIVE
-        or (b.pk in open_ and open_[b.pk][1] == int(OrderState.OVERDUE))
-    ]

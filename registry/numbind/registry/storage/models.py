@@ -467,3 +467,32 @@ class WitnessAlarmRow(Base):
     new_note: Mapped[bytes] = mapped_column(LargeBinary)
     proof: Mapped[bytes] = mapped_column(LargeBinary)
     created_us: Mapped[int] = mapped_column(BigInteger)
+
+
+class FanoutOutboxRow(Base):
+    """The hub's record of a holder revocation still to reach (or reached) each member.
+
+    Written in the revocation's own transaction, one row per binding-registry member, so a
+    revocation is never lost between the hub's record and a member that is down: the
+    fan-out delivers it at once and a retry loop delivers what is left when the member
+    comes back. Members create its orders once, by revocation id.
+    """
+
+    __tablename__ = "fanout_outbox"
+    __table_args__ = (
+        # The retry loop: undelivered rows in order of their next attempt.
+        Index("ix_fanout_outbox_due", "delivered_us", "next_attempt_us"),
+    )
+
+    revocation_id: Mapped[str] = mapped_column(ForeignKey("revocations.id"), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    # What the member needs (token under its key, tenure start, scope, platform ids), as
+    # canonical JSON written by the services layer; never an account_ref or a number.
+    request: Mapped[str] = mapped_column(String(65536))
+    created_us: Mapped[int] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_us: Mapped[int] = mapped_column(BigInteger)
+    delivered_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # Orders the member created, once delivered.
+    orders: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str] = mapped_column(String(500), default="")

@@ -50,9 +50,11 @@ def new_revocation(
     key_id: str | None = None,
     subject: str | None = None,
     scope: int = 0,
+    revocation_id: str | None = None,
 ) -> str:
-    """A trigger row; a holder request's names its token under the store key `key_id`."""
-    rid = str(uuid.uuid4())
+    """A trigger row; a holder request's names its token under the store key `key_id`.
+    A federation member takes the hub's `revocation_id` (one id across the federation)."""
+    rid = revocation_id or str(uuid.uuid4())
     session.add(
         RevocationRow(
             id=rid,

@@ -1,0 +1,356 @@
+"""A carrier's REISSUED batch in a federation of three, beside a single registry, same run.
+
+Issue 11 item 7. The federation: the hub (lifecycle authority and token service, the
+carrier) and two members (binding registries), each `numbind serve` in its own process on
+its own SQLite store, joined with `numbind federation init/request/add-member/accept`.
+--bindings bindings over 20 platforms, ten at each member (every number has 10 bindings at
+10 consecutive platforms, so most numbers span both members); --reissued numbers are
+reported REISSUED at the hub in one ReportLifecycle call; members learn it by replication
+and create orders for their own platforms, whose workers follow their feeds and ack.
+The single registry: the same data set, platforms and carrier on one `numbind serve`.
+
+Measured, for both:
+- report call latency, and from just before it: the first event at any platform, and the
+  last ack at each member's last platform (the single registry is its own one member);
+- lifecycle lag while loaded: every 0.25 s during the batch a DEACTIVATED report for a
+  probe number bound at one probe platform per member; the time from the report's call to
+  the notice arriving in that platform's feed (replication + apply + feed), p50/p99;
+- holder QueryBindings at the hub (one attestation, a number with 10 bindings, which in the
+  federation span both members: the hub's fan-out), p50/p99 over --queries sequential
+  calls after the batch.
+Each federation figure is printed beside the single registry's and the ratio. The machine
+is shared: figures measured under load vary from run to run.
+
+    .venv/bin/python -m bench.federation [--full] [--bindings N] [--reissued N] [--queries N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from numbind.protocol.bundle import Bundle
+from numbind.registry import operator
+from numbind.registry.config import Settings
+from numbind.sdk.channel import secure_channel
+from numbind.v1 import (
+    carriers_pb2,
+    carriers_pb2_grpc,
+    common_pb2,
+    holders_pb2_grpc,
+    platforms_pb2,
+    platforms_pb2_grpc,
+)
+
+from bench._harness import PY, ServerProcess, free_port, numbind, registry_process
+from bench.reissue import (
+    ISSUED,
+    PER_TOKEN,
+    PLATFORMS,
+    REISSUED,
+    Plan,
+    active_key_id,
+    lifecycle_requests,
+    load,
+    percentile,
+    query_latencies,
+    run_workers,
+    signed_queries,
+)
+
+MEMBERS = ("net", "bank")
+DEACTIVATED = carriers_pb2.LifecycleKind.Value("LIFECYCLE_KIND_DEACTIVATED")
+PROBES = 400
+PROBE_EVERY_S = 0.25
+ENV = {
+    "NUMBIND_QUOTA_RATE": "10000000",
+    "NUMBIND_QUOTA_BURST": "10000000",
+    "NUMBIND_QUOTA_DAILY_CAP": "1000000000",
+    "NUMBIND_LOG_LEVEL": "WARNING",
+}
+
+
+@contextmanager
+def federation_processes() -> Iterator[dict[str, ServerProcess]]:
+    """hub + members, joined by the federation files, each serving in its own process."""
+    with tempfile.TemporaryDirectory(prefix="numbind-bench-fed-") as tmp:
+        root = Path(tmp)
+        names = ("hub", *MEMBERS)
+        listen = {n: f"127.0.0.1:{free_port()}" for n in names}
+        data = {n: root / n for n in names}
+        for n in names:
+            numbind("admin", "init", "--data-dir", str(data[n]), "--registry", listen[n], env=ENV)
+        fed = ("federation",)
+        numbind(*fed, "init", "--data-dir", str(data["hub"]), "--id", "bench",
+                "--address", listen["hub"])  # fmt: skip
+        for m in MEMBERS:
+            req, grant = root / f"{m}.req", root / f"{m}.grant"
+            numbind(*fed, "request", "--data-dir", str(data[m]), "--id", m,
+                    "--address", listen[m], "--out", str(req))  # fmt: skip
+            numbind(*fed, "add-member", "--data-dir", str(data["hub"]), str(req),
+                    "--out", str(grant))  # fmt: skip
+            numbind(*fed, "accept", "--data-dir", str(data[m]), str(grant))
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        logs = {n: root / f"{n}.log" for n in names}
+        try:
+            for n in names:
+                with open(logs[n], "wb") as log:
+                    procs[n] = subprocess.Popen(
+                        [PY, "-m", "numbind.cli", "serve", "--data-dir", str(data[n]),
+                         "--listen", listen[n]],
+                        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ENV},
+                    )  # fmt: skip
+            deadline = time.monotonic() + 60
+            for n in names:
+                while "listening on" not in logs[n].read_text():
+                    if procs[n].poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"{n}: {logs[n].read_text()}")
+                    time.sleep(0.1)
+            yield {n: ServerProcess(data[n], listen[n], procs[n]) for n in names}
+        finally:
+            for proc in procs.values():
+                proc.terminate()
+            for proc in procs.values():
+                proc.wait(timeout=30)
+
+
+@dataclass
+class Setup:
+    carrier: Bundle
+    platforms: list[Bundle]
+    member_of: list[str]  # per platform
+    probes: dict[str, Bundle]  # member -> probe platform
+    key_id: str
+
+
+@dataclass
+class Figures:
+    report_s: float
+    first_event_s: float
+    last_ack_s: dict[str, float]
+    lags: list[float]
+    queries: list[float]
+    orders_acked: int
+    notes: list[str] = field(default_factory=list)
+
+
+async def setup(servers: dict[str, ServerProcess], plan: Plan, probe_tokens: list[bytes],
+                in_flight: int) -> Setup:  # fmt: skip
+    """Carrier at the hub, platforms split over the members (or all at one registry)."""
+    members = [m for m in MEMBERS if m in servers] or ["hub"]
+    member_of = [members[(i * len(members)) // PLATFORMS] for i in range(PLATFORMS)]
+    start = time.perf_counter()
+    wanted: dict[str, list[tuple[str, str]]] = {m: [] for m in {"hub", *members}}
+    wanted["hub"].append(("carrier", "bench-carrier"))
+    for i, m in enumerate(member_of):
+        wanted[m].append(("platform", f"bench-p{i:02d}"))
+    for m in members:
+        wanted[m].append(("platform", f"probe-{m}"))
+    made = {m: {p: register(servers[m], *p) for p in wanted[m]} for m in wanted}
+    carrier = made["hub"][("carrier", "bench-carrier")]
+    platforms = [made[m][("platform", f"bench-p{i:02d}")] for i, m in enumerate(member_of)]
+    probes = {m: made[m][("platform", f"probe-{m}")] for m in members}
+    print(f"    registered {sum(map(len, wanted.values()))} principals in "
+          f"{time.perf_counter() - start:.1f} s", flush=True)  # fmt: skip
+    key_id = await active_key_id(carrier)
+    start = time.perf_counter()
+    inserted = await load(plan, platforms, key_id, in_flight)
+    assert inserted == plan.bindings, (inserted, plan.bindings)
+    for bundle in probes.values():
+        await publish_probes(bundle, probe_tokens, key_id, plan.issued_us - 1_000_000)
+    print(f"    loaded {inserted:,} bindings in {time.perf_counter() - start:.1f} s", flush=True)
+    established = plan.tokens[: plan.reissued + plan.queried] + probe_tokens
+    async with secure_channel(carrier) as channel:
+        stub = carriers_pb2_grpc.CarriersStub(channel)
+        for request in lifecycle_requests(established, key_id, ISSUED, plan.issued_us - 2):
+            await stub.ReportLifecycle(request, timeout=300)
+    return Setup(carrier, platforms, member_of, probes, key_id)
+
+
+def register(server: ServerProcess, role: str, name: str) -> Bundle:
+    """In this process, straight into the server's store: on a loaded machine a CLI
+    process per principal costs seconds each, and registration is not what is measured."""
+    return operator.add_principal(
+        Settings(data_dir=server.data),
+        role,
+        name,
+        server.data.parent / "bundles" / name,
+        display_name=name,
+        category="other" if role == "platform" else "",
+        registry_address=server.listen,
+    )
+
+
+async def publish_probes(bundle: Bundle, tokens: list[bytes], key_id: str, bound_us: int) -> None:
+    """One binding per probe number at a probe platform; account_ref = the probe's index."""
+    request = platforms_pb2.PublishBindingsRequest(request_id=uuid.uuid4().hex)
+    for i, token in enumerate(tokens):
+        b = request.bindings.add()
+        b.token.key_id, b.token.value = key_id, token
+        b.account_ref = i.to_bytes(8, "big")
+        b.bound_at.FromMicroseconds(bound_us)
+        b.kind = common_pb2.BINDING_KIND_LOGIN
+    async with secure_channel(bundle) as channel:
+        await platforms_pb2_grpc.PlatformsStub(channel).PublishBindings(request, timeout=300)
+
+
+async def _probe_feed(bundle: Bundle, seen: dict[int, float], ready: asyncio.Event) -> None:
+    """Record when each probe's notice reaches this platform's feed."""
+    async with secure_channel(bundle) as channel:
+        call = platforms_pb2_grpc.PlatformsStub(channel).StreamEvents(
+            platforms_pb2.StreamEventsRequest(after_seq=0, heartbeat_seconds=1)
+        )
+        async for item in call:
+            if item.HasField("heartbeat"):
+                ready.set()
+            for event in item.events.events:
+                seen.setdefault(
+                    int.from_bytes(event.binding.account_ref[:8], "big"), time.monotonic()
+                )
+
+
+async def measure(s: Setup, plan: Plan, probe_tokens: list[bytes], queries: int) -> Figures:
+    expected = plan.expected_orders()
+    specs = [(str(b.directory), expected[i]) for i, b in enumerate(s.platforms)]
+    ready_left = [len(specs)]
+    all_ready = asyncio.Event()
+
+    def on_ready() -> None:
+        ready_left[0] -= 1
+        if not ready_left[0]:
+            all_ready.set()
+
+    workers = [asyncio.ensure_future(run_workers([sp], "raw", 500, on_ready, 900.0))
+               for sp in specs]  # fmt: skip
+    seen: dict[str, dict[int, float]] = {m: {} for m in s.probes}
+    probe_ready = {m: asyncio.Event() for m in s.probes}
+    feeds = [asyncio.ensure_future(_probe_feed(b, seen[m], probe_ready[m]))
+             for m, b in s.probes.items()]  # fmt: skip
+    sent: dict[int, float] = {}
+    try:
+        await asyncio.wait_for(all_ready.wait(), 120)
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in probe_ready.values())), 60)
+        requests = lifecycle_requests(plan.tokens[: plan.reissued], s.key_id, REISSUED,
+                                      plan.reissued_us)  # fmt: skip
+        done = asyncio.Event()
+        async with secure_channel(s.carrier) as channel:
+            stub = carriers_pb2_grpc.CarriersStub(channel)
+
+            async def probe() -> None:
+                for i, token in enumerate(probe_tokens):
+                    if done.is_set():
+                        return
+                    (request,) = lifecycle_requests([token], s.key_id, DEACTIVATED,
+                                                    plan.reissued_us)  # fmt: skip
+                    sent[i] = time.monotonic()
+                    await stub.ReportLifecycle(request, timeout=300)
+                    await asyncio.sleep(PROBE_EVERY_S)
+
+            t0 = time.monotonic()
+            prober = asyncio.ensure_future(probe())
+            for request in requests:
+                await stub.ReportLifecycle(request, timeout=900)
+            report_s = time.monotonic() - t0
+            results = [r for w in await asyncio.gather(*workers) for r in w.workers]
+            done.set()
+            await prober
+            await asyncio.sleep(1.0)  # the last probes' notices
+            holders = holders_pb2_grpc.HoldersStub(channel)
+            latencies = await query_latencies(
+                holders, signed_queries(s.carrier, plan, s.key_id, plan.reissued, queries)
+            )
+    finally:
+        for task in [*workers, *feeds]:
+            task.cancel()
+    by_platform = {r.platform: r for r in results}
+    last_ack = {
+        m: max(by_platform[b.principal_id].last_ack for b, pm in zip(s.platforms, s.member_of,
+               strict=True) if pm == m) - t0
+        for m in sorted(set(s.member_of))
+    }  # fmt: skip
+    lags = [seen[m][i] - sent[i] for m in seen for i in sent if i in seen[m]]
+    missing = sum(1 for m in seen for i in sent if i not in seen[m])
+    notes = [f"{missing} probe notices not seen"] if missing else []
+    return Figures(report_s, min(r.first_event for r in results) - t0, last_ack, lags,
+                   latencies, sum(r.acked for r in results), notes)  # fmt: skip
+
+
+def run(servers: dict[str, ServerProcess], plan: Plan, probes: list[bytes],
+        args: argparse.Namespace) -> Figures:  # fmt: skip
+    async def go() -> Figures:
+        s = await setup(servers, plan, probes, args.in_flight)
+        return await measure(s, plan, probes, args.queries)
+
+    return asyncio.run(go())
+
+
+def _ms(x: float) -> str:
+    return f"{x * 1000:>10,.1f} ms"
+
+
+def report(single: Figures, fed: Figures) -> None:
+    def line(label: str, one: float, many: float) -> None:
+        ratio = f"{many / one:6.2f}" if one > 0 else "   n/a"
+        print(f"  {label:<44} {_ms(one)}   {_ms(many)}   ratio {ratio}", flush=True)
+
+    print(f"  {'figure':<44} {'single':>13}   {'federation':>13}   (federation / single)")
+    line("report call latency (REISSUED batch)", single.report_s, fed.report_s)
+    line("report start -> first event, any platform", single.first_event_s, fed.first_event_s)
+    (one,) = single.last_ack_s.values()
+    for m, t in fed.last_ack_s.items():
+        line(f"report start -> last ack at member {m}", one, t)
+    for q, name in ((0.5, "p50"), (0.99, "p99")):
+        line(f"lifecycle lag while loaded, {name} (n={len(fed.lags)})",
+             percentile(single.lags, q), percentile(fed.lags, q))  # fmt: skip
+    line("holder query p50", statistics.median(single.queries), statistics.median(fed.queries))
+    line("holder query p99", percentile(single.queries, 0.99), percentile(fed.queries, 0.99))
+    print(f"  orders acked: single {single.orders_acked:,}, federation {fed.orders_acked:,}")
+    for note in single.notes + fed.notes:
+        print(f"  note: {note}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # Bounded so the whole run (four registries started, data loaded twice) stays within a
+    # few minutes on a shared 2-core machine; --full is the issue's size.
+    parser.add_argument("--bindings", type=int, default=60_000)
+    parser.add_argument("--reissued", type=int, default=600)
+    parser.add_argument("--full", action="store_true", help="--bindings 1000000 --reissued 10000")
+    parser.add_argument("--in-flight", type=int, default=4, help="PublishBindings at once")
+    parser.add_argument("--queries", type=int, default=300)
+    args = parser.parse_args(argv)
+    if args.full:
+        args.bindings, args.reissued = 1_000_000, 10_000
+    queried = max(1, min(args.queries, args.bindings // PER_TOKEN - args.reissued))
+    plan = Plan.make(args.bindings, args.reissued, queried)
+    probes = Plan.make(PROBES * PER_TOKEN, 0, 1, seed=11).tokens[:PROBES]
+    print(
+        f"federation: hub + {len(MEMBERS)} members vs one registry; {PLATFORMS} platforms, "
+        f"{plan.bindings:,} bindings, {plan.reissued:,} numbers REISSUED; SQLite; "
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}; measured on a shared, "
+        "loaded machine",
+        flush=True,
+    )
+    print("  single registry:", flush=True)
+    with registry_process() as one:
+        single = run({"hub": one}, plan, probes, args)
+    print("  federation of three:", flush=True)
+    with federation_processes() as servers:
+        fed = run(servers, plan, probes, args)
+    report(single, fed)
+    return 0 if fed.orders_acked == single.orders_acked == plan.reissued * PER_TOKEN else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,326 @@
+"""The hub's holder fan-out: one attestation check, every member asked in parallel. No grpc.
+
+A holder's 一证通查 and 一键解绑 arrive at the hub (the lifecycle authority), the only
+registry that knows which carrier serves a number. `FederatedHolders` checks the
+attestation there once (HolderService), then asks each binding registry (a `MemberClient`)
+under one deadline. A member that does not answer in time is listed as unavailable with the
+reason, never silently left out. A revocation is recorded for every member in the hub's
+outbox in the same transaction as the revocation itself, delivered at once, and delivered
+later by `deliver_due` to a member that missed it (members create its orders once, by
+revocation id). A federation of one has no members: everything stays local, no RPC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
+
+from numbind.registry.domain.types import Principal, now_us
+from numbind.registry.services.fanout_model import AdmittedNumber, MemberRevocation
+from numbind.registry.services.holder_views import (
+    NumberView,
+    PlatformGroup,
+    PlatformProgress,
+    RegistryName,
+    RevocationView,
+    Unavailable,
+)
+from numbind.registry.services.holders import HolderService, SignedAttestation
+from numbind.registry.storage import fanout
+from numbind.registry.storage.db import Database
+from numbind.registry.storage.fanout import OutboxEntry
+
+__all__ = [
+    "FederatedHolders",
+    "MemberClient",
+    "MemberDirectory",
+    "MemberUnavailable",
+    "NoMembers",
+    "RetryPolicy",
+]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class MemberUnavailable(Exception):
+    """A member could not answer; `reason` is safe to show a carrier (no internals)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MemberClient(Protocol):
+    """One binding-registry member, as the hub calls it.
+
+    Contract: each call either returns the member's answer or raises MemberUnavailable
+    with a reason; it gives up after `deadline_seconds`. `revoke` is idempotent by
+    revocation id at the member (a repeat creates nothing and returns the first count).
+    """
+
+    @property
+    def registry(self) -> RegistryName: ...
+
+    async def query(
+        self, numbers: Sequence[AdmittedNumber], deadline_seconds: float
+    ) -> list[list[PlatformGroup]]: ...
+
+    async def revoke(self, request: MemberRevocation, deadline_seconds: float) -> int: ...
+
+    async def progress(
+        self, revocation_id: str, deadline_seconds: float
+    ) -> list[PlatformProgress] | None: ...
+
+
+class MemberDirectory(Protocol):
+    """The binding registries other than this one, from the installed manifest.
+
+    Contract: `members()` is cheap (no I/O) and reflects the newest installed manifest;
+    `member(id)` returns None for an id that is no longer a binding registry."""
+
+    def members(self) -> Sequence[MemberClient]: ...
+
+    def member(self, member_id: str) -> MemberClient | None: ...
+
+
+class NoMembers:
+    """A federation of one: no other registry to ask."""
+
+    def members(self) -> Sequence[MemberClient]:
+        return ()
+
+    def member(self, member_id: str) -> MemberClient | None:
+        return None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Back-off for outbox deliveries a member missed: base * 2^attempts, capped, +-20%."""
+
+    base_seconds: float = 0.5
+    max_seconds: float = 30.0
+
+    def next_attempt_us(self, attempts: int) -> int:
+        delay = min(self.max_seconds, self.base_seconds * 2 ** min(attempts, 30))
+        return now_us() + int(delay * random.uniform(0.8, 1.2) * 1_000_000)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    member: RegistryName
+    value: object = None
+    reason: str | None = None
+
+
+class FederatedHolders:
+    def __init__(
+        self,
+        db: Database,
+        holders: HolderService,
+        directory: MemberDirectory,
+        deadline_seconds: float,
+        retry: RetryPolicy = RetryPolicy(),
+    ) -> None:
+        self._db = db
+        self._holders = holders
+        self._directory = directory
+        self._deadline = deadline_seconds
+        self._retry = retry
+        self._in_flight: set[tuple[str, str]] = set()
+        self._wake = asyncio.Event()
+
+    @property
+    def order_deadline_seconds(self) -> float:
+        return self._holders.order_deadline_seconds
+
+    @property
+    def deadline_seconds(self) -> float:
+        return self._deadline
+
+    async def _ask(
+        self,
+        members: Sequence[MemberClient],
+        call: Callable[[MemberClient], Awaitable[T]],
+    ) -> list[_Outcome]:
+        """`call` on every member at once, each cut off at the deadline."""
+
+        async def one(m: MemberClient) -> _Outcome:
+            try:
+                value = await asyncio.wait_for(call(m), self._deadline)
+            except TimeoutError:
+                return _Outcome(m.registry, reason=f"no answer within {self._deadline:g} s")
+            except MemberUnavailable as exc:
+                return _Outcome(m.registry, reason=exc.reason)
+            except Exception:
+                log.exception("fan-out to member %s failed", m.registry.id)
+                return _Outcome(m.registry, reason="the hub could not ask it (see the hub's log)")
+            return _Outcome(m.registry, value)
+
+        return list(await asyncio.gather(*(one(m) for m in members)))
+
+    # -- 一证通查 -------------------------------------------------------------------------
+    async def query(
+        self, caller: Principal, signed: Sequence[SignedAttestation]
+    ) -> tuple[list[NumberView], tuple[Unavailable, ...]]:
+        admitted = await self._holders.admit_query(caller, signed)
+        numbers = [a.number for a in admitted]
+        members = self._directory.members()
+        local, outcomes = await asyncio.gather(
+            self._holders.local_views(admitted),
+            self._ask(members, lambda m: m.query(numbers, self._deadline)),
+        )
+        unavailable: list[Unavailable] = []
+        for outcome in outcomes:
+            if outcome.reason is not None:
+                unavailable.append(Unavailable(outcome.member, outcome.reason))
+                continue
+            per_number = outcome.value
+            assert isinstance(per_number, list)
+            if len(per_number) != len(local):
+                unavailable.append(
+                    Unavailable(outcome.member, "answered for another number of numbers")
+                )
+                continue
+            for view, groups in zip(local, per_number, strict=True):
+                view.platforms.extend(groups)
+        if members:
+            for view in local:
+                view.platforms.sort(key=lambda g: (g.tenure_class, g.display_name))
+        return local, tuple(unavailable)
+
+    # -- 一键解绑 -------------------------------------------------------------------------
+    async def request_revocation(
+        self,
+        caller: Principal,
+        request_id: str,
+        body_hash: bytes,
+        signed: SignedAttestation,
+        scope: int,
+        platform_ids: Sequence[str],
+    ) -> tuple[str, int, tuple[Unavailable, ...]]:
+        rid, local_orders = await self._holders.request_revocation(
+            caller, request_id, body_hash, signed, scope, platform_ids
+        )
+        if not self._directory.members():
+            return rid, local_orders, ()
+        entries = await self._entries(rid)
+        await self._deliver([e for e in entries if not e.delivered])
+        entries = await self._entries(rid)
+        orders = local_orders + sum(e.orders or 0 for e in entries if e.delivered)
+        return rid, orders, tuple(self._pending(e) for e in entries if not e.delivered)
+
+    async def get_revocation(self, caller: Principal, revocation_id: str) -> RevocationView:
+        view = await self._holders.get_revocation(caller, revocation_id)
+        members = self._directory.members()
+        if not members:
+            return view
+        entries = {e.member_id: e for e in await self._entries(revocation_id)}
+        unavailable = [self._pending(e) for e in entries.values() if not e.delivered]
+        # Members the revocation never went through the outbox for (a reissue's orders
+        # reach them by replication) are asked too.
+        ask = [
+            m for m in members if m.registry.id not in entries or entries[m.registry.id].delivered
+        ]
+        platforms = list(view.platforms)
+        for outcome in await self._ask(ask, lambda m: m.progress(revocation_id, self._deadline)):
+            if outcome.reason is not None:
+                unavailable.append(Unavailable(outcome.member, outcome.reason))
+            elif isinstance(outcome.value, list):
+                platforms.extend(outcome.value)
+        return replace(view, platforms=platforms, unavailable=tuple(unavailable))
+
+    def _pending(self, entry: OutboxEntry) -> Unavailable:
+        member = self._directory.member(entry.member_id)
+        name = member.registry if member is not None else RegistryName(entry.member_id, "")
+        why = entry.last_error or "not reached yet"
+        return Unavailable(name, f"not delivered yet, the hub retries ({why})")
+
+    async def _entries(self, revocation_id: str) -> list[OutboxEntry]:
+        return await self._db.run(lambda s: fanout.for_revocation(s, revocation_id), write=False)
+
+    # -- delivery -------------------------------------------------------------------------
+    async def _deliver(self, entries: Sequence[OutboxEntry]) -> int:
+        """Deliver each entry to its member in parallel; record success or the next try.
+        Returns how many were delivered."""
+        todo = [e for e in entries if (e.revocation_id, e.member_id) not in self._in_flight]
+        if not todo:
+            return 0
+        keys = [(e.revocation_id, e.member_id) for e in todo]
+        self._in_flight.update(keys)
+        try:
+            results = await asyncio.gather(*(self._deliver_one(e) for e in todo))
+        finally:
+            self._in_flight.difference_update(keys)
+        return sum(results)
+
+    async def _deliver_one(self, entry: OutboxEntry) -> bool:
+        member = self._directory.member(entry.member_id)
+        reason: str
+        if member is None:
+            reason = "no longer a binding registry of this federation"
+        else:
+            try:
+                request = MemberRevocation.from_json(entry.request)
+                count = await asyncio.wait_for(
+                    member.revoke(request, self._deadline), self._deadline
+                )
+            except TimeoutError:
+                reason = f"no answer within {self._deadline:g} s"
+            except MemberUnavailable as exc:
+                reason = exc.reason
+            except Exception:
+                log.exception(
+                    "delivering revocation %s to %s", entry.revocation_id, entry.member_id
+                )
+                reason = "the hub could not deliver it (see the hub's log)"
+            else:
+                await self._db.run(
+                    lambda s: fanout.mark_delivered(
+                        s, entry.revocation_id, entry.member_id, count, now_us()
+                    )
+                )
+                log.info(
+                    "revocation %s delivered to member %s (%d orders, attempt %d)",
+                    entry.revocation_id,
+                    entry.member_id,
+                    count,
+                    entry.attempts + 1,
+                )
+                return True
+        next_us = self._retry.next_attempt_us(entry.attempts)
+        await self._db.run(
+            lambda s: fanout.mark_failed(s, entry.revocation_id, entry.member_id, reason, next_us)
+        )
+        self._wake.set()
+        return False
+
+    async def deliver_due(self, limit: int = 100) -> int:
+        """One pass of the retry loop: deliver the entries whose next attempt is due."""
+        entries = await self._db.run(lambda s: fanout.due(s, now_us(), limit), write=False)
+        return await self._deliver(entries)
+
+    async def run_retries(self, stopping: asyncio.Event) -> None:
+        """Until `stopping`: deliver what members missed, sleeping until the next is due."""
+        while not stopping.is_set():
+            try:
+                await self.deliver_due()
+                next_us = await self._db.run(fanout.next_due_us, write=False)
+            except Exception:
+                log.exception("fan-out retry pass failed; trying again shortly")
+                next_us = now_us() + int(self._retry.max_seconds * 1_000_000)
+            wait = (
+                self._retry.max_seconds
+                if next_us is None
+                else max(0.05, (next_us - now_us()) / 1_000_000)
+            )
+            self._wake.clear()
+            stop = asyncio.create_task(stopping.wait())
+            wake = asyncio.create_task(self._wake.wait())
+            await asyncio.wait({stop, wake}, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+            for task in (stop, wake):
+                task.cancel()

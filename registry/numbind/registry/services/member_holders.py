@@ -1,0 +1,147 @@
+"""A federation member's side of the hub's holder fan-out. No grpc.
+
+The hub has checked the carrier's attestation, that the carrier serves the number, and
+spent the nonce; it hands the member the admitted number. The member answers from its own
+store only: its platforms bound to the number, its orders for a revocation. Bindings and
+account_refs never leave it; what it returns is what the holder's view shows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from numbind.registry.domain import validate
+from numbind.registry.domain.keymap import KeyView, StoreToken
+from numbind.registry.domain.types import (
+    EventCause,
+    EventKind,
+    Principal,
+    RevocationScope,
+    Role,
+)
+from numbind.registry.errors import InvalidArgument
+from numbind.registry.services.fanout_model import AdmittedNumber, MemberRevocation
+from numbind.registry.services.holder_views import (
+    PlatformGroup,
+    PlatformProgress,
+    RegistryName,
+    number_platforms,
+    revocation_progress,
+    to_ask,
+)
+from numbind.registry.services.holders import MAX_NUMBERS, MAX_PLATFORMS
+from numbind.registry.services.notifier import FeedNotifier
+from numbind.registry.services.tokenmap import TokenMapper
+from numbind.registry.storage import bindings, orders, principals
+from numbind.registry.storage.db import Session
+
+__all__ = ["MemberHolderService"]
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _revocation_id(where: str, value: str) -> str:
+    if not _UUID.fullmatch(value):
+        raise InvalidArgument(f"{where}: got {value[:40]!r}, want a UUID")
+    return value
+
+
+def _map(view: KeyView, number: AdmittedNumber, where: str) -> StoreToken:
+    return view.map(where, number.key_id, number.token)
+
+
+class MemberHolderService:
+    def __init__(
+        self,
+        tokens: TokenMapper,
+        notifier: FeedNotifier,
+        deadline_seconds: float,
+        registry: RegistryName,
+    ) -> None:
+        self._tokens = tokens
+        self._notifier = notifier
+        self._deadline = deadline_seconds
+        self._registry = registry
+
+    async def query(self, numbers: Sequence[AdmittedNumber]) -> list[list[PlatformGroup]]:
+        """This member's platforms bound to each number, in order."""
+        validate.batch_size("numbers", len(numbers), MAX_NUMBERS)
+
+        def read(session: Session, view: KeyView) -> list[list[PlatformGroup]]:
+            return [
+                number_platforms(
+                    session, _map(view, n, f"numbers[{i}].token"), n.tenure_start_us, self._registry
+                )
+                for i, n in enumerate(numbers)
+            ]
+
+        return await self._tokens.act(read, write=False)
+
+    async def revoke(self, hub: Principal, request: MemberRevocation) -> int:
+        """Create this member's orders for the hub's revocation, once: delivered again
+        (the hub's retry after a lost answer), it creates nothing and answers the same."""
+        rid = _revocation_id("revocation_id", request.revocation_id)
+        if request.scope not in RevocationScope._value2member_map_:
+            raise InvalidArgument(
+                f"scope: got {request.scope}, want ALL_PRE_TENURE, PLATFORMS or ALL"
+            )
+        if request.platform_ids:
+            validate.batch_size("platform_ids", len(request.platform_ids), MAX_PLATFORMS)
+        for i, pid in enumerate(request.platform_ids):
+            validate.principal_id(f"platform_ids[{i}]", pid)
+        number = request.number
+
+        def act(session: Session, view: KeyView) -> tuple[int, set[int]]:
+            token = _map(view, number, "number.token")
+            if orders.revocation(session, rid) is not None:
+                return sum(len(v) for v in orders.order_ids(session, rid).values()), set()
+            wanted: set[int] | None = None
+            if request.platform_ids:
+                wanted = set(
+                    principals.pks_by_name(session, Role.PLATFORM, request.platform_ids).values()
+                )
+            tenure = number.tenure_start_us
+            in_scope = [
+                b
+                for b in bindings.bindings_for_token(session, token)
+                if (request.scope != RevocationScope.ALL_PRE_TENURE or b.bound_us < tenure)
+                and (wanted is None or b.platform_pk in wanted)
+            ]
+            targets = to_ask(session, in_scope)
+            # The hub's peer principal stands in for the carrier: the member does not know
+            # carriers, and the hub alone answers the carrier about this revocation.
+            orders.new_revocation(
+                session,
+                EventCause.HOLDER_REQUEST,
+                hub.pk,
+                token=token.value,
+                key_id=view.store_key_id,
+                scope=request.scope,
+                revocation_id=rid,
+            )
+            platforms = orders.append(
+                session,
+                rid,
+                [
+                    orders.NewOrder(b, EventKind.REVOKE, EventCause.HOLDER_REQUEST, tenure)
+                    for b in targets
+                ],
+                self._deadline,
+            )
+            return len(targets), platforms
+
+        count, platforms = await self._tokens.act(act)
+        self._notifier.notify(sorted(platforms))
+        return count
+
+    async def progress(self, revocation_id: str) -> list[PlatformProgress] | None:
+        """This member's part of a revocation, per platform; None if it never got it."""
+        rid = _revocation_id("revocation_id", revocation_id)
+
+        def read(session: Session, view: KeyView) -> list[PlatformProgress] | None:
+            if orders.revocation(session, rid) is None:
+                return None
+            return revocation_progress(session, rid, self._registry)
+
+        return await self._tokens.act(read, write=False)

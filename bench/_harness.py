@@ -11,7 +11,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from numbind.protocol import voprf
@@ -40,6 +40,8 @@ class ServerProcess:
     data: Path
     listen: str
     proc: subprocess.Popen[bytes]
+    # What the CLI needs besides the data dir to reach the same store (the database URL).
+    env: dict[str, str] = field(default_factory=dict)
 
     def add(self, role: str, name: str) -> Bundle:
         out = self.data.parent / "bundles" / name
@@ -57,6 +59,7 @@ class ServerProcess:
             str(self.data),
             "--registry",
             self.listen,
+            env=self.env,
         )
         return Bundle.load(out)
 
@@ -88,7 +91,7 @@ def registry_process(env: dict[str, str] | None = None) -> Iterator[ServerProces
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError((Path(tmp) / "serve.log").read_text())
                 time.sleep(0.1)
-            yield ServerProcess(data, listen, proc)
+            yield ServerProcess(data, listen, proc, env)
         finally:
             proc.terminate()
             proc.wait(timeout=15)

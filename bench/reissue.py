@@ -419,6 +419,7 @@ def raw_floor(db: Path, tokens: list[bytes]) -> tuple[int, float]:
                 rid,
                 p,
                 b,
+                t,
                 REVOKE,
                 CAUSE,
                 PENDING,
@@ -428,10 +429,10 @@ def raw_floor(db: Path, tokens: list[bytes]) -> tuple[int, float]:
                 now,
                 now + DAY_US,
             )
-            for i, (b, p) in enumerate(targets)
+            for i, (b, p, t) in enumerate(targets)
         ]
         # Far above any feed_head: no clash with the registry's own sequences in the copy.
-        feed = [(p, 10**12 + i, next_pk + i, now) for i, (_, p) in enumerate(targets)]
+        feed = [(p, 10**12 + i, next_pk + i, t, now) for i, (_, p, t) in enumerate(targets)]
         start = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(
@@ -440,13 +441,14 @@ def raw_floor(db: Path, tokens: list[bytes]) -> tuple[int, float]:
             (rid, CAUSE, carrier_pk, now),
         )
         conn.executemany(
-            "INSERT INTO orders (pk, id, revocation_id, platform_pk, binding_pk, kind, cause,"
-            " state, outcome, reason, tenure_start_us, created_us, deadline_us)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO orders (pk, id, revocation_id, platform_pk, binding_pk, token, kind,"
+            " cause, state, outcome, reason, tenure_start_us, created_us, deadline_us)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             orders,
         )
         conn.executemany(
-            "INSERT INTO feed_events (platform_pk, seq, order_pk, created_us) VALUES (?, ?, ?, ?)",
+            "INSERT INTO feed_events (platform_pk, seq, order_pk, token, created_us)"
+            " VALUES (?, ?, ?, ?, ?)",
             feed,
         )
         conn.execute("COMMIT")
@@ -455,13 +457,13 @@ def raw_floor(db: Path, tokens: list[bytes]) -> tuple[int, float]:
         conn.close()
 
 
-def _live_bindings(conn: sqlite3.Connection, tokens: list[bytes]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
+def _live_bindings(conn: sqlite3.Connection, tokens: list[bytes]) -> list[tuple[int, int, bytes]]:
+    out: list[tuple[int, int, bytes]] = []
     for i in range(0, len(tokens), 500):
         chunk = tokens[i : i + 500]
         marks = ", ".join("?" * len(chunk))
         out += conn.execute(
-            f"SELECT pk, platform_pk FROM bindings WHERE token IN ({marks}) AND state = ?",
+            f"SELECT pk, platform_pk, token FROM bindings WHERE token IN ({marks}) AND state = ?",
             (*chunk, int(BindingState.ACTIVE)),
         ).fetchall()
     return out
@@ -745,6 +747,10 @@ def main(argv: list[str] | None = None) -> int:
         default="both",
         help="SQLite's PRAGMA synchronous: FULL (the registry's), NORMAL, or both (default)",
     )
+    parser.add_argument(
+        "--database-url",
+        help="run the registry on this PostgreSQL database (its schema is dropped first)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.bindings, args.reissued = 100_000, 1_000
@@ -754,11 +760,14 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan.make(args.bindings, args.reissued, max(1, queried))
     print(
         f"reissue: {PLATFORMS} platforms, {plan.bindings:,} bindings, {plan.reissued:,} numbers "
-        f"REISSUED ({PER_TOKEN} bindings each), SQLite, {os.cpu_count()} CPUs, "
+        f"REISSUED ({PER_TOKEN} bindings each), "
+        f"{'PostgreSQL' if args.database_url else 'SQLite'}, {os.cpu_count()} CPUs, "
         f"Python {sys.version.split()[0]}, workers: "
         + (f"{args.worker_procs} processes" if args.worker_procs else "asyncio tasks")
         + f", consumer {args.consumer}, acks of up to {args.ack_batch}"
     )
+    if args.database_url:
+        return _main_postgresql(args, plan)
     modes = ("FULL", "NORMAL") if args.synchronous == "both" else (args.synchronous,)
     runs = {mode: one_run(mode, plan, args) for mode in modes}
     if len(runs) == 2:
@@ -801,17 +810,42 @@ def compare_synchronous(full: tuple[Outcome, float], normal: tuple[Outcome, floa
         print(f"  {label:<28} {a:>12,.0f} {b:>14,.0f}   {a / b:.2f}")
 
 
+def _main_postgresql(args: argparse.Namespace, plan: Plan) -> int:
+    """The same run on PostgreSQL; its floors are measured on the live store just before the
+    report, each in a transaction rolled back (bench._pgfloor)."""
+    from bench._pgfloor import floors, reset_schema
+
+    reset_schema(args.database_url)
+    with registry_process(env={"NUMBIND_DATABASE_URL": args.database_url}) as server:
+        carrier, platforms, key_id, _ = asyncio.run(setup(server, plan, args))
+        measured = floors(args.database_url, plan.tokens[: plan.reissued])
+        got = asyncio.run(reissue(server.proc.pid, carrier, platforms, plan, key_id, args))
+    report(got, plan, None, measured)
+    return 0 if got.revocation_done else 1
+
+
 def _mb(path: Path) -> float:
     return path.stat().st_size / 1e6 if path.exists() else 0.0
 
 
-def report(got: Outcome, plan: Plan, copy: Path) -> None:
+def report(
+    got: Outcome,
+    plan: Plan,
+    copy: Path | None,
+    measured: tuple[tuple[int, float], AppendTimes] | None = None,
+) -> None:
     full_size = plan.bindings >= 1_000_000 and plan.reissued >= 10_000
-    second = copy.with_name("copy2.db")
-    copy_store(copy, second)  # each measure on its own untouched copy
-    raw_n, raw_s = raw_floor(copy, plan.tokens[: plan.reissued])
+    if copy is not None:
+        second = copy.with_name("copy2.db")
+        copy_store(copy, second)  # each measure on its own untouched copy
+        raw_n, raw_s = raw_floor(copy, plan.tokens[: plan.reissued])
+        app = registry_append(second, plan.tokens[: plan.reissued])
+        engine = "sqlite3"
+    else:
+        assert measured is not None
+        (raw_n, raw_s), app = measured
+        engine = "psycopg"
     floor = raw_n / raw_s
-    app = registry_append(second, plan.tokens[: plan.reissued])
     rate = got.orders / got.total_s
     acked = sum(w.acked for w in got.workers)
     print(
@@ -822,7 +856,7 @@ def report(got: Outcome, plan: Plan, copy: Path) -> None:
         f"revocation DONE everywhere: {got.revocation_done}"
     )
     floor_label = "orders+feed INSERTs, 1 txn"
-    row("floor: raw sqlite3 orders+feed inserts, 1 txn", floor, "rows/s")
+    row(f"floor: raw {engine} orders+feed inserts, 1 txn", floor, "rows/s")
     row(
         "storage: orders.append + commit, same orders",
         app.orders / (app.append_s + app.commit_s),

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ["tokens", "rekey", "publish", "reissue", "oversize", "memory", "log"]
+BENCHES = ["tokens", "rekey", "publish", "reissue", "oversize", "memory", "log", "scale"]
 
 
 def main() -> int:

@@ -51,6 +51,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PHONE = "13800138000"
+# A number whose reissue the carrier did report (the reassigned-since check asks about it).
+REISSUED_PHONE = "13600136000"
 ID_NUMBER = "110105198808081234"
 TAIL = ID_NUMBER[-6:]
 QUIET_PHONE = "13700137000"
@@ -137,13 +139,14 @@ async def seed(reg: RunningRegistry, tmp: Path) -> tuple[Bundle, list[asyncio.Ta
     cm = reg.add_carrier("cm", "示例移动")
     bundles = {a[0]: reg.add_platform(a[0], a[1], a[2]) for a in APPS}
     async with CarrierClient(cm) as carrier:
-        # The previous holder's tenure, a cancellation and the reissue 40 days ago, reported
-        # before these apps joined numbind: their stale bindings are still there.
+        # The carrier joined numbind after reselling PHONE 40 days ago: it reports the new
+        # holder's tenure, not the reissue, so the previous holder's bindings are still
+        # there. (A reported REISSUED revokes them, and any published later on arrival.)
         await carrier.report(
             [
-                LifecycleReport(PHONE, Lifecycle.ISSUED, days_ago(1500)),
-                LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(200)),
-                LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(40)),
+                LifecycleReport(PHONE, Lifecycle.ISSUED, days_ago(40)),
+                LifecycleReport(REISSUED_PHONE, Lifecycle.ISSUED, days_ago(1500)),
+                LifecycleReport(REISSUED_PHONE, Lifecycle.REISSUED, days_ago(40)),
                 LifecycleReport(QUIET_PHONE, Lifecycle.ISSUED, days_ago(300)),
             ]
         )

@@ -27,6 +27,7 @@ from tests.browser.conftest import (
     QUIET_ID,
     QUIET_PHONE,
     REASON,
+    REISSUED_PHONE,
     SECRET,
     TAIL,
     AppServer,
@@ -265,7 +266,7 @@ async def test_without_javascript_a_confirmation_page_stands_in(
 async def test_reassigned_check_for_callers(stack: Stack, page: Page, tmp_path: Path) -> None:
     await page.goto(stack.url + "/check")
     await expect(page.get_by_text("运营商号码查询服务")).to_be_visible()
-    await page.get_by_label("要查询的号码").fill(PHONE)
+    await page.get_by_label("要查询的号码").fill(REISSUED_PHONE)
     await page.get_by_label("自此日期以来").fill(f"{days_ago(100):%Y-%m-%d}")
     await page.get_by_role("button", name="查询").click()
     await expect(page.get_by_test_id("check-answer")).to_have_text("是")

@@ -20,6 +20,7 @@ from numbind.v1 import tokens_pb2, tokens_pb2_grpc
 
 from tests.e2e._fed_story import add
 from tests.e2e._federation import fed
+from tests.e2e._story import days_ago, publish, tokenize
 from tests.e2e._three import Three, make_three, running
 from tests.e2e.test_federation_mtls import forged_credentials
 
@@ -156,3 +157,25 @@ async def test_a_member_removed_while_the_hub_runs_is_refused_at_its_next_call(
             assert (await get_keys(bank.get("hub"))).active_key_id
         finally:
             await bank.close()
+
+
+async def test_the_hub_holds_no_bindings_a_platform_there_is_refused(pristine: Three) -> None:
+    async with running(pristine, "hub") as three:
+        stray = add(three, "hub", "platform", "stray")
+        token = await tokenize(stray, "+8613800138000")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await publish(stray, token, [(b"acct", days_ago(1))])
+        assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "this registry (hub) holds no bindings" in (info.value.details() or "")
+    assert _bindings_at_hub(three) == 0
+
+
+def _bindings_at_hub(three: Three) -> int:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(three.settings("hub").effective_database_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM bindings")).scalar_one())
+    finally:
+        engine.dispose()

@@ -24,7 +24,7 @@ from numbind.v1 import carriers_pb2, carriers_pb2_grpc, common_pb2
 from sqlalchemy import select
 
 from tests.e2e._log import PHONE, cli, report_more, seed, witness_for
-from tests.e2e._story import days_ago, tokenize, ts
+from tests.e2e._story import days_ago, publish, tokenize, ts
 
 
 async def _ack_all(bundle, policy: WitnessPolicy | None = None) -> tuple[int, list[str]]:  # type: ignore[no-untyped-def]
@@ -194,3 +194,16 @@ async def test_a_retried_report_answers_its_leaves_again_and_logs_nothing_twice(
         again = await stub.ReportLifecycle(request)
         assert list(again.leaf_indices) == list(first.leaf_indices) == [size - 1]
         assert (await LogClient(channel).checkpoint()).size == size
+
+
+async def test_a_binding_revoked_on_arrival_is_logged_and_proved_before_its_ack(
+    registry: RunningRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await seed(registry)
+    late = registry.add_platform("late")
+    token = await tokenize(late, PHONE)
+    await publish(late, token, [(b"stale-account", days_ago(300))])  # before the reissue
+    proved, ids = await _ack_all(late)
+    assert proved == 1 and len(ids) == 1
+    rc, out, _ = await cli(capsys, "log", "monitor", "--bundle", registry.admin_bundle.directory)
+    assert rc == 0 and "ok: every rule holds" in out, out

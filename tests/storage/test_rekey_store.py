@@ -20,19 +20,31 @@ from numbind.registry.domain.types import (
     Binding,
     BindingKind,
     BindingState,
+    EventCause,
+    EventKind,
     NumberState,
     Token,
     now_us,
 )
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings, convert
 from numbind.registry.services.tokenmap import TokenMapper
-from numbind.registry.storage import bindings, keymap, migrate, numbers, principals, reconcile
+from numbind.registry.storage import (
+    bindings,
+    keymap,
+    migrate,
+    numbers,
+    orders,
+    principals,
+    reconcile,
+)
 from numbind.registry.storage import rekey as store
 from numbind.registry.storage.db import Database
 from numbind.registry.storage.models import (
     BindingRow,
+    FeedEventRow,
     LifecycleEventRow,
     NumberRow,
+    OrderRow,
     RevocationRow,
     TokenKeyRow,
 )
@@ -514,3 +526,33 @@ async def test_two_runners_on_one_store_one_does_the_work(
         await b.close()
     assert len(owners) == 1
     _assert_all_rekeyed(st, originals)
+
+
+async def test_orders_and_feed_entries_move_with_their_binding(st: Store) -> None:
+    """An order and its feed entry carry their binding's token (the partition key): the
+    re-key that converts the binding moves them too, and the feed still reads the event
+    with its binding."""
+    (token,) = st.fill(1)
+
+    def order(s: Session) -> None:
+        [stored] = bindings.bindings_for_token(s, token)
+        rid = orders.new_revocation(s, EventCause.REISSUED, st.carrier)
+        new = orders.NewOrder(stored, EventKind.REVOKE, EventCause.REISSUED, T0)
+        orders.append(s, rid, [new], 3600)
+
+    st.db.transact(order)
+    st.rotate()
+    await _until_done(st, st.runner())
+    converted = rekey_algebra.rekey(st.delta, token)
+
+    def tokens(s: Session) -> tuple[list[bytes], list[bytes]]:
+        return (
+            [bytes(t) for t in s.scalars(select(OrderRow.token))],
+            [bytes(t) for t in s.scalars(select(FeedEventRow.token))],
+        )
+
+    assert st.db.transact(tokens, write=False) == ([converted], [converted])
+    [item] = st.db.transact(
+        lambda s: orders.read_feed(s, st.platform, after_seq=0, limit=10), write=False
+    )
+    assert (item.key_id, item.token) == (NEW, converted)

@@ -73,6 +73,13 @@ def add_commands(sub: Any) -> None:
         "on start). Works offline.",
     )
     add_store_options(mig)
+    mig.add_argument(
+        "--partitions",
+        type=int,
+        metavar="N",
+        help="PostgreSQL: hash partitions per growing table, used only when they are built "
+        "(default: NUMBIND_PARTITIONS, else 16)",
+    )
     command(mig, _migrate)
     for role in ("platform", "carrier"):
         p = asub.add_parser(
@@ -191,7 +198,7 @@ def _migrate(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     db = Database(settings.effective_database_url)
     try:
-        before, after = migrate.upgrade(db.write_engine)
+        before, after = migrate.upgrade(db.write_engine, partitions=args.partitions)
     finally:
         db.close()
     print(f"schema already at {after}" if before == after else f"schema {before} -> {after}")

@@ -8,11 +8,13 @@ Starts, in ./.demo (wiped each time; ``NUMBIND_DEMO_DIR`` moves it):
   overdue after ``--order-deadline`` seconds);
 - the carrier app (一证通查 / 一键解绑) on http://127.0.0.1:8080, in demo mode.
 
-It seeds the story: a number whose previous holder left accounts at half the apps was
-cancelled, frozen and sold again 40 days ago. Two apps already on numbind had their stale
-bindings revoked by the carrier's REISSUED report alone; six that joined later still hold the
-previous holder's accounts, next to the new holder's own. Sign in as the new holder and
-clear them with one button.
+It seeds the story: a number whose previous holder left accounts at half the apps was sold
+again 40 days ago by a carrier that joined numbind only afterwards: its first report is the
+new holder's tenure (ISSUED 40 days ago), not the reissue, so nothing was revoked for them
+and six apps still hold the previous holder's accounts, next to the new holder's own. Sign
+in as the new holder and clear them with one button. (Had the carrier reported the
+REISSUED, those bindings would have been revoked at once, and any published later revoked
+on arrival.)
 
 Ports: ``--registry-port`` / ``NUMBIND_DEMO_REGISTRY_PORT`` and ``--app-port`` /
 ``NUMBIND_DEMO_APP_PORT`` (a free port is used when the one asked for is taken).
@@ -38,12 +40,9 @@ from numbind.carrier_app.app import load_secret
 from numbind.carrier_app.store import Store, mask
 from numbind.demo.cast import (
     APPS,
-    BEFORE_REPORT,
     CARRIER_ID,
     CARRIER_NAME,
     CARRIER_NAME_EN,
-    DEACTIVATED_DAYS,
-    ISSUED_DAYS,
     JOINED_LATER,
     NEW_HOLDER,
     NEW_HOLDER_OWN,
@@ -185,22 +184,21 @@ class Demo:
                     await client.publish(app_rows)
 
         reissued = NEW_HOLDER.phone
-        await publish(BEFORE_REPORT, reissued)
+        # The carrier joined numbind after reselling the number: it reports the new
+        # holder's tenure, not the reissue. A reported REISSUED would revoke the previous
+        # holder's bindings at once, and revoke on arrival any published after it.
         async with CarrierClient(Bundle.load(self.bundle_dir(CARRIER_ID))) as carrier:
-            summary = await carrier.report(
+            await carrier.report(
                 [
-                    LifecycleReport(reissued, Lifecycle.ISSUED, _days(ISSUED_DAYS)),
-                    LifecycleReport(reissued, Lifecycle.DEACTIVATED, _days(DEACTIVATED_DAYS)),
-                    LifecycleReport(reissued, Lifecycle.REISSUED, _days(REISSUED_DAYS)),
+                    LifecycleReport(reissued, Lifecycle.ISSUED, _days(REISSUED_DAYS)),
                     LifecycleReport(SECOND_NUMBER, Lifecycle.ISSUED, _days(8 * 365)),
                     LifecycleReport(QUIET.phone, Lifecycle.ISSUED, _days(200)),
                 ]
             )
-        before = "、".join(names[a] for a, _, _ in BEFORE_REPORT)
         said.append(
-            f"carrier {CARRIER_NAME} reported {mask('+86' + reissued)}: issued → cancelled "
-            f"{DEACTIVATED_DAYS} days ago → reissued {REISSUED_DAYS} days ago; that report "
-            f"alone sent {summary.orders_created} revocation orders ({before})"
+            f"carrier {CARRIER_NAME} joined numbind after reselling {mask('+86' + reissued)} "
+            f"{REISSUED_DAYS} days ago: it reported the new holder's tenure, so nothing was "
+            "revoked for the previous holder"
         )
         await publish(JOINED_LATER, reissued)
         later = sorted({names[a] for a, _, _ in JOINED_LATER}, key=list(names.values()).index)

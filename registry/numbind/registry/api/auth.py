@@ -17,7 +17,7 @@ from numbind.protocol.manifest import PeerRefused
 from numbind.registry.api.interceptors import GuardInterceptor
 from numbind.registry.api.types import Ctx
 from numbind.registry.domain.types import Principal, Role
-from numbind.registry.errors import PermissionDenied, Unauthenticated
+from numbind.registry.errors import FailedPrecondition, PermissionDenied, Unauthenticated
 from numbind.registry.federation.callers import CallerTrust
 from numbind.registry.federation.serving import LiveCallers
 from numbind.registry.services.directory import Directory
@@ -43,6 +43,10 @@ ROLE_TABLE: dict[str, frozenset[str]] = {
     # filtered by holder in the service.
     "/numbind.v1.Log/": frozenset({*Role.ALL, Role.REGISTRY}),
 }
+
+
+_PLATFORMS = "/numbind.v1.Platforms/"
+_CHECK_REASSIGNED = "/numbind.v1.Platforms/CheckReassigned"
 
 
 def current_principal() -> Principal:
@@ -108,10 +112,19 @@ class IssuerCheck:
 class AuthInterceptor(GuardInterceptor):
     """Authenticates and authorises every numbind call before its servicer runs."""
 
-    def __init__(self, directory: Directory, callers: LiveCallers | None = None) -> None:
+    def __init__(
+        self,
+        directory: Directory,
+        callers: LiveCallers | None = None,
+        *,
+        no_bindings: str | None = None,
+    ) -> None:
         super().__init__(self._authenticated)
         self._directory = directory
         self._issuers = None if callers is None else IssuerCheck(callers)
+        # Set on a registry the manifest gives no binding-registry role (the hub, by
+        # default): why its platform calls other than CheckReassigned are refused.
+        self._no_bindings = no_bindings
 
     @asynccontextmanager
     async def _authenticated(self, method: str, context: Ctx) -> AsyncIterator[None]:
@@ -140,4 +153,10 @@ class AuthInterceptor(GuardInterceptor):
         roles = allowed_roles(method)
         if roles is None or role not in roles:
             raise PermissionDenied(f"role {role!r} may not call {method}")
+        if (
+            self._no_bindings is not None
+            and method.startswith(_PLATFORMS)
+            and method != _CHECK_REASSIGNED
+        ):
+            raise FailedPrecondition(self._no_bindings)
         return principal

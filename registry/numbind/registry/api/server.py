@@ -72,6 +72,15 @@ def server_credentials(pki_dir: Path, federation: Serving | None = None) -> grpc
     )
 
 
+def _no_bindings(fed: Serving | None) -> str | None:
+    if fed is None or fed.holds_bindings:
+        return None
+    return (
+        f"this registry ({fed.me.id}) holds no bindings in federation {fed.federation}: "
+        "platforms publish, sync and read their feeds at their binding registry"
+    )
+
+
 def _federation_servicer(registry: Registry) -> FederationServicer:
     fed = registry.federation
     assert registry.hub_log is not None
@@ -118,6 +127,7 @@ class RegistryServer:
                 None
                 if registry.federation is None
                 else registry.federation.callers(registry.ca_pem),
+                no_bindings=_no_bindings(registry.federation),
             )
         )
         self.server = grpc.aio.server(

@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections import defaultdict
 
 from numbind.registry.domain.keymap import StoreToken
+from numbind.registry.domain.logged import LogLeaf
 from numbind.registry.domain.types import BindingState, EventCause, EventKind
+from numbind.registry.services import log_record
 from numbind.registry.storage import bindings as store
-from numbind.registry.storage import numbers, orders
+from numbind.registry.storage import log, numbers, orders
 from numbind.registry.storage.db import Session
 
 _ACTIVE = BindingState.ACTIVE
@@ -53,8 +55,19 @@ def revoke_pre_tenure(
                 )
     platforms: set[int] = set()
     revoked = 0
+    trail: list[LogLeaf] = []
+    carriers = log.principal_names(session, list(by_carrier))
     for carrier_pk in sorted(by_carrier):
         rid = orders.new_revocation(session, EventCause.REISSUED, carrier_pk)
-        platforms |= orders.append(session, rid, by_carrier[carrier_pk], deadline_seconds)
+        created: list[tuple[str, orders.NewOrder]] = []
+        platforms |= orders.append(
+            session, rid, by_carrier[carrier_pk], deadline_seconds, created=created
+        )
+        # Logged like the reissue's own orders: a trigger (opened by the number's carrier)
+        # and one leaf per order (opened by the platform).
+        trail += log_record.revocation(
+            session, rid, EventCause.REISSUED, carrier_pk, carriers.get(carrier_pk, ""), created
+        )
         revoked += len(by_carrier[carrier_pk])
+    log.append(session, trail)
     return revoked, platforms

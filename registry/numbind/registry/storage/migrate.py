@@ -19,6 +19,16 @@ def _config() -> Config:
     return cfg
 
 
+def include_name(name: str | None, type_: str, _parent: object) -> bool:
+    """Autogenerate's view of the database: the models' tables, not their partitions
+    (PostgreSQL lists bindings_p0 ... beside bindings)."""
+    if type_ != "table":
+        return True
+    from numbind.registry.storage.models import Base
+
+    return name in Base.metadata.tables
+
+
 def head_revision() -> str:
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None
@@ -30,13 +40,19 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(engine: Engine) -> tuple[str | None, str]:
-    """Bring the schema to head; returns (before, after). A no-op when already at head."""
+def upgrade(engine: Engine, *, partitions: int | None = None) -> tuple[str | None, str]:
+    """Bring the schema to head; returns (before, after). A no-op when already at head.
+
+    `partitions`: on PostgreSQL, how many hash partitions each growing table gets when a
+    migration builds them (migration 0008_partitions; default NUMBIND_PARTITIONS, else 16).
+    """
     before = current_revision(engine)
     if before != head_revision():
         cfg = _config()
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
+            if partitions is not None:
+                cfg.attributes["partitions"] = partitions
             command.upgrade(cfg, "head")
     return before, head_revision()
 

@@ -9,6 +9,18 @@ Conventions, and why:
 - A token is 32 bytes (a ristretto255 element) and every row holding one names its key id:
   after a rotation the re-key moves rows from the old key to the new one in place, and
   `key_id` is what says which form a row is in (see `registry.rekey`).
+- The tables that grow with bindings (bindings, numbers, lifecycle_events, orders,
+  feed_events) all hold a token, and on PostgreSQL they are hash-partitioned by it
+  (migration 0008_partitions). A partitioned table's primary and unique keys must include
+  the partition key, so there the surrogate-keyed ones have primary keys (pk, token) and
+  feed_events (platform_pk, seq, token); SQLite keeps the keys declared here (a rowid
+  table's INTEGER PRIMARY KEY is its fastest insert path). The pk values stay unique on
+  both: one sequence per table hands them out. Orders and feed entries carry their
+  binding's token so they live in the same partition (and, on a distributed engine, the
+  same shard) as the binding they are about; the re-key moves them with it
+  (storage.rekey). No foreign key joins two growing tables: one into a partitioned table
+  would have to name the partition key, and the storage layer writes them together in
+  one transaction anyway.
 """
 
 from __future__ import annotations
@@ -192,8 +204,9 @@ class LifecycleEventRow(Base):
     __tablename__ = "lifecycle_events"
     __table_args__ = (
         Index("ix_lifecycle_token_time", "token", "effective_us"),
-        # The hub's log order: members follow it by sequence.
-        Index("ux_lifecycle_seq", "seq", unique=True),
+        # The hub's log order: members follow it by sequence. Unique with the token, the
+        # partition key (0008_partitions); the log head's row lock hands each seq out once.
+        Index("ux_lifecycle_seq", "seq", "token", unique=True),
     )
 
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -274,13 +287,18 @@ class OrderRow(Base):
         Index("ix_orders_state_deadline", "state", "deadline_us"),
         # Redelivery: one platform's delivered-but-unacked orders.
         Index("ix_orders_platform_state", "platform_pk", "state"),
+        UniqueConstraint("id", "token", name="uq_orders_id"),
     )
 
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    id: Mapped[str] = mapped_column(String(36), unique=True)
+    # A UUID; unique with the token (the partition key), which a UUID4 makes unique alone.
+    # Acks look orders up by id: the unique index's prefix.
+    id: Mapped[str] = mapped_column(String(36))
     revocation_id: Mapped[str] = mapped_column(ForeignKey("revocations.id"))
     platform_pk: Mapped[int] = mapped_column(ForeignKey("principals.pk"))
-    binding_pk: Mapped[int] = mapped_column(ForeignKey("bindings.pk"))
+    binding_pk: Mapped[int] = mapped_column(BigId)
+    # The binding's token, in the form its row holds: the partition key, shared with it.
+    token: Mapped[bytes] = mapped_column(LargeBinary(32))
     # REVOKE or NUMBER_DEACTIVATED.
     kind: Mapped[int] = mapped_column(SmallInteger)
     cause: Mapped[int] = mapped_column(SmallInteger)
@@ -299,11 +317,16 @@ class FeedEventRow(Base):
     """The transactional outbox: each platform's gap-free sequence of orders."""
 
     __tablename__ = "feed_events"
+    # An order's feed entry, found when a re-key moves the order to its new token.
+    __table_args__ = (Index("ix_feed_events_order", "order_pk"),)
 
     # Replay after a sequence number is a range scan of this primary key.
     platform_pk: Mapped[int] = mapped_column(ForeignKey("principals.pk"), primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    order_pk: Mapped[int] = mapped_column(ForeignKey("orders.pk"))
+    order_pk: Mapped[int] = mapped_column(BigId)
+    # The order's (so its binding's) token: the partition key. On PostgreSQL the primary
+    # key is (platform_pk, seq, token), so replay stays a range scan of it per partition.
+    token: Mapped[bytes] = mapped_column(LargeBinary(32))
     created_us: Mapped[int] = mapped_column(BigInteger)
 
 

@@ -3,6 +3,10 @@
 Orders and feed entries are written in the transaction of their trigger. Each platform's
 sequence comes from `principals.feed_head`, bumped with one UPDATE per platform per
 transaction: the row lock serialises appenders, so sequences are gap-free.
+
+Orders and feed entries carry their binding's token (the partition key on PostgreSQL, see
+storage.models): joins between them and bindings match on (pk, token), and writes by pk
+name the token too, so each touches one partition and could stay on one shard.
 """
 
 from __future__ import annotations
@@ -93,6 +97,7 @@ def append(
     by_platform: dict[int, list[NewOrder]] = defaultdict(list)
     for order in orders:
         by_platform[order.binding.platform_pk].append(order)
+    token_of = _current_tokens(session, orders)
     order_rows: list[tuple[object, ...]] = []
     seqs: dict[str, tuple[int, int]] = {}
     for platform_pk in sorted(by_platform):  # fixed lock order: no deadlocks between reports
@@ -115,6 +120,7 @@ def append(
                     revocation_id,
                     platform_pk,
                     order.binding.pk,
+                    token_of[order.binding.pk],
                     int(order.kind),
                     int(order.cause),
                     int(OrderState.PENDING),
@@ -129,36 +135,64 @@ def append(
     conn.exec_driver_sql(
         driver_sql(
             conn,
-            "INSERT INTO orders (id, revocation_id, platform_pk, binding_pk, kind, cause, state,"
-            " outcome, reason, tenure_start_us, created_us, deadline_us)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO orders (id, revocation_id, platform_pk, binding_pk, token, kind, cause,"
+            " state, outcome, reason, tenure_start_us, created_us, deadline_us)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ),
         order_rows,
     )
     # One indexed read back of the new pks beats RETURNING row by row.
     pks = conn.exec_driver_sql(
-        driver_sql(conn, "SELECT id, pk FROM orders WHERE revocation_id = ?"), (revocation_id,)
+        driver_sql(conn, "SELECT id, pk, token FROM orders WHERE revocation_id = ?"),
+        (revocation_id,),
     ).all()
     conn.exec_driver_sql(
         driver_sql(
             conn,
-            "INSERT INTO feed_events (platform_pk, seq, order_pk, created_us) VALUES (?, ?, ?, ?)",
+            "INSERT INTO feed_events (platform_pk, seq, order_pk, token, created_us)"
+            " VALUES (?, ?, ?, ?, ?)",
         ),
-        [(*seqs[oid], pk, now) for oid, pk in pks if oid in seqs],
+        [(*seqs[oid], pk, token, now) for oid, pk, token in pks if oid in seqs],
     )
     revoking = [
-        (int(BindingState.REVOKING), now, o.binding.pk)
+        (int(BindingState.REVOKING), now, o.binding.pk, token_of[o.binding.pk])
         for o in orders
         if o.kind == EventKind.REVOKE
     ]
     if revoking:
         conn.exec_driver_sql(
-            driver_sql(conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ?"),
+            driver_sql(
+                conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND token = ?"
+            ),
             revoking,
         )
     # Other processes' streams of these feeds wake when this transaction commits.
     signals.announce(session, signals.FEED, by_platform)
     return set(by_platform)
+
+
+def _current_tokens(session: Session, orders: Sequence[NewOrder]) -> dict[int, bytes]:
+    """binding pk -> the token its row holds now, the binding locked until commit.
+
+    An order takes its binding's token (the partition key). The caller read the bindings
+    without a lock, and on PostgreSQL a re-key batch may have converted one since; reading
+    the token under the row lock settles it, and a re-key batch that converts the binding
+    later waits for this transaction and then moves its orders too (bindings.move_dependents).
+    SQLite's single writer already excludes the re-key for the whole transaction."""
+    pks = sorted({o.binding.pk for o in orders})
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        return {o.binding.pk: o.binding.binding.token.value for o in orders}
+    out: dict[int, bytes] = {}
+    for i in range(0, len(pks), 1000):
+        part = pks[i : i + 1000]
+        marks = ", ".join(["%s"] * len(part))
+        for pk, token in conn.exec_driver_sql(
+            f"SELECT pk, token FROM bindings WHERE pk IN ({marks}) ORDER BY pk FOR UPDATE",
+            tuple(part),
+        ):
+            out[pk] = bytes(token)
+    return out
 
 
 @dataclass(frozen=True)
@@ -204,12 +238,17 @@ _FEED_COLUMNS = (
 _ORDER_LEAF = and_(LogLeafRow.ref == OrderRow.id, LogLeafRow.kind == "order")
 
 
+# Co-located joins: the rows of one binding, its orders and their feed entries share a token.
+_ORDER_OF_FEED = and_(OrderRow.pk == FeedEventRow.order_pk, OrderRow.token == FeedEventRow.token)
+_BINDING_OF_ORDER = and_(BindingRow.pk == OrderRow.binding_pk, BindingRow.token == OrderRow.token)
+
+
 def read_feed(session: Session, platform_pk: int, after_seq: int, limit: int) -> list[FeedItem]:
     rows: Any = session.execute(
         select(*_FEED_COLUMNS)
         .select_from(FeedEventRow)
-        .join(OrderRow, OrderRow.pk == FeedEventRow.order_pk)
-        .join(BindingRow, BindingRow.pk == OrderRow.binding_pk)
+        .join(OrderRow, _ORDER_OF_FEED)
+        .join(BindingRow, _BINDING_OF_ORDER)
         .outerjoin(LogLeafRow, _ORDER_LEAF)
         .where(FeedEventRow.platform_pk == platform_pk, FeedEventRow.seq > after_seq)
         .order_by(FeedEventRow.seq)
@@ -225,8 +264,8 @@ def stale_deliveries(
     rows: Any = session.execute(
         select(*_FEED_COLUMNS)
         .select_from(OrderRow)
-        .join(FeedEventRow, FeedEventRow.order_pk == OrderRow.pk)
-        .join(BindingRow, BindingRow.pk == OrderRow.binding_pk)
+        .join(FeedEventRow, _ORDER_OF_FEED)
+        .join(BindingRow, _BINDING_OF_ORDER)
         .outerjoin(LogLeafRow, _ORDER_LEAF)
         .where(
             OrderRow.platform_pk == platform_pk,
@@ -240,6 +279,7 @@ def stale_deliveries(
 
 
 def mark_delivered(session: Session, order_pks: Sequence[int]) -> None:
+    # By pk alone: a re-key may move the order to its binding's new token meanwhile.
     if not order_pks:
         return
     now = now_us()
@@ -323,7 +363,8 @@ def record_acks(
     if bindings:
         conn.exec_driver_sql(
             driver_sql(
-                conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND state = ?"
+                conn,
+                "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND state = ?",
             ),
             bindings,
         )

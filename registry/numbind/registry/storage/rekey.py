@@ -21,6 +21,7 @@ from typing import Any
 
 from numbind.registry.domain.keymap import RekeyState
 from numbind.registry.storage import signals
+from numbind.registry.storage.bindings import move_dependents
 from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import KeyDeltaRow, RekeyRow, StoreStateRow
 from sqlalchemy import Connection, func, select, text, update
@@ -245,6 +246,9 @@ def write_batch(
         driver_sql(conn, sql),
         [(new, to_key_id, *derived, key, from_key_id) for key, new, *derived in rows],
     )
+    if table.name == "bindings":
+        # Orders and feed entries share their binding's token (the partition key).
+        move_dependents(conn, [(key, new) for key, new, *_ in rows])
 
 
 def left_behind(session: Session, from_key_id: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from numbind.registry.storage.migrate import include_name
 from numbind.registry.storage.models import Base
 
 config = context.config
@@ -15,6 +16,7 @@ context.configure(
     target_metadata=Base.metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_name=include_name,
 )
 with context.begin_transaction():
     context.run_migrations()

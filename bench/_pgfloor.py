@@ -1,0 +1,142 @@
+"""PostgreSQL plumbing for the benches: reach a database, reset it, and the reissue bench's
+floors measured on a live PostgreSQL store.
+
+The reissue floors on SQLite run on copies of the store file; a PostgreSQL store is not
+copied, so each floor runs on the live store just before the report, in a transaction that
+is rolled back: the rows are written (heap, indexes, WAL) but not committed, so the figure
+leaves out one commit's flush (milliseconds) and the registry then starts from the same
+state.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from numbind.registry.domain.types import EventCause, EventKind, OrderState
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+from bench.reissue import AppendTimes
+
+DAY_US = 86_400 * 1_000_000
+
+
+def reachable(url: str) -> str | None:
+    """None if the database answers, else why not (one line)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return None
+    except Exception as exc:  # any failure to connect is a reason to skip
+        return str(exc).splitlines()[0]
+    finally:
+        engine.dispose()
+
+
+def reset_schema(url: str) -> None:
+    """An empty public schema: the bench's database starts from nothing each run."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def raw_floor(conn: Any, tokens: list[bytes]) -> tuple[int, float]:
+    """Plain psycopg executemany INSERTs of one orders row and one feed_events row per live
+    binding of `tokens` (the outbox's irreducible write), in the caller's transaction."""
+    cur = conn.cursor()
+    cur.execute(
+        "SELECT b.pk, b.platform_pk, b.token FROM unnest(%s::bytea[]) AS t(token)"
+        " JOIN bindings b ON b.token = t.token WHERE b.state = 1",
+        (tokens,),
+    )
+    targets = cur.fetchall()
+    cur.execute("SELECT pk FROM principals WHERE role = 'carrier'")
+    (carrier_pk,) = cur.fetchone()
+    now = _now_us()
+    rid = str(uuid.uuid4())
+    cur.execute("SELECT nextval('orders_pk_seq')")
+    (first,) = cur.fetchone()
+    orders = [
+        (
+            first + 1 + i,
+            str(uuid.uuid4()),
+            rid,
+            p,
+            b,
+            t,
+            int(EventKind.REVOKE),
+            int(EventCause.REISSUED),
+            int(OrderState.PENDING),
+            0,
+            "",
+            now,
+            now,
+            now + DAY_US,
+        )
+        for i, (b, p, t) in enumerate(targets)
+    ]
+    feed = [(p, 10**12 + i, first + 1 + i, t, now) for i, (_, p, t) in enumerate(targets)]
+    start = time.perf_counter()
+    cur.execute(
+        "INSERT INTO revocations (id, cause, carrier_pk, scope, created_us)"
+        " VALUES (%s, %s, %s, 0, %s)",
+        (rid, int(EventCause.REISSUED), carrier_pk, now),
+    )
+    cur.executemany(
+        "INSERT INTO orders (pk, id, revocation_id, platform_pk, binding_pk, token, kind, cause,"
+        " state, outcome, reason, tenure_start_us, created_us, deadline_us)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        orders,
+    )
+    cur.executemany(
+        "INSERT INTO feed_events (platform_pk, seq, order_pk, token, created_us)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        feed,
+    )
+    return len(orders), time.perf_counter() - start
+
+
+def floors(url: str, tokens: list[bytes]) -> tuple[tuple[int, float], AppendTimes]:
+    """The raw floor, then the registry's own storage calls for the same orders
+    (bindings.live_for_tokens + orders.append), each rolled back."""
+    from numbind.registry.storage import orders
+    from numbind.registry.storage.bindings import live_for_tokens
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            dbapi = conn.connection.driver_connection
+            raw = raw_floor(dbapi, tokens)
+            conn.rollback()
+        with engine.connect() as conn:
+            carrier_pk = conn.execute(
+                text("SELECT pk FROM principals WHERE role = 'carrier'")
+            ).scalar_one()
+            session = Session(bind=conn)
+            t0 = time.perf_counter()
+            live = live_for_tokens(session, tokens)
+            new = [
+                orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, _now_us())
+                for bs in live.values()
+                for b in bs
+            ]
+            t1 = time.perf_counter()
+            rid = orders.new_revocation(session, EventCause.REISSUED, carrier_pk)
+            orders.append(session, rid, new, 86_400)
+            t2 = time.perf_counter()
+            session.rollback()
+            session.close()
+        return raw, AppendTimes(len(new), t1 - t0, t2 - t1, 0.0)
+    finally:
+        engine.dispose()

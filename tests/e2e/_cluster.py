@@ -114,7 +114,8 @@ class Cluster:
 
     def bundle(self, role: str, name: str, *, address: str | None = None) -> Bundle:
         """The principal's bundle, registered on first use."""
-        out = self.settings.data_dir / "bundles" / f"{role}-{name}"
+        # Outside the data dir, which must stay private (bundles hold public files too).
+        out = self.settings.data_dir.parent / "bundles" / f"{role}-{name}"
         if (out / "bundle.json").exists():
             from dataclasses import replace
 
@@ -231,7 +232,8 @@ def cluster(
         "NUMBIND_LOG_LEVEL": "INFO",
         "NUMBIND_EVALUATE_WORKERS": "1",
         "NUMBIND_HEARTBEAT_SECONDS": "5",
-        "NUMBIND_SHUTDOWN_GRACE_SECONDS": "3",
+        # Long enough for calls in flight to finish on a loaded machine; streams end at once.
+        "NUMBIND_SHUTDOWN_GRACE_SECONDS": "10",
         **(env or {}),
     }
     if quota is not None:

@@ -21,7 +21,13 @@ from pathlib import Path
 import grpc
 from numbind.protocol.files import write_atomically
 from numbind.sdk import wire
-from numbind.sdk.errors import NumbindClientError, from_rpc_error, located, offset_positions
+from numbind.sdk.errors import (
+    ErrorCode,
+    NumbindClientError,
+    from_rpc_error,
+    located,
+    offset_positions,
+)
 from numbind.sdk.log import LogClient, LogProofError
 from numbind.sdk.model import AckOutcome, FeedEvent
 from numbind.sdk.retry import RetryPolicy, call_with_retry
@@ -154,7 +160,11 @@ class EventFeed:
                 continue
             except grpc.RpcError as rpc_exc:
                 exc: NumbindClientError = from_rpc_error(rpc_exc)
-                if not exc.retryable or attempt + 1 >= self._retry.attempts:
+                # CANCELLED here comes from the other side (our own cancellation raises
+                # CancelledError instead): a registry that stopped before the stream could
+                # end itself, or a proxy dropping it. Resuming from the cursor is safe.
+                cut = exc.code == ErrorCode.CANCELLED
+                if not (exc.retryable or cut) or attempt + 1 >= self._retry.attempts:
                     raise exc from None
                 self.reconnects += 1
                 await asyncio.sleep(self._retry.delay(attempt, exc.retry_after))

@@ -9,6 +9,8 @@ The platform still verifies the VOPRF proof against the key it got from GetKeys.
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import grpc.aio
 from numbind.protocol.manifest import TokenService as ManifestTokens
@@ -23,7 +25,12 @@ from numbind.registry.errors import (
 from numbind.registry.federation.channel import PeerChannels
 from numbind.registry.federation.files import FederationDir
 from numbind.registry.keys import TokenKey
-from numbind.registry.services.tokens import Evaluation, QuotaGate, validate_batch_size
+from numbind.registry.services.tokens import (
+    Evaluation,
+    QuotaGate,
+    validate_batch_size,
+    validate_elements,
+)
 from numbind.v1 import tokens_pb2, tokens_pb2_grpc
 
 __all__ = ["ForwardedTokens"]
@@ -92,6 +99,8 @@ class ForwardedTokens:
             raise InvalidArgument(
                 f"key_id: got {key_id!r}, want one of the federation's keys from GetKeys"
             )
+        # Validate, then act: a bad batch is refused here, before it takes any quota.
+        await asyncio.to_thread(validate_elements, elements)
         day = await self._gate.take(caller, len(elements))
         try:
             response = await self._stub().Evaluate(

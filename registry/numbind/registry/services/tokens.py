@@ -49,18 +49,24 @@ def validate_batch_size(elements: list[bytes]) -> None:
         )
 
 
-def evaluate_batch(
-    secret: bytes, public: bytes, elements: list[bytes]
-) -> tuple[list[bytes], bytes]:
-    """Validate every element (naming the first bad index), then evaluate with one proof.
-
-    Runs in a worker process: module-level and free of any state but its arguments.
-    """
+def validate_elements(elements: list[bytes]) -> None:
+    """Refuse the batch unless every element is a valid encoding (naming the first bad
+    index). Runs before any quota is taken, so a refused batch writes nothing; in a worker
+    process, as decoding 4,096 elements is too much work for the event loop."""
     for i, element in enumerate(elements):
         try:
             voprf.deserialize_element(element)
         except voprf.DeserializeError as exc:
             raise InvalidArgument(f"blinded_elements[{i}]: {exc}") from None
+
+
+def evaluate_batch(
+    secret: bytes, public: bytes, elements: list[bytes]
+) -> tuple[list[bytes], bytes]:
+    """Evaluate elements `validate_elements` passed, with one proof.
+
+    Runs in a worker process: module-level and free of any state but its arguments.
+    """
     return voprf.voprf_blind_evaluate(secret, public, elements, prevalidated=True)
 
 
@@ -146,17 +152,13 @@ class TokenService:
         validate_batch_size(elements)
         await self._fresh()
         key = self._keys.for_evaluation(key_id)
-        day = await self._gate.take(caller, len(elements))
-        # Elements are validated in the worker; a refused batch gives its quota back.
         loop = asyncio.get_running_loop()
+        # Validate, then act: a bad batch is refused before it takes any quota.
+        await loop.run_in_executor(self._pool, validate_elements, elements)
+        day = await self._gate.take(caller, len(elements))
         assert key.secret is not None
-        secret = key.secret
-        try:
-            evaluated, proof = await loop.run_in_executor(
-                self._pool, evaluate_batch, secret, key.public_key, elements
-            )
-        except InvalidArgument:
-            await self._gate.refund(caller, day, len(elements))
-            raise
+        evaluated, proof = await loop.run_in_executor(
+            self._pool, evaluate_batch, key.secret, key.public_key, elements
+        )
         await self._gate.record(caller, day, len(elements))
         return Evaluation(key.key_id, evaluated, proof, self._keys.active().key_id)

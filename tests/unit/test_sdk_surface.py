@@ -110,8 +110,30 @@ def test_every_grpc_status_becomes_an_sdk_error_with_an_sdk_code(status: grpc.St
     assert err.message == "why" and err.retry_after == 1.5
     for value in vars(err).values():
         assert not type(value).__module__.startswith("grpc"), (status, value)
-    retryable = {"RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED"}
+    # CANCELLED reaches an aio client only from the other side (a registry stopping past
+    # its grace mid-call, a proxy): retried like UNAVAILABLE, under the same request id.
+    retryable = {"RESOURCE_EXHAUSTED", "UNAVAILABLE", "DEADLINE_EXCEEDED", "ABORTED", "CANCELLED"}
     assert err.retryable == (status.name in retryable)
+
+
+async def test_a_call_cancelled_by_the_other_side_is_retried() -> None:
+    """An ack in flight when a registry stops is CANCELLED by the server; the SDK user must
+    see only the retried call's answer (the rolling-restart test found this)."""
+    from numbind.sdk.retry import RetryPolicy, call_with_retry
+
+    calls = 0
+
+    async def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise grpc.aio.AioRpcError(
+                grpc.StatusCode.CANCELLED, grpc.aio.Metadata(), grpc.aio.Metadata(), "gone"
+            )
+        return "acked"
+
+    assert await call_with_retry(flaky, RetryPolicy(base=0.001)) == "acked"
+    assert calls == 2
 
 
 def test_the_rekey_errors_are_exported_and_typed_from_the_registrys_metadata() -> None:

@@ -10,12 +10,12 @@ NumbindClientError      .code (ErrorCode), .message, .reason, .position, .item, 
 ├── PermissionDenied    PERMISSION_DENIED
 ├── Unauthenticated     UNAUTHENTICATED
 ├── QuotaExceeded       RESOURCE_EXHAUSTED (retryable, honours retry_after)
-├── Unavailable         UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED (retryable)
+├── Unavailable         UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, CANCELLED (retryable)
 ├── RekeyInProgress     REKEY_IN_PROGRESS: UNAVAILABLE while the registry re-keys its store
 │                       after a rotation (.retry_after, .rows_done, .rows_total); not retried
 │                       blindly: PlatformClient.sync waits it out with progress
 ├── Unimplemented       UNIMPLEMENTED
-├── ServerError         INTERNAL, UNKNOWN, DATA_LOSS, CANCELLED; INVALID_RESPONSE (checked here)
+├── ServerError         INTERNAL, UNKNOWN, DATA_LOSS; INVALID_RESPONSE (checked here)
 ├── ProofError          PROOF_FAILED: the token service's proof did not verify (checked here)
 └── SyncAborted         SYNC_ABORTED: a sync planned more withdrawals than allowed
 
@@ -287,7 +287,10 @@ _TABLE: dict[grpc.StatusCode, tuple[ErrorCode, type[NumbindClientError]]] = {
     grpc.StatusCode.INTERNAL: (ErrorCode.INTERNAL, ServerError),
     grpc.StatusCode.UNKNOWN: (ErrorCode.UNKNOWN, ServerError),
     grpc.StatusCode.DATA_LOSS: (ErrorCode.DATA_LOSS, ServerError),
-    grpc.StatusCode.CANCELLED: (ErrorCode.CANCELLED, ServerError),
+    # Our own cancellation raises asyncio.CancelledError, never this: CANCELLED comes from
+    # the other side (a registry stopping past its grace, a proxy dropping the call),
+    # and every numbind call carries a request id, so trying again is safe.
+    grpc.StatusCode.CANCELLED: (ErrorCode.CANCELLED, Unavailable),
 }
 
 

@@ -181,6 +181,13 @@ async def test_quota_holds_across_three_processes(tmp_path: Path) -> None:
             stubs.append((channel, await landed(c, before)))
         assert sorted(w for _, w in stubs) == ["r1", "r2", "r3"]
         started = time.monotonic()
+        # One element through each process first: a process's first Evaluate waits for its
+        # worker pool to start (elements are validated there before quota is taken), and a
+        # cold process would otherwise find the shared burst already spent by the others.
+        one = tokens_pb2.EvaluateRequest(blinded_elements=[element])
+        for channel, where in stubs:
+            await tokens_pb2_grpc.TokensStub(channel).Evaluate(one)
+            granted[where] += 1
 
         async def spend(channel: grpc.aio.Channel, where: str) -> None:
             stub = tokens_pb2_grpc.TokensStub(channel)

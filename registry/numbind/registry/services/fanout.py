@@ -72,6 +72,10 @@ class MemberClient(Protocol):
 
     async def revoke(self, request: MemberRevocation, deadline_seconds: float) -> int: ...
 
+    async def platforms(self, platform_ids: Sequence[str], deadline_seconds: float) -> set[str]:
+        """Those of `platform_ids` that are this member's platforms."""
+        ...
+
     async def progress(
         self, revocation_id: str, deadline_seconds: float
     ) -> list[PlatformProgress] | None: ...
@@ -203,10 +207,25 @@ class FederatedHolders:
         scope: int,
         platform_ids: Sequence[str],
     ) -> tuple[str, int, tuple[Unavailable, ...]]:
+        members = self._directory.members()
+        held: set[str] | None = None
+        if members and platform_ids:
+            # The hub holds no platform: the members say which ids they hold, so that an
+            # id none of them holds is refused (NOT_FOUND) as a single registry refuses it.
+            # A member that does not answer may hold it: then nothing is refused for it.
+            HolderService.validate_revocation(request_id, scope, platform_ids)
+            held = set()
+            for outcome in await self._ask(
+                members, lambda m: m.platforms(platform_ids, self._deadline)
+            ):
+                if outcome.reason is not None or not isinstance(outcome.value, set):
+                    held = None
+                    break
+                held |= outcome.value
         rid, local_orders = await self._holders.request_revocation(
-            caller, request_id, body_hash, signed, scope, platform_ids
+            caller, request_id, body_hash, signed, scope, platform_ids, remote_platforms=held
         )
-        if not self._directory.members():
+        if not members:
             return rid, local_orders, ()
         entries = await self._entries(rid)
         await self._deliver([e for e in entries if not e.delivered])

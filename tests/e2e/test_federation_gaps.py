@@ -4,6 +4,7 @@ its progress per member at the hub."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,7 @@ async def test_an_unknown_platform_id_is_refused_and_nothing_is_written(tmp_path
         before = count(hub_url, revocations)
         async with carrier(cm) as c:
             with pytest.raises(NumbindClientError) as refused:
-                await c.revoke(
-                    SUBJECT, PHONE, days_ago(30), Scope.PLATFORMS, ["shop", "nowhere"]
-                )
+                await c.revoke(SUBJECT, PHONE, days_ago(30), Scope.PLATFORMS, ["shop", "nowhere"])
             assert refused.value.code is ErrorCode.NOT_FOUND
             assert "platform_ids[1]" in str(refused.value)
             assert "'nowhere'" in str(refused.value)
@@ -43,3 +42,43 @@ async def test_an_unknown_platform_id_is_refused_and_nothing_is_written(tmp_path
             (shop_event,) = await take(apps["shop"], tmp_path / "c-shop", 1)
             (loan_event,) = await take(apps["loan"], tmp_path / "c-loan", 1)
             assert shop_event.revocation_id == loan_event.revocation_id == rid
+
+
+async def test_a_reissue_revocation_shows_progress_per_member_at_the_hub(tmp_path: Path) -> None:
+    async with federation_of_three(tmp_path, fanout_deadline_seconds=1.0) as f:
+        cm, apps = await seed(f)
+        bank = f.members["bank"]
+        await f.stop(bank)
+        async with carrier(cm) as c:
+            # shop (net) and loan (bank) were bound before the new tenure; pay after it.
+            summary = await c.report([LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(10))])
+            (rid,) = summary.revocation_ids
+            (shop_event,) = await take(apps["shop"], tmp_path / "c-shop", 1)
+            assert shop_event.revocation_id == rid
+            status = await c.revocation_status(rid)
+            assert [(p.platform_id, p.registry_id) for p in status.platforms] == [("shop", "net")]
+            (down,) = status.unavailable
+            assert down.registry_id == "bank"
+            assert down.reason.startswith(("unreachable", "no answer within")), down.reason
+            await ack(apps["shop"], tmp_path / "c-shop", [shop_event])
+
+            # bank back: it applies the reissue under the hub's revocation id.
+            await f.start(bank)
+            (loan_event,) = await take(apps["loan"], tmp_path / "c-loan", 1, within=30)
+            assert loan_event.revocation_id == rid
+            for _ in range(100):
+                status = await c.revocation_status(rid)
+                if not status.unavailable and len(status.platforms) == 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert status.unavailable == ()
+            assert {(p.platform_id, p.registry_id, p.state) for p in status.platforms} == {
+                ("shop", "net", "DONE"),
+                ("loan", "bank", "DELIVERED"),
+            }
+            await ack(apps["loan"], tmp_path / "c-loan", [loan_event])
+            status = await c.revocation_status(rid)
+            assert {(p.platform_id, p.state, p.orders) for p in status.platforms} == {
+                ("shop", "DONE", 1),
+                ("loan", "DONE", 1),
+            }

@@ -171,7 +171,12 @@ class Registry:
                 f"authority {hub.id} at {hub.address}"
             )
         lifecycle = LifecycleService(
-            db, token_map, notifier, settings.order_deadline_seconds, report_at=report_at
+            db,
+            token_map,
+            notifier,
+            settings.order_deadline_seconds,
+            report_at=report_at,
+            federated=federation is not None and federation.is_authority,
         )
         me = federation.me if federation is not None else None
         registry_name = RegistryName(me.id, me.name) if me is not None else UNNAMED

@@ -65,6 +65,7 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
                         effective_us=e.effective_us,
                         recorded_us=e.recorded_us,
                         applied=e.applied,
+                        revocation_id=e.revocation_id,
                     )
                     for e in batch.entries
                 ],

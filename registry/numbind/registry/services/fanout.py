@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
-from numbind.registry.domain.types import Principal, now_us
+from numbind.registry.domain.types import EventCause, Principal, now_us
 from numbind.registry.services.fanout_model import AdmittedNumber, MemberRevocation
 from numbind.registry.services.holder_views import (
     NumberView,
@@ -246,11 +246,21 @@ class FederatedHolders:
             m for m in members if m.registry.id not in entries or entries[m.registry.id].delivered
         ]
         platforms = list(view.platforms)
+        # A reissue's or deactivation's revocation reaches members by replication, under
+        # the hub's id: a member that does not know it yet has not applied the event.
+        replicated = view.cause != EventCause.HOLDER_REQUEST
         for outcome in await self._ask(ask, lambda m: m.progress(revocation_id, self._deadline)):
             if outcome.reason is not None:
                 unavailable.append(Unavailable(outcome.member, outcome.reason))
             elif isinstance(outcome.value, list):
                 platforms.extend(outcome.value)
+            elif replicated:
+                unavailable.append(
+                    Unavailable(
+                        outcome.member,
+                        "has not applied this lifecycle event yet (replication is behind)",
+                    )
+                )
         return replace(view, platforms=platforms, unavailable=tuple(unavailable))
 
     def _pending(self, entry: OutboxEntry) -> Unavailable:

@@ -187,6 +187,7 @@ class Replica:
                     view.map(f"entries[seq={e.seq}].token", e.key_id, e.token),
                     e.kind,
                     e.effective_us,
+                    e.revocation_id,
                 )
                 for e in fresh
             ]

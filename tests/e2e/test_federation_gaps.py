@@ -8,10 +8,17 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from numbind.registry import operator
+from numbind.registry.federation.files import FederationDir
 from numbind.sdk import ErrorCode, Lifecycle, LifecycleReport, NumbindClientError, Scope
+from numbind.sdk.admin import AdminClient
+from numbind.sdk.channel import secure_channel
+from numbind.v1 import tokens_pb2, tokens_pb2_grpc
 
 from tests.e2e._fanout import federation_of_three
-from tests.e2e._story import carrier, days_ago
+from tests.e2e._fed_story import add
+from tests.e2e._story import carrier, days_ago, tokenize
+from tests.e2e._three import make_three, running
 from tests.e2e.test_fanout import PHONE, SUBJECT, ack, count, seed, take
 
 
@@ -82,3 +89,34 @@ async def test_a_reissue_revocation_shows_progress_per_member_at_the_hub(tmp_pat
                 ("shop", "DONE", 1),
                 ("loan", "DONE", 1),
             }
+
+
+async def test_a_rotation_at_the_hub_never_leaves_a_member_unavailable(tmp_path: Path) -> None:
+    three = make_three(tmp_path)
+    async with running(three):
+        drive = add(three, "net", "platform", "drive")
+        old = await tokenize(drive, PHONE)
+        version = FederationDir(three.dir("hub")).require().manifest.version
+        admin = AdminClient.from_bundle(
+            three.dir("hub") / operator.ADMIN_BUNDLE, address=three.addresses["hub"]
+        )
+        try:
+            rotation = await asyncio.to_thread(admin.rotate_key)
+        finally:
+            admin.close()
+        new_key = rotation.key.key_id
+        # At once, no `federation refresh`, one call, no retry: the member answers under
+        # the new key (the token service already evaluates under it).
+        async with secure_channel(drive) as channel:
+            keys = await tokens_pb2_grpc.TokensStub(channel).GetKeys(
+                tokens_pb2.GetKeysRequest(), timeout=20
+            )
+        assert keys.active_key_id == new_key
+        assert {k.key_id for k in keys.keys} >= {old.key_id, new_key}
+        # The hub signed the manifest listing the new key as it rotated.
+        hub_manifest = FederationDir(three.dir("hub")).require().manifest
+        assert hub_manifest.version == version + 1
+        assert hub_manifest.token_service.active_key_id == new_key
+        new = await tokenize(drive, PHONE)
+        assert new.key_id == new_key and new.token != old.token
+        assert FederationDir(three.dir("net")).require().manifest.version == version + 1

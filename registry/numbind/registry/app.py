@@ -19,6 +19,7 @@ from numbind.registry.domain.types import KeyState, now_us
 from numbind.registry.federation.channel import PeerChannels
 from numbind.registry.federation.fanout_client import ManifestMembers
 from numbind.registry.federation.forward import ForwardedTokens
+from numbind.registry.federation.live import key_signer
 from numbind.registry.federation.serving import Serving
 from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority
@@ -33,7 +34,7 @@ from numbind.registry.services.holders import HolderService
 from numbind.registry.services.lifecycle import LifecycleService
 from numbind.registry.services.log import LogService
 from numbind.registry.services.member_holders import MemberHolderService
-from numbind.registry.services.notifier import FeedNotifier
+from numbind.registry.services.notifier import LOG_CHANNEL, FeedNotifier
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings
 from numbind.registry.services.replication import HubLog, Replica
 from numbind.registry.services.standing import StandingService
@@ -201,13 +202,17 @@ class Registry:
             settings.fanout_deadline_seconds,
             RetryPolicy(max_seconds=settings.fanout_retry_max_seconds),
         )
+        admin = AdminService(db, keys, directory, ca, token_map, rekeyer, standing)
+        signer = key_signer(federation, keys, lambda: notifier.notify([LOG_CHANNEL]))
+        if signer is not None:
+            admin.on_keys_changed.append(signer)
         return cls(
             settings=settings,
             db=db,
             directory=directory,
             keys=keys,
             tokens=tokens,
-            admin=AdminService(db, keys, directory, ca, token_map, rekeyer, standing),
+            admin=admin,
             bindings=BindingService(db, token_map, notifier, settings.order_deadline_seconds),
             lifecycle=lifecycle,
             holders=holders,

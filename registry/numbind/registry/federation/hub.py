@@ -15,11 +15,11 @@ from pathlib import Path
 from numbind.protocol.files import write_atomically
 from numbind.protocol.manifest import (
     FederationSetupError,
-    TokenService,
     Manifest,
     Member,
     MemberRole,
     SignedManifest,
+    TokenService,
     accept_manifest,
     check_address,
     check_federation_id,
@@ -42,8 +42,8 @@ __all__ = [
     "InitResult",
     "SignResult",
     "add_member",
-    "init",
     "follow_token_keys",
+    "init",
     "refresh",
     "remove_member",
 ]

@@ -6,9 +6,9 @@ never a secret.
 
 from __future__ import annotations
 
-from numbind.protocol.manifest import FederationSetupError, TokenPublicKey, TokenService
 from typing import TYPE_CHECKING
 
+from numbind.protocol.manifest import FederationSetupError, TokenPublicKey, TokenService
 from numbind.registry.config import Settings
 
 if TYPE_CHECKING:

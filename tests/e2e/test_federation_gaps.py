@@ -9,15 +9,17 @@ from pathlib import Path
 
 import pytest
 from numbind.registry import operator
+from numbind.registry.config import Settings
 from numbind.registry.federation.files import FederationDir
 from numbind.sdk import ErrorCode, Lifecycle, LifecycleReport, NumbindClientError, Scope
 from numbind.sdk.admin import AdminClient
 from numbind.sdk.channel import secure_channel
 from numbind.v1 import tokens_pb2, tokens_pb2_grpc
 
-from tests.e2e._fanout import federation_of_three
+from tests.e2e._fanout import Node, federation_of_three, free_port
 from tests.e2e._fed_story import add
-from tests.e2e._story import carrier, days_ago, tokenize
+from tests.e2e._federation import fed
+from tests.e2e._story import carrier, days_ago, publish, tokenize
 from tests.e2e._three import make_three, running
 from tests.e2e.test_fanout import PHONE, SUBJECT, ack, count, seed, take
 
@@ -120,3 +122,59 @@ async def test_a_rotation_at_the_hub_never_leaves_a_member_unavailable(tmp_path:
         new = await tokenize(drive, PHONE)
         assert new.key_id == new_key and new.token != old.token
         assert FederationDir(three.dir("net")).require().manifest.version == version + 1
+
+
+async def test_a_member_added_while_the_hub_runs_is_served_without_a_restart(
+    tmp_path: Path,
+) -> None:
+    async with federation_of_three(tmp_path) as f:
+        cm, _ = await seed(f)
+        hub_dir = f.hub.settings.data_dir
+        before = FederationDir(hub_dir).require().manifest.version
+        gov = Node(
+            "gov",
+            "示例政务平台登记",
+            Settings(data_dir=tmp_path / "gov", listen=f"127.0.0.1:{free_port()}"),
+        )
+        operator.init(gov.settings, registry_address=gov.address)
+        req, grant = tmp_path / "gov.req", tmp_path / "gov.grant"
+        fed(
+            "request",
+            gov.settings.data_dir,
+            *("--id", "gov", "--name", gov.name, "--address", gov.address, "--out", req),
+        )
+        fed("add-member", hub_dir, req, "--out", grant)  # the hub keeps running
+        fed("accept", gov.settings.data_dir, grant)
+        f.members["gov"] = gov
+        await f.start(gov)
+        # The hub takes gov's peer certificate at the handshake: gov follows its log.
+        follower = gov.server.follower if gov.server is not None else None
+        assert follower is not None
+        await asyncio.wait_for(follower.connected.wait(), 30)
+
+        tax = gov.add("platform", "tax", "示例税务", "other")
+        token = await tokenize(tax, PHONE)
+        await publish(tax, token, [(b"old-tax", days_ago(100))])
+        async with carrier(cm) as c:
+            # The hub fans out to gov too.
+            for _ in range(100):
+                (view,) = await c.query(SUBJECT, [(PHONE, days_ago(30))])
+                if any(p.registry_id == "gov" for p in view.platforms):
+                    break
+                await asyncio.sleep(0.1)
+            assert view.unavailable == ()
+            assert ("tax", "gov") in {(p.platform_id, p.registry_id) for p in view.platforms}
+            # And the reissue reaches gov's platform by replication.
+            summary = await c.report([LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(10))])
+            (rid,) = summary.revocation_ids
+        (event,) = await take(tax, tmp_path / "c-tax", 1, within=30)
+        assert event.revocation_id == rid
+
+        # The members already serving learn the new version from the hub's stream.
+        for name in ("net", "bank"):
+            data_dir = f.members[name].settings.data_dir
+            for _ in range(100):
+                if FederationDir(data_dir).require().manifest.version > before:
+                    break
+                await asyncio.sleep(0.1)
+            assert FederationDir(data_dir).require().manifest.version == before + 1

@@ -18,8 +18,9 @@ from numbind.registry.domain.quota import Quotas
 from numbind.registry.domain.types import KeyState, now_us
 from numbind.registry.federation.channel import PeerChannels
 from numbind.registry.federation.fanout_client import ManifestMembers
+from numbind.registry.federation.files import Installed
 from numbind.registry.federation.forward import ForwardedTokens
-from numbind.registry.federation.live import key_signer
+from numbind.registry.federation.live import ManifestWatch, key_signer
 from numbind.registry.federation.serving import Serving
 from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority
@@ -249,6 +250,28 @@ class Registry:
                 else None
             ),
         )
+
+    def manifest_watch(self) -> ManifestWatch | None:
+        """What follows a newer installed manifest in this running registry (None: no
+        federation): peer principals, peer channels, the hub's fan-out members, and a
+        wake-up for the members' streams (they carry the manifest)."""
+        if self.federation is None:
+            return None
+        db, directory, peers, members = self.db, self.directory, self.peers, self.members
+
+        def principals_of(installed: Installed) -> None:
+            names = {m.id: m.name for m in installed.manifest.members}
+            db.transact(lambda s: principals.sync_registries(s, names))
+            directory.invalidate()
+
+        def channels(installed: Installed) -> None:
+            if peers is not None:
+                peers.update(installed.manifest.members)
+            if members is not None:
+                members.refresh(installed)
+            self.lifecycle.notify([])
+
+        return ManifestWatch(self.federation.files, [principals_of, channels])
 
     def ops_snapshot(self) -> OpsSnapshot:
         """Open orders, feed lag and the re-key, for a metrics scrape (blocking)."""

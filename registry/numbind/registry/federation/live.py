@@ -102,13 +102,18 @@ class ServerRoots:
             self._stamp = stamp
             try:
                 installed = self._files.load()
+                if installed is None:
+                    return None
+                config = self._config(installed)
             except FederationError as exc:
                 log.warning("manifest changed but does not verify; TLS roots kept: %s", exc)
                 return None
-            if installed is None:
+            except Exception:
+                # Raised into grpc's handshake it would fail every connection.
+                log.exception("manifest changed; TLS roots kept")
                 return None
             log.info("TLS client roots follow manifest v%d", installed.manifest.version)
-            return self._config(installed)
+            return config
 
     def credentials(self) -> grpc.ServerCredentials:
         # grpc documents None from the fetcher as "keep the current configuration"; its

@@ -93,6 +93,39 @@ async def test_a_reissue_revocation_shows_progress_per_member_at_the_hub(tmp_pat
             }
 
 
+async def test_a_member_behind_on_the_log_is_listed_not_left_out(tmp_path: Path) -> None:
+    async with federation_of_three(tmp_path) as f:
+        cm, apps = await seed(f)
+        bank = f.members["bank"]
+        follower = bank.server.follower if bank.server is not None else None
+        assert follower is not None
+        await follower.close()  # bank serves, but does not follow the hub's log
+        async with carrier(cm) as c:
+            summary = await c.report([LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(10))])
+            (rid,) = summary.revocation_ids
+            (shop_event,) = await take(apps["shop"], tmp_path / "c-shop", 1)
+            assert shop_event.revocation_id == rid
+            status = await c.revocation_status(rid)
+            assert [(p.platform_id, p.registry_id) for p in status.platforms] == [("shop", "net")]
+            assert [(u.registry_id, u.reason) for u in status.unavailable] == [
+                ("bank", "has not applied this lifecycle event yet (replication is behind)")
+            ]
+
+            follower.start()
+            (loan_event,) = await take(apps["loan"], tmp_path / "c-loan", 1, within=30)
+            assert loan_event.revocation_id == rid
+            for _ in range(100):
+                status = await c.revocation_status(rid)
+                if not status.unavailable:
+                    break
+                await asyncio.sleep(0.1)
+            assert status.unavailable == ()
+            assert {(p.platform_id, p.registry_id) for p in status.platforms} == {
+                ("shop", "net"),
+                ("loan", "bank"),
+            }
+
+
 async def test_a_rotation_at_the_hub_never_leaves_a_member_unavailable(tmp_path: Path) -> None:
     three = make_three(tmp_path)
     async with running(three):

@@ -52,6 +52,16 @@ async def test_an_unknown_platform_id_is_refused_and_nothing_is_written(tmp_path
             (loan_event,) = await take(apps["loan"], tmp_path / "c-loan", 1)
             assert shop_event.revocation_id == loan_event.revocation_id == rid
 
+            # With a member down, an id the others do not hold may be its: not refused,
+            # and the member is listed until it gets the revocation.
+            await f.stop(f.members["bank"])
+            rid, orders = await c.revoke(
+                SUBJECT, PHONE, days_ago(30), Scope.PLATFORMS, ["pay", "nowhere"]
+            )
+            assert orders == 0  # pay is bank's; net holds neither
+            status = await c.revocation_status(rid)
+            assert [u.registry_id for u in status.unavailable] == ["bank"]
+
 
 async def test_a_reissue_revocation_shows_progress_per_member_at_the_hub(tmp_path: Path) -> None:
     async with federation_of_three(tmp_path, fanout_deadline_seconds=1.0) as f:

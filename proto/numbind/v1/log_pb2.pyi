@@ -77,6 +77,7 @@ class GetCheckpointResponse(_message.Message):
     CHECKPOINT_FIELD_NUMBER: _builtins.int
     LOG_KEY_FIELD_NUMBER: _builtins.int
     TREE_SIZE_FIELD_NUMBER: _builtins.int
+    MANIFEST_FIELD_NUMBER: _builtins.int
     checkpoint: _builtins.bytes
     """The signed note, exactly as signed, with cosignature lines appended."""
     log_key: _builtins.str
@@ -84,16 +85,22 @@ class GetCheckpointResponse(_message.Message):
     key a registry names would accept a forged log.
     """
     tree_size: _builtins.int
+    manifest: _builtins.bytes
+    """The federation manifest this registry holds, exactly as signed (empty for a registry
+    with no federation). A client verifies it under the federation key it pinned and,
+    when newer than the one it holds, takes its log key and witness keys as its policy.
+    """
     def __init__(
         self,
         *,
         checkpoint: _builtins.bytes = ...,
         log_key: _builtins.str = ...,
         tree_size: _builtins.int = ...,
+        manifest: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "log_key", b"log_key", "tree_size", b"tree_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "log_key", b"log_key", "manifest", b"manifest", "tree_size", b"tree_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

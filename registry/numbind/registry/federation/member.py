@@ -29,8 +29,10 @@ from numbind.registry.federation.credentials import (
     load_ca,
     server_name_warning,
 )
+from numbind.registry.datadir import private_umask
 from numbind.registry.federation.files import FederationDir, Installed
 from numbind.registry.federation.join import Grant, JoinRequest
+from numbind.registry.log_key import load_or_create_witness
 
 __all__ = ["AcceptResult", "RequestResult", "accept", "install_offered", "request"]
 
@@ -61,6 +63,9 @@ def request(
         name=name if name is not None else member_id,
         address=address,
         ca_pem=ca.cert_pem.decode("ascii"),
+        # The key this registry will cosign the hub's log with: the manifest names it, so
+        # clients require its cosignature by default.
+        witness_public_key=_witness_key(settings.data_dir),
     )
     installed = FederationDir(settings.data_dir).load()
     if installed is not None and installed.is_authority:
@@ -76,6 +81,11 @@ def request(
     write_atomically(out, req.to_bytes(), 0o644)
     warning = server_name_warning(settings, ca, address)
     return RequestResult(req, ca_fingerprint(ca), (warning,) if warning else ())
+
+
+def _witness_key(data_dir: Path) -> bytes:
+    with private_umask():  # DATA_DIR/log/ must stay private (numbind.registry.datadir)
+        return load_or_create_witness(data_dir).verifier.public_key
 
 
 def accept(settings: Settings, grant_path: Path, *, expect_key: str | None = None) -> AcceptResult:

@@ -111,9 +111,9 @@ class WitnessAlarm:
 class Witness:
     """Witnesses one log (its origin is the pinned log key's name) for this registry.
 
-    Without `log_key`, the key is the one pinned in this store by an earlier round, or on
-    the first round the key the log names (trust on first use; the manifest does not carry
-    log keys yet)."""
+    `log_key` is the key the federation manifest names for the hub's log. Without it (a
+    manifest from before it named one), the key is the one pinned in this store by an
+    earlier round, or on the first round the key the log names (trust on first use)."""
 
     def __init__(
         self,

@@ -27,7 +27,7 @@ from numbind.sdk.carrier_model import (
 )
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.errors import InvalidRequest, NumbindClientError, located, offset_positions
-from numbind.sdk.log import LOG_KEY_FILE, LogClient, LogProofError
+from numbind.sdk.log import LogClient, LogProofError
 from numbind.sdk.model import Reassigned, to_us
 from numbind.sdk.phone import DEFAULT_REGION
 from numbind.sdk.retry import RetryPolicy, call_with_retry
@@ -62,7 +62,7 @@ class CarrierClient:
         self._retry = retry or RetryPolicy()
         # One retry policy for every call, tokenisation included.
         self._tokens = Tokenizer(self._channel, region=region, retry=self._retry)
-        self.log = LogClient(self._channel, pin=bundle.directory / LOG_KEY_FILE, retry=self._retry)
+        self.log = LogClient.for_bundle(self._channel, bundle.directory, retry=self._retry)
 
     async def __aenter__(self) -> CarrierClient:
         return self

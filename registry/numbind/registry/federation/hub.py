@@ -35,7 +35,9 @@ from numbind.registry.datadir import private_umask
 from numbind.registry.federation.credentials import ensure_peer_cert, load_ca, server_name_warning
 from numbind.registry.federation.files import FederationDir, Installed
 from numbind.registry.federation.join import Grant, JoinRequest
+from numbind.registry.federation.live import give_bundle_trust
 from numbind.registry.federation.token_keys import token_service as read_token_service
+from numbind.registry.operator import ADMIN_BUNDLE
 
 __all__ = [
     "HUB_ROLES",
@@ -173,6 +175,7 @@ def init(
         fed.write_self(member_id)
         ensure_peer_cert(fed, ca, member_id)
         fed.write_manifest(signed)
+        give_bundle_trust(settings.data_dir, settings.data_dir / ADMIN_BUNDLE)
         warning = server_name_warning(settings, ca, address)
         return InitResult(fed.require(), True, (warning,) if warning else ())
 

@@ -7,10 +7,13 @@ versions (a member added, its witness key named) without a restart, as caller tr
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from numbind.protocol.bundle import BUNDLE_JSON, write_federation_trust
 from numbind.protocol.manifest import FederationError, SignedManifest
 from numbind.registry.federation.files import FederationDir
 
-__all__ = ["LiveManifest"]
+__all__ = ["LiveManifest", "give_bundle_trust"]
 
 
 class LiveManifest:
@@ -40,3 +43,14 @@ class LiveManifest:
             if installed is not None and installed.manifest.version >= self._held.version:
                 self._held = installed.signed
         return self._held
+
+
+def give_bundle_trust(data_dir: Path, bundle_dir: Path) -> bool:
+    """Write the federation's pinned key and current manifest into a bundle issued from
+    `data_dir` (a platform's, carrier's or the admin's), so its SDK pins the federation's
+    log key and requires its witnesses. False: no federation installed, nothing written."""
+    installed = FederationDir(data_dir).load()
+    if installed is None or not (bundle_dir / BUNDLE_JSON).exists():
+        return False
+    write_federation_trust(bundle_dir, installed.key.vkey(), installed.signed.data)
+    return True

@@ -23,16 +23,18 @@ from numbind.protocol.manifest import (
     parse_federation_key,
 )
 from numbind.registry.config import Settings
+from numbind.registry.datadir import private_umask
 from numbind.registry.federation.credentials import (
     ca_fingerprint,
     ensure_peer_cert,
     load_ca,
     server_name_warning,
 )
-from numbind.registry.datadir import private_umask
 from numbind.registry.federation.files import FederationDir, Installed
 from numbind.registry.federation.join import Grant, JoinRequest
+from numbind.registry.federation.live import give_bundle_trust
 from numbind.registry.log_key import load_or_create_witness
+from numbind.registry.operator import ADMIN_BUNDLE
 
 __all__ = ["AcceptResult", "RequestResult", "accept", "install_offered", "request"]
 
@@ -149,6 +151,7 @@ def accept(settings: Settings, grant_path: Path, *, expect_key: str | None = Non
         ensure_peer_cert(fed, ca, grant.member)
         if changed:
             fed.write_manifest(signed)
+        give_bundle_trust(settings.data_dir, settings.data_dir / ADMIN_BUNDLE)
         return AcceptResult(
             installed=fed.require(),
             previous_version=held.version if held is not None else None,

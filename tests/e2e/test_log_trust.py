@@ -1,0 +1,196 @@
+"""Trust in the hub's log comes from the signed federation manifest, over real gRPC.
+
+The manifest names the hub's log key and each member's witness key; a client holding a
+bundle issued in the federation requires, by default, every member's cosignature; a
+cosignature by a key the manifest does not name does not count; a newer manifest (a
+member added) changes what is required.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+import pytest
+from numbind.protocol import note
+from numbind.protocol.checkpoint import CosignatureSigner
+from numbind.protocol.log_entries import canonical
+from numbind.protocol.manifest import open_manifest
+from numbind.registry import operator
+from numbind.registry.domain.logged import LogLeaf
+from numbind.registry.federation.channel import PeerChannels
+from numbind.registry.federation.files import FederationDir
+from numbind.registry.log_key import load_or_create, load_or_create_witness
+from numbind.registry.storage import log
+from numbind.sdk.log import LogClient, LogProofError
+from numbind.v1 import log_pb2, log_pb2_grpc
+
+from tests.e2e._federation import fed, ok
+from tests.e2e._three import MEMBERS, Three, free_address, make_three, running
+
+FAST = {"log_witness_seconds": 0.2, "log_checkpoint_seconds": 0.2}
+
+
+def _append(three: Three, n: int = 3) -> None:
+    leaf = LogLeaf("key", "k", None, canonical({"t": "key", "key_id": "k"}))
+    three.registry("hub").db.transact(lambda s: log.append(s, [leaf] * n))
+
+
+def _admin_bundle(three: Three) -> Path:
+    return three.dir("hub") / operator.ADMIN_BUNDLE
+
+
+def _join(three: Three, name: str) -> None:
+    req, grant = three.root / f"{name}.req", three.root / f"{name}.grant"
+    address = three.addresses[name]
+    fed("request", three.dir(name), "--id", name, "--address", address, "--out", req)
+    fed("add-member", three.dir("hub"), req, "--out", grant)
+    fed("accept", three.dir(name), grant)
+
+
+@pytest.fixture
+def pristine(tmp_path: Path) -> Three:
+    """A fresh federation per test: a checkpoint net cosigned in one test would satisfy
+    the policy in the next."""
+    return make_three(tmp_path)
+
+
+def test_the_manifest_names_the_hubs_log_and_every_members_witness_key(
+    pristine: Three,
+) -> None:
+    manifest = FederationDir(pristine.dir("hub")).require().manifest
+    assert manifest.log is not None
+    assert manifest.log.origin == "numbind.demo/log"
+    assert manifest.log.key == load_or_create(pristine.dir("hub")).verifier.vkey()
+    policy = manifest.witness_policy()
+    assert policy.quorum == 2
+    assert [w.vkey() for w in policy.witnesses] == [
+        load_or_create_witness(pristine.dir(m)).verifier.vkey() for m in MEMBERS
+    ]
+    # The bundles the hub hands out hold the manifest and the key to check it under.
+    bundle = _admin_bundle(pristine)
+    key = note.Ed25519Verifier.parse((bundle / "federation.vkey").read_text().strip())
+    assert open_manifest((bundle / "manifest.note").read_bytes(), key).version >= 1
+
+
+async def test_the_default_policy_wants_both_members_and_names_the_missing_one(
+    pristine: Three,
+) -> None:
+    async with running(pristine, "hub", "bank", **FAST) as three:
+        _append(three)
+        files = FederationDir(three.dir("bank"))
+        peers = PeerChannels(files, files.require().manifest.members)
+        try:
+            client = LogClient.for_bundle(peers.get("hub"), _admin_bundle(three), quorum_wait=1.5)
+            # net is down: bank cosigns, but the policy wants net too, and says so.
+            with pytest.raises(LogProofError) as refused:
+                await client.checkpoint()
+            assert refused.value.failure == "quorum"
+            assert "numbind.demo/witness/net" in str(refused.value)
+            # The admin bundle was written at `federation init`; the registry's newer
+            # manifest (both members named) came with the checkpoint.
+            assert [w.name for w in client.trust.witnesses] == [
+                f"numbind.demo/witness/{m}" for m in MEMBERS
+            ]
+
+            await three.start("net", **FAST)
+            client.quorum_wait = 30.0
+            cp = await client.checkpoint()
+            assert {c.witness for c in cp.verified.cosignatures} == {
+                f"numbind.demo/witness/{m}" for m in MEMBERS
+            }
+            assert cp.verified.checkpoint.origin == "numbind.demo/log"
+            proved = await client.prove([0, 2], checkpoint=cp)
+            assert [p.index for p in proved] == [0, 2]
+        finally:
+            await peers.close()
+
+
+async def test_a_cosignature_by_a_key_the_manifest_does_not_name_does_not_count(
+    pristine: Three,
+) -> None:
+    async with running(pristine, "hub", **FAST) as three:
+        _append(three)
+        files = FederationDir(three.dir("bank"))
+        peers = PeerChannels(files, files.require().manifest.members)
+        try:
+            stub = log_pb2_grpc.LogStub(peers.get("hub"))
+            resp = await stub.GetCheckpoint(log_pb2.GetCheckpointRequest(), timeout=10)
+            text, _ = note.split_note(bytes(resp.checkpoint))
+            # bank's first cosignature, under its own name but not the key the manifest
+            # names: pinned on first use before, refused now.
+            impostor = CosignatureSigner.generate("numbind.demo/witness/bank")
+            with pytest.raises(grpc.aio.AioRpcError) as denied:
+                await stub.AddCosignature(
+                    log_pb2.AddCosignatureRequest(
+                        tree_size=resp.tree_size,
+                        signature_line=impostor.cosign(text, 1_700_000_000).note_signature().line(),
+                        witness_key=impostor.verifier.vkey(),
+                    ),
+                    timeout=10,
+                )
+            assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "manifest" in (denied.value.details() or "")
+
+            # A hub that attaches a cosignature under net's name with another key (as a
+            # malicious hub would) gains nothing: the client counts only net's real key.
+            rogue = CosignatureSigner.generate("numbind.demo/witness/net")
+            line = rogue.cosign(text, 1_700_000_000).note_signature()
+            three.registry("hub").db.transact(
+                lambda s: log.replace_checkpoint(
+                    s, resp.tree_size, note.add_signatures(bytes(resp.checkpoint), [line])
+                )
+            )
+            await three.start("bank", **FAST)  # bank cosigns for real
+            client = LogClient.for_bundle(peers.get("hub"), _admin_bundle(three), quorum_wait=2.0)
+            with pytest.raises(LogProofError) as refused:
+                await client.checkpoint()
+            assert refused.value.failure == "quorum"
+            assert "numbind.demo/witness/net (no cosignature)" in str(refused.value)
+        finally:
+            await peers.close()
+
+
+async def test_a_member_added_to_the_manifest_is_required_from_then_on(tmp_path: Path) -> None:
+    three = Three(
+        tmp_path,
+        {name: free_address() for name in ("hub", *MEMBERS)},
+        {"hub": None, "bank": None, "net": None},
+    )
+    for name in ("hub", *MEMBERS):
+        ok("admin", "init", "--data-dir", three.dir(name))
+    fed("init", three.dir("hub"), "--id", "demo", "--address", three.addresses["hub"])
+    _join(three, "bank")
+    bundle = _admin_bundle(three)
+    async with running(three, "hub", "bank", **FAST):
+        _append(three)
+        files = FederationDir(three.dir("bank"))
+        peers = PeerChannels(files, files.require().manifest.members)
+        try:
+            client = LogClient.for_bundle(peers.get("hub"), bundle, quorum_wait=30.0)
+            cp = await client.checkpoint()
+            assert [c.witness for c in cp.verified.cosignatures] == ["numbind.demo/witness/bank"]
+
+            _join(three, "net")  # the hub signs the next manifest version, naming net
+            await three.stop("hub")  # its TLS roots gain net's CA on restart
+            await three.start("hub", **FAST)
+            _append(three)
+            client.quorum_wait = 1.5
+            with pytest.raises(LogProofError) as refused:
+                await client.checkpoint()
+            assert "numbind.demo/witness/net" in str(refused.value)
+            # The newer manifest came with the checkpoint and replaced the bundle's.
+            held = client.federation.held if client.federation else None
+            assert held is not None and held.manifest.member("net") is not None
+            assert (bundle / "manifest.note").read_bytes() == held.data
+
+            await three.start("net", **FAST)
+            client.quorum_wait = 30.0
+            cp = await client.checkpoint()
+            assert {c.witness for c in cp.verified.cosignatures} == {
+                f"numbind.demo/witness/{m}" for m in MEMBERS
+            }
+        finally:
+            await peers.close()
+            await asyncio.sleep(0)

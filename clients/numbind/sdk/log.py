@@ -194,6 +194,24 @@ class LogClient:
             raise LogProofError("unknown-key", f"pinned log key: {exc.message}") from None
         return Checkpointed(bytes(resp.checkpoint), verified, vkey)
 
+    async def _covering(self, size: int) -> Checkpointed:
+        """A verified checkpoint of at least `size` leaves: the newest one with the
+        cosignatures the policy wants may predate fresh leaves until the witnesses' next
+        round, so it is asked for again until `quorum_wait` ends."""
+        deadline = time.monotonic() + self.quorum_wait
+        while True:
+            cp = await self.checkpoint()
+            left = deadline - time.monotonic()
+            if cp.size >= size:
+                return cp
+            if left <= 0:
+                raise LogProofError(
+                    "quorum",
+                    f"no checkpoint with the cosignatures the policy wants covers leaf "
+                    f"{size - 1} yet (the newest is of size {cp.size})",
+                )
+            await asyncio.sleep(min(0.5, left))
+
     def _trust_for(self, manifest: bytes, offered_key: str) -> LogTrust:
         named = None
         if self.federation is not None:
@@ -210,7 +228,7 @@ class LogClient:
         self, indices: Sequence[int], *, checkpoint: Checkpointed | None = None
     ) -> list[ProvedLeaf]:
         """Inclusion of each leaf in one verified checkpoint, openings checked."""
-        cp = checkpoint or await self.checkpoint()
+        cp = checkpoint or await self._covering(max(indices, default=-1) + 1)
         out: list[ProvedLeaf] = []
         for i in range(0, len(indices), _BATCH):
             chunk = list(indices[i : i + _BATCH])

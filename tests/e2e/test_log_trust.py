@@ -9,6 +9,7 @@ member added) changes what is required.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import grpc
@@ -26,7 +27,9 @@ from numbind.registry.storage import log
 from numbind.sdk.log import LogClient, LogProofError
 from numbind.v1 import log_pb2, log_pb2_grpc
 
+from tests.e2e._fed_story import add
 from tests.e2e._federation import fed, ok
+from tests.e2e._log import cli
 from tests.e2e._three import MEMBERS, Three, free_address, make_three, running
 
 FAST = {"log_witness_seconds": 0.2, "log_checkpoint_seconds": 0.2}
@@ -194,3 +197,23 @@ async def test_a_member_added_to_the_manifest_is_required_from_then_on(tmp_path:
         finally:
             await peers.close()
             await asyncio.sleep(0)
+
+
+async def test_log_commands_default_to_the_manifest_policy_and_say_what_is_missing(
+    pristine: Three, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with running(pristine, "hub", "bank", **FAST) as three:
+        cm = add(three, "hub", "carrier", "cm")
+        assert (cm.directory / "federation.vkey").exists()
+        _append(three)
+        base = ("log", "checkpoint", "--bundle", cm.directory, "--quorum-wait", "1")
+        rc, _, err = await cli(capsys, *base)
+        assert rc != 0
+        assert "quorum" in err and "numbind.demo/witness/net" in err
+        bank = load_or_create_witness(three.dir("bank")).verifier.vkey()
+        for flags in (("--witness", bank), ("--no-witnesses",)):
+            rc, out, err = await cli(capsys, *base, "--json", *flags)
+            assert rc == 0, err
+            assert json.loads(out)["origin"] == "numbind.demo/log"
+        # The log key is the manifest's: no key was pinned on first use.
+        assert not (cm.directory / "log.vkey").exists()

@@ -98,9 +98,9 @@ def test_refuses_misnamed_shared_or_malformed_keys(cas: list[CertificateAuthorit
     twin = seed.renamed(witness_key_name("demo", "m2")).verifier.vkey()
     with pytest.raises(MalformedManifest, match="share one witness key"):
         _manifest(cas, m1=seed.verifier.vkey(), m2=twin)
-    with pytest.raises(MalformedManifest, match="log.key"):
+    with pytest.raises(MalformedManifest, match=r"log\.key"):
         LogInfo("numbind.demo/log", note.Ed25519Signer.generate("other/log").verifier.vkey())
-    with pytest.raises(MalformedManifest, match="log.key"):
+    with pytest.raises(MalformedManifest, match=r"log\.key"):
         LogInfo("numbind.demo/log", "not a key")
     with pytest.raises(MalformedManifest, match="witness_key"):
         replace(_manifest(cas, log=log_key).members[1], witness_key=log_key)  # not type 0x04

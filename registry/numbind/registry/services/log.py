@@ -35,6 +35,8 @@ from numbind.registry.storage.db import Database, Session
 _log = logging.getLogger(__name__)
 
 MAX_PROOFS = 1000
+# Checkpoints signed between two prunings of the old ones (storage.log.prune_checkpoints).
+_PRUNE_EVERY = 64
 MAX_LEAVES = 10_000
 
 
@@ -93,6 +95,7 @@ class LogService:
         self._witnesses = {(w.name, w.key_id): w for w in witnesses}
         # The federation manifest installed now (None: a federation of one).
         self.manifest = manifest
+        self._published = 0
 
     @property
     def origin(self) -> str:
@@ -112,6 +115,12 @@ class LogService:
         text = Checkpoint(self.origin, edge.size, edge.root()).text()
         signed = note.sign_note(text, self._signer)
         stored = self._db.transact(lambda s: log.put_checkpoint(s, edge.size, signed))
+        # Old checkpoints are pruned now and then (reading the kept window costs a scan).
+        if self._published % _PRUNE_EVERY == 0:
+            pruned = self._db.transact(log.prune_checkpoints)
+            if pruned:
+                _log.debug("log: pruned %d old checkpoints", pruned)
+        self._published += 1
         return edge.size, stored
 
     async def checkpoint(self, min_cosignatures: int = 0) -> tuple[int, bytes]:

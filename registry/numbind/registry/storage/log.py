@@ -32,7 +32,7 @@ from numbind.registry.storage.models import (
     WitnessAlarmRow,
     WitnessStateRow,
 )
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 
@@ -270,6 +270,40 @@ def put_checkpoint(session: Session, size: int, note: bytes) -> bytes:
 
 def replace_checkpoint(session: Session, size: int, note: bytes) -> None:
     session.execute(update(LogCheckpointRow).where(LogCheckpointRow.size == size).values(note=note))
+
+
+# Newest checkpoints kept whole: several minutes at one a second, so a witness (every few
+# seconds) always finds the one it fetched when it comes back to cosign it. Well inside
+# latest_cosigned's scan, which must also reach the older ones `prune_checkpoints` keeps.
+KEEP_CHECKPOINTS = 256
+
+
+def prune_checkpoints(session: Session, keep: int = KEEP_CHECKPOINTS) -> int:
+    """Delete checkpoints no one needs; return how many.
+
+    Kept: the newest `keep`, and beyond them each checkpoint that carries more cosignatures
+    than every newer one (at most one per cosignature count), so `latest_cosigned(k)` gives
+    the same answer after pruning as before, for every k. Nothing else reads old
+    checkpoints: a consistency proof from any old size is computed from the stored subtree
+    hashes (`StoredTree`), never from a checkpoint, and an auditor or witness keeps the
+    checkpoint it verified itself (its state file, `witness_state`).
+    """
+    best = -1
+    doomed: list[int] = []
+    rows = session.execute(
+        select(LogCheckpointRow.size, LogCheckpointRow.note).order_by(LogCheckpointRow.size.desc())
+    )
+    for n, (size, signed) in enumerate(rows):
+        cosigned = signed.count(_SIGNATURE_LINE) - 1
+        if n < keep or cosigned > best:
+            best = max(best, cosigned)
+        else:
+            doomed.append(int(size))
+    for i in range(0, len(doomed), _CHUNK):
+        session.execute(
+            delete(LogCheckpointRow).where(LogCheckpointRow.size.in_(doomed[i : i + _CHUNK]))
+        )
+    return len(doomed)
 
 
 # -- this registry as a witness ---------------------------------------------------------

@@ -22,6 +22,7 @@ from numbind.registry import operator
 from numbind.registry.domain.logged import LogLeaf
 from numbind.registry.federation.channel import PeerChannels
 from numbind.registry.federation.files import FederationDir
+from numbind.registry.federation.witness import alarms_in
 from numbind.registry.log_key import load_or_create, load_or_create_witness
 from numbind.registry.storage import log
 from numbind.sdk.log import LogClient, LogProofError
@@ -217,3 +218,22 @@ async def test_log_commands_default_to_the_manifest_policy_and_say_what_is_missi
             assert json.loads(out)["origin"] == "numbind.demo/log"
         # The log key is the manifest's: no key was pinned on first use.
         assert not (cm.directory / "log.vkey").exists()
+
+
+async def test_a_member_witnesses_only_the_log_key_the_manifest_names(pristine: Three) -> None:
+    # The hub's log key is swapped for another of the same origin before the members ever
+    # saw it: on first use a member would have pinned it; the manifest names the old one.
+    key_file = pristine.dir("hub") / "log" / "log.key"
+    swapped = note.Ed25519Signer.generate("numbind.demo/log")
+    key_file.write_text(swapped.skey() + "\n")
+    async with running(pristine, "hub", "bank", **FAST) as three:
+        _append(three)
+        for _ in range(150):
+            alarms = alarms_in(three.settings("bank").effective_database_url)
+            if alarms:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("bank never raised an alarm")
+        assert alarms[0]["failure"] == "unknown-key"
+        assert alarms[0]["origin"] == "numbind.demo/log"

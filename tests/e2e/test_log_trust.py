@@ -17,7 +17,7 @@ import pytest
 from numbind.protocol import note
 from numbind.protocol.checkpoint import CosignatureSigner
 from numbind.protocol.log_entries import canonical
-from numbind.protocol.manifest import open_manifest
+from numbind.protocol.manifest import open_manifest, sign_manifest
 from numbind.registry import operator
 from numbind.registry.domain.logged import LogLeaf
 from numbind.registry.federation.channel import PeerChannels
@@ -237,3 +237,43 @@ async def test_a_member_witnesses_only_the_log_key_the_manifest_names(pristine: 
             pytest.fail("bank never raised an alarm")
         assert alarms[0]["failure"] == "unknown-key"
         assert alarms[0]["origin"] == "numbind.demo/log"
+
+
+def test_manifests_from_before_gain_the_log_and_witness_keys(tmp_path: Path) -> None:
+    """A member that joined without a witness key sends it by requesting again; a manifest
+    without the log gains it at `federation refresh`."""
+    three = Three(tmp_path, {n: free_address() for n in ("hub", "bank")}, {})
+    for name in ("hub", "bank"):
+        ok("admin", "init", "--data-dir", three.dir(name))
+    fed("init", three.dir("hub"), "--id", "demo", "--address", three.addresses["hub"])
+    req, grant = tmp_path / "bank.req", tmp_path / "bank.grant"
+    fed(
+        "request", three.dir("bank"), "--id", "bank", "--address", three.addresses["bank"],
+        "--out", req,
+    )  # fmt: skip
+    old_style = json.loads(req.read_text())
+    del old_style["witness_public_key"]
+    req.with_suffix(".old").write_text(json.dumps(old_style))
+    fed("add-member", three.dir("hub"), req.with_suffix(".old"), "--out", grant)
+    hub = FederationDir(three.dir("hub"))
+    before = hub.require().manifest
+    assert before.member("bank") is not None and before.member("bank").witness is None  # type: ignore[union-attr]
+
+    fed("add-member", three.dir("hub"), req, "--out", grant)
+    after = hub.require().manifest
+    assert after.version == before.version + 1
+    assert after.witness_policy().witnesses == (
+        load_or_create_witness(three.dir("bank")).renamed("numbind.demo/witness/bank").verifier,
+    )
+
+    # A manifest without the log (as signed before it was named there) gains it at refresh.
+    key = hub.load_key()
+    assert key is not None
+    stripped = sign_manifest(after.successor(issued_at=after.issued_at + 1, log=None), key)
+    hub.write_manifest(stripped)
+    assert hub.require().manifest.log is None
+    fed("refresh", three.dir("hub"))
+    refreshed = hub.require().manifest
+    assert refreshed.log is not None
+    assert refreshed.log.key == load_or_create(three.dir("hub")).verifier.vkey()
+    assert refreshed.version == stripped.version + 1

@@ -29,7 +29,7 @@ from numbind.sdk.log import LogClient, LogProofError
 from numbind.v1 import log_pb2, log_pb2_grpc
 
 from tests.e2e._fed_story import add
-from tests.e2e._federation import fed, ok
+from tests.e2e._federation import fed, ok, show
 from tests.e2e._log import cli
 from tests.e2e._three import MEMBERS, Three, free_address, make_three, running
 
@@ -72,6 +72,12 @@ def test_the_manifest_names_the_hubs_log_and_every_members_witness_key(
     assert [w.vkey() for w in policy.witnesses] == [
         load_or_create_witness(pristine.dir(m)).verifier.vkey() for m in MEMBERS
     ]
+    shown = show(pristine.dir("hub"))  # `federation show --json`
+    assert shown["log"] == {"origin": "numbind.demo/log", "key": manifest.log.key}
+    assert {m["id"]: m["witness_key"] for m in shown["members"]} == {
+        "hub": None,
+        **{m: load_or_create_witness(pristine.dir(m)).verifier.vkey() for m in MEMBERS},
+    }
     # The bundles the hub hands out hold the manifest and the key to check it under.
     bundle = _admin_bundle(pristine)
     key = note.Ed25519Verifier.parse((bundle / "federation.vkey").read_text().strip())

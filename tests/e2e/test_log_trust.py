@@ -128,6 +128,14 @@ async def test_a_cosignature_by_a_key_the_manifest_does_not_name_does_not_count(
             stub = log_pb2_grpc.LogStub(peers.get("hub"))
             resp = await stub.GetCheckpoint(log_pb2.GetCheckpointRequest(), timeout=10)
             text, _ = note.split_note(bytes(resp.checkpoint))
+            # The manifest comes along only for a caller holding an older one.
+            held = FederationDir(three.dir("hub")).require().signed
+            assert bytes(resp.manifest) == held.data
+            for version, sent in ((held.version - 1, held.data), (held.version, b"")):
+                again = await stub.GetCheckpoint(
+                    log_pb2.GetCheckpointRequest(manifest_version=version), timeout=10
+                )
+                assert bytes(again.manifest) == sent
             # bank's first cosignature, under its own name but not the key the manifest
             # names: pinned on first use before, refused now.
             impostor = CosignatureSigner.generate("numbind.demo/witness/bank")

@@ -177,7 +177,9 @@ class LogClient:
         try:
             resp = await self._call(
                 self._stub.GetCheckpoint,
-                log_pb2.GetCheckpointRequest(min_cosignatures=policy.quorum),
+                log_pb2.GetCheckpointRequest(
+                    min_cosignatures=policy.quorum, manifest_version=self._manifest_version()
+                ),
             )
         except Refused as exc:  # no checkpoint is witnessed enough (yet)
             wanted = ", ".join(w.name for w in policy.witnesses)
@@ -211,6 +213,10 @@ class LogClient:
                     f"{size - 1} yet (the newest is of size {cp.size})",
                 )
             await asyncio.sleep(min(0.5, left))
+
+    def _manifest_version(self) -> int:
+        held = self.federation.held if self.federation is not None else None
+        return held.version if held is not None else 0
 
     def _trust_for(self, manifest: bytes, offered_key: str) -> LogTrust:
         named = None

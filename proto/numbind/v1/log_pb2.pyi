@@ -53,18 +53,24 @@ class GetCheckpointRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MIN_COSIGNATURES_FIELD_NUMBER: _builtins.int
+    MANIFEST_VERSION_FIELD_NUMBER: _builtins.int
     min_cosignatures: _builtins.int
     """0: the newest checkpoint. N: the newest one that already carries at least N witness
     cosignatures (what a client whose policy asks for N proves against).
+    """
+    manifest_version: _builtins.int
+    """The version of the federation manifest the caller holds (0: none): the response
+    carries the registry's manifest only when it is newer.
     """
     def __init__(
         self,
         *,
         min_cosignatures: _builtins.int = ...,
+        manifest_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_cosignatures", b"min_cosignatures"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["manifest_version", b"manifest_version", "min_cosignatures", b"min_cosignatures"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -86,9 +92,10 @@ class GetCheckpointResponse(_message.Message):
     """
     tree_size: _builtins.int
     manifest: _builtins.bytes
-    """The federation manifest this registry holds, exactly as signed (empty for a registry
-    with no federation). A client verifies it under the federation key it pinned and,
-    when newer than the one it holds, takes its log key and witness keys as its policy.
+    """The federation manifest this registry holds, exactly as signed, when newer than the
+    request's manifest_version (else empty; always empty with no federation). A client
+    verifies it under the federation key it pinned and takes its log key and witness
+    keys as its policy.
     """
     def __init__(
         self,

@@ -29,7 +29,9 @@ class LogServicer(log_pb2_grpc.LogServicer):
             checkpoint=signed,
             log_key=self._service.log_key,
             tree_size=size,
-            manifest=held.data if held is not None else b"",
+            manifest=(
+                held.data if held is not None and held.version > request.manifest_version else b""
+            ),
         )
 
     async def GetInclusionProof(

@@ -15,6 +15,7 @@ key pinned on first use and no cosignatures: there is no witness to ask for.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +82,9 @@ class FederationTrust:
         except StaleManifest:
             return False
         if self._path is not None:
-            write_atomically(self._path, data, 0o600)
+            # Kept for the next run; a bundle on a read-only mount still holds it in memory.
+            with contextlib.suppress(OSError):
+                write_atomically(self._path, data, 0o600)
         return True
 
     def trust_for(self, offered_log_key: str) -> LogTrust | None:

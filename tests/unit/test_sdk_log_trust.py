@@ -3,6 +3,7 @@ takes for the hub's log."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,19 @@ def test_a_bundle_without_a_federation_key_is_a_federation_of_one(tmp_path: Path
     (tmp_path / FEDERATION_KEY_FILE).write_text("not a key\n")
     with pytest.raises(FederationError):
         FederationTrust.from_bundle(tmp_path)
+
+
+def test_a_hub_that_kept_a_local_origin_is_told_apart_by_its_key(
+    cas: list[CertificateAuthority], tmp_path: Path
+) -> None:
+    """A hub and a member that both served before joining both sign as numbind.local/log."""
+    key = generate_federation_key("demo")
+    hub_key = note.Ed25519Signer.generate("numbind.local/log").verifier.vkey()
+    signed = _signed(cas, key, 1, 1)
+    local = replace(signed.manifest, log=LogInfo("numbind.local/log", hub_key))
+    write_federation_trust(tmp_path, key.verifier.vkey(), sign_manifest(local, key).data)
+    trust = FederationTrust.from_bundle(tmp_path)
+    assert trust is not None
+    assert trust.trust_for(hub_key) is not None
+    member_key = note.Ed25519Signer.generate("numbind.local/log").verifier.vkey()
+    assert trust.trust_for(member_key) is None

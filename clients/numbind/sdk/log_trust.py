@@ -88,18 +88,27 @@ class FederationTrust:
         return True
 
     def trust_for(self, offered_log_key: str) -> LogTrust | None:
-        """The manifest's key and policy when `offered_log_key` claims the origin of the
-        log the manifest names (the hub's), else None (a log it does not name)."""
+        """The manifest's key and policy when the registry's log is the one the manifest
+        names (the hub's), else None (a log it does not name).
+
+        The hub's log is the one under the manifest's key, or any key claiming the
+        federation's own origin `numbind.<federation>/log` (no member's log has it, so
+        that is a forged log, and the manifest's key makes it fail as "unknown-key"). A hub
+        that kept the origin it had before `federation init` (`numbind.local/log`) shares
+        it with any member that did too, so there only the key itself identifies it."""
         held = self._holder.held
         if held is None or held.manifest.log is None:
             return None
+        log = held.manifest.log
         try:
             offered = note.Ed25519Verifier.parse(offered_log_key)
         except LogError:
             offered = None
-        log = held.manifest.log
-        if offered is not None and offered.name != log.origin:
-            return None
-        # The hub's log (or a registry naming a key we cannot read): the manifest's key,
-        # whatever key the registry names, so a forged log fails as "unknown-key".
-        return LogTrust(log.key, held.manifest.witness_policy(), True)
+        own_origin = f"numbind.{held.manifest.federation}/log"
+        if (
+            offered is None
+            or offered.vkey() == log.key
+            or (offered.name == log.origin and log.origin == own_origin)
+        ):
+            return LogTrust(log.key, held.manifest.witness_policy(), True)
+        return None

@@ -226,10 +226,14 @@ async def test_log_commands_default_to_the_manifest_policy_and_say_what_is_missi
         assert rc != 0
         assert "quorum" in err and "numbind.demo/witness/net" in err
         bank = load_or_create_witness(three.dir("bank")).verifier.vkey()
-        for flags in (("--witness", bank), ("--no-witnesses",)):
+        for flags, policy in (
+            (("--witness", bank), {"witnesses": ["numbind.demo/witness/bank"], "quorum": 1}),
+            (("--no-witnesses",), {"witnesses": [], "quorum": 0}),
+        ):
             rc, out, err = await cli(capsys, *base, "--json", *flags)
             assert rc == 0, err
-            assert json.loads(out)["origin"] == "numbind.demo/log"
+            shown = json.loads(out)
+            assert (shown["origin"], shown["policy"]) == ("numbind.demo/log", policy)
         # The log key is the manifest's: no key was pinned on first use.
         assert not (cm.directory / "log.vkey").exists()
 

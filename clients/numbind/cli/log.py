@@ -175,8 +175,10 @@ def _client(bundle: Bundle, channel: Any, args: argparse.Namespace | None = None
 async def _checkpoint(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     async with secure_channel(bundle) as channel:
-        cp = await _client(bundle, channel, args).checkpoint()
+        client = _client(bundle, channel, args)
+        cp = await client.checkpoint()
     body = cp.verified.checkpoint
+    policy = client.policy_for(cp)
     verified = {c.witness for c in cp.verified.cosignatures}
     cosigs = [
         {"witness": s.name, "verified": s.name in verified}
@@ -189,6 +191,7 @@ async def _checkpoint(args: argparse.Namespace) -> int:
         "root_hash": body.root_hash.hex(),
         "log_key": cp.log_key,
         "cosignatures": cosigs,
+        "policy": {"witnesses": [w.name for w in policy.witnesses], "quorum": policy.quorum},
         "checkpoint": cp.signed.decode(),
     }
     if args.json:
@@ -203,6 +206,8 @@ async def _checkpoint(args: argparse.Namespace) -> int:
             or "none"
         )
         print(f"cosigned by:  {names}")
+        wanted = ", ".join(w.name for w in policy.witnesses) or "no witness"
+        print(f"policy:       {policy.quorum} of {wanted}")
     return 0
 
 

@@ -214,6 +214,10 @@ class LogClient:
                 )
             await asyncio.sleep(min(0.5, left))
 
+    def policy_for(self, checkpoint: Checkpointed) -> WitnessPolicy:
+        """The policy `checkpoint` was held to (the manifest's, for the log it names)."""
+        return self._trust_for(b"", checkpoint.log_key).policy
+
     def _manifest_version(self) -> int:
         held = self.federation.held if self.federation is not None else None
         return held.version if held is not None else 0

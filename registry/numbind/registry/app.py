@@ -19,7 +19,7 @@ from numbind.registry.domain.types import KeyState, now_us
 from numbind.registry.federation.channel import PeerChannels
 from numbind.registry.federation.fanout_client import ManifestMembers
 from numbind.registry.federation.forward import ForwardedTokens
-from numbind.registry.federation.live import LiveManifest
+from numbind.registry.federation.log_trust import LiveManifest
 from numbind.registry.federation.serving import Serving
 from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority

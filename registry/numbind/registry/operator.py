@@ -21,7 +21,7 @@ from numbind.registry.config import Settings, served_address
 from numbind.registry.datadir import private_umask
 from numbind.registry.domain.principals import NewPrincipal
 from numbind.registry.domain.types import Role
-from numbind.registry.federation.live import give_bundle_trust
+from numbind.registry.federation.log_trust import give_bundle_trust
 from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority
 from numbind.registry.services.admin import AdminService

@@ -35,7 +35,7 @@ from numbind.registry.datadir import private_umask
 from numbind.registry.federation.credentials import ensure_peer_cert, load_ca, server_name_warning
 from numbind.registry.federation.files import FederationDir, Installed
 from numbind.registry.federation.join import Grant, JoinRequest
-from numbind.registry.federation.live import give_bundle_trust
+from numbind.registry.federation.log_trust import give_bundle_trust
 from numbind.registry.federation.token_keys import token_service as read_token_service
 from numbind.registry.operator import ADMIN_BUNDLE
 

@@ -32,7 +32,7 @@ from numbind.registry.federation.credentials import (
 )
 from numbind.registry.federation.files import FederationDir, Installed
 from numbind.registry.federation.join import Grant, JoinRequest
-from numbind.registry.federation.live import give_bundle_trust
+from numbind.registry.federation.log_trust import give_bundle_trust
 from numbind.registry.log_key import load_or_create_witness
 from numbind.registry.operator import ADMIN_BUNDLE
 

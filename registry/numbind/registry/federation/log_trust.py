@@ -1,8 +1,10 @@
-"""The manifest installed now, for what must follow it while the registry runs.
+"""The verifiable log's trust from the federation manifest, on the registry's side.
 
-`numbind serve` loads the manifest once (`Serving`); the log's trust must follow later
-versions (a member added, its witness key named) without a restart, as caller trust does
-(`serving.LiveCallers`).
+`LiveManifest`: the log service checks members' cosignatures against the witness keys the
+installed manifest names, and hands the manifest to clients with checkpoints; it follows
+later versions (a member added, its witness key named) without a restart.
+`give_bundle_trust`: bundles issued in a federation carry its key and manifest, so their
+SDK pins the hub's log key and requires its witnesses (numbind.sdk.log_trust).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from numbind.protocol.bundle import Bundle, make_client_key_and_csr
 from numbind.protocol.files import write_private_file
 from numbind.registry.app import reconcile_key_map
 from numbind.registry.config import Settings, served_address
+from numbind.registry.datadir import ADMIN_BUNDLE as ADMIN_BUNDLE  # still operator.ADMIN_BUNDLE
 from numbind.registry.datadir import private_umask
 from numbind.registry.domain.principals import NewPrincipal
 from numbind.registry.domain.types import Role
@@ -30,8 +31,6 @@ from numbind.registry.storage import migrate
 from numbind.registry.storage.db import Database
 
 log = logging.getLogger(__name__)
-
-ADMIN_BUNDLE = "admin-bundle"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from numbind.protocol.manifest import (
     Member,
     MemberRole,
     SignedManifest,
+    TokenService,
     accept_manifest,
     check_address,
     check_federation_id,
@@ -31,13 +32,12 @@ from numbind.protocol.manifest import (
 from numbind.protocol.note import Ed25519Signer
 from numbind.registry import log_key
 from numbind.registry.config import Settings, served_address
-from numbind.registry.datadir import private_umask
+from numbind.registry.datadir import ADMIN_BUNDLE, private_umask
 from numbind.registry.federation.credentials import ensure_peer_cert, load_ca, server_name_warning
 from numbind.registry.federation.files import FederationDir, Installed
 from numbind.registry.federation.join import Grant, JoinRequest
 from numbind.registry.federation.log_trust import give_bundle_trust
 from numbind.registry.federation.token_keys import token_service as read_token_service
-from numbind.registry.operator import ADMIN_BUNDLE
 
 __all__ = [
     "HUB_ROLES",
@@ -46,6 +46,7 @@ __all__ = [
     "InitResult",
     "SignResult",
     "add_member",
+    "follow_token_keys",
     "init",
     "refresh",
     "remove_member",
@@ -286,6 +287,25 @@ def refresh(settings: Settings, *, address: str | None = None) -> SignResult:
         successor = manifest.successor(
             issued_at=_now(), members=members, token_service=token_service, log=log
         )
+        signed = _sign_next(installed, key, successor)
+        fed.write_manifest(signed)
+        return SignResult(signed, True)
+
+
+def follow_token_keys(fed: FederationDir, token_service: TokenService) -> SignResult:
+    """A running hub's token keys changed (`admin rotate-key`, `retire-key`): sign the
+    next version listing them, so members take the new key at once (they accept a token
+    service's answer only under keys the manifest lists). The address stays the
+    manifest's; nothing is signed when the keys are those it already lists."""
+    with fed.locked():
+        installed, key = _hub(fed)
+        manifest = installed.manifest
+        wanted = TokenService(
+            manifest.token_service.address, token_service.active_key_id, token_service.keys
+        )
+        if wanted == manifest.token_service:
+            return SignResult(installed.signed, False)
+        successor = manifest.successor(issued_at=_now(), token_service=wanted)
         signed = _sign_next(installed, key, successor)
         fed.write_manifest(signed)
         return SignResult(signed, True)

@@ -23,7 +23,7 @@ from numbind.protocol.manifest import (
     parse_federation_key,
 )
 from numbind.registry.config import Settings
-from numbind.registry.datadir import private_umask
+from numbind.registry.datadir import ADMIN_BUNDLE, private_umask
 from numbind.registry.federation.credentials import (
     ca_fingerprint,
     ensure_peer_cert,
@@ -34,7 +34,6 @@ from numbind.registry.federation.files import FederationDir, Installed
 from numbind.registry.federation.join import Grant, JoinRequest
 from numbind.registry.federation.log_trust import give_bundle_trust
 from numbind.registry.log_key import load_or_create_witness
-from numbind.registry.operator import ADMIN_BUNDLE
 
 __all__ = ["AcceptResult", "RequestResult", "accept", "install_offered", "request"]
 

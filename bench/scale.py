@@ -67,24 +67,54 @@ def _store_key(url: str) -> tuple[str, list[int]]:
         engine.dispose()
 
 
-def _storage_publish(
-    url: str, batches: list[list[Binding]], platform_pk: int
-) -> tuple[float, float, Any]:
-    """storage.bindings.prepare + upsert per batch, a transaction each: seconds in all and
-    in prepare (Python: digests, sort), and the prepared rows (what the floor writes)."""
+def _storage_and_floor(
+    url: str, conn: Any, batches: list[list[Binding]], platform_pk: int
+) -> tuple[float, float, float, list[list[tuple[Any, ...]]]]:
+    """Per batch: storage.bindings.prepare + upsert (a transaction), and the floor's COPY of
+    the same prepared rows into floor_bindings (a transaction), alternating which goes first,
+    so both meet the same cache, checkpoints and load. Seconds in the storage path, in its
+    prepare (Python: digests, sort), in the floor; and the prepared rows."""
     db = Database(url)
-    prepared = []
-    in_prepare = 0.0
+    prepared: list[list[tuple[Any, ...]]] = []
+    storage_s = in_prepare = floor_s = 0.0
     try:
-        start = time.perf_counter()
-        for bindings in batches:
+        for i, bindings in enumerate(batches):
             t0 = time.perf_counter()
             batch = store.prepare(platform_pk, bindings, time.time_ns() // 1000)
             in_prepare += time.perf_counter() - t0
             prepared.append(batch.rows)
+
+            def storage(b: store.PreparedBatch = batch) -> float:
+                t = time.perf_counter()
+                counts = db.transact(lambda s: store.upsert(s, b))
+                assert counts.inserted == len(b.rows), counts
+                return time.perf_counter() - t
+
+            def floor(b: store.PreparedBatch = batch) -> float:
+                return _fill.copy_rows(conn, _fill.FLOOR_TABLE, [b.rows])
+
+            if i % 2:
+                floor_s += floor()
+                storage_s += storage()
+            else:
+                storage_s += storage()
+                floor_s += floor()
+        return storage_s + in_prepare, in_prepare, floor_s, prepared
+    finally:
+        db.close()
+
+
+def _republish(url: str, batches: list[list[Binding]], platform_pk: int) -> float:
+    """The same bindings published again (a platform's nightly snapshot): every row exists,
+    nothing changes. Seconds."""
+    db = Database(url)
+    try:
+        start = time.perf_counter()
+        for bindings in batches:
+            batch = store.prepare(platform_pk, bindings, time.time_ns() // 1000)
             counts = db.transact(lambda s, b=batch: store.upsert(s, b))  # type: ignore[misc]
-            assert counts.inserted == len(bindings), counts
-        return time.perf_counter() - start, in_prepare, prepared
+            assert counts.unchanged == len(bindings), counts
+        return time.perf_counter() - start
     finally:
         db.close()
 
@@ -132,14 +162,12 @@ def publish_at(url: str, size: int, measure: int, bundles: list[Any], key_id: st
         if bundles:
             plan = Plan.make(measure, 0, 1, seed=size)
             grpc_s = asyncio.run(_grpc_publish(plan, bundles, key_id))
-        # Storage path: `measure` other rows, random tokens, one platform.
+        # Storage path: `measure` other rows, random tokens, one platform; the floor: the
+        # same prepared rows by COPY, batch by batch beside it, so floor_bindings grows as
+        # bindings did.
         rng = random.Random(size)
-        storage_s, prepare_s, rows = _storage_publish(
-            url, _new_bindings(rng, measure, key, b"s"), platform_pks[0]
-        )
-        # Floor: the storage path's rows, then the gRPC path's (re-derived the same way),
-        # so floor_bindings grows as bindings did.
-        copy_s = _fill.copy_rows(conn, _fill.FLOOR_TABLE, rows)
+        batches = _new_bindings(rng, measure, key, b"s")
+        storage_s, prepare_s, copy_s, rows = _storage_and_floor(url, conn, batches, platform_pks[0])
         # Multi-row INSERTs are an order slower: a sample of at most 20,000 rows.
         sample = min(measure, 20_000)
         grpc_rows = [
@@ -155,11 +183,21 @@ def publish_at(url: str, size: int, measure: int, bundles: list[Any], key_id: st
         row("storage: bindings.prepare + upsert", measure / storage_s, "rows/s", floor, label)
         if grpc_s:
             row("registry: PublishBindings, gRPC", measure / grpc_s, "rows/s", floor, label)
+        again = batches[: max(1, len(batches) // 5)]
+        again_s = _republish(url, again, platform_pks[0])
+        again_n = sum(map(len, again))
+        row(
+            f"storage: the same {again_n:,} again (unchanged)",
+            again_n / again_s,
+            "rows/s",
+            floor,
+            label,
+        )
         lookup_s = _lookup_seconds(conn, rows, platform_pks[0])
         print(
-            f"    storage path {storage_s:.1f} s = prepare (Python) {prepare_s:.1f} s + lookup"
-            f" ~{lookup_s:.1f} s (re-run alone) + COPY and commit ~"
-            f"{storage_s - prepare_s - lookup_s:.1f} s; floor COPY {copy_s:.1f} s"
+            f"    storage path {storage_s:.1f} s = prepare (Python) {prepare_s:.1f} s + upsert"
+            f" and commit {storage_s - prepare_s:.1f} s; floor COPY {copy_s:.1f} s; the"
+            f" existing-row lookup alone (re-run, rows present) {lookup_s:.1f} s"
         )
     finally:
         conn.close()
@@ -175,13 +213,15 @@ def storage_only(url: str, sizes: list[int], measure: int) -> int:
 
         def register(session: Any) -> None:
             for i in range(PLATFORMS):
-                principals.register(session, "platform", f"scale-p{i:02d}")
+                if principals.find(session, "platform", f"scale-p{i:02d}") is None:
+                    principals.register(session, "platform", f"scale-p{i:02d}")
 
         db.transact(register)
     finally:
         db.close()
     conn = _fill.connect(url)
-    _fill.create_floor_table(conn)
+    if not _fill.table_exists(conn, _fill.FLOOR_TABLE):
+        _fill.create_floor_table(conn)
     conn.close()
     for size in sizes:
         print(f"\n  publish at {size:,} bindings, {measure:,} rows each way", flush=True)
@@ -221,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         help="publish part only, storage path and floors, no registry processes",
     )
     parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="with --storage-only: keep the tables of an earlier run (a 10M fill) and add to them",
+    )
+    parser.add_argument(
         "--parts",
         default=",".join(PARTS),
         help=f"comma-separated subset of {','.join(PARTS)} (all by default)",
@@ -238,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scale: skipped, PostgreSQL unreachable at {url}: {why}")
         return 0
     print(f"scale: PostgreSQL {url.rsplit('@', 1)[-1]}, {os.cpu_count()} CPUs, sizes {sizes}")
-    reset_schema(url)
+    if not (args.keep and args.storage_only):
+        reset_schema(url)
     if args.storage_only:
         return storage_only(url, sizes, args.measure)
     with _live.data_dir(url) as data:

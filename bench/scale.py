@@ -7,9 +7,12 @@
    are written three ways into the registry's table and its floor twin:
    - registry: PublishBindings over gRPC + mTLS into process A, 4 calls in flight;
    - storage: the registry's storage write path in this process (storage.bindings
-     prepare + upsert, a transaction per batch: the existing-row lookup and the insert);
-   - floor: the same rows by COPY, a transaction per batch, into floor_bindings (and,
-     for reference, by multi-row INSERTs).
+     prepare + upsert, a transaction per batch);
+   - floor: the same rows by COPY, a transaction per batch, into floor_bindings,
+     alternating batch by batch with the storage path (same cache, load, checkpoints);
+     for reference also by multi-row INSERTs.
+   Then a fifth of the storage path's rows again, unchanged (a nightly snapshot: the
+   existing-row lookup path), and that lookup alone over all of them.
 2. Holder QueryBindings p50/p99 at the largest size (--queries sequential calls, numbers
    with 10 bindings each).
 3. Cross-process event latency: a carrier reports one REISSUED number at a time to
@@ -20,9 +23,11 @@
    orders over 1,000,000 bindings) on PostgreSQL and on SQLite, one after the other.
 
 PostgreSQL: --database-url, else NUMBIND_BENCH_DATABASE_URL, else the local
-numbind_bench database. Its public schema is dropped and rebuilt. Unreachable: skipped.
+numbind_bench database. Its public schema is dropped and rebuilt (not with --storage-only
+--keep, which adds to an earlier run's tables). Unreachable: skipped.
 
     .venv/bin/python -m bench.scale [--full] [--sizes N,N] [--measure N] [--events N]
+    .venv/bin/python -m bench.scale --storage-only [--keep] --sizes 10000000 --measure 100000
 """
 
 from __future__ import annotations

@@ -23,6 +23,13 @@ from tests.faults import checker
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# Every PostgreSQL store the tests build (storage tests, registries in-process and as
+# child processes) gets 4 hash partitions per growing table instead of the default 16: the
+# same schema and routing by token at a quarter of the DDL, which is most of a migration's
+# time. tests/storage/test_migrations.py checks the default 16 and the --partitions
+# parameter with this variable unset and set otherwise.
+os.environ.setdefault("NUMBIND_PARTITIONS", "4")
+
 
 def worker_database_url(url: str, worker: str) -> str:
     """`url` with the xdist worker's name appended to its database name (as it is without

@@ -4,8 +4,9 @@ Each test gets a fresh stack: an in-process registry (orders go overdue after 3 
 platforms consuming their feeds (one refuses with a reason, one is slow, one is offline,
 one has a 64-character name with no space in it), a subscriber store with a reissued
 number and a subscriber with nothing bound, and the app under uvicorn on a free port, and a
-fresh browser context; one Chromium serves the whole run. Screenshots land in the test's own tmp dir (``shots/``). Without Debian's chromium the
-tests skip, except under CI=true, where that is a failure.
+fresh browser context; one Chromium serves the whole run. Screenshots land in the test's
+own tmp dir (``shots/``). Without Debian's chromium the tests skip, except under CI=true,
+where that is a failure.
 """
 
 from __future__ import annotations

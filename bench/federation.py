@@ -81,6 +81,16 @@ ENV = {
 }
 
 
+def _serve_module(name: str) -> list[str]:
+    """`numbind`, or under cProfile (bench._profiled) when NUMBIND_BENCH_PROFILE names a
+    directory: each server's profile lands there as NAME.pstats when it stops."""
+    where = os.environ.get("NUMBIND_BENCH_PROFILE")
+    if not where:
+        return ["numbind.cli"]
+    Path(where).mkdir(parents=True, exist_ok=True)
+    return ["bench._profiled", str(Path(where) / f"{name}.pstats")]
+
+
 @contextmanager
 def federation_processes() -> Iterator[dict[str, ServerProcess]]:
     """hub + members, joined by the federation files, each serving in its own process."""
@@ -107,7 +117,7 @@ def federation_processes() -> Iterator[dict[str, ServerProcess]]:
             for n in names:
                 with open(logs[n], "wb") as log:
                     procs[n] = subprocess.Popen(
-                        [PY, "-m", "numbind.cli", "serve", "--data-dir", str(data[n]),
+                        [PY, "-m", *_serve_module(n), "serve", "--data-dir", str(data[n]),
                          "--listen", listen[n]],
                         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ENV},
                     )  # fmt: skip

@@ -38,6 +38,13 @@ log = logging.getLogger(__name__)
 # How often a follower's stream looks for entries another hub process appended.
 _POLL_SECONDS = 1.0
 
+# Entries a member applies per transaction. A carrier's batch of 10,000 numbers arrives in
+# a few stream messages; applied whole, its first order could reach a platform only after
+# the last entry's orders were written (seconds), and every other writer (acks, feeds)
+# queued behind it. In chunks, each committed in order with the cursor, the first orders
+# are in a feed after the first chunk and the feeds drain while the rest is applied.
+APPLY_CHUNK = 250
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -131,7 +138,12 @@ class Replica:
         lifecycle: LifecycleService,
         source: str,
         on_rekey: Callable[[], None] | None = None,
+        *,
+        chunk: int = APPLY_CHUNK,
     ) -> None:
+        if chunk < 1:
+            raise ValueError(f"chunk: got {chunk}, want at least 1")
+        self._chunk = chunk
         self._db = db
         self._tokens = tokens
         self._lifecycle = lifecycle
@@ -167,8 +179,26 @@ class Replica:
         )
 
     async def apply(self, entries: list[Entry], head_seq: int, head_recorded_us: int) -> Applied:
+        """Apply `entries` in order, in chunks of at most `chunk` entries: one transaction
+        each (its events' orders and feed events, number states, and the cursor together),
+        the chunk's platforms woken as it commits. A chunk that fails (a gap) leaves the
+        chunks before it applied and the cursor after them; the follower resumes there."""
         hub = await self._hub_principal()
+        applied_seq = None
+        count = orders = 0
+        for start in range(0, len(entries), self._chunk):
+            part = await self._apply_chunk(
+                hub, entries[start : start + self._chunk], head_seq, head_recorded_us
+            )
+            applied_seq = part.applied_seq
+            count, orders = count + part.entries, orders + part.orders
+        if applied_seq is None:
+            applied_seq = (await self.cursor()).applied_seq
+        return Applied(applied_seq, count, orders)
 
+    async def _apply_chunk(
+        self, hub: Principal, entries: list[Entry], head_seq: int, head_recorded_us: int
+    ) -> Applied:
         def act(session: Session, view: KeyView) -> dict[str, Any]:
             at = replication.cursor(session, self._source, lock=True)
             fresh = [e for e in entries if e.seq > at.applied_seq]

@@ -1,4 +1,6 @@
-"""`numbind` under cProfile in every thread (the event loop and the database pool alike).
+"""`numbind` under cProfile in every thread (the event loop and the database pool alike),
+timed by each thread's CPU time: waits (for the store's one write connection, the GIL,
+the network) are not counted, so what it shows is where the CPU goes.
 
     python -m bench._profiled OUT.pstats serve --data-dir D ...
 
@@ -13,6 +15,7 @@ import cProfile
 import pstats
 import sys
 import threading
+import time
 from typing import Any
 
 _profiles: list[cProfile.Profile] = []
@@ -21,7 +24,7 @@ _lock = threading.Lock()
 
 def _profiled_run(original: Any) -> Any:
     def run(self: threading.Thread) -> None:
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.thread_time)
         with _lock:
             _profiles.append(profile)
         profile.enable()
@@ -38,7 +41,7 @@ def main() -> None:
     threading.Thread.run = _profiled_run(threading.Thread.run)  # type: ignore[method-assign]
     from numbind.cli import main as cli_main
 
-    profile = cProfile.Profile()
+    profile = cProfile.Profile(time.thread_time)
     _profiles.append(profile)
     sys.argv = ["numbind", *args]
     profile.enable()

@@ -73,14 +73,15 @@ class _Lifecycle:
         self.woken_at.append(committed.applied_seq)
 
 
-def _replica(db: Database, chunk: int) -> tuple[Replica, _Lifecycle]:
+def _replica(db: Database, first: int, most: int) -> tuple[Replica, _Lifecycle]:
     lifecycle = _Lifecycle(db)
     replica = Replica(
         db,
         cast(TokenMapper, _Tokens(db)),
         cast(LifecycleService, lifecycle),
         HUB,
-        chunk=chunk,
+        first_chunk=first,
+        chunk=most,
     )
     return replica, lifecycle
 
@@ -92,20 +93,21 @@ def _entries(seqs: list[int]) -> list[Entry]:
 def test_a_batch_is_applied_in_chunks_each_committed_before_its_platforms_wake(
     db: Database,
 ) -> None:
-    replica, lifecycle = _replica(db, chunk=2)
-    applied = asyncio.run(replica.apply(_entries([1, 2, 3, 4, 5]), 9, 109))
-    assert (applied.applied_seq, applied.entries, applied.orders) == (5, 5, 5)
-    assert [len(c) for c in lifecycle.applied] == [2, 2, 1]
+    replica, lifecycle = _replica(db, 1, 4)
+    applied = asyncio.run(replica.apply(_entries(list(range(1, 12))), 19, 119))
+    assert (applied.applied_seq, applied.entries, applied.orders) == (11, 11, 11)
+    # The first chunk small, each next twice the last, up to the most.
+    assert [len(c) for c in lifecycle.applied] == [1, 2, 4, 4]
     # Each chunk's platforms are woken after its commit, the cursor past that chunk.
-    assert lifecycle.woken_at == [2, 4, 5]
+    assert lifecycle.woken_at == [1, 3, 7, 11]
     # Delivered again (a reconnect before the ack): nothing is applied twice.
-    again = asyncio.run(replica.apply(_entries([3, 4, 5, 6]), 9, 109))
-    assert (again.applied_seq, again.entries) == (6, 1)
-    assert lifecycle.applied[-1] == [bytes([6]) * 32]
+    again = asyncio.run(replica.apply(_entries([9, 10, 11, 12]), 19, 119))
+    assert (again.applied_seq, again.entries) == (12, 1)
+    assert lifecycle.applied[-1] == [bytes([12]) * 32]
 
 
 def test_a_gap_keeps_the_chunks_before_it_and_resumes_from_them(db: Database) -> None:
-    replica, lifecycle = _replica(db, chunk=2)
+    replica, lifecycle = _replica(db, 2, 2)
     with pytest.raises(FailedPrecondition, match="got seq 5, want 4"):
         asyncio.run(replica.apply(_entries([1, 2, 3, 5]), 9, 109))
     assert asyncio.run(replica.cursor()).applied_seq == 2
@@ -114,7 +116,7 @@ def test_a_gap_keeps_the_chunks_before_it_and_resumes_from_them(db: Database) ->
 
 
 def test_an_empty_batch_answers_the_cursor(db: Database) -> None:
-    replica, lifecycle = _replica(db, chunk=2)
+    replica, lifecycle = _replica(db, 2, 2)
     asyncio.run(replica.apply(_entries([1]), 1, 101))
     assert asyncio.run(replica.apply([], 1, 101)).applied_seq == 1
     assert len(lifecycle.applied) == 1

@@ -42,8 +42,11 @@ _POLL_SECONDS = 1.0
 # a few stream messages; applied whole, its first order could reach a platform only after
 # the last entry's orders were written (seconds), and every other writer (acks, feeds)
 # queued behind it. In chunks, each committed in order with the cursor, the first orders
-# are in a feed after the first chunk and the feeds drain while the rest is applied.
-APPLY_CHUNK = 250
+# are in a feed after the first chunk and the feeds drain while the rest is applied. The
+# first chunk of a message is small (its orders reach the feeds soonest); each next one is
+# twice the last, up to APPLY_CHUNK (fewer transactions through a backlog).
+FIRST_CHUNK = 50
+APPLY_CHUNK = 200
 
 
 @dataclass(frozen=True)
@@ -139,10 +142,12 @@ class Replica:
         source: str,
         on_rekey: Callable[[], None] | None = None,
         *,
+        first_chunk: int = FIRST_CHUNK,
         chunk: int = APPLY_CHUNK,
     ) -> None:
-        if chunk < 1:
-            raise ValueError(f"chunk: got {chunk}, want at least 1")
+        if not 1 <= first_chunk <= chunk:
+            raise ValueError(f"chunks: got {first_chunk}, {chunk}; want 1 <= first <= most")
+        self._first_chunk = first_chunk
         self._chunk = chunk
         self._db = db
         self._tokens = tokens
@@ -179,19 +184,22 @@ class Replica:
         )
 
     async def apply(self, entries: list[Entry], head_seq: int, head_recorded_us: int) -> Applied:
-        """Apply `entries` in order, in chunks of at most `chunk` entries: one transaction
-        each (its events' orders and feed events, number states, and the cursor together),
-        the chunk's platforms woken as it commits. A chunk that fails (a gap) leaves the
-        chunks before it applied and the cursor after them; the follower resumes there."""
+        """Apply `entries` in order, in chunks (`first_chunk` entries, then each twice the
+        last up to `chunk`): one transaction each (its events' orders and feed events,
+        number states, and the cursor together), the chunk's platforms woken as it commits.
+        A chunk that fails (a gap) leaves the chunks before it applied and the cursor after
+        them; the follower resumes there."""
         hub = await self._hub_principal()
         applied_seq = None
-        count = orders = 0
-        for start in range(0, len(entries), self._chunk):
+        count = orders = start = 0
+        size = self._first_chunk
+        while start < len(entries):
             part = await self._apply_chunk(
-                hub, entries[start : start + self._chunk], head_seq, head_recorded_us
+                hub, entries[start : start + size], head_seq, head_recorded_us
             )
             applied_seq = part.applied_seq
             count, orders = count + part.entries, orders + part.orders
+            start, size = start + size, min(size * 2, self._chunk)
         if applied_seq is None:
             applied_seq = (await self.cursor()).applied_seq
         return Applied(applied_seq, count, orders)

@@ -29,7 +29,7 @@ from numbind.v1 import (
 )
 
 from bench._harness import PY, ServerProcess, free_port, numbind
-from bench.reissue import (
+from bench._reissue_plan import (
     ISSUED,
     REISSUED,
     Plan,

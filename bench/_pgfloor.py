@@ -18,7 +18,7 @@ from numbind.registry.domain.types import EventCause, EventKind, OrderState
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
-from bench.reissue import AppendTimes
+from bench._reissue_floor import AppendTimes
 
 DAY_US = 86_400 * 1_000_000
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from numbind.cli.admin import stats_table
+from numbind.cli.admin_remote import stats_table
 from numbind.protocol import voprf
 from numbind.sdk.admin import OrderCounts, PrincipalUsage, RegistryStats, RekeyProgress
 

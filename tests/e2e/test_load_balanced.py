@@ -172,7 +172,8 @@ async def test_quota_holds_across_three_processes(tmp_path: Path) -> None:
         bundle = c.bundle("platform", "greedy")
         _, element = voprf.blind(phone(1).encode(), voprf.MODE_VOPRF)
         request = tokens_pb2.EvaluateRequest(blinded_elements=[element] * batch)
-        granted = {"r1": 0, "r2": 0, "r3": 0}
+        warmed = {"r1": 0, "r2": 0, "r3": 0}  # warm-up elements granted, one per process
+        granted = {"r1": 0, "r2": 0, "r3": 0}  # batch elements granted after the warm-up
         stubs = []
         for _ in range(3):
             before = await asyncio.to_thread(c.sessions)
@@ -187,7 +188,7 @@ async def test_quota_holds_across_three_processes(tmp_path: Path) -> None:
         one = tokens_pb2.EvaluateRequest(blinded_elements=[element])
         for channel, where in stubs:
             await tokens_pb2_grpc.TokensStub(channel).Evaluate(one)
-            granted[where] += 1
+            warmed[where] += 1
 
         async def spend(channel: grpc.aio.Channel, where: str) -> None:
             stub = tokens_pb2_grpc.TokensStub(channel)
@@ -205,15 +206,19 @@ async def test_quota_holds_across_three_processes(tmp_path: Path) -> None:
         elapsed = time.monotonic() - started
         for channel, _ in stubs:
             await channel.close()
-        total = sum(granted.values())
+        total = sum(warmed.values()) + sum(granted.values())
         allowed = burst + rate * elapsed
         print(
             f"\nquota across 3 processes: granted {total} of {allowed:.0f} allowed "
             f"(burst {burst} + {rate:g}/s x {elapsed:.1f} s) = {total / allowed:.3f}; "
-            f"per process {granted}"
+            f"per process, after one warm-up element each: {granted}"
         )
+        # Issue 14: across the three processes, at most the configured amount (+1 batch).
         assert total <= allowed + batch
-        assert all(v > 0 for v in granted.values())  # every process really granted some
+        # ...and the bound was reached through all three: each process granted at least one
+        # batch from the shared bucket beyond its warm-up element (with a bucket per process
+        # each would grant its own burst, and the bound above would fail).
+        assert all(v >= batch for v in granted.values()), granted
 
 
 async def test_a_suspension_through_one_process_ends_streams_on_all_three(

@@ -37,7 +37,10 @@ from numbind.v1 import (
 from sqlalchemy import MetaData, create_engine, select
 
 from tests.e2e._story import days_ago
+from tests.faults import _bad_admin_requests as admin_req
+from tests.faults import _bad_carrier_requests as carrier_req
 from tests.faults import _bad_inputs as bad
+from tests.faults import _bad_platform_requests as platform_req
 from tests.faults import checker
 from tests.faults._procs import Serve, free_port
 from tests.faults._world import make_world, read_feed, seed
@@ -73,38 +76,40 @@ class Rpc:
 RPCS = {
     r.method: r
     for r in [
-        Rpc("platform", "Tokens", "Evaluate", bad.evaluate, 600),
-        Rpc("carrier", "Carriers", "ReportLifecycle", bad.report_lifecycle, 700),
-        Rpc("carrier", "Holders", "QueryBindings", bad.query_bindings, 600),
-        Rpc("carrier", "Holders", "RequestRevocation", bad.request_revocation, 600),
-        Rpc("carrier", "Holders", "GetRevocation", bad.get_revocation, 500),
-        Rpc("platform", "Platforms", "PublishBindings", bad.publish_bindings, 800),
-        Rpc("platform", "Platforms", "WithdrawBindings", bad.withdraw_bindings, 600),
-        Rpc("platform", "Platforms", "GetDigest", bad.get_digest, 400),
+        Rpc("platform", "Tokens", "Evaluate", carrier_req.evaluate, 600),
+        Rpc("carrier", "Carriers", "ReportLifecycle", carrier_req.report_lifecycle, 700),
+        Rpc("carrier", "Holders", "QueryBindings", carrier_req.query_bindings, 600),
+        Rpc("carrier", "Holders", "RequestRevocation", carrier_req.request_revocation, 600),
+        Rpc("carrier", "Holders", "GetRevocation", carrier_req.get_revocation, 500),
+        Rpc("platform", "Platforms", "PublishBindings", platform_req.publish_bindings, 800),
+        Rpc("platform", "Platforms", "WithdrawBindings", platform_req.withdraw_bindings, 600),
+        Rpc("platform", "Platforms", "GetDigest", platform_req.get_digest, 400),
         Rpc(
             "platform",
             "Platforms",
             "ListBindings",
-            lambda env: bad.list_bindings(env, "ListBindings"),
+            lambda env: platform_req.list_bindings(env, "ListBindings"),
             500,
         ),
         Rpc(
             "platform",
             "Platforms",
             "ListRevokedBindings",
-            lambda env: bad.list_bindings(env, "ListRevokedBindings"),
+            lambda env: platform_req.list_bindings(env, "ListRevokedBindings"),
             400,
         ),
-        Rpc("platform", "Platforms", "CheckReassigned", bad.check_reassigned, 600),
-        Rpc("platform", "Platforms", "StreamEvents", bad.stream_events, 150, streaming=True),
-        Rpc("platform", "Platforms", "AckEvents", bad.ack_events, 700),
-        Rpc("admin", "Admin", "RegisterPlatform", bad.register_platform, 600),
-        Rpc("admin", "Admin", "RegisterCarrier", bad.register_carrier, 600),
-        Rpc("admin", "Admin", "SetPrincipalSuspended", bad.set_suspended, 400),
-        Rpc("admin", "Admin", "SetCarrierAttestationKey", bad.set_attestation_key, 450),
-        Rpc("admin", "Admin", "RotateKey", bad.rotate_key, 300),
-        Rpc("admin", "Admin", "RetireKey", bad.retire_key, 250),
-        Rpc("admin", "Admin", "ExportKey", bad.export_key, 250),
+        Rpc("platform", "Platforms", "CheckReassigned", platform_req.check_reassigned, 600),
+        Rpc(
+            "platform", "Platforms", "StreamEvents", platform_req.stream_events, 150, streaming=True
+        ),
+        Rpc("platform", "Platforms", "AckEvents", platform_req.ack_events, 700),
+        Rpc("admin", "Admin", "RegisterPlatform", admin_req.register_platform, 600),
+        Rpc("admin", "Admin", "RegisterCarrier", admin_req.register_carrier, 600),
+        Rpc("admin", "Admin", "SetPrincipalSuspended", admin_req.set_suspended, 400),
+        Rpc("admin", "Admin", "SetCarrierAttestationKey", admin_req.set_attestation_key, 450),
+        Rpc("admin", "Admin", "RotateKey", admin_req.rotate_key, 300),
+        Rpc("admin", "Admin", "RetireKey", admin_req.retire_key, 250),
+        Rpc("admin", "Admin", "ExportKey", admin_req.export_key, 250),
     ]
 }
 # GetKeys, ListPrincipals, ListKeys and GetStats take no input: nothing to make bad.

@@ -26,7 +26,7 @@ from numbind.protocol.manifest_rules import (
     check_name,
     field_error,
 )
-from numbind.protocol.voprf import ELEMENT_BYTES, VoprfError, deserialize_element
+from numbind.protocol.ristretto import ELEMENT_BYTES, VoprfError, deserialize_element
 
 __all__ = [
     "FORMAT_LINE",

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from numbind.v1 import holders_pb2 as numbind_dot_v1_dot_holders__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17numbind/v1/fanout.proto\x12\nnumbind.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18numbind/v1/holders.proto\"a\n\x0e\x41\x64mittedNumber\x12\r\n\x05token\x18\x01 \x01(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x30\n\x0ctenure_start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x12MemberQueryRequest\x12+\n\x07numbers\x18\x01 \x03(\x0b\x32\x1a.numbind.v1.AdmittedNumber\"G\n\x14MemberNumberBindings\x12/\n\tplatforms\x18\x01 \x03(\x0b\x32\x1c.numbind.v1.PlatformBindings\"H\n\x13MemberQueryResponse\x12\x31\n\x07numbers\x18\x01 \x03(\x0b\x32 .numbind.v1.MemberNumberBindings\"\x9a\x01\n\x13MemberRevokeRequest\x12\x15\n\rrevocation_id\x18\x01 \x01(\t\x12*\n\x06number\x18\x02 \x01(\x0b\x32\x1a.numbind.v1.AdmittedNumber\x12*\n\x05scope\x18\x03 \x01(\x0e\x32\x1b.numbind.v1.RevocationScope\x12\x14\n\x0cplatform_ids\x18\x04 \x03(\t\"&\n\x14MemberRevokeResponse\x12\x0e\n\x06orders\x18\x01 \x01(\r\"0\n\x17MemberRevocationRequest\x12\x15\n\rrevocation_id\x18\x01 \x01(\t\"Z\n\x18MemberRevocationResponse\x12\r\n\x05known\x18\x01 \x01(\x08\x12/\n\tplatforms\x18\x02 \x03(\x0b\x32\x1c.numbind.v1.PlatformProgress2\x91\x02\n\rMemberHolders\x12N\n\x0bMemberQuery\x12\x1e.numbind.v1.MemberQueryRequest\x1a\x1f.numbind.v1.MemberQueryResponse\x12Q\n\x0cMemberRevoke\x12\x1f.numbind.v1.MemberRevokeRequest\x1a .numbind.v1.MemberRevokeResponse\x12]\n\x10MemberRevocation\x12#.numbind.v1.MemberRevocationRequest\x1a$.numbind.v1.MemberRevocationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17numbind/v1/fanout.proto\x12\nnumbind.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18numbind/v1/holders.proto\"a\n\x0e\x41\x64mittedNumber\x12\r\n\x05token\x18\x01 \x01(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x30\n\x0ctenure_start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x12MemberQueryRequest\x12+\n\x07numbers\x18\x01 \x03(\x0b\x32\x1a.numbind.v1.AdmittedNumber\"G\n\x14MemberNumberBindings\x12/\n\tplatforms\x18\x01 \x03(\x0b\x32\x1c.numbind.v1.PlatformBindings\"H\n\x13MemberQueryResponse\x12\x31\n\x07numbers\x18\x01 \x03(\x0b\x32 .numbind.v1.MemberNumberBindings\"\x9a\x01\n\x13MemberRevokeRequest\x12\x15\n\rrevocation_id\x18\x01 \x01(\t\x12*\n\x06number\x18\x02 \x01(\x0b\x32\x1a.numbind.v1.AdmittedNumber\x12*\n\x05scope\x18\x03 \x01(\x0e\x32\x1b.numbind.v1.RevocationScope\x12\x14\n\x0cplatform_ids\x18\x04 \x03(\t\"&\n\x14MemberRevokeResponse\x12\x0e\n\x06orders\x18\x01 \x01(\r\"0\n\x17MemberRevocationRequest\x12\x15\n\rrevocation_id\x18\x01 \x01(\t\"Z\n\x18MemberRevocationResponse\x12\r\n\x05known\x18\x01 \x01(\x08\x12/\n\tplatforms\x18\x02 \x03(\x0b\x32\x1c.numbind.v1.PlatformProgress\".\n\x16MemberPlatformsRequest\x12\x14\n\x0cplatform_ids\x18\x01 \x03(\t\"\'\n\x17MemberPlatformsResponse\x12\x0c\n\x04held\x18\x01 \x03(\t2\xed\x02\n\rMemberHolders\x12N\n\x0bMemberQuery\x12\x1e.numbind.v1.MemberQueryRequest\x1a\x1f.numbind.v1.MemberQueryResponse\x12Q\n\x0cMemberRevoke\x12\x1f.numbind.v1.MemberRevokeRequest\x1a .numbind.v1.MemberRevokeResponse\x12]\n\x10MemberRevocation\x12#.numbind.v1.MemberRevocationRequest\x1a$.numbind.v1.MemberRevocationResponse\x12Z\n\x0fMemberPlatforms\x12\".numbind.v1.MemberPlatformsRequest\x1a#.numbind.v1.MemberPlatformsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,6 +49,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEMBERREVOCATIONREQUEST']._serialized_end=656
   _globals['_MEMBERREVOCATIONRESPONSE']._serialized_start=658
   _globals['_MEMBERREVOCATIONRESPONSE']._serialized_end=748
-  _globals['_MEMBERHOLDERS']._serialized_start=751
-  _globals['_MEMBERHOLDERS']._serialized_end=1024
+  _globals['_MEMBERPLATFORMSREQUEST']._serialized_start=750
+  _globals['_MEMBERPLATFORMSREQUEST']._serialized_end=796
+  _globals['_MEMBERPLATFORMSRESPONSE']._serialized_start=798
+  _globals['_MEMBERPLATFORMSRESPONSE']._serialized_end=837
+  _globals['_MEMBERHOLDERS']._serialized_start=840
+  _globals['_MEMBERHOLDERS']._serialized_end=1205
 # @@protoc_insertion_point(module_scope)

@@ -214,3 +214,47 @@ class MemberRevocationResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___MemberRevocationResponse: _TypeAlias = MemberRevocationResponse  # noqa: Y015
+
+@_typing.final
+class MemberPlatformsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PLATFORM_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def platform_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """1..100 platform ids, as a holder's RequestRevocation names them."""
+
+    def __init__(
+        self,
+        *,
+        platform_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["platform_ids", b"platform_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberPlatformsRequest: _TypeAlias = MemberPlatformsRequest  # noqa: Y015
+
+@_typing.final
+class MemberPlatformsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HELD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def held(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Those of the requested ids that name a platform of this member."""
+
+    def __init__(
+        self,
+        *,
+        held: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["held", b"held"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MemberPlatformsResponse: _TypeAlias = MemberPlatformsResponse  # noqa: Y015

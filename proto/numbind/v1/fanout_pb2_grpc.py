@@ -49,6 +49,11 @@ class MemberHoldersStub:
                 request_serializer=numbind_dot_v1_dot_fanout__pb2.MemberRevocationRequest.SerializeToString,
                 response_deserializer=numbind_dot_v1_dot_fanout__pb2.MemberRevocationResponse.FromString,
                 _registered_method=True)
+        self.MemberPlatforms = channel.unary_unary(
+                '/numbind.v1.MemberHolders/MemberPlatforms',
+                request_serializer=numbind_dot_v1_dot_fanout__pb2.MemberPlatformsRequest.SerializeToString,
+                response_deserializer=numbind_dot_v1_dot_fanout__pb2.MemberPlatformsResponse.FromString,
+                _registered_method=True)
 
 
 class MemberHoldersServicer:
@@ -76,6 +81,14 @@ class MemberHoldersServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MemberPlatforms(self, request, context):
+        """Which of these platform ids are platforms of this member (the hub refuses a holder's
+        revocation naming a platform no member holds).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MemberHoldersServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +106,11 @@ def add_MemberHoldersServicer_to_server(servicer, server):
                     servicer.MemberRevocation,
                     request_deserializer=numbind_dot_v1_dot_fanout__pb2.MemberRevocationRequest.FromString,
                     response_serializer=numbind_dot_v1_dot_fanout__pb2.MemberRevocationResponse.SerializeToString,
+            ),
+            'MemberPlatforms': grpc.unary_unary_rpc_method_handler(
+                    servicer.MemberPlatforms,
+                    request_deserializer=numbind_dot_v1_dot_fanout__pb2.MemberPlatformsRequest.FromString,
+                    response_serializer=numbind_dot_v1_dot_fanout__pb2.MemberPlatformsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +194,33 @@ class MemberHolders:
             '/numbind.v1.MemberHolders/MemberRevocation',
             numbind_dot_v1_dot_fanout__pb2.MemberRevocationRequest.SerializeToString,
             numbind_dot_v1_dot_fanout__pb2.MemberRevocationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MemberPlatforms(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/numbind.v1.MemberHolders/MemberPlatforms',
+            numbind_dot_v1_dot_fanout__pb2.MemberPlatformsRequest.SerializeToString,
+            numbind_dot_v1_dot_fanout__pb2.MemberPlatformsResponse.FromString,
             options,
             channel_credentials,
             insecure,

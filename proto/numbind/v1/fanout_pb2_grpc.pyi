@@ -44,6 +44,10 @@ class MemberHoldersStub:
     """
     MemberRevocation: _grpc.UnaryUnaryMultiCallable[_fanout_pb2.MemberRevocationRequest, _fanout_pb2.MemberRevocationResponse]
     """The member's part of a revocation's progress, per platform."""
+    MemberPlatforms: _grpc.UnaryUnaryMultiCallable[_fanout_pb2.MemberPlatformsRequest, _fanout_pb2.MemberPlatformsResponse]
+    """Which of these platform ids are platforms of this member (the hub refuses a holder's
+    revocation naming a platform no member holds).
+    """
 
 @_typing.type_check_only
 class MemberHoldersAsyncStub(MemberHoldersStub):
@@ -56,6 +60,10 @@ class MemberHoldersAsyncStub(MemberHoldersStub):
     """
     MemberRevocation: _aio.UnaryUnaryMultiCallable[_fanout_pb2.MemberRevocationRequest, _fanout_pb2.MemberRevocationResponse]  # type: ignore[assignment]
     """The member's part of a revocation's progress, per platform."""
+    MemberPlatforms: _aio.UnaryUnaryMultiCallable[_fanout_pb2.MemberPlatformsRequest, _fanout_pb2.MemberPlatformsResponse]  # type: ignore[assignment]
+    """Which of these platform ids are platforms of this member (the hub refuses a holder's
+    revocation naming a platform no member holds).
+    """
 
 class MemberHoldersServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -83,5 +91,15 @@ class MemberHoldersServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_fanout_pb2.MemberRevocationResponse, _abc.Awaitable[_fanout_pb2.MemberRevocationResponse]]:
         """The member's part of a revocation's progress, per platform."""
+
+    @_abc_1.abstractmethod
+    def MemberPlatforms(
+        self,
+        request: _fanout_pb2.MemberPlatformsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_fanout_pb2.MemberPlatformsResponse, _abc.Awaitable[_fanout_pb2.MemberPlatformsResponse]]:
+        """Which of these platform ids are platforms of this member (the hub refuses a holder's
+        revocation naming a platform no member holds).
+        """
 
 def add_MemberHoldersServicer_to_server(servicer: MemberHoldersServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

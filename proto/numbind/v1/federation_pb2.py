@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from numbind.v1 import carriers_pb2 as numbind_dot_v1_dot_carriers__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bnumbind/v1/federation.proto\x12\nnumbind.v1\x1a\x19numbind/v1/carriers.proto\"+\n\x16\x46ollowLifecycleRequest\x12\x11\n\tafter_seq\x18\x01 \x01(\x04\"\xad\x01\n\x08LogEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\r\n\x05token\x18\x04 \x01(\x0c\x12\'\n\x04kind\x18\x05 \x01(\x0e\x32\x19.numbind.v1.LifecycleKind\x12\x14\n\x0c\x65\x66\x66\x65\x63tive_us\x18\x06 \x01(\x03\x12\x13\n\x0brecorded_us\x18\x07 \x01(\x03\x12\x0f\n\x07\x61pplied\x18\x08 \x01(\x08\"<\n\x08KeyDelta\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\tto_key_id\x18\x02 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x0c\"V\n\rTokenKeyState\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\r\n\x05state\x18\x03 \x01(\x05\x12\x12\n\ncreated_us\x18\x04 \x01(\x03\"\x7f\n\x06KeyMap\x12\x14\n\x0cstore_key_id\x18\x01 \x01(\t\x12$\n\x06\x64\x65ltas\x18\x02 \x03(\x0b\x32\x14.numbind.v1.KeyDelta\x12\'\n\x04keys\x18\x03 \x03(\x0b\x32\x19.numbind.v1.TokenKeyState\x12\x10\n\x08manifest\x18\x04 \x01(\x0c\"\x8e\x01\n\x17\x46ollowLifecycleResponse\x12 \n\x04keys\x18\x01 \x01(\x0b\x32\x12.numbind.v1.KeyMap\x12%\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x14.numbind.v1.LogEntry\x12\x10\n\x08head_seq\x18\x03 \x01(\x04\x12\x18\n\x10head_recorded_us\x18\x04 \x01(\x03\"*\n\x13\x41\x63kLifecycleRequest\x12\x13\n\x0b\x61pplied_seq\x18\x01 \x01(\x04\"\x16\n\x14\x41\x63kLifecycleResponse2\xbd\x01\n\nFederation\x12\\\n\x0f\x46ollowLifecycle\x12\".numbind.v1.FollowLifecycleRequest\x1a#.numbind.v1.FollowLifecycleResponse0\x01\x12Q\n\x0c\x41\x63kLifecycle\x12\x1f.numbind.v1.AckLifecycleRequest\x1a .numbind.v1.AckLifecycleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bnumbind/v1/federation.proto\x12\nnumbind.v1\x1a\x19numbind/v1/carriers.proto\"+\n\x16\x46ollowLifecycleRequest\x12\x11\n\tafter_seq\x18\x01 \x01(\x04\"\xc4\x01\n\x08LogEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\r\n\x05token\x18\x04 \x01(\x0c\x12\'\n\x04kind\x18\x05 \x01(\x0e\x32\x19.numbind.v1.LifecycleKind\x12\x14\n\x0c\x65\x66\x66\x65\x63tive_us\x18\x06 \x01(\x03\x12\x13\n\x0brecorded_us\x18\x07 \x01(\x03\x12\x0f\n\x07\x61pplied\x18\x08 \x01(\x08\x12\x15\n\rrevocation_id\x18\t \x01(\t\"<\n\x08KeyDelta\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x11\n\tto_key_id\x18\x02 \x01(\t\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x0c\"V\n\rTokenKeyState\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\x0c\x12\r\n\x05state\x18\x03 \x01(\x05\x12\x12\n\ncreated_us\x18\x04 \x01(\x03\"\x7f\n\x06KeyMap\x12\x14\n\x0cstore_key_id\x18\x01 \x01(\t\x12$\n\x06\x64\x65ltas\x18\x02 \x03(\x0b\x32\x14.numbind.v1.KeyDelta\x12\'\n\x04keys\x18\x03 \x03(\x0b\x32\x19.numbind.v1.TokenKeyState\x12\x10\n\x08manifest\x18\x04 \x01(\x0c\"\x8e\x01\n\x17\x46ollowLifecycleResponse\x12 \n\x04keys\x18\x01 \x01(\x0b\x32\x12.numbind.v1.KeyMap\x12%\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x14.numbind.v1.LogEntry\x12\x10\n\x08head_seq\x18\x03 \x01(\x04\x12\x18\n\x10head_recorded_us\x18\x04 \x01(\x03\"*\n\x13\x41\x63kLifecycleRequest\x12\x13\n\x0b\x61pplied_seq\x18\x01 \x01(\x04\"\x16\n\x14\x41\x63kLifecycleResponse2\xbd\x01\n\nFederation\x12\\\n\x0f\x46ollowLifecycle\x12\".numbind.v1.FollowLifecycleRequest\x1a#.numbind.v1.FollowLifecycleResponse0\x01\x12Q\n\x0c\x41\x63kLifecycle\x12\x1f.numbind.v1.AckLifecycleRequest\x1a .numbind.v1.AckLifecycleResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,19 +35,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FOLLOWLIFECYCLEREQUEST']._serialized_start=70
   _globals['_FOLLOWLIFECYCLEREQUEST']._serialized_end=113
   _globals['_LOGENTRY']._serialized_start=116
-  _globals['_LOGENTRY']._serialized_end=289
-  _globals['_KEYDELTA']._serialized_start=291
-  _globals['_KEYDELTA']._serialized_end=351
-  _globals['_TOKENKEYSTATE']._serialized_start=353
-  _globals['_TOKENKEYSTATE']._serialized_end=439
-  _globals['_KEYMAP']._serialized_start=441
-  _globals['_KEYMAP']._serialized_end=568
-  _globals['_FOLLOWLIFECYCLERESPONSE']._serialized_start=571
-  _globals['_FOLLOWLIFECYCLERESPONSE']._serialized_end=713
-  _globals['_ACKLIFECYCLEREQUEST']._serialized_start=715
-  _globals['_ACKLIFECYCLEREQUEST']._serialized_end=757
-  _globals['_ACKLIFECYCLERESPONSE']._serialized_start=759
-  _globals['_ACKLIFECYCLERESPONSE']._serialized_end=781
-  _globals['_FEDERATION']._serialized_start=784
-  _globals['_FEDERATION']._serialized_end=973
+  _globals['_LOGENTRY']._serialized_end=312
+  _globals['_KEYDELTA']._serialized_start=314
+  _globals['_KEYDELTA']._serialized_end=374
+  _globals['_TOKENKEYSTATE']._serialized_start=376
+  _globals['_TOKENKEYSTATE']._serialized_end=462
+  _globals['_KEYMAP']._serialized_start=464
+  _globals['_KEYMAP']._serialized_end=591
+  _globals['_FOLLOWLIFECYCLERESPONSE']._serialized_start=594
+  _globals['_FOLLOWLIFECYCLERESPONSE']._serialized_end=736
+  _globals['_ACKLIFECYCLEREQUEST']._serialized_start=738
+  _globals['_ACKLIFECYCLEREQUEST']._serialized_end=780
+  _globals['_ACKLIFECYCLERESPONSE']._serialized_start=782
+  _globals['_ACKLIFECYCLERESPONSE']._serialized_end=804
+  _globals['_FEDERATION']._serialized_start=807
+  _globals['_FEDERATION']._serialized_end=996
 # @@protoc_insertion_point(module_scope)

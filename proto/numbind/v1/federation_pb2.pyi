@@ -53,6 +53,7 @@ class LogEntry(_message.Message):
     EFFECTIVE_US_FIELD_NUMBER: _builtins.int
     RECORDED_US_FIELD_NUMBER: _builtins.int
     APPLIED_FIELD_NUMBER: _builtins.int
+    REVOCATION_ID_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """Gap-free, from 1, in the order the hub applied the events."""
     event_id: _builtins.str
@@ -65,6 +66,11 @@ class LogEntry(_message.Message):
     recorded_us: _builtins.int
     applied: _builtins.bool
     """False for an event the hub recorded but superseded (older than one already applied)."""
+    revocation_id: _builtins.str
+    """The hub's revocation this event triggered (a reissue's orders, a deactivation's
+    notices), "" if none: a member's orders for it take the same id, so the hub's
+    GetRevocation shows their progress per member.
+    """
     def __init__(
         self,
         *,
@@ -76,10 +82,11 @@ class LogEntry(_message.Message):
         effective_us: _builtins.int = ...,
         recorded_us: _builtins.int = ...,
         applied: _builtins.bool = ...,
+        revocation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "effective_us", b"effective_us", "event_id", b"event_id", "key_id", b"key_id", "kind", b"kind", "recorded_us", b"recorded_us", "seq", b"seq", "token", b"token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "effective_us", b"effective_us", "event_id", b"event_id", "key_id", b"key_id", "kind", b"kind", "recorded_us", b"recorded_us", "revocation_id", b"revocation_id", "seq", b"seq", "token", b"token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

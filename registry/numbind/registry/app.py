@@ -18,7 +18,9 @@ from numbind.registry.domain.quota import Quotas
 from numbind.registry.domain.types import KeyState, now_us
 from numbind.registry.federation.channel import PeerChannels
 from numbind.registry.federation.fanout_client import ManifestMembers
+from numbind.registry.federation.files import Installed
 from numbind.registry.federation.forward import ForwardedTokens
+from numbind.registry.federation.live import ManifestWatch, key_signer
 from numbind.registry.federation.serving import Serving
 from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority
@@ -33,7 +35,7 @@ from numbind.registry.services.holders import HolderService
 from numbind.registry.services.lifecycle import LifecycleService
 from numbind.registry.services.log import LogService
 from numbind.registry.services.member_holders import MemberHolderService
-from numbind.registry.services.notifier import FeedNotifier
+from numbind.registry.services.notifier import LOG_CHANNEL, FeedNotifier
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings
 from numbind.registry.services.replication import HubLog, Replica
 from numbind.registry.services.standing import StandingService
@@ -171,7 +173,12 @@ class Registry:
                 f"authority {hub.id} at {hub.address}"
             )
         lifecycle = LifecycleService(
-            db, token_map, notifier, settings.order_deadline_seconds, report_at=report_at
+            db,
+            token_map,
+            notifier,
+            settings.order_deadline_seconds,
+            report_at=report_at,
+            federated=federation is not None and federation.is_authority,
         )
         me = federation.me if federation is not None else None
         registry_name = RegistryName(me.id, me.name) if me is not None else UNNAMED
@@ -196,13 +203,17 @@ class Registry:
             settings.fanout_deadline_seconds,
             RetryPolicy(max_seconds=settings.fanout_retry_max_seconds),
         )
+        admin = AdminService(db, keys, directory, ca, token_map, rekeyer, standing)
+        signer = key_signer(federation, keys, lambda: notifier.notify([LOG_CHANNEL]))
+        if signer is not None:
+            admin.on_keys_changed.append(signer)
         return cls(
             settings=settings,
             db=db,
             directory=directory,
             keys=keys,
             tokens=tokens,
-            admin=AdminService(db, keys, directory, ca, token_map, rekeyer, standing),
+            admin=admin,
             bindings=BindingService(db, token_map, notifier, settings.order_deadline_seconds),
             lifecycle=lifecycle,
             holders=holders,
@@ -239,6 +250,28 @@ class Registry:
                 else None
             ),
         )
+
+    def manifest_watch(self) -> ManifestWatch | None:
+        """What follows a newer installed manifest in this running registry (None: no
+        federation): peer principals, peer channels, the hub's fan-out members, and a
+        wake-up for the members' streams (they carry the manifest)."""
+        if self.federation is None:
+            return None
+        db, directory, peers, members = self.db, self.directory, self.peers, self.members
+
+        def principals_of(installed: Installed) -> None:
+            names = {m.id: m.name for m in installed.manifest.members}
+            db.transact(lambda s: principals.sync_registries(s, names))
+            directory.invalidate()
+
+        def channels(installed: Installed) -> None:
+            if peers is not None:
+                peers.update(installed.manifest.members)
+            if members is not None:
+                members.refresh(installed)
+            self.lifecycle.notify([])
+
+        return ManifestWatch(self.federation.files, [principals_of, channels])
 
     def ops_snapshot(self) -> OpsSnapshot:
         """Open orders, feed lag and the re-key, for a metrics scrape (blocking)."""

@@ -52,7 +52,9 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
         if self._not_authority is not None:
             raise FailedPrecondition(self._not_authority)
         manifest = b""
-        async for batch, keys_changed in self._log.follow(request.after_seq, self._stopping):
+        async for batch, keys_changed in self._log.follow(
+            request.after_seq, self._stopping, manifest=self._manifest
+        ):
             current = self._manifest()
             response = federation_pb2.FollowLifecycleResponse(
                 entries=[
@@ -65,6 +67,7 @@ class FederationServicer(federation_pb2_grpc.FederationServicer):
                         effective_us=e.effective_us,
                         recorded_us=e.recorded_us,
                         applied=e.applied,
+                        revocation_id=e.revocation_id,
                     )
                     for e in batch.entries
                 ],

@@ -71,3 +71,10 @@ class MemberHoldersServicer(fanout_pb2_grpc.MemberHoldersServicer):
             known=progress is not None,
             platforms=[progress_to_wire(p) for p in progress or ()],
         )
+
+    async def MemberPlatforms(
+        self, request: fanout_pb2.MemberPlatformsRequest, context: Ctx
+    ) -> fanout_pb2.MemberPlatformsResponse:
+        self._hub()
+        held = await self._service.platforms(list(request.platform_ids))
+        return fanout_pb2.MemberPlatformsResponse(held=held)

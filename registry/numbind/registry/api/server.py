@@ -27,6 +27,7 @@ from numbind.registry.api.tokens import TokensServicer
 from numbind.registry.app import Registry
 from numbind.registry.config import record_served_address
 from numbind.registry.federation.follower import Follower
+from numbind.registry.federation.live import ServerRoots
 from numbind.registry.federation.serving import Serving
 from numbind.registry.federation.witness import GrpcLogSource, Witness
 from numbind.registry.storage.lock import StoreLock
@@ -66,12 +67,15 @@ MAX_MESSAGE = MAX_MESSAGE_BYTES
 
 def server_credentials(pki_dir: Path, federation: Serving | None = None) -> grpc.ServerCredentials:
     """Server cert + key; client certificates must chain to the registry CA or, in a
-    federation, to a member's CA named in the installed manifest (any other CA fails the
-    handshake). Which identities each CA may vouch for is the auth interceptor's check."""
+    federation, to a member's CA named in the manifest installed at the handshake (any
+    other CA fails it; a member added while serving counts at once). Which identities
+    each CA may vouch for is the auth interceptor's check."""
+    if federation is not None:
+        return ServerRoots(pki_dir, federation.files, federation.installed).credentials()
     own_ca = (pki_dir / "ca.pem").read_bytes()
     return grpc.ssl_server_credentials(
         [((pki_dir / "server.key").read_bytes(), (pki_dir / "server.pem").read_bytes())],
-        root_certificates=own_ca if federation is None else federation.client_roots(own_ca),
+        root_certificates=own_ca,
         require_client_auth=True,
     )
 
@@ -179,6 +183,7 @@ class RegistryServer:
         self._publisher: asyncio.Task[None] | None = None
         self._witness: asyncio.Task[None] | None = None
         self._fanout_retries: asyncio.Task[None] | None = None
+        self._manifest_watch: asyncio.Task[None] | None = None
         fed = registry.federation
         self.follower = (
             Follower(registry.replica, registry.peers, fed.hub.id, fed.files, registry.stopping)
@@ -208,6 +213,13 @@ class RegistryServer:
         self._witness = start_witness(self.registry)
         if self.follower is not None:
             self.follower.start()
+        watch = self.registry.manifest_watch()
+        if watch is not None:
+            # `federation add-member` (or a version replication installed) takes effect
+            # in this running registry.
+            self._manifest_watch = asyncio.create_task(
+                watch.run(self.registry.stopping), name="numbind-manifest-watch"
+            )
         if self.registry.members is not None:
             # Revocations members missed while down are delivered when they come back.
             self._fanout_retries = asyncio.create_task(
@@ -242,7 +254,7 @@ class RegistryServer:
         if self.follower is not None:
             await self.follower.close()
         await self.server.stop(self.registry.settings.shutdown_grace_seconds)
-        for task in (self._publisher, self._witness):
+        for task in (self._publisher, self._witness, self._manifest_watch):
             if task is not None:
                 await task
         await self.registry.rekeyer.close()

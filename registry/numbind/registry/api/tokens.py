@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from numbind.protocol.voprf import SUITE_ID
+from numbind.protocol.oprf_hashing import SUITE_ID
 from numbind.registry.api.auth import current_principal
 from numbind.registry.api.convert import key_info
 from numbind.registry.api.types import Ctx

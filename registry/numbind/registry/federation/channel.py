@@ -9,6 +9,7 @@ replication and forwarded tokenisation all share it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -57,7 +58,8 @@ def peer_channel(files: FederationDir, member: Member) -> grpc.aio.Channel:
 class PeerChannels:
     """One channel per member, opened on first use, closed together at shutdown.
 
-    Contract: `get` never dials a member outside the manifest it was built from; a channel
+    Contract: `get` never dials a member outside the manifest it was built from or last
+    `update`d with; a channel
     to a member that is down is still returned (calls on it fail UNAVAILABLE and grpc
     reconnects once the member is back)."""
 
@@ -65,6 +67,26 @@ class PeerChannels:
         self._files = files
         self._members = {m.id: m for m in members}
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        # The manifest entry each open channel was dialled for.
+        self._dialled: dict[str, Member] = {}
+
+    def update(self, members: Iterable[Member]) -> None:
+        """Follow a newer manifest (call inside the event loop): a new member can be
+        dialled; a member that moved, changed CA or left loses its channel (closed in
+        the background; the next `get` dials the new address)."""
+        self._members = {m.id: m for m in members}
+        for member_id in list(self._channels):
+            if (
+                member_id in self._members
+                and self._dialled.get(member_id) == (self._members[member_id])
+            ):
+                continue
+            channel = self._channels.pop(member_id)
+            self._dialled.pop(member_id, None)
+            task = asyncio.get_running_loop().create_task(channel.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def member(self, member_id: str) -> Member:
         try:
@@ -75,11 +97,14 @@ class PeerChannels:
     def get(self, member_id: str) -> grpc.aio.Channel:
         channel = self._channels.get(member_id)
         if channel is None:
-            channel = peer_channel(self._files, self.member(member_id))
+            member = self.member(member_id)
+            channel = peer_channel(self._files, member)
             self._channels[member_id] = channel
+            self._dialled[member_id] = member
         return channel
 
     async def close(self) -> None:
         channels, self._channels = list(self._channels.values()), {}
+        self._dialled = {}
         for channel in channels:
             await channel.close()

@@ -83,6 +83,14 @@ class GrpcMemberClient:
         )
         return int(reply.orders)
 
+    async def platforms(self, platform_ids: Sequence[str], deadline_seconds: float) -> set[str]:
+        reply: fanout_pb2.MemberPlatformsResponse = await self._call(
+            self._stub.MemberPlatforms,
+            fanout_pb2.MemberPlatformsRequest(platform_ids=platform_ids),
+            deadline_seconds,
+        )
+        return set(reply.held)
+
     async def progress(
         self, revocation_id: str, deadline_seconds: float
     ) -> list[PlatformProgress] | None:

@@ -54,6 +54,7 @@ def _entries(msg: federation_pb2.FollowLifecycleResponse) -> list[Entry]:
             effective_us=e.effective_us,
             recorded_us=e.recorded_us,
             applied=e.applied,
+            revocation_id=e.revocation_id,
         )
         for e in msg.entries
     ]

@@ -37,6 +37,9 @@ __all__ = ["ForwardedTokens"]
 
 # A forwarded evaluation waits at most this long for the token service.
 FORWARD_TIMEOUT_SECONDS = 10.0
+# How long an answer under a key the manifest does not list yet waits for the manifest
+# that lists it (the hub signs one at each rotation; replication brings it within moments).
+MANIFEST_WAIT_SECONDS = 5.0
 
 
 class ForwardedTokens:
@@ -63,6 +66,18 @@ class ForwardedTokens:
             self._pinned_version = installed.manifest.version
         return self._pinned
 
+    async def _listing(self, key_id: str) -> ManifestTokens:
+        """The manifest's keys, once they list `key_id` or after MANIFEST_WAIT_SECONDS:
+        between a rotation at the hub and the new manifest's arrival, the token service
+        already answers under the new key, and a platform must not see that gap."""
+        pinned = self._manifest_keys()
+        loop = asyncio.get_running_loop()
+        until = loop.time() + MANIFEST_WAIT_SECONDS
+        while pinned.key(key_id) is None and loop.time() < until:
+            await asyncio.sleep(0.05)
+            pinned = self._manifest_keys()
+        return pinned
+
     def _stub(self) -> tokens_pb2_grpc.TokensAsyncStub:
         stub: tokens_pb2_grpc.TokensAsyncStub = tokens_pb2_grpc.TokensStub(
             self._peers.get(self._member)
@@ -70,13 +85,13 @@ class ForwardedTokens:
         return stub
 
     async def keys(self) -> tuple[str, list[TokenKey]]:
-        pinned = self._manifest_keys()
         try:
             response = await self._stub().GetKeys(
                 tokens_pb2.GetKeysRequest(), timeout=FORWARD_TIMEOUT_SECONDS
             )
         except grpc.aio.AioRpcError as exc:
             raise _mapped(exc) from None
+        pinned = await self._listing(response.active_key_id)
         keys = []
         for k in response.keys:
             entry = pinned.key(k.key_id)
@@ -94,7 +109,7 @@ class ForwardedTokens:
 
     async def evaluate(self, caller: Principal, key_id: str, elements: list[bytes]) -> Evaluation:
         validate_batch_size(elements)
-        pinned = self._manifest_keys()
+        pinned = await self._listing(key_id) if key_id else self._manifest_keys()
         if key_id and pinned.key(key_id) is None:
             raise InvalidArgument(
                 f"key_id: got {key_id!r}, want one of the federation's keys from GetKeys"
@@ -111,6 +126,8 @@ class ForwardedTokens:
             await self._gate.refund(caller, day, len(elements))
             raise _mapped(exc) from None
         await self._gate.record(caller, day, len(elements))
+        if pinned.key(response.key_id) is None:
+            pinned = await self._listing(response.key_id)
         if pinned.key(response.key_id) is None:
             raise Unavailable(
                 f"the token service evaluated under key {response.key_id}, which manifest "

@@ -19,6 +19,7 @@ from numbind.protocol.manifest import (
     Member,
     MemberRole,
     SignedManifest,
+    TokenService,
     accept_manifest,
     check_address,
     check_federation_id,
@@ -41,6 +42,7 @@ __all__ = [
     "InitResult",
     "SignResult",
     "add_member",
+    "follow_token_keys",
     "init",
     "refresh",
     "remove_member",
@@ -262,6 +264,25 @@ def refresh(settings: Settings, *, address: str | None = None) -> SignResult:
         successor = manifest.successor(
             issued_at=_now(), members=members, token_service=token_service
         )
+        signed = _sign_next(installed, key, successor)
+        fed.write_manifest(signed)
+        return SignResult(signed, True)
+
+
+def follow_token_keys(fed: FederationDir, token_service: TokenService) -> SignResult:
+    """A running hub's token keys changed (`admin rotate-key`, `retire-key`): sign the
+    next version listing them, so members take the new key at once (they accept a token
+    service's answer only under keys the manifest lists). The address stays the
+    manifest's; nothing is signed when the keys are those it already lists."""
+    with fed.locked():
+        installed, key = _hub(fed)
+        manifest = installed.manifest
+        wanted = TokenService(
+            manifest.token_service.address, token_service.active_key_id, token_service.keys
+        )
+        if wanted == manifest.token_service:
+            return SignResult(installed.signed, False)
+        successor = manifest.successor(issued_at=_now(), token_service=wanted)
         signed = _sign_next(installed, key, successor)
         fed.write_manifest(signed)
         return SignResult(signed, True)

@@ -88,8 +88,8 @@ class Serving:
 
 class LiveCallers:
     """Caller trust under the manifest installed now, not the one the server started
-    with: a member that a newer manifest removes is refused at its next call. (A new
-    member's CA becomes a TLS root only when the server restarts.)
+    with: a member that a newer manifest removes is refused at its next call, and one it
+    adds is known at its first (its CA is a TLS root from then on: live.ServerRoots).
 
     Contract: `get` returns the same object while the manifest file is unchanged, so a
     caller may cache per object; a manifest that no longer verifies keeps the last good

@@ -6,10 +6,15 @@ never a secret.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from numbind.protocol.manifest import FederationSetupError, TokenPublicKey, TokenService
 from numbind.registry.config import Settings
 
-__all__ = ["token_service"]
+if TYPE_CHECKING:
+    from numbind.registry.keys import KeyRing
+
+__all__ = ["from_ring", "token_service"]
 
 
 def token_service(settings: Settings, address: str) -> TokenService:
@@ -24,11 +29,17 @@ def token_service(settings: Settings, address: str) -> TokenService:
         migrate.upgrade(db.write_engine)
         ring = KeyRing(db, settings.keys_dir)
         ring.reload()
-        active = ring.active()
-        live = ring.live()
+        return from_ring(ring, address)
     except NumbindError as exc:
         raise FederationSetupError(f"token keys: {exc.message}") from None
     finally:
         db.close()
-    keys = sorted((TokenPublicKey(k.key_id, k.public_key) for k in live), key=lambda k: k.key_id)
+
+
+def from_ring(ring: KeyRing, address: str) -> TokenService:
+    """The token service's public keys from a loaded key ring (a running hub's)."""
+    active = ring.active()
+    keys = sorted(
+        (TokenPublicKey(k.key_id, k.public_key) for k in ring.live()), key=lambda k: k.key_id
+    )
     return TokenService(address=address, active_key_id=active.key_id, keys=tuple(keys))

@@ -14,6 +14,7 @@ makes the new key and computes Delta = k_new / k_old; the store side receives on
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 from numbind.registry.domain import logged, validate
@@ -57,6 +58,9 @@ class AdminService:
         # Without a server (the operator's commands), a running registry learns of a change
         # of standing from the principals table within StandingService.check_seconds.
         self._standing = standing
+        # Called after a rotation or retirement commits, before the call answers (a
+        # federation's hub signs a manifest listing its keys there).
+        self.on_keys_changed: list[Callable[[], None]] = []
 
     # -- principals ----------------------------------------------------------------------
     async def register(
@@ -217,6 +221,8 @@ class AdminService:
         # next poll (RekeyRunner polls every few seconds).
         if self._rekeyer is not None:
             self._rekeyer.wake()
+        for hook in self.on_keys_changed:
+            hook()
         key = next(k for k in self._keys.all() if k.key_id == result["key_id"])
         return key, await self._tokens.latest_rekey()
 
@@ -230,6 +236,8 @@ class AdminService:
         await self._db.run(act)
         self._keys.reload()
         self._tokens.invalidate()
+        for hook in self.on_keys_changed:
+            hook()
 
     def export_key(self, key_id: str) -> bytes:
         return self._keys.export(key_id)

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
-from numbind.registry.domain.types import Principal, now_us
+from numbind.registry.domain.types import EventCause, Principal, now_us
 from numbind.registry.services.fanout_model import AdmittedNumber, MemberRevocation
 from numbind.registry.services.holder_views import (
     NumberView,
@@ -71,6 +71,10 @@ class MemberClient(Protocol):
     ) -> list[list[PlatformGroup]]: ...
 
     async def revoke(self, request: MemberRevocation, deadline_seconds: float) -> int: ...
+
+    async def platforms(self, platform_ids: Sequence[str], deadline_seconds: float) -> set[str]:
+        """Those of `platform_ids` that are this member's platforms."""
+        ...
 
     async def progress(
         self, revocation_id: str, deadline_seconds: float
@@ -203,10 +207,25 @@ class FederatedHolders:
         scope: int,
         platform_ids: Sequence[str],
     ) -> tuple[str, int, tuple[Unavailable, ...]]:
+        members = self._directory.members()
+        held: set[str] | None = None
+        if members and platform_ids:
+            # The hub holds no platform: the members say which ids they hold, so that an
+            # id none of them holds is refused (NOT_FOUND) as a single registry refuses it.
+            # A member that does not answer may hold it: then nothing is refused for it.
+            HolderService.validate_revocation(request_id, scope, platform_ids)
+            held = set()
+            for outcome in await self._ask(
+                members, lambda m: m.platforms(platform_ids, self._deadline)
+            ):
+                if outcome.reason is not None or not isinstance(outcome.value, set):
+                    held = None
+                    break
+                held |= outcome.value
         rid, local_orders = await self._holders.request_revocation(
-            caller, request_id, body_hash, signed, scope, platform_ids
+            caller, request_id, body_hash, signed, scope, platform_ids, remote_platforms=held
         )
-        if not self._directory.members():
+        if not members:
             return rid, local_orders, ()
         entries = await self._entries(rid)
         await self._deliver([e for e in entries if not e.delivered])
@@ -227,11 +246,21 @@ class FederatedHolders:
             m for m in members if m.registry.id not in entries or entries[m.registry.id].delivered
         ]
         platforms = list(view.platforms)
+        # A reissue's or deactivation's revocation reaches members by replication, under
+        # the hub's id: a member that does not know it yet has not applied the event.
+        replicated = view.cause != EventCause.HOLDER_REQUEST
         for outcome in await self._ask(ask, lambda m: m.progress(revocation_id, self._deadline)):
             if outcome.reason is not None:
                 unavailable.append(Unavailable(outcome.member, outcome.reason))
             elif isinstance(outcome.value, list):
                 platforms.extend(outcome.value)
+            elif replicated:
+                unavailable.append(
+                    Unavailable(
+                        outcome.member,
+                        "has not applied this lifecycle event yet (replication is behind)",
+                    )
+                )
         return replace(view, platforms=platforms, unavailable=tuple(unavailable))
 
     def _pending(self, entry: OutboxEntry) -> Unavailable:

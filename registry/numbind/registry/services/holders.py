@@ -242,15 +242,8 @@ class HolderService:
         return await self.local_views(await self.admit_query(caller, signed))
 
     # -- 一键解绑 -------------------------------------------------------------------------
-    async def request_revocation(
-        self,
-        caller: Principal,
-        request_id: str,
-        body_hash: bytes,
-        signed: SignedAttestation,
-        scope: int,
-        platform_ids: Sequence[str],
-    ) -> tuple[str, int]:
+    @staticmethod
+    def validate_revocation(request_id: str, scope: int, platform_ids: Sequence[str]) -> None:
         validate.request_id(request_id)
         if scope not in RevocationScope._value2member_map_:
             raise InvalidArgument(f"scope: got {scope}, want ALL_PRE_TENURE, PLATFORMS or ALL")
@@ -263,6 +256,21 @@ class HolderService:
         for i, pid in enumerate(platform_ids):
             validate.principal_id(f"platform_ids[{i}]", pid)
 
+    async def request_revocation(
+        self,
+        caller: Principal,
+        request_id: str,
+        body_hash: bytes,
+        signed: SignedAttestation,
+        scope: int,
+        platform_ids: Sequence[str],
+        *,
+        remote_platforms: set[str] | None = None,
+    ) -> tuple[str, int]:
+        """`remote_platforms`: in a federation, the ids of `platform_ids` the other
+        binding registries hold (None: not every member answered, so none is refused)."""
+        self.validate_revocation(request_id, scope, platform_ids)
+
         def first(
             session: Session, view: KeyView, att: Attestation, token: StoreToken
         ) -> dict[str, Any]:
@@ -270,15 +278,17 @@ class HolderService:
             wanted: set[int] | None = None
             members = list(self._remote_members())
             # In a federation the platforms sit at the members: each acts on the ids it
-            # holds, and the hub, which holds none, cannot refuse an id as unknown.
-            if platform_ids and not members:
+            # holds, and an id is unknown only if neither this store nor any member holds
+            # it (`remote_platforms`; None when a member did not say, so none is refused).
+            if platform_ids:
                 by_name = principals.pks_by_name(session, Role.PLATFORM, platform_ids)
+                known: set[str] | None = set(by_name)
+                if members:
+                    known = None if remote_platforms is None else set(by_name) | remote_platforms
                 for i, pid in enumerate(platform_ids):
-                    if pid not in by_name:
-                        raise NotFound(f"platform_ids[{i}]: no platform {pid!r}")
-                wanted = set(by_name.values())
-            elif platform_ids:
-                by_name = principals.pks_by_name(session, Role.PLATFORM, platform_ids)
+                    if known is not None and pid not in known:
+                        where = " in any registry of the federation" if members else ""
+                        raise NotFound(f"platform_ids[{i}]: no platform {pid!r}{where}")
                 wanted = set(by_name.values())
             in_scope = [
                 b

@@ -11,7 +11,7 @@ across rotations, and a row still in the old form is converted in place by the r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from numbind.protocol.limits import MAX_LIFECYCLE_EVENTS, MAX_REASSIGNED_QUERIES
@@ -58,11 +58,22 @@ class ReportResult:
 
 @dataclass(frozen=True)
 class MappedEvent:
-    """An event whose token is mapped to the store key."""
+    """An event whose token is mapped to the store key; `revocation_id`: the hub's
+    revocation for it, when a member replays the hub's log ("" otherwise)."""
 
     token: StoreToken
     kind: int
     effective_us: int
+    revocation_id: str = ""
+
+
+@dataclass
+class _Group:
+    """The orders one revocation of a report creates."""
+
+    new: list[orders.NewOrder] = field(default_factory=list)
+    revoked: bool = False  # an event of it started a new tenure
+    revokes: int = 0
 
 
 class LifecycleService:
@@ -74,13 +85,18 @@ class LifecycleService:
         deadline_seconds: float,
         *,
         report_at: str | None = None,
+        federated: bool = False,
     ) -> None:
+        """`federated`: this is a federation's lifecycle authority, whose members hold
+        the bindings: every report that triggers gets a revocation (the members' orders
+        take its id), even with no order here."""
         self._db = db
         self._tokens = tokens
         self._notifier = notifier
         self._deadline = deadline_seconds
         # A federation member: where carriers report instead (the lifecycle authority).
         self._report_at = report_at
+        self._federated = federated
 
     @staticmethod
     def _validate(events: list[LifecycleInput], view: KeyView) -> list[MappedEvent]:
@@ -164,12 +180,19 @@ class LifecycleService:
         ]
         live = bindings.live_for_tokens(session, [mapped[t] for t in triggered])
         revoking: set[int] = set()
-        new: list[orders.NewOrder] = []
+        # Orders per revocation: "" is this report's own; a member replaying the hub's log
+        # files each event's orders under the revocation the hub made for it.
+        groups: dict[str, _Group] = {}
         notices = revokes = 0
-        for token, out in zip(tokens, outcomes, strict=True):
+        for ev, out in zip(events, outcomes, strict=True):
+            token = ev.token.value
+            if out.revoke_before_us is None and not out.notify_deactivated:
+                continue
+            group = groups.setdefault(ev.revocation_id, _Group())
+            group.revoked = group.revoked or out.revoke_before_us is not None
             if out.notify_deactivated:
                 for b in live.get(token, ()):
-                    new.append(
+                    group.new.append(
                         orders.NewOrder(
                             b, EventKind.NUMBER_DEACTIVATED, EventCause.DEACTIVATED, None
                         )
@@ -183,23 +206,37 @@ class LifecycleService:
                         and b.pk not in revoking
                     ):
                         revoking.add(b.pk)
-                        new.append(
+                        group.new.append(
                             orders.NewOrder(
                                 b, EventKind.REVOKE, EventCause.REISSUED, out.revoke_before_us
                             )
                         )
                         revokes += 1
-        revocation_id = ""
+                        group.revokes += 1
+        rids: dict[str, str] = {}
         platforms: set[int] = set()
         trail: list[logged.LogLeaf] = []
-        if new:
-            cause = EventCause.REISSUED if revokes else EventCause.DEACTIVATED
-            revocation_id = orders.new_revocation(session, cause, caller.pk)
+        for hub_rid, group in groups.items():
+            # A federation's revocation is one id everywhere and exists even where it
+            # orders nothing (the hub holds no binding; a member holding none of the
+            # number's says so): the carrier's GetRevocation at the hub then asks each
+            # member for its part. A registry of its own makes one only with orders.
+            federated = bool(hub_rid) or self._federated
+            if not group.new and not federated:
+                continue
+            revoked = group.revoked if federated else group.revokes > 0
+            cause = EventCause.REISSUED if revoked else EventCause.DEACTIVATED
+            if hub_rid and orders.revocation(session, hub_rid) is not None:
+                rid = hub_rid  # the rest of a report a previous batch began
+            else:
+                rid = orders.new_revocation(
+                    session, cause, caller.pk, revocation_id=hub_rid or None
+                )
+            rids[hub_rid] = rid
             created: list[tuple[str, orders.NewOrder]] = []
-            platforms = orders.append(session, revocation_id, new, self._deadline, created=created)
-            trail = log_record.revocation(
-                session, revocation_id, cause, caller.pk, caller.name, created
-            )
+            platforms |= orders.append(session, rid, group.new, self._deadline, created=created)
+            trail += log_record.revocation(session, rid, cause, caller.pk, caller.name, created)
+        revocation_id = rids.get("", "")
         final = {t: rec for t, rec in state.items() if rec is not None}
         numbers.save(session, final, {v: form for v, (form, _) in stored.items()}, store_key)
         recorded = now_us()
@@ -214,7 +251,7 @@ class LifecycleService:
                     "effective_us": ev.effective_us,
                     "recorded_us": recorded,
                     "applied": out.applied,
-                    "revocation_id": revocation_id or None,
+                    "revocation_id": rids.get(ev.revocation_id) or None,
                 }
                 for ev, out in zip(events, outcomes, strict=True)
             ],
@@ -231,7 +268,7 @@ class LifecycleService:
                 tenure_start_us=out.record.tenure_start_us,
                 # Only an event that triggered names the batch's revocation: porting never does.
                 revocation_id=(
-                    (revocation_id or None)
+                    (rids.get(ev.revocation_id) or None)
                     if out.revoke_before_us is not None or out.notify_deactivated
                     else None
                 ),

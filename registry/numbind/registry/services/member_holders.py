@@ -135,6 +135,18 @@ class MemberHolderService:
         self._notifier.notify(sorted(platforms))
         return count
 
+    async def platforms(self, platform_ids: Sequence[str]) -> list[str]:
+        """Those of `platform_ids` that name a platform of this member, in request order."""
+        validate.batch_size("platform_ids", len(platform_ids), MAX_PLATFORMS)
+        for i, pid in enumerate(platform_ids):
+            validate.principal_id(f"platform_ids[{i}]", pid)
+
+        def read(session: Session, _: KeyView) -> list[str]:
+            held = principals.pks_by_name(session, Role.PLATFORM, platform_ids)
+            return [p for p in platform_ids if p in held]
+
+        return await self._tokens.act(read, write=False)
+
     async def progress(self, revocation_id: str) -> list[PlatformProgress] | None:
         """This member's part of a revocation, per platform; None if it never got it."""
         rid = _revocation_id("revocation_id", revocation_id)

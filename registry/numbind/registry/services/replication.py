@@ -90,20 +90,25 @@ class HubLog:
         *,
         heartbeat_seconds: float = 5.0,
         limit: int = 2000,
+        manifest: Callable[[], object] = lambda: None,
     ) -> AsyncIterator[tuple[Batch, bool]]:
         """(batch, key map changed) from `after_seq` on, until `stopping`: every batch of
-        entries as soon as it is there, the key map first and whenever it changes, and an
-        empty batch (the head, for the follower's lag) at least every heartbeat."""
+        entries as soon as it is there, the key map first and whenever it or `manifest()`
+        (the federation's manifest, which travels with the key map) changes, and an empty
+        batch (the head, for the follower's lag) at least every heartbeat."""
         epoch: int | None = None
+        held: object = None
         last_sent = 0.0
         loop = asyncio.get_running_loop()
         while not stopping.is_set():
             seen = self.generation()
             batch = await self.read(after_seq, limit)
-            changed = batch.keys.epoch != epoch
+            current = manifest()
+            changed = batch.keys.epoch != epoch or current != held
             if batch.entries or changed or loop.time() - last_sent >= heartbeat_seconds:
                 yield batch, changed
                 epoch = batch.keys.epoch
+                held = current
                 last_sent = loop.time()
                 if batch.entries:
                     after_seq = batch.entries[-1].seq
@@ -225,6 +230,7 @@ class Replica:
                     view.map(f"entries[seq={e.seq}].token", e.key_id, e.token),
                     e.kind,
                     e.effective_us,
+                    e.revocation_id,
                 )
                 for e in fresh
             ]

@@ -43,6 +43,8 @@ class Entry:
     effective_us: int
     recorded_us: int
     applied: bool
+    # The hub's revocation this event triggered ("" if none).
+    revocation_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,12 +75,15 @@ def read(session: Session, after_seq: int, limit: int) -> list[Entry]:
             LifecycleEventRow.effective_us,
             LifecycleEventRow.recorded_us,
             LifecycleEventRow.applied,
+            LifecycleEventRow.revocation_id,
         )
         .where(LifecycleEventRow.seq > after_seq)
         .order_by(LifecycleEventRow.seq)
         .limit(limit)
     )
-    return [Entry(int(r[0] or 0), r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in rows]
+    return [
+        Entry(int(r[0] or 0), r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7] or "") for r in rows
+    ]
 
 
 def head(session: Session) -> tuple[int, int]:

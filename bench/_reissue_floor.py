@@ -1,0 +1,133 @@
+"""bench/reissue.py's SQLite floor: raw orders+feed INSERTs on a copy of the store, and the
+registry's own storage calls for the same orders on a second copy."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from numbind.registry.domain.types import BindingState, EventCause, EventKind
+
+from bench._reissue_plan import CAUSE, DAY_US, PENDING, REVOKE, now_us
+
+
+# -- the floor --------------------------------------------------------------------------------
+def copy_store(src: Path, dst: Path) -> None:
+    """A consistent copy of a live WAL database (the online backup API)."""
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+    a.close()
+    b.close()
+
+
+def raw_floor(db: Path, tokens: list[bytes]) -> tuple[int, float]:
+    """One transaction of plain executemany INSERTs: an orders row and a feed row per order."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+            conn.execute(f"PRAGMA {pragma}")
+        targets = _live_bindings(conn, tokens)
+        (next_pk,) = conn.execute("SELECT COALESCE(MAX(pk), 0) + 1 FROM orders").fetchone()
+        carrier_pk = conn.execute("SELECT pk FROM principals WHERE role = 'carrier'").fetchone()[0]
+        now = now_us()
+        rid = str(uuid.uuid4())
+        orders = [
+            (
+                next_pk + i,
+                str(uuid.uuid4()),
+                rid,
+                p,
+                b,
+                t,
+                REVOKE,
+                CAUSE,
+                PENDING,
+                0,
+                "",
+                now,
+                now,
+                now + DAY_US,
+            )
+            for i, (b, p, t) in enumerate(targets)
+        ]
+        # Far above any feed_head: no clash with the registry's own sequences in the copy.
+        feed = [(p, 10**12 + i, next_pk + i, t, now) for i, (_, p, t) in enumerate(targets)]
+        start = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "INSERT INTO revocations (id, cause, carrier_pk, scope, created_us) "
+            "VALUES (?, ?, ?, 0, ?)",
+            (rid, CAUSE, carrier_pk, now),
+        )
+        conn.executemany(
+            "INSERT INTO orders (pk, id, revocation_id, platform_pk, binding_pk, token, kind,"
+            " cause, state, outcome, reason, tenure_start_us, created_us, deadline_us)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            orders,
+        )
+        conn.executemany(
+            "INSERT INTO feed_events (platform_pk, seq, order_pk, token, created_us)"
+            " VALUES (?, ?, ?, ?, ?)",
+            feed,
+        )
+        conn.execute("COMMIT")
+        return len(orders), time.perf_counter() - start
+    finally:
+        conn.close()
+
+
+def _live_bindings(conn: sqlite3.Connection, tokens: list[bytes]) -> list[tuple[int, int, bytes]]:
+    out: list[tuple[int, int, bytes]] = []
+    for i in range(0, len(tokens), 500):
+        chunk = tokens[i : i + 500]
+        marks = ", ".join("?" * len(chunk))
+        out += conn.execute(
+            f"SELECT pk, platform_pk, token FROM bindings WHERE token IN ({marks}) AND state = ?",
+            (*chunk, int(BindingState.ACTIVE)),
+        ).fetchall()
+    return out
+
+
+@dataclass(frozen=True)
+class AppendTimes:
+    orders: int
+    lookup_s: float  # bindings.live_for_tokens for the reissued tokens
+    append_s: float  # orders.new_revocation + orders.append
+    commit_s: float
+
+
+def registry_append(db: Path, tokens: list[bytes]) -> AppendTimes:
+    """The registry's storage calls for the same orders on a copy, in one transaction as in
+    ReportLifecycle (without its number-state and audit-log writes)."""
+    from numbind.registry.storage import orders
+    from numbind.registry.storage.bindings import live_for_tokens
+    from numbind.registry.storage.db import Database
+
+    with sqlite3.connect(db) as conn:
+        carrier_pk = conn.execute("SELECT pk FROM principals WHERE role = 'carrier'").fetchone()[0]
+    conn.close()
+    database = Database(f"sqlite:///{db}")
+    try:
+
+        def act(session: Any) -> tuple[int, float, float]:
+            t0 = time.perf_counter()
+            live = live_for_tokens(session, tokens)
+            new = [
+                orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, now_us())
+                for bs in live.values()
+                for b in bs
+            ]
+            t1 = time.perf_counter()
+            rid = orders.new_revocation(session, EventCause.REISSUED, carrier_pk)
+            orders.append(session, rid, new, 86_400)
+            return len(new), t1 - t0, time.perf_counter() - t1
+
+        start = time.perf_counter()
+        n, lookup, append = database.transact(act)
+        return AppendTimes(n, lookup, append, time.perf_counter() - start - lookup - append)
+    finally:
+        database.close()

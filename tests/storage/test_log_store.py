@@ -69,3 +69,37 @@ def test_checkpoints_keep_the_first_signed_at_a_size(database_url: str) -> None:
         assert db.transact(log.latest_checkpoint, write=False) == (5, b"five")
     finally:
         db.close()
+
+
+def _cosigned(k: int) -> bytes:
+    """A stored note with the log's signature line and `k` cosignature lines."""
+    return b"origin\n1\nroot\n\n" + b"".join("\u2014 w ab\n".encode() for _ in range(k + 1))
+
+
+def test_pruning_keeps_the_newest_and_every_answer_latest_cosigned_gives(
+    database_url: str,
+) -> None:
+    db = Database(database_url)
+    try:
+        migrate.upgrade(db.write_engine)
+        # Sizes 1..40; size 5 has 2 cosignatures, 12 and 20 have 1, 30 has 1, the rest none.
+        cosigs = {5: 2, 12: 1, 20: 1, 30: 1}
+        for size in range(1, 41):
+            db.transact(lambda s, n=size: log.put_checkpoint(s, n, _cosigned(cosigs.get(n, 0))))
+        before = [
+            db.transact(lambda s, k=k: log.latest_cosigned(s, k), write=False) for k in (1, 2)
+        ]
+        assert db.transact(lambda s: log.prune_checkpoints(s, keep=8)) == 40 - 8 - 2
+        kept = [
+            size
+            for size in range(1, 41)
+            if db.transact(lambda s, n=size: log.checkpoint_at(s, n), write=False)
+        ]
+        # The newest 8, the newest with one cosignature (30), the newest with two (5).
+        assert kept == [5, 30, *range(33, 41)]
+        after = [db.transact(lambda s, k=k: log.latest_cosigned(s, k), write=False) for k in (1, 2)]
+        assert after == before == [(30, _cosigned(1)), (5, _cosigned(2))]
+        assert db.transact(log.latest_checkpoint, write=False) == (40, _cosigned(0))
+        assert db.transact(lambda s: log.prune_checkpoints(s, keep=8)) == 0  # idempotent
+    finally:
+        db.close()

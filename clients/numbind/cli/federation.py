@@ -336,6 +336,12 @@ def _print_report(r: dict[str, Any]) -> None:
         f"token service:   {ts['address']} (active key {ts['active_key_id']}, "
         f"{len(ts['key_ids'])} live)"
     )
+    log = r.get("log")
+    witnesses = sum(1 for m in r["members"] if m.get("witness_key"))
+    print(
+        f"log:             {log['key'] if log else 'not named (members pin it on first use)'}"
+        f" ({witnesses} witness keys named)"
+    )
     rows = [("", "MEMBER", "ROLES", "ADDRESS", "POSITION", "LAG", "NAME")]
     for m in r["members"]:
         rep = m["replication"]

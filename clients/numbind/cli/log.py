@@ -33,9 +33,11 @@ from numbind.protocol.checkpoint import CosignatureVerifier, WitnessPolicy
 from numbind.protocol.log_audit import AuditState
 from numbind.protocol.log_entries import orders_digest
 from numbind.protocol.log_errors import LogError
+from numbind.protocol.manifest import FederationError
 from numbind.sdk.channel import secure_channel
-from numbind.sdk.log import LOG_KEY_FILE, LogClient, ProvedLeaf
+from numbind.sdk.log import LogClient, ProvedLeaf
 from numbind.sdk.log_monitor import check
+from numbind.sdk.log_trust import FederationTrust
 from numbind.v1 import holders_pb2, holders_pb2_grpc
 
 __all__ = ["add_commands"]
@@ -122,9 +124,40 @@ def _add_witness(p: argparse.ArgumentParser) -> None:
         default=[],
         type=_witness_key,
         metavar="VKEY",
-        help="a witness whose cosignature the checkpoint must carry (repeatable; default "
-        "none: a federation of one has no witnesses)",
+        help="a witness whose cosignature the checkpoint must carry (repeatable; replaces "
+        "the default: in a federation, every member the bundle's manifest names a witness "
+        "key for; alone, none)",
     )
+    p.add_argument(
+        "--no-witnesses",
+        action="store_true",
+        help="accept a checkpoint signed by the log key with no cosignature",
+    )
+    p.add_argument(
+        "--quorum-wait",
+        type=float,
+        default=20.0,
+        metavar="SECONDS",
+        help="how long to wait for the cosignatures the policy needs (default 20)",
+    )
+
+
+def _trust(args: argparse.Namespace | None) -> WitnessPolicy | None:
+    if args is None:
+        return None
+    if getattr(args, "no_witnesses", False):
+        if args.witness:
+            raise CliError("--witness and --no-witnesses: give one or the other")
+        return WitnessPolicy.none()
+    witnesses = getattr(args, "witness", None) or []
+    return WitnessPolicy.all_of(witnesses) if witnesses else None
+
+
+def _federation(bundle: Bundle) -> FederationTrust | None:
+    try:
+        return FederationTrust.from_bundle(bundle.directory)
+    except FederationError as exc:
+        raise CliError(f"bundle {bundle.directory}: {exc.message}") from None
 
 
 def _witness_key(text: str) -> CosignatureVerifier:
@@ -135,17 +168,17 @@ def _witness_key(text: str) -> CosignatureVerifier:
 
 
 def _client(bundle: Bundle, channel: Any, args: argparse.Namespace | None = None) -> LogClient:
-    witnesses = getattr(args, "witness", None) or []
-    return LogClient(
-        channel, pin=bundle.directory / LOG_KEY_FILE, trust=WitnessPolicy.all_of(witnesses)
-    )
+    wait = getattr(args, "quorum_wait", 20.0)
+    return LogClient.for_bundle(channel, bundle.directory, trust=_trust(args), quorum_wait=wait)
 
 
 async def _checkpoint(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     async with secure_channel(bundle) as channel:
-        cp = await _client(bundle, channel, args).checkpoint()
+        client = _client(bundle, channel, args)
+        cp = await client.checkpoint()
     body = cp.verified.checkpoint
+    policy = client.policy_for(cp)
     verified = {c.witness for c in cp.verified.cosignatures}
     cosigs = [
         {"witness": s.name, "verified": s.name in verified}
@@ -158,6 +191,7 @@ async def _checkpoint(args: argparse.Namespace) -> int:
         "root_hash": body.root_hash.hex(),
         "log_key": cp.log_key,
         "cosignatures": cosigs,
+        "policy": {"witnesses": [w.name for w in policy.witnesses], "quorum": policy.quorum},
         "checkpoint": cp.signed.decode(),
     }
     if args.json:
@@ -172,6 +206,8 @@ async def _checkpoint(args: argparse.Namespace) -> int:
             or "none"
         )
         print(f"cosigned by:  {names}")
+        wanted = ", ".join(w.name for w in policy.witnesses) or "no witness"
+        print(f"policy:       {policy.quorum} of {wanted}")
     return 0
 
 
@@ -249,8 +285,13 @@ async def _audit(args: argparse.Namespace) -> int:
     previous = AuditState.from_json(args.state.read_bytes()) if args.state.exists() else None
     others = [AuditState.from_json(p.read_bytes()) for p in args.compare]
     async with secure_channel(bundle) as channel:
-        trust = WitnessPolicy.all_of(args.witness)
-        new = await LogClient(channel, trust=trust).audit(previous, compare=others)
+        client = LogClient(
+            channel,
+            trust=_trust(args),
+            federation=_federation(bundle),
+            quorum_wait=args.quorum_wait,
+        )
+        new = await client.audit(previous, compare=others)
     args.state.write_bytes(new.state().to_json())
     was = previous.verified().checkpoint.size if previous else None
     since = "first audit, key pinned" if was is None else f"consistent with size {was:,}"

@@ -14,6 +14,7 @@ from types import TracebackType
 
 from numbind.protocol import attestation
 from numbind.protocol.bundle import Bundle
+from numbind.protocol.checkpoint import WitnessPolicy
 from numbind.protocol.limits import MAX_LIFECYCLE_EVENTS, instant_problem
 from numbind.sdk import reassigned, wire
 from numbind.sdk.carrier_model import (
@@ -27,7 +28,7 @@ from numbind.sdk.carrier_model import (
 )
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.errors import InvalidRequest, NumbindClientError, located, offset_positions
-from numbind.sdk.log import LOG_KEY_FILE, LogClient, LogProofError
+from numbind.sdk.log import LogClient, LogProofError
 from numbind.sdk.model import Reassigned, to_us
 from numbind.sdk.phone import DEFAULT_REGION
 from numbind.sdk.retry import RetryPolicy, call_with_retry
@@ -62,7 +63,12 @@ class CarrierClient:
         self._retry = retry or RetryPolicy()
         # One retry policy for every call, tokenisation included.
         self._tokens = Tokenizer(self._channel, region=region, retry=self._retry)
-        self.log = LogClient(self._channel, pin=bundle.directory / LOG_KEY_FILE, retry=self._retry)
+        # Its reports are proved logged under the log key (the manifest's, in a federation)
+        # at once, before witnesses' next round: cosignatures are what a platform's or an
+        # auditor's policy asks for (`numbind log prove` here), not a report's.
+        self.log = LogClient.for_bundle(
+            self._channel, bundle.directory, retry=self._retry, trust=WitnessPolicy.none()
+        )
 
     async def __aenter__(self) -> CarrierClient:
         return self

@@ -4,16 +4,24 @@
     proved = await log.prove([leaf_index])      # raises LogProofError unless it verifies
     state = await log.audit(previous_state)     # rollback, fork, rewrite -> LogProofError
 
-The log's key is pinned: given (`log_key`), or the pin file's, or on first use the key the
-registry names, written to the pin file (trust on first use, as ssh does; an operator can
-write the pin file from the registry's DATA_DIR/log beforehand). A checkpoint must verify
-under the pinned key and carry the cosignatures the `trust` policy asks for (default: the
-federation's members; a federation of one has none). Every refusal is `LogProofError` with
-`.failure` naming it (numbind.protocol.log_audit's names, plus "inclusion" and "opening").
+The log's key is pinned. For the log a federation manifest names (the hub's), the key is
+the manifest's (`federation`, a bundle's federation.vkey and manifest.note: see
+numbind.sdk.log_trust); otherwise it is given (`log_key`), or the pin file's, or on first
+use the key the registry names, written to the pin file (trust on first use, as ssh does;
+an operator can write the pin file from the registry's DATA_DIR/log beforehand). A
+checkpoint must verify under that key and carry the cosignatures the `trust` policy asks
+for (default: every member of the manifest that declared a witness key; for a log the
+manifest does not name, or a federation of one, none). Cosignatures arrive every few
+seconds, so a checkpoint short of one is asked for again for up to `quorum_wait` seconds
+before the refusal ("quorum", naming the missing witnesses) reaches the caller. Every
+refusal is `LogProofError` with `.failure` naming it (numbind.protocol.log_audit's names,
+plus "inclusion", "opening" and "manifest").
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +34,10 @@ from numbind.protocol.files import write_atomically
 from numbind.protocol.log_audit import AuditState, LogFailure, check_extension, open_signed
 from numbind.protocol.log_entries import EntryError, Opening
 from numbind.protocol.log_errors import LogError
+from numbind.protocol.manifest import FederationError
 from numbind.protocol.merkle import leaf_hash, verify_inclusion
 from numbind.sdk.errors import ProofError, Refused
+from numbind.sdk.log_trust import FederationTrust, LogTrust
 from numbind.sdk.retry import RetryPolicy, call_with_retry
 from numbind.v1 import log_pb2, log_pb2_grpc
 
@@ -104,12 +114,37 @@ class LogClient:
         log_key: str | None = None,
         trust: WitnessPolicy | None = None,
         retry: RetryPolicy | None = None,
+        federation: FederationTrust | None = None,
+        quorum_wait: float = 20.0,
     ) -> None:
         self._stub = log_pb2_grpc.LogStub(channel)
         self._pin = pin
         self._key = log_key
-        self.trust = trust or WitnessPolicy.none()
+        # None: the default (the manifest's witnesses for its log, else none).
+        self._trust = trust
         self._retry = retry or RetryPolicy()
+        self.federation = federation
+        self.quorum_wait = quorum_wait
+
+    @classmethod
+    def for_bundle(cls, channel: grpc.aio.Channel, directory: Path, **options: Any) -> LogClient:
+        """A client pinning what the bundle in `directory` holds: the log key file, and in
+        a federation the federation key and manifest."""
+        try:
+            federation = FederationTrust.from_bundle(directory)
+        except FederationError as exc:
+            raise LogProofError("manifest", f"bundle {directory}: {exc.message}") from None
+        return cls(channel, pin=directory / LOG_KEY_FILE, federation=federation, **options)
+
+    @property
+    def trust(self) -> WitnessPolicy:
+        """The policy the next checkpoint is held to (before the registry's answer)."""
+        if self._trust is not None:
+            return self._trust
+        held = self.federation.held if self.federation is not None else None
+        if held is not None and held.manifest.log is not None:
+            return held.manifest.witness_policy()
+        return WitnessPolicy.none()
 
     async def _call(self, method: Any, request: Any) -> Any:
         return await call_with_retry(lambda: method(request, timeout=60), self._retry)
@@ -125,28 +160,85 @@ class LogClient:
 
     # -- checkpoints and proofs ---------------------------------------------------------
     async def checkpoint(self) -> Checkpointed:
+        """The newest checkpoint that verifies under the pinned key and satisfies the
+        policy; one short of a cosignature is asked for again until `quorum_wait` ends."""
+        deadline = time.monotonic() + self.quorum_wait
+        while True:
+            try:
+                return await self._checkpoint()
+            except LogProofError as exc:
+                left = deadline - time.monotonic()
+                if exc.failure != "quorum" or left <= 0:
+                    raise
+                await asyncio.sleep(min(0.5, left))
+
+    async def _checkpoint(self) -> Checkpointed:
+        policy = self.trust
         try:
             resp = await self._call(
                 self._stub.GetCheckpoint,
-                log_pb2.GetCheckpointRequest(min_cosignatures=self.trust.quorum),
+                log_pb2.GetCheckpointRequest(
+                    min_cosignatures=policy.quorum, manifest_version=self._manifest_version()
+                ),
             )
         except Refused as exc:  # no checkpoint is witnessed enough (yet)
-            raise LogProofError("quorum", exc.message) from None
-        vkey = self._pinned(resp.log_key)
+            wanted = ", ".join(w.name for w in policy.witnesses)
+            raise LogProofError("quorum", f"{exc.message}; the policy wants {wanted}") from None
+        trust = self._trust_for(bytes(resp.manifest), resp.log_key)
+        vkey = trust.log_key or self._pinned(resp.log_key)
+        self._key = vkey
         try:
             key = note.Ed25519Verifier.parse(vkey)
-            verified = open_signed(bytes(resp.checkpoint), key, self.trust)
+            verified = open_signed(bytes(resp.checkpoint), key, trust.policy)
         except LogFailure as exc:
             raise LogProofError(exc.failure, exc.message) from None
         except LogError as exc:
             raise LogProofError("unknown-key", f"pinned log key: {exc.message}") from None
         return Checkpointed(bytes(resp.checkpoint), verified, vkey)
 
+    async def _covering(self, size: int) -> Checkpointed:
+        """A verified checkpoint of at least `size` leaves: the newest one with the
+        cosignatures the policy wants may predate fresh leaves until the witnesses' next
+        round, so it is asked for again until `quorum_wait` ends."""
+        deadline = time.monotonic() + self.quorum_wait
+        while True:
+            cp = await self.checkpoint()
+            left = deadline - time.monotonic()
+            if cp.size >= size:
+                return cp
+            if left <= 0:
+                raise LogProofError(
+                    "quorum",
+                    f"no checkpoint with the cosignatures the policy wants covers leaf "
+                    f"{size - 1} yet (the newest is of size {cp.size})",
+                )
+            await asyncio.sleep(min(0.5, left))
+
+    def policy_for(self, checkpoint: Checkpointed) -> WitnessPolicy:
+        """The policy `checkpoint` was held to (the manifest's, for the log it names)."""
+        return self._trust_for(b"", checkpoint.log_key).policy
+
+    def _manifest_version(self) -> int:
+        held = self.federation.held if self.federation is not None else None
+        return held.version if held is not None else 0
+
+    def _trust_for(self, manifest: bytes, offered_key: str) -> LogTrust:
+        named = None
+        if self.federation is not None:
+            try:
+                self.federation.offer(manifest)
+            except FederationError as exc:
+                raise LogProofError("manifest", f"the registry's manifest: {exc.message}") from None
+            named = self.federation.trust_for(offered_key)
+        if named is None:
+            return LogTrust(None, self._trust or WitnessPolicy.none(), False)
+        return LogTrust(named.log_key, self._trust or named.policy, True)
+
     async def prove(
         self, indices: Sequence[int], *, checkpoint: Checkpointed | None = None
     ) -> list[ProvedLeaf]:
         """Inclusion of each leaf in one verified checkpoint, openings checked."""
-        cp = checkpoint or await self.checkpoint()
+        cp = checkpoint or await self._covering(max(indices, default=-1) + 1)
         out: list[ProvedLeaf] = []
         for i in range(0, len(indices), _BATCH):
             chunk = list(indices[i : i + _BATCH])

@@ -43,7 +43,7 @@ from numbind.sdk.bindings import BindingRpc, PublishBatch, WithdrawBatch
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.errors import NumbindClientError
 from numbind.sdk.feed import CURSOR_FILE, EventFeed
-from numbind.sdk.log import LOG_KEY_FILE, LogClient
+from numbind.sdk.log import LogClient
 from numbind.sdk.model import (
     BindingKey,
     BucketDigest,
@@ -124,10 +124,11 @@ class PlatformClient:
         self._rpc: BindingRpc | None = None
         # The feed of the last events() call (its orders_proved counts proved orders).
         self.feed: EventFeed | None = None
-        # Whose cosignatures an order's checkpoint needs before the feed acks it. Default:
-        # every member of the federation's manifest; bundles name none yet, which is exact
-        # for a federation of one (no witnesses).
-        self._log_trust = log_trust or WitnessPolicy.none()
+        # Whose cosignatures an order's checkpoint needs before the feed acks it. None: the
+        # default, every member of the federation's manifest that declared a witness key
+        # for the log the manifest names; none for a log it does not name or a federation
+        # of one (numbind.sdk.log_trust).
+        self._log_trust = log_trust
 
     async def __aenter__(self) -> PlatformClient:
         return self
@@ -231,7 +232,7 @@ class PlatformClient:
         """
         channel, _, _ = self._ensure()
         path = cursor_file if cursor_file is not None else self.bundle.directory / CURSOR_FILE
-        log = LogClient(channel, pin=self.bundle.directory / LOG_KEY_FILE, trust=self._log_trust)
+        log = LogClient.for_bundle(channel, self.bundle.directory, trust=self._log_trust)
         feed = EventFeed(channel, path, heartbeat_seconds=heartbeat_seconds, log=log)
         self.feed = feed
         return feed.events(follow=follow)

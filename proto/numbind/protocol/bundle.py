@@ -10,6 +10,10 @@ Layout::
     client.key        its private key (0600)
     attestation.key   carriers only: hex Ed25519 seed, 32 bytes (0600)
     attestation.pub   carriers only: hex Ed25519 public key
+    federation.vkey   in a federation: the federation key to pin (note verifier text)
+    manifest.note     in a federation: the signed manifest as issued; the SDK replaces it
+                      with any newer one that verifies under federation.vkey (the log's
+                      key and its witnesses' keys come from it)
 
 Clients never import numbind.registry internals, so this module parses certificates on its own.
 """
@@ -38,11 +42,14 @@ __all__ = [
     "BUNDLE_JSON",
     "CA_FILE",
     "CERT_FILE",
+    "FEDERATION_KEY_FILE",
     "KEY_FILE",
+    "MANIFEST_FILE",
     "Bundle",
     "BundleError",
     "Role",
     "make_client_key_and_csr",
+    "write_federation_trust",
 ]
 
 Role = Literal["platform", "carrier", "admin"]
@@ -56,6 +63,8 @@ CERT_FILE = "client.pem"
 KEY_FILE = "client.key"
 ATTESTATION_KEY_FILE = "attestation.key"
 ATTESTATION_PUB_FILE = "attestation.pub"
+FEDERATION_KEY_FILE = "federation.vkey"
+MANIFEST_FILE = "manifest.note"
 
 
 class BundleError(Exception):
@@ -307,6 +316,14 @@ class Bundle:
                 "only carrier bundles do"
             )
         return nacl.signing.SigningKey(self.attestation_seed)
+
+
+def write_federation_trust(directory: Path, federation_key: str, manifest: bytes) -> None:
+    """Put a federation's pinned key and its signed manifest in a bundle directory: what a
+    client needs to trust the federation's log (its key and witnesses) without trusting
+    whatever a registry names. The manifest is written last."""
+    write_atomically(Path(directory) / FEDERATION_KEY_FILE, (federation_key + "\n").encode(), 0o600)
+    write_atomically(Path(directory) / MANIFEST_FILE, manifest, 0o600)
 
 
 def make_client_key_and_csr(common_name: str) -> tuple[bytes, bytes]:

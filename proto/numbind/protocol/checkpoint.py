@@ -249,6 +249,10 @@ class CosignatureSigner:
     def verifier(self) -> CosignatureVerifier:
         return CosignatureVerifier(self.name, bytes(self._key.verify_key))
 
+    def renamed(self, name: str) -> CosignatureSigner:
+        """The same key under another witness name (and so another key id)."""
+        return self if name == self.name else CosignatureSigner(name, bytes(self._key), self._clock)
+
     def skey(self) -> str:
         """The private key as text (type 0x04): store it as a secret."""
         return note.format_signer_key(self.name, self.key_id, ALG_COSIGNATURE_V1, bytes(self._key))

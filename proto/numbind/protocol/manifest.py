@@ -5,6 +5,13 @@ issued, the token service (its address and the public keys tokens are made under
 id) and every member registry: id, display name, address, CA certificate and roles. The
 lifecycle authority (the hub) is the one member with the ``lifecycle-authority`` role.
 
+The verifiable log's trust rides on it too (both optional, so older manifests still open):
+``log`` names the hub's log (its checkpoint origin and Ed25519 note key) and each member
+may carry a ``witness_key`` (its tlog-cosignature key, named
+``numbind.<federation>/witness/<id>``). `Manifest.witness_policy()` is the clients' default:
+every member that declared a witness key cosigned. A registry with no federation is a
+federation of one: its policy is the log key alone, no cosignatures.
+
 Encoding. A manifest travels as a C2SP signed note (`numbind.protocol.note`) whose text is
 two lines::
 
@@ -58,6 +65,7 @@ from numbind.protocol.manifest_model import (
     MAX_MEMBERS,
     REGISTRY_SPIFFE_PREFIX,
     ROLES,
+    LogInfo,
     Manifest,
     Member,
     MemberRole,
@@ -65,6 +73,7 @@ from numbind.protocol.manifest_model import (
     TokenService,
     canonical_json,
     federation_key_name,
+    witness_key_name,
 )
 from numbind.protocol.manifest_rules import (
     canonical_pem,
@@ -85,6 +94,7 @@ __all__ = [
     "FederationError",
     "FederationSetupError",
     "ForkedManifest",
+    "LogInfo",
     "MalformedJoinFile",
     "MalformedManifest",
     "Manifest",
@@ -110,6 +120,7 @@ __all__ = [
     "open_manifest",
     "parse_federation_key",
     "sign_manifest",
+    "witness_key_name",
 ]
 
 # A manifest is read whole into memory by every member and SDK: bound what that costs.
@@ -134,11 +145,14 @@ def _no_floats(text: str) -> Any:
     raise field_error("manifest", text, "integers only (no fractions, exponents, NaN or Infinity)")
 
 
-def _object(where: str, value: object, keys: set[str]) -> dict[str, Any]:
+def _object(
+    where: str, value: object, keys: set[str], optional: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise field_error(where, type(value).__name__, "a JSON object")
-    if set(value) != keys:
-        raise field_error(where, sorted(value), f"exactly the fields {sorted(keys)}")
+    if not keys <= set(value) <= keys | optional:
+        extra = f" (and optionally {sorted(optional)})" if optional else ""
+        raise field_error(where, sorted(value), f"exactly the fields {sorted(keys)}{extra}")
     return value
 
 
@@ -163,7 +177,10 @@ def _parse_body(line: str) -> Manifest:
     if canonical_json(raw) != line:
         raise MalformedManifest("manifest: body is not canonical JSON (sorted keys, no spaces)")
     body = _object(
-        "manifest", raw, {"federation", "version", "issued_at", "token_service", "members"}
+        "manifest",
+        raw,
+        {"federation", "version", "issued_at", "token_service", "members"},
+        frozenset({"log"}),
     )
     ts = _object("token_service", body["token_service"], {"address", "active_key_id", "keys"})
     if not isinstance(ts["keys"], dict):
@@ -179,7 +196,12 @@ def _parse_body(line: str) -> Manifest:
         raise field_error("members", type(body["members"]).__name__, "a JSON array")
     members = []
     for i, item in enumerate(body["members"]):
-        m = _object(f"members[{i}]", item, {"id", "name", "address", "ca_pem", "roles"})
+        m = _object(
+            f"members[{i}]",
+            item,
+            {"id", "name", "address", "ca_pem", "roles"},
+            frozenset({"witness_key"}),
+        )
         if not isinstance(m["roles"], list):
             raise field_error(f"members[{i}].roles", type(m["roles"]).__name__, "a JSON array")
         members.append(
@@ -189,8 +211,17 @@ def _parse_body(line: str) -> Manifest:
                 address=_string(f"members[{i}].address", m["address"]),
                 ca_pem=_string(f"members[{i}].ca_pem", m["ca_pem"]),
                 roles=tuple(m["roles"]),
+                witness_key=(
+                    _string(f"members[{i}].witness_key", m["witness_key"])
+                    if "witness_key" in m
+                    else None
+                ),
             )
         )
+    log = None
+    if "log" in body:
+        raw_log = _object("log", body["log"], {"origin", "key"})
+        log = LogInfo(_string("log.origin", raw_log["origin"]), _string("log.key", raw_log["key"]))
     return Manifest(
         federation=_string("federation", body["federation"]),
         version=body["version"],
@@ -201,6 +232,7 @@ def _parse_body(line: str) -> Manifest:
             keys=tuple(token_keys),
         ),
         members=tuple(members),
+        log=log,
     )
 
 

@@ -17,7 +17,10 @@ from typing import Any, Literal, get_args
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from numbind.protocol import note
+from numbind.protocol.checkpoint import CosignatureVerifier, WitnessPolicy
 from numbind.protocol.federation_errors import MalformedManifest
+from numbind.protocol.log_errors import LogError
 from numbind.protocol.manifest_rules import (
     check_address,
     check_ca_pem,
@@ -35,6 +38,7 @@ __all__ = [
     "MAX_VERSION",
     "REGISTRY_SPIFFE_PREFIX",
     "ROLES",
+    "LogInfo",
     "Manifest",
     "Member",
     "MemberRole",
@@ -42,6 +46,7 @@ __all__ = [
     "TokenService",
     "canonical_json",
     "federation_key_name",
+    "witness_key_name",
 ]
 
 FORMAT_LINE = "numbind/federation-manifest/v1"
@@ -60,6 +65,11 @@ _KEY_ID_RE = re.compile(r"[0-9a-f]{1,64}")
 def federation_key_name(federation: str) -> str:
     """The note key name of a federation's key: `numbind.<federation id>/federation`."""
     return f"numbind.{check_federation_id('federation', federation)}/federation"
+
+
+def witness_key_name(federation: str, member_id: str) -> str:
+    """The name a member cosigns checkpoints under: `numbind.<federation>/witness/<member>`."""
+    return f"numbind.{federation}/witness/{member_id}"
 
 
 def canonical_json(value: Any) -> str:
@@ -121,6 +131,10 @@ class Member:
     address: str
     ca_pem: str
     roles: tuple[MemberRole, ...]
+    # The member's witness (cosignature/v1, type 0x04) verifier key, named
+    # witness_key_name(federation, id); None for a member that declared none (it joined
+    # before manifests carried witness keys, or it is the hub, which witnesses no one).
+    witness_key: str | None = None
     ca_certificate: x509.Certificate = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -137,6 +151,21 @@ class Member:
             raise field_error(
                 f"{where}.roles", list(self.roles), f"distinct, sorted roles from {ROLES}"
             )
+        if self.witness_key is not None:
+            self.witness  # noqa: B018 - parses (and so checks) the key
+
+    @property
+    def witness(self) -> CosignatureVerifier | None:
+        """The member's witness key, parsed; None when it declared none."""
+        if self.witness_key is None:
+            return None
+        try:
+            return CosignatureVerifier.parse(self.witness_key)
+        except LogError as exc:
+            where = f"members[{self.id!r}].witness_key"
+            raise field_error(
+                where, self.witness_key, f"a cosignature key ({exc.message})"
+            ) from None
 
     @property
     def uri(self) -> str:
@@ -158,6 +187,28 @@ class Member:
 
 
 @dataclass(frozen=True)
+class LogInfo:
+    """The lifecycle authority's verifiable log: the origin its checkpoints name and the
+    Ed25519 note key that signs them (its name is the origin). Clients and witnesses pin
+    the log key from here rather than trusting what the log names on first use."""
+
+    origin: str
+    key: str
+
+    def __post_init__(self) -> None:
+        verifier = self.verifier
+        if verifier.name != self.origin:
+            raise field_error("log.key", verifier.name, f"a key named {self.origin!r} (the origin)")
+
+    @property
+    def verifier(self) -> note.Ed25519Verifier:
+        try:
+            return note.Ed25519Verifier.parse(self.key)
+        except LogError as exc:
+            raise field_error("log.key", self.key, f"an Ed25519 note key ({exc.message})") from None
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A federation manifest body; the constructor refuses whatever the rules forbid."""
 
@@ -166,6 +217,9 @@ class Manifest:
     issued_at: int
     token_service: TokenService
     members: tuple[Member, ...]
+    # The hub's log (None in a manifest from before logs were named here: witnesses and
+    # clients then pin the log key on first use).
+    log: LogInfo | None = None
 
     def __post_init__(self) -> None:
         check_federation_id("federation", self.federation)
@@ -193,6 +247,23 @@ class Manifest:
                 f"{token_services[0].address}, the address of token-service member "
                 f"{token_services[0].id}",
             )
+        for m in self.members:
+            w = m.witness
+            want = witness_key_name(self.federation, m.id)
+            if w is not None and w.name != want:
+                raise field_error(f"members[{m.id!r}].witness_key", w.name, f"a key named {want}")
+        _unique(
+            "witness key",
+            [(m.id, m.witness.public_key.hex()) for m in self.members if m.witness is not None],
+        )
+
+    def witness_policy(self) -> WitnessPolicy:
+        """The default trust in the hub's log: every member that declared a witness key
+        must have cosigned (the hub does not witness its own log). A federation of one, or
+        a manifest naming no witness keys, needs the log key alone."""
+        return WitnessPolicy.all_of(
+            w for m in self.members if m.id != self.authority.id and (w := m.witness) is not None
+        )
 
     @property
     def authority(self) -> Member:
@@ -235,17 +306,23 @@ class Manifest:
                     for k in self.token_service.keys
                 },
             },
-            "members": [
-                {
-                    "id": m.id,
-                    "name": m.name,
-                    "address": m.address,
-                    "ca_pem": m.ca_pem,
-                    "roles": list(m.roles),
-                }
-                for m in self.members
-            ],
-        }
+            "members": [_member_json(m) for m in self.members],
+        } | ({"log": {"origin": self.log.origin, "key": self.log.key}} if self.log else {})
+
+
+def _member_json(m: Member) -> dict[str, Any]:
+    # Optional fields appear only when set: a manifest without them encodes exactly as it
+    # did before they existed (members running older code read it unchanged).
+    out: dict[str, Any] = {
+        "id": m.id,
+        "name": m.name,
+        "address": m.address,
+        "ca_pem": m.ca_pem,
+        "roles": list(m.roles),
+    }
+    if m.witness_key is not None:
+        out["witness_key"] = m.witness_key
+    return out
 
 
 def _check_int(where: str, value: object, low: int, high: int) -> None:

@@ -24,45 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14numbind/v1/log.proto\x12\nnumbind.v1\"0\n\x14GetCheckpointRequest\x12\x18\n\x10min_cosignatures\x18\x01 \x01(\r\"O\n\x15GetCheckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\x0c\x12\x0f\n\x07log_key\x18\x02 \x01(\t\x12\x11\n\ttree_size\x18\x03 \x01(\x04\"C\n\x18GetInclusionProofRequest\x12\x14\n\x0cleaf_indices\x18\x01 \x03(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"%\n\x07Opening\x12\x0c\n\x04salt\x18\x01 \x01(\x0c\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\"h\n\x0eInclusionProof\x12\x12\n\nleaf_index\x18\x01 \x01(\x04\x12\x0c\n\x04leaf\x18\x02 \x01(\x0c\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\x12$\n\x07opening\x18\x04 \x01(\x0b\x32\x13.numbind.v1.Opening\"Z\n\x19GetInclusionProofResponse\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12*\n\x06proofs\x18\x02 \x03(\x0b\x32\x1a.numbind.v1.InclusionProof\"@\n\x1aGetConsistencyProofRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\"Q\n\x1bGetConsistencyProofResponse\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\".\n\x10GetLeavesRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\"2\n\x11GetLeavesResponse\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0e\n\x06leaves\x18\x02 \x03(\x0c\"I\n\x11\x46indLeavesRequest\x12\x12\n\x08order_id\x18\x01 \x01(\tH\x00\x12\x17\n\rrevocation_id\x18\x02 \x01(\tH\x00\x42\x07\n\x05\x61\x62out\"N\n\x07LeafRef\x12\x12\n\nleaf_index\x18\x01 \x01(\x04\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.numbind.v1.LeafKind\x12\x0b\n\x03ref\x18\x03 \x01(\t\"9\n\x12\x46indLeavesResponse\x12#\n\x06leaves\x18\x01 \x03(\x0b\x32\x13.numbind.v1.LeafRef\"W\n\x15\x41\x64\x64\x43osignatureRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12\x16\n\x0esignature_line\x18\x02 \x01(\x0c\x12\x13\n\x0bwitness_key\x18\x03 \x01(\t\",\n\x16\x41\x64\x64\x43osignatureResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\x0c*\x93\x01\n\x08LeafKind\x12\x19\n\x15LEAF_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13LEAF_KIND_LIFECYCLE\x10\x01\x12\x18\n\x14LEAF_KIND_REVOCATION\x10\x02\x12\x13\n\x0fLEAF_KIND_ORDER\x10\x03\x12\x11\n\rLEAF_KIND_ACK\x10\x04\x12\x11\n\rLEAF_KIND_KEY\x10\x05\x32\x95\x04\n\x03Log\x12T\n\rGetCheckpoint\x12 .numbind.v1.GetCheckpointRequest\x1a!.numbind.v1.GetCheckpointResponse\x12`\n\x11GetInclusionProof\x12$.numbind.v1.GetInclusionProofRequest\x1a%.numbind.v1.GetInclusionProofResponse\x12\x66\n\x13GetConsistencyProof\x12&.numbind.v1.GetConsistencyProofRequest\x1a\'.numbind.v1.GetConsistencyProofResponse\x12H\n\tGetLeaves\x12\x1c.numbind.v1.GetLeavesRequest\x1a\x1d.numbind.v1.GetLeavesResponse\x12K\n\nFindLeaves\x12\x1d.numbind.v1.FindLeavesRequest\x1a\x1e.numbind.v1.FindLeavesResponse\x12W\n\x0e\x41\x64\x64\x43osignature\x12!.numbind.v1.AddCosignatureRequest\x1a\".numbind.v1.AddCosignatureResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14numbind/v1/log.proto\x12\nnumbind.v1\"J\n\x14GetCheckpointRequest\x12\x18\n\x10min_cosignatures\x18\x01 \x01(\r\x12\x18\n\x10manifest_version\x18\x02 \x01(\x04\"a\n\x15GetCheckpointResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\x0c\x12\x0f\n\x07log_key\x18\x02 \x01(\t\x12\x11\n\ttree_size\x18\x03 \x01(\x04\x12\x10\n\x08manifest\x18\x04 \x01(\x0c\"C\n\x18GetInclusionProofRequest\x12\x14\n\x0cleaf_indices\x18\x01 \x03(\x04\x12\x11\n\ttree_size\x18\x02 \x01(\x04\"%\n\x07Opening\x12\x0c\n\x04salt\x18\x01 \x01(\x0c\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\"h\n\x0eInclusionProof\x12\x12\n\nleaf_index\x18\x01 \x01(\x04\x12\x0c\n\x04leaf\x18\x02 \x01(\x0c\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\x12$\n\x07opening\x18\x04 \x01(\x0b\x32\x13.numbind.v1.Opening\"Z\n\x19GetInclusionProofResponse\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12*\n\x06proofs\x18\x02 \x03(\x0b\x32\x1a.numbind.v1.InclusionProof\"@\n\x1aGetConsistencyProofRequest\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\"Q\n\x1bGetConsistencyProofResponse\x12\x10\n\x08old_size\x18\x01 \x01(\x04\x12\x10\n\x08new_size\x18\x02 \x01(\x04\x12\x0e\n\x06hashes\x18\x03 \x03(\x0c\".\n\x10GetLeavesRequest\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x04\"2\n\x11GetLeavesResponse\x12\r\n\x05start\x18\x01 \x01(\x04\x12\x0e\n\x06leaves\x18\x02 \x03(\x0c\"I\n\x11\x46indLeavesRequest\x12\x12\n\x08order_id\x18\x01 \x01(\tH\x00\x12\x17\n\rrevocation_id\x18\x02 \x01(\tH\x00\x42\x07\n\x05\x61\x62out\"N\n\x07LeafRef\x12\x12\n\nleaf_index\x18\x01 \x01(\x04\x12\"\n\x04kind\x18\x02 \x01(\x0e\x32\x14.numbind.v1.LeafKind\x12\x0b\n\x03ref\x18\x03 \x01(\t\"9\n\x12\x46indLeavesResponse\x12#\n\x06leaves\x18\x01 \x03(\x0b\x32\x13.numbind.v1.LeafRef\"W\n\x15\x41\x64\x64\x43osignatureRequest\x12\x11\n\ttree_size\x18\x01 \x01(\x04\x12\x16\n\x0esignature_line\x18\x02 \x01(\x0c\x12\x13\n\x0bwitness_key\x18\x03 \x01(\t\",\n\x16\x41\x64\x64\x43osignatureResponse\x12\x12\n\ncheckpoint\x18\x01 \x01(\x0c*\x93\x01\n\x08LeafKind\x12\x19\n\x15LEAF_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13LEAF_KIND_LIFECYCLE\x10\x01\x12\x18\n\x14LEAF_KIND_REVOCATION\x10\x02\x12\x13\n\x0fLEAF_KIND_ORDER\x10\x03\x12\x11\n\rLEAF_KIND_ACK\x10\x04\x12\x11\n\rLEAF_KIND_KEY\x10\x05\x32\x95\x04\n\x03Log\x12T\n\rGetCheckpoint\x12 .numbind.v1.GetCheckpointRequest\x1a!.numbind.v1.GetCheckpointResponse\x12`\n\x11GetInclusionProof\x12$.numbind.v1.GetInclusionProofRequest\x1a%.numbind.v1.GetInclusionProofResponse\x12\x66\n\x13GetConsistencyProof\x12&.numbind.v1.GetConsistencyProofRequest\x1a\'.numbind.v1.GetConsistencyProofResponse\x12H\n\tGetLeaves\x12\x1c.numbind.v1.GetLeavesRequest\x1a\x1d.numbind.v1.GetLeavesResponse\x12K\n\nFindLeaves\x12\x1d.numbind.v1.FindLeavesRequest\x1a\x1e.numbind.v1.FindLeavesResponse\x12W\n\x0e\x41\x64\x64\x43osignature\x12!.numbind.v1.AddCosignatureRequest\x1a\".numbind.v1.AddCosignatureResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'numbind.v1.log_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LEAFKIND']._serialized_start=1072
-  _globals['_LEAFKIND']._serialized_end=1219
+  _globals['_LEAFKIND']._serialized_start=1116
+  _globals['_LEAFKIND']._serialized_end=1263
   _globals['_GETCHECKPOINTREQUEST']._serialized_start=36
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=84
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=86
-  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=165
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=167
-  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=234
-  _globals['_OPENING']._serialized_start=236
-  _globals['_OPENING']._serialized_end=273
-  _globals['_INCLUSIONPROOF']._serialized_start=275
-  _globals['_INCLUSIONPROOF']._serialized_end=379
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=381
-  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=471
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=473
-  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=537
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=539
-  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=620
-  _globals['_GETLEAVESREQUEST']._serialized_start=622
-  _globals['_GETLEAVESREQUEST']._serialized_end=668
-  _globals['_GETLEAVESRESPONSE']._serialized_start=670
-  _globals['_GETLEAVESRESPONSE']._serialized_end=720
-  _globals['_FINDLEAVESREQUEST']._serialized_start=722
-  _globals['_FINDLEAVESREQUEST']._serialized_end=795
-  _globals['_LEAFREF']._serialized_start=797
-  _globals['_LEAFREF']._serialized_end=875
-  _globals['_FINDLEAVESRESPONSE']._serialized_start=877
-  _globals['_FINDLEAVESRESPONSE']._serialized_end=934
-  _globals['_ADDCOSIGNATUREREQUEST']._serialized_start=936
-  _globals['_ADDCOSIGNATUREREQUEST']._serialized_end=1023
-  _globals['_ADDCOSIGNATURERESPONSE']._serialized_start=1025
-  _globals['_ADDCOSIGNATURERESPONSE']._serialized_end=1069
-  _globals['_LOG']._serialized_start=1222
-  _globals['_LOG']._serialized_end=1755
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=110
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_start=112
+  _globals['_GETCHECKPOINTRESPONSE']._serialized_end=209
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_start=211
+  _globals['_GETINCLUSIONPROOFREQUEST']._serialized_end=278
+  _globals['_OPENING']._serialized_start=280
+  _globals['_OPENING']._serialized_end=317
+  _globals['_INCLUSIONPROOF']._serialized_start=319
+  _globals['_INCLUSIONPROOF']._serialized_end=423
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_start=425
+  _globals['_GETINCLUSIONPROOFRESPONSE']._serialized_end=515
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_start=517
+  _globals['_GETCONSISTENCYPROOFREQUEST']._serialized_end=581
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_start=583
+  _globals['_GETCONSISTENCYPROOFRESPONSE']._serialized_end=664
+  _globals['_GETLEAVESREQUEST']._serialized_start=666
+  _globals['_GETLEAVESREQUEST']._serialized_end=712
+  _globals['_GETLEAVESRESPONSE']._serialized_start=714
+  _globals['_GETLEAVESRESPONSE']._serialized_end=764
+  _globals['_FINDLEAVESREQUEST']._serialized_start=766
+  _globals['_FINDLEAVESREQUEST']._serialized_end=839
+  _globals['_LEAFREF']._serialized_start=841
+  _globals['_LEAFREF']._serialized_end=919
+  _globals['_FINDLEAVESRESPONSE']._serialized_start=921
+  _globals['_FINDLEAVESRESPONSE']._serialized_end=978
+  _globals['_ADDCOSIGNATUREREQUEST']._serialized_start=980
+  _globals['_ADDCOSIGNATUREREQUEST']._serialized_end=1067
+  _globals['_ADDCOSIGNATURERESPONSE']._serialized_start=1069
+  _globals['_ADDCOSIGNATURERESPONSE']._serialized_end=1113
+  _globals['_LOG']._serialized_start=1266
+  _globals['_LOG']._serialized_end=1799
 # @@protoc_insertion_point(module_scope)

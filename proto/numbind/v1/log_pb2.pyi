@@ -53,18 +53,24 @@ class GetCheckpointRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MIN_COSIGNATURES_FIELD_NUMBER: _builtins.int
+    MANIFEST_VERSION_FIELD_NUMBER: _builtins.int
     min_cosignatures: _builtins.int
     """0: the newest checkpoint. N: the newest one that already carries at least N witness
     cosignatures (what a client whose policy asks for N proves against).
+    """
+    manifest_version: _builtins.int
+    """The version of the federation manifest the caller holds (0: none): the response
+    carries the registry's manifest only when it is newer.
     """
     def __init__(
         self,
         *,
         min_cosignatures: _builtins.int = ...,
+        manifest_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_cosignatures", b"min_cosignatures"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["manifest_version", b"manifest_version", "min_cosignatures", b"min_cosignatures"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -77,6 +83,7 @@ class GetCheckpointResponse(_message.Message):
     CHECKPOINT_FIELD_NUMBER: _builtins.int
     LOG_KEY_FIELD_NUMBER: _builtins.int
     TREE_SIZE_FIELD_NUMBER: _builtins.int
+    MANIFEST_FIELD_NUMBER: _builtins.int
     checkpoint: _builtins.bytes
     """The signed note, exactly as signed, with cosignature lines appended."""
     log_key: _builtins.str
@@ -84,16 +91,23 @@ class GetCheckpointResponse(_message.Message):
     key a registry names would accept a forged log.
     """
     tree_size: _builtins.int
+    manifest: _builtins.bytes
+    """The federation manifest this registry holds, exactly as signed, when newer than the
+    request's manifest_version (else empty; always empty with no federation). A client
+    verifies it under the federation key it pinned and takes its log key and witness
+    keys as its policy.
+    """
     def __init__(
         self,
         *,
         checkpoint: _builtins.bytes = ...,
         log_key: _builtins.str = ...,
         tree_size: _builtins.int = ...,
+        manifest: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "log_key", b"log_key", "tree_size", b"tree_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "log_key", b"log_key", "manifest", b"manifest", "tree_size", b"tree_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -21,6 +21,7 @@ from numbind.registry.federation.fanout_client import ManifestMembers
 from numbind.registry.federation.files import Installed
 from numbind.registry.federation.forward import ForwardedTokens
 from numbind.registry.federation.live import ManifestWatch, key_signer
+from numbind.registry.federation.log_trust import LiveManifest
 from numbind.registry.federation.serving import Serving
 from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority
@@ -232,7 +233,16 @@ class Registry:
                 visibility_timeout_seconds=settings.visibility_timeout_seconds,
                 max_streams_per_principal=settings.max_streams_per_principal,
             ),
-            log=LogService(db, log_key.load_or_create(settings.data_dir), settings.witness_keys),
+            log=LogService(
+                db,
+                log_key.load_or_create(settings.data_dir),
+                settings.witness_keys,
+                (
+                    LiveManifest(federation.files, federation.installed.signed)
+                    if federation is not None
+                    else lambda: None
+                ),
+            ),
             standing=standing,
             token_map=token_map,
             rekeyer=rekeyer,

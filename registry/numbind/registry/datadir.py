@@ -16,9 +16,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["ExposedDataDir", "exposed", "private_umask", "require_private"]
+__all__ = ["ADMIN_BUNDLE", "ExposedDataDir", "exposed", "private_umask", "require_private"]
 
 PRIVATE_UMASK = 0o077
+# The admin's bundle, DATA_DIR/admin-bundle/ (written by `numbind admin init`).
+ADMIN_BUNDLE = "admin-bundle"
 # At most this many offending paths are named in the refusal.
 _SHOWN = 5
 

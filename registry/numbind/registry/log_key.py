@@ -36,9 +36,10 @@ def origin_for(data_dir: Path) -> str:
     return origin if installed.is_authority else f"{origin}/{installed.member_id}"
 
 
-def load_or_create(data_dir: Path) -> note.Ed25519Signer:
+def load_or_create(data_dir: Path, origin: str | None = None) -> note.Ed25519Signer:
+    """The log key, created for `origin` (default: `origin_for(data_dir)`) if there is none."""
     path = Path(data_dir) / LOG_DIR / KEY_FILE
-    want = origin_for(data_dir)
+    want = origin or origin_for(data_dir)
     if path.exists():
         signer = note.Ed25519Signer.parse(path.read_text(encoding="ascii").strip())
         if signer.name != want:
@@ -68,11 +69,15 @@ def witness_name(data_dir: Path) -> str:
 
 
 def load_or_create_witness(data_dir: Path) -> CosignatureSigner:
-    """This registry's cosigning key as a witness (DATA_DIR/log/witness.key, 0600)."""
+    """This registry's cosigning key as a witness (DATA_DIR/log/witness.key, 0600), under
+    its current witness name: the key is made before the registry knows its federation
+    (its public half goes in the join request), and the name follows the federation it
+    joined (an Ed25519 cosignature does not commit to the name; the key id does)."""
     path = Path(data_dir) / LOG_DIR / WITNESS_KEY_FILE
+    name = witness_name(data_dir)
     if path.exists():
-        return CosignatureSigner.parse(path.read_text(encoding="ascii").strip())
-    signer = CosignatureSigner.generate(witness_name(data_dir))
+        return CosignatureSigner.parse(path.read_text(encoding="ascii").strip()).renamed(name)
+    signer = CosignatureSigner.generate(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_private_file(path, (signer.skey() + "\n").encode("ascii"))
     return signer

@@ -18,9 +18,11 @@ from numbind.protocol.bundle import Bundle, make_client_key_and_csr
 from numbind.protocol.files import write_private_file
 from numbind.registry.app import reconcile_key_map
 from numbind.registry.config import Settings, served_address
+from numbind.registry.datadir import ADMIN_BUNDLE as ADMIN_BUNDLE  # still operator.ADMIN_BUNDLE
 from numbind.registry.datadir import private_umask
 from numbind.registry.domain.principals import NewPrincipal
 from numbind.registry.domain.types import Role
+from numbind.registry.federation.log_trust import give_bundle_trust
 from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority
 from numbind.registry.services.admin import AdminService
@@ -29,8 +31,6 @@ from numbind.registry.storage import migrate
 from numbind.registry.storage.db import Database
 
 log = logging.getLogger(__name__)
-
-ADMIN_BUNDLE = "admin-bundle"
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def add_principal(
     )
     ca = _ca(settings)
     with _admin(settings, ca, migrate_schema=True) as admin:
-        return _register_and_write(
+        bundle = _register_and_write(
             admin,
             ca,
             new,
@@ -159,6 +159,8 @@ def add_principal(
             out,
             registry_address or served_address(settings.data_dir) or settings.listen,
         )
+        give_bundle_trust(settings.data_dir, out)
+        return bundle
 
 
 def principal_roles(settings: Settings, name: str) -> list[str]:
@@ -187,7 +189,7 @@ def reissue_bundle(
         principal, cert_pem = admin.reissue_offline(
             role, name, csr_pem, signing.verify_key.encode() if signing is not None else None
         )
-        return Bundle.write(
+        bundle = Bundle.write(
             out,
             registry=registry_address or served_address(settings.data_dir) or settings.listen,
             role=principal.role,  # type: ignore[arg-type]
@@ -197,6 +199,8 @@ def reissue_bundle(
             key_pem=key_pem,
             attestation_seed=bytes(signing) if signing is not None else None,
         )
+        give_bundle_trust(settings.data_dir, out)
+        return bundle
 
 
 def set_suspended(settings: Settings, role: str, name: str, suspended: bool) -> None:

@@ -24,8 +24,14 @@ class LogServicer(log_pb2_grpc.LogServicer):
         self, request: log_pb2.GetCheckpointRequest, context: Ctx
     ) -> log_pb2.GetCheckpointResponse:
         size, signed = await self._service.checkpoint(request.min_cosignatures)
+        held = self._service.manifest()
         return log_pb2.GetCheckpointResponse(
-            checkpoint=signed, log_key=self._service.log_key, tree_size=size
+            checkpoint=signed,
+            log_key=self._service.log_key,
+            tree_size=size,
+            manifest=(
+                held.data if held is not None and held.version > request.manifest_version else b""
+            ),
         )
 
     async def GetInclusionProof(

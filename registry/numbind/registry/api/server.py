@@ -276,10 +276,14 @@ def start_witness(registry: Registry) -> asyncio.Task[None] | None:
     fed = registry.federation
     if fed is None or registry.peers is None or fed.installed.is_authority:
         return None
-    hub = fed.installed.manifest.authority.id
+    manifest = fed.installed.manifest
+    hub = manifest.authority.id
+    # The log key the manifest names is pinned; one from before manifests named it is
+    # pinned on first use.
     witness = Witness(
         registry.db,
         log_key.load_or_create_witness(registry.settings.data_dir),
+        manifest.log.verifier if manifest.log is not None else None,
         origin=f"numbind.{fed.federation}/log",
     )
     return asyncio.create_task(

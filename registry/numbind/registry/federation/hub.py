@@ -9,12 +9,13 @@ it refuses.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from numbind.protocol.files import write_atomically
 from numbind.protocol.manifest import (
     FederationSetupError,
+    LogInfo,
     Manifest,
     Member,
     MemberRole,
@@ -29,10 +30,13 @@ from numbind.protocol.manifest import (
     sign_manifest,
 )
 from numbind.protocol.note import Ed25519Signer
+from numbind.registry import log_key
 from numbind.registry.config import Settings, served_address
+from numbind.registry.datadir import ADMIN_BUNDLE, private_umask
 from numbind.registry.federation.credentials import ensure_peer_cert, load_ca, server_name_warning
 from numbind.registry.federation.files import FederationDir, Installed
 from numbind.registry.federation.join import Grant, JoinRequest
+from numbind.registry.federation.log_trust import give_bundle_trust
 from numbind.registry.federation.token_keys import token_service as read_token_service
 
 __all__ = [
@@ -87,6 +91,14 @@ def _hub(fed: FederationDir) -> tuple[Installed, Ed25519Signer]:
     if key.verifier.vkey() != installed.key.vkey():
         raise FederationSetupError(f"{fed.key_path} does not match the pinned {fed.pin_path}")
     return installed, key
+
+
+def _log_info(data_dir: Path, federation_id: str) -> LogInfo:
+    """The hub's log as the manifest names it. A log keeps its origin: a hub that served
+    before `federation init` keeps the key (and origin) it made then."""
+    with private_umask():
+        signer = log_key.load_or_create(data_dir, f"numbind.{federation_id}/log")
+    return LogInfo(signer.name, signer.verifier.vkey())
 
 
 def _sign_next(installed: Installed, key: Ed25519Signer, manifest: Manifest) -> SignedManifest:
@@ -157,12 +169,14 @@ def init(
                     roles=tuple(sorted(roles)),
                 ),
             ),
+            log=_log_info(settings.data_dir, federation_id),
         )
         signed = sign_manifest(manifest, key)
         fed.write_pin(key.verifier)
         fed.write_self(member_id)
         ensure_peer_cert(fed, ca, member_id)
         fed.write_manifest(signed)
+        give_bundle_trust(settings.data_dir, settings.data_dir / ADMIN_BUNDLE)
         warning = server_name_warning(settings, ca, address)
         return InitResult(fed.require(), True, (warning,) if warning else ())
 
@@ -177,19 +191,27 @@ def add_member(settings: Settings, request_path: Path, out: Path) -> AddResult:
         installed, key = _hub(fed)
         manifest = installed.manifest
         existing = manifest.member(req.id)
-        wanted = Member(req.id, req.name, req.address, req.ca_pem, MEMBER_ROLES)
+        witness_key = req.witness_key(manifest.federation)
+        wanted = Member(req.id, req.name, req.address, req.ca_pem, MEMBER_ROLES, witness_key)
         if existing is not None:
             if (existing.name, existing.address, existing.ca_pem) != (
                 req.name,
                 req.address,
                 req.ca_pem,
-            ):
+            ) or (existing.witness_key is not None and existing.witness_key != witness_key):
                 raise FederationSetupError(
                     f"member id {req.id} is already in federation {manifest.federation} with "
-                    f"address {existing.address} and another CA or name; remove it first "
+                    f"address {existing.address} and another CA, name or witness key; remove "
+                    "it first "
                     f"(`numbind federation remove-member {req.id}`) or pick another id"
                 )
             signed, member, added = installed.signed, existing, False
+            if existing.witness_key is None and witness_key is not None:
+                # A member that joined before manifests named witness keys sends its key
+                # by requesting again: the next version names it.
+                members = [wanted if m.id == req.id else m for m in manifest.members]
+                successor = manifest.successor(issued_at=_now(), members=members)
+                signed, member, added = _sign_next(installed, key, successor), wanted, True
         else:
             for m in manifest.members:
                 if m.address == req.address:
@@ -256,13 +278,14 @@ def refresh(settings: Settings, *, address: str | None = None) -> SignResult:
             ts_address = new_address
         token_service = read_token_service(settings, ts_address)
         members = [
-            Member(m.id, m.name, new_address, m.ca_pem, m.roles) if m.id == hub.id else m
-            for m in manifest.members
+            replace(m, address=new_address) if m.id == hub.id else m for m in manifest.members
         ]
-        if token_service == manifest.token_service and new_address == hub.address:
+        # A manifest from before logs were named in it gains the hub's log here.
+        log = manifest.log or _log_info(settings.data_dir, manifest.federation)
+        if (token_service, new_address, log) == (manifest.token_service, hub.address, manifest.log):
             return SignResult(installed.signed, False)
         successor = manifest.successor(
-            issued_at=_now(), members=members, token_service=token_service
+            issued_at=_now(), members=members, token_service=token_service, log=log
         )
         signed = _sign_next(installed, key, successor)
         fed.write_manifest(signed)

@@ -4,7 +4,12 @@ A join request (member -> hub), JSON::
 
     {"format": "numbind/federation-join-request/v1",
      "id": "<member id>", "name": "<display name>", "address": "host:port",
-     "ca_pem": "<the member's CA certificate>"}
+     "ca_pem": "<the member's CA certificate>",
+     "witness_public_key": "<base64 Ed25519 public key>"}
+
+`witness_public_key` (optional; requests from before it existed have none) is the key the
+member cosigns the hub's log with; the hub names it `numbind.<federation>/witness/<id>` in
+the manifest, so clients require that member's cosignature by default.
 
 It is signed by nothing: the hub operator decides to trust it out of band (compare the CA
 fingerprint `request` prints with the member's operator), so it is only checked for shape.
@@ -29,12 +34,15 @@ hub's CA cannot mint a member's identity and a member can renew its certificate 
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from numbind.protocol import note
+from numbind.protocol.checkpoint import CosignatureVerifier
 from numbind.protocol.manifest import (
     FederationError,
     MalformedJoinFile,
@@ -43,6 +51,7 @@ from numbind.protocol.manifest import (
     check_ca_pem,
     check_member_id,
     check_name,
+    witness_key_name,
 )
 
 __all__ = ["GRANT_FORMAT", "REQUEST_FORMAT", "Grant", "JoinRequest", "read_join_file"]
@@ -104,8 +113,14 @@ class JoinRequest:
     name: str
     address: str
     ca_pem: str = field(repr=False)
+    witness_public_key: bytes | None = None
 
     def __post_init__(self) -> None:
+        if self.witness_public_key is not None and len(self.witness_public_key) != 32:
+            raise MalformedJoinFile(
+                f"join request: witness_public_key: got {len(self.witness_public_key)} bytes, "
+                "want a 32-byte Ed25519 public key"
+            )
         try:
             check_member_id("id", self.id)
             check_name("name", self.name)
@@ -117,27 +132,42 @@ class JoinRequest:
         except FederationError as exc:
             raise MalformedJoinFile(f"join request: {exc.message}") from None
 
+    def witness_key(self, federation: str) -> str | None:
+        """The witness verifier key the manifest names for this member (None: none sent)."""
+        if self.witness_public_key is None:
+            return None
+        name = witness_key_name(federation, self.id)
+        return CosignatureVerifier(name, self.witness_public_key).vkey()
+
     def to_bytes(self) -> bytes:
-        return _dump(
-            {
-                "format": REQUEST_FORMAT,
-                "id": self.id,
-                "name": self.name,
-                "address": self.address,
-                "ca_pem": self.ca_pem,
-            }
-        )
+        value = {
+            "format": REQUEST_FORMAT,
+            "id": self.id,
+            "name": self.name,
+            "address": self.address,
+            "ca_pem": self.ca_pem,
+        }
+        if self.witness_public_key is not None:
+            value["witness_public_key"] = base64.b64encode(self.witness_public_key).decode()
+        return _dump(value)
 
     @classmethod
     def read(cls, path: Path) -> JoinRequest:
         value = read_join_file(path, "join request")
         where = f"join request {path}"
-        _fields(where, value, REQUEST_FORMAT, {"id", "name", "address", "ca_pem"})
-        for key in ("id", "name", "address", "ca_pem"):
+        keys = {"id", "name", "address", "ca_pem"}
+        _fields(where, value, REQUEST_FORMAT, keys | ({"witness_public_key"} & set(value)))
+        for key in sorted(keys | ({"witness_public_key"} & set(value))):
             if not isinstance(value[key], str):
                 raise MalformedJoinFile(f"{where}: {key}: want a string")
+        witness = None
+        if "witness_public_key" in value:
+            try:
+                witness = note.b64decode(value["witness_public_key"], "witness_public_key")
+            except ValueError as exc:
+                raise MalformedJoinFile(f"{where}: {exc}") from None
         try:
-            return cls(value["id"], value["name"], value["address"], value["ca_pem"])
+            return cls(value["id"], value["name"], value["address"], value["ca_pem"], witness)
         except MalformedJoinFile as exc:
             detail = exc.message.removeprefix("join request: ")
             raise MalformedJoinFile(f"{where}: {detail}") from None

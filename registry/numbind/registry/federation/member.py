@@ -23,6 +23,7 @@ from numbind.protocol.manifest import (
     parse_federation_key,
 )
 from numbind.registry.config import Settings
+from numbind.registry.datadir import ADMIN_BUNDLE, private_umask
 from numbind.registry.federation.credentials import (
     ca_fingerprint,
     ensure_peer_cert,
@@ -31,6 +32,8 @@ from numbind.registry.federation.credentials import (
 )
 from numbind.registry.federation.files import FederationDir, Installed
 from numbind.registry.federation.join import Grant, JoinRequest
+from numbind.registry.federation.log_trust import give_bundle_trust
+from numbind.registry.log_key import load_or_create_witness
 
 __all__ = ["AcceptResult", "RequestResult", "accept", "install_offered", "request"]
 
@@ -61,6 +64,9 @@ def request(
         name=name if name is not None else member_id,
         address=address,
         ca_pem=ca.cert_pem.decode("ascii"),
+        # The key this registry will cosign the hub's log with: the manifest names it, so
+        # clients require its cosignature by default.
+        witness_public_key=_witness_key(settings.data_dir),
     )
     installed = FederationDir(settings.data_dir).load()
     if installed is not None and installed.is_authority:
@@ -76,6 +82,11 @@ def request(
     write_atomically(out, req.to_bytes(), 0o644)
     warning = server_name_warning(settings, ca, address)
     return RequestResult(req, ca_fingerprint(ca), (warning,) if warning else ())
+
+
+def _witness_key(data_dir: Path) -> bytes:
+    with private_umask():  # DATA_DIR/log/ must stay private (numbind.registry.datadir)
+        return load_or_create_witness(data_dir).verifier.public_key
 
 
 def accept(settings: Settings, grant_path: Path, *, expect_key: str | None = None) -> AcceptResult:
@@ -139,6 +150,7 @@ def accept(settings: Settings, grant_path: Path, *, expect_key: str | None = Non
         ensure_peer_cert(fed, ca, grant.member)
         if changed:
             fed.write_manifest(signed)
+        give_bundle_trust(settings.data_dir, settings.data_dir / ADMIN_BUNDLE)
         return AcceptResult(
             installed=fed.require(),
             previous_version=held.version if held is not None else None,

@@ -117,6 +117,7 @@ def describe(installed: Installed, replication: ReplicationStatus) -> dict[str, 
                 "roles": list(m.roles),
                 "identity": m.uri,
                 "ca_sha256": m.ca_fingerprint,
+                "witness_key": m.witness_key,
                 "this_registry": m.id == installed.member_id,
                 "replication": {"position": rep.position, "lag_seconds": rep.lag_seconds},
             }
@@ -135,4 +136,6 @@ def describe(installed: Installed, replication: ReplicationStatus) -> dict[str, 
             "key_ids": [k.key_id for k in ts.keys],
         },
         "members": members,
+        # The hub's log as the manifest names it (None: first-use pinning).
+        "log": {"origin": manifest.log.origin, "key": manifest.log.key} if manifest.log else None,
     }

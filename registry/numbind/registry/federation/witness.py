@@ -44,6 +44,9 @@ __all__ = ["GrpcLogSource", "LogSource", "Witness", "WitnessAlarm", "alarms_in"]
 
 _log = logging.getLogger(__name__)
 _LEAVES_PER_CALL = 10_000
+# A witness holds the manifest in its own files (replication installs newer ones): asking
+# as if it held the newest possible version keeps the manifest out of every round.
+_NO_MANIFEST = log_pb2.GetCheckpointRequest(manifest_version=2**64 - 1)
 
 
 class LogSource(Protocol):
@@ -66,11 +69,11 @@ class GrpcLogSource:
         self._timeout = timeout
 
     async def checkpoint(self) -> bytes:
-        resp = await self._stub.GetCheckpoint(log_pb2.GetCheckpointRequest(), timeout=self._timeout)
+        resp = await self._stub.GetCheckpoint(_NO_MANIFEST, timeout=self._timeout)
         return bytes(resp.checkpoint)
 
     async def log_key(self) -> str:
-        resp = await self._stub.GetCheckpoint(log_pb2.GetCheckpointRequest(), timeout=self._timeout)
+        resp = await self._stub.GetCheckpoint(_NO_MANIFEST, timeout=self._timeout)
         return str(resp.log_key)
 
     async def consistency(self, old_size: int, new_size: int) -> list[bytes]:
@@ -111,9 +114,9 @@ class WitnessAlarm:
 class Witness:
     """Witnesses one log (its origin is the pinned log key's name) for this registry.
 
-    Without `log_key`, the key is the one pinned in this store by an earlier round, or on
-    the first round the key the log names (trust on first use; the manifest does not carry
-    log keys yet)."""
+    `log_key` is the key the federation manifest names for the hub's log. Without it (a
+    manifest from before it named one), the key is the one pinned in this store by an
+    earlier round, or on the first round the key the log names (trust on first use)."""
 
     def __init__(
         self,

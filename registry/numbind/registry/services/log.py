@@ -4,8 +4,9 @@ Leaves are appended by the services whose changes they record (storage.log.appen
 their transactions). This service signs checkpoints (C2SP tlog-checkpoint, the log key's
 name as origin): at least every `interval` seconds while the log grows (`run`), and on
 demand (`checkpoint` signs one for the current size if the newest is behind). Witnesses
-add cosignatures (C2SP tlog-cosignature) that the registry checks against the witness
-keys it was configured with before it attaches them.
+add cosignatures (C2SP tlog-cosignature) that the registry checks before it attaches
+them: against the witness keys it was configured with, or a member's against the witness
+key the federation manifest names for it (on first use only when the manifest names none).
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from numbind.protocol import note
 from numbind.protocol.checkpoint import Checkpoint, CosignatureVerifier
 from numbind.protocol.log_errors import LogError, TreeRangeError
+from numbind.protocol.manifest import SignedManifest
 from numbind.protocol.merkle import HASH_BYTES, Node, consistency_proof, inclusion_proof
 from numbind.registry.domain.types import Principal, Role
 from numbind.registry.errors import (
@@ -33,6 +35,8 @@ from numbind.registry.storage.db import Database, Session
 _log = logging.getLogger(__name__)
 
 MAX_PROOFS = 1000
+# Checkpoints signed between two prunings of the old ones (storage.log.prune_checkpoints).
+_PRUNE_EVERY = 64
 MAX_LEAVES = 10_000
 
 
@@ -84,10 +88,14 @@ class LogService:
         db: Database,
         signer: note.Ed25519Signer,
         witnesses: Sequence[CosignatureVerifier] = (),
+        manifest: Callable[[], SignedManifest | None] = lambda: None,
     ) -> None:
         self._db = db
         self._signer = signer
         self._witnesses = {(w.name, w.key_id): w for w in witnesses}
+        # The federation manifest installed now (None: a federation of one).
+        self.manifest = manifest
+        self._published = 0
 
     @property
     def origin(self) -> str:
@@ -107,6 +115,12 @@ class LogService:
         text = Checkpoint(self.origin, edge.size, edge.root()).text()
         signed = note.sign_note(text, self._signer)
         stored = self._db.transact(lambda s: log.put_checkpoint(s, edge.size, signed))
+        # Old checkpoints are pruned now and then (reading the kept window costs a scan).
+        if self._published % _PRUNE_EVERY == 0:
+            pruned = self._db.transact(log.prune_checkpoints)
+            if pruned:
+                _log.debug("log: pruned %d old checkpoints", pruned)
+        self._published += 1
         return edge.size, stored
 
     async def checkpoint(self, min_cosignatures: int = 0) -> tuple[int, bytes]:
@@ -241,7 +255,11 @@ class LogService:
             raise InvalidArgument("signature_line: want exactly one signature line")
         sig = sigs[0]
         witness = self._witnesses.get((sig.name, sig.key_id))
-        offered = None if witness is not None else self._member_key(caller, sig, witness_key)
+        offered, named = (
+            (None, False) if witness is not None else self._member_key(caller, sig, witness_key)
+        )
+        if named:
+            witness, offered = offered, None
 
         def act(session: Session) -> bytes:
             nonlocal witness
@@ -270,7 +288,8 @@ class LogService:
 
     def _member_key(
         self, caller: Principal, sig: note.Signature, witness_key: str
-    ) -> CosignatureVerifier:
+    ) -> tuple[CosignatureVerifier, bool]:
+        """The member's witness key, and whether the manifest names it (else: pin it)."""
         name = sig.name[:80]
         if caller.role != Role.REGISTRY or not witness_key:
             raise PermissionDenied(
@@ -280,13 +299,25 @@ class LogService:
             offered = CosignatureVerifier.parse(witness_key)
         except LogError as exc:
             raise InvalidArgument(f"witness_key: {exc.message}") from None
+        held = self.manifest()
+        member = held.manifest.member(caller.name) if held is not None else None
+        named = member.witness if member is not None else None
+        if held is not None and named is not None:
+            # The manifest names this member's witness key: that key only, never TOFU.
+            if (sig.name, sig.key_id) != (named.name, named.key_id) or offered != named:
+                raise PermissionDenied(
+                    f"signature_line: member {caller.name} cosigns with the witness key "
+                    f"manifest v{held.version} names, {named.name}+{named.key_id:08x}; got "
+                    f"{name}+{sig.key_id:08x}"
+                )
+            return named, True
         want = self.member_witness_name(caller.name)
         if offered.name != want or (sig.name, sig.key_id) != (offered.name, offered.key_id):
             raise PermissionDenied(
                 f"witness_key: member {caller.name} cosigns as {want} with the key it sends; "
                 f"got {name}+{sig.key_id:08x}"
             )
-        return offered
+        return offered, False
 
     async def alarms(self) -> list[Alarm]:
         rows = await self._db.run(log.alarms, write=False)

@@ -24,7 +24,6 @@ from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import (
     LogCheckpointRow,
     LogLeafRow,
-    LogNodeRow,
     LogStateRow,
     LogWitnessKeyRow,
     OrderRow,
@@ -32,7 +31,7 @@ from numbind.registry.storage.models import (
     WitnessAlarmRow,
     WitnessStateRow,
 )
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 
@@ -113,7 +112,10 @@ def append(session: Session, leaves: Sequence[LogLeaf]) -> int:
 
 class StoredTree:
     """`merkle.SubtreeHashes` over the stored tree, within one transaction; one query per
-    table per proof."""
+    table per proof.
+
+    Driver SQL, not SQLAlchemy expressions: a proof asks for ~2 log2(n) nodes, and building
+    and compiling an expression of that shape on every proof cost more than the reads."""
 
     def __init__(self, session: Session, size: int) -> None:
         self._session = session
@@ -125,36 +127,39 @@ class StoredTree:
                 raise TreeRangeError(
                     f"subtree [{node.start}, {node.end}): beyond tree size {self._size}"
                 )
+        conn = self._session.connection()
         found: dict[Node, bytes] = {}
         leaves = sorted({n.index for n in nodes if n.level == 0})
         for i in range(0, len(leaves), _CHUNK):
-            for idx, c in self._session.execute(
-                select(LogLeafRow.idx, LogLeafRow.commitment).where(
-                    LogLeafRow.idx.in_(leaves[i : i + _CHUNK])
-                )
-            ):
-                found[Node(0, idx)] = leaf_hash(c)
+            chunk = leaves[i : i + _CHUNK]
+            sql = f"SELECT idx, commitment FROM log_leaves WHERE idx IN ({_marks(len(chunk))})"
+            for idx, c in conn.exec_driver_sql(driver_sql(conn, sql), tuple(chunk)):
+                found[Node(0, int(idx))] = leaf_hash(bytes(c))
         by_level: dict[int, list[int]] = {}
         for n in sorted({n for n in nodes if n.level > 0}):
             by_level.setdefault(n.level, []).append(n.index)
         # One (level = ? AND idx IN ...) term per level: an index range the planner uses on
         # SQLite and PostgreSQL alike (a row-value IN scans the table on SQLite).
         terms = [
-            and_(LogNodeRow.level == level, LogNodeRow.idx.in_(idxs[i : i + _CHUNK]))
+            (level, idxs[i : i + _CHUNK])
             for level, idxs in by_level.items()
             for i in range(0, len(idxs), _CHUNK)
         ]
         for i in range(0, len(terms), 32):
-            for level, idx, h in self._session.execute(
-                select(LogNodeRow.level, LogNodeRow.idx, LogNodeRow.hash).where(
-                    or_(*terms[i : i + 32])
-                )
-            ):
-                found[Node(level, idx)] = h
+            batch = terms[i : i + 32]
+            where = " OR ".join(f"(level = ? AND idx IN ({_marks(len(ix))}))" for _, ix in batch)
+            params = tuple(v for level, ix in batch for v in (level, *ix))
+            sql = f"SELECT level, idx, hash FROM log_nodes WHERE {where}"
+            for level, idx, h in conn.exec_driver_sql(driver_sql(conn, sql), params):
+                found[Node(int(level), int(idx))] = bytes(h)
         missing = [n for n in nodes if n not in found]
         if missing:
             raise TreeRangeError(f"subtree hashes missing from the store: {missing[:3]}")
         return [found[n] for n in nodes]
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
 
 
 def commitments(session: Session, start: int, end: int) -> list[bytes]:
@@ -270,6 +275,40 @@ def put_checkpoint(session: Session, size: int, note: bytes) -> bytes:
 
 def replace_checkpoint(session: Session, size: int, note: bytes) -> None:
     session.execute(update(LogCheckpointRow).where(LogCheckpointRow.size == size).values(note=note))
+
+
+# Newest checkpoints kept whole: several minutes at one a second, so a witness (every few
+# seconds) always finds the one it fetched when it comes back to cosign it. Well inside
+# latest_cosigned's scan, which must also reach the older ones `prune_checkpoints` keeps.
+KEEP_CHECKPOINTS = 256
+
+
+def prune_checkpoints(session: Session, keep: int = KEEP_CHECKPOINTS) -> int:
+    """Delete checkpoints no one needs; return how many.
+
+    Kept: the newest `keep`, and beyond them each checkpoint that carries more cosignatures
+    than every newer one (at most one per cosignature count), so `latest_cosigned(k)` gives
+    the same answer after pruning as before, for every k. Nothing else reads old
+    checkpoints: a consistency proof from any old size is computed from the stored subtree
+    hashes (`StoredTree`), never from a checkpoint, and an auditor or witness keeps the
+    checkpoint it verified itself (its state file, `witness_state`).
+    """
+    best = -1
+    doomed: list[int] = []
+    rows = session.execute(
+        select(LogCheckpointRow.size, LogCheckpointRow.note).order_by(LogCheckpointRow.size.desc())
+    )
+    for n, (size, signed) in enumerate(rows):
+        cosigned = signed.count(_SIGNATURE_LINE) - 1
+        if n < keep or cosigned > best:
+            best = max(best, cosigned)
+        else:
+            doomed.append(int(size))
+    for i in range(0, len(doomed), _CHUNK):
+        session.execute(
+            delete(LogCheckpointRow).where(LogCheckpointRow.size.in_(doomed[i : i + _CHUNK]))
+        )
+    return len(doomed)
 
 
 # -- this registry as a witness ---------------------------------------------------------

@@ -133,6 +133,12 @@ def append(
                 )
             )
     conn = session.connection()
+    # The new rows' pks are above the highest pk now (SQLite: one writer; PostgreSQL: the
+    # sequence only grows), so the read back below sees this call's rows and not every
+    # earlier order of the revocation: a member files a 10,000-number reissue's orders
+    # under the hub's one revocation chunk by chunk, and reading all of them back each
+    # time made the chunks quadratic.
+    floor = conn.exec_driver_sql("SELECT COALESCE(MAX(pk), 0) FROM orders").scalar_one()
     conn.exec_driver_sql(
         driver_sql(
             conn,
@@ -142,10 +148,10 @@ def append(
         ),
         order_rows,
     )
-    # One indexed read back of the new pks beats RETURNING row by row.
+    # One read back of the new pks (a primary-key range) beats RETURNING row by row; rows
+    # another transaction committed meanwhile are not in `seqs` and are skipped.
     pks = conn.exec_driver_sql(
-        driver_sql(conn, "SELECT id, pk, token FROM orders WHERE revocation_id = ?"),
-        (revocation_id,),
+        driver_sql(conn, "SELECT id, pk, token FROM orders WHERE pk > ?"), (floor,)
     ).all()
     conn.exec_driver_sql(
         driver_sql(

@@ -74,10 +74,20 @@ def test_the_manifest_names_the_hubs_log_and_every_members_witness_key(
     ]
     shown = show(pristine.dir("hub"))  # `federation show --json`
     assert shown["log"] == {"origin": "numbind.demo/log", "key": manifest.log.key}
+    # Every registry, the hub included, witnesses the others' logs under a named key.
     assert {m["id"]: m["witness_key"] for m in shown["members"]} == {
-        "hub": None,
-        **{m: load_or_create_witness(pristine.dir(m)).verifier.vkey() for m in MEMBERS},
+        m: load_or_create_witness(pristine.dir(m)).verifier.vkey() for m in ("hub", *MEMBERS)
     }
+    # Each member's own log is named too, under `numbind.demo/log/<member>`.
+    assert {m["id"]: m["log_key"] for m in shown["members"]} == {
+        m: load_or_create(pristine.dir(m)).verifier.vkey() for m in ("hub", *MEMBERS)
+    }
+    assert [m.log.origin for m in manifest.members if m.log] == [
+        f"numbind.demo/log/{m}" for m in MEMBERS
+    ]
+    assert shown["witnessing"] == [
+        {"member": m, "origin": f"numbind.demo/log/{m}"} for m in MEMBERS
+    ]
     # The bundles the hub hands out hold the manifest and the key to check it under.
     bundle = _admin_bundle(pristine)
     key = note.Ed25519Verifier.parse((bundle / "federation.vkey").read_text().strip())

@@ -142,7 +142,17 @@ class LogClient:
         if self._trust is not None:
             return self._trust
         held = self.federation.held if self.federation is not None else None
-        if held is not None and held.manifest.log is not None:
+        if held is None or self.federation is None:
+            return WitnessPolicy.none()
+        # The log this client has met (its key, pinned or named) decides whose policy;
+        # before the first answer, the hub's.
+        known = self._key
+        if known is None and self._pin is not None and self._pin.exists():
+            known = self._pin.read_text(encoding="ascii").strip()
+        named = self.federation.trust_for(known) if known else None
+        if named is not None:
+            return named.policy
+        if held.manifest.log is not None:
             return held.manifest.witness_policy()
         return WitnessPolicy.none()
 

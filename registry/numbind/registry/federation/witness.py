@@ -194,18 +194,25 @@ class Witness:
         )
         return cosig
 
+    async def round(self, source: LogSource) -> bool:
+        """One round that never raises: True when it cosigned; a refusal is an alarm (see
+        `witness`), an unreachable log a warning, to be retried next round."""
+        try:
+            await self.witness(source)
+            return True
+        except LogFailure:
+            pass  # logged and kept as evidence by witness()
+        except (grpc.RpcError, OSError) as exc:
+            _log.warning("witness: log %s unreachable: %s", self._origin, exc)
+        except Exception:
+            _log.exception("witness: round for log %s failed", self._origin)
+        return False
+
     async def run(self, source: LogSource, stopping: asyncio.Event, interval: float) -> None:
         """Witness every `interval` seconds until `stopping`: a refusal stays an alarm (and
         the witness keeps refusing until an operator looks), an unreachable log is retried."""
         while not stopping.is_set():
-            try:
-                await self.witness(source)
-            except LogFailure:
-                pass  # logged and kept as evidence by witness()
-            except (grpc.RpcError, OSError) as exc:
-                _log.warning("witness: log unreachable: %s", exc)
-            except Exception:
-                _log.exception("witness: round failed")
+            await self.round(source)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), interval)
 

@@ -36,7 +36,7 @@ from numbind.protocol.log_entries import EntryError, Opening
 from numbind.protocol.log_errors import LogError
 from numbind.protocol.manifest import FederationError
 from numbind.protocol.merkle import leaf_hash, verify_inclusion
-from numbind.sdk.errors import ProofError, Refused
+from numbind.sdk.errors import NumbindClientError, ProofError, Refused
 from numbind.sdk.log_trust import FederationTrust, LogTrust
 from numbind.sdk.retry import RetryPolicy, call_with_retry
 from numbind.v1 import log_pb2, log_pb2_grpc
@@ -220,9 +220,25 @@ class LogClient:
                 raise LogProofError(
                     "quorum",
                     f"no checkpoint with the cosignatures the policy wants covers leaf "
-                    f"{size - 1} yet (the newest is of size {cp.size})",
+                    f"{size - 1} yet (the newest is of size {cp.size})"
+                    f"{await self._lacking(cp.log_key)}",
                 )
             await asyncio.sleep(min(0.5, left))
+
+    async def _lacking(self, vkey: str) -> str:
+        """Whose cosignature the newest checkpoint lacks (for the refusal), else ""."""
+        try:
+            resp = await self._call(
+                self._stub.GetCheckpoint,
+                log_pb2.GetCheckpointRequest(manifest_version=self._manifest_version()),
+            )
+            key = note.Ed25519Verifier.parse(vkey)
+            open_signed(bytes(resp.checkpoint), key, self._trust_for(b"", vkey).policy)
+        except LogFailure as exc:
+            return f"; the newest checkpoint: {exc.message}" if exc.failure == "quorum" else ""
+        except (LogError, NumbindClientError, grpc.RpcError):
+            return ""  # only an explanation: the refusal stands without it
+        return ""
 
     def policy_for(self, checkpoint: Checkpointed) -> WitnessPolicy:
         """The policy `checkpoint` was held to (the manifest's, for the log it names)."""

@@ -22,11 +22,10 @@ from numbind.protocol.bundle import Bundle
 from numbind.protocol.checkpoint import CosignatureSigner
 from numbind.protocol.log_entries import canonical
 from numbind.registry.domain.logged import LogLeaf
-from numbind.registry.errors import FailedPrecondition
 from numbind.registry.federation.channel import PeerChannels
 from numbind.registry.federation.files import FederationDir
 from numbind.registry.storage import log
-from numbind.sdk import AckOutcome, EventFeed, Lifecycle, LifecycleReport
+from numbind.sdk import Lifecycle, LifecycleReport
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.log import LogClient, LogProofError
 from numbind.v1 import log_pb2, log_pb2_grpc
@@ -34,6 +33,7 @@ from numbind.v1 import log_pb2, log_pb2_grpc
 from tests.e2e._fed_story import add, caught_up
 from tests.e2e._federation import show
 from tests.e2e._log import tamper
+from tests.e2e._member_log import cosigned, take_proved
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 from tests.e2e._three import Three, make_three, running
 
@@ -60,50 +60,12 @@ async def _reissue(three: Three) -> Bundle:
     return loan
 
 
-async def _cosigned(three: Three, member: str, quorum: int = 2) -> int:
-    """Wait until `member`'s newest checkpoint covering its whole log has `quorum`
-    cosignatures (both other registries'); its size."""
-    reg = three.registry(member)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT
-    while True:
-        head = reg.db.transact(log.head, write=False).size
-        try:
-            size, _ = await reg.log.checkpoint(min_cosignatures=quorum)
-        except FailedPrecondition:
-            size = -1
-        if head > 0 and size >= head:
-            return size
-        if loop.time() > deadline:
-            raise AssertionError(f"{member}'s log of {head} leaves: cosigned only to {size}")
-        await asyncio.sleep(0.1)
-
-
-async def _take_proved(bundle: Bundle, cursor: Path, **log_options: Any) -> tuple[int, LogClient]:
-    """Ack the platform's next order through a feed that proves it logged under the
-    bundle's default policy; the order's leaf index and the log client."""
-    async with secure_channel(bundle) as channel:
-        client = LogClient.for_bundle(channel, bundle.directory, **log_options)
-        feed = EventFeed(channel, cursor, log=client)
-
-        async def first() -> int:
-            async for event in feed.events():
-                await event.ack(AckOutcome.UNBOUND)
-                assert event.leaf_index is not None
-                return event.leaf_index
-            raise AssertionError("the feed ended")
-
-        index = await asyncio.wait_for(first(), WAIT)
-        assert feed.orders_proved == 1
-        return index, client
-
-
 async def test_a_platform_verifies_its_orders_with_both_other_registries_cosignatures(
     pristine: Three,
 ) -> None:
     async with running(pristine, **FAST) as three:
         loan = await _reissue(three)
-        await _take_proved(loan, three.root / "c-loan")
+        await take_proved(loan, three.root / "c-loan")
         # What the feed held the order to: bank's own log, under the key the manifest
         # names, cosigned by the hub and net (never by bank itself).
         async with secure_channel(loan) as channel:
@@ -138,7 +100,7 @@ async def test_a_cosignature_under_a_key_the_manifest_does_not_name_does_not_cou
         bank = three.registry("bank")
         leaf = LogLeaf("key", "k", None, canonical({"t": "key", "key_id": "k"}))
         bank.db.transact(lambda s: log.append(s, [leaf] * 3))
-        size = await _cosigned(three, "bank", quorum=1)
+        size = await cosigned(three, "bank", quorum=1)
         signed = bank.db.transact(lambda s: log.checkpoint_at(s, size), write=False)
         assert signed is not None
         text, _ = note.split_note(signed)
@@ -192,7 +154,7 @@ async def test_a_member_log_rewritten_or_rolled_back_is_caught_by_the_other_regi
         bank = three.registry("bank")
         leaf = LogLeaf("key", "k", None, canonical({"t": "key", "key_id": "k"}))
         bank.db.transact(lambda s: log.append(s, [leaf] * 4))
-        await _cosigned(three, "bank")
+        await cosigned(three, "bank")
         tamper(SimpleNamespace(registry=bank), change, keep)  # type: ignore[arg-type]
         if grow:
             bank.db.transact(lambda s: log.append(s, [leaf] * grow))

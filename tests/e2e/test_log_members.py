@@ -47,7 +47,7 @@ def pristine(tmp_path: Path) -> Three:
     return make_three(tmp_path)
 
 
-async def _reissue(three: Three) -> Bundle:
+async def _reissue(three: Three) -> tuple[Bundle, bytes]:
     """A platform `loan` at bank bound to a number the hub's carrier then reissues."""
     cm = add(three, "hub", "carrier", "cm")
     loan = add(three, "bank", "platform", "loan")
@@ -57,14 +57,14 @@ async def _reissue(three: Three) -> Bundle:
         await c.report([LifecycleReport(PHONE, Lifecycle.ISSUED, days_ago(500))])
         await c.report([LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(10))])
     await caught_up(three, "bank")
-    return loan
+    return loan, token.token
 
 
 async def test_a_platform_verifies_its_orders_with_both_other_registries_cosignatures(
     pristine: Three,
 ) -> None:
     async with running(pristine, **FAST) as three:
-        loan = await _reissue(three)
+        loan, token = await _reissue(three)
         await take_proved(loan, three.root / "c-loan")
         # What the feed held the order to: bank's own log, under the key the manifest
         # names, cosigned by the hub and net (never by bank itself).
@@ -83,6 +83,12 @@ async def test_a_platform_verifies_its_orders_with_both_other_registries_cosigna
                 "numbind.demo/witness/hub",
                 "numbind.demo/witness/net",
             }
+            # What the member's log shows the witnesses: commitments only, no token,
+            # number or account_ref (openings stay with their holders).
+            served = b"".join(await client.leaves(0, cp.size))
+            assert len(served) == 32 * cp.size
+            for secret in (token, token.hex().encode(), PHONE.encode(), b"loan-0"):
+                assert secret not in served and secret not in cp.signed
         # Every registry witnesses the two others' logs, and says so.
         shown = show(three.dir("net"))
         assert shown["witnessing"] == [

@@ -11,6 +11,7 @@ rewritten or rolled back is caught by the other registries' witnesses.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -32,7 +33,7 @@ from numbind.v1 import log_pb2, log_pb2_grpc
 
 from tests.e2e._fed_story import add, caught_up
 from tests.e2e._federation import show
-from tests.e2e._log import tamper
+from tests.e2e._log import cli, tamper
 from tests.e2e._member_log import cosigned, take_proved
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 from tests.e2e._three import Three, make_three, running
@@ -61,7 +62,7 @@ async def _reissue(three: Three) -> tuple[Bundle, bytes]:
 
 
 async def test_a_platform_verifies_its_orders_with_both_other_registries_cosignatures(
-    pristine: Three,
+    pristine: Three, capsys: pytest.CaptureFixture[str]
 ) -> None:
     async with running(pristine, **FAST) as three:
         loan, token = await _reissue(three)
@@ -89,6 +90,17 @@ async def test_a_platform_verifies_its_orders_with_both_other_registries_cosigna
             assert len(served) == 32 * cp.size
             for secret in (token, token.hex().encode(), PHONE.encode(), b"loan-0"):
                 assert secret not in served and secret not in cp.signed
+        # `numbind log` with the platform's bundle holds bank's log to the same policy.
+        code, out, err = await cli(
+            capsys, "log", "checkpoint", "--bundle", loan.directory, "--json"
+        )
+        assert code == 0, err
+        shown_cp = json.loads(out)
+        assert shown_cp["origin"] == "numbind.demo/log/bank"
+        assert shown_cp["policy"] == {
+            "witnesses": ["numbind.demo/witness/hub", "numbind.demo/witness/net"],
+            "quorum": 2,
+        }
         # Every registry witnesses the two others' logs, and says so.
         shown = show(three.dir("net"))
         assert shown["witnessing"] == [

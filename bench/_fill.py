@@ -36,6 +36,12 @@ def partition_count(conn: psycopg.Connection[Any]) -> int:
     return int(row[0])
 
 
+def table_exists(conn: psycopg.Connection[Any], table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    assert row is not None
+    return bool(row[0])
+
+
 def create_floor_table(conn: psycopg.Connection[Any]) -> None:
     n = partition_count(conn)
     conn.execute(

@@ -40,7 +40,8 @@ from bench._reissue_plan import (
 )
 
 # The stream's heartbeat in the latency run. A process learns of events another process
-# committed through the database: until then (issue 14 item 1) only at its next heartbeat.
+# committed through PostgreSQL's LISTEN/NOTIFY (services.changes), with a 1 s poll as the
+# bound; a latency near this heartbeat would mean neither woke the stream.
 HEARTBEAT = 2
 GENEROUS = {
     "NUMBIND_QUOTA_RATE": "10000000",

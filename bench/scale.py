@@ -7,9 +7,12 @@
    are written three ways into the registry's table and its floor twin:
    - registry: PublishBindings over gRPC + mTLS into process A, 4 calls in flight;
    - storage: the registry's storage write path in this process (storage.bindings
-     prepare + upsert, a transaction per batch: the existing-row lookup and the insert);
-   - floor: the same rows by COPY, a transaction per batch, into floor_bindings (and,
-     for reference, by multi-row INSERTs).
+     prepare + upsert, a transaction per batch);
+   - floor: the same rows by COPY, a transaction per batch, into floor_bindings,
+     alternating batch by batch with the storage path (same cache, load, checkpoints);
+     for reference also by multi-row INSERTs.
+   Then a fifth of the storage path's rows again, unchanged (a nightly snapshot: the
+   existing-row lookup path), and that lookup alone over all of them.
 2. Holder QueryBindings p50/p99 at the largest size (--queries sequential calls, numbers
    with 10 bindings each).
 3. Cross-process event latency: a carrier reports one REISSUED number at a time to
@@ -20,9 +23,11 @@
    orders over 1,000,000 bindings) on PostgreSQL and on SQLite, one after the other.
 
 PostgreSQL: --database-url, else NUMBIND_BENCH_DATABASE_URL, else the local
-numbind_bench database. Its public schema is dropped and rebuilt. Unreachable: skipped.
+numbind_bench database. Its public schema is dropped and rebuilt (not with --storage-only
+--keep, which adds to an earlier run's tables). Unreachable: skipped.
 
     .venv/bin/python -m bench.scale [--full] [--sizes N,N] [--measure N] [--events N]
+    .venv/bin/python -m bench.scale --storage-only [--keep] --sizes 10000000 --measure 100000
 """
 
 from __future__ import annotations
@@ -67,40 +72,74 @@ def _store_key(url: str) -> tuple[str, list[int]]:
         engine.dispose()
 
 
-def _storage_publish(
-    url: str, batches: list[list[Binding]], platform_pk: int
-) -> tuple[float, float, Any]:
-    """storage.bindings.prepare + upsert per batch, a transaction each: seconds in all and
-    in prepare (Python: digests, sort), and the prepared rows (what the floor writes)."""
+def _storage_and_floor(
+    url: str, conn: Any, batches: list[list[Binding]], platform_pk: int
+) -> tuple[float, float, float, list[list[tuple[Any, ...]]]]:
+    """Per batch: storage.bindings.prepare + upsert (a transaction), and the floor's COPY of
+    the same prepared rows into floor_bindings (a transaction), alternating which goes first,
+    so both meet the same cache, checkpoints and load. Seconds in the storage path, in its
+    prepare (Python: digests, sort), in the floor; and the prepared rows."""
     db = Database(url)
-    prepared = []
-    in_prepare = 0.0
+    prepared: list[list[tuple[Any, ...]]] = []
+    storage_s = in_prepare = floor_s = 0.0
     try:
-        start = time.perf_counter()
-        for bindings in batches:
+        for i, bindings in enumerate(batches):
             t0 = time.perf_counter()
             batch = store.prepare(platform_pk, bindings, time.time_ns() // 1000)
             in_prepare += time.perf_counter() - t0
             prepared.append(batch.rows)
-            counts = db.transact(lambda s, b=batch: store.upsert(s, b))  # type: ignore[misc]
-            assert counts.inserted == len(bindings), counts
-        return time.perf_counter() - start, in_prepare, prepared
+
+            def storage(b: store.PreparedBatch = batch) -> float:
+                t = time.perf_counter()
+                counts = db.transact(lambda s: store.upsert(s, b))
+                assert counts.inserted == len(b.rows), counts
+                return time.perf_counter() - t
+
+            def floor(b: store.PreparedBatch = batch) -> float:
+                return _fill.copy_rows(conn, _fill.FLOOR_TABLE, [b.rows])
+
+            if i % 2:
+                floor_s += floor()
+                storage_s += storage()
+            else:
+                storage_s += storage()
+                floor_s += floor()
+        return storage_s + in_prepare, in_prepare, floor_s, prepared
     finally:
         db.close()
 
 
-def _lookup_seconds(conn: Any, batches: list[list[tuple[Any, ...]]], platform_pk: int) -> float:
-    """The upsert's existing-row lookup alone (the one step the floor does not take), for
-    the same tokens, now present: a read per batch."""
-    start = time.perf_counter()
-    for rows in batches:
-        conn.execute(
-            "SELECT b.pk FROM unnest(%s::bytea[]) AS t(token)"
-            " JOIN bindings b ON b.platform_pk = %s AND b.token = t.token",
-            (sorted({r[2] for r in rows}), platform_pk),
-        ).fetchall()
-        conn.commit()
-    return time.perf_counter() - start
+def _republish(url: str, batches: list[list[Binding]], platform_pk: int) -> float:
+    """The same bindings published again (a platform's nightly snapshot): every row exists,
+    nothing changes. Seconds."""
+    db = Database(url)
+    try:
+        start = time.perf_counter()
+        for bindings in batches:
+            batch = store.prepare(platform_pk, bindings, time.time_ns() // 1000)
+            counts = db.transact(lambda s, b=batch: store.upsert(s, b))  # type: ignore[misc]
+            assert counts.unchanged == len(bindings), counts
+        return time.perf_counter() - start
+    finally:
+        db.close()
+
+
+def _lookup_seconds(url: str, batches: list[list[tuple[Any, ...]]], platform_pk: int) -> float:
+    """The upsert's existing-row lookup alone (storage.bindings._lookup, what a batch with a
+    stored row takes), for the same tokens, now present: a read per batch."""
+    db = Database(url)
+    columns = ("pk", "token", "account_ref", "bound_us", "kind", "state", "updated_us")
+    try:
+        start = time.perf_counter()
+        for rows in batches:
+            tokens = sorted({r[2] for r in rows})
+            found = db.transact(
+                lambda s, t=tokens: list(store._lookup(s.connection(), platform_pk, columns, t))  # type: ignore[misc]
+            )
+            assert len(found) == len(rows), len(found)
+        return time.perf_counter() - start
+    finally:
+        db.close()
 
 
 def _new_bindings(rng: random.Random, n: int, key_id: str, tag: bytes) -> list[list[Binding]]:
@@ -132,19 +171,17 @@ def publish_at(url: str, size: int, measure: int, bundles: list[Any], key_id: st
         if bundles:
             plan = Plan.make(measure, 0, 1, seed=size)
             grpc_s = asyncio.run(_grpc_publish(plan, bundles, key_id))
-        # Storage path: `measure` other rows, random tokens, one platform.
-        rng = random.Random(size)
-        storage_s, prepare_s, rows = _storage_publish(
-            url, _new_bindings(rng, measure, key, b"s"), platform_pks[0]
-        )
-        # Floor: the storage path's rows, then the gRPC path's (re-derived the same way),
-        # so floor_bindings grows as bindings did.
-        copy_s = _fill.copy_rows(conn, _fill.FLOOR_TABLE, rows)
+        # Storage path: `measure` other rows, random tokens, one platform; the floor: the
+        # same prepared rows by COPY, batch by batch beside it, so floor_bindings grows as
+        # bindings did.
+        rng = random.Random(at)  # at: other rows on each run of a --keep store
+        batches = _new_bindings(rng, measure, key, b"s")
+        storage_s, prepare_s, copy_s, rows = _storage_and_floor(url, conn, batches, platform_pks[0])
         # Multi-row INSERTs are an order slower: a sample of at most 20,000 rows.
         sample = min(measure, 20_000)
         grpc_rows = [
             store.prepare(platform_pks[0], b, 1).rows
-            for b in _new_bindings(random.Random(-size), sample, key, b"f")
+            for b in _new_bindings(random.Random(-at), sample, key, b"f")
         ]
         insert_s = _fill.insert_rows(conn, _fill.FLOOR_TABLE, grpc_rows)
         floor = measure / copy_s
@@ -155,11 +192,21 @@ def publish_at(url: str, size: int, measure: int, bundles: list[Any], key_id: st
         row("storage: bindings.prepare + upsert", measure / storage_s, "rows/s", floor, label)
         if grpc_s:
             row("registry: PublishBindings, gRPC", measure / grpc_s, "rows/s", floor, label)
-        lookup_s = _lookup_seconds(conn, rows, platform_pks[0])
+        again = batches[: max(1, len(batches) // 5)]
+        again_s = _republish(url, again, platform_pks[0])
+        again_n = sum(map(len, again))
+        row(
+            f"storage: the same {again_n:,} again (unchanged)",
+            again_n / again_s,
+            "rows/s",
+            floor,
+            label,
+        )
+        lookup_s = _lookup_seconds(url, rows, platform_pks[0])
         print(
-            f"    storage path {storage_s:.1f} s = prepare (Python) {prepare_s:.1f} s + lookup"
-            f" ~{lookup_s:.1f} s (re-run alone) + COPY and commit ~"
-            f"{storage_s - prepare_s - lookup_s:.1f} s; floor COPY {copy_s:.1f} s"
+            f"    storage path {storage_s:.1f} s = prepare (Python) {prepare_s:.1f} s + upsert"
+            f" and commit {storage_s - prepare_s:.1f} s; floor COPY {copy_s:.1f} s; the"
+            f" existing-row lookup alone (re-run, rows present) {lookup_s:.1f} s"
         )
     finally:
         conn.close()
@@ -175,13 +222,15 @@ def storage_only(url: str, sizes: list[int], measure: int) -> int:
 
         def register(session: Any) -> None:
             for i in range(PLATFORMS):
-                principals.register(session, "platform", f"scale-p{i:02d}")
+                if principals.find(session, "platform", f"scale-p{i:02d}") is None:
+                    principals.register(session, "platform", f"scale-p{i:02d}")
 
         db.transact(register)
     finally:
         db.close()
     conn = _fill.connect(url)
-    _fill.create_floor_table(conn)
+    if not _fill.table_exists(conn, _fill.FLOOR_TABLE):
+        _fill.create_floor_table(conn)
     conn.close()
     for size in sizes:
         print(f"\n  publish at {size:,} bindings, {measure:,} rows each way", flush=True)
@@ -221,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         help="publish part only, storage path and floors, no registry processes",
     )
     parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="with --storage-only: keep the tables of an earlier run (a 10M fill) and add to them",
+    )
+    parser.add_argument(
         "--parts",
         default=",".join(PARTS),
         help=f"comma-separated subset of {','.join(PARTS)} (all by default)",
@@ -238,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scale: skipped, PostgreSQL unreachable at {url}: {why}")
         return 0
     print(f"scale: PostgreSQL {url.rsplit('@', 1)[-1]}, {os.cpu_count()} CPUs, sizes {sizes}")
-    reset_schema(url)
+    if not (args.keep and args.storage_only):
+        reset_schema(url)
     if args.storage_only:
         return storage_only(url, sizes, args.measure)
     with _live.data_dir(url) as data:

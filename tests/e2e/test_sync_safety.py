@@ -24,7 +24,7 @@ from numbind.sdk import (
     Row,
     SyncAborted,
 )
-from numbind.sdk.sync import default_withdraw_limit, refusal_text
+from numbind.sdk.sync_options import default_withdraw_limit, refusal_text
 
 from tests.tokens import random_token
 

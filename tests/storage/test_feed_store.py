@@ -18,7 +18,7 @@ from numbind.registry.domain.types import (
     Token,
 )
 from numbind.registry.errors import AlreadyExists
-from numbind.registry.storage import idempotency, migrate, numbers, orders, principals
+from numbind.registry.storage import feed, idempotency, migrate, numbers, orders, principals
 from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.db import Database
 from numbind.registry.storage.models import BindingRow, FeedEventRow
@@ -110,8 +110,8 @@ def test_concurrent_appends_keep_each_feed_gap_free(db: Database) -> None:
             )
         )
         assert seqs == list(range(1, 41))
-        assert db.transact(lambda s, p=p: orders.feed_head(s, p)) == 40
-        items = db.transact(lambda s, p=p: orders.read_feed(s, p, 35, 100))
+        assert db.transact(lambda s, p=p: feed.feed_head(s, p)) == 40
+        items = db.transact(lambda s, p=p: feed.read_feed(s, p, 35, 100))
         assert [i.seq for i in items] == [36, 37, 38, 39, 40]
     revoking = db.transact(
         lambda s: s.scalar(

@@ -78,7 +78,7 @@ def test_admin_migrate_command(
 
 
 def test_migrations_match_the_models(database_url: str) -> None:
-    """Nothing in registry/storage/models.py is missing from the Alembic history."""
+    """Nothing in registry/storage/models/ is missing from the Alembic history."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
     from numbind.registry.storage.models import Base

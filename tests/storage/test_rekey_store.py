@@ -30,6 +30,7 @@ from numbind.registry.services.rekey import RekeyRunner, RekeySettings, convert
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import (
     bindings,
+    feed,
     keymap,
     migrate,
     numbers,
@@ -553,6 +554,6 @@ async def test_orders_and_feed_entries_move_with_their_binding(st: Store) -> Non
 
     assert st.db.transact(tokens, write=False) == ([converted], [converted])
     [item] = st.db.transact(
-        lambda s: orders.read_feed(s, st.platform, after_seq=0, limit=10), write=False
+        lambda s: feed.read_feed(s, st.platform, after_seq=0, limit=10), write=False
     )
     assert (item.key_id, item.token) == (NEW, converted)

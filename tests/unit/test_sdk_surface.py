@@ -162,6 +162,9 @@ def test_the_rekey_errors_are_exported_and_typed_from_the_registrys_metadata() -
     assert str(placed) == "binding 3: k"
     progress = sdk.RekeyInProgress("busy", 5, 9, retry_after=1.0).at("binding", 2)
     assert (progress.rows_done, progress.rows_total, progress.retry_after) == (5, 9, 1.0)
+    aborted = sdk.SyncAborted("too many", withdraw=7, server_bindings=20, limit=5).at("binding", 1)
+    assert type(aborted) is sdk.SyncAborted and str(aborted) == "binding 1: too many"
+    assert (aborted.withdraw, aborted.server_bindings, aborted.limit) == (7, 20, 5)
 
 
 def test_local_errors_carry_their_own_codes() -> None:

@@ -31,6 +31,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from numbind.carrier_app import store_schema
 from numbind.carrier_app.records import (
     BadCredentials,
     Challenge,
@@ -77,49 +78,6 @@ CODE_DIGITS = 6
 # scrypt cost: ~20 ms per check; sign-in is also throttled (throttle.py).
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS subscribers (
-    id          TEXT PRIMARY KEY,
-    subject     TEXT NOT NULL UNIQUE,
-    id_key      BLOB NOT NULL UNIQUE,
-    tail_salt   BLOB NOT NULL,
-    tail_hash   BLOB NOT NULL,
-    created_at  REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS numbers (
-    id            INTEGER PRIMARY KEY,
-    subscriber_id TEXT NOT NULL REFERENCES subscribers(id),
-    e164          TEXT NOT NULL UNIQUE,
-    tenure_start  REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS challenges (
-    id          TEXT PRIMARY KEY,
-    e164        TEXT NOT NULL,
-    code_mac    BLOB NOT NULL,
-    expires_at  REAL NOT NULL,
-    used        INTEGER NOT NULL DEFAULT 0,
-    tries       INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS challenges_by_number ON challenges(e164);
-CREATE TABLE IF NOT EXISTS attempts (
-    -- HMAC of the number (see Store._attempt_key): numbers that are not ours get
-    -- counted too, and must not be kept in clear. locked_until: no first-step try is
-    -- heard before it (the back-off; the name is older than the back-off).
-    e164          TEXT PRIMARY KEY,
-    failures      INTEGER NOT NULL DEFAULT 0,
-    locked_until  REAL NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS revocations (
-    id            TEXT PRIMARY KEY,
-    subscriber_id TEXT NOT NULL REFERENCES subscribers(id),
-    number_id     INTEGER NOT NULL REFERENCES numbers(id),
-    scope         TEXT NOT NULL,
-    platforms     TEXT NOT NULL,
-    created_at    REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS revocations_by_subscriber ON revocations(subscriber_id, created_at);
-"""
-
 
 class Store:
     def __init__(
@@ -131,10 +89,7 @@ class Store:
         self._secret = secret
         self._now = clock
         with self._read() as db:
-            db.executescript(_SCHEMA)  # its own transaction
-            columns = {r[1] for r in db.execute("PRAGMA table_info(challenges)")}
-            if "tries" not in columns:  # a store made before per-challenge tries
-                db.execute("ALTER TABLE challenges ADD COLUMN tries INTEGER NOT NULL DEFAULT 0")
+            store_schema.create(db)
 
     # -- plumbing ----------------------------------------------------------------------------
     def _tx(self) -> AbstractContextManager[sqlite3.Connection]:

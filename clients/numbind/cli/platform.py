@@ -43,7 +43,7 @@ from numbind.sdk import Kind, PlatformClient, PublishSummary, Row, SyncSummary
 from numbind.sdk.errors import NumbindClientError, SyncAborted
 from numbind.sdk.platform import MAX_BATCH
 from numbind.sdk.progress import ProgressCallback, TqdmProgress
-from numbind.sdk.sync import (
+from numbind.sdk.sync_options import (
     WITHDRAW_FLOOR,
     WITHDRAW_HALF_FLOOR,
     WITHDRAW_SHARE_PERCENT,

@@ -35,7 +35,7 @@ import contextlib
 import enum
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self, TypedDict, Unpack
 
 import grpc
 from numbind.protocol.limits import REKEY_PROGRESS_KEY, RETRY_AFTER_KEY, STORE_KEY_ID_KEY
@@ -116,21 +116,36 @@ class NumbindClientError(Exception):
     def retryable(self) -> bool:
         return isinstance(self, QuotaExceeded | Unavailable)
 
-    def at(self, item: str, position: int, reason: str | None = None) -> NumbindClientError:
-        """The same error about the caller's ``item`` number ``position`` (1-based)."""
+    def at(self, item: str, position: int, reason: str | None = None) -> Self:
+        """The same error, with all it carries, about the caller's ``item`` number
+        ``position`` (1-based)."""
         return type(self)(
             self.reason if reason is None else reason,
-            self.code,
-            self.retry_after,
+            code=self.code,
+            retry_after=self.retry_after,
             item=item,
             position=position,
+            **self._carried(),
         )
+
+    def _carried(self) -> dict[str, Any]:
+        """What a subclass carries beyond these fields, as its constructor's keywords."""
+        return {}
 
     def shifted(self, offset: int) -> NumbindClientError:
         """Positions counted from ``offset`` items further into the caller's input."""
         if self.position is None or self.item is None or offset == 0:
             return self
         return self.at(self.item, self.position + offset)
+
+
+class _Place(TypedDict, total=False):
+    """The keywords every error takes beside its message (see NumbindClientError)."""
+
+    code: ErrorCode | None
+    retry_after: float | None
+    item: str | None
+    position: int | None
 
 
 class InvalidRequest(NumbindClientError):
@@ -155,28 +170,12 @@ class KeyRotated(Refused):
 
     code = ErrorCode.KEY_ROTATED
 
-    def __init__(
-        self,
-        message: str,
-        store_key_id: str,
-        code: ErrorCode | None = None,
-        retry_after: float | None = None,
-        *,
-        item: str | None = None,
-        position: int | None = None,
-    ) -> None:
-        super().__init__(message, code, retry_after, item=item, position=position)
+    def __init__(self, message: str, store_key_id: str, **place: Unpack[_Place]) -> None:
+        super().__init__(message, **place)
         self.store_key_id = store_key_id
 
-    def at(self, item: str, position: int, reason: str | None = None) -> KeyRotated:
-        return KeyRotated(
-            self.reason if reason is None else reason,
-            self.store_key_id,
-            self.code,
-            self.retry_after,
-            item=item,
-            position=position,
-        )
+    def _carried(self) -> dict[str, Any]:
+        return {"store_key_id": self.store_key_id}
 
 
 class PermissionDenied(NumbindClientError):
@@ -203,30 +202,14 @@ class RekeyInProgress(NumbindClientError):
     code = ErrorCode.REKEY_IN_PROGRESS
 
     def __init__(
-        self,
-        message: str,
-        rows_done: int,
-        rows_total: int | None,
-        code: ErrorCode | None = None,
-        retry_after: float | None = None,
-        *,
-        item: str | None = None,
-        position: int | None = None,
+        self, message: str, rows_done: int, rows_total: int | None, **place: Unpack[_Place]
     ) -> None:
-        super().__init__(message, code, retry_after, item=item, position=position)
+        super().__init__(message, **place)
         self.rows_done = rows_done
         self.rows_total = rows_total
 
-    def at(self, item: str, position: int, reason: str | None = None) -> RekeyInProgress:
-        return RekeyInProgress(
-            self.reason if reason is None else reason,
-            self.rows_done,
-            self.rows_total,
-            self.code,
-            self.retry_after,
-            item=item,
-            position=position,
-        )
+    def _carried(self) -> dict[str, Any]:
+        return {"rows_done": self.rows_done, "rows_total": self.rows_total}
 
 
 class Unimplemented(NumbindClientError):
@@ -256,19 +239,23 @@ class SyncAborted(NumbindClientError):
     def __init__(
         self,
         message: str,
-        code: ErrorCode | None = None,
-        retry_after: float | None = None,
         *,
-        item: str | None = None,
-        position: int | None = None,
         withdraw: int = 0,
         server_bindings: int = 0,
         limit: int = 0,
+        **place: Unpack[_Place],
     ) -> None:
-        super().__init__(message, code, retry_after, item=item, position=position)
+        super().__init__(message, **place)
         self.withdraw = withdraw
         self.server_bindings = server_bindings
         self.limit = limit
+
+    def _carried(self) -> dict[str, Any]:
+        return {
+            "withdraw": self.withdraw,
+            "server_bindings": self.server_bindings,
+            "limit": self.limit,
+        }
 
 
 _TABLE: dict[grpc.StatusCode, tuple[ErrorCode, type[NumbindClientError]]] = {

@@ -209,7 +209,7 @@ class SyncSummary:
     seconds: float
     # The most this sync could withdraw (None: forced, no limit). By default the larger of
     # 10 % of the registry's bindings and 1,000, but not more than the larger of half of
-    # them and 100 (numbind.sdk.sync.default_withdraw_limit).
+    # them and 100 (numbind.sdk.sync_options.default_withdraw_limit).
     withdraw_limit: int | None = None
     # A dry run over the limit: why the real sync would refuse ("" when it would not).
     refusal: str = ""

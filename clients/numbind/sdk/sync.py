@@ -20,7 +20,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from numbind.protocol.limits import MAX_PAGE_SIZE
 from numbind.sdk import wire
@@ -28,7 +27,7 @@ from numbind.sdk.bindings import BindingRpc, PublishBatch, WithdrawBatch
 from numbind.sdk.errors import KeyRotated, SyncAborted
 from numbind.sdk.model import BucketDigest, Item, Key, SyncSummary
 from numbind.sdk.pipeline import iterate, pipeline
-from numbind.sdk.progress import Meter, ProgressCallback
+from numbind.sdk.progress import Meter
 from numbind.sdk.rekeying import wait_out_rekey
 from numbind.sdk.snapshot import (
     Planned,
@@ -37,75 +36,20 @@ from numbind.sdk.snapshot import (
     choose_bucket_bits,
     differing,
 )
+from numbind.sdk.sync_options import SyncOptions, refusal_text
 from numbind.sdk.tokenizer import Tokenizer
 
-__all__ = [
-    "WITHDRAW_FLOOR",
-    "WITHDRAW_HALF_FLOOR",
-    "WITHDRAW_SHARE_PERCENT",
-    "SyncOptions",
-    "default_withdraw_limit",
-    "refusal_text",
-    "run_sync",
-]
+__all__ = ["SyncOptions", "run_sync"]
 
 log = logging.getLogger("numbind.sdk")
 
-# A sync withdraws at most the larger of these unless told otherwise: a truncated export,
-# or one pointed at the wrong platform, must not empty the registry's copy.
-WITHDRAW_SHARE_PERCENT = 10
-WITHDRAW_FLOOR = 1_000
-# ... and at most half of the registry's bindings or this many, whichever is larger: on a
-# small platform the 1,000 floor alone would let a 10-row export withdraw 990 of 997.
-WITHDRAW_HALF_FLOOR = 100
 # Positions of skipped revoked rows kept for the summary.
 _KEEP_POSITIONS = 1_000
-
-
-def default_withdraw_limit(server_bindings: int) -> int:
-    """The most a sync withdraws unasked: 10 % of the registry's bindings or 1,000, whichever
-    is larger; and never more than half of them unless that is 100 or fewer."""
-    return min(_share_limit(server_bindings), _half_limit(server_bindings))
-
-
-def _share_limit(server_bindings: int) -> int:
-    return max(server_bindings * WITHDRAW_SHARE_PERCENT // 100, WITHDRAW_FLOOR)
-
-
-def _half_limit(server_bindings: int) -> int:
-    # More than half of 997 is 499 or more: more than 997 // 2.
-    return max(server_bindings // 2, WITHDRAW_HALF_FLOOR)
 
 
 # A sync starts its comparison over at most this often when the registry's key rotates
 # under it (rotations are rare; a loop beyond this is a misconfiguration, e.g. a pinned key).
 _ROTATIONS_PER_SYNC = 3
-
-
-@dataclass(frozen=True)
-class SyncOptions:
-    bucket_bits: int | None
-    dry_run: bool
-    # None: default_withdraw_limit; ignored when force.
-    max_withdraw: int | None
-    force: bool
-    work_dir: Path | None
-    progress: ProgressCallback | None
-    batch_size: int
-    in_flight: int
-
-    def __post_init__(self) -> None:
-        if self.max_withdraw is not None and self.max_withdraw < 0:
-            raise ValueError(f"max_withdraw: got {self.max_withdraw}, want >= 0")
-        if self.force and self.max_withdraw is not None:
-            raise ValueError("max_withdraw and force: give one (force means no limit)")
-
-    def limit(self, server_bindings: int) -> int | None:
-        if self.force:
-            return None
-        if self.max_withdraw is not None:
-            return self.max_withdraw
-        return default_withdraw_limit(server_bindings)
 
 
 @dataclass
@@ -116,25 +60,6 @@ class _Counts:
     listed: int = 0
     revoked: int = 0
     revoked_positions: list[int] = field(default_factory=list)
-
-
-def refusal_text(withdrawn: int, server_total: int, limit: int, set_by: str = "") -> str:
-    """Why a sync refuses: what it would withdraw, of how many, and the limit (``set_by``
-    names the option that set it; empty for the default rule)."""
-    share = f" ({withdrawn / server_total:.1%})" if server_total else ""
-    if set_by:
-        why = set_by
-    elif limit == _share_limit(server_total):
-        why = (
-            f"{WITHDRAW_SHARE_PERCENT} % of the registry's bindings or {WITHDRAW_FLOOR:,}, "
-            "whichever is larger"
-        )
-    else:
-        why = f"half of the registry's bindings or {WITHDRAW_HALF_FLOOR:,}, whichever is larger"
-    return (
-        f"the sync would withdraw {withdrawn:,} of the registry's {server_total:,} "
-        f"bindings{share}, more than the limit of {limit:,} ({why})"
-    )
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from numbind.registry.api.convert import body_hash, token_from_wire, ts_from_us,
 from numbind.registry.api.types import Ctx
 from numbind.registry.services.feed import AckInput, FeedService, Heartbeat
 from numbind.registry.services.lifecycle import LifecycleService
-from numbind.registry.storage.orders import FeedItem
+from numbind.registry.storage.feed import FeedItem
 from numbind.v1 import common_pb2, platforms_pb2
 
 

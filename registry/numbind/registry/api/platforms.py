@@ -81,14 +81,7 @@ class PlatformsServicer(FeedRpcs, platforms_pb2_grpc.PlatformsServicer):
     async def ListBindings(
         self, request: platforms_pb2.ListBindingsRequest, context: Ctx
     ) -> platforms_pb2.ListBindingsResponse:
-        page = await self._service.list(
-            current_principal(),
-            request.bucket_bits,
-            request.bucket,
-            request.key_id,
-            request.page_size,
-            request.page_token,
-        )
+        page = await self._service.list(current_principal(), *_page_of(request))
         return platforms_pb2.ListBindingsResponse(
             bindings=[binding_to_wire(b) for b in page.bindings],
             next_page_token=page.next_page_token,
@@ -97,14 +90,7 @@ class PlatformsServicer(FeedRpcs, platforms_pb2_grpc.PlatformsServicer):
     async def ListRevokedBindings(
         self, request: platforms_pb2.ListBindingsRequest, context: Ctx
     ) -> platforms_pb2.ListRevokedBindingsResponse:
-        page = await self._service.list_revoked(
-            current_principal(),
-            request.bucket_bits,
-            request.bucket,
-            request.key_id,
-            request.page_size,
-            request.page_token,
-        )
+        page = await self._service.list_revoked(current_principal(), *_page_of(request))
         return platforms_pb2.ListRevokedBindingsResponse(
             bindings=[
                 platforms_pb2.RevokedBinding(binding=binding_to_wire(b), revoked_at=ts_from_us(us))
@@ -112,6 +98,18 @@ class PlatformsServicer(FeedRpcs, platforms_pb2_grpc.PlatformsServicer):
             ],
             next_page_token=page.next_page_token,
         )
+
+
+def _page_of(request: platforms_pb2.ListBindingsRequest) -> tuple[int, int, str, int, str]:
+    """The page a ListBindings or ListRevokedBindings request asks for, in
+    BindingService.list's order: bucket_bits, bucket, key_id, page_size, page_token."""
+    return (
+        request.bucket_bits,
+        request.bucket,
+        request.key_id,
+        request.page_size,
+        request.page_token,
+    )
 
 
 def bindings_from_wire(items: Iterable[common_pb2.Binding]) -> list[Binding]:

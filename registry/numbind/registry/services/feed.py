@@ -33,7 +33,7 @@ from numbind.registry.services import log_record
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
-from numbind.registry.storage import idempotency, log, orders
+from numbind.registry.storage import feed, idempotency, log, orders
 from numbind.registry.storage.db import Database, Session
 
 # Events per read; each page is one read and one mark-delivered write.
@@ -81,7 +81,7 @@ class FeedService:
         # Open streams per principal pk, in this process.
         self._open: dict[int, int] = {}
 
-    async def _in_store_key(self, items: list[orders.FeedItem]) -> list[orders.FeedItem]:
+    async def _in_store_key(self, items: list[feed.FeedItem]) -> list[feed.FeedItem]:
         """Items whose binding row is still in an older key's form, re-keyed for the wire.
 
         A possibly stale map is harmless here: Delta maps to the key it was made for, and
@@ -90,7 +90,7 @@ class FeedService:
         if all(i.key_id == view.store_key_id for i in items):
             return items
 
-        def convert() -> list[orders.FeedItem]:
+        def convert() -> list[feed.FeedItem]:
             out = []
             for i in items:
                 delta = view.deltas.get(i.key_id) if i.key_id != view.store_key_id else None
@@ -102,14 +102,14 @@ class FeedService:
 
         return await asyncio.to_thread(convert)
 
-    async def _deliver(self, items: list[orders.FeedItem]) -> None:
+    async def _deliver(self, items: list[feed.FeedItem]) -> None:
         pending = [i.order_pk for i in items if i.state not in _FINAL]
         if pending:
-            await self._db.run(lambda s: orders.mark_delivered(s, pending))
+            await self._db.run(lambda s: feed.mark_delivered(s, pending))
 
     async def stream(
         self, caller: Principal, after_seq: int, heartbeat_seconds: int
-    ) -> AsyncIterator[list[orders.FeedItem] | Heartbeat]:
+    ) -> AsyncIterator[list[feed.FeedItem] | Heartbeat]:
         """The caller's feed, for as long as it listens (and keeps its standing); at most
         `max_streams_per_principal` at once per principal, refused RESOURCE_EXHAUSTED."""
         open_now = self._open.get(caller.pk, 0)
@@ -132,7 +132,7 @@ class FeedService:
 
     async def _stream(
         self, caller: Principal, after_seq: int, heartbeat_seconds: int
-    ) -> AsyncIterator[list[orders.FeedItem] | Heartbeat]:
+    ) -> AsyncIterator[list[feed.FeedItem] | Heartbeat]:
         if heartbeat_seconds:
             if not 1 <= heartbeat_seconds <= 3600:
                 raise InvalidArgument(
@@ -148,7 +148,7 @@ class FeedService:
             generation = self._notifier.generation(caller.pk)
             items = await self._db.run(
                 functools.partial(
-                    orders.read_feed, platform_pk=caller.pk, after_seq=cursor, limit=PAGE
+                    feed.read_feed, platform_pk=caller.pk, after_seq=cursor, limit=PAGE
                 ),
                 write=False,
             )
@@ -156,7 +156,7 @@ class FeedService:
                 cutoff = now_us() - int(self._visibility * 1_000_000)
                 items = await self._db.run(
                     functools.partial(
-                        orders.stale_deliveries,
+                        feed.stale_deliveries,
                         platform_pk=caller.pk,
                         delivered_before_us=cutoff,
                         limit=PAGE,
@@ -178,7 +178,7 @@ class FeedService:
             if woke is None:
                 return
             if not woke and time.monotonic() - last_sent >= interval:
-                head = await self._db.run(lambda s: orders.feed_head(s, caller.pk), write=False)
+                head = await self._db.run(lambda s: feed.feed_head(s, caller.pk), write=False)
                 yield Heartbeat(now_us(), head)
                 last_sent = time.monotonic()
 
@@ -188,7 +188,7 @@ class FeedService:
             raise InvalidArgument(f"after_seq: got {after_seq}, want 0..{MAX_SEQ}")
         if after_seq == 0:
             return
-        head = await self._db.run(lambda s: orders.feed_head(s, caller.pk), write=False)
+        head = await self._db.run(lambda s: feed.feed_head(s, caller.pk), write=False)
         if after_seq > head:
             raise OutOfRange(
                 f"after_seq: got {after_seq}, beyond the feed head {head}; resume from an "

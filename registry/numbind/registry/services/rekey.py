@@ -19,10 +19,11 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from numbind.protocol import rekey as rekey_algebra
 from numbind.protocol.digest import binding_digest, bucket16
@@ -34,6 +35,7 @@ from numbind.registry.storage.db import Database
 log = logging.getLogger(__name__)
 
 _US = 1_000_000
+T = TypeVar("T")
 
 
 def convert(
@@ -128,18 +130,19 @@ class RekeyRunner:
                 await asyncio.wait_for(self._wake.wait(), poll)
             self._wake.clear()
 
-    def _until(self, now: int) -> int:
-        return now + int(self._settings.lease_seconds * _US)
+    def _leased(self, write: Callable[..., T], job_id: int, **args: Any) -> partial[T]:
+        """``write`` to ``job_id`` as this runner, renewing its lease: held until
+        lease_seconds from now."""
+        now = now_us()
+        until = now + int(self._settings.lease_seconds * _US)
+        return partial(write, job_id=job_id, owner=self.owner, now=now, until=until, **args)
 
     async def _once(self) -> None:
         found = await self._db.run(store.running_job, write=False)
         if found is None:
             return
         job: store.Job = found
-        now = now_us()
-        if not await self._db.run(
-            partial(store.acquire, job_id=job.id, owner=self.owner, now=now, until=self._until(now))
-        ):
+        if not await self._db.run(self._leased(store.acquire, job.id)):
             return  # another process runs it
         self._job = job.id
         log.info(
@@ -153,26 +156,11 @@ class RekeyRunner:
             total = await self._db.run(
                 partial(store.count_old, from_key_id=job.from_key_id), write=False
             )
-            now = now_us()
-            await self._db.run(
-                partial(
-                    store.set_total,
-                    job_id=job.id,
-                    owner=self.owner,
-                    total=total,
-                    now=now,
-                    until=self._until(now),
-                )
-            )
+            await self._db.run(self._leased(store.set_total, job.id, total=total))
         while not await self._sweep(job):
             # Cannot happen while requests keep to the key map; if it ever does, the rows
             # are not lost: sweep again from the start rather than declare the job done.
-            now = now_us()
-            await self._db.run(
-                partial(
-                    store.restart, job_id=job.id, owner=self.owner, now=now, until=self._until(now)
-                )
-            )
+            await self._db.run(self._leased(store.restart, job.id))
             job = dataclasses.replace(job, table_no=0, cursor=None)
         await self._db.run(partial(store.finish, job_id=job.id, owner=self.owner, now=now_us()))
         self._job = None
@@ -217,19 +205,15 @@ class RekeyRunner:
             while (item := await queue.get()) is not None:
                 table_no, work, last = item
                 rows = await work if work is not None else []
-                now = now_us()
                 await self._db.run(
-                    partial(
+                    self._leased(
                         store.write_batch,
-                        job_id=job.id,
-                        owner=self.owner,
+                        job.id,
                         table_no=table_no,
                         rows=rows,
                         last=last,
                         from_key_id=job.from_key_id,
                         to_key_id=job.to_key_id,
-                        now=now,
-                        until=self._until(now),
                     )
                 )
                 if settings.pause_seconds and rows:

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
-import psycopg
 from numbind.protocol.digest import binding_digest
 from numbind.registry.domain.bindings import (
     PublishCounts,
@@ -39,10 +38,10 @@ from numbind.registry.domain.types import (
     BindingState,
     Token,
 )
+from numbind.registry.storage import pgcopy
 from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import BindingRow
 from sqlalchemy import Connection, select
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 __all__ = [
@@ -151,6 +150,13 @@ def upsert(session: Session, batch: PreparedBatch) -> PublishCounts:
     revoked, counted as revoked, so a sync cannot undo a holder's revocation.
     """
     conn = session.connection()
+    # PostgreSQL: a batch of new bindings needs no lookup (storage.pgcopy.insert_if_all_new).
+    if (
+        not batch.old
+        and conn.dialect.name == "postgresql"
+        and pgcopy.insert_if_all_new(conn, batch.rows)
+    ):
+        return PublishCounts(len(batch.rows), 0, 0)
     back = {o: v for v, o in batch.old.items()}
     existing = {
         (back.get(token, token), ref): (pk, token, bound_us, kind, state, updated_us)
@@ -348,16 +354,15 @@ def _lookup(
     """The platform's rows (any state) holding any of tokens, a few queries per batch."""
     cols = ", ".join(f"b.{c}" for c in columns)
     if conn.dialect.name == "postgresql":
-        # One array parameter joined to the unique index. An IN list of 900 parameters was
-        # planned as a scan of the platform's whole bucket index while the table's
-        # statistics still described it as small (a fresh store taking its first load):
-        # 20 s per batch at 30,000 rows. unnest() is always estimated small, so each token
-        # is an index probe whatever the statistics say.
-        yield from conn.exec_driver_sql(
-            f"SELECT {cols} FROM unnest(%s::bytea[]) AS t(token)"
-            " JOIN bindings b ON b.platform_pk = %s AND b.token = t.token",
-            (tokens, platform_pk),
-        )
+        # One array parameter joined to the unique index, each token an index probe (in
+        # token order, so each partition's index is walked forwards). The array goes in
+        # through a scalar subquery so that the planner cannot see its length and always
+        # plans a nested loop: given the array itself, it hashed 10,000 tokens against a
+        # scan of the platform's ~700,000 rows at 10 M rows (~250 us a token, against ~6
+        # for the probes; a LATERAL subquery fenced by OFFSET 0 probed too, at ~60). An IN
+        # list was planned as a scan of the platform's bucket index while the statistics
+        # still described a small table (a fresh store taking its first load).
+        yield from conn.exec_driver_sql(_PG_LOOKUP.format(cols=cols), (tokens, platform_pk))
         return
     chunk_size = _max_variables(conn) - 1
     for i in range(0, len(tokens), chunk_size):
@@ -367,6 +372,10 @@ def _lookup(
         yield from conn.exec_driver_sql(sql, (platform_pk, *chunk))
 
 
+_PG_LOOKUP = (
+    "SELECT {cols} FROM unnest((SELECT %s::bytea[])) AS t(token)"
+    " JOIN bindings b ON b.platform_pk = %s AND b.token = t.token"
+)
 _INSERT = (
     "INSERT INTO bindings (platform_pk, key_id, token, account_ref, bound_us, kind, state,"
     " bucket, digest, updated_us) VALUES "
@@ -374,15 +383,9 @@ _INSERT = (
 _ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
-_COPY = (
-    "COPY bindings (platform_pk, key_id, token, account_ref, bound_us, kind, state, bucket,"
-    " digest, updated_us) FROM STDIN"
-)
-
-
 def _insert(conn: Connection, rows: list[Row]) -> None:
     if conn.dialect.name != "sqlite":
-        _copy(conn, rows)
+        pgcopy.copy_bindings(conn, rows)
         return
     # As few statements as the variable limit allows. sqlite3 releases the GIL around
     # every statement step and must win it back afterwards, which costs up to the switch
@@ -394,23 +397,6 @@ def _insert(conn: Connection, rows: list[Row]) -> None:
         chunk = rows[i : i + n]
         sql = _INSERT + ", ".join([_ROW_MARKS] * len(chunk))
         conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk)))
-
-
-def _copy(conn: Connection, rows: list[Row]) -> None:
-    """PostgreSQL: COPY, in the caller's transaction. Measured against a bare partitioned
-    table at 20,000 rows, a pipelined executemany of single-row INSERTs ran at 0.18 of
-    COPY's rate (every row its own statement through parse, plan and executor start-up);
-    COPY is one statement for the batch. Citus, CockroachDB and YugabyteDB take COPY FROM
-    STDIN too. Its errors are the driver's own, so they are wrapped as SQLAlchemy's (a
-    unique violation from a concurrent insert of the same binding is retried like any)."""
-    dbapi = conn.connection.driver_connection
-    assert isinstance(dbapi, psycopg.Connection)
-    try:
-        with dbapi.cursor() as cur, cur.copy(_COPY) as copy:
-            for row in rows:
-                copy.write_row(row)
-    except psycopg.Error as exc:
-        raise DBAPIError.instance(_COPY, None, exc, psycopg.Error) from exc
 
 
 def _max_variables(conn: Connection) -> int:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from numbind.registry.storage.models import FanoutOutboxRow
-from sqlalchemy import select, update
+from sqlalchemy import Update, select, update
 from sqlalchemy.orm import Session
 
 __all__ = [
@@ -98,18 +99,7 @@ def mark_delivered(
     session: Session, revocation_id: str, member_id: str, orders: int, now_us: int
 ) -> None:
     session.execute(
-        update(FanoutOutboxRow)
-        .where(
-            FanoutOutboxRow.revocation_id == revocation_id,
-            FanoutOutboxRow.member_id == member_id,
-            FanoutOutboxRow.delivered_us.is_(None),
-        )
-        .values(
-            delivered_us=now_us,
-            orders=orders,
-            attempts=FanoutOutboxRow.attempts + 1,
-            last_error="",
-        )
+        _attempt(revocation_id, member_id, delivered_us=now_us, orders=orders, last_error="")
     )
 
 
@@ -117,15 +107,19 @@ def mark_failed(
     session: Session, revocation_id: str, member_id: str, error: str, next_attempt_us: int
 ) -> None:
     session.execute(
+        _attempt(revocation_id, member_id, next_attempt_us=next_attempt_us, last_error=error[:500])
+    )
+
+
+def _attempt(revocation_id: str, member_id: str, **values: Any) -> Update:
+    """One more attempt counted on the member's undelivered row of the revocation, setting
+    ``values`` (a delivered row is left as it is)."""
+    return (
         update(FanoutOutboxRow)
         .where(
             FanoutOutboxRow.revocation_id == revocation_id,
             FanoutOutboxRow.member_id == member_id,
             FanoutOutboxRow.delivered_us.is_(None),
         )
-        .values(
-            attempts=FanoutOutboxRow.attempts + 1,
-            next_attempt_us=next_attempt_us,
-            last_error=error[:500],
-        )
+        .values(attempts=FanoutOutboxRow.attempts + 1, **values)
     )

@@ -8,6 +8,9 @@ key, and not while a re-key moves rows: registry.services.bindings).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from numbind.protocol.digest import MAX_BUCKET_BITS, fold
 from numbind.registry.domain.bindings import BucketDigest, PageCursor
 from numbind.registry.domain.types import (
@@ -18,7 +21,7 @@ from numbind.registry.domain.types import (
     Token,
 )
 from numbind.registry.storage.models import BindingRow
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 __all__ = ["digests", "list_page", "list_revoked_page", "revoked_count"]
@@ -64,23 +67,10 @@ def list_page(
     """Up to `limit` live bindings with 16-bit bucket in [lo, hi], as (bucket, pk, binding),
     in (bucket, pk) order — the order of the (platform_pk, bucket) index, whose entries also
     carry the row id, so a page is one index range scan from the cursor on."""
-    start = after.after_bucket if after else lo
-    stmt = select(
-        _T.bucket, _T.pk, _T.key_id, _T.token, _T.account_ref, _T.bound_us, _T.kind
-    ).where(
-        _T.platform_pk == platform_pk,
-        _T.bucket >= start,
-        _T.bucket <= hi,
-        _T.state.in_(_LIVE),
-    )
-    if after is not None:
-        stmt = stmt.where(or_(_T.bucket > after.after_bucket, _T.pk > after.after_pk))
-    if key_id:
-        stmt = stmt.where(_T.key_id == key_id)
-    stmt = stmt.order_by(_T.bucket, _T.pk).limit(limit)
+    rows = _page(session, platform_pk, lo, hi, key_id, after, limit, _T.state.in_(_LIVE))
     return [
         (bucket, pk, Binding(Token(kid, token), ref, bound_us, BindingKind(kind)))
-        for bucket, pk, kid, token, ref, bound_us, kind in session.execute(stmt)
+        for bucket, pk, kid, token, ref, bound_us, kind in rows
     ]
 
 
@@ -95,24 +85,36 @@ def list_revoked_page(
 ) -> list[tuple[int, int, Binding, int]]:
     """As list_page, for the platform's REVOKED bindings, each with when it was revoked:
     (bucket, pk, binding, revoked_us)."""
+    revoked = _T.state == _REVOKED
+    rows = _page(session, platform_pk, lo, hi, key_id, after, limit, revoked, _T.updated_us)
+    return [
+        (bucket, pk, Binding(Token(kid, token), ref, bound_us, BindingKind(kind)), revoked_us)
+        for bucket, pk, kid, token, ref, bound_us, kind, revoked_us in rows
+    ]
+
+
+def _page(
+    session: Session,
+    platform_pk: int,
+    lo: int,
+    hi: int,
+    key_id: str,
+    after: PageCursor | None,
+    limit: int,
+    state: ColumnElement[bool],
+    *extra: ColumnElement[Any],
+) -> Iterable[Any]:
+    """One page of list_page or list_revoked_page: the platform's bindings in `state`
+    (bucket, pk, key_id, token, account_ref, bound_us, kind, then `extra`) after the cursor."""
     start = after.after_bucket if after else lo
     stmt = select(
-        _T.bucket, _T.pk, _T.key_id, _T.token, _T.account_ref, _T.bound_us, _T.kind, _T.updated_us
-    ).where(
-        _T.platform_pk == platform_pk,
-        _T.bucket >= start,
-        _T.bucket <= hi,
-        _T.state == _REVOKED,
-    )
+        _T.bucket, _T.pk, _T.key_id, _T.token, _T.account_ref, _T.bound_us, _T.kind, *extra
+    ).where(_T.platform_pk == platform_pk, _T.bucket >= start, _T.bucket <= hi, state)
     if after is not None:
         stmt = stmt.where(or_(_T.bucket > after.after_bucket, _T.pk > after.after_pk))
     if key_id:
         stmt = stmt.where(_T.key_id == key_id)
-    stmt = stmt.order_by(_T.bucket, _T.pk).limit(limit)
-    return [
-        (bucket, pk, Binding(Token(kid, token), ref, bound_us, BindingKind(kind)), revoked_us)
-        for bucket, pk, kid, token, ref, bound_us, kind, revoked_us in session.execute(stmt)
-    ]
+    return session.execute(stmt.order_by(_T.bucket, _T.pk).limit(limit))
 
 
 def revoked_count(session: Session, platform_pk: int, key_id: str) -> int:

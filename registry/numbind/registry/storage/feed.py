@@ -1,0 +1,128 @@
+"""Each platform's feed (the transactional outbox orders.append writes): reading it in
+sequence, finding delivered orders to send again, marking deliveries, and its head.
+
+Feed entries, orders and bindings are joined on (pk, token), the partition key they share
+(see storage.models and storage.orders).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from numbind.registry.domain.types import OrderState, now_us
+from numbind.registry.storage.db import driver_sql
+from numbind.registry.storage.models import (
+    BindingRow,
+    FeedEventRow,
+    LogLeafRow,
+    OrderRow,
+    PrincipalRow,
+)
+from numbind.registry.storage.orders import OPEN_STATES
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True)
+class FeedItem:
+    seq: int
+    order_pk: int
+    order_id: str
+    kind: int
+    cause: int
+    state: int
+    revocation_id: str
+    tenure_start_us: int | None
+    created_us: int
+    deadline_us: int
+    key_id: str
+    token: bytes
+    account_ref: bytes
+    bound_us: int
+    binding_kind: int
+    # The order's leaf in the verifiable log (None for an order made before the log).
+    leaf_index: int | None = None
+
+
+_FEED_COLUMNS = (
+    FeedEventRow.seq,
+    OrderRow.pk,
+    OrderRow.id,
+    OrderRow.kind,
+    OrderRow.cause,
+    OrderRow.state,
+    OrderRow.revocation_id,
+    OrderRow.tenure_start_us,
+    OrderRow.created_us,
+    OrderRow.deadline_us,
+    BindingRow.key_id,
+    BindingRow.token,
+    BindingRow.account_ref,
+    BindingRow.bound_us,
+    BindingRow.kind,
+    LogLeafRow.idx,
+)
+# Each order's leaf: one indexed lookup per event, outer so orders older than the log stay.
+_ORDER_LEAF = and_(LogLeafRow.ref == OrderRow.id, LogLeafRow.kind == "order")
+
+
+# Co-located joins: the rows of one binding, its orders and their feed entries share a token.
+_ORDER_OF_FEED = and_(OrderRow.pk == FeedEventRow.order_pk, OrderRow.token == FeedEventRow.token)
+_BINDING_OF_ORDER = and_(BindingRow.pk == OrderRow.binding_pk, BindingRow.token == OrderRow.token)
+
+
+def read_feed(session: Session, platform_pk: int, after_seq: int, limit: int) -> list[FeedItem]:
+    rows: Any = session.execute(
+        select(*_FEED_COLUMNS)
+        .select_from(FeedEventRow)
+        .join(OrderRow, _ORDER_OF_FEED)
+        .join(BindingRow, _BINDING_OF_ORDER)
+        .outerjoin(LogLeafRow, _ORDER_LEAF)
+        .where(FeedEventRow.platform_pk == platform_pk, FeedEventRow.seq > after_seq)
+        .order_by(FeedEventRow.seq)
+        .limit(limit)
+    )
+    return [FeedItem(*r) for r in rows]
+
+
+def stale_deliveries(
+    session: Session, platform_pk: int, delivered_before_us: int, limit: int
+) -> list[FeedItem]:
+    """Delivered, unacked orders whose visibility timeout has passed: send them again."""
+    rows: Any = session.execute(
+        select(*_FEED_COLUMNS)
+        .select_from(OrderRow)
+        .join(FeedEventRow, _ORDER_OF_FEED)
+        .join(BindingRow, _BINDING_OF_ORDER)
+        .outerjoin(LogLeafRow, _ORDER_LEAF)
+        .where(
+            OrderRow.platform_pk == platform_pk,
+            OrderRow.state == int(OrderState.DELIVERED),
+            OrderRow.delivered_us < delivered_before_us,
+        )
+        .order_by(FeedEventRow.seq)
+        .limit(limit)
+    )
+    return [FeedItem(*r) for r in rows]
+
+
+def mark_delivered(session: Session, order_pks: Sequence[int]) -> None:
+    # By pk alone: a re-key may move the order to its binding's new token meanwhile.
+    if not order_pks:
+        return
+    now = now_us()
+    conn = session.connection()
+    conn.exec_driver_sql(
+        driver_sql(
+            conn, "UPDATE orders SET state = ?, delivered_us = ? WHERE pk = ? AND state IN (?, ?)"
+        ),
+        [(int(OrderState.DELIVERED), now, pk, *OPEN_STATES) for pk in order_pks],
+    )
+
+
+def feed_head(session: Session, platform_pk: int) -> int:
+    return int(
+        session.scalar(select(PrincipalRow.feed_head).where(PrincipalRow.pk == platform_pk)) or 0
+    )

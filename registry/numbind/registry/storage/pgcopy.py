@@ -1,0 +1,73 @@
+"""PostgreSQL: writing a publish batch's binding rows with COPY (storage.bindings' insert).
+
+COPY is one statement for the whole batch. Measured against a bare partitioned table at
+20,000 rows, a pipelined executemany of single-row INSERTs ran at 0.18 of COPY's rate (every
+row its own statement through parse, plan and executor start-up). Citus, CockroachDB and
+YugabyteDB take COPY FROM STDIN too. Errors are the driver's own, so they are wrapped as
+SQLAlchemy's (a unique violation from a concurrent insert of the same binding is then
+retried like any, storage.db).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+__all__ = ["copy_bindings", "insert_if_all_new"]
+
+_COPY = (
+    "COPY bindings (platform_pk, key_id, token, account_ref, bound_us, kind, state, bucket,"
+    " digest, updated_us) FROM STDIN"
+)
+
+
+def _driver(conn: Connection) -> psycopg.Connection[Any]:
+    dbapi = conn.connection.driver_connection
+    assert isinstance(dbapi, psycopg.Connection)
+    return dbapi
+
+
+def _write(cur: psycopg.Cursor[Any], rows: Sequence[tuple[Any, ...]]) -> None:
+    with cur.copy(_COPY) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def copy_bindings(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert rows (in storage.bindings' column order) in the caller's transaction."""
+    try:
+        with _driver(conn).cursor() as cur:
+            _write(cur, rows)
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(_COPY, None, exc, psycopg.Error) from exc
+
+
+def insert_if_all_new(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> bool:
+    """Insert the rows as if none were stored yet, under a savepoint. True: all inserted.
+    False: some (token, platform, account_ref) is already stored (a unique violation);
+    nothing of the batch was kept, and the caller takes its existing-row lookup path.
+
+    A batch of new bindings (a first load, new accounts) is the common case, and for it the
+    lookup is a second probe into the unique index per row beside the one the insert makes
+    anyway: at 10 M rows, once that index outgrows the cache, the lookup took about as long
+    as the COPY. Here the insert's own probe answers whether a row exists, and the lookup
+    path finds and sorts out exactly the rows that made it fail, so the result is the same.
+    A re-published batch pays the COPY only up to its first stored row (rows are in token
+    order). MUST NOT be used while a re-key runs: a row stored in the old form holds no
+    conflicting key, and only the lookup finds it."""
+    try:
+        with _driver(conn).cursor() as cur:
+            cur.execute("SAVEPOINT publish_new")
+            try:
+                _write(cur, rows)
+            except psycopg.errors.UniqueViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT publish_new")
+                return False
+            cur.execute("RELEASE SAVEPOINT publish_new")
+            return True
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(_COPY, None, exc, psycopg.Error) from exc

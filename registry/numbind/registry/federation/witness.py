@@ -1,4 +1,6 @@
-"""A member witnessing the hub's verifiable log (C2SP tlog-witness, in numbind's terms).
+"""A registry witnessing one other registry's verifiable log (C2SP tlog-witness, in
+numbind's terms); numbind.registry.federation.witnessing runs one per log the manifest
+names.
 
 On each round the witness fetches the newest checkpoint and checks it against the last one
 it cosigned (numbind.protocol.log_audit): signed by the log's pinned key, not smaller, not
@@ -11,13 +13,11 @@ keeps the evidence (both checkpoints and the failed proof) in `witness_alarms`, 
 `numbind federation show` reports.
 
 `LogSource` is the log as the witness sees it: `GrpcLogSource` over any channel to the
-hub's Log service (a member's peer channel), or a test double publishing a corrupted log.
+log owner's Log service (a peer channel), or a test double publishing a corrupted log.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -207,14 +207,6 @@ class Witness:
         except Exception:
             _log.exception("witness: round for log %s failed", self._origin)
         return False
-
-    async def run(self, source: LogSource, stopping: asyncio.Event, interval: float) -> None:
-        """Witness every `interval` seconds until `stopping`: a refusal stays an alarm (and
-        the witness keeps refusing until an operator looks), an unreachable log is retried."""
-        while not stopping.is_set():
-            await self.round(source)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), interval)
 
     async def _alarm(
         self, exc: LogFailure, old_note: bytes, new_note: bytes, proof: list[bytes]

@@ -90,6 +90,9 @@ class PeerLogWitnesses:
         return await witness.round(source)
 
     async def run(self, stopping: asyncio.Event, interval: float) -> None:
+        """A round every `interval` seconds until `stopping`: a refusal stays an alarm (and
+        that log's witness keeps refusing until an operator looks), an unreachable log is
+        retried next round."""
         while not stopping.is_set():
             await self.round()
             with contextlib.suppress(TimeoutError):

@@ -72,7 +72,7 @@ class Settings:
     log_checkpoint_seconds: float = 1.0
     log_witnesses: str = ""
     # A registry witnesses the other registries' logs this often.
-    log_witness_seconds: float = 5.0
+    log_witness_seconds: float = 1.0
     # Open StreamEvents calls one principal may hold in this process; one more is
     # RESOURCE_EXHAUSTED. With several registry processes, each allows this many.
     max_streams_per_principal: int = 8

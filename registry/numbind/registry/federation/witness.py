@@ -35,6 +35,7 @@ from numbind.protocol.checkpoint import (
     CosignatureVerifier,
 )
 from numbind.protocol.log_audit import LogFailure, check_extension, open_signed, replay
+from numbind.protocol.log_errors import LogError
 from numbind.protocol.merkle import CompactRange
 from numbind.registry.storage import log as store
 from numbind.registry.storage.db import Database, Session
@@ -176,6 +177,9 @@ class Witness:
             if old is not None and 0 < old.size < new.checkpoint.size:
                 proof = await source.consistency(old.size, new.checkpoint.size)
             check_extension(old, new.checkpoint, proof)
+            held = self._held(old, new.checkpoint, new.text, signed)
+            if held is not None:
+                return held  # nothing new: no write here, none at the log
             fresh = (
                 await source.leaves(edge.size, new.checkpoint.size)
                 if new.checkpoint.size > edge.size
@@ -193,6 +197,23 @@ class Witness:
             new.checkpoint.size, cosig.note_signature().line(), self.verifier.vkey()
         )
         return cosig
+
+    def _held(
+        self, old: Checkpoint | None, new: Checkpoint, text: bytes, signed: bytes
+    ) -> Cosignature | None:
+        """Our valid cosignature on `signed`, when it is the tree we cosigned last (then the
+        round has nothing to do); else None."""
+        if old is None or (old.size, old.root_hash) != (new.size, new.root_hash):
+            return None
+        mine = self.verifier
+        for sig in note.split_note(signed)[1]:
+            if (sig.name, sig.key_id) == (mine.name, mine.key_id):
+                try:
+                    mine.verify(text, sig.signature)
+                    return Cosignature.from_signature(sig)
+                except LogError:
+                    return None
+        return None
 
     async def round(self, source: LogSource) -> bool:
         """One round that never raises: True when it cosigned; a refusal is an alarm (see

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -279,11 +280,13 @@ def test_manifests_from_before_gain_the_log_and_witness_keys(tmp_path: Path) -> 
     )  # fmt: skip
     old_style = json.loads(req.read_text())
     del old_style["witness_public_key"]
+    del old_style["log_public_key"]
     req.with_suffix(".old").write_text(json.dumps(old_style))
     fed("add-member", three.dir("hub"), req.with_suffix(".old"), "--out", grant)
     hub = FederationDir(three.dir("hub"))
     before = hub.require().manifest
     assert before.member("bank") is not None and before.member("bank").witness is None  # type: ignore[union-attr]
+    assert before.log_of("bank") is None  # its own log: not named, witnessed by no one
 
     fed("add-member", three.dir("hub"), req, "--out", grant)
     after = hub.require().manifest
@@ -291,11 +294,18 @@ def test_manifests_from_before_gain_the_log_and_witness_keys(tmp_path: Path) -> 
     assert after.witness_policy().witnesses == (
         load_or_create_witness(three.dir("bank")).renamed("numbind.demo/witness/bank").verifier,
     )
+    # ... and its own log's key, named for its origin (the hub's witness key along).
+    bank_log = after.log_of("bank")
+    assert bank_log is not None and bank_log.origin == "numbind.demo/log/bank"
+    assert [w.name for w in after.witness_policy("bank").witnesses] == ["numbind.demo/witness/hub"]
 
     # A manifest without the log (as signed before it was named there) gains it at refresh.
     key = hub.load_key()
     assert key is not None
-    stripped = sign_manifest(after.successor(issued_at=after.issued_at + 1, log=None), key)
+    no_hub_witness = [replace(m, witness_key=None) if m.id == "hub" else m for m in after.members]
+    stripped = sign_manifest(
+        after.successor(issued_at=after.issued_at + 1, log=None, members=no_hub_witness), key
+    )
     hub.write_manifest(stripped)
     assert hub.require().manifest.log is None
     fed("refresh", three.dir("hub"))
@@ -303,3 +313,6 @@ def test_manifests_from_before_gain_the_log_and_witness_keys(tmp_path: Path) -> 
     assert refreshed.log is not None
     assert refreshed.log.key == load_or_create(three.dir("hub")).verifier.vkey()
     assert refreshed.version == stripped.version + 1
+    assert refreshed.authority.witness_key == (
+        load_or_create_witness(three.dir("hub")).verifier.vkey()
+    )

@@ -308,9 +308,15 @@ def refresh(settings: Settings, *, address: str | None = None) -> SignResult:
         members = [
             replace(m, address=new_address) if m.id == hub.id else m for m in manifest.members
         ]
-        # A manifest from before logs were named in it gains the hub's log here.
+        # A manifest from before logs were named in it gains the hub's log (and the hub's
+        # witness key, for the members' own logs) here.
+        members = _with_hub_witness(settings.data_dir, manifest, members)
         log = manifest.log or _log_info(settings.data_dir, manifest.federation)
-        if (token_service, new_address, log) == (manifest.token_service, hub.address, manifest.log):
+        if (token_service, members, log) == (
+            manifest.token_service,
+            list(manifest.members),
+            manifest.log,
+        ):
             return SignResult(installed.signed, False)
         successor = manifest.successor(
             issued_at=_now(), members=members, token_service=token_service, log=log

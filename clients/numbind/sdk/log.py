@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, Unpack
 
 import grpc
 from numbind.protocol import note
@@ -36,7 +36,7 @@ from numbind.protocol.log_entries import EntryError, Opening
 from numbind.protocol.log_errors import LogError
 from numbind.protocol.manifest import FederationError
 from numbind.protocol.merkle import leaf_hash, verify_inclusion
-from numbind.sdk.errors import NumbindClientError, ProofError, Refused
+from numbind.sdk.errors import NumbindClientError, Place, ProofError, Refused
 from numbind.sdk.log_trust import FederationTrust, LogTrust
 from numbind.sdk.retry import RetryPolicy, call_with_retry
 from numbind.v1 import log_pb2, log_pb2_grpc
@@ -49,11 +49,16 @@ _KINDS = {v: k.removeprefix("LEAF_KIND_").lower() for k, v in log_pb2.LeafKind.i
 
 
 class LogProofError(ProofError):
-    """The log did not prove what was asked; `failure` says how."""
+    """The log did not prove what was asked; `failure` says how, `detail` what happened."""
 
-    def __init__(self, failure: str, message: str) -> None:
-        super().__init__(f"log {failure}: {message}")
+    def __init__(self, failure: str, message: str, **place: Unpack[Place]) -> None:
+        super().__init__(f"log {failure}: {message}", **place)
         self.failure = failure
+        self.detail = message
+
+    def _remade(self, reason: str | None, **place: Unpack[Place]) -> Self:
+        # ``reason``, if given, replaces the detail: the message still names the failure.
+        return type(self)(self.failure, self.detail if reason is None else reason, **place)
 
 
 @dataclass(frozen=True)

@@ -163,3 +163,47 @@ async def test_a_rotation_through_a_makes_b_reload_its_keys(tmp_path: Path, pg_u
             assert b.keys.older_than(KEYS_MAX_AGE_SECONDS)
             after = (await stub.GetKeys(tokens_pb2.GetKeysRequest())).active_key_id
             assert after != before
+
+
+async def test_without_notify_no_process_announces_and_the_poll_carries_events(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """`change_notify=False` (an engine without LISTEN/NOTIFY): no process LISTENs, no
+    transaction calls pg_notify, and B's stream still gets A's event from the poll."""
+    import psycopg
+    from numbind.registry.storage import signals
+
+    spy = await psycopg.AsyncConnection.connect(signals.libpq_url(pg_url), autocommit=True)
+    await spy.execute(f"LISTEN {signals.CHANNEL}")
+    heard: list[str] = []
+    spy.add_notify_handler(lambda n: heard.append(n.payload))
+    a_settings = {"change_poll_seconds": 0.3, "heartbeat_seconds": 60.0, "change_notify": False}
+    try:
+        async with running_registry(tmp_path / "data", database_url=pg_url, **a_settings) as a:
+            b = RegistryServer(Registry.open(a.settings, migrate_schema=False))
+            port = await b.start()
+            try:
+                assert not await b.registry.changes.wait_listening(0.5)
+                cm, p1 = a.add_carrier("cm"), a.add_platform("p1")
+                token = await tokenize(p1, PHONE)
+                await publish(p1, token, [(b"acct", days_ago(200))])
+                on_b = dataclasses.replace(p1, registry=f"127.0.0.1:{port}")
+                async with secure_channel(on_b) as channel:
+                    feed = EventFeed(channel, after_seq=0, heartbeat_seconds=60).events()
+                    first = asyncio.ensure_future(anext(feed))
+                    await asyncio.sleep(1.0)
+                    async with carrier(cm) as c:
+                        await c.report([LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(1))])
+                    event = await asyncio.wait_for(first, 30)
+                    assert event.seq == 1
+                    assert b.registry.changes.poll_wakes >= 1
+                    await feed.aclose()
+            finally:
+                await b.stop()
+        # Give any notification time to arrive on the spy's connection.
+        await spy.execute("SELECT 1")
+        await asyncio.sleep(0.2)
+        await spy.execute("SELECT 1")
+        assert heard == []
+    finally:
+        await spy.close()

@@ -63,3 +63,32 @@ def test_a_zero_skew_is_allowed(tmp_path: Path) -> None:
     assert (
         Settings(data_dir=tmp_path, clock_skew_seconds=0).attestation_policy.clock_skew_seconds == 0
     )
+
+
+def test_change_notify_is_on_unless_the_flag_or_the_environment_turns_it_off(
+    tmp_path: Path,
+) -> None:
+    import argparse
+
+    from numbind.cli.serve import settings_from
+
+    env = {"NUMBIND_DATA_DIR": str(tmp_path)}
+    assert load_settings({}, env).change_notify is True
+    assert load_settings({}, {**env, "NUMBIND_CHANGE_NOTIFY": "0"}).change_notify is False
+    with pytest.raises(ValueError, match="NUMBIND_CHANGE_NOTIFY"):
+        load_settings({}, {**env, "NUMBIND_CHANGE_NOTIFY": "maybe"})
+    args = argparse.Namespace(data_dir=tmp_path, no_change_notify=True)
+    assert settings_from(args).change_notify is False
+    # The flag's absence leaves the environment's word standing.
+    args = argparse.Namespace(data_dir=tmp_path, no_change_notify=False)
+    assert settings_from(args).change_notify is True
+
+
+def test_a_store_opened_without_notify_announces_nothing(tmp_path: Path) -> None:
+    from numbind.registry.storage.db import Database
+
+    assert Database(f"sqlite:///{tmp_path / 'x.db'}").notify is False  # never on SQLite
+    db = Database("postgresql+psycopg://u@127.0.0.1:1/x", notify=False)
+    assert db.notify is False
+    with db._write() as session:
+        assert session.info["notify"] is False

@@ -57,6 +57,8 @@ def settings_from(args: argparse.Namespace) -> Any:
             "metrics_listen": getattr(args, "metrics_listen", None),
             # Only a given --otel overrides NUMBIND_OTEL.
             "otel": True if getattr(args, "otel", False) else None,
+            # Only a given --no-change-notify overrides NUMBIND_CHANGE_NOTIFY.
+            "change_notify": False if getattr(args, "no_change_notify", False) else None,
             "max_streams_per_principal": getattr(args, "max_streams_per_principal", None),
             "fanout_deadline_seconds": getattr(args, "fanout_deadline", None),
         }
@@ -109,6 +111,13 @@ def add_commands(sub: Any) -> None:
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (NUMBIND_METRICS_LISTEN; "
         "default: off)",
+    )
+    serve.add_argument(
+        "--no-change-notify",
+        action="store_true",
+        help="PostgreSQL-compatible engines without LISTEN/NOTIFY (CockroachDB, YugabyteDB): "
+        "other processes' changes arrive by polling alone, within NUMBIND_CHANGE_POLL_SECONDS "
+        "(NUMBIND_CHANGE_NOTIFY=0; default: notify)",
     )
     serve.add_argument(
         "--otel",

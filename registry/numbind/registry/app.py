@@ -101,7 +101,11 @@ class Registry:
     @classmethod
     def _open(cls, settings: Settings, *, migrate_schema: bool) -> Registry:
         federation = Serving.load(settings.data_dir)
-        db = Database(settings.effective_database_url, synchronous=settings.sqlite_synchronous)
+        db = Database(
+            settings.effective_database_url,
+            synchronous=settings.sqlite_synchronous,
+            notify=settings.change_notify,
+        )
         if migrate_schema:
             before, after = migrate.upgrade(db.write_engine)
             if before != after:

@@ -63,6 +63,11 @@ class Settings:
     # process (a feed append, a suspension) may take to be seen here when its LISTEN/NOTIFY
     # notification is lost; normally it arrives within milliseconds.
     change_poll_seconds: float = 1.0
+    # PostgreSQL LISTEN/NOTIFY between processes. Off for engines that speak PostgreSQL
+    # without it (CockroachDB, YugabyteDB, Citus workers): then the polls alone carry
+    # changes — feed heads every change_poll_seconds, principals' standing through the same
+    # cache lifetime, token keys within their 5 s reload.
+    change_notify: bool = True
     # host:port for the Prometheus /metrics endpoint; None: no endpoint.
     metrics_listen: str | None = None
     # OpenTelemetry spans for every RPC (needs the `otel` extra and a configured SDK).
@@ -191,6 +196,7 @@ _ENV = {
     "rekey_pause_seconds": "NUMBIND_REKEY_PAUSE_SECONDS",
     "rekey_lease_seconds": "NUMBIND_REKEY_LEASE_SECONDS",
     "change_poll_seconds": "NUMBIND_CHANGE_POLL_SECONDS",
+    "change_notify": "NUMBIND_CHANGE_NOTIFY",
     "metrics_listen": "NUMBIND_METRICS_LISTEN",
     "otel": "NUMBIND_OTEL",
     "log_checkpoint_seconds": "NUMBIND_LOG_CHECKPOINT_SECONDS",

@@ -66,7 +66,11 @@ def _init(settings: Settings, registry_address: str | None) -> InitResult:
         cert, key = ca.issue_server_cert()
         write_private_file(pki / "server.key", key)
         write_private_file(pki / "server.pem", cert)
-    db = Database(settings.effective_database_url, synchronous=settings.sqlite_synchronous)
+    db = Database(
+        settings.effective_database_url,
+        synchronous=settings.sqlite_synchronous,
+        notify=settings.change_notify,
+    )
     try:
         _, head = migrate.upgrade(db.write_engine)
         keys = KeyRing(db, settings.keys_dir)
@@ -94,7 +98,11 @@ def _admin(
     """The AdminService on the data dir's store (its schema brought to head if asked).
     Whatever is created meanwhile (the store, bundles) is private (datadir.private_umask)."""
     with private_umask():
-        db = Database(settings.effective_database_url, synchronous=settings.sqlite_synchronous)
+        db = Database(
+            settings.effective_database_url,
+            synchronous=settings.sqlite_synchronous,
+            notify=settings.change_notify,
+        )
         try:
             if migrate_schema:
                 migrate.upgrade(db.write_engine)

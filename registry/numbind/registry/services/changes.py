@@ -69,11 +69,11 @@ class Changes:
     def start(self) -> None:
         if not self.shared or self._tasks:
             return
-        self._listener = signals.Listener(self._db.url, self._heard, self._everything_changed)
-        self._tasks = [
-            asyncio.create_task(self._listener.run(), name="numbind-listen"),
-            asyncio.create_task(self._poll_loop(), name="numbind-poll"),
-        ]
+        self._tasks = [asyncio.create_task(self._poll_loop(), name="numbind-poll")]
+        if self._db.notify:
+            listener = signals.Listener(self._db.url, self._heard, self._everything_changed)
+            self._listener = listener
+            self._tasks.append(asyncio.create_task(listener.run(), name="numbind-listen"))
 
     async def wait_listening(self, seconds: float) -> bool:
         """True once the listener is connected (tests and start-up use it)."""

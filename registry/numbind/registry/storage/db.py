@@ -96,12 +96,17 @@ def driver_sql(conn: Connection, text: str) -> str:
 class Database:
     """Owns the engines; hands out sessions for one unit of work at a time."""
 
-    def __init__(self, url: str, *, echo: bool = False, synchronous: str = "FULL") -> None:
-        """`synchronous`: SQLite's PRAGMA synchronous (FULL or NORMAL; ignored elsewhere)."""
+    def __init__(
+        self, url: str, *, echo: bool = False, synchronous: str = "FULL", notify: bool = True
+    ) -> None:
+        """`synchronous`: SQLite's PRAGMA synchronous (FULL or NORMAL; ignored elsewhere).
+        `notify`: writers announce changes with pg_notify (storage.signals); False for an
+        engine without it, where other processes learn of changes by polling alone."""
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous: got {synchronous!r}, want FULL or NORMAL")
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self.notify = notify and not self.is_sqlite
         if self.is_sqlite:
             self._prepare_sqlite_dir(url)
             self.read_engine = self._sqlite_engine(url, write=False, echo=echo, sync=synchronous)
@@ -113,8 +118,10 @@ class Database:
             self.write_engine = engine
             # Same pool; the isolation level is set per checkout and reset on return.
             self.read_engine = engine.execution_options(isolation_level="REPEATABLE READ")
-        self._read = sessionmaker(self.read_engine, expire_on_commit=False)
-        self._write = sessionmaker(self.write_engine, expire_on_commit=False)
+        # Sessions carry whether to announce; storage.signals reads it there.
+        info = {"notify": self.notify}
+        self._read = sessionmaker(self.read_engine, expire_on_commit=False, info=info)
+        self._write = sessionmaker(self.write_engine, expire_on_commit=False, info=info)
         # Storage calls block; they run here so the event loop never waits on a disk.
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="numbind-db")
 

@@ -67,8 +67,9 @@ def parse(payload: str) -> tuple[str, list[int]]:
 
 
 def announce(session: Session, kind: str, ids: Iterable[int] = ()) -> None:
-    """Tell every process when this transaction commits (PostgreSQL; no-op on SQLite)."""
-    if session.get_bind().dialect.name != "postgresql":
+    """Tell every process when this transaction commits (PostgreSQL; no-op on SQLite, and
+    where the Database was opened with notify=False)."""
+    if session.get_bind().dialect.name != "postgresql" or not session.info.get("notify", True):
         return
     for payload in payloads(kind, ids):
         session.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})

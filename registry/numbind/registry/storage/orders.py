@@ -205,25 +205,12 @@ def _current_tokens(session: Session, orders: Sequence[NewOrder]) -> dict[int, b
     the token under the row lock settles it, and a re-key batch that converts the binding
     later waits for this transaction and then moves its orders too (bindings.move_dependents).
     SQLite's single writer already excludes the re-key for the whole transaction."""
-    pks = sorted({o.binding.pk for o in orders})
     conn = session.connection()
     if conn.dialect.name == "sqlite":
         return {o.binding.pk: o.binding.binding.token.value for o in orders}
-    # Locked by (pk, token): each row routes to its partition. A binding a re-key converted
-    # since the caller read it is missed there and locked by pk alone (every partition).
-    out = pgsets.lock_bindings(
-        conn, sorted({(o.binding.pk, o.binding.binding.token.value) for o in orders})
+    return pgsets.lock_bindings(
+        conn, {(o.binding.pk, o.binding.binding.token.value) for o in orders}
     )
-    moved = [pk for pk in pks if pk not in out]
-    for i in range(0, len(moved), 1000):
-        part = moved[i : i + 1000]
-        marks = ", ".join(["%s"] * len(part))
-        for pk, token in conn.exec_driver_sql(
-            f"SELECT pk, token FROM bindings WHERE pk IN ({marks}) ORDER BY pk FOR UPDATE",
-            tuple(part),
-        ):
-            out[pk] = bytes(token)
-    return out
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ portability table); there a VALUES list or the row-by-row path does the same.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Connection
 
@@ -31,16 +31,28 @@ __all__ = [
 ]
 
 
-def lock_bindings(conn: Connection, pairs: Sequence[tuple[int, bytes]]) -> dict[int, bytes]:
-    """(pk, token) -> pk: token of the rows still under that token, locked FOR UPDATE in pk
-    order."""
-    rows = conn.exec_driver_sql(
-        "SELECT b.pk, b.token FROM bindings AS b"
-        " JOIN unnest(%s::bigint[], %s::bytea[]) AS v(pk, token)"
-        " ON b.pk = v.pk AND b.token = v.token ORDER BY b.pk FOR UPDATE OF b",
-        ([p for p, _ in pairs], [t for _, t in pairs]),
-    )
-    return {pk: bytes(token) for pk, token in rows}
+def lock_bindings(conn: Connection, pairs: Iterable[tuple[int, bytes]]) -> dict[int, bytes]:
+    """Bindings (pk, token as read) -> pk: the token each row holds now, locked FOR UPDATE
+    in pk order. By (pk, token), each row routes to its partition; a binding a re-key
+    converted since it was read is missed there and locked by pk alone (every partition)."""
+    wanted = sorted(pairs)
+    out = {
+        pk: bytes(token)
+        for pk, token in conn.exec_driver_sql(
+            "SELECT b.pk, b.token FROM bindings AS b"
+            " JOIN unnest(%s::bigint[], %s::bytea[]) AS v(pk, token)"
+            " ON b.pk = v.pk AND b.token = v.token ORDER BY b.pk FOR UPDATE OF b",
+            ([p for p, _ in wanted], [t for _, t in wanted]),
+        )
+    }
+    moved = sorted({pk for pk, _ in wanted if pk not in out})
+    if moved:
+        for pk, token in conn.exec_driver_sql(
+            "SELECT pk, token FROM bindings WHERE pk = ANY(%s::bigint[]) ORDER BY pk FOR UPDATE",
+            (moved,),
+        ):
+            out[pk] = bytes(token)
+    return out
 
 
 def insert_orders(

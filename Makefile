@@ -41,8 +41,11 @@ haproxy:
 	    haproxy >/dev/null) \
 	  || echo "could not install haproxy; load-balancer tests will skip (fail under CI=true)"; }
 
+# Two pytest-xdist workers, a test file each at a time (module fixtures stay shared); each
+# worker has its own PostgreSQL database (tests/conftest.py). PYTEST_WORKERS=0 runs serially.
+PYTEST_WORKERS ?= 2
 test: $(STAMP) browser haproxy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check proto registry clients tests bench

@@ -1,21 +1,70 @@
 """Shared fixtures. Storage-backed tests run on SQLite always and on PostgreSQL when
-NUMBIND_TEST_DATABASE_URL is set; under CI=true a missing PostgreSQL is a failure."""
+NUMBIND_TEST_DATABASE_URL is set; under CI=true a missing PostgreSQL is a failure.
+
+`make test` runs the suite in pytest-xdist workers (`-n 2`). Each worker has a PostgreSQL
+database of its own, NUMBIND_TEST_DATABASE_URL's name plus the worker's (`test_gw0`,
+`test_gw1`), created on first use beside it: tests wipe their database, so two workers
+never share one. The fault suite's summary table is gathered from the workers and printed
+once, here, at the end of the run.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from numbind.registry.testing import RunningRegistry, running_registry
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
-PG_URL = os.environ.get("NUMBIND_TEST_DATABASE_URL", "")
+from tests.faults import checker
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Every PostgreSQL store the tests build (storage tests, registries in-process and as
+# child processes) gets 4 hash partitions per growing table instead of the default 16: the
+# same schema and routing by token at a quarter of the DDL, which is most of a migration's
+# time. tests/storage/test_migrations.py checks the default 16 and the --partitions
+# parameter with this variable unset and set otherwise.
+os.environ.setdefault("NUMBIND_PARTITIONS", "4")
+
+
+def worker_database_url(url: str, worker: str) -> str:
+    """`url` with the xdist worker's name appended to its database name (as it is without
+    a worker)."""
+    if not url or not worker:
+        return url
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_{worker}").render_as_string(hide_password=False)
+
+
+SHARED_PG_URL = os.environ.get("NUMBIND_TEST_DATABASE_URL", "")
+PG_URL = worker_database_url(SHARED_PG_URL, os.environ.get("PYTEST_XDIST_WORKER", ""))
+_created: set[str] = set()
+
+
+def _ensure_database(url: str) -> None:
+    """Create a worker's database beside the shared one (once per process)."""
+    if url == SHARED_PG_URL or url in _created:
+        return
+    name = make_url(url).database
+    engine = create_engine(SHARED_PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+            ).first()
+            if found is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    _created.add(url)
 
 
 def reset_postgres(url: str) -> None:
+    _ensure_database(url)
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
@@ -61,3 +110,41 @@ async def registry_any_store(tmp_path: Path, database_url: str) -> AsyncIterator
     """The same, once per storage backend."""
     async with running_registry(tmp_path / "data", database_url=database_url) as reg:
         yield reg
+
+
+# -- the fault suite's summary table, gathered from xdist workers -----------------------------
+def _rows() -> dict[str, list[dict[str, object]]]:
+    return {
+        "rows": [vars(r) for r in checker.ROWS],
+        "bad": [
+            {**vars(b), "by_status": [list(x) for x in b.by_status]} for b in checker.BAD_INPUT_ROWS
+        ],
+    }
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand the rows to the controller
+        workeroutput["fault_suite"] = json.dumps(_rows())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """xdist's controller: take a finished worker's fault-suite rows."""
+    output = getattr(node, "workeroutput", {}).get("fault_suite")
+    if not output:
+        return
+    got = json.loads(output)
+    for r in got["rows"]:
+        checker.record(checker.FaultRow(**r))
+    for b in got["bad"]:
+        statuses = {name: n for name, n in b["by_status"]}
+        checker.record_bad_inputs(b["case"], b["sent"], statuses)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not checker.ROWS and not checker.BAD_INPUT_ROWS:
+        return
+    terminalreporter.write_sep("=", "fault suite: owed events and bad inputs")
+    for line in checker.summary_lines():
+        terminalreporter.write_line(line)

@@ -3,9 +3,10 @@
 Each test gets a fresh stack: an in-process registry (orders go overdue after 3 s), sample
 platforms consuming their feeds (one refuses with a reason, one is slow, one is offline,
 one has a 64-character name with no space in it), a subscriber store with a reissued
-number and a subscriber with nothing bound, and the app under uvicorn on a free port.
-Screenshots land in the test's own tmp dir (``shots/``). Without Debian's chromium the
-tests skip, except under CI=true, where that is a failure.
+number and a subscriber with nothing bound, and the app under uvicorn on a free port, and a
+fresh browser context; one Chromium serves the whole run. Screenshots land in the test's
+own tmp dir (``shots/``). Without Debian's chromium the tests skip, except under CI=true,
+where that is a failure.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 import uvicorn
 from numbind.carrier_app.app import AppSettings, create_app
 from numbind.carrier_app.store import Store
@@ -165,7 +167,19 @@ async def seed(reg: RunningRegistry, tmp: Path) -> tuple[Bundle, list[asyncio.Ta
     return cm, tasks
 
 
-@pytest.fixture
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The browser tests run in the session's event loop, where the one Chromium lives
+    (Playwright's objects belong to the loop that made them)."""
+    session_loop = pytest.mark.asyncio(loop_scope="session")
+    for item in items:
+        if pytest_asyncio.is_async_test(item) and item.path.is_relative_to(HERE):
+            item.add_marker(session_loop, append=False)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
 async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with running_registry(tmp_path / "data", order_deadline_seconds=3.0) as reg:
         cm, tasks = await seed(reg, tmp_path)
@@ -199,8 +213,10 @@ def require_chromium() -> None:
         pytest.skip(reason)
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def browser() -> AsyncIterator[Browser]:
+    """One Chromium for the run (a launch is seconds on a loaded machine); each test still
+    gets a fresh context and page of its own."""
     require_chromium()
     async with async_playwright() as p:
         b = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -215,7 +231,7 @@ def viewport(request: pytest.FixtureRequest) -> tuple[int, int]:
     return VIEWPORTS[request.param]
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="session")
 async def page(browser: Browser, viewport: tuple[int, int]) -> AsyncIterator[Page]:
     width, height = viewport
     phone = width < 600

@@ -11,12 +11,16 @@ from pathlib import Path
 import pytest
 from numbind.protocol.bundle import Bundle
 from numbind.registry.errors import FailedPrecondition
+from numbind.registry.storage import log
 from numbind.sdk import AckOutcome, EventKind, Lifecycle, LifecycleReport
+from numbind.sdk.channel import secure_channel
+from numbind.sdk.log import LogClient, LogProofError
 from numbind.sdk.tokenizer import TokenResult
 from numbind.v1 import platforms_pb2
 from sqlalchemy import create_engine, text
 
 from tests.e2e._fed_story import acked, add, caught_up, nothing_more, positions, reassigned, take
+from tests.e2e._member_log import cosigned, take_proved
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 from tests.e2e._three import Three, make_three, running
 from tests.e2e.test_federation_replication import _net_database
@@ -94,17 +98,42 @@ async def test_with_the_hub_down_members_serve_publish_feed_and_reassigned(
         await c.report([LifecycleReport(PHONES[0], Lifecycle.REISSUED, days_ago(10))])
     await caught_up(three, "bank")
     await caught_up(three, "net")
+    # Each member's orders are leaves of its own log: wait until the hub and the other
+    # member have cosigned a checkpoint covering them (the platforms' default policy).
+    await cosigned(three, "bank")
+    await cosigned(three, "net")
     await three.stop("hub")
     loan, drive = bundles["loan"], bundles["drive"]
     # CheckReassigned from each member's replica.
     for bundle in (loan, drive):
         got = await reassigned(bundle, tokens[0].key_id, tokens[0].token, [50, 5])
         assert got == [YES, NO]
-    # The feed: the reissue's orders, delivered and acked.
-    (order,) = await take(loan, three.root / "c-loan", 1, AckOutcome.UNBOUND)
-    assert order.account_ref == b"loan-0"
-    (order,) = await take(drive, three.root / "c-drive", 1, AckOutcome.UNBOUND)
-    assert order.account_ref == b"drive-0"
+    # The feed: the reissue's orders, proved under the default policy (the hub's
+    # cosignature was made before it went down), then acked.
+    await take_proved(loan, three.root / "c-loan")
+    await take_proved(drive, three.root / "c-drive")
+    # The ack is a new leaf of bank's log that the hub, down, never cosigns: proving it
+    # waits (bounded) and then fails naming the hub's witness.
+    ack_leaf = three.registry("bank").db.transact(log.head, write=False).size - 1
+    async with secure_channel(loan) as channel:
+        client = LogClient.for_bundle(channel, loan.directory, quorum_wait=1.5)
+        with pytest.raises(LogProofError) as refused:
+            await client.prove([ack_leaf])
+        assert refused.value.failure == "quorum"
+        assert "numbind.demo/witness/hub" in str(refused.value)
+        # A platform that configures a quorum of one of the same two proves it (net's).
+        assert {w.name for w in client.trust.witnesses} == {
+            "numbind.demo/witness/hub",
+            "numbind.demo/witness/net",
+        }
+        client = LogClient.for_bundle(
+            channel,
+            loan.directory,
+            trust=replace(client.trust, quorum=1),
+            quorum_wait=30.0,
+        )
+        (proved,) = await client.prove([ack_leaf])
+        assert proved.entry is not None and proved.entry.get("t") == "ack"
     # Publish, with a token the platform already holds.
     r = await publish(drive, tokens[0], [(b"new", days_ago(2))])
     assert r.inserted == 1

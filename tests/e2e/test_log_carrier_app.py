@@ -4,6 +4,7 @@ checkpoint the app's carrier SDK verified, as JSON anyone can re-check offline."
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +16,9 @@ from numbind.protocol.log_entries import Opening
 from numbind.registry.testing import RunningRegistry
 from numbind.sdk import CarrierClient, Lifecycle, LifecycleReport, Scope
 
+from tests.e2e._fanout import federation_of_three
 from tests.e2e._story import days_ago, publish, tokenize
+from tests.e2e.test_fanout import seed, take
 from tests.unit.carrier_app_http import ID_NUMBER, PHONE, SECRET, Gateway, serving, sign_in
 
 
@@ -70,3 +73,35 @@ async def test_the_app_marks_an_asked_app_and_serves_its_verified_proof(
         else:
             kinds.append("order")
     assert sorted(kinds) == ["order", "revocation"]
+    # A federation of one: the app's order is in the carrier's log, proved here.
+    assert len(proof["orders_proved"]) == 1 and proof["orders_in_other_logs"] == []
+
+
+async def test_in_a_federation_the_proof_names_the_orders_in_the_members_log(
+    tmp_path: Path,
+) -> None:
+    """The app's orders are leaves of its member's log, which the carrier (at the hub)
+    cannot open: the file proves the trigger and names those orders, never claims them."""
+    async with federation_of_three(tmp_path) as f:
+        cm, apps = await seed(f)
+        tenure = days_ago(30)
+        store = Store(tmp_path / "app.db", SECRET)
+        sub = store.enroll(ID_NUMBER, PHONE, tenure)
+        (number,) = store.numbers(sub.id)
+        async with CarrierClient(cm) as c:
+            rid, orders = await c.revoke(sub.subject, PHONE, tenure, Scope.PLATFORMS, ["loan"])
+            assert orders == 1
+        store.add_revocation(rid, sub.id, number.id, "platform", ["loan"])
+        (event,) = await take(apps["loan"], tmp_path / "c-loan", 1)
+
+        gateway = Gateway()
+        settings = AppSettings(carrier_bundle=cm.directory, db=tmp_path / "app.db", secret=SECRET)
+        async with serving(create_app(settings, send_code=gateway)) as http:
+            await sign_in(http, gateway)
+            got = await http.get(f"/me/proof/{rid}/loan")
+            assert got.status_code == 200, got.text
+            proof = got.json()
+    # One leaf, the trigger (the carrier's own entry, opened): no order of loan's is here.
+    assert [json.loads(leaf["opening"]["body"])["t"] for leaf in proof["leaves"]] == ["revocation"]
+    assert proof["orders_proved"] == []
+    assert proof["orders_in_other_logs"] == [event.order_id]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -74,10 +75,20 @@ def test_the_manifest_names_the_hubs_log_and_every_members_witness_key(
     ]
     shown = show(pristine.dir("hub"))  # `federation show --json`
     assert shown["log"] == {"origin": "numbind.demo/log", "key": manifest.log.key}
+    # Every registry, the hub included, witnesses the others' logs under a named key.
     assert {m["id"]: m["witness_key"] for m in shown["members"]} == {
-        "hub": None,
-        **{m: load_or_create_witness(pristine.dir(m)).verifier.vkey() for m in MEMBERS},
+        m: load_or_create_witness(pristine.dir(m)).verifier.vkey() for m in ("hub", *MEMBERS)
     }
+    # Each member's own log is named too, under `numbind.demo/log/<member>`.
+    assert {m["id"]: m["log_key"] for m in shown["members"]} == {
+        m: load_or_create(pristine.dir(m)).verifier.vkey() for m in ("hub", *MEMBERS)
+    }
+    assert [m.log.origin for m in manifest.members if m.log] == [
+        f"numbind.demo/log/{m}" for m in MEMBERS
+    ]
+    assert shown["witnessing"] == [
+        {"member": m, "origin": f"numbind.demo/log/{m}"} for m in MEMBERS
+    ]
     # The bundles the hub hands out hold the manifest and the key to check it under.
     bundle = _admin_bundle(pristine)
     key = note.Ed25519Verifier.parse((bundle / "federation.vkey").read_text().strip())
@@ -269,11 +280,13 @@ def test_manifests_from_before_gain_the_log_and_witness_keys(tmp_path: Path) -> 
     )  # fmt: skip
     old_style = json.loads(req.read_text())
     del old_style["witness_public_key"]
+    del old_style["log_public_key"]
     req.with_suffix(".old").write_text(json.dumps(old_style))
     fed("add-member", three.dir("hub"), req.with_suffix(".old"), "--out", grant)
     hub = FederationDir(three.dir("hub"))
     before = hub.require().manifest
     assert before.member("bank") is not None and before.member("bank").witness is None  # type: ignore[union-attr]
+    assert before.log_of("bank") is None  # its own log: not named, witnessed by no one
 
     fed("add-member", three.dir("hub"), req, "--out", grant)
     after = hub.require().manifest
@@ -281,11 +294,18 @@ def test_manifests_from_before_gain_the_log_and_witness_keys(tmp_path: Path) -> 
     assert after.witness_policy().witnesses == (
         load_or_create_witness(three.dir("bank")).renamed("numbind.demo/witness/bank").verifier,
     )
+    # ... and its own log's key, named for its origin (the hub's witness key along).
+    bank_log = after.log_of("bank")
+    assert bank_log is not None and bank_log.origin == "numbind.demo/log/bank"
+    assert [w.name for w in after.witness_policy("bank").witnesses] == ["numbind.demo/witness/hub"]
 
     # A manifest without the log (as signed before it was named there) gains it at refresh.
     key = hub.load_key()
     assert key is not None
-    stripped = sign_manifest(after.successor(issued_at=after.issued_at + 1, log=None), key)
+    no_hub_witness = [replace(m, witness_key=None) if m.id == "hub" else m for m in after.members]
+    stripped = sign_manifest(
+        after.successor(issued_at=after.issued_at + 1, log=None, members=no_hub_witness), key
+    )
     hub.write_manifest(stripped)
     assert hub.require().manifest.log is None
     fed("refresh", three.dir("hub"))
@@ -293,3 +313,6 @@ def test_manifests_from_before_gain_the_log_and_witness_keys(tmp_path: Path) -> 
     assert refreshed.log is not None
     assert refreshed.log.key == load_or_create(three.dir("hub")).verifier.vkey()
     assert refreshed.version == stripped.version + 1
+    assert refreshed.authority.witness_key == (
+        load_or_create_witness(three.dir("hub")).verifier.vkey()
+    )

@@ -122,8 +122,13 @@ async def test_digest_during_a_rekey_is_a_typed_refusal_with_a_delay(tmp_path: P
                 await client.digest(0, old)
             assert rotated.value.store_key_id == new
         # `numbind admin stats` shows the re-key's progress, rate and ETA.
+        # The re-key counts its rows once it has started; until then the total reads 0.
         with AdminClient(reg.admin_bundle) as admin:
-            progress = (await asyncio.to_thread(admin.stats)).rekey
+            for _ in range(100):
+                progress = (await asyncio.to_thread(admin.stats)).rekey
+                if progress is None or progress.rows_total or progress.state == "DONE":
+                    break
+                await asyncio.sleep(0.1)
         assert progress is not None
         assert (progress.from_key_id, progress.to_key_id) == (old, new)
         assert progress.state in ("RUNNING", "DONE") and progress.rows_total == 10

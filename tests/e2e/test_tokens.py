@@ -19,6 +19,8 @@ from numbind.sdk.phone import InvalidNumber
 from numbind.sdk.tokenizer import Tokenizer
 from numbind.v1 import admin_pb2, admin_pb2_grpc, tokens_pb2, tokens_pb2_grpc
 
+from tests.e2e._rekey import wait_rekeyed
+
 NUMBERS = ["+8613800138000", "13912345678", "+1 650-253-0000", "+44 20 7946 0958"]
 E164 = ["+8613800138000", "+8613912345678", "+16502530000", "+442079460958"]
 
@@ -64,6 +66,8 @@ async def test_tokens_differ_across_keys_and_old_key_still_evaluates(
     # EVALUATE_ONLY: re-tokenising under the old key still works and matches.
     again = await _tokens(bundle, NUMBERS, key_id=old[0].key_id)
     assert [r.token for r in again] == [r.token for r in old]
+    # Retiring is refused while the rotation's re-key runs (even over an empty store).
+    await wait_rekeyed(registry)
     async with secure_channel(registry.admin_bundle) as channel:
         await admin_pb2_grpc.AdminStub(channel).RetireKey(
             admin_pb2.RetireKeyRequest(request_id="retire-1", key_id=old[0].key_id)

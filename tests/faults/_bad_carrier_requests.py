@@ -33,6 +33,7 @@ from tests.faults._bad_inputs import (
     kinds,
     oversize,
     printable,
+    timestamp,
 )
 
 # ---- Tokens -------------------------------------------------------------------------------------
@@ -123,7 +124,7 @@ def _signed(
     issued_us = (env.now if issued is None else issued) * US
 
     def ts(us: int) -> Timestamp:
-        return ts(us // US, (us % US) * 1000)
+        return timestamp(us // US, (us % US) * 1000)
 
     # Built and signed here, not by attestation.sign: that refuses the malformed ones.
     att = holders_pb2.HolderAttestation(

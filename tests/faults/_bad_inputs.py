@@ -72,7 +72,7 @@ bad_enum = st.sampled_from([-(2**31), -1, 99, 2**31 - 1])
 hex16 = st.text("0123456789abcdef", min_size=16, max_size=16)
 
 
-def ts(seconds: int, nanos: int = 0) -> Timestamp:
+def timestamp(seconds: int, nanos: int = 0) -> Timestamp:
     return Timestamp(seconds=seconds, nanos=nanos)
 
 
@@ -80,17 +80,17 @@ def bad_times(env: Env) -> st.SearchStrategy[tuple[str, Timestamp]]:
     return st.sampled_from(
         [
             ("time unset", Timestamp()),
-            ("time before 1990", ts(600_000_000)),
-            ("time negative", ts(-(2**40))),
-            ("time in the future", ts(env.now + DAY)),
-            ("time far future", ts(2**62)),
-            ("time max int64", ts(2**63 - 1)),
+            ("time before 1990", timestamp(600_000_000)),
+            ("time negative", timestamp(-(2**40))),
+            ("time in the future", timestamp(env.now + DAY)),
+            ("time far future", timestamp(2**62)),
+            ("time max int64", timestamp(2**63 - 1)),
         ]
     )
 
 
 def good_times(env: Env) -> st.SearchStrategy[Timestamp]:
-    return st.integers(2 * DAY, 300 * DAY).map(lambda ago: ts(env.now - ago))
+    return st.integers(2 * DAY, 300 * DAY).map(lambda ago: timestamp(env.now - ago))
 
 
 def key_ids(env: Env) -> st.SearchStrategy[str]:

@@ -7,7 +7,7 @@ duplicates included. A key received once is *delivered*; each further receipt of
 never received is *lost*; a received key that was never owed is *unexpected*. Lost and
 unexpected must both be 0.
 
-Rows go into a module-level registry that tests/faults/conftest.py prints as the fault
+Rows go into a module-level registry that tests/conftest.py prints as the fault
 suite's summary table at the end of the test run.
 """
 

@@ -1,5 +1,5 @@
-"""The fault suite's summary table (printed at the end of every run that loaded it) and
-its own PostgreSQL cluster."""
+"""The fault suite's own PostgreSQL cluster. Its summary table is printed by
+tests/conftest.py (which gathers the rows from xdist workers too)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.faults import checker
 from tests.faults._procs import IN_CI, PgCluster, pg_bin
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not checker.ROWS and not checker.BAD_INPUT_ROWS:
-        return
-    terminalreporter.write_sep("=", "fault suite: owed events and bad inputs")
-    for line in checker.summary_lines():
-        terminalreporter.write_line(line)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from numbind.registry.errors import AlreadyExists
 from numbind.registry.storage import feed, idempotency, migrate, numbers, orders, principals
 from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.db import Database
-from numbind.registry.storage.models import BindingRow, FeedEventRow
+from numbind.registry.storage.models import BindingRow, FeedEventRow, OrderRow
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
@@ -121,6 +121,35 @@ def test_concurrent_appends_keep_each_feed_gap_free(db: Database) -> None:
         )
     )
     assert revoking == 80
+
+
+def test_one_revocation_appended_in_chunks_gives_each_order_one_feed_event(
+    db: Database,
+) -> None:
+    """A member files a reissue's orders under the hub's one revocation, chunk by chunk:
+    each chunk's feed events point at that chunk's orders, none twice, none missed."""
+    carrier = db.transact(lambda s: principals.register(s, "carrier", "cm").pk)
+    plat = db.transact(lambda s: principals.register(s, "platform", "p1").pk)
+    bound = db.transact(lambda s: [_binding(s, plat, i) for i in range(12)])
+    rid = db.transact(lambda s: orders.new_revocation(s, EventCause.REISSUED, carrier))
+    for part in (bound[:5], bound[5:9], bound[9:]):
+
+        def tx(s: Session, part: list[StoredBinding] = part) -> None:
+            new = [orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, T0) for b in part]
+            orders.append(s, rid, new, 3600)
+
+        db.transact(tx)
+    rows = db.transact(
+        lambda s: s.execute(
+            select(FeedEventRow.seq, OrderRow.binding_pk, OrderRow.revocation_id)
+            .join(OrderRow, OrderRow.pk == FeedEventRow.order_pk)
+            .where(FeedEventRow.platform_pk == plat)
+            .order_by(FeedEventRow.seq)
+        ).all()
+    )
+    assert [r[0] for r in rows] == list(range(1, 13))
+    assert [r[1] for r in rows] == [b.pk for b in bound]
+    assert {r[2] for r in rows} == {rid}
 
 
 def test_numbers_round_trip(db: Database) -> None:

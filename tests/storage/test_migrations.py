@@ -339,7 +339,10 @@ def _partitions(engine: Engine) -> dict[str, tuple[str, int]]:
     return {name: (key, int(n)) for name, key, n in rows}
 
 
-def test_growing_tables_are_hash_partitioned_by_token_on_postgresql(database_url: str) -> None:
+def test_growing_tables_are_hash_partitioned_by_token_on_postgresql(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NUMBIND_PARTITIONS", raising=False)  # the default, 16
     engine = create_engine(database_url)
     try:
         migrate.upgrade(engine)
@@ -359,8 +362,12 @@ def test_growing_tables_are_hash_partitioned_by_token_on_postgresql(database_url
 
 
 def test_the_partition_count_is_the_migrations_parameter(
-    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    database_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("NUMBIND_PARTITIONS", "8")  # the parameter wins over the variable
     args = ["admin", "migrate", "--data-dir", str(tmp_path), "--database-url", database_url]
     assert main([*args, "--partitions", "4"]) == 0
     engine = create_engine(database_url)

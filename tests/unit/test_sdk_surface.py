@@ -27,6 +27,7 @@ from numbind.sdk.errors import (
     located,
     offset_positions,
 )
+from numbind.sdk.log import LogProofError
 from numbind.sdk.model import from_us, to_us
 from numbind.v1 import common_pb2, platforms_pb2
 
@@ -165,6 +166,20 @@ def test_the_rekey_errors_are_exported_and_typed_from_the_registrys_metadata() -
     aborted = sdk.SyncAborted("too many", withdraw=7, server_bindings=20, limit=5).at("binding", 1)
     assert type(aborted) is sdk.SyncAborted and str(aborted) == "binding 1: too many"
     assert (aborted.withdraw, aborted.server_bindings, aborted.limit) == (7, 20, 5)
+
+
+def test_a_log_proof_error_placed_at_an_item_keeps_its_failure() -> None:
+    # Its constructor is (failure, message): at() and shifted() must not call it as
+    # (message, ...) and raise TypeError.
+    err = LogProofError("inclusion", "leaf 4 is not in the tree")
+    placed = err.at("leaf", 3)
+    assert type(placed) is LogProofError and placed.failure == "inclusion"
+    assert str(placed) == "leaf 3: log inclusion: leaf 4 is not in the tree"
+    assert placed.code is ErrorCode.PROOF_FAILED and placed.reason == err.reason
+    moved = placed.shifted(10)
+    assert isinstance(moved, LogProofError) and moved.failure == "inclusion"
+    assert (moved.item, moved.position) == ("leaf", 13)
+    assert str(err.at("leaf", 1, "another tree")) == "leaf 1: log inclusion: another tree"
 
 
 def test_local_errors_carry_their_own_codes() -> None:

@@ -72,3 +72,41 @@ async def test_the_witness_replays_and_refuses_leaves_that_are_not_the_tree(
         assert len(log.cosigned) == 3  # nothing cosigned after the refusal
     finally:
         db.close()
+
+
+class AttachingLog(DoubleLog):
+    """A log that attaches the cosignatures it is handed, as a registry does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attached: dict[int, bytes] = {}
+
+    async def checkpoint(self) -> bytes:
+        signed = await super().checkpoint()
+        size = self.tree().size
+        if size in self.attached:
+            _, (line,) = note.split_note(b"x\n\n" + self.attached[size])
+            signed = note.add_signatures(signed, [line])
+        return signed
+
+    async def add_cosignature(self, tree_size: int, line: bytes, witness_key: str) -> None:
+        await super().add_cosignature(tree_size, line, witness_key)
+        self.attached[tree_size] = line
+
+
+async def test_a_round_with_nothing_new_writes_nothing(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'w.db'}")
+    migrate.upgrade(db.write_engine)
+    signer = CosignatureSigner.generate("numbind.local/witness/self")
+    witness = Witness(db, signer)
+    log = AttachingLog()
+    try:
+        log.entries += [b"leaf 0", b"leaf 1"]
+        first = await witness.witness(log)
+        again = await witness.witness(log)  # our cosignature is on the newest: no call
+        assert again == first and [size for size, _, _ in log.cosigned] == [2]
+        log.entries.append(b"leaf 2")
+        await witness.witness(log)
+        assert [size for size, _, _ in log.cosigned] == [2, 3]
+    finally:
+        db.close()

@@ -342,6 +342,8 @@ def _print_report(r: dict[str, Any]) -> None:
         f"log:             {log['key'] if log else 'not named (members pin it on first use)'}"
         f" ({witnesses} witness keys named)"
     )
+    watched = [f"{w['member']} ({w['origin']})" for w in r.get("witnessing", [])]
+    print(f"witnessing:      {', '.join(watched) or 'no other log'}")
     rows = [("", "MEMBER", "ROLES", "ADDRESS", "POSITION", "LAG", "NAME")]
     for m in r["members"]:
         rep = m["replication"]

@@ -119,14 +119,15 @@ class NumbindClientError(Exception):
     def at(self, item: str, position: int, reason: str | None = None) -> Self:
         """The same error, with all it carries, about the caller's ``item`` number
         ``position`` (1-based)."""
-        return type(self)(
-            self.reason if reason is None else reason,
-            code=self.code,
-            retry_after=self.retry_after,
-            item=item,
-            position=position,
-            **self._carried(),
+        return self._remade(
+            reason, code=self.code, retry_after=self.retry_after, item=item, position=position
         )
+
+    def _remade(self, reason: str | None, **place: Unpack[Place]) -> Self:
+        """This error again at ``place``, its reason replaced by ``reason`` if given. A
+        subclass whose constructor is ``(message, ..., **place)`` only names what it carries
+        (``_carried``); one with another constructor overrides this."""
+        return type(self)(self.reason if reason is None else reason, **place, **self._carried())
 
     def _carried(self) -> dict[str, Any]:
         """What a subclass carries beyond these fields, as its constructor's keywords."""
@@ -139,7 +140,7 @@ class NumbindClientError(Exception):
         return self.at(self.item, self.position + offset)
 
 
-class _Place(TypedDict, total=False):
+class Place(TypedDict, total=False):
     """The keywords every error takes beside its message (see NumbindClientError)."""
 
     code: ErrorCode | None
@@ -170,7 +171,7 @@ class KeyRotated(Refused):
 
     code = ErrorCode.KEY_ROTATED
 
-    def __init__(self, message: str, store_key_id: str, **place: Unpack[_Place]) -> None:
+    def __init__(self, message: str, store_key_id: str, **place: Unpack[Place]) -> None:
         super().__init__(message, **place)
         self.store_key_id = store_key_id
 
@@ -202,7 +203,7 @@ class RekeyInProgress(NumbindClientError):
     code = ErrorCode.REKEY_IN_PROGRESS
 
     def __init__(
-        self, message: str, rows_done: int, rows_total: int | None, **place: Unpack[_Place]
+        self, message: str, rows_done: int, rows_total: int | None, **place: Unpack[Place]
     ) -> None:
         super().__init__(message, **place)
         self.rows_done = rows_done
@@ -243,7 +244,7 @@ class SyncAborted(NumbindClientError):
         withdraw: int = 0,
         server_bindings: int = 0,
         limit: int = 0,
-        **place: Unpack[_Place],
+        **place: Unpack[Place],
     ) -> None:
         super().__init__(message, **place)
         self.withdraw = withdraw

@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self, Unpack
 
 import grpc
 from numbind.protocol import note
@@ -36,7 +36,7 @@ from numbind.protocol.log_entries import EntryError, Opening
 from numbind.protocol.log_errors import LogError
 from numbind.protocol.manifest import FederationError
 from numbind.protocol.merkle import leaf_hash, verify_inclusion
-from numbind.sdk.errors import ProofError, Refused
+from numbind.sdk.errors import NumbindClientError, Place, ProofError, Refused
 from numbind.sdk.log_trust import FederationTrust, LogTrust
 from numbind.sdk.retry import RetryPolicy, call_with_retry
 from numbind.v1 import log_pb2, log_pb2_grpc
@@ -49,11 +49,16 @@ _KINDS = {v: k.removeprefix("LEAF_KIND_").lower() for k, v in log_pb2.LeafKind.i
 
 
 class LogProofError(ProofError):
-    """The log did not prove what was asked; `failure` says how."""
+    """The log did not prove what was asked; `failure` says how, `detail` what happened."""
 
-    def __init__(self, failure: str, message: str) -> None:
-        super().__init__(f"log {failure}: {message}")
+    def __init__(self, failure: str, message: str, **place: Unpack[Place]) -> None:
+        super().__init__(f"log {failure}: {message}", **place)
         self.failure = failure
+        self.detail = message
+
+    def _remade(self, reason: str | None, **place: Unpack[Place]) -> Self:
+        # ``reason``, if given, replaces the detail: the message still names the failure.
+        return type(self)(self.failure, self.detail if reason is None else reason, **place)
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,17 @@ class LogClient:
         if self._trust is not None:
             return self._trust
         held = self.federation.held if self.federation is not None else None
-        if held is not None and held.manifest.log is not None:
+        if held is None or self.federation is None:
+            return WitnessPolicy.none()
+        # The log this client has met (its key, pinned or named) decides whose policy;
+        # before the first answer, the hub's.
+        known = self._key
+        if known is None and self._pin is not None and self._pin.exists():
+            known = self._pin.read_text(encoding="ascii").strip()
+        named = self.federation.trust_for(known) if known else None
+        if named is not None:
+            return named.policy
+        if held.manifest.log is not None:
             return held.manifest.witness_policy()
         return WitnessPolicy.none()
 
@@ -210,9 +225,25 @@ class LogClient:
                 raise LogProofError(
                     "quorum",
                     f"no checkpoint with the cosignatures the policy wants covers leaf "
-                    f"{size - 1} yet (the newest is of size {cp.size})",
+                    f"{size - 1} yet (the newest is of size {cp.size})"
+                    f"{await self._lacking(cp.log_key)}",
                 )
             await asyncio.sleep(min(0.5, left))
+
+    async def _lacking(self, vkey: str) -> str:
+        """Whose cosignature the newest checkpoint lacks (for the refusal), else ""."""
+        try:
+            resp = await self._call(
+                self._stub.GetCheckpoint,
+                log_pb2.GetCheckpointRequest(manifest_version=self._manifest_version()),
+            )
+            key = note.Ed25519Verifier.parse(vkey)
+            open_signed(bytes(resp.checkpoint), key, self._trust_for(b"", vkey).policy)
+        except LogFailure as exc:
+            return f"; the newest checkpoint: {exc.message}" if exc.failure == "quorum" else ""
+        except (LogError, NumbindClientError, grpc.RpcError):
+            return ""  # only an explanation: the refusal stands without it
+        return ""
 
     def policy_for(self, checkpoint: Checkpointed) -> WitnessPolicy:
         """The policy `checkpoint` was held to (the manifest's, for the log it names)."""

@@ -8,9 +8,13 @@ Ed25519 key) and each member's witness key; the default policy for the hub's log
 checkpoint: a newer one that verifies under the pinned key replaces the bundle's (so a
 member added later is required from then on); one that does not verify is refused.
 
-A log the manifest does not name (a member's own log, of the orders it made for its
-platforms) and a registry with no federation (a federation of one) fall back to the log
-key pinned on first use and no cosignatures: there is no witness to ask for.
+The manifest also names each member's own log (the orders it makes for its platforms, and
+their acks) and the hub's witness key, so a platform's default for its registry's log is
+"signed by the key the manifest names for that member, cosigned by every OTHER registry
+(hub included) that declared a witness key". A log the manifest does not name (a member
+that joined before manifests named member logs) and a registry with no federation (a
+federation of one) fall back to the log key pinned on first use and no cosignatures:
+there is no witness to ask for.
 """
 
 from __future__ import annotations
@@ -88,27 +92,35 @@ class FederationTrust:
         return True
 
     def trust_for(self, offered_log_key: str) -> LogTrust | None:
-        """The manifest's key and policy when the registry's log is the one the manifest
-        names (the hub's), else None (a log it does not name).
+        """The manifest's key and policy when the registry's log is one the manifest
+        names (the hub's, or a member's own), else None (a log it does not name).
 
-        The hub's log is the one under the manifest's key, or any key claiming the
-        federation's own origin `numbind.<federation>/log` (no member's log has it, so
-        that is a forged log, and the manifest's key makes it fail as "unknown-key"). A hub
-        that kept the origin it had before `federation init` (`numbind.local/log`) shares
-        it with any member that did too, so there only the key itself identifies it."""
+        The policy for registry R's log: cosigned by every OTHER registry of the manifest
+        that declared a witness key (`Manifest.witness_policy(R)`). A log is the one under
+        a key the manifest names, or any key claiming a named log's origin
+        (`numbind.<federation>/log`, `numbind.<federation>/log/<member>`: no other log
+        has it, so that is a forged log, and the manifest's key makes it fail as
+        "unknown-key"). A hub that kept the origin it had before `federation init`
+        (`numbind.local/log`) shares it with any member that did too, so there only the
+        key itself identifies it."""
         held = self._holder.held
-        if held is None or held.manifest.log is None:
+        if held is None:
             return None
-        log = held.manifest.log
+        manifest = held.manifest
+        named = manifest.logs()
         try:
             offered = note.Ed25519Verifier.parse(offered_log_key)
         except LogError:
             offered = None
-        own_origin = f"numbind.{held.manifest.federation}/log"
-        if (
-            offered is None
-            or offered.vkey() == log.key
-            or (offered.name == log.origin and log.origin == own_origin)
-        ):
-            return LogTrust(log.key, held.manifest.witness_policy(), True)
+        if offered is None:
+            hub_log = manifest.log
+            if hub_log is None:
+                return None
+            return LogTrust(hub_log.key, manifest.witness_policy(), True)
+        own = f"numbind.{manifest.federation}/log"
+        for owner, log in named:
+            if offered.vkey() == log.key or (
+                offered.name == log.origin and (log.origin + "/").startswith(own + "/")
+            ):
+                return LogTrust(log.key, manifest.witness_policy(owner.id), True)
         return None

@@ -28,7 +28,6 @@ Errors
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -39,16 +38,14 @@ from numbind.protocol.checkpoint import WitnessPolicy
 from numbind.protocol.limits import MAX_BINDINGS
 from numbind.sdk import reassigned, wire
 from numbind.sdk.account_refs import AccountRefs
-from numbind.sdk.bindings import BindingRpc, PublishBatch, WithdrawBatch
+from numbind.sdk.bindings import BindingRpc
 from numbind.sdk.channel import secure_channel
-from numbind.sdk.errors import NumbindClientError
 from numbind.sdk.feed import CURSOR_FILE, EventFeed
 from numbind.sdk.log import LogClient
 from numbind.sdk.model import (
     BindingKey,
     BucketDigest,
     FeedEvent,
-    Item,
     Key,
     NumberAccount,
     PublishSummary,
@@ -57,13 +54,20 @@ from numbind.sdk.model import (
     Row,
     SyncSummary,
     WithdrawSummary,
-    to_us,
 )
 from numbind.sdk.phone import DEFAULT_REGION
-from numbind.sdk.pipeline import chunks, chunks_by_key, one_key, pipeline
+from numbind.sdk.pipeline import chunks, chunks_by_key
+from numbind.sdk.platform_batches import (
+    RowTokens,
+    precomputed,
+    record_item,
+    records_fill,
+    tokenised_fill,
+    tokenising,
+)
 from numbind.sdk.progress import Meter, ProgressCallback
 from numbind.sdk.retry import RetryPolicy
-from numbind.sdk.snapshot import SnapshotStore, check_bits
+from numbind.sdk.snapshot import check_bits
 from numbind.sdk.sync import SyncOptions, run_sync
 from numbind.sdk.tokenizer import Tokenizer
 from numbind.v1 import platforms_pb2_grpc
@@ -73,8 +77,8 @@ __all__ = ["MAX_BATCH", "PlatformClient"]
 MAX_BATCH = MAX_BINDINGS
 
 
-def _positions(start: int, n: int) -> tuple[str, list[int]]:
-    return "binding", list(range(start + 1, start + n + 1))
+def _key_of(k: BindingKey) -> Key:
+    return k.token, k.account_ref
 
 
 class PlatformClient:
@@ -176,42 +180,9 @@ class PlatformClient:
         _, _, tokenizer = self._ensure()
         return (await tokenizer.key()).key_id
 
-    async def _keys(
-        self, rows: Sequence[NumberAccount], start: int, tokenised: Meter | None = None
-    ) -> tuple[str, list[Key], list[str]]:
-        """(key id, (token, account_ref) per row, E.164 per row), in order; errors name rows
-        by global position. The key id is the tokens' own: the tokenizer may move to a new
-        key between calls after a rotation. ``tokenised`` counts rows as their tokens
-        arrive (a thousand at a time)."""
+    def _row_tokens(self) -> RowTokens:
         _, _, tokenizer = self._ensure()
-        refs = self.account_refs
-
-        def prepare() -> tuple[list[str], list[bytes]]:
-            # phonenumbers and HMAC are plain CPU work: off the loop thread.
-            e164s = tokenizer.normalise((r.phone for r in rows), start)
-            return e164s, [refs(r.account_id) for r in rows]
-
-        e164s, account_refs = await asyncio.to_thread(prepare)
-        key = await tokenizer.key()
-        try:
-            tokens = await tokenizer.tokenize_e164(
-                e164s, key=key, on_done=tokenised.add if tokenised is not None else None
-            )
-        except NumbindClientError as exc:
-            raise exc.shifted(start) from None
-        keys = [(t.token, ref) for t, ref in zip(tokens, account_refs, strict=True)]
-        return key.key_id, keys, e164s
-
-    async def _items(
-        self, rows: Sequence[Row], start: int, tokenised: Meter | None = None
-    ) -> tuple[str, list[Item], list[str]]:
-        """``_keys`` with each row's bound_at and kind."""
-        key_id, keys, e164s = await self._keys(rows, start, tokenised)
-        items = [
-            (token, ref, to_us(r.bound_at), int(r.kind))
-            for (token, ref), r in zip(keys, rows, strict=True)
-        ]
-        return key_id, items, e164s
+        return RowTokens(tokenizer, lambda: self.account_refs)
 
     # ---- the event feed --------------------------------------------------------------------
 
@@ -262,12 +233,7 @@ class PlatformClient:
         ``progress`` hears of two phases at once: "tokenise" (a thousand rows at a time)
         and "publish" (a batch at a time)."""
         callback = progress or self._progress
-        tokenised = Meter("tokenise", total, callback).start()
-
-        async def prepare(chunk: list[Row], start: int) -> PublishBatch:
-            key_id, items, _ = await self._items(chunk, start, tokenised)
-            return key_id, items, _positions(start, len(chunk))
-
+        prepare = tokenising(self._row_tokens().items, Meter("tokenise", total, callback).start())
         _, rpc, _ = self._ensure()
         meter = Meter("publish", total, callback).start()
         return await rpc.publish(chunks(rows, self._batch), prepare, meter)
@@ -280,14 +246,11 @@ class PlatformClient:
         progress: ProgressCallback | None = None,
     ) -> PublishSummary:
         """Upsert precomputed records (no tokenisation). A batch holds one key id."""
-
-        async def prepare(chunk: list[Record], start: int) -> PublishBatch:
-            items = [(r.token, r.account_ref, to_us(r.bound_at), int(r.kind)) for r in chunk]
-            return chunk[0].key_id, items, _positions(start, len(chunk))
-
         _, rpc, _ = self._ensure()
         meter = Meter("publish", total, progress or self._progress).start()
-        return await rpc.publish(chunks_by_key(records, self._batch), prepare, meter)
+        return await rpc.publish(
+            chunks_by_key(records, self._batch), precomputed(record_item), meter
+        )
 
     async def withdraw(
         self,
@@ -298,12 +261,7 @@ class PlatformClient:
     ) -> WithdrawSummary:
         """Withdraw the bindings of (phone, account_id) pairs; other Row fields are unused."""
         callback = progress or self._progress
-        tokenised = Meter("tokenise", total, callback).start()
-
-        async def prepare(chunk: list[NumberAccount], start: int) -> WithdrawBatch:
-            key_id, keys, _ = await self._keys(chunk, start, tokenised)
-            return key_id, keys, _positions(start, len(chunk))
-
+        prepare = tokenising(self._row_tokens().keys, Meter("tokenise", total, callback).start())
         _, rpc, _ = self._ensure()
         meter = Meter("withdraw", total, callback).start()
         return await rpc.withdraw(chunks(rows, self._batch), prepare, meter)
@@ -316,14 +274,9 @@ class PlatformClient:
         progress: ProgressCallback | None = None,
     ) -> WithdrawSummary:
         """Withdraw bindings named by precomputed keys."""
-
-        async def prepare(chunk: list[BindingKey], start: int) -> WithdrawBatch:
-            pairs = [(k.token, k.account_ref) for k in chunk]
-            return chunk[0].key_id, pairs, _positions(start, len(chunk))
-
         _, rpc, _ = self._ensure()
         meter = Meter("withdraw", total, progress or self._progress).start()
-        return await rpc.withdraw(chunks_by_key(keys, self._batch), prepare, meter)
+        return await rpc.withdraw(chunks_by_key(keys, self._batch), precomputed(_key_of), meter)
 
     # ---- reading back ---------------------------------------------------------------------
 
@@ -392,17 +345,7 @@ class PlatformClient:
         """
         options = self._sync_options(bucket_bits, dry_run, max_withdraw, force, work_dir, progress)
 
-        async def fill(store: SnapshotStore) -> int:
-            meter = Meter("tokenise", total, options.progress).start()
-
-            async def work(batch: tuple[int, list[Row]]) -> None:
-                start, rows = batch
-                key_id, items, e164s = await self._items(rows, start, meter)
-                await store.run(store.add, key_id, items, start, e164s)
-
-            await pipeline(chunks(snapshot, self._batch), work, self._in_flight)
-            return meter.done
-
+        fill = tokenised_fill(snapshot, self._row_tokens(), total, options)
         _, rpc, tokenizer = self._ensure()
         return await run_sync(rpc, tokenizer, fill, options)
 
@@ -422,14 +365,7 @@ class PlatformClient:
         registry's store key (else KeyRotated names the key to tokenise under)."""
         options = self._sync_options(bucket_bits, dry_run, max_withdraw, force, work_dir, progress)
 
-        async def fill(store: SnapshotStore) -> int:
-            meter = Meter("load", total, options.progress).start()
-            async for start, chunk in chunks(snapshot, self._batch):
-                items = [(r.token, r.account_ref, to_us(r.bound_at), int(r.kind)) for r in chunk]
-                await store.run(store.add, one_key(chunk, start), items, start)
-                meter.add(len(chunk))
-            return meter.done
-
+        fill = records_fill(snapshot, total, options)
         _, rpc, tokenizer = self._ensure()
         return await run_sync(rpc, tokenizer, fill, options)
 

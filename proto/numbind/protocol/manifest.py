@@ -73,6 +73,7 @@ from numbind.protocol.manifest_model import (
     TokenService,
     canonical_json,
     federation_key_name,
+    member_log_origin,
     witness_key_name,
 )
 from numbind.protocol.manifest_rules import (
@@ -117,6 +118,7 @@ __all__ = [
     "check_name",
     "federation_key_name",
     "generate_federation_key",
+    "member_log_origin",
     "open_manifest",
     "parse_federation_key",
     "sign_manifest",
@@ -200,7 +202,7 @@ def _parse_body(line: str) -> Manifest:
             f"members[{i}]",
             item,
             {"id", "name", "address", "ca_pem", "roles"},
-            frozenset({"witness_key"}),
+            frozenset({"witness_key", "log_key"}),
         )
         if not isinstance(m["roles"], list):
             raise field_error(f"members[{i}].roles", type(m["roles"]).__name__, "a JSON array")
@@ -215,6 +217,9 @@ def _parse_body(line: str) -> Manifest:
                     _string(f"members[{i}].witness_key", m["witness_key"])
                     if "witness_key" in m
                     else None
+                ),
+                log_key=(
+                    _string(f"members[{i}].log_key", m["log_key"]) if "log_key" in m else None
                 ),
             )
         )

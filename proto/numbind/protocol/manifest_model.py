@@ -46,6 +46,7 @@ __all__ = [
     "TokenService",
     "canonical_json",
     "federation_key_name",
+    "member_log_origin",
     "witness_key_name",
 ]
 
@@ -70,6 +71,12 @@ def federation_key_name(federation: str) -> str:
 def witness_key_name(federation: str, member_id: str) -> str:
     """The name a member cosigns checkpoints under: `numbind.<federation>/witness/<member>`."""
     return f"numbind.{federation}/witness/{member_id}"
+
+
+def member_log_origin(federation: str, member_id: str) -> str:
+    """A member's own log (the orders it makes for its platforms):
+    `numbind.<federation>/log/<member>`, so no two logs of a federation share an origin."""
+    return f"numbind.{federation}/log/{member_id}"
 
 
 def canonical_json(value: Any) -> str:
@@ -135,6 +142,10 @@ class Member:
     # witness_key_name(federation, id); None for a member that declared none (it joined
     # before manifests carried witness keys, or it is the hub, which witnesses no one).
     witness_key: str | None = None
+    # The member's own log key (Ed25519 note key named member_log_origin(federation, id)):
+    # the log of the orders it makes for its platforms. None for the hub (its log is
+    # `Manifest.log`) and for a member that joined before manifests named member logs.
+    log_key: str | None = None
     ca_certificate: x509.Certificate = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -153,6 +164,8 @@ class Member:
             )
         if self.witness_key is not None:
             self.witness  # noqa: B018 - parses (and so checks) the key
+        if self.log_key is not None:
+            self.log  # noqa: B018 - parses (and so checks) the key
 
     @property
     def witness(self) -> CosignatureVerifier | None:
@@ -166,6 +179,18 @@ class Member:
             raise field_error(
                 where, self.witness_key, f"a cosignature key ({exc.message})"
             ) from None
+
+    @property
+    def log(self) -> LogInfo | None:
+        """The member's own log (origin is the key's name), parsed; None when not named."""
+        if self.log_key is None:
+            return None
+        try:
+            name = note.Ed25519Verifier.parse(self.log_key).name
+        except LogError as exc:
+            where = f"members[{self.id!r}].log_key"
+            raise field_error(where, self.log_key, f"an Ed25519 note key ({exc.message})") from None
+        return LogInfo(name, self.log_key)
 
     @property
     def uri(self) -> str:
@@ -252,18 +277,41 @@ class Manifest:
             want = witness_key_name(self.federation, m.id)
             if w is not None and w.name != want:
                 raise field_error(f"members[{m.id!r}].witness_key", w.name, f"a key named {want}")
+            log = m.log
+            want = member_log_origin(self.federation, m.id)
+            if log is not None and log.origin != want:
+                raise field_error(f"members[{m.id!r}].log_key", log.origin, f"a key named {want}")
         _unique(
             "witness key",
             [(m.id, m.witness.public_key.hex()) for m in self.members if m.witness is not None],
         )
-
-    def witness_policy(self) -> WitnessPolicy:
-        """The default trust in the hub's log: every member that declared a witness key
-        must have cosigned (the hub does not witness its own log). A federation of one, or
-        a manifest naming no witness keys, needs the log key alone."""
-        return WitnessPolicy.all_of(
-            w for m in self.members if m.id != self.authority.id and (w := m.witness) is not None
+        _unique(
+            "log key",
+            [(m.id, m.log_key) for m in self.members if m.log_key is not None]
+            + ([(self.authority.id, self.log.key)] if self.log is not None else []),
         )
+
+    def witness_policy(self, owner: str | None = None) -> WitnessPolicy:
+        """The default trust in the log of registry `owner` (default: the hub's log): every
+        OTHER registry that declared a witness key must have cosigned (no registry witnesses
+        its own log). A federation of one, or a manifest naming no witness keys, needs the
+        log key alone."""
+        owner = self.authority.id if owner is None else owner
+        return WitnessPolicy.all_of(
+            w for m in self.members if m.id != owner and (w := m.witness) is not None
+        )
+
+    def log_of(self, member_id: str) -> LogInfo | None:
+        """The log of registry `member_id` as this manifest names it: the hub's is `log`, a
+        member's is its `log_key`; None when it names none."""
+        if member_id == self.authority.id:
+            return self.log
+        member = self.member(member_id)
+        return member.log if member is not None else None
+
+    def logs(self) -> list[tuple[Member, LogInfo]]:
+        """Every registry's log this manifest names, with its owner."""
+        return [(m, log) for m in self.members if (log := self.log_of(m.id)) is not None]
 
     @property
     def authority(self) -> Member:
@@ -322,6 +370,8 @@ def _member_json(m: Member) -> dict[str, Any]:
     }
     if m.witness_key is not None:
         out["witness_key"] = m.witness_key
+    if m.log_key is not None:
+        out["log_key"] = m.log_key
     return out
 
 

@@ -234,6 +234,10 @@ class Ed25519Signer:
     def verifier(self) -> Ed25519Verifier:
         return Ed25519Verifier(self.name, bytes(self._key.verify_key))
 
+    def renamed(self, name: str) -> Ed25519Signer:
+        """The same key under another name (and so another key id)."""
+        return self if name == self.name else Ed25519Signer(name, bytes(self._key))
+
     def skey(self) -> str:
         """The private key as text: store it as a secret."""
         return format_signer_key(self.name, self.key_id, ALG_ED25519, bytes(self._key))

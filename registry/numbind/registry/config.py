@@ -71,8 +71,8 @@ class Settings:
     # keys (C2SP cosignature/v1 vkeys, whitespace-separated) whose cosignatures it attaches.
     log_checkpoint_seconds: float = 1.0
     log_witnesses: str = ""
-    # A member witnesses the hub's log this often.
-    log_witness_seconds: float = 5.0
+    # A registry witnesses the other registries' logs this often.
+    log_witness_seconds: float = 1.0
     # Open StreamEvents calls one principal may hold in this process; one more is
     # RESOURCE_EXHAUSTED. With several registry processes, each allows this many.
     max_streams_per_principal: int = 8

@@ -5,7 +5,10 @@ Its key name is the log's origin, `numbind.<federation-id>/log`, with federation
 "local" for a registry with no federation installed, else the installed manifest's id (a
 member's own log adds `/<member-id>`). A
 log's origin never changes: an existing key keeps its name (and a warning says so) even if
-a federation is installed later, since a new origin would be a new log.
+a federation is installed later, since a new origin would be a new log, except where the
+installed manifest names this registry's log with this very key under the new origin (a
+member sends its log's public key in its join request, before it knows its federation;
+the federation names it `numbind.<federation>/log/<member-id>`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ def load_or_create(data_dir: Path, origin: str | None = None) -> note.Ed25519Sig
     want = origin or origin_for(data_dir)
     if path.exists():
         signer = note.Ed25519Signer.parse(path.read_text(encoding="ascii").strip())
+        if signer.name != want and _named_by_manifest(data_dir, signer, want):
+            return signer.renamed(want)
         if signer.name != want:
             log.warning(
                 "log key %s signs for origin %s, not %s: a log keeps its origin",
@@ -55,6 +60,19 @@ def load_or_create(data_dir: Path, origin: str | None = None) -> note.Ed25519Sig
     write_private_file(path, (signer.skey() + "\n").encode("ascii"))
     log.info("log key created for origin %s", want)
     return signer
+
+
+def _named_by_manifest(data_dir: Path, signer: note.Ed25519Signer, origin: str) -> bool:
+    """The installed manifest names this registry's log as `origin` with `signer`'s key."""
+    installed = FederationDir(data_dir).load()
+    if installed is None:
+        return False
+    named = installed.manifest.log_of(installed.member_id)
+    return (
+        named is not None
+        and named.origin == origin
+        and named.verifier.public_key == signer.verifier.public_key
+    )
 
 
 WITNESS_KEY_FILE = "witness.key"

@@ -29,7 +29,8 @@ from numbind.registry.config import record_served_address
 from numbind.registry.federation.follower import Follower
 from numbind.registry.federation.live import ServerRoots
 from numbind.registry.federation.serving import Serving
-from numbind.registry.federation.witness import GrpcLogSource, Witness
+from numbind.registry.federation.witness import GrpcLogSource
+from numbind.registry.federation.witnessing import PeerLogWitnesses
 from numbind.registry.storage.lock import StoreLock
 from numbind.v1 import (
     admin_pb2,
@@ -271,27 +272,22 @@ class RegistryServer:
 
 
 def start_witness(registry: Registry) -> asyncio.Task[None] | None:
-    """A member witnesses the hub's log over its peer channel (DESIGN.md, "A verifiable
-    registry"); the hub, and a federation of one, witness nothing."""
+    """Every registry of a federation witnesses every other registry's log the manifest
+    names, over its peer channels (DESIGN.md, "A verifiable registry"): members the hub's
+    and each other's, the hub each member's. A federation of one witnesses nothing."""
     fed = registry.federation
-    if fed is None or registry.peers is None or fed.installed.is_authority:
+    peers = registry.peers
+    if fed is None or peers is None:
         return None
-    manifest = fed.installed.manifest
-    hub = manifest.authority.id
-    # The log key the manifest names is pinned; one from before manifests named it is
-    # pinned on first use.
-    witness = Witness(
+    witnesses = PeerLogWitnesses(
         registry.db,
         log_key.load_or_create_witness(registry.settings.data_dir),
-        manifest.log.verifier if manifest.log is not None else None,
-        origin=f"numbind.{fed.federation}/log",
+        registry.log.manifest,
+        fed.installed.member_id,
+        lambda member_id: GrpcLogSource(peers.get(member_id)),
     )
     return asyncio.create_task(
-        witness.run(
-            GrpcLogSource(registry.peers.get(hub)),
-            registry.stopping,
-            registry.settings.log_witness_seconds,
-        ),
+        witnesses.run(registry.stopping, registry.settings.log_witness_seconds),
         name="numbind-log-witness",
     )
 

@@ -28,6 +28,7 @@ from numbind.protocol.manifest import (
     check_name,
     generate_federation_key,
     sign_manifest,
+    witness_key_name,
 )
 from numbind.protocol.note import Ed25519Signer
 from numbind.registry import log_key
@@ -101,6 +102,24 @@ def _log_info(data_dir: Path, federation_id: str) -> LogInfo:
     return LogInfo(signer.name, signer.verifier.vkey())
 
 
+def _hub_witness_key(data_dir: Path, federation_id: str, member_id: str) -> str:
+    """The hub's own witness key (it witnesses every member's log), as the manifest names
+    it: `numbind.<federation>/witness/<hub id>`."""
+    with private_umask():
+        signer = log_key.load_or_create_witness(data_dir)
+    return signer.renamed(witness_key_name(federation_id, member_id)).verifier.vkey()
+
+
+def _with_hub_witness(data_dir: Path, manifest: Manifest, members: list[Member]) -> list[Member]:
+    """`members` with the hub's witness key named (a federation started before the hub
+    witnessed members' logs gains it with the next version)."""
+    hub = manifest.authority
+    if hub.witness_key is not None:
+        return members
+    named = replace(hub, witness_key=_hub_witness_key(data_dir, manifest.federation, hub.id))
+    return [named if m.id == hub.id else m for m in members]
+
+
 def _sign_next(installed: Installed, key: Ed25519Signer, manifest: Manifest) -> SignedManifest:
     """Sign the next version; the hub holds itself to the rule every member applies."""
     signed = sign_manifest(manifest, key)
@@ -167,6 +186,7 @@ def init(
                     address=address,
                     ca_pem=ca.cert_pem.decode("ascii"),
                     roles=tuple(sorted(roles)),
+                    witness_key=_hub_witness_key(settings.data_dir, federation_id, member_id),
                 ),
             ),
             log=_log_info(settings.data_dir, federation_id),
@@ -192,24 +212,31 @@ def add_member(settings: Settings, request_path: Path, out: Path) -> AddResult:
         manifest = installed.manifest
         existing = manifest.member(req.id)
         witness_key = req.witness_key(manifest.federation)
-        wanted = Member(req.id, req.name, req.address, req.ca_pem, MEMBER_ROLES, witness_key)
+        member_log = req.log_key(manifest.federation)
+        wanted = Member(
+            req.id, req.name, req.address, req.ca_pem, MEMBER_ROLES, witness_key, member_log
+        )
         if existing is not None:
-            if (existing.name, existing.address, existing.ca_pem) != (
-                req.name,
-                req.address,
-                req.ca_pem,
-            ) or (existing.witness_key is not None and existing.witness_key != witness_key):
+            if (
+                (existing.name, existing.address, existing.ca_pem)
+                != (req.name, req.address, req.ca_pem)
+                or (existing.witness_key is not None and existing.witness_key != witness_key)
+                or (existing.log_key is not None and existing.log_key != member_log)
+            ):
                 raise FederationSetupError(
                     f"member id {req.id} is already in federation {manifest.federation} with "
-                    f"address {existing.address} and another CA, name or witness key; remove "
-                    "it first "
+                    f"address {existing.address} and another CA, name, witness or log key; "
+                    "remove it first "
                     f"(`numbind federation remove-member {req.id}`) or pick another id"
                 )
             signed, member, added = installed.signed, existing, False
-            if existing.witness_key is None and witness_key is not None:
-                # A member that joined before manifests named witness keys sends its key
-                # by requesting again: the next version names it.
+            if (existing.witness_key is None and witness_key is not None) or (
+                existing.log_key is None and member_log is not None
+            ):
+                # A member that joined before manifests named witness (or member log) keys
+                # sends them by requesting again: the next version names them.
                 members = [wanted if m.id == req.id else m for m in manifest.members]
+                members = _with_hub_witness(settings.data_dir, manifest, members)
                 successor = manifest.successor(issued_at=_now(), members=members)
                 signed, member, added = _sign_next(installed, key, successor), wanted, True
         else:
@@ -224,7 +251,8 @@ def add_member(settings: Settings, request_path: Path, out: Path) -> AddResult:
                         f"the request's CA is already member {m.id}'s; each member needs its "
                         "own CA (it is what its registry identity is checked against)"
                     )
-            successor = manifest.successor(issued_at=_now(), members=[*manifest.members, wanted])
+            members = _with_hub_witness(settings.data_dir, manifest, [*manifest.members, wanted])
+            successor = manifest.successor(issued_at=_now(), members=members)
             signed = _sign_next(installed, key, successor)
             member, added = wanted, True
         authority = signed.manifest.authority
@@ -280,9 +308,15 @@ def refresh(settings: Settings, *, address: str | None = None) -> SignResult:
         members = [
             replace(m, address=new_address) if m.id == hub.id else m for m in manifest.members
         ]
-        # A manifest from before logs were named in it gains the hub's log here.
+        # A manifest from before logs were named in it gains the hub's log (and the hub's
+        # witness key, for the members' own logs) here.
+        members = _with_hub_witness(settings.data_dir, manifest, members)
         log = manifest.log or _log_info(settings.data_dir, manifest.federation)
-        if (token_service, new_address, log) == (manifest.token_service, hub.address, manifest.log):
+        if (token_service, members, log) == (
+            manifest.token_service,
+            list(manifest.members),
+            manifest.log,
+        ):
             return SignResult(installed.signed, False)
         successor = manifest.successor(
             issued_at=_now(), members=members, token_service=token_service, log=log

@@ -5,11 +5,15 @@ A join request (member -> hub), JSON::
     {"format": "numbind/federation-join-request/v1",
      "id": "<member id>", "name": "<display name>", "address": "host:port",
      "ca_pem": "<the member's CA certificate>",
-     "witness_public_key": "<base64 Ed25519 public key>"}
+     "witness_public_key": "<base64 Ed25519 public key>",
+     "log_public_key": "<base64 Ed25519 public key>"}
 
 `witness_public_key` (optional; requests from before it existed have none) is the key the
-member cosigns the hub's log with; the hub names it `numbind.<federation>/witness/<id>` in
-the manifest, so clients require that member's cosignature by default.
+member cosigns the other registries' logs with; the hub names it
+`numbind.<federation>/witness/<id>` in the manifest, so clients require that member's
+cosignature by default. `log_public_key` (optional likewise) signs the member's own log
+(the orders it makes for its platforms); the manifest names it
+`numbind.<federation>/log/<id>`, its origin.
 
 It is signed by nothing: the hub operator decides to trust it out of band (compare the CA
 fingerprint `request` prints with the member's operator), so it is only checked for shape.
@@ -51,6 +55,7 @@ from numbind.protocol.manifest import (
     check_ca_pem,
     check_member_id,
     check_name,
+    member_log_origin,
     witness_key_name,
 )
 
@@ -114,13 +119,18 @@ class JoinRequest:
     address: str
     ca_pem: str = field(repr=False)
     witness_public_key: bytes | None = None
+    # The member's own log key (optional; requests from before it existed have none).
+    log_public_key: bytes | None = None
 
     def __post_init__(self) -> None:
-        if self.witness_public_key is not None and len(self.witness_public_key) != 32:
-            raise MalformedJoinFile(
-                f"join request: witness_public_key: got {len(self.witness_public_key)} bytes, "
-                "want a 32-byte Ed25519 public key"
-            )
+        for what, key in (
+            ("witness_public_key", self.witness_public_key),
+            ("log_public_key", self.log_public_key),
+        ):
+            if key is not None and len(key) != 32:
+                raise MalformedJoinFile(
+                    f"join request: {what}: got {len(key)} bytes, want a 32-byte Ed25519 public key"
+                )
         try:
             check_member_id("id", self.id)
             check_name("name", self.name)
@@ -139,6 +149,14 @@ class JoinRequest:
         name = witness_key_name(federation, self.id)
         return CosignatureVerifier(name, self.witness_public_key).vkey()
 
+    def log_key(self, federation: str) -> str | None:
+        """The member's own log key as the manifest names it, its name the member log's
+        origin `numbind.<federation>/log/<id>` (None: none sent)."""
+        if self.log_public_key is None:
+            return None
+        name = member_log_origin(federation, self.id)
+        return note.Ed25519Verifier(name, self.log_public_key).vkey()
+
     def to_bytes(self) -> bytes:
         value = {
             "format": REQUEST_FORMAT,
@@ -149,6 +167,8 @@ class JoinRequest:
         }
         if self.witness_public_key is not None:
             value["witness_public_key"] = base64.b64encode(self.witness_public_key).decode()
+        if self.log_public_key is not None:
+            value["log_public_key"] = base64.b64encode(self.log_public_key).decode()
         return _dump(value)
 
     @classmethod
@@ -156,18 +176,26 @@ class JoinRequest:
         value = read_join_file(path, "join request")
         where = f"join request {path}"
         keys = {"id", "name", "address", "ca_pem"}
-        _fields(where, value, REQUEST_FORMAT, keys | ({"witness_public_key"} & set(value)))
-        for key in sorted(keys | ({"witness_public_key"} & set(value))):
+        optional = {"witness_public_key", "log_public_key"} & set(value)
+        _fields(where, value, REQUEST_FORMAT, keys | optional)
+        for key in sorted(keys | optional):
             if not isinstance(value[key], str):
                 raise MalformedJoinFile(f"{where}: {key}: want a string")
-        witness = None
-        if "witness_public_key" in value:
+        public: dict[str, bytes] = {}
+        for key in sorted(optional):
             try:
-                witness = note.b64decode(value["witness_public_key"], "witness_public_key")
+                public[key] = note.b64decode(value[key], key)
             except ValueError as exc:
                 raise MalformedJoinFile(f"{where}: {exc}") from None
         try:
-            return cls(value["id"], value["name"], value["address"], value["ca_pem"], witness)
+            return cls(
+                value["id"],
+                value["name"],
+                value["address"],
+                value["ca_pem"],
+                public.get("witness_public_key"),
+                public.get("log_public_key"),
+            )
         except MalformedJoinFile as exc:
             detail = exc.message.removeprefix("join request: ")
             raise MalformedJoinFile(f"{where}: {detail}") from None

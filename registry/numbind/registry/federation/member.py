@@ -33,7 +33,7 @@ from numbind.registry.federation.credentials import (
 from numbind.registry.federation.files import FederationDir, Installed
 from numbind.registry.federation.join import Grant, JoinRequest
 from numbind.registry.federation.log_trust import give_bundle_trust
-from numbind.registry.log_key import load_or_create_witness
+from numbind.registry.log_key import load_or_create, load_or_create_witness
 
 __all__ = ["AcceptResult", "RequestResult", "accept", "install_offered", "request"]
 
@@ -67,6 +67,9 @@ def request(
         # The key this registry will cosign the hub's log with: the manifest names it, so
         # clients require its cosignature by default.
         witness_public_key=_witness_key(settings.data_dir),
+        # The key of this registry's own log (the orders it makes for its platforms): the
+        # manifest names it, so the other registries witness that log and platforms pin it.
+        log_public_key=_log_key(settings.data_dir),
     )
     installed = FederationDir(settings.data_dir).load()
     if installed is not None and installed.is_authority:
@@ -82,6 +85,11 @@ def request(
     write_atomically(out, req.to_bytes(), 0o644)
     warning = server_name_warning(settings, ca, address)
     return RequestResult(req, ca_fingerprint(ca), (warning,) if warning else ())
+
+
+def _log_key(data_dir: Path) -> bytes:
+    with private_umask():
+        return load_or_create(data_dir).verifier.public_key
 
 
 def _witness_key(data_dir: Path) -> bytes:

@@ -118,6 +118,8 @@ def describe(installed: Installed, replication: ReplicationStatus) -> dict[str, 
                 "identity": m.uri,
                 "ca_sha256": m.ca_fingerprint,
                 "witness_key": m.witness_key,
+                # The registry's own log as the manifest names it (None: not named).
+                "log_key": log.key if (log := manifest.log_of(m.id)) is not None else None,
                 "this_registry": m.id == installed.member_id,
                 "replication": {"position": rep.position, "lag_seconds": rep.lag_seconds},
             }
@@ -138,4 +140,11 @@ def describe(installed: Installed, replication: ReplicationStatus) -> dict[str, 
         "members": members,
         # The hub's log as the manifest names it (None: first-use pinning).
         "log": {"origin": manifest.log.origin, "key": manifest.log.key} if manifest.log else None,
+        # The other registries' logs this registry witnesses (numbind.registry.federation.
+        # witnessing): every log the manifest names but its own.
+        "witnessing": [
+            {"member": owner.id, "origin": log.origin}
+            for owner, log in manifest.logs()
+            if owner.id != installed.member_id
+        ],
     }

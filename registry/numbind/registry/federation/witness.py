@@ -1,4 +1,6 @@
-"""A member witnessing the hub's verifiable log (C2SP tlog-witness, in numbind's terms).
+"""A registry witnessing one other registry's verifiable log (C2SP tlog-witness, in
+numbind's terms); numbind.registry.federation.witnessing runs one per log the manifest
+names.
 
 On each round the witness fetches the newest checkpoint and checks it against the last one
 it cosigned (numbind.protocol.log_audit): signed by the log's pinned key, not smaller, not
@@ -11,13 +13,11 @@ keeps the evidence (both checkpoints and the failed proof) in `witness_alarms`, 
 `numbind federation show` reports.
 
 `LogSource` is the log as the witness sees it: `GrpcLogSource` over any channel to the
-hub's Log service (a member's peer channel), or a test double publishing a corrupted log.
+log owner's Log service (a peer channel), or a test double publishing a corrupted log.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -35,6 +35,7 @@ from numbind.protocol.checkpoint import (
     CosignatureVerifier,
 )
 from numbind.protocol.log_audit import LogFailure, check_extension, open_signed, replay
+from numbind.protocol.log_errors import LogError
 from numbind.protocol.merkle import CompactRange
 from numbind.registry.storage import log as store
 from numbind.registry.storage.db import Database, Session
@@ -176,6 +177,9 @@ class Witness:
             if old is not None and 0 < old.size < new.checkpoint.size:
                 proof = await source.consistency(old.size, new.checkpoint.size)
             check_extension(old, new.checkpoint, proof)
+            held = self._held(old, new.checkpoint, new.text, signed)
+            if held is not None:
+                return held  # nothing new: no write here, none at the log
             fresh = (
                 await source.leaves(edge.size, new.checkpoint.size)
                 if new.checkpoint.size > edge.size
@@ -194,20 +198,36 @@ class Witness:
         )
         return cosig
 
-    async def run(self, source: LogSource, stopping: asyncio.Event, interval: float) -> None:
-        """Witness every `interval` seconds until `stopping`: a refusal stays an alarm (and
-        the witness keeps refusing until an operator looks), an unreachable log is retried."""
-        while not stopping.is_set():
-            try:
-                await self.witness(source)
-            except LogFailure:
-                pass  # logged and kept as evidence by witness()
-            except (grpc.RpcError, OSError) as exc:
-                _log.warning("witness: log unreachable: %s", exc)
-            except Exception:
-                _log.exception("witness: round failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), interval)
+    def _held(
+        self, old: Checkpoint | None, new: Checkpoint, text: bytes, signed: bytes
+    ) -> Cosignature | None:
+        """Our valid cosignature on `signed`, when it is the tree we cosigned last (then the
+        round has nothing to do); else None."""
+        if old is None or (old.size, old.root_hash) != (new.size, new.root_hash):
+            return None
+        mine = self.verifier
+        for sig in note.split_note(signed)[1]:
+            if (sig.name, sig.key_id) == (mine.name, mine.key_id):
+                try:
+                    mine.verify(text, sig.signature)
+                    return Cosignature.from_signature(sig)
+                except LogError:
+                    return None
+        return None
+
+    async def round(self, source: LogSource) -> bool:
+        """One round that never raises: True when it cosigned; a refusal is an alarm (see
+        `witness`), an unreachable log a warning, to be retried next round."""
+        try:
+            await self.witness(source)
+            return True
+        except LogFailure:
+            pass  # logged and kept as evidence by witness()
+        except (grpc.RpcError, OSError) as exc:
+            _log.warning("witness: log %s unreachable: %s", self._origin, exc)
+        except Exception:
+            _log.exception("witness: round for log %s failed", self._origin)
+        return False
 
     async def _alarm(
         self, exc: LogFailure, old_note: bytes, new_note: bytes, proof: list[bytes]

@@ -23,7 +23,6 @@ from numbind.registry.domain import validate
 from numbind.registry.domain.keymap import KeyView, StoreToken
 from numbind.registry.domain.types import (
     EventCause,
-    EventKind,
     Principal,
     Purpose,
     RevocationScope,
@@ -39,6 +38,7 @@ from numbind.registry.errors import (
 )
 from numbind.registry.services import log_record
 from numbind.registry.services.fanout_model import AdmittedNumber, MemberRevocation
+from numbind.registry.services.holder_orders import order_holder_revocation
 from numbind.registry.services.holder_views import (
     UNNAMED,
     NumberView,
@@ -46,12 +46,10 @@ from numbind.registry.services.holder_views import (
     RevocationView,
     number_platforms,
     revocation_progress,
-    to_ask,
 )
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import (
-    bindings,
     fanout,
     idempotency,
     log,
@@ -290,13 +288,6 @@ class HolderService:
                         where = " in any registry of the federation" if members else ""
                         raise NotFound(f"platform_ids[{i}]: no platform {pid!r}{where}")
                 wanted = set(by_name.values())
-            in_scope = [
-                b
-                for b in (bindings.bindings_for_token(session, token) if self._local else [])
-                if (scope != RevocationScope.ALL_PRE_TENURE or b.bound_us < tenure)
-                and (wanted is None or b.platform_pk in wanted)
-            ]
-            targets = to_ask(session, in_scope)
             rid = orders.new_revocation(
                 session,
                 EventCause.HOLDER_REQUEST,
@@ -307,15 +298,12 @@ class HolderService:
                 scope=scope,
             )
             created: list[tuple[str, orders.NewOrder]] = []
-            platforms = orders.append(
-                session,
-                rid,
-                [
-                    orders.NewOrder(b, EventKind.REVOKE, EventCause.HOLDER_REQUEST, tenure)
-                    for b in targets
-                ],
-                self._deadline,
-                created=created,
+            n_orders, platforms = (
+                order_holder_revocation(
+                    session, rid, token, scope, tenure, wanted, self._deadline, created=created
+                )
+                if self._local
+                else (0, set())
             )
             log.append(
                 session,
@@ -328,7 +316,7 @@ class HolderService:
                     rid, AdmittedNumber(att.token, att.key_id, tenure), scope, tuple(platform_ids)
                 )
                 fanout.add(session, rid, members, request.to_json(), now_us())
-            return {"revocation_id": rid, "orders": len(targets), "platforms": sorted(platforms)}
+            return {"revocation_id": rid, "orders": n_orders, "platforms": sorted(platforms)}
 
         def act(session: Session, view: KeyView) -> dict[str, Any]:
             att = self._verify(

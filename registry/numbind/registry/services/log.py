@@ -239,8 +239,13 @@ class LogService:
 
     # -- witnesses ------------------------------------------------------------------------
     def member_witness_name(self, member_id: str) -> str:
-        """The witness name a member cosigns under: numbind.<federation>/witness/<id>."""
-        return f"{self.origin.removesuffix('/log')}/witness/{member_id}"
+        """The witness name a member cosigns under: numbind.<federation>/witness/<id>
+        (a member's own log's origin is `numbind.<federation>/log/<member>`)."""
+        held = self.manifest()
+        prefix = (
+            f"numbind.{held.manifest.federation}" if held is not None else self.origin.split("/")[0]
+        )
+        return f"{prefix}/witness/{member_id}"
 
     async def add_cosignature(
         self, caller: Principal, tree_size: int, line: bytes, witness_key: str = ""

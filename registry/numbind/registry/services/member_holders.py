@@ -15,25 +15,24 @@ from numbind.registry.domain import validate
 from numbind.registry.domain.keymap import KeyView, StoreToken
 from numbind.registry.domain.types import (
     EventCause,
-    EventKind,
     Principal,
     RevocationScope,
     Role,
 )
 from numbind.registry.errors import InvalidArgument
 from numbind.registry.services.fanout_model import AdmittedNumber, MemberRevocation
+from numbind.registry.services.holder_orders import order_holder_revocation
 from numbind.registry.services.holder_views import (
     PlatformGroup,
     PlatformProgress,
     RegistryName,
     number_platforms,
     revocation_progress,
-    to_ask,
 )
 from numbind.registry.services.holders import MAX_NUMBERS, MAX_PLATFORMS
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.tokenmap import TokenMapper
-from numbind.registry.storage import bindings, orders, principals
+from numbind.registry.storage import orders, principals
 from numbind.registry.storage.db import Session
 
 __all__ = ["MemberHolderService"]
@@ -101,14 +100,6 @@ class MemberHolderService:
                 wanted = set(
                     principals.pks_by_name(session, Role.PLATFORM, request.platform_ids).values()
                 )
-            tenure = number.tenure_start_us
-            in_scope = [
-                b
-                for b in bindings.bindings_for_token(session, token)
-                if (request.scope != RevocationScope.ALL_PRE_TENURE or b.bound_us < tenure)
-                and (wanted is None or b.platform_pk in wanted)
-            ]
-            targets = to_ask(session, in_scope)
             # The hub's peer principal stands in for the carrier: the member does not know
             # carriers, and the hub alone answers the carrier about this revocation.
             orders.new_revocation(
@@ -120,16 +111,15 @@ class MemberHolderService:
                 scope=request.scope,
                 revocation_id=rid,
             )
-            platforms = orders.append(
+            return order_holder_revocation(
                 session,
                 rid,
-                [
-                    orders.NewOrder(b, EventKind.REVOKE, EventCause.HOLDER_REQUEST, tenure)
-                    for b in targets
-                ],
+                token,
+                request.scope,
+                number.tenure_start_us,
+                wanted,
                 self._deadline,
             )
-            return len(targets), platforms
 
         count, platforms = await self._tokens.act(act)
         self._notifier.notify(sorted(platforms))

@@ -38,6 +38,16 @@ log = logging.getLogger(__name__)
 # How often a follower's stream looks for entries another hub process appended.
 _POLL_SECONDS = 1.0
 
+# Entries a member applies per transaction. A carrier's batch of 10,000 numbers arrives in
+# a few stream messages; applied whole, its first order could reach a platform only after
+# the last entry's orders were written (seconds), and every other writer (acks, feeds)
+# queued behind it. In chunks, each committed in order with the cursor, the first orders
+# are in a feed after the first chunk and the feeds drain while the rest is applied. The
+# first chunk of a message is small (its orders reach the feeds soonest); each next one is
+# twice the last, up to APPLY_CHUNK (fewer transactions through a backlog).
+FIRST_CHUNK = 50
+APPLY_CHUNK = 200
+
 
 @dataclass(frozen=True)
 class Batch:
@@ -136,7 +146,14 @@ class Replica:
         lifecycle: LifecycleService,
         source: str,
         on_rekey: Callable[[], None] | None = None,
+        *,
+        first_chunk: int = FIRST_CHUNK,
+        chunk: int = APPLY_CHUNK,
     ) -> None:
+        if not 1 <= first_chunk <= chunk:
+            raise ValueError(f"chunks: got {first_chunk}, {chunk}; want 1 <= first <= most")
+        self._first_chunk = first_chunk
+        self._chunk = chunk
         self._db = db
         self._tokens = tokens
         self._lifecycle = lifecycle
@@ -172,8 +189,29 @@ class Replica:
         )
 
     async def apply(self, entries: list[Entry], head_seq: int, head_recorded_us: int) -> Applied:
+        """Apply `entries` in order, in chunks (`first_chunk` entries, then each twice the
+        last up to `chunk`): one transaction each (its events' orders and feed events,
+        number states, and the cursor together), the chunk's platforms woken as it commits.
+        A chunk that fails (a gap) leaves the chunks before it applied and the cursor after
+        them; the follower resumes there."""
         hub = await self._hub_principal()
+        applied_seq = None
+        count = orders = start = 0
+        size = self._first_chunk
+        while start < len(entries):
+            part = await self._apply_chunk(
+                hub, entries[start : start + size], head_seq, head_recorded_us
+            )
+            applied_seq = part.applied_seq
+            count, orders = count + part.entries, orders + part.orders
+            start, size = start + size, min(size * 2, self._chunk)
+        if applied_seq is None:
+            applied_seq = (await self.cursor()).applied_seq
+        return Applied(applied_seq, count, orders)
 
+    async def _apply_chunk(
+        self, hub: Principal, entries: list[Entry], head_seq: int, head_recorded_us: int
+    ) -> Applied:
         def act(session: Session, view: KeyView) -> dict[str, Any]:
             at = replication.cursor(session, self._source, lock=True)
             fresh = [e for e in entries if e.seq > at.applied_seq]

@@ -166,6 +166,11 @@ def _append_rows(
 ) -> None:
     """SQLite: the orders, their feed entries and REVOKING bindings, by executemany (an
     embedded database has no round trip to save)."""
+    # The new rows' pks are above the highest pk now (one writer), so the read back below
+    # sees this call's rows and not every earlier order of the revocation: a member files a
+    # 10,000-number reissue's orders under the hub's one revocation chunk by chunk, and
+    # reading all of them back each time made the chunks quadratic.
+    floor = conn.exec_driver_sql("SELECT COALESCE(MAX(pk), 0) FROM orders").scalar_one()
     conn.exec_driver_sql(
         driver_sql(
             conn,
@@ -175,10 +180,10 @@ def _append_rows(
         ),
         order_rows,
     )
-    # One indexed read back of the new pks beats RETURNING row by row.
+    # One read back of the new pks (a primary-key range) beats RETURNING row by row; rows
+    # another transaction committed meanwhile are not in `seqs` and are skipped.
     pks = conn.exec_driver_sql(
-        driver_sql(conn, "SELECT id, pk, token FROM orders WHERE revocation_id = ?"),
-        (revocation_id,),
+        driver_sql(conn, "SELECT id, pk, token FROM orders WHERE pk > ?"), (floor,)
     ).all()
     conn.exec_driver_sql(
         driver_sql(

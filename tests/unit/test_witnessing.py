@@ -1,0 +1,81 @@
+"""Which logs a registry witnesses: every log the manifest names but its own, one witness
+per log (a key the manifest changes is a new witness), and one log's failure (no channel
+yet, unreachable) never stops another's round."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from numbind.protocol import note
+from numbind.protocol.checkpoint import CosignatureSigner
+from numbind.protocol.manifest import (
+    FederationSetupError,
+    generate_federation_key,
+    member_log_origin,
+    sign_manifest,
+)
+from numbind.registry.federation.witness import LogSource
+from numbind.registry.federation.witnessing import PeerLogWitnesses
+from numbind.registry.pki import CertificateAuthority
+from numbind.registry.storage.db import Database
+
+from tests.unit.test_manifest_member_logs import _log, _manifest
+
+
+@pytest.fixture(scope="module")
+def cas(tmp_path_factory: pytest.TempPathFactory) -> list[CertificateAuthority]:
+    root = tmp_path_factory.mktemp("cas")
+    return [CertificateAuthority.create(root / f"ca{i}") for i in range(3)]
+
+
+class _Down:
+    async def checkpoint(self) -> bytes:
+        raise OSError("connection refused")
+
+
+def _witnesses(
+    tmp_path: Path, logs: dict[str, str], cas: list[CertificateAuthority], me: str
+) -> tuple[PeerLogWitnesses, list[str]]:
+    signed = sign_manifest(_manifest(cas, logs, {}), generate_federation_key("demo"))
+    asked: list[str] = []
+
+    def source_for(member_id: str) -> LogSource:
+        asked.append(member_id)
+        if member_id == "m2":
+            raise FederationSetupError("no member 'm2' in the manifest")
+        return _Down()  # type: ignore[return-value]
+
+    db = Database(f"sqlite:///{tmp_path / 'w.db'}")
+    signer = CosignatureSigner.generate("numbind.demo/witness/" + me)
+    return PeerLogWitnesses(db, signer, lambda: signed, me, source_for), asked
+
+
+async def test_every_named_log_but_its_own_each_failure_kept_to_its_log(
+    tmp_path: Path, cas: list[CertificateAuthority]
+) -> None:
+    logs = {"hub": _log("numbind.demo/log"), "m2": _log(member_log_origin("demo", "m2"))}
+    witnesses, asked = _witnesses(tmp_path, logs, cas, "m1")
+    targets = witnesses.targets()
+    assert [(mid, w.origin) for mid, w in targets] == [
+        ("hub", "numbind.demo/log"),
+        ("m2", "numbind.demo/log/m2"),
+    ]
+    assert [w.verifier.name for _, w in targets] == ["numbind.demo/witness/m1"] * 2
+    # Same manifest, same witnesses (their pinned state is per log).
+    assert [w for _, w in witnesses.targets()] == [w for _, w in targets]
+    # hub unreachable, m2 not dialable yet: both reported, neither raises.
+    assert await witnesses.round() == {"hub": False, "m2": False}
+    assert sorted(asked) == ["hub", "m2"]
+
+
+async def test_the_hub_witnesses_members_and_skips_a_log_the_manifest_does_not_name(
+    tmp_path: Path, cas: list[CertificateAuthority]
+) -> None:
+    logs = {"hub": _log("numbind.demo/log"), "m1": _log(member_log_origin("demo", "m1"))}
+    witnesses, _ = _witnesses(tmp_path, logs, cas, "hub")
+    # m2 named no log key: no key to pin, so nobody witnesses it.
+    assert [mid for mid, _ in witnesses.targets()] == ["m1"]
+    key = note.Ed25519Verifier.parse(logs["m1"])
+    ((_, witness),) = witnesses.targets()
+    assert witness.origin == key.name

@@ -232,20 +232,17 @@ class AckTarget:
 
 def orders_by_id(session: Session, ids: Sequence[str]) -> dict[str, AckTarget]:
     out: dict[str, AckTarget] = {}
+    cols = [OrderRow.pk, OrderRow.id, OrderRow.platform_pk, OrderRow.binding_pk, OrderRow.kind]
+    cols += [OrderRow.state, OrderRow.outcome, OrderRow.token]
     for i in range(0, len(ids), 500):
-        for r in session.execute(
-            select(
-                OrderRow.pk,
-                OrderRow.id,
-                OrderRow.platform_pk,
-                OrderRow.binding_pk,
-                OrderRow.kind,
-                OrderRow.state,
-                OrderRow.outcome,
-                OrderRow.token,
-            ).where(OrderRow.id.in_(ids[i : i + 500]))
-        ):
-            out[r.id] = AckTarget(*r[:7], bytes(r[7]))
+        part = ids[i : i + 500]
+        # PostgreSQL: the ids behind a sub-select (storage.pgsets), an index probe per id.
+        where = pgsets.any_of(session, OrderRow.id, part)
+        rows: Any = session.execute(select(*cols).where(where))
+        for r in rows:
+            out[r.id] = AckTarget(
+                r.pk, r.id, r.platform_pk, r.binding_pk, r.kind, r.state, r.outcome, bytes(r.token)
+            )
     return out
 
 

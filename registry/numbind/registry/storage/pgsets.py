@@ -15,8 +15,9 @@ whole partitioned table (a sequential scan of every partition: 456 ms for 500 ac
 bindings); behind a sub-select it plans the nested loop whose index probes each prune to
 one partition at run time (6.5 ms for the same 500).
 
-`unnest(bytea[])` is not in CockroachDB's or YugabyteDB's reach everywhere (README's
-portability table); there a VALUES list or the row-by-row path does the same.
+Portability (README's table of what the PostgreSQL path uses): Citus runs a join of
+`unnest` to a distributed table only through a repartition; there the row-by-row
+statements (the SQLite branch's), which name the token, route each row to its shard.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 __all__ = [
+    "any_of",
     "insert_feed_events",
     "insert_orders",
     "lock_bindings",

@@ -103,7 +103,7 @@ class FeedService:
         return await asyncio.to_thread(convert)
 
     async def _deliver(self, items: list[feed.FeedItem]) -> None:
-        pending = [i.order_pk for i in items if i.state not in _FINAL]
+        pending = [(i.order_pk, i.token) for i in items if i.state not in _FINAL]
         if pending:
             await self._db.run(lambda s: feed.mark_delivered(s, pending))
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from numbind.registry.domain.types import OrderState, now_us
+from numbind.registry.storage import pgsets
 from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import (
     BindingRow,
@@ -108,18 +109,26 @@ def stale_deliveries(
     return [FeedItem(*r) for r in rows]
 
 
-def mark_delivered(session: Session, order_pks: Sequence[int]) -> None:
-    # By pk alone: a re-key may move the order to its binding's new token meanwhile.
-    if not order_pks:
+def mark_delivered(session: Session, orders: Sequence[tuple[int, bytes]]) -> None:
+    """Open orders (pk, token as read) become DELIVERED."""
+    if not orders:
         return
     now = now_us()
     conn = session.connection()
-    conn.exec_driver_sql(
-        driver_sql(
-            conn, "UPDATE orders SET state = ?, delivered_us = ? WHERE pk = ? AND state IN (?, ?)"
-        ),
-        [(int(OrderState.DELIVERED), now, pk, *OPEN_STATES) for pk in order_pks],
-    )
+    pks = [pk for pk, _ in orders]
+    if conn.dialect.name == "postgresql":
+        # One statement routed by token (storage.pgsets); an order a re-key moved to its
+        # binding's new token since it was read is marked by pk alone below.
+        done = pgsets.mark_delivered(conn, orders, int(OrderState.DELIVERED), OPEN_STATES, now)
+        pks = [pk for pk in pks if pk not in done]
+    if pks:
+        conn.exec_driver_sql(
+            driver_sql(
+                conn,
+                "UPDATE orders SET state = ?, delivered_us = ? WHERE pk = ? AND state IN (?, ?)",
+            ),
+            [(int(OrderState.DELIVERED), now, pk, *OPEN_STATES) for pk in pks],
+        )
 
 
 def feed_head(session: Session, platform_pk: int) -> int:

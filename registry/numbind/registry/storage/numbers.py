@@ -14,7 +14,7 @@ from typing import Any
 from numbind.registry.domain.keymap import StoreToken
 from numbind.registry.domain.lifecycle import NumberRecord
 from numbind.registry.domain.types import NumberState, now_us
-from numbind.registry.storage import signals
+from numbind.registry.storage import pgsets, signals
 from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import LifecycleLogHeadRow, NumberRow
 from sqlalchemy import select
@@ -137,7 +137,9 @@ def save(
             ),
             inserts,
         )
-    if updates:
+    if updates and conn.dialect.name == "postgresql":
+        pgsets.update_numbers(conn, updates)  # one statement for the batch
+    elif updates:
         conn.exec_driver_sql(
             driver_sql(
                 conn,

@@ -26,7 +26,7 @@ from numbind.registry.domain.types import (
     OrderState,
     now_us,
 )
-from numbind.registry.storage import signals
+from numbind.registry.storage import pgsets, signals
 from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import (
@@ -34,7 +34,7 @@ from numbind.registry.storage.models import (
     PrincipalRow,
     RevocationRow,
 )
-from sqlalchemy import and_, case, func, select, update
+from sqlalchemy import Connection, and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 OPEN_STATES = (int(OrderState.PENDING), int(OrderState.DELIVERED))
@@ -133,11 +133,43 @@ def append(
                 )
             )
     conn = session.connection()
-    # The new rows' pks are above the highest pk now (SQLite: one writer; PostgreSQL: the
-    # sequence only grows), so the read back below sees this call's rows and not every
-    # earlier order of the revocation: a member files a 10,000-number reissue's orders
-    # under the hub's one revocation chunk by chunk, and reading all of them back each
-    # time made the chunks quadratic.
+    revoking = [
+        (o.binding.pk, token_of[o.binding.pk]) for o in orders if o.kind == EventKind.REVOKE
+    ]
+    if conn.dialect.name == "postgresql":
+        # One statement per batch, each row routed to its token's partition (storage.pgsets).
+        pks = pgsets.insert_orders(
+            conn,
+            revocation_id,
+            [(r[0], r[2], r[3], r[4], r[5], r[6], r[10]) for r in order_rows],
+            int(OrderState.PENDING),
+            now,
+            deadline,
+        )
+        pgsets.insert_feed_events(conn, [(*seqs[oid], pk, token, now) for oid, pk, token in pks])
+        if revoking:
+            pgsets.set_bindings_state(conn, revoking, int(BindingState.REVOKING), now)
+    else:
+        _append_rows(conn, revocation_id, order_rows, seqs, revoking, now)
+    # Other processes' streams of these feeds wake when this transaction commits.
+    signals.announce(session, signals.FEED, by_platform)
+    return set(by_platform)
+
+
+def _append_rows(
+    conn: Connection,
+    revocation_id: str,
+    order_rows: list[tuple[object, ...]],
+    seqs: dict[str, tuple[int, int]],
+    revoking: list[tuple[int, bytes]],
+    now: int,
+) -> None:
+    """SQLite: the orders, their feed entries and REVOKING bindings, by executemany (an
+    embedded database has no round trip to save)."""
+    # The new rows' pks are above the highest pk now (one writer), so the read back below
+    # sees this call's rows and not every earlier order of the revocation: a member files a
+    # 10,000-number reissue's orders under the hub's one revocation chunk by chunk, and
+    # reading all of them back each time made the chunks quadratic.
     floor = conn.exec_driver_sql("SELECT COALESCE(MAX(pk), 0) FROM orders").scalar_one()
     conn.exec_driver_sql(
         driver_sql(
@@ -161,21 +193,13 @@ def append(
         ),
         [(*seqs[oid], pk, token, now) for oid, pk, token in pks if oid in seqs],
     )
-    revoking = [
-        (int(BindingState.REVOKING), now, o.binding.pk, token_of[o.binding.pk])
-        for o in orders
-        if o.kind == EventKind.REVOKE
-    ]
     if revoking:
         conn.exec_driver_sql(
             driver_sql(
                 conn, "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND token = ?"
             ),
-            revoking,
+            [(int(BindingState.REVOKING), now, pk, token) for pk, token in revoking],
         )
-    # Other processes' streams of these feeds wake when this transaction commits.
-    signals.announce(session, signals.FEED, by_platform)
-    return set(by_platform)
 
 
 def _current_tokens(session: Session, orders: Sequence[NewOrder]) -> dict[int, bytes]:
@@ -186,20 +210,12 @@ def _current_tokens(session: Session, orders: Sequence[NewOrder]) -> dict[int, b
     the token under the row lock settles it, and a re-key batch that converts the binding
     later waits for this transaction and then moves its orders too (bindings.move_dependents).
     SQLite's single writer already excludes the re-key for the whole transaction."""
-    pks = sorted({o.binding.pk for o in orders})
     conn = session.connection()
     if conn.dialect.name == "sqlite":
         return {o.binding.pk: o.binding.binding.token.value for o in orders}
-    out: dict[int, bytes] = {}
-    for i in range(0, len(pks), 1000):
-        part = pks[i : i + 1000]
-        marks = ", ".join(["%s"] * len(part))
-        for pk, token in conn.exec_driver_sql(
-            f"SELECT pk, token FROM bindings WHERE pk IN ({marks}) ORDER BY pk FOR UPDATE",
-            tuple(part),
-        ):
-            out[pk] = bytes(token)
-    return out
+    return pgsets.lock_bindings(
+        conn, {(o.binding.pk, o.binding.binding.token.value) for o in orders}
+    )
 
 
 @dataclass(frozen=True)
@@ -211,23 +227,22 @@ class AckTarget:
     kind: int
     state: int
     outcome: int
+    token: bytes  # the partition key it is stored under when read
 
 
 def orders_by_id(session: Session, ids: Sequence[str]) -> dict[str, AckTarget]:
     out: dict[str, AckTarget] = {}
+    cols = [OrderRow.pk, OrderRow.id, OrderRow.platform_pk, OrderRow.binding_pk, OrderRow.kind]
+    cols += [OrderRow.state, OrderRow.outcome, OrderRow.token]
     for i in range(0, len(ids), 500):
-        for r in session.execute(
-            select(
-                OrderRow.pk,
-                OrderRow.id,
-                OrderRow.platform_pk,
-                OrderRow.binding_pk,
-                OrderRow.kind,
-                OrderRow.state,
-                OrderRow.outcome,
-            ).where(OrderRow.id.in_(ids[i : i + 500]))
-        ):
-            out[r.id] = AckTarget(*r)
+        part = ids[i : i + 500]
+        # PostgreSQL: the ids behind a sub-select (storage.pgsets), an index probe per id.
+        where = pgsets.any_of(session, OrderRow.id, part)
+        rows: Any = session.execute(select(*cols).where(where))
+        for r in rows:
+            out[r.id] = AckTarget(
+                r.pk, r.id, r.platform_pk, r.binding_pk, r.kind, r.state, r.outcome, bytes(r.token)
+            )
     return out
 
 
@@ -243,34 +258,45 @@ def record_acks(
         return
     now = now_us()
     conn = session.connection()
-    conn.exec_driver_sql(
-        driver_sql(
-            conn,
-            "UPDATE orders SET state = ?, outcome = ?, reason = ?, acked_us = ? WHERE pk = ?",
-        ),
-        [(state, outcome, reason, now, order.pk) for order, state, outcome, reason in acks],
-    )
+    rows = [(o.pk, o.token, state, outcome, reason) for o, state, outcome, reason in acks]
+    if conn.dialect.name == "postgresql":
+        # One statement, routed by token (storage.pgsets); an order a re-key moved since it
+        # was read is written by pk alone below.
+        done = pgsets.record_order_acks(conn, rows, now)
+        rows = [r for r in rows if r[0] not in done]
+    if rows:
+        conn.exec_driver_sql(
+            driver_sql(
+                conn,
+                "UPDATE orders SET state = ?, outcome = ?, reason = ?, acked_us = ? WHERE pk = ?",
+            ),
+            [(state, outcome, reason, now, pk) for pk, _, state, outcome, reason in rows],
+        )
     revokes = [(order, state) for order, state, _, _ in acks if order.kind == int(EventKind.REVOKE)]
     # A refused order leaves its binding revoking while another order for it (a holder's
     # retry of an overdue one) is still open: that one's ack decides.
     others = _open_elsewhere(session, [o for o, s in revokes if s == OrderState.REJECTED])
-    bindings = [
+    # An order's token is its binding's (they move together on a re-key).
+    changes = [
         (
-            int(BindingState.ACTIVE if state == OrderState.REJECTED else BindingState.REVOKED),
-            now,
             order.binding_pk,
-            int(BindingState.REVOKING),
+            order.token,
+            int(BindingState.ACTIVE if state == OrderState.REJECTED else BindingState.REVOKED),
         )
         for order, state in revokes
         if not (state == OrderState.REJECTED and order.binding_pk in others)
     ]
-    if bindings:
+    if changes and conn.dialect.name == "postgresql":
+        # Unmatched ones (moved by a re-key, or no longer revoking) go by pk alone below.
+        done = pgsets.set_binding_states(conn, changes, int(BindingState.REVOKING), now)
+        changes = [c for c in changes if c[0] not in done]
+    if changes:
         conn.exec_driver_sql(
             driver_sql(
                 conn,
                 "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND state = ?",
             ),
-            bindings,
+            [(state, now, pk, int(BindingState.REVOKING)) for pk, _, state in changes],
         )
 
 

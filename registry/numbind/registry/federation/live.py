@@ -25,6 +25,7 @@ import grpc
 from numbind.protocol.manifest import FederationError
 from numbind.registry.federation.files import FederationDir, Installed
 from numbind.registry.federation.hub import follow_token_keys
+from numbind.registry.federation.manifest_changes import ManifestChanges
 from numbind.registry.federation.peers import PeerTrust
 from numbind.registry.federation.serving import Serving
 from numbind.registry.federation.token_keys import from_ring
@@ -66,13 +67,6 @@ def key_signer(
     return sign
 
 
-def _stamp(files: FederationDir) -> int:
-    try:
-        return files.manifest_path.stat().st_mtime_ns
-    except OSError:
-        return -1
-
-
 class ServerRoots:
     """Server credentials whose client roots are this registry's own CA plus the CA of
     every member the manifest installed now names.
@@ -83,11 +77,10 @@ class ServerRoots:
     that no longer verifies keeps the last good roots."""
 
     def __init__(self, pki_dir: Path, files: FederationDir, installed: Installed) -> None:
-        self._files = files
+        self._changes = ManifestChanges(files)
         self._own_ca = (pki_dir / "ca.pem").read_bytes()
         self._pair = ((pki_dir / "server.key").read_bytes(), (pki_dir / "server.pem").read_bytes())
         self._lock = threading.Lock()
-        self._stamp = _stamp(files)
         self._first = self._config(installed)
 
     def _config(self, installed: Installed) -> grpc.ServerCertificateConfiguration:
@@ -96,18 +89,11 @@ class ServerRoots:
 
     def fetch(self) -> grpc.ServerCertificateConfiguration | None:
         with self._lock:
-            stamp = _stamp(self._files)
-            if stamp == self._stamp:
-                return None
-            self._stamp = stamp
             try:
-                installed = self._files.load()
+                installed = self._changes.poll()
                 if installed is None:
                     return None
                 config = self._config(installed)
-            except FederationError as exc:
-                log.warning("manifest changed but does not verify; TLS roots kept: %s", exc)
-                return None
             except Exception:
                 # Raised into grpc's handshake it would fail every connection.
                 log.exception("manifest changed; TLS roots kept")
@@ -132,21 +118,12 @@ class ManifestWatch:
     others still run; a manifest that does not verify is skipped."""
 
     def __init__(self, files: FederationDir, on_change: list[Callable[[Installed], None]]) -> None:
-        self._files = files
-        self._stamp = _stamp(files)
+        self._changes = ManifestChanges(files)
         self.on_change = on_change
 
     def check(self) -> Installed | None:
         """Apply a changed manifest now; returns it (None: unchanged or unusable)."""
-        stamp = _stamp(self._files)
-        if stamp == self._stamp:
-            return None
-        self._stamp = stamp
-        try:
-            installed = self._files.load()
-        except FederationError as exc:
-            log.warning("manifest changed but does not verify; keeping the last: %s", exc)
-            return None
+        installed = self._changes.poll()
         if installed is None:
             return None
         for hook in self.on_change:

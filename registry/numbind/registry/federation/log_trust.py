@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from numbind.protocol.bundle import BUNDLE_JSON, write_federation_trust
-from numbind.protocol.manifest import FederationError, SignedManifest
+from numbind.protocol.manifest import SignedManifest
 from numbind.registry.federation.files import FederationDir
+from numbind.registry.federation.manifest_changes import ManifestChanges
 
 __all__ = ["LiveManifest", "give_bundle_trust"]
 
@@ -24,26 +25,13 @@ class LiveManifest:
     leaves the last good manifest in place."""
 
     def __init__(self, files: FederationDir, first: SignedManifest) -> None:
-        self._files = files
+        self._changes = ManifestChanges(files)
         self._held = first
-        self._stamp = self._mtime()
-
-    def _mtime(self) -> int:
-        try:
-            return self._files.manifest_path.stat().st_mtime_ns
-        except OSError:
-            return -1
 
     def __call__(self) -> SignedManifest:
-        stamp = self._mtime()
-        if stamp != self._stamp:
-            self._stamp = stamp
-            try:
-                installed = self._files.load()
-            except FederationError:
-                return self._held
-            if installed is not None and installed.manifest.version >= self._held.version:
-                self._held = installed.signed
+        installed = self._changes.poll()
+        if installed is not None and installed.manifest.version >= self._held.version:
+            self._held = installed.signed
         return self._held
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from numbind.protocol.manifest import FederationError, FederationSetupError, Member
+from numbind.protocol.manifest import FederationSetupError, Member
 from numbind.registry.federation.callers import CallerTrust
 from numbind.registry.federation.files import FederationDir, Installed
+from numbind.registry.federation.manifest_changes import ManifestChanges
 from numbind.registry.federation.peers import PeerTrust
 
 __all__ = ["LiveCallers", "Serving"]
@@ -96,25 +97,12 @@ class LiveCallers:
     trust (the file is re-verified on every change)."""
 
     def __init__(self, files: FederationDir, own_ca_pem: bytes, first: CallerTrust) -> None:
-        self._files = files
+        self._changes = ManifestChanges(files)
         self._own_ca = own_ca_pem
         self._trust = first
-        self._stamp = self._mtime()
-
-    def _mtime(self) -> int:
-        try:
-            return self._files.manifest_path.stat().st_mtime_ns
-        except OSError:
-            return -1
 
     def get(self) -> CallerTrust:
-        stamp = self._mtime()
-        if stamp != self._stamp:
-            self._stamp = stamp
-            try:
-                installed = self._files.load()
-            except FederationError:
-                return self._trust
-            if installed is not None:
-                self._trust = CallerTrust(self._own_ca, PeerTrust(installed.manifest))
+        installed = self._changes.poll()
+        if installed is not None:
+            self._trust = CallerTrust(self._own_ca, PeerTrust(installed.manifest))
         return self._trust

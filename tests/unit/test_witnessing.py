@@ -79,3 +79,30 @@ async def test_the_hub_witnesses_members_and_skips_a_log_the_manifest_does_not_n
     key = note.Ed25519Verifier.parse(logs["m1"])
     ((_, witness),) = witnesses.targets()
     assert witness.origin == key.name
+
+
+async def test_a_log_the_manifest_stops_naming_is_let_go(
+    tmp_path: Path, cas: list[CertificateAuthority]
+) -> None:
+    key = generate_federation_key("demo")
+    hub_log = _log("numbind.demo/log")
+    both = sign_manifest(
+        _manifest(cas, {"hub": hub_log, "m2": _log(member_log_origin("demo", "m2"))}, {}), key
+    )
+    hub_only = sign_manifest(_manifest(cas, {"hub": hub_log}, {}), key)
+    current = [both]
+    db = Database(f"sqlite:///{tmp_path / 'w.db'}")
+    signer = CosignatureSigner.generate("numbind.demo/witness/m1")
+    witnesses = PeerLogWitnesses(
+        db,
+        signer,
+        lambda: current[0],
+        "m1",
+        lambda _: _Down(),  # type: ignore[arg-type,return-value]
+    )
+    before = dict(witnesses.targets())
+    assert sorted(before) == ["hub", "m2"]
+    current[0] = hub_only
+    after = dict(witnesses.targets())
+    assert list(after) == ["hub"] and after["hub"] is before["hub"]  # same log, same witness
+    assert len(witnesses._witnesses) == 1

@@ -79,10 +79,6 @@ class Serving:
         """Every other member of the manifest."""
         return [m for m in self.installed.manifest.members if m.id != self.me.id]
 
-    def client_roots(self, own_ca_pem: bytes) -> bytes:
-        """The TLS server's client roots: its own CA plus every member's CA."""
-        return self.trust.server_root_certificates(own_ca_pem)
-
     def callers(self, own_ca_pem: bytes) -> LiveCallers:
         return LiveCallers(self.files, own_ca_pem, CallerTrust(own_ca_pem, self.trust))
 

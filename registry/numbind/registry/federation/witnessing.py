@@ -57,6 +57,7 @@ class PeerLogWitnesses:
             return []
         manifest = held.manifest
         out: list[tuple[str, Witness]] = []
+        kept: dict[tuple[str, str | None], Witness] = {}
         for member in manifest.members:
             if member.id == self._me:
                 continue
@@ -69,8 +70,10 @@ class PeerLogWitnesses:
             if witness is None:
                 verifier = log.verifier if log is not None else None
                 witness = Witness(self._db, self._signer, verifier, origin=slot[0])
-                self._witnesses[slot] = witness
+            kept[slot] = witness
             out.append((member.id, witness))
+        # A log the manifest no longer names (a member removed, a key changed) is dropped.
+        self._witnesses = kept
         return out
 
     async def round(self) -> dict[str, bool]:

@@ -103,7 +103,10 @@ def _federation_servicer(registry: Registry) -> FederationServicer:
         )
 
     def manifest() -> bytes:
-        return b"" if fed is None else fed.files.manifest_path.read_bytes()
+        # The live manifest (re-read only when its file changes): this runs for every batch
+        # and heartbeat of every member's stream.
+        held = registry.log.manifest()
+        return b"" if held is None else held.data
 
     return FederationServicer(
         registry.hub_log,

@@ -5,8 +5,10 @@ order. Nothing in the log's leaves or checkpoints names a token, account or subs
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from numbind.protocol.checkpoint import WitnessPolicy
@@ -207,3 +209,37 @@ async def test_a_binding_revoked_on_arrival_is_logged_and_proved_before_its_ack(
     assert proved == 1 and len(ids) == 1
     rc, out, _ = await cli(capsys, "log", "monitor", "--bundle", registry.admin_bundle.directory)
     assert rc == 0 and "ok: every rule holds" in out, out
+
+
+async def test_proofs_of_leaves_a_verified_checkpoint_covers_fetch_no_new_one(
+    registry: RunningRegistry,
+) -> None:
+    """Every ack batch proves its orders: a checkpoint already verified that covers them
+    is reused, and an empty batch asks nothing."""
+    cm, platforms, _ = await seed(registry)
+    async with secure_channel(platforms[0]) as channel:
+        log = LogClient(channel)
+        stub = log._stub
+        fetched = 0
+        real = stub.GetCheckpoint
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal fetched
+            fetched += 1
+            return real(*args, **kwargs)
+
+        stub.GetCheckpoint = counting
+        assert await log.prove([]) == [] and fetched == 0
+        cp = await log.checkpoint()
+        assert fetched == 1 and cp.size >= 2
+        first = await log.prove([0, cp.size - 1])
+        again = await log.prove([cp.size - 1])
+        assert fetched == 1
+        assert again[0].leaf == first[1].leaf and again[0].checkpoint is cp
+        await report_more(cm, 1)  # a leaf beyond it: a newer checkpoint is fetched
+        for _ in range(100):
+            if (await LogClient(channel).checkpoint()).size > cp.size:
+                break
+            await asyncio.sleep(0.1)
+        newer = await log.prove([cp.size])
+        assert fetched >= 2 and newer[0].checkpoint.size > cp.size

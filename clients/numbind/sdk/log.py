@@ -130,6 +130,9 @@ class LogClient:
         self._retry = retry or RetryPolicy()
         self.federation = federation
         self.quorum_wait = quorum_wait
+        # The last checkpoint verified, with the manifest version it was held to: proofs of
+        # leaves it covers need no new fetch until the manifest (so the policy) changes.
+        self._last: tuple[int, Checkpointed] | None = None
 
     @classmethod
     def for_bundle(cls, channel: grpc.aio.Channel, directory: Path, **options: Any) -> LogClient:
@@ -180,7 +183,9 @@ class LogClient:
         deadline = time.monotonic() + self.quorum_wait
         while True:
             try:
-                return await self._checkpoint()
+                cp = await self._checkpoint()
+                self._last = (self._manifest_version(), cp)
+                return cp
             except LogProofError as exc:
                 left = deadline - time.monotonic()
                 if exc.failure != "quorum" or left <= 0:
@@ -215,6 +220,10 @@ class LogClient:
         """A verified checkpoint of at least `size` leaves: the newest one with the
         cosignatures the policy wants may predate fresh leaves until the witnesses' next
         round, so it is asked for again until `quorum_wait` ends."""
+        if self._last is not None:
+            version, held = self._last
+            if version == self._manifest_version() and held.size >= size:
+                return held
         deadline = time.monotonic() + self.quorum_wait
         while True:
             cp = await self.checkpoint()
@@ -269,7 +278,9 @@ class LogClient:
         self, indices: Sequence[int], *, checkpoint: Checkpointed | None = None
     ) -> list[ProvedLeaf]:
         """Inclusion of each leaf in one verified checkpoint, openings checked."""
-        cp = checkpoint or await self._covering(max(indices, default=-1) + 1)
+        if not indices:
+            return []
+        cp = checkpoint or await self._covering(max(indices) + 1)
         out: list[ProvedLeaf] = []
         for i in range(0, len(indices), _BATCH):
             chunk = list(indices[i : i + _BATCH])

@@ -34,15 +34,18 @@ async def proof(page: PageDep, revocation_id: str, platform_id: str) -> Response
     client = page.client
     try:
         progress = await page.registry(client.revocation(revocation_id))
-        mine = {o for p in progress if p.platform_id == platform_id for o in p.order_ids}
+    except NumbindClientError as exc:
+        return JSONResponse({"error": t(page.failed("proof", exc))}, status_code=502)
+    mine = {o for p in progress if p.platform_id == platform_id for o in p.order_ids}
+    if not mine:  # not an app of this revocation: nothing to look up or prove
+        return JSONResponse({"error": t("err.not_found")}, status_code=404)
+    try:
         leaves = await page.registry(client.log.find(revocation_id=revocation_id))
         wanted = [i for i, kind, ref in leaves if kind == "revocation" or ref in mine]
         here = {ref for _, kind, ref in leaves if kind == "order" and ref in mine}
         proved = await page.registry(client.log.prove(wanted))
     except NumbindClientError as exc:
         return JSONResponse({"error": t(page.failed("proof", exc))}, status_code=502)
-    if not mine:
-        return JSONResponse({"error": t("err.not_found")}, status_code=404)
     body = {
         "revocation_id": revocation_id,
         "platform_id": platform_id,

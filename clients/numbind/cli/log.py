@@ -33,11 +33,9 @@ from numbind.protocol.checkpoint import CosignatureVerifier, WitnessPolicy
 from numbind.protocol.log_audit import AuditState
 from numbind.protocol.log_entries import orders_digest
 from numbind.protocol.log_errors import LogError
-from numbind.protocol.manifest import FederationError
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.log import LogClient, ProvedLeaf
 from numbind.sdk.log_monitor import check
-from numbind.sdk.log_trust import FederationTrust
 from numbind.v1 import holders_pb2, holders_pb2_grpc
 
 __all__ = ["add_commands"]
@@ -151,13 +149,6 @@ def _trust(args: argparse.Namespace | None) -> WitnessPolicy | None:
         return WitnessPolicy.none()
     witnesses = getattr(args, "witness", None) or []
     return WitnessPolicy.all_of(witnesses) if witnesses else None
-
-
-def _federation(bundle: Bundle) -> FederationTrust | None:
-    try:
-        return FederationTrust.from_bundle(bundle.directory)
-    except FederationError as exc:
-        raise CliError(f"bundle {bundle.directory}: {exc.message}") from None
 
 
 def _witness_key(text: str) -> CosignatureVerifier:
@@ -285,12 +276,8 @@ async def _audit(args: argparse.Namespace) -> int:
     previous = AuditState.from_json(args.state.read_bytes()) if args.state.exists() else None
     others = [AuditState.from_json(p.read_bytes()) for p in args.compare]
     async with secure_channel(bundle) as channel:
-        client = LogClient(
-            channel,
-            trust=_trust(args),
-            federation=_federation(bundle),
-            quorum_wait=args.quorum_wait,
-        )
+        # The bundle's pinned log key counts on a first audit too (a saved state's key wins).
+        client = _client(bundle, channel, args)
         new = await client.audit(previous, compare=others)
     args.state.write_bytes(new.state().to_json())
     was = previous.verified().checkpoint.size if previous else None

@@ -18,6 +18,8 @@ _REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 # The shape of every token key id (registry.keys.key_id_for).
 KEY_ID = re.compile(r"[0-9a-f]{16}")
 _PRINCIPAL_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+# Revocation ids are uuid4 text, minted by the registry that records the revocation.
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # What holders read about a principal: numbind.protocol.limits and .categories.
 DISPLAY_NAME_MAX = MAX_DISPLAY_NAME
 
@@ -25,6 +27,12 @@ DISPLAY_NAME_MAX = MAX_DISPLAY_NAME
 def request_id(value: str) -> str:
     if not _REQUEST_ID.fullmatch(value):
         raise field_error("request_id", repr(value[:40]), "1..128 printable ASCII characters")
+    return value
+
+
+def revocation_id(field: str, value: str) -> str:
+    if not _UUID.fullmatch(value):
+        raise field_error(field, repr(value[:40]), "a UUID")
     return value
 
 

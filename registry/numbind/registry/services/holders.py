@@ -11,7 +11,6 @@ carrier tokenised under.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -243,6 +242,11 @@ class HolderService:
     @staticmethod
     def validate_revocation(request_id: str, scope: int, platform_ids: Sequence[str]) -> None:
         validate.request_id(request_id)
+        HolderService.validate_scope(scope, platform_ids)
+
+    @staticmethod
+    def validate_scope(scope: int, platform_ids: Sequence[str]) -> None:
+        """The revocation's scope and platforms (also what a member checks of its hub's)."""
         if scope not in RevocationScope._value2member_map_:
             raise InvalidArgument(f"scope: got {scope}, want ALL_PRE_TENURE, PLATFORMS or ALL")
         if scope == RevocationScope.PLATFORMS or platform_ids:
@@ -342,8 +346,7 @@ class HolderService:
         return str(result["revocation_id"]), int(result["orders"])
 
     async def get_revocation(self, caller: Principal, revocation_id: str) -> RevocationView:
-        if not re.fullmatch(r"[0-9a-f-]{36}", revocation_id):
-            raise InvalidArgument(f"revocation_id: got {revocation_id[:40]!r}, want a UUID")
+        validate.revocation_id("revocation_id", revocation_id)
 
         def read(session: Session) -> RevocationView:
             row = orders.revocation(session, revocation_id)

@@ -8,7 +8,6 @@ account_refs never leave it; what it returns is what the holder's view shows.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from numbind.registry.domain import validate
@@ -16,10 +15,8 @@ from numbind.registry.domain.keymap import KeyView, StoreToken
 from numbind.registry.domain.types import (
     EventCause,
     Principal,
-    RevocationScope,
     Role,
 )
-from numbind.registry.errors import InvalidArgument
 from numbind.registry.services.fanout_model import AdmittedNumber, MemberRevocation
 from numbind.registry.services.holder_orders import order_holder_revocation
 from numbind.registry.services.holder_views import (
@@ -29,21 +26,13 @@ from numbind.registry.services.holder_views import (
     number_platforms,
     revocation_progress,
 )
-from numbind.registry.services.holders import MAX_NUMBERS, MAX_PLATFORMS
+from numbind.registry.services.holders import MAX_NUMBERS, MAX_PLATFORMS, HolderService
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import orders, principals
 from numbind.registry.storage.db import Session
 
 __all__ = ["MemberHolderService"]
-
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-
-def _revocation_id(where: str, value: str) -> str:
-    if not _UUID.fullmatch(value):
-        raise InvalidArgument(f"{where}: got {value[:40]!r}, want a UUID")
-    return value
 
 
 def _map(view: KeyView, number: AdmittedNumber, where: str) -> StoreToken:
@@ -80,15 +69,8 @@ class MemberHolderService:
     async def revoke(self, hub: Principal, request: MemberRevocation) -> int:
         """Create this member's orders for the hub's revocation, once: delivered again
         (the hub's retry after a lost answer), it creates nothing and answers the same."""
-        rid = _revocation_id("revocation_id", request.revocation_id)
-        if request.scope not in RevocationScope._value2member_map_:
-            raise InvalidArgument(
-                f"scope: got {request.scope}, want ALL_PRE_TENURE, PLATFORMS or ALL"
-            )
-        if request.platform_ids:
-            validate.batch_size("platform_ids", len(request.platform_ids), MAX_PLATFORMS)
-        for i, pid in enumerate(request.platform_ids):
-            validate.principal_id(f"platform_ids[{i}]", pid)
+        rid = validate.revocation_id("revocation_id", request.revocation_id)
+        HolderService.validate_scope(request.scope, request.platform_ids)
         number = request.number
 
         def act(session: Session, view: KeyView) -> tuple[int, set[int]]:
@@ -139,7 +121,7 @@ class MemberHolderService:
 
     async def progress(self, revocation_id: str) -> list[PlatformProgress] | None:
         """This member's part of a revocation, per platform; None if it never got it."""
-        rid = _revocation_id("revocation_id", revocation_id)
+        rid = validate.revocation_id("revocation_id", revocation_id)
 
         def read(session: Session, view: KeyView) -> list[PlatformProgress] | None:
             if orders.revocation(session, rid) is None:

@@ -106,3 +106,24 @@ async def test_a_log_the_manifest_stops_naming_is_let_go(
     after = dict(witnesses.targets())
     assert list(after) == ["hub"] and after["hub"] is before["hub"]  # same log, same witness
     assert len(witnesses._witnesses) == 1
+
+
+async def test_a_log_key_the_manifest_changes_is_a_new_witness(
+    tmp_path: Path, cas: list[CertificateAuthority]
+) -> None:
+    key = generate_federation_key("demo")
+    current = [sign_manifest(_manifest(cas, {"hub": _log("numbind.demo/log")}, {}), key)]
+    db = Database(f"sqlite:///{tmp_path / 'w.db'}")
+    signer = CosignatureSigner.generate("numbind.demo/witness/m1")
+    witnesses = PeerLogWitnesses(
+        db,
+        signer,
+        lambda: current[0],
+        "m1",
+        lambda _: _Down(),  # type: ignore[arg-type,return-value]
+    )
+    before = dict(witnesses.targets())
+    current[0] = sign_manifest(_manifest(cas, {"hub": _log("numbind.demo/log")}, {}), key)
+    after = dict(witnesses.targets())
+    assert after["hub"] is not before["hub"]  # a new key is witnessed afresh, pinned to it
+    assert len(witnesses._witnesses) == 1

@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from numbind.protocol.log_errors import LogError
-from numbind.protocol.merkle import leaf_hash
 
 __all__ = [
     "ENTRY_TYPES",
@@ -92,11 +91,6 @@ class Opening:
     @property
     def commitment(self) -> bytes:
         return commitment(self.salt, self.body)
-
-    @property
-    def leaf_hash(self) -> bytes:
-        """The RFC 9162 leaf hash an inclusion proof starts from."""
-        return leaf_hash(self.commitment)
 
     def check(self, leaf: bytes) -> None:
         """Raise EntryError unless this opening opens `leaf` (the 32-byte commitment)."""

@@ -176,7 +176,7 @@ def commitments(session: Session, start: int, end: int) -> list[bytes]:
 def openings(session: Session, indices: Sequence[int]) -> list[StoredOpening]:
     out: list[StoredOpening] = []
     wanted = sorted(set(indices))
-    for i in range(0, len(wanted), 500):
+    for i in range(0, len(wanted), _CHUNK):
         for r in session.execute(
             select(
                 LogLeafRow.idx,
@@ -186,7 +186,7 @@ def openings(session: Session, indices: Sequence[int]) -> list[StoredOpening]:
                 LogLeafRow.holder_pk,
                 LogLeafRow.salt,
                 LogLeafRow.body,
-            ).where(LogLeafRow.idx.in_(wanted[i : i + 500]))
+            ).where(LogLeafRow.idx.in_(wanted[i : i + _CHUNK]))
         ):
             out.append(StoredOpening(*r))
     return sorted(out, key=lambda o: o.index)
@@ -195,10 +195,10 @@ def openings(session: Session, indices: Sequence[int]) -> list[StoredOpening]:
 def find(session: Session, kind: str, refs: Sequence[str]) -> dict[str, int]:
     """ref -> the index of its leaf of this kind."""
     out: dict[str, int] = {}
-    for i in range(0, len(refs), 500):
+    for i in range(0, len(refs), _CHUNK):
         for ref, idx in session.execute(
             select(LogLeafRow.ref, LogLeafRow.idx).where(
-                LogLeafRow.kind == kind, LogLeafRow.ref.in_(refs[i : i + 500])
+                LogLeafRow.kind == kind, LogLeafRow.ref.in_(refs[i : i + _CHUNK])
             )
         ):
             out[ref] = idx

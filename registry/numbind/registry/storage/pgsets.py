@@ -119,15 +119,14 @@ def insert_feed_events(conn: Connection, rows: Sequence[tuple[int, int, int, byt
 
 def set_bindings_state(
     conn: Connection, pairs: Sequence[tuple[int, bytes]], state: int, now: int
-) -> set[int]:
-    """Set the state of bindings (pk, token); returns the pks written."""
-    result = conn.exec_driver_sql(
+) -> None:
+    """Set the state of bindings (pk, token) just read under lock (so none has moved)."""
+    conn.exec_driver_sql(
         "UPDATE bindings AS b SET state = %s, updated_us = %s"
         f" FROM {_unnest('bigint', 'bytea')} AS v(pk, token)"
-        " WHERE b.pk = v.pk AND b.token = v.token RETURNING b.pk",
+        " WHERE b.pk = v.pk AND b.token = v.token",
         (state, now, [p for p, _ in pairs], [t for _, t in pairs]),
     )
-    return {pk for (pk,) in result}
 
 
 def set_binding_states(

@@ -118,17 +118,20 @@ def mark_delivered(session: Session, orders: Sequence[tuple[int, bytes]]) -> Non
     pks = [pk for pk, _ in orders]
     if conn.dialect.name == "postgresql":
         # One statement routed by token (storage.pgsets); an order a re-key moved to its
-        # binding's new token since it was read is marked by pk alone below.
+        # binding's new token since it was read (or one no longer open) goes by pk alone,
+        # in one more statement.
         done = pgsets.mark_delivered(conn, orders, int(OrderState.DELIVERED), OPEN_STATES, now)
-        pks = [pk for pk in pks if pk not in done]
-    if pks:
-        conn.exec_driver_sql(
-            driver_sql(
-                conn,
-                "UPDATE orders SET state = ?, delivered_us = ? WHERE pk = ? AND state IN (?, ?)",
-            ),
-            [(int(OrderState.DELIVERED), now, pk, *OPEN_STATES) for pk in pks],
-        )
+        rest = [pk for pk in pks if pk not in done]
+        if rest:
+            pgsets.mark_delivered_by_pk(conn, rest, int(OrderState.DELIVERED), OPEN_STATES, now)
+        return
+    conn.exec_driver_sql(
+        driver_sql(
+            conn,
+            "UPDATE orders SET state = ?, delivered_us = ? WHERE pk = ? AND state IN (?, ?)",
+        ),
+        [(int(OrderState.DELIVERED), now, pk, *OPEN_STATES) for pk in pks],
+    )
 
 
 def feed_head(session: Session, platform_pk: int) -> int:

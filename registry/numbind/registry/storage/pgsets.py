@@ -6,8 +6,10 @@ executor start-up each: ~134 us a row measured on the reissue bench), and a stat
 hash-partitioned table that does not name the token probes every partition. Here each batch
 is one statement over `unnest` of arrays, joined on (pk, token) so each row routes to its
 own partition. The writes by (pk, token) return the pks they touched: a row a concurrent
-re-key moved to its new token since the caller read it is missed there, and the caller
-writes those few by pk alone (what the row-by-row statements always did).
+re-key moved to its new token since the caller read it (or one no longer in the state the
+write expects) is missed there, and the caller writes those few by pk alone, again in one
+statement (`*_by_pk`: without the token, each pk probes every partition). Orders and feed
+entries are inserted with COPY (storage.pgcopy) on pks drawn here first (`next_pks`).
 
 The joined arrays are passed as `unnest((SELECT %s::bigint[]), ...)`: a bare array
 parameter tells the planner its length, and from a few hundred rows on it then hashes the
@@ -31,12 +33,14 @@ from sqlalchemy.orm import Session
 
 __all__ = [
     "any_of",
-    "insert_feed_events",
-    "insert_orders",
     "lock_bindings",
     "mark_delivered",
+    "mark_delivered_by_pk",
+    "next_pks",
     "record_order_acks",
+    "record_order_acks_by_pk",
     "set_binding_states",
+    "set_binding_states_by_pk",
     "set_bindings_state",
     "update_numbers",
 ]
@@ -81,40 +85,13 @@ def lock_bindings(conn: Connection, pairs: Iterable[tuple[int, bytes]]) -> dict[
     return out
 
 
-def insert_orders(
-    conn: Connection,
-    revocation_id: str,
-    rows: Sequence[tuple[object, ...]],
-    state: int,
-    now: int,
-    deadline: int,
-) -> list[tuple[str, int, bytes]]:
-    """rows: (id, platform_pk, binding_pk, token, kind, cause, tenure_start_us); returns
-    (id, pk, token) of each new order."""
-    cols = list(zip(*rows, strict=True))
+def next_pks(conn: Connection, sequence: str, n: int) -> list[int]:
+    """n values of the sequence, in one statement: pks allocated before a COPY, which
+    returns nothing (storage.orders)."""
     result = conn.exec_driver_sql(
-        "INSERT INTO orders (id, revocation_id, platform_pk, binding_pk, token, kind, cause,"
-        " state, outcome, reason, tenure_start_us, created_us, deadline_us)"
-        " SELECT v.id, %s, v.platform_pk, v.binding_pk, v.token, v.kind, v.cause, %s, 0, '',"
-        " v.tenure_start_us, %s, %s"
-        " FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::bytea[], %s::smallint[],"
-        " %s::smallint[], %s::bigint[])"
-        " AS v(id, platform_pk, binding_pk, token, kind, cause, tenure_start_us)"
-        " RETURNING id, pk, token",
-        (revocation_id, state, now, deadline, *(list(c) for c in cols)),
+        "SELECT nextval(%s::regclass) FROM generate_series(1, %s)", (sequence, n)
     )
-    return [(oid, pk, bytes(token)) for oid, pk, token in result]
-
-
-def insert_feed_events(conn: Connection, rows: Sequence[tuple[int, int, int, bytes, int]]) -> None:
-    """rows: (platform_pk, seq, order_pk, token, created_us)."""
-    cols = list(zip(*rows, strict=True))
-    conn.exec_driver_sql(
-        "INSERT INTO feed_events (platform_pk, seq, order_pk, token, created_us)"
-        " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bytea[],"
-        " %s::bigint[])",
-        tuple(list(c) for c in cols),
-    )
+    return [pk for (pk,) in result]
 
 
 def set_bindings_state(
@@ -143,6 +120,22 @@ def set_binding_states(
     return {pk for (pk,) in result}
 
 
+def set_binding_states_by_pk(
+    conn: Connection, rows: Sequence[tuple[int, int]], was: int, now: int
+) -> None:
+    """(pk, new state) of bindings now in state `was`, by pk alone: the rows
+    `set_binding_states` did not match at their token (moved by a re-key, or no longer
+    `was`). One statement for all of them, where it was one per row; without the token each
+    pk probes every partition's primary key."""
+    cols = list(zip(*rows, strict=True))
+    conn.exec_driver_sql(
+        "UPDATE bindings AS b SET state = v.state, updated_us = %s"
+        f" FROM {_unnest('bigint', 'smallint')} AS v(pk, state)"
+        " WHERE b.pk = v.pk AND b.state = %s",
+        (now, *(list(c) for c in cols), was),
+    )
+
+
 def record_order_acks(
     conn: Connection, rows: Sequence[tuple[int, bytes, int, int, str]], now: int
 ) -> set[int]:
@@ -157,6 +150,21 @@ def record_order_acks(
         (now, *(list(c) for c in cols)),
     )
     return {pk for (pk,) in result}
+
+
+def record_order_acks_by_pk(
+    conn: Connection, rows: Sequence[tuple[int, int, int, str]], now: int
+) -> None:
+    """(pk, state, outcome, reason) of orders `record_order_acks` did not match at their
+    token (a re-key moved them), by pk alone, in one statement."""
+    cols = list(zip(*rows, strict=True))
+    conn.exec_driver_sql(
+        "UPDATE orders AS o SET state = v.state, outcome = v.outcome, reason = v.reason,"
+        " acked_us = %s"
+        f" FROM {_unnest('bigint', 'smallint', 'smallint', 'text')}"
+        " AS v(pk, state, outcome, reason) WHERE o.pk = v.pk",
+        (now, *(list(c) for c in cols)),
+    )
 
 
 def mark_delivered(
@@ -175,6 +183,18 @@ def mark_delivered(
         (state, now, [p for p, _ in pairs], [t for _, t in pairs], list(open_states)),
     )
     return {pk for (pk,) in result}
+
+
+def mark_delivered_by_pk(
+    conn: Connection, pks: Sequence[int], state: int, open_states: Sequence[int], now: int
+) -> None:
+    """The orders `mark_delivered` did not match at their token (moved by a re-key, or no
+    longer open), by pk alone, in one statement."""
+    conn.exec_driver_sql(
+        "UPDATE orders SET state = %s, delivered_us = %s"
+        " WHERE pk = ANY((SELECT %s::bigint[])) AND state = ANY(%s::smallint[])",
+        (state, now, list(pks), list(open_states)),
+    )
 
 
 def update_numbers(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None:

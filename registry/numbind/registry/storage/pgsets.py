@@ -192,7 +192,7 @@ def mark_delivered_by_pk(
     longer open), by pk alone, in one statement."""
     conn.exec_driver_sql(
         "UPDATE orders SET state = %s, delivered_us = %s"
-        " WHERE pk = ANY((SELECT %s::bigint[])) AND state = ANY(%s::smallint[])",
+        " WHERE pk = ANY(CAST((SELECT %s::bigint[]) AS bigint[])) AND state = ANY(%s::smallint[])",
         (state, now, list(pks), list(open_states)),
     )
 

@@ -16,7 +16,7 @@ from numbind.registry.domain.types import BindingState, EventCause, EventKind, O
 from numbind.registry.storage import feed, log, migrate, numbers, orders, pgcopy, principals
 from numbind.registry.storage.db import Database
 from numbind.registry.storage.models import BindingRow, LifecycleEventRow, OrderRow
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 
 from tests.storage.test_feed_store import _binding
 
@@ -76,8 +76,8 @@ def test_orders_deliveries_and_acks_take_one_statement_per_batch(
 
         rid = db.transact(append)
         appended = counter.count
-        if pg:  # lock, orders COPY, feed entries COPY, REVOKING: none per row
-            assert appended == 4, appended
+        if pg:  # lock setting REVOKING, orders COPY, feed entries COPY: none per row
+            assert appended == 3, appended
         items = db.transact(lambda s: feed.read_feed(s, plat, 0, SIZE))
         before = counter.count
         db.transact(lambda s: feed.mark_delivered(s, [(i.order_pk, i.token) for i in items]))
@@ -182,3 +182,51 @@ def test_log_leaves_and_lifecycle_events_take_one_statement_per_table(
     if db.write_engine.dialect.name == "postgresql":
         assert logged == 2, logged  # leaves, subtree hashes
         assert lifecycle == 1, lifecycle
+
+
+def test_append_locks_a_binding_a_rekey_moved_by_pk_and_revokes_only_revoke_orders(
+    db: Database,
+) -> None:
+    """PostgreSQL's one statement both locks the bindings and sets REVOKING (pgsets
+    lock_bindings): a binding whose token changed since it was read is found by pk alone,
+    set REVOKING too, and its order takes the token its row holds now; a notice's binding
+    is locked but keeps its state."""
+    if db.write_engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's single writer excludes a re-key during the append")
+    carrier = db.transact(lambda s: principals.register(s, "carrier", "cs").pk)
+    plat = db.transact(lambda s: principals.register(s, "platform", "ps").pk)
+    stored = db.transact(lambda s: [_binding(s, plat, i) for i in range(3)])
+    new_token = b"\x01" * 32
+    # A re-key's conversion of binding 0 after the caller read it.
+    db.transact(
+        lambda s: s.execute(
+            update(BindingRow).where(BindingRow.pk == stored[0].pk).values(token=new_token)
+        )
+    )
+
+    def append(s: Any) -> str:
+        rid = orders.new_revocation(s, EventCause.REISSUED, carrier)
+        kinds = (EventKind.REVOKE, EventKind.REVOKE, EventKind.NUMBER_DEACTIVATED)
+        new = [
+            orders.NewOrder(b, kind, EventCause.REISSUED, 1)
+            for b, kind in zip(stored, kinds, strict=True)
+        ]
+        orders.append(s, rid, new, 60.0)
+        return rid
+
+    rid = db.transact(append)
+    states = dict(db.transact(lambda s: s.execute(select(BindingRow.pk, BindingRow.state)).all()))
+    assert states == {
+        stored[0].pk: int(BindingState.REVOKING),
+        stored[1].pk: int(BindingState.REVOKING),
+        stored[2].pk: int(BindingState.ACTIVE),
+    }
+    tokens = dict(
+        db.transact(
+            lambda s: s.execute(
+                select(OrderRow.binding_pk, OrderRow.token).where(OrderRow.revocation_id == rid)
+            ).all()
+        )
+    )
+    assert tokens[stored[0].pk] == new_token
+    assert tokens[stored[1].pk] == stored[1].binding.token.value

@@ -115,7 +115,7 @@ def append(
     by_platform: dict[int, list[NewOrder]] = defaultdict(list)
     for order in orders:
         by_platform[order.binding.platform_pk].append(order)
-    token_of = _current_tokens(session, orders)
+    token_of = _current_tokens(session, orders, now)
     order_rows: list[tuple[object, ...]] = []
     seqs: dict[str, tuple[int, int]] = {}
     for platform_pk in sorted(by_platform):  # fixed lock order: no deadlocks between reports
@@ -150,10 +150,8 @@ def append(
                 )
             )
     conn = session.connection()
-    revoking = [
-        (o.binding.pk, token_of[o.binding.pk]) for o in orders if o.kind == EventKind.REVOKE
-    ]
     if conn.dialect.name == "postgresql":
+        # The bindings of REVOKE orders became REVOKING as they were locked (_current_tokens).
         # pks drawn up front (one statement), so orders and their feed entries are each one
         # COPY, without RETURNING: 20,000 orders with their feed entries took 1.0-1.9 s
         # this way against 2.7-3.6 s as `INSERT ... SELECT FROM unnest(...) RETURNING` and a
@@ -164,9 +162,10 @@ def append(
         pgcopy.copy_rows(conn, "orders", ("pk", *_ORDER_COLUMNS), [(pk, *r) for pk, r in numbered])
         feed_rows = [(*seqs[str(r[0])], pk, r[4], now) for pk, r in numbered]
         pgcopy.copy_rows(conn, "feed_events", _FEED_COLUMNS, feed_rows)
-        if revoking:
-            pgsets.set_bindings_state(conn, revoking, int(BindingState.REVOKING), now)
     else:
+        revoking = [
+            (o.binding.pk, token_of[o.binding.pk]) for o in orders if o.kind == EventKind.REVOKE
+        ]
         _append_rows(conn, revocation_id, order_rows, seqs, revoking, now)
     # Other processes' streams of these feeds wake when this transaction commits.
     signals.announce(session, signals.FEED, by_platform)
@@ -217,8 +216,9 @@ def _append_rows(
         )
 
 
-def _current_tokens(session: Session, orders: Sequence[NewOrder]) -> dict[int, bytes]:
-    """binding pk -> the token its row holds now, the binding locked until commit.
+def _current_tokens(session: Session, orders: Sequence[NewOrder], now: int) -> dict[int, bytes]:
+    """binding pk -> the token its row holds now, the binding locked until commit; on
+    PostgreSQL the bindings of REVOKE orders become REVOKING in the same statement.
 
     An order takes its binding's token (the partition key). The caller read the bindings
     without a lock, and on PostgreSQL a re-key batch may have converted one since; reading
@@ -228,8 +228,12 @@ def _current_tokens(session: Session, orders: Sequence[NewOrder]) -> dict[int, b
     conn = session.connection()
     if conn.dialect.name == "sqlite":
         return {o.binding.pk: o.binding.binding.token.value for o in orders}
+    revoke: dict[int, tuple[bytes, bool]] = {}
+    for o in orders:
+        _, was = revoke.get(o.binding.pk, (b"", False))
+        revoke[o.binding.pk] = (o.binding.binding.token.value, was or o.kind == EventKind.REVOKE)
     return pgsets.lock_bindings(
-        conn, {(o.binding.pk, o.binding.binding.token.value) for o in orders}
+        conn, [(pk, t, r) for pk, (t, r) in revoke.items()], int(BindingState.REVOKING), now
     )
 
 

@@ -11,8 +11,15 @@ from typing import Any
 
 import pytest
 from numbind.protocol.log_entries import canonical
+from numbind.registry.domain.lifecycle import NumberRecord
 from numbind.registry.domain.logged import LogLeaf
-from numbind.registry.domain.types import BindingState, EventCause, EventKind, OrderState
+from numbind.registry.domain.types import (
+    BindingState,
+    EventCause,
+    EventKind,
+    NumberState,
+    OrderState,
+)
 from numbind.registry.storage import feed, log, migrate, numbers, orders, pgcopy, principals
 from numbind.registry.storage.db import Database
 from numbind.registry.storage.models import BindingRow, LifecycleEventRow, OrderRow
@@ -31,7 +38,15 @@ def db(database_url: str) -> Iterator[Database]:
     database.close()
 
 
-_TABLES = ("orders", "bindings", "feed_events", "log_leaves", "log_nodes", "lifecycle_events")
+_TABLES = (
+    "orders",
+    "bindings",
+    "feed_events",
+    "log_leaves",
+    "log_nodes",
+    "lifecycle_events",
+    "numbers",
+)
 
 
 class _Counter:
@@ -144,7 +159,7 @@ def test_orders_deliveries_and_acks_take_one_statement_per_batch(
         assert moved == 5, moved  # lookup; acks, by pk; binding states, by pk
 
 
-def test_log_leaves_and_lifecycle_events_take_one_statement_per_table(
+def test_log_leaves_lifecycle_events_and_new_numbers_take_one_statement_per_table(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     carrier = db.transact(lambda s: principals.register(s, "carrier", "cs").pk)
@@ -172,6 +187,13 @@ def test_log_leaves_and_lifecycle_events_take_one_statement_per_table(
         before = counter.count
         db.transact(lambda s: numbers.log_events(s, events))
         lifecycle = counter.count - before
+        before = counter.count
+        records = {
+            bytes([i]) * 32: NumberRecord(carrier, NumberState.ACTIVE, i, None, i, i)
+            for i in range(SIZE)
+        }
+        db.transact(lambda s: numbers.save(s, records, {}, "k1"))
+        saved = counter.count - before
     finally:
         counter.close()
     assert db.transact(log.head, write=False).size == SIZE
@@ -179,9 +201,11 @@ def test_log_leaves_and_lifecycle_events_take_one_statement_per_table(
         lambda s: list(s.scalars(select(LifecycleEventRow.seq).order_by(LifecycleEventRow.seq)))
     )
     assert seqs == list(range(1, SIZE + 1))  # gap-free from the head
+    assert db.transact(lambda s: numbers.load(s, list(records))) == records
     if db.write_engine.dialect.name == "postgresql":
         assert logged == 2, logged  # leaves, subtree hashes
         assert lifecycle == 1, lifecycle
+        assert saved == 1, saved
 
 
 def test_append_locks_a_binding_a_rekey_moved_by_pk_and_revokes_only_revoke_orders(

@@ -32,6 +32,19 @@ _EVENT_COLUMNS = (
     "revocation_id",
 )
 
+# A new numbers row as save builds it.
+_NUMBER_COLUMNS = (
+    "key_id",
+    "carrier_pk",
+    "state",
+    "tenure_start_us",
+    "last_reissued_us",
+    "first_known_us",
+    "last_effective_us",
+    "updated_us",
+    "token",
+)
+
 _COLUMNS = (
     NumberRow.token,
     NumberRow.carrier_pk,
@@ -127,12 +140,13 @@ def save(
         else:
             inserts.append((*values, token))
     conn = session.connection()
-    if inserts:
+    if inserts and conn.dialect.name == "postgresql":
+        pgcopy.copy_rows(conn, "numbers", _NUMBER_COLUMNS, inserts)  # one statement
+    elif inserts:
         conn.exec_driver_sql(
             driver_sql(
                 conn,
-                "INSERT INTO numbers (key_id, carrier_pk, state, tenure_start_us,"
-                " last_reissued_us, first_known_us, last_effective_us, updated_us, token)"
+                f"INSERT INTO numbers ({', '.join(_NUMBER_COLUMNS)})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ),
             inserts,

@@ -8,7 +8,8 @@ The benches start a server this way when NUMBIND_BENCH_STATEMENTS names a file
 (bench._harness.registry_process). Timed: every statement through SQLAlchemy (an
 executemany is one call of many rows) and every COPY through psycopg (storage.pgcopy),
 each from its start to its last row, so waits for locks count; statements run
-concurrently by the pool's threads add up past the wall time. Written every second and
+concurrently by the pool's threads add up past the wall time, and the holder queries
+bench.reissue sends after the last ack are in the window too. Written every second and
 when the server stops. Bench-only: the server itself carries no timing code.
 """
 

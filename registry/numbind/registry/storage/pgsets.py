@@ -69,15 +69,16 @@ def lock_bindings(
 
     One UPDATE both locks and writes (the others are written unchanged, to lock them): a
     separate `SELECT ... FOR UPDATE` wrote a lock into every row and the UPDATE then wrote
-    each again. The UPDATE's row lock (FOR NO KEY UPDATE) still blocks every other writer
-    of these rows, a re-key's change of the token included; only FOR KEY SHARE (foreign
-    keys into bindings, of which there are none) would pass it. 20,000 bindings of 200,000: 0.26-0.38 s against
-    0.55-1.21 s (alternated, the loaded 2-core machine). An UPDATE has no ORDER BY: the rows
-    are locked in the order of the sorted arrays, which the nested loop the sub-select
-    makes the planner choose follows; should another plan ever lock in another order, a
-    deadlock between two reports is retried (storage.db). By (pk, token), each row routes to
-    its partition; a binding a re-key converted since it was read is missed there and locked
-    by pk alone (every partition)."""
+    each again. 20,000 bindings of 200,000: 0.26-0.38 s against 0.55-1.21 s (alternated,
+    the loaded 2-core machine). The UPDATE's row lock (FOR NO KEY UPDATE) still blocks
+    every other writer of these rows, a re-key's change of the token included; only FOR
+    KEY SHARE (foreign keys into bindings, of which there are none) would pass it.
+
+    An UPDATE has no ORDER BY: the rows are locked in the order of the sorted arrays, which
+    the nested loop the sub-select makes the planner choose follows; should another plan
+    ever lock in another order, a deadlock between two reports is retried (storage.db). By
+    (pk, token), each row routes to its partition; a binding a re-key converted since it
+    was read is missed there and locked by pk alone (every partition)."""
     wanted = sorted(rows)
     revoke = {pk for pk, _, r in wanted if r}
     out = {

@@ -51,6 +51,8 @@ def test_hub_and_members_join_by_exchanging_files(dirs: Dirs) -> None:
     vkey = (dirs.hub / "federation" / "federation.vkey").read_text().strip()
     assert f"federation key:  {vkey}" in out
     assert vkey.startswith("numbind.demo/federation+")
+    # A hub already serving takes the federation up only when it restarts: the command says so.
+    assert f"next: (re)start `numbind serve --data-dir {dirs.hub}` to serve as the hub" in out
 
     out = fed(
         "request",
@@ -85,6 +87,7 @@ def test_hub_and_members_join_by_exchanging_files(dirs: Dirs) -> None:
 
     out = fed("accept", dirs.bank, root / "bank.grant")
     assert "manifest v2" in out and f"pinned key:      {vkey}" in out
+    assert f"`numbind serve --data-dir {dirs.bank}` to serve as member bank" in out
     # The member now holds the hub's exact signed bytes and pins the hub's key.
     assert (dirs.bank / "federation" / "manifest.note").read_bytes() == (
         dirs.hub / "federation" / "manifest.note"
@@ -135,6 +138,7 @@ def test_hub_and_members_join_by_exchanging_files(dirs: Dirs) -> None:
     fed("add-member", dirs.hub, root / "bank.req", "--out", root / "bank.grant3")
     out = fed("accept", dirs.bank, root / "bank.grant3")
     assert "manifest v3 (was v2)" in out and "pinned key" not in out
+    assert "restart" not in out  # a running member follows a newer version live
     assert [m["id"] for m in show(dirs.bank)["members"]] == ["bank", "hub", "net"]
 
     # The old grant is older than what bank holds now: refused, v3 stays.

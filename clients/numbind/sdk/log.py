@@ -172,7 +172,7 @@ class LogClient:
         if self._key is None:
             self._key = offered
             if self._pin is not None:
-                write_atomically(self._pin, (offered + "\n").encode("ascii"), 0o644)
+                write_atomically(self._pin, (offered + "\n").encode("ascii"), 0o600)
         return self._key
 
     # -- checkpoints and proofs ---------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ from tests.e2e._federation import (
     cli,
     fed,
     join,
+    ok,
     refused,
     show,
     version_of,
@@ -221,6 +223,31 @@ def test_init_is_idempotent_and_uses_the_served_address(dirs: Dirs) -> None:
     assert show(dirs.hub)["members"][0]["address"] == "127.0.0.1:17999"
     assert "already initialised here (v1)" in fed("init", dirs.hub, "--id", "demo")
     refused("init", dirs.hub, "--id", "other", want="already holds federation demo")
+
+
+def test_init_warns_when_the_hub_would_strand_its_platforms(dirs: Dirs) -> None:
+    ok(
+        "admin", "add-platform", "acme", "--display-name", "A", "--category", "other",
+        "--data-dir", dirs.hub, "--out", dirs.root / "acme",
+    )  # fmt: skip
+    result = cli(
+        "federation", "init", "--data-dir", dirs.hub, "--id", "demo", "--address", HUB_ADDRESS
+    )
+    assert result.code == 0, result
+    assert "numbind: warning: this registry has 1 platform(s)" in result.err
+    assert f"move {dirs.hub / 'federation'} away" in result.err
+    # Done that way, the hub keeps them; a hub with no platform hears nothing of it.
+    shutil.move(dirs.hub / "federation", dirs.root / "federation-old")
+    again = cli(
+        "federation", "init", "--data-dir", dirs.hub, "--id", "demo", "--address", HUB_ADDRESS,
+        "--binding-registry",
+    )  # fmt: skip
+    assert again.code == 0 and "warning" not in again.err, again
+    assert "binding-registry" in show(dirs.hub)["members"][0]["roles"]
+    fresh = cli(
+        "federation", "init", "--data-dir", dirs.net, "--id", "other", "--address", NET_ADDRESS
+    )
+    assert fresh.code == 0 and "platform(s)" not in fresh.err, fresh
 
 
 def test_every_federation_option_has_help() -> None:

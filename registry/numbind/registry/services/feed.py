@@ -35,6 +35,7 @@ from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import feed, idempotency, log, orders
 from numbind.registry.storage.db import Database, Session
+from numbind.registry.storage.group_commit import GroupCommit
 
 # Events per read; each page is one read and one mark-delivered write.
 PAGE = 1000
@@ -71,6 +72,10 @@ class FeedService:
         max_streams_per_principal: int = 8,
     ) -> None:
         self._db = db
+        # Acks and delivery marks of all of this process's streams share transactions (one
+        # fsync each) when they arrive together: on SQLite each alone costs a commit behind
+        # the one writer, and a reissue brings hundreds of them at once.
+        self._writes = GroupCommit(db)
         self._tokens = tokens
         self._notifier = notifier
         self._standing = standing
@@ -105,7 +110,7 @@ class FeedService:
     async def _deliver(self, items: list[feed.FeedItem]) -> None:
         pending = [(i.order_pk, i.token) for i in items if i.state not in _FINAL]
         if pending:
-            await self._db.run(lambda s: feed.mark_delivered(s, pending))
+            await self._writes.run(lambda s: feed.mark_delivered(s, pending))
 
     async def stream(
         self, caller: Principal, after_seq: int, heartbeat_seconds: int
@@ -284,5 +289,5 @@ class FeedService:
                 session, caller.pk, "AckEvents", request_id, body_hash, lambda: act(session)
             )
 
-        result = await self._db.run(tx)
+        result = await self._writes.run(tx)
         return int(result["recorded"]), int(result["duplicate"])

@@ -479,3 +479,20 @@ def test_consistency_between_every_pair_of_sizes(data: list[bytes]) -> None:
         for size1 in range(size2 + 1):
             proof = tree.consistency_proof(size1, size2)
             m.verify_consistency(size1, size2, proof, roots[size1], roots[size2])
+
+
+def test_grow_is_append_of_each_leaf_hash_from_any_size() -> None:
+    """CompactRange.grow (a witness's replay) keeps the same right edge as appending each
+    leaf's hash, from every starting size."""
+    from numbind.protocol.merkle import CompactRange, leaf_hash
+
+    data = [bytes([i]) * (i % 5 + 1) for i in range(70)]
+    for start in (0, 1, 2, 3, 7, 8, 31, 33):
+        slow, fast = CompactRange(), CompactRange()
+        for d in data[:start]:
+            slow.append(leaf_hash(d))
+            fast.append(leaf_hash(d))
+        for d in data[start:]:
+            slow.append(leaf_hash(d))
+        fast.grow(data[start:])
+        assert (fast.size, fast.hashes, fast.root()) == (slow.size, slow.hashes, slow.root())

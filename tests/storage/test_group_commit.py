@@ -102,3 +102,9 @@ async def test_a_database_error_reruns_each_unit_alone(db: Database) -> None:
         write=False,
     )
     assert count == 1  # written once, though its group was run twice
+
+
+def test_a_new_event_loop_gets_its_own_drainer(db: Database) -> None:
+    group = GroupCommit(db)
+    assert asyncio.run(group.run(_register("first-loop"))) == "first-loop"
+    assert asyncio.run(group.run(_register("second-loop"))) == "second-loop"

@@ -55,10 +55,14 @@ class GroupCommit:
         that transaction committed."""
         if not self._db.is_sqlite:
             return await self._db.run(fn)
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        if self._drainer is not None and self._drainer.get_loop() is not loop:
+            # A new event loop (a test's next asyncio.run): the old one's queue died with it.
+            self._drainer, self._queue = None, []
+        future: asyncio.Future[T] = loop.create_future()
         self._queue.append((fn, future))
         if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.ensure_future(self._drain())
+            self._drainer = loop.create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:

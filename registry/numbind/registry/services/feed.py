@@ -10,7 +10,6 @@ token under the store key, even when the row is still in the old form during a r
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import re
 import time
@@ -101,7 +100,7 @@ class FeedService:
                 delta = view.deltas.get(i.key_id) if i.key_id != view.store_key_id else None
                 if delta is not None:
                     token = rekey_algebra.rekey_many(delta, [i.token])[0]
-                    i = dataclasses.replace(i, key_id=view.store_key_id, token=token)
+                    i = i._replace(key_id=view.store_key_id, token=token)
                 out.append(i)
             return out
 

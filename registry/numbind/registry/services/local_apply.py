@@ -82,8 +82,9 @@ class LocalApplier:
         self._tokens = tokens
         self._notifier = notifier
         self._deadline = deadline_seconds
-        self._first_chunk = first_chunk
-        self._chunk = chunk
+        # Public so that a test can make a small report take several chunks.
+        self.first_chunk = first_chunk
+        self.chunk = chunk
         self._poll = poll_seconds
         self._cursor = 0  # the highest cursor this process has seen
         self._progress = asyncio.Event()
@@ -133,7 +134,7 @@ class LocalApplier:
         return self._task
 
     async def _drain(self) -> None:
-        size = self._first_chunk
+        size = self.first_chunk
         while True:
             self._again = False
             done = await self.apply_chunk(size)
@@ -141,7 +142,7 @@ class LocalApplier:
                 self._seen(done.cursor)
             if done.events == 0 and not self._again:
                 return
-            size = self._first_chunk if done.events == 0 else min(size * 2, self._chunk)
+            size = self.first_chunk if done.events == 0 else min(size * 2, self.chunk)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Until `stopping`: on start, and whenever a report commits (here, or in another

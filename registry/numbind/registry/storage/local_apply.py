@@ -55,6 +55,14 @@ def through(session: Session, revocation_id: str) -> int | None:
     )
 
 
+def pending(session: Session, revocation: RevocationRow) -> tuple[int, int] | None:
+    """(cursor, the revocation's last event) while its orders are still being created."""
+    if revocation.through_seq is None:
+        return None
+    at = cursor(session) or 0
+    return None if at >= revocation.through_seq else (at, revocation.through_seq)
+
+
 def set_cause(session: Session, revocation_id: str, cause: EventCause) -> None:
     session.execute(
         update(RevocationRow).where(RevocationRow.id == revocation_id).values(cause=int(cause))

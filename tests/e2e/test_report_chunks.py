@@ -24,8 +24,8 @@ from numbind.registry.services.local_apply import Chunk, LocalApplier
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import local_apply, principals
-from numbind.registry.storage.db import Database
-from numbind.registry.storage.models import FeedEventRow, LogLeafRow, OrderRow
+from numbind.registry.storage.db import Database, Session
+from numbind.registry.storage.models import BindingRow, FeedEventRow, LogLeafRow, OrderRow
 from numbind.registry.testing import RunningRegistry
 from numbind.sdk import EventFeed, EventKind, FeedEvent
 from numbind.sdk.channel import secure_channel
@@ -40,6 +40,7 @@ PLATFORMS = 2
 PER_PLATFORM = 2  # bindings per number at each platform, all made long before the reissue
 ORDERS = NUMBERS * PLATFORMS * PER_PLATFORM
 DAY_US = 86_400_000_000
+WITHDRAWN = f"p1-old-{NUMBERS - 1}-0".encode()  # at the second platform, last number
 
 
 @dataclass
@@ -70,7 +71,7 @@ async def _world(reg: RunningRegistry) -> World:
             tokens = await tok.tokenize(phones)
         finally:
             tok.close()
-    for p in platforms:
+    for i, p in enumerate(platforms):
         async with secure_channel(p) as channel:
             await platforms_pb2_grpc.PlatformsStub(channel).PublishBindings(
                 platforms_pb2.PublishBindingsRequest(
@@ -78,7 +79,7 @@ async def _world(reg: RunningRegistry) -> World:
                     bindings=[
                         common_pb2.Binding(
                             token=common_pb2.Token(key_id=t.key_id, value=t.token),
-                            account_ref=f"old-{n}-{j}".encode(),
+                            account_ref=f"p{i}-old-{n}-{j}".encode(),
                             bound_at=ts(days_ago(400)),
                             kind=common_pb2.BINDING_KIND_LOGIN,
                         )
@@ -287,3 +288,84 @@ async def test_a_call_past_its_deadline_leaves_the_work_running_and_the_retry_an
     result = await asyncio.wait_for(_report(w, w.lifecycle, "r-deadline"), 60)
     assert (result.applied, result.orders_created) == (NUMBERS, ORDERS)
     _check_exactly_once(w, result.revocation_id)
+
+
+async def _publish(bundle: Bundle, token: Token, refs: list[tuple[bytes, int]]) -> object:
+    async with secure_channel(bundle) as channel:
+        return await platforms_pb2_grpc.PlatformsStub(channel).PublishBindings(
+            platforms_pb2.PublishBindingsRequest(
+                request_id=uuid.uuid4().hex,
+                bindings=[
+                    common_pb2.Binding(
+                        token=common_pb2.Token(key_id=token.key_id, value=token.value),
+                        account_ref=ref,
+                        bound_at=ts(days_ago(days)),
+                        kind=common_pb2.BINDING_KIND_LOGIN,
+                    )
+                    for ref, days in refs
+                ],
+            )
+        )
+
+
+async def test_bindings_changed_while_a_report_is_applied(
+    registry_any_store: RunningRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the report's commit and its last chunk: a late binding published (bound
+    before the new tenure) is revoked on arrival and not ordered again; one bound after the
+    tenure is never revoked; one withdrawn gets no order."""
+    w = await _world(registry_any_store)
+    gate, first_done = asyncio.Event(), asyncio.Event()
+
+    async def hold_second(n: int) -> None:
+        if n == 2:
+            first_done.set()
+            await gate.wait()
+
+    _patch_chunks(monkeypatch, w.applier, hold_second)
+    report = asyncio.create_task(_report(w, w.lifecycle, "r-changed"))
+    # Events 0 and 1 are the first chunk; the last number's orders come in the last one.
+    token = w.events[-1].token
+    p0, p1 = w.platforms
+    try:
+        await asyncio.wait_for(first_done.wait(), 30)  # the report and its first chunk
+        assert not report.done()
+        late = await _publish(p0, token, [(b"late", 300)])
+        assert late.revoked_on_arrival == 1  # type: ignore[attr-defined]
+        fresh = await _publish(p0, token, [(b"fresh", 5)])
+        assert fresh.inserted == 1 and fresh.revoked_on_arrival == 0  # type: ignore[attr-defined]
+        async with secure_channel(p1) as channel:
+            gone = await platforms_pb2_grpc.PlatformsStub(channel).WithdrawBindings(
+                platforms_pb2.WithdrawBindingsRequest(
+                    request_id=uuid.uuid4().hex,
+                    bindings=[
+                        common_pb2.BindingKey(
+                            token=common_pb2.Token(key_id=token.key_id, value=token.value),
+                            account_ref=WITHDRAWN,
+                        )
+                    ],
+                )
+            )
+        assert gone.withdrawn == 1
+    finally:
+        gate.set()
+    result = await asyncio.wait_for(report, 60)
+    assert result.orders_created == ORDERS - 1  # the withdrawn binding's is not made
+
+    def read(s: Session) -> dict[bytes, list[str]]:
+        rows = s.execute(
+            select(BindingRow.account_ref, OrderRow.revocation_id).join(
+                OrderRow, OrderRow.binding_pk == BindingRow.pk, isouter=True
+            )
+        ).all()
+        out: dict[bytes, list[str]] = {}
+        for ref, rid in rows:
+            out.setdefault(bytes(ref), []).extend([rid] if rid else [])
+        return out
+
+    orders_of = w.reg.registry.db.transact(read, write=False)
+    assert orders_of[b"fresh"] == []
+    assert orders_of[WITHDRAWN] == []
+    (arrival,) = orders_of[b"late"]
+    assert arrival != result.revocation_id  # revoked on arrival, once
+    assert all(len(v) == 1 for k, v in orders_of.items() if k not in (b"fresh", WITHDRAWN))

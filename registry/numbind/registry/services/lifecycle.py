@@ -1,8 +1,11 @@
 """Carrier lifecycle reports and the reassigned-since check. No grpc here.
 
-A report is one transaction: authority for every event is checked before anything is
-written, then number states, the audit log, revocation orders, notices and feed entries
-are written together (DESIGN.md, "Flow of a revocation", step 2).
+Authority for every event is checked before anything is written. A single registry's
+report then commits its triggers (number states, the lifecycle log naming the revocation,
+the revocation, the events' log leaves) and its orders, notices and feed entries follow in
+chunks, each committed with a cursor (services.local_apply; issue 14); the call answers
+once they all exist. A federation's hub, and a member replaying the hub's log, write
+everything in one transaction (DESIGN.md, "Flow of a revocation", step 2).
 
 Every token is mapped to the store key first (services.tokenmap), so a number has one
 record whichever key a carrier tokenised it under: authority, tenure and history carry
@@ -94,12 +97,10 @@ class LifecycleService:
         *,
         report_at: str | None = None,
         federated: bool = False,
-        chunked: bool = True,
     ) -> None:
         """`federated`: this is a federation's lifecycle authority, whose members hold
         the bindings: every report that triggers gets a revocation (the members' orders
-        take its id), even with no order here. `chunked` False: a single registry's report
-        writes its orders in its own transaction too (as before issue 14)."""
+        take its id), even with no order here."""
         self._db = db
         self._tokens = tokens
         self._notifier = notifier
@@ -111,7 +112,7 @@ class LifecycleService:
         # federation's hub (no bindings) and members (replaying the hub) in one transaction.
         self.applier = (
             None
-            if federated or report_at is not None or not chunked
+            if federated or report_at is not None
             else LocalApplier(db, tokens, notifier, deadline_seconds)
         )
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -172,11 +173,20 @@ class LocalApplier:
 
     async def apply_chunk(self, size: int) -> Chunk:
         """One chunk of at most `size` events after the cursor, committed with it."""
+        started = time.monotonic()
         done = await self._tokens.act(
             lambda s, view: self._apply(s, view, size), executor=self._executor
         )
         if done.platforms:
             self._notifier.notify(done.platforms)
+        if done.events:
+            log_.debug(
+                "local applier: %d events, %d orders, through seq %s in %.0f ms",
+                done.events,
+                done.orders,
+                done.cursor,
+                (time.monotonic() - started) * 1000,
+            )
         return done
 
     def _apply(self, session: Session, view: KeyView, size: int) -> Chunk:

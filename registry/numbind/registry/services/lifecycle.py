@@ -30,7 +30,7 @@ from numbind.registry.domain.types import (
 )
 from numbind.registry.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from numbind.registry.services import lifecycle_orders, log_record
-from numbind.registry.services.local_apply import LocalApplier
+from numbind.registry.services.local_apply import APPLY_CHUNK, FIRST_CHUNK, LocalApplier
 from numbind.registry.services.notifier import LOG_CHANNEL, FeedNotifier
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import (
@@ -97,10 +97,12 @@ class LifecycleService:
         *,
         report_at: str | None = None,
         federated: bool = False,
+        apply_chunk: int = APPLY_CHUNK,
     ) -> None:
         """`federated`: this is a federation's lifecycle authority, whose members hold
         the bindings: every report that triggers gets a revocation (the members' orders
-        take its id), even with no order here."""
+        take its id), even with no order here. `apply_chunk`: most events per chunk of a
+        single registry's report (services.local_apply)."""
         self._db = db
         self._tokens = tokens
         self._notifier = notifier
@@ -113,7 +115,14 @@ class LifecycleService:
         self.applier = (
             None
             if federated or report_at is not None
-            else LocalApplier(db, tokens, notifier, deadline_seconds)
+            else LocalApplier(
+                db,
+                tokens,
+                notifier,
+                deadline_seconds,
+                first_chunk=min(FIRST_CHUNK, apply_chunk),
+                chunk=apply_chunk,
+            )
         )
 
     @staticmethod

@@ -7,7 +7,8 @@ reports --reissued (10,000) numbers REISSUED in one ReportLifecycle call; every 
 before the clock starts, follow their feeds and ack as fast as they can (outcome UNBOUND, up
 to --ack-batch 500 acks per AckEvents call, one call in flight per platform). Measured:
 
-- report call latency (the one transaction that writes every order and feed entry);
+- report call latency (until every order exists: the report commits its triggers and
+  the orders follow in chunks, services.local_apply);
 - time from just before the report's call to the return of the last platform's last ack;
 - events/s through the feed: orders / that time;
 - holder query latency (Holders.QueryBindings, one attestation for a number with 10 live

@@ -118,12 +118,14 @@ async def _witness_round(reg: RunningRegistry, witness):  # type: ignore[no-unty
 async def test_monitor_fails_when_an_order_was_silently_dropped(
     registry: RunningRegistry, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    honest = log_record.revocation
+    honest = log_record.order_leaves
 
     def drop_last_order(*args, **kwargs) -> list[logged.LogLeaf]:  # type: ignore[no-untyped-def]
         return honest(*args, **kwargs)[:-1]  # the trigger still commits to every order
 
-    monkeypatch.setattr(log_record, "revocation", drop_last_order)
+    # Order leaves are logged with their orders (chunk by chunk for a report), the trigger
+    # after the last: dropping one leaf of the orders' is what a registry could hide.
+    monkeypatch.setattr(log_record, "order_leaves", drop_last_order)
     cm, platforms, summary = await seed(registry)
     rc, out, err = await cli(capsys, "log", "monitor", "--bundle", registry.admin_bundle.directory)
     assert rc == 1

@@ -92,8 +92,21 @@ async def _retry_all(
 
 
 @pytest.mark.parametrize("seed_", [10])
-async def test_kill_9_mid_reissue_then_retry(tmp_path: Path, database_url: str, seed_: int) -> None:
+@pytest.mark.parametrize("chunk", [0, 2])
+async def test_kill_9_mid_reissue_then_retry(
+    tmp_path: Path,
+    database_url: str,
+    seed_: int,
+    chunk: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`chunk` 2: the registry creates a report's orders 2 events per transaction (each
+    batch in 5 chunks after its commit, services.local_apply), so a kill lands between
+    chunks: the restarted registry resumes from its cursor."""
     backend = "postgresql" if database_url.startswith("postgresql") else "sqlite"
+    if chunk:
+        monkeypatch.setenv("NUMBIND_APPLY_CHUNK_EVENTS", str(chunk))
+        backend += f", {chunk}-event chunks"
     rng = random.Random(f"{backend}-{seed_}")
     listen = f"127.0.0.1:{free_port()}"
     settings = Settings(data_dir=tmp_path / "data", listen=listen, database_url=database_url)

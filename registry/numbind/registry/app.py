@@ -179,6 +179,7 @@ class Registry:
             settings.order_deadline_seconds,
             report_at=report_at,
             federated=federation is not None and federation.is_authority,
+            apply_chunk=settings.apply_chunk_events,
         )
         me = federation.me if federation is not None else None
         registry_name = RegistryName(me.id, me.name) if me is not None else UNNAMED

@@ -60,6 +60,10 @@ class Settings:
     rekey_batch_rows: int = 5000
     rekey_pause_seconds: float = 0.0
     rekey_lease_seconds: float = 30.0
+    # A carrier report's orders are created after it commits, in chunks of at most this
+    # many lifecycle events (one transaction each; the first chunk is at most 50, so the
+    # first orders reach the feeds soonest): services.local_apply.
+    apply_chunk_events: int = 500
     # Several processes on one PostgreSQL: the longest a change committed by another
     # process (a feed append, a suspension) may take to be seen here when its LISTEN/NOTIFY
     # notification is lost; normally it arrives within milliseconds.
@@ -108,6 +112,8 @@ class Settings:
                 raise ValueError(f"{name}: got {getattr(self, name)}, want > 0")
         if not 1 <= self.rekey_batch_rows <= 100_000:
             raise ValueError(f"rekey_batch_rows: got {self.rekey_batch_rows}, want 1..100000")
+        if not 1 <= self.apply_chunk_events <= 10_000:
+            raise ValueError(f"apply_chunk_events: got {self.apply_chunk_events}, want 1..10000")
         if self.rekey_pause_seconds < 0:
             raise ValueError(f"rekey_pause_seconds: got {self.rekey_pause_seconds}, want >= 0")
         if not 0.05 <= self.change_poll_seconds <= 60:
@@ -198,6 +204,7 @@ _ENV = {
     "rekey_batch_rows": "NUMBIND_REKEY_BATCH_ROWS",
     "rekey_pause_seconds": "NUMBIND_REKEY_PAUSE_SECONDS",
     "rekey_lease_seconds": "NUMBIND_REKEY_LEASE_SECONDS",
+    "apply_chunk_events": "NUMBIND_APPLY_CHUNK_EVENTS",
     "change_poll_seconds": "NUMBIND_CHANGE_POLL_SECONDS",
     "change_notify": "NUMBIND_CHANGE_NOTIFY",
     "metrics_listen": "NUMBIND_METRICS_LISTEN",

@@ -188,6 +188,7 @@ class RegistryServer:
         self._witness: asyncio.Task[None] | None = None
         self._fanout_retries: asyncio.Task[None] | None = None
         self._manifest_watch: asyncio.Task[None] | None = None
+        self._applier: asyncio.Task[None] | None = None
         fed = registry.federation
         self.follower = (
             Follower(registry.replica, registry.peers, fed.hub.id, fed.files, registry.stopping)
@@ -215,6 +216,12 @@ class RegistryServer:
             name="numbind-log-checkpoints",
         )
         self._witness = start_witness(self.registry)
+        applier = self.registry.lifecycle.applier
+        if applier is not None:
+            # Orders of a report a previous run (or another process) left part-created.
+            self._applier = asyncio.create_task(
+                applier.run(self.registry.stopping), name="numbind-local-applier"
+            )
         if self.follower is not None:
             self.follower.start()
         watch = self.registry.manifest_watch()
@@ -258,7 +265,7 @@ class RegistryServer:
         if self.follower is not None:
             await self.follower.close()
         await self.server.stop(self.registry.settings.shutdown_grace_seconds)
-        for task in (self._publisher, self._witness, self._manifest_watch):
+        for task in (self._publisher, self._witness, self._manifest_watch, self._applier):
             if task is not None:
                 await task
         await self.registry.rekeyer.close()

@@ -106,3 +106,29 @@ def reassigned_since(record: NumberRecord | None, since_us: int) -> int:
     if since_us >= record.first_known_us:
         return 2
     return 3
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What an event that triggered orders: revoke live bindings bound before
+    `revoke_before_us` (when set), and/or notify every live binding."""
+
+    revoke_before_us: int | None
+    notify_deactivated: bool
+
+
+def trigger(out: Outcome) -> Trigger | None:
+    if out.revoke_before_us is None and not out.notify_deactivated:
+        return None
+    return Trigger(out.revoke_before_us, out.notify_deactivated)
+
+
+def trigger_of(kind: LifecycleKind, effective_us: int) -> Trigger:
+    """The trigger of an applied event that named a revocation, from its log row alone:
+    DEACTIVATED notifies; ISSUED or REISSUED started a new tenure at `effective_us` and
+    revokes what was bound before it (as `apply` decided when it named one)."""
+    if kind == LifecycleKind.DEACTIVATED:
+        return Trigger(None, True)
+    if kind in (LifecycleKind.ISSUED, LifecycleKind.REISSUED):
+        return Trigger(effective_us, False)
+    raise ValueError(f"lifecycle kind {kind!r} never triggers")

@@ -43,6 +43,7 @@ from numbind.registry.services.holder_views import (
     NumberView,
     RegistryName,
     RevocationView,
+    Unavailable,
     number_platforms,
     revocation_progress,
 )
@@ -51,6 +52,7 @@ from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import (
     fanout,
     idempotency,
+    local_apply,
     log,
     nonces,
     numbers,
@@ -353,12 +355,26 @@ class HolderService:
             if row is None or row.carrier_pk != caller.pk:
                 raise NotFound(f"revocation_id: no revocation {revocation_id} of yours")
             out = revocation_progress(session, revocation_id, self._registry)
+            # A report's orders are created after it commits (services.local_apply): until
+            # the last exists, the answer says this registry's part is still incomplete.
+            pending = local_apply.pending(session, row)
             return RevocationView(
                 row.id,
                 row.cause,
                 row.created_us,
                 out,
                 leaves=log.revocation_leaves(session, revocation_id),
+                unavailable=(
+                    ()
+                    if pending is None
+                    else (
+                        Unavailable(
+                            self._registry,
+                            f"orders still being created: the report's events through "
+                            f"lifecycle seq {pending[0]} of {pending[1]} have theirs",
+                        ),
+                    )
+                ),
             )
 
         return await self._db.run(read, write=False)

@@ -1,8 +1,11 @@
 """Carrier lifecycle reports and the reassigned-since check. No grpc here.
 
-A report is one transaction: authority for every event is checked before anything is
-written, then number states, the audit log, revocation orders, notices and feed entries
-are written together (DESIGN.md, "Flow of a revocation", step 2).
+Authority for every event is checked before anything is written. A single registry's
+report then commits its triggers (number states, the lifecycle log naming the revocation,
+the revocation, the events' log leaves) and its orders, notices and feed entries follow in
+chunks, each committed with a cursor (services.local_apply; issue 14); the call answers
+once they all exist. A federation's hub, and a member replaying the hub's log, write
+everything in one transaction (DESIGN.md, "Flow of a revocation", step 2).
 
 Every token is mapped to the store key first (services.tokenmap), so a number has one
 record whichever key a carrier tokenised it under: authority, tenure and history carry
@@ -11,7 +14,7 @@ across rotations, and a row still in the old form is converted in place by the r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from numbind.protocol.limits import MAX_LIFECYCLE_EVENTS, MAX_REASSIGNED_QUERIES
@@ -19,19 +22,27 @@ from numbind.registry.domain import lifecycle, logged, validate
 from numbind.registry.domain.keymap import KeyView, StoreToken
 from numbind.registry.domain.quota import DAY_SECONDS
 from numbind.registry.domain.types import (
-    BindingState,
     EventCause,
-    EventKind,
     LifecycleKind,
     Principal,
     Token,
     now_us,
 )
 from numbind.registry.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from numbind.registry.services import log_record
+from numbind.registry.services import lifecycle_orders, log_record
+from numbind.registry.services.local_apply import APPLY_CHUNK, FIRST_CHUNK, LocalApplier
 from numbind.registry.services.notifier import LOG_CHANNEL, FeedNotifier
 from numbind.registry.services.tokenmap import TokenMapper
-from numbind.registry.storage import bindings, idempotency, log, numbers, orders, usage
+from numbind.registry.storage import (
+    bindings,
+    idempotency,
+    log,
+    numbers,
+    orders,
+    replication,
+    usage,
+)
+from numbind.registry.storage import local_apply as local_store
 from numbind.registry.storage.db import Database, Session
 
 MAX_EVENTS = MAX_LIFECYCLE_EVENTS
@@ -67,13 +78,13 @@ class MappedEvent:
     revocation_id: str = ""
 
 
-@dataclass
-class _Group:
-    """The orders one revocation of a report creates."""
+@dataclass(frozen=True)
+class _Numbers:
+    """A report's numbers: store-key value -> (the form its row is stored under, record),
+    and each one's state after the report's events (None: still unknown)."""
 
-    new: list[orders.NewOrder] = field(default_factory=list)
-    revoked: bool = False  # an event of it started a new tenure
-    revokes: int = 0
+    stored: dict[bytes, tuple[bytes, lifecycle.NumberRecord]]
+    state: dict[bytes, lifecycle.NumberRecord | None]
 
 
 class LifecycleService:
@@ -86,10 +97,12 @@ class LifecycleService:
         *,
         report_at: str | None = None,
         federated: bool = False,
+        apply_chunk: int = APPLY_CHUNK,
     ) -> None:
         """`federated`: this is a federation's lifecycle authority, whose members hold
         the bindings: every report that triggers gets a revocation (the members' orders
-        take its id), even with no order here."""
+        take its id), even with no order here. `apply_chunk`: most events per chunk of a
+        single registry's report (services.local_apply)."""
         self._db = db
         self._tokens = tokens
         self._notifier = notifier
@@ -97,6 +110,20 @@ class LifecycleService:
         # A federation member: where carriers report instead (the lifecycle authority).
         self._report_at = report_at
         self._federated = federated
+        # A single registry creates a report's orders after its commit, in chunks; a
+        # federation's hub (no bindings) and members (replaying the hub) in one transaction.
+        self.applier = (
+            None
+            if federated or report_at is not None
+            else LocalApplier(
+                db,
+                tokens,
+                notifier,
+                deadline_seconds,
+                first_chunk=min(FIRST_CHUNK, apply_chunk),
+                chunk=apply_chunk,
+            )
+        )
 
     @staticmethod
     def _validate(events: list[LifecycleInput], view: KeyView) -> list[MappedEvent]:
@@ -131,13 +158,29 @@ class LifecycleService:
                 "ReportLifecycle",
                 request_id,
                 body_hash,
-                lambda: self._apply(session, caller, view.store_key_id, mapped),
+                lambda: self._write(session, caller, view.store_key_id, mapped),
             )
 
         result = await self._tokens.run(prepare, act)
         self.notify(result.pop("platforms"))
         result["leaf_indices"] = tuple(result.get("leaf_indices", ()))
+        through = result.pop("through_seq", 0)
+        if self.applier is not None and through:
+            # The answer as a report in one transaction gave it: once its orders exist,
+            # counted from the revocation (a retry's answer is the same).
+            await self.applier.wait(through)
+            revokes, notices = await self.applier.counts(result["revocation_id"])
+            result["orders_created"], result["notices_created"] = revokes, notices
+        result.setdefault("orders_created", 0)
+        result.setdefault("notices_created", 0)
         return ReportResult(**result)
+
+    def _write(
+        self, session: Session, caller: Principal, store_key: str, events: list[MappedEvent]
+    ) -> dict[str, Any]:
+        if self.applier is None:
+            return self._apply(session, caller, store_key, events)
+        return self._record(session, caller, store_key, events)
 
     def notify(self, platforms: list[int]) -> None:
         """After a commit that applied events: wake the platforms' feeds and the log's
@@ -152,12 +195,11 @@ class LifecycleService:
         commits, then calls `notify` with the returned "platforms"."""
         return self._apply(session, source, store_key, events)
 
-    def _apply(
-        self, session: Session, caller: Principal, store_key: str, events: list[MappedEvent]
-    ) -> dict[str, Any]:
-        tokens = [ev.token.value for ev in events]
-        mapped = {ev.token.value: ev.token for ev in events}
-        stored = numbers.load_stored(session, mapped.values(), lock=True)
+    def _decide(
+        self, session: Session, caller: Principal, events: list[MappedEvent]
+    ) -> tuple[_Numbers, list[lifecycle.Outcome]]:
+        """The numbers (locked) and each event's outcome; authority checked for all first."""
+        stored = numbers.load_stored(session, [ev.token for ev in events], lock=True)
         state: dict[bytes, lifecycle.NumberRecord | None] = {v: r for v, (_, r) in stored.items()}
         outcomes: list[lifecycle.Outcome] = []
         for i, ev in enumerate(events):
@@ -172,47 +214,107 @@ class LifecycleService:
                 ) from None
             state[ev.token.value] = out.record
             outcomes.append(out)
+        return _Numbers(stored, state), outcomes
 
-        triggered = [
-            t
-            for t, o in zip(tokens, outcomes, strict=True)
-            if o.revoke_before_us is not None or o.notify_deactivated
+    @staticmethod
+    def _write_events(
+        session: Session,
+        caller: Principal,
+        store_key: str,
+        events: list[MappedEvent],
+        outcomes: list[lifecycle.Outcome],
+        nums: _Numbers,
+        rids: list[str | None],
+    ) -> list[logged.LogLeaf]:
+        """Number states and the lifecycle log (each event's row naming `rids[i]`); the
+        events' log leaves, for the caller to append last."""
+        final = {t: rec for t, rec in nums.state.items() if rec is not None}
+        numbers.save(session, final, {v: form for v, (form, _) in nums.stored.items()}, store_key)
+        recorded = now_us()
+        numbers.log_events(
+            session,
+            [
+                {
+                    "token": ev.token.value,
+                    "key_id": store_key,
+                    "carrier_pk": caller.pk,
+                    "kind": ev.kind,
+                    "effective_us": ev.effective_us,
+                    "recorded_us": recorded,
+                    "applied": out.applied,
+                    "revocation_id": rid,
+                }
+                for ev, out, rid in zip(events, outcomes, rids, strict=True)
+            ],
+        )
+        return [
+            logged.lifecycle(
+                carrier_pk=caller.pk,
+                carrier=caller.name,
+                token=ev.token.value,
+                key_id=store_key,
+                kind=ev.kind,
+                effective_us=ev.effective_us,
+                applied=out.applied,
+                tenure_start_us=out.record.tenure_start_us,
+                # Only an event that triggered names the batch's revocation: porting never does.
+                revocation_id=rid if lifecycle.trigger(out) is not None else None,
+            )
+            for ev, out, rid in zip(events, outcomes, rids, strict=True)
         ]
-        live = bindings.live_for_tokens(session, [mapped[t] for t in triggered])
-        revoking: set[int] = set()
+
+    def _record(
+        self, session: Session, caller: Principal, store_key: str, events: list[MappedEvent]
+    ) -> dict[str, Any]:
+        """A single registry's report: its triggers only; the local applier creates their
+        orders after the commit (services.local_apply). "through_seq": the last event that
+        names the revocation, whose orders the answer waits for (0: nothing to wait for)."""
+        nums, outcomes = self._decide(session, caller, events)
+        triggers = [lifecycle.trigger(o) for o in outcomes]
+        rid = ""
+        if any(t is not None for t in triggers):
+            revokes = any(t is not None and t.revoke_before_us is not None for t in triggers)
+            cause = EventCause.REISSUED if revokes else EventCause.DEACTIVATED
+            rid = orders.new_revocation(session, cause, caller.pk)
+        names = [rid if t is not None else None for t in triggers]
+        leaves = self._write_events(session, caller, store_key, events, outcomes, nums, names)
+        through = 0
+        if rid:
+            # The log head's row is this transaction's (locked by log_events): its events
+            # hold the sequences up to it.
+            first = replication.head(session)[0] - len(events) + 1
+            through = first + max(i for i, t in enumerate(triggers) if t is not None)
+            local_store.mark_through(session, rid, through)
+            local_store.start(session, first - 1)
+        first_leaf = log.append(session, leaves)
+        applied = sum(o.applied for o in outcomes)
+        return {
+            "leaf_indices": list(range(first_leaf, first_leaf + len(events))),
+            "applied": applied,
+            "superseded": len(outcomes) - applied,
+            "revocation_id": rid,
+            "through_seq": through,
+            "platforms": [],
+        }
+
+    def _apply(
+        self, session: Session, caller: Principal, store_key: str, events: list[MappedEvent]
+    ) -> dict[str, Any]:
+        """Events and their orders in one transaction: a member replaying the hub's log, and
+        the hub (whose report orders nothing: its members hold the bindings)."""
+        nums, outcomes = self._decide(session, caller, events)
+        mapped = {ev.token.value: ev.token for ev in events}
+        items = [
+            (ev.revocation_id, ev.token.value, trig)
+            for ev, out in zip(events, outcomes, strict=True)
+            if (trig := lifecycle.trigger(out)) is not None
+        ]
+        live = bindings.live_for_tokens(session, [mapped[t] for _, t, _ in items])
         # Orders per revocation: "" is this report's own; a member replaying the hub's log
         # files each event's orders under the revocation the hub made for it.
-        groups: dict[str, _Group] = {}
-        notices = revokes = 0
-        for ev, out in zip(events, outcomes, strict=True):
-            token = ev.token.value
-            if out.revoke_before_us is None and not out.notify_deactivated:
-                continue
-            group = groups.setdefault(ev.revocation_id, _Group())
-            group.revoked = group.revoked or out.revoke_before_us is not None
-            if out.notify_deactivated:
-                for b in live.get(token, ()):
-                    group.new.append(
-                        orders.NewOrder(
-                            b, EventKind.NUMBER_DEACTIVATED, EventCause.DEACTIVATED, None
-                        )
-                    )
-                    notices += 1
-            if out.revoke_before_us is not None:
-                for b in live.get(token, ()):
-                    if (
-                        b.bound_us < out.revoke_before_us
-                        and b.state == int(BindingState.ACTIVE)
-                        and b.pk not in revoking
-                    ):
-                        revoking.add(b.pk)
-                        group.new.append(
-                            orders.NewOrder(
-                                b, EventKind.REVOKE, EventCause.REISSUED, out.revoke_before_us
-                            )
-                        )
-                        revokes += 1
-                        group.revokes += 1
+        groups = lifecycle_orders.plan(items, live)
+        revokes = sum(g.revokes for g in groups.values())
+        notices = sum(g.notices for g in groups.values())
         rids: dict[str, str] = {}
         platforms: set[int] = set()
         trail: list[logged.LogLeaf] = []
@@ -236,46 +338,9 @@ class LifecycleService:
             created: list[tuple[str, orders.NewOrder]] = []
             platforms |= orders.append(session, rid, group.new, self._deadline, created=created)
             trail += log_record.revocation(session, rid, cause, caller.pk, caller.name, created)
-        revocation_id = rids.get("", "")
-        final = {t: rec for t, rec in state.items() if rec is not None}
-        numbers.save(session, final, {v: form for v, (form, _) in stored.items()}, store_key)
-        recorded = now_us()
-        numbers.log_events(
-            session,
-            [
-                {
-                    "token": ev.token.value,
-                    "key_id": store_key,
-                    "carrier_pk": caller.pk,
-                    "kind": ev.kind,
-                    "effective_us": ev.effective_us,
-                    "recorded_us": recorded,
-                    "applied": out.applied,
-                    "revocation_id": rids.get(ev.revocation_id) or None,
-                }
-                for ev, out in zip(events, outcomes, strict=True)
-            ],
-        )
-        events_logged = [
-            logged.lifecycle(
-                carrier_pk=caller.pk,
-                carrier=caller.name,
-                token=ev.token.value,
-                key_id=store_key,
-                kind=ev.kind,
-                effective_us=ev.effective_us,
-                applied=out.applied,
-                tenure_start_us=out.record.tenure_start_us,
-                # Only an event that triggered names the batch's revocation: porting never does.
-                revocation_id=(
-                    (rids.get(ev.revocation_id) or None)
-                    if out.revoke_before_us is not None or out.notify_deactivated
-                    else None
-                ),
-            )
-            for ev, out in zip(events, outcomes, strict=True)
-        ]
-        first = log.append(session, [*events_logged, *trail])
+        names = [rids.get(ev.revocation_id) or None for ev in events]
+        leaves = self._write_events(session, caller, store_key, events, outcomes, nums, names)
+        first = log.append(session, [*leaves, *trail])
         applied = sum(o.applied for o in outcomes)
         return {
             "leaf_indices": list(range(first, first + len(events))),
@@ -283,7 +348,7 @@ class LifecycleService:
             "superseded": len(outcomes) - applied,
             "orders_created": revokes,
             "notices_created": notices,
-            "revocation_id": revocation_id,
+            "revocation_id": rids.get("", ""),
             "platforms": sorted(platforms),
         }
 

@@ -23,7 +23,6 @@ def revocation(
     created: Sequence[tuple[str, orders.NewOrder]],
 ) -> list[logged.LogLeaf]:
     """The trigger's leaf, then one per order (each opened by its platform only)."""
-    names = log.principal_names(session, [o.binding.platform_pk for _, o in created])
     trigger = logged.revocation(
         revocation_id=revocation_id,
         cause=cause,
@@ -31,24 +30,30 @@ def revocation(
         carrier=carrier,
         orders=[oid for oid, _ in created],
     )
+    return [trigger, *order_leaves(session, revocation_id, created)]
+
+
+def order_leaves(
+    session: Session, revocation_id: str, created: Sequence[tuple[str, orders.NewOrder]]
+) -> list[logged.LogLeaf]:
+    """One leaf per order, opened by its platform only. The local applier logs a report's
+    orders chunk by chunk and its trigger (committing to all of them) after the last."""
+    names = log.principal_names(session, [o.binding.platform_pk for _, o in created])
     return [
-        trigger,
-        *(
-            logged.order(
-                logged.LoggedOrder(
-                    id=oid,
-                    platform_pk=o.binding.platform_pk,
-                    platform=names.get(o.binding.platform_pk, ""),
-                    kind=o.kind,
-                    cause=o.cause,
-                    token=o.binding.binding.token.value,
-                    key_id=o.binding.binding.token.key_id,
-                    tenure_start_us=o.tenure_start_us,
-                ),
-                revocation_id,
-            )
-            for oid, o in created
-        ),
+        logged.order(
+            logged.LoggedOrder(
+                id=oid,
+                platform_pk=o.binding.platform_pk,
+                platform=names.get(o.binding.platform_pk, ""),
+                kind=o.kind,
+                cause=o.cause,
+                token=o.binding.binding.token.value,
+                key_id=o.binding.binding.token.key_id,
+                tenure_start_us=o.tenure_start_us,
+            ),
+            revocation_id,
+        )
+        for oid, o in created
     ]
 
 

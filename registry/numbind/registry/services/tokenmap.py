@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from numbind.registry.domain.keymap import KeyView, RekeyStatus
@@ -60,15 +61,23 @@ class TokenMapper:
         the view is still current. Both run again, from scratch, if it is not."""
         return await self._attempts(prepare, act, write)
 
-    async def act(self, fn: Callable[[Session, KeyView], T], *, write: bool = True) -> T:
-        """`run` for units of work that map their few tokens inside the transaction."""
-        return await self._attempts(None, lambda s, view, _: fn(s, view), write)
+    async def act(
+        self,
+        fn: Callable[[Session, KeyView], T],
+        *,
+        write: bool = True,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> T:
+        """`run` for units of work that map their few tokens inside the transaction
+        (`executor`: see Database.run)."""
+        return await self._attempts(None, lambda s, view, _: fn(s, view), write, executor)
 
     async def _attempts(
         self,
         prepare: Callable[[KeyView], Any] | None,
         act: Callable[[Session, KeyView, Any], T],
         write: bool,
+        executor: ThreadPoolExecutor | None = None,
     ) -> T:
         for _ in range(_ATTEMPTS):
             view = await self.view()
@@ -79,7 +88,7 @@ class TokenMapper:
                 return act(session, view, prepared)
 
             try:
-                return await self._db.run(tx, write=write)
+                return await self._db.run(tx, write=write, executor=executor)
             except keymap.KeyMapChanged as exc:
                 log.info("token key map changed during a request (%s); mapping again", exc)
                 self.invalidate()

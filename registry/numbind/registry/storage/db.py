@@ -188,10 +188,19 @@ class Database:
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def run(self, fn: Callable[[Session], T], *, write: bool = True) -> T:
-        """`transact` off the event loop."""
+    async def run(
+        self,
+        fn: Callable[[Session], T],
+        *,
+        write: bool = True,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> T:
+        """`transact` off the event loop: in the shared pool, or in `executor` (a
+        background writer with a thread of its own, not queued behind requests)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: self.transact(fn, write=write))
+        return await loop.run_in_executor(
+            executor or self._pool, lambda: self.transact(fn, write=write)
+        )
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

@@ -56,6 +56,10 @@ class RevocationRow(Base):
     subject: Mapped[str | None] = mapped_column(String(128), nullable=True)
     scope: Mapped[int] = mapped_column(SmallInteger, default=0)
     created_us: Mapped[int] = mapped_column(BigInteger)
+    # A single registry's carrier report: the last lifecycle-log sequence of the report;
+    # its orders are all created once the local applier's cursor reaches it
+    # (services.local_apply). NULL: complete when written.
+    through_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class OrderRow(Base):

@@ -169,3 +169,37 @@ def test_a_monitor_fed_in_parts_through_its_saved_state_reports_as_one_replay() 
         Monitor().feed([(1, None)])
     with pytest.raises(ValueError, match="numbind-log-monitor/v1"):
         Monitor.from_json({"format": "other"})
+
+
+def test_a_revocation_being_applied_is_pending_until_its_grace_runs_out() -> None:
+    """A single registry logs a report's events first and the trigger with its last chunk of
+    orders: a monitor with a clock lists the revocation as pending in that window, carries
+    when it first saw it through its saved state, and names it once the grace is over."""
+    orders = [{"t": "order", "id": f"o{i}", "revocation": "r1"} for i in range(2)]
+    trigger = {
+        "t": "revocation",
+        "id": "r1",
+        "orders": 2,
+        "orders_sha256": orders_digest(["o0", "o1"]),
+    }
+    applying = [_life("aa", "ISSUED", 1), _life("aa", "REISSUED", 5, "r1"), orders[0]]
+
+    # Without a clock the history is judged finished: both cross-entry rules fire.
+    assert len(check(enumerate(applying)).problems) == 2
+
+    first = Monitor()
+    first.feed(enumerate(applying))
+    seen = first.report(now=1000.0, grace_seconds=60)
+    assert (seen.ok, seen.pending) == (True, ["r1"])
+    later = Monitor.from_json(json.loads(json.dumps(first.to_json())))
+    still = later.report(now=1059.0, grace_seconds=60)
+    assert (still.ok, still.pending) == (True, ["r1"])
+    overdue = later.report(now=1060.0, grace_seconds=60)
+    assert overdue.pending == []
+    assert any("names revocation r1, never logged" in p for p in overdue.problems)
+    assert any("whose trigger is not logged" in p for p in overdue.problems)
+
+    # The trigger arrives with the last chunk: nothing pending, nothing wrong.
+    later.feed([(3, orders[1]), (4, trigger)])
+    done = later.report(now=5000.0, grace_seconds=60)
+    assert (done.ok, done.pending, later.pending_since) == (True, [], {})

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,15 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         metavar="FILE",
         help="keep the last verified checkpoint and the replay here; the next run proves "
         "and replays only the leaves added since (default: every leaf, every run)",
+    )
+    monitor.add_argument(
+        "--pending-grace",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="a revocation named before its trigger is logged (a report still being "
+        "applied) is pending, not a problem, for this long after this monitor first saw it "
+        "so; with --state that spans runs (default: 600)",
     )
     add_json(monitor)
     command(monitor, _monitor)
@@ -311,7 +321,7 @@ async def _monitor(args: argparse.Namespace) -> int:
         fresh = list(range(start, cp.size))
         proved = await log.prove(fresh, checkpoint=cp) if fresh else []
     monitor.feed((p.index, p.entry) for p in proved)
-    report = monitor.report()
+    report = monitor.report(now=time.time(), grace_seconds=args.pending_grace)
     if state is not None:
         body = {"audit": json.loads(cp.state().to_json()), "monitor": monitor.to_json()}
         write_atomically(state, (json.dumps(body) + "\n").encode(), 0o600)
@@ -324,6 +334,7 @@ async def _monitor(args: argparse.Namespace) -> int:
                     "opened": report.opened,
                     "by_type": report.by_type,
                     "problems": report.problems,
+                    "pending": report.pending,
                     "unopened": report.partial,
                     "ok": report.ok,
                 },
@@ -341,6 +352,8 @@ async def _monitor(args: argparse.Namespace) -> int:
                 f"{report.partial:,} leaves are not this bundle's to open: rules across "
                 "entries need an auditor's (admin) bundle"
             )
+        for rid in report.pending:
+            print(f"pending: revocation {rid} is named but its trigger is not logged yet")
         for problem in report.problems:
             print(f"PROBLEM {problem}")
         print("ok: every rule holds" if report.ok else f"{len(report.problems)} problems")

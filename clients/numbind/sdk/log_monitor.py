@@ -7,6 +7,13 @@
     porting never revokes (PORTED_OUT / PORTED_IN trigger nothing)
     an outcome (ack) is for an order the log holds
 
+A single registry logs a carrier report's events when it records them and the trigger (which
+commits to every order id) with the revocation's last chunk of orders, seconds later: in
+that window a revocation is named by events and orders but not yet logged. A monitor with
+a clock (`report(now=...)`, the CLI) lists such a revocation as pending, remembers when it
+first saw it (kept in the saved state) and names it a problem once it has been pending for
+`grace_seconds`; a replay with no clock (`check`) judges the history as finished.
+
 Pure: `Monitor.feed(entries)` takes (leaf index, opened entry or None) in log order and
 `report()` returns the problems found, each naming its leaf. The monitor keeps what the
 rules need of the leaves it has seen, so a monitor saved (`to_json`) after one checkpoint
@@ -39,6 +46,8 @@ class MonitorReport:
     problems: list[str] = field(default_factory=list)
     # Leaves this auditor could not open (cross-entry rules then were not checked).
     partial: int = 0
+    # Revocations named but whose trigger is not logged yet, within the grace period.
+    pending: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -64,6 +73,8 @@ class Monitor:
     order_leaf: dict[str, int] = field(default_factory=dict)
     named: list[list[Any]] = field(default_factory=list)  # [leaf, revocation] of an event
     acks: list[list[Any]] = field(default_factory=list)  # [leaf, order id]
+    # revocation id -> the monitor's clock when it first saw it named without its trigger
+    pending_since: dict[str, float] = field(default_factory=dict)
 
     def feed(self, entries: Iterable[tuple[int, dict[str, Any] | None]]) -> None:
         for index, entry in entries:
@@ -89,7 +100,10 @@ class Monitor:
             elif kind == "ack":
                 self.acks.append([index, str(entry["order"])])
 
-    def report(self) -> MonitorReport:
+    def report(self, *, now: float | None = None, grace_seconds: float = 600.0) -> MonitorReport:
+        """The problems over every leaf fed. With `now` (the caller's clock, seconds): a
+        revocation named without its trigger is pending until `grace_seconds` after this
+        monitor first saw it so (recorded in `pending_since`), then a problem."""
         report = MonitorReport(self.leaves, self.opened, dict(self.by_type), list(self.problems))
         problems = report.problems
         complete = self.opened == self.leaves
@@ -97,8 +111,9 @@ class Monitor:
             # Rules across entries need every entry: a trigger this bundle cannot open may
             # be the one an order names. Only an auditor's (admin) bundle checks those.
             report.partial = self.leaves - self.opened
+        self._pending(report, complete, now, grace_seconds)
         for index, rid in self.named if complete else []:
-            if rid not in self.triggers:
+            if rid not in self.triggers and rid not in report.pending:
                 problems.append(f"leaf {index}: names revocation {rid}, never logged")
         for rid, (index, count, digest) in self.triggers.items():
             ids = self.orders.get(rid, [])
@@ -108,7 +123,7 @@ class Monitor:
                     f"holds {len(ids)} of them (an order silently dropped or added)"
                 )
         for rid, ids in self.orders.items() if complete else []:
-            if rid not in self.triggers and ids:
+            if rid not in self.triggers and rid not in report.pending and ids:
                 problems.append(
                     f"leaf {self.order_leaf[ids[0]]}: order {ids[0]} of revocation {rid}, "
                     "whose trigger is not logged"
@@ -117,6 +132,16 @@ class Monitor:
             if oid not in self.order_leaf:
                 problems.append(f"leaf {index}: outcome of order {oid}, never logged")
         return report
+
+    def _pending(
+        self, report: MonitorReport, complete: bool, now: float | None, grace: float
+    ) -> None:
+        if now is None or not complete:
+            return
+        untriggered = {rid for _, rid in self.named} | set(self.orders)
+        untriggered -= set(self.triggers)
+        self.pending_since = {rid: self.pending_since.get(rid, now) for rid in sorted(untriggered)}
+        report.pending = [rid for rid, since in self.pending_since.items() if now - since < grace]
 
     def to_json(self) -> dict[str, Any]:
         return {"format": _FORMAT, **vars(self)}

@@ -82,6 +82,16 @@ class Admitted:
         return AdmittedNumber(a.token, a.key_id, self.tenure_start_us)
 
 
+@dataclass(frozen=True)
+class CheckedQuery:
+    """A query's attestations after `HolderService.check_query`: everything checked but
+    single use. `carrier_key` is the key they were verified under."""
+
+    admitted: tuple[Admitted, ...]
+    signed: tuple[SignedAttestation, ...]
+    carrier_key: bytes
+
+
 class HolderService:
     def __init__(
         self,
@@ -153,15 +163,17 @@ class HolderService:
         except InvalidArgument as exc:
             raise InvalidArgument(exc.message.replace(".token.key_id", ".key_id", 1)) from None
 
-    def _admit(
-        self, session: Session, caller: Principal, att: Attestation, token: StoreToken, where: str
-    ) -> int:
-        """Current-carrier and single-use checks; returns the tenure start to use."""
+    @staticmethod
+    def _tenure(session: Session, caller: Principal, token: StoreToken, where: str) -> int | None:
+        """The current-carrier check; returns the number's tenure start (None if unknown)."""
         number = numbers.get(session, token)
         if number is None or number.carrier_pk != caller.pk:
             raise WrongCarrier(
                 f"{where}.token: carrier {caller.name} is not the current carrier of this number"
             )
+        return number.tenure_start_us
+
+    def _spend(self, session: Session, caller: Principal, att: Attestation, where: str) -> None:
         fresh = nonces.claim(
             session,
             caller.pk,
@@ -171,72 +183,95 @@ class HolderService:
         )
         if not fresh:
             raise AttestationReplayed(f"{where}.nonce: this attestation was already used")
-        return number.tenure_start_us or att.tenure_start_us
+
+    def _admit(
+        self, session: Session, caller: Principal, att: Attestation, token: StoreToken, where: str
+    ) -> int:
+        """Current-carrier and single-use checks; returns the tenure start to use."""
+        tenure = self._tenure(session, caller, token, where)
+        self._spend(session, caller, att, where)
+        return tenure or att.tenure_start_us
 
     # -- 一证通查 -------------------------------------------------------------------------
-    async def admit_query(
+    async def check_query(
         self, caller: Principal, signed: Sequence[SignedAttestation]
-    ) -> list[Admitted]:
-        """Check the attestations (one subscriber, current carrier, new nonces) and spend
-        their nonces: the part of a query only the lifecycle authority can do."""
+    ) -> CheckedQuery:
+        """Every check of a query's attestations but the one that writes: signatures, times,
+        one subscriber, current carrier, and nonces not yet used. Read-only, so it never
+        queues behind a writer; `spend_query` then spends the nonces, and nothing may be
+        answered before it has."""
         validate.batch_size("attestations", len(signed), MAX_NUMBERS)
 
-        def admit(session: Session, view: KeyView) -> list[Admitted]:
+        def check(session: Session, view: KeyView) -> CheckedQuery:
             key = self._carrier_key(session, caller)
-            atts = [
-                self._verify(key, caller, s, Purpose.QUERY, f"attestations[{i}]")
-                for i, s in enumerate(signed)
-            ]
+            atts = self._verified(key, caller, signed)
+            admitted = []
             for i, att in enumerate(atts):
-                if att.subject != atts[0].subject:
-                    raise InvalidArgument(
-                        f"attestations[{i}].subject: differs from attestations[0]; one query "
-                        "covers the numbers of one subscriber"
-                    )
-            return [
-                Admitted(
-                    att,
-                    self._admit(
-                        session,
-                        caller,
-                        att,
-                        self._map(view, att, f"attestations[{i}]"),
-                        f"attestations[{i}]",
-                    ),
-                )
-                for i, att in enumerate(atts)
-            ]
+                where = f"attestations[{i}]"
+                tenure = self._tenure(session, caller, self._map(view, att, where), where)
+                if nonces.used(session, caller.pk, att.nonce, now_us=now_us()):
+                    raise AttestationReplayed(f"{where}.nonce: this attestation was already used")
+                admitted.append(Admitted(att, tenure or att.tenure_start_us))
+            assert key is not None  # _verified refuses a carrier without one
+            return CheckedQuery(tuple(admitted), tuple(signed), key)
 
-        return await self._tokens.act(admit)
+        return await self._tokens.act(check, write=False)
+
+    async def spend_query(self, caller: Principal, checked: CheckedQuery) -> None:
+        """Spend the nonces `check_query` found unused, in one transaction: raises
+        AttestationReplayed if another call spent one meanwhile, WrongCarrier if the number
+        changed carrier, and verifies again if the carrier's key changed (so the nonce is
+        spent only under the key and carrier in force when it is written)."""
+
+        def spend(session: Session, view: KeyView) -> None:
+            key = self._carrier_key(session, caller)
+            if key != checked.carrier_key:
+                self._verified(key, caller, checked.signed)
+            for i, a in enumerate(checked.admitted):
+                where = f"attestations[{i}]"
+                self._tenure(session, caller, self._map(view, a.attestation, where), where)
+                self._spend(session, caller, a.attestation, where)
+
+        await self._tokens.act(spend)
+
+    def _verified(
+        self, key: bytes | None, caller: Principal, signed: Sequence[SignedAttestation]
+    ) -> list[Attestation]:
+        atts = [
+            self._verify(key, caller, s, Purpose.QUERY, f"attestations[{i}]")
+            for i, s in enumerate(signed)
+        ]
+        for i, att in enumerate(atts):
+            if att.subject != atts[0].subject:
+                raise InvalidArgument(
+                    f"attestations[{i}].subject: differs from attestations[0]; one query "
+                    "covers the numbers of one subscriber"
+                )
+        return atts
 
     async def local_views(self, admitted: Sequence[Admitted]) -> list[NumberView]:
         """This store's platforms for each admitted number (none if it holds no bindings)."""
+        if not self._local:
+            # A hub that holds no bindings by design has nothing to read: no transaction.
+            return [
+                NumberView(a.attestation.token, a.attestation.key_id, a.tenure_start_us)
+                for a in admitted
+            ]
 
         def read(session: Session, view: KeyView) -> list[NumberView]:
             out = []
             for i, a in enumerate(admitted):
                 att = a.attestation
-                platforms = (
-                    number_platforms(
-                        session,
-                        self._map(view, att, f"attestations[{i}]"),
-                        a.tenure_start_us,
-                        self._registry,
-                    )
-                    if self._local
-                    else []
+                platforms = number_platforms(
+                    session,
+                    self._map(view, att, f"attestations[{i}]"),
+                    a.tenure_start_us,
+                    self._registry,
                 )
                 out.append(NumberView(att.token, att.key_id, a.tenure_start_us, platforms))
             return out
 
-        # The write was only the single-use check; the view is read outside it, so queries
-        # queue behind other writers for as short a time as possible.
         return await self._tokens.act(read, write=False)
-
-    async def query(
-        self, caller: Principal, signed: Sequence[SignedAttestation]
-    ) -> list[NumberView]:
-        return await self.local_views(await self.admit_query(caller, signed))
 
     # -- 一键解绑 -------------------------------------------------------------------------
     @staticmethod
@@ -270,8 +305,9 @@ class HolderService:
         remote_platforms: set[str] | None = None,
     ) -> tuple[str, int]:
         """`remote_platforms`: in a federation, the ids of `platform_ids` the other
-        binding registries hold (None: not every member answered, so none is refused)."""
-        self.validate_revocation(request_id, scope, platform_ids)
+        binding registries hold (None: not every member answered, so none is refused).
+        The caller has checked the request with `validate_revocation` (FederatedHolders
+        does, before it asks the members about `platform_ids`)."""
 
         def first(
             session: Session, view: KeyView, att: Attestation, token: StoreToken

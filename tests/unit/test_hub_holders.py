@@ -1,23 +1,16 @@
 """The hub's own part of a holder query, without storage or gRPC: a hub that holds no
-bindings by design answers its part without opening a transaction."""
+bindings by design reads nothing for its part."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from typing import Any, cast
 
 from numbind.protocol import attestation
 from numbind.registry.domain import attestation as attest
+from numbind.registry.domain.keymap import StoreToken
 from numbind.registry.services.holders import Admitted, HolderService
-
-
-class _NoStore:
-    """Any unit of work is a failure here."""
-
-    async def act(self, *_: Any, **__: Any) -> Any:
-        raise AssertionError("the hub read its store")
 
 
 def _admitted() -> Admitted:
@@ -36,10 +29,24 @@ def _admitted() -> Admitted:
     return Admitted(att, now - 2_000_000)
 
 
+class _NoSession:
+    """Any statement is a failure here."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError("the hub read its store")
+
+
+class _Keys:
+    """A key map under which every token is already the store's."""
+
+    def map(self, field: str, key_id: str, value: bytes) -> StoreToken:
+        return StoreToken(value)
+
+
 def _holders(local: bool) -> HolderService:
     return HolderService(
         cast(Any, None),
-        cast(Any, _NoStore()),
+        cast(Any, None),
         cast(Any, None),
         60.0,
         attest.Policy(),
@@ -49,7 +56,7 @@ def _holders(local: bool) -> HolderService:
 
 def test_a_hub_without_bindings_reads_nothing_for_its_part_of_a_query() -> None:
     a = _admitted()
-    (view,) = asyncio.run(_holders(local=False).local_views([a]))
+    (view,) = _holders(local=False).local_views(cast(Any, _NoSession()), None, [a])
     assert (view.token, view.key_id, view.tenure_start_us) == (
         a.attestation.token,
         a.attestation.key_id,
@@ -59,8 +66,9 @@ def test_a_hub_without_bindings_reads_nothing_for_its_part_of_a_query() -> None:
 
 
 def test_a_registry_with_bindings_still_reads_them() -> None:
+    a = _admitted()
     try:
-        asyncio.run(_holders(local=True).local_views([_admitted()]))
+        _holders(local=True).local_views(cast(Any, _NoSession()), cast(Any, _Keys()), [a])
     except AssertionError as exc:
         assert "read its store" in str(exc)
     else:

@@ -176,16 +176,14 @@ class FederatedHolders:
         checked = await self._holders.check_query(caller, signed)
         numbers = [a.number for a in checked.admitted]
         members = self._directory.members()
+        local = checked.views
         # Single use is the one check left, and spending the nonces is the query's only
-        # write: it runs beside the reads (the members', this store's) instead of before
-        # them. Nothing is answered until it has succeeded: a replay that raced past
-        # check_query is refused here, and what the members said is dropped.
+        # write: it runs beside the members' reads instead of before them. Nothing is
+        # answered until it has succeeded: a replay that raced past check_query is
+        # refused here, and what the members said is dropped.
         spend = asyncio.ensure_future(self._holders.spend_query(caller, checked))
         try:
-            local, outcomes = await asyncio.gather(
-                self._holders.local_views(checked.admitted),
-                self._ask(members, lambda m: m.query(numbers, self._deadline)),
-            )
+            outcomes = await self._ask(members, lambda m: m.query(numbers, self._deadline))
         finally:
             await spend
         unavailable: list[Unavailable] = []

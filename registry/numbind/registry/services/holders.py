@@ -85,11 +85,14 @@ class Admitted:
 @dataclass(frozen=True)
 class CheckedQuery:
     """A query's attestations after `HolderService.check_query`: everything checked but
-    single use. `carrier_key` is the key they were verified under."""
+    single use. `carrier_key` is the key they were verified under; `views` this store's
+    platforms per number, read in the same snapshot as the checks (none at a hub that
+    holds no bindings)."""
 
     admitted: tuple[Admitted, ...]
     signed: tuple[SignedAttestation, ...]
     carrier_key: bytes
+    views: list[NumberView]
 
 
 class HolderService:
@@ -197,9 +200,10 @@ class HolderService:
         self, caller: Principal, signed: Sequence[SignedAttestation]
     ) -> CheckedQuery:
         """Every check of a query's attestations but the one that writes: signatures, times,
-        one subscriber, current carrier, and nonces not yet used. Read-only, so it never
-        queues behind a writer; `spend_query` then spends the nonces, and nothing may be
-        answered before it has."""
+        one subscriber, current carrier, and nonces not yet used; and, in the same read,
+        this store's platforms for each number. Read-only, so it never queues behind a
+        writer; `spend_query` then spends the nonces, and nothing may be answered before
+        it has."""
         validate.batch_size("attestations", len(signed), MAX_NUMBERS)
 
         def check(session: Session, view: KeyView) -> CheckedQuery:
@@ -213,7 +217,8 @@ class HolderService:
                     raise AttestationReplayed(f"{where}.nonce: this attestation was already used")
                 admitted.append(Admitted(att, tenure or att.tenure_start_us))
             assert key is not None  # _verified refuses a carrier without one
-            return CheckedQuery(tuple(admitted), tuple(signed), key)
+            views = self.local_views(session, view, admitted)
+            return CheckedQuery(tuple(admitted), tuple(signed), key, views)
 
         return await self._tokens.act(check, write=False)
 
@@ -249,29 +254,21 @@ class HolderService:
                 )
         return atts
 
-    async def local_views(self, admitted: Sequence[Admitted]) -> list[NumberView]:
-        """This store's platforms for each admitted number (none if it holds no bindings)."""
-        if not self._local:
-            # A hub that holds no bindings by design has nothing to read: no transaction.
-            return [
-                NumberView(a.attestation.token, a.attestation.key_id, a.tenure_start_us)
-                for a in admitted
-            ]
-
-        def read(session: Session, view: KeyView) -> list[NumberView]:
-            out = []
-            for i, a in enumerate(admitted):
-                att = a.attestation
-                platforms = number_platforms(
-                    session,
-                    self._map(view, att, f"attestations[{i}]"),
-                    a.tenure_start_us,
-                    self._registry,
-                )
-                out.append(NumberView(att.token, att.key_id, a.tenure_start_us, platforms))
-            return out
-
-        return await self._tokens.act(read, write=False)
+    def local_views(
+        self, session: Session | None, view: KeyView | None, admitted: Sequence[Admitted]
+    ) -> list[NumberView]:
+        """This store's platforms for each admitted number; a hub that holds no bindings by
+        design has none, and reads nothing (`session` and `view` may then be None)."""
+        out = []
+        for i, a in enumerate(admitted):
+            att = a.attestation
+            platforms = []
+            if self._local:
+                assert session is not None and view is not None
+                token = self._map(view, att, f"attestations[{i}]")
+                platforms = number_platforms(session, token, a.tenure_start_us, self._registry)
+            out.append(NumberView(att.token, att.key_id, a.tenure_start_us, platforms))
+        return out
 
     # -- 一键解绑 -------------------------------------------------------------------------
     @staticmethod

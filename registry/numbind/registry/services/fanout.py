@@ -3,11 +3,13 @@
 A holder's 一证通查 and 一键解绑 arrive at the hub (the lifecycle authority), the only
 registry that knows which carrier serves a number. `FederatedHolders` checks the
 attestation there once (HolderService), then asks each binding registry (a `MemberClient`)
-under one deadline. A member that does not answer in time is listed as unavailable with the
-reason, never silently left out. A revocation is recorded for every member in the hub's
-outbox in the same transaction as the revocation itself, delivered at once, and delivered
-later by `deliver_due` to a member that missed it (members create its orders once, by
-revocation id). A federation of one has no members: everything stays local, no RPC.
+under one deadline; a query spends its nonce while the members answer, and is answered
+only once the nonce is spent. A member that does not answer in time is listed as
+unavailable with the reason, never silently left out. A revocation is recorded for every
+member in the hub's outbox in the same transaction as the revocation itself, delivered at
+once, and delivered later by `deliver_due` to a member that missed it (members create its
+orders once, by revocation id). A federation of one has no members: everything stays
+local, no RPC.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """Holder operations, always through the holder's carrier: 一证通查 and 一键解绑. No grpc.
 
 Every call carries attestations the calling carrier signed. Beyond the pure checks in
-registry.domain.attestation, two need the store and happen in the call's transaction:
-the caller must be the number's current carrier, and the nonce must be new (it is then
-kept until the attestation would have expired anyway). The attested token is mapped to
-the store key first (services.tokenmap): one number, one carrier, whatever key the
-carrier tokenised under.
+registry.domain.attestation, two need the store: the caller must be the number's current
+carrier, and the nonce must be new (it is then kept until the attestation would have
+expired anyway). A revocation checks both in its one write transaction. A query checks
+everything in a read (`check_query`), then spends the nonces in a short write that checks
+the carrier again (`spend_query`); its answer is released only after that write. The
+attested token is mapped to the store key first (services.tokenmap): one number, one
+carrier, whatever key the carrier tokenised under.
 """
 
 from __future__ import annotations

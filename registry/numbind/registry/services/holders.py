@@ -135,8 +135,7 @@ class HolderService:
     # -- attestation checks ---------------------------------------------------------------
     @staticmethod
     def _carrier_key(session: Session, caller: Principal) -> bytes | None:
-        row = principals.find(session, Role.CARRIER, caller.name)
-        return row.attestation_key if row else None
+        return principals.attestation_key(session, caller.pk)
 
     def _verify(
         self,

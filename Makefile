@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DATA ?= .demo
+DATA ?= .serve
 LISTEN ?= 127.0.0.1:7443
 
 .PHONY: help demo test lint proto proto-check bench serve browser haproxy clean
@@ -67,4 +67,4 @@ demo: $(STAMP)
 	$(PY) -m numbind.demo
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .serve .pytest_cache .mypy_cache .ruff_cache

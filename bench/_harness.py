@@ -99,12 +99,18 @@ def registry_process(env: dict[str, str] | None = None) -> Iterator[ServerProces
 
 
 def row(
-    label: str, value: float, unit: str, floor: float | None = None, floor_label: str = ""
+    label: str,
+    value: float,
+    unit: str,
+    floor: float | None = None,
+    floor_label: str = "",
+    goal: str = "",
 ) -> None:
+    """`goal`: appended as is (a target's met/MISSED mark)."""
     text = f"  {label:<46} {value:>14,.0f} {unit}"
     if floor:
         text += f"   floor {floor:>12,.0f} ({floor_label})   ratio {value / floor:.2f}"
-    print(text, flush=True)
+    print(text + goal, flush=True)
 
 
 def add_all(

@@ -89,3 +89,19 @@ def join(dirs: Dirs, federation: str = "demo", *, members: tuple[str, ...] = ("b
         )
         fed("add-member", dirs.hub, req, "--out", grant)
         fed("accept", data_dir, grant)
+
+
+def version_of(data_dir: Path) -> int:
+    version: int = show(data_dir)["version"]
+    return version
+
+
+def refused(action: str, data_dir: Path, *argv: str | Path, want: str) -> str:
+    result = cli("federation", action, "--data-dir", data_dir, *argv)
+    assert result.code == 1, result
+    assert result.out == ""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("numbind: error: "), result.err
+    assert "Traceback" not in result.err
+    assert want in lines[0], lines[0]
+    return lines[0]

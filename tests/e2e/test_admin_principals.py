@@ -165,3 +165,39 @@ async def test_suspend_offline_and_over_rpc_apply_the_same_rules(
         == refused.value.message
         == ("role: got 'admin', want platform or carrier")
     )
+
+
+async def test_peer_registries_are_listed_and_counted_with_their_own_role(
+    registry_any_store: RunningRegistry,
+) -> None:
+    """At a federation hub the members are principals of role registry, and a member that
+    forwards its platforms' tokenisation has usage: GetStats and ListPrincipals failed
+    INTERNAL on them (no wire role for a registry)."""
+    from numbind.registry.storage import principals, usage
+
+    def member_with_usage(s):  # type: ignore[no-untyped-def]
+        principals.sync_registries(s, {"bank": "示例金融平台登记"})
+        row = principals.find(s, "registry", "bank")
+        assert row is not None
+        usage.add(s, row.pk, 20_000, tokens=7)
+
+    registry_any_store.registry.db.transact(member_with_usage)
+    async with secure_channel(registry_any_store.admin_bundle) as channel:
+        stub = admin_pb2_grpc.AdminStub(channel)
+        stats = await stub.GetStats(admin_pb2.GetStatsRequest())
+        listed = await stub.ListPrincipals(admin_pb2.ListPrincipalsRequest())
+    assert [(u.role, u.principal_id, u.tokens_evaluated) for u in stats.usage] == [
+        (admin_pb2.PRINCIPAL_ROLE_REGISTRY, "bank", 7)
+    ]
+    assert (admin_pb2.PRINCIPAL_ROLE_REGISTRY, "bank") in [
+        (p.role, p.principal_id) for p in listed.principals
+    ]
+    # Suspending one is not the admin's to do: the manifest decides who is a member.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        async with secure_channel(registry_any_store.admin_bundle) as channel:
+            await admin_pb2_grpc.AdminStub(channel).SetPrincipalSuspended(
+                admin_pb2.SetPrincipalSuspendedRequest(
+                    role=admin_pb2.PRINCIPAL_ROLE_REGISTRY, principal_id="bank", suspended=True
+                )
+            )
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value

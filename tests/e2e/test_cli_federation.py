@@ -1,9 +1,11 @@
-"""`numbind federation`: a hub and members joined by exchanging files, through cli.main."""
+"""`numbind federation`: a hub and members joined by exchanging files, through cli.main.
+Refusals: test_cli_federation_refusals.py."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import stat
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +30,10 @@ from tests.e2e._federation import (
     cli,
     fed,
     join,
+    ok,
+    refused,
     show,
+    version_of,
 )
 
 
@@ -42,28 +47,14 @@ def dirs(pristine: Dirs, tmp_path: Path) -> Dirs:
     return pristine.copy(tmp_path)
 
 
-def _version(data_dir: Path) -> int:
-    version: int = show(data_dir)["version"]
-    return version
-
-
-def _refused(action: str, data_dir: Path, *argv: str | Path, want: str) -> str:
-    result = cli("federation", action, "--data-dir", data_dir, *argv)
-    assert result.code == 1, result
-    assert result.out == ""
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("numbind: error: "), result.err
-    assert "Traceback" not in result.err
-    assert want in lines[0], lines[0]
-    return lines[0]
-
-
 def test_hub_and_members_join_by_exchanging_files(dirs: Dirs) -> None:
     root = dirs.root
     out = fed("init", dirs.hub, "--id", "demo", "--address", HUB_ADDRESS, "--name", "示例码号平台")
     vkey = (dirs.hub / "federation" / "federation.vkey").read_text().strip()
     assert f"federation key:  {vkey}" in out
     assert vkey.startswith("numbind.demo/federation+")
+    # A hub already serving takes the federation up only when it restarts: the command says so.
+    assert f"next: (re)start `numbind serve --data-dir {dirs.hub}` to serve as the hub" in out
 
     out = fed(
         "request",
@@ -98,6 +89,7 @@ def test_hub_and_members_join_by_exchanging_files(dirs: Dirs) -> None:
 
     out = fed("accept", dirs.bank, root / "bank.grant")
     assert "manifest v2" in out and f"pinned key:      {vkey}" in out
+    assert f"`numbind serve --data-dir {dirs.bank}` to serve as member bank" in out
     # The member now holds the hub's exact signed bytes and pins the hub's key.
     assert (dirs.bank / "federation" / "manifest.note").read_bytes() == (
         dirs.hub / "federation" / "manifest.note"
@@ -136,7 +128,7 @@ def test_hub_and_members_join_by_exchanging_files(dirs: Dirs) -> None:
 
     # The same request again signs nothing; accepting the same grant again changes nothing.
     out = fed("add-member", dirs.hub, root / "bank.req", "--out", root / "bank.grant2")
-    assert "nothing signed" in out and _version(dirs.hub) == 2
+    assert "nothing signed" in out and version_of(dirs.hub) == 2
     assert (root / "bank.grant2").read_bytes() == (root / "bank.grant").read_bytes()
     assert "already installed" in fed("accept", dirs.bank, root / "bank.grant")
 
@@ -144,20 +136,21 @@ def test_hub_and_members_join_by_exchanging_files(dirs: Dirs) -> None:
     fed("request", dirs.net, "--id", "net", "--address", NET_ADDRESS, "--out", root / "net.req")
     fed("add-member", dirs.hub, root / "net.req", "--out", root / "net.grant")
     fed("accept", dirs.net, root / "net.grant")
-    assert _version(dirs.hub) == _version(dirs.net) == 3 and _version(dirs.bank) == 2
+    assert version_of(dirs.hub) == version_of(dirs.net) == 3 and version_of(dirs.bank) == 2
     fed("add-member", dirs.hub, root / "bank.req", "--out", root / "bank.grant3")
     out = fed("accept", dirs.bank, root / "bank.grant3")
     assert "manifest v3 (was v2)" in out and "pinned key" not in out
+    assert "restart" not in out  # a running member follows a newer version live
     assert [m["id"] for m in show(dirs.bank)["members"]] == ["bank", "hub", "net"]
 
     # The old grant is older than what bank holds now: refused, v3 stays.
-    _refused(
+    refused(
         "accept",
         dirs.bank,
         root / "bank.grant",
         want="version 2 is not newer than the held version 3",
     )
-    assert _version(dirs.bank) == 3
+    assert version_of(dirs.bank) == 3
 
 
 def test_secrets_stay_in_files_with_tight_modes(dirs: Dirs) -> None:
@@ -183,186 +176,6 @@ def test_peer_certificates_are_registry_identities_under_own_ca(dirs: Dirs) -> N
         assert san.get_values_for_type(x509.UniformResourceIdentifier) == [
             f"spiffe://numbind/registry/{name}"
         ]
-
-
-def test_refusals_are_one_clear_line_and_change_nothing(dirs: Dirs, tmp_path: Path) -> None:
-    root = dirs.root
-    _refused("add-member", dirs.hub, root / "none.req", "--out", root / "g", want="cannot read it")
-    join(dirs)
-    hub_before = (dirs.hub / "federation" / "manifest.note").read_bytes()
-
-    # net asks for bank's id, then for bank's address.
-    fed("request", dirs.net, "--id", "bank", "--address", NET_ADDRESS, "--out", root / "dup-id.req")
-    _refused(
-        "add-member",
-        dirs.hub,
-        root / "dup-id.req",
-        "--out",
-        root / "g",
-        want="member id bank is already in federation demo",
-    )
-    fed(
-        "request",
-        dirs.net,
-        "--id",
-        "net",
-        "--address",
-        BANK_ADDRESS,
-        "--out",
-        root / "dup-addr.req",
-    )
-    _refused(
-        "add-member",
-        dirs.hub,
-        root / "dup-addr.req",
-        "--out",
-        root / "g",
-        want=f"address {BANK_ADDRESS} is already member bank's",
-    )
-    # bank's CA under another id: one CA per member.
-    fed(
-        "request",
-        dirs.bank,
-        "--id",
-        "bank",
-        "--address",
-        BANK_ADDRESS,
-        "--out",
-        root / "bank-again.req",
-    )
-    same_ca = json.loads((root / "bank-again.req").read_text())
-    same_ca.update(id="bank2", address=NET_ADDRESS)
-    (root / "same-ca.req").write_text(json.dumps(same_ca))
-    _refused(
-        "add-member",
-        dirs.hub,
-        root / "same-ca.req",
-        "--out",
-        root / "g",
-        want="already member bank's; each member needs its own CA",
-    )
-    (root / "junk.req").write_text('{"format": "numbind/federation-join-request/v1", "id": 1}')
-    _refused("add-member", dirs.hub, root / "junk.req", "--out", root / "g", want="fields: got")
-    assert (dirs.hub / "federation" / "manifest.note").read_bytes() == hub_before
-    assert not (root / "g").exists()
-
-    # Hub-only and member-only actions in the wrong place.
-    _refused("accept", dirs.hub, root / "bank.grant", want="it is the hub")
-    _refused("remove-member", dirs.hub, "hub", want="cannot remove its hub")
-    _refused("remove-member", dirs.bank, "bank", want="not its hub; run this on the hub")
-    _refused(
-        "init",
-        dirs.bank,
-        "--id",
-        "other",
-        "--address",
-        BANK_ADDRESS,
-        want="already holds federation demo as member bank",
-    )
-    _refused(
-        "request",
-        dirs.hub,
-        "--id",
-        "hub",
-        "--address",
-        HUB_ADDRESS,
-        "--out",
-        root / "r",
-        want="the hub adds members",
-    )
-    _refused(
-        "init",
-        tmp_path / "empty",
-        "--id",
-        "x",
-        "--address",
-        HUB_ADDRESS,
-        want="run `numbind admin init",
-    )
-    _refused("init", dirs.net, "--id", "x", want="pass --address HOST:PORT or run `numbind serve")
-    _refused("init", dirs.net, "--id", "Bad", "--address", HUB_ADDRESS, want="--id: got 'Bad'")
-    _refused(
-        "request",
-        dirs.net,
-        "--id",
-        "net",
-        "--address",
-        "nohost",
-        "--out",
-        root / "r",
-        want="address: got 'nohost'",
-    )
-
-
-def _tamper_grant(src: Path, dest: Path) -> None:
-    grant = json.loads(src.read_text())
-    note_text = grant["manifest"]
-    i = note_text.index('"version":') + len('"version":')
-    grant["manifest"] = note_text[:i] + "9" + note_text[i + 1 :]
-    dest.write_text(json.dumps(grant))
-
-
-def test_tampered_or_foreign_grants_are_refused_and_the_held_manifest_stays(
-    dirs: Dirs, tmp_path: Path
-) -> None:
-    root = dirs.root
-    join(dirs)
-    held = (dirs.bank / "federation" / "manifest.note").read_bytes()
-
-    _tamper_grant(root / "bank.grant", root / "tampered.grant")
-    _refused("accept", dirs.bank, root / "tampered.grant", want="does not verify")
-
-    grant = json.loads((root / "bank.grant").read_text())
-    grant["hub"]["address"] = "127.0.0.1:1"
-    (root / "hub-moved.grant").write_text(json.dumps(grant))
-    _refused(
-        "accept",
-        dirs.bank,
-        root / "hub-moved.grant",
-        want="hub.address disagree with the signed manifest",
-    )
-
-    # Another federation's hub grants bank membership: its key is not the pinned one.
-    other = Dirs.create(tmp_path / "other")
-    fed("init", other.hub, "--id", "rival", "--address", HUB_ADDRESS)
-    fed(
-        "request", dirs.bank, "--id", "bank", "--address", BANK_ADDRESS, "--out", root / "rival.req"
-    )
-    fed("add-member", other.hub, root / "rival.req", "--out", root / "rival.grant")
-    _refused(
-        "accept",
-        dirs.bank,
-        root / "rival.grant",
-        want="but this registry pinned numbind.demo/federation",
-    )
-    assert (dirs.bank / "federation" / "manifest.note").read_bytes() == held
-
-    # A grant for bank installed on net (another CA): refused before anything is written.
-    _refused("accept", dirs.net, root / "bank.grant", want="names another CA for bank")
-    assert not FederationDir(dirs.net).is_installed()
-    assert not FederationDir(dirs.net).pin_path.exists()
-
-    # First accept with --expect-key: only the key agreed out of band.
-    fed("request", dirs.net, "--id", "net", "--address", NET_ADDRESS, "--out", root / "net.req")
-    fed("add-member", dirs.hub, root / "net.req", "--out", root / "net.grant")
-    rival_key = (other.hub / "federation" / "federation.vkey").read_text().strip()
-    _refused(
-        "accept",
-        dirs.net,
-        root / "net.grant",
-        "--expect-key",
-        rival_key,
-        want="is not the expected",
-    )
-    assert not FederationDir(dirs.net).is_installed()
-    demo_key = (dirs.hub / "federation" / "federation.vkey").read_text().strip()
-    fed("accept", dirs.net, root / "net.grant", "--expect-key", demo_key)
-    assert _version(dirs.net) == 3
-
-    # A manifest file edited on disk is refused when read, not trusted.
-    path = dirs.bank / "federation" / "manifest.note"
-    path.write_bytes(path.read_bytes().replace(b'"version":2', b'"version":7'))
-    _refused("show", dirs.bank, want="does not verify")
 
 
 def test_remove_member_signs_the_next_version(dirs: Dirs) -> None:
@@ -409,7 +222,32 @@ def test_init_is_idempotent_and_uses_the_served_address(dirs: Dirs) -> None:
     fed("init", dirs.hub, "--id", "demo")
     assert show(dirs.hub)["members"][0]["address"] == "127.0.0.1:17999"
     assert "already initialised here (v1)" in fed("init", dirs.hub, "--id", "demo")
-    _refused("init", dirs.hub, "--id", "other", want="already holds federation demo")
+    refused("init", dirs.hub, "--id", "other", want="already holds federation demo")
+
+
+def test_init_warns_when_the_hub_would_strand_its_platforms(dirs: Dirs) -> None:
+    ok(
+        "admin", "add-platform", "acme", "--display-name", "A", "--category", "other",
+        "--data-dir", dirs.hub, "--out", dirs.root / "acme",
+    )  # fmt: skip
+    result = cli(
+        "federation", "init", "--data-dir", dirs.hub, "--id", "demo", "--address", HUB_ADDRESS
+    )
+    assert result.code == 0, result
+    assert "numbind: warning: this registry has 1 platform(s)" in result.err
+    assert f"move {dirs.hub / 'federation'} away" in result.err
+    # Done that way, the hub keeps them; a hub with no platform hears nothing of it.
+    shutil.move(dirs.hub / "federation", dirs.root / "federation-old")
+    again = cli(
+        "federation", "init", "--data-dir", dirs.hub, "--id", "demo", "--address", HUB_ADDRESS,
+        "--binding-registry",
+    )  # fmt: skip
+    assert again.code == 0 and "warning" not in again.err, again
+    assert "binding-registry" in show(dirs.hub)["members"][0]["roles"]
+    fresh = cli(
+        "federation", "init", "--data-dir", dirs.net, "--id", "other", "--address", NET_ADDRESS
+    )
+    assert fresh.code == 0 and "platform(s)" not in fresh.err, fresh
 
 
 def test_every_federation_option_has_help() -> None:

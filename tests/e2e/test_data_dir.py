@@ -45,8 +45,13 @@ async def test_everything_in_the_data_dir_is_private_from_the_start(tmp_path: Pa
         p1 = reg.add_platform("p1")
         # A write, so that the store's -wal and -shm exist.
         await publish(p1, await tokenize(p1, "+8613800138000"), [(b"a", days_ago(1))])
+        # The README's `numbind log monitor --bundle ADMIN_BUNDLE` pins the log key in the
+        # admin bundle, inside the data dir (at 0644 it kept the next `serve` from starting).
+        argv = ["log", "monitor", "--bundle", str(reg.admin_bundle.directory)]
+        assert await asyncio.to_thread(main, argv) == 0
         modes = _modes(data)
         assert {"registry.db", "registry.db-wal", "registry.db-shm", "pki/ca.pem"} <= set(modes)
+        assert "admin-bundle/log.vkey" in modes
     loose = {
         name: f"{mode:04o}"
         for name, mode in modes.items()

@@ -1,6 +1,6 @@
 """`make test` runs in pytest-xdist workers: the fault suite's summary table must still be
-printed, once, with the rows every worker recorded; and each worker has a PostgreSQL
-database of its own."""
+printed, once, with the rows every worker recorded (two workers here, each recording rows
+named after itself); and each worker has a PostgreSQL database of its own."""
 
 from __future__ import annotations
 
@@ -13,16 +13,22 @@ from tests.conftest import worker_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Every worker runs both tests (--dist each) and names its rows after itself, so the table
+# can only hold both workers' rows if the controller gathered them from each.
 TINY = """
+import os
+
 from tests.faults import checker
+
+WORKER = os.environ["PYTEST_XDIST_WORKER"]
 
 
 def test_one_case() -> None:
-    checker.record(checker.classify("xdist case one", ["a", "b"], ["a", "b", "b"]))
+    checker.record(checker.classify(f"xdist case {WORKER}", ["a", "b"], ["a", "b", "b"]))
 
 
 def test_a_fuzz_tally() -> None:
-    checker.record_bad_inputs("xdist fuzz", 3, {"INVALID_ARGUMENT": 2, "NOT_FOUND": 1})
+    checker.record_bad_inputs(f"xdist fuzz {WORKER}", 3, {"INVALID_ARGUMENT": 2, "NOT_FOUND": 1})
 """
 
 
@@ -32,7 +38,8 @@ def test_the_summary_table_gathers_rows_from_every_worker(tmp_path: Path) -> Non
     tiny.write_text(TINY)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("PYTEST_XDIST_WORKER", None)
-    args = ["-n", "2", "-p", "tests.conftest", "-p", "no:cacheprovider", "-c", str(ini)]
+    args = ["-n", "2", "--dist", "each", "-p", "tests.conftest", "-p", "no:cacheprovider"]
+    args += ["-c", str(ini)]
     run = subprocess.run(
         [sys.executable, "-m", "pytest", *args, "--rootdir", str(tmp_path), str(tiny)],
         cwd=ROOT,
@@ -43,12 +50,14 @@ def test_the_summary_table_gathers_rows_from_every_worker(tmp_path: Path) -> Non
     )
     out = run.stdout
     assert run.returncode == 0, out + run.stderr
-    assert "2 passed" in out, out
+    assert "4 passed" in out, out  # two tests on each of two workers
     assert out.count("fault suite: owed events and bad inputs") == 1, out
     table = out.split("fault suite: owed events and bad inputs", 1)[1]
-    case = [line for line in table.splitlines() if line.startswith("xdist case one")]
-    assert len(case) == 1 and case[0].split()[-5:] == ["2", "2", "1", "0", "0"], table
-    assert "xdist fuzz" in table and "bad inputs 3, INTERNAL/UNKNOWN 0" in table, table
+    for worker in ("gw0", "gw1"):
+        case = [line for line in table.splitlines() if line.startswith(f"xdist case {worker}")]
+        assert len(case) == 1 and case[0].split()[-5:] == ["2", "2", "1", "0", "0"], table
+        fuzz = [line for line in table.splitlines() if f"xdist fuzz {worker}" in line]
+        assert len(fuzz) == 1 and "bad inputs 3, INTERNAL/UNKNOWN 0" in fuzz[0], table
 
 
 def test_each_worker_gets_a_database_of_its_own() -> None:

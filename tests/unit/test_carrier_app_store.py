@@ -236,3 +236,18 @@ def test_every_string_has_both_languages() -> None:
     assert all(zh and en for zh, en in TEXT.values())
     assert Translator("en").accounts(2) == "2 accounts"
     assert Translator("xx").lang == "zh"
+
+
+def test_the_store_is_private_whatever_the_umask(tmp_path: Path, clock: Clock) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)  # a login shell's: files 0644
+    try:
+        s = st.Store(tmp_path / "app.db", SECRET, clock=clock)
+        s.enroll(ID, PHONE, datetime.now(UTC) - timedelta(days=40))
+    finally:
+        os.umask(old)
+    files = sorted(p for p in tmp_path.iterdir() if p.name.startswith("app.db"))
+    assert tmp_path / "app.db" in files
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in files} == {p.name: 0o600 for p in files}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from numbind.cli import build_parser, main
@@ -143,3 +144,22 @@ def test_failures_are_one_line_exit_1(capsys: pytest.CaptureFixture[str]) -> Non
     err = capsys.readouterr().err
     assert err.startswith("numbind: error: ") and len(err.splitlines()) == 1
     assert "Traceback" not in err
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`numbind admin stats | head -2` printed "numbind: error: [Errno 32] Broken pipe"."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from numbind.cli import federation, main\n"
+        "def gone(args):\n"
+        "    raise BrokenPipeError(32, 'Broken pipe')\n"
+        "federation._show = gone\n"
+        "sys.exit(main(['federation', 'show', '--data-dir', sys.argv[1]]))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert (run.returncode, run.stderr) == (141, ""), run

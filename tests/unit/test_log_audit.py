@@ -4,6 +4,7 @@ monitor replays: pure, each failure named."""
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 from hypothesis import given
@@ -13,7 +14,7 @@ from numbind.protocol.checkpoint import Checkpoint
 from numbind.protocol.log_audit import AuditState, LogFailure, check_extension, open_signed, replay
 from numbind.protocol.log_entries import EntryError, Opening, canonical, commitment, orders_digest
 from numbind.protocol.merkle import CompactRange, MemoryTree, leaf_hash
-from numbind.sdk.log_monitor import check
+from numbind.sdk.log_monitor import Monitor, check
 
 ORIGIN = "numbind.local/log"
 
@@ -131,3 +132,40 @@ def test_the_monitor_passes_an_honest_history_and_names_each_broken_rule() -> No
     # A partial view (leaves this bundle cannot open) checks only what it holds.
     partial = check([(0, None), *enumerate(orders, 1)])
     assert partial.ok and partial.partial == 1
+
+
+def test_a_monitor_fed_in_parts_through_its_saved_state_reports_as_one_replay() -> None:
+    orders = [{"t": "order", "id": f"o{i}", "revocation": "r1"} for i in range(2)]
+    trigger = {
+        "t": "revocation",
+        "id": "r1",
+        "orders": 2,
+        "orders_sha256": orders_digest(["o0", "o1"]),
+    }
+    history = [
+        _life("aa", "ISSUED", 1),
+        _life("aa", "REISSUED", 5, "r1"),
+        trigger,
+        *orders,
+        {"t": "ack", "order": "o0"},
+        {"t": "ack", "order": "o9"},  # an outcome of an order never logged
+        _life("aa", "REISSUED", 3),  # tenure moves back
+    ]
+    whole = check(enumerate(history))
+    assert len(whole.problems) == 2
+    for cut in range(len(history) + 1):
+        first = Monitor()
+        first.feed(list(enumerate(history))[:cut])
+        saved = json.loads(json.dumps(first.to_json()))
+        later = Monitor.from_json(saved)
+        later.feed(list(enumerate(history))[cut:])
+        report = later.report()
+        assert (report.problems, report.by_type, report.leaves) == (
+            whole.problems,
+            whole.by_type,
+            whole.leaves,
+        ), cut
+    with pytest.raises(ValueError, match="in order"):
+        Monitor().feed([(1, None)])
+    with pytest.raises(ValueError, match="numbind-log-monitor/v1"):
+        Monitor.from_json({"format": "other"})

@@ -151,3 +151,33 @@ def test_the_join_request_carries_the_log_key_and_the_key_file_takes_its_name(
     )
     files.write_manifest(other)
     assert log_key.load_or_create(data_dir).name == "numbind.local/log"
+
+
+def test_the_log_key_reads_the_manifest_at_most_once_and_not_when_handed_it(
+    cas: list[CertificateAuthority], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data_dir = tmp_path / "m1"
+    signer = log_key.load_or_create(data_dir)  # named numbind.local/log
+    named = signer.renamed("numbind.demo/log/m1").verifier.vkey()
+    fed_key = generate_federation_key("demo")
+    files = FederationDir(data_dir)
+    files.write_pin(fed_key.verifier)
+    files.write_self("m1")
+    files.write_manifest(sign_manifest(_manifest(cas, {"m1": named}, {}), fed_key))
+    installed = files.load()
+    load = FederationDir.load
+    reads: list[Path] = []
+
+    def counting(self: FederationDir) -> object:
+        reads.append(data_dir)
+        return load(self)
+
+    monkeypatch.setattr(FederationDir, "load", counting)
+    # The key's name differs from the origin: the origin and the manifest's naming of
+    # the key both come from one verified read.
+    assert log_key.load_or_create(data_dir).verifier.vkey() == named
+    assert len(reads) == 1
+    # Start-up hands over the federation it loaded: no read at all.
+    assert log_key.load_or_create(data_dir, installed=installed).verifier.vkey() == named
+    assert log_key.load_or_create_witness(data_dir, installed).name == ("numbind.demo/witness/m1")
+    assert len(reads) == 1

@@ -123,3 +123,30 @@ def test_a_hub_that_kept_a_local_origin_is_told_apart_by_its_key(
     assert trust.trust_for(hub_key) is not None
     member_key = note.Ed25519Signer.generate("numbind.local/log").verifier.vkey()
     assert trust.trust_for(member_key) is None
+
+
+async def test_the_pinned_log_key_is_read_once(
+    cas: list[CertificateAuthority], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import grpc
+    from numbind.sdk.log import LOG_KEY_FILE, LogClient
+
+    fed = generate_federation_key("demo")
+    write_federation_trust(tmp_path, fed.verifier.vkey(), _signed(cas, fed, 1, 2).data)
+    (tmp_path / LOG_KEY_FILE).write_text(LOG + "\n", encoding="ascii")
+    read_text = Path.read_text
+    reads: list[Path] = []
+
+    def counting(self: Path, *args: object, **kwargs: object) -> str:
+        if self.name == LOG_KEY_FILE:
+            reads.append(self)
+        return read_text(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "read_text", counting)
+    async with grpc.aio.insecure_channel("127.0.0.1:1") as channel:
+        client = LogClient.for_bundle(channel, tmp_path)
+        for _ in range(3):
+            _ = client.trust  # asked before every checkpoint
+        # A registry naming another key is held to the pinned one, from memory.
+        assert client._pinned("other") == LOG
+    assert len(reads) == 1

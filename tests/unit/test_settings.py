@@ -92,3 +92,35 @@ def test_a_store_opened_without_notify_announces_nothing(tmp_path: Path) -> None
     assert db.notify is False
     with db._write() as session:
         assert session.info["notify"] is False
+
+
+def test_witness_keys_are_parsed_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from numbind.protocol.checkpoint import CosignatureSigner, CosignatureVerifier
+
+    vkey = CosignatureSigner.generate("w.example/witness").verifier.vkey()
+    parse = CosignatureVerifier.parse
+    calls: list[str] = []
+
+    def counting(text: str) -> CosignatureVerifier:
+        calls.append(text)
+        return parse(text)
+
+    monkeypatch.setattr(CosignatureVerifier, "parse", staticmethod(counting))
+    settings = Settings(data_dir=tmp_path, log_witnesses=vkey)
+    assert settings.witness_keys is settings.witness_keys
+    assert [k.vkey() for k in settings.witness_keys] == [vkey]
+    assert calls == [vkey]  # at validation; every later read is the same tuple
+
+
+def test_every_store_opened_from_settings_takes_their_sqlite_and_notify_choices(
+    tmp_path: Path,
+) -> None:
+    from numbind.registry.app import open_database
+
+    db = open_database(Settings(data_dir=tmp_path, sqlite_synchronous="NORMAL"))
+    try:
+        with db.write_engine.connect() as conn:
+            # PRAGMA synchronous: 1 is NORMAL, 2 is FULL.
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+    finally:
+        db.close()

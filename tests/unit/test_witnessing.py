@@ -4,6 +4,7 @@ yet, unreachable) never stops another's round."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from numbind.protocol.manifest import (
     member_log_origin,
     sign_manifest,
 )
-from numbind.registry.federation.witness import LogSource
+from numbind.registry.federation.witness import LogSource, Witness
 from numbind.registry.federation.witnessing import PeerLogWitnesses
 from numbind.registry.pki import CertificateAuthority
 from numbind.registry.storage.db import Database
@@ -127,3 +128,19 @@ async def test_a_log_key_the_manifest_changes_is_a_new_witness(
     after = dict(witnesses.targets())
     assert after["hub"] is not before["hub"]  # a new key is witnessed afresh, pinned to it
     assert len(witnesses._witnesses) == 1
+
+
+async def test_an_outage_is_one_warning_not_one_a_round(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+
+    log_key = note.Ed25519Verifier.parse(_log("numbind.demo/log"))
+    db = Database(f"sqlite:///{tmp_path / 'w.db'}")
+    witness = Witness(db, CosignatureSigner.generate("numbind.demo/witness/m1"), log_key)
+    with caplog.at_level(logging.INFO, logger="numbind.registry.federation.witness"):
+        for _ in range(5):
+            assert await witness.round(_Down()) is False  # type: ignore[arg-type]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "witness: log numbind.demo/log unreachable (connection refused); retried every round"
+    ]

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import uvicorn
 from numbind.carrier_app.app import AppSettings, create_app, load_secret
+from numbind.carrier_app.enroll import enroll_file
+from numbind.carrier_app.store import Store
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
         "cookies are Secure: serve it behind HTTPS)",
     )
     p.add_argument("--no-access-log", action="store_true", help="quiet: no line per request")
+    p.add_argument(
+        "--enroll",
+        type=Path,
+        metavar="FILE",
+        help="put subscribers in the store first: a CSV with the header "
+        "id_number,phone,tenure_start (only numbers in the store can sign in; a carrier's "
+        "own systems call Store.enroll)",
+    )
     return p
 
 
@@ -102,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             region=args.region,
         )
         app = create_app(settings)
+        if args.enroll is not None:
+            count = enroll_file(Store(args.db, secret), args.enroll, args.region)
+            numbers = "number" if count == 1 else "numbers"
+            print(f"enrolled {count} {numbers} from {args.enroll}", file=sys.stderr)
     except (OSError, ValueError) as exc:
         print(f"carrier app: {exc}", file=sys.stderr)
         return 2

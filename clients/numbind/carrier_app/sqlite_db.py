@@ -4,6 +4,7 @@ transaction, so any thread may call."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,11 @@ __all__ = ["connect", "reading", "transaction"]
 
 
 def connect(path: Path) -> sqlite3.Connection:
+    # Created 0600 before SQLite opens it (which gives its -wal and -shm files the same
+    # mode), whatever the umask: sessions and subscribers' keyed ID hashes are no one
+    # else's to read.
+    if str(path) != ":memory:":
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     db = sqlite3.connect(path, timeout=30, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA foreign_keys=ON")

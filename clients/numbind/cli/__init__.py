@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import inspect
 import os
 import sys
@@ -75,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(result)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`numbind admin stats | head`): stop quietly, as Unix tools
+        # do, and keep Python from complaining again when it flushes stdout at exit.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
     except UsageError as exc:
         command: argparse.ArgumentParser = args.parser
         command.print_usage(sys.stderr)

@@ -201,7 +201,18 @@ def _init(args: argparse.Namespace) -> int:
     print(f"federation key:  {result.installed.key.vkey()}")
     print(f"key file:        {settings.data_dir / 'federation' / 'federation.key'} (secret)")
     _warn(result.warnings)
+    _restart_hint(settings.data_dir, "the hub")
     return 0
+
+
+def _restart_hint(data_dir: Path, role: str) -> None:
+    # A running registry follows newer versions of its manifest, but it takes up a
+    # federation (its roles, peer TLS roots, replication) only at start: until then it
+    # serves as a federation of one and refuses its peers' handshakes.
+    print(
+        f"next: (re)start `numbind serve --data-dir {data_dir}` to serve as {role}; one "
+        "already running serves as a federation of one until it restarts"
+    )
 
 
 def _request(args: argparse.Namespace) -> int:
@@ -273,6 +284,8 @@ def _accept(args: argparse.Namespace) -> int:
     print(f"hub:             {manifest.authority.id} at {manifest.authority.address}")
     if result.pinned:
         print(f"pinned key:      {installed.key.vkey()}")
+    if result.previous_version is None:
+        _restart_hint(settings.data_dir, f"member {installed.member_id}")
     return 0
 
 

@@ -13,10 +13,12 @@ numbind log audit --bundle DIR --state FILE [--compare FILE ...]
     Keeps the last verified checkpoint in FILE; verifies the newest one extends it
     (and every --compare state: another auditor's, to catch a split view). Exits 1
     naming the failure: rollback, fork, rewrite, unknown-key, quorum.
-numbind log monitor --bundle DIR [--json]
+numbind log monitor --bundle DIR [--state FILE] [--json]
     Replays the log with the openings the bundle holds (an admin bundle: all) and checks
     the registry's rules: every REISSUED has its orders, tenure never moves backwards,
-    porting never revokes. Exit 1 on any problem.
+    porting never revokes. With --state, FILE keeps the last verified checkpoint and what
+    the rules need of the leaves replayed: the next run checks the new checkpoint extends
+    it and proves and replays only the leaves added since. Exit 1 on any problem.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from numbind.cli.common import CliError, add_bundle, add_json, command, load_bun
 from numbind.protocol import note
 from numbind.protocol.bundle import Bundle
 from numbind.protocol.checkpoint import CosignatureVerifier, WitnessPolicy
+from numbind.protocol.files import write_atomically
 from numbind.protocol.log_audit import AuditState
 from numbind.protocol.log_entries import orders_digest
 from numbind.protocol.log_errors import LogError
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.log import LogClient, ProvedLeaf
-from numbind.sdk.log_monitor import check
+from numbind.sdk.log_monitor import Monitor
 from numbind.v1 import holders_pb2, holders_pb2_grpc
 
 __all__ = ["add_commands"]
@@ -111,6 +114,13 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "never revokes. Exit 1 on any problem.",
     )
     add_bundle(monitor, "any")
+    monitor.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="keep the last verified checkpoint and the replay here; the next run proves "
+        "and replays only the leaves added since (default: every leaf, every run)",
+    )
     add_json(monitor)
     command(monitor, _monitor)
 
@@ -288,16 +298,29 @@ async def _audit(args: argparse.Namespace) -> int:
 
 async def _monitor(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
+    state: Path | None = args.state
+    previous, monitor = _monitor_state(state) if state is not None else (None, Monitor())
     async with secure_channel(bundle) as channel:
         log = _client(bundle, channel)
-        cp = await log.checkpoint()
-        proved = await log.prove(list(range(cp.size)), checkpoint=cp) if cp.size else []
-    report = check((p.index, p.entry) for p in proved)
+        # With a state: the new checkpoint must extend the one verified before (an audit),
+        # and the leaves that one covers were proved and replayed then.
+        cp = await log.audit(previous) if previous is not None else await log.checkpoint()
+        start = monitor.leaves
+        if cp.size < start:
+            raise CliError(f"checkpoint of size {cp.size} is behind the {start} leaves replayed")
+        fresh = list(range(start, cp.size))
+        proved = await log.prove(fresh, checkpoint=cp) if fresh else []
+    monitor.feed((p.index, p.entry) for p in proved)
+    report = monitor.report()
+    if state is not None:
+        body = {"audit": json.loads(cp.state().to_json()), "monitor": monitor.to_json()}
+        write_atomically(state, (json.dumps(body) + "\n").encode(), 0o600)
     if args.json:
         print(
             json.dumps(
                 {
                     "tree_size": cp.size,
+                    "replayed": len(proved),
                     "opened": report.opened,
                     "by_type": report.by_type,
                     "problems": report.problems,
@@ -308,8 +331,9 @@ async def _monitor(args: argparse.Namespace) -> int:
             )
         )
     else:
+        before = f" ({start:,} replayed before)" if start else ""
         print(
-            f"replayed {report.leaves:,} leaves (checkpoint size {cp.size:,}), "
+            f"replayed {len(proved):,} leaves{before} (checkpoint size {cp.size:,}), "
             f"opened {report.opened:,}: {report.by_type}"
         )
         if report.partial:
@@ -321,3 +345,15 @@ async def _monitor(args: argparse.Namespace) -> int:
             print(f"PROBLEM {problem}")
         print("ok: every rule holds" if report.ok else f"{len(report.problems)} problems")
     return 0 if report.ok else 1
+
+
+def _monitor_state(path: Path) -> tuple[AuditState | None, Monitor]:
+    """The checkpoint and replay a --state file holds (none yet: a first run)."""
+    if not path.exists():
+        return None, Monitor()
+    try:
+        body = json.loads(path.read_bytes())
+        audit = AuditState.from_json(json.dumps(body["audit"]).encode())
+        return audit, Monitor.from_json(body["monitor"])
+    except (ValueError, KeyError, TypeError, LogError) as exc:
+        raise CliError(f"--state {path}: not a log monitor state ({exc})") from None

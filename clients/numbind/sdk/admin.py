@@ -36,7 +36,7 @@ __all__ = [
 
 _KEY_STATES = {1: "ACTIVE", 2: "EVALUATE_ONLY", 3: "RETIRED"}
 _REKEY_STATES = {admin_pb2.REKEY_STATE_RUNNING: "RUNNING", admin_pb2.REKEY_STATE_DONE: "DONE"}
-_ROLES = {1: "platform", 2: "carrier", 3: "admin"}
+_ROLES = {1: "platform", 2: "carrier", 3: "admin", 4: "registry"}
 _TIMEOUT = 30.0
 
 
@@ -120,7 +120,7 @@ class OrderCounts:
 
 @dataclass(frozen=True)
 class PrincipalUsage:
-    role: str  # platform, carrier or admin
+    role: str  # platform, carrier, admin or registry (a federation peer)
     principal_id: str
     tokens_evaluated: int
     reassigned_checks: int

@@ -53,7 +53,7 @@ class CursorStore:
     def save(self, seq: int) -> None:
         if self.path is None:
             return
-        write_atomically(self.path, json.dumps({"acked_through": seq}).encode(), 0o644)
+        write_atomically(self.path, json.dumps({"acked_through": seq}).encode(), 0o600)
 
 
 class EventFeed:

@@ -124,6 +124,9 @@ class LogClient:
     ) -> None:
         self._stub = log_pb2_grpc.LogStub(channel)
         self._pin = pin
+        # The pin file is read here, once: later it is only written (trust on first use).
+        if log_key is None and pin is not None and pin.exists():
+            log_key = pin.read_text(encoding="ascii").strip() or None
         self._key = log_key
         # None: the default (the manifest's witnesses for its log, else none).
         self._trust = trust
@@ -155,8 +158,6 @@ class LogClient:
         # The log this client has met (its key, pinned or named) decides whose policy;
         # before the first answer, the hub's.
         known = self._key
-        if known is None and self._pin is not None and self._pin.exists():
-            known = self._pin.read_text(encoding="ascii").strip()
         named = self.federation.trust_for(known) if known else None
         if named is not None:
             return named.policy
@@ -168,12 +169,10 @@ class LogClient:
         return await call_with_retry(lambda: method(request, timeout=60), self._retry)
 
     def _pinned(self, offered: str) -> str:
-        if self._key is None and self._pin is not None and self._pin.exists():
-            self._key = self._pin.read_text(encoding="ascii").strip()
         if self._key is None:
             self._key = offered
             if self._pin is not None:
-                write_atomically(self._pin, (offered + "\n").encode("ascii"), 0o644)
+                write_atomically(self._pin, (offered + "\n").encode("ascii"), 0o600)
         return self._key
 
     # -- checkpoints and proofs ---------------------------------------------------------

@@ -31,6 +31,10 @@ class _PrincipalRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Princip
     PRINCIPAL_ROLE_PLATFORM: _PrincipalRole.ValueType  # 1
     PRINCIPAL_ROLE_CARRIER: _PrincipalRole.ValueType  # 2
     PRINCIPAL_ROLE_ADMIN: _PrincipalRole.ValueType  # 3
+    PRINCIPAL_ROLE_REGISTRY: _PrincipalRole.ValueType  # 4
+    """A peer registry of the federation (spiffe://numbind/registry/<id>), a principal synced
+    from the manifest: it shows in ListPrincipals and, once it forwards tokenisation, usage.
+    """
 
 class PrincipalRole(_PrincipalRole, metaclass=_PrincipalRoleEnumTypeWrapper): ...
 
@@ -38,6 +42,10 @@ PRINCIPAL_ROLE_UNSPECIFIED: PrincipalRole.ValueType  # 0
 PRINCIPAL_ROLE_PLATFORM: PrincipalRole.ValueType  # 1
 PRINCIPAL_ROLE_CARRIER: PrincipalRole.ValueType  # 2
 PRINCIPAL_ROLE_ADMIN: PrincipalRole.ValueType  # 3
+PRINCIPAL_ROLE_REGISTRY: PrincipalRole.ValueType  # 4
+"""A peer registry of the federation (spiffe://numbind/registry/<id>), a principal synced
+from the manifest: it shows in ListPrincipals and, once it forwards tokenisation, usage.
+"""
 Global___PrincipalRole: _TypeAlias = PrincipalRole  # noqa: Y015
 
 class _RekeyState:

@@ -101,18 +101,13 @@ class Registry:
     @classmethod
     def _open(cls, settings: Settings, *, migrate_schema: bool) -> Registry:
         federation = Serving.load(settings.data_dir)
-        db = Database(
-            settings.effective_database_url,
-            synchronous=settings.sqlite_synchronous,
-            notify=settings.change_notify,
-        )
+        db = open_database(settings)
         if migrate_schema:
             before, after = migrate.upgrade(db.write_engine)
             if before != after:
                 log.info("schema migrated from %s to %s", before, after)
         if federation is not None:
-            names = {m.id: m.name for m in federation.installed.manifest.members}
-            db.transact(lambda s: principals.sync_registries(s, names))
+            sync_peer_principals(db, federation.installed)
         # A member holds no token key: the federation's token service (the hub) does, and
         # its keys and deltas reach this store through the manifest and replication.
         member = federation is not None and not federation.is_token_service
@@ -239,7 +234,10 @@ class Registry:
             ),
             log=LogService(
                 db,
-                log_key.load_or_create(settings.data_dir),
+                log_key.load_or_create(
+                    settings.data_dir,
+                    installed=federation.installed if federation is not None else None,
+                ),
                 settings.witness_keys,
                 (
                     LiveManifest(federation.files, federation.installed.signed)
@@ -274,8 +272,7 @@ class Registry:
         db, directory, peers, members = self.db, self.directory, self.peers, self.members
 
         def principals_of(installed: Installed) -> None:
-            names = {m.id: m.name for m in installed.manifest.members}
-            db.transact(lambda s: principals.sync_registries(s, names))
+            sync_peer_principals(db, installed)
             directory.invalidate()
 
         def channels(installed: Installed) -> None:
@@ -294,6 +291,21 @@ class Registry:
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.db.close()
+
+
+def open_database(settings: Settings) -> Database:
+    """The store `settings` name, as every command that opens it from settings must."""
+    return Database(
+        settings.effective_database_url,
+        synchronous=settings.sqlite_synchronous,
+        notify=settings.change_notify,
+    )
+
+
+def sync_peer_principals(db: Database, installed: Installed) -> None:
+    """The manifest's registries as principals (at start and at each new manifest)."""
+    names = {m.id: m.name for m in installed.manifest.members}
+    db.transact(lambda s: principals.sync_registries(s, names))
 
 
 def reconcile_key_map(db: Database, keys: KeyRing) -> None:

@@ -9,6 +9,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -150,8 +151,10 @@ class Settings:
     def attestation_policy(self) -> AttestationPolicy:
         return AttestationPolicy(self.attestation_max_lifetime_seconds, self.clock_skew_seconds)
 
-    @property
+    @cached_property
     def witness_keys(self) -> tuple[CosignatureVerifier, ...]:
+        # Parsed once (in __post_init__, which refuses a malformed key); the log service
+        # and every later reader get the same tuple.
         out = []
         for vkey in self.log_witnesses.split():
             try:

@@ -19,7 +19,7 @@ from pathlib import Path
 from numbind.protocol import note
 from numbind.protocol.checkpoint import CosignatureSigner
 from numbind.protocol.files import write_private_file
-from numbind.registry.federation.files import FederationDir
+from numbind.registry.federation.files import FederationDir, Installed
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +32,43 @@ def origin_for(data_dir: Path) -> str:
     """The hub's (and a federation of one's) log is `numbind.<federation>/log`; a member
     logs the orders it makes for its own platforms in a log of its own,
     `numbind.<federation>/log/<member-id>`, so no two logs share an origin."""
-    installed = FederationDir(data_dir).load()
+    return origin_of(FederationDir(data_dir).load())
+
+
+def origin_of(installed: Installed | None) -> str:
+    """`origin_for` with the installed federation (None: none) already read."""
     if installed is None:
         return f"numbind.{LOCAL_FEDERATION}/log"
     origin = f"numbind.{installed.manifest.federation}/log"
     return origin if installed.is_authority else f"{origin}/{installed.member_id}"
 
 
-def load_or_create(data_dir: Path, origin: str | None = None) -> note.Ed25519Signer:
-    """The log key, created for `origin` (default: `origin_for(data_dir)`) if there is none."""
+class _Unread:
+    """`load_or_create` was not handed the installed federation: it reads it itself."""
+
+
+_UNREAD = _Unread()
+
+
+def load_or_create(
+    data_dir: Path, origin: str | None = None, installed: Installed | _Unread | None = _UNREAD
+) -> note.Ed25519Signer:
+    """The log key, created for `origin` (default: `origin_for(data_dir)`) if there is none.
+
+    `installed` is the federation the caller already loaded (None: none installed), so
+    start-up verifies the manifest once; left out, it is read here, at most once."""
     path = Path(data_dir) / LOG_DIR / KEY_FILE
-    want = origin or origin_for(data_dir)
+
+    def federation() -> Installed | None:
+        nonlocal installed
+        if isinstance(installed, _Unread):
+            installed = FederationDir(data_dir).load()
+        return installed
+
+    want = origin or origin_of(federation())
     if path.exists():
         signer = note.Ed25519Signer.parse(path.read_text(encoding="ascii").strip())
-        if signer.name != want and _named_by_manifest(data_dir, signer, want):
+        if signer.name != want and _named_by_manifest(federation(), signer, want):
             return signer.renamed(want)
         if signer.name != want:
             log.warning(
@@ -62,9 +85,10 @@ def load_or_create(data_dir: Path, origin: str | None = None) -> note.Ed25519Sig
     return signer
 
 
-def _named_by_manifest(data_dir: Path, signer: note.Ed25519Signer, origin: str) -> bool:
+def _named_by_manifest(
+    installed: Installed | None, signer: note.Ed25519Signer, origin: str
+) -> bool:
     """The installed manifest names this registry's log as `origin` with `signer`'s key."""
-    installed = FederationDir(data_dir).load()
     if installed is None:
         return False
     named = installed.manifest.log_of(installed.member_id)
@@ -78,21 +102,25 @@ def _named_by_manifest(data_dir: Path, signer: note.Ed25519Signer, origin: str) 
 WITNESS_KEY_FILE = "witness.key"
 
 
-def witness_name(data_dir: Path) -> str:
+def witness_name(data_dir: Path, installed: Installed | _Unread | None = _UNREAD) -> str:
     """`numbind.<federation-id>/witness/<member-id>` ("local"/"self" outside a federation)."""
-    installed = FederationDir(data_dir).load()
+    if isinstance(installed, _Unread):
+        installed = FederationDir(data_dir).load()
     if installed is None:
         return f"numbind.{LOCAL_FEDERATION}/witness/self"
     return f"numbind.{installed.manifest.federation}/witness/{installed.member_id}"
 
 
-def load_or_create_witness(data_dir: Path) -> CosignatureSigner:
+def load_or_create_witness(
+    data_dir: Path, installed: Installed | _Unread | None = _UNREAD
+) -> CosignatureSigner:
     """This registry's cosigning key as a witness (DATA_DIR/log/witness.key, 0600), under
     its current witness name: the key is made before the registry knows its federation
     (its public half goes in the join request), and the name follows the federation it
-    joined (an Ed25519 cosignature does not commit to the name; the key id does)."""
+    joined (an Ed25519 cosignature does not commit to the name; the key id does).
+    `installed` as for `load_or_create`."""
     path = Path(data_dir) / LOG_DIR / WITNESS_KEY_FILE
-    name = witness_name(data_dir)
+    name = witness_name(data_dir, installed)
     if path.exists():
         return CosignatureSigner.parse(path.read_text(encoding="ascii").strip()).renamed(name)
     signer = CosignatureSigner.generate(name)

@@ -16,7 +16,7 @@ from pathlib import Path
 import nacl.signing
 from numbind.protocol.bundle import Bundle, make_client_key_and_csr
 from numbind.protocol.files import write_private_file
-from numbind.registry.app import reconcile_key_map
+from numbind.registry.app import open_database, reconcile_key_map
 from numbind.registry.config import Settings, served_address
 from numbind.registry.datadir import ADMIN_BUNDLE as ADMIN_BUNDLE  # still operator.ADMIN_BUNDLE
 from numbind.registry.datadir import private_umask
@@ -28,7 +28,6 @@ from numbind.registry.pki import CertificateAuthority
 from numbind.registry.services.admin import AdminService
 from numbind.registry.services.directory import Directory
 from numbind.registry.storage import migrate
-from numbind.registry.storage.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +65,7 @@ def _init(settings: Settings, registry_address: str | None) -> InitResult:
         cert, key = ca.issue_server_cert()
         write_private_file(pki / "server.key", key)
         write_private_file(pki / "server.pem", cert)
-    db = Database(
-        settings.effective_database_url,
-        synchronous=settings.sqlite_synchronous,
-        notify=settings.change_notify,
-    )
+    db = open_database(settings)
     try:
         _, head = migrate.upgrade(db.write_engine)
         keys = KeyRing(db, settings.keys_dir)
@@ -98,11 +93,7 @@ def _admin(
     """The AdminService on the data dir's store (its schema brought to head if asked).
     Whatever is created meanwhile (the store, bundles) is private (datadir.private_umask)."""
     with private_umask():
-        db = Database(
-            settings.effective_database_url,
-            synchronous=settings.sqlite_synchronous,
-            notify=settings.change_notify,
-        )
+        db = open_database(settings)
         try:
             if migrate_schema:
                 migrate.upgrade(db.write_engine)

@@ -13,8 +13,10 @@ _ROLE_NUMBERS: dict[str, admin_pb2.PrincipalRole.ValueType] = {
     "platform": admin_pb2.PRINCIPAL_ROLE_PLATFORM,
     "carrier": admin_pb2.PRINCIPAL_ROLE_CARRIER,
     "admin": admin_pb2.PRINCIPAL_ROLE_ADMIN,
+    # Listed and counted, never registered or suspended here: the manifest decides.
+    "registry": admin_pb2.PRINCIPAL_ROLE_REGISTRY,
 }
-_ROLE_NAMES = {v: k for k, v in _ROLE_NUMBERS.items()}
+_ROLE_NAMES = {v: k for k, v in _ROLE_NUMBERS.items() if k != "registry"}
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):

@@ -284,7 +284,7 @@ def start_witness(registry: Registry) -> asyncio.Task[None] | None:
         return None
     witnesses = PeerLogWitnesses(
         registry.db,
-        log_key.load_or_create_witness(registry.settings.data_dir),
+        log_key.load_or_create_witness(registry.settings.data_dir, fed.installed),
         registry.log.manifest,
         fed.installed.member_id,
         lambda member_id: GrpcLogSource(peers.get(member_id)),

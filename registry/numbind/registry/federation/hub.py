@@ -197,8 +197,35 @@ def init(
         ensure_peer_cert(fed, ca, member_id)
         fed.write_manifest(signed)
         give_bundle_trust(settings.data_dir, settings.data_dir / ADMIN_BUNDLE)
-        warning = server_name_warning(settings, ca, address)
-        return InitResult(fed.require(), True, (warning,) if warning else ())
+        warnings = [server_name_warning(settings, ca, address)]
+        if "binding-registry" not in roles:
+            warnings.append(_platforms_left_behind(settings))
+        return InitResult(fed.require(), True, tuple(w for w in warnings if w))
+
+
+def _platforms_left_behind(settings: Settings) -> str | None:
+    """A registry that served platforms before `federation init` serves them no more as a
+    hub without the binding-registry role: its platforms' calls are refused and holder
+    calls leave their bindings out. Said at once, while --binding-registry can still be
+    chosen (the store was opened and migrated by read_token_service just before)."""
+    from numbind.registry.app import open_database
+    from numbind.registry.domain.types import now_us
+    from numbind.registry.storage import stats
+
+    db = open_database(settings)
+    try:
+        held = db.transact(lambda s: stats.read(s, now_us()), write=False)
+    finally:
+        db.close()
+    if held.platforms == 0:
+        return None
+    return (
+        f"this registry has {held.platforms} platform(s) with {held.active_bindings:,} live "
+        "bindings; as a hub without --binding-registry it serves them no more once it "
+        "restarts (their calls are refused, holder calls leave their bindings out). To keep "
+        f"them, before any member joins: move {settings.data_dir / 'federation'} away and run "
+        "init again with --binding-registry"
+    )
 
 
 def add_member(settings: Settings, request_path: Path, out: Path) -> AddResult:

@@ -19,12 +19,12 @@ __all__ = ["from_ring", "token_service"]
 
 def token_service(settings: Settings, address: str) -> TokenService:
     """The token service's public keys, from this registry's key ring."""
+    from numbind.registry.app import open_database
     from numbind.registry.errors import NumbindError
     from numbind.registry.keys import KeyRing
     from numbind.registry.storage import migrate
-    from numbind.registry.storage.db import Database
 
-    db = Database(settings.effective_database_url)
+    db = open_database(settings)
     try:
         migrate.upgrade(db.write_engine)
         ring = KeyRing(db, settings.keys_dir)

@@ -133,6 +133,9 @@ class Witness:
         self._pinned = log_key
         self._origin = log_key.name if log_key is not None else origin
         self._clock = clock
+        # Why the log was unreachable at the last round (None: it answered), so an outage
+        # is a warning once, not one a round (every second) for as long as it lasts.
+        self._unreachable: str | None = None
 
     @property
     def origin(self) -> str:
@@ -220,13 +223,23 @@ class Witness:
         `witness`), an unreachable log a warning, to be retried next round."""
         try:
             await self.witness(source)
-            return True
         except LogFailure:
             pass  # logged and kept as evidence by witness()
         except (grpc.RpcError, OSError) as exc:
-            _log.warning("witness: log %s unreachable: %s", self._origin, exc)
+            why = _unreachable_because(exc)
+            if why != self._unreachable:
+                _log.warning(
+                    "witness: log %s unreachable (%s); retried every round", self._origin, why
+                )
+            self._unreachable = why
+            return False
         except Exception:
             _log.exception("witness: round for log %s failed", self._origin)
+        else:
+            if self._unreachable is not None:
+                _log.info("witness: log %s reachable again", self._origin)
+            self._unreachable = None
+            return True
         return False
 
     async def _alarm(
@@ -263,3 +276,11 @@ def alarms_in(database_url: str) -> list[dict[str, Any]]:
         return []
     finally:
         db.close()
+
+
+def _unreachable_because(exc: grpc.RpcError | OSError) -> str:
+    """The status and gRPC's details, without the debug string an AioRpcError prints."""
+    code, details = getattr(exc, "code", None), getattr(exc, "details", None)
+    if callable(code) and callable(details):
+        return f"{code().name}: {details()}"
+    return str(exc)

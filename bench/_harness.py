@@ -79,8 +79,11 @@ def registry_process(env: dict[str, str] | None = None) -> Iterator[ServerProces
         listen = f"127.0.0.1:{free_port()}"
         numbind("admin", "init", "--data-dir", str(data), "--registry", listen, env=env)
         log = open(Path(tmp) / "serve.log", "wb")  # noqa: SIM115 - closed below
+        # NUMBIND_BENCH_STATEMENTS=OUT.json: the server under the statement timer.
+        timed = os.environ.get("NUMBIND_BENCH_STATEMENTS")
+        module = ["bench._statements", timed] if timed else ["numbind.cli"]
         proc = subprocess.Popen(
-            [PY, "-m", "numbind.cli", "serve", "--data-dir", str(data), "--listen", listen],
+            [PY, "-m", *module, "serve", "--data-dir", str(data), "--listen", listen],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, **env},

@@ -107,3 +107,54 @@ async def test_stop_ends_open_streams_promptly(tmp_path: Path) -> None:
             assert task.done() and not task.cancelled() and task.exception() is None
             # Well inside the 5 s grace: the stream ended itself, nothing was cut off.
             assert loop.time() - started < 2.0
+
+
+async def test_concurrent_acks_sharing_a_transaction_stay_idempotent(tmp_path: Path) -> None:
+    """Acks that arrive together share one transaction (storage.group_commit), each in its
+    own savepoint: a retry under the same request id gets the first answer, a second
+    request for the same order is a duplicate, a refused one changes nothing, and the log
+    holds one ack leaf per order."""
+    from numbind.registry.storage import log as log_store
+
+    async with running_registry(tmp_path / "data") as reg:
+        cm, p1 = reg.add_carrier("cm"), reg.add_platform("p1")
+        token = await tokenize(p1, PHONE)
+        await publish(p1, token, [(b"acct", days_ago(200))])
+        async with carrier(cm) as c:
+            await c.report([LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(10))])
+        async with secure_channel(p1) as channel:
+            feed = EventFeed(channel, after_seq=0, heartbeat_seconds=5)
+            (order_id,) = [e.order_id async for e in _first(feed.events(), 1)]
+            stub = platforms_pb2_grpc.PlatformsStub(channel)
+            unbound = platforms_pb2.ACK_OUTCOME_UNBOUND
+            results = await asyncio.gather(
+                stub.AckEvents(_ack(order_id, unbound, rid="same")),
+                stub.AckEvents(_ack(order_id, unbound, rid="same")),
+                stub.AckEvents(_ack(order_id, unbound)),
+                stub.AckEvents(_ack(str(uuid.uuid4()), unbound)),
+                return_exceptions=True,
+            )
+        first, retry, other, refused = results
+        assert isinstance(first, platforms_pb2.AckEventsResponse)
+        assert isinstance(retry, platforms_pb2.AckEventsResponse)
+        assert isinstance(other, platforms_pb2.AckEventsResponse)
+        # One answer per request id; of the two requests, whichever ran first recorded it.
+        assert (retry.recorded, retry.duplicate) == (first.recorded, first.duplicate)
+        assert sorted([(first.recorded, first.duplicate), (other.recorded, other.duplicate)]) == [
+            (0, 1),
+            (1, 0),
+        ]
+        assert isinstance(refused, grpc.aio.AioRpcError)
+        assert refused.code() == grpc.StatusCode.NOT_FOUND
+        found = reg.registry.db.transact(
+            lambda s: log_store.find(s, "ack", [order_id]), write=False
+        )
+        assert list(found) == [order_id]
+
+
+async def _first(events, n: int):  # type: ignore[no-untyped-def]
+    async for event in events:
+        yield event
+        n -= 1
+        if not n:
+            return

@@ -120,3 +120,15 @@ def test_an_empty_batch_answers_the_cursor(db: Database) -> None:
     asyncio.run(replica.apply(_entries([1]), 1, 101))
     assert asyncio.run(replica.apply([], 1, 101)).applied_seq == 1
     assert len(lifecycle.applied) == 1
+
+
+def test_chunks_keep_growing_across_batches_while_behind_the_head(db: Database) -> None:
+    """A burst arrives in several stream messages: while the replica is behind the hub's
+    head, the next batch goes on at the size the last one reached (few, large transactions
+    through a backlog); once it has caught up, a new burst starts small again."""
+    replica, lifecycle = _replica(db, 1, 4)
+    asyncio.run(replica.apply(_entries([1, 2, 3]), 20, 120))  # behind: head 20
+    asyncio.run(replica.apply(_entries(list(range(4, 13))), 20, 120))
+    asyncio.run(replica.apply(_entries(list(range(13, 21))), 20, 120))  # caught up
+    asyncio.run(replica.apply(_entries([21, 22, 23]), 23, 123))
+    assert [len(c) for c in lifecycle.applied] == [1, 2, 4, 4, 1, 4, 4, 1, 2]

@@ -1,5 +1,5 @@
 """numbind.protocol.merkle over stored nodes: proofs from stored subtree hashes, a source
-that breaks its contract, and compact ranges resuming from their state."""
+that breaks its contract, and compact ranges resuming from their state and growing by leaf data."""
 
 from __future__ import annotations
 
@@ -104,3 +104,18 @@ def test_range_nodes_tile_a_range() -> None:
     assert m.range_nodes(3, 9) == (m.Node(0, 3), m.Node(2, 1), m.Node(0, 8))
     with pytest.raises(TreeRangeError):
         m.range_nodes(5, 4)
+
+
+def test_grow_is_append_of_each_leaf_hash_from_any_size() -> None:
+    """CompactRange.grow (a witness's replay) keeps the same right edge as appending each
+    leaf's hash, from every starting size."""
+    data = [bytes([i]) * (i % 5 + 1) for i in range(70)]
+    for start in (0, 1, 2, 3, 7, 8, 31, 33):
+        slow, fast = m.CompactRange(), m.CompactRange()
+        for d in data[:start]:
+            slow.append(m.leaf_hash(d))
+            fast.append(m.leaf_hash(d))
+        for d in data[start:]:
+            slow.append(m.leaf_hash(d))
+        fast.grow(data[start:])
+        assert (fast.size, fast.hashes, fast.root()) == (slow.size, slow.hashes, slow.root())

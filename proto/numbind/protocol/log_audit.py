@@ -37,7 +37,7 @@ from numbind.protocol.log_errors import (
     NoKnownSignature,
     QuorumNotMet,
 )
-from numbind.protocol.merkle import CompactRange, leaf_hash, verify_consistency
+from numbind.protocol.merkle import CompactRange, verify_consistency
 
 __all__ = [
     "FAILURES",
@@ -109,8 +109,7 @@ def replay(edge: CompactRange, leaves: Sequence[bytes], new: Checkpoint) -> Comp
     """The right edge after appending `leaves` (leaf data) to `edge`; LogFailure unless it
     is the tree `new` describes."""
     grown = CompactRange(edge.size, edge.hashes)
-    for c in leaves:
-        grown.append(leaf_hash(c))
+    grown.grow(leaves)
     if grown.size != new.size or grown.root() != new.root_hash:
         raise LogFailure(
             "leaves",

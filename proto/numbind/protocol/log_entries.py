@@ -55,12 +55,17 @@ class EntryError(LogError):
     """An opening that does not open its leaf, or bytes that are not a log entry."""
 
 
+# json.dumps with these options, built once: dumps builds an encoder per call, a third of
+# the cost of a small entry, and a reissue encodes one per order and one per ack.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
 def canonical(entry: Mapping[str, Any]) -> bytes:
     """The one encoding of an entry that its commitment is over."""
     if entry.get("t") not in ENTRY_TYPES:
         raise EntryError(f"log entry type: got {entry.get('t')!r}, want one of {ENTRY_TYPES}")
     body = {"v": 1, **entry}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return _CANONICAL.encode(body).encode()
 
 
 def commitment(salt: bytes, body: bytes) -> bytes:

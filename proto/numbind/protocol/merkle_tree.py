@@ -176,6 +176,22 @@ class CompactRange:
         self._size += 1
         return closed
 
+    def grow(self, leaf_data: Iterable[bytes]) -> None:
+        """Append the leaves with these leaf data (each hashed as `leaf_hash`), keeping
+        nothing but the right edge: `append` without the closed subtrees it returns, for a
+        witness replaying tens of thousands of leaves (no Node per subtree, hashing inline)."""
+        sha, hashes, size = hashlib.sha256, self._hashes, self._size
+        for data in leaf_data:
+            if size >= MAX_TREE_SIZE:
+                raise TreeRangeError(f"tree size: already {MAX_TREE_SIZE}, the largest")
+            h, rest = sha(_LEAF + data).digest(), size
+            while rest & 1:
+                h = sha(_NODE + hashes.pop() + h).digest()
+                rest >>= 1
+            hashes.append(h)
+            size += 1
+            self._size = size
+
     def extend(self, leaves: Iterable[bytes]) -> list[tuple[Node, bytes]]:
         closed: list[tuple[Node, bytes]] = []
         for leaf in leaves:

@@ -43,10 +43,13 @@ _POLL_SECONDS = 1.0
 # the last entry's orders were written (seconds), and every other writer (acks, feeds)
 # queued behind it. In chunks, each committed in order with the cursor, the first orders
 # are in a feed after the first chunk and the feeds drain while the rest is applied. The
-# first chunk of a message is small (its orders reach the feeds soonest); each next one is
-# twice the last, up to APPLY_CHUNK (fewer transactions through a backlog).
+# first chunk of a burst is small (its orders reach the feeds soonest); each next one is
+# twice the last, up to APPLY_CHUNK, and the growth carries over from one stream message to
+# the next while the replica is behind the hub's head: a backlog goes through in few, large
+# transactions (each commit is an fsync on SQLite, and the acks that queue behind one share
+# a transaction: storage.group_commit), so the writer spends its time on the work itself.
 FIRST_CHUNK = 50
-APPLY_CHUNK = 200
+APPLY_CHUNK = 800
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,9 @@ class Replica:
             raise ValueError(f"chunks: got {first_chunk}, {chunk}; want 1 <= first <= most")
         self._first_chunk = first_chunk
         self._chunk = chunk
+        # The next chunk's size when the last batch left this replica behind the hub's head
+        # (a burst still arriving); the first chunk again once it had caught up.
+        self._next_chunk = first_chunk
         self._db = db
         self._tokens = tokens
         self._lifecycle = lifecycle
@@ -190,14 +196,15 @@ class Replica:
 
     async def apply(self, entries: list[Entry], head_seq: int, head_recorded_us: int) -> Applied:
         """Apply `entries` in order, in chunks (`first_chunk` entries, then each twice the
-        last up to `chunk`): one transaction each (its events' orders and feed events,
-        number states, and the cursor together), the chunk's platforms woken as it commits.
-        A chunk that fails (a gap) leaves the chunks before it applied and the cursor after
-        them; the follower resumes there."""
+        last up to `chunk`, carried on from the previous batch when that one left the
+        replica behind `head_seq`): one transaction each (its events' orders and feed
+        events, number states, and the cursor together), the chunk's platforms woken as it
+        commits. A chunk that fails (a gap) leaves the chunks before it applied and the
+        cursor after them; the follower resumes there."""
         hub = await self._hub_principal()
         applied_seq = None
         count = orders = start = 0
-        size = self._first_chunk
+        size, self._next_chunk = self._next_chunk, self._first_chunk
         while start < len(entries):
             part = await self._apply_chunk(
                 hub, entries[start : start + size], head_seq, head_recorded_us
@@ -207,6 +214,8 @@ class Replica:
             start, size = start + size, min(size * 2, self._chunk)
         if applied_seq is None:
             applied_seq = (await self.cursor()).applied_seq
+        elif applied_seq < head_seq:
+            self._next_chunk = size  # more of the burst is on its way
         return Applied(applied_seq, count, orders)
 
     async def _apply_chunk(

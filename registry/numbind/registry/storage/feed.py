@@ -8,8 +8,7 @@ Feed entries, orders and bindings are joined on (pk, token), the partition key t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from numbind.registry.domain.types import OrderState, now_us
 from numbind.registry.storage import pgsets
@@ -26,8 +25,10 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 
-@dataclass(frozen=True)
-class FeedItem:
+class FeedItem(NamedTuple):
+    """One event as read. A named tuple, not a frozen dataclass: a stream builds one per
+    row (tens of thousands during a reissue), and a tuple is built about six times faster."""
+
     seq: int
     order_pk: int
     order_id: str
@@ -118,17 +119,20 @@ def mark_delivered(session: Session, orders: Sequence[tuple[int, bytes]]) -> Non
     pks = [pk for pk, _ in orders]
     if conn.dialect.name == "postgresql":
         # One statement routed by token (storage.pgsets); an order a re-key moved to its
-        # binding's new token since it was read is marked by pk alone below.
+        # binding's new token since it was read (or one no longer open) goes by pk alone,
+        # in one more statement.
         done = pgsets.mark_delivered(conn, orders, int(OrderState.DELIVERED), OPEN_STATES, now)
-        pks = [pk for pk in pks if pk not in done]
-    if pks:
-        conn.exec_driver_sql(
-            driver_sql(
-                conn,
-                "UPDATE orders SET state = ?, delivered_us = ? WHERE pk = ? AND state IN (?, ?)",
-            ),
-            [(int(OrderState.DELIVERED), now, pk, *OPEN_STATES) for pk in pks],
-        )
+        rest = [pk for pk in pks if pk not in done]
+        if rest:
+            pgsets.mark_delivered_by_pk(conn, rest, int(OrderState.DELIVERED), OPEN_STATES, now)
+        return
+    conn.exec_driver_sql(
+        driver_sql(
+            conn,
+            "UPDATE orders SET state = ?, delivered_us = ? WHERE pk = ? AND state IN (?, ?)",
+        ),
+        [(int(OrderState.DELIVERED), now, pk, *OPEN_STATES) for pk in pks],
+    )
 
 
 def feed_head(session: Session, platform_pk: int) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 from numbind.registry.domain.keymap import StoreToken
 from numbind.registry.domain.lifecycle import NumberRecord
 from numbind.registry.domain.types import NumberState, now_us
-from numbind.registry.storage import pgsets, signals
+from numbind.registry.storage import pgcopy, pgsets, signals
 from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import LifecycleLogHeadRow, NumberRow
 from sqlalchemy import select
@@ -30,6 +30,19 @@ _EVENT_COLUMNS = (
     "recorded_us",
     "applied",
     "revocation_id",
+)
+
+# A new numbers row as save builds it.
+_NUMBER_COLUMNS = (
+    "key_id",
+    "carrier_pk",
+    "state",
+    "tenure_start_us",
+    "last_reissued_us",
+    "first_known_us",
+    "last_effective_us",
+    "updated_us",
+    "token",
 )
 
 _COLUMNS = (
@@ -127,12 +140,13 @@ def save(
         else:
             inserts.append((*values, token))
     conn = session.connection()
-    if inserts:
+    if inserts and conn.dialect.name == "postgresql":
+        pgcopy.copy_rows(conn, "numbers", _NUMBER_COLUMNS, inserts)  # one statement
+    elif inserts:
         conn.exec_driver_sql(
             driver_sql(
                 conn,
-                "INSERT INTO numbers (key_id, carrier_pk, state, tenure_start_us,"
-                " last_reissued_us, first_known_us, last_effective_us, updated_us, token)"
+                f"INSERT INTO numbers ({', '.join(_NUMBER_COLUMNS)})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             ),
             inserts,
@@ -162,16 +176,21 @@ def log_events(session: Session, rows: Sequence[dict[str, object]]) -> None:
     first = head.head + 1
     head.head = head.head + len(rows)
     head.head_recorded_us = int(rows[-1]["recorded_us"])  # type: ignore[call-overload]
-    # Driver SQL, executemany: the ORM's per-row processing was a tenth of a 10,000-number
-    # report at the hub, and again at every member applying it.
+    # Driver SQL: the ORM's per-row processing was a tenth of a 10,000-number report at the
+    # hub, and again at every member applying it. On PostgreSQL one COPY, where executemany
+    # was a statement per row; SQLite keeps executemany (no round trips to save).
     conn = session.connection()
-    conn.exec_driver_sql(
-        driver_sql(
-            conn,
-            f"INSERT INTO lifecycle_events ({', '.join(_EVENT_COLUMNS)}, seq)"
-            f" VALUES ({', '.join('?' * (len(_EVENT_COLUMNS) + 1))})",
-        ),
-        [(*(row[c] for c in _EVENT_COLUMNS), seq) for seq, row in enumerate(rows, first)],
-    )
+    values = [(*(row[c] for c in _EVENT_COLUMNS), seq) for seq, row in enumerate(rows, first)]
+    if conn.dialect.name == "postgresql":
+        pgcopy.copy_rows(conn, "lifecycle_events", (*_EVENT_COLUMNS, "seq"), values)
+    else:
+        conn.exec_driver_sql(
+            driver_sql(
+                conn,
+                f"INSERT INTO lifecycle_events ({', '.join(_EVENT_COLUMNS)}, seq)"
+                f" VALUES ({', '.join('?' * (len(_EVENT_COLUMNS) + 1))})",
+            ),
+            values,
+        )
     # Followers of the log (members) held by other processes of this registry wake on it.
     signals.announce(session, signals.FEED, [signals.LOG_CHANNEL])

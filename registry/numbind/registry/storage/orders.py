@@ -26,7 +26,7 @@ from numbind.registry.domain.types import (
     OrderState,
     now_us,
 )
-from numbind.registry.storage import pgsets, signals
+from numbind.registry.storage import pgcopy, pgsets, signals
 from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import (
@@ -38,6 +38,23 @@ from sqlalchemy import Connection, and_, case, func, select, update
 from sqlalchemy.orm import Session
 
 OPEN_STATES = (int(OrderState.PENDING), int(OrderState.DELIVERED))
+# An order row as append builds it (besides its pk), and a feed entry.
+_ORDER_COLUMNS = (
+    "id",
+    "revocation_id",
+    "platform_pk",
+    "binding_pk",
+    "token",
+    "kind",
+    "cause",
+    "state",
+    "outcome",
+    "reason",
+    "tenure_start_us",
+    "created_us",
+    "deadline_us",
+)
+_FEED_COLUMNS = ("platform_pk", "seq", "order_pk", "token", "created_us")
 
 
 def new_revocation(
@@ -98,7 +115,7 @@ def append(
     by_platform: dict[int, list[NewOrder]] = defaultdict(list)
     for order in orders:
         by_platform[order.binding.platform_pk].append(order)
-    token_of = _current_tokens(session, orders)
+    token_of = _current_tokens(session, orders, now)
     order_rows: list[tuple[object, ...]] = []
     seqs: dict[str, tuple[int, int]] = {}
     for platform_pk in sorted(by_platform):  # fixed lock order: no deadlocks between reports
@@ -133,23 +150,22 @@ def append(
                 )
             )
     conn = session.connection()
-    revoking = [
-        (o.binding.pk, token_of[o.binding.pk]) for o in orders if o.kind == EventKind.REVOKE
-    ]
     if conn.dialect.name == "postgresql":
-        # One statement per batch, each row routed to its token's partition (storage.pgsets).
-        pks = pgsets.insert_orders(
-            conn,
-            revocation_id,
-            [(r[0], r[2], r[3], r[4], r[5], r[6], r[10]) for r in order_rows],
-            int(OrderState.PENDING),
-            now,
-            deadline,
-        )
-        pgsets.insert_feed_events(conn, [(*seqs[oid], pk, token, now) for oid, pk, token in pks])
-        if revoking:
-            pgsets.set_bindings_state(conn, revoking, int(BindingState.REVOKING), now)
+        # The bindings of REVOKE orders became REVOKING as they were locked (_current_tokens).
+        # pks drawn up front (one statement), so orders and their feed entries are each one
+        # COPY, without RETURNING: 20,000 orders with their feed entries took 1.0-1.9 s
+        # this way against 2.7-3.6 s as `INSERT ... SELECT FROM unnest(...) RETURNING` and a
+        # second unnest INSERT (alternated, on the loaded 2-core machine). COPY routes each
+        # row to its token's partition.
+        pks = pgsets.next_pks(conn, "orders_pk_seq", len(order_rows))
+        numbered = list(zip(pks, order_rows, strict=True))
+        pgcopy.copy_rows(conn, "orders", ("pk", *_ORDER_COLUMNS), [(pk, *r) for pk, r in numbered])
+        feed_rows = [(*seqs[str(r[0])], pk, r[4], now) for pk, r in numbered]
+        pgcopy.copy_rows(conn, "feed_events", _FEED_COLUMNS, feed_rows)
     else:
+        revoking = [
+            (o.binding.pk, token_of[o.binding.pk]) for o in orders if o.kind == EventKind.REVOKE
+        ]
         _append_rows(conn, revocation_id, order_rows, seqs, revoking, now)
     # Other processes' streams of these feeds wake when this transaction commits.
     signals.announce(session, signals.FEED, by_platform)
@@ -174,8 +190,7 @@ def _append_rows(
     conn.exec_driver_sql(
         driver_sql(
             conn,
-            "INSERT INTO orders (id, revocation_id, platform_pk, binding_pk, token, kind, cause,"
-            " state, outcome, reason, tenure_start_us, created_us, deadline_us)"
+            f"INSERT INTO orders ({', '.join(_ORDER_COLUMNS)})"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ),
         order_rows,
@@ -188,8 +203,7 @@ def _append_rows(
     conn.exec_driver_sql(
         driver_sql(
             conn,
-            "INSERT INTO feed_events (platform_pk, seq, order_pk, token, created_us)"
-            " VALUES (?, ?, ?, ?, ?)",
+            f"INSERT INTO feed_events ({', '.join(_FEED_COLUMNS)}) VALUES (?, ?, ?, ?, ?)",
         ),
         [(*seqs[oid], pk, token, now) for oid, pk, token in pks if oid in seqs],
     )
@@ -202,8 +216,9 @@ def _append_rows(
         )
 
 
-def _current_tokens(session: Session, orders: Sequence[NewOrder]) -> dict[int, bytes]:
-    """binding pk -> the token its row holds now, the binding locked until commit.
+def _current_tokens(session: Session, orders: Sequence[NewOrder], now: int) -> dict[int, bytes]:
+    """binding pk -> the token its row holds now, the binding locked until commit; on
+    PostgreSQL the bindings of REVOKE orders become REVOKING in the same statement.
 
     An order takes its binding's token (the partition key). The caller read the bindings
     without a lock, and on PostgreSQL a re-key batch may have converted one since; reading
@@ -213,8 +228,12 @@ def _current_tokens(session: Session, orders: Sequence[NewOrder]) -> dict[int, b
     conn = session.connection()
     if conn.dialect.name == "sqlite":
         return {o.binding.pk: o.binding.binding.token.value for o in orders}
+    revoke: dict[int, tuple[bytes, bool]] = {}
+    for o in orders:
+        _, was = revoke.get(o.binding.pk, (b"", False))
+        revoke[o.binding.pk] = (o.binding.binding.token.value, was or o.kind == EventKind.REVOKE)
     return pgsets.lock_bindings(
-        conn, {(o.binding.pk, o.binding.binding.token.value) for o in orders}
+        conn, [(pk, t, r) for pk, (t, r) in revoke.items()], int(BindingState.REVOKING), now
     )
 
 
@@ -259,12 +278,16 @@ def record_acks(
     now = now_us()
     conn = session.connection()
     rows = [(o.pk, o.token, state, outcome, reason) for o, state, outcome, reason in acks]
-    if conn.dialect.name == "postgresql":
-        # One statement, routed by token (storage.pgsets); an order a re-key moved since it
-        # was read is written by pk alone below.
+    pg = conn.dialect.name == "postgresql"
+    if pg:
+        # One statement, routed by token (storage.pgsets); orders a re-key moved since they
+        # were read go by pk alone, in one more.
         done = pgsets.record_order_acks(conn, rows, now)
-        rows = [r for r in rows if r[0] not in done]
-    if rows:
+        moved = [(pk, state, outcome, reason) for pk, _, state, outcome, reason in rows]
+        moved = [r for r in moved if r[0] not in done]
+        if moved:
+            pgsets.record_order_acks_by_pk(conn, moved, now)
+    else:
         conn.exec_driver_sql(
             driver_sql(
                 conn,
@@ -286,11 +309,14 @@ def record_acks(
         for order, state in revokes
         if not (state == OrderState.REJECTED and order.binding_pk in others)
     ]
-    if changes and conn.dialect.name == "postgresql":
-        # Unmatched ones (moved by a re-key, or no longer revoking) go by pk alone below.
+    if changes and pg:
+        # Unmatched ones (moved by a re-key, or no longer revoking) go by pk alone, in one
+        # more statement.
         done = pgsets.set_binding_states(conn, changes, int(BindingState.REVOKING), now)
-        changes = [c for c in changes if c[0] not in done]
-    if changes:
+        rest = [(pk, state) for pk, _, state in changes if pk not in done]
+        if rest:
+            pgsets.set_binding_states_by_pk(conn, rest, int(BindingState.REVOKING), now)
+    elif changes:
         conn.exec_driver_sql(
             driver_sql(
                 conn,

@@ -1,4 +1,6 @@
-"""PostgreSQL: writing a publish batch's binding rows with COPY (storage.bindings' insert).
+"""PostgreSQL: writing a publish batch's binding rows with COPY (storage.bindings' insert),
+and the reissue path's other bulk inserts (`copy_rows`: log leaves and nodes, lifecycle
+events, orders and feed entries).
 
 COPY is one statement for the whole batch. Measured against a bare partitioned table at
 20,000 rows, a pipelined executemany of single-row INSERTs ran at 0.18 of COPY's rate (every
@@ -17,7 +19,7 @@ import psycopg
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["copy_bindings", "insert_if_all_new"]
+__all__ = ["copy_bindings", "copy_rows", "insert_if_all_new"]
 
 _COPY = (
     "COPY bindings (platform_pk, key_id, token, account_ref, bound_us, kind, state, bucket,"
@@ -44,6 +46,25 @@ def copy_bindings(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
             _write(cur, rows)
     except psycopg.Error as exc:
         raise DBAPIError.instance(_COPY, None, exc, psycopg.Error) from exc
+
+
+def copy_rows(
+    conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """COPY rows (values in `columns` order) into `table`, in the caller's transaction.
+
+    Measured at 110,000 log leaves (the log's rows of a 100,000-order reissue) on the
+    loaded 2-core machine: executemany 6.9-17.6 s, `INSERT ... SELECT FROM unnest` of
+    arrays 11.4-20.5 s (the arrays' adaptation and parsing dominate), COPY 1.3 s."""
+    if not rows:
+        return
+    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    try:
+        with _driver(conn).cursor() as cur, cur.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
 
 
 def insert_if_all_new(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> bool:

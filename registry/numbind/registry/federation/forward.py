@@ -24,6 +24,7 @@ from numbind.registry.errors import (
 )
 from numbind.registry.federation.channel import PeerChannels
 from numbind.registry.federation.files import FederationDir
+from numbind.registry.federation.manifest_changes import ManifestChanges
 from numbind.registry.keys import TokenKey
 from numbind.registry.services.tokens import (
     Evaluation,
@@ -40,6 +41,8 @@ FORWARD_TIMEOUT_SECONDS = 10.0
 # How long an answer under a key the manifest does not list yet waits for the manifest
 # that lists it (the hub signs one at each rotation; replication brings it within moments).
 MANIFEST_WAIT_SECONDS = 5.0
+# While it waits, how often it looks at the manifest file (a stat; read only once changed).
+MANIFEST_LOOK_SECONDS = 0.1
 
 
 class ForwardedTokens:
@@ -56,14 +59,19 @@ class ForwardedTokens:
         self._member = token_service
         self._pinned_version = 0
         self._pinned: ManifestTokens | None = None
+        self._changes = ManifestChanges(files)
 
     def _manifest_keys(self) -> ManifestTokens:
-        # Replication installs newer manifests (a rotation at the hub, a new member);
-        # reading the file each call costs one small signature check.
-        installed = self._files.require()
-        if installed.manifest.version != self._pinned_version or self._pinned is None:
-            self._pinned = installed.manifest.token_service
-            self._pinned_version = installed.manifest.version
+        # Replication installs newer manifests (a rotation at the hub, a new member). The
+        # file is read and its signature checked once per version, not once per call:
+        # ManifestChanges looks at its modification time and reads it only when it moved.
+        changed = self._changes.poll()
+        if changed is None and self._pinned is None:
+            changed = self._files.require()
+        if changed is not None:
+            self._pinned = changed.manifest.token_service
+            self._pinned_version = changed.manifest.version
+        assert self._pinned is not None
         return self._pinned
 
     async def _listing(self, key_id: str) -> ManifestTokens:
@@ -74,7 +82,7 @@ class ForwardedTokens:
         loop = asyncio.get_running_loop()
         until = loop.time() + MANIFEST_WAIT_SECONDS
         while pinned.key(key_id) is None and loop.time() < until:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(min(MANIFEST_LOOK_SECONDS, max(0.0, until - loop.time())))
             pinned = self._manifest_keys()
         return pinned
 

@@ -3,11 +3,13 @@
 A holder's 一证通查 and 一键解绑 arrive at the hub (the lifecycle authority), the only
 registry that knows which carrier serves a number. `FederatedHolders` checks the
 attestation there once (HolderService), then asks each binding registry (a `MemberClient`)
-under one deadline. A member that does not answer in time is listed as unavailable with the
-reason, never silently left out. A revocation is recorded for every member in the hub's
-outbox in the same transaction as the revocation itself, delivered at once, and delivered
-later by `deliver_due` to a member that missed it (members create its orders once, by
-revocation id). A federation of one has no members: everything stays local, no RPC.
+under one deadline; a query spends its nonce while the members answer, and is answered
+only once the nonce is spent. A member that does not answer in time is listed as
+unavailable with the reason, never silently left out. A revocation is recorded for every
+member in the hub's outbox in the same transaction as the revocation itself, delivered at
+once, and delivered later by `deliver_due` to a member that missed it (members create its
+orders once, by revocation id). A federation of one has no members: everything stays
+local, no RPC.
 """
 
 from __future__ import annotations
@@ -146,38 +148,46 @@ class FederatedHolders:
     def deadline_seconds(self) -> float:
         return self._deadline
 
+    async def _call(
+        self, member: MemberClient, call: Callable[[MemberClient], Awaitable[T]]
+    ) -> _Outcome:
+        """`call` on `member`, cut off at the deadline; a failure becomes a reason."""
+        try:
+            value = await asyncio.wait_for(call(member), self._deadline)
+        except TimeoutError:
+            return _Outcome(member.registry, reason=f"no answer within {self._deadline:g} s")
+        except MemberUnavailable as exc:
+            return _Outcome(member.registry, reason=exc.reason)
+        except Exception:
+            log.exception("fan-out to member %s failed", member.registry.id)
+            return _Outcome(member.registry, reason="the hub could not ask it (see the hub's log)")
+        return _Outcome(member.registry, value)
+
     async def _ask(
         self,
         members: Sequence[MemberClient],
         call: Callable[[MemberClient], Awaitable[T]],
     ) -> list[_Outcome]:
         """`call` on every member at once, each cut off at the deadline."""
-
-        async def one(m: MemberClient) -> _Outcome:
-            try:
-                value = await asyncio.wait_for(call(m), self._deadline)
-            except TimeoutError:
-                return _Outcome(m.registry, reason=f"no answer within {self._deadline:g} s")
-            except MemberUnavailable as exc:
-                return _Outcome(m.registry, reason=exc.reason)
-            except Exception:
-                log.exception("fan-out to member %s failed", m.registry.id)
-                return _Outcome(m.registry, reason="the hub could not ask it (see the hub's log)")
-            return _Outcome(m.registry, value)
-
-        return list(await asyncio.gather(*(one(m) for m in members)))
+        return list(await asyncio.gather(*(self._call(m, call) for m in members)))
 
     # -- 一证通查 -------------------------------------------------------------------------
     async def query(
         self, caller: Principal, signed: Sequence[SignedAttestation]
     ) -> tuple[list[NumberView], tuple[Unavailable, ...]]:
-        admitted = await self._holders.admit_query(caller, signed)
-        numbers = [a.number for a in admitted]
+        checked = await self._holders.check_query(caller, signed)
+        numbers = [a.number for a in checked.admitted]
         members = self._directory.members()
-        local, outcomes = await asyncio.gather(
-            self._holders.local_views(admitted),
-            self._ask(members, lambda m: m.query(numbers, self._deadline)),
-        )
+        local = checked.views
+        # Single use is the one check left, and spending the nonces is the query's only
+        # write: it runs beside the members' reads instead of before them. Nothing is
+        # answered until it has succeeded: a replay that raced past check_query is
+        # refused here, and what the members said is dropped.
+        spend = asyncio.ensure_future(self._holders.spend_query(caller, checked))
+        try:
+            outcomes = await self._ask(members, lambda m: m.query(numbers, self._deadline))
+        finally:
+            await spend
         unavailable: list[Unavailable] = []
         for outcome in outcomes:
             if outcome.reason is not None:
@@ -207,13 +217,13 @@ class FederatedHolders:
         scope: int,
         platform_ids: Sequence[str],
     ) -> tuple[str, int, tuple[Unavailable, ...]]:
+        HolderService.validate_revocation(request_id, scope, platform_ids)
         members = self._directory.members()
         held: set[str] | None = None
         if members and platform_ids:
             # The hub holds no platform: the members say which ids they hold, so that an
             # id none of them holds is refused (NOT_FOUND) as a single registry refuses it.
             # A member that does not answer may hold it: then nothing is refused for it.
-            HolderService.validate_revocation(request_id, scope, platform_ids)
             held = set()
             for outcome in await self._ask(
                 members, lambda m: m.platforms(platform_ids, self._deadline)
@@ -228,10 +238,18 @@ class FederatedHolders:
         if not members:
             return rid, local_orders, ()
         entries = await self._entries(rid)
-        await self._deliver([e for e in entries if not e.delivered])
-        entries = await self._entries(rid)
-        orders = local_orders + sum(e.orders or 0 for e in entries if e.delivered)
-        return rid, orders, tuple(self._pending(e) for e in entries if not e.delivered)
+        tried = await self._deliver([e for e in entries if not e.delivered])
+        orders = local_orders
+        pending: list[Unavailable] = []
+        for e in entries:
+            now = tried.get(e.member_id)
+            if e.delivered:
+                orders += e.orders or 0
+            elif now is not None and isinstance(now.value, int):
+                orders += now.value
+            else:
+                pending.append(self._pending(e, now.reason if now is not None else None))
+        return rid, orders, tuple(pending)
 
     async def get_revocation(self, caller: Principal, revocation_id: str) -> RevocationView:
         view = await self._holders.get_revocation(caller, revocation_id)
@@ -263,75 +281,72 @@ class FederatedHolders:
                 )
         return replace(view, platforms=platforms, unavailable=tuple(unavailable))
 
-    def _pending(self, entry: OutboxEntry) -> Unavailable:
+    def _pending(self, entry: OutboxEntry, reason: str | None = None) -> Unavailable:
+        """`reason`: why the delivery just tried failed (else the entry's last error)."""
         member = self._directory.member(entry.member_id)
         name = member.registry if member is not None else RegistryName(entry.member_id, "")
-        why = entry.last_error or "not reached yet"
+        why = reason or entry.last_error or "not reached yet"
         return Unavailable(name, f"not delivered yet, the hub retries ({why})")
 
     async def _entries(self, revocation_id: str) -> list[OutboxEntry]:
         return await self._db.run(lambda s: fanout.for_revocation(s, revocation_id), write=False)
 
     # -- delivery -------------------------------------------------------------------------
-    async def _deliver(self, entries: Sequence[OutboxEntry]) -> int:
-        """Deliver each entry to its member in parallel; record success or the next try.
-        Returns how many were delivered."""
+    async def _deliver(self, entries: Sequence[OutboxEntry]) -> dict[str, _Outcome]:
+        """Deliver each entry to its member in parallel; record success (value: the
+        member's order count) or the next try (reason). Returns the outcome per member id
+        of the entries tried (one already being delivered by another pass is left to it)."""
         todo = [e for e in entries if (e.revocation_id, e.member_id) not in self._in_flight]
         if not todo:
-            return 0
+            return {}
         keys = [(e.revocation_id, e.member_id) for e in todo]
         self._in_flight.update(keys)
         try:
             results = await asyncio.gather(*(self._deliver_one(e) for e in todo))
         finally:
             self._in_flight.difference_update(keys)
-        return sum(results)
+        return {e.member_id: r for e, r in zip(todo, results, strict=True)}
 
-    async def _deliver_one(self, entry: OutboxEntry) -> bool:
+    async def _deliver_one(self, entry: OutboxEntry) -> _Outcome:
         member = self._directory.member(entry.member_id)
-        reason: str
         if member is None:
-            reason = "no longer a binding registry of this federation"
+            outcome = _Outcome(
+                RegistryName(entry.member_id, ""),
+                reason="no longer a binding registry of this federation",
+            )
         else:
-            try:
-                request = MemberRevocation.from_json(entry.request)
-                count = await asyncio.wait_for(
-                    member.revoke(request, self._deadline), self._deadline
+            outcome = await self._call(
+                member,
+                lambda m: m.revoke(MemberRevocation.from_json(entry.request), self._deadline),
+            )
+        if isinstance(outcome.value, int):
+            count = outcome.value
+            await self._db.run(
+                lambda s: fanout.mark_delivered(
+                    s, entry.revocation_id, entry.member_id, count, now_us()
                 )
-            except TimeoutError:
-                reason = f"no answer within {self._deadline:g} s"
-            except MemberUnavailable as exc:
-                reason = exc.reason
-            except Exception:
-                log.exception(
-                    "delivering revocation %s to %s", entry.revocation_id, entry.member_id
-                )
-                reason = "the hub could not deliver it (see the hub's log)"
-            else:
-                await self._db.run(
-                    lambda s: fanout.mark_delivered(
-                        s, entry.revocation_id, entry.member_id, count, now_us()
-                    )
-                )
-                log.info(
-                    "revocation %s delivered to member %s (%d orders, attempt %d)",
-                    entry.revocation_id,
-                    entry.member_id,
-                    count,
-                    entry.attempts + 1,
-                )
-                return True
+            )
+            log.info(
+                "revocation %s delivered to member %s (%d orders, attempt %d)",
+                entry.revocation_id,
+                entry.member_id,
+                count,
+                entry.attempts + 1,
+            )
+            return outcome
+        reason = outcome.reason or "no answer"
         next_us = self._retry.next_attempt_us(entry.attempts)
         await self._db.run(
             lambda s: fanout.mark_failed(s, entry.revocation_id, entry.member_id, reason, next_us)
         )
         self._wake.set()
-        return False
+        return outcome
 
     async def deliver_due(self, limit: int = 100) -> int:
         """One pass of the retry loop: deliver the entries whose next attempt is due."""
         entries = await self._db.run(lambda s: fanout.due(s, now_us(), limit), write=False)
-        return await self._deliver(entries)
+        tried = await self._deliver(entries)
+        return sum(1 for o in tried.values() if isinstance(o.value, int))
 
     async def run_retries(self, stopping: asyncio.Event) -> None:
         """Until `stopping`: deliver what members missed, sleeping until the next is due."""

@@ -107,7 +107,7 @@ def number_platforms(
     """This store's live bindings to `token`, one group per platform and tenure class,
     pre-tenure first, then by display name."""
     live = bindings.bindings_for_token(session, token)
-    names = principals.by_pks(session, {b.platform_pk for b in live})
+    names = principals.names_by_pks(session, {b.platform_pk for b in live})
     open_ = orders.open_orders_for_bindings(session, [b.pk for b in live], now_us())
     groups: dict[tuple[int, TenureClass], PlatformGroup] = {}
     for b in sorted(live, key=lambda b: b.bound_us):

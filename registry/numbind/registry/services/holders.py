@@ -1,11 +1,13 @@
 """Holder operations, always through the holder's carrier: 一证通查 and 一键解绑. No grpc.
 
 Every call carries attestations the calling carrier signed. Beyond the pure checks in
-registry.domain.attestation, two need the store and happen in the call's transaction:
-the caller must be the number's current carrier, and the nonce must be new (it is then
-kept until the attestation would have expired anyway). The attested token is mapped to
-the store key first (services.tokenmap): one number, one carrier, whatever key the
-carrier tokenised under.
+registry.domain.attestation, two need the store: the caller must be the number's current
+carrier, and the nonce must be new (it is then kept until the attestation would have
+expired anyway). A revocation checks both in its one write transaction. A query checks
+everything in a read (`check_query`), then spends the nonces in a short write that checks
+the carrier again (`spend_query`); its answer is released only after that write. The
+attested token is mapped to the store key first (services.tokenmap): one number, one
+carrier, whatever key the carrier tokenised under.
 """
 
 from __future__ import annotations
@@ -84,6 +86,19 @@ class Admitted:
         return AdmittedNumber(a.token, a.key_id, self.tenure_start_us)
 
 
+@dataclass(frozen=True)
+class CheckedQuery:
+    """A query's attestations after `HolderService.check_query`: everything checked but
+    single use. `carrier_key` is the key they were verified under; `views` this store's
+    platforms per number, read in the same snapshot as the checks (none at a hub that
+    holds no bindings)."""
+
+    admitted: tuple[Admitted, ...]
+    signed: tuple[SignedAttestation, ...]
+    carrier_key: bytes
+    views: list[NumberView]
+
+
 class HolderService:
     def __init__(
         self,
@@ -122,8 +137,7 @@ class HolderService:
     # -- attestation checks ---------------------------------------------------------------
     @staticmethod
     def _carrier_key(session: Session, caller: Principal) -> bytes | None:
-        row = principals.find(session, Role.CARRIER, caller.name)
-        return row.attestation_key if row else None
+        return principals.attestation_key(session, caller.pk)
 
     def _verify(
         self,
@@ -155,15 +169,17 @@ class HolderService:
         except InvalidArgument as exc:
             raise InvalidArgument(exc.message.replace(".token.key_id", ".key_id", 1)) from None
 
-    def _admit(
-        self, session: Session, caller: Principal, att: Attestation, token: StoreToken, where: str
-    ) -> int:
-        """Current-carrier and single-use checks; returns the tenure start to use."""
+    @staticmethod
+    def _tenure(session: Session, caller: Principal, token: StoreToken, where: str) -> int | None:
+        """The current-carrier check; returns the number's tenure start (None if unknown)."""
         number = numbers.get(session, token)
         if number is None or number.carrier_pk != caller.pk:
             raise WrongCarrier(
                 f"{where}.token: carrier {caller.name} is not the current carrier of this number"
             )
+        return number.tenure_start_us
+
+    def _spend(self, session: Session, caller: Principal, att: Attestation, where: str) -> None:
         fresh = nonces.claim(
             session,
             caller.pk,
@@ -173,72 +189,89 @@ class HolderService:
         )
         if not fresh:
             raise AttestationReplayed(f"{where}.nonce: this attestation was already used")
-        return number.tenure_start_us or att.tenure_start_us
+
+    def _admit(
+        self, session: Session, caller: Principal, att: Attestation, token: StoreToken, where: str
+    ) -> int:
+        """Current-carrier and single-use checks; returns the tenure start to use."""
+        tenure = self._tenure(session, caller, token, where)
+        self._spend(session, caller, att, where)
+        return tenure or att.tenure_start_us
 
     # -- 一证通查 -------------------------------------------------------------------------
-    async def admit_query(
+    async def check_query(
         self, caller: Principal, signed: Sequence[SignedAttestation]
-    ) -> list[Admitted]:
-        """Check the attestations (one subscriber, current carrier, new nonces) and spend
-        their nonces: the part of a query only the lifecycle authority can do."""
+    ) -> CheckedQuery:
+        """Every check of a query's attestations but the one that writes: signatures, times,
+        one subscriber, current carrier, and nonces not yet used; and, in the same read,
+        this store's platforms for each number. Read-only, so it never queues behind a
+        writer; `spend_query` then spends the nonces, and nothing may be answered before
+        it has."""
         validate.batch_size("attestations", len(signed), MAX_NUMBERS)
 
-        def admit(session: Session, view: KeyView) -> list[Admitted]:
+        def check(session: Session, view: KeyView) -> CheckedQuery:
             key = self._carrier_key(session, caller)
-            atts = [
-                self._verify(key, caller, s, Purpose.QUERY, f"attestations[{i}]")
-                for i, s in enumerate(signed)
-            ]
+            atts = self._verified(key, caller, signed)
+            admitted = []
             for i, att in enumerate(atts):
-                if att.subject != atts[0].subject:
-                    raise InvalidArgument(
-                        f"attestations[{i}].subject: differs from attestations[0]; one query "
-                        "covers the numbers of one subscriber"
-                    )
-            return [
-                Admitted(
-                    att,
-                    self._admit(
-                        session,
-                        caller,
-                        att,
-                        self._map(view, att, f"attestations[{i}]"),
-                        f"attestations[{i}]",
-                    ),
+                where = f"attestations[{i}]"
+                tenure = self._tenure(session, caller, self._map(view, att, where), where)
+                if nonces.used(session, caller.pk, att.nonce, now_us=now_us()):
+                    raise AttestationReplayed(f"{where}.nonce: this attestation was already used")
+                admitted.append(Admitted(att, tenure or att.tenure_start_us))
+            assert key is not None  # _verified refuses a carrier without one
+            views = self.local_views(session, view, admitted)
+            return CheckedQuery(tuple(admitted), tuple(signed), key, views)
+
+        return await self._tokens.act(check, write=False)
+
+    async def spend_query(self, caller: Principal, checked: CheckedQuery) -> None:
+        """Spend the nonces `check_query` found unused, in one transaction: raises
+        AttestationReplayed if another call spent one meanwhile, WrongCarrier if the number
+        changed carrier, and verifies again if the carrier's key changed (so the nonce is
+        spent only under the key and carrier in force when it is written)."""
+
+        def spend(session: Session, view: KeyView) -> None:
+            key = self._carrier_key(session, caller)
+            if key != checked.carrier_key:
+                self._verified(key, caller, checked.signed)
+            for i, a in enumerate(checked.admitted):
+                where = f"attestations[{i}]"
+                self._tenure(session, caller, self._map(view, a.attestation, where), where)
+                self._spend(session, caller, a.attestation, where)
+
+        await self._tokens.act(spend)
+
+    def _verified(
+        self, key: bytes | None, caller: Principal, signed: Sequence[SignedAttestation]
+    ) -> list[Attestation]:
+        atts = [
+            self._verify(key, caller, s, Purpose.QUERY, f"attestations[{i}]")
+            for i, s in enumerate(signed)
+        ]
+        for i, att in enumerate(atts):
+            if att.subject != atts[0].subject:
+                raise InvalidArgument(
+                    f"attestations[{i}].subject: differs from attestations[0]; one query "
+                    "covers the numbers of one subscriber"
                 )
-                for i, att in enumerate(atts)
-            ]
+        return atts
 
-        return await self._tokens.act(admit)
-
-    async def local_views(self, admitted: Sequence[Admitted]) -> list[NumberView]:
-        """This store's platforms for each admitted number (none if it holds no bindings)."""
-
-        def read(session: Session, view: KeyView) -> list[NumberView]:
-            out = []
-            for i, a in enumerate(admitted):
-                att = a.attestation
-                platforms = (
-                    number_platforms(
-                        session,
-                        self._map(view, att, f"attestations[{i}]"),
-                        a.tenure_start_us,
-                        self._registry,
-                    )
-                    if self._local
-                    else []
-                )
-                out.append(NumberView(att.token, att.key_id, a.tenure_start_us, platforms))
-            return out
-
-        # The write was only the single-use check; the view is read outside it, so queries
-        # queue behind other writers for as short a time as possible.
-        return await self._tokens.act(read, write=False)
-
-    async def query(
-        self, caller: Principal, signed: Sequence[SignedAttestation]
+    def local_views(
+        self, session: Session | None, view: KeyView | None, admitted: Sequence[Admitted]
     ) -> list[NumberView]:
-        return await self.local_views(await self.admit_query(caller, signed))
+        """This store's platforms for each admitted number; a hub that holds no bindings by
+        design has none, and reads nothing (`session` and `view` may then be None)."""
+        out = []
+        for i, a in enumerate(admitted):
+            att = a.attestation
+            platforms = []
+            if self._local:
+                assert session is not None and view is not None
+                token = self._map(view, att, f"attestations[{i}]")
+                platforms = number_platforms(session, token, a.tenure_start_us, self._registry)
+            out.append(NumberView(att.token, att.key_id, a.tenure_start_us, platforms))
+        return out
 
     # -- 一键解绑 -------------------------------------------------------------------------
     @staticmethod
@@ -272,8 +305,9 @@ class HolderService:
         remote_platforms: set[str] | None = None,
     ) -> tuple[str, int]:
         """`remote_platforms`: in a federation, the ids of `platform_ids` the other
-        binding registries hold (None: not every member answered, so none is refused)."""
-        self.validate_revocation(request_id, scope, platform_ids)
+        binding registries hold (None: not every member answered, so none is refused).
+        The caller has checked the request with `validate_revocation` (FederatedHolders
+        does, before it asks the members about `platform_ids`)."""
 
         def first(
             session: Session, view: KeyView, att: Attestation, token: StoreToken

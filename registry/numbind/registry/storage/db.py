@@ -122,8 +122,12 @@ class Database:
         info = {"notify": self.notify}
         self._read = sessionmaker(self.read_engine, expire_on_commit=False, info=info)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False, info=info)
-        # Storage calls block; they run here so the event loop never waits on a disk.
+        # Storage calls block; they run here so the event loop never waits on a disk. Reads
+        # and writes get threads of their own: on SQLite writers queue for the one write
+        # connection, each holding a thread while it waits, and a read (a holder query, a
+        # member's answer to its hub) must not wait for a thread behind them.
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="numbind-db")
+        self._read_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="numbind-db-r")
 
     @staticmethod
     def _prepare_sqlite_dir(url: str) -> None:
@@ -195,15 +199,17 @@ class Database:
         write: bool = True,
         executor: ThreadPoolExecutor | None = None,
     ) -> T:
-        """`transact` off the event loop: in the shared pool, or in `executor` (a
-        background writer with a thread of its own, not queued behind requests)."""
+        """`transact` off the event loop: writes in the shared pool, reads in their own (a
+        read never waits for a thread held by a writer queued for SQLite's one write
+        connection), or either in `executor` (a background writer with a thread of its
+        own, not queued behind requests)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            executor or self._pool, lambda: self.transact(fn, write=write)
-        )
+        pool = executor or (self._pool if write else self._read_pool)
+        return await loop.run_in_executor(pool, lambda: self.transact(fn, write=write))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._read_pool.shutdown(wait=True)
         self.write_engine.dispose()
         if self.is_sqlite:
             self.read_engine.dispose()

@@ -34,6 +34,37 @@ class Standing:
     cert_sha256: bytes | None
 
 
+def attestation_key(session: Session, pk: int) -> bytes | None:
+    """The principal's registered attestation key (None: none, or no such principal). One
+    indexed read of one column: every holder call reads it, twice for a query."""
+    key = session.execute(
+        select(PrincipalRow.attestation_key).where(PrincipalRow.pk == pk)
+    ).scalar_one_or_none()
+    return None if key is None else bytes(key)
+
+
+@dataclass(frozen=True)
+class Named:
+    """How a platform is shown to a holder."""
+
+    name: str
+    display_name: str
+    category: str
+
+
+def names_by_pks(session: Session, pks: set[int]) -> dict[int, Named]:
+    """pk -> names, for the platforms in a holder's view (columns, not ORM rows: it runs
+    for every query at every member)."""
+    if not pks:
+        return {}
+    rows = session.execute(
+        select(
+            PrincipalRow.pk, PrincipalRow.name, PrincipalRow.display_name, PrincipalRow.category
+        ).where(PrincipalRow.pk.in_(pks))
+    )
+    return {pk: Named(name, display, category) for pk, name, display, category in rows}
+
+
 def standing(session: Session, pk: int) -> Standing | None:
     """The principal's current standing, or None once it no longer exists. One indexed read:
     open streams call it every second."""

@@ -132,3 +132,25 @@ def test_chunks_keep_growing_across_batches_while_behind_the_head(db: Database) 
     asyncio.run(replica.apply(_entries(list(range(13, 21))), 20, 120))  # caught up
     asyncio.run(replica.apply(_entries([21, 22, 23]), 23, 123))
     assert [len(c) for c in lifecycle.applied] == [1, 2, 4, 4, 1, 4, 4, 1, 2]
+
+
+async def test_the_hub_writes_an_ack_only_when_it_moves_the_member_forward(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from numbind.registry.services.notifier import FeedNotifier
+    from numbind.registry.services.replication import HubLog
+
+    writes: list[bool] = []
+    transact = db.transact
+
+    def counted(fn: Callable[[Session], Any], *, write: bool = True) -> Any:
+        writes.append(write)
+        return transact(fn, write=write)
+
+    monkeypatch.setattr(db, "transact", counted)
+    hub = HubLog(db, FeedNotifier())
+    for seq in (0, 0, 5, 5, 3, 5, 7):  # heartbeats repeat; a late, older ack changes nothing
+        await hub.ack("net", seq)
+    assert writes.count(True) == 3  # the first ack (no row yet), 5 and 7
+    positions, _, _ = await hub.positions()
+    assert positions == {"net": 7}

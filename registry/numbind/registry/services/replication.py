@@ -121,6 +121,12 @@ class HubLog:
             await self.wait(seen, _POLL_SECONDS)
 
     async def ack(self, member: str, seq: int) -> None:
+        # A member acks every heartbeat, mostly with the position it acked before: looked
+        # up in a read, that ack takes no turn at the store's one writer (which a holder
+        # query's nonce write and the carriers' reports wait for).
+        held = await self._db.run(lambda s: replication.acks(s).get(member), write=False)
+        if held is not None and seq <= held:
+            return
         await self._db.run(lambda s: replication.record_ack(s, member, seq))
 
     async def positions(self) -> tuple[dict[str, int], int, int]:

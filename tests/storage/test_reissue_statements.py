@@ -20,7 +20,16 @@ from numbind.registry.domain.types import (
     NumberState,
     OrderState,
 )
-from numbind.registry.storage import feed, log, migrate, numbers, orders, pgcopy, principals
+from numbind.registry.storage import (
+    feed,
+    log,
+    migrate,
+    numbers,
+    order_acks,
+    orders,
+    pgcopy,
+    principals,
+)
 from numbind.registry.storage.db import Database
 from numbind.registry.storage.models import BindingRow, LifecycleEventRow, OrderRow
 from sqlalchemy import event, func, select, update
@@ -99,11 +108,11 @@ def test_orders_deliveries_and_acks_take_one_statement_per_batch(
         delivered = counter.count - before
         before = counter.count
         db.transact(
-            lambda s: orders.record_acks(
+            lambda s: order_acks.record_acks(
                 s,
                 [
                     (t, int(OrderState.DONE), 1, "")
-                    for t in orders.orders_by_id(s, [i.order_id for i in items]).values()
+                    for t in order_acks.orders_by_id(s, [i.order_id for i in items]).values()
                 ],
             )
         )
@@ -117,11 +126,11 @@ def test_orders_deliveries_and_acks_take_one_statement_per_batch(
         # orders and bindings are matched by pk alone, one statement each.
         before = counter.count
         db.transact(
-            lambda s: orders.record_acks(
+            lambda s: order_acks.record_acks(
                 s,
                 [
                     (replace(t, token=b"\xff" * 32), int(OrderState.DONE), 2, "moved")
-                    for t in orders.orders_by_id(s, [i.order_id for i in items]).values()
+                    for t in order_acks.orders_by_id(s, [i.order_id for i in items]).values()
                 ],
             )
         )

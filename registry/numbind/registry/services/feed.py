@@ -32,7 +32,7 @@ from numbind.registry.services import log_record
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
-from numbind.registry.storage import feed, idempotency, log, orders
+from numbind.registry.storage import feed, idempotency, log, order_acks
 from numbind.registry.storage.db import Database, Session
 from numbind.registry.storage.group_commit import GroupCommit
 
@@ -253,8 +253,8 @@ class FeedService:
             # In the write's own transaction: no ack is recorded after a change of standing
             # made by any process, however recently the caller authenticated.
             self._standing.require_in(session, caller)
-            targets = orders.orders_by_id(session, [a.order_id for a in acks])
-            changes: list[tuple[orders.AckTarget, int, int, str]] = []
+            targets = order_acks.orders_by_id(session, [a.order_id for a in acks])
+            changes: list[tuple[order_acks.AckTarget, int, int, str]] = []
             duplicates = 0
             for i, ack in enumerate(acks):
                 order = targets.get(ack.order_id)
@@ -279,7 +279,7 @@ class FeedService:
                     OrderState.REJECTED if ack.outcome == AckOutcome.REJECTED else OrderState.DONE
                 )
                 changes.append((order, int(state), ack.outcome, ack.reason))
-            orders.record_acks(session, changes)
+            order_acks.record_acks(session, changes)
             log.append(session, log_record.acks(caller.pk, caller.name, changes))
             return {"recorded": len(changes), "duplicate": duplicates}
 

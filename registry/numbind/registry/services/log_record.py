@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from numbind.registry.domain import logged
 from numbind.registry.domain.types import EventCause
-from numbind.registry.storage import log, orders
+from numbind.registry.storage import log, order_acks, orders
 from numbind.registry.storage.db import Session
 
 
@@ -58,7 +58,7 @@ def order_leaves(
 
 
 def acks(
-    platform_pk: int, platform: str, changes: Sequence[tuple[orders.AckTarget, int, int, str]]
+    platform_pk: int, platform: str, changes: Sequence[tuple[order_acks.AckTarget, int, int, str]]
 ) -> list[logged.LogLeaf]:
     return [
         logged.ack(

@@ -1,6 +1,6 @@
 """Revocations, their orders, and each platform's feed (the transactional outbox): writing
 them, and reading a revocation's progress and a binding's open orders (storage.feed reads
-the feeds).
+the feeds; storage.order_acks records the acks).
 
 Orders and feed entries are written in the transaction of their trigger. Each platform's
 sequence comes from `principals.feed_head`, bumped with one UPDATE per platform per
@@ -235,115 +235,6 @@ def _current_tokens(session: Session, orders: Sequence[NewOrder], now: int) -> d
     return pgsets.lock_bindings(
         conn, [(pk, t, r) for pk, (t, r) in revoke.items()], int(BindingState.REVOKING), now
     )
-
-
-@dataclass(frozen=True)
-class AckTarget:
-    pk: int
-    id: str
-    platform_pk: int
-    binding_pk: int
-    kind: int
-    state: int
-    outcome: int
-    token: bytes  # the partition key it is stored under when read
-
-
-def orders_by_id(session: Session, ids: Sequence[str]) -> dict[str, AckTarget]:
-    out: dict[str, AckTarget] = {}
-    cols = [OrderRow.pk, OrderRow.id, OrderRow.platform_pk, OrderRow.binding_pk, OrderRow.kind]
-    cols += [OrderRow.state, OrderRow.outcome, OrderRow.token]
-    for i in range(0, len(ids), 500):
-        part = ids[i : i + 500]
-        # PostgreSQL: the ids behind a sub-select (storage.pgsets), an index probe per id.
-        where = pgsets.any_of(session, OrderRow.id, part)
-        rows: Any = session.execute(select(*cols).where(where))
-        for r in rows:
-            out[r.id] = AckTarget(
-                r.pk, r.id, r.platform_pk, r.binding_pk, r.kind, r.state, r.outcome, bytes(r.token)
-            )
-    return out
-
-
-def record_acks(
-    session: Session,
-    acks: Sequence[tuple[AckTarget, int, int, str]],
-) -> None:
-    """(order, new state, outcome, reason) each; bindings follow their REVOKE orders.
-
-    A refusal leaves the binding active (the holder sees the reason); done revokes it.
-    """
-    if not acks:
-        return
-    now = now_us()
-    conn = session.connection()
-    rows = [(o.pk, o.token, state, outcome, reason) for o, state, outcome, reason in acks]
-    pg = conn.dialect.name == "postgresql"
-    if pg:
-        # One statement, routed by token (storage.pgsets); orders a re-key moved since they
-        # were read go by pk alone, in one more.
-        done = pgsets.record_order_acks(conn, rows, now)
-        moved = [(pk, state, outcome, reason) for pk, _, state, outcome, reason in rows]
-        moved = [r for r in moved if r[0] not in done]
-        if moved:
-            pgsets.record_order_acks_by_pk(conn, moved, now)
-    else:
-        conn.exec_driver_sql(
-            driver_sql(
-                conn,
-                "UPDATE orders SET state = ?, outcome = ?, reason = ?, acked_us = ? WHERE pk = ?",
-            ),
-            [(state, outcome, reason, now, pk) for pk, _, state, outcome, reason in rows],
-        )
-    revokes = [(order, state) for order, state, _, _ in acks if order.kind == int(EventKind.REVOKE)]
-    # A refused order leaves its binding revoking while another order for it (a holder's
-    # retry of an overdue one) is still open: that one's ack decides.
-    others = _open_elsewhere(session, [o for o, s in revokes if s == OrderState.REJECTED])
-    # An order's token is its binding's (they move together on a re-key).
-    changes = [
-        (
-            order.binding_pk,
-            order.token,
-            int(BindingState.ACTIVE if state == OrderState.REJECTED else BindingState.REVOKED),
-        )
-        for order, state in revokes
-        if not (state == OrderState.REJECTED and order.binding_pk in others)
-    ]
-    if changes and pg:
-        # Unmatched ones (moved by a re-key, or no longer revoking) go by pk alone, in one
-        # more statement.
-        done = pgsets.set_binding_states(conn, changes, int(BindingState.REVOKING), now)
-        rest = [(pk, state) for pk, _, state in changes if pk not in done]
-        if rest:
-            pgsets.set_binding_states_by_pk(conn, rest, int(BindingState.REVOKING), now)
-    elif changes:
-        conn.exec_driver_sql(
-            driver_sql(
-                conn,
-                "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND state = ?",
-            ),
-            [(state, now, pk, int(BindingState.REVOKING)) for pk, _, state in changes],
-        )
-
-
-def _open_elsewhere(session: Session, acked: Sequence[AckTarget]) -> set[int]:
-    """Bindings of ``acked`` with another open REVOKE order besides these."""
-    if not acked:
-        return set()
-    skip = {o.pk for o in acked}
-    found: set[int] = set()
-    pks = sorted({o.binding_pk for o in acked})
-    for i in range(0, len(pks), 500):
-        for opk, bpk in session.execute(
-            select(OrderRow.pk, OrderRow.binding_pk).where(
-                OrderRow.binding_pk.in_(pks[i : i + 500]),
-                OrderRow.kind == int(EventKind.REVOKE),
-                OrderRow.state.in_(OPEN_STATES),
-            )
-        ):
-            if opk not in skip:
-                found.add(bpk)
-    return found
 
 
 def revocation(session: Session, revocation_id: str) -> RevocationRow | None:

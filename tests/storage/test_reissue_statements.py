@@ -217,6 +217,8 @@ def test_log_leaves_lifecycle_events_and_new_numbers_take_one_statement_per_tabl
         assert saved == 1, saved
 
 
+# PostgreSQL only: SQLite's single writer excludes a re-key during the append.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_append_locks_a_binding_a_rekey_moved_by_pk_and_revokes_only_revoke_orders(
     db: Database,
 ) -> None:
@@ -224,8 +226,6 @@ def test_append_locks_a_binding_a_rekey_moved_by_pk_and_revokes_only_revoke_orde
     lock_bindings): a binding whose token changed since it was read is found by pk alone,
     set REVOKING too, and its order takes the token its row holds now; a notice's binding
     is locked but keeps its state."""
-    if db.write_engine.dialect.name != "postgresql":
-        pytest.skip("SQLite's single writer excludes a re-key during the append")
     carrier = db.transact(lambda s: principals.register(s, "carrier", "cs").pk)
     plat = db.transact(lambda s: principals.register(s, "platform", "ps").pk)
     stored = db.transact(lambda s: [_binding(s, plat, i) for i in range(3)])

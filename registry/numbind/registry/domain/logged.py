@@ -21,6 +21,15 @@ from numbind.registry.domain.types import (
     OrderState,
 )
 
+# Enum names by value, looked up per leaf: `OrderState(state).name` costs ~1.5 us (the
+# enum call, then the name property), a dict lookup ~0.05 us, and a REISSUED batch writes
+# an order leaf and an ack leaf per binding. Same text: the bodies stay byte-identical.
+_LIFECYCLE = {int(k): k.name for k in LifecycleKind}
+_KIND = {int(k): k.name for k in EventKind}
+_CAUSE = {int(c): c.name for c in EventCause}
+_STATE = {int(s): s.name for s in OrderState}
+_OUTCOME = {int(o): o.name for o in AckOutcome}
+
 
 @dataclass(frozen=True)
 class LogLeaf:
@@ -48,7 +57,7 @@ def lifecycle(
             "carrier": carrier,
             "token": token.hex(),
             "key_id": key_id,
-            "kind": LifecycleKind(kind).name,
+            "kind": _LIFECYCLE[kind],
             "effective_us": effective_us,
             "applied": applied,
             "tenure_start_us": tenure_start_us,
@@ -77,7 +86,7 @@ def revocation(
         {
             "t": "revocation",
             "id": revocation_id,
-            "cause": cause.name,
+            "cause": _CAUSE[cause],
             "carrier": carrier,
             "orders": len(orders),
             "orders_sha256": orders_digest(orders),
@@ -93,8 +102,8 @@ def order(o: LoggedOrder, revocation_id: str) -> LogLeaf:
             "id": o.id,
             "revocation": revocation_id,
             "platform": o.platform,
-            "kind": o.kind.name,
-            "cause": o.cause.name,
+            "kind": _KIND[o.kind],
+            "cause": _CAUSE[o.cause],
             "token": o.token.hex(),
             "key_id": o.key_id,
             "tenure_start_us": o.tenure_start_us,
@@ -109,8 +118,8 @@ def ack(*, order_id: str, platform_pk: int, platform: str, state: int, outcome: 
             "t": "ack",
             "order": order_id,
             "platform": platform,
-            "state": OrderState(state).name,
-            "outcome": AckOutcome(outcome).name,
+            "state": _STATE[state],
+            "outcome": _OUTCOME[outcome],
         }
     )
     return LogLeaf("ack", order_id, platform_pk, body)

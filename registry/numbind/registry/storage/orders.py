@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from numbind.registry.domain.ids import uuid4_texts
 from numbind.registry.domain.types import (
     BindingState,
     EventCause,
@@ -118,6 +119,7 @@ def append(
     token_of = _current_tokens(session, orders, now)
     order_rows: list[tuple[object, ...]] = []
     seqs: dict[str, tuple[int, int]] = {}
+    ids = iter(uuid4_texts(len(orders)))
     for platform_pk in sorted(by_platform):  # fixed lock order: no deadlocks between reports
         batch = by_platform[platform_pk]
         head = session.execute(
@@ -128,7 +130,7 @@ def append(
         ).scalar_one()
         first = head - len(batch) + 1
         for offset, order in enumerate(batch):
-            oid = str(uuid.uuid4())
+            oid = next(ids)
             seqs[oid] = (platform_pk, first + offset)
             if created is not None:
                 created.append((oid, order))

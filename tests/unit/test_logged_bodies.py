@@ -78,3 +78,37 @@ def test_lifecycle_and_revocation_bodies() -> None:
             revocation_id="r", cause=cause, carrier_pk=1, carrier="tel", orders=["a"]
         )
         assert b'"cause":"%s"' % cause.name.encode() in leaf.body
+
+
+_ODD = ["", 'q"uote', "back\\slash", "tab\there", "\x00\x1f", "é中😀", "</script>", "\u2028"]
+
+
+def test_order_and_ack_bodies_escape_strings_as_canonical_does() -> None:
+    for text in _ODD:
+        for tenure in (None, 0, -1, 2**63):
+            o = logged.LoggedOrder(
+                text, 3, text, EventKind.REVOKE, EventCause.REISSUED, b"\x00\xff", text, tenure
+            )
+            assert logged.order(o, text).body == canonical(
+                {
+                    "t": "order",
+                    "id": text,
+                    "revocation": text,
+                    "platform": text,
+                    "kind": "REVOKE",
+                    "cause": "REISSUED",
+                    "token": "00ff",
+                    "key_id": text,
+                    "tenure_start_us": tenure,
+                }
+            )
+        leaf = logged.ack(
+            order_id=text,
+            platform_pk=3,
+            platform=text,
+            state=int(OrderState.DONE),
+            outcome=int(AckOutcome.UNBOUND),
+        )
+        assert leaf.body == canonical(
+            {"t": "ack", "order": text, "platform": text, "state": "DONE", "outcome": "UNBOUND"}
+        )

@@ -108,8 +108,11 @@ class LogService:
     # -- checkpoints ----------------------------------------------------------------------
     def publish(self) -> tuple[int, bytes]:
         """The newest checkpoint, after signing one for the current tree if it is newer."""
-        edge = self._db.transact(log.head, write=False)
-        latest = self._db.transact(log.latest_checkpoint, write=False)
+        # One read transaction for both (each is a pool round trip and a session; witnesses
+        # and monitors ask on every round, hundreds of times during a reissue).
+        edge, latest = self._db.transact(
+            lambda s: (log.head(s), log.latest_checkpoint(s)), write=False
+        )
         if latest is not None and latest[0] >= edge.size:
             return latest
         text = Checkpoint(self.origin, edge.size, edge.root()).text()

@@ -18,6 +18,7 @@ def uuid4_texts(n: int) -> list[str]:
     raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])
     h = raw.hex()
     return [
-        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-{h[i + 20 : i + 32]}"
+        f"{h[i : i + 8]}-{h[i + 8 : i + 12]}-{h[i + 12 : i + 16]}-{h[i + 16 : i + 20]}-"
+        f"{h[i + 20 : i + 32]}"
         for i in range(0, 32 * n, 32)
     ]

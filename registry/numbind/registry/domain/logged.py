@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
 from json.encoder import encode_basestring_ascii as _q
 
 from numbind.protocol.log_entries import canonical, orders_digest

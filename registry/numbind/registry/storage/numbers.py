@@ -90,6 +90,12 @@ def load_stored(
     forms = _forms(tokens)
     wanted = list(forms)
     out: dict[bytes, tuple[bytes, NumberRecord]] = {}
+    conn = session.connection()
+    if wanted and conn.dialect.name == "postgresql":
+        # One statement for the batch (a 10,000-number report took 20 of 500 each).
+        for row in pgsets.numbers_of(conn, wanted, lock=lock):
+            out[forms[bytes(row[0])]] = (bytes(row[0]), _record(row))
+        return out
     for i in range(0, len(wanted), 500):
         stmt = select(*_COLUMNS).where(NumberRow.token.in_(wanted[i : i + 500]))
         if lock:

@@ -37,6 +37,7 @@ __all__ = [
     "mark_delivered",
     "mark_delivered_by_pk",
     "next_pks",
+    "numbers_of",
     "record_order_acks",
     "record_order_acks_by_pk",
     "set_binding_states",
@@ -238,4 +239,19 @@ def update_numbers(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None
         " first_known_us, last_effective_us, updated_us, stored)"
         " WHERE n.token = v.stored",
         tuple(list(c) for c in cols),
+    )
+
+
+def numbers_of(conn: Connection, tokens: Sequence[bytes], *, lock: bool) -> list[Any]:
+    """numbers rows (token, carrier_pk, state, tenure_start_us, last_reissued_us,
+    first_known_us, last_effective_us) stored under these tokens, in one statement, with
+    `lock` FOR UPDATE (in token order, as the sorted array the nested loop follows)."""
+    return list(
+        conn.exec_driver_sql(
+            "SELECT n.token, n.carrier_pk, n.state, n.tenure_start_us, n.last_reissued_us,"
+            " n.first_known_us, n.last_effective_us"
+            f" FROM {_unnest('bytea')} AS v(token) JOIN numbers AS n ON n.token = v.token"
+            + (" FOR UPDATE OF n" if lock else ""),
+            (sorted(tokens),),
+        )
     )

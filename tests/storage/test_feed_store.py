@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
 
 import pytest
 from numbind.registry.domain.lifecycle import NumberRecord
@@ -18,7 +17,7 @@ from numbind.registry.domain.types import (
     Token,
 )
 from numbind.registry.errors import AlreadyExists
-from numbind.registry.storage import feed, idempotency, migrate, numbers, orders, principals
+from numbind.registry.storage import feed, idempotency, numbers, orders, principals
 from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.db import Database
 from numbind.registry.storage.models import BindingRow, FeedEventRow, OrderRow
@@ -28,14 +27,6 @@ from sqlalchemy.orm import Session
 from tests.tokens import token_in_bucket
 
 T0 = 1_700_000_000_000_000
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    migrate.upgrade(database.write_engine)
-    yield database
-    database.close()
 
 
 def _binding(session: Session, platform_pk: int, i: int) -> StoredBinding:

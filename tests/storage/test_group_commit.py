@@ -5,23 +5,13 @@ PostgreSQL each unit is its own transaction, as before."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
-import pytest
 from numbind.registry.errors import NotFound
-from numbind.registry.storage import migrate, principals
+from numbind.registry.storage import principals
 from numbind.registry.storage.db import Database, Session
 from numbind.registry.storage.group_commit import GroupCommit
 from numbind.registry.storage.models import PrincipalRow
 from sqlalchemy import event, func, select, text
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    migrate.upgrade(database.write_engine)
-    yield database
-    database.close()
 
 
 def _commits(db: Database) -> list[int]:

@@ -5,21 +5,11 @@ nonce at once give it to exactly one."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
-import pytest
-from numbind.registry.storage import migrate, nonces, principals
+from numbind.registry.storage import nonces, principals
 from numbind.registry.storage.db import Database, Session
 
 T0 = 1_700_000_000_000_000
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    migrate.upgrade(database.write_engine)
-    yield database
-    database.close()
 
 
 def _claim(db: Database, pk: int, nonce: bytes, *, until: int, now: int) -> bool:

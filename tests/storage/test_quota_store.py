@@ -4,25 +4,16 @@ principal whoever takes from it, so N registry processes grant what one would.""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from functools import partial
 
 import pytest
 from numbind.registry.domain.quota import DAY_SECONDS
-from numbind.registry.storage import migrate, principals, quota
+from numbind.registry.storage import principals, quota
 from numbind.registry.storage.db import Database, Session
 
 T0 = 1_700_000_000_000_000
 DAY = T0 // 1_000_000 // DAY_SECONDS
 RATE, BURST, CAP = 100.0, 500.0, 2_000
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    migrate.upgrade(database.write_engine)
-    yield database
-    database.close()
 
 
 def _platform(db: Database, name: str = "acme") -> int:

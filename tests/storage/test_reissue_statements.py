@@ -5,7 +5,6 @@ the batch (storage.pgsets, storage.pgcopy), and every row still lands. On SQLite
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -24,7 +23,6 @@ from numbind.registry.domain.types import (
 from numbind.registry.storage import (
     feed,
     log,
-    migrate,
     numbers,
     order_acks,
     orders,
@@ -38,14 +36,6 @@ from sqlalchemy import event, func, select, update
 from tests.storage.test_feed_store import _binding
 
 SIZE = 60
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Database]:
-    database = Database(database_url)
-    migrate.upgrade(database.write_engine)
-    yield database
-    database.close()
 
 
 _TABLES = (

@@ -287,15 +287,7 @@ class LifecycleService:
             local_store.mark_through(session, rid, through)
             local_store.start(session, first - 1)
         first_leaf = log.append(session, leaves)
-        applied = sum(o.applied for o in outcomes)
-        return {
-            "leaf_indices": list(range(first_leaf, first_leaf + len(events))),
-            "applied": applied,
-            "superseded": len(outcomes) - applied,
-            "revocation_id": rid,
-            "through_seq": through,
-            "platforms": [],
-        }
+        return _answer(first_leaf, outcomes, revocation_id=rid, through_seq=through, platforms=[])
 
     def _apply(
         self, session: Session, caller: Principal, store_key: str, events: list[MappedEvent]
@@ -341,16 +333,14 @@ class LifecycleService:
         names = [rids.get(ev.revocation_id) or None for ev in events]
         leaves = self._write_events(session, caller, store_key, events, outcomes, nums, names)
         first = log.append(session, [*leaves, *trail])
-        applied = sum(o.applied for o in outcomes)
-        return {
-            "leaf_indices": list(range(first, first + len(events))),
-            "applied": applied,
-            "superseded": len(outcomes) - applied,
-            "orders_created": revokes,
-            "notices_created": notices,
-            "revocation_id": rids.get("", ""),
-            "platforms": sorted(platforms),
-        }
+        return _answer(
+            first,
+            outcomes,
+            orders_created=revokes,
+            notices_created=notices,
+            revocation_id=rids.get("", ""),
+            platforms=sorted(platforms),
+        )
 
     async def check_reassigned(
         self, caller: Principal, queries: list[tuple[Token, int]]
@@ -375,3 +365,15 @@ class LifecycleService:
             ]
 
         return await self._tokens.run(prepare, act)
+
+
+def _answer(first_leaf: int, outcomes: list[lifecycle.Outcome], **rest: Any) -> dict[str, Any]:
+    """A report's answer: its events' leaves (appended first, in report order), how many
+    applied, and what the caller adds (the revocation, its counts, the platforms to wake)."""
+    applied = sum(o.applied for o in outcomes)
+    return {
+        "leaf_indices": list(range(first_leaf, first_leaf + len(outcomes))),
+        "applied": applied,
+        "superseded": len(outcomes) - applied,
+        **rest,
+    }

@@ -143,13 +143,14 @@ class PgCluster:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:
-        out = subprocess.run(
-            [str(self.bindir / args[0]), *args[1:]],
-            capture_output=True,
-            user=self.user,
-            cwd=self.root,
-            timeout=120,
-        )
+        command = [str(self.bindir / args[0]), *args[1:]]
+        # As another user through runuser, not subprocess's `user=`: that setuid makes
+        # Python fork() instead of vfork(), and a fork from this gRPC-threaded process runs
+        # gRPC's fork handlers in the child, which once failed `pg_ctl stop` with nothing
+        # from pg_ctl but "epoll_wait error: Bad file descriptor" (a CI run of this stop).
+        if self.user is not None:
+            command = ["runuser", "-u", self.user, "--", *command]
+        out = subprocess.run(command, capture_output=True, cwd=self.root, timeout=120)
         if out.returncode != 0:
             raise AssertionError(f"{args}: {out.stdout.decode()} {out.stderr.decode()}")
 

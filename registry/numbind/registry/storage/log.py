@@ -248,6 +248,17 @@ def latest_checkpoint(session: Session) -> tuple[int, bytes] | None:
     return None if row is None else (int(row.size), row.note)
 
 
+def newest_checkpoint(session: Session) -> tuple[int, int] | None:
+    """(size, created_us) of the newest checkpoint: when it was first signed and stored
+    (cosignatures added later do not change it)."""
+    row = session.execute(
+        select(LogCheckpointRow.size, LogCheckpointRow.created_us)
+        .order_by(LogCheckpointRow.size.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (int(row.size), int(row.created_us))
+
+
 def latest_cosigned(
     session: Session, cosignatures: int, scan: int = 1000
 ) -> tuple[int, bytes] | None:

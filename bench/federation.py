@@ -159,8 +159,10 @@ class Figures:
     queries: list[float]
     orders_acked: int
     notes: list[str] = field(default_factory=list)
-    # CPU seconds each server process used from the report's start to the last ack.
+    # CPU seconds each server process used from the report's start to the last ack, and
+    # the log checkpoints each signed meanwhile.
     cpu_s: dict[str, float] = field(default_factory=dict)
+    checkpoints: dict[str, int | None] = field(default_factory=dict)
 
 
 async def setup(servers: dict[str, ServerProcess], plan: Plan, probe_tokens: list[bytes],
@@ -304,14 +306,16 @@ async def measure(s: Setup, plan: Plan, probe_tokens: list[bytes], queries: int,
     missing = sum(1 for m in seen for i in sent if i not in seen[m])
     notes = [f"{missing} probe notices not seen"] if missing else []
     return Figures(report_s, min(r.first_event for r in results) - t0, last_ack, lags,
-                   latencies, sum(r.acked for r in results), notes, cpu_s)  # fmt: skip
+                   latencies, sum(r.acked for r in results), notes, cpu_s,
+                   meter.checkpoints)  # fmt: skip
 
 
 def run(servers: dict[str, ServerProcess], plan: Plan, probes: list[bytes],
         args: argparse.Namespace) -> Figures:  # fmt: skip
     async def go() -> Figures:
         s = await setup(servers, plan, probes, args.in_flight)
-        meter = BurstMeter({n: p.proc.pid for n, p in servers.items()})
+        meter = BurstMeter({n: p.proc.pid for n, p in servers.items()},
+                           {n: p.data / "registry.db" for n, p in servers.items()})  # fmt: skip
         return await measure(s, plan, probes, args.queries, meter)
 
     return asyncio.run(go())
@@ -359,6 +363,8 @@ def report(single: Figures | None, fed: Figures, *, full: bool) -> None:
     cpu = ", ".join(f"{n} {t:.1f} s" for n, t in sorted(fed.cpu_s.items()))
     one_cpu = "-" if alone else f"{sum(single.cpu_s.values()):.1f} s"
     print(f"  server CPU, report start -> last ack: single {one_cpu}; federation {cpu}")
+    signed = ", ".join(f"{n} {k}" for n, k in sorted(fed.checkpoints.items()))
+    print(f"  log checkpoints signed meanwhile: federation {signed}")
     for note in single.notes + fed.notes:
         print(f"  note: {note}")
 

@@ -30,6 +30,7 @@ from numbind.registry.errors import (
 )
 from numbind.registry.services import log_record
 from numbind.registry.services.notifier import FeedNotifier
+from numbind.registry.services.order_routes import OrderRoutes
 from numbind.registry.services.standing import StandingService
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import feed, idempotency, log, order_acks
@@ -86,6 +87,9 @@ class FeedService:
         self._max_streams = max_streams_per_principal
         # Open streams per principal pk, in this process.
         self._open: dict[int, int] = {}
+        # Tokens of the orders sent here, to route their acks on PostgreSQL's partitions
+        # (services.order_routes); SQLite's orders are one table.
+        self.routes: OrderRoutes | None = None if db.is_sqlite else OrderRoutes()
 
     async def _in_store_key(self, items: list[feed.FeedItem]) -> list[feed.FeedItem]:
         """Items whose binding row is still in an older key's form, re-keyed for the wire.
@@ -112,6 +116,8 @@ class FeedService:
         pending = [(i.order_pk, i.token) for i in items if i.state not in _FINAL]
         if pending:
             await self._writes.run(lambda s: feed.mark_delivered(s, pending))
+            if self.routes is not None:
+                self.routes.sent((i.order_id, i.token) for i in items if i.state not in _FINAL)
 
     async def stream(
         self, caller: Principal, after_seq: int, heartbeat_seconds: int
@@ -265,7 +271,7 @@ class FeedService:
             # In the write's own transaction: no ack is recorded after a change of standing
             # made by any process, however recently the caller authenticated.
             self._standing.require_in(session, caller)
-            targets = order_acks.orders_by_id(session, [a.order_id for a in acks])
+            targets = order_acks.orders_by_id(session, ids, hints)
             changes: list[tuple[order_acks.AckTarget, int, int, str]] = []
             duplicates = 0
             for i, ack in enumerate(acks):
@@ -300,5 +306,9 @@ class FeedService:
                 session, caller.pk, "AckEvents", request_id, body_hash, lambda: act(session)
             )
 
+        ids = [a.order_id for a in acks]
+        hints = self.routes.hints(ids) if self.routes is not None else None
         result = await self._writes.run(tx)
+        if self.routes is not None:
+            self.routes.acked(ids)
         return int(result["recorded"]), int(result["duplicate"])

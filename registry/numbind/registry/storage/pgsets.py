@@ -38,6 +38,7 @@ __all__ = [
     "mark_delivered_by_pk",
     "next_pks",
     "numbers_of",
+    "orders_by_id_token",
     "record_order_acks",
     "record_order_acks_by_pk",
     "set_binding_states",
@@ -160,6 +161,20 @@ def set_binding_states_by_pk(
         f" FROM {_unnest('bigint', 'smallint')} AS v(pk, state)"
         " WHERE b.pk = v.pk AND b.state = %s",
         (now, *(list(c) for c in cols), was),
+    )
+
+
+def orders_by_id_token(
+    conn: Connection, pairs: Sequence[tuple[str, bytes]], columns: str
+) -> list[Any]:
+    """`columns` of the orders (id, token): each pair probes one partition's unique index
+    on (id, token), where an id alone probes all of them (storage.order_acks)."""
+    return list(
+        conn.exec_driver_sql(
+            f"SELECT {columns} FROM {_unnest('text', 'bytea')} AS v(id, token)"
+            " JOIN orders AS o ON o.id = v.id AND o.token = v.token",
+            ([i for i, _ in pairs], [t for _, t in pairs]),
+        )
     )
 
 

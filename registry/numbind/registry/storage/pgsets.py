@@ -53,14 +53,16 @@ def _unnest(*types: str) -> str:
     return "unnest(" + ", ".join(f"(SELECT %s::{t}[])" for t in types) + ")"
 
 
-def any_of(session: Session, column: Any, values: Sequence[str]) -> Any:
-    """`column IN values`; on PostgreSQL as `= ANY` of the array behind a sub-select, so the
-    planner probes each partition's index instead of scanning every partition (500 order
-    ids at 100,000 orders: ~28 ms against ~150 ms in EXPLAIN ANALYZE)."""
+def any_of(session: Session, column: Any, values: Sequence[Any], element: Any = Text) -> Any:
+    """`column IN values`; on PostgreSQL as `= ANY` of an array (of `element`, a SQLAlchemy
+    type) behind a sub-select, so the planner probes each partition's index instead of
+    scanning every partition (500 order ids at 100,000 orders: ~28 ms against ~150 ms in
+    EXPLAIN ANALYZE), and instead of planning an IN list of 500 parameters per partition
+    (500 tokens' live bindings at 1M bindings: 19 ms against 166-199 ms a statement)."""
     if session.connection().dialect.name != "postgresql":
         return column.in_(values)
-    arr = select(literal(list(values), ARRAY(Text))).scalar_subquery()
-    return column == func.any(cast(arr, ARRAY(Text)))
+    arr = select(literal(list(values), ARRAY(element))).scalar_subquery()
+    return column == func.any(cast(arr, ARRAY(element)))
 
 
 def lock_bindings(

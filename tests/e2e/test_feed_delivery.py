@@ -158,3 +158,35 @@ async def _first(events, n: int):  # type: ignore[no-untyped-def]
         n -= 1
         if not n:
             return
+
+
+async def test_a_stream_woken_by_each_report_searches_for_stale_deliveries_rarely(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every commit of new events wakes the stream; the search for deliveries past their
+    visibility timeout (a scan of the caller's delivered orders) runs at most once per
+    quarter timeout, not on every wake-up. Events still arrive at once."""
+    from numbind.registry.storage import feed as feed_store
+
+    searches: list[int] = []
+    search = feed_store.stale_deliveries
+
+    def counted(*args: object, **kwargs: object) -> list[feed_store.FeedItem]:
+        searches.append(1)
+        return search(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(feed_store, "stale_deliveries", counted)
+    phones = [f"+86138001381{i:02d}" for i in range(6)]
+    async with running_registry(tmp_path / "data", visibility_timeout_seconds=120.0) as reg:
+        cm, p1 = reg.add_carrier("cm"), reg.add_platform("p1")
+        for phone in phones:
+            await publish(p1, await tokenize(p1, phone), [(b"acct", days_ago(200))])
+        async with secure_channel(p1) as channel, carrier(cm) as c:
+            events = EventFeed(channel, after_seq=0, heartbeat_seconds=5).events()
+            for phone in phones:
+                await c.report([LifecycleReport(phone, Lifecycle.REISSUED, days_ago(10))])
+                event = await asyncio.wait_for(events.__anext__(), 10)
+                assert event.kind == platforms_pb2.EVENT_KIND_REVOKE
+            await events.aclose()
+    # One search when the stream first found nothing new; six wake-ups searched nothing.
+    assert len(searches) == 1

@@ -38,10 +38,10 @@ from numbind.registry.domain.types import (
     BindingState,
     Token,
 )
-from numbind.registry.storage import pgcopy
+from numbind.registry.storage import pgcopy, pgsets
 from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import BindingRow
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, LargeBinary, select
 from sqlalchemy.orm import Session
 
 __all__ = [
@@ -299,7 +299,10 @@ def live_for_tokens(
             _T.bound_us,
             _T.kind,
             _T.state,
-        ).where(_T.token.in_(wanted[i : i + 500]), _T.state.in_(_LIVE))
+        ).where(
+            pgsets.any_of(session, _T.token, wanted[i : i + 500], LargeBinary),
+            _T.state.in_(_LIVE),
+        )
         for token, pk, platform_pk, key_id, ref, bound_us, kind, state in session.execute(stmt):
             out.setdefault(forms[token], []).append(
                 StoredBinding(

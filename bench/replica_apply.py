@@ -38,10 +38,9 @@ def _store(root: Path, numbers: int, per_number: int, platforms: int) -> tuple[D
     db = Database(f"sqlite:///{root / 'registry.db'}")
     migrate.upgrade(db.write_engine)
     hub = db.transact(lambda s: principals.register(s, "registry", "hub"))
-    pks = [
-        db.transact(lambda s, i=i: principals.register(s, "platform", f"p{i:02d}").pk)
-        for i in range(platforms)
-    ]
+    pks = db.transact(
+        lambda s: [principals.register(s, "platform", f"p{i:02d}").pk for i in range(platforms)]
+    )
     now = time.time_ns() // 1000
     rows = [
         (pks[(n + j) % platforms], KEY_ID, n.to_bytes(32, "big"), j.to_bytes(8, "big"),
@@ -74,10 +73,14 @@ def run(args: argparse.Namespace) -> float:
             service = LifecycleService(db, TokenMapper.__new__(TokenMapper), notifier, 86400.0,
                                        report_at="hub")  # fmt: skip
             now = time.time_ns() // 1000
+
+            def apply(part: list[MappedEvent]) -> int:
+                done = db.transact(lambda s: service.apply_mapped(s, hub, KEY_ID, part))
+                return int(done["orders_created"])
+
             issued = _events(range(args.numbers), LifecycleKind.ISSUED, now - 20 * DAY_US)
             for i in range(0, len(issued), args.chunk):
-                part = issued[i : i + args.chunk]
-                db.transact(lambda s, p=part: service.apply_mapped(s, hub, KEY_ID, p))
+                apply(issued[i : i + args.chunk])
             reissued = _events(range(args.numbers), LifecycleKind.REISSUED, now - DAY_US)
             where = os.environ.get("NUMBIND_BENCH_PROFILE")
             profile = cProfile.Profile(time.thread_time) if where else None
@@ -86,9 +89,7 @@ def run(args: argparse.Namespace) -> float:
                 profile.enable()
             made = 0
             for i in range(0, len(reissued), args.chunk):
-                part = reissued[i : i + args.chunk]
-                done = db.transact(lambda s, p=part: service.apply_mapped(s, hub, KEY_ID, p))
-                made += done["orders_created"]
+                made += apply(reissued[i : i + args.chunk])
             used = time.thread_time() - start
             assert made == args.numbers * args.per_number, made
             if profile is not None and where:

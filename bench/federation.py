@@ -23,10 +23,16 @@ issue's targets (first event < 2 s, last ack < 10 s, holder query p99 < 20 ms: a
 size) marked met or MISSED. The machine is shared: figures measured under load vary from
 run to run; the load average is printed at the start and the end.
 
+Also printed: each server process's CPU seconds from the report's start to the last ack
+(bench.federation_cpu: steadier than wall time on a shared machine) and the log
+checkpoints each signed meanwhile.
+
     .venv/bin/python -m bench.federation [--full] [--bindings N] [--reissued N] [--queries N]
+                                         [--federation-only]
 
 NUMBIND_BENCH_PROFILE=DIR runs the federation's servers under cProfile (bench._profiled,
-per-thread CPU time) and leaves DIR/hub.pstats, net.pstats, bank.pstats.
+per-thread CPU time) and leaves DIR/hub.pstats, net.pstats, bank.pstats, cleared when the
+report starts (the burst only); NUMBIND_BENCH_PYSPY=DIR samples them with py-spy instead.
 """
 
 from __future__ import annotations

@@ -152,8 +152,18 @@ def report(
         )
     p99 = percentile(q, 0.99)
     target = got.total_s < 15 and p99 < 10
+    scale = "" if full_size else "; they are set for 1,000,000 bindings / 10,000 numbers"
     print(
-        f"  targets (whole batch < 15 s, query p99 < 10 ms): "
-        f"{'met' if target else 'NOT met'} ({got.total_s:.1f} s, {p99:.2f} ms)"
-        + ("" if full_size else "; they are set for 1,000,000 bindings / 10,000 numbers")
+        f"  first round's targets (whole batch < 15 s, query p99 < 10 ms): "
+        f"{'met' if target else 'NOT met'} ({got.total_s:.1f} s, {p99:.2f} ms){scale}"
     )
+    if measured is not None:  # PostgreSQL: issue 14's targets for the production store
+        print(
+            f"  PostgreSQL targets: first event < 2 s {_mark(got.first_event_s < 2)} "
+            f"({got.first_event_s:.2f} s), last ack < 10 s {_mark(got.total_s < 10)} "
+            f"({got.total_s:.1f} s){scale}"
+        )
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "MISSED"

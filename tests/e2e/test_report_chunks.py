@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+from numbind.cli import holders as holders_cli
 from numbind.protocol.bundle import Bundle
 from numbind.registry.domain.types import LifecycleKind, Principal, Token, now_us
 from numbind.registry.errors import Unavailable
@@ -27,7 +28,7 @@ from numbind.registry.storage import local_apply, principals
 from numbind.registry.storage.db import Database, Session
 from numbind.registry.storage.models import BindingRow, FeedEventRow, LogLeafRow, OrderRow
 from numbind.registry.testing import RunningRegistry
-from numbind.sdk import EventFeed, EventKind, FeedEvent
+from numbind.sdk import CarrierClient, EventFeed, EventKind, FeedEvent
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.tokenizer import Tokenizer
 from numbind.v1 import common_pb2, platforms_pb2, platforms_pb2_grpc
@@ -49,6 +50,7 @@ class World:
     caller: Principal
     events: list[LifecycleInput]
     platforms: list[Bundle]
+    carrier: Bundle
 
     @property
     def lifecycle(self) -> LifecycleService:
@@ -62,7 +64,7 @@ class World:
 
 
 async def _world(reg: RunningRegistry) -> World:
-    reg.add_carrier("cm")
+    carrier = reg.add_carrier("cm")
     platforms = [reg.add_platform(f"p{i}") for i in range(PLATFORMS)]
     phones = [f"+8613800{i:06d}" for i in range(NUMBERS)]
     async with secure_channel(platforms[0]) as channel:
@@ -98,7 +100,7 @@ async def _world(reg: RunningRegistry) -> World:
     applier = reg.registry.lifecycle.applier
     assert applier is not None
     applier.first_chunk, applier.chunk = 2, 4
-    return World(reg, caller, events, platforms)
+    return World(reg, caller, events, platforms, carrier)
 
 
 def _report(w: World, service: LifecycleService, request_id: str) -> Awaitable[ReportResult]:
@@ -183,7 +185,17 @@ async def test_first_orders_reach_a_feed_before_the_report_returns(
     # The revocation while partly applied: progress so far, and not complete.
     view = await w.reg.registry.holders.get_revocation(w.caller, first.revocation_id)
     assert sum(p.orders for p in view.platforms) == 2 * PLATFORMS * PER_PLATFORM
-    assert len(view.unavailable) == 1 and "still being created" in view.unavailable[0].reason
+    assert view.orders_pending and view.unavailable == ()
+    # The same through the API: the carrier's SDK, and the CLI's --wait, which does not
+    # call a revocation settled while its orders are still being created.
+    async with CarrierClient(w.carrier) as client:
+        status = await client.revocation_status(first.revocation_id)
+    assert status.orders_pending and status.unavailable == ()
+    assert not holders_cli._settled(status)
+    done = replace(status, platforms=[replace(p, state="DONE") for p in status.platforms])
+    assert not holders_cli._settled(done) and holders_cli._settled(
+        replace(done, orders_pending=False)
+    )
     gate.set()
     result = await asyncio.wait_for(report, 60)
     assert (result.applied, result.superseded) == (NUMBERS, 0)
@@ -192,6 +204,7 @@ async def test_first_orders_reach_a_feed_before_the_report_returns(
     assert len(result.leaf_indices) == NUMBERS
     view = await w.reg.registry.holders.get_revocation(w.caller, result.revocation_id)
     assert sum(p.orders for p in view.platforms) == ORDERS and view.unavailable == ()
+    assert not view.orders_pending
     _check_exactly_once(w, result.revocation_id)
     # A retry answers exactly as the first call did.
     assert await _report(w, w.lifecycle, "r-first") == result

@@ -9,7 +9,6 @@ import asyncio
 import json
 import sys
 import time
-from collections.abc import Sequence
 from typing import Any
 
 from numbind.cli.common import (
@@ -28,8 +27,7 @@ from numbind.cli.common import (
     resolve_time,
     time_value,
 )
-from numbind.sdk import CarrierClient, NumberView, Scope
-from numbind.sdk import RevocationProgress as PlatformProgress
+from numbind.sdk import CarrierClient, NumberView, RevocationStatus, Scope
 
 __all__ = ["DEFAULT_SUBJECT", "add_holder_commands"]
 
@@ -233,8 +231,10 @@ async def _revoke(args: argparse.Namespace) -> int:
 
 
 # -- revocation ----------------------------------------------------------------------------
-def _settled(progress: Sequence[PlatformProgress]) -> bool:
-    return all(p.state in FINAL_STATES for p in progress)
+def _settled(status: RevocationStatus) -> bool:
+    """Every platform DONE or REJECTED, and no more orders to come (a large report's are
+    created in chunks after it commits: those made so far may all be done already)."""
+    return not status.orders_pending and all(p.state in FINAL_STATES for p in status.platforms)
 
 
 async def _revocation(args: argparse.Namespace) -> int:
@@ -242,18 +242,19 @@ async def _revocation(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + (args.wait or 0.0)
     async with CarrierClient(bundle) as client:
         while True:
-            progress = await client.revocation(args.revocation_id)
+            status = await client.revocation_status(args.revocation_id)
             remaining = deadline - time.monotonic()
-            if args.wait is None or _settled(progress) or remaining <= 0:
+            if args.wait is None or _settled(status) or remaining <= 0:
                 break
             await asyncio.sleep(min(POLL_SECONDS, remaining))
-    settled = _settled(progress)
+    settled, progress = _settled(status), status.platforms
     if args.json:
         print(
             json.dumps(
                 {
                     "revocation_id": args.revocation_id,
                     "settled": settled,
+                    "orders_pending": status.orders_pending,
                     "platforms": [
                         {
                             "platform_id": p.platform_id,
@@ -276,7 +277,9 @@ async def _revocation(args: argparse.Namespace) -> int:
         )
     else:
         print(f"revocation {args.revocation_id}")
-        if not progress:
+        if status.orders_pending:
+            print("  orders still being created: the counts below are those made so far")
+        if not progress and not status.orders_pending:
             print("  no platforms")
         for p in progress:
             text = (
@@ -292,7 +295,8 @@ async def _revocation(args: argparse.Namespace) -> int:
             print(text)
     if args.wait is not None and not settled:
         print(
-            f"numbind carrier revocation: not every platform is DONE or REJECTED after "
+            f"numbind carrier revocation: not every platform is DONE or REJECTED (or orders "
+            f"are still being created) after "
             f"{args.wait:g} s",
             file=sys.stderr,
         )

@@ -146,6 +146,9 @@ class RevocationStatus:
 
     platforms: list[RevocationProgress]
     unavailable: tuple[UnavailableRegistry, ...] = ()
+    # The registry that took the report is still creating its orders (a large report's
+    # are created in chunks after it commits): more platforms or orders follow.
+    orders_pending: bool = False
 
 
 @dataclass(frozen=True)

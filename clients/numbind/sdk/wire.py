@@ -354,7 +354,11 @@ def revocation_status_request(revocation_id: str) -> holders_pb2.GetRevocationRe
 
 
 def revocation_status(resp: holders_pb2.GetRevocationResponse) -> RevocationStatus:
-    return RevocationStatus(revocation_progress(resp), unavailable_registries(resp.unavailable))
+    return RevocationStatus(
+        revocation_progress(resp),
+        unavailable_registries(resp.unavailable),
+        orders_pending=resp.orders_pending,
+    )
 
 
 def revocation_progress(resp: holders_pb2.GetRevocationResponse) -> list[RevocationProgress]:

@@ -577,8 +577,14 @@ class GetRevocationResponse(_message.Message):
     PLATFORMS_FIELD_NUMBER: _builtins.int
     LEAVES_FIELD_NUMBER: _builtins.int
     UNAVAILABLE_FIELD_NUMBER: _builtins.int
+    ORDERS_PENDING_FIELD_NUMBER: _builtins.int
     revocation_id: _builtins.str
     cause: _common_pb2.EventCause.ValueType
+    orders_pending: _builtins.bool
+    """True while the registry that took the report is still creating its orders (a large
+    report's orders are created in chunks after the report commits): `platforms` counts
+    those created so far, and more follow.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -604,10 +610,11 @@ class GetRevocationResponse(_message.Message):
         platforms: _abc.Iterable[Global___PlatformProgress] | None = ...,
         leaves: _abc.Iterable[_log_pb2.LeafRef] | None = ...,
         unavailable: _abc.Iterable[Global___UnavailableRegistry] | None = ...,
+        orders_pending: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "created_at", b"created_at", "leaves", b"leaves", "platforms", b"platforms", "revocation_id", b"revocation_id", "unavailable", b"unavailable"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cause", b"cause", "created_at", b"created_at", "leaves", b"leaves", "orders_pending", b"orders_pending", "platforms", b"platforms", "revocation_id", b"revocation_id", "unavailable", b"unavailable"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,6 +66,7 @@ class HoldersServicer(holders_pb2_grpc.HoldersServicer):
             created_at=ts_from_us(view.created_us),
             platforms=[progress_to_wire(p) for p in view.platforms],
             unavailable=[unavailable_to_wire(u) for u in view.unavailable],
+            orders_pending=view.orders_pending,
             leaves=[
                 log_pb2.LeafRef(leaf_index=i, kind=LEAF_KINDS[k], ref=r) for i, k, r in view.leaves
             ],

@@ -96,6 +96,9 @@ class RevocationView:
     created_us: int
     platforms: list[PlatformProgress]
     unavailable: tuple[Unavailable, ...] = ()
+    # The report's orders still being created here (services.local_apply): `platforms`
+    # counts those made so far.
+    orders_pending: bool = False
     # (leaf index, kind, ref) of its trigger, orders and outcomes in the hub's verifiable
     # log (the log is the lifecycle authority's; a member's view has none).
     leaves: list[tuple[int, str, str]] = field(default_factory=list)

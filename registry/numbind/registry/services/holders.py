@@ -45,7 +45,6 @@ from numbind.registry.services.holder_views import (
     NumberView,
     RegistryName,
     RevocationView,
-    Unavailable,
     number_platforms,
     revocation_progress,
 )
@@ -390,25 +389,14 @@ class HolderService:
                 raise NotFound(f"revocation_id: no revocation {revocation_id} of yours")
             out = revocation_progress(session, revocation_id, self._registry)
             # A report's orders are created after it commits (services.local_apply): until
-            # the last exists, the answer says this registry's part is still incomplete.
-            pending = local_apply.pending(session, row)
+            # the last exists, the answer says more are coming.
             return RevocationView(
                 row.id,
                 row.cause,
                 row.created_us,
                 out,
                 leaves=log.revocation_leaves(session, revocation_id),
-                unavailable=(
-                    ()
-                    if pending is None
-                    else (
-                        Unavailable(
-                            self._registry,
-                            f"orders still being created: the report's events through "
-                            f"lifecycle seq {pending[0]} of {pending[1]} have theirs",
-                        ),
-                    )
-                ),
+                orders_pending=local_apply.pending(session, row) is not None,
             )
 
         return await self._db.run(read, write=False)

@@ -6,6 +6,8 @@ the network) are not counted, so what it shows is where the CPU goes.
 
 The benches start a server this way when NUMBIND_BENCH_PROFILE names a directory: each
 server writes its merged profile there when it stops (read it with `python -m pstats`).
+SIGUSR1 clears what every thread has gathered so far, so a bench that sends it when its
+measured window opens (bench.federation_cpu) gets a profile of that window, not of setup.
 Bench-only: the server itself carries no profiling code.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import cProfile
 import pstats
+import signal
 import sys
 import threading
 import time
@@ -36,8 +39,16 @@ def _profiled_run(original: Any) -> Any:
     return run
 
 
+def _clear(signum: int, frame: Any) -> None:
+    # No lock: a handler runs between the main thread's bytecodes, and a copy of the list
+    # is enough (a thread starting now has nothing to clear yet).
+    for profile in list(_profiles):
+        profile.clear()
+
+
 def main() -> None:
     out, args = sys.argv[1], sys.argv[2:]
+    signal.signal(signal.SIGUSR1, _clear)
     threading.Thread.run = _profiled_run(threading.Thread.run)  # type: ignore[method-assign]
     from numbind.cli import main as cli_main
 

@@ -18,7 +18,7 @@ that the carrier itself produced; the report's `superseded` count tells the carr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from numbind.registry.domain.types import LifecycleKind, NumberState
 from numbind.registry.errors import PermissionDenied
@@ -70,27 +70,31 @@ def apply(
         fresh = False
         if effective_us < current.last_effective_us:
             return Outcome(current, applied=False)
-    rec = replace(
-        current,
-        first_known_us=min(current.first_known_us, effective_us),
-        last_effective_us=max(current.last_effective_us, effective_us),
+    # Each outcome's record built whole: dataclasses.replace introspects the fields on
+    # every call (~3 us, twice per event: a member applies 10,000 in a reissue burst).
+    carrier, tenure, reissued = (
+        current.carrier_pk,
+        current.tenure_start_us,
+        current.last_reissued_us,
     )
-    if kind == LifecycleKind.ISSUED and (fresh or rec.tenure_start_us is None):
-        return Outcome(replace(rec, state=NumberState.ACTIVE, tenure_start_us=effective_us), True)
+    first = min(current.first_known_us, effective_us)
+    last = max(current.last_effective_us, effective_us)
+    if kind == LifecycleKind.ISSUED and (fresh or tenure is None):
+        rec = NumberRecord(carrier, NumberState.ACTIVE, effective_us, reissued, first, last)
+        return Outcome(rec, True)
     if kind in (LifecycleKind.ISSUED, LifecycleKind.REISSUED):
-        rec = replace(
-            rec,
-            state=NumberState.ACTIVE,
-            tenure_start_us=effective_us,
-            last_reissued_us=effective_us,
-        )
+        rec = NumberRecord(carrier, NumberState.ACTIVE, effective_us, effective_us, first, last)
         return Outcome(rec, True, revoke_before_us=effective_us)
     if kind == LifecycleKind.DEACTIVATED:
-        return Outcome(replace(rec, state=NumberState.DEACTIVATED), True, notify_deactivated=True)
+        rec = NumberRecord(carrier, NumberState.DEACTIVATED, tenure, reissued, first, last)
+        return Outcome(rec, True, notify_deactivated=True)
     if kind == LifecycleKind.PORTED_OUT:
-        return Outcome(replace(rec, state=NumberState.PORTING), True)
+        return Outcome(
+            NumberRecord(carrier, NumberState.PORTING, tenure, reissued, first, last), True
+        )
     # PORTED_IN: authority moves to the reporting carrier; the holder stays.
-    return Outcome(replace(rec, carrier_pk=carrier_pk, state=NumberState.ACTIVE), True)
+    rec = NumberRecord(carrier_pk, NumberState.ACTIVE, tenure, reissued, first, last)
+    return Outcome(rec, True)
 
 
 def reassigned_since(record: NumberRecord | None, since_us: int) -> int:

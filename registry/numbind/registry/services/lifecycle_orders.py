@@ -15,6 +15,14 @@ from numbind.registry.domain.types import BindingState, EventCause, EventKind
 from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.orders import NewOrder
 
+# Enum members and values looked up once: reading a member off its class costs ~0.1 us in
+# Python 3.11, and `plan` did it several times per binding (50,000 per member in a
+# 10,000-number reissue).
+_ACTIVE = int(BindingState.ACTIVE)
+_REVOKE, _NOTICE = EventKind.REVOKE, EventKind.NUMBER_DEACTIVATED
+_REVOKE_KIND, _NOTICE_KIND = int(_REVOKE), int(_NOTICE)
+_REISSUED, _DEACTIVATED = EventCause.REISSUED, EventCause.DEACTIVATED
+
 
 @dataclass
 class Group:
@@ -45,23 +53,21 @@ def plan(
         group.revoked = group.revoked or trig.revoke_before_us is not None
         if trig.notify_deactivated:
             for b in live.get(token, ()):
-                if (key, b.pk, int(EventKind.NUMBER_DEACTIVATED)) in done:
+                if done and (key, b.pk, _NOTICE_KIND) in done:
                     continue
-                group.new.append(
-                    NewOrder(b, EventKind.NUMBER_DEACTIVATED, EventCause.DEACTIVATED, None)
-                )
+                group.new.append(NewOrder(b, _NOTICE, _DEACTIVATED, None))
                 group.notices += 1
         before = trig.revoke_before_us
         if before is None:
             continue
         for b in live.get(token, ()):
             if (
-                b.bound_us < before
-                and b.state == int(BindingState.ACTIVE)
+                b.binding.bound_us < before
+                and b.state == _ACTIVE
                 and b.pk not in revoking
-                and (key, b.pk, int(EventKind.REVOKE)) not in done
+                and not (done and (key, b.pk, _REVOKE_KIND) in done)
             ):
                 revoking.add(b.pk)
-                group.new.append(NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, before))
+                group.new.append(NewOrder(b, _REVOKE, _REISSUED, before))
                 group.revokes += 1
     return groups

@@ -3,7 +3,12 @@
 Leaves are appended by the services whose changes they record (storage.log.append, in
 their transactions). This service signs checkpoints (C2SP tlog-checkpoint, the log key's
 name as origin): at least every `interval` seconds while the log grows (`run`), and on
-demand (`checkpoint` signs one for the current size if the newest is behind). Witnesses
+demand (`checkpoint` signs one for the current size if the newest is behind). Signing is
+coalesced where nothing asks for the current size: `run` signs only when no checkpoint
+was signed (on demand) in the last `interval`, and `leaves` only when the range asked for
+is beyond the newest checkpoint, so a burst of appends that witnesses follow yields about
+one checkpoint per witness round, not several (each is a write through the store's one
+writer). Witnesses
 add cosignatures (C2SP tlog-cosignature) that the registry checks before it attaches
 them: against the witness keys it was configured with, or a member's against the witness
 key the federation manifest names for it (on first use only when the manifest names none).
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -37,6 +43,9 @@ _log = logging.getLogger(__name__)
 MAX_PROOFS = 1000
 # Checkpoints signed between two prunings of the old ones (storage.log.prune_checkpoints).
 _PRUNE_EVERY = 64
+# `run` signs when the newest checkpoint is this close to `interval` old (a wake-up a hair
+# early must not turn into a second wait of a few milliseconds).
+_DUE_SLACK = 0.05
 MAX_LEAVES = 10_000
 
 
@@ -89,8 +98,11 @@ class LogService:
         signer: note.Ed25519Signer,
         witnesses: Sequence[CosignatureVerifier] = (),
         manifest: Callable[[], SignedManifest | None] = lambda: None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._db = db
+        # Wall clock, as the stored checkpoints' created_us (only `run` compares with it).
+        self._clock = clock
         self._signer = signer
         self._witnesses = {(w.name, w.key_id): w for w in witnesses}
         # The federation manifest installed now (None: a federation of one).
@@ -137,15 +149,34 @@ class LogService:
             )
         return found
 
+    def publish_due(self, interval: float) -> float:
+        """Sign a checkpoint if the log grew and the newest is `interval` old (or there is
+        none); return the seconds until the next one may be due. A checkpoint signed on
+        demand meanwhile (a witness's round, a client's proof) resets the wait, so while
+        witnesses keep asking the loop adds no signature of its own."""
+        edge, newest = self._db.transact(
+            lambda s: (log.head(s), log.newest_checkpoint(s)), write=False
+        )
+        if newest is not None and newest[0] >= edge.size:
+            return interval  # current: nothing to sign until the log grows
+        age = interval if newest is None else self._clock() - newest[1] / 1_000_000
+        left = min(interval - age, interval)  # a clock behind the signer's: no longer
+        if left > interval * _DUE_SLACK:
+            return left
+        self.publish()
+        return interval
+
     async def run(self, stopping: asyncio.Event, interval: float) -> None:
-        """Publish while the log grows, every `interval` seconds, until `stopping`."""
+        """Publish while the log grows, at least every `interval` seconds, until
+        `stopping` (checkpoints signed on demand count: `publish_due`)."""
         while not stopping.is_set():
+            wait = interval
             try:
-                await self.checkpoint()
+                wait = await asyncio.to_thread(self.publish_due, interval)
             except Exception:  # a store hiccup must not end publishing
                 _log.exception("log: publishing a checkpoint failed; trying again")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), interval)
+                await asyncio.wait_for(stopping.wait(), wait)
 
     # -- proofs ---------------------------------------------------------------------------
     async def _size(self, requested: int) -> int:
@@ -209,7 +240,13 @@ class LogService:
         return old_size, size, await self._db.run(read, write=False)
 
     async def leaves(self, start: int, end: int) -> list[bytes]:
-        size, _ = await self.checkpoint()
+        """Leaves within a signed checkpoint. A witness asks for those of the checkpoint
+        it just fetched: the newest answers without signing another (the log has grown
+        since, by the time the call arrives, all through a reissue)."""
+        newest = await self._db.run(log.newest_checkpoint, write=False)
+        size = newest[0] if newest is not None else 0
+        if end > size:  # beyond it: as before, a checkpoint for the current tree
+            size, _ = await self.checkpoint()
         if not 0 <= start <= end <= size:
             raise InvalidArgument(f"start, end: got [{start}, {end}), want within [0, {size}]")
         if end - start > MAX_LEAVES:

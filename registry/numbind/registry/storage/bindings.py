@@ -303,7 +303,10 @@ def live_for_tokens(
             pgsets.any_of(session, _T.token, wanted[i : i + 500], LargeBinary),
             _T.state.in_(_LIVE),
         )
-        for token, pk, platform_pk, key_id, ref, bound_us, kind, state in session.execute(stmt):
+        # .all(): the rows in one fetch (iterating the result fetched them one by one).
+        for token, pk, platform_pk, key_id, ref, bound_us, kind, state in session.execute(
+            stmt
+        ).all():
             out.setdefault(forms[token], []).append(
                 StoredBinding(
                     pk,

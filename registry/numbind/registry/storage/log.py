@@ -178,7 +178,10 @@ def commitments(session: Session, start: int, end: int) -> list[bytes]:
     and the ORM's per-row result processing cost more than the read."""
     conn = session.connection()
     sql = "SELECT commitment FROM log_leaves WHERE idx >= ? AND idx < ? ORDER BY idx"
-    return [bytes(c) for (c,) in conn.exec_driver_sql(driver_sql(conn, sql), (start, end))]
+    # fetchall in one call: iterating the result fetched and wrapped its rows one by one
+    # (10,000 per GetLeaves call, one call per witness round per 10,000 new leaves).
+    rows = conn.exec_driver_sql(driver_sql(conn, sql), (start, end)).fetchall()
+    return [bytes(c) for (c,) in rows]
 
 
 def openings(session: Session, indices: Sequence[int]) -> list[StoredOpening]:
@@ -246,6 +249,17 @@ def latest_checkpoint(session: Session) -> tuple[int, bytes] | None:
         .limit(1)
     ).first()
     return None if row is None else (int(row.size), row.note)
+
+
+def newest_checkpoint(session: Session) -> tuple[int, int] | None:
+    """(size, created_us) of the newest checkpoint: when it was first signed and stored
+    (cosignatures added later do not change it)."""
+    row = session.execute(
+        select(LogCheckpointRow.size, LogCheckpointRow.created_us)
+        .order_by(LogCheckpointRow.size.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (int(row.size), int(row.created_us))
 
 
 def latest_cosigned(

@@ -40,6 +40,7 @@ from numbind.registry.domain.types import (
 )
 from numbind.registry.storage import pgcopy, pgsets
 from numbind.registry.storage.db import driver_sql
+from numbind.registry.storage.dependents import move_dependents
 from numbind.registry.storage.models import BindingRow
 from sqlalchemy import Connection, LargeBinary, select
 from sqlalchemy.orm import Session
@@ -49,7 +50,6 @@ __all__ = [
     "StoredBinding",
     "bindings_for_token",
     "live_for_tokens",
-    "move_dependents",
     "prepare",
     "upsert",
     "withdraw",
@@ -322,42 +322,6 @@ def live_for_tokens(
 # times as much (live_for_tokens reads ~100,000 rows in a reissue's transaction).
 _KINDS = {k.value: k for k in BindingKind}
 _STATES = {s.value: s for s in BindingState}
-
-
-def move_dependents(conn: Connection, moved: Sequence[tuple[int, bytes]]) -> None:
-    """Bindings (pk, new token) changed token: their orders and feed entries take the new
-    one too, so they stay in their binding's partition (storage.models).
-
-    Called in the transaction that converts the bindings (an upsert that met the old form,
-    a re-key batch). Most bindings have no order: one read finds those that do."""
-    if not moved:
-        return
-    new_of = dict(moved)
-    pks = sorted(new_of)
-    found: list[tuple[int, bytes, bytes]] = []  # (order pk, old token, new token)
-    chunk = 500
-    for i in range(0, len(pks), chunk):
-        part = pks[i : i + chunk]
-        marks = ", ".join(["?"] * len(part))
-        for order_pk, binding_pk, token in conn.exec_driver_sql(
-            driver_sql(
-                conn, f"SELECT pk, binding_pk, token FROM orders WHERE binding_pk IN ({marks})"
-            ),
-            tuple(part),
-        ):
-            new = new_of[binding_pk]
-            if bytes(token) != new:
-                found.append((order_pk, bytes(token), new))
-    if not found:
-        return
-    conn.exec_driver_sql(
-        driver_sql(conn, "UPDATE feed_events SET token = ? WHERE order_pk = ? AND token = ?"),
-        [(new, pk, old) for pk, old, new in found],
-    )
-    conn.exec_driver_sql(
-        driver_sql(conn, "UPDATE orders SET token = ? WHERE pk = ? AND token = ?"),
-        [(new, pk, old) for pk, old, new in found],
-    )
 
 
 def _lookup(

@@ -230,7 +230,7 @@ def _current_tokens(session: Session, orders: Sequence[NewOrder], now: int) -> d
     An order takes its binding's token (the partition key). The caller read the bindings
     without a lock, and on PostgreSQL a re-key batch may have converted one since; reading
     the token under the row lock settles it, and a re-key batch that converts the binding
-    later waits for this transaction and then moves its orders too (bindings.move_dependents).
+    later waits for this transaction and then moves its orders too (storage.dependents).
     SQLite's single writer already excludes the re-key for the whole transaction."""
     conn = session.connection()
     if conn.dialect.name == "sqlite":

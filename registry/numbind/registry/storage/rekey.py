@@ -21,8 +21,8 @@ from typing import Any
 
 from numbind.registry.domain.keymap import RekeyState
 from numbind.registry.storage import signals
-from numbind.registry.storage.bindings import move_dependents
 from numbind.registry.storage.db import driver_sql
+from numbind.registry.storage.dependents import move_dependents
 from numbind.registry.storage.models import KeyDeltaRow, RekeyRow, StoreStateRow
 from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.orm import Session

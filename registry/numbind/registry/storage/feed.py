@@ -92,20 +92,30 @@ def read_feed(session: Session, platform_pk: int, after_seq: int, limit: int) ->
 def stale_deliveries(
     session: Session, platform_pk: int, delivered_before_us: int, limit: int
 ) -> list[FeedItem]:
-    """Delivered, unacked orders whose visibility timeout has passed: send them again."""
-    rows: Any = session.execute(
-        select(*_FEED_COLUMNS)
-        .select_from(OrderRow)
-        .join(FeedEventRow, _ORDER_OF_FEED)
-        .join(BindingRow, _BINDING_OF_ORDER)
-        .outerjoin(LogLeafRow, _ORDER_LEAF)
+    """Delivered, unacked orders whose visibility timeout has passed: send them again, at
+    most `limit` (any of them; the caller asks again after a full page), in feed order.
+
+    The stale orders are chosen first, in a sub-select of the platform's delivered orders,
+    and only they are joined to the feed: as one join, PostgreSQL planned a parallel hash
+    join over every partition of `feed_events` (66-97 ms a call during a reissue)."""
+    stale = (
+        select(OrderRow.pk, OrderRow.token)
         .where(
             OrderRow.platform_pk == platform_pk,
             OrderRow.state == int(OrderState.DELIVERED),
             OrderRow.delivered_us < delivered_before_us,
         )
-        .order_by(FeedEventRow.seq)
         .limit(limit)
+        .subquery()
+    )
+    rows: Any = session.execute(
+        select(*_FEED_COLUMNS)
+        .select_from(stale)
+        .join(OrderRow, and_(OrderRow.pk == stale.c.pk, OrderRow.token == stale.c.token))
+        .join(FeedEventRow, _ORDER_OF_FEED)
+        .join(BindingRow, _BINDING_OF_ORDER)
+        .outerjoin(LogLeafRow, _ORDER_LEAF)
+        .order_by(FeedEventRow.seq)
     )
     return [FeedItem(*r) for r in rows]
 

@@ -27,9 +27,7 @@ def test_only_orders_delivered_before_the_cutoff_and_unacked_come_again_a_page_a
 
     def append(s: Any) -> None:
         rid = orders.new_revocation(s, EventCause.REISSUED, carrier)
-        new = [
-            orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, 1) for b in mine + theirs
-        ]
+        new = [orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, 1) for b in mine + theirs]
         orders.append(s, rid, new, 60.0)
 
     db.transact(append)

@@ -23,7 +23,7 @@ from numbind.registry.services.rekey import convert
 from numbind.registry.storage import bindings, numbers, reconcile
 from numbind.registry.storage import rekey as store
 from numbind.registry.storage.models import BindingRow, NumberRow
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from tests.storage._rekey import NEW, OLD, T0, Store
@@ -52,6 +52,24 @@ def _in_thread(fn: object) -> tuple[threading.Thread, list[BaseException]]:
     t = threading.Thread(target=run)
     t.start()
     return t, errors
+
+
+def _until_waiting(st: Store, t: threading.Thread) -> None:
+    """Until `t`'s transaction waits for a lock: on PostgreSQL a lock not granted in
+    pg_locks; SQLite's writer waits for the one write lock, seen only as the thread still
+    running a moment later."""
+    if st.db.write_engine.dialect.name != "postgresql":
+        t.join(0.5)
+        return
+    for _ in range(200):
+        waiting = st.db.transact(
+            lambda s: s.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")),
+            write=False,
+        )
+        if waiting:
+            return
+        t.join(0.05)
+    raise AssertionError("the report never waited for the re-key's row lock")
 
 
 def test_report_holding_the_row_wins_and_the_rekey_batch_skips_it(st: Store) -> None:
@@ -131,6 +149,10 @@ def test_rekey_holding_the_row_first_then_the_report_finds_the_new_form(st: Stor
         st.db.transact(act)
 
     t, errors = _in_thread(report)
+    # The report's locking read must be waiting on the row before the re-key commits (the
+    # order this test is about); released earlier, the report would simply read the
+    # committed row.
+    _until_waiting(st, t)
     release.set()
     r.join(20)
     t.join(20)

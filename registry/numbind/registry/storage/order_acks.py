@@ -32,7 +32,18 @@ class AckTarget:
     token: bytes  # the partition key it is stored under when read
 
 
-_TARGET_COLUMNS = "o.pk, o.id, o.platform_pk, o.binding_pk, o.kind, o.state, o.outcome, o.token"
+# An AckTarget's columns, in its order; as driver SQL for the routed lookup.
+_TARGET = (
+    OrderRow.pk,
+    OrderRow.id,
+    OrderRow.platform_pk,
+    OrderRow.binding_pk,
+    OrderRow.kind,
+    OrderRow.state,
+    OrderRow.outcome,
+    OrderRow.token,
+)
+_TARGET_COLUMNS = ", ".join(f"o.{c.key}" for c in _TARGET)
 
 
 def orders_by_id(
@@ -53,22 +64,19 @@ def orders_by_id(
             for r in pgsets.orders_by_id_token(session.connection(), routed, _TARGET_COLUMNS):
                 out[r.id] = _target(r)
         rest = [i for i in ids if i not in out]
-    cols = [OrderRow.pk, OrderRow.id, OrderRow.platform_pk, OrderRow.binding_pk, OrderRow.kind]
-    cols += [OrderRow.state, OrderRow.outcome, OrderRow.token]
     for i in range(0, len(rest), 500):
         part = rest[i : i + 500]
         # PostgreSQL: the ids behind a sub-select (storage.pgsets), an index probe per id.
         where = pgsets.any_of(session, OrderRow.id, part)
-        rows: Any = session.execute(select(*cols).where(where))
+        rows: Any = session.execute(select(*_TARGET).where(where))
         for r in rows:
             out[r.id] = _target(r)
     return out
 
 
 def _target(r: Any) -> AckTarget:
-    return AckTarget(
-        r.pk, r.id, r.platform_pk, r.binding_pk, r.kind, r.state, r.outcome, bytes(r.token)
-    )
+    pk, order_id, platform_pk, binding_pk, kind, state, outcome, token = r
+    return AckTarget(pk, order_id, platform_pk, binding_pk, kind, state, outcome, bytes(token))
 
 
 def record_acks(

@@ -28,7 +28,9 @@ from tests.e2e._story import days_ago, tokenize
 from tests.e2e.test_fanout import PHONE, SUBJECT, seed
 
 
-def _query(cm: Bundle, token: TokenResult) -> holders_pb2.QueryBindingsRequest:
+def _signed(
+    cm: Bundle, token: TokenResult, purpose: attestation.Purpose
+) -> holders_pb2.SignedAttestation:
     data, sig = attestation.issue(
         cm.attestation_signing_key(),
         carrier_id=cm.principal_id,
@@ -36,10 +38,14 @@ def _query(cm: Bundle, token: TokenResult) -> holders_pb2.QueryBindingsRequest:
         key_id=token.key_id,
         subject=SUBJECT,
         tenure_start_us=int(days_ago(30).timestamp() * 1e6),
-        purpose=attestation.Purpose.QUERY,
+        purpose=purpose,
     )
+    return holders_pb2.SignedAttestation(attestation=data, signature=sig)
+
+
+def _query(cm: Bundle, token: TokenResult) -> holders_pb2.QueryBindingsRequest:
     return holders_pb2.QueryBindingsRequest(
-        attestations=[holders_pb2.SignedAttestation(attestation=data, signature=sig)]
+        attestations=[_signed(cm, token, attestation.Purpose.QUERY)]
     )
 
 
@@ -144,20 +150,11 @@ async def test_a_revocation_is_validated_once_and_its_outbox_read_once(
 
         monkeypatch.setattr(FederatedHolders, "_entries", counting_entries)
         token = await tokenize(apps["shop"], PHONE)
-        data, sig = attestation.issue(
-            cm.attestation_signing_key(),
-            carrier_id=cm.principal_id,
-            token=token.token,
-            key_id=token.key_id,
-            subject=SUBJECT,
-            tenure_start_us=int(days_ago(30).timestamp() * 1e6),
-            purpose=attestation.Purpose.REVOKE,
-        )
         async with secure_channel(cm) as channel:
             response = await holders_pb2_grpc.HoldersStub(channel).RequestRevocation(
                 holders_pb2.RequestRevocationRequest(
                     request_id="r-once",
-                    attestation=holders_pb2.SignedAttestation(attestation=data, signature=sig),
+                    attestation=_signed(cm, token, attestation.Purpose.REVOKE),
                     scope=holders_pb2.REVOCATION_SCOPE_PLATFORMS,
                     platform_ids=["shop", "loan"],
                 ),

@@ -94,38 +94,33 @@ def test_orders_deliveries_and_acks_take_one_statement_per_batch(
         if pg:  # lock setting REVOKING, orders COPY, feed entries COPY: none per row
             assert appended == 3, appended
         items = db.transact(lambda s: feed.read_feed(s, plat, 0, SIZE))
-        before = counter.count
-        db.transact(lambda s: feed.mark_delivered(s, [(i.order_pk, i.token) for i in items]))
-        delivered = counter.count - before
-        before = counter.count
-        db.transact(
-            lambda s: order_acks.record_acks(
-                s,
-                [
-                    (t, int(OrderState.DONE), 1, "")
-                    for t in order_acks.orders_by_id(s, [i.order_id for i in items]).values()
-                ],
-            )
-        )
-        acked = counter.count - before
+
+        def statements(fn: Any) -> int:
+            before = counter.count
+            db.transact(fn)
+            return counter.count - before
+
+        def mark(s: Any) -> None:
+            feed.mark_delivered(s, [(i.order_pk, i.token) for i in items])
+
+        def ack(outcome: int, reason: str, token: bytes | None = None) -> Any:
+            def act(s: Any) -> None:
+                found = order_acks.orders_by_id(s, [i.order_id for i in items]).values()
+                targets = [replace(t, token=token) if token else t for t in found]
+                order_acks.record_acks(
+                    s, [(t, int(OrderState.DONE), outcome, reason) for t in targets]
+                )
+
+            return act
+
+        delivered = statements(mark)
+        acked = statements(ack(1, ""))
         # Marking orders no longer open: none matches at its token, so all go to the by-pk
         # fallback, which is one statement too (and leaves them DONE).
-        before = counter.count
-        db.transact(lambda s: feed.mark_delivered(s, [(i.order_pk, i.token) for i in items]))
-        remarked = counter.count - before
+        remarked = statements(mark)
         # Acks of orders read under a token their rows no longer hold (as after a re-key):
         # orders and bindings are matched by pk alone, one statement each.
-        before = counter.count
-        db.transact(
-            lambda s: order_acks.record_acks(
-                s,
-                [
-                    (replace(t, token=b"\xff" * 32), int(OrderState.DONE), 2, "moved")
-                    for t in order_acks.orders_by_id(s, [i.order_id for i in items]).values()
-                ],
-            )
-        )
-        moved = counter.count - before
+        moved = statements(ack(2, "moved", b"\xff" * 32))
     finally:
         counter.close()
 

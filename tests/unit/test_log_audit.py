@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -105,14 +106,22 @@ def _life(token: str, kind: str, tenure: int | None, rid: str | None = None) -> 
     }
 
 
-def test_the_monitor_passes_an_honest_history_and_names_each_broken_rule() -> None:
-    orders = [{"t": "order", "id": f"o{i}", "revocation": "r1"} for i in range(2)]
+def _revocation_r1() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Revocation r1's two order entries and its trigger, committing to them."""
+    orders: list[dict[str, Any]] = [
+        {"t": "order", "id": f"o{i}", "revocation": "r1"} for i in range(2)
+    ]
     trigger = {
         "t": "revocation",
         "id": "r1",
         "orders": 2,
         "orders_sha256": orders_digest(["o0", "o1"]),
     }
+    return orders, trigger
+
+
+def test_the_monitor_passes_an_honest_history_and_names_each_broken_rule() -> None:
+    orders, trigger = _revocation_r1()
     honest = [
         _life("aa", "ISSUED", 1),
         _life("aa", "PORTED_OUT", 1),
@@ -135,13 +144,7 @@ def test_the_monitor_passes_an_honest_history_and_names_each_broken_rule() -> No
 
 
 def test_a_monitor_fed_in_parts_through_its_saved_state_reports_as_one_replay() -> None:
-    orders = [{"t": "order", "id": f"o{i}", "revocation": "r1"} for i in range(2)]
-    trigger = {
-        "t": "revocation",
-        "id": "r1",
-        "orders": 2,
-        "orders_sha256": orders_digest(["o0", "o1"]),
-    }
+    orders, trigger = _revocation_r1()
     history = [
         _life("aa", "ISSUED", 1),
         _life("aa", "REISSUED", 5, "r1"),
@@ -175,13 +178,7 @@ def test_a_revocation_being_applied_is_pending_until_its_grace_runs_out() -> Non
     """A single registry logs a report's events first and the trigger with its last chunk of
     orders: a monitor with a clock lists the revocation as pending in that window, carries
     when it first saw it through its saved state, and names it once the grace is over."""
-    orders = [{"t": "order", "id": f"o{i}", "revocation": "r1"} for i in range(2)]
-    trigger = {
-        "t": "revocation",
-        "id": "r1",
-        "orders": 2,
-        "orders_sha256": orders_digest(["o0", "o1"]),
-    }
+    orders, trigger = _revocation_r1()
     applying = [_life("aa", "ISSUED", 1), _life("aa", "REISSUED", 5, "r1"), orders[0]]
 
     # Without a clock the history is judged finished: both cross-entry rules fire.

@@ -93,6 +93,13 @@ def driver_sql(conn: Connection, text: str) -> str:
     return text if conn.dialect.paramstyle == "qmark" else text.replace("?", "%s")
 
 
+def placeholders(conn: Connection, n: int) -> str:
+    """`n` positional parameters for an IN list in driver SQL: `?, ?, ?` (SQLite) or
+    `%s, %s, %s` (psycopg)."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    return ", ".join([mark] * n)
+
+
 class Database:
     """Owns the engines; hands out sessions for one unit of work at a time."""
 

@@ -7,19 +7,20 @@ the time checks refuse the attestation anyway, so the row is dropped.
 from __future__ import annotations
 
 from numbind.registry.storage.db import driver_sql
-from numbind.registry.storage.models import AttestationNonceRow
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 
 def used(session: Session, carrier_pk: int, nonce: bytes, *, now_us: int) -> bool:
     """Whether this carrier's `nonce` is already spent (and still remembered). A read: a
     False here decides nothing, only `claim` spends a nonce; it lets a replay be refused
-    before any work is done for it."""
-    kept = session.execute(
-        select(AttestationNonceRow.expires_us).where(
-            AttestationNonceRow.carrier_pk == carrier_pk, AttestationNonceRow.nonce == nonce
-        )
+    before any work is done for it. Driver SQL, as `claim`: every query reads it."""
+    conn = session.connection()
+    kept = conn.exec_driver_sql(
+        driver_sql(
+            conn,
+            "SELECT expires_us FROM attestation_nonces WHERE carrier_pk = ? AND nonce = ?",
+        ),
+        (carrier_pk, nonce),
     ).scalar_one_or_none()
     return kept is not None and kept >= now_us
 

@@ -15,8 +15,8 @@ from numbind.registry.domain.keymap import StoreToken
 from numbind.registry.domain.lifecycle import NumberRecord
 from numbind.registry.domain.types import NumberState, now_us
 from numbind.registry.storage import pgcopy, pgsets, signals
-from numbind.registry.storage.db import driver_sql
-from numbind.registry.storage.models import LifecycleLogHeadRow, NumberRow
+from numbind.registry.storage.db import driver_sql, placeholders
+from numbind.registry.storage.models import LifecycleLogHeadRow
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -45,14 +45,9 @@ _NUMBER_COLUMNS = (
     "token",
 )
 
-_COLUMNS = (
-    NumberRow.token,
-    NumberRow.carrier_pk,
-    NumberRow.state,
-    NumberRow.tenure_start_us,
-    NumberRow.last_reissued_us,
-    NumberRow.first_known_us,
-    NumberRow.last_effective_us,
+# A numbers row as _record takes it.
+_SELECT = (
+    "token, carrier_pk, state, tenure_start_us, last_reissued_us, first_known_us, last_effective_us"
 )
 
 
@@ -107,12 +102,14 @@ def load_stored(
                 for row in pgsets.numbers_of(conn, moved, lock=True):
                     out[forms[bytes(row[0])]] = (bytes(row[0]), _record(row))
         return out
+    # SQLite: its one writer serialises reports and re-key batches, so `lock` needs no
+    # statement of its own. Driver SQL: a holder query reads one number here twice.
     for i in range(0, len(wanted), 500):
-        stmt = select(*_COLUMNS).where(NumberRow.token.in_(wanted[i : i + 500]))
-        if lock:
-            # PostgreSQL: serialise concurrent reports (and re-key batches) on these numbers.
-            stmt = stmt.with_for_update()
-        for row in session.execute(stmt):
+        part = wanted[i : i + 500]
+        for row in conn.exec_driver_sql(
+            f"SELECT {_SELECT} FROM numbers WHERE token IN ({placeholders(conn, len(part))})",
+            tuple(part),
+        ):
             out[forms[row[0]]] = (row[0], _record(row))
     return out
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from numbind.registry.domain.types import Principal, now_us
 from numbind.registry.errors import AlreadyExists, NotFound
 from numbind.registry.storage import signals
+from numbind.registry.storage.db import driver_sql, placeholders
 from numbind.registry.storage.models import PrincipalRow
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -36,9 +37,11 @@ class Standing:
 
 def attestation_key(session: Session, pk: int) -> bytes | None:
     """The principal's registered attestation key (None: none, or no such principal). One
-    indexed read of one column: every holder call reads it, twice for a query."""
-    key = session.execute(
-        select(PrincipalRow.attestation_key).where(PrincipalRow.pk == pk)
+    indexed read of one column, in driver SQL (storage.db.placeholders): every holder call
+    reads it, twice for a query."""
+    conn = session.connection()
+    key = conn.exec_driver_sql(
+        driver_sql(conn, "SELECT attestation_key FROM principals WHERE pk = ?"), (pk,)
     ).scalar_one_or_none()
     return None if key is None else bytes(key)
 
@@ -53,14 +56,15 @@ class Named:
 
 
 def names_by_pks(session: Session, pks: set[int]) -> dict[int, Named]:
-    """pk -> names, for the platforms in a holder's view (columns, not ORM rows: it runs
-    for every query at every member)."""
+    """pk -> names, for the platforms in a holder's view (driver SQL: it runs for every
+    query at every member; a holder's view names a few platforms)."""
     if not pks:
         return {}
-    rows = session.execute(
-        select(
-            PrincipalRow.pk, PrincipalRow.name, PrincipalRow.display_name, PrincipalRow.category
-        ).where(PrincipalRow.pk.in_(pks))
+    conn = session.connection()
+    rows = conn.exec_driver_sql(
+        "SELECT pk, name, display_name, category FROM principals"
+        f" WHERE pk IN ({placeholders(conn, len(pks))})",
+        tuple(pks),
     )
     return {pk: Named(name, display, category) for pk, name, display, category in rows}
 

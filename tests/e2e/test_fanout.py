@@ -12,6 +12,7 @@ import grpc
 import pytest
 from numbind.protocol.bundle import Bundle
 from numbind.registry.domain.types import Principal
+from numbind.registry.federation.fanout_client import GrpcMemberClient
 from numbind.registry.services.fanout_model import AdmittedNumber, MemberRevocation
 from numbind.registry.storage import fanout
 from numbind.registry.storage.db import Database
@@ -20,7 +21,7 @@ from numbind.sdk.channel import secure_channel
 from numbind.v1 import fanout_pb2, fanout_pb2_grpc
 from sqlalchemy import text
 
-from tests.e2e._fanout import Federation, federation_of_three, peer_credentials_of
+from tests.e2e._fanout import Federation, Node, federation_of_three, peer_credentials_of
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 
 PHONE = "+8613800138000"
@@ -145,11 +146,44 @@ async def silent_listener(address: str) -> AsyncIterator[None]:
         await server.wait_closed()
 
 
+async def hub_dialling(f: Federation, member: Node, within: float = 5.0) -> None:
+    """Returns once the hub's fan-out channel to `member` is attempting a connection.
+
+    A call on a channel in TRANSIENT_FAILURE fails at once with its last error (the member
+    refused while it was down) instead of waiting for the listener now at its address; and
+    grpc's pick_first keeps the channel in TRANSIENT_FAILURE until a connection is READY,
+    which a silent listener never lets happen. So the hub must not have dialled the member
+    between its stop and the listener opening, and the channel must be CONNECTING before
+    the call under test is made."""
+    members = f.hub.registry.members
+    assert members is not None
+    client = members.member(member.member_id)
+    assert isinstance(client, GrpcMemberClient)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + within
+    state = client.channel.get_state(try_to_connect=True)
+    while state != grpc.ChannelConnectivity.CONNECTING and loop.time() < until:
+        await asyncio.sleep(0.01)
+        state = client.channel.get_state(try_to_connect=True)
+    assert state == grpc.ChannelConnectivity.CONNECTING, (
+        f"the hub's channel to {member.member_id} is {state.name}, not CONNECTING, after "
+        f"{within:g} s: a call dialled it while it was down, and its calls would fail at "
+        "once with that refusal"
+    )
+
+
 async def test_a_member_down_is_listed_and_gets_its_revocation_once_back(
     tmp_path: Path,
 ) -> None:
+    # The hub witnesses bank's log over the fan-out channel on its own clock (every 1 s by
+    # default): a round that dials bank while it is down leaves the channel failing at once
+    # (see hub_dialling). Here a round runs at start and the next an hour later, so the
+    # calls this test makes are the only ones that dial bank.
     async with federation_of_three(
-        tmp_path, fanout_deadline_seconds=1.0, fanout_retry_max_seconds=0.5
+        tmp_path,
+        fanout_deadline_seconds=1.0,
+        fanout_retry_max_seconds=0.5,
+        log_witness_seconds=3600,
     ) as f:
         cm, apps = await seed(f)
         bank = f.members["bank"]
@@ -158,6 +192,7 @@ async def test_a_member_down_is_listed_and_gets_its_revocation_once_back(
             # Hung rather than gone (it takes connections and never answers): the hub's
             # deadline cuts it off.
             async with silent_listener(bank.address):
+                await hub_dialling(f, bank)
                 (view,) = await c.query(SUBJECT, [(PHONE, days_ago(30))])
             assert [p.platform_id for p in view.platforms] == ["shop"]
             assert [(u.registry_id, u.registry_name, u.reason) for u in view.unavailable] == [

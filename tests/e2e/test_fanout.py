@@ -252,6 +252,48 @@ async def test_a_member_down_is_listed_and_gets_its_revocation_once_back(
             await take(apps["loan"], tmp_path / "c-loan", 1, within=1.0)
 
 
+async def test_a_revocation_the_retry_loop_is_delivering_is_counted_in_the_reply(
+    tmp_path: Path,
+) -> None:
+    """The carrier's request delivers its revocation to each member at once, and the hub's
+    retry loop may pick the same new outbox rows up meanwhile. The request then awaits that
+    delivery: it answered 0 orders before (net's delivery was left to the loop, uncounted)."""
+    async with federation_of_three(
+        tmp_path, fanout_deadline_seconds=1.0, fanout_retry_max_seconds=0.5
+    ) as f:
+        cm, _ = await seed(f)
+        await f.stop(f.members["bank"])
+        fed = f.hub.registry.federated
+        members = f.hub.registry.members
+        assert fed is not None and members is not None
+        net = members.member("net")
+        assert isinstance(net, GrpcMemberClient)
+        revoke, entries = net.revoke, fed._entries
+
+        async def slow_revoke(request: MemberRevocation, deadline: float) -> int:
+            await asyncio.sleep(0.3)  # long enough for the request to find it in flight
+            return await revoke(request, deadline)
+
+        async def entries_once_the_loop_delivers(revocation_id: str) -> list[fanout.OutboxEntry]:
+            fed._entries = entries  # type: ignore[method-assign]  # the request's read only
+            for _ in range(300):  # the loop looks every 0.5 s
+                if (revocation_id, "net") in fed._in_flight:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the retry loop never picked the new revocation up")
+            return await entries(revocation_id)
+
+        net.revoke = slow_revoke  # type: ignore[method-assign]
+        fed._entries = entries_once_the_loop_delivers  # type: ignore[method-assign]
+        async with carrier(cm) as c:
+            rid, orders = await c.revoke(SUBJECT, PHONE, days_ago(30), Scope.ALL_PRE_TENURE)
+            assert orders == 1  # shop's, at net; loan's waits at the hub for bank
+            status = await c.revocation_status(rid)
+        assert [u.registry_id for u in status.unavailable] == ["bank"]
+        assert [(p.platform_id, p.registry_id) for p in status.platforms] == [("shop", "net")]
+
+
 async def test_only_the_hub_may_ask_a_member(tmp_path: Path) -> None:
     async with federation_of_three(tmp_path) as f:
         bank = f.members["bank"]

@@ -15,6 +15,7 @@ local, no RPC.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -137,7 +138,9 @@ class FederatedHolders:
         self._directory = directory
         self._deadline = deadline_seconds
         self._retry = retry
-        self._in_flight: set[tuple[str, str]] = set()
+        # (revocation id, member id) -> the delivery under way, which a second pass (the
+        # retry loop, or a carrier's request) joins instead of starting another.
+        self._in_flight: dict[tuple[str, str], asyncio.Future[_Outcome]] = {}
         self._wake = asyncio.Event()
 
     @property
@@ -294,18 +297,27 @@ class FederatedHolders:
     # -- delivery -------------------------------------------------------------------------
     async def _deliver(self, entries: Sequence[OutboxEntry]) -> dict[str, _Outcome]:
         """Deliver each entry to its member in parallel; record success (value: the
-        member's order count) or the next try (reason). Returns the outcome per member id
-        of the entries tried (one already being delivered by another pass is left to it)."""
-        todo = [e for e in entries if (e.revocation_id, e.member_id) not in self._in_flight]
-        if not todo:
-            return {}
-        keys = [(e.revocation_id, e.member_id) for e in todo]
-        self._in_flight.update(keys)
-        try:
-            results = await asyncio.gather(*(self._deliver_one(e) for e in todo))
-        finally:
-            self._in_flight.difference_update(keys)
-        return {e.member_id: r for e, r in zip(todo, results, strict=True)}
+        member's order count) or the next try (reason). Returns the outcome per member id.
+
+        An entry another pass is delivering already is not sent twice: its outcome is
+        awaited. (Left to the other pass, a carrier's request that raced the retry loop
+        answered 0 orders and listed a member as pending that had its orders.) Deliveries
+        are shielded: a caller that goes away (a cancelled request) does not cut one off
+        between the member's answer and the hub's record of it."""
+        waits: list[asyncio.Future[_Outcome]] = []
+        for e in entries:
+            key = (e.revocation_id, e.member_id)
+            delivery = self._in_flight.get(key)
+            if delivery is None:
+                delivery = asyncio.ensure_future(self._deliver_one(e))
+                self._in_flight[key] = delivery
+                delivery.add_done_callback(functools.partial(self._delivered, key))
+            waits.append(delivery)
+        results = await asyncio.gather(*(asyncio.shield(w) for w in waits))
+        return {e.member_id: r for e, r in zip(entries, results, strict=True)}
+
+    def _delivered(self, key: tuple[str, str], _: asyncio.Future[_Outcome]) -> None:
+        self._in_flight.pop(key, None)
 
     async def _deliver_one(self, entry: OutboxEntry) -> _Outcome:
         member = self._directory.member(entry.member_id)

@@ -58,12 +58,15 @@ def _split(edge: bytes) -> list[bytes]:
 
 
 def head(session: Session, *, lock: bool = False) -> CompactRange:
-    """The tree as committed: its size and right edge (root = `.root()`)."""
-    query = select(LogStateRow.size, LogStateRow.edge).where(LogStateRow.id == 1)
-    if lock:
-        query = query.with_for_update()
-    row = session.execute(query).one()
-    return CompactRange(int(row.size), _split(row.edge))
+    """The tree as committed: its size and right edge (root = `.root()`). Driver SQL: every
+    append, checkpoint and proof reads it (hundreds of times a second in a reissue)."""
+    conn = session.connection()
+    # SQLite has no FOR UPDATE: its one writer already serialises appends.
+    lock_sql = " FOR UPDATE" if lock and conn.dialect.name == "postgresql" else ""
+    size, edge = conn.exec_driver_sql(
+        f"SELECT size, edge FROM log_state WHERE id = 1{lock_sql}"
+    ).one()
+    return CompactRange(int(size), _split(bytes(edge)))
 
 
 def append(session: Session, leaves: Sequence[LogLeaf]) -> int:

@@ -70,14 +70,16 @@ def names_by_pks(session: Session, pks: set[int]) -> dict[int, Named]:
 
 
 def standing(session: Session, pk: int) -> Standing | None:
-    """The principal's current standing, or None once it no longer exists. One indexed read:
-    open streams call it every second."""
-    row = session.execute(
-        select(PrincipalRow.standing, PrincipalRow.suspended, PrincipalRow.cert_sha256).where(
-            PrincipalRow.pk == pk
-        )
+    """The principal's current standing, or None once it no longer exists. One indexed read,
+    in driver SQL: every open stream calls it every second, and on every wake-up."""
+    conn = session.connection()
+    row = conn.exec_driver_sql(
+        driver_sql(conn, "SELECT standing, suspended, cert_sha256 FROM principals WHERE pk = ?"),
+        (pk,),
     ).one_or_none()
-    return None if row is None else Standing(int(row[0]), bool(row[1]), row[2])
+    if row is None:
+        return None
+    return Standing(int(row[0]), bool(row[1]), None if row[2] is None else bytes(row[2]))
 
 
 def find(session: Session, role: str, name: str) -> PrincipalRow | None:

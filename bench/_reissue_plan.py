@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from numbind.protocol import attestation
 from numbind.protocol.bundle import Bundle
 from numbind.registry.domain.types import EventCause, EventKind, OrderState
@@ -192,6 +194,18 @@ async def query_latencies(
         out.append(time.perf_counter() - start)
         (number,) = response.numbers
         assert sum(p.active_count for p in number.platforms) == PER_TOKEN, number
+    return out
+
+
+async def round_trips(channel: grpc.aio.Channel, n: int) -> list[float]:
+    """`n` sequential grpc.health Checks over `channel`: one gRPC+mTLS round trip with no
+    authentication and no store behind it, the floor beside a holder query's latency."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        await stub.Check(health_pb2.HealthCheckRequest(), timeout=60)
+        out.append(time.perf_counter() - start)
     return out
 
 

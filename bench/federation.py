@@ -17,7 +17,8 @@ Measured, for both:
   the notice arriving in that platform's feed (replication + apply + feed), p50/p99;
 - holder QueryBindings at the hub (one attestation, a number with 10 bindings, which in the
   federation span both members: the hub's fan-out), p50/p99 over --queries sequential
-  calls after the batch.
+  calls after the batch, beside its floor: as many gRPC+mTLS round trips to the hub over the
+  same channel (grpc.health's Check: no authentication, no store).
 Each federation figure is printed beside the single registry's and the ratio, and the
 issue's targets (first event < 2 s, last ack < 10 s, holder query p99 < 20 ms: at --full
 size) marked met or MISSED. The machine is shared: figures measured under load vary from
@@ -40,7 +41,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +48,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from numbind.protocol.bundle import Bundle
@@ -64,7 +64,9 @@ from numbind.v1 import (
     platforms_pb2_grpc,
 )
 
+from bench._federation_report import Figures, report
 from bench._harness import PY, ServerProcess, free_port, numbind, registry_process
+from bench._reissue_plan import round_trips
 from bench.federation_cpu import BurstMeter
 from bench.reissue import (
     ISSUED,
@@ -75,7 +77,6 @@ from bench.reissue import (
     active_key_id,
     lifecycle_requests,
     load,
-    percentile,
     query_latencies,
     run_workers,
     signed_queries,
@@ -154,21 +155,6 @@ class Setup:
     member_of: list[str]  # per platform
     probes: dict[str, Bundle]  # member -> probe platform
     key_id: str
-
-
-@dataclass
-class Figures:
-    report_s: float
-    first_event_s: float
-    last_ack_s: dict[str, float]
-    lags: list[float]
-    queries: list[float]
-    orders_acked: int
-    notes: list[str] = field(default_factory=list)
-    # CPU seconds each server process used from the report's start to the last ack, and
-    # the log checkpoints each signed meanwhile.
-    cpu_s: dict[str, float] = field(default_factory=dict)
-    checkpoints: dict[str, int | None] = field(default_factory=dict)
 
 
 async def setup(servers: dict[str, ServerProcess], plan: Plan, probe_tokens: list[bytes],
@@ -299,6 +285,7 @@ async def measure(s: Setup, plan: Plan, probe_tokens: list[bytes], queries: int,
             latencies = await query_latencies(
                 holders, signed_queries(s.carrier, plan, s.key_id, plan.reissued, queries)
             )
+            trips = await round_trips(channel, queries)
     finally:
         for task in [*workers, *feeds]:
             task.cancel()
@@ -313,7 +300,7 @@ async def measure(s: Setup, plan: Plan, probe_tokens: list[bytes], queries: int,
     notes = [f"{missing} probe notices not seen"] if missing else []
     return Figures(report_s, min(r.first_event for r in results) - t0, last_ack, lags,
                    latencies, sum(r.acked for r in results), notes, cpu_s,
-                   meter.checkpoints)  # fmt: skip
+                   meter.checkpoints, trips)  # fmt: skip
 
 
 def run(servers: dict[str, ServerProcess], plan: Plan, probes: list[bytes],
@@ -325,54 +312,6 @@ def run(servers: dict[str, ServerProcess], plan: Plan, probes: list[bytes],
         return await measure(s, plan, probes, args.queries, meter)
 
     return asyncio.run(go())
-
-
-def _ms(x: float) -> str:
-    return f"{x * 1000:>10,.1f} ms"
-
-
-# Issue 11's targets for the federation at full size (--full) on a 2-core machine.
-TARGETS = {"first event": 2.0, "last ack": 10.0, "holder query p99": 0.020}
-
-
-def report(single: Figures | None, fed: Figures, *, full: bool) -> None:
-    """`full`: the issue's size, where the targets apply (marked met or MISSED); `single`
-    None (--federation-only): the federation's figures alone."""
-    alone = single is None
-    if single is None:
-        single = Figures(0.0, 0.0, {"-": 0.0}, [0.0], [0.0], 0)
-
-    def line(label: str, one: float, many: float, target: str | None = None) -> None:
-        ratio = f"{many / one:6.2f}" if one > 0 else "   n/a"
-        goal = ""
-        if target is not None and full:
-            limit = TARGETS[target]
-            goal = f"   target < {_ms(limit).strip()}: {'met' if many < limit else 'MISSED'}"
-        print(f"  {label:<44} {_ms(one)}   {_ms(many)}   ratio {ratio}{goal}", flush=True)
-
-    print(f"  {'figure':<44} {'single':>13}   {'federation':>13}   (federation / single)")
-    line("report call latency (REISSUED batch)", single.report_s, fed.report_s)
-    line("report start -> first event, any platform", single.first_event_s, fed.first_event_s,
-         "first event")  # fmt: skip
-    (one,) = single.last_ack_s.values()
-    for m, t in fed.last_ack_s.items():
-        line(f"report start -> last ack at member {m}", one, t, "last ack")
-    # Probes are reported behind the batch in the one log: at a member their lag is
-    # replication + apply (of the backlog ahead) + feed; at the single registry, report + feed.
-    for q, name in ((0.5, "p50"), (0.99, "p99")):
-        line(f"replication lag while loaded, {name} (n={len(fed.lags)})",
-             percentile(single.lags, q), percentile(fed.lags, q))  # fmt: skip
-    line("holder query p50", statistics.median(single.queries), statistics.median(fed.queries))
-    line("holder query p99", percentile(single.queries, 0.99), percentile(fed.queries, 0.99),
-         "holder query p99")  # fmt: skip
-    print(f"  orders acked: single {single.orders_acked:,}, federation {fed.orders_acked:,}")
-    cpu = ", ".join(f"{n} {t:.1f} s" for n, t in sorted(fed.cpu_s.items()))
-    one_cpu = "-" if alone else f"{sum(single.cpu_s.values()):.1f} s"
-    print(f"  server CPU, report start -> last ack: single {one_cpu}; federation {cpu}")
-    signed = ", ".join(f"{n} {k}" for n, k in sorted(fed.checkpoints.items()))
-    print(f"  log checkpoints signed meanwhile: federation {signed}")
-    for note in single.notes + fed.notes:
-        print(f"  note: {note}")
 
 
 def main(argv: list[str] | None = None) -> int:

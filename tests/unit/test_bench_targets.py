@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from bench._federation_report import Figures, report
 from bench.scale import TARGET_ROWS, publish_goal
 
 
@@ -12,3 +15,30 @@ def test_the_publish_ratio_is_marked_against_half_the_floor_at_ten_million_rows(
     assert publish_goal(6_000, 12_000, TARGET_ROWS).endswith(": met")  # exactly half
     # Below the size the target does not apply: no mark.
     assert publish_goal(1, 12_895, 1_000_000) == ""
+
+
+def test_the_federation_report_marks_its_targets_and_prints_the_round_trip_floor(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    fed = Figures(
+        report_s=1.0,
+        first_event_s=1.5,
+        last_ack_s={"bank": 12.0, "net": 9.0},
+        lags=[1.0, 2.0],
+        queries=[0.010] * 98 + [0.030, 0.030],
+        orders_acked=100_000,
+        round_trips=[0.002] * 100,
+    )
+    report(None, fed, full=True)
+    out = capsys.readouterr().out
+    assert "first event, any platform" in out and "target < 2,000.0 ms: met" in out
+    (bank,) = [line for line in out.splitlines() if "last ack at member bank" in line]
+    assert bank.endswith("MISSED")
+    (net,) = [line for line in out.splitlines() if "last ack at member net" in line]
+    assert net.endswith(": met")
+    (p99,) = [line for line in out.splitlines() if "holder query p99" in line]
+    assert "30.0 ms" in p99 and p99.endswith("MISSED")
+    (floor,) = [line for line in out.splitlines() if line.strip().startswith("floor:")]
+    assert "p50 2.0 ms, p99 2.0 ms" in floor
+    assert "holder query p50 / round trip p50: 5.0" in floor
+    assert "single registry" not in floor  # --federation-only: no single registry ran

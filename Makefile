@@ -43,9 +43,10 @@ haproxy:
 
 # Two pytest-xdist workers, a test file each at a time (module fixtures stay shared); each
 # worker has its own PostgreSQL database (tests/conftest.py). PYTEST_WORKERS=0 runs serially.
+# The slowest tests are listed at the end: the suite is kept under 15 minutes.
 PYTEST_WORKERS ?= 2
 test: $(STAMP) browser haproxy
-	$(PY) -m pytest -q -rs -n $(PYTEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -rs -n $(PYTEST_WORKERS) --dist loadfile --durations=25
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check proto registry clients tests bench

@@ -127,7 +127,15 @@ async def test_a_lost_notification_is_made_good_by_the_poll(
         async with secure_channel(pair.on_b(p1)) as channel:
             feed = EventFeed(channel, after_seq=0, heartbeat_seconds=60).events()
             first = asyncio.ensure_future(anext(feed))
-            await asyncio.sleep(1.0)
+            # The poll wakes a stream whose feed head moved since the poll last read it: the
+            # report must come after a poll has read p1's head once (a fixed 1 s sleep was
+            # not always enough on a loaded CI machine: the stream was not yet waiting, the
+            # first read came after the report, and only the 30 s fallback woke it).
+            for _ in range(300):
+                if pair.b.registry.changes._heads:
+                    break
+                await asyncio.sleep(0.05)
+            assert pair.b.registry.changes._heads, "B's poll never read the stream's feed head"
             async with carrier(cm) as c:
                 await c.report([LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(1))])
             event = await asyncio.wait_for(first, 30)

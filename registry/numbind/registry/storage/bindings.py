@@ -38,8 +38,8 @@ from numbind.registry.domain.types import (
     BindingState,
     Token,
 )
-from numbind.registry.storage import pgcopy
-from numbind.registry.storage.db import driver_sql, placeholders
+from numbind.registry.storage import pgcopy, pgsets
+from numbind.registry.storage.db import driver_sql, marks
 from numbind.registry.storage.dependents import move_dependents
 from numbind.registry.storage.models import BindingRow
 from sqlalchemy import Connection
@@ -294,16 +294,14 @@ def live_for_tokens(
     for i in range(0, len(wanted), 500):
         part = wanted[i : i + 500]
         # Driver SQL: a holder query runs this for one token at each member, where building
-        # the statement cost more than the read. On PostgreSQL the tokens are one array
-        # behind a sub-select (storage.pgsets.any_of).
-        params: tuple[Any, ...]
-        if conn.dialect.name == "postgresql":
-            where, params = "token = any(CAST((SELECT %s::bytea[]) AS bytea[]))", (part,)
-        else:
-            where, params = f"token IN ({placeholders(conn, len(part))})", tuple(part)
+        # the statement cost more than the read.
+        where, params = pgsets.any_of_sql(conn, "token", part, "bytea")
         rows = conn.exec_driver_sql(
-            "SELECT token, pk, platform_pk, key_id, account_ref, bound_us, kind, state"
-            f" FROM bindings WHERE {where} AND state IN ({_LIVE_SQL})",
+            driver_sql(
+                conn,
+                "SELECT token, pk, platform_pk, key_id, account_ref, bound_us, kind, state"
+                f" FROM bindings WHERE {where} AND state IN ({_LIVE_SQL})",
+            ),
             params,
         )
         # .all(): the rows in one fetch (iterating the result fetched them one by one).
@@ -344,8 +342,10 @@ def _lookup(
     chunk_size = _max_variables(conn) - 1
     for i in range(0, len(tokens), chunk_size):
         chunk = tokens[i : i + chunk_size]
-        marks = ", ".join(["?"] * len(chunk))
-        sql = f"SELECT {cols} FROM bindings b WHERE b.platform_pk = ? AND b.token IN ({marks})"
+        sql = (
+            f"SELECT {cols} FROM bindings b"
+            f" WHERE b.platform_pk = ? AND b.token IN ({marks(len(chunk))})"
+        )
         yield from conn.exec_driver_sql(sql, (platform_pk, *chunk))
 
 

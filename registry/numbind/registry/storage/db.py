@@ -93,11 +93,10 @@ def driver_sql(conn: Connection, text: str) -> str:
     return text if conn.dialect.paramstyle == "qmark" else text.replace("?", "%s")
 
 
-def placeholders(conn: Connection, n: int) -> str:
-    """`n` positional parameters for an IN list in driver SQL: `?, ?, ?` (SQLite) or
-    `%s, %s, %s` (psycopg)."""
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    return ", ".join([mark] * n)
+def marks(n: int) -> str:
+    """`?, ?, ?`: `n` parameters for an IN list in driver SQL (`driver_sql` turns them into
+    the dialect's)."""
+    return ", ".join("?" * n)
 
 
 class Database:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from numbind.registry.storage.db import driver_sql
+from numbind.registry.storage.db import driver_sql, marks
 from sqlalchemy import Connection
 
 __all__ = ["move_dependents"]
@@ -26,10 +26,11 @@ def move_dependents(conn: Connection, moved: Sequence[tuple[int, bytes]]) -> Non
     chunk = 500
     for i in range(0, len(pks), chunk):
         part = pks[i : i + chunk]
-        marks = ", ".join(["?"] * len(part))
         for order_pk, binding_pk, token in conn.exec_driver_sql(
             driver_sql(
-                conn, f"SELECT pk, binding_pk, token FROM orders WHERE binding_pk IN ({marks})"
+                conn,
+                "SELECT pk, binding_pk, token FROM orders"
+                f" WHERE binding_pk IN ({marks(len(part))})",
             ),
             tuple(part),
         ):

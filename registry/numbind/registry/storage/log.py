@@ -22,7 +22,7 @@ from numbind.protocol.merkle import HASH_BYTES, CompactRange, Node, leaf_hash
 from numbind.registry.domain.logged import LogLeaf
 from numbind.registry.domain.types import now_us
 from numbind.registry.storage import pgcopy
-from numbind.registry.storage.db import driver_sql
+from numbind.registry.storage.db import driver_sql, marks
 from numbind.registry.storage.models import (
     LogCheckpointRow,
     LogLeafRow,
@@ -144,7 +144,7 @@ class StoredTree:
         leaves = sorted({n.index for n in nodes if n.level == 0})
         for i in range(0, len(leaves), _CHUNK):
             chunk = leaves[i : i + _CHUNK]
-            sql = f"SELECT idx, commitment FROM log_leaves WHERE idx IN ({_marks(len(chunk))})"
+            sql = f"SELECT idx, commitment FROM log_leaves WHERE idx IN ({marks(len(chunk))})"
             for idx, c in conn.exec_driver_sql(driver_sql(conn, sql), tuple(chunk)):
                 found[Node(0, int(idx))] = leaf_hash(bytes(c))
         by_level: dict[int, list[int]] = {}
@@ -159,7 +159,7 @@ class StoredTree:
         ]
         for i in range(0, len(terms), 32):
             batch = terms[i : i + 32]
-            where = " OR ".join(f"(level = ? AND idx IN ({_marks(len(ix))}))" for _, ix in batch)
+            where = " OR ".join(f"(level = ? AND idx IN ({marks(len(ix))}))" for _, ix in batch)
             params = tuple(v for level, ix in batch for v in (level, *ix))
             sql = f"SELECT level, idx, hash FROM log_nodes WHERE {where}"
             for level, idx, h in conn.exec_driver_sql(driver_sql(conn, sql), params):
@@ -168,10 +168,6 @@ class StoredTree:
         if missing:
             raise TreeRangeError(f"subtree hashes missing from the store: {missing[:3]}")
         return [found[n] for n in nodes]
-
-
-def _marks(n: int) -> str:
-    return ", ".join("?" * n)
 
 
 def commitments(session: Session, start: int, end: int) -> list[bytes]:

@@ -15,7 +15,7 @@ from numbind.registry.domain.keymap import StoreToken
 from numbind.registry.domain.lifecycle import NumberRecord
 from numbind.registry.domain.types import NumberState, now_us
 from numbind.registry.storage import pgcopy, pgsets, signals
-from numbind.registry.storage.db import driver_sql, placeholders
+from numbind.registry.storage.db import driver_sql, marks
 from numbind.registry.storage.models import LifecycleLogHeadRow
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -106,10 +106,8 @@ def load_stored(
     # statement of its own. Driver SQL: a holder query reads one number here twice.
     for i in range(0, len(wanted), 500):
         part = wanted[i : i + 500]
-        for row in conn.exec_driver_sql(
-            f"SELECT {_SELECT} FROM numbers WHERE token IN ({placeholders(conn, len(part))})",
-            tuple(part),
-        ):
+        sql = f"SELECT {_SELECT} FROM numbers WHERE token IN ({marks(len(part))})"
+        for row in conn.exec_driver_sql(sql, tuple(part)):
             out[forms[row[0]]] = (row[0], _record(row))
     return out
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from numbind.registry.domain.types import BindingState, EventKind, OrderState, now_us
 from numbind.registry.storage import pgsets
-from numbind.registry.storage.db import driver_sql, placeholders
+from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import OrderRow
 from numbind.registry.storage.orders import OPEN_STATES
 from sqlalchemy import select
@@ -32,18 +32,8 @@ class AckTarget:
     token: bytes  # the partition key it is stored under when read
 
 
-# An AckTarget's columns, in its order; as driver SQL for the routed lookup.
-_TARGET = (
-    OrderRow.pk,
-    OrderRow.id,
-    OrderRow.platform_pk,
-    OrderRow.binding_pk,
-    OrderRow.kind,
-    OrderRow.state,
-    OrderRow.outcome,
-    OrderRow.token,
-)
-_TARGET_COLUMNS = ", ".join(f"o.{c.key}" for c in _TARGET)
+# An AckTarget's columns, in its order (both lookups are driver SQL).
+_TARGET_COLUMNS = "o.pk, o.id, o.platform_pk, o.binding_pk, o.kind, o.state, o.outcome, o.token"
 
 
 def orders_by_id(
@@ -58,8 +48,7 @@ def orders_by_id(
     out: dict[str, AckTarget] = {}
     rest = list(ids)
     conn = session.connection()
-    pg = conn.dialect.name == "postgresql"
-    if tokens and pg:
+    if tokens and conn.dialect.name == "postgresql":
         pairs = [(i, tokens[i]) for i in ids if i in tokens]
         for i in range(0, len(pairs), 500):
             for r in pgsets.orders_by_id_token(conn, pairs[i : i + 500], _TARGET_COLUMNS):
@@ -67,15 +56,9 @@ def orders_by_id(
         rest = [i for i in ids if i not in out]
     for i in range(0, len(rest), 500):
         part = rest[i : i + 500]
-        # Driver SQL: an `IN` of 500 ids through the ORM coerced each id on its own, the ack
-        # batch's largest Python cost after the log. PostgreSQL: the ids behind a
-        # sub-select, an index probe per id (as storage.pgsets.any_of).
-        params: tuple[Any, ...]
-        if pg:
-            where, params = "o.id = any(CAST((SELECT %s::text[]) AS text[]))", (part,)
-        else:
-            where, params = f"o.id IN ({placeholders(conn, len(part))})", tuple(part)
-        sql = f"SELECT {_TARGET_COLUMNS} FROM orders AS o WHERE {where}"
+        # Driver SQL: an `IN` of 500 ids through the ORM coerced each id on its own.
+        where, params = pgsets.any_of_sql(conn, "o.id", part, "text")
+        sql = driver_sql(conn, f"SELECT {_TARGET_COLUMNS} FROM orders AS o WHERE {where}")
         for r in conn.exec_driver_sql(sql, params):
             out[r[1]] = _target(r)
     return out

@@ -29,7 +29,7 @@ from numbind.registry.domain.types import (
 )
 from numbind.registry.storage import pgcopy, pgsets, signals
 from numbind.registry.storage.bindings import StoredBinding
-from numbind.registry.storage.db import driver_sql, placeholders
+from numbind.registry.storage.db import driver_sql, marks
 from numbind.registry.storage.models import (
     OrderRow,
     PrincipalRow,
@@ -325,11 +325,11 @@ def open_orders_for_bindings(
     for i in range(0, len(binding_pks), 500):
         part = binding_pks[i : i + 500]
         # Driver SQL: every holder query reads this for each member's few bindings.
-        for bpk, rid, state, deadline in conn.exec_driver_sql(
+        sql = (
             "SELECT binding_pk, revocation_id, state, deadline_us FROM orders"
-            f" WHERE binding_pk IN ({placeholders(conn, len(part))})"
-            f" AND kind = {int(EventKind.REVOKE)} AND state IN ({_OPEN_SQL}) ORDER BY pk",
-            tuple(part),
-        ):
+            f" WHERE binding_pk IN ({marks(len(part))})"
+            f" AND kind = {int(EventKind.REVOKE)} AND state IN ({_OPEN_SQL}) ORDER BY pk"
+        )
+        for bpk, rid, state, deadline in conn.exec_driver_sql(driver_sql(conn, sql), tuple(part)):
             out[bpk] = (rid, int(OrderState.OVERDUE) if deadline < now else state)
     return out

@@ -27,12 +27,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from numbind.registry.storage.db import marks
 from sqlalchemy import Connection, Text, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 __all__ = [
     "any_of",
+    "any_of_sql",
     "lock_bindings",
     "mark_delivered",
     "mark_delivered_by_pk",
@@ -63,6 +65,17 @@ def any_of(session: Session, column: Any, values: Sequence[Any], element: Any = 
         return column.in_(values)
     arr = select(literal(list(values), ARRAY(element))).scalar_subquery()
     return column == func.any(cast(arr, ARRAY(element)))
+
+
+def any_of_sql(
+    conn: Connection, column: str, values: Sequence[Any], element: str
+) -> tuple[str, tuple[Any, ...]]:
+    """`any_of` for driver SQL: (`column IN (?, ...)`, the values) on SQLite; on
+    PostgreSQL `column = any(...)` of one array of `element` (an SQL type name) behind a
+    sub-select, with the array as the one parameter."""
+    if conn.dialect.name != "postgresql":
+        return f"{column} IN ({marks(len(values))})", tuple(values)
+    return f"{column} = any(CAST((SELECT %s::{element}[]) AS {element}[]))", (list(values),)
 
 
 def lock_bindings(

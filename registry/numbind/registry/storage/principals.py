@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from numbind.registry.domain.types import Principal, now_us
 from numbind.registry.errors import AlreadyExists, NotFound
 from numbind.registry.storage import signals
-from numbind.registry.storage.db import driver_sql, placeholders
+from numbind.registry.storage.db import driver_sql, marks
 from numbind.registry.storage.models import PrincipalRow
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -37,8 +37,8 @@ class Standing:
 
 def attestation_key(session: Session, pk: int) -> bytes | None:
     """The principal's registered attestation key (None: none, or no such principal). One
-    indexed read of one column, in driver SQL (storage.db.placeholders): every holder call
-    reads it, twice for a query."""
+    indexed read of one column, in driver SQL: every holder call reads it, twice for a
+    query."""
     conn = session.connection()
     key = conn.exec_driver_sql(
         driver_sql(conn, "SELECT attestation_key FROM principals WHERE pk = ?"), (pk,)
@@ -62,8 +62,11 @@ def names_by_pks(session: Session, pks: set[int]) -> dict[int, Named]:
         return {}
     conn = session.connection()
     rows = conn.exec_driver_sql(
-        "SELECT pk, name, display_name, category FROM principals"
-        f" WHERE pk IN ({placeholders(conn, len(pks))})",
+        driver_sql(
+            conn,
+            "SELECT pk, name, display_name, category FROM principals"
+            f" WHERE pk IN ({marks(len(pks))})",
+        ),
         tuple(pks),
     )
     return {pk: Named(name, display, category) for pk, name, display, category in rows}

@@ -56,16 +56,19 @@ def _in_thread(fn: object) -> tuple[threading.Thread, list[BaseException]]:
 
 def _until_waiting(st: Store, t: threading.Thread) -> None:
     """Until `t`'s transaction waits for a lock: on PostgreSQL a lock not granted in
-    pg_locks; SQLite's writer waits for the one write lock, seen only as the thread still
+    pg_locks to a backend of this test's database (pg_locks spans the cluster, where the
+    other xdist worker's tests run; a row-lock wait is on a transaction id, which names no
+    database); SQLite's writer waits for the one write lock, seen only as the thread still
     running a moment later."""
     if st.db.write_engine.dialect.name != "postgresql":
         t.join(0.5)
         return
+    waiting_here = text(
+        "SELECT count(*) FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid"
+        " WHERE NOT l.granted AND a.datname = current_database()"
+    )
     for _ in range(200):
-        waiting = st.db.transact(
-            lambda s: s.scalar(text("SELECT count(*) FROM pg_locks WHERE NOT granted")),
-            write=False,
-        )
+        waiting = st.db.transact(lambda s: s.scalar(waiting_here), write=False)
         if waiting:
             return
         t.join(0.05)

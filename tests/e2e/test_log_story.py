@@ -25,7 +25,8 @@ from numbind.sdk.tokenizer import Tokenizer
 from numbind.v1 import carriers_pb2, carriers_pb2_grpc, common_pb2
 from sqlalchemy import select
 
-from tests.e2e._log import PHONE, cli, report_more, seed, witness_for
+from tests.e2e._cli import cli
+from tests.e2e._log import PHONE, report_more, seed, witness_for
 from tests.e2e._story import days_ago, publish, tokenize, ts
 
 

@@ -231,7 +231,7 @@ async def test_proofs_of_leaves_a_verified_checkpoint_covers_fetch_no_new_one(
             fetched += 1
             return real(*args, **kwargs)
 
-        stub.GetCheckpoint = counting
+        stub.GetCheckpoint = counting  # type: ignore[assignment]  # a counting stand-in
         assert await log.prove([]) == [] and fetched == 0
         cp = await log.checkpoint()
         assert fetched == 1 and cp.size >= 2

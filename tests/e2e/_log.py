@@ -1,14 +1,11 @@
-"""Helpers for the verifiable-log tests: the CLI in a thread, a seeded story, a witness with
-its own store, and a malicious publisher that tampers with the registry's log tables."""
+"""Helpers for the verifiable-log tests: a seeded story, a witness with its own store, and a
+malicious publisher that tampers with the registry's log tables."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from numbind.cli import main
 from numbind.protocol import note
 from numbind.protocol.bundle import Bundle
 from numbind.protocol.merkle import CompactRange, leaf_hash
@@ -30,14 +27,6 @@ from sqlalchemy.orm import Session
 from tests.e2e._story import days_ago, publish, tokenize
 
 PHONE = "+8613800138000"
-
-
-async def cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
-    """Run `numbind ARGV` (main calls asyncio.run, so in a thread); (exit code, out, err)."""
-    capsys.readouterr()
-    rc = await asyncio.to_thread(main, [str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 async def seed(reg: RunningRegistry, platforms: tuple[str, ...] = ("drive", "food", "loan")):  # type: ignore[no-untyped-def]

@@ -21,8 +21,8 @@ from numbind.registry.testing import RunningRegistry, running_registry
 from numbind.sdk.channel import secure_channel
 from sqlalchemy import select
 
+from tests.e2e._cli import cli
 from tests.e2e._log import (
-    cli,
     drop_checkpoints_at_or_above,
     report_more,
     seed,

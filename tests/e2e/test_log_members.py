@@ -31,9 +31,10 @@ from numbind.sdk.channel import secure_channel
 from numbind.sdk.log import LogClient, LogProofError
 from numbind.v1 import log_pb2, log_pb2_grpc
 
+from tests.e2e._cli import cli
 from tests.e2e._fed_story import add, caught_up
 from tests.e2e._federation import show
-from tests.e2e._log import cli, tamper
+from tests.e2e._log import tamper
 from tests.e2e._member_log import cosigned, take_proved
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 from tests.e2e._three import Three, make_three, running

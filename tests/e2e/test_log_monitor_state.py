@@ -14,7 +14,8 @@ from numbind.registry.testing import RunningRegistry
 from numbind.sdk import AckOutcome, PlatformClient
 from numbind.sdk.log import LogClient
 
-from tests.e2e._log import cli, report_more, seed
+from tests.e2e._cli import cli
+from tests.e2e._log import report_more, seed
 
 # The leaf indices each LogClient.prove call asked for, since the last monitor run began.
 PROVED: list[list[int]] = []

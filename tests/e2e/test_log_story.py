@@ -25,7 +25,8 @@ from numbind.sdk.tokenizer import Tokenizer
 from numbind.v1 import carriers_pb2, carriers_pb2_grpc, common_pb2
 from sqlalchemy import select
 
-from tests.e2e._log import PHONE, cli, report_more, seed, witness_for
+from tests.e2e._cli import cli
+from tests.e2e._log import PHONE, report_more, seed, witness_for
 from tests.e2e._story import days_ago, publish, tokenize, ts
 
 
@@ -230,7 +231,7 @@ async def test_proofs_of_leaves_a_verified_checkpoint_covers_fetch_no_new_one(
             fetched += 1
             return real(*args, **kwargs)
 
-        stub.GetCheckpoint = counting
+        stub.GetCheckpoint = counting  # type: ignore[assignment]  # a counting stand-in
         assert await log.prove([]) == [] and fetched == 0
         cp = await log.checkpoint()
         assert fetched == 1 and cp.size >= 2

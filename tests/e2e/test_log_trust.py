@@ -29,9 +29,9 @@ from numbind.registry.storage import log
 from numbind.sdk.log import LogClient, LogProofError
 from numbind.v1 import log_pb2, log_pb2_grpc
 
+from tests.e2e._cli import cli
 from tests.e2e._fed_story import add
 from tests.e2e._federation import fed, ok, show
-from tests.e2e._log import cli
 from tests.e2e._three import MEMBERS, Three, free_address, make_three, running
 
 FAST = {"log_witness_seconds": 0.2, "log_checkpoint_seconds": 0.2}

@@ -13,13 +13,12 @@ name the token too, so each touches one partition and could stay on one shard.
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from numbind.registry.domain.ids import uuid4_texts
+from numbind.registry.domain.ids import uuid7_text, uuid7_texts
 from numbind.registry.domain.types import (
     BindingState,
     EventCause,
@@ -78,7 +77,7 @@ def new_revocation(
 ) -> str:
     """A trigger row; a holder request's names its token under the store key `key_id`.
     A federation member takes the hub's `revocation_id` (one id across the federation)."""
-    rid = revocation_id or str(uuid.uuid4())
+    rid = revocation_id or uuid7_text()
     session.add(
         RevocationRow(
             id=rid,
@@ -126,7 +125,7 @@ def append(
     token_of = _current_tokens(session, orders, now)
     order_rows: list[tuple[object, ...]] = []
     seqs: dict[str, tuple[int, int]] = {}
-    ids = iter(uuid4_texts(len(orders)))
+    ids = iter(uuid7_texts(len(orders)))
     for platform_pk in sorted(by_platform):  # fixed lock order: no deadlocks between reports
         batch = by_platform[platform_pk]
         head = session.execute(

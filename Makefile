@@ -12,7 +12,7 @@ LISTEN ?= 127.0.0.1:7443
 help:
 	@echo "make demo    - run the registry, sample platforms and the carrier app"
 	@echo "make test    - run every test (PostgreSQL too when NUMBIND_TEST_DATABASE_URL is set)"
-	@echo "make lint    - ruff, mypy --strict and the import-layer contracts"
+	@echo "make lint    - ruff, mypy --strict (packages, bench, tests) and the import-layer contracts"
 	@echo "make proto   - regenerate the committed gRPC stubs"
 	@echo "make bench   - benchmarks, each beside its physical floor"
 	@echo "make serve   - the registry alone, data in $(DATA)"
@@ -53,6 +53,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check proto registry clients tests bench
 	$(VENV)/bin/mypy -p numbind.protocol -p numbind.registry -p numbind.sdk -p numbind.cli -p numbind.carrier_app -p numbind.demo
 	$(VENV)/bin/mypy bench
+	$(VENV)/bin/mypy tests
 	$(VENV)/bin/lint-imports
 
 proto: $(STAMP)

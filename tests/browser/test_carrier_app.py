@@ -16,7 +16,7 @@ from numbind.carrier_app.app import AppSettings
 from numbind.carrier_app.i18n import CST
 from numbind.carrier_app.store import Store
 from numbind.registry.testing import running_registry
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.browser._checks import assert_contrast, assert_no_sideways_scroll
 from tests.browser.conftest import (
@@ -42,7 +42,7 @@ pytestmark = pytest.mark.browser
 REFERENCE = re.compile(r"[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}")
 
 
-def previous(page: Page):  # type: ignore[no-untyped-def]
+def previous(page: Page) -> Locator:
     return page.locator("article.number").first.locator("section[data-group=previous]")
 
 
@@ -243,9 +243,10 @@ async def test_without_javascript_a_confirmation_page_stands_in(
         await page.get_by_role("button", name="确认解绑").click()
         await page.wait_for_url(re.compile(r"/me#n-\d+$"))
         # The same form sent again (a resubmit) is answered, not repeated.
+        form: dict[str, str | float | bool] = dict(fields)  # the type post() takes
         again = await page.request.post(
             stack.url + "/me/revoke",
-            form=fields,
+            form=form,
             headers={"Origin": stack.url},
             max_redirects=0,
         )

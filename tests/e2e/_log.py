@@ -20,7 +20,7 @@ from numbind.registry.storage.models import (
     LogStateRow,
 )
 from numbind.registry.testing import RunningRegistry
-from numbind.sdk import CarrierClient, Lifecycle, LifecycleReport
+from numbind.sdk import CarrierClient, Lifecycle, LifecycleReport, ReportSummary
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
@@ -29,7 +29,9 @@ from tests.e2e._story import days_ago, publish, tokenize
 PHONE = "+8613800138000"
 
 
-async def seed(reg: RunningRegistry, platforms: tuple[str, ...] = ("drive", "food", "loan")):  # type: ignore[no-untyped-def]
+async def seed(
+    reg: RunningRegistry, platforms: tuple[str, ...] = ("drive", "food", "loan")
+) -> tuple[Bundle, list[Bundle], ReportSummary]:
     """A number bound at each platform by its old holder, then reissued: one revocation
     with one order per platform. Returns (carrier bundle, platform bundles, summary)."""
     cm = reg.add_carrier("cm", "示例移动")

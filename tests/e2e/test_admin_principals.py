@@ -12,6 +12,7 @@ from numbind.cli import main
 from numbind.protocol.bundle import Bundle, make_client_key_and_csr
 from numbind.protocol.categories import CATEGORIES
 from numbind.registry import errors, operator
+from numbind.registry.storage.db import Session
 from numbind.registry.testing import RunningRegistry
 from numbind.sdk.channel import secure_channel
 from numbind.v1 import admin_pb2, admin_pb2_grpc
@@ -175,7 +176,7 @@ async def test_peer_registries_are_listed_and_counted_with_their_own_role(
     INTERNAL on them (no wire role for a registry)."""
     from numbind.registry.storage import principals, usage
 
-    def member_with_usage(s):  # type: ignore[no-untyped-def]
+    def member_with_usage(s: Session) -> None:
         principals.sync_registries(s, {"bank": "示例金融平台登记"})
         row = principals.find(s, "registry", "bank")
         assert row is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -65,7 +66,8 @@ async def _query(
 async def test_max_lifetime_setting_refuses_longer_attestations(
     tmp_path: Path, limit: int | None
 ) -> None:
-    overrides = {} if limit is None else {"attestation_max_lifetime_seconds": limit}
+    # Settings fields, passed through running_registry's **overrides.
+    overrides: dict[str, Any] = {} if limit is None else {"attestation_max_lifetime_seconds": limit}
     async with running_registry(tmp_path / "data", **overrides) as reg:
         cm, token, key_id = await _serving(reg)
         short, _, _ = await _query(cm, token, key_id, lifetime=100)

@@ -270,9 +270,9 @@ async def test_a_revocation_the_retry_loop_is_delivering_is_counted_in_the_reply
         assert isinstance(net, GrpcMemberClient)
         revoke, entries = net.revoke, fed._entries
 
-        async def slow_revoke(request: MemberRevocation, deadline: float) -> int:
+        async def slow_revoke(request: MemberRevocation, deadline_seconds: float) -> int:
             await asyncio.sleep(0.3)  # long enough for the request to find it in flight
-            return await revoke(request, deadline)
+            return await revoke(request, deadline_seconds)
 
         async def entries_once_the_loop_delivers(revocation_id: str) -> list[fanout.OutboxEntry]:
             fed._entries = entries  # type: ignore[method-assign]  # the request's read only

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from numbind.protocol.bundle import Bundle
@@ -177,7 +178,8 @@ def _url(three: Three, name: str) -> str:
     return three.settings(name).effective_database_url
 
 
-def _rows(three: Three, name: str, sql: str) -> list[tuple[object, ...]]:
+def _rows(three: Three, name: str, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of raw SQL: their column types are whatever the query selects."""
     engine = create_engine(_url(three, name))
     try:
         with engine.connect() as conn:
@@ -187,7 +189,7 @@ def _rows(three: Three, name: str, sql: str) -> list[tuple[object, ...]]:
 
 
 def _count(three: Three, name: str, sql: str) -> int:
-    return int(_rows(three, name, sql)[0][0])  # type: ignore[call-overload]
+    return int(_rows(three, name, sql)[0][0])
 
 
 def _dump(three: Three, name: str) -> bytes:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
 from numbind.registry.testing import running_registry
-from numbind.sdk import Lifecycle, LifecycleReport
+from numbind.sdk import EventKind, FeedEvent, Lifecycle, LifecycleReport
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.feed import EventFeed
 from numbind.v1 import platforms_pb2, platforms_pb2_grpc
@@ -21,7 +22,12 @@ from tests.e2e._story import carrier, days_ago, publish, tokenize
 PHONE = "+8613800138000"
 
 
-def _ack(order_id: str, outcome: int, reason: str = "", rid: str | None = None):  # type: ignore[no-untyped-def]
+def _ack(
+    order_id: str,
+    outcome: platforms_pb2.AckOutcome.ValueType,
+    reason: str = "",
+    rid: str | None = None,
+) -> platforms_pb2.AckEventsRequest:
     return platforms_pb2.AckEventsRequest(
         request_id=rid or uuid.uuid4().hex,
         acks=[platforms_pb2.Ack(order_id=order_id, outcome=outcome, reason=reason)],
@@ -152,7 +158,7 @@ async def test_concurrent_acks_sharing_a_transaction_stay_idempotent(tmp_path: P
         assert list(found) == [order_id]
 
 
-async def _first(events, n: int):  # type: ignore[no-untyped-def]
+async def _first(events: AsyncIterator[FeedEvent], n: int) -> AsyncIterator[FeedEvent]:
     async for event in events:
         yield event
         n -= 1
@@ -186,7 +192,7 @@ async def test_a_stream_woken_by_each_report_searches_for_stale_deliveries_rarel
             for phone in phones:
                 await c.report([LifecycleReport(phone, Lifecycle.REISSUED, days_ago(10))])
                 event = await asyncio.wait_for(events.__anext__(), 10)
-                assert event.kind == platforms_pb2.EVENT_KIND_REVOKE
+                assert event.kind == EventKind.REVOKE
             await events.aclose()
     # One search when the stream first found nothing new; six wake-ups searched nothing.
     assert len(searches) == 1

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from numbind.registry.keys import TokenKey
 from numbind.registry.testing import RunningRegistry
 from numbind.sdk.channel import secure_channel
 from numbind.v1 import (
@@ -33,7 +36,7 @@ async def test_reflection_lists_every_numbind_service(registry: RunningRegistry)
     async with secure_channel(registry.admin_bundle) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
 
-        async def requests():  # type: ignore[no-untyped-def]
+        async def requests() -> AsyncIterator[reflection_pb2.ServerReflectionRequest]:
             yield reflection_pb2.ServerReflectionRequest(list_services="")
 
         names: set[str] = set()
@@ -126,10 +129,10 @@ async def test_real_registry_refuses_handshake_without_or_with_foreign_cert(
     from numbind.registry.pki import CertificateAuthority, PrincipalId
 
     ca_pem = registry.admin_bundle.ca_pem
-    calls = []
+    calls: list[int] = []
     original = registry.registry.tokens.keys
 
-    def spy():  # type: ignore[no-untyped-def]
+    def spy() -> Coroutine[Any, Any, tuple[str, list[TokenKey]]]:
         calls.append(1)
         return original()
 

@@ -47,7 +47,7 @@ async def _status(call: object) -> tuple[grpc.StatusCode, str]:
     return err.value.code(), err.value.details() or ""
 
 
-async def _first_message(stub: platforms_pb2_grpc.PlatformsStub, after_seq: int) -> None:
+async def _first_message(stub: platforms_pb2_grpc.PlatformsAsyncStub, after_seq: int) -> None:
     call = stub.StreamEvents(
         platforms_pb2.StreamEventsRequest(after_seq=after_seq, heartbeat_seconds=1)
     )

@@ -236,7 +236,7 @@ async def test_a_suspension_through_one_process_ends_streams_on_all_three(
             stub = platforms_pb2_grpc.PlatformsStub(channel)
 
             async def hold(
-                stub: platforms_pb2_grpc.PlatformsStub = stub, i: int = len(where)
+                stub: platforms_pb2_grpc.PlatformsAsyncStub = stub, i: int = len(where)
             ) -> None:
                 call = stub.StreamEvents(
                     platforms_pb2.StreamEventsRequest(after_seq=0, heartbeat_seconds=30)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from numbind.protocol import note
+from numbind.protocol.bundle import Bundle
 from numbind.protocol.log_audit import LogFailure
 from numbind.registry.federation.witness import GrpcLogSource, Witness
 from numbind.registry.log_key import load_or_create_witness
@@ -50,7 +51,13 @@ async def _size(reg: RunningRegistry) -> int:
     return size
 
 
-async def _attack(name: str, reg: RunningRegistry, cm, capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def _attack(
+    name: str,
+    reg: RunningRegistry,
+    cm: Bundle,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
     size = await _size(reg)
     if name == "rewrite":  # (a) leaf 1 replaced, the log then grows as usual
         tamper(reg, lambda leaves: [leaves[0], FORGED, *leaves[2:]], keep_size=size)

@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from numbind.protocol.checkpoint import WitnessPolicy
+from numbind.protocol.bundle import Bundle
+from numbind.protocol.checkpoint import Cosignature, WitnessPolicy
 from numbind.protocol.log_entries import Opening
 from numbind.registry.domain import logged
+from numbind.registry.federation.witness import Witness
 from numbind.registry.log_key import load_or_create_witness
 from numbind.registry.services import log_record
+from numbind.registry.storage import orders
+from numbind.registry.storage.db import Session
 from numbind.registry.storage.models import LogLeafRow, LogNodeRow
 from numbind.registry.testing import RunningRegistry, running_registry
 from numbind.sdk import AckOutcome, PlatformClient
@@ -30,9 +35,9 @@ from tests.e2e._log import PHONE, report_more, seed, witness_for
 from tests.e2e._story import days_ago, publish, tokenize, ts
 
 
-async def _ack_all(bundle, policy: WitnessPolicy | None = None) -> tuple[int, list[str]]:  # type: ignore[no-untyped-def]
+async def _ack_all(bundle: Bundle, policy: WitnessPolicy | None = None) -> tuple[int, list[str]]:
     """Ack every pending order UNBOUND through the platform SDK; (orders proved, ids)."""
-    ids = []
+    ids: list[str] = []
     async with PlatformClient(bundle, log_trust=policy) as client:
         async for event in client.events(follow=False):
             await event.ack(AckOutcome.UNBOUND)
@@ -109,7 +114,7 @@ async def _story(reg: RunningRegistry, capsys: pytest.CaptureFixture[str], tmp_p
     assert rc == 0 and json.loads(out)["opened"] == 2
 
 
-async def _witness_round(reg: RunningRegistry, witness):  # type: ignore[no-untyped-def]
+async def _witness_round(reg: RunningRegistry, witness: Witness) -> Cosignature:
     from numbind.registry.federation.witness import GrpcLogSource
 
     async with secure_channel(reg.admin_bundle) as channel:
@@ -121,8 +126,11 @@ async def test_monitor_fails_when_an_order_was_silently_dropped(
 ) -> None:
     honest = log_record.order_leaves
 
-    def drop_last_order(*args, **kwargs) -> list[logged.LogLeaf]:  # type: ignore[no-untyped-def]
-        return honest(*args, **kwargs)[:-1]  # the trigger still commits to every order
+    def drop_last_order(
+        session: Session, revocation_id: str, created: Sequence[tuple[str, orders.NewOrder]]
+    ) -> list[logged.LogLeaf]:
+        # The trigger still commits to every order.
+        return honest(session, revocation_id, created)[:-1]
 
     # Order leaves are logged with their orders (chunk by chunk for a report), the trigger
     # after the last: dropping one leaf of the orders' is what a registry could hide.
@@ -154,7 +162,7 @@ async def test_leaves_and_checkpoints_carry_no_token_account_or_subject(
         cp = await log.checkpoint()
         served = b"".join(await log.leaves(0, cp.size))
 
-    def nodes(s):  # type: ignore[no-untyped-def]
+    def nodes(s: Session) -> bytes:
         return b"".join(s.scalars(select(LogNodeRow.hash))) + b"".join(
             s.scalars(select(LogLeafRow.commitment))
         )
@@ -169,7 +177,7 @@ async def test_leaves_and_checkpoints_carry_no_token_account_or_subject(
     assert len(served) == 32 * cp.size  # commitments only
 
     # Openings, the one place entries are in the clear, name no account_ref either.
-    def bodies(s):  # type: ignore[no-untyped-def]
+    def bodies(s: Session) -> bytes:
         return b"".join(s.scalars(select(LogLeafRow.body)))
 
     opened = registry.registry.db.transact(bodies, write=False)
@@ -215,7 +223,7 @@ async def test_a_binding_revoked_on_arrival_is_logged_and_proved_before_its_ack(
 
 
 async def test_proofs_of_leaves_a_verified_checkpoint_covers_fetch_no_new_one(
-    registry: RunningRegistry,
+    registry: RunningRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every ack batch proves its orders: a checkpoint already verified that covers them
     is reused, and an empty batch asks nothing."""
@@ -231,7 +239,8 @@ async def test_proofs_of_leaves_a_verified_checkpoint_covers_fetch_no_new_one(
             fetched += 1
             return real(*args, **kwargs)
 
-        stub.GetCheckpoint = counting  # type: ignore[assignment]  # a counting stand-in
+        # A plain function in the stub's multi-callable slot: set it as the attribute it is.
+        monkeypatch.setattr(stub, "GetCheckpoint", counting)
         assert await log.prove([]) == [] and fetched == 0
         cp = await log.checkpoint()
         assert fetched == 1 and cp.size >= 2

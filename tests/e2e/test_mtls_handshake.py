@@ -53,17 +53,20 @@ class Registry:
         trust: CertificateAuthority | None = None,
     ) -> Bundle:
         """A client bundle; ``issuer`` signs the client cert, ``trust`` is its CA file."""
+        role = principal.role
+        if role == "registry":
+            raise ValueError("registries have server certificates, not client bundles")
         key_pem, csr_pem = make_client_key_and_csr(principal.id)
         cert_pem = (issuer or self.ca).sign_csr(csr_pem, principal)
         bundle = Bundle.write(
             self.tmp / f"bundle-{len(self.bundles)}",
             registry=f"{host}:{self.port}",
-            role=principal.role,
+            role=role,
             principal_id=principal.id,
             ca_pem=(trust or self.ca).cert_pem,
             cert_pem=cert_pem,
             key_pem=key_pem,
-            attestation_seed=bytes(32) if principal.role == "carrier" else None,
+            attestation_seed=bytes(32) if role == "carrier" else None,
         )
         self.bundles.append(bundle)
         return bundle

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,7 @@ def _seed(settings: Settings, key_id: str, platform: str) -> list[bytes]:
                 ],
                 now,
             )
-            db.transact(lambda s, b=batch: store.upsert(s, b))
+            db.transact(partial(store.upsert, batch=batch))
     finally:
         db.close()
     return tokens

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from numbind.sdk import CarrierClient, EventFeed, EventKind, FeedEvent
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.tokenizer import Tokenizer
 from numbind.v1 import common_pb2, platforms_pb2, platforms_pb2_grpc
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 
 from tests.e2e._story import days_ago, ts
 
@@ -103,8 +103,8 @@ async def _world(reg: RunningRegistry) -> World:
     return World(reg, caller, events, platforms, carrier)
 
 
-def _report(w: World, service: LifecycleService, request_id: str) -> Awaitable[ReportResult]:
-    return service.report(w.caller, request_id, b"body-" + request_id.encode(), w.events)
+async def _report(w: World, service: LifecycleService, request_id: str) -> ReportResult:
+    return await service.report(w.caller, request_id, b"body-" + request_id.encode(), w.events)
 
 
 def _patch_chunks(
@@ -139,7 +139,9 @@ def _second_process(w: World) -> tuple[LifecycleService, Database]:
 def _check_exactly_once(w: World, revocation_id: str) -> None:
     """Every binding ordered once, each order in one feed and one log leaf, one trigger."""
 
-    def read(s):  # type: ignore[no-untyped-def]
+    def read(
+        s: Session,
+    ) -> tuple[Sequence[Row[int, int]], set[str], int | None, Sequence[Row[str, str]]]:
         per_binding = s.execute(
             select(OrderRow.binding_pk, func.count()).group_by(OrderRow.binding_pk)
         ).all()
@@ -257,15 +259,17 @@ async def test_two_processes_applying_at_once_create_each_order_once(
     (a, db_a), (b, db_b) = _second_process(w), _second_process(w)
     assert a.applier is not None and b.applier is not None
     chunks: list[Chunk] = []
-    for applier in (a.applier, b.applier):
-        real = applier.apply_chunk
 
-        async def counted(size: int, real=real) -> Chunk:  # type: ignore[no-untyped-def]
+    def counting(real: Callable[[int], Awaitable[Chunk]]) -> Callable[[int], Awaitable[Chunk]]:
+        async def counted(size: int) -> Chunk:
             done = await real(size)
             chunks.append(done)
             return done
 
-        monkeypatch.setattr(applier, "apply_chunk", counted)
+        return counted
+
+    for applier in (a.applier, b.applier):
+        monkeypatch.setattr(applier, "apply_chunk", counting(applier.apply_chunk))
     try:
         # Both drain until nothing is left, contending for the cursor row chunk by chunk.
         while not report.done():

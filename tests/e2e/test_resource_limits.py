@@ -57,7 +57,11 @@ async def test_oversize_requests_are_refused_before_parsing(registry: RunningReg
         assert keys.active_key_id
 
 
-async def _stream(stub: platforms_pb2_grpc.PlatformsStub) -> grpc.aio.UnaryStreamCall:  # type: ignore[type-arg]
+async def _stream(
+    stub: platforms_pb2_grpc.PlatformsAsyncStub,
+) -> grpc.aio.UnaryStreamCall[
+    platforms_pb2.StreamEventsRequest, platforms_pb2.StreamEventsResponse
+]:
     """A StreamEvents call, open once its first heartbeat arrived."""
     call = stub.StreamEvents(platforms_pb2.StreamEventsRequest(heartbeat_seconds=1))
     await asyncio.wait_for(call.read(), 15)

@@ -4,10 +4,20 @@ every binding the previous holder left is revoked everywhere, then confirmed."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
+from numbind.protocol.bundle import Bundle
 from numbind.registry.testing import RunningRegistry
-from numbind.sdk import AckOutcome, EventFeed, EventKind, FeedEvent, Lifecycle, LifecycleReport
+from numbind.sdk import (
+    AckOutcome,
+    EventFeed,
+    EventKind,
+    FeedEvent,
+    Lifecycle,
+    LifecycleReport,
+    Scope,
+)
 from numbind.sdk.channel import secure_channel
 from numbind.v1 import admin_pb2, admin_pb2_grpc
 
@@ -17,8 +27,8 @@ PHONE = "+8613800138000"
 
 
 async def consume_and_ack(
-    bundle, cursor_file, expect: int, outcome: AckOutcome | None
-) -> list[FeedEvent]:  # type: ignore[no-untyped-def]
+    bundle: Bundle, cursor_file: Path, expect: int, outcome: AckOutcome | None
+) -> list[FeedEvent]:
     got: list[FeedEvent] = []
     async with secure_channel(bundle) as channel:
         feed = EventFeed(channel, cursor_file)
@@ -95,7 +105,9 @@ async def test_deactivate_then_reissue_revokes_everywhere(
     assert [u.reassigned_checks for u in stats.usage if u.principal_id == "cm"] == [3]
 
 
-async def test_holder_one_click_with_reject_overdue_and_resume(tmp_path, database_url) -> None:  # type: ignore[no-untyped-def]
+async def test_holder_one_click_with_reject_overdue_and_resume(
+    tmp_path: Path, database_url: str
+) -> None:
     from numbind.registry.testing import running_registry
 
     async with running_registry(
@@ -115,7 +127,7 @@ async def test_holder_one_click_with_reject_overdue_and_resume(tmp_path, databas
             pre = {p.platform_id: p.active_count for p in view.platforms if p.pre_tenure}
             mine = {p.platform_id: p.active_count for p in view.platforms if not p.pre_tenure}
             assert pre == {"reject": 1, "late": 1, "flaky": 5} and mine == {"flaky": 1}
-            rid, orders = await c.revoke("sub-1", PHONE, days_ago(30), scope=1)
+            rid, orders = await c.revoke("sub-1", PHONE, days_ago(30), scope=Scope.ALL_PRE_TENURE)
             assert orders == 7
             (r,) = await consume_and_ack(reject, tmp_path / "cr", 1, AckOutcome.REJECTED)
             # reason is required for REJECTED: ack by hand with one.
@@ -131,8 +143,8 @@ async def test_holder_one_click_with_reject_overdue_and_resume(tmp_path, databas
             assert states["flaky"][0] == "DONE"
             assert states["reject"] == ("REJECTED", "account has an open loan")
             await consume_and_ack(late, tmp_path / "cl", 1, AckOutcome.ALREADY_GONE)
-            states = {p.platform_id: p.state for p in await c.revocation(rid)}
-            assert states["late"] == "DONE"
+            final = {p.platform_id: p.state for p in await c.revocation(rid)}
+            assert final["late"] == "DONE"
             (view,) = await c.query("sub-1", [(PHONE, days_ago(30))])
             left = {(p.platform_id, p.pre_tenure): p.active_count for p in view.platforms}
             # The refused binding stays; the holder's own binding was never in scope.
@@ -145,7 +157,7 @@ def _reason_for_rejects(monkeypatch: pytest.MonkeyPatch) -> None:
     """consume_and_ack passes no reason; give REJECTED acks the platform's reason."""
     original = FeedEvent.ack
 
-    async def ack(self: FeedEvent, outcome=None, reason: str = "") -> None:  # type: ignore[no-untyped-def]
+    async def ack(self: FeedEvent, outcome: AckOutcome | None = None, reason: str = "") -> None:
         if outcome == AckOutcome.REJECTED and not reason:
             reason = "account has an open loan"
         await original(self, outcome, reason)

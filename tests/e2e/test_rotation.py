@@ -188,7 +188,7 @@ async def _scenarios(reg: RunningRegistry, *, during: bool) -> None:
         t_old = voprf.evaluate_element(secret(reg, old), phone.encode(), voprf.MODE_VOPRF)
         want_token = rekeyed(reg, old, new, t_old)
         rows = reg.registry.db.transact(
-            lambda s, t=want_token: list(s.execute(select(NumberRow.key_id, NumberRow.token))),
+            lambda s: list(s.execute(select(NumberRow.key_id, NumberRow.token))),
             write=False,
         )
         assert [k for k, tok in rows if tok in (t_old, want_token)] == [new]

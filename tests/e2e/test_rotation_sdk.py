@@ -14,7 +14,8 @@ from numbind.registry.testing import RunningRegistry, running_registry
 from numbind.sdk import errors
 from numbind.sdk.admin import AdminClient
 from numbind.sdk.channel import secure_channel
-from numbind.sdk.platform import PlatformClient, Row
+from numbind.sdk.model import Row
+from numbind.sdk.platform import PlatformClient
 from numbind.sdk.progress import Progress
 from numbind.sdk.tokenizer import Tokenizer
 from numbind.v1 import admin_pb2

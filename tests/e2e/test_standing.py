@@ -46,7 +46,7 @@ async def _revoke(reg: RunningRegistry, cm: Bundle, p1: Bundle, phone: str) -> N
 
 
 async def _open_stream(
-    stub: platforms_pb2_grpc.PlatformsStub,
+    stub: platforms_pb2_grpc.PlatformsAsyncStub,
 ) -> tuple[asyncio.Queue[platforms_pb2.Event | grpc.aio.AioRpcError], asyncio.Task[None]]:
     """A StreamEvents call read in the background: every event, then the error ending it."""
     out: asyncio.Queue[platforms_pb2.Event | grpc.aio.AioRpcError] = asyncio.Queue()

@@ -25,7 +25,8 @@ from numbind.protocol.bundle import Bundle
 from numbind.registry.storage.models import BindingRow
 from numbind.registry.testing import RunningRegistry, running_registry
 from numbind.sdk.channel import secure_channel
-from numbind.sdk.platform import PlatformClient, Row
+from numbind.sdk.model import Row
+from numbind.sdk.platform import PlatformClient
 from numbind.sdk.tokenizer import Tokenizer
 from sqlalchemy import select
 
@@ -106,7 +107,7 @@ def test_sdk_tokens_are_k_times_hash_to_group_for_every_platform(
     assert [t for _, t, _ in a] == [_k_times_h(sk, e164) for e164, _, _ in a]
 
 
-async def _publish_rotate_and_read(bg: Background, phones: list[str]) -> dict[bytes, bytes]:
+async def _publish_rotate_and_read(bg: Background, phones: list[str]) -> dict[str, bytes]:
     async with PlatformClient(bg.p1) as client:
         rows = [Row(p, f"acct-{p}", days_ago(5)) for p in phones]
         await client.publish(rows)

@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import grpc
 import pytest
 from numbind.cli import main as cli_main
 from numbind.protocol import voprf
+from numbind.protocol.bundle import Bundle
+from numbind.registry.api.types import Ctx
 from numbind.registry.config import QuotaSettings
 from numbind.registry.testing import RunningRegistry, running_registry
 from numbind.sdk import errors
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.phone import InvalidNumber
-from numbind.sdk.tokenizer import Tokenizer
+from numbind.sdk.tokenizer import Tokenizer, TokenResult
 from numbind.v1 import admin_pb2, admin_pb2_grpc, tokens_pb2, tokens_pb2_grpc
 
 from tests.e2e._rekey import wait_rekeyed
@@ -25,7 +29,17 @@ NUMBERS = ["+8613800138000", "13912345678", "+1 650-253-0000", "+44 20 7946 0958
 E164 = ["+8613800138000", "+8613912345678", "+16502530000", "+442079460958"]
 
 
-async def _tokens(bundle, numbers, **kw):  # type: ignore[no-untyped-def]
+class _TokenizerOptions(TypedDict, total=False):
+    key_id: str | None
+    batch_size: int
+    in_flight: int
+    workers: int | None
+    processes: bool
+
+
+async def _tokens(
+    bundle: Bundle, numbers: Sequence[str], **kw: Unpack[_TokenizerOptions]
+) -> list[TokenResult]:
     async with secure_channel(bundle) as channel:
         tok = Tokenizer(channel, **kw)
         try:
@@ -77,7 +91,7 @@ async def test_tokens_differ_across_keys_and_old_key_still_evaluates(
     assert await _key_states(bundle) == {rotated.key.key_id: tokens_pb2.KEY_STATE_ACTIVE}
 
 
-async def _key_states(bundle):  # type: ignore[no-untyped-def]
+async def _key_states(bundle: Bundle) -> dict[str, tokens_pb2.KeyState.ValueType]:
     async with secure_channel(bundle) as channel:
         keys = await tokens_pb2_grpc.TokensStub(channel).GetKeys(tokens_pb2.GetKeysRequest())
     return {k.key_id: k.state for k in keys.keys}
@@ -149,13 +163,19 @@ class _LyingTokens(tokens_pb2_grpc.TokensServicer):
         self.sk_a, self.pk_a = voprf.generate_key_pair()
         self.sk_b, self.pk_b = voprf.generate_key_pair()
 
-    async def GetKeys(self, request, context):  # type: ignore[no-untyped-def]
-        key = tokens_pb2.KeyInfo(key_id="0123456789abcdef", public_key=self.pk_a, state=1)
+    async def GetKeys(
+        self, request: tokens_pb2.GetKeysRequest, context: Ctx
+    ) -> tokens_pb2.GetKeysResponse:
+        key = tokens_pb2.KeyInfo(
+            key_id="0123456789abcdef", public_key=self.pk_a, state=tokens_pb2.KEY_STATE_ACTIVE
+        )
         return tokens_pb2.GetKeysResponse(
             suite=voprf.SUITE_ID, active_key_id=key.key_id, keys=[key]
         )
 
-    async def Evaluate(self, request, context):  # type: ignore[no-untyped-def]
+    async def Evaluate(
+        self, request: tokens_pb2.EvaluateRequest, context: Ctx
+    ) -> tokens_pb2.EvaluateResponse:
         evaluated, proof = voprf.voprf_blind_evaluate(
             self.sk_b, self.pk_b, list(request.blinded_elements)
         )
@@ -188,14 +208,20 @@ class _RotatingLiar(tokens_pb2_grpc.TokensServicer):
         self.active = "a"
 
     def _info(self, name: str) -> tokens_pb2.KeyInfo:
-        return tokens_pb2.KeyInfo(key_id=name * 16, public_key=self.keys[name][1], state=1)
+        return tokens_pb2.KeyInfo(
+            key_id=name * 16, public_key=self.keys[name][1], state=tokens_pb2.KEY_STATE_ACTIVE
+        )
 
-    async def GetKeys(self, request, context):  # type: ignore[no-untyped-def]
+    async def GetKeys(
+        self, request: tokens_pb2.GetKeysRequest, context: Ctx
+    ) -> tokens_pb2.GetKeysResponse:
         return tokens_pb2.GetKeysResponse(
             suite=voprf.SUITE_ID, active_key_id=self.active * 16, keys=[self._info(self.active)]
         )
 
-    async def Evaluate(self, request, context):  # type: ignore[no-untyped-def]
+    async def Evaluate(
+        self, request: tokens_pb2.EvaluateRequest, context: Ctx
+    ) -> tokens_pb2.EvaluateResponse:
         name = request.key_id[0]
         sk, pk = self.keys["c" if name == "b" else name]
         evaluated, proof = voprf.voprf_blind_evaluate(sk, pk, list(request.blinded_elements))

@@ -256,6 +256,8 @@ async def test_heartbeats_when_idle_carry_the_head(registry: RunningRegistry) ->
         # Caught up from the start: only heartbeats, about one a second, naming the head.
         for _ in range(2):
             item = await asyncio.wait_for(call.read(), 2.5)
+            # read() may also return EOF (an untyped sentinel): a heartbeat is a response.
+            assert isinstance(item, platforms_pb2.StreamEventsResponse)
             assert item.HasField("heartbeat") and item.heartbeat.head_seq == 1
         call.cancel()
 

@@ -30,6 +30,12 @@ OLD, NEW = "0000000000000001", "0000000000000002"
 T0 = 1_700_000_000_000_000
 
 
+def _keyed(key_id: str | None, token: bytes | None) -> tuple[str, bytes]:
+    # Only holder revocations carry a token; fill() writes every row with one.
+    assert key_id is not None and token is not None, "a filled row lost its token"
+    return key_id, token
+
+
 class Store:
     def __init__(self, url: str) -> None:
         self.db = Database(url)
@@ -129,7 +135,7 @@ class Store:
     def rows(self) -> dict[str, list[tuple[str, bytes]]]:
         def read(s: Session) -> dict[str, list[tuple[str, bytes]]]:
             return {
-                m.__tablename__: [(k, t) for k, t in s.execute(select(m.key_id, m.token))]
+                m.__tablename__: [_keyed(k, t) for k, t in s.execute(select(m.key_id, m.token))]
                 for m in (NumberRow, BindingRow, LifecycleEventRow, RevocationRow)
             }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from functools import partial
 
 import pytest
 from numbind.registry.domain.lifecycle import NumberRecord
@@ -52,14 +53,28 @@ def _binding(session: Session, platform_pk: int, i: int) -> StoredBinding:
     return StoredBinding(pk, platform_pk, b, BindingState.ACTIVE)
 
 
+def _platform_pk(session: Session, name: str) -> int:
+    return principals.register(session, "platform", name).pk
+
+
+def _bindings(session: Session, platform_pk: int) -> list[StoredBinding]:
+    return [_binding(session, platform_pk, i) for i in range(40)]
+
+
+def _feed_seqs(session: Session, platform_pk: int) -> list[int]:
+    return list(
+        session.scalars(
+            select(FeedEventRow.seq)
+            .where(FeedEventRow.platform_pk == platform_pk)
+            .order_by(FeedEventRow.seq)
+        )
+    )
+
+
 def test_concurrent_appends_keep_each_feed_gap_free(db: Database) -> None:
     carrier = db.transact(lambda s: principals.register(s, "carrier", "cm").pk)
-    plats = [
-        db.transact(lambda s, n=n: principals.register(s, "platform", n).pk) for n in ("p1", "p2")
-    ]
-    bindings = {
-        p: db.transact(lambda s, p=p: [_binding(s, p, i) for i in range(40)]) for p in plats
-    }
+    plats = [db.transact(partial(_platform_pk, name=n)) for n in ("p1", "p2")]
+    bindings = {p: db.transact(partial(_bindings, platform_pk=p)) for p in plats}
     errors: list[BaseException] = []
 
     def writer(offset: int) -> None:
@@ -91,18 +106,9 @@ def test_concurrent_appends_keep_each_feed_gap_free(db: Database) -> None:
         t.join()
     assert not errors
     for p in plats:
-        seqs = db.transact(
-            lambda s, p=p: list(
-                s.scalars(
-                    select(FeedEventRow.seq)
-                    .where(FeedEventRow.platform_pk == p)
-                    .order_by(FeedEventRow.seq)
-                )
-            )
-        )
-        assert seqs == list(range(1, 41))
-        assert db.transact(lambda s, p=p: feed.feed_head(s, p)) == 40
-        items = db.transact(lambda s, p=p: feed.read_feed(s, p, 35, 100))
+        assert db.transact(partial(_feed_seqs, platform_pk=p)) == list(range(1, 41))
+        assert db.transact(partial(feed.feed_head, platform_pk=p)) == 40
+        items = db.transact(partial(feed.read_feed, platform_pk=p, after_seq=35, limit=100))
         assert [i.seq for i in items] == [36, 37, 38, 39, 40]
     revoking = db.transact(
         lambda s: s.scalar(

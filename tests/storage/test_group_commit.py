@@ -5,6 +5,7 @@ PostgreSQL each unit is its own transaction, as before."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from numbind.registry.errors import NotFound
 from numbind.registry.storage import principals
@@ -28,7 +29,7 @@ def _names(db: Database) -> set[str]:
     return set(db.transact(lambda s: list(s.scalars(select(PrincipalRow.name))), write=False))
 
 
-def _register(name: str):  # type: ignore[no-untyped-def]
+def _register(name: str) -> Callable[[Session], str]:
     def unit(session: Session) -> str:
         principals.register(session, "platform", name)
         return name

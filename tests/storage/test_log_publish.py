@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from typing import Any
 
 import pytest
@@ -60,7 +61,7 @@ def _signed(db: Database) -> list[int]:
     return [
         n
         for n in range(top + 1)
-        if db.transact(lambda s, n=n: log.checkpoint_at(s, n), write=False) is not None
+        if db.transact(partial(log.checkpoint_at, size=n), write=False) is not None
     ]
 
 

@@ -3,6 +3,8 @@ proofs come from O(log n) stored hashes, indices are gap-free across transaction
 
 from __future__ import annotations
 
+from functools import partial
+
 from numbind.protocol import merkle
 from numbind.protocol.log_entries import Opening, canonical
 from numbind.registry.domain.logged import LogLeaf
@@ -21,9 +23,7 @@ def test_batched_appends_build_the_rfc9162_tree_and_prove_from_stored_hashes(
     try:
         migrate.upgrade(db.write_engine)
         firsts = [
-            db.transact(
-                lambda s, n=n, base=base: log.append(s, [_leaf(base + i) for i in range(n)])
-            )
+            db.transact(partial(log.append, leaves=[_leaf(base + i) for i in range(n)]))
             for base, n in ((0, 1), (1, 6), (7, 50), (57, 14))
         ]
         assert firsts == [0, 1, 7, 57]  # gap-free, in commit order
@@ -85,19 +85,21 @@ def test_pruning_keeps_the_newest_and_every_answer_latest_cosigned_gives(
         # Sizes 1..40; size 5 has 2 cosignatures, 12 and 20 have 1, 30 has 1, the rest none.
         cosigs = {5: 2, 12: 1, 20: 1, 30: 1}
         for size in range(1, 41):
-            db.transact(lambda s, n=size: log.put_checkpoint(s, n, _cosigned(cosigs.get(n, 0))))
+            db.transact(partial(log.put_checkpoint, size=size, note=_cosigned(cosigs.get(size, 0))))
         before = [
-            db.transact(lambda s, k=k: log.latest_cosigned(s, k), write=False) for k in (1, 2)
+            db.transact(partial(log.latest_cosigned, cosignatures=k), write=False) for k in (1, 2)
         ]
         assert db.transact(lambda s: log.prune_checkpoints(s, keep=8)) == 40 - 8 - 2
         kept = [
             size
             for size in range(1, 41)
-            if db.transact(lambda s, n=size: log.checkpoint_at(s, n), write=False)
+            if db.transact(partial(log.checkpoint_at, size=size), write=False)
         ]
         # The newest 8, the newest with one cosignature (30), the newest with two (5).
         assert kept == [5, 30, *range(33, 41)]
-        after = [db.transact(lambda s, k=k: log.latest_cosigned(s, k), write=False) for k in (1, 2)]
+        after = [
+            db.transact(partial(log.latest_cosigned, cosignatures=k), write=False) for k in (1, 2)
+        ]
         assert after == before == [(30, _cosigned(1)), (5, _cosigned(2))]
         assert db.transact(log.latest_checkpoint, write=False) == (40, _cosigned(0))
         assert db.transact(lambda s: log.prune_checkpoints(s, keep=8)) == 0  # idempotent

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
 import pytest
@@ -15,6 +14,7 @@ from fastapi import FastAPI
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from numbind.carrier_app.__main__ import main
 from numbind.carrier_app.app import AppSettings
+from starlette.types import Message
 
 from tests.unit.carrier_app_http import (
     BASE_URL,
@@ -96,12 +96,12 @@ async def raw_get(app: FastAPI, raw_path: bytes, query: bytes) -> tuple[int, str
         "query_string": query,
         "headers": [(b"host", b"testserver")],
     }
-    sent: list[dict[str, Any]] = []
+    sent: list[Message] = []
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     await app(scope, receive, send)

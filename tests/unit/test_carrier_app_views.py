@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from numbind.carrier_app.i18n import Translator
 from numbind.carrier_app.store import Number, RevocationRecord
-from numbind.carrier_app.views import AppRow, Group, asked_by_group, number_card
+from numbind.carrier_app.views import AppRow, Group, NumberCard, asked_by_group, number_card
 from numbind.carrier_app.wording import Words, card_json
 from numbind.sdk import NumberView, PlatformView
 from numbind.sdk import RevocationProgress as Progress
@@ -44,7 +44,9 @@ def record(rid: str, scope: str, minutes_ago: int) -> RevocationRecord:
     return RevocationRecord(rid, "sub", NUMBER.id, scope, [], when)
 
 
-def card(v: NumberView | None, records: list[RevocationRecord], results: list[list[Progress]]):  # type: ignore[no-untyped-def]
+def card(
+    v: NumberView | None, records: list[RevocationRecord], results: list[list[Progress]]
+) -> NumberCard:
     asked, asking = asked_by_group(records, list(results))
     return number_card(NUMBER, v, asked, asking)
 

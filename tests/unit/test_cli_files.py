@@ -11,8 +11,9 @@ import pytest
 from numbind.cli import files
 from numbind.cli.carrier import numbered_reports
 from numbind.cli.common import CliError, plural
-from numbind.cli.rows import Row, RowError, numbered_rows
+from numbind.cli.rows import RowError, numbered_rows
 from numbind.sdk.errors import InvalidRequest, NumbindClientError
+from numbind.sdk.model import Row
 from numbind.sdk.progress import Progress
 
 PHONE = "13800138000"
@@ -71,7 +72,7 @@ def test_a_refused_row_is_named_by_its_file_line(tmp_path: Path) -> None:
         return numbered_reports(path)
 
     error = InvalidRequest("event 2: carrier cm does not currently serve this number")
-    error.position = 2  # type: ignore[attr-defined]
+    error.position = 2
     located = files.refused(error, read, path)
     assert located is not None
     assert str(located) == (
@@ -80,14 +81,14 @@ def test_a_refused_row_is_named_by_its_file_line(tmp_path: Path) -> None:
     )
     # The registry's 0-based index within one batch is not shown; the field it names is.
     wire = InvalidRequest("event 2: events[0].token: carrier cm does not serve it")
-    wire.position = 2  # type: ignore[attr-defined]
+    wire.position = 2
     assert str(files.refused(wire, read, path)).endswith(
         "line 5: the registry refused this row: token: carrier cm does not serve it"
     )
     # Large positions may be written with separators.
     big = _big_file(tmp_path, 10_004)
     far = InvalidRequest("event 10,004: token: refused")
-    far.position = 10_004  # type: ignore[attr-defined]
+    far.position = 10_004
     assert str(files.refused(far, lambda: numbered_reports(big), big)).endswith(
         "line 10005: the registry refused this row: token: refused"
     )
@@ -95,7 +96,8 @@ def test_a_refused_row_is_named_by_its_file_line(tmp_path: Path) -> None:
     assert files.refused(InvalidRequest("batch refused"), read, path) is None
     for position in (0, 3, True, "2"):
         other = NumbindClientError("x")
-        other.position = position  # type: ignore[attr-defined]
+        # "2" is deliberately not an int: a caller's bad value must not be taken as a line.
+        other.position = position  # type: ignore[assignment]
         assert files.refused(other, read, path) is None
 
 

@@ -189,7 +189,7 @@ def test_callers_are_held_to_what_their_ca_may_vouch_for(
     with pytest.raises(PeerRefused, match="platform/p does not verify under this registry's"):
         callers.identify(_cert(cas["b"], "platform", "p"))
     # Registry identities come from that member's CA only, the hub's own CA included.
-    assert callers.identify(_cert(cas["a"], "registry", "a")).id == "a"  # type: ignore[union-attr]
+    assert callers.identify(_cert(cas["a"], "registry", "a")).id == "a"
     assert isinstance(callers.identify(_cert(cas["hub"], "registry", "hub")), Member)
     with pytest.raises(PeerRefused, match="does not verify under member a's CA"):
         callers.identify(_cert(cas["hub"], "registry", "a"))

@@ -26,7 +26,7 @@ def _binding() -> common_pb2.Binding:
         token=_token(),
         account_ref=b"\xff" * limits.MAX_ACCOUNT_REF,
         bound_at=LATEST,
-        kind=max(common_pb2.BindingKind.values()),  # type: ignore[arg-type]
+        kind=max(common_pb2.BindingKind.values()),
     )
 
 
@@ -59,7 +59,7 @@ MAXIMAL: dict[str, Callable[[], Message]] = {
         acks=[
             platforms_pb2.Ack(
                 order_id="f" * 36,
-                outcome=max(platforms_pb2.AckOutcome.values()),  # type: ignore[arg-type]
+                outcome=max(platforms_pb2.AckOutcome.values()),
                 reason="\U0001f600" * limits.MAX_REASON,  # 4 bytes a character
             )
         ]
@@ -70,7 +70,7 @@ MAXIMAL: dict[str, Callable[[], Message]] = {
         events=[
             carriers_pb2.LifecycleEvent(
                 token=_token(),
-                kind=max(carriers_pb2.LifecycleKind.values()),  # type: ignore[arg-type]
+                kind=max(carriers_pb2.LifecycleKind.values()),
                 effective_at=LATEST,
             )
         ]
@@ -82,7 +82,7 @@ MAXIMAL: dict[str, Callable[[], Message]] = {
     "/numbind.v1.Holders/RequestRevocation": lambda: holders_pb2.RequestRevocationRequest(
         request_id=RID,
         attestation=_attestation(),
-        scope=max(holders_pb2.RevocationScope.values()),  # type: ignore[arg-type]
+        scope=max(holders_pb2.RevocationScope.values()),
         platform_ids=["p" * 63] * limits.MAX_HOLDER_PLATFORMS,
     ),
 }

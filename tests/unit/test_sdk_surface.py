@@ -255,11 +255,18 @@ def test_a_feed_event_keeps_microseconds_and_names_its_cause() -> None:
 
 
 def test_a_malformed_answer_is_an_invalid_response() -> None:
-    resp = platforms_pb2.CheckReassignedResponse(answers=[1])
+    resp = platforms_pb2.CheckReassignedResponse(
+        answers=[platforms_pb2.REASSIGNED_ANSWER_REASSIGNED]
+    )
     with pytest.raises(ServerError) as err:
         wire.reassigned_answers(resp, 2)
     assert err.value.code is ErrorCode.INVALID_RESPONSE
-    assert wire.reassigned_answers(platforms_pb2.CheckReassignedResponse(answers=[1, 2, 3]), 3) == [
+    answers = [
+        platforms_pb2.REASSIGNED_ANSWER_REASSIGNED,
+        platforms_pb2.REASSIGNED_ANSWER_NOT_REASSIGNED,
+        platforms_pb2.REASSIGNED_ANSWER_NO_DATA,
+    ]
+    assert wire.reassigned_answers(platforms_pb2.CheckReassignedResponse(answers=answers), 3) == [
         "REASSIGNED",
         "NOT_REASSIGNED",
         "NO_DATA",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -130,8 +130,9 @@ class EventFeed:
                 )
         self.orders_proved += len(logged)
 
-    async def events(self, *, follow: bool = True) -> AsyncIterator[FeedEvent]:
-        """Events after the cursor. With follow=False, stop at the first idle heartbeat."""
+    async def events(self, *, follow: bool = True) -> AsyncGenerator[FeedEvent, None]:
+        """Events after the cursor. With follow=False, stop at the first idle heartbeat.
+        aclose() ends the stream (its call is cancelled) without waiting for the next event."""
         attempt = 0
         seen_through = self._acked_through
         while True:

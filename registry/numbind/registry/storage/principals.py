@@ -92,11 +92,24 @@ def find(session: Session, role: str, name: str) -> PrincipalRow | None:
 
 
 def get_active(session: Session, role: str, name: str) -> Principal | None:
-    """The principal if registered and not suspended, else None."""
-    row = find(session, role, name)
-    if row is None or row.suspended:
+    """The principal if registered and not suspended, else None. Driver SQL: the auth
+    interceptor reads it for each caller once a second (services.directory), and loading
+    the whole ORM row cost ~2% of a member's CPU in a reissue, more than the read."""
+    conn = session.connection()
+    row = conn.exec_driver_sql(
+        driver_sql(
+            conn,
+            "SELECT pk, display_name, category, cert_sha256, standing, suspended"
+            " FROM principals WHERE role = ? AND name = ?",
+        ),
+        (role, name),
+    ).one_or_none()
+    if row is None or row[5]:
         return None
-    return _to_domain(row)
+    pk, display_name, category, cert, standing, _ = row
+    return Principal(
+        int(pk), role, name, display_name, category, None if cert is None else bytes(cert), standing
+    )
 
 
 def register(

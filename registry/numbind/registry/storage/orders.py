@@ -124,7 +124,7 @@ def append(
         by_platform[order.binding.platform_pk].append(order)
     token_of = _current_tokens(session, orders, now)
     order_rows: list[tuple[object, ...]] = []
-    seqs: dict[str, tuple[int, int]] = {}
+    seqs: list[int] = []  # each order's place in its platform's feed, as order_rows
     ids = iter(uuid7_texts(len(orders)))
     for platform_pk in sorted(by_platform):  # fixed lock order: no deadlocks between reports
         batch = by_platform[platform_pk]
@@ -135,9 +135,9 @@ def append(
             .returning(PrincipalRow.feed_head)
         ).scalar_one()
         first = head - len(batch) + 1
-        for seq, order in enumerate(batch, first):
+        seqs += range(first, head + 1)
+        for order in batch:
             oid = next(ids)
-            seqs[oid] = (platform_pk, seq)
             if created is not None:
                 created.append((oid, order))
             binding_pk = order.binding.pk
@@ -159,21 +159,30 @@ def append(
                 )
             )
     conn = session.connection()
-    if conn.dialect.name == "postgresql":
+    pg = conn.dialect.name == "postgresql"
+    # pks drawn up front, so each feed entry is built with its order's pk and neither insert
+    # reads anything back. On SQLite this transaction is the one writer until it commits
+    # (BEGIN IMMEDIATE): the pks above the highest one now are free and are its own.
+    if pg:
+        pks: Sequence[int] = pgsets.next_pks(conn, "orders_pk_seq", len(order_rows))
+    else:
+        top = conn.exec_driver_sql("SELECT COALESCE(MAX(pk), 0) FROM orders").scalar_one()
+        pks = range(top + 1, top + 1 + len(order_rows))
+    numbered = [(pk, *r) for pk, r in zip(pks, order_rows, strict=True)]
+    # (platform pk, seq, order pk, token, created) from the order row (pk, id, revocation,
+    # platform pk, binding pk, token, ...).
+    feed_rows = [(r[3], seq, r[0], r[5], now) for r, seq in zip(numbered, seqs, strict=True)]
+    if pg:
         # The bindings of REVOKE orders became REVOKING as they were locked (_current_tokens).
-        # pks drawn up front (one statement), so orders and their feed entries are each one
-        # COPY, without RETURNING: 20,000 orders with their feed entries took 1.0-1.9 s
-        # this way against 2.7-3.6 s as `INSERT ... SELECT FROM unnest(...) RETURNING` and a
-        # second unnest INSERT (alternated, on the loaded 2-core machine). COPY routes each
-        # row to its token's partition.
-        pks = pgsets.next_pks(conn, "orders_pk_seq", len(order_rows))
-        numbered = list(zip(pks, order_rows, strict=True))
-        pgcopy.copy_rows(conn, "orders", ("pk", *_ORDER_COLUMNS), [(pk, *r) for pk, r in numbered])
-        feed_rows = [(*seqs[str(r[0])], pk, r[4], now) for pk, r in numbered]
+        # Orders and their feed entries are each one COPY, without RETURNING: 20,000 orders
+        # with their feed entries took 1.0-1.9 s this way against 2.7-3.6 s as `INSERT ...
+        # SELECT FROM unnest(...) RETURNING` and a second unnest INSERT (alternated, on the
+        # loaded 2-core machine). COPY routes each row to its token's partition.
+        pgcopy.copy_rows(conn, "orders", ("pk", *_ORDER_COLUMNS), numbered)
         pgcopy.copy_rows(conn, "feed_events", _FEED_COLUMNS, feed_rows)
     else:
         revoking = [(o.binding.pk, token_of[o.binding.pk]) for o in orders if o.kind == _REVOKE]
-        _append_rows(conn, revocation_id, order_rows, seqs, revoking, now)
+        _append_rows(conn, numbered, feed_rows, revoking, now)
     # Other processes' streams of these feeds wake when this transaction commits.
     signals.announce(session, signals.FEED, by_platform)
     return set(by_platform)
@@ -181,38 +190,26 @@ def append(
 
 def _append_rows(
     conn: Connection,
-    revocation_id: str,
-    order_rows: list[tuple[object, ...]],
-    seqs: dict[str, tuple[int, int]],
+    order_rows: Sequence[tuple[object, ...]],
+    feed_rows: Sequence[tuple[object, ...]],
     revoking: list[tuple[int, bytes]],
     now: int,
 ) -> None:
     """SQLite: the orders, their feed entries and REVOKING bindings, by executemany (an
     embedded database has no round trip to save)."""
-    # The new rows' pks are above the highest pk now (one writer), so the read back below
-    # sees this call's rows and not every earlier order of the revocation: a member files a
-    # 10,000-number reissue's orders under the hub's one revocation chunk by chunk, and
-    # reading all of them back each time made the chunks quadratic.
-    floor = conn.exec_driver_sql("SELECT COALESCE(MAX(pk), 0) FROM orders").scalar_one()
+    columns = ("pk", *_ORDER_COLUMNS)
     conn.exec_driver_sql(
         driver_sql(
-            conn,
-            f"INSERT INTO orders ({', '.join(_ORDER_COLUMNS)})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            conn, f"INSERT INTO orders ({', '.join(columns)}) VALUES ({marks(len(columns))})"
         ),
         order_rows,
     )
-    # One read back of the new pks (a primary-key range) beats RETURNING row by row; rows
-    # another transaction committed meanwhile are not in `seqs` and are skipped.
-    pks = conn.exec_driver_sql(
-        driver_sql(conn, "SELECT id, pk, token FROM orders WHERE pk > ?"), (floor,)
-    ).all()
     conn.exec_driver_sql(
         driver_sql(
             conn,
             f"INSERT INTO feed_events ({', '.join(_FEED_COLUMNS)}) VALUES (?, ?, ?, ?, ?)",
         ),
-        [(*seqs[oid], pk, token, now) for oid, pk, token in pks if oid in seqs],
+        feed_rows,
     )
     if revoking:
         conn.exec_driver_sql(

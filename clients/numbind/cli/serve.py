@@ -132,7 +132,7 @@ def _serve(args: argparse.Namespace) -> int:
     import asyncio
     import os
 
-    from numbind.registry import logs, operator
+    from numbind.registry import heap, logs, operator
     from numbind.registry.api.server import serve
     from numbind.registry.app import Registry
     from numbind.registry.errors import FailedPrecondition
@@ -150,6 +150,7 @@ def _serve(args: argparse.Namespace) -> int:
             )
         operator.init(settings)
     registry = Registry.open(settings)
+    heap.freeze_startup_objects()
     try:
         asyncio.run(serve(registry))
     except FailedPrecondition as exc:  # the SQLite store is served by another process

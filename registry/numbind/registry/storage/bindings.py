@@ -295,7 +295,7 @@ def live_for_tokens(
         part = wanted[i : i + 500]
         # Driver SQL: a holder query runs this for one token at each member, where building
         # the statement cost more than the read.
-        where, params = pgsets.any_of_sql(conn, "token", part, "bytea")
+        where, params = pgsets.any_of(conn, "token", part, "bytea")
         rows = conn.exec_driver_sql(
             driver_sql(
                 conn,

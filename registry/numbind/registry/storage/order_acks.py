@@ -57,7 +57,7 @@ def orders_by_id(
     for i in range(0, len(rest), 500):
         part = rest[i : i + 500]
         # Driver SQL: an `IN` of 500 ids through the ORM coerced each id on its own.
-        where, params = pgsets.any_of_sql(conn, "o.id", part, "text")
+        where, params = pgsets.any_of(conn, "o.id", part, "text")
         sql = driver_sql(conn, f"SELECT {_TARGET_COLUMNS} FROM orders AS o WHERE {where}")
         for r in conn.exec_driver_sql(sql, params):
             out[r[1]] = _target(r)

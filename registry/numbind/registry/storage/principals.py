@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from numbind.registry.domain.types import Principal, now_us
 from numbind.registry.errors import AlreadyExists, NotFound
 from numbind.registry.storage import signals
 from numbind.registry.storage.db import driver_sql, marks
 from numbind.registry.storage.models import PrincipalRow
-from sqlalchemy import select, update
+from sqlalchemy import Row, select, update
 from sqlalchemy.orm import Session
 
+# What _to_domain reads, for a driver-SQL read of a principal.
+_DOMAIN_COLUMNS = "pk, role, name, display_name, category, cert_sha256, standing"
 
-def _to_domain(row: PrincipalRow) -> Principal:
+
+def _to_domain(row: PrincipalRow | Row[Any]) -> Principal:
     return Principal(
         row.pk,
         row.role,
@@ -99,17 +103,12 @@ def get_active(session: Session, role: str, name: str) -> Principal | None:
     row = conn.exec_driver_sql(
         driver_sql(
             conn,
-            "SELECT pk, display_name, category, cert_sha256, standing, suspended"
-            " FROM principals WHERE role = ? AND name = ?",
+            f"SELECT {_DOMAIN_COLUMNS} FROM principals"
+            " WHERE role = ? AND name = ? AND NOT suspended",
         ),
         (role, name),
     ).one_or_none()
-    if row is None or row[5]:
-        return None
-    pk, display_name, category, cert, standing, _ = row
-    return Principal(
-        int(pk), role, name, display_name, category, None if cert is None else bytes(cert), standing
-    )
+    return None if row is None else _to_domain(row)
 
 
 def register(

@@ -7,7 +7,7 @@ import time
 import uuid
 
 import pytest
-from numbind.registry.domain.ids import uuid7_text, uuid7_texts
+from numbind.registry.domain.ids import uuid7_texts
 
 
 def _ms(text: str) -> int:
@@ -43,7 +43,7 @@ def test_later_ids_sort_after_earlier_ones() -> None:
     first = uuid7_texts(100, now_ms=1_700_000_000_000)
     second = uuid7_texts(100, now_ms=1_700_000_000_001)
     assert max(first) < min(second)
-    assert uuid7_text() > max(second)
+    assert uuid7_texts(1)[0] > max(second)
 
 
 def test_ids_are_distinct_within_and_across_batches() -> None:

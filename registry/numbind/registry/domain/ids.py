@@ -38,7 +38,3 @@ def uuid7_texts(n: int, *, now_ms: int | None = None) -> list[str]:
         f"{h[i + 20 : i + 32]}"
         for i in range(0, 32 * n, 32)
     ]
-
-
-def uuid7_text() -> str:
-    return uuid7_texts(1)[0]

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from numbind.registry.domain.ids import uuid7_text, uuid7_texts
+from numbind.registry.domain.ids import uuid7_texts
 from numbind.registry.domain.types import (
     BindingState,
     EventCause,
@@ -77,7 +77,7 @@ def new_revocation(
 ) -> str:
     """A trigger row; a holder request's names its token under the store key `key_id`.
     A federation member takes the hub's `revocation_id` (one id across the federation)."""
-    rid = revocation_id or uuid7_text()
+    rid = revocation_id or uuid7_texts(1)[0]
     session.add(
         RevocationRow(
             id=rid,

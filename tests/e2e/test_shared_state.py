@@ -132,10 +132,10 @@ async def test_a_lost_notification_is_made_good_by_the_poll(
             # not always enough on a loaded CI machine: the stream was not yet waiting, the
             # first read came after the report, and only the 30 s fallback woke it).
             for _ in range(300):
-                if pair.b.registry.changes._heads:
+                if pair.b.registry.changes.polled:
                     break
                 await asyncio.sleep(0.05)
-            assert pair.b.registry.changes._heads, "B's poll never read the stream's feed head"
+            assert pair.b.registry.changes.polled, "B's poll never read the stream's feed head"
             async with carrier(cm) as c:
                 await c.report([LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(1))])
             event = await asyncio.wait_for(first, 30)

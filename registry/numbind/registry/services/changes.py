@@ -63,6 +63,12 @@ class Changes:
         return not self._db.is_sqlite
 
     @property
+    def polled(self) -> frozenset[int]:
+        """The platforms whose feed head the last poll read: their streams are woken by the
+        next poll that finds the head moved (a change made before that first read is not)."""
+        return frozenset(self._heads)
+
+    @property
     def listening(self) -> bool:
         return self._listener is not None and self._listener.connected.is_set()
 

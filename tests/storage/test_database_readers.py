@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
-from numbind.registry.storage.db import Database
+from numbind.registry.app import open_database
+from numbind.registry.config import load_settings
+from numbind.registry.storage.db import Database, Session
 from sqlalchemy import text
 
 
@@ -34,3 +38,38 @@ async def test_a_read_is_served_while_writers_wait_for_the_write_lock(tmp_path: 
     await asyncio.gather(*writers)
     assert db.transact(lambda s: s.execute(text("SELECT count(*) FROM t")).scalar_one()) == 13
     db.close()
+
+
+async def test_no_more_write_transactions_run_at_once_than_the_setting_allows(
+    tmp_path: Path,
+) -> None:
+    # NUMBIND_DB_WRITE_THREADS bounds the writes in flight (storage.db.WRITE_THREADS says
+    # why); reads have threads of their own and are not counted against it.
+    settings = load_settings(
+        environ={
+            "NUMBIND_DATA_DIR": str(tmp_path),
+            "NUMBIND_DATABASE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+            "NUMBIND_DB_WRITE_THREADS": "3",
+        }
+    )
+    db = open_database(settings)
+    guard = threading.Lock()
+    running = [0]
+    most = [0]
+
+    def write(_s: Session) -> None:
+        # Counted before the write lock: a transaction holds its thread while it waits.
+        with guard:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with guard:
+            running[0] -= 1
+
+    try:
+        await asyncio.gather(*(db.run(write) for _ in range(12)))
+        assert most[0] == 3
+        read = db.run(lambda s: s.execute(text("SELECT 1")).scalar_one(), write=False)
+        assert await asyncio.wait_for(read, 5.0) == 1
+    finally:
+        db.close()

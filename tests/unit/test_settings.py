@@ -49,6 +49,8 @@ def test_defaults_are_the_protocols(tmp_path: Path) -> None:
         ("NUMBIND_CLOCK_SKEW_SECONDS", "3600", "clock_skew_seconds: got 3600, want 0..600"),
         ("NUMBIND_CLOCK_SKEW_SECONDS", "soon", "NUMBIND_CLOCK_SKEW_SECONDS: got 'soon'"),
         ("NUMBIND_SHUTDOWN_GRACE_SECONDS", "-2", "shutdown_grace_seconds: got -2.0, want >= 0"),
+        ("NUMBIND_DB_WRITE_THREADS", "0", "db_write_threads: got 0, want 1..64"),
+        ("NUMBIND_DB_WRITE_THREADS", "two", "NUMBIND_DB_WRITE_THREADS: got 'two'"),
     ],
 )
 def test_out_of_range_settings_are_refused_by_name(

@@ -300,6 +300,7 @@ def open_database(settings: Settings) -> Database:
         settings.effective_database_url,
         synchronous=settings.sqlite_synchronous,
         notify=settings.change_notify,
+        write_threads=settings.db_write_threads,
     )
 
 

@@ -17,6 +17,7 @@ from numbind.protocol.checkpoint import CosignatureVerifier
 from numbind.protocol.files import write_atomically
 from numbind.protocol.log_errors import LogError
 from numbind.registry.domain.attestation import Policy as AttestationPolicy
+from numbind.registry.storage.db import MAX_WRITE_THREADS, WRITE_THREADS
 
 DEFAULT_LISTEN = "127.0.0.1:7443"
 # Written by `serve` once it listens: the address the running registry really serves, so
@@ -64,6 +65,9 @@ class Settings:
     # many lifecycle events (one transaction each; the first chunk is at most 50, so the
     # first orders reach the feeds soonest): services.local_apply.
     apply_chunk_events: int = 500
+    # Write transactions this process runs at once (storage.db.WRITE_THREADS has the
+    # figures behind the default).
+    db_write_threads: int = WRITE_THREADS
     # Several processes on one PostgreSQL: the longest a change committed by another
     # process (a feed append, a suspension) may take to be seen here when its LISTEN/NOTIFY
     # notification is lost; normally it arrives within milliseconds.
@@ -112,6 +116,10 @@ class Settings:
                 raise ValueError(f"{name}: got {getattr(self, name)}, want > 0")
         if not 1 <= self.rekey_batch_rows <= 100_000:
             raise ValueError(f"rekey_batch_rows: got {self.rekey_batch_rows}, want 1..100000")
+        if not 1 <= self.db_write_threads <= MAX_WRITE_THREADS:
+            raise ValueError(
+                f"db_write_threads: got {self.db_write_threads}, want 1..{MAX_WRITE_THREADS}"
+            )
         if not 1 <= self.apply_chunk_events <= 10_000:
             raise ValueError(f"apply_chunk_events: got {self.apply_chunk_events}, want 1..10000")
         if self.rekey_pause_seconds < 0:
@@ -205,6 +213,7 @@ _ENV = {
     "rekey_pause_seconds": "NUMBIND_REKEY_PAUSE_SECONDS",
     "rekey_lease_seconds": "NUMBIND_REKEY_LEASE_SECONDS",
     "apply_chunk_events": "NUMBIND_APPLY_CHUNK_EVENTS",
+    "db_write_threads": "NUMBIND_DB_WRITE_THREADS",
     "change_poll_seconds": "NUMBIND_CHANGE_POLL_SECONDS",
     "change_notify": "NUMBIND_CHANGE_NOTIFY",
     "metrics_listen": "NUMBIND_METRICS_LISTEN",

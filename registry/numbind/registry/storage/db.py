@@ -42,6 +42,16 @@ Session: TypeAlias = orm.Session
 # measure both.
 SYNCHRONOUS = ("FULL", "NORMAL")
 
+# Write transactions one process runs at once (more queue for a thread). Each holds row
+# locks (the log head's last of all) while its Python work waits for the GIL, so more
+# threads than cores make every lock holder wait behind the others: on PostgreSQL, the
+# 100,000-order reissue (bench.reissue, one process, 2 cores) took 22.0-22.7 s to its last
+# ack with 8 threads, 19.0 s with 4, 16.2 s with 2 and 17.4 s with 1, its server CPU
+# falling from 13.1 s to 9.8 s at 2. SQLite runs one writer at a time anyway (the
+# federation bench: the same within noise). Several processes each run this many.
+WRITE_THREADS = 2
+MAX_WRITE_THREADS = 64
+
 # SQLSTATEs worth retrying: serialization_failure, deadlock_detected.
 _RETRY_SQLSTATES = {"40001", "40P01"}
 MAX_ATTEMPTS = 6
@@ -103,13 +113,22 @@ class Database:
     """Owns the engines; hands out sessions for one unit of work at a time."""
 
     def __init__(
-        self, url: str, *, echo: bool = False, synchronous: str = "FULL", notify: bool = True
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        synchronous: str = "FULL",
+        notify: bool = True,
+        write_threads: int = WRITE_THREADS,
     ) -> None:
         """`synchronous`: SQLite's PRAGMA synchronous (FULL or NORMAL; ignored elsewhere).
         `notify`: writers announce changes with pg_notify (storage.signals); False for an
-        engine without it, where other processes learn of changes by polling alone."""
+        engine without it, where other processes learn of changes by polling alone.
+        `write_threads`: write transactions this process runs at once (WRITE_THREADS)."""
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous: got {synchronous!r}, want FULL or NORMAL")
+        if not 1 <= write_threads <= MAX_WRITE_THREADS:
+            raise ValueError(f"write_threads: got {write_threads}, want 1..{MAX_WRITE_THREADS}")
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.notify = notify and not self.is_sqlite
@@ -132,7 +151,7 @@ class Database:
         # and writes get threads of their own: on SQLite writers queue for the one write
         # connection, each holding a thread while it waits, and a read (a holder query, a
         # member's answer to its hub) must not wait for a thread behind them.
-        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="numbind-db")
+        self._pool = ThreadPoolExecutor(max_workers=write_threads, thread_name_prefix="numbind-db")
         self._read_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="numbind-db-r")
 
     @staticmethod

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from numbind.registry.app import open_database
 from numbind.registry.config import load_settings
 from numbind.registry.storage.db import Database, Session
@@ -71,5 +72,18 @@ async def test_no_more_write_transactions_run_at_once_than_the_setting_allows(
         assert most[0] == 3
         read = db.run(lambda s: s.execute(text("SELECT 1")).scalar_one(), write=False)
         assert await asyncio.wait_for(read, 5.0) == 1
+    finally:
+        db.close()
+
+
+def test_postgresql_connections_compile_nothing_just_in_time(database_url: str) -> None:
+    # storage.db._jit_off: a plan costed on stale statistics must not spend seconds in JIT.
+    if not database_url.startswith("postgresql"):
+        pytest.skip("JIT is PostgreSQL's")
+    db = Database(database_url)
+    try:
+        for write in (True, False):
+            shown = db.transact(lambda s: s.execute(text("SHOW jit")).scalar_one(), write=write)
+            assert shown == "off"
     finally:
         db.close()

@@ -64,16 +64,19 @@ class ServerProcess:
         return Bundle.load(out)
 
 
+# Quotas no bench run meets, and quiet logs.
+BENCH_ENV = {
+    "NUMBIND_QUOTA_RATE": "10000000",
+    "NUMBIND_QUOTA_BURST": "10000000",
+    "NUMBIND_QUOTA_DAILY_CAP": "1000000000",
+    "NUMBIND_LOG_LEVEL": "WARNING",
+}
+
+
 @contextmanager
 def registry_process(env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
     """`numbind serve` in a child process with a fresh data dir; generous quotas."""
-    env = {
-        "NUMBIND_QUOTA_RATE": "10000000",
-        "NUMBIND_QUOTA_BURST": "10000000",
-        "NUMBIND_QUOTA_DAILY_CAP": "1000000000",
-        "NUMBIND_LOG_LEVEL": "WARNING",
-        **(env or {}),
-    }
+    env = {**BENCH_ENV, **(env or {})}
     with tempfile.TemporaryDirectory(prefix="numbind-bench-") as tmp:
         data = Path(tmp) / "data"
         listen = f"127.0.0.1:{free_port()}"

@@ -43,11 +43,6 @@ from bench._reissue_plan import (
 # committed through PostgreSQL's LISTEN/NOTIFY (services.changes), with a 1 s poll as the
 # bound; a latency near this heartbeat would mean neither woke the stream.
 HEARTBEAT = 2
-GENEROUS = {
-    "NUMBIND_QUOTA_RATE": "10000000",
-    "NUMBIND_QUOTA_BURST": "10000000",
-    "NUMBIND_QUOTA_DAILY_CAP": "1000000000",
-}
 
 
 @contextmanager
@@ -57,6 +52,22 @@ def data_dir(url: str) -> Iterator[Path]:
         data = Path(tmp) / "data"
         numbind("admin", "init", "--data-dir", str(data), env={"NUMBIND_DATABASE_URL": url})
         yield data
+
+
+def rehome(bundle: Bundle, address: str) -> Bundle:
+    """A copy of `bundle` (beside it) that calls the registry process at `address`: what a
+    TCP load balancer does per connection, without one in the path."""
+    out = bundle.directory.with_name(f"{bundle.directory.name}@{address.rsplit(':', 1)[1]}")
+    return Bundle.write(
+        out,
+        registry=address,
+        role=bundle.role,
+        principal_id=bundle.principal_id,
+        ca_pem=bundle.ca_pem,
+        cert_pem=bundle.cert_pem,
+        key_pem=bundle.key_pem,
+        attestation_seed=bundle.attestation_seed,
+    )
 
 
 @contextmanager

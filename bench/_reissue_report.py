@@ -28,6 +28,21 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_cpu_seconds() -> float:
+    """utime + stime of every process named `postgres` on this machine (the server and its
+    backends: a local PostgreSQL's share of the window; a backend that exits within the
+    window takes its share with it)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    total += proc_cpu_seconds(int(entry.name))
+            except OSError:
+                continue
+    return total
+
+
 def start_py_spy(pid: int, out: str | None) -> subprocess.Popen[bytes] | None:
     """Sample the server from here to stop_py_spy (collapsed stacks, for `--py-spy OUT`)."""
     if not out:
@@ -57,6 +72,7 @@ class Outcome:
     last_event_s: float
     server_cpu_s: float
     client_cpu_s: float
+    postgres_cpu_s: float | None
     workers: list[WorkerResult]
     queries: list[float]
     during: list[float]
@@ -136,6 +152,7 @@ def report(
     print(
         f"  {'CPU in the window: server / clients':<46} {got.server_cpu_s:>9,.1f} s / "
         f"{got.client_cpu_s:,.1f} s (of {got.total_s * (os.cpu_count() or 1):,.1f} core-s)"
+        + (f"; PostgreSQL {got.postgres_cpu_s:,.1f} s" if got.postgres_cpu_s is not None else "")
     )
     q = [x * 1000 for x in got.queries]
     print(

@@ -59,7 +59,8 @@ from numbind.protocol.bundle import Bundle
 from numbind.sdk.channel import secure_channel
 from numbind.v1 import carriers_pb2_grpc, holders_pb2, holders_pb2_grpc
 
-from bench._harness import add_all, registry_process, row
+from bench import _live
+from bench._harness import BENCH_ENV, add_all, registry_process, row
 from bench._reissue_floor import copy_store
 from bench._reissue_plan import (
     ACK_BATCH,
@@ -79,6 +80,7 @@ from bench._reissue_report import (
     Outcome,
     compare_synchronous,
     mb,
+    postgres_cpu_seconds,
     proc_cpu_seconds,
     report,
     start_py_spy,
@@ -106,7 +108,7 @@ __all__ = [
 
 # -- the run ----------------------------------------------------------------------------------
 async def reissue(
-    server_pid: int,
+    server_pids: list[int],
     carrier: Bundle,
     platforms: list[Bundle],
     plan: Plan,
@@ -171,9 +173,10 @@ async def reissue(
                     await asyncio.sleep(1 / args.query_during)
 
             background = asyncio.ensure_future(query_during())
-            spy = start_py_spy(server_pid, args.py_spy)
-            server_cpu0 = proc_cpu_seconds(server_pid)
+            spy = start_py_spy(server_pids[0], args.py_spy)
+            server_cpu0 = sum(proc_cpu_seconds(pid) for pid in server_pids)
             client_cpu0 = time.process_time()
+            pg_cpu0 = postgres_cpu_seconds() if args.database_url else None
             t0 = time.monotonic()
             orders = 0
             revocation_ids = []
@@ -191,8 +194,9 @@ async def reissue(
                     results.append(payload)
             else:
                 results = list(await asyncio.gather(*worker_tasks))
-            server_cpu = proc_cpu_seconds(server_pid) - server_cpu0
+            server_cpu = sum(proc_cpu_seconds(pid) for pid in server_pids) - server_cpu0
             client_cpu = time.process_time() - client_cpu0
+            pg_cpu = None if pg_cpu0 is None else postgres_cpu_seconds() - pg_cpu0
             stop_py_spy(spy)
             spy = None
             stop.set()
@@ -230,6 +234,7 @@ async def reissue(
         last_event_s=max(w.last_event for w in workers) - t0,
         server_cpu_s=server_cpu,
         client_cpu_s=client_cpu,
+        postgres_cpu_s=pg_cpu,
         workers=workers,
         queries=queries,
         during=during,
@@ -301,9 +306,18 @@ def main(argv: list[str] | None = None) -> int:
         "--database-url",
         help="run the registry on this PostgreSQL database (its schema is dropped first)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="with --database-url: registry processes on the one database (the carrier and "
+        "the load at the first, platform i at process i mod N)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.bindings, args.reissued = 100_000, 1_000
+    if args.processes < 1 or (args.processes > 1 and not args.database_url):
+        parser.error("want --processes >= 1, and more than 1 only with --database-url")
     if args.reissued < 1 or args.bindings < PER_TOKEN * (args.reissued + 1):
         parser.error("want --reissued >= 1 and --bindings >= 10 x (--reissued + 1)")
     queried = min(args.queries, args.bindings // PER_TOKEN - args.reissued)
@@ -340,7 +354,7 @@ def one_run(mode: str, plan: Plan, args: argparse.Namespace) -> tuple[Outcome, f
                 f"  store {mb(store):,.0f} MB + WAL {mb(store.with_name('registry.db-wal')):,.0f}"
                 f" MB; copied for the floor in {time.perf_counter() - start:.1f} s"
             )
-            got = asyncio.run(reissue(server.proc.pid, carrier, platforms, plan, key_id, args))
+            got = asyncio.run(reissue([server.proc.pid], carrier, platforms, plan, key_id, args))
         report(got, plan, copy)
         shutil.rmtree(scratch, ignore_errors=True)
     return got, load_rate
@@ -348,14 +362,20 @@ def one_run(mode: str, plan: Plan, args: argparse.Namespace) -> tuple[Outcome, f
 
 def _main_postgresql(args: argparse.Namespace, plan: Plan) -> int:
     """The same run on PostgreSQL; its floors are measured on the live store just before the
-    report, each in a transaction rolled back (bench._pgfloor)."""
+    report, each in a transaction rolled back (bench._pgfloor). With --processes N, N
+    registry processes share the database: platform i streams and acks at process i mod N
+    (as a TCP load balancer would place its connection), the carrier reports to the first."""
     from bench._pgfloor import floors, reset_schema
 
     reset_schema(args.database_url)
-    with registry_process(env={"NUMBIND_DATABASE_URL": args.database_url}) as server:
-        carrier, platforms, key_id, _ = asyncio.run(setup(server, plan, args))
-        measured = floors(args.database_url, plan.tokens[: plan.reissued])
-        got = asyncio.run(reissue(server.proc.pid, carrier, platforms, plan, key_id, args))
+    url = args.database_url
+    with _live.data_dir(url) as data, _live.servers(url, data, args.processes, BENCH_ENV) as procs:
+        carrier, platforms, key_id, _ = asyncio.run(setup(procs[0], plan, args))
+        platforms = [_live.rehome(b, procs[i % len(procs)].listen) for i, b in enumerate(platforms)]
+        measured = floors(url, plan.tokens[: plan.reissued])
+        pids = [p.proc.pid for p in procs]
+        got = asyncio.run(reissue(pids, carrier, platforms, plan, key_id, args))
+    print(f"  registry processes on the one database: {args.processes}")
     report(got, plan, None, measured)
     return 0 if got.revocation_done else 1
 

@@ -48,7 +48,7 @@ from numbind.registry.storage.db import Database
 from sqlalchemy import create_engine, text
 
 from bench import _fill, _live
-from bench._harness import add_all, row
+from bench._harness import BENCH_ENV, add_all, row
 from bench._pgfloor import reachable, reset_schema
 from bench.reissue import PLATFORMS, Plan, active_key_id, load, percentile
 
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.storage_only:
         return storage_only(url, sizes, args.measure)
     with _live.data_dir(url) as data:
-        with _live.servers(url, data, 2, _live.GENEROUS) as (a, b):
+        with _live.servers(url, data, 2, BENCH_ENV) as (a, b):
             carrier, *platforms = add_all(
                 a,
                 [("carrier", "scale-carrier")]

@@ -4,10 +4,12 @@ checkpoint it signed, keeping the evidence."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
-from numbind.protocol import note
+from numbind.protocol import log_audit, note
 from numbind.protocol.checkpoint import Checkpoint, CosignatureSigner
 from numbind.protocol.log_audit import LogFailure
 from numbind.protocol.merkle import MemoryTree, leaf_hash
@@ -108,5 +110,35 @@ async def test_a_round_with_nothing_new_writes_nothing(tmp_path: Path) -> None:
         log.entries.append(b"leaf 2")
         await witness.witness(log)
         assert [size for size, _, _ in log.cosigned] == [2, 3]
+    finally:
+        db.close()
+
+
+async def test_the_replay_runs_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A round after a reissue hashes ~50,000 leaves; on the event loop that held up every
+    # call the witnessing registry was serving (holder queries at the hub, p99 past 20 ms).
+    real = log_audit.replay
+    on_loop: list[bool] = []
+
+    def recording(*args: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:  # no loop in this thread: a worker's
+            on_loop.append(False)
+        return real(*args)
+
+    monkeypatch.setattr("numbind.registry.federation.witness.replay", recording)
+    db = Database(f"sqlite:///{tmp_path / 'w.db'}")
+    migrate.upgrade(db.write_engine)
+    witness = Witness(db, CosignatureSigner.generate("numbind.local/witness/self"))
+    log = DoubleLog()
+    try:
+        log.entries += [b"leaf %d" % i for i in range(5)]
+        await witness.witness(log)
+        assert on_loop == [False]
+        assert [size for size, _, _ in log.cosigned] == [5]
     finally:
         db.close()

@@ -67,8 +67,7 @@ _FEED_COLUMNS = (
     # lookup of ix_log_leaves_ref per event whatever the statistics say. As an outer join,
     # PostgreSQL planned it against statistics taken before a reissue began, when the log
     # held no order leaves: a merge join over a parallel scan of every order leaf, sorted
-    # on disk, 160-440 ms for a stale-delivery check that found nothing (20 such checks
-    # were ~6 s of a 100,000-order reissue's 14 s of PostgreSQL CPU).
+    # on disk, 160-440 ms (under auto_explain) for a stale-delivery check that found nothing.
     select(LogLeafRow.idx)
     .where(LogLeafRow.ref == OrderRow.id, LogLeafRow.kind == "order")
     .limit(1)

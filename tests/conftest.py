@@ -74,6 +74,16 @@ def reset_postgres(url: str) -> None:
         engine.dispose()
 
 
+def require_postgres() -> str:
+    """The test PostgreSQL database, wiped; a skip without one (a failure under CI=true)."""
+    if not PG_URL:
+        if IN_CI:
+            pytest.fail("CI=true but NUMBIND_TEST_DATABASE_URL is not set")
+        pytest.skip("PostgreSQL: set NUMBIND_TEST_DATABASE_URL to run")
+    reset_postgres(PG_URL)
+    return PG_URL
+
+
 def _backends() -> list[object]:
     pg = pytest.param("postgresql", marks=pytest.mark.postgres, id="postgresql")
     return ["sqlite", pg]

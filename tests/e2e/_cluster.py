@@ -26,7 +26,7 @@ from numbind.protocol.bundle import Bundle
 from numbind.registry import operator
 from numbind.registry.config import QuotaSettings, Settings
 
-from tests.conftest import IN_CI, PG_URL, reset_postgres
+from tests.conftest import IN_CI, require_postgres
 
 NAMES = ("r1", "r2", "r3")
 
@@ -70,15 +70,6 @@ def require_haproxy() -> str:
             pytest.fail("CI=true but haproxy is not installed (make haproxy)")
         pytest.skip("haproxy is not installed: `make haproxy` (Debian's package)")
     return path
-
-
-def require_postgres() -> str:
-    if not PG_URL:
-        if IN_CI:
-            pytest.fail("CI=true but NUMBIND_TEST_DATABASE_URL is not set")
-        pytest.skip("PostgreSQL: set NUMBIND_TEST_DATABASE_URL to run")
-    reset_postgres(PG_URL)
-    return PG_URL
 
 
 @dataclass

@@ -25,7 +25,7 @@ from numbind.sdk.channel import secure_channel
 from numbind.sdk.feed import EventFeed
 from numbind.v1 import tokens_pb2, tokens_pb2_grpc
 
-from tests.conftest import IN_CI, PG_URL, reset_postgres
+from tests.conftest import require_postgres
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 
 pytestmark = pytest.mark.postgres
@@ -35,12 +35,7 @@ SLOW = {"change_poll_seconds": 30.0, "heartbeat_seconds": 60.0}
 
 @pytest.fixture
 def pg_url() -> str:
-    if not PG_URL:
-        if IN_CI:
-            pytest.fail("CI=true but NUMBIND_TEST_DATABASE_URL is not set")
-        pytest.skip("PostgreSQL: set NUMBIND_TEST_DATABASE_URL to run")
-    reset_postgres(PG_URL)
-    return PG_URL
+    return require_postgres()
 
 
 @dataclasses.dataclass

@@ -9,13 +9,12 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 from numbind.registry.app import open_database
 from numbind.registry.config import load_settings
 from numbind.registry.storage.db import Database, Session
 from sqlalchemy import text
 
-from tests.conftest import IN_CI, PG_URL, reset_postgres
+from tests.conftest import require_postgres
 
 
 async def test_a_read_is_served_while_writers_wait_for_the_write_lock(tmp_path: Path) -> None:
@@ -80,12 +79,7 @@ async def test_no_more_write_transactions_run_at_once_than_the_setting_allows(
 
 def test_postgresql_connections_compile_nothing_just_in_time() -> None:
     # storage.db._jit_off: a plan costed on stale statistics must not spend seconds in JIT.
-    if not PG_URL:
-        if IN_CI:
-            pytest.fail("CI=true but NUMBIND_TEST_DATABASE_URL is not set")
-        pytest.skip("PostgreSQL: set NUMBIND_TEST_DATABASE_URL to run")
-    reset_postgres(PG_URL)
-    db = Database(PG_URL)
+    db = Database(require_postgres())
     try:
         for write in (True, False):
             shown = db.transact(lambda s: s.execute(text("SHOW jit")).scalar_one(), write=write)

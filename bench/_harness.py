@@ -73,6 +73,49 @@ BENCH_ENV = {
 }
 
 
+def serve(
+    data: Path,
+    listen: str,
+    log: Path,
+    env: dict[str, str],
+    *,
+    module: list[str] | None = None,
+    name: str = "",
+) -> subprocess.Popen[bytes]:
+    """`numbind serve` of `data` at `listen` in a child process, its output in `log`.
+    `module` runs `serve` (default `numbind.cli`, or with NUMBIND_BENCH_STATEMENTS=OUT.json
+    the statement timer bench._statements writing OUT.json, OUT-NAME.json given a `name`:
+    one file per server when several run)."""
+    if module is None:
+        timed = os.environ.get("NUMBIND_BENCH_STATEMENTS")
+        module = ["numbind.cli"]
+        if timed:
+            out = Path(timed)
+            if name:
+                out = out.with_name(f"{out.stem}-{name}{out.suffix}")
+            module = ["bench._statements", str(out)]
+    with open(log, "wb") as out_file:
+        return subprocess.Popen(
+            [PY, "-m", *module, "serve", "--data-dir", str(data), "--listen", listen],
+            stdout=out_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )
+
+
+def wait_listening(
+    started: dict[str, tuple[subprocess.Popen[bytes], Path]], seconds: float
+) -> None:
+    """Until each server's log says it listens; RuntimeError with the log of one that exits
+    or is not up within `seconds` (named by its key)."""
+    deadline = time.monotonic() + seconds
+    for name, (proc, log) in started.items():
+        while "listening on" not in log.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{name}: {log.read_text()}")
+            time.sleep(0.1)
+
+
 @contextmanager
 def registry_process(env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
     """`numbind serve` in a child process with a fresh data dir; generous quotas."""
@@ -81,27 +124,14 @@ def registry_process(env: dict[str, str] | None = None) -> Iterator[ServerProces
         data = Path(tmp) / "data"
         listen = f"127.0.0.1:{free_port()}"
         numbind("admin", "init", "--data-dir", str(data), "--registry", listen, env=env)
-        log = open(Path(tmp) / "serve.log", "wb")  # noqa: SIM115 - closed below
-        # NUMBIND_BENCH_STATEMENTS=OUT.json: the server under the statement timer.
-        timed = os.environ.get("NUMBIND_BENCH_STATEMENTS")
-        module = ["bench._statements", timed] if timed else ["numbind.cli"]
-        proc = subprocess.Popen(
-            [PY, "-m", *module, "serve", "--data-dir", str(data), "--listen", listen],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-        )
+        log = Path(tmp) / "serve.log"
+        proc = serve(data, listen, log, env)
         try:
-            deadline = time.monotonic() + 30
-            while "listening on" not in (Path(tmp) / "serve.log").read_text():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((Path(tmp) / "serve.log").read_text())
-                time.sleep(0.1)
+            wait_listening({"serve": (proc, log)}, 30)
             yield ServerProcess(data, listen, proc, env)
         finally:
             proc.terminate()
             proc.wait(timeout=15)
-            log.close()
 
 
 def row(

@@ -4,7 +4,6 @@ measures through them: holder queries, cross-process event latency, quota accura
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import tempfile
 import time
@@ -28,7 +27,7 @@ from numbind.v1 import (
     tokens_pb2_grpc,
 )
 
-from bench._harness import PY, ServerProcess, free_port, numbind
+from bench._harness import ServerProcess, free_port, numbind, serve, wait_listening
 from bench._reissue_plan import (
     ISSUED,
     REISSUED,
@@ -73,31 +72,22 @@ def rehome(bundle: Bundle, address: str) -> Bundle:
 @contextmanager
 def servers(url: str, data: Path, count: int, env: dict[str, str]) -> Iterator[list[ServerProcess]]:
     """`count` serve processes on one data dir and database, each on its own port."""
-    full = {**os.environ, "NUMBIND_DATABASE_URL": url, "NUMBIND_LOG_LEVEL": "WARNING", **env}
-    started: list[tuple[ServerProcess, Path]] = []
+    full = {"NUMBIND_DATABASE_URL": url, "NUMBIND_LOG_LEVEL": "WARNING", **env}
+    started: list[ServerProcess] = []
+    logs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
     try:
         for i in range(count):
             listen = f"127.0.0.1:{free_port()}"
             log = data.parent / f"serve-{listen.rsplit(':', 1)[1]}-{i}.log"
-            with open(log, "wb") as out:
-                proc = subprocess.Popen(
-                    [PY, "-m", "numbind.cli", "serve", "--data-dir", str(data), "--listen", listen],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=full,
-                )
-            started.append((ServerProcess(data, listen, proc, {"NUMBIND_DATABASE_URL": url}), log))
-        deadline = time.monotonic() + 60
-        for server, log in started:
-            while "listening on" not in log.read_text():
-                if server.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(log.read_text())
-                time.sleep(0.1)
-        yield [s for s, _ in started]
+            proc = serve(data, listen, log, full, name=str(i) if count > 1 else "")
+            started.append(ServerProcess(data, listen, proc, {"NUMBIND_DATABASE_URL": url}))
+            logs[listen] = (proc, log)
+        wait_listening(logs, 60)
+        yield started
     finally:
-        for server, _ in started:
+        for server in started:
             server.proc.terminate()
-        for server, _ in started:
+        for server in started:
             server.proc.wait(timeout=30)
 
 

@@ -66,7 +66,14 @@ from numbind.v1 import (
 )
 
 from bench._federation_report import Figures, report
-from bench._harness import PY, ServerProcess, free_port, numbind, registry_process
+from bench._harness import (
+    ServerProcess,
+    free_port,
+    numbind,
+    registry_process,
+    serve,
+    wait_listening,
+)
 from bench._reissue_plan import round_trips
 from bench.federation_cpu import BurstMeter
 from bench.reissue import (
@@ -131,18 +138,8 @@ def federation_processes() -> Iterator[dict[str, ServerProcess]]:
         logs = {n: root / f"{n}.log" for n in names}
         try:
             for n in names:
-                with open(logs[n], "wb") as log:
-                    procs[n] = subprocess.Popen(
-                        [PY, "-m", *_serve_module(n), "serve", "--data-dir", str(data[n]),
-                         "--listen", listen[n]],
-                        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **ENV},
-                    )  # fmt: skip
-            deadline = time.monotonic() + 60
-            for n in names:
-                while "listening on" not in logs[n].read_text():
-                    if procs[n].poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"{n}: {logs[n].read_text()}")
-                    time.sleep(0.1)
+                procs[n] = serve(data[n], listen[n], logs[n], ENV, module=_serve_module(n))
+            wait_listening({n: (procs[n], logs[n]) for n in names}, 60)
             yield {n: ServerProcess(data[n], listen[n], procs[n]) for n in names}
         finally:
             for proc in procs.values():

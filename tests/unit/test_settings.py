@@ -3,6 +3,8 @@ setting; the attestation settings reach the policy the registry verifies with.""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,3 +128,27 @@ def test_every_store_opened_from_settings_takes_their_sqlite_and_notify_choices(
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
     finally:
         db.close()
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import numbind.registry.config",
+        # `numbind --help`: the whole command line built, every subcommand's options read.
+        "import contextlib, io, numbind.cli\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    numbind.cli.main(['--help'])",
+    ],
+    ids=["config", "numbind --help"],
+)
+def test_settings_and_the_command_line_load_no_database_driver(code: str) -> None:
+    # Every `numbind` command reads settings; SQLAlchemy and psycopg cost ~0.2 s of its
+    # start-up (`numbind --help` 0.49-0.54 s with them, 0.26 s without), so only the
+    # commands that open a store load them (the defaults config names live in
+    # numbind.registry.storage, not storage.db).
+    probe = (
+        f"{code}\nimport sys\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'psycopg')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -17,7 +17,7 @@ from numbind.protocol.checkpoint import CosignatureVerifier
 from numbind.protocol.files import write_atomically
 from numbind.protocol.log_errors import LogError
 from numbind.registry.domain.attestation import Policy as AttestationPolicy
-from numbind.registry.storage.db import MAX_WRITE_THREADS, WRITE_THREADS
+from numbind.registry.storage import MAX_WRITE_THREADS, WRITE_THREADS
 
 DEFAULT_LISTEN = "127.0.0.1:7443"
 # Written by `serve` once it listens: the address the running registry really serves, so
@@ -65,8 +65,8 @@ class Settings:
     # many lifecycle events (one transaction each; the first chunk is at most 50, so the
     # first orders reach the feeds soonest): services.local_apply.
     apply_chunk_events: int = 500
-    # Write transactions this process runs at once (storage.db.WRITE_THREADS has the
-    # figures behind the default).
+    # Write transactions this process runs at once (storage.WRITE_THREADS has the figures
+    # behind the default).
     db_write_threads: int = WRITE_THREADS
     # Several processes on one PostgreSQL: the longest a change committed by another
     # process (a feed append, a suspension) may take to be seen here when its LISTEN/NOTIFY

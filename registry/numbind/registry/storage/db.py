@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
-import psycopg
 from numbind.registry.errors import Unavailable
+from numbind.registry.storage import MAX_WRITE_THREADS, WRITE_THREADS
 from sqlalchemy import Connection, Engine, create_engine, event, orm
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
@@ -42,16 +42,6 @@ Session: TypeAlias = orm.Session
 # power failure (not on a crash of the process). bench/publish.py and bench/reissue.py
 # measure both.
 SYNCHRONOUS = ("FULL", "NORMAL")
-
-# Write transactions one process runs at once (more queue for a thread). Each holds row
-# locks (the log head's last of all) while its Python work waits for the GIL, so more
-# threads than cores make every lock holder wait behind the others: on PostgreSQL, the
-# 100,000-order reissue (bench.reissue, one process, 2 cores) took 22.0-22.7 s to its last
-# ack with 8 threads, 19.0 s with 4, 16.2 s with 2 and 17.4 s with 1, its server CPU
-# falling from 13.1 s to 9.8 s at 2. SQLite runs one writer at a time anyway (the
-# federation bench: the same within noise). Several processes each run this many.
-WRITE_THREADS = 2
-MAX_WRITE_THREADS = 64
 
 # SQLSTATEs worth retrying: serialization_failure, deadlock_detected.
 _RETRY_SQLSTATES = {"40001", "40P01"}
@@ -116,6 +106,8 @@ def _jit_off(dbapi_conn: Any, _record: Any) -> None:
     behind) can cost past jit_above_cost, and then compiling takes seconds: a feed read of
     250 events whose plan ran in 26 ms spent 4,963 ms in JIT (PostgreSQL 15's default
     jit=on, during a 100,000-order reissue). An engine without the setting keeps its own."""
+    import psycopg  # here: only PostgreSQL engines call this; SQLite processes never load it
+
     try:
         dbapi_conn.execute("SET jit = off")
         dbapi_conn.commit()

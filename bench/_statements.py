@@ -5,8 +5,10 @@ the first revocation a report writes (the reissue window) until the server stops
     python -m bench._statements --show OUT.json [N]               (the N slowest, summed)
 
 The benches start a server this way when NUMBIND_BENCH_STATEMENTS names a file
-(bench._harness.registry_process). Timed: every statement through SQLAlchemy (an
-executemany is one call of many rows) and every COPY through psycopg (storage.pgcopy),
+(bench._harness.serve; OUT-N.json for each of several servers, each window opening at its
+own first revocation, so a process that only serves streams and acks records nothing).
+Timed: every statement through SQLAlchemy (an executemany is one call of many rows) and
+every COPY through psycopg (storage.pgcopy),
 each from its start to its last row, so waits for locks count; statements run
 concurrently by the pool's threads add up past the wall time, and the holder queries
 bench.reissue sends after the last ack are in the window too. Written every second and

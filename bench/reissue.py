@@ -39,6 +39,7 @@ issue 10), and the key figures of both are printed side by side with the ratio
     .venv/bin/python -m bench.reissue [--quick] [--bindings N] [--reissued N]
         [--worker-procs N] [--consumer raw|sdk] [--ack-batch N] [--queries N]
         [--query-during RATE] [--py-spy OUT] [--synchronous both|FULL|NORMAL]
+    .venv/bin/python -m bench.reissue --database-url URL [--processes N] [...]
 """
 
 from __future__ import annotations
@@ -295,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="holder queries/s issued while the batch is processed (0: none)",
     )
-    parser.add_argument("--py-spy", metavar="OUT", help="profile the server in the window")
+    parser.add_argument("--py-spy", metavar="OUT", help="profile the (first) server in the window")
     parser.add_argument(
         "--synchronous",
         choices=("both", "FULL", "NORMAL"),

@@ -122,15 +122,7 @@ async def test_a_lost_notification_is_made_good_by_the_poll(
         async with secure_channel(pair.on_b(p1)) as channel:
             feed = EventFeed(channel, after_seq=0, heartbeat_seconds=60).events()
             first = asyncio.ensure_future(anext(feed))
-            # The poll wakes a stream whose feed head moved since the poll last read it: the
-            # report must come after a poll has read p1's head once (a fixed 1 s sleep was
-            # not always enough on a loaded CI machine: the stream was not yet waiting, the
-            # first read came after the report, and only the 30 s fallback woke it).
-            for _ in range(300):
-                if pair.b.registry.changes.polled:
-                    break
-                await asyncio.sleep(0.05)
-            assert pair.b.registry.changes.polled, "B's poll never read the stream's feed head"
+            await _until_polled(pair.b)
             async with carrier(cm) as c:
                 await c.report([LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(1))])
             event = await asyncio.wait_for(first, 30)
@@ -194,7 +186,7 @@ async def test_without_notify_no_process_announces_and_the_poll_carries_events(
                 async with secure_channel(on_b) as channel:
                     feed = EventFeed(channel, after_seq=0, heartbeat_seconds=60).events()
                     first = asyncio.ensure_future(anext(feed))
-                    await asyncio.sleep(1.0)
+                    await _until_polled(b)
                     async with carrier(cm) as c:
                         await c.report([LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(1))])
                     event = await asyncio.wait_for(first, 30)
@@ -210,3 +202,15 @@ async def test_without_notify_no_process_announces_and_the_poll_carries_events(
         assert heard == []
     finally:
         await spy.close()
+
+
+async def _until_polled(server: RegistryServer) -> None:
+    """Until the server's poll has read the stream's feed head once. The poll wakes a stream
+    whose head moved since it last read it, so a report must come after that first read: a
+    fixed 1 s sleep was not always enough on a loaded machine (the stream was not waiting
+    yet, its first read came after the report, and the poll had nothing to wake)."""
+    for _ in range(300):
+        if server.registry.changes.polled:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the poll never read the stream's feed head")

@@ -111,7 +111,7 @@ def number_platforms(
     pre-tenure first, then by display name."""
     live = bindings.bindings_for_token(session, token)
     names = principals.names_by_pks(session, {b.platform_pk for b in live})
-    open_ = orders.open_orders_for_bindings(session, [b.pk for b in live], now_us())
+    open_ = orders.open_orders_for_bindings(session, live, now_us())
     groups: dict[tuple[int, TenureClass], PlatformGroup] = {}
     for b in sorted(live, key=lambda b: b.bound_us):
         cls = TenureClass.PRE_TENURE if b.bound_us < tenure_start_us else TenureClass.IN_TENURE
@@ -172,7 +172,7 @@ def to_ask(session: Session, in_scope: Sequence[StoredBinding]) -> list[StoredBi
     """The bindings in scope a new revocation orders: the active ones, and those whose
     open order is past its deadline (asked again). One whose order is still within its
     deadline is left to it: asking twice at once would only double the platform's work."""
-    revoking = [b.pk for b in in_scope if b.state == BindingState.REVOKING]
+    revoking = [b for b in in_scope if b.state == BindingState.REVOKING]
     open_ = orders.open_orders_for_bindings(session, revoking, now_us()) if revoking else {}
     return [
         b

@@ -350,7 +350,7 @@ def _lookup(
 
 
 _PG_LOOKUP = (
-    "SELECT {cols} FROM unnest((SELECT %s::bytea[])) AS t(token)"
+    "SELECT {cols} FROM unnest((SELECT %b::bytea[])) AS t(token)"
     " JOIN bindings b ON b.platform_pk = %s AND b.token = t.token"
 )
 _INSERT = (

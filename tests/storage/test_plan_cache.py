@@ -1,5 +1,5 @@
 """PostgreSQL plans each of the registry's statements for the tables as they are when it
-runs (storage.db's connection settings): a generic plan cached while `orders` and
+runs (storage.db: statements are not prepared): a generic plan cached while `orders` and
 `feed_events` were nearly empty kept scanning them whole once a reissue had filled them."""
 
 from __future__ import annotations
@@ -32,18 +32,11 @@ def test_a_feed_read_run_many_times_is_never_planned_generically(db: Database) -
 
     db.transact(append)
 
-    def reads(s: Session) -> list[tuple[str, int, int]]:
+    def reads(s: Session) -> list[tuple[str, int]]:
         for _ in range(RUNS):
             assert len(feed.read_feed(s, plat, 0, 10)) == len(stored)
-        rows = s.execute(
-            text(
-                "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
-                " WHERE statement LIKE '%FROM feed_events%'"
-            )
-        )
-        return [(str(q), int(g), int(c)) for q, g, c in rows]
+        generic = "SELECT statement, generic_plans FROM pg_prepared_statements"
+        rows = s.execute(text(generic + " WHERE generic_plans > 0"))
+        return [(str(q), int(g)) for q, g in rows]
 
-    prepared = db.transact(reads, write=False)
-    assert prepared, "psycopg did not prepare the feed read: the test checks nothing"
-    for statement, generic, custom in prepared:
-        assert generic == 0 and custom > 0, (statement, generic, custom)
+    assert db.transact(reads, write=False) == []

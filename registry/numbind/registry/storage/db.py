@@ -100,33 +100,30 @@ def marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
-# Each new PostgreSQL connection's settings, and why:
-# - jit = off. The registry's statements are short; a plan estimated on statistics older
-#   than a burst of writes (ANALYZE runs a minute or more behind) can cost past
-#   jit_above_cost, and then compiling takes seconds: a feed read of 250 events whose plan
-#   ran in 26 ms spent 4,963 ms in JIT (PostgreSQL 15's default jit=on, during a
-#   100,000-order reissue).
-# - plan_cache_mode = force_custom_plan. psycopg prepares a statement run 5 times on a
-#   connection, and PostgreSQL then keeps one generic plan for it, made for the tables as
-#   they were then. Early in a reissue `orders` and `feed_events` are nearly empty, so the
-#   feed read's cached plan scanned every order for each event (a materialised append of
-#   all 16 partitions under a join filter): 1.2 s a read once the orders existed, and the
-#   last ack at 87-97 s instead of ~23 s, until autoanalyze replaced the plan a minute
-#   later. Planned for each run, a statement sees the tables' current size.
-_SESSION_SETTINGS = ("SET jit = off", "SET plan_cache_mode = force_custom_plan")
-
-
-def _session_settings(dbapi_conn: Any, _record: Any) -> None:
-    """The settings above on a new PostgreSQL connection. An engine without one of them
-    (CockroachDB) keeps its own."""
+def _jit_off(dbapi_conn: Any, _record: Any) -> None:
+    """No JIT compilation on the registry's connections. Its statements are short; a plan
+    estimated on statistics older than a burst of writes (ANALYZE runs a minute or more
+    behind) can cost past jit_above_cost, and then compiling takes seconds: a feed read of
+    250 events whose plan ran in 26 ms spent 4,963 ms in JIT (PostgreSQL 15's default
+    jit=on, during a 100,000-order reissue). An engine without the setting keeps its own."""
     import psycopg  # here: only PostgreSQL engines call this; SQLite processes never load it
 
-    for statement in _SESSION_SETTINGS:
-        try:
-            dbapi_conn.execute(statement)
-            dbapi_conn.commit()
-        except psycopg.Error:  # an engine without the setting: the connection as it was
-            dbapi_conn.rollback()
+    try:
+        dbapi_conn.execute("SET jit = off")
+        dbapi_conn.commit()
+    except psycopg.Error:  # an engine without the setting: the connection as it was
+        dbapi_conn.rollback()
+
+
+# psycopg prepares a statement once it has run 5 times on a connection, and PostgreSQL then
+# keeps one generic plan for it, made for the tables as they were at that moment. Early in
+# a reissue `orders` and `feed_events` are nearly empty: the feed read's cached plan then
+# scanned every order for each event (a materialised append of all 16 partitions under a
+# join filter), 1.2 s a read once the orders existed, until autoanalyze replaced the plan
+# a minute later (last ack 87 and 97 s in two runs, ~25 s otherwise). Unprepared, each
+# statement is planned for the tables as they are when it runs. The foreign-key checks
+# PostgreSQL runs inside it keep their own cached plans (one index probe each).
+_CONNECT_ARGS = {"prepare_threshold": None}
 
 
 class Database:
@@ -158,9 +155,14 @@ class Database:
             self.write_engine = self._sqlite_engine(url, write=True, echo=echo, sync=synchronous)
         else:
             engine = create_engine(
-                url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True
+                url,
+                echo=echo,
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=True,
+                connect_args=_CONNECT_ARGS,
             )
-            event.listen(engine, "connect", _session_settings)
+            event.listen(engine, "connect", _jit_off)
             self.write_engine = engine
             # Same pool; the isolation level is set per checkout and reset on return.
             self.read_engine = engine.execution_options(isolation_level="REPEATABLE READ")

@@ -1,6 +1,7 @@
-"""PostgreSQL plans each of the registry's statements for the tables as they are when it
-runs (storage.db: statements are not prepared): a generic plan cached while `orders` and
-`feed_events` were nearly empty kept scanning them whole once a reissue had filled them."""
+"""On PostgreSQL a stream's feed read is planned for the tables as they are when it runs
+(storage.db.custom_plans): a generic plan cached while `orders` and `feed_events` were
+nearly empty kept scanning them whole once a reissue had filled them. Other statements keep
+their prepared, generic plans (planning each cost a holder query 1-2 ms at p50)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,23 @@ def test_a_feed_read_run_many_times_is_never_planned_generically(db: Database) -
         for _ in range(RUNS):
             assert len(feed.read_feed(s, plat, 0, 10)) == len(stored)
         generic = "SELECT statement, generic_plans FROM pg_prepared_statements"
-        rows = s.execute(text(generic + " WHERE generic_plans > 0"))
+        rows = s.execute(
+            text(generic + " WHERE generic_plans > 0 AND statement LIKE '%feed_events%'")
+        )
         return [(str(q), int(g)) for q, g in rows]
 
     assert db.transact(reads, write=False) == []
+
+
+def test_other_statements_keep_their_generic_plans(db: Database) -> None:
+    if db.write_engine.dialect.name != "postgresql":
+        return
+    pks = db.transact(lambda s: [principals.register(s, "platform", n).pk for n in "abc"])
+
+    def reads(s: Session) -> int:
+        for _ in range(RUNS):
+            assert len(principals.names_by_pks(s, set(pks))) == len(pks)
+        generic = "SELECT coalesce(sum(generic_plans), 0) FROM pg_prepared_statements"
+        return int(s.execute(text(generic)).scalar_one())
+
+    assert db.transact(reads, write=False) > 0

@@ -115,15 +115,40 @@ def _jit_off(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.rollback()
 
 
-# psycopg prepares a statement once it has run 5 times on a connection, and PostgreSQL then
-# keeps one generic plan for it, made for the tables as they were at that moment. Early in
-# a reissue `orders` and `feed_events` are nearly empty: the feed read's cached plan then
-# scanned every order for each event (a materialised append of all 16 partitions under a
-# join filter), 1.2 s a read once the orders existed, until autoanalyze replaced the plan
-# a minute later (last ack 87 and 97 s in two runs, ~25 s otherwise). Unprepared, each
-# statement is planned for the tables as they are when it runs. The foreign-key checks
-# PostgreSQL runs inside it keep their own cached plans (one index probe each).
-_CONNECT_ARGS = {"prepare_threshold": None}
+def _capabilities(dbapi_conn: Any, record: Any) -> None:
+    """Note on a new PostgreSQL connection whether it has `plan_cache_mode` (PostgreSQL 12
+    on; an engine without it never gets `custom_plans`' SET, which would abort the
+    transaction)."""
+    import psycopg
+
+    try:
+        dbapi_conn.execute("SHOW plan_cache_mode")
+        dbapi_conn.commit()
+        record.info[_PLAN_CACHE_MODE] = True
+    except psycopg.Error:
+        dbapi_conn.rollback()
+        record.info[_PLAN_CACHE_MODE] = False
+
+
+_PLAN_CACHE_MODE = "numbind_plan_cache_mode"
+
+
+def custom_plans(session: Session) -> None:
+    """PostgreSQL: the rest of this transaction plans each statement for its parameters and
+    the tables as they are now, instead of reusing a generic plan.
+
+    psycopg prepares a statement once it has run 5 times on a connection, and PostgreSQL
+    then keeps one generic plan for it, made for the tables as they were at that moment.
+    Early in a reissue `orders` and `feed_events` are nearly empty: the feed read's cached
+    plan then scanned every order for each event (a materialised append of all 16
+    partitions under a join filter), 1.2 s a read once the orders existed, until
+    autoanalyze replaced the plan a minute later (last ack 87 and 97 s in two runs, ~25 s
+    otherwise). The stream's reads, delivery marks and acks, the joins over those growing
+    tables, call this; other statements keep their cached plans (unprepared, a holder query
+    took 1-2 ms longer at p50)."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql" and conn.connection.info.get(_PLAN_CACHE_MODE):
+        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
 class Database:
@@ -160,9 +185,9 @@ class Database:
                 pool_size=10,
                 max_overflow=10,
                 pool_pre_ping=True,
-                connect_args=_CONNECT_ARGS,
             )
             event.listen(engine, "connect", _jit_off)
+            event.listen(engine, "connect", _capabilities)
             self.write_engine = engine
             # Same pool; the isolation level is set per checkout and reset on return.
             self.read_engine = engine.execution_options(isolation_level="REPEATABLE READ")

@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 from numbind.registry.domain.types import OrderState, now_us
 from numbind.registry.storage import pgsets
-from numbind.registry.storage.db import driver_sql
+from numbind.registry.storage.db import custom_plans, driver_sql
 from numbind.registry.storage.models import (
     BindingRow,
     FeedEventRow,
@@ -97,6 +97,7 @@ _READ_FEED = (
 
 
 def read_feed(session: Session, platform_pk: int, after_seq: int, limit: int) -> list[FeedItem]:
+    custom_plans(session)  # its cached generic plan went bad as a reissue filled `orders`
     rows: Any = session.execute(
         _READ_FEED, {"platform_pk": platform_pk, "after_seq": after_seq, "limit": limit}
     )
@@ -112,6 +113,7 @@ def stale_deliveries(
     The stale orders are chosen first, in a sub-select of the platform's delivered orders,
     and only they are joined to the feed: as one join, PostgreSQL planned a parallel hash
     join over every partition of `feed_events` (66-97 ms a call during a reissue)."""
+    custom_plans(session)
     stale = (
         select(OrderRow.pk, OrderRow.token)
         .where(
@@ -138,6 +140,7 @@ def mark_delivered(session: Session, orders: Sequence[tuple[int, bytes]]) -> Non
     if not orders:
         return
     now = now_us()
+    custom_plans(session)
     conn = session.connection()
     pks = [pk for pk, _ in orders]
     if conn.dialect.name == "postgresql":

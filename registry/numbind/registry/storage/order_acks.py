@@ -13,7 +13,7 @@ from typing import Any
 
 from numbind.registry.domain.types import BindingState, EventKind, OrderState, now_us
 from numbind.registry.storage import pgsets
-from numbind.registry.storage.db import driver_sql
+from numbind.registry.storage.db import custom_plans, driver_sql
 from numbind.registry.storage.models import OrderRow
 from numbind.registry.storage.orders import OPEN_STATES
 from sqlalchemy import select
@@ -47,6 +47,7 @@ def orders_by_id(
     changes the answer. SQLite has one table: hints are not used."""
     out: dict[str, AckTarget] = {}
     rest = list(ids)
+    custom_plans(session)  # joins over `orders`, which a reissue grows from nearly empty
     conn = session.connection()
     if tokens and conn.dialect.name == "postgresql":
         pairs = [(i, tokens[i]) for i in ids if i in tokens]
@@ -80,6 +81,7 @@ def record_acks(
     if not acks:
         return
     now = now_us()
+    custom_plans(session)
     conn = session.connection()
     rows = [(o.pk, o.token, state, outcome, reason) for o, state, outcome, reason in acks]
     pg = conn.dialect.name == "postgresql"

@@ -86,3 +86,17 @@ def test_postgresql_connections_compile_nothing_just_in_time() -> None:
             assert shown == "off"
     finally:
         db.close()
+
+
+def test_sqlite_checkpoints_its_wal_every_10000_pages(tmp_path: Path) -> None:
+    # storage.db.WAL_AUTOCHECKPOINT_PAGES: at SQLite's default 1,000 a reissue's commits paid
+    # a checkpoint every ~4 MB, holding the write lock.
+    db = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        for write in (True, False):
+            pages = db.transact(
+                lambda s: s.execute(text("PRAGMA wal_autocheckpoint")).scalar_one(), write=write
+            )
+            assert pages == 10_000
+    finally:
+        db.close()

@@ -108,34 +108,29 @@ def marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
-def _jit_off(dbapi_conn: Any, _record: Any) -> None:
-    """No JIT compilation on the registry's connections. Its statements are short; a plan
-    estimated on statistics older than a burst of writes (ANALYZE runs a minute or more
-    behind) can cost past jit_above_cost, and then compiling takes seconds: a feed read of
-    250 events whose plan ran in 26 ms spent 4,963 ms in JIT (PostgreSQL 15's default
-    jit=on, during a 100,000-order reissue). An engine without the setting keeps its own."""
+def _on_pg_connect(dbapi_conn: Any, record: Any) -> None:
+    """A new PostgreSQL connection: JIT off, and a note of whether it has `plan_cache_mode`.
+    Each on its own: an engine that refuses one keeps the connection as it was for it.
+
+    No JIT: the registry's statements are short; a plan estimated on statistics older than
+    a burst of writes (ANALYZE runs a minute or more behind) can cost past jit_above_cost,
+    and then compiling takes seconds: a feed read of 250 events whose plan ran in 26 ms
+    spent 4,963 ms in JIT (PostgreSQL 15's default jit=on, during a 100,000-order reissue).
+    `plan_cache_mode` (PostgreSQL 12 on): only a connection that has it gets
+    `custom_plans`' SET, which elsewhere would abort the transaction."""
     import psycopg  # here: only PostgreSQL engines call this; SQLite processes never load it
 
-    try:
-        dbapi_conn.execute("SET jit = off")
-        dbapi_conn.commit()
-    except psycopg.Error:  # an engine without the setting: the connection as it was
-        dbapi_conn.rollback()
+    def runs(statement: str) -> bool:
+        try:
+            dbapi_conn.execute(statement)
+            dbapi_conn.commit()
+            return True
+        except psycopg.Error:  # an engine without the setting: the connection as it was
+            dbapi_conn.rollback()
+            return False
 
-
-def _capabilities(dbapi_conn: Any, record: Any) -> None:
-    """Note on a new PostgreSQL connection whether it has `plan_cache_mode` (PostgreSQL 12
-    on; an engine without it never gets `custom_plans`' SET, which would abort the
-    transaction)."""
-    import psycopg
-
-    try:
-        dbapi_conn.execute("SHOW plan_cache_mode")
-        dbapi_conn.commit()
-        record.info[_PLAN_CACHE_MODE] = True
-    except psycopg.Error:
-        dbapi_conn.rollback()
-        record.info[_PLAN_CACHE_MODE] = False
+    runs("SET jit = off")
+    record.info[_PLAN_CACHE_MODE] = runs("SHOW plan_cache_mode")
 
 
 _PLAN_CACHE_MODE = "numbind_plan_cache_mode"
@@ -188,14 +183,9 @@ class Database:
             self.write_engine = self._sqlite_engine(url, write=True, echo=echo, sync=synchronous)
         else:
             engine = create_engine(
-                url,
-                echo=echo,
-                pool_size=10,
-                max_overflow=10,
-                pool_pre_ping=True,
+                url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True
             )
-            event.listen(engine, "connect", _jit_off)
-            event.listen(engine, "connect", _capabilities)
+            event.listen(engine, "connect", _on_pg_connect)
             self.write_engine = engine
             # Same pool; the isolation level is set per checkout and reset on return.
             self.read_engine = engine.execution_options(isolation_level="REPEATABLE READ")

@@ -55,7 +55,10 @@ def data_dir(url: str) -> Iterator[Path]:
 
 def rehome(bundle: Bundle, address: str) -> Bundle:
     """A copy of `bundle` (beside it) that calls the registry process at `address`: what a
-    TCP load balancer does per connection, without one in the path."""
+    TCP load balancer does per connection, without one in the path. `bundle` itself when it
+    already calls `address` (one process: nothing to copy)."""
+    if bundle.registry == address:
+        return bundle
     out = bundle.directory.with_name(f"{bundle.directory.name}@{address.rsplit(':', 1)[1]}")
     return Bundle.write(
         out,

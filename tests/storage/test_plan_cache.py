@@ -1,9 +1,13 @@
-"""On PostgreSQL a stream's feed read is planned for the tables as they are when it runs
-(storage.db.custom_plans): a generic plan cached while `orders` and `feed_events` were
-nearly empty kept scanning them whole once a reissue had filled them. Other statements keep
-their prepared, generic plans (planning each cost a holder query 1-2 ms at p50)."""
+"""On PostgreSQL a stream's feed read keeps one plan shape whatever the statistics say
+(storage.db.index_plans): probes of each table's primary key per feed entry. Planned on
+statistics from before a reissue, it once joined each entry to a sequential scan of every
+`orders` partition. Other statements keep their prepared, generic plans (planning each cost
+a holder query 1-2 ms at p50)."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from numbind.registry.domain.types import EventCause, EventKind
 from numbind.registry.storage import feed, orders, principals
@@ -18,13 +22,14 @@ from tests.storage.test_feed_store import _binding
 # plan from the 6th. 15 runs are past both.
 RUNS = 15
 
+# Plan nodes that read a whole table or a whole side of a join.
+WHOLE = {"Seq Scan", "Hash Join", "Merge Join", "Materialize", "Bitmap Heap Scan", "Hash"}
 
-def test_a_feed_read_run_many_times_is_never_planned_generically(db: Database) -> None:
-    if db.write_engine.dialect.name != "postgresql":
-        return  # SQLite has no plan cache across statements to go stale
+
+def _feed_with_orders(db: Database, n: int) -> int:
     carrier = db.transact(lambda s: principals.register(s, "carrier", "cp").pk)
     plat = db.transact(lambda s: principals.register(s, "platform", "pp").pk)
-    stored = db.transact(lambda s: [_binding(s, plat, i) for i in range(4)])
+    stored = db.transact(lambda s: [_binding(s, plat, i) for i in range(n)])
 
     def append(s: Session) -> None:
         rid = orders.new_revocation(s, EventCause.REISSUED, carrier)
@@ -32,17 +37,65 @@ def test_a_feed_read_run_many_times_is_never_planned_generically(db: Database) -
         orders.append(s, rid, new, 60.0)
 
     db.transact(append)
+    return plat
 
-    def reads(s: Session) -> list[tuple[str, int]]:
+
+def _nodes(plan: dict[str, Any]) -> set[str]:
+    found = {str(plan["Node Type"])}
+    for child in plan.get("Plans", []):
+        found |= _nodes(child)
+    return found
+
+
+def _feed_plan(s: Session, plat: int) -> set[str]:
+    conn = s.connection()
+    compiled = feed._read_feed(10).compile(dialect=conn.dialect)
+    params = {**compiled.params, "platform_pk": plat, "after_seq": 0}
+    row = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), params).scalar_one()
+    doc = row if isinstance(row, list) else json.loads(row)
+    return _nodes(doc[0]["Plan"])
+
+
+def test_a_feed_read_probes_indexes_whatever_the_cost_model_says(db: Database) -> None:
+    if db.write_engine.dialect.name != "postgresql":
+        return  # SQLite's planner has no statistics to go stale between ANALYZEs
+    plat = _feed_with_orders(db, 6)
+
+    def plans(s: Session) -> tuple[set[str], set[str]]:
+        # Index probes priced out of reach: the cost model of a planner whose statistics
+        # say the tables are tiny.
+        s.execute(text("SET LOCAL random_page_cost = 100000"))
+        s.execute(text("SET LOCAL cpu_index_tuple_cost = 1000"))
+        before = _feed_plan(s, plat)
         for _ in range(RUNS):
-            assert len(feed.read_feed(s, plat, 0, 10)) == len(stored)
-        generic = "SELECT statement, generic_plans FROM pg_prepared_statements"
-        rows = s.execute(
-            text(generic + " WHERE generic_plans > 0 AND statement LIKE '%feed_events%'")
-        )
-        return [(str(q), int(g)) for q, g in rows]
+            assert len(feed.read_feed(s, plat, 0, 10)) == 6
+        return before, _feed_plan(s, plat)
 
-    assert db.transact(reads, write=False) == []
+    before, after = db.transact(plans, write=False)
+    assert before & WHOLE, before  # the sabotaged cost model does pick whole-table plans
+    assert not after & WHOLE, after
+    assert {"Index Scan", "Nested Loop", "Limit"} <= after
+
+
+def test_the_stale_delivery_search_probes_indexes_too(db: Database) -> None:
+    if db.write_engine.dialect.name != "postgresql":
+        return
+    plat = _feed_with_orders(db, 2)
+
+    def settings(s: Session) -> list[str]:
+        feed.stale_deliveries(s, plat, 0, 10)
+        names = ("enable_seqscan", "enable_hashjoin", "enable_mergejoin", "plan_cache_mode")
+        return [str(s.execute(text(f"SHOW {n}")).scalar_one()) for n in names]
+
+    assert db.transact(settings, write=False) == ["off", "off", "off", "force_custom_plan"]
+
+
+def test_a_feed_read_keeps_the_page_size_it_was_asked_for(db: Database) -> None:
+    plat = _feed_with_orders(db, 5)
+    sizes = db.transact(
+        lambda s: [len(feed.read_feed(s, plat, 0, n)) for n in (1, 2, 3, 10, 2)], write=False
+    )
+    assert sizes == [1, 2, 3, 5, 2]
 
 
 def test_other_statements_keep_their_generic_plans(db: Database) -> None:

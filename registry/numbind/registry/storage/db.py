@@ -109,15 +109,17 @@ def marks(n: int) -> str:
 
 
 def _on_pg_connect(dbapi_conn: Any, record: Any) -> None:
-    """A new PostgreSQL connection: JIT off, and a note of whether it has `plan_cache_mode`.
-    Each on its own: an engine that refuses one keeps the connection as it was for it.
+    """A new PostgreSQL connection: JIT off, and a note of whether it has PostgreSQL's
+    planner settings. Each on its own: an engine that refuses one keeps the connection as it
+    was for it.
 
     No JIT: the registry's statements are short; a plan estimated on statistics older than
     a burst of writes (ANALYZE runs a minute or more behind) can cost past jit_above_cost,
     and then compiling takes seconds: a feed read of 250 events whose plan ran in 26 ms
     spent 4,963 ms in JIT (PostgreSQL 15's default jit=on, during a 100,000-order reissue).
-    `plan_cache_mode` (PostgreSQL 12 on): only a connection that has it gets
-    `custom_plans`' SET, which elsewhere would abort the transaction."""
+    Planner settings (`plan_cache_mode`, PostgreSQL 12 on, and the `enable_*` switches):
+    only a connection that has them gets `custom_plans`' and `index_plans`' settings, which
+    elsewhere would abort the transaction."""
     import psycopg  # here: only PostgreSQL engines call this; SQLite processes never load it
 
     def runs(statement: str) -> bool:
@@ -130,10 +132,19 @@ def _on_pg_connect(dbapi_conn: Any, record: Any) -> None:
             return False
 
     runs("SET jit = off")
-    record.info[_PLAN_CACHE_MODE] = runs("SHOW plan_cache_mode")
+    record.info[_PLANNER_SETTINGS] = runs(
+        "SELECT current_setting('plan_cache_mode'), current_setting('enable_material')"
+    )
 
 
-_PLAN_CACHE_MODE = "numbind_plan_cache_mode"
+_PLANNER_SETTINGS = "numbind_planner_settings"
+
+
+def _has_planner_settings(session: Session) -> Connection | None:
+    conn = session.connection()
+    if conn.dialect.name == "postgresql" and conn.connection.info.get(_PLANNER_SETTINGS):
+        return conn
+    return None
 
 
 def custom_plans(session: Session) -> None:
@@ -142,16 +153,40 @@ def custom_plans(session: Session) -> None:
 
     psycopg prepares a statement once it has run 5 times on a connection, and PostgreSQL
     then keeps one generic plan for it, made for the tables as they were at that moment.
-    Early in a reissue `orders` and `feed_events` are nearly empty: the feed read's cached
-    plan then scanned every order for each event (a materialised append of all 16
-    partitions under a join filter), 1.2 s a read once the orders existed, until
-    autoanalyze replaced the plan a minute later (last ack 87 and 97 s in two runs, ~25 s
-    otherwise). The stream's reads, delivery marks and acks, the joins over those growing
-    tables, call this; other statements keep their cached plans (unprepared, a holder query
-    took 1-2 ms longer at p50)."""
-    conn = session.connection()
-    if conn.dialect.name == "postgresql" and conn.connection.info.get(_PLAN_CACHE_MODE):
+    Early in a reissue `orders` is nearly empty. The stream's delivery marks and acks, joins
+    over that growing table, call this; other statements keep their cached plans
+    (unprepared, a holder query took 1-2 ms longer at p50)."""
+    conn = _has_planner_settings(session)
+    if conn is not None:
         conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
+# What `index_plans` turns off for the rest of a transaction: every plan node that reads a
+# whole table or a whole side of a join.
+_INDEX_PLANS = "SELECT " + ", ".join(
+    f"set_config('enable_{node}', 'off', true)"
+    for node in ("seqscan", "bitmapscan", "hashjoin", "mergejoin", "material", "sort")
+)
+
+
+def index_plans(session: Session) -> None:
+    """PostgreSQL: the rest of this transaction is planned as nested loops over index probes
+    (and merge appends of partitions' ordered index scans), whatever the statistics say.
+
+    For a read that joins a page of rows (a feed page: feed entries, their orders and
+    bindings) to tables that grow by 100,000 rows in seconds. Its statistics are then
+    minutes old: ANALYZE runs behind, and never on a partitioned parent. On statistics from
+    before a reissue, PostgreSQL joined each feed entry to a materialised sequential scan
+    of every `orders` partition: 1.7 s a read, 734 s of PostgreSQL's time in one reissue
+    (last ack 118 s, against 27 s when the plan was right). Turning those nodes off leaves
+    one plan: a probe of each table's primary key per row, one partition each (run-time
+    pruning on the token), which is right at any table size. So it is also safe to cache:
+    the statement keeps its generic plan (replanning a feed read cost 7.7 ms a call).
+
+    Use it in a transaction of its own (a read): the settings last until it ends."""
+    conn = _has_planner_settings(session)
+    if conn is not None:
+        conn.exec_driver_sql(_INDEX_PLANS)
 
 
 class Database:

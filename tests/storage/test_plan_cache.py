@@ -61,7 +61,7 @@ def test_a_feed_read_probes_indexes_whatever_the_cost_model_says(db: Database) -
         return  # SQLite's planner has no statistics to go stale between ANALYZEs
     plat = _feed_with_orders(db, 6)
 
-    def plans(s: Session) -> tuple[set[str], set[str]]:
+    def plans(s: Session) -> tuple[set[str], set[str], str, int]:
         # Index probes priced out of reach: the cost model of a planner whose statistics
         # say the tables are tiny.
         s.execute(text("SET LOCAL random_page_cost = 100000"))
@@ -69,12 +69,20 @@ def test_a_feed_read_probes_indexes_whatever_the_cost_model_says(db: Database) -
         before = _feed_plan(s, plat)
         for _ in range(RUNS):
             assert len(feed.read_feed(s, plat, 0, 10)) == 6
-        return before, _feed_plan(s, plat)
+        mode = str(s.execute(text("SHOW plan_cache_mode")).scalar_one())
+        generic = "SELECT coalesce(sum(generic_plans), 0) FROM pg_prepared_statements"
+        cached = int(
+            s.execute(text(generic + " WHERE statement LIKE '%feed_events%'")).scalar_one()
+        )
+        return before, _feed_plan(s, plat), mode, cached
 
-    before, after = db.transact(plans, write=False)
+    before, after, mode, cached = db.transact(plans, write=False)
     assert before & WHOLE, before  # the sabotaged cost model does pick whole-table plans
     assert not after & WHOLE, after
     assert {"Index Scan", "Nested Loop", "Limit"} <= after
+    # One plan shape at any size: planned once per connection, not on every read.
+    assert mode == "force_generic_plan"
+    assert cached > 0
 
 
 def test_the_stale_delivery_search_probes_indexes_too(db: Database) -> None:

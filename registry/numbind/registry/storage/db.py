@@ -163,13 +163,13 @@ def custom_plans(session: Session) -> None:
 
 # What `index_plans` turns off for the rest of a transaction: every plan node that reads a
 # whole table or a whole side of a join.
-_INDEX_PLANS = "SELECT " + ", ".join(
+_INDEX_PLANS = "SELECT set_config('plan_cache_mode', %s, true), " + ", ".join(
     f"set_config('enable_{node}', 'off', true)"
     for node in ("seqscan", "bitmapscan", "hashjoin", "mergejoin", "material", "sort")
 )
 
 
-def index_plans(session: Session) -> None:
+def index_plans(session: Session, *, generic: bool) -> None:
     """PostgreSQL: the rest of this transaction is planned as nested loops over index probes
     (and merge appends of partitions' ordered index scans), whatever the statistics say.
 
@@ -177,16 +177,21 @@ def index_plans(session: Session) -> None:
     bindings) to tables that grow by 100,000 rows in seconds. Its statistics are then
     minutes old: ANALYZE runs behind, and never on a partitioned parent. On statistics from
     before a reissue, PostgreSQL joined each feed entry to a materialised sequential scan
-    of every `orders` partition: 1.7 s a read, 734 s of PostgreSQL's time in one reissue
-    (last ack 118 s, against 27 s when the plan was right). Turning those nodes off leaves
-    one plan: a probe of each table's primary key per row, one partition each (run-time
-    pruning on the token), which is right at any table size. So it is also safe to cache:
-    the statement keeps its generic plan (replanning a feed read cost 7.7 ms a call).
+    of every `orders` partition: 1.7 s a read, 731-734 s of PostgreSQL's time in a reissue
+    (last ack 114 and 118 s, against 27 s when the plan was right). Turning those nodes off
+    leaves one plan: a probe of each table's primary key per row, one partition each
+    (run-time pruning on the token), which is right at any table size.
+
+    `generic`: that plan is also safe to cache, so a statement whose parameters do not
+    change its best plan is planned once per connection (force_generic_plan; left to
+    itself, PostgreSQL kept replanning the feed read, 5 ms a call). Otherwise each run is
+    planned for its parameters (force_custom_plan), as `custom_plans`.
 
     Use it in a transaction of its own (a read): the settings last until it ends."""
     conn = _has_planner_settings(session)
     if conn is not None:
-        conn.exec_driver_sql(_INDEX_PLANS)
+        mode = "force_generic_plan" if generic else "force_custom_plan"
+        conn.exec_driver_sql(_INDEX_PLANS, (mode,))
 
 
 class Database:

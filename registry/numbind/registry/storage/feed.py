@@ -108,7 +108,7 @@ def read_feed(session: Session, platform_pk: int, after_seq: int, limit: int) ->
     """Up to `limit` of the platform's events after `after_seq`, in sequence."""
     if limit < 1:
         raise ValueError(f"limit: got {limit}, want at least 1")
-    index_plans(session)  # a page's probes, whatever the statistics say as a reissue runs
+    index_plans(session, generic=True)  # a page's probes, whatever the statistics say
     rows: Any = session.execute(
         _read_feed(limit), {"platform_pk": platform_pk, "after_seq": after_seq}
     )
@@ -124,8 +124,7 @@ def stale_deliveries(
     The stale orders are chosen first, in a sub-select of the platform's delivered orders,
     and only they are joined to the feed: as one join, PostgreSQL planned a parallel hash
     join over every partition of `feed_events` (66-97 ms a call during a reissue)."""
-    custom_plans(session)
-    index_plans(session)
+    index_plans(session, generic=False)  # its LIMIT is a parameter (see _read_feed)
     stale = (
         select(OrderRow.pk, OrderRow.token)
         .where(

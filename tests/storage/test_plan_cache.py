@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from numbind.registry.domain.types import EventCause, EventKind
 from numbind.registry.storage import feed, orders, principals
 from numbind.registry.storage.db import Database
@@ -104,6 +105,9 @@ def test_a_feed_read_keeps_the_page_size_it_was_asked_for(db: Database) -> None:
         lambda s: [len(feed.read_feed(s, plat, 0, n)) for n in (1, 2, 3, 10, 2)], write=False
     )
     assert sizes == [1, 2, 3, 5, 2]
+    # The page size is written into the SQL: only a positive int gets there.
+    with pytest.raises(ValueError, match="limit"):
+        db.transact(lambda s: feed.read_feed(s, plat, 0, 0), write=False)
 
 
 def test_other_statements_keep_their_generic_plans(db: Database) -> None:

@@ -183,9 +183,13 @@ def index_plans(session: Session, *, generic: bool) -> None:
     (run-time pruning on the token), which is right at any table size.
 
     `generic`: that plan is also safe to cache, so a statement whose parameters do not
-    change its best plan is planned once per connection (force_generic_plan; left to
-    itself, PostgreSQL kept replanning the feed read, 5 ms a call). Otherwise each run is
-    planned for its parameters (force_custom_plan), as `custom_plans`.
+    change its best plan keeps a generic plan (force_generic_plan; left to itself,
+    PostgreSQL kept replanning the feed read: 3.6-4.2 s of planning a reissue, 1.1-2.7 s
+    with this). What is left most likely comes from autoanalyze (not measured apart): an
+    ANALYZE of a table a statement reads drops its cached plans on every connection, and a
+    reissue analyzes many of the 48 partitions the feed read joins. Preparing the read at
+    its first run instead of psycopg's fifth changed nothing. Otherwise each run is planned
+    for its parameters (force_custom_plan), as `custom_plans`.
 
     Use it in a transaction of its own (a read): the settings last until it ends."""
     conn = _has_planner_settings(session)

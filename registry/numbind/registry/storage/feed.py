@@ -88,7 +88,7 @@ def _read_feed(limit: int) -> Select[Any]:
     reissue), and building the four-table join cost as much as running it.
 
     The limit is written into the SQL, not a parameter: PostgreSQL's generic plan for
-    `LIMIT $n` ran the same nested loops in 160-260 ms a page of 200, against 4 ms with the
+    `LIMIT $n` ran the same nested loops in 130-270 ms a page of 200, against 4 ms with the
     literal (EXPLAIN put the time in the Limit node's start)."""
     return (
         select(*_FEED_COLUMNS)

@@ -184,7 +184,7 @@ def index_plans(session: Session, *, generic: bool) -> None:
 
     `generic`: that plan is also safe to cache, so a statement whose parameters do not
     change its best plan keeps a generic plan (force_generic_plan; left to itself,
-    PostgreSQL kept replanning the feed read: 3.6-4.2 s of planning a reissue, 1.1-2.7 s
+    PostgreSQL kept replanning the feed read: 2.6-4.2 s of planning a reissue, 1.1-2.7 s
     with this). What is left most likely comes from autoanalyze (not measured apart): an
     ANALYZE of a table a statement reads drops its cached plans on every connection, and a
     reissue analyzes many of the 48 partitions the feed read joins. Preparing the read at

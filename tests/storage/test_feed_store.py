@@ -57,6 +57,26 @@ def _platform_pk(session: Session, name: str) -> int:
     return principals.register(session, "platform", name).pk
 
 
+def _with_orders(
+    db: Database, count: int, ordered: int | None = None
+) -> tuple[int, list[StoredBinding], str]:
+    """A carrier, a platform with `count` bindings, and one REISSUED revocation with a REVOKE
+    order for each of the first `ordered` (default: all): (platform pk, bindings,
+    revocation id)."""
+    carrier = db.transact(lambda s: principals.register(s, "carrier", "c-orders").pk)
+    plat = db.transact(lambda s: _platform_pk(s, "p-orders"))
+    stored = db.transact(lambda s: [_binding(s, plat, i) for i in range(count)])
+
+    def append(s: Session) -> str:
+        rid = orders.new_revocation(s, EventCause.REISSUED, carrier)
+        wanted = stored[: count if ordered is None else ordered]
+        new = [orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, 1) for b in wanted]
+        orders.append(s, rid, new, 60.0)
+        return rid
+
+    return plat, stored, db.transact(append)
+
+
 def _bindings(session: Session, platform_pk: int) -> list[StoredBinding]:
     return [_binding(session, platform_pk, i) for i in range(40)]
 

@@ -7,35 +7,20 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from numbind.registry.domain.types import EventCause, EventKind, OrderState
-from numbind.registry.storage import dependents, orders, principals
+from numbind.registry.domain.types import OrderState
+from numbind.registry.storage import dependents, orders
 from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.db import Database, driver_sql
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from tests.storage.test_feed_store import _binding
+from tests.storage.test_feed_store import _with_orders
 
 NOW = 2_000_000_000_000_000
 
 
-def _ordered(db: Database, count: int) -> tuple[list[StoredBinding], str]:
-    """`count` bindings, one platform; a REVOKE order for each but the last."""
-    carrier = db.transact(lambda s: principals.register(s, "carrier", "co").pk)
-    plat = db.transact(lambda s: principals.register(s, "platform", "po").pk)
-    stored = db.transact(lambda s: [_binding(s, plat, i) for i in range(count)])
-
-    def append(s: Session) -> str:
-        rid = orders.new_revocation(s, EventCause.REISSUED, carrier)
-        new = [orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, 1) for b in stored[:-1]]
-        orders.append(s, rid, new, 60.0)
-        return rid
-
-    return stored, db.transact(append)
-
-
 def test_each_binding_gets_its_own_open_order_and_none_without(db: Database) -> None:
-    stored, rid = _ordered(db, 6)
+    _, stored, rid = _with_orders(db, 6, ordered=5)
     got = db.transact(lambda s: orders.open_orders_for_bindings(s, stored, NOW), write=False)
     # Deadlines are 60 s after creation: at NOW, far later, every open order is OVERDUE.
     assert got == {b.pk: (rid, int(OrderState.OVERDUE)) for b in stored[:-1]}
@@ -44,7 +29,7 @@ def test_each_binding_gets_its_own_open_order_and_none_without(db: Database) -> 
 
 
 def test_an_order_is_found_after_its_binding_moved_token(db: Database) -> None:
-    stored, rid = _ordered(db, 3)
+    _, stored, rid = _with_orders(db, 3, ordered=2)
     first = stored[0]
     new_token = b"\x42" * 32
 
@@ -67,7 +52,7 @@ def test_postgresql_reads_only_the_tokens_partitions(db: Database) -> None:
     prunes the others at planning."""
     if db.write_engine.dialect.name != "postgresql":
         return  # SQLite has one `orders` table
-    stored, _ = _ordered(db, 8)
+    _, stored, _ = _with_orders(db, 8, ordered=7)
     one = [stored[0]]
     seen: list[tuple[str, Any]] = []
 

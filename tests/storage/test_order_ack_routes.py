@@ -7,27 +7,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from numbind.registry.domain.types import EventCause, EventKind
-from numbind.registry.storage import feed, order_acks, orders, principals
+from numbind.registry.storage import feed, order_acks
 from numbind.registry.storage.db import Database
 from sqlalchemy import event
 
-from tests.storage.test_feed_store import _binding
+from tests.storage.test_feed_store import _with_orders
 
 SIZE = 40
 
 
 def _lookups(db: Database) -> tuple[list[str], dict[str, bytes]]:
-    carrier = db.transact(lambda s: principals.register(s, "carrier", "cs").pk)
-    plat = db.transact(lambda s: principals.register(s, "platform", "ps").pk)
-    stored = db.transact(lambda s: [_binding(s, plat, i) for i in range(SIZE)])
-
-    def append(s: Any) -> None:
-        rid = orders.new_revocation(s, EventCause.REISSUED, carrier)
-        new = [orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, 1) for b in stored]
-        orders.append(s, rid, new, 60.0)
-
-    db.transact(append)
+    plat, _, _ = _with_orders(db, SIZE)
     items = db.transact(lambda s: feed.read_feed(s, plat, 0, SIZE), write=False)
     assert len(items) == SIZE
     return [i.order_id for i in items], {i.order_id: i.token for i in items}

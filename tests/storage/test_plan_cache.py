@@ -10,13 +10,12 @@ import json
 from typing import Any
 
 import pytest
-from numbind.registry.domain.types import EventCause, EventKind
-from numbind.registry.storage import feed, orders, principals
+from numbind.registry.storage import feed, principals
 from numbind.registry.storage.db import Database
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from tests.storage.test_feed_store import _binding
+from tests.storage.test_feed_store import _with_orders
 
 # psycopg prepares a statement at its 5th run on a connection; PostgreSQL then plans the
 # first 5 runs of the prepared statement for their parameters and may switch to a generic
@@ -25,20 +24,6 @@ RUNS = 15
 
 # Plan nodes that read a whole table or a whole side of a join.
 WHOLE = {"Seq Scan", "Hash Join", "Merge Join", "Materialize", "Bitmap Heap Scan", "Hash"}
-
-
-def _feed_with_orders(db: Database, n: int) -> int:
-    carrier = db.transact(lambda s: principals.register(s, "carrier", "cp").pk)
-    plat = db.transact(lambda s: principals.register(s, "platform", "pp").pk)
-    stored = db.transact(lambda s: [_binding(s, plat, i) for i in range(n)])
-
-    def append(s: Session) -> None:
-        rid = orders.new_revocation(s, EventCause.REISSUED, carrier)
-        new = [orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, 1) for b in stored]
-        orders.append(s, rid, new, 60.0)
-
-    db.transact(append)
-    return plat
 
 
 def _nodes(plan: dict[str, Any]) -> set[str]:
@@ -60,7 +45,7 @@ def _feed_plan(s: Session, plat: int) -> set[str]:
 def test_a_feed_read_probes_indexes_whatever_the_cost_model_says(db: Database) -> None:
     if db.write_engine.dialect.name != "postgresql":
         return  # SQLite's planner has no statistics to go stale between ANALYZEs
-    plat = _feed_with_orders(db, 6)
+    plat, _, _ = _with_orders(db, 6)
 
     def plans(s: Session) -> tuple[set[str], set[str], str, int]:
         # Index probes priced out of reach: the cost model of a planner whose statistics
@@ -89,7 +74,7 @@ def test_a_feed_read_probes_indexes_whatever_the_cost_model_says(db: Database) -
 def test_the_stale_delivery_search_probes_indexes_too(db: Database) -> None:
     if db.write_engine.dialect.name != "postgresql":
         return
-    plat = _feed_with_orders(db, 2)
+    plat, _, _ = _with_orders(db, 2)
 
     def settings(s: Session) -> list[str]:
         feed.stale_deliveries(s, plat, 0, 10)
@@ -100,7 +85,7 @@ def test_the_stale_delivery_search_probes_indexes_too(db: Database) -> None:
 
 
 def test_a_feed_read_keeps_the_page_size_it_was_asked_for(db: Database) -> None:
-    plat = _feed_with_orders(db, 5)
+    plat, _, _ = _with_orders(db, 5)
     sizes = db.transact(
         lambda s: [len(feed.read_feed(s, plat, 0, n)) for n in (1, 2, 3, 10, 2)], write=False
     )

@@ -47,12 +47,10 @@ def test_an_order_is_found_after_its_binding_moved_token(db: Database) -> None:
     assert got == {first.pk: (rid, int(OrderState.PENDING))}
 
 
-def test_postgresql_reads_only_the_tokens_partitions(db: Database) -> None:
+def test_postgresql_reads_only_the_tokens_partitions(pg_db: Database) -> None:
     """By binding pk alone the read probed all 16 partitions of `orders`; naming the tokens
     prunes the others at planning."""
-    if db.write_engine.dialect.name != "postgresql":
-        return  # SQLite has one `orders` table
-    _, stored, _ = _with_orders(db, 8, ordered=7)
+    _, stored, _ = _with_orders(pg_db, 8, ordered=7)
     one = [stored[0]]
     seen: list[tuple[str, Any]] = []
 
@@ -60,14 +58,14 @@ def test_postgresql_reads_only_the_tokens_partitions(db: Database) -> None:
         if "FROM orders" in stmt:
             seen.append((stmt, params))
 
-    event.listen(db.read_engine, "before_cursor_execute", record)
+    event.listen(pg_db.read_engine, "before_cursor_execute", record)
     try:
-        db.transact(lambda s: orders.open_orders_for_bindings(s, one, 0), write=False)
+        pg_db.transact(lambda s: orders.open_orders_for_bindings(s, one, 0), write=False)
     finally:
-        event.remove(db.read_engine, "before_cursor_execute", record)
+        event.remove(pg_db.read_engine, "before_cursor_execute", record)
     assert len(seen) == 1
     stmt, params = seen[0]
-    with db.read_engine.connect() as conn:
+    with pg_db.read_engine.connect() as conn:
         plan = [r[0] for r in conn.exec_driver_sql("EXPLAIN " + stmt, params)]
     scanned = {word for line in plan for word in line.split() if word.startswith("orders_p")}
     assert len(scanned) == 1, plan

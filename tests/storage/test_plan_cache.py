@@ -42,10 +42,8 @@ def _feed_plan(s: Session, plat: int) -> set[str]:
     return _nodes(doc[0]["Plan"])
 
 
-def test_a_feed_read_probes_indexes_whatever_the_cost_model_says(db: Database) -> None:
-    if db.write_engine.dialect.name != "postgresql":
-        return  # SQLite's planner has no statistics to go stale between ANALYZEs
-    plat, _, _ = _with_orders(db, 6)
+def test_a_feed_read_probes_indexes_whatever_the_cost_model_says(pg_db: Database) -> None:
+    plat, _, _ = _with_orders(pg_db, 6)
 
     def plans(s: Session) -> tuple[set[str], set[str], str, int]:
         # Index probes priced out of reach: the cost model of a planner whose statistics
@@ -62,7 +60,7 @@ def test_a_feed_read_probes_indexes_whatever_the_cost_model_says(db: Database) -
         )
         return before, _feed_plan(s, plat), mode, cached
 
-    before, after, mode, cached = db.transact(plans, write=False)
+    before, after, mode, cached = pg_db.transact(plans, write=False)
     assert before & WHOLE, before  # the sabotaged cost model does pick whole-table plans
     assert not after & WHOLE, after
     assert {"Index Scan", "Nested Loop", "Limit"} <= after
@@ -71,17 +69,15 @@ def test_a_feed_read_probes_indexes_whatever_the_cost_model_says(db: Database) -
     assert cached > 0
 
 
-def test_the_stale_delivery_search_probes_indexes_too(db: Database) -> None:
-    if db.write_engine.dialect.name != "postgresql":
-        return
-    plat, _, _ = _with_orders(db, 2)
+def test_the_stale_delivery_search_probes_indexes_too(pg_db: Database) -> None:
+    plat, _, _ = _with_orders(pg_db, 2)
 
     def settings(s: Session) -> list[str]:
         feed.stale_deliveries(s, plat, 0, 10)
         names = ("enable_seqscan", "enable_hashjoin", "enable_mergejoin", "plan_cache_mode")
         return [str(s.execute(text(f"SHOW {n}")).scalar_one()) for n in names]
 
-    assert db.transact(settings, write=False) == ["off", "off", "off", "force_custom_plan"]
+    assert pg_db.transact(settings, write=False) == ["off", "off", "off", "force_custom_plan"]
 
 
 def test_a_feed_read_keeps_the_page_size_it_was_asked_for(db: Database) -> None:
@@ -95,10 +91,8 @@ def test_a_feed_read_keeps_the_page_size_it_was_asked_for(db: Database) -> None:
         db.transact(lambda s: feed.read_feed(s, plat, 0, 0), write=False)
 
 
-def test_other_statements_keep_their_generic_plans(db: Database) -> None:
-    if db.write_engine.dialect.name != "postgresql":
-        return
-    pks = db.transact(lambda s: [principals.register(s, "platform", n).pk for n in "abc"])
+def test_other_statements_keep_their_generic_plans(pg_db: Database) -> None:
+    pks = pg_db.transact(lambda s: [principals.register(s, "platform", n).pk for n in "abc"])
 
     def reads(s: Session) -> int:
         for _ in range(RUNS):
@@ -106,4 +100,4 @@ def test_other_statements_keep_their_generic_plans(db: Database) -> None:
         generic = "SELECT coalesce(sum(generic_plans), 0) FROM pg_prepared_statements"
         return int(s.execute(text(generic)).scalar_one())
 
-    assert db.transact(reads, write=False) > 0
+    assert pg_db.transact(reads, write=False) > 0

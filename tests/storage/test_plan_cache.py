@@ -10,9 +10,10 @@ import json
 from typing import Any
 
 import pytest
-from numbind.registry.storage import feed, principals
+from numbind.registry.domain.types import AckOutcome, OrderState
+from numbind.registry.storage import feed, order_acks, principals
 from numbind.registry.storage.db import Database
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from tests.storage.test_feed_store import _with_orders
@@ -77,7 +78,7 @@ def test_the_stale_delivery_search_probes_indexes_too(pg_db: Database) -> None:
         names = ("enable_seqscan", "enable_hashjoin", "enable_mergejoin", "plan_cache_mode")
         return [str(s.execute(text(f"SHOW {n}")).scalar_one()) for n in names]
 
-    assert pg_db.transact(settings, write=False) == ["off", "off", "off", "force_custom_plan"]
+    assert pg_db.transact(settings, write=False) == ["off", "off", "off", "force_generic_plan"]
 
 
 def test_a_feed_read_keeps_the_page_size_it_was_asked_for(db: Database) -> None:
@@ -89,6 +90,34 @@ def test_a_feed_read_keeps_the_page_size_it_was_asked_for(db: Database) -> None:
     # The page size is written into the SQL: only a positive int gets there.
     with pytest.raises(ValueError, match="limit"):
         db.transact(lambda s: feed.read_feed(s, plat, 0, 0), write=False)
+
+
+def test_planner_settings_go_once_per_transaction(pg_db: Database) -> None:
+    """An ack's lookup and its writes both ask for custom plans, a stream's transaction may
+    read twice: each setting reaches the server once per transaction, and again after
+    another setting replaced it."""
+    plat, _, _ = _with_orders(pg_db, 3)
+    sent: list[str] = []
+
+    def record(conn: Any, cursor: Any, stmt: str, params: Any, ctx: Any, many: bool) -> None:
+        if "plan_cache_mode" in stmt:
+            sent.append("index" if "enable_seqscan" in stmt else "custom")
+
+    def ack_all(s: Session) -> None:
+        items = feed.read_feed(s, plat, 0, 10)
+        feed.read_feed(s, plat, 0, 10)
+        targets = order_acks.orders_by_id(s, [i.order_id for i in items])
+        acks = [(t, int(OrderState.DONE), int(AckOutcome.UNBOUND), "") for t in targets.values()]
+        order_acks.record_acks(s, acks)
+        feed.read_feed(s, plat, 0, 10)
+
+    event.listen(pg_db.write_engine, "before_cursor_execute", record)
+    try:
+        pg_db.transact(ack_all)
+        pg_db.transact(lambda s: feed.read_feed(s, plat, 0, 10))
+    finally:
+        event.remove(pg_db.write_engine, "before_cursor_execute", record)
+    assert sent == ["index", "custom", "index", "index"]
 
 
 def test_other_statements_keep_their_generic_plans(pg_db: Database) -> None:

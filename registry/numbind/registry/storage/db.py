@@ -140,11 +140,25 @@ def _on_pg_connect(dbapi_conn: Any, record: Any) -> None:
 _PLANNER_SETTINGS = "numbind_planner_settings"
 
 
-def _has_planner_settings(session: Session) -> Connection | None:
+_PLANS_SENT = "numbind_plans_sent"
+
+
+def _plans(session: Session, settings: str) -> None:
+    """Send `settings` (planner settings for the rest of the transaction) where the
+    connection has them, once per transaction: an ack's lookup and its writes both ask, and
+    a stream may read twice in one. Sent again after other settings replaced them, and in a
+    savepoint (its rollback undoes what was set in it)."""
     conn = session.connection()
-    if conn.dialect.name == "postgresql" and conn.connection.info.get(_PLANNER_SETTINGS):
-        return conn
-    return None
+    if conn.dialect.name != "postgresql" or not conn.connection.info.get(_PLANNER_SETTINGS):
+        return
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    if session.info.get(_PLANS_SENT) == (transaction, settings):
+        return
+    conn.exec_driver_sql(settings)
+    session.info[_PLANS_SENT] = (transaction, settings)
+
+
+_CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
 
 
 def custom_plans(session: Session) -> None:
@@ -156,20 +170,18 @@ def custom_plans(session: Session) -> None:
     Early in a reissue `orders` is nearly empty. The stream's delivery marks and acks, joins
     over that growing table, call this; other statements keep their cached plans
     (unprepared, a holder query took 1-2 ms longer at p50)."""
-    conn = _has_planner_settings(session)
-    if conn is not None:
-        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+    _plans(session, _CUSTOM_PLANS)
 
 
 # What `index_plans` turns off for the rest of a transaction: every plan node that reads a
-# whole table or a whole side of a join.
-_INDEX_PLANS = "SELECT set_config('plan_cache_mode', %s, true), " + ", ".join(
+# whole table or a whole side of a join; and the one plan left is cached.
+_INDEX_PLANS = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), " + ", ".join(
     f"set_config('enable_{node}', 'off', true)"
     for node in ("seqscan", "bitmapscan", "hashjoin", "mergejoin", "material", "sort")
 )
 
 
-def index_plans(session: Session, *, generic: bool) -> None:
+def index_plans(session: Session) -> None:
     """PostgreSQL: the rest of this transaction is planned as nested loops over index probes
     (and merge appends of partitions' ordered index scans), whatever the statistics say.
 
@@ -182,20 +194,16 @@ def index_plans(session: Session, *, generic: bool) -> None:
     leaves one plan: a probe of each table's primary key per row, one partition each
     (run-time pruning on the token), which is right at any table size.
 
-    `generic`: that plan is also safe to cache, so a statement whose parameters do not
-    change its best plan keeps a generic plan (force_generic_plan; left to itself,
-    PostgreSQL kept replanning the feed read: 2.6-4.2 s of planning a reissue, 1.1-2.7 s
-    with this). What is left most likely comes from autoanalyze (not measured apart): an
-    ANALYZE of a table a statement reads drops its cached plans on every connection, and a
-    reissue analyzes many of the 48 partitions the feed read joins. Preparing the read at
-    its first run instead of psycopg's fifth changed nothing. Otherwise each run is planned
-    for its parameters (force_custom_plan), as `custom_plans`.
+    That plan is also safe to cache, so it keeps a generic plan (force_generic_plan; left
+    to itself, PostgreSQL kept replanning the feed read: 2.6-4.2 s of planning a reissue,
+    1.1-2.7 s with this). What is left most likely comes from autoanalyze (not measured
+    apart): an ANALYZE of a table a statement reads drops its cached plans on every
+    connection, and a reissue analyzes many of the 48 partitions the feed read joins.
+    Preparing the read at its first run instead of psycopg's fifth changed nothing. A
+    `LIMIT` must be a literal under it (see storage.feed.page_limit).
 
     Use it in a transaction of its own (a read): the settings last until it ends."""
-    conn = _has_planner_settings(session)
-    if conn is not None:
-        mode = "force_generic_plan" if generic else "force_custom_plan"
-        conn.exec_driver_sql(_INDEX_PLANS, (mode,))
+    _plans(session, _INDEX_PLANS)
 
 
 class Database:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench._harness import row
-from bench._reissue_floor import AppendTimes, copy_store, raw_floor, registry_append
+from bench._pgfloor import LoopFloor, PgFloors
+from bench._reissue_floor import copy_store, raw_floor, registry_append
 from bench._reissue_plan import Plan, percentile
 from bench._reissue_workers import WorkerResult
 
@@ -101,7 +102,7 @@ def report(
     got: Outcome,
     plan: Plan,
     copy: Path | None,
-    measured: tuple[tuple[int, float], AppendTimes] | None = None,
+    measured: PgFloors | None = None,
 ) -> None:
     full_size = plan.bindings >= 1_000_000 and plan.reissued >= 10_000
     if copy is not None:
@@ -112,7 +113,7 @@ def report(
         engine = "sqlite3"
     else:
         assert measured is not None
-        (raw_n, raw_s), app = measured
+        (raw_n, raw_s), app, _ = measured
         engine = "psycopg"
     floor = raw_n / raw_s
     rate = got.orders / got.total_s
@@ -175,11 +176,27 @@ def report(
         f"{'met' if target else 'NOT met'} ({got.total_s:.1f} s, {p99:.2f} ms){scale}"
     )
     if measured is not None:  # PostgreSQL: issue 14's targets for the production store
+        _loop_floor(got, measured[2])
         print(
             f"  PostgreSQL targets: first event < 2 s {_mark(got.first_event_s < 2)} "
             f"({got.first_event_s:.2f} s), last ack < 10 s {_mark(got.total_s < 10)} "
             f"({got.total_s:.1f} s){scale}"
         )
+
+
+def _loop_floor(got: Outcome, loop: LoopFloor) -> None:
+    """The whole loop's database floor (bench._pgfloor.loop_floor) beside the last ack: what
+    share of the window the design's own writes need on this machine."""
+    print(
+        f"  floor: the loop's database writes, 1 txn, {loop.orders:,} orders: "
+        f"{loop.total_s:.2f} s  (last ack {got.total_s:.1f} s; ratio floor / last ack "
+        f"{loop.total_s / got.total_s:.2f})"
+    )
+    print("    " + "; ".join(f"{name} {s:.2f} s" for name, s in loop.phases))
+    print(
+        f"    split over {loop.connections} connections at once: {loop.parallel_s:.2f} s "
+        f"(ratio floor / last ack {loop.parallel_s / got.total_s:.2f})"
+    )
 
 
 def _mark(ok: bool) -> str:

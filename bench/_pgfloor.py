@@ -153,6 +153,12 @@ def _leaves(
     ]
 
 
+def _all_rows(cur: Any, want: int, what: str) -> None:
+    """An UPDATE that missed rows would make the floor look faster than the work."""
+    if cur.rowcount != want:
+        raise RuntimeError(f"loop floor: {what} updated {cur.rowcount} rows, want {want}")
+
+
 def loop_floor(conn: Any, tokens: list[bytes], base: int = 0) -> LoopFloor:
     """The database's share of the whole reissue, written the fastest plain way, in the
     caller's transaction: the live-bindings read; COPY of the orders and their feed entries;
@@ -237,6 +243,7 @@ def loop_floor(conn: Any, tokens: list[bytes], base: int = 0) -> LoopFloor:
         " AS v(pk, token) WHERE b.pk = v.pk AND b.token = v.token"
     )
     cur.execute(set_bindings, (int(BindingState.REVOKING), binding_pks, binding_tokens))
+    _all_rows(cur, len(targets), "bindings REVOKING")
     phase("bindings REVOKING")
     # Leaf and node indices far above the log's own: no clash, and the transaction is
     # rolled back anyway.
@@ -255,8 +262,10 @@ def loop_floor(conn: Any, tokens: list[bytes], base: int = 0) -> LoopFloor:
         " WHERE o.pk = v.pk AND o.token = v.token",
         (int(OrderState.DONE), int(AckOutcome.UNBOUND), now, pks, binding_tokens),
     )
+    _all_rows(cur, len(targets), "orders acked")
     phase("orders acked (DONE)")
     cur.execute(set_bindings, (int(BindingState.REVOKED), binding_pks, binding_tokens))
+    _all_rows(cur, len(targets), "bindings REVOKED")
     phase("bindings REVOKED")
     _copy(
         cur,
@@ -268,6 +277,10 @@ def loop_floor(conn: Any, tokens: list[bytes], base: int = 0) -> LoopFloor:
     _copy(cur, "log_nodes", "level, idx, hash", nodes)
     phase("ack leaves + nodes COPY")
     return LoopFloor(len(targets), tuple(phases))
+
+
+# Keys `parallel_loop_floor`'s i-th connection makes up start at i times this.
+PART_BASE = 10**9
 
 
 def parallel_loop_floor(url: str, tokens: list[bytes], connections: int) -> float:

@@ -1,0 +1,98 @@
+"""bench/reissue's whole-loop floor on PostgreSQL: it must do every write it is timed for
+(a floor that skipped rows would flatter the ratio), and leave the store as it found it."""
+
+from __future__ import annotations
+
+from numbind.registry.domain.types import AckOutcome, BindingState, OrderState
+from numbind.registry.storage import principals
+from numbind.registry.storage.db import Database
+from sqlalchemy import Connection, text
+
+from bench._pgfloor import PART_BASE, loop_floor, parallel_loop_floor
+from tests.storage.test_feed_store import _binding
+
+_COUNTS = {
+    "orders": "SELECT count(*) FROM orders WHERE state = :done AND outcome = :unbound",
+    "feed entries": "SELECT count(*) FROM feed_events",
+    "revoked bindings": "SELECT count(*) FROM bindings WHERE state = :revoked",
+    "active bindings": "SELECT count(*) FROM bindings WHERE state = :active",
+    "order leaves": "SELECT count(*) FROM log_leaves WHERE kind = 'order'",
+    "ack leaves": "SELECT count(*) FROM log_leaves WHERE kind = 'ack'",
+    "nodes": "SELECT count(*) FROM log_nodes",
+}
+_STATES = {
+    "done": int(OrderState.DONE),
+    "unbound": int(AckOutcome.UNBOUND),
+    "revoked": int(BindingState.REVOKED),
+    "active": int(BindingState.ACTIVE),
+}
+
+
+def _store(db: Database, count: int) -> list[bytes]:
+    """A carrier, two platforms with `count` active bindings between them; their tokens."""
+    db.transact(lambda s: principals.register(s, "carrier", "c-floor"))
+    plats = db.transact(
+        lambda s: [principals.register(s, "platform", f"p-floor-{i}").pk for i in range(2)]
+    )
+    stored = db.transact(lambda s: [_binding(s, plats[i % 2], i) for i in range(count)])
+    return [b.binding.token.value for b in stored]
+
+
+def _counts(conn: Connection) -> dict[str, int]:
+    return {name: conn.execute(text(sql), _STATES).scalar_one() for name, sql in _COUNTS.items()}
+
+
+def test_the_loop_floor_writes_every_row_of_the_loop_then_rolls_back(pg_db: Database) -> None:
+    tokens = _store(pg_db, 30)
+    with pg_db.write_engine.connect() as conn:
+        before = _counts(conn)
+        floor = loop_floor(conn.connection.driver_connection, tokens[:20])
+        during = _counts(conn)
+        conn.rollback()
+        after = _counts(conn)
+    assert floor.orders == 20
+    assert [name for name, _ in floor.phases] == [
+        "live bindings read",
+        "orders + feed entries COPY",
+        "bindings REVOKING",
+        "order leaves + nodes COPY",
+        "orders acked (DONE)",
+        "bindings REVOKED",
+        "ack leaves + nodes COPY",
+    ]
+    assert floor.total_s == sum(s for _, s in floor.phases) > 0
+    assert during == {
+        "orders": 20,
+        "feed entries": 20,
+        "revoked bindings": 20,
+        "active bindings": 10,
+        "order leaves": 20,
+        "ack leaves": 20,
+        "nodes": 40,
+    }
+    assert before == after
+    assert after["active bindings"] == 30 and after["orders"] == 0
+
+
+def test_the_parallel_floors_parts_make_up_no_common_key(pg_db: Database) -> None:
+    """Its connections run at once, each on a share of the tokens: a key two of them made
+    up alike (a log leaf's index, say) would make one wait on the other's uncommitted row,
+    and the two would run one after the other. Here the second waits at most a second."""
+    tokens = _store(pg_db, 30)
+    with pg_db.write_engine.connect() as first, pg_db.write_engine.connect() as second:
+        loop_floor(first.connection.driver_connection, tokens[:15], 0)
+        second.execute(text("SET lock_timeout = '1s'"))
+        floor = loop_floor(second.connection.driver_connection, tokens[15:], PART_BASE)
+        assert floor.orders == 15
+        assert _counts(second)["ack leaves"] == 15  # its own only: the first's is uncommitted
+        second.rollback()
+        first.rollback()
+
+
+def test_the_parallel_floor_runs_and_keeps_nothing(pg_db: Database) -> None:
+    tokens = _store(pg_db, 31)
+    url = pg_db.write_engine.url.render_as_string(hide_password=False)
+    assert parallel_loop_floor(url, tokens, 2) > 0
+    with pg_db.write_engine.connect() as conn:
+        counts = _counts(conn)
+    assert counts["active bindings"] == 31 and counts["orders"] == 0 and counts["nodes"] == 0

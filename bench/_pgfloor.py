@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from numbind.registry.domain.types import (
@@ -26,6 +26,16 @@ from numbind.registry.domain.types import (
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
+from bench._loop_floor import (
+    FEED_COLUMNS,
+    LEAF_COLUMNS,
+    NODE_COLUMNS,
+    ORDER_COLUMNS,
+    LoopFloor,
+    LoopRows,
+    Phases,
+    all_rows,
+)
 from bench._reissue_floor import AppendTimes
 
 DAY_US = 86_400 * 1_000_000
@@ -115,168 +125,63 @@ def raw_floor(conn: Any, tokens: list[bytes]) -> tuple[int, float]:
     return len(orders), time.perf_counter() - start
 
 
-# -- the whole loop's floor -------------------------------------------------------------------
-@dataclass(frozen=True)
-class LoopFloor:
-    """Seconds per phase of `loop_floor`, in the order run."""
-
-    orders: int
-    phases: tuple[tuple[str, float], ...]
-    # The same work split over this many connections at once (one per core): wall seconds.
-    connections: int = 1
-    parallel_s: float = 0.0
-
-    @property
-    def total_s(self) -> float:
-        return sum(s for _, s in self.phases)
-
-
-# Bytes of a log leaf's body as the registry writes them (canonical JSON; on this bench's
-# store after a run: every order leaf 311, every ack leaf 122). The registry also writes about
-# one Merkle node per leaf (220,490 nodes for 220,501 leaves), hence one node per leaf here.
-ORDER_BODY, ACK_BODY = 311, 122
-_LEAF_COLUMNS = "idx, commitment, kind, ref, holder_pk, salt, body, created_us"
-
-
+# -- the whole loop's floor (bench._loop_floor) -------------------------------------------------
 def _copy(cur: Any, table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
     with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         for r in rows:
             copy.write_row(r)
 
 
-def _leaves(
-    first: int, refs: list[str], holders: list[int], kind: str, body: int, now: int
-) -> list[tuple[Any, ...]]:
-    return [
-        (first + i, os.urandom(32), kind, ref, holder, os.urandom(16), os.urandom(body), now)
-        for i, (ref, holder) in enumerate(zip(refs, holders, strict=True))
-    ]
-
-
-def _all_rows(cur: Any, want: int, what: str) -> None:
-    """An UPDATE that missed rows would make the floor look faster than the work."""
-    if cur.rowcount != want:
-        raise RuntimeError(f"loop floor: {what} updated {cur.rowcount} rows, want {want}")
-
-
 def loop_floor(conn: Any, tokens: list[bytes], base: int = 0) -> LoopFloor:
-    """The database's share of the whole reissue, written the fastest plain way, in the
-    caller's transaction: the live-bindings read; COPY of the orders and their feed entries;
-    one UPDATE ... FROM unnest marking the bindings REVOKING; COPY of an order leaf and a
-    Merkle node per order; then what the acks write: one UPDATE of the orders (DONE), one of
-    the bindings (REVOKED), and COPY of an ack leaf and a node per order.
-
-    The rows the design requires, nothing the registry adds for its own bookkeeping (the
-    delivery marks, the log head, idempotency records), no network and no Python between
-    steps beyond building the rows: what a 10 s window must hold before anything else.
-    `base` shifts the keys it makes up (order pks, feed sequences, leaf and node indices), so
-    that two of these can run side by side (`parallel_loop_floor`)."""
+    """The loop's rows (bench._loop_floor) for the live bindings of `tokens`, written the
+    fastest plain way PostgreSQL has, in the caller's transaction: COPY for the inserts, one
+    `UPDATE ... FROM unnest` of (pk, token) pairs for each kind of update."""
     cur = conn.cursor()
-    phases: list[tuple[str, float]] = []
-    t = time.perf_counter()
-
-    def phase(name: str) -> None:
-        nonlocal t
-        now = time.perf_counter()
-        phases.append((name, now - t))
-        t = now
-
+    phases = Phases()
     cur.execute(
         "SELECT b.pk, b.platform_pk, b.token FROM unnest(%s::bytea[]) AS t(token)"
         " JOIN bindings b ON b.token = t.token WHERE b.state = 1",
         (tokens,),
     )
     targets = cur.fetchall()
-    phase("live bindings read")
+    phases.done("live bindings read")
     cur.execute("SELECT pk FROM principals WHERE role = 'carrier'")
     (carrier_pk,) = cur.fetchone()
     cur.execute("SELECT nextval('orders_pk_seq')")
-    (first,) = cur.fetchone()
-    now, rid = _now_us(), str(uuid.uuid4())
-    ids = [str(uuid.uuid4()) for _ in targets]
-    pks = [first + 1 + base + i for i in range(len(targets))]
-    binding_pks = [b for b, _, _ in targets]
-    binding_tokens = [t for _, _, t in targets]
-    platforms = [p for _, p, _ in targets]
+    rows = LoopRows(targets, cur.fetchone()[0] + 1, base)
     cur.execute(
         "INSERT INTO revocations (id, cause, carrier_pk, scope, created_us)"
         " VALUES (%s, %s, %s, 0, %s)",
-        (rid, int(EventCause.REISSUED), carrier_pk, now),
+        (rows.revocation_id, int(EventCause.REISSUED), carrier_pk, rows.now),
     )
-    _copy(
-        cur,
-        "orders",
-        "pk, id, revocation_id, platform_pk, binding_pk, token, kind, cause, state, outcome,"
-        " reason, tenure_start_us, created_us, deadline_us",
-        [
-            (
-                pk,
-                oid,
-                rid,
-                p,
-                b,
-                tok,
-                int(EventKind.REVOKE),
-                int(EventCause.REISSUED),
-                int(OrderState.PENDING),
-                0,
-                "",
-                now,
-                now,
-                now + DAY_US,
-            )
-            for pk, oid, (b, p, tok) in zip(pks, ids, targets, strict=True)
-        ],
-    )
-    _copy(
-        cur,
-        "feed_events",
-        "platform_pk, seq, order_pk, token, created_us",
-        [
-            (p, 10**12 + base + i, pk, tok, now)
-            for i, (pk, (_, p, tok)) in enumerate(zip(pks, targets, strict=True))
-        ],
-    )
-    phase("orders + feed entries COPY")
+    _copy(cur, "orders", ORDER_COLUMNS, rows.orders())
+    _copy(cur, "feed_events", FEED_COLUMNS, rows.feed())
+    phases.done("orders + feed entries COPY")
     set_bindings = (
         "UPDATE bindings AS b SET state = %s FROM unnest(%s::bigint[], %s::bytea[])"
         " AS v(pk, token) WHERE b.pk = v.pk AND b.token = v.token"
     )
-    cur.execute(set_bindings, (int(BindingState.REVOKING), binding_pks, binding_tokens))
-    _all_rows(cur, len(targets), "bindings REVOKING")
-    phase("bindings REVOKING")
-    # Leaf and node indices far above the log's own: no clash, and the transaction is
-    # rolled back anyway.
-    _copy(
-        cur,
-        "log_leaves",
-        _LEAF_COLUMNS,
-        _leaves(10**12 + base, ids, platforms, "order", ORDER_BODY, now),
-    )
-    nodes = [(1, 10**12 + base + i, os.urandom(32)) for i in range(len(ids))]
-    _copy(cur, "log_nodes", "level, idx, hash", nodes)
-    phase("order leaves + nodes COPY")
+    cur.execute(set_bindings, (int(BindingState.REVOKING), *rows.binding_keys))
+    all_rows(cur.rowcount, len(targets), "bindings REVOKING")
+    phases.done("bindings REVOKING")
+    _copy(cur, "log_leaves", LEAF_COLUMNS, rows.leaves("order"))
+    _copy(cur, "log_nodes", NODE_COLUMNS, rows.nodes("order"))
+    phases.done("order leaves + nodes COPY")
     cur.execute(
         "UPDATE orders AS o SET state = %s, outcome = %s, acked_us = %s"
         " FROM unnest(%s::bigint[], %s::bytea[]) AS v(pk, token)"
         " WHERE o.pk = v.pk AND o.token = v.token",
-        (int(OrderState.DONE), int(AckOutcome.UNBOUND), now, pks, binding_tokens),
+        (int(OrderState.DONE), int(AckOutcome.UNBOUND), rows.now, rows.pks, rows.binding_keys[1]),
     )
-    _all_rows(cur, len(targets), "orders acked")
-    phase("orders acked (DONE)")
-    cur.execute(set_bindings, (int(BindingState.REVOKED), binding_pks, binding_tokens))
-    _all_rows(cur, len(targets), "bindings REVOKED")
-    phase("bindings REVOKED")
-    _copy(
-        cur,
-        "log_leaves",
-        _LEAF_COLUMNS,
-        _leaves(2 * 10**12 + base, ids, platforms, "ack", ACK_BODY, now),
-    )
-    nodes = [(1, 2 * 10**12 + base + i, os.urandom(32)) for i in range(len(ids))]
-    _copy(cur, "log_nodes", "level, idx, hash", nodes)
-    phase("ack leaves + nodes COPY")
-    return LoopFloor(len(targets), tuple(phases))
+    all_rows(cur.rowcount, len(targets), "orders acked")
+    phases.done("orders acked (DONE)")
+    cur.execute(set_bindings, (int(BindingState.REVOKED), *rows.binding_keys))
+    all_rows(cur.rowcount, len(targets), "bindings REVOKED")
+    phases.done("bindings REVOKED")
+    _copy(cur, "log_leaves", LEAF_COLUMNS, rows.leaves("ack"))
+    _copy(cur, "log_nodes", NODE_COLUMNS, rows.nodes("ack"))
+    phases.done("ack leaves + nodes COPY")
+    return LoopFloor(len(targets), tuple(phases.spans))
 
 
 # Keys `parallel_loop_floor`'s i-th connection makes up start at i times this.
@@ -293,9 +198,8 @@ def parallel_loop_floor(url: str, tokens: list[bytes], connections: int) -> floa
 
     def part(i: int) -> None:
         with engine.connect() as conn:
-            loop_floor(
-                conn.connection.driver_connection, tokens[i * share : (i + 1) * share], i * 10**9
-            )
+            part_tokens = tokens[i * share : (i + 1) * share]
+            loop_floor(conn.connection.driver_connection, part_tokens, i * PART_BASE)
             conn.rollback()
 
     try:

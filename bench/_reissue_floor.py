@@ -10,8 +10,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from numbind.registry.domain.types import BindingState, EventCause, EventKind
+from numbind.registry.domain.types import (
+    AckOutcome,
+    BindingState,
+    EventCause,
+    EventKind,
+    OrderState,
+)
 
+from bench._loop_floor import (
+    FEED_COLUMNS,
+    LEAF_COLUMNS,
+    NODE_COLUMNS,
+    ORDER_COLUMNS,
+    LoopFloor,
+    LoopRows,
+    Phases,
+    all_rows,
+)
 from bench._reissue_plan import CAUSE, DAY_US, PENDING, REVOKE, now_us
 
 
@@ -90,6 +106,69 @@ def _live_bindings(conn: sqlite3.Connection, tokens: list[bytes]) -> list[tuple[
             (*chunk, int(BindingState.ACTIVE)),
         ).fetchall()
     return out
+
+
+def loop_floor(db: Path, tokens: list[bytes]) -> LoopFloor:
+    """`loop_floor_in` on a copy of the store, in one transaction rolled back: after
+    `raw_floor` on the same copy, whose orders leave the bindings alone (its made-up keys sit
+    below this one's)."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+            conn.execute(f"PRAGMA {pragma}")
+        conn.execute("BEGIN IMMEDIATE")
+        floor = loop_floor_in(conn, tokens)
+        conn.execute("ROLLBACK")
+        return floor
+    finally:
+        conn.close()
+
+
+def loop_floor_in(conn: sqlite3.Connection, tokens: list[bytes]) -> LoopFloor:
+    """The loop's rows (bench._loop_floor) for the live bindings of `tokens`, written the
+    fastest plain way sqlite3 has (executemany), in the caller's transaction."""
+    phases = Phases()
+    targets = _live_bindings(conn, tokens)
+    phases.done("live bindings read")
+    (next_pk,) = conn.execute("SELECT COALESCE(MAX(pk), 0) + 1 FROM orders").fetchone()
+    carrier_pk = conn.execute("SELECT pk FROM principals WHERE role = 'carrier'").fetchone()[0]
+    rows = LoopRows(targets, next_pk, 10**9)
+    conn.execute(
+        "INSERT INTO revocations (id, cause, carrier_pk, scope, created_us) VALUES (?, ?, ?, 0, ?)",
+        (rows.revocation_id, CAUSE, carrier_pk, rows.now),
+    )
+    _insert(conn, "orders", ORDER_COLUMNS, rows.orders())
+    _insert(conn, "feed_events", FEED_COLUMNS, rows.feed())
+    phases.done("orders + feed entries INSERT")
+    set_binding = "UPDATE bindings SET state = ? WHERE pk = ?"
+    revoking = [(int(BindingState.REVOKING), pk) for pk in rows.binding_keys[0]]
+    n = conn.executemany(set_binding, revoking).rowcount
+    all_rows(n, len(targets), "bindings REVOKING")
+    phases.done("bindings REVOKING")
+    _insert(conn, "log_leaves", LEAF_COLUMNS, rows.leaves("order"))
+    _insert(conn, "log_nodes", NODE_COLUMNS, rows.nodes("order"))
+    phases.done("order leaves + nodes INSERT")
+    n = conn.executemany(
+        "UPDATE orders SET state = ?, outcome = ?, acked_us = ? WHERE pk = ?",
+        [(int(OrderState.DONE), int(AckOutcome.UNBOUND), rows.now, pk) for pk in rows.pks],
+    ).rowcount
+    all_rows(n, len(targets), "orders acked")
+    phases.done("orders acked (DONE)")
+    revoked = [(int(BindingState.REVOKED), pk) for pk in rows.binding_keys[0]]
+    n = conn.executemany(set_binding, revoked).rowcount
+    all_rows(n, len(targets), "bindings REVOKED")
+    phases.done("bindings REVOKED")
+    _insert(conn, "log_leaves", LEAF_COLUMNS, rows.leaves("ack"))
+    _insert(conn, "log_nodes", NODE_COLUMNS, rows.nodes("ack"))
+    phases.done("ack leaves + nodes INSERT")
+    return LoopFloor(len(targets), tuple(phases.spans))
+
+
+def _insert(
+    conn: sqlite3.Connection, table: str, columns: str, rows: list[tuple[Any, ...]]
+) -> None:
+    marks = ", ".join("?" * (columns.count(",") + 1))
+    conn.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench._harness import row
-from bench._pgfloor import LoopFloor, PgFloors
-from bench._reissue_floor import copy_store, raw_floor, registry_append
+from bench._loop_floor import LoopFloor
+from bench._pgfloor import PgFloors
+from bench._reissue_floor import copy_store, loop_floor, raw_floor, registry_append
 from bench._reissue_plan import Plan, percentile
 from bench._reissue_workers import WorkerResult
 
@@ -109,11 +110,12 @@ def report(
         second = copy.with_name("copy2.db")
         copy_store(copy, second)  # each measure on its own untouched copy
         raw_n, raw_s = raw_floor(copy, plan.tokens[: plan.reissued])
+        loop = loop_floor(copy, plan.tokens[: plan.reissued])
         app = registry_append(second, plan.tokens[: plan.reissued])
         engine = "sqlite3"
     else:
         assert measured is not None
-        (raw_n, raw_s), app, _ = measured
+        (raw_n, raw_s), app, loop = measured
         engine = "psycopg"
     floor = raw_n / raw_s
     rate = got.orders / got.total_s
@@ -175,8 +177,8 @@ def report(
         f"  first round's targets (whole batch < 15 s, query p99 < 10 ms): "
         f"{'met' if target else 'NOT met'} ({got.total_s:.1f} s, {p99:.2f} ms){scale}"
     )
+    _loop_floor(got, loop)
     if measured is not None:  # PostgreSQL: issue 14's targets for the production store
-        _loop_floor(got, measured[2])
         print(
             f"  PostgreSQL targets: first event < 2 s {_mark(got.first_event_s < 2)} "
             f"({got.first_event_s:.2f} s), last ack < 10 s {_mark(got.total_s < 10)} "
@@ -185,7 +187,7 @@ def report(
 
 
 def _loop_floor(got: Outcome, loop: LoopFloor) -> None:
-    """The whole loop's database floor (bench._pgfloor.loop_floor) beside the last ack: what
+    """The whole loop's database floor (bench._loop_floor) beside the last ack: what
     share of the window the design's own writes need on this machine."""
     print(
         f"  floor: the loop's database writes, 1 txn, {loop.orders:,} orders: "
@@ -193,10 +195,11 @@ def _loop_floor(got: Outcome, loop: LoopFloor) -> None:
         f"{loop.total_s / got.total_s:.2f})"
     )
     print("    " + "; ".join(f"{name} {s:.2f} s" for name, s in loop.phases))
-    print(
-        f"    split over {loop.connections} connections at once: {loop.parallel_s:.2f} s "
-        f"(ratio floor / last ack {loop.parallel_s / got.total_s:.2f})"
-    )
+    if loop.parallel_s:
+        print(
+            f"    split over {loop.connections} connections at once: {loop.parallel_s:.2f} s "
+            f"(ratio floor / last ack {loop.parallel_s / got.total_s:.2f})"
+        )
 
 
 def _mark(ok: bool) -> str:

@@ -1,13 +1,18 @@
-"""bench/reissue's whole-loop floor on PostgreSQL: it must do every write it is timed for
-(a floor that skipped rows would flatter the ratio), and leave the store as it found it."""
+"""bench/reissue's whole-loop floor, on SQLite and PostgreSQL: it must do every write it is
+timed for (a floor that skipped rows would flatter the ratio), and leave the store as it
+found it."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 from numbind.registry.domain.types import AckOutcome, BindingState, OrderState
-from numbind.registry.storage import principals
+from numbind.registry.storage import migrate, principals
 from numbind.registry.storage.db import Database
 from sqlalchemy import Connection, text
 
+from bench import _reissue_floor
 from bench._pgfloor import PART_BASE, loop_floor, parallel_loop_floor
 from tests.storage.test_feed_store import _binding
 
@@ -42,6 +47,31 @@ def _counts(conn: Connection) -> dict[str, int]:
     return {name: conn.execute(text(sql), _STATES).scalar_one() for name, sql in _COUNTS.items()}
 
 
+def _sqlite_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    return {name: conn.execute(sql, _STATES).fetchone()[0] for name, sql in _COUNTS.items()}
+
+
+_PHASES = [
+    "live bindings read",
+    "orders + feed entries {}",
+    "bindings REVOKING",
+    "order leaves + nodes {}",
+    "orders acked (DONE)",
+    "bindings REVOKED",
+    "ack leaves + nodes {}",
+]
+# What the floor writes for 20 of 30 bindings (at two platforms).
+_DURING = {
+    "orders": 20,
+    "feed entries": 20,
+    "revoked bindings": 20,
+    "active bindings": 10,
+    "order leaves": 20,
+    "ack leaves": 20,
+    "nodes": 40,
+}
+
+
 def test_the_loop_floor_writes_every_row_of_the_loop_then_rolls_back(pg_db: Database) -> None:
     tokens = _store(pg_db, 30)
     with pg_db.write_engine.connect() as conn:
@@ -51,25 +81,36 @@ def test_the_loop_floor_writes_every_row_of_the_loop_then_rolls_back(pg_db: Data
         conn.rollback()
         after = _counts(conn)
     assert floor.orders == 20
-    assert [name for name, _ in floor.phases] == [
-        "live bindings read",
-        "orders + feed entries COPY",
-        "bindings REVOKING",
-        "order leaves + nodes COPY",
-        "orders acked (DONE)",
-        "bindings REVOKED",
-        "ack leaves + nodes COPY",
-    ]
+    assert [name for name, _ in floor.phases] == [p.format("COPY") for p in _PHASES]
     assert floor.total_s == sum(s for _, s in floor.phases) > 0
-    assert during == {
-        "orders": 20,
-        "feed entries": 20,
-        "revoked bindings": 20,
-        "active bindings": 10,
-        "order leaves": 20,
-        "ack leaves": 20,
-        "nodes": 40,
-    }
+    assert during == _DURING
+    assert before == after
+    assert after["active bindings"] == 30 and after["orders"] == 0
+
+
+def test_the_sqlite_loop_floor_writes_every_row_of_the_loop_then_rolls_back(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.db"
+    db = Database(f"sqlite:///{path}")
+    migrate.upgrade(db.write_engine)
+    tokens = _store(db, 30)
+    db.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        before = _sqlite_counts(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        floor = _reissue_floor.loop_floor_in(conn, tokens[:20])
+        during = _sqlite_counts(conn)
+        conn.execute("ROLLBACK")
+        # The bench's own entry point: its transaction, rolled back.
+        again = _reissue_floor.loop_floor(path, tokens[:20])
+        after = _sqlite_counts(conn)
+    finally:
+        conn.close()
+    assert floor.orders == again.orders == 20
+    assert [name for name, _ in floor.phases] == [p.format("INSERT") for p in _PHASES]
+    assert during == _DURING
     assert before == after
     assert after["active bindings"] == 30 and after["orders"] == 0
 

@@ -30,7 +30,9 @@ def test_live_objects_are_frozen_and_start_up_cycles_are_freed_first(unfrozen: N
     del a, b
     alive = _Node()
     frozen = freeze_startup_objects()
-    assert frozen == gc.get_freeze_count() > 0
+    # Frozen objects freed since (by another thread: xdist's, say) leave the count; nothing
+    # joins it without another freeze. It once read 102 lower than the return in CI.
+    assert 0 < gc.get_freeze_count() <= frozen
     assert garbage() is None  # collected, not frozen forever
     assert not any(o is alive for o in gc.get_objects())  # no longer scanned
     gc.unfreeze()

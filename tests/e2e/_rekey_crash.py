@@ -1,4 +1,7 @@
-"""kill -9 during the store re-key of 200,000 bindings, on SQLite and on PostgreSQL.
+"""kill -9 during the store re-key of 200,000 bindings: the scenario, run on SQLite by
+test_rekey_crash_sqlite.py and on PostgreSQL by test_rekey_crash_postgresql.py (a file
+each: `make test`'s xdist workers take a file at a time, and the two, ~100 s each on
+2 cores, then run side by side instead of one after the other).
 
 `numbind serve` runs as a child process (its own process group: the registry and its
 crypto workers die together, as in a crash). The re-key is killed twice at different
@@ -22,7 +25,6 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
-import pytest
 from numbind.protocol import rekey as rekey_algebra
 from numbind.protocol import voprf
 from numbind.protocol.bundle import Bundle
@@ -40,8 +42,6 @@ from sqlalchemy import func, select
 
 from tests.e2e._story import days_ago
 from tests.tokens import random_token
-
-pytestmark = pytest.mark.slow
 
 ROWS = 200_000
 PHONE = "+8613800138000"
@@ -172,7 +172,7 @@ def _secret(settings: Settings, key_id: str) -> bytes:
     return bytes.fromhex((settings.keys_dir / f"{key_id}.key").read_text().strip())
 
 
-async def test_kill_9_during_the_rekey_of_200k_bindings(tmp_path: Path, database_url: str) -> None:
+async def scenario(tmp_path: Path, database_url: str) -> None:
     listen = f"127.0.0.1:{_free_port()}"
     settings = Settings(data_dir=tmp_path / "data", listen=listen, database_url=database_url)
     operator.init(settings, registry_address=listen)

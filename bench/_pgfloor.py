@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from dataclasses import replace
 from typing import Any
 
@@ -37,8 +36,7 @@ from bench._loop_floor import (
     all_rows,
 )
 from bench._reissue_floor import AppendTimes
-
-DAY_US = 86_400 * 1_000_000
+from bench._reissue_plan import now_us
 
 
 def reachable(url: str) -> str | None:
@@ -65,86 +63,18 @@ def reset_schema(url: str) -> None:
         engine.dispose()
 
 
-def _now_us() -> int:
-    return time.time_ns() // 1000
-
-
-def raw_floor(conn: Any, tokens: list[bytes]) -> tuple[int, float]:
-    """Plain psycopg executemany INSERTs of one orders row and one feed_events row per live
-    binding of `tokens` (the outbox's irreducible write), in the caller's transaction."""
-    cur = conn.cursor()
+def _live(cur: Any, tokens: list[bytes]) -> list[tuple[int, int, bytes]]:
+    """(pk, platform pk, token) of the live bindings of `tokens`."""
     cur.execute(
         "SELECT b.pk, b.platform_pk, b.token FROM unnest(%s::bytea[]) AS t(token)"
         " JOIN bindings b ON b.token = t.token WHERE b.state = 1",
         (tokens,),
     )
-    targets = cur.fetchall()
-    cur.execute("SELECT pk FROM principals WHERE role = 'carrier'")
-    (carrier_pk,) = cur.fetchone()
-    now = _now_us()
-    rid = str(uuid.uuid4())
-    cur.execute("SELECT nextval('orders_pk_seq')")
-    (first,) = cur.fetchone()
-    orders = [
-        (
-            first + 1 + i,
-            str(uuid.uuid4()),
-            rid,
-            p,
-            b,
-            t,
-            int(EventKind.REVOKE),
-            int(EventCause.REISSUED),
-            int(OrderState.PENDING),
-            0,
-            "",
-            now,
-            now,
-            now + DAY_US,
-        )
-        for i, (b, p, t) in enumerate(targets)
-    ]
-    feed = [(p, 10**12 + i, first + 1 + i, t, now) for i, (_, p, t) in enumerate(targets)]
-    start = time.perf_counter()
-    cur.execute(
-        "INSERT INTO revocations (id, cause, carrier_pk, scope, created_us)"
-        " VALUES (%s, %s, %s, 0, %s)",
-        (rid, int(EventCause.REISSUED), carrier_pk, now),
-    )
-    cur.executemany(
-        "INSERT INTO orders (pk, id, revocation_id, platform_pk, binding_pk, token, kind, cause,"
-        " state, outcome, reason, tenure_start_us, created_us, deadline_us)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        orders,
-    )
-    cur.executemany(
-        "INSERT INTO feed_events (platform_pk, seq, order_pk, token, created_us)"
-        " VALUES (%s, %s, %s, %s, %s)",
-        feed,
-    )
-    return len(orders), time.perf_counter() - start
+    return list(cur.fetchall())
 
 
-# -- the whole loop's floor (bench._loop_floor) -------------------------------------------------
-def _copy(cur: Any, table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
-    with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-        for r in rows:
-            copy.write_row(r)
-
-
-def loop_floor(conn: Any, tokens: list[bytes], base: int = 0) -> LoopFloor:
-    """The loop's rows (bench._loop_floor) for the live bindings of `tokens`, written the
-    fastest plain way PostgreSQL has, in the caller's transaction: COPY for the inserts, one
-    `UPDATE ... FROM unnest` of (pk, token) pairs for each kind of update."""
-    cur = conn.cursor()
-    phases = Phases()
-    cur.execute(
-        "SELECT b.pk, b.platform_pk, b.token FROM unnest(%s::bytea[]) AS t(token)"
-        " JOIN bindings b ON b.token = t.token WHERE b.state = 1",
-        (tokens,),
-    )
-    targets = cur.fetchall()
-    phases.done("live bindings read")
+def _start(cur: Any, targets: list[tuple[int, int, bytes]], base: int) -> LoopRows:
+    """The rows for `targets`, and their revocation inserted."""
     cur.execute("SELECT pk FROM principals WHERE role = 'carrier'")
     (carrier_pk,) = cur.fetchone()
     cur.execute("SELECT nextval('orders_pk_seq')")
@@ -154,6 +84,39 @@ def loop_floor(conn: Any, tokens: list[bytes], base: int = 0) -> LoopFloor:
         " VALUES (%s, %s, %s, 0, %s)",
         (rows.revocation_id, int(EventCause.REISSUED), carrier_pk, rows.now),
     )
+    return rows
+
+
+def _copy(cur: Any, table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
+    with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for r in rows:
+            copy.write_row(r)
+
+
+def raw_floor(conn: Any, tokens: list[bytes]) -> tuple[int, float]:
+    """COPY of one orders row and one feed_events row per live binding of `tokens` (the
+    outbox's irreducible write, the fastest way PostgreSQL takes rows), in the caller's
+    transaction. The figures of earlier stops came from executemany INSERTs, at about a
+    fifth of COPY's rate (storage.pgcopy): not a floor of what the registry does."""
+    cur = conn.cursor()
+    rows = _start(cur, _live(cur, tokens), 0)
+    orders, feed = rows.orders(), rows.feed()
+    start = time.perf_counter()
+    _copy(cur, "orders", ORDER_COLUMNS, orders)
+    _copy(cur, "feed_events", FEED_COLUMNS, feed)
+    return len(orders), time.perf_counter() - start
+
+
+# -- the whole loop's floor (bench._loop_floor) -------------------------------------------------
+def loop_floor(conn: Any, tokens: list[bytes], base: int = 0) -> LoopFloor:
+    """The loop's rows (bench._loop_floor) for the live bindings of `tokens`, written the
+    fastest plain way PostgreSQL has, in the caller's transaction: COPY for the inserts, one
+    `UPDATE ... FROM unnest` of (pk, token) pairs for each kind of update."""
+    cur = conn.cursor()
+    phases = Phases()
+    targets = _live(cur, tokens)
+    phases.done("live bindings read")
+    rows = _start(cur, targets, base)
     _copy(cur, "orders", ORDER_COLUMNS, rows.orders())
     _copy(cur, "feed_events", FEED_COLUMNS, rows.feed())
     phases.done("orders + feed entries COPY")
@@ -239,7 +202,7 @@ def floors(url: str, tokens: list[bytes]) -> PgFloors:
             t0 = time.perf_counter()
             live = live_for_tokens(session, tokens)
             new = [
-                orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, _now_us())
+                orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, now_us())
                 for bs in live.values()
                 for b in bs
             ]

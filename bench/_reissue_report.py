@@ -112,11 +112,11 @@ def report(
         raw_n, raw_s = raw_floor(copy, plan.tokens[: plan.reissued])
         loop = loop_floor(copy, plan.tokens[: plan.reissued])
         app = registry_append(second, plan.tokens[: plan.reissued])
-        engine = "sqlite3"
+        engine, how = "sqlite3", "INSERTs"
     else:
         assert measured is not None
         (raw_n, raw_s), app, loop = measured
-        engine = "psycopg"
+        engine, how = "psycopg", "COPY"
     floor = raw_n / raw_s
     rate = got.orders / got.total_s
     acked = sum(w.acked for w in got.workers)
@@ -127,8 +127,8 @@ def report(
         f"{sum(w.ack_calls for w in got.workers):,} AckEvents calls; "
         f"revocation DONE everywhere: {got.revocation_done}"
     )
-    floor_label = "orders+feed INSERTs, 1 txn"
-    row(f"floor: raw {engine} orders+feed inserts, 1 txn", floor, "rows/s")
+    floor_label = f"orders+feed {how}, 1 txn"
+    row(f"floor: raw {engine} orders+feed {how}, 1 txn", floor, "rows/s")
     row(
         "storage: orders.append + commit, same orders",
         app.orders / (app.append_s + app.commit_s),

@@ -13,7 +13,7 @@ from numbind.registry.storage.db import Database
 from sqlalchemy import Connection, text
 
 from bench import _reissue_floor
-from bench._pgfloor import PART_BASE, loop_floor, parallel_loop_floor
+from bench._pgfloor import PART_BASE, loop_floor, parallel_loop_floor, raw_floor
 from tests.storage.test_feed_store import _binding
 
 _COUNTS = {
@@ -137,3 +137,15 @@ def test_the_parallel_floor_runs_and_keeps_nothing(pg_db: Database) -> None:
     with pg_db.write_engine.connect() as conn:
         counts = _counts(conn)
     assert counts["active bindings"] == 31 and counts["orders"] == 0 and counts["nodes"] == 0
+
+
+def test_the_raw_floor_copies_an_order_and_a_feed_entry_per_live_binding(
+    pg_db: Database,
+) -> None:
+    tokens = _store(pg_db, 30)
+    with pg_db.write_engine.connect() as conn:
+        n, seconds = raw_floor(conn.connection.driver_connection, tokens[:12])
+        orders = conn.execute(text("SELECT count(*) FROM orders")).scalar_one()
+        feed = conn.execute(text("SELECT count(*) FROM feed_events")).scalar_one()
+        conn.rollback()
+    assert n == orders == feed == 12 and seconds > 0

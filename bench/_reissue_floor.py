@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from bench._loop_floor import (
     Phases,
     all_rows,
 )
-from bench._reissue_plan import CAUSE, DAY_US, PENDING, REVOKE, now_us
+from bench._reissue_plan import CAUSE, now_us
 
 
 # -- the floor --------------------------------------------------------------------------------
@@ -47,49 +46,14 @@ def raw_floor(db: Path, tokens: list[bytes]) -> tuple[int, float]:
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
             conn.execute(f"PRAGMA {pragma}")
         targets = _live_bindings(conn, tokens)
-        (next_pk,) = conn.execute("SELECT COALESCE(MAX(pk), 0) + 1 FROM orders").fetchone()
-        carrier_pk = conn.execute("SELECT pk FROM principals WHERE role = 'carrier'").fetchone()[0]
-        now = now_us()
-        rid = str(uuid.uuid4())
-        orders = [
-            (
-                next_pk + i,
-                str(uuid.uuid4()),
-                rid,
-                p,
-                b,
-                t,
-                REVOKE,
-                CAUSE,
-                PENDING,
-                0,
-                "",
-                now,
-                now,
-                now + DAY_US,
-            )
-            for i, (b, p, t) in enumerate(targets)
-        ]
-        # Far above any feed_head: no clash with the registry's own sequences in the copy.
-        feed = [(p, 10**12 + i, next_pk + i, t, now) for i, (_, p, t) in enumerate(targets)]
+        # Made-up keys at base 0, the loop floor's (run next on this copy) above them.
+        rows = _rows(conn, targets, 0)
+        orders, feed = rows.orders(), rows.feed()
         start = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            "INSERT INTO revocations (id, cause, carrier_pk, scope, created_us) "
-            "VALUES (?, ?, ?, 0, ?)",
-            (rid, CAUSE, carrier_pk, now),
-        )
-        conn.executemany(
-            "INSERT INTO orders (pk, id, revocation_id, platform_pk, binding_pk, token, kind,"
-            " cause, state, outcome, reason, tenure_start_us, created_us, deadline_us)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            orders,
-        )
-        conn.executemany(
-            "INSERT INTO feed_events (platform_pk, seq, order_pk, token, created_us)"
-            " VALUES (?, ?, ?, ?, ?)",
-            feed,
-        )
+        _revocation(conn, rows)
+        _insert(conn, "orders", ORDER_COLUMNS, orders)
+        _insert(conn, "feed_events", FEED_COLUMNS, feed)
         conn.execute("COMMIT")
         return len(orders), time.perf_counter() - start
     finally:
@@ -130,13 +94,8 @@ def loop_floor_in(conn: sqlite3.Connection, tokens: list[bytes]) -> LoopFloor:
     phases = Phases()
     targets = _live_bindings(conn, tokens)
     phases.done("live bindings read")
-    (next_pk,) = conn.execute("SELECT COALESCE(MAX(pk), 0) + 1 FROM orders").fetchone()
-    carrier_pk = conn.execute("SELECT pk FROM principals WHERE role = 'carrier'").fetchone()[0]
-    rows = LoopRows(targets, next_pk, 10**9)
-    conn.execute(
-        "INSERT INTO revocations (id, cause, carrier_pk, scope, created_us) VALUES (?, ?, ?, 0, ?)",
-        (rows.revocation_id, CAUSE, carrier_pk, rows.now),
-    )
+    rows = _rows(conn, targets, 10**9)
+    _revocation(conn, rows)
     _insert(conn, "orders", ORDER_COLUMNS, rows.orders())
     _insert(conn, "feed_events", FEED_COLUMNS, rows.feed())
     phases.done("orders + feed entries INSERT")
@@ -162,6 +121,19 @@ def loop_floor_in(conn: sqlite3.Connection, tokens: list[bytes]) -> LoopFloor:
     _insert(conn, "log_nodes", NODE_COLUMNS, rows.nodes("ack"))
     phases.done("ack leaves + nodes INSERT")
     return LoopFloor(len(targets), tuple(phases.spans))
+
+
+def _rows(conn: sqlite3.Connection, targets: list[tuple[int, int, bytes]], base: int) -> LoopRows:
+    (next_pk,) = conn.execute("SELECT COALESCE(MAX(pk), 0) + 1 FROM orders").fetchone()
+    return LoopRows(targets, next_pk, base)
+
+
+def _revocation(conn: sqlite3.Connection, rows: LoopRows) -> None:
+    carrier_pk = conn.execute("SELECT pk FROM principals WHERE role = 'carrier'").fetchone()[0]
+    conn.execute(
+        "INSERT INTO revocations (id, cause, carrier_pk, scope, created_us) VALUES (?, ?, ?, 0, ?)",
+        (rows.revocation_id, CAUSE, carrier_pk, rows.now),
+    )
 
 
 def _insert(

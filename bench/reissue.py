@@ -22,11 +22,12 @@ before the report (online backup API), one transaction of plain sqlite3 executem
 of one `orders` row and one `feed_events` row per order (the transactional outbox's
 irreducible write). Beside it, on a second copy, `registry.storage.orders.append` for the same
 orders (the registry's own write of those rows plus the REVOKING marks), to tell the store
-layer's cost from the rest of the path. On PostgreSQL (--database-url) the floors run on
-the live store, each in a transaction rolled back, and one more is measured: the whole loop's
-database writes (bench._pgfloor.loop_floor: the orders, feed entries, REVOKING and REVOKED
-marks, acks and log leaves the design requires, by COPY and UPDATE ... FROM unnest), on one
-connection and split over one connection per core, printed in seconds beside the last ack.
+layer's cost from the rest of the path. Then the whole loop's database writes
+(bench._loop_floor: the orders, feed entries, REVOKING and REVOKED marks, acks and log leaves
+the design requires), in one transaction rolled back, printed in seconds beside the last ack.
+On PostgreSQL (--database-url) the floors run on the live store, each rolled back; the
+orders+feed floor and the loop's inserts are COPY, its updates UPDATE ... FROM unnest, and the
+loop runs again split over one connection per core.
 
 Workers default to asyncio tasks in this process: measured on 2 cores, the clients use
 4-6 CPU-s of a 20-70 s window while the server is saturated, and --worker-procs 2 changed

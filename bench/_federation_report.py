@@ -25,6 +25,9 @@ class Figures:
     # The floor beside the holder query: one gRPC+mTLS round trip to the same registry over
     # the same channel (grpc.health's Check: no authentication, no store), as many times.
     round_trips: list[float] = field(default_factory=list)
+    # The floor beside the last ack: each registry's share of the loop's database writes
+    # (bench._loop_floor on a copy of its store, all at once), in seconds.
+    loop_floor_s: dict[str, float] = field(default_factory=dict)
 
 
 def _ms(x: float) -> str:
@@ -74,8 +77,21 @@ def report(single: Figures | None, fed: Figures, *, full: bool) -> None:
     if fed.round_trips:
         print(f"  floor: one gRPC+mTLS round trip to the hub (grpc.health Check): {_trip(fed)}"
               + ("" if alone else f"; single registry {_trip(single)}"))  # fmt: skip
+    for name, figures in (("federation", fed), ("single registry", single)):
+        if figures.loop_floor_s:
+            print(f"  floor, {name}: {_loop(figures)}")
     for note in single.notes + fed.notes:
         print(f"  note: {note}")
+
+
+def _loop(figures: Figures) -> str:
+    """Each registry's loop floor beside its last ack, and the ratio."""
+    ack = figures.last_ack_s
+    return "; ".join(
+        f"{n} {s:.1f} s of database writes (loop floor, SQLite, all at once)"
+        + (f" / last ack {ack[n]:.1f} s = {s / ack[n]:.2f}" if n in ack else "")
+        for n, s in sorted(figures.loop_floor_s.items())
+    )
 
 
 def _trip(figures: Figures) -> str:

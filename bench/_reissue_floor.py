@@ -129,7 +129,11 @@ def _rows(conn: sqlite3.Connection, targets: list[tuple[int, int, bytes]], base:
 
 
 def _revocation(conn: sqlite3.Connection, rows: LoopRows) -> None:
-    carrier_pk = conn.execute("SELECT pk FROM principals WHERE role = 'carrier'").fetchone()[0]
+    # A federation member knows no carrier (they report to the hub): any principal will do
+    # for the row's foreign key.
+    carrier_pk = conn.execute(
+        "SELECT pk FROM principals ORDER BY role = 'carrier' DESC, pk LIMIT 1"
+    ).fetchone()[0]
     conn.execute(
         "INSERT INTO revocations (id, cause, carrier_pk, scope, created_us) VALUES (?, ?, ?, 0, ?)",
         (rows.revocation_id, CAUSE, carrier_pk, rows.now),

@@ -74,6 +74,7 @@ from bench._harness import (
     serve,
     wait_listening,
 )
+from bench._reissue_floor import copy_store, loop_floor
 from bench._reissue_plan import round_trips
 from bench.federation_cpu import BurstMeter
 from bench.reissue import (
@@ -313,11 +314,32 @@ def run(servers: dict[str, ServerProcess], plan: Plan, probes: list[bytes],
         args: argparse.Namespace) -> Figures:  # fmt: skip
     async def go() -> Figures:
         s = await setup(servers, plan, probes, args.in_flight)
+        floors = await asyncio.to_thread(loop_floors, servers, plan.tokens[: plan.reissued])
         meter = BurstMeter({n: p.proc.pid for n, p in servers.items()},
                            {n: p.data / "registry.db" for n, p in servers.items()})  # fmt: skip
-        return await measure(s, plan, probes, args.queries, meter)
+        figures = await measure(s, plan, probes, args.queries, meter)
+        figures.loop_floor_s = floors
+        return figures
 
     return asyncio.run(go())
+
+
+def loop_floors(servers: dict[str, ServerProcess], tokens: list[bytes]) -> dict[str, float]:
+    """Each registry's share of the loop's database writes (bench._loop_floor, SQLite), on a
+    copy of its store taken before the report, all at once in processes of their own as the
+    registries themselves run: seconds per registry that holds bindings of `tokens` (not the
+    federation's hub)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with tempfile.TemporaryDirectory(prefix="numbind-bench-fed-floor-") as tmp:
+        copies = {n: Path(tmp) / f"{n}.db" for n in servers}
+        for n, p in servers.items():
+            copy_store(p.data / "registry.db", copies[n])
+        # A process each, as the registries are: threads of one would share one GIL.
+        with ProcessPoolExecutor(max_workers=len(copies)) as pool:
+            floors = pool.map(loop_floor, copies.values(), [tokens] * len(copies))
+            got = dict(zip(copies, floors, strict=True))
+    return {n: f.total_s for n, f in got.items() if f.orders}
 
 
 def main(argv: list[str] | None = None) -> int:

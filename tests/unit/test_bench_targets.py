@@ -28,6 +28,7 @@ def test_the_federation_report_marks_its_targets_and_prints_the_round_trip_floor
         queries=[0.010] * 98 + [0.030, 0.030],
         orders_acked=100_000,
         round_trips=[0.002] * 100,
+        loop_floor_s={"bank": 6.0, "net": 4.5},
     )
     report(None, fed, full=True)
     out = capsys.readouterr().out
@@ -42,3 +43,6 @@ def test_the_federation_report_marks_its_targets_and_prints_the_round_trip_floor
     assert "p50 2.0 ms, p99 2.0 ms" in floor
     assert "holder query p50 / round trip p50: 5.0" in floor
     assert "single registry" not in floor  # --federation-only: no single registry ran
+    (loop,) = [line for line in out.splitlines() if line.strip().startswith("floor, federation")]
+    assert "bank 6.0 s of database writes" in loop and "last ack 12.0 s = 0.50" in loop
+    assert "net 4.5 s" in loop and "last ack 9.0 s = 0.50" in loop

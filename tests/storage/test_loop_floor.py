@@ -172,3 +172,18 @@ def test_the_sqlite_raw_floor_inserts_an_order_and_a_feed_entry_per_live_binding
     assert n == orders == feed == 12 and seconds > 0
     # The loop floor runs next on the same copy: its made-up keys do not clash.
     assert _reissue_floor.loop_floor(path, tokens[:12]).orders == 12
+
+
+def test_the_sqlite_loop_floor_runs_on_a_member_store_that_knows_no_carrier(
+    tmp_path: Path,
+) -> None:
+    """A federation member's carriers report to the hub, so its store has none; the floor's
+    revocation row takes another principal for its foreign key (bench.federation)."""
+    path = tmp_path / "member.db"
+    db = Database(f"sqlite:///{path}")
+    migrate.upgrade(db.write_engine)
+    plat = db.transact(lambda s: principals.register(s, "platform", "p-member").pk)
+    stored = db.transact(lambda s: [_binding(s, plat, i) for i in range(8)])
+    db.close()
+    floor = _reissue_floor.loop_floor(path, [b.binding.token.value for b in stored])
+    assert floor.orders == 8

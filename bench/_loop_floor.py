@@ -27,12 +27,12 @@ ORDER_BODY, ACK_BODY = 311, 122
 FAR = 10**12
 
 ORDER_COLUMNS = (
-    "pk, id, revocation_id, platform_pk, binding_pk, token, kind, cause, state, outcome,"
-    " reason, tenure_start_us, created_us, deadline_us"
+    *("pk", "id", "revocation_id", "platform_pk", "binding_pk", "token", "kind", "cause"),
+    *("state", "outcome", "reason", "tenure_start_us", "created_us", "deadline_us"),
 )
-FEED_COLUMNS = "platform_pk, seq, order_pk, token, created_us"
-LEAF_COLUMNS = "idx, commitment, kind, ref, holder_pk, salt, body, created_us"
-NODE_COLUMNS = "level, idx, hash"
+FEED_COLUMNS = ("platform_pk", "seq", "order_pk", "token", "created_us")
+LEAF_COLUMNS = ("idx", "commitment", "kind", "ref", "holder_pk", "salt", "body", "created_us")
+NODE_COLUMNS = ("level", "idx", "hash")
 
 
 @dataclass(frozen=True)

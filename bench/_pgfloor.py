@@ -22,7 +22,8 @@ from numbind.registry.domain.types import (
     EventKind,
     OrderState,
 )
-from sqlalchemy import create_engine, text
+from numbind.registry.storage.pgcopy import copy_rows
+from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.orm import Session
 
 from bench._loop_floor import (
@@ -87,38 +88,38 @@ def _start(cur: Any, targets: list[tuple[int, int, bytes]], base: int) -> LoopRo
     return rows
 
 
-def _copy(cur: Any, table: str, columns: str, rows: list[tuple[Any, ...]]) -> None:
-    with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-        for r in rows:
-            copy.write_row(r)
+def _cursor(conn: Connection) -> Any:
+    """A psycopg cursor in `conn`'s transaction, for the statements beside the COPYs."""
+    dbapi: Any = conn.connection.driver_connection
+    return dbapi.cursor()
 
 
-def raw_floor(conn: Any, tokens: list[bytes]) -> tuple[int, float]:
+def raw_floor(conn: Connection, tokens: list[bytes]) -> tuple[int, float]:
     """COPY of one orders row and one feed_events row per live binding of `tokens` (the
     outbox's irreducible write, the fastest way PostgreSQL takes rows), in the caller's
     transaction. The figures of earlier stops came from executemany INSERTs, at about a
     fifth of COPY's rate (storage.pgcopy): not a floor of what the registry does."""
-    cur = conn.cursor()
+    cur = _cursor(conn)
     rows = _start(cur, _live(cur, tokens), 0)
     orders, feed = rows.orders(), rows.feed()
     start = time.perf_counter()
-    _copy(cur, "orders", ORDER_COLUMNS, orders)
-    _copy(cur, "feed_events", FEED_COLUMNS, feed)
+    copy_rows(conn, "orders", ORDER_COLUMNS, orders)
+    copy_rows(conn, "feed_events", FEED_COLUMNS, feed)
     return len(orders), time.perf_counter() - start
 
 
 # -- the whole loop's floor (bench._loop_floor) -------------------------------------------------
-def loop_floor(conn: Any, tokens: list[bytes], base: int = 0) -> LoopFloor:
+def loop_floor(conn: Connection, tokens: list[bytes], base: int = 0) -> LoopFloor:
     """The loop's rows (bench._loop_floor) for the live bindings of `tokens`, written the
     fastest plain way PostgreSQL has, in the caller's transaction: COPY for the inserts, one
     `UPDATE ... FROM unnest` of (pk, token) pairs for each kind of update."""
-    cur = conn.cursor()
+    cur = _cursor(conn)
     phases = Phases()
     targets = _live(cur, tokens)
     phases.done("live bindings read")
     rows = _start(cur, targets, base)
-    _copy(cur, "orders", ORDER_COLUMNS, rows.orders())
-    _copy(cur, "feed_events", FEED_COLUMNS, rows.feed())
+    copy_rows(conn, "orders", ORDER_COLUMNS, rows.orders())
+    copy_rows(conn, "feed_events", FEED_COLUMNS, rows.feed())
     phases.done("orders + feed entries COPY")
     set_bindings = (
         "UPDATE bindings AS b SET state = %s FROM unnest(%s::bigint[], %s::bytea[])"
@@ -127,8 +128,8 @@ def loop_floor(conn: Any, tokens: list[bytes], base: int = 0) -> LoopFloor:
     cur.execute(set_bindings, (int(BindingState.REVOKING), *rows.binding_keys))
     all_rows(cur.rowcount, len(targets), "bindings REVOKING")
     phases.done("bindings REVOKING")
-    _copy(cur, "log_leaves", LEAF_COLUMNS, rows.leaves("order"))
-    _copy(cur, "log_nodes", NODE_COLUMNS, rows.nodes("order"))
+    copy_rows(conn, "log_leaves", LEAF_COLUMNS, rows.leaves("order"))
+    copy_rows(conn, "log_nodes", NODE_COLUMNS, rows.nodes("order"))
     phases.done("order leaves + nodes COPY")
     cur.execute(
         "UPDATE orders AS o SET state = %s, outcome = %s, acked_us = %s"
@@ -141,8 +142,8 @@ def loop_floor(conn: Any, tokens: list[bytes], base: int = 0) -> LoopFloor:
     cur.execute(set_bindings, (int(BindingState.REVOKED), *rows.binding_keys))
     all_rows(cur.rowcount, len(targets), "bindings REVOKED")
     phases.done("bindings REVOKED")
-    _copy(cur, "log_leaves", LEAF_COLUMNS, rows.leaves("ack"))
-    _copy(cur, "log_nodes", NODE_COLUMNS, rows.nodes("ack"))
+    copy_rows(conn, "log_leaves", LEAF_COLUMNS, rows.leaves("ack"))
+    copy_rows(conn, "log_nodes", NODE_COLUMNS, rows.nodes("ack"))
     phases.done("ack leaves + nodes COPY")
     return LoopFloor(len(targets), tuple(phases.spans))
 
@@ -161,8 +162,7 @@ def parallel_loop_floor(url: str, tokens: list[bytes], connections: int) -> floa
 
     def part(i: int) -> None:
         with engine.connect() as conn:
-            part_tokens = tokens[i * share : (i + 1) * share]
-            loop_floor(conn.connection.driver_connection, part_tokens, i * PART_BASE)
+            loop_floor(conn, tokens[i * share : (i + 1) * share], i * PART_BASE)
             conn.rollback()
 
     try:
@@ -186,11 +186,10 @@ def floors(url: str, tokens: list[bytes]) -> PgFloors:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            dbapi = conn.connection.driver_connection
-            raw = raw_floor(dbapi, tokens)
+            raw = raw_floor(conn, tokens)
             conn.rollback()
         with engine.connect() as conn:
-            loop = loop_floor(conn.connection.driver_connection, tokens)
+            loop = loop_floor(conn, tokens)
             conn.rollback()
         cores = os.cpu_count() or 2
         loop = replace(loop, connections=cores, parallel_s=parallel_loop_floor(url, tokens, cores))

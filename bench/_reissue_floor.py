@@ -141,10 +141,10 @@ def _revocation(conn: sqlite3.Connection, rows: LoopRows) -> None:
 
 
 def _insert(
-    conn: sqlite3.Connection, table: str, columns: str, rows: list[tuple[Any, ...]]
+    conn: sqlite3.Connection, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
 ) -> None:
-    marks = ", ".join("?" * (columns.count(",") + 1))
-    conn.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+    marks = ", ".join("?" * len(columns))
+    conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def test_the_loop_floor_writes_every_row_of_the_loop_then_rolls_back(pg_db: Data
     tokens = _store(pg_db, 30)
     with pg_db.write_engine.connect() as conn:
         before = _counts(conn)
-        floor = loop_floor(conn.connection.driver_connection, tokens[:20])
+        floor = loop_floor(conn, tokens[:20])
         during = _counts(conn)
         conn.rollback()
         after = _counts(conn)
@@ -127,9 +127,9 @@ def test_the_parallel_floors_parts_make_up_no_common_key(pg_db: Database) -> Non
     and the two would run one after the other. Here the second waits at most a second."""
     tokens = _store(pg_db, 30)
     with pg_db.write_engine.connect() as first, pg_db.write_engine.connect() as second:
-        loop_floor(first.connection.driver_connection, tokens[:15], 0)
+        loop_floor(first, tokens[:15], 0)
         second.execute(text("SET lock_timeout = '1s'"))
-        floor = loop_floor(second.connection.driver_connection, tokens[15:], PART_BASE)
+        floor = loop_floor(second, tokens[15:], PART_BASE)
         assert floor.orders == 15
         assert _counts(second)["ack leaves"] == 15  # its own only: the first's is uncommitted
         second.rollback()
@@ -150,7 +150,7 @@ def test_the_raw_floor_copies_an_order_and_a_feed_entry_per_live_binding(
 ) -> None:
     tokens = _store(pg_db, 30)
     with pg_db.write_engine.connect() as conn:
-        n, seconds = raw_floor(conn.connection.driver_connection, tokens[:12])
+        n, seconds = raw_floor(conn, tokens[:12])
         orders = conn.execute(text("SELECT count(*) FROM orders")).scalar_one()
         feed = conn.execute(text("SELECT count(*) FROM feed_events")).scalar_one()
         conn.rollback()

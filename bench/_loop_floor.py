@@ -25,6 +25,9 @@ from bench._reissue_plan import CAUSE, DAY_US, PENDING, REVOKE, now_us
 ORDER_BODY, ACK_BODY = 311, 122
 # Feed sequences and leaf indices the floor makes up start far above any real one.
 FAR = 10**12
+# Floors that run side by side, or one after another on the same copy, each make up their
+# keys from a base of their own: a multiple of this.
+PART_BASE = 10**9
 
 ORDER_COLUMNS = (
     *("pk", "id", "revocation_id", "platform_pk", "binding_pk", "token", "kind", "cause"),
@@ -105,9 +108,15 @@ class LoopRows:
             for i, (pk, (_, p, t)) in enumerate(zip(self.pks, self.targets, strict=True))
         ]
 
+    def _first_index(self, kind: str) -> int:
+        """Where the made-up leaf and node indices of `kind` start."""
+        if kind not in ("order", "ack"):
+            raise ValueError(f"kind: got {kind!r}, want 'order' or 'ack'")
+        return (FAR if kind == "order" else 2 * FAR) + self.base
+
     def leaves(self, kind: str) -> list[tuple[Any, ...]]:
         """An order's (`kind` "order") or its ack's ("ack") leaf per order."""
-        start = (FAR if kind == "order" else 2 * FAR) + self.base
+        start = self._first_index(kind)
         body = ORDER_BODY if kind == "order" else ACK_BODY
         return [
             (start + i, os.urandom(32), kind, ref, p, os.urandom(16), os.urandom(body), self.now)
@@ -115,7 +124,7 @@ class LoopRows:
         ]
 
     def nodes(self, kind: str) -> list[tuple[int, int, bytes]]:
-        start = (FAR if kind == "order" else 2 * FAR) + self.base
+        start = self._first_index(kind)
         return [(1, start + i, os.urandom(32)) for i in range(len(self.ids))]
 
 

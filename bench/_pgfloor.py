@@ -31,6 +31,7 @@ from bench._loop_floor import (
     LEAF_COLUMNS,
     NODE_COLUMNS,
     ORDER_COLUMNS,
+    PART_BASE,
     LoopFloor,
     LoopRows,
     Phases,
@@ -121,35 +122,33 @@ def loop_floor(conn: Connection, tokens: list[bytes], base: int = 0) -> LoopFloo
     copy_rows(conn, "orders", ORDER_COLUMNS, rows.orders())
     copy_rows(conn, "feed_events", FEED_COLUMNS, rows.feed())
     phases.done("orders + feed entries COPY")
+    want = len(targets)
+
+    def update(sql: str, params: tuple[Any, ...], what: str) -> None:
+        cur.execute(sql, params)
+        all_rows(cur.rowcount, want, what)
+        phases.done(what)
+
     set_bindings = (
         "UPDATE bindings AS b SET state = %s FROM unnest(%s::bigint[], %s::bytea[])"
         " AS v(pk, token) WHERE b.pk = v.pk AND b.token = v.token"
     )
-    cur.execute(set_bindings, (int(BindingState.REVOKING), *rows.binding_keys))
-    all_rows(cur.rowcount, len(targets), "bindings REVOKING")
-    phases.done("bindings REVOKING")
+    update(set_bindings, (int(BindingState.REVOKING), *rows.binding_keys), "bindings REVOKING")
     copy_rows(conn, "log_leaves", LEAF_COLUMNS, rows.leaves("order"))
     copy_rows(conn, "log_nodes", NODE_COLUMNS, rows.nodes("order"))
     phases.done("order leaves + nodes COPY")
-    cur.execute(
+    update(
         "UPDATE orders AS o SET state = %s, outcome = %s, acked_us = %s"
         " FROM unnest(%s::bigint[], %s::bytea[]) AS v(pk, token)"
         " WHERE o.pk = v.pk AND o.token = v.token",
         (int(OrderState.DONE), int(AckOutcome.UNBOUND), rows.now, rows.pks, rows.binding_keys[1]),
+        "orders acked (DONE)",
     )
-    all_rows(cur.rowcount, len(targets), "orders acked")
-    phases.done("orders acked (DONE)")
-    cur.execute(set_bindings, (int(BindingState.REVOKED), *rows.binding_keys))
-    all_rows(cur.rowcount, len(targets), "bindings REVOKED")
-    phases.done("bindings REVOKED")
+    update(set_bindings, (int(BindingState.REVOKED), *rows.binding_keys), "bindings REVOKED")
     copy_rows(conn, "log_leaves", LEAF_COLUMNS, rows.leaves("ack"))
     copy_rows(conn, "log_nodes", NODE_COLUMNS, rows.nodes("ack"))
     phases.done("ack leaves + nodes COPY")
     return LoopFloor(len(targets), tuple(phases.spans))
-
-
-# Keys `parallel_loop_floor`'s i-th connection makes up start at i times this.
-PART_BASE = 10**9
 
 
 def parallel_loop_floor(url: str, tokens: list[bytes], connections: int) -> float:

@@ -22,6 +22,7 @@ from bench._loop_floor import (
     LEAF_COLUMNS,
     NODE_COLUMNS,
     ORDER_COLUMNS,
+    PART_BASE,
     LoopFloor,
     LoopRows,
     Phases,
@@ -94,29 +95,30 @@ def loop_floor_in(conn: sqlite3.Connection, tokens: list[bytes]) -> LoopFloor:
     phases = Phases()
     targets = _live_bindings(conn, tokens)
     phases.done("live bindings read")
-    rows = _rows(conn, targets, 10**9)
+    rows = _rows(conn, targets, PART_BASE)  # the raw floor's keys, on the same copy, at 0
     _revocation(conn, rows)
     _insert(conn, "orders", ORDER_COLUMNS, rows.orders())
     _insert(conn, "feed_events", FEED_COLUMNS, rows.feed())
     phases.done("orders + feed entries INSERT")
+    want = len(targets)
+
+    def update(sql: str, params: list[tuple[Any, ...]], what: str) -> None:
+        all_rows(conn.executemany(sql, params).rowcount, want, what)
+        phases.done(what)
+
     set_binding = "UPDATE bindings SET state = ? WHERE pk = ?"
     revoking = [(int(BindingState.REVOKING), pk) for pk in rows.binding_keys[0]]
-    n = conn.executemany(set_binding, revoking).rowcount
-    all_rows(n, len(targets), "bindings REVOKING")
-    phases.done("bindings REVOKING")
+    update(set_binding, revoking, "bindings REVOKING")
     _insert(conn, "log_leaves", LEAF_COLUMNS, rows.leaves("order"))
     _insert(conn, "log_nodes", NODE_COLUMNS, rows.nodes("order"))
     phases.done("order leaves + nodes INSERT")
-    n = conn.executemany(
+    update(
         "UPDATE orders SET state = ?, outcome = ?, acked_us = ? WHERE pk = ?",
         [(int(OrderState.DONE), int(AckOutcome.UNBOUND), rows.now, pk) for pk in rows.pks],
-    ).rowcount
-    all_rows(n, len(targets), "orders acked")
-    phases.done("orders acked (DONE)")
+        "orders acked (DONE)",
+    )
     revoked = [(int(BindingState.REVOKED), pk) for pk in rows.binding_keys[0]]
-    n = conn.executemany(set_binding, revoked).rowcount
-    all_rows(n, len(targets), "bindings REVOKED")
-    phases.done("bindings REVOKED")
+    update(set_binding, revoked, "bindings REVOKED")
     _insert(conn, "log_leaves", LEAF_COLUMNS, rows.leaves("ack"))
     _insert(conn, "log_nodes", NODE_COLUMNS, rows.nodes("ack"))
     phases.done("ack leaves + nodes INSERT")

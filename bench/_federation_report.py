@@ -26,7 +26,8 @@ class Figures:
     # the same channel (grpc.health's Check: no authentication, no store), as many times.
     round_trips: list[float] = field(default_factory=list)
     # The floor beside the last ack: each registry's share of the loop's database writes
-    # (bench._loop_floor on a copy of its store, all at once), in seconds.
+    # (bench._loop_floor on a copy of its store taken after the window, for as many numbers
+    # the batch left alone, all at once), in seconds.
     loop_floor_s: dict[str, float] = field(default_factory=dict)
 
 

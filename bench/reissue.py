@@ -25,9 +25,10 @@ orders (the registry's own write of those rows plus the REVOKING marks), to tell
 layer's cost from the rest of the path. Then the whole loop's database writes
 (bench._loop_floor: the orders, feed entries, REVOKING and REVOKED marks, acks and log leaves
 the design requires), in one transaction rolled back, printed in seconds beside the last ack.
-On PostgreSQL (--database-url) the floors run on the live store, each rolled back; the
-orders+feed floor and the loop's inserts are COPY, its updates UPDATE ... FROM unnest, and the
-loop runs again split over one connection per core.
+On PostgreSQL (--database-url) the floors run on the live store after the window, for as many
+numbers the batch left alone, each rolled back; the orders+feed floor and the loop's inserts
+are COPY, its updates UPDATE ... FROM unnest, and the loop runs again split over one
+connection per core.
 
 Workers default to asyncio tasks in this process: measured on 2 cores, the clients use
 4-6 CPU-s of a 20-70 s window while the server is saturated, and --worker-procs 2 changed
@@ -326,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("want --processes >= 1, and more than 1 only with --database-url")
     if args.reissued < 1 or args.bindings < PER_TOKEN * (args.reissued + 1):
         parser.error("want --reissued >= 1 and --bindings >= 10 x (--reissued + 1)")
+    if args.database_url and args.bindings < 2 * PER_TOKEN * args.reissued:
+        # The floors run after the window, on as many numbers the batch left alone.
+        parser.error("with --database-url, want --bindings >= 20 x --reissued")
     queried = min(args.queries, args.bindings // PER_TOKEN - args.reissued)
     plan = Plan.make(args.bindings, args.reissued, max(1, queried))
     print(
@@ -367,10 +371,14 @@ def one_run(mode: str, plan: Plan, args: argparse.Namespace) -> tuple[Outcome, f
 
 
 def _main_postgresql(args: argparse.Namespace, plan: Plan) -> int:
-    """The same run on PostgreSQL; its floors are measured on the live store just before the
-    report, each in a transaction rolled back (bench._pgfloor). With --processes N, N
-    registry processes share the database: platform i streams and acks at process i mod N
-    (as a TCP load balancer would place its connection), the carrier reports to the first."""
+    """The same run on PostgreSQL; its floors are measured on the live store after the
+    window, once the registry processes have stopped, each in a transaction rolled back
+    (bench._pgfloor), for as many numbers the batch left alone as it reissued (the same
+    bindings per number, at the same store size). Measured before the window, they left
+    about a million dead row versions in the tables the window then wrote. With
+    --processes N, N registry processes share the database: platform i streams and acks at
+    process i mod N (as a TCP load balancer would place its connection), the carrier
+    reports to the first."""
     from bench._pgfloor import floors, reset_schema
 
     reset_schema(args.database_url)
@@ -378,9 +386,10 @@ def _main_postgresql(args: argparse.Namespace, plan: Plan) -> int:
     with _live.data_dir(url) as data, _live.servers(url, data, args.processes, BENCH_ENV) as procs:
         carrier, platforms, key_id, _ = asyncio.run(setup(procs[0], plan, args))
         platforms = [_live.rehome(b, procs[i % len(procs)].listen) for i, b in enumerate(platforms)]
-        measured = floors(url, plan.tokens[: plan.reissued])
         pids = [p.proc.pid for p in procs]
         got = asyncio.run(reissue(pids, carrier, platforms, plan, key_id, args))
+    untouched = plan.tokens[plan.reissued : 2 * plan.reissued]
+    measured = floors(url, untouched)
     print(f"  registry processes on the one database: {args.processes}")
     report(got, plan, None, measured)
     return 0 if got.revocation_done else 1

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import pytest
 from numbind.registry.domain.types import AckOutcome, BindingState, OrderState
 from numbind.registry.storage import migrate, principals
 from numbind.registry.storage.db import Database
@@ -188,3 +191,42 @@ def test_the_sqlite_loop_floor_runs_on_a_member_store_that_knows_no_carrier(
     db.close()
     floor = _reissue_floor.loop_floor(path, [b.binding.token.value for b in stored])
     assert floor.orders == 8
+
+
+def test_the_federation_floors_copy_only_the_stores_that_hold_bindings(tmp_path: Path) -> None:
+    """bench.federation's floors, after the window: each member's store is copied and
+    floored; the hub, which holds no bindings in a federation, is not even opened (its
+    store here does not exist). A single registry is the hub alone, and is floored."""
+    from bench.federation import loop_floors
+
+    member, tokens = _sqlite_store(tmp_path, 16)
+    net = tmp_path / "net"
+    net.mkdir()
+    member.rename(net / "registry.db")
+    servers: Any = {
+        "hub": SimpleNamespace(data=tmp_path / "no-hub"),
+        "net": SimpleNamespace(data=net),
+    }
+    assert list(loop_floors(servers, tokens[:10])) == ["net"]
+    alone: Any = {"hub": SimpleNamespace(data=net)}
+    assert list(loop_floors(alone, tokens[:10])) == ["hub"]
+    # Copies: the member's own store is left as it was.
+    conn = sqlite3.connect(net / "registry.db")
+    try:
+        assert _sqlite_counts(conn)["active bindings"] == 16
+    finally:
+        conn.close()
+
+
+def test_the_benches_refuse_too_few_numbers_for_their_floors_after_the_window() -> None:
+    """The floors run after the window on as many numbers the batch left alone: a size
+    that leaves fewer is refused before anything starts (no database is reached here)."""
+    from bench import federation, reissue
+
+    with pytest.raises(SystemExit) as fed:
+        federation.main(["--bindings", "1000", "--reissued", "60"])
+    with pytest.raises(SystemExit) as pg:
+        reissue.main(
+            ["--bindings", "100000", "--reissued", "6000", "--database-url", "postgresql://x"]
+        )
+    assert fed.value.code == pg.value.code == 2

@@ -2,10 +2,9 @@
 floors measured on a live PostgreSQL store.
 
 The reissue floors on SQLite run on copies of the store file; a PostgreSQL store is not
-copied, so each floor runs on the live store just before the report, in a transaction that
-is rolled back: the rows are written (heap, indexes, WAL) but not committed, so the figure
-leaves out one commit's flush (milliseconds) and the registry then starts from the same
-state.
+copied, so each floor runs on the live store after the window (bench.reissue: for numbers the
+batch left alone), in a transaction that is rolled back: the rows are written (heap, indexes,
+WAL) but not committed, so the figure leaves out one commit's flush (milliseconds).
 """
 
 from __future__ import annotations

@@ -42,6 +42,12 @@ REISSUED = carriers_pb2.LifecycleKind.Value("LIFECYCLE_KIND_REISSUED")
 REVOKE, CAUSE, PENDING = int(EventKind.REVOKE), int(EventCause.REISSUED), int(OrderState.PENDING)
 
 
+def floor_room(bindings: int, reissued: int) -> bool:
+    """Whether `bindings` (PER_TOKEN a number) leave as many numbers alone as `reissued`
+    (Plan.untouched)."""
+    return bindings >= 2 * PER_TOKEN * reissued
+
+
 # -- the data set -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Plan:
@@ -63,6 +69,15 @@ class Plan:
     @property
     def bindings(self) -> int:
         return len(self.tokens) * PER_TOKEN
+
+    @property
+    def untouched(self) -> list[bytes]:
+        """As many numbers as the batch reissues, from those it leaves alone (the first
+        `queried` of them are only read): where the floors run after the window, on the
+        same bindings per number at the same store size."""
+        if not floor_room(self.bindings, self.reissued):
+            raise ValueError(f"{self.bindings} bindings leave fewer than {self.reissued} untouched")
+        return self.tokens[self.reissued : 2 * self.reissued]
 
     @staticmethod
     def platforms_of(t: int) -> list[int]:

@@ -75,7 +75,7 @@ from bench._harness import (
     wait_listening,
 )
 from bench._reissue_floor import copy_store, loop_floor
-from bench._reissue_plan import round_trips
+from bench._reissue_plan import floor_room, round_trips
 from bench.federation_cpu import BurstMeter
 from bench.reissue import (
     ISSUED,
@@ -319,8 +319,7 @@ def run(servers: dict[str, ServerProcess], plan: Plan, probes: list[bytes],
         figures = await measure(s, plan, probes, args.queries, meter)
         # After the window, for as many numbers the batch left alone: measured before it,
         # the floors' copies and processes added 2.3-3.5 s to the last ack.
-        untouched = plan.tokens[plan.reissued : 2 * plan.reissued]
-        figures.loop_floor_s = await asyncio.to_thread(loop_floors, servers, untouched)
+        figures.loop_floor_s = await asyncio.to_thread(loop_floors, servers, plan.untouched)
         return figures
 
     return asyncio.run(go())
@@ -359,8 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.full:
         args.bindings, args.reissued = 1_000_000, 10_000
-    if args.reissued < 1 or args.bindings < 2 * PER_TOKEN * args.reissued:
-        # The loop floors run after the window, on as many numbers the batch left alone.
+    if args.reissued < 1 or not floor_room(args.bindings, args.reissued):
         parser.error("want --reissued >= 1 and --bindings >= 20 x --reissued")
     queried = max(1, min(args.queries, args.bindings // PER_TOKEN - args.reissued))
     plan = Plan.make(args.bindings, args.reissued, queried)

@@ -77,6 +77,7 @@ from bench._reissue_plan import (
     REISSUED,
     Plan,
     active_key_id,
+    floor_room,
     lifecycle_requests,
     load,
     percentile,
@@ -327,8 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("want --processes >= 1, and more than 1 only with --database-url")
     if args.reissued < 1 or args.bindings < PER_TOKEN * (args.reissued + 1):
         parser.error("want --reissued >= 1 and --bindings >= 10 x (--reissued + 1)")
-    if args.database_url and args.bindings < 2 * PER_TOKEN * args.reissued:
-        # The floors run after the window, on as many numbers the batch left alone.
+    if args.database_url and not floor_room(args.bindings, args.reissued):
         parser.error("with --database-url, want --bindings >= 20 x --reissued")
     queried = min(args.queries, args.bindings // PER_TOKEN - args.reissued)
     plan = Plan.make(args.bindings, args.reissued, max(1, queried))
@@ -388,8 +388,7 @@ def _main_postgresql(args: argparse.Namespace, plan: Plan) -> int:
         platforms = [_live.rehome(b, procs[i % len(procs)].listen) for i, b in enumerate(platforms)]
         pids = [p.proc.pid for p in procs]
         got = asyncio.run(reissue(pids, carrier, platforms, plan, key_id, args))
-    untouched = plan.tokens[plan.reissued : 2 * plan.reissued]
-    measured = floors(url, untouched)
+    measured = floors(url, plan.untouched)
     print(f"  registry processes on the one database: {args.processes}")
     report(got, plan, None, measured)
     return 0 if got.revocation_done else 1

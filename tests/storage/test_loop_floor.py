@@ -230,3 +230,14 @@ def test_the_benches_refuse_too_few_numbers_for_their_floors_after_the_window() 
             ["--bindings", "100000", "--reissued", "6000", "--database-url", "postgresql://x"]
         )
     assert fed.value.code == pg.value.code == 2
+
+
+def test_the_untouched_numbers_are_as_many_as_the_reissued_and_none_of_them() -> None:
+    """Plan.untouched, where both benches' floors run after the window."""
+    from bench._reissue_plan import Plan
+
+    plan = Plan.make(400, 20, 5)  # 40 numbers
+    assert len(plan.untouched) == 20
+    assert not set(plan.untouched) & set(plan.tokens[:20])
+    with pytest.raises(ValueError):
+        _ = Plan.make(390, 20, 5).untouched  # 39 numbers: 19 left alone

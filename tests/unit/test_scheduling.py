@@ -10,22 +10,18 @@ from typing import Any
 from tests.conftest import pytest_collection_modifyitems
 
 
-def _item(path: str, slow: bool) -> Any:
+def _item(path: str, slow: bool, n: int) -> Any:
     def marker(name: str) -> object | None:
         return object() if slow and name == "slow" else None
 
-    return SimpleNamespace(path=Path(path), name=f"{path}:{slow}", get_closest_marker=marker)
+    # Named by collection position: two tests of one file stay told apart.
+    return SimpleNamespace(path=Path(path), name=f"{path}#{n}", get_closest_marker=marker)
 
 
 def test_files_with_a_slow_test_go_first_whole_and_in_order() -> None:
-    items = [
-        _item("a.py", False),
-        _item("b.py", False),
-        _item("b.py", True),
-        _item("c.py", False),
-        _item("d.py", True),
-        _item("a.py", False),
-    ]
+    collected = [("a.py", False), ("b.py", False), ("b.py", True), ("c.py", False)]
+    collected += [("d.py", True), ("a.py", False)]
+    items = [_item(path, slow, n) for n, (path, slow) in enumerate(collected)]
     before = [i.name for i in items]
     pytest_collection_modifyitems(items)
     # b.py moves with its quick test too (a worker takes a file at a time); the rest keep
@@ -41,7 +37,7 @@ def test_files_with_a_slow_test_go_first_whole_and_in_order() -> None:
 
 
 def test_no_slow_test_leaves_the_order_as_collected() -> None:
-    items = [_item("z.py", False), _item("a.py", False), _item("m.py", False)]
+    items = [_item(path, False, n) for n, path in enumerate(["z.py", "a.py", "m.py"])]
     before = list(items)
     pytest_collection_modifyitems(items)
     assert items == before

@@ -37,6 +37,7 @@ from numbind.registry.services.lifecycle import LifecycleService
 from numbind.registry.services.log import LogService
 from numbind.registry.services.member_holders import MemberHolderService
 from numbind.registry.services.notifier import LOG_CHANNEL, FeedNotifier
+from numbind.registry.services.planner_stats import StatisticsKeeper
 from numbind.registry.services.rekey import RekeyRunner, RekeySettings
 from numbind.registry.services.replication import HubLog, Replica
 from numbind.registry.services.standing import StandingService
@@ -89,6 +90,8 @@ class Registry:
     hub_log: HubLog | None = None
     # A member's replica of the hub's lifecycle log (None at the hub, or alone).
     replica: Replica | None = None
+    # The planner's statistics of fast-growing tables (None on SQLite, which has none).
+    planner_stats: StatisticsKeeper | None = None
 
     @classmethod
     def open(cls, settings: Settings, *, migrate_schema: bool = True) -> Registry:
@@ -262,6 +265,7 @@ class Registry:
                 if federation is not None and not federation.is_authority
                 else None
             ),
+            planner_stats=None if db.is_sqlite else StatisticsKeeper(db),
         )
 
     def manifest_watch(self) -> ManifestWatch | None:

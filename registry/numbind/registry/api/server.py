@@ -189,6 +189,7 @@ class RegistryServer:
         self._fanout_retries: asyncio.Task[None] | None = None
         self._manifest_watch: asyncio.Task[None] | None = None
         self._applier: asyncio.Task[None] | None = None
+        self._planner_stats: asyncio.Task[None] | None = None
         fed = registry.federation
         self.follower = (
             Follower(registry.replica, registry.peers, fed.hub.id, fed.files, registry.stopping)
@@ -221,6 +222,11 @@ class RegistryServer:
             # Orders of a report a previous run (or another process) left part-created.
             self._applier = asyncio.create_task(
                 applier.run(self.registry.stopping), name="numbind-local-applier"
+            )
+        keeper = self.registry.planner_stats
+        if keeper is not None:
+            self._planner_stats = asyncio.create_task(
+                keeper.run(self.registry.stopping), name="numbind-planner-stats"
             )
         if self.follower is not None:
             self.follower.start()
@@ -265,7 +271,14 @@ class RegistryServer:
         if self.follower is not None:
             await self.follower.close()
         await self.server.stop(self.registry.settings.shutdown_grace_seconds)
-        for task in (self._publisher, self._witness, self._manifest_watch, self._applier):
+        tasks = (
+            self._publisher,
+            self._witness,
+            self._manifest_watch,
+            self._applier,
+            self._planner_stats,
+        )
+        for task in tasks:
             if task is not None:
                 await task
         await self.registry.rekeyer.close()

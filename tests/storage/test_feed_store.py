@@ -195,3 +195,14 @@ def test_idempotency_answers_retries_and_refuses_reuse(db: Database) -> None:
         db.transact(lambda s: idempotency.once(s, pk, "M", "r1", b"b" * 32, act))
     # Another method or principal has its own namespace.
     assert db.transact(lambda s: idempotency.once(s, pk, "N", "r1", b"b" * 32, act)) == {"n": 2}
+
+
+def test_a_revocations_order_ids_are_read_whole_by_either_call(db: Database) -> None:
+    _, _, rid = _with_orders(db, 12, ordered=9)
+    carrier = db.transact(lambda s: principals.register(s, "carrier", "c-other").pk)
+    other = db.transact(lambda s: orders.new_revocation(s, EventCause.REISSUED, carrier))
+    by_platform = db.transact(lambda s: orders.order_ids(s, rid))
+    ids = db.transact(lambda s: orders.ids_of(s, rid))
+    assert len(ids) == 9 and len(set(ids)) == 9
+    assert sorted(ids) == sorted(i for per in by_platform.values() for i in per)
+    assert db.transact(lambda s: orders.ids_of(s, other)) == []

@@ -262,7 +262,7 @@ def _trigger(session: Session, revocation_id: str) -> logged.LogLeaf:
     assert row is not None  # written with the events that name it
     if row.cause != int(cause):
         store.set_cause(session, revocation_id, cause)
-    ids = [oid for per in orders.order_ids(session, revocation_id).values() for oid in per]
+    ids = orders.ids_of(session, revocation_id)
     names = log.principal_names(session, [row.carrier_pk])
     return logged.revocation(
         revocation_id=revocation_id,

@@ -312,6 +312,19 @@ def order_ids(session: Session, revocation_id: str) -> dict[int, list[str]]:
     return dict(out)
 
 
+def ids_of(session: Session, revocation_id: str) -> list[str]:
+    """The ids of a revocation's orders, in no particular order (its log leaf sorts them).
+    Driver SQL: a 10,000-number reissue reads 100,000 here at the end of its last chunk,
+    where the ORM's rows (order_ids) cost ~0.9 s of the apply thread, which every last ack
+    waits for."""
+    conn = session.connection()
+    return list(
+        conn.exec_driver_sql(
+            driver_sql(conn, "SELECT id FROM orders WHERE revocation_id = ?"), (revocation_id,)
+        ).scalars()
+    )
+
+
 def open_orders_for_bindings(
     session: Session, bindings: Sequence[StoredBinding], now: int
 ) -> dict[int, tuple[str, int]]:

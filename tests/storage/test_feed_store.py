@@ -30,25 +30,27 @@ from tests.tokens import token_in_bucket
 T0 = 1_700_000_000_000_000
 
 
+def binding_row(platform_pk: int, i: int) -> dict[str, object]:
+    """An ACTIVE binding's row in bucket `i` (a token of its own in that bucket)."""
+    return {
+        "platform_pk": platform_pk,
+        "key_id": "0123456789abcdef",
+        "token": token_in_bucket(i),
+        "account_ref": b"acct",
+        "bound_us": T0,
+        "kind": 1,
+        "state": int(BindingState.ACTIVE),
+        "bucket": i,
+        "digest": bytes(32),
+        "updated_us": T0,
+    }
+
+
 def _binding(session: Session, platform_pk: int, i: int) -> StoredBinding:
-    token = token_in_bucket(i)
-    pk = session.execute(
-        insert(BindingRow).returning(BindingRow.pk),
-        [
-            {
-                "platform_pk": platform_pk,
-                "key_id": "0123456789abcdef",
-                "token": token,
-                "account_ref": b"acct",
-                "bound_us": T0,
-                "kind": 1,
-                "state": int(BindingState.ACTIVE),
-                "bucket": i,
-                "digest": bytes(32),
-                "updated_us": T0,
-            }
-        ],
-    ).scalar_one()
+    row = binding_row(platform_pk, i)
+    token = row["token"]
+    assert isinstance(token, bytes)
+    pk = session.execute(insert(BindingRow).returning(BindingRow.pk), [row]).scalar_one()
     b = Binding(Token("0123456789abcdef", token), b"acct", T0, BindingKind.LOGIN)
     return StoredBinding(pk, platform_pk, b, BindingState.ACTIVE)
 

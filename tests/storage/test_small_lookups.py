@@ -5,7 +5,6 @@ for one row. A batch (a report's 10,000 numbers) keeps the array. Both give the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -14,9 +13,10 @@ from numbind.registry.domain.types import NumberState
 from numbind.registry.storage import numbers, pgsets, principals
 from numbind.registry.storage.bindings import live_for_tokens
 from numbind.registry.storage.db import Database
-from sqlalchemy import Connection, event
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from tests.storage._plans import plan_nodes
 from tests.storage.test_feed_store import T0, _binding
 
 COUNT = 40
@@ -51,19 +51,11 @@ def _partitions(db: Database, parent: str, call: Callable[[Session], Any]) -> tu
     stmt, params = seen[0]
 
     def explain(s: Session) -> set[str]:
-        conn: Connection = s.connection()
-        row = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + stmt, params).scalar()
-        doc = row if isinstance(row, list) else json.loads(str(row))
-        found: set[str] = set()
-
-        def walk(node: dict[str, Any]) -> None:
-            if str(node.get("Relation Name", "")).startswith(f"{parent}_p"):
-                found.add(str(node["Relation Name"]))
-            for child in node.get("Plans", []):
-                walk(child)
-
-        walk(doc[0]["Plan"])
-        return found
+        return {
+            str(node["Relation Name"])
+            for node in plan_nodes(s.connection(), stmt, params)
+            if str(node.get("Relation Name", "")).startswith(f"{parent}_p")
+        }
 
     return result, db.transact(explain)
 

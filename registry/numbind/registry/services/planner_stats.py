@@ -36,8 +36,6 @@ class StatisticsKeeper:
         self._interval = interval_seconds
         self._floor = floor_rows
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="numbind-analyze")
-        # Tables analyzed by this process, for the log and for tests.
-        self.analyzed = 0
 
     def refresh(self) -> list[str]:
         """One round, blocking: the tables this process analyzed (none when another
@@ -62,7 +60,6 @@ class StatisticsKeeper:
                 tables = await loop.run_in_executor(self._executor, self.refresh)
                 failing = False
                 if tables:
-                    self.analyzed += len(tables)
                     log.debug("planner statistics refreshed: %s", ", ".join(tables))
             except Exception as exc:  # any failure waits for the next round
                 if not failing:

@@ -58,10 +58,6 @@ __all__ = [
 FEW = 16
 
 
-def _in_list(column: str, values: Sequence[Any]) -> tuple[str, tuple[Any, ...]]:
-    return f"{column} IN ({', '.join(['%b'] * len(values))})", tuple(values)
-
-
 def _unnest(*types: str) -> str:
     """unnest of array parameters of these element types, each behind a sub-select (above)."""
     return "unnest(" + ", ".join(f"(SELECT %b::{t}[])" for t in types) + ")"
@@ -81,7 +77,7 @@ def any_of(
     if conn.dialect.name != "postgresql":
         return f"{column} IN ({marks(len(values))})", tuple(values)
     if len(values) <= FEW:
-        return _in_list(column, values)
+        return f"{column} IN ({', '.join(['%b'] * len(values))})", tuple(values)
     return f"{column} = any(CAST((SELECT %b::{element}[]) AS {element}[]))", (list(values),)
 
 
@@ -292,7 +288,7 @@ def numbers_of(conn: Connection, tokens: Sequence[bytes], *, lock: bool) -> list
     A few numbers read without a lock, or one number locked, are named in an `IN` list
     (`FEW`); several locked ones keep the token order."""
     if len(tokens) <= FEW and (not lock or len(tokens) == 1):
-        where, params = _in_list("n.token", tokens)
+        where, params = any_of(conn, "n.token", tokens, "bytea")
         return list(
             conn.exec_driver_sql(
                 f"SELECT {_NUMBER_COLUMNS} FROM numbers AS n WHERE {where}"

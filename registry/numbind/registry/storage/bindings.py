@@ -291,8 +291,27 @@ def live_for_tokens(
             forms.update(dict.fromkeys(t.forms, t.value))
     wanted = list(forms)
     conn = session.connection()
-    for i in range(0, len(wanted), 500):
-        part = wanted[i : i + 500]
+    for rows in _live_rows(conn, wanted):
+        for token, pk, platform_pk, key_id, ref, bound_us, kind, state in rows:
+            out.setdefault(forms[token], []).append(
+                StoredBinding(
+                    pk,
+                    platform_pk,
+                    Binding(Token(key_id, token), ref, bound_us, _KINDS[kind]),
+                    _STATES[state],
+                )
+            )
+    return out
+
+
+def _live_rows(conn: Connection, tokens: list[bytes]) -> Iterator[Sequence[Any]]:
+    """The live bindings' rows for `tokens`, a batch at a time: on PostgreSQL one join for
+    more than a few tokens (storage.pgsets.live_bindings); otherwise lookups of 500."""
+    if conn.dialect.name == "postgresql" and len(tokens) > pgsets.FEW:
+        yield pgsets.live_bindings(conn, tokens, _LIVE)
+        return
+    for i in range(0, len(tokens), 500):
+        part = tokens[i : i + 500]
         # Driver SQL: a holder query runs this for one token at each member, where building
         # the statement cost more than the read.
         where, params = pgsets.any_of(conn, "token", part, "bytea")
@@ -305,16 +324,7 @@ def live_for_tokens(
             params,
         )
         # .all(): the rows in one fetch (iterating the result fetched them one by one).
-        for token, pk, platform_pk, key_id, ref, bound_us, kind, state in rows.all():
-            out.setdefault(forms[token], []).append(
-                StoredBinding(
-                    pk,
-                    platform_pk,
-                    Binding(Token(key_id, token), ref, bound_us, _KINDS[kind]),
-                    _STATES[state],
-                )
-            )
-    return out
+        yield rows.all()
 
 
 # Enum members by stored value: a dict lookup per row, where calling the enum costs ten

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from numbind.registry.domain.types import EventCause, EventKind
-from numbind.registry.storage import replication
+from numbind.registry.storage import pgsets, replication
 from numbind.registry.storage.models import LifecycleEventRow, OrderRow, RevocationRow
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -74,6 +74,9 @@ def earlier_tokens(
 ) -> set[bytes]:
     """Of `forms`, the tokens with an event of this revocation at or below the cursor (a
     previous chunk already ordered their bindings for it)."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql" and forms:
+        return pgsets.events_of_revocation(conn, forms, revocation_id, at_or_below)
     found: set[bytes] = set()
     for i in range(0, len(forms), _CHUNK):
         found.update(

@@ -3,8 +3,9 @@ them, and reading a revocation's progress and a binding's open orders (storage.f
 the feeds; storage.order_acks records the acks).
 
 Orders and feed entries are written in the transaction of their trigger. Each platform's
-sequence comes from `principals.feed_head`, bumped with one UPDATE per platform per
-transaction: the row lock serialises appenders, so sequences are gap-free.
+sequence comes from `principals.feed_head`, bumped for every platform of a transaction at
+once (storage.pgsets on PostgreSQL): the row locks serialise appenders, so sequences are
+gap-free.
 
 Orders and feed entries carry their binding's token (the partition key on PostgreSQL, see
 storage.models): joins between them and bindings match on (pk, token), and writes by pk
@@ -126,14 +127,10 @@ def append(
     order_rows: list[tuple[object, ...]] = []
     seqs: list[int] = []  # each order's place in its platform's feed, as order_rows
     ids = iter(uuid7_texts(len(orders)))
-    for platform_pk in sorted(by_platform):  # fixed lock order: no deadlocks between reports
+    heads = _bump_feed_heads(session, {pk: len(batch) for pk, batch in by_platform.items()})
+    for platform_pk in sorted(by_platform):
         batch = by_platform[platform_pk]
-        head = session.execute(
-            update(PrincipalRow)
-            .where(PrincipalRow.pk == platform_pk)
-            .values(feed_head=PrincipalRow.feed_head + len(batch))
-            .returning(PrincipalRow.feed_head)
-        ).scalar_one()
+        head = heads[platform_pk]
         first = head - len(batch) + 1
         seqs += range(first, head + 1)
         for order in batch:
@@ -186,6 +183,23 @@ def append(
     # Other processes' streams of these feeds wake when this transaction commits.
     signals.announce(session, signals.FEED, by_platform)
     return set(by_platform)
+
+
+def _bump_feed_heads(session: Session, counts: dict[int, int]) -> dict[int, int]:
+    """Each platform's feed head moved on by its count, locked until commit (a fixed lock
+    order, by pk: no deadlocks between appenders); returns the new heads."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        return pgsets.bump_feed_heads(conn, counts)
+    return {
+        pk: session.execute(
+            update(PrincipalRow)
+            .where(PrincipalRow.pk == pk)
+            .values(feed_head=PrincipalRow.feed_head + counts[pk])
+            .returning(PrincipalRow.feed_head)
+        ).scalar_one()
+        for pk in sorted(counts)
+    }
 
 
 def _append_rows(

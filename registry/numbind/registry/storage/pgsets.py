@@ -35,6 +35,9 @@ from sqlalchemy import Connection
 
 __all__ = [
     "any_of",
+    "bump_feed_heads",
+    "events_of_revocation",
+    "live_bindings",
     "lock_bindings",
     "mark_delivered",
     "mark_delivered_by_pk",
@@ -79,6 +82,65 @@ def any_of(
     if len(values) <= FEW:
         return f"{column} IN ({', '.join(['%b'] * len(values))})", tuple(values)
     return f"{column} = any(CAST((SELECT %b::{element}[]) AS {element}[]))", (list(values),)
+
+
+def live_bindings(conn: Connection, tokens: Sequence[bytes], live: Sequence[int]) -> list[Any]:
+    """Rows (token, pk, platform_pk, key_id, account_ref, bound_us, kind, state) of the
+    bindings in states `live` to any of `tokens` (more than `FEW` of them), in one statement:
+    a join of the tokens' `unnest`, whose index probes each prune to one partition at run
+    time. As `any_of`'s array, each statement of 500 tokens probed all 16 partitions' index
+    with every token; 1,000 token forms at 1 M bindings (5,000 rows): 34-43 ms in one join
+    against 68-73 ms in two statements (quiet), 3.7 s of a full reissue's 20 apply chunks."""
+    return list(
+        conn.exec_driver_sql(
+            "SELECT b.token, b.pk, b.platform_pk, b.key_id, b.account_ref, b.bound_us, b.kind,"
+            f" b.state FROM {_unnest('bytea')} AS v(token) JOIN bindings AS b"
+            " ON b.token = v.token WHERE b.state = ANY(%b::smallint[])",
+            (list(tokens), list(live)),
+        )
+    )
+
+
+def events_of_revocation(
+    conn: Connection, tokens: Sequence[bytes], revocation_id: str, at_or_below: int
+) -> set[bytes]:
+    """Of `tokens`, those with a lifecycle event of the revocation at or below a sequence,
+    in one statement joined as `live_bindings` is (1,000 token forms: 12-16 ms, against
+    55-65 ms as two `IN` lists of 500)."""
+    return {
+        bytes(token)
+        for (token,) in conn.exec_driver_sql(
+            f"SELECT e.token FROM {_unnest('bytea')} AS v(token) JOIN lifecycle_events AS e"
+            " ON e.token = v.token WHERE e.revocation_id = %s AND e.seq <= %s",
+            (list(tokens), revocation_id, at_or_below),
+        )
+    }
+
+
+def bump_feed_heads(conn: Connection, counts: dict[int, int]) -> dict[int, int]:
+    """platform pk -> entries to append: each platform's feed head moved on by its count;
+    returns each new head. Two statements for any number of platforms (one UPDATE each
+    cost a reissue's apply 2.0 s in 400 statements): the rows are first locked in pk order,
+    the order every appender takes them in (the UPDATE's own join scans `principals` in
+    heap order, which updates change). The lock is the UPDATE's own, FOR NO KEY UPDATE:
+    FOR UPDATE also waits for every transaction holding a row's KEY SHARE lock, which each
+    insert naming the principal in a foreign key takes (an ack's idempotency record), and
+    stalled a reissue's apply behind its platforms' acks."""
+    pks = sorted(counts)
+    if len(pks) > 1:
+        conn.exec_driver_sql(
+            "SELECT pk FROM principals WHERE pk = ANY(%b::integer[]) ORDER BY pk FOR NO KEY UPDATE",
+            (pks,),
+        ).all()
+    return {
+        int(pk): int(head)
+        for pk, head in conn.exec_driver_sql(
+            "UPDATE principals AS p SET feed_head = p.feed_head + v.n"
+            f" FROM {_unnest('integer', 'bigint')} AS v(pk, n) WHERE p.pk = v.pk"
+            " RETURNING p.pk, p.feed_head",
+            (pks, [counts[pk] for pk in pks]),
+        )
+    }
 
 
 def lock_bindings(

@@ -16,31 +16,15 @@ from numbind.registry.domain.types import (
 from numbind.registry.storage import bindings, feed, local_apply, orders, principals
 from numbind.registry.storage.db import Database
 from numbind.registry.storage.models import BindingRow, FeedEventRow, LifecycleEventRow
-from sqlalchemy import event, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
+from tests.storage._plans import captured
 from tests.storage.test_feed_store import T0, binding_row
 from tests.tokens import token_in_bucket
 
 MANY = 600  # more than one lookup of 500 on SQLite
 PLATFORMS = 3
-
-
-class _Statements:
-    """Statements executed on the write engine that name `table`."""
-
-    def __init__(self, db: Database, table: str) -> None:
-        self.seen: list[str] = []
-        self._table = table
-        self._engine = db.write_engine
-        event.listen(self._engine, "before_cursor_execute", self._on)
-
-    def _on(self, conn: Any, cursor: Any, stmt: str, params: Any, ctx: Any, many: bool) -> None:
-        if self._table in stmt:
-            self.seen.append(stmt)
-
-    def close(self) -> None:
-        event.remove(self._engine, "before_cursor_execute", self._on)
 
 
 def _pg(db: Database) -> bool:
@@ -53,7 +37,7 @@ def _load(db: Database) -> tuple[int, list[int], list[tuple[int, int, bytes]]]:
 
     def tx(s: Session) -> tuple[int, list[int], list[tuple[int, int, bytes]]]:
         carrier = principals.register(s, "carrier", "c-lookups").pk
-        plats = [principals.register(s, "platform", f"p-lookups-{i}").pk for i in range(3)]
+        plats = [principals.register(s, "platform", f"p-lookups-{i}").pk for i in range(PLATFORMS)]
         rows = [binding_row(plats[i % PLATFORMS], i) for i in range(MANY)]
         made = s.execute(
             insert(BindingRow).returning(BindingRow.pk, BindingRow.platform_pk, BindingRow.token),
@@ -75,15 +59,12 @@ def test_live_bindings_of_many_tokens_are_one_join_and_skip_the_dead(db: Databas
         )
     )
     tokens = [t for _, _, t in made] + [token_in_bucket(1)]  # one token nobody bound
-    counter = _Statements(db, " bindings")
-    try:
+    with captured(db.write_engine, lambda sql: " bindings" in sql) as seen:
         live = db.transact(lambda s: bindings.live_for_tokens(s, tokens))
-    finally:
-        counter.close()
     expected = {t: [(pk, p)] for pk, p, t in made if pk != withdrawn[0]}
     assert {t: [(b.pk, b.platform_pk) for b in bs] for t, bs in live.items()} == expected
     assert all(b.state is BindingState.ACTIVE for bs in live.values() for b in bs)
-    assert len(counter.seen) == (1 if _pg(db) else 2), counter.seen
+    assert len(seen) == (1 if _pg(db) else 2), seen
 
 
 def test_earlier_tokens_are_the_revocations_own_at_or_below_the_cursor(db: Database) -> None:
@@ -116,16 +97,13 @@ def test_earlier_tokens_are_the_revocations_own_at_or_below_the_cursor(db: Datab
         return mine, other
 
     mine, other = db.transact(events)
-    counter = _Statements(db, "lifecycle_events")
-    try:
+    with captured(db.write_engine, lambda sql: "lifecycle_events" in sql) as seen:
         found = db.transact(lambda s: local_apply.earlier_tokens(s, mine, tokens, 20))
         theirs = db.transact(lambda s: local_apply.earlier_tokens(s, other, tokens, 11))
-    finally:
-        counter.close()
     assert found == set(tokens[1:11])  # not tokens[0]'s seq 11 (other's), nor seq 21
     assert theirs == {tokens[0]}
     # Each call one statement on PostgreSQL; two lookups of 500 each on SQLite.
-    assert len(counter.seen) == (2 if _pg(db) else 4), counter.seen
+    assert len(seen) == (2 if _pg(db) else 4), seen
 
 
 def test_feed_heads_of_every_platform_move_together_and_stay_gap_free(db: Database) -> None:
@@ -141,15 +119,12 @@ def test_feed_heads_of_every_platform_move_together_and_stay_gap_free(db: Databa
 
         db.transact(tx)
 
-    counter = _Statements(db, "principals")
-    try:
+    with captured(db.write_engine, lambda sql: "principals" in sql) as seen:
         append(every[:300])
-        first = len(counter.seen)
+        first = len(seen)
         append(every[300:])
-    finally:
-        counter.close()
     # PostgreSQL: the rows locked in pk order, then one UPDATE; SQLite: one UPDATE each.
-    assert first == (2 if _pg(db) else PLATFORMS), counter.seen
+    assert first == (2 if _pg(db) else PLATFORMS), seen
     for p in plats:
 
         def seqs(s: Session, p: int = p) -> list[int]:

@@ -5,15 +5,14 @@ token moved (storage.dependents), and on PostgreSQL read from the tokens' partit
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from numbind.registry.domain.types import OrderState
 from numbind.registry.storage import dependents, orders
 from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.db import Database, driver_sql
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from tests.storage._plans import captured
 from tests.storage.test_feed_store import _with_orders
 
 NOW = 2_000_000_000_000_000
@@ -52,17 +51,8 @@ def test_postgresql_reads_only_the_tokens_partitions(pg_db: Database) -> None:
     prunes the others at planning."""
     _, stored, _ = _with_orders(pg_db, 8, ordered=7)
     one = [stored[0]]
-    seen: list[tuple[str, Any]] = []
-
-    def record(conn: Any, cursor: Any, stmt: str, params: Any, ctx: Any, many: bool) -> None:
-        if "FROM orders" in stmt:
-            seen.append((stmt, params))
-
-    event.listen(pg_db.read_engine, "before_cursor_execute", record)
-    try:
+    with captured(pg_db.read_engine, lambda sql: "FROM orders" in sql) as seen:
         pg_db.transact(lambda s: orders.open_orders_for_bindings(s, one, 0), write=False)
-    finally:
-        event.remove(pg_db.read_engine, "before_cursor_execute", record)
     assert len(seen) == 1
     stmt, params = seen[0]
     with pg_db.read_engine.connect() as conn:

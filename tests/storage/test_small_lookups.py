@@ -1,7 +1,8 @@
 """PostgreSQL: a lookup of a few tokens (a holder query's one number and its live bindings)
 reads only those tokens' partitions (storage.pgsets.FEW). Behind an array the planner could
 not prune, and on a small table's statistics it hashed a sequential scan of every partition
-for one row. A batch (a report's 10,000 numbers) keeps the array. Both give the same rows."""
+for one row. A batch (a report's 10,000 numbers) keeps one statement over the tokens'
+array. Both give the same rows."""
 
 from __future__ import annotations
 
@@ -13,10 +14,9 @@ from numbind.registry.domain.types import NumberState
 from numbind.registry.storage import numbers, pgsets, principals
 from numbind.registry.storage.bindings import live_for_tokens
 from numbind.registry.storage.db import Database
-from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from tests.storage._plans import plan_nodes
+from tests.storage._plans import captured, plan_nodes
 from tests.storage.test_feed_store import T0, _binding
 
 COUNT = 40
@@ -36,17 +36,8 @@ def _stored(db: Database) -> list[bytes]:
 
 def _partitions(db: Database, parent: str, call: Callable[[Session], Any]) -> tuple[Any, set[str]]:
     """What `call` returns, and the partitions of `parent` its statement's plan reads."""
-    seen: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, stmt: str, params: Any, ctx: Any, many: bool) -> None:
-        if f" {parent} " in stmt and not stmt.startswith("EXPLAIN"):
-            seen.append((stmt, params))
-
-    event.listen(db.write_engine, "before_cursor_execute", capture)
-    try:
+    with captured(db.write_engine, lambda sql: f" {parent} " in sql) as seen:
         result = db.transact(call)
-    finally:
-        event.remove(db.write_engine, "before_cursor_execute", capture)
     assert len(seen) == 1, seen
     stmt, params = seen[0]
 

@@ -132,6 +132,7 @@ def stale_deliveries(
         select(OrderRow.pk, OrderRow.token)
         .where(
             OrderRow.platform_pk == platform_pk,
+            OrderRow.acked_us.is_(None),  # the open orders' partial index (ix_orders_open)
             OrderRow.state == int(OrderState.DELIVERED),
             OrderRow.delivered_us < delivered_before_us,
         )

@@ -46,7 +46,8 @@ def snapshot(session: Session, now_us: int) -> OpsSnapshot:
             late,
             func.min(OrderRow.created_us),
         )
-        .where(OrderRow.state.in_(_OPEN))
+        # acked_us IS NULL: the open orders' partial index (ix_orders_open).
+        .where(OrderRow.acked_us.is_(None), OrderRow.state.in_(_OPEN))
         .group_by(OrderRow.platform_pk, OrderRow.state)
     ).all()
     open_by: dict[int, list[int | None]] = {}

@@ -8,8 +8,9 @@ generic plan (storage.db.index_plans) probed each `orders` partition through its
 `(id, token)` key on the token alone, which walks the partition's whole index, and kept
 that plan as the partitions grew (a pg_stat_statements run: 37.6 s in 507 reads of 100,000
 rows). The delivery marks, planned per call on a stale share of open orders, hashed every
-open order of every partition for each page of 500 (21.5 s for 100,000 marks). Both plans
-are right as soon as the statistics are.
+open order of every partition for each page of 500 (21.5 s for 100,000 marks), through an
+index on `state` that migration 0011_open_orders dropped. Both plans were right as soon as
+the statistics were.
 
 A table is stale here when the rows inserted, updated or deleted since its last ANALYZE
 reach its size then (and at least `floor`): the statistics are then at most about half

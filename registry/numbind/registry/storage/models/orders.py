@@ -14,6 +14,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -71,10 +72,16 @@ class OrderRow(Base):
         Index("ix_orders_revocation", "revocation_id", "platform_pk"),
         # Open orders per binding (the holder view's "open revocation").
         Index("ix_orders_binding", "binding_pk"),
-        # Stats and the overdue sweep: orders by state and deadline.
-        Index("ix_orders_state_deadline", "state", "deadline_us"),
-        # Redelivery: one platform's delivered-but-unacked orders.
-        Index("ix_orders_platform_state", "platform_pk", "state"),
+        # Open (unacked) orders by platform and deadline: the ops snapshot and redelivery.
+        # Partial, and without `state`, so that an order's delivery mark writes no index
+        # entry (a HOT update on PostgreSQL; migration 0011_open_orders).
+        Index(
+            "ix_orders_open",
+            "platform_pk",
+            "deadline_us",
+            postgresql_where=text("acked_us IS NULL"),
+            sqlite_where=text("acked_us IS NULL"),
+        ),
         UniqueConstraint("id", "token", name="uq_orders_id"),
     )
 

@@ -1,0 +1,106 @@
+"""An order's two later writes on PostgreSQL (migration 0011_open_orders): the delivery
+mark changes no indexed column, so it is a heap-only (HOT) update that writes no index
+entry; the orders' partitions keep room on each page for it; and the open orders are still
+found (redelivery and the ops snapshot read them through the partial index on
+`acked_us IS NULL`) once some are acked.
+
+With `state` in two of the orders' indexes, as before 0011, no delivery mark was HOT: each
+wrote a new entry in all six of the row's indexes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from numbind.registry.domain.types import EventCause, EventKind, OrderState
+from numbind.registry.storage import feed, ops, order_acks, orders, principals
+from numbind.registry.storage.db import Database
+from sqlalchemy import inspect, text
+from sqlalchemy.orm import Session
+
+from tests.storage.test_feed_store import _binding
+
+# Few enough that every partition's orders share one page with room to spare, whatever
+# the fillfactor: what is checked is which columns the indexes hold.
+ORDERS = 40
+
+
+def _orders(db: Database) -> tuple[int, list[feed.FeedItem]]:
+    carrier = db.transact(lambda s: principals.register(s, "carrier", "cu").pk)
+    plat = db.transact(lambda s: principals.register(s, "platform", "pu").pk)
+    mine = db.transact(lambda s: [_binding(s, plat, i) for i in range(ORDERS)])
+
+    def append(s: Session) -> None:
+        rid = orders.new_revocation(s, EventCause.REISSUED, carrier)
+        new = [orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, 1) for b in mine]
+        orders.append(s, rid, new, 60.0)
+
+    db.transact(append)
+    items = db.transact(lambda s: feed.read_feed(s, plat, 0, ORDERS), write=False)
+    assert len(items) == ORDERS
+    return plat, items
+
+
+def _updates(s: Session) -> tuple[int, int]:
+    """(rows updated, of them HOT) in the orders' partitions, by this transaction."""
+    row: Any = s.execute(
+        text(
+            "SELECT COALESCE(SUM(n_tup_upd), 0), COALESCE(SUM(n_tup_hot_upd), 0)"
+            " FROM pg_stat_xact_user_tables WHERE relname LIKE 'orders\\_p%'"
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+def test_a_delivery_mark_is_a_heap_only_update(pg_db: Database) -> None:
+    _, items = _orders(pg_db)
+
+    def deliver(s: Session) -> tuple[int, int]:
+        feed.mark_delivered(s, [(i.order_pk, i.token) for i in items])
+        return _updates(s)
+
+    assert pg_db.transact(deliver) == (ORDERS, ORDERS)
+
+
+def test_the_orders_partitions_keep_room_for_their_updates(pg_db: Database) -> None:
+    options = pg_db.transact(
+        lambda s: s.execute(
+            text(
+                "SELECT c.relname, c.reloptions FROM pg_inherits i"
+                " JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent"
+                " WHERE p.relname = 'orders'"
+            )
+        ).all(),
+        write=False,
+    )
+    assert len(options) >= 2
+    assert all(o and "fillfactor=70" in o for _, o in options), options
+
+
+def test_no_index_of_orders_holds_the_columns_a_delivery_mark_writes(db: Database) -> None:
+    """On either backend (SQLite has no HOT, but keeps the same indexes); a partial
+    index's predicate counts as well as its columns."""
+    indexes = db.transact(lambda s: inspect(s.connection()).get_indexes("orders"), write=False)
+    assert {i["name"] for i in indexes} >= {"ix_orders_open"}
+    for index in indexes:
+        named = " ".join(
+            [*map(str, index["column_names"]), *map(str, index.get("dialect_options", {}).values())]
+        )
+        assert "state" not in named and "delivered_us" not in named, index
+
+
+def test_open_orders_are_found_once_some_are_acked(db: Database) -> None:
+    plat, items = _orders(db)
+    db.transact(lambda s: feed.mark_delivered(s, [(i.order_pk, i.token) for i in items]))
+    acked = items[:15]
+
+    def ack(s: Session) -> None:
+        found = order_acks.orders_by_id(s, [i.order_id for i in acked])
+        order_acks.record_acks(s, [(t, int(OrderState.DONE), 1, "") for t in found.values()])
+
+    db.transact(ack)
+    far_future = 2**62
+    stale = db.transact(lambda s: feed.stale_deliveries(s, plat, far_future, 100), write=False)
+    assert sorted(i.order_pk for i in stale) == sorted(i.order_pk for i in items[15:])
+    snap = db.transact(lambda s: ops.snapshot(s, 0), write=False)
+    (mine,) = [f for f in snap.feeds if f.platform == "pu"]
+    assert (mine.pending, mine.delivered, mine.overdue) == (0, ORDERS - 15, 0)

@@ -182,3 +182,29 @@ def test_delivery_marks_probe_the_primary_key_even_on_stale_statistics(pg_db: Da
     StatisticsKeeper(pg_db, floor_rows=FLOOR).refresh()
     after = pg_db.transact(plan, write=False)
     assert "Hash Join" not in after and "Nested Loop" in after, after
+
+
+def test_the_keeper_samples_coarsely(pg_db: Database) -> None:
+    """Its ANALYZE keeps histograms of STATISTICS_TARGET + 1 bounds at most (the server's
+    default of 100 would keep up to 101 for a column of 3,000 distinct values)."""
+    carrier, plat = _setup(pg_db)
+    _grow(pg_db, carrier, plat, 0, 3000)
+    analyzed = StatisticsKeeper(pg_db, floor_rows=FLOOR).refresh()
+    assert any(".orders_p" in t for t in analyzed), analyzed
+    bounds = pg_db.transact(
+        lambda s: s.execute(
+            text(
+                "SELECT tablename, array_length(histogram_bounds::text::text[], 1)"
+                " FROM pg_stats WHERE schemaname = current_schema()"
+                " AND tablename LIKE 'orders\\_p%' AND attname = 'pk'"
+            )
+        ).all(),
+        write=False,
+    )
+    assert len(bounds) >= 2, bounds
+    assert all(1 < n <= planner_stats.STATISTICS_TARGET + 1 for _, n in bounds), bounds
+    # Outside the keeper's transaction the server's own target holds.
+    target = pg_db.transact(
+        lambda s: s.execute(text("SHOW default_statistics_target")).scalar_one(), write=False
+    )
+    assert int(target) != planner_stats.STATISTICS_TARGET

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
 from numbind.registry.domain.types import EventCause, EventKind, OrderState
-from numbind.registry.storage import feed, ops, order_acks, orders, principals
+from numbind.registry.storage import feed, migrate, ops, order_acks, orders, principals
 from numbind.registry.storage.db import Database
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.orm import Session
 
 from tests.storage.test_feed_store import _binding
@@ -104,3 +106,45 @@ def test_open_orders_are_found_once_some_are_acked(db: Database) -> None:
     snap = db.transact(lambda s: ops.snapshot(s, 0), write=False)
     (mine,) = [f for f in snap.feeds if f.platform == "pu"]
     assert (mine.pending, mine.delivered, mine.overdue) == (0, ORDERS - 15, 0)
+
+
+def _orders_index_names(engine: Engine) -> set[str]:
+    return {str(i["name"]) for i in inspect(engine).get_indexes("orders")}
+
+
+def _fillfactors(engine: Engine) -> set[str | None]:
+    if engine.dialect.name != "postgresql":
+        return set()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT array_to_string(c.reloptions, ',') FROM pg_inherits i"
+                " JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent"
+                " WHERE p.relname = 'orders'"
+            )
+        )
+        return {r[0] for r in rows}
+
+
+def test_the_migration_goes_back_to_the_state_indexes_and_forward_again(
+    database_url: str,
+) -> None:
+    engine = create_engine(database_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrate.MIGRATIONS))
+    try:
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0010_local_apply")
+        names = _orders_index_names(engine)
+        assert {"ix_orders_state_deadline", "ix_orders_platform_state"} <= names, names
+        assert "ix_orders_open" not in names
+        assert _fillfactors(engine) <= {None, ""}, _fillfactors(engine)
+        migrate.upgrade(engine)
+        names = _orders_index_names(engine)
+        assert "ix_orders_open" in names and "ix_orders_state_deadline" not in names, names
+        if engine.dialect.name == "postgresql":
+            assert _fillfactors(engine) == {"fillfactor=70"}
+    finally:
+        engine.dispose()

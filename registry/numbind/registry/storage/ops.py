@@ -1,7 +1,7 @@
 """What an operator watches, read cheaply enough for a metrics scrape every few seconds.
 
-Only open orders are counted (the index on (platform_pk, state) and (state, deadline_us)
-serve it); finished orders, bindings and numbers grow without bound and are left to
+Only open orders are counted (the partial index ix_orders_open, of unacked orders, serves
+it); finished orders, bindings and numbers grow without bound and are left to
 `numbind admin stats`.
 """
 
@@ -13,10 +13,9 @@ from numbind.registry.domain.keymap import RekeyStatus
 from numbind.registry.domain.types import OrderState
 from numbind.registry.storage import keymap
 from numbind.registry.storage.models import OrderRow, PrincipalRow
+from numbind.registry.storage.orders import OPEN_STATES
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
-
-_OPEN = (int(OrderState.PENDING), int(OrderState.DELIVERED))
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def snapshot(session: Session, now_us: int) -> OpsSnapshot:
             func.min(OrderRow.created_us),
         )
         # acked_us IS NULL: the open orders' partial index (ix_orders_open).
-        .where(OrderRow.acked_us.is_(None), OrderRow.state.in_(_OPEN))
+        .where(OrderRow.acked_us.is_(None), OrderRow.state.in_(OPEN_STATES))
         .group_by(OrderRow.platform_pk, OrderRow.state)
     ).all()
     open_by: dict[int, list[int | None]] = {}

@@ -19,6 +19,7 @@ from numbind.registry.storage.db import Database
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.orm import Session
 
+from tests.storage._plans import captured, plan_nodes
 from tests.storage.test_feed_store import _binding
 
 # Few enough that every partition's orders share one page with room to spare, whatever
@@ -140,3 +141,54 @@ def test_the_migration_goes_back_to_the_state_indexes_and_forward_again(
             assert set(_partition_options(engine)) == {"fillfactor=70"}
     finally:
         engine.dispose()
+
+
+def _open_index_names(s: Session) -> set[str]:
+    """ix_orders_open and its partitions' indexes (named by PostgreSQL after the columns)."""
+    rows = s.execute(
+        text(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+            " AND tablename LIKE 'orders%' AND indexdef LIKE '%WHERE (acked_us IS NULL)%'"
+        )
+    )
+    return {str(r[0]) for r in rows}
+
+
+def test_the_open_orders_readers_can_use_the_partial_index(pg_db: Database) -> None:
+    """Its predicate must be implied by each reader's WHERE, or the planner cannot use it:
+    with sequential scans priced out, the ops snapshot and the stale-delivery search each
+    find the open orders through it (at test size the planner would rather scan)."""
+    plat, items = _orders(pg_db)
+    pg_db.transact(lambda s: feed.mark_delivered(s, [(i.order_pk, i.token) for i in items]))
+    engine = pg_db.write_engine
+
+    def orders_read(stmt: str) -> bool:
+        # The snapshot's grouping, the stale search's cut-off: not the predicate, whose
+        # absence is what this test is to catch.
+        return "FROM orders" in stmt and (
+            "GROUP BY orders.platform_pk" in stmt or "orders.delivered_us <" in stmt
+        )
+
+    with captured(engine, orders_read) as snapshot_sql:
+        pg_db.transact(lambda s: ops.snapshot(s, 0), write=False)
+    with captured(engine, orders_read) as stale_sql:
+        pg_db.transact(lambda s: feed.stale_deliveries(s, plat, 2**62, 10), write=False)
+    assert len(snapshot_sql) == 1 and len(stale_sql) == 1, (snapshot_sql, stale_sql)
+
+    def indexes_read(sql: str, params: Any) -> set[str]:
+        def plan(s: Session) -> set[str]:
+            s.execute(text("SET LOCAL enable_seqscan = off"))
+            nodes = plan_nodes(s.connection(), sql, params)
+            return {
+                str(n.get("Index Name", n["Node Type"]))
+                for n in nodes
+                if str(n.get("Relation Name", "")).startswith("orders_p")
+            }
+
+        return pg_db.transact(plan, write=False)
+
+    wanted = pg_db.transact(_open_index_names, write=False)
+    for sql, params in (*snapshot_sql, *stale_sql):
+        used = indexes_read(sql, params)
+        # The stale-delivery search then joins its finds to orders again by primary key.
+        assert used & wanted and "Seq Scan" not in used, (used, sql)

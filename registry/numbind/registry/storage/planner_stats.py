@@ -55,8 +55,9 @@ def claim(session: Session) -> bool:
 
 # The keeper's sample: 300 x this many rows a table. Its ANALYZE is for row counts that
 # grew tenfold under a burst, not for fine histograms (autovacuum's keeps the server's
-# target). At the default 100 its rounds took 3.3-5.0 s of PostgreSQL's time in a
-# full-size reissue; one ANALYZE of log_leaves at 117,000 rows 236-869 ms, at 10 18-21 ms.
+# target). At the default 100 its rounds took 3.3-6.1 s of PostgreSQL's time in a
+# full-size reissue (seven runs); one ANALYZE of log_leaves at 117,000 rows 236-869 ms,
+# at 10 18-21 ms.
 STATISTICS_TARGET = 10
 
 

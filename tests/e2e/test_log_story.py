@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,10 +127,12 @@ async def test_monitor_fails_when_an_order_was_silently_dropped(
     honest = log_record.order_leaves
 
     def drop_last_order(
-        session: Session, revocation_id: str, created: Sequence[tuple[str, orders.NewOrder]]
+        names: Mapping[int, str],
+        revocation_id: str,
+        created: Sequence[tuple[str, orders.NewOrder]],
     ) -> list[logged.LogLeaf]:
         # The trigger still commits to every order.
-        return honest(session, revocation_id, created)[:-1]
+        return honest(names, revocation_id, created)[:-1]
 
     # Order leaves are logged with their orders (chunk by chunk for a report), the trigger
     # after the last: dropping one leaf of the orders' is what a registry could hide.

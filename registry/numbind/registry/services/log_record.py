@@ -6,7 +6,7 @@ on the log's head is then held only for the commit).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from numbind.registry.domain import logged
 from numbind.registry.domain.types import EventCause
@@ -30,15 +30,24 @@ def revocation(
         carrier=carrier,
         orders=[oid for oid, _ in created],
     )
-    return [trigger, *order_leaves(session, revocation_id, created)]
+    names = platform_names(session, [o for _, o in created])
+    return [trigger, *order_leaves(names, revocation_id, created)]
+
+
+def platform_names(session: Session, new: Sequence[orders.NewOrder]) -> dict[int, str]:
+    """The names `order_leaves` gives the platforms of `new` (read before the orders are
+    written: the local applier builds their leaves while the server writes the orders)."""
+    return log.principal_names(session, [o.binding.platform_pk for o in new])
 
 
 def order_leaves(
-    session: Session, revocation_id: str, created: Sequence[tuple[str, orders.NewOrder]]
+    names: Mapping[int, str],
+    revocation_id: str,
+    created: Sequence[tuple[str, orders.NewOrder]],
 ) -> list[logged.LogLeaf]:
-    """One leaf per order, opened by its platform only. The local applier logs a report's
-    orders chunk by chunk and its trigger (committing to all of them) after the last."""
-    names = log.principal_names(session, [o.binding.platform_pk for _, o in created])
+    """One leaf per order, opened by its platform only (`names`: `platform_names`). The
+    local applier logs a report's orders chunk by chunk and its trigger (committing to all
+    of them) after the last."""
     return [
         logged.order(
             logged.LoggedOrder(

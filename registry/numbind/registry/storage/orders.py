@@ -15,7 +15,7 @@ name the token too, so each touches one partition and could stay on one shard.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,13 +110,19 @@ def append(
     deadline_seconds: float,
     *,
     created: list[tuple[str, NewOrder]] | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> set[int]:
     """Create the orders, mark revoked bindings REVOKING, append to each platform's feed.
 
     Returns the platforms whose feeds grew (to wake their streams after commit); `created`,
     if given, receives each new order's id with its order (for the verifiable log).
+    `meanwhile`, if given, is called once, with `created` complete, before this returns:
+    on PostgreSQL while the server still writes the orders (`pgcopy.copy_rows`), so it
+    must not use the session. The local applier builds the orders' log leaves there.
     """
     if not orders:
+        if meanwhile is not None:
+            meanwhile()
         return set()
     now = now_us()
     deadline = now + int(deadline_seconds * 1_000_000)
@@ -166,18 +172,26 @@ def append(
         top = conn.exec_driver_sql("SELECT COALESCE(MAX(pk), 0) FROM orders").scalar_one()
         pks = range(top + 1, top + 1 + len(order_rows))
     numbered = [(pk, *r) for pk, r in zip(pks, order_rows, strict=True)]
-    # (platform pk, seq, order pk, token, created) from the order row (pk, id, revocation,
-    # platform pk, binding pk, token, ...).
-    feed_rows = [(r[3], seq, r[0], r[5], now) for r, seq in zip(numbered, seqs, strict=True)]
+    feed_rows: list[tuple[object, ...]] = []
+
+    def build() -> None:
+        # (platform pk, seq, order pk, token, created) from the order row (pk, id,
+        # revocation, platform pk, binding pk, token, ...).
+        feed_rows.extend((r[3], q, r[0], r[5], now) for r, q in zip(numbered, seqs, strict=True))
+        if meanwhile is not None:
+            meanwhile()
+
     if pg:
         # The bindings of REVOKE orders became REVOKING as they were locked (_current_tokens).
         # Orders and their feed entries are each one COPY, without RETURNING: 20,000 orders
         # with their feed entries took 1.0-1.9 s this way against 2.7-3.6 s as `INSERT ...
         # SELECT FROM unnest(...) RETURNING` and a second unnest INSERT (alternated, on the
-        # loaded 2-core machine). COPY routes each row to its token's partition.
-        pgcopy.copy_rows(conn, "orders", ("pk", *_ORDER_COLUMNS), numbered)
+        # loaded 2-core machine). COPY routes each row to its token's partition. The feed
+        # entries (and the caller's `meanwhile`) are built while the server writes the orders.
+        pgcopy.copy_rows(conn, "orders", ("pk", *_ORDER_COLUMNS), numbered, meanwhile=build)
         pgcopy.copy_rows(conn, "feed_events", _FEED_COLUMNS, feed_rows)
     else:
+        build()
         revoking = [(o.binding.pk, token_of[o.binding.pk]) for o in orders if o.kind == _REVOKE]
         _append_rows(conn, numbered, feed_rows, revoking, now)
     # Other processes' streams of these feeds wake when this transaction commits.

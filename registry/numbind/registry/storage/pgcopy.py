@@ -12,7 +12,7 @@ retried like any, storage.db).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
@@ -49,20 +49,35 @@ def copy_bindings(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
 
 
 def copy_rows(
-    conn: Connection, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    meanwhile: Callable[[], object] | None = None,
 ) -> None:
     """COPY rows (values in `columns` order) into `table`, in the caller's transaction.
+
+    `meanwhile`, if given, is called once the rows are sent and before the COPY's result
+    is awaited: the server is still writing them then (the rows reach its socket far
+    faster than it inserts them), so the caller's own Python work runs beside the server's
+    instead of after it. It must not use the connection; if it raises, the COPY is
+    abandoned and the exception propagates.
 
     Measured at 110,000 log leaves (the log's rows of a 100,000-order reissue) on the
     loaded 2-core machine: executemany 6.9-17.6 s, `INSERT ... SELECT FROM unnest` of
     arrays 11.4-20.5 s (the arrays' adaptation and parsing dominate), COPY 1.3 s."""
     if not rows:
+        if meanwhile is not None:
+            meanwhile()
         return
     sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
     try:
         with _driver(conn).cursor() as cur, cur.copy(sql) as copy:
             for row in rows:
                 copy.write_row(row)
+            if meanwhile is not None:
+                meanwhile()
     except psycopg.Error as exc:
         raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
 

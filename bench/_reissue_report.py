@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench._harness import row
 from bench._loop_floor import LoopFloor
+from bench._order_states import OrderStates
 from bench._pgfloor import PgFloors
 from bench._reissue_floor import copy_store, loop_floor, raw_floor, registry_append
 from bench._reissue_plan import Plan, percentile
@@ -79,6 +80,8 @@ class Outcome:
     queries: list[float]
     during: list[float]
     revocation_done: bool
+    # --order-states (PostgreSQL): the window's orders by state over time.
+    order_states: OrderStates | None = None
 
 
 def compare_synchronous(full: tuple[Outcome, float], normal: tuple[Outcome, float]) -> None:
@@ -178,6 +181,8 @@ def report(
         f"{'met' if target else 'NOT met'} ({got.total_s:.1f} s, {p99:.2f} ms){scale}"
     )
     _loop_floor(got, loop)
+    if got.order_states is not None:
+        got.order_states.print(got.orders)
     if measured is not None:  # PostgreSQL: issue 14's targets for the production store
         print(
             f"  PostgreSQL targets: first event < 2 s {_mark(got.first_event_s < 2)} "

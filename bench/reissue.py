@@ -68,6 +68,7 @@ from numbind.v1 import carriers_pb2_grpc, holders_pb2, holders_pb2_grpc
 
 from bench import _live
 from bench._harness import BENCH_ENV, add_all, registry_process, row
+from bench._order_states import OrderStates
 from bench._reissue_floor import copy_store
 from bench._reissue_plan import (
     ACK_BATCH,
@@ -134,6 +135,7 @@ async def reissue(
     out: Any = None
     worker_tasks: list[asyncio.Future[ProcResult]] = []
     spy: subprocess.Popen[bytes] | None = None
+    states: OrderStates | None = None
     try:
         if args.worker_procs:
             ctx = mp.get_context("spawn")
@@ -182,6 +184,13 @@ async def reissue(
 
             background = asyncio.ensure_future(query_during())
             spy = start_py_spy(server_pids[0], args.py_spy)
+            states = (
+                OrderStates(args.database_url, args.order_states)
+                if args.order_states and args.database_url
+                else None
+            )
+            if states is not None:
+                states.start()
             server_cpu0 = sum(proc_cpu_seconds(pid) for pid in server_pids)
             client_cpu0 = time.process_time()
             pg_cpu0 = postgres_cpu_seconds() if args.database_url else None
@@ -193,6 +202,8 @@ async def reissue(
                 orders += response.orders_created
                 revocation_ids.append(response.revocation_id)
             report_s = time.monotonic() - t0
+            if states is not None:
+                states.report_done()
             if procs:
                 results: list[ProcResult] = []
                 for _ in procs:
@@ -205,6 +216,8 @@ async def reissue(
             server_cpu = sum(proc_cpu_seconds(pid) for pid in server_pids) - server_cpu0
             client_cpu = time.process_time() - client_cpu0
             pg_cpu = None if pg_cpu0 is None else postgres_cpu_seconds() - pg_cpu0
+            if states is not None:
+                states.stop()
             stop_py_spy(spy)
             spy = None
             stop.set()
@@ -227,6 +240,8 @@ async def reissue(
             )
     finally:
         stop_py_spy(spy)
+        if states is not None:
+            states.stop()
         for proc in procs:
             proc.join(timeout=10)
             if proc.is_alive():
@@ -247,6 +262,7 @@ async def reissue(
         queries=queries,
         during=during,
         revocation_done=done,
+        order_states=states,
     )
 
 
@@ -315,6 +331,14 @@ def main(argv: list[str] | None = None) -> int:
         help="run the registry on this PostgreSQL database (its schema is dropped first)",
     )
     parser.add_argument(
+        "--order-states",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="with --database-url: sample the orders by state every S seconds in the window "
+        "and print the backlog left at the report's end (bench._order_states; 0: off)",
+    )
+    parser.add_argument(
         "--processes",
         type=int,
         default=1,
@@ -324,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.bindings, args.reissued = 100_000, 1_000
+    if args.order_states and (args.order_states < 0.1 or not args.database_url):
+        parser.error("want --order-states >= 0.1 seconds, and only with --database-url")
     if args.processes < 1 or (args.processes > 1 and not args.database_url):
         parser.error("want --processes >= 1, and more than 1 only with --database-url")
     if args.reissued < 1 or args.bindings < PER_TOKEN * (args.reissued + 1):

@@ -46,3 +46,25 @@ def test_the_federation_report_marks_its_targets_and_prints_the_round_trip_floor
     (loop,) = [line for line in out.splitlines() if line.strip().startswith("floor, federation")]
     assert "bank 6.0 s of database writes" in loop and "last ack 12.0 s = 0.50" in loop
     assert "net 4.5 s" in loop and "last ack 9.0 s = 0.50" in loop
+
+
+def test_the_order_states_summary_names_the_backlog_left_at_the_report_end(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench._order_states import OrderStates, Sample
+
+    states = OrderStates("postgresql://unused", 1.0)
+    states.samples = [
+        Sample(0.0, {}),
+        Sample(10.0, {"pending": 20_000, "delivered": 30_000, "done": 40_000}),
+        Sample(11.0, {"pending": 5_000, "delivered": 25_000, "done": 70_000}),
+        Sample(14.0, {"done": 99_000, "rejected": 1_000}),
+    ]
+    states.report_s = 10.5
+    states.print(100_000)
+    out = capsys.readouterr().out
+    assert "10.0s 20,000/30,000/40,000" in out
+    # At the last sample before the report's end: 60,000 open, 20,000 of them unsent; acked
+    # 40,000 in 10 s, then 60,000 more (rejections count as answered) in the next 4 s.
+    assert "60,000 orders not yet acked (20,000 not yet sent)" in out
+    assert "acked 4,000/s while the report ran, 15,000/s after" in out

@@ -45,7 +45,7 @@ issue 10), and the key figures of both are printed side by side with the ratio
     .venv/bin/python -m bench.reissue [--quick] [--bindings N] [--reissued N]
         [--worker-procs N] [--consumer raw|sdk] [--ack-batch N] [--queries N]
         [--query-during RATE] [--py-spy OUT] [--synchronous both|FULL|NORMAL]
-    .venv/bin/python -m bench.reissue --database-url URL [--processes N] [...]
+    .venv/bin/python -m bench.reissue --database-url URL [--processes N] [--order-states S] [...]
 """
 
 from __future__ import annotations

@@ -14,17 +14,19 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from numbind.cli import holders as holders_cli
 from numbind.protocol.bundle import Bundle
 from numbind.registry.domain.types import LifecycleKind, Principal, Token, now_us
 from numbind.registry.errors import Unavailable
+from numbind.registry.services import log_record
 from numbind.registry.services.lifecycle import LifecycleInput, LifecycleService, ReportResult
 from numbind.registry.services.local_apply import Chunk, LocalApplier
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.tokenmap import TokenMapper
-from numbind.registry.storage import local_apply, principals
+from numbind.registry.storage import local_apply, orders, principals
 from numbind.registry.storage.db import Database, Session
 from numbind.registry.storage.models import BindingRow, FeedEventRow, LogLeafRow, OrderRow
 from numbind.registry.testing import RunningRegistry
@@ -386,3 +388,37 @@ async def test_bindings_changed_while_a_report_is_applied(
     (arrival,) = orders_of[b"late"]
     assert arrival != result.revocation_id  # revoked on arrival, once
     assert all(len(v) == 1 for k, v in orders_of.items() if k not in (b"fresh", WITHDRAWN))
+
+
+async def test_each_chunks_order_leaves_are_built_inside_its_append(
+    registry_any_store: RunningRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The applier hands the building of a chunk's order leaves to `orders.append`
+    (`meanwhile`), which runs it while PostgreSQL still writes the orders
+    (tests/storage/test_copy_overlap.py); built after the append, the leaves would sit on
+    the applier's path again. Every leaf of the report is still logged."""
+    w = await _world(registry_any_store)
+    inside = [False]
+    calls: list[tuple[bool, int]] = []
+    real_append, real_leaves = orders.append, log_record.order_leaves
+
+    def append(*args: Any, **kwargs: Any) -> set[int]:
+        inside[0] = True
+        try:
+            return real_append(*args, **kwargs)
+        finally:
+            inside[0] = False
+
+    def leaves(*args: Any) -> list[Any]:
+        built = real_leaves(*args)
+        calls.append((inside[0], len(built)))
+        return built
+
+    monkeypatch.setattr(orders, "append", append)
+    monkeypatch.setattr(log_record, "order_leaves", leaves)
+    result = await asyncio.wait_for(_report(w, w.lifecycle, "r-inside"), 60)
+    assert result.orders_created == ORDERS
+    # One call per chunk (2, 4, 4, 2 events), each inside its append.
+    assert [n for _, n in calls] == [8, 16, 16, 8]
+    assert all(during for during, _ in calls)
+    _check_exactly_once(w, result.revocation_id)

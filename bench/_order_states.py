@@ -38,12 +38,12 @@ class OrderStates:
 
     url: str
     every_s: float
-    samples: list[Sample] = field(default_factory=list)
-    report_s: float | None = None
-    error: str = ""
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-    _t0: float = 0.0
+    samples: list[Sample] = field(default_factory=list, init=False)
+    report_s: float | None = field(default=None, init=False)
+    error: str = field(default="", init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+    _t0: float = field(default=0.0, init=False)
 
     def start(self) -> None:
         self._t0 = time.monotonic()
@@ -70,7 +70,7 @@ class OrderStates:
         except psycopg.Error as exc:  # a bench aid: say so, and leave the run alone
             self.error = str(exc).splitlines()[0]
 
-    def print(self, orders: int) -> None:
+    def show(self, orders: int) -> None:
         if self.error:
             print(f"  orders by state: sampling failed ({self.error})")
             return

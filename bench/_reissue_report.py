@@ -182,7 +182,7 @@ def report(
     )
     _loop_floor(got, loop)
     if got.order_states is not None:
-        got.order_states.print(got.orders)
+        got.order_states.show(got.orders)
     if measured is not None:  # PostgreSQL: issue 14's targets for the production store
         print(
             f"  PostgreSQL targets: first event < 2 s {_mark(got.first_event_s < 2)} "

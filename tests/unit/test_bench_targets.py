@@ -61,7 +61,7 @@ def test_the_order_states_summary_names_the_backlog_left_at_the_report_end(
         Sample(14.0, {"done": 99_000, "rejected": 1_000}),
     ]
     states.report_s = 10.5
-    states.print(100_000)
+    states.show(100_000)
     out = capsys.readouterr().out
     assert "10.0s 20,000/30,000/40,000" in out
     # At the last sample before the report's end: 60,000 open, 20,000 of them unsent; acked

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -27,6 +27,22 @@ def include_name(name: str | None, type_: str, _parent: object) -> bool:
     from numbind.registry.storage.models import Base
 
     return name in Base.metadata.tables
+
+
+def partitions_of(conn: Connection, parent: str) -> list[str]:
+    """The partitions of table `parent`, by name (PostgreSQL; none elsewhere): for the
+    migrations that set a storage option on each (one cannot be set on the parent)."""
+    if conn.dialect.name != "postgresql":
+        return []
+    rows = conn.execute(
+        text(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = :parent"
+            " ORDER BY c.relname"
+        ),
+        {"parent": parent},
+    )
+    return [str(r[0]) for r in rows]
 
 
 def head_revision() -> str:

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from numbind.registry.storage.migrate import partitions_of
 
 revision: str = "0011_open_orders"
 down_revision: str | None = "0010_local_apply"
@@ -37,17 +38,6 @@ depends_on: str | Sequence[str] | None = None
 # orders, delivered then acked: 2.15 s and 4.85 s at 70, 2.82 s and 6.23 s packed).
 FILLFACTOR = 70
 _OPEN = "acked_us IS NULL"
-
-
-def _partitions() -> list[str]:
-    rows = op.get_bind().execute(
-        sa.text(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-            " JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'orders'"
-            " ORDER BY c.relname"
-        )
-    )
-    return [r[0] for r in rows]
 
 
 def upgrade() -> None:
@@ -62,13 +52,13 @@ def upgrade() -> None:
         sqlite_where=sa.text(_OPEN),
     )
     if pg:
-        for name in _partitions():
+        for name in partitions_of(op.get_bind(), "orders"):
             op.execute(f'ALTER TABLE "{name}" SET (fillfactor = {FILLFACTOR})')
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        for name in _partitions():
+        for name in partitions_of(op.get_bind(), "orders"):
             op.execute(f'ALTER TABLE "{name}" RESET (fillfactor)')
     op.drop_index("ix_orders_open", table_name="orders")
     op.create_index("ix_orders_platform_state", "orders", ["platform_pk", "state"])

@@ -3,10 +3,11 @@
 phases they are written in, each timed.
 
 For each live binding of the reissued numbers: an order and its feed entry, the binding
-marked REVOKING, the order's log leaf and a Merkle node; then what its ack writes: the order
-DONE, the binding REVOKED, an ack leaf and a node. Not the registry's own bookkeeping (the
-delivery marks, the log head, idempotency records), no network, no hashing: the database's
-share, which a last-ack target must hold before anything else.
+marked REVOKING, the order's log leaf and its share of Merkle nodes; then what its ack
+writes: the order DONE, the binding REVOKED, an ack leaf and its share of nodes. Not the
+registry's own bookkeeping (the delivery marks, the log head, idempotency records), no
+network, no hashing: the database's share, which a last-ack target must hold before
+anything else.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from bench._reissue_plan import CAUSE, DAY_US, PENDING, REVOKE, now_us
 
 # Bytes of a log leaf's body as the registry writes them (canonical JSON; on this bench's
 # PostgreSQL store after a run: every order leaf 311, every ack leaf 122). The registry also
-# writes about one Merkle node per leaf (220,490 nodes for 220,501 leaves): one each here.
+# stores the Merkle nodes of 16 leaves and more (storage.log.STORED_FROM_LEVEL): about one
+# per 8 leaves (12,500 of 100,000 leaves), so one per 8 here (one per leaf before that).
+NODE_EVERY = 8
 ORDER_BODY, ACK_BODY = 311, 122
 # Feed sequences and leaf indices the floor makes up start far above any real one.
 FAR = 10**12
@@ -125,7 +128,7 @@ class LoopRows:
 
     def nodes(self, kind: str) -> list[tuple[int, int, bytes]]:
         start = self._first_index(kind)
-        return [(1, start + i, os.urandom(32)) for i in range(len(self.ids))]
+        return [(4, start + i, os.urandom(32)) for i in range(0, len(self.ids), NODE_EVERY)]
 
 
 def all_rows(rowcount: int, want: int, what: str) -> None:

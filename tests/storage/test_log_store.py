@@ -5,15 +5,69 @@ from __future__ import annotations
 
 from functools import partial
 
+import pytest
+from alembic import command
+from alembic.config import Config
 from numbind.protocol import merkle
 from numbind.protocol.log_entries import Opening, canonical
+from numbind.protocol.log_errors import TreeRangeError
 from numbind.registry.domain.logged import LogLeaf
 from numbind.registry.storage import log, migrate
 from numbind.registry.storage.db import Database, Session
+from numbind.registry.storage.models import LogLeafRow, LogNodeRow
+from sqlalchemy import delete, select
 
 
 def _leaf(i: int, holder: int | None = None) -> LogLeaf:
     return LogLeaf("order", f"order-{i}", holder, canonical({"t": "order", "id": f"order-{i}"}))
+
+
+def _stored_nodes(s: Session) -> dict[tuple[int, int], bytes]:
+    rows = s.execute(select(LogNodeRow.level, LogNodeRow.idx, LogNodeRow.hash))
+    return {(int(level), int(idx)): bytes(h) for level, idx, h in rows}
+
+
+def test_a_node_whose_leaves_are_not_all_stored_is_missing_not_guessed(db: Database) -> None:
+    db.transact(lambda s: log.append(s, [_leaf(i) for i in range(20)]))
+
+    def drop_leaf(s: Session) -> None:
+        s.execute(delete(LogLeafRow).where(LogLeafRow.idx == 5))
+
+    db.transact(drop_leaf)
+    tree = partial(log.StoredTree, size=20)
+    with pytest.raises(TreeRangeError, match="missing"):
+        db.transact(lambda s: tree(s).subtree_hashes([merkle.Node(2, 1)]), write=False)
+    # The rest of the block still answers.
+    got = db.transact(lambda s: tree(s).subtree_hashes([merkle.Node(2, 0)]), write=False)
+    assert len(got) == 1
+
+
+def test_migrating_down_stores_the_small_subtrees_again_and_up_drops_them(
+    database_url: str,
+) -> None:
+    db = Database(database_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrate.MIGRATIONS))
+    try:
+        migrate.upgrade(db.write_engine)
+        db.transact(lambda s: log.append(s, [_leaf(i) for i in range(45)]))
+        data = db.transact(lambda s: log.commitments(s, 0, 45), write=False)
+        reference = merkle.MemoryTree(merkle.leaf_hash(c) for c in data)
+        with db.write_engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0012_binding_room")
+        stored = db.transact(_stored_nodes, write=False)
+        # Every complete subtree of two leaves or more, as storage.log stored them before.
+        want = {(lv, i) for lv in range(1, 6) for i in range(45 >> lv)}
+        assert set(stored) == want
+        for (level, idx), h in stored.items():
+            assert reference.subtree_hashes([merkle.Node(level, idx)]) == [h]
+        migrate.upgrade(db.write_engine)
+        assert set(db.transact(_stored_nodes, write=False)) == {
+            n for n in want if n[0] >= log.STORED_FROM_LEVEL
+        }
+    finally:
+        db.close()
 
 
 def test_batched_appends_build_the_rfc9162_tree_and_prove_from_stored_hashes(
@@ -35,17 +89,26 @@ def test_batched_appends_build_the_rfc9162_tree_and_prove_from_stored_hashes(
 
         def proofs(s: Session) -> None:
             tree = log.StoredTree(s, size)
-            for idx in (0, 6, 7, 56, 70):
+            # Every leaf and every older size: the hashes below STORED_FROM_LEVEL come from
+            # the leaves of whole and partial 16-leaf blocks, those above from log_nodes.
+            for idx in range(size):
                 proof = merkle.inclusion_proof(idx, size, tree)
                 assert proof == reference.inclusion_proof(idx)
                 merkle.verify_inclusion(merkle.leaf_hash(data[idx]), idx, size, proof, edge.root())
-            for old in (1, 7, 33, 57, 71):
+            for old in range(1, size + 1):
                 proof = merkle.consistency_proof(old, size, tree)
+                assert proof == reference.consistency_proof(old)
                 merkle.verify_consistency(old, size, proof, reference.root(old), edge.root())
             # A smaller tree's proofs come from the same stored hashes.
             assert merkle.root_at(40, tree) == reference.root(40)
 
         db.transact(proofs, write=False)
+        # Stored: the subtrees of 16 leaves and more (71 leaves: four of 16, two of 32, one
+        # of 64), each with MemoryTree's hash; the smaller ones are not.
+        stored = db.transact(_stored_nodes, write=False)
+        assert sorted(stored) == [(4, 0), (4, 1), (4, 2), (4, 3), (5, 0), (5, 1), (6, 0)]
+        for (level, idx), h in stored.items():
+            assert reference.subtree_hashes([merkle.Node(level, idx)]) == [h]
         opened = db.transact(lambda s: log.openings(s, [3, 60]), write=False)
         for o in opened:
             Opening(o.index, o.salt, o.body).check(data[o.index])

@@ -16,7 +16,7 @@ from numbind.registry.storage.db import Database
 from sqlalchemy import Connection, text
 
 from bench import _reissue_floor
-from bench._loop_floor import PART_BASE
+from bench._loop_floor import NODE_EVERY, PART_BASE
 from bench._pgfloor import loop_floor, parallel_loop_floor, raw_floor
 from tests.storage.test_feed_store import _binding
 
@@ -82,7 +82,8 @@ _DURING = {
     "active bindings": 10,
     "order leaves": 20,
     "ack leaves": 20,
-    "nodes": 40,
+    # One per 8 leaves of each kind, as the registry stores them (from 16-leaf subtrees up).
+    "nodes": 2 * len(range(0, 20, NODE_EVERY)),
 }
 
 

@@ -4,9 +4,9 @@
 `log_state` row (appenders queue there, so indices are gap-free and in commit order; every
 writer takes this lock last, after its other rows, so no lock cycle can form), extends the
 stored right edge leaf by leaf (`merkle.CompactRange`: O(1) amortised hashes per leaf), and
-writes the leaves and every subtree hash the batch closed (COPY on PostgreSQL, executemany
-on SQLite). A proof later
-reads O(log n) of those hashes (`StoredTree`), never the leaves of a whole range.
+writes the leaves and the hashes of the subtrees of 16 leaves or more that the batch closed
+(COPY on PostgreSQL, executemany on SQLite). A proof later reads O(log n) of those hashes
+and the leaves of the 16-leaf blocks it touches (`StoredTree`), never a whole range.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from numbind.protocol.log_entries import SALT_BYTES
 from numbind.protocol.log_errors import TreeRangeError
-from numbind.protocol.merkle import HASH_BYTES, CompactRange, Node, leaf_hash
+from numbind.protocol.merkle import HASH_BYTES, CompactRange, Node, leaf_hash, root_of
 from numbind.registry.domain.logged import LogLeaf
 from numbind.registry.domain.types import now_us
 from numbind.registry.storage import pgcopy
@@ -50,6 +50,13 @@ class StoredOpening:
 
 # Keys per IN list: well under SQLite's bound on bound variables.
 _CHUNK = 400
+# Subtree hashes are stored from this level up: subtrees of 16 leaves and more, about one
+# node per 8 leaves where every level made it one per leaf (a 100,000-order reissue logs
+# 200,000 leaves). A proof computes the hashes below it from the leaves of the 16-leaf
+# blocks it touches (`StoredTree`): one more range read of at most 16 leaves per block,
+# where a proof needs about one block per side.
+STORED_FROM_LEVEL = 4
+_BLOCK = 1 << STORED_FROM_LEVEL
 _LEAF_COLUMNS = ("idx", "commitment", "kind", "ref", "holder_pk", "salt", "body", "created_us")
 
 
@@ -90,7 +97,8 @@ def append(session: Session, leaves: Sequence[LogLeaf]) -> int:
         while rest & 1:
             h = sha(b"\x01" + hashes.pop() + h).digest()  # merkle.node_hash
             rest, level = rest >> 1, level + 1
-            node_rows.append((level, size >> level, h))
+            if level >= STORED_FROM_LEVEL:
+                node_rows.append((level, size >> level, h))
         hashes.append(h)
         size += 1
     edge = CompactRange(size, hashes)
@@ -140,15 +148,9 @@ class StoredTree:
                     f"subtree [{node.start}, {node.end}): beyond tree size {self._size}"
                 )
         conn = self._session.connection()
-        found: dict[Node, bytes] = {}
-        leaves = sorted({n.index for n in nodes if n.level == 0})
-        for i in range(0, len(leaves), _CHUNK):
-            chunk = leaves[i : i + _CHUNK]
-            sql = f"SELECT idx, commitment FROM log_leaves WHERE idx IN ({marks(len(chunk))})"
-            for idx, c in conn.exec_driver_sql(driver_sql(conn, sql), tuple(chunk)):
-                found[Node(0, int(idx))] = leaf_hash(bytes(c))
+        found = self._from_leaves({n for n in nodes if n.level < STORED_FROM_LEVEL})
         by_level: dict[int, list[int]] = {}
-        for n in sorted({n for n in nodes if n.level > 0}):
+        for n in sorted({n for n in nodes if n.level >= STORED_FROM_LEVEL}):
             by_level.setdefault(n.level, []).append(n.index)
         # One (level = ? AND idx IN ...) term per level: an index range the planner uses on
         # SQLite and PostgreSQL alike (a row-value IN scans the table on SQLite).
@@ -168,6 +170,31 @@ class StoredTree:
         if missing:
             raise TreeRangeError(f"subtree hashes missing from the store: {missing[:3]}")
         return [found[n] for n in nodes]
+
+    def _from_leaves(self, low: set[Node]) -> dict[Node, bytes]:
+        """The hashes of subtrees below STORED_FROM_LEVEL, from the leaves of their blocks
+        (each lies inside one aligned block of _BLOCK leaves). A node whose leaves are not
+        all stored is left out: the caller reports it missing."""
+        if not low:
+            return {}
+        conn = self._session.connection()
+        blocks = sorted({n.start // _BLOCK for n in low})
+        hashes: dict[int, bytes] = {}
+        for i in range(0, len(blocks), 32):
+            batch = blocks[i : i + 32]
+            where = " OR ".join("(idx >= ? AND idx < ?)" for _ in batch)
+            params = tuple(
+                v for b in batch for v in (b * _BLOCK, min((b + 1) * _BLOCK, self._size))
+            )
+            sql = f"SELECT idx, commitment FROM log_leaves WHERE {where}"
+            for idx, c in conn.exec_driver_sql(driver_sql(conn, sql), params):
+                hashes[int(idx)] = leaf_hash(bytes(c))
+        out: dict[Node, bytes] = {}
+        for n in low:
+            leaves = [hashes.get(i) for i in range(n.start, n.end)]
+            if all(h is not None for h in leaves):
+                out[n] = root_of([h for h in leaves if h is not None])
+        return out
 
 
 def commitments(session: Session, start: int, end: int) -> list[bytes]:

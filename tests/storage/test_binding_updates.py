@@ -8,8 +8,6 @@ changes was HOT, each wrote a new entry in all three of the row's indexes."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from alembic import command
 from alembic.config import Config
 from numbind.registry.domain.types import (
@@ -24,9 +22,10 @@ from numbind.registry.domain.types import (
 from numbind.registry.storage import bindings, migrate, order_acks, orders, principals
 from numbind.registry.storage.db import Database
 from numbind.registry.storage.models import BindingRow
-from sqlalchemy import Engine, create_engine, func, inspect, select, text
+from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.orm import Session
 
+from tests.storage._heap import partition_options, updates
 from tests.tokens import token_in_bucket
 
 T0 = 1_700_000_000_000_000
@@ -34,19 +33,6 @@ T0 = 1_700_000_000_000_000
 PUBLISHED = 800
 # Every tenth is revoked: a reissue revokes a few bindings on each page.
 REVOKED = range(0, PUBLISHED, 10)
-
-
-def _updates(s: Session) -> tuple[int, int]:
-    """(rows updated, of them HOT) in the bindings' partitions, as this backend counts them
-    (PostgreSQL 15 holds a backend's counts of earlier transactions too, until it flushes
-    them at most once a second: callers take a difference)."""
-    row: Any = s.execute(
-        text(
-            "SELECT COALESCE(SUM(n_tup_upd), 0), COALESCE(SUM(n_tup_hot_upd), 0)"
-            " FROM pg_stat_xact_user_tables WHERE relname LIKE 'bindings\\_p%'"
-        )
-    ).one()
-    return int(row[0]), int(row[1])
 
 
 def _since(before: tuple[int, int], after: tuple[int, int]) -> tuple[int, int]:
@@ -70,20 +56,20 @@ def test_a_revoked_bindings_state_changes_are_heap_only_updates(pg_db: Database)
     carrier, revoked = _published(pg_db)
 
     def revoke(s: Session) -> tuple[int, int]:
-        before = _updates(s)
+        before = updates(s, "bindings")
         rid = orders.new_revocation(s, EventCause.REISSUED, carrier)
         new = [orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, 1) for b in revoked]
         orders.append(s, rid, new, 60.0)
-        return _since(before, _updates(s))
+        return _since(before, updates(s, "bindings"))
 
     assert pg_db.transact(revoke) == (len(revoked), len(revoked))
 
     def ack(s: Session) -> tuple[int, int]:
-        before = _updates(s)
+        before = updates(s, "bindings")
         ids = s.execute(text("SELECT id FROM orders")).scalars().all()
         found = order_acks.orders_by_id(s, list(ids))
         order_acks.record_acks(s, [(t, int(OrderState.DONE), 1, "") for t in found.values()])
-        return _since(before, _updates(s))
+        return _since(before, updates(s, "bindings"))
 
     assert pg_db.transact(ack) == (len(revoked), len(revoked))
     states = pg_db.transact(
@@ -96,19 +82,6 @@ def test_a_revoked_bindings_state_changes_are_heap_only_updates(pg_db: Database)
         int(BindingState.ACTIVE): PUBLISHED - len(revoked),
         int(BindingState.REVOKED): len(revoked),
     }
-
-
-def _partition_options(engine: Engine) -> list[str]:
-    """Each `bindings` partition's storage options, comma-joined ('' for none)."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT coalesce(array_to_string(c.reloptions, ','), '') FROM pg_inherits i"
-                " JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent"
-                " WHERE p.relname = 'bindings'"
-            )
-        )
-        return [str(r[0]) for r in rows]
 
 
 def _indexed(s: Session) -> list[str]:
@@ -138,16 +111,16 @@ def test_the_migration_sets_the_room_and_takes_it_back(database_url: str) -> Non
     try:
         migrate.upgrade(engine)
         if pg:
-            options = _partition_options(engine)
+            options = partition_options(engine, "bindings")
             assert len(options) >= 2 and set(options) == {"fillfactor=85"}, options
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.downgrade(cfg, "0011_open_orders")
         if pg:
-            assert set(_partition_options(engine)) == {""}
+            assert set(partition_options(engine, "bindings")) == {""}
         migrate.upgrade(engine)
         assert migrate.current_revision(engine) == migrate.head_revision()
         if pg:
-            assert set(_partition_options(engine)) == {"fillfactor=85"}
+            assert set(partition_options(engine, "bindings")) == {"fillfactor=85"}
     finally:
         engine.dispose()

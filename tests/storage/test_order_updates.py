@@ -19,6 +19,7 @@ from numbind.registry.storage.db import Database
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.orm import Session
 
+from tests.storage._heap import partition_options, updates
 from tests.storage._plans import captured, plan_nodes
 from tests.storage.test_feed_store import _binding
 
@@ -43,42 +44,18 @@ def _orders(db: Database) -> tuple[int, list[feed.FeedItem]]:
     return plat, items
 
 
-def _updates(s: Session) -> tuple[int, int]:
-    """(rows updated, of them HOT) in the orders' partitions, by this transaction."""
-    row: Any = s.execute(
-        text(
-            "SELECT COALESCE(SUM(n_tup_upd), 0), COALESCE(SUM(n_tup_hot_upd), 0)"
-            " FROM pg_stat_xact_user_tables WHERE relname LIKE 'orders\\_p%'"
-        )
-    ).one()
-    return int(row[0]), int(row[1])
-
-
 def test_a_delivery_mark_is_a_heap_only_update(pg_db: Database) -> None:
     _, items = _orders(pg_db)
 
     def deliver(s: Session) -> tuple[int, int]:
         feed.mark_delivered(s, [(i.order_pk, i.token) for i in items])
-        return _updates(s)
+        return updates(s, "orders")
 
     assert pg_db.transact(deliver) == (ORDERS, ORDERS)
 
 
-def _partition_options(engine: Engine) -> list[str]:
-    """Each `orders` partition's storage options, comma-joined ('' for none)."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT coalesce(array_to_string(c.reloptions, ','), '') FROM pg_inherits i"
-                " JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent"
-                " WHERE p.relname = 'orders'"
-            )
-        )
-        return [str(r[0]) for r in rows]
-
-
 def test_the_orders_partitions_keep_room_for_their_updates(pg_db: Database) -> None:
-    options = _partition_options(pg_db.write_engine)
+    options = partition_options(pg_db.write_engine, "orders")
     assert len(options) >= 2
     assert all("fillfactor=70" in o for o in options), options
 
@@ -133,12 +110,12 @@ def test_the_migration_goes_back_to_the_state_indexes_and_forward_again(
         assert "ix_orders_open" not in names
         pg = engine.dialect.name == "postgresql"
         if pg:
-            assert set(_partition_options(engine)) == {""}
+            assert set(partition_options(engine, "orders")) == {""}
         migrate.upgrade(engine)
         names = _orders_index_names(engine)
         assert "ix_orders_open" in names and "ix_orders_state_deadline" not in names, names
         if pg:
-            assert set(_partition_options(engine)) == {"fillfactor=70"}
+            assert set(partition_options(engine, "orders")) == {"fillfactor=70"}
     finally:
         engine.dispose()
 

@@ -196,3 +196,48 @@ async def test_a_stream_woken_by_each_report_searches_for_stale_deliveries_rarel
             await events.aclose()
     # One search when the stream first found nothing new; six wake-ups searched nothing.
     assert len(searches) == 1
+
+
+async def test_an_ack_request_refused_for_one_ack_records_none_of_them(
+    tmp_path: Path, database_url: str
+) -> None:
+    """On PostgreSQL the acks of orders this process streamed are written as their orders
+    are found (storage.order_acks.ack_open), before the rest are judged: a refusal of any
+    ack must take those writes back with it."""
+    async with running_registry(tmp_path / "data", database_url=database_url) as reg:
+        cm, p1 = reg.add_carrier("cm"), reg.add_platform("p1")
+        token = await tokenize(p1, PHONE)
+        await publish(p1, token, [(b"acct", days_ago(200))])
+        async with carrier(cm) as c:
+            await c.report(
+                [
+                    LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(100)),
+                    LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(10)),
+                ]
+            )
+        async with secure_channel(p1) as channel:
+            seen: list[str] = []
+
+            async def read() -> None:
+                async for event in EventFeed(channel, after_seq=0, heartbeat_seconds=5).events():
+                    seen.append(event.order_id)
+                    if len(seen) == 2:
+                        return
+
+            await asyncio.wait_for(read(), 10)
+            notice_id, order_id = seen
+            stub = platforms_pb2_grpc.PlatformsStub(channel)
+            good = platforms_pb2.Ack(order_id=order_id, outcome=platforms_pb2.ACK_OUTCOME_UNBOUND)
+            # A notice acked as a revocation order: refused, before or after the good one.
+            wrong = platforms_pb2.Ack(order_id=notice_id, outcome=platforms_pb2.ACK_OUTCOME_UNBOUND)
+            for acks, index in (([good, wrong], 1), ([wrong, good], 0)):
+                request = platforms_pb2.AckEventsRequest(request_id=uuid.uuid4().hex, acks=acks)
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await stub.AckEvents(request)
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert f"acks[{index}].outcome" in (err.value.details() or "")
+            noted = platforms_pb2.Ack(order_id=notice_id, outcome=platforms_pb2.ACK_OUTCOME_NOTED)
+            both = platforms_pb2.AckEventsRequest(request_id=uuid.uuid4().hex, acks=[good, noted])
+            # Neither order was acked by the refused requests: both are recorded now.
+            answer = await stub.AckEvents(both)
+            assert (answer.recorded, answer.duplicate) == (2, 0)

@@ -1,15 +1,18 @@
 """An ack's order lookup with routing hints (storage.order_acks.orders_by_id): on PostgreSQL
 an order id with its token probes one partition, and a hint never changes the answer — a
-missing or wrong one falls back to the lookup by id alone."""
+missing or wrong one falls back to the lookup by id alone. With hints, `ack_open` writes
+the acks it can write as asked in the same probe, and leaves the rest to that lookup."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from numbind.registry.domain.types import AckOutcome, OrderState
 from numbind.registry.storage import feed, order_acks
 from numbind.registry.storage.db import Database
-from sqlalchemy import event
+from numbind.registry.storage.models import OrderRow
+from sqlalchemy import event, select
 
 from tests.storage.test_feed_store import _with_orders
 
@@ -56,3 +59,53 @@ def test_hints_never_change_which_orders_an_ack_finds(
         event.remove(db.read_engine, "before_cursor_execute", seen)
     for name, got in found.items():
         assert got == plain, name
+
+
+def _written(db: Database, planned: list[order_acks.PlannedAck], plat: int, hints: Any) -> Any:
+    return db.transact(lambda s: order_acks.ack_open(s, plat, planned, hints))
+
+
+def _acked(db: Database) -> dict[str, tuple[int, int, str]]:
+    rows = db.transact(
+        lambda s: s.execute(
+            select(OrderRow.id, OrderRow.state, OrderRow.outcome, OrderRow.reason).where(
+                OrderRow.acked_us.is_not(None)
+            )
+        ).all(),
+        write=False,
+    )
+    return {r[0]: (int(r[1]), int(r[2]), str(r[3])) for r in rows}
+
+
+def test_ack_open_writes_only_what_it_can_write_as_asked(db: Database) -> None:
+    """PostgreSQL: the platform's open orders, stored under their hint, with an outcome
+    that fits their kind, are written and returned; nothing else is. Elsewhere it writes
+    nothing and leaves every ack to the lookup."""
+    ids, tokens = _lookups(db)
+    plat = int(db.transact(lambda s: s.scalar(select(OrderRow.platform_pk).limit(1))) or 0)
+    done, rejected = int(OrderState.DONE), int(OrderState.REJECTED)
+    unbound, refused = int(AckOutcome.UNBOUND), int(AckOutcome.REJECTED)
+    noted = int(AckOutcome.NOTED)
+    planned = [order_acks.PlannedAck(ids[0], done, unbound, "", False)]
+    planned += [order_acks.PlannedAck(ids[1], rejected, refused, "kept", False)]
+    # A revocation order acked as a notice (NOTED): the wrong kind, not written.
+    planned += [order_acks.PlannedAck(ids[2], done, noted, "", True)]
+    # A wrong hint: not written here (the lookup by id finds it).
+    planned += [order_acks.PlannedAck(ids[3], done, unbound, "", False)]
+    # Without a hint.
+    planned += [order_acks.PlannedAck(ids[4], done, unbound, "", False)]
+    hints = {i: tokens[i] for i in ids[:3]} | {ids[3]: b"\xff" * 32}
+    # Another platform's ack of these orders writes nothing anywhere.
+    assert _written(db, planned, plat + 1000, hints) == {}
+    assert _acked(db) == {}
+    got = _written(db, planned, plat, hints)
+    if db.write_engine.dialect.name != "postgresql":
+        assert got == {} and _acked(db) == {}
+        return
+    assert sorted(got) == sorted(ids[:2])
+    assert all(t.platform_pk == plat and t.token == tokens[t.id] for t in got.values())
+    assert _acked(db) == {ids[0]: (done, unbound, ""), ids[1]: (rejected, refused, "kept")}
+    # Acked already: not written again, whatever the outcome.
+    again = [order_acks.PlannedAck(ids[0], rejected, refused, "late", False)]
+    assert _written(db, again, plat, hints) == {}
+    assert _acked(db)[ids[0]] == (done, unbound, "")

@@ -60,6 +60,11 @@ class AckInput:
     reason: str
 
 
+def _state_of(outcome: int) -> int:
+    """The order state an ack's outcome gives: REJECTED for a refusal, else DONE."""
+    return int(OrderState.REJECTED if outcome == AckOutcome.REJECTED else OrderState.DONE)
+
+
 class FeedService:
     def __init__(
         self,
@@ -271,10 +276,19 @@ class FeedService:
             # In the write's own transaction: no ack is recorded after a change of standing
             # made by any process, however recently the caller authenticated.
             self._standing.require_in(session, caller)
-            targets = order_acks.orders_by_id(session, ids, hints)
+            # The acks that can be written as asked are written while their orders are
+            # found (PostgreSQL, orders this process streamed); the rest are read and
+            # judged below. A refusal raises, and the transaction takes both back.
+            written = order_acks.ack_open(session, caller.pk, planned, hints)
+            rest = [i for i in ids if i not in written]
+            targets = order_acks.orders_by_id(session, rest, hints) if rest else {}
             changes: list[tuple[order_acks.AckTarget, int, int, str]] = []
             duplicates = 0
             for i, ack in enumerate(acks):
+                done = written.get(ack.order_id)
+                if done is not None:
+                    changes.append((done, _state_of(ack.outcome), ack.outcome, ack.reason))
+                    continue
                 order = targets.get(ack.order_id)
                 if order is None or order.platform_pk != caller.pk:
                     raise NotFound(f"acks[{i}].order_id: no order {ack.order_id} in your feed")
@@ -293,11 +307,10 @@ class FeedService:
                         f"acks[{i}]: order {ack.order_id} was already acked "
                         f"{AckOutcome(order.outcome).name}"
                     )
-                state = (
-                    OrderState.REJECTED if ack.outcome == AckOutcome.REJECTED else OrderState.DONE
-                )
-                changes.append((order, int(state), ack.outcome, ack.reason))
-            order_acks.record_acks(session, changes)
+                changes.append((order, _state_of(ack.outcome), ack.outcome, ack.reason))
+            order_acks.record_acks(
+                session, changes, written=frozenset(o.pk for o in written.values())
+            )
             log.append(session, log_record.acks(caller.pk, caller.name, changes))
             return {"recorded": len(changes), "duplicate": duplicates}
 
@@ -307,6 +320,12 @@ class FeedService:
             )
 
         ids = [a.order_id for a in acks]
+        planned = [
+            order_acks.PlannedAck(
+                a.order_id, _state_of(a.outcome), a.outcome, a.reason, a.outcome == AckOutcome.NOTED
+            )
+            for a in acks
+        ]
         hints = self.routes.hints(ids) if self.routes is not None else None
         result = await self._writes.run(tx)
         if self.routes is not None:

@@ -16,7 +16,7 @@ from numbind.registry.storage import pgsets
 from numbind.registry.storage.db import custom_plans, driver_sql
 from numbind.registry.storage.models import OrderRow
 from numbind.registry.storage.orders import OPEN_STATES
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 
@@ -65,6 +65,47 @@ def orders_by_id(
     return out
 
 
+@dataclass(frozen=True)
+class PlannedAck:
+    """An ack as validated, before its order is read: what it would write."""
+
+    order_id: str
+    state: int
+    outcome: int
+    reason: str
+    notice: bool  # its outcome is a notice's (NOTED)
+
+
+def ack_open(
+    session: Session,
+    platform_pk: int,
+    planned: Sequence[PlannedAck],
+    tokens: Mapping[str, bytes] | None,
+) -> dict[str, AckTarget]:
+    """PostgreSQL, with `tokens` (the routing hints of `orders_by_id`): write the acks whose
+    order is the platform's, open, of the kind the outcome fits, and stored under its hint,
+    in one statement that finds and updates each (the lookup and the update were two, each
+    probing an index per order). Returns those orders as written, by id; the caller looks up
+    and judges the rest with `orders_by_id`, and passes the written ones to `record_acks`
+    as `written`. Elsewhere, or without hints: writes nothing, returns {}.
+
+    An ack the caller then refuses aborts the transaction, so nothing it wrote here stays."""
+    conn = session.connection()
+    if not tokens or conn.dialect.name != "postgresql":
+        return {}
+    rows = [
+        (a.order_id, tokens[a.order_id], a.state, a.outcome, a.reason, a.notice)
+        for a in planned
+        if a.order_id in tokens
+    ]
+    if not rows:
+        return {}
+    custom_plans(session)
+    notice = int(EventKind.NUMBER_DEACTIVATED)
+    found = pgsets.ack_open_orders(conn, platform_pk, rows, notice, _TARGET_COLUMNS, now_us())
+    return {r[1]: _target(r) for r in found}
+
+
 def _target(r: Any) -> AckTarget:
     pk, order_id, platform_pk, binding_pk, kind, state, outcome, token = r
     return AckTarget(pk, order_id, platform_pk, binding_pk, kind, state, outcome, bytes(token))
@@ -73,8 +114,11 @@ def _target(r: Any) -> AckTarget:
 def record_acks(
     session: Session,
     acks: Sequence[tuple[AckTarget, int, int, str]],
+    *,
+    written: frozenset[int] = frozenset(),
 ) -> None:
     """(order, new state, outcome, reason) each; bindings follow their REVOKE orders.
+    `written`: pks of orders `ack_open` already wrote (their bindings still follow here).
 
     A refusal leaves the binding active (the holder sees the reason); done revokes it.
     """
@@ -83,24 +127,14 @@ def record_acks(
     now = now_us()
     custom_plans(session)
     conn = session.connection()
-    rows = [(o.pk, o.token, state, outcome, reason) for o, state, outcome, reason in acks]
+    rows = [
+        (o.pk, o.token, state, outcome, reason)
+        for o, state, outcome, reason in acks
+        if o.pk not in written
+    ]
     pg = conn.dialect.name == "postgresql"
-    if pg:
-        # One statement, routed by token (storage.pgsets); orders a re-key moved since they
-        # were read go by pk alone, in one more.
-        done = pgsets.record_order_acks(conn, rows, now)
-        moved = [(pk, state, outcome, reason) for pk, _, state, outcome, reason in rows]
-        moved = [r for r in moved if r[0] not in done]
-        if moved:
-            pgsets.record_order_acks_by_pk(conn, moved, now)
-    else:
-        conn.exec_driver_sql(
-            driver_sql(
-                conn,
-                "UPDATE orders SET state = ?, outcome = ?, reason = ?, acked_us = ? WHERE pk = ?",
-            ),
-            [(state, outcome, reason, now, pk) for pk, _, state, outcome, reason in rows],
-        )
+    if rows:
+        _write_orders(conn, rows, now)
     revokes = [(order, state) for order, state, _, _ in acks if order.kind == int(EventKind.REVOKE)]
     # A refused order leaves its binding revoking while another order for it (a holder's
     # retry of an overdue one) is still open: that one's ack decides.
@@ -130,6 +164,28 @@ def record_acks(
             ),
             [(state, now, pk, int(BindingState.REVOKING)) for pk, _, state in changes],
         )
+
+
+def _write_orders(
+    conn: Connection, rows: Sequence[tuple[int, bytes, int, int, str]], now: int
+) -> None:
+    """(pk, token, state, outcome, reason) of orders acked."""
+    if conn.dialect.name == "postgresql":
+        # One statement, routed by token (storage.pgsets); orders a re-key moved since they
+        # were read go by pk alone, in one more.
+        done = pgsets.record_order_acks(conn, rows, now)
+        moved = [(pk, state, outcome, reason) for pk, _, state, outcome, reason in rows]
+        moved = [r for r in moved if r[0] not in done]
+        if moved:
+            pgsets.record_order_acks_by_pk(conn, moved, now)
+        return
+    conn.exec_driver_sql(
+        driver_sql(
+            conn,
+            "UPDATE orders SET state = ?, outcome = ?, reason = ?, acked_us = ? WHERE pk = ?",
+        ),
+        [(state, outcome, reason, now, pk) for pk, _, state, outcome, reason in rows],
+    )
 
 
 def _open_elsewhere(session: Session, acked: Sequence[AckTarget]) -> set[int]:

@@ -262,6 +262,35 @@ def orders_by_id_token(
     )
 
 
+def ack_open_orders(
+    conn: Connection,
+    platform_pk: int,
+    rows: Sequence[tuple[str, bytes, int, int, str, bool]],
+    notice_kind: int,
+    columns: str,
+    now: int,
+) -> list[Any]:
+    """(id, token, state, outcome, reason, is a notice's outcome) of acks: the platform's
+    open orders among them whose kind fits the outcome (a notice's NOTED, an order's any
+    other) get `state`, `outcome`, `reason` and `acked_us`, in one statement that finds
+    each by its (id, token) index; returns their `columns` as written. The rest (moved by
+    a re-key, already acked, another platform's, unknown, the wrong outcome) are left for
+    the caller to look up and judge."""
+    cols = list(zip(*rows, strict=True))
+    return list(
+        conn.exec_driver_sql(
+            "UPDATE orders AS o SET state = v.state, outcome = v.outcome, reason = v.reason,"
+            " acked_us = %s"
+            f" FROM {_unnest('text', 'bytea', 'smallint', 'smallint', 'text', 'boolean')}"
+            " AS v(id, token, state, outcome, reason, notice)"
+            " WHERE o.id = v.id AND o.token = v.token AND o.platform_pk = %s"
+            " AND o.acked_us IS NULL AND (o.kind = %s) = v.notice"
+            f" RETURNING {columns}",
+            (now, *(list(c) for c in cols), platform_pk, notice_kind),
+        )
+    )
+
+
 def record_order_acks(
     conn: Connection, rows: Sequence[tuple[int, bytes, int, int, str]], now: int
 ) -> set[int]:

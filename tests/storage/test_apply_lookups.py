@@ -5,18 +5,22 @@ per-platform updates still do on SQLite."""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
+import pytest
 from numbind.registry.domain.types import (
     BindingState,
     EventCause,
     EventKind,
     LifecycleKind,
 )
-from numbind.registry.storage import bindings, feed, local_apply, orders, principals
+from numbind.registry.storage import bindings, feed, local_apply, orders, pgsets, principals
 from numbind.registry.storage.db import Database
 from numbind.registry.storage.models import BindingRow, FeedEventRow, LifecycleEventRow
 from sqlalchemy import insert, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from tests.storage._plans import captured
@@ -167,3 +171,59 @@ def test_feed_heads_move_past_a_transaction_holding_a_platforms_key_share(
         assert pg_db.transact(append) == set(plats)
         holder.rollback()
     assert pg_db.transact(lambda s: feed.feed_head(s, plats[0])) == MANY // PLATFORMS
+
+
+def test_feed_heads_are_locked_in_pk_order_whatever_order_they_are_asked_in(
+    pg_db: Database,
+) -> None:
+    """Every appender locks its platforms' rows lowest pk first, so two appenders with
+    overlapping platforms wait for each other instead of deadlocking. Shown directly: with
+    the highest platform's row held elsewhere, an append asked for the platforms highest
+    first already holds the lower ones while it waits (a lock taken in the order asked would
+    wait on the highest holding none)."""
+    _, plats, _ = _load(pg_db)
+    high = max(plats)
+    engine = pg_db.write_engine
+    result: dict[str, Any] = {}
+    with engine.connect() as holder, engine.connect() as appender, engine.connect() as prober:
+        holder.execute(text("SELECT pk FROM principals WHERE pk = :p FOR UPDATE"), {"p": high})
+        pid = appender.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        asked = {p: 1 for p in sorted(plats, reverse=True)}
+
+        def bump() -> None:
+            try:
+                appender.execute(text("SET LOCAL lock_timeout = '20s'"))
+                result["heads"] = pgsets.bump_feed_heads(appender, asked)
+            except Exception as exc:  # reported below, in the test's thread
+                result["error"] = exc
+
+        thread = threading.Thread(target=bump)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                waiting = prober.execute(
+                    text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid"),
+                    {"pid": pid},
+                ).scalar()
+                prober.rollback()
+                if waiting == "Lock":
+                    break
+                time.sleep(0.02)
+            else:
+                pytest.fail("the append never waited for the held row")
+            for pk in plats:
+                if pk == high:
+                    continue
+                with pytest.raises(OperationalError, match="could not obtain lock"):
+                    prober.execute(
+                        text("SELECT pk FROM principals WHERE pk = :p FOR UPDATE NOWAIT"),
+                        {"p": pk},
+                    )
+                prober.rollback()
+        finally:
+            holder.rollback()
+            thread.join(timeout=30)
+        assert "error" not in result, result
+        assert set(result["heads"]) == set(plats)
+        appender.rollback()

@@ -34,8 +34,10 @@ def _ack(
     )
 
 
-async def test_redelivery_idempotent_acks_and_refusals(tmp_path: Path) -> None:
-    async with running_registry(tmp_path / "data", visibility_timeout_seconds=1.0) as reg:
+async def test_redelivery_idempotent_acks_and_refusals(tmp_path: Path, database_url: str) -> None:
+    async with running_registry(
+        tmp_path / "data", visibility_timeout_seconds=1.0, database_url=database_url
+    ) as reg:
         cm, p1 = reg.add_carrier("cm"), reg.add_platform("p1")
         token = await tokenize(p1, PHONE)
         await publish(p1, token, [(b"acct", days_ago(200))])
@@ -49,15 +51,20 @@ async def test_redelivery_idempotent_acks_and_refusals(tmp_path: Path) -> None:
         async with secure_channel(p1) as channel:
             # Never acked: the same stream sends both events again after the timeout.
             seen: list[tuple[int, str]] = []
+            events = EventFeed(channel, after_seq=0, heartbeat_seconds=5).events()
 
             async def read() -> None:
-                async for event in EventFeed(channel, after_seq=0, heartbeat_seconds=5).events():
+                async for event in events:
                     seen.append((event.seq, event.order_id))
                     if len(seen) == 4:
                         return
 
             await asyncio.wait_for(read(), 10)
             assert [s for s, _ in seen] == [1, 2, 1, 2]
+            # Sent again, the orders are marked delivered again: the next resend is a whole
+            # timeout away, not the stream's next search for stale deliveries (a quarter).
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(anext(events), 0.6)
             notice_id, order_id = seen[0][1], seen[1][1]
             stub = platforms_pb2_grpc.PlatformsStub(channel)
             bad = [

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from numbind.registry.testing import running_registry
+from numbind.protocol.bundle import Bundle
+from numbind.registry.testing import RunningRegistry, running_registry
 from numbind.sdk import EventKind, FeedEvent, Lifecycle, LifecycleReport
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.feed import EventFeed
@@ -34,20 +35,27 @@ def _ack(
     )
 
 
+async def _deactivated_then_reissued(reg: RunningRegistry) -> Bundle:
+    """A platform bound to PHONE, and its carrier's report: the number deactivated, then
+    reissued (a notice, then a revocation order, in the platform's feed); the platform."""
+    cm, p1 = reg.add_carrier("cm"), reg.add_platform("p1")
+    token = await tokenize(p1, PHONE)
+    await publish(p1, token, [(b"acct", days_ago(200))])
+    async with carrier(cm) as c:
+        await c.report(
+            [
+                LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(100)),
+                LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(10)),
+            ]
+        )
+    return p1
+
+
 async def test_redelivery_idempotent_acks_and_refusals(tmp_path: Path, database_url: str) -> None:
     async with running_registry(
         tmp_path / "data", visibility_timeout_seconds=1.0, database_url=database_url
     ) as reg:
-        cm, p1 = reg.add_carrier("cm"), reg.add_platform("p1")
-        token = await tokenize(p1, PHONE)
-        await publish(p1, token, [(b"acct", days_ago(200))])
-        async with carrier(cm) as c:
-            await c.report(
-                [
-                    LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(100)),
-                    LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(10)),
-                ]
-            )
+        p1 = await _deactivated_then_reissued(reg)
         async with secure_channel(p1) as channel:
             # Never acked: the same stream sends both events again after the timeout.
             seen: list[tuple[int, str]] = []
@@ -212,16 +220,7 @@ async def test_an_ack_request_refused_for_one_ack_records_none_of_them(
     are found (storage.order_acks.ack_open), before the rest are judged: a refusal of any
     ack must take those writes back with it."""
     async with running_registry(tmp_path / "data", database_url=database_url) as reg:
-        cm, p1 = reg.add_carrier("cm"), reg.add_platform("p1")
-        token = await tokenize(p1, PHONE)
-        await publish(p1, token, [(b"acct", days_ago(200))])
-        async with carrier(cm) as c:
-            await c.report(
-                [
-                    LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(100)),
-                    LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(10)),
-                ]
-            )
+        p1 = await _deactivated_then_reissued(reg)
         async with secure_channel(p1) as channel:
             seen: list[str] = []
 

@@ -37,7 +37,7 @@ def _nodes(plan: dict[str, Any]) -> set[str]:
 def _feed_plan(s: Session, plat: int) -> set[str]:
     conn = s.connection()
     compiled = feed._read_feed(10).compile(dialect=conn.dialect)
-    params = {**compiled.params, "feed_platform_pk": plat, "after_seq": 0}
+    params = {**compiled.params, "platform_pk": plat, "after_seq": 0}
     row = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + str(compiled), params).scalar_one()
     doc = row if isinstance(row, list) else json.loads(row)
     return _nodes(doc[0]["Plan"])

@@ -82,7 +82,7 @@ def _prepare_feed_read(conn: Connection) -> None:
     compiled = feed._read_feed(200).compile(dialect=conn.dialect)
     sql = str(compiled)
     for name, value in compiled.params.items():
-        place = {"feed_platform_pk": "$1", "after_seq": "$2"}.get(name, _literal(value))
+        place = {"platform_pk": "$1", "after_seq": "$2"}.get(name, _literal(value))
         sql = sql.replace(f"%({name})s", place)
     conn.exec_driver_sql(f"PREPARE feed_read (integer, bigint) AS {sql}")
 

@@ -83,9 +83,6 @@ class FeedService:
         # fsync each) when they arrive together: on SQLite each alone costs a commit behind
         # the one writer, and a reissue brings hundreds of them at once.
         self._writes = GroupCommit(db)
-        # PostgreSQL: a page's delivery marks are written in the statement that reads it
-        # (_next_page).
-        self._marks_with_read = not db.is_sqlite
         self._tokens = tokens
         self._notifier = notifier
         self._standing = standing
@@ -120,35 +117,12 @@ class FeedService:
 
         return await asyncio.to_thread(convert)
 
-    async def _next_page(self, caller: Principal, cursor: int) -> tuple[list[feed.FeedItem], bool]:
-        """The caller's next events after `cursor`, and whether they are marked delivered.
-
-        PostgreSQL: one transaction on the readers' threads checks the caller's standing,
-        reads the page and marks its open orders delivered (storage.feed.read_and_mark), in
-        place of three (a read, a standing read, a write finding each order again). SQLite:
-        a read only; the stream checks and marks what it sends (its one writer would
-        queue every stream's read behind the acks)."""
-        if not self._marks_with_read:
-            read = functools.partial(
-                feed.read_feed, platform_pk=caller.pk, after_seq=cursor, limit=PAGE
-            )
-            return await self._db.run(read, write=False), False
-
-        def page(session: Session) -> list[feed.FeedItem]:
-            self._standing.require_in(session, caller)
-            return feed.read_and_mark(session, caller.pk, cursor, PAGE)
-
-        return await self._db.run(page, executor=self._db.reader_threads), True
-
     async def _deliver(self, items: list[feed.FeedItem]) -> None:
         pending = [(i.order_pk, i.token) for i in items if i.state not in _FINAL]
         if pending:
             await self._writes.run(lambda s: feed.mark_delivered(s, pending))
-            self._sent(items)
-
-    def _sent(self, items: list[feed.FeedItem]) -> None:
-        if self.routes is not None:
-            self.routes.sent((i.order_id, i.token) for i in items if i.state not in _FINAL)
+            if self.routes is not None:
+                self.routes.sent((i.order_id, i.token) for i in items if i.state not in _FINAL)
 
     async def stream(
         self, caller: Principal, after_seq: int, heartbeat_seconds: int
@@ -196,7 +170,12 @@ class FeedService:
         stale_due = time.monotonic()
         while not self._stopping.is_set():
             generation = self._notifier.generation(caller.pk)
-            items, delivered = await self._next_page(caller, cursor)
+            items = await self._db.run(
+                functools.partial(
+                    feed.read_feed, platform_pk=caller.pk, after_seq=cursor, limit=PAGE
+                ),
+                write=False,
+            )
             if items:
                 cursor = items[-1].seq
             elif time.monotonic() >= stale_due:
@@ -210,18 +189,13 @@ class FeedService:
                     ),
                     write=False,
                 )
-                delivered = False  # sent again: _deliver marks them anew
                 # A full page may have more behind it: search again on the next turn.
                 if len(items) < PAGE:
                     stale_due = time.monotonic() + self._visibility / STALE_CHECKS_PER_TIMEOUT
             if items:
-                if delivered:  # standing checked and orders marked in _next_page
-                    self._sent(items)
-                else:
-                    # Nothing leaves for a principal whose standing changed since it
-                    # connected.
-                    await self._standing.require(caller)
-                    await self._deliver(items)
+                # Nothing leaves for a principal whose standing changed since it connected.
+                await self._standing.require(caller)
+                await self._deliver(items)
                 yield await self._in_store_key(items)
                 last_sent = time.monotonic()
                 continue

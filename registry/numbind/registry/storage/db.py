@@ -316,13 +316,6 @@ class Database:
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
-    @property
-    def reader_threads(self) -> ThreadPoolExecutor:
-        """The readers' threads, for `run(..., executor=)`: a stream's page read with its
-        delivery marks in one write transaction (PostgreSQL) stays beside the other reads
-        instead of queueing for the WRITE_THREADS writers' threads behind acks."""
-        return self._read_pool
-
     async def run(
         self,
         fn: Callable[[Session], T],

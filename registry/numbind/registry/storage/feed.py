@@ -21,7 +21,7 @@ from numbind.registry.storage.models import (
     OrderRow,
 )
 from numbind.registry.storage.orders import OPEN_STATES
-from sqlalchemy import ColumnElement, Select, and_, bindparam, literal_column, select, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, literal_column, select
 from sqlalchemy.orm import Session
 
 
@@ -101,9 +101,7 @@ def _read_feed(limit: int) -> Select[Any]:
         .join(OrderRow, _ORDER_OF_FEED)
         .join(BindingRow, _BINDING_OF_ORDER)
         .where(
-            # Not "platform_pk": read_and_mark puts this page inside an UPDATE of orders,
-            # where a parameter named as a column of orders would also be SET.
-            FeedEventRow.platform_pk == bindparam("feed_platform_pk"),
+            FeedEventRow.platform_pk == bindparam("platform_pk"),
             FeedEventRow.seq > bindparam("after_seq"),
         )
         .order_by(FeedEventRow.seq)
@@ -115,48 +113,7 @@ def read_feed(session: Session, platform_pk: int, after_seq: int, limit: int) ->
     """Up to `limit` of the platform's events after `after_seq`, in sequence."""
     statement = _read_feed(limit)
     index_plans(session)  # a page's probes, whatever the statistics say
-    rows: Any = session.execute(
-        statement, {"feed_platform_pk": platform_pk, "after_seq": after_seq}
-    )
-    return [FeedItem(*r) for r in rows]
-
-
-# FeedItem's fields that name its order as the row holds it: (pk, token).
-_PK, _TOKEN = FeedItem._fields.index("order_pk"), FeedItem._fields.index("token")
-
-
-@functools.lru_cache(maxsize=8)
-def _read_and_mark(limit: int) -> Select[Any]:
-    """`_read_feed`'s page, its open orders marked delivered by a data-modifying WITH in
-    the same statement (PostgreSQL). The page shows the orders as they were before."""
-    page = _read_feed(limit).cte("page")
-    cols = list(page.c)
-    marked = (
-        update(OrderRow)
-        .where(
-            OrderRow.pk == cols[_PK],
-            OrderRow.token == cols[_TOKEN],  # an order's token is its binding's
-            OrderRow.state.in_(OPEN_STATES),
-        )
-        .values(state=int(OrderState.DELIVERED), delivered_us=bindparam("now"))
-        .returning(OrderRow.pk)
-        .cte("marked")
-    )
-    return select(*cols).add_cte(marked).order_by(cols[0])
-
-
-def read_and_mark(session: Session, platform_pk: int, after_seq: int, limit: int) -> list[FeedItem]:
-    """`read_feed`, and the page's open orders marked DELIVERED (`mark_delivered`), in the
-    caller's write transaction. On PostgreSQL one statement, where a stream's page was a
-    read, then a write transaction finding each order again by (pk, token); elsewhere the
-    two steps."""
-    if session.connection().dialect.name != "postgresql":
-        items = read_feed(session, platform_pk, after_seq, limit)
-        mark_delivered(session, [(i.order_pk, i.token) for i in items if i.state in OPEN_STATES])
-        return items
-    index_plans(session)
-    params = {"feed_platform_pk": platform_pk, "after_seq": after_seq, "now": now_us()}
-    rows: Any = session.execute(_read_and_mark(limit), params)
+    rows: Any = session.execute(statement, {"platform_pk": platform_pk, "after_seq": after_seq})
     return [FeedItem(*r) for r in rows]
 
 

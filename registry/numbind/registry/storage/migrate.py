@@ -45,6 +45,15 @@ def partitions_of(conn: Connection, parent: str) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
+def set_fillfactor(conn: Connection, parent: str, fillfactor: int | None) -> None:
+    """Set (None: reset) the fillfactor of each partition of `parent` (PostgreSQL; nothing
+    elsewhere, where there are no partitions): the migrations that leave room on a table's
+    pages for its rows' updates."""
+    option = "RESET (fillfactor)" if fillfactor is None else f"SET (fillfactor = {int(fillfactor)})"
+    for name in partitions_of(conn, parent):
+        conn.execute(text(f'ALTER TABLE "{name}" {option}'))
+
+
 def head_revision() -> str:
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from numbind.registry.storage.migrate import partitions_of
+from numbind.registry.storage.migrate import set_fillfactor
 
 revision: str = "0011_open_orders"
 down_revision: str | None = "0010_local_apply"
@@ -41,7 +41,6 @@ _OPEN = "acked_us IS NULL"
 
 
 def upgrade() -> None:
-    pg = op.get_bind().dialect.name == "postgresql"
     op.drop_index("ix_orders_state_deadline", table_name="orders")
     op.drop_index("ix_orders_platform_state", table_name="orders")
     op.create_index(
@@ -51,15 +50,11 @@ def upgrade() -> None:
         postgresql_where=sa.text(_OPEN),
         sqlite_where=sa.text(_OPEN),
     )
-    if pg:
-        for name in partitions_of(op.get_bind(), "orders"):
-            op.execute(f'ALTER TABLE "{name}" SET (fillfactor = {FILLFACTOR})')
+    set_fillfactor(op.get_bind(), "orders", FILLFACTOR)
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
-        for name in partitions_of(op.get_bind(), "orders"):
-            op.execute(f'ALTER TABLE "{name}" RESET (fillfactor)')
+    set_fillfactor(op.get_bind(), "orders", None)
     op.drop_index("ix_orders_open", table_name="orders")
     op.create_index("ix_orders_platform_state", "orders", ["platform_pk", "state"])
     op.create_index("ix_orders_state_deadline", "orders", ["state", "deadline_us"])

@@ -30,7 +30,7 @@ Create Date: 2026-11-30 03:00:00.000000
 from collections.abc import Sequence
 
 from alembic import op
-from numbind.registry.storage.migrate import partitions_of
+from numbind.registry.storage.migrate import set_fillfactor
 
 revision: str = "0012_binding_room"
 down_revision: str | None = "0011_open_orders"
@@ -41,10 +41,8 @@ FILLFACTOR = 85
 
 
 def upgrade() -> None:
-    for name in partitions_of(op.get_bind(), "bindings"):  # none on SQLite
-        op.execute(f'ALTER TABLE "{name}" SET (fillfactor = {FILLFACTOR})')
+    set_fillfactor(op.get_bind(), "bindings", FILLFACTOR)  # nothing on SQLite
 
 
 def downgrade() -> None:
-    for name in partitions_of(op.get_bind(), "bindings"):
-        op.execute(f'ALTER TABLE "{name}" RESET (fillfactor)')
+    set_fillfactor(op.get_bind(), "bindings", None)

@@ -23,7 +23,7 @@ Create Date: 2026-11-30 04:20:00.000000
 from collections.abc import Sequence
 
 from alembic import op
-from numbind.registry.storage.migrate import partitions_of
+from numbind.registry.storage.migrate import set_fillfactor
 
 revision: str = "0014_orders_room"
 down_revision: str | None = "0013_log_nodes_from_16"
@@ -36,10 +36,8 @@ BEFORE = 70
 
 
 def upgrade() -> None:
-    for name in partitions_of(op.get_bind(), "orders"):  # none on SQLite
-        op.execute(f'ALTER TABLE "{name}" SET (fillfactor = {FILLFACTOR})')
+    set_fillfactor(op.get_bind(), "orders", FILLFACTOR)  # nothing on SQLite
 
 
 def downgrade() -> None:
-    for name in partitions_of(op.get_bind(), "orders"):
-        op.execute(f'ALTER TABLE "{name}" SET (fillfactor = {BEFORE})')
+    set_fillfactor(op.get_bind(), "orders", BEFORE)

@@ -7,18 +7,18 @@ computes the levels below from the leaves of the 16-leaf blocks it touches
 (`storage.log.StoredTree`). This migration deletes the stored rows of levels 1-3, which
 nothing reads any more.
 
-Downgrade computes them again from the leaves, in index order, a block at a time.
+Downgrade computes them again from the leaves, in index order, 4,096 leaves a query.
 
 Revision ID: 0013_log_nodes_from_16
 Revises: 0012_binding_room
 Create Date: 2026-11-30 03:10:00.000000
 """
 
-import hashlib
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from numbind.protocol.merkle import CompactRange, leaf_hash
 
 revision: str = "0013_log_nodes_from_16"
 down_revision: str | None = "0012_binding_room"
@@ -28,8 +28,7 @@ depends_on: str | Sequence[str] | None = None
 # storage.log.STORED_FROM_LEVEL when this migration was written: a migration keeps the
 # value it was written for.
 STORED_FROM_LEVEL = 4
-_BLOCK = 1 << STORED_FROM_LEVEL
-# Leaves read per query on the way down: whole blocks.
+# Leaves read per query on the way down.
 _READ = 4096
 
 
@@ -38,8 +37,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Levels 1-3 of every complete block and of the last, partial one (RFC 9162 hashes:
-    a leaf is SHA-256(0x00 || data), a node SHA-256(0x01 || left || right))."""
+    """Levels 1-3, as storage.log stored them: every subtree of 2-8 leaves the tree closed,
+    replayed leaf by leaf through merkle.CompactRange (which returns what each leaf closes)."""
     bind = op.get_bind()
     nodes = sa.table(
         "log_nodes",
@@ -48,6 +47,7 @@ def downgrade() -> None:
         sa.column("hash", sa.LargeBinary),
     )
     size = int(bind.execute(sa.text("SELECT size FROM log_state WHERE id = 1")).scalar() or 0)
+    edge = CompactRange()
     for start in range(0, size, _READ):
         rows = bind.execute(
             sa.text(
@@ -55,14 +55,11 @@ def downgrade() -> None:
             ),
             {"a": start, "b": min(start + _READ, size)},
         ).all()
-        level = [hashlib.sha256(b"\x00" + bytes(c)).digest() for (c,) in rows]
-        out: list[dict[str, object]] = []
-        for lv in range(1, STORED_FROM_LEVEL):
-            level = [
-                hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest()
-                for i in range(0, len(level) - 1, 2)
-            ]
-            first = start >> lv
-            out += [{"level": lv, "idx": first + i, "hash": h} for i, h in enumerate(level)]
+        out = [
+            {"level": node.level, "idx": node.index, "hash": h}
+            for (c,) in rows
+            for node, h in edge.append(leaf_hash(bytes(c)))
+            if 1 <= node.level < STORED_FROM_LEVEL
+        ]
         if out:
             op.bulk_insert(nodes, out)

@@ -86,14 +86,14 @@ def test_ack_open_writes_only_what_it_can_write_as_asked(db: Database) -> None:
     done, rejected = int(OrderState.DONE), int(OrderState.REJECTED)
     unbound, refused = int(AckOutcome.UNBOUND), int(AckOutcome.REJECTED)
     noted = int(AckOutcome.NOTED)
-    planned = [order_acks.PlannedAck(ids[0], done, unbound, "", False)]
-    planned += [order_acks.PlannedAck(ids[1], rejected, refused, "kept", False)]
+    planned = [order_acks.PlannedAck(ids[0], done, unbound, "")]
+    planned += [order_acks.PlannedAck(ids[1], rejected, refused, "kept")]
     # A revocation order acked as a notice (NOTED): the wrong kind, not written.
-    planned += [order_acks.PlannedAck(ids[2], done, noted, "", True)]
+    planned += [order_acks.PlannedAck(ids[2], done, noted, "")]
     # A wrong hint: not written here (the lookup by id finds it).
-    planned += [order_acks.PlannedAck(ids[3], done, unbound, "", False)]
+    planned += [order_acks.PlannedAck(ids[3], done, unbound, "")]
     # Without a hint.
-    planned += [order_acks.PlannedAck(ids[4], done, unbound, "", False)]
+    planned += [order_acks.PlannedAck(ids[4], done, unbound, "")]
     hints = {i: tokens[i] for i in ids[:3]} | {ids[3]: b"\xff" * 32}
     # Another platform's ack of these orders writes nothing anywhere.
     assert _written(db, planned, plat + 1000, hints) == {}
@@ -106,6 +106,6 @@ def test_ack_open_writes_only_what_it_can_write_as_asked(db: Database) -> None:
     assert all(t.platform_pk == plat and t.token == tokens[t.id] for t in got.values())
     assert _acked(db) == {ids[0]: (done, unbound, ""), ids[1]: (rejected, refused, "kept")}
     # Acked already: not written again, whatever the outcome.
-    again = [order_acks.PlannedAck(ids[0], rejected, refused, "late", False)]
+    again = [order_acks.PlannedAck(ids[0], rejected, refused, "late")]
     assert _written(db, again, plat, hints) == {}
     assert _acked(db)[ids[0]] == (done, unbound, "")

@@ -321,9 +321,7 @@ class FeedService:
 
         ids = [a.order_id for a in acks]
         planned = [
-            order_acks.PlannedAck(
-                a.order_id, _state_of(a.outcome), a.outcome, a.reason, a.outcome == AckOutcome.NOTED
-            )
+            order_acks.PlannedAck(a.order_id, _state_of(a.outcome), a.outcome, a.reason)
             for a in acks
         ]
         hints = self.routes.hints(ids) if self.routes is not None else None

@@ -11,7 +11,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from numbind.registry.domain.types import BindingState, EventKind, OrderState, now_us
+from numbind.registry.domain.types import (
+    AckOutcome,
+    BindingState,
+    EventKind,
+    OrderState,
+    now_us,
+)
 from numbind.registry.storage import pgsets
 from numbind.registry.storage.db import custom_plans, driver_sql
 from numbind.registry.storage.models import OrderRow
@@ -73,7 +79,6 @@ class PlannedAck:
     state: int
     outcome: int
     reason: str
-    notice: bool  # its outcome is a notice's (NOTED)
 
 
 def ack_open(
@@ -93,8 +98,9 @@ def ack_open(
     conn = session.connection()
     if not tokens or conn.dialect.name != "postgresql":
         return {}
+    noted = int(AckOutcome.NOTED)  # a notice's outcome; any other is a revocation order's
     rows = [
-        (a.order_id, tokens[a.order_id], a.state, a.outcome, a.reason, a.notice)
+        (a.order_id, tokens[a.order_id], a.state, a.outcome, a.reason, a.outcome == noted)
         for a in planned
         if a.order_id in tokens
     ]

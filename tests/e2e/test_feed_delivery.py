@@ -8,10 +8,13 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+import sqlalchemy
 from numbind.protocol.bundle import Bundle
+from numbind.registry.domain.types import BindingState
 from numbind.registry.testing import RunningRegistry, running_registry
 from numbind.sdk import EventKind, FeedEvent, Lifecycle, LifecycleReport
 from numbind.sdk.channel import secure_channel
@@ -247,3 +250,69 @@ async def test_an_ack_request_refused_for_one_ack_records_none_of_them(
             # Neither order was acked by the refused requests: both are recorded now.
             answer = await stub.AckEvents(both)
             assert (answer.recorded, answer.duplicate) == (2, 0)
+
+
+async def test_acks_of_streamed_orders_are_written_as_found_and_not_looked_up_again(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL an ack of an order this process streamed is found and written by
+    `ack_open` alone: the service looks up by id, and writes again, only what it left. On
+    SQLite every ack goes the long way. Either way the outcome is the same, and a retry
+    under a new request id is found already acked (the long way) and counted a duplicate."""
+    from numbind.registry.storage import order_acks
+
+    looked_up: list[list[str]] = []
+    rewritten: list[int] = []
+    by_id, write = order_acks.orders_by_id, order_acks._write_orders
+
+    def counted_lookup(session: Any, ids: Any, tokens: Any = None) -> Any:
+        looked_up.append(list(ids))
+        return by_id(session, ids, tokens)
+
+    def counted_write(conn: Any, rows: Any, now: int) -> None:
+        rewritten.extend(pk for pk, *_ in rows)
+        write(conn, rows, now)
+
+    monkeypatch.setattr(order_acks, "orders_by_id", counted_lookup)
+    monkeypatch.setattr(order_acks, "_write_orders", counted_write)
+    pg = database_url.startswith("postgresql")
+    async with running_registry(tmp_path / "data", database_url=database_url) as reg:
+        p1 = await _deactivated_then_reissued(reg)
+        async with secure_channel(p1) as channel:
+            seen: list[str] = []
+
+            async def read() -> None:
+                async for event in EventFeed(channel, after_seq=0, heartbeat_seconds=5).events():
+                    seen.append(event.order_id)
+                    if len(seen) == 2:
+                        return
+
+            await asyncio.wait_for(read(), 10)
+            notice_id, order_id = seen
+            stub = platforms_pb2_grpc.PlatformsStub(channel)
+            acks = [
+                platforms_pb2.Ack(order_id=order_id, outcome=platforms_pb2.ACK_OUTCOME_UNBOUND),
+                platforms_pb2.Ack(order_id=notice_id, outcome=platforms_pb2.ACK_OUTCOME_NOTED),
+            ]
+            first = platforms_pb2.AckEventsRequest(request_id=uuid.uuid4().hex, acks=acks)
+            answer = await stub.AckEvents(first)
+            assert (answer.recorded, answer.duplicate) == (2, 0)
+            if pg:
+                assert (looked_up, rewritten) == ([], [])
+            else:
+                assert looked_up == [[order_id, notice_id]]
+                assert len(rewritten) == 2
+            looked_up.clear()
+            rewritten.clear()
+            again = platforms_pb2.AckEventsRequest(request_id=uuid.uuid4().hex, acks=acks)
+            answer = await stub.AckEvents(again)
+            assert (answer.recorded, answer.duplicate) == (0, 2)
+            assert (looked_up, rewritten) == ([[order_id, notice_id]], [])
+    # The binding followed its order, on the short way too.
+    engine = sqlalchemy.create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            states = conn.execute(sqlalchemy.text("SELECT state FROM bindings")).scalars().all()
+    finally:
+        engine.dispose()
+    assert states == [int(BindingState.REVOKED)]

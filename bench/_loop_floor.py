@@ -2,12 +2,12 @@
 (bench._reissue_floor) forms: the rows the design requires of the loop, built once, and the
 phases they are written in, each timed.
 
-For each live binding of the reissued numbers: an order and its feed entry, the binding
-marked REVOKING, the order's log leaf and its share of Merkle nodes; then what its ack
-writes: the order DONE, the binding REVOKED, an ack leaf and its share of nodes. Not the
-registry's own bookkeeping (the delivery marks, the log head, idempotency records), no
-network, no hashing: the database's share, which a last-ack target must hold before
-anything else.
+For each live binding of the reissued numbers: an order (with its place in its platform's
+feed), the binding marked REVOKING, the order's log leaf and its share of Merkle nodes; then
+what its ack writes: the order DONE, the binding REVOKED, an ack leaf and its share of
+nodes. Not the registry's own bookkeeping (the delivery marks, the log head, idempotency
+records), no network, no hashing: the database's share, which a last-ack target must hold
+before anything else.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ PART_BASE = 10**9
 ORDER_COLUMNS = (
     *("pk", "id", "revocation_id", "platform_pk", "binding_pk", "token", "kind", "cause"),
     *("state", "outcome", "reason", "tenure_start_us", "created_us", "deadline_us"),
+    "feed_seq",
 )
-FEED_COLUMNS = ("platform_pk", "seq", "order_pk", "token", "created_us")
 LEAF_COLUMNS = ("idx", "commitment", "kind", "ref", "holder_pk", "salt", "body", "created_us")
 NODE_COLUMNS = ("level", "idx", "hash")
 
@@ -83,7 +83,7 @@ class LoopRows:
         self.binding_keys = ([b for b, _, _ in targets], [t for _, _, t in targets])
 
     def orders(self) -> list[tuple[Any, ...]]:
-        now = self.now
+        now, seq = self.now, FAR + self.base
         return [
             (
                 pk,
@@ -100,15 +100,11 @@ class LoopRows:
                 now,
                 now,
                 now + DAY_US,
+                seq + i,
             )
-            for pk, oid, (b, p, t) in zip(self.pks, self.ids, self.targets, strict=True)
-        ]
-
-    def feed(self) -> list[tuple[Any, ...]]:
-        start = FAR + self.base
-        return [
-            (p, start + i, pk, t, self.now)
-            for i, (pk, (_, p, t)) in enumerate(zip(self.pks, self.targets, strict=True))
+            for i, (pk, oid, (b, p, t)) in enumerate(
+                zip(self.pks, self.ids, self.targets, strict=True)
+            )
         ]
 
     def _first_index(self, kind: str) -> int:

@@ -26,7 +26,6 @@ from sqlalchemy import Connection, create_engine, text
 from sqlalchemy.orm import Session
 
 from bench._loop_floor import (
-    FEED_COLUMNS,
     LEAF_COLUMNS,
     NODE_COLUMNS,
     ORDER_COLUMNS,
@@ -95,16 +94,15 @@ def _cursor(conn: Connection) -> Any:
 
 
 def raw_floor(conn: Connection, tokens: list[bytes]) -> tuple[int, float]:
-    """COPY of one orders row and one feed_events row per live binding of `tokens` (the
+    """COPY of one orders row per live binding of `tokens`, its feed place included (the
     outbox's irreducible write, the fastest way PostgreSQL takes rows), in the caller's
     transaction. The figures of earlier stops came from executemany INSERTs, at about a
     fifth of COPY's rate (storage.pgcopy): not a floor of what the registry does."""
     cur = _cursor(conn)
     rows = _start(cur, _live(cur, tokens), 0)
-    orders, feed = rows.orders(), rows.feed()
+    orders = rows.orders()
     start = time.perf_counter()
     copy_rows(conn, "orders", ORDER_COLUMNS, orders)
-    copy_rows(conn, "feed_events", FEED_COLUMNS, feed)
     return len(orders), time.perf_counter() - start
 
 
@@ -119,8 +117,7 @@ def loop_floor(conn: Connection, tokens: list[bytes], base: int = 0) -> LoopFloo
     phases.done("live bindings read")
     rows = _start(cur, targets, base)
     copy_rows(conn, "orders", ORDER_COLUMNS, rows.orders())
-    copy_rows(conn, "feed_events", FEED_COLUMNS, rows.feed())
-    phases.done("orders + feed entries COPY")
+    phases.done("orders COPY")
     want = len(targets)
 
     def update(sql: str, params: tuple[Any, ...], what: str) -> None:

@@ -1,4 +1,4 @@
-"""bench/reissue.py's SQLite floor: raw orders+feed INSERTs on a copy of the store, and the
+"""bench/reissue.py's SQLite floor: raw orders INSERTs on a copy of the store, and the
 registry's own storage calls for the same orders on a second copy."""
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from numbind.registry.domain.types import (
 )
 
 from bench._loop_floor import (
-    FEED_COLUMNS,
     LEAF_COLUMNS,
     NODE_COLUMNS,
     ORDER_COLUMNS,
@@ -41,7 +40,8 @@ def copy_store(src: Path, dst: Path) -> None:
 
 
 def raw_floor(db: Path, tokens: list[bytes]) -> tuple[int, float]:
-    """One transaction of plain executemany INSERTs: an orders row and a feed row per order."""
+    """One transaction of plain executemany INSERTs: an orders row (feed place included)
+    per order."""
     conn = sqlite3.connect(db, isolation_level=None)
     try:
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
@@ -49,12 +49,11 @@ def raw_floor(db: Path, tokens: list[bytes]) -> tuple[int, float]:
         targets = _live_bindings(conn, tokens)
         # Made-up keys at base 0, the loop floor's (run next on this copy) above them.
         rows = _rows(conn, targets, 0)
-        orders, feed = rows.orders(), rows.feed()
+        orders = rows.orders()
         start = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
         _revocation(conn, rows)
         _insert(conn, "orders", ORDER_COLUMNS, orders)
-        _insert(conn, "feed_events", FEED_COLUMNS, feed)
         conn.execute("COMMIT")
         return len(orders), time.perf_counter() - start
     finally:
@@ -98,8 +97,7 @@ def loop_floor_in(conn: sqlite3.Connection, tokens: list[bytes]) -> LoopFloor:
     rows = _rows(conn, targets, PART_BASE)  # the raw floor's keys, on the same copy, at 0
     _revocation(conn, rows)
     _insert(conn, "orders", ORDER_COLUMNS, rows.orders())
-    _insert(conn, "feed_events", FEED_COLUMNS, rows.feed())
-    phases.done("orders + feed entries INSERT")
+    phases.done("orders INSERT")
     want = len(targets)
 
     def update(sql: str, params: list[tuple[Any, ...]], what: str) -> None:

@@ -130,8 +130,8 @@ def report(
         f"{sum(w.ack_calls for w in got.workers):,} AckEvents calls; "
         f"revocation DONE everywhere: {got.revocation_done}"
     )
-    floor_label = f"orders+feed {how}, 1 txn"
-    row(f"floor: raw {engine} orders+feed {how}, 1 txn", floor, "rows/s")
+    floor_label = f"orders {how}, 1 txn"
+    row(f"floor: raw {engine} orders {how}, 1 txn", floor, "rows/s")
     row(
         "storage: orders.append + commit, same orders",
         app.orders / (app.append_s + app.commit_s),

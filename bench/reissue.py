@@ -19,16 +19,16 @@ to --ack-batch 500 acks per AckEvents call, one call in flight per platform). Me
 
 Floor: raw feed inserts/s in the same store: a copy of the registry's SQLite file taken just
 before the report (online backup API), one transaction of plain sqlite3 executemany INSERTs
-of one `orders` row and one `feed_events` row per order (the transactional outbox's
-irreducible write). Beside it, on a second copy, `registry.storage.orders.append` for the same
-orders (the registry's own write of those rows plus the REVOKING marks), to tell the store
-layer's cost from the rest of the path. Then the whole loop's database writes
-(bench._loop_floor: the orders, feed entries, REVOKING and REVOKED marks, acks and log leaves
-the design requires), in one transaction rolled back, printed in seconds beside the last ack.
-On PostgreSQL (--database-url) the floors run on the live store after the window, for as many
-numbers the batch left alone, each rolled back; the orders+feed floor and the loop's inserts
-are COPY, its updates UPDATE ... FROM unnest, and the loop runs again split over one
-connection per core.
+of one `orders` row per order, its place in its platform's feed included (the transactional
+outbox's irreducible write). Beside it, on a second copy, `registry.storage.orders.append`
+for the same orders (the registry's own write of those rows plus the REVOKING marks), to
+tell the store layer's cost from the rest of the path. Then the whole loop's database writes
+(bench._loop_floor: the orders, REVOKING and REVOKED marks, acks and log leaves the design
+requires), in one transaction rolled back, printed in seconds beside the last ack. On
+PostgreSQL (--database-url) the floors run on the live store after the window, for as many
+numbers the batch left alone, each rolled back; the orders floor and the loop's inserts are
+COPY, its updates UPDATE ... FROM unnest, and the loop runs again split over one connection
+per core.
 
 Workers default to asyncio tasks in this process: measured on 2 cores, the clients use
 4-6 CPU-s of a 20-70 s window while the server is saturated, and --worker-procs 2 changed

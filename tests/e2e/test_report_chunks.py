@@ -28,7 +28,7 @@ from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import local_apply, orders, principals
 from numbind.registry.storage.db import Database, Session
-from numbind.registry.storage.models import BindingRow, FeedEventRow, LogLeafRow, OrderRow
+from numbind.registry.storage.models import BindingRow, LogLeafRow, OrderRow
 from numbind.registry.testing import RunningRegistry
 from numbind.sdk import CarrierClient, EventFeed, EventKind, FeedEvent
 from numbind.sdk.channel import secure_channel
@@ -148,7 +148,8 @@ def _check_exactly_once(w: World, revocation_id: str) -> None:
             select(OrderRow.binding_pk, func.count()).group_by(OrderRow.binding_pk)
         ).all()
         ids = set(s.scalars(select(OrderRow.id).where(OrderRow.revocation_id == revocation_id)))
-        feed = s.scalar(select(func.count()).select_from(FeedEventRow))
+        places = select(OrderRow.platform_pk, OrderRow.feed_seq).distinct().subquery()
+        feed = s.scalar(select(func.count()).select_from(places))
         leaves = s.execute(
             select(LogLeafRow.kind, LogLeafRow.ref).where(
                 LogLeafRow.kind.in_(("order", "revocation"))

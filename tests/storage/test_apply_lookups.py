@@ -18,7 +18,7 @@ from numbind.registry.domain.types import (
 )
 from numbind.registry.storage import bindings, feed, local_apply, orders, pgsets, principals
 from numbind.registry.storage.db import Database
-from numbind.registry.storage.models import BindingRow, FeedEventRow, LifecycleEventRow
+from numbind.registry.storage.models import BindingRow, LifecycleEventRow, OrderRow
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -134,9 +134,9 @@ def test_feed_heads_of_every_platform_move_together_and_stay_gap_free(db: Databa
         def seqs(s: Session, p: int = p) -> list[int]:
             return list(
                 s.scalars(
-                    select(FeedEventRow.seq)
-                    .where(FeedEventRow.platform_pk == p)
-                    .order_by(FeedEventRow.seq)
+                    select(OrderRow.feed_seq)
+                    .where(OrderRow.platform_pk == p)
+                    .order_by(OrderRow.feed_seq)
                 )
             )
 

@@ -21,7 +21,7 @@ from numbind.registry.errors import AlreadyExists
 from numbind.registry.storage import feed, idempotency, numbers, orders, principals
 from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.db import Database
-from numbind.registry.storage.models import BindingRow, FeedEventRow, OrderRow
+from numbind.registry.storage.models import BindingRow, OrderRow
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
@@ -86,9 +86,9 @@ def _bindings(session: Session, platform_pk: int) -> list[StoredBinding]:
 def _feed_seqs(session: Session, platform_pk: int) -> list[int]:
     return list(
         session.scalars(
-            select(FeedEventRow.seq)
-            .where(FeedEventRow.platform_pk == platform_pk)
-            .order_by(FeedEventRow.seq)
+            select(OrderRow.feed_seq)
+            .where(OrderRow.platform_pk == platform_pk)
+            .order_by(OrderRow.feed_seq)
         )
     )
 
@@ -160,10 +160,9 @@ def test_one_revocation_appended_in_chunks_gives_each_order_one_feed_event(
         db.transact(tx)
     rows = db.transact(
         lambda s: s.execute(
-            select(FeedEventRow.seq, OrderRow.binding_pk, OrderRow.revocation_id)
-            .join(OrderRow, OrderRow.pk == FeedEventRow.order_pk)
-            .where(FeedEventRow.platform_pk == plat)
-            .order_by(FeedEventRow.seq)
+            select(OrderRow.feed_seq, OrderRow.binding_pk, OrderRow.revocation_id)
+            .where(OrderRow.platform_pk == plat)
+            .order_by(OrderRow.feed_seq)
         ).all()
     )
     assert [r[0] for r in rows] == list(range(1, 13))

@@ -22,7 +22,8 @@ from tests.storage.test_feed_store import _binding
 
 _COUNTS = {
     "orders": "SELECT count(*) FROM orders WHERE state = :done AND outcome = :unbound",
-    "feed entries": "SELECT count(*) FROM feed_events",
+    # Feed places: unique per platform (ux_orders_feed), so a count of distinct pairs.
+    "feed places": "SELECT count(*) FROM (SELECT DISTINCT platform_pk, feed_seq FROM orders) f",
     "revoked bindings": "SELECT count(*) FROM bindings WHERE state = :revoked",
     "active bindings": "SELECT count(*) FROM bindings WHERE state = :active",
     "order leaves": "SELECT count(*) FROM log_leaves WHERE kind = 'order'",
@@ -67,7 +68,7 @@ def _sqlite_counts(conn: sqlite3.Connection) -> dict[str, int]:
 
 _PHASES = [
     "live bindings read",
-    "orders + feed entries {}",
+    "orders {}",
     "bindings REVOKING",
     "order leaves + nodes {}",
     "orders acked (DONE)",
@@ -77,7 +78,7 @@ _PHASES = [
 # What the floor writes for 20 of 30 bindings (at two platforms).
 _DURING = {
     "orders": 20,
-    "feed entries": 20,
+    "feed places": 20,
     "revoked bindings": 20,
     "active bindings": 10,
     "order leaves": 20,
@@ -150,19 +151,19 @@ def test_the_parallel_floor_runs_and_keeps_nothing(pg_db: Database) -> None:
     assert counts["active bindings"] == 31 and counts["orders"] == 0 and counts["nodes"] == 0
 
 
-def test_the_raw_floor_copies_an_order_and_a_feed_entry_per_live_binding(
+def test_the_raw_floor_copies_an_order_with_its_feed_place_per_live_binding(
     pg_db: Database,
 ) -> None:
     tokens = _store(pg_db, 30)
     with pg_db.write_engine.connect() as conn:
         n, seconds = raw_floor(conn, tokens[:12])
         orders = conn.execute(text("SELECT count(*) FROM orders")).scalar_one()
-        feed = conn.execute(text("SELECT count(*) FROM feed_events")).scalar_one()
+        feed = conn.execute(text(_COUNTS["feed places"])).scalar_one()
         conn.rollback()
     assert n == orders == feed == 12 and seconds > 0
 
 
-def test_the_sqlite_raw_floor_inserts_an_order_and_a_feed_entry_per_live_binding(
+def test_the_sqlite_raw_floor_inserts_an_order_with_its_feed_place_per_live_binding(
     tmp_path: Path,
 ) -> None:
     """It commits: the bench runs it on a copy of the store."""
@@ -171,7 +172,7 @@ def test_the_sqlite_raw_floor_inserts_an_order_and_a_feed_entry_per_live_binding
     conn = sqlite3.connect(path)
     try:
         orders = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
-        feed = conn.execute("SELECT count(*) FROM feed_events").fetchone()[0]
+        feed = conn.execute(_COUNTS["feed places"]).fetchone()[0]
     finally:
         conn.close()
     assert n == orders == feed == 12 and seconds > 0

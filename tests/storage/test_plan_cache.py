@@ -56,9 +56,7 @@ def test_a_feed_read_probes_indexes_whatever_the_cost_model_says(pg_db: Database
             assert len(feed.read_feed(s, plat, 0, 10)) == 6
         mode = str(s.execute(text("SHOW plan_cache_mode")).scalar_one())
         generic = "SELECT coalesce(sum(generic_plans), 0) FROM pg_prepared_statements"
-        cached = int(
-            s.execute(text(generic + " WHERE statement LIKE '%feed_events%'")).scalar_one()
-        )
+        cached = int(s.execute(text(generic + " WHERE statement LIKE '%feed_seq%'")).scalar_one())
         return before, _feed_plan(s, plat), mode, cached
 
     before, after, mode, cached = pg_db.transact(plans, write=False)

@@ -2,10 +2,11 @@
 
 Authority for every event is checked before anything is written. A single registry's
 report then commits its triggers (number states, the lifecycle log naming the revocation,
-the revocation, the events' log leaves) and its orders, notices and feed entries follow in
-chunks, each committed with a cursor (services.local_apply; issue 14); the call answers
-once they all exist. A federation's hub, and a member replaying the hub's log, write
-everything in one transaction (DESIGN.md, "Flow of a revocation", step 2).
+the revocation, the events' log leaves) and its orders and notices (each with its place in
+its platform's feed) follow in chunks, each committed with a cursor (services.local_apply;
+issue 14); the call answers once they all exist. A federation's hub, and a member
+replaying the hub's log, write everything in one transaction (DESIGN.md, "Flow of a
+revocation", step 2).
 
 Every token is mapped to the store key first (services.tokenmap), so a number has one
 record whichever key a carrier tokenised it under: authority, tenure and history carry

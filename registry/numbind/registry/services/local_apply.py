@@ -1,7 +1,7 @@
 """A single registry's carrier reports, their orders created after the report commits, in
 chunks. No grpc here.
 
-Issue 14: a 10,000-number reissue writes 100,000 orders, feed entries and log leaves; in
+Issue 14: a 10,000-number reissue writes 100,000 orders and log leaves; in
 the report's own transaction the first of them reached a platform only after the last was
 written (29 s on PostgreSQL). The report now commits its triggers only (number states,
 lifecycle events naming their revocation, the revocation, the events' log leaves); this

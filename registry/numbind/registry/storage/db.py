@@ -185,14 +185,15 @@ def index_plans(session: Session) -> None:
     """PostgreSQL: the rest of this transaction is planned as nested loops over index probes
     (and merge appends of partitions' ordered index scans), whatever the statistics say.
 
-    For a read that joins a page of rows (a feed page: feed entries, their orders and
-    bindings) to tables that grow by 100,000 rows in seconds. Its statistics are then
+    For a read that joins a page of rows (a feed page: orders and their bindings and log
+    leaves) to tables that grow by 100,000 rows in seconds. Its statistics are then
     minutes old: ANALYZE runs behind, and never on a partitioned parent. On statistics from
-    before a reissue, PostgreSQL joined each feed entry to a materialised sequential scan
-    of every `orders` partition: 1.7 s a read, 731-734 s of PostgreSQL's time in a reissue
-    (last ack 114 and 118 s, against 27 s when the plan was right). Turning those nodes off
-    leaves one plan: a probe of each table's primary key per row, one partition each
-    (run-time pruning on the token), which is right at any table size.
+    before a reissue, PostgreSQL joined each feed entry (then a row of its own) to a
+    materialised sequential scan of every `orders` partition: 1.7 s a read, 731-734 s of
+    PostgreSQL's time in a reissue (last ack 114 and 118 s, against 27 s when the plan was
+    right). Turning those nodes off leaves one plan: a probe of each table's primary key
+    per row, one partition each (run-time pruning on the token), which is right at any
+    table size.
 
     That plan is also safe to cache, so it keeps a generic plan (force_generic_plan; left
     to itself, PostgreSQL kept replanning the feed read: 2.6-4.2 s of planning a reissue,

@@ -1,4 +1,4 @@
-"""A binding's orders and feed entries follow its token: they are partitioned by it on
+"""A binding's orders follow its token: they are partitioned by it on
 PostgreSQL (storage.models), so when a binding's token changes (an upsert that met the old
 form, a re-key batch) they move with it, in the same transaction."""
 
@@ -13,8 +13,8 @@ __all__ = ["move_dependents"]
 
 
 def move_dependents(conn: Connection, moved: Sequence[tuple[int, bytes]]) -> None:
-    """Bindings (pk, new token) changed token: their orders and feed entries take the new
-    one too, so they stay in their binding's partition (storage.models).
+    """Bindings (pk, new token) changed token: their orders take the new one too, so they
+    stay in their binding's partition (storage.models).
 
     Called in the transaction that converts the bindings (an upsert that met the old form,
     a re-key batch). Most bindings have no order: one read finds those that do."""
@@ -39,10 +39,6 @@ def move_dependents(conn: Connection, moved: Sequence[tuple[int, bytes]]) -> Non
                 found.append((order_pk, bytes(token), new))
     if not found:
         return
-    conn.exec_driver_sql(
-        driver_sql(conn, "UPDATE feed_events SET token = ? WHERE order_pk = ? AND token = ?"),
-        [(new, pk, old) for pk, old, new in found],
-    )
     conn.exec_driver_sql(
         driver_sql(conn, "UPDATE orders SET token = ? WHERE pk = ? AND token = ?"),
         [(new, pk, old) for pk, old, new in found],

@@ -2,14 +2,14 @@
 them, and reading a revocation's progress and a binding's open orders (storage.feed reads
 the feeds; storage.order_acks records the acks).
 
-Orders and feed entries are written in the transaction of their trigger. Each platform's
-sequence comes from `principals.feed_head`, bumped for every platform of a transaction at
-once (storage.pgsets on PostgreSQL): the row locks serialise appenders, so sequences are
-gap-free.
+Orders are written in the transaction of their trigger, each with its place in its
+platform's feed (`orders.feed_seq`). Each platform's sequence comes from
+`principals.feed_head`, bumped for every platform of a transaction at once (storage.pgsets
+on PostgreSQL): the row locks serialise appenders, so sequences are gap-free.
 
-Orders and feed entries carry their binding's token (the partition key on PostgreSQL, see
-storage.models): joins between them and bindings match on (pk, token), and writes by pk
-name the token too, so each touches one partition and could stay on one shard.
+Orders carry their binding's token (the partition key on PostgreSQL, see storage.models):
+joins between them and bindings match on (pk, token), and writes by pk name the token too,
+so each touches one partition and could stay on one shard.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ _OPEN_SQL = ", ".join(map(str, OPEN_STATES))
 _PENDING = int(OrderState.PENDING)
 _REVOKE = EventKind.REVOKE
 _REVOKING = int(BindingState.REVOKING)
-# An order row as append builds it (besides its pk), and a feed entry.
+# An order row as append builds it (besides its pk).
 _ORDER_COLUMNS = (
     "id",
     "revocation_id",
@@ -61,8 +61,8 @@ _ORDER_COLUMNS = (
     "tenure_start_us",
     "created_us",
     "deadline_us",
+    "feed_seq",
 )
-_FEED_COLUMNS = ("platform_pk", "seq", "order_pk", "token", "created_us")
 
 
 def new_revocation(
@@ -112,7 +112,8 @@ def append(
     created: list[tuple[str, NewOrder]] | None = None,
     meanwhile: Callable[[], object] | None = None,
 ) -> set[int]:
-    """Create the orders, mark revoked bindings REVOKING, append to each platform's feed.
+    """Create the orders, each at the end of its platform's feed; mark revoked bindings
+    REVOKING.
 
     Returns the platforms whose feeds grew (to wake their streams after commit); `created`,
     if given, receives each new order's id with its order (for the verifiable log).
@@ -131,15 +132,13 @@ def append(
         by_platform[order.binding.platform_pk].append(order)
     token_of = _current_tokens(session, orders, now)
     order_rows: list[tuple[object, ...]] = []
-    seqs: list[int] = []  # each order's place in its platform's feed, as order_rows
     ids = iter(uuid7_texts(len(orders)))
     heads = _bump_feed_heads(session, {pk: len(batch) for pk, batch in by_platform.items()})
     for platform_pk in sorted(by_platform):
         batch = by_platform[platform_pk]
-        head = heads[platform_pk]
-        first = head - len(batch) + 1
-        seqs += range(first, head + 1)
+        seq = heads[platform_pk] - len(batch)
         for order in batch:
+            seq += 1
             oid = next(ids)
             if created is not None:
                 created.append((oid, order))
@@ -159,41 +158,32 @@ def append(
                     order.tenure_start_us,
                     now,
                     deadline,
+                    seq,
                 )
             )
     conn = session.connection()
     pg = conn.dialect.name == "postgresql"
-    # pks drawn up front, so each feed entry is built with its order's pk and neither insert
-    # reads anything back. On SQLite this transaction is the one writer until it commits
-    # (BEGIN IMMEDIATE): the pks above the highest one now are free and are its own.
+    # pks drawn up front, so no insert reads anything back. On SQLite this transaction is
+    # the one writer until it commits (BEGIN IMMEDIATE): the pks above the highest one now
+    # are free and are its own.
     if pg:
         pks: Sequence[int] = pgsets.next_pks(conn, "orders_pk_seq", len(order_rows))
     else:
         top = conn.exec_driver_sql("SELECT COALESCE(MAX(pk), 0) FROM orders").scalar_one()
         pks = range(top + 1, top + 1 + len(order_rows))
     numbered = [(pk, *r) for pk, r in zip(pks, order_rows, strict=True)]
-    feed_rows: list[tuple[object, ...]] = []
-
-    def build() -> None:
-        # (platform pk, seq, order pk, token, created) from the order row (pk, id,
-        # revocation, platform pk, binding pk, token, ...).
-        feed_rows.extend((r[3], q, r[0], r[5], now) for r, q in zip(numbered, seqs, strict=True))
-        if meanwhile is not None:
-            meanwhile()
-
     if pg:
         # The bindings of REVOKE orders became REVOKING as they were locked (_current_tokens).
-        # Orders and their feed entries are each one COPY, without RETURNING: 20,000 orders
-        # with their feed entries took 1.0-1.9 s this way against 2.7-3.6 s as `INSERT ...
-        # SELECT FROM unnest(...) RETURNING` and a second unnest INSERT (alternated, on the
-        # loaded 2-core machine). COPY routes each row to its token's partition. The feed
-        # entries (and the caller's `meanwhile`) are built while the server writes the orders.
-        pgcopy.copy_rows(conn, "orders", ("pk", *_ORDER_COLUMNS), numbered, meanwhile=build)
-        pgcopy.copy_rows(conn, "feed_events", _FEED_COLUMNS, feed_rows)
+        # The orders are one COPY, without RETURNING (as `INSERT ... SELECT FROM unnest(...)
+        # RETURNING`, 20,000 orders and their then separate feed entries took 2.7-3.6 s
+        # against 1.0-1.9 s, alternated on the loaded 2-core machine). COPY routes each row
+        # to its token's partition; the caller's `meanwhile` runs while the server writes.
+        pgcopy.copy_rows(conn, "orders", ("pk", *_ORDER_COLUMNS), numbered, meanwhile=meanwhile)
     else:
-        build()
+        if meanwhile is not None:
+            meanwhile()
         revoking = [(o.binding.pk, token_of[o.binding.pk]) for o in orders if o.kind == _REVOKE]
-        _append_rows(conn, numbered, feed_rows, revoking, now)
+        _append_rows(conn, numbered, revoking, now)
     # Other processes' streams of these feeds wake when this transaction commits.
     signals.announce(session, signals.FEED, by_platform)
     return set(by_platform)
@@ -219,25 +209,17 @@ def _bump_feed_heads(session: Session, counts: dict[int, int]) -> dict[int, int]
 def _append_rows(
     conn: Connection,
     order_rows: Sequence[tuple[object, ...]],
-    feed_rows: Sequence[tuple[object, ...]],
     revoking: list[tuple[int, bytes]],
     now: int,
 ) -> None:
-    """SQLite: the orders, their feed entries and REVOKING bindings, by executemany (an
-    embedded database has no round trip to save)."""
+    """SQLite: the orders and REVOKING bindings, by executemany (an embedded database has
+    no round trip to save)."""
     columns = ("pk", *_ORDER_COLUMNS)
     conn.exec_driver_sql(
         driver_sql(
             conn, f"INSERT INTO orders ({', '.join(columns)}) VALUES ({marks(len(columns))})"
         ),
         order_rows,
-    )
-    conn.exec_driver_sql(
-        driver_sql(
-            conn,
-            f"INSERT INTO feed_events ({', '.join(_FEED_COLUMNS)}) VALUES (?, ?, ?, ?, ?)",
-        ),
-        feed_rows,
     )
     if revoking:
         conn.exec_driver_sql(

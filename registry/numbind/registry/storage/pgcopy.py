@@ -1,6 +1,6 @@
 """PostgreSQL: writing a publish batch's binding rows with COPY (storage.bindings' insert),
 and the reissue path's other bulk inserts (`copy_rows`: log leaves and nodes, lifecycle
-events, orders and feed entries).
+events and orders).
 
 COPY is one statement for the whole batch. Measured against a bare partitioned table at
 20,000 rows, a pipelined executemany of single-row INSERTs ran at 0.18 of COPY's rate (every

@@ -2,7 +2,7 @@
 autovacuum looks (every `autovacuum_naptime`, a minute by default): which are stale, and
 ANALYZE of them.
 
-Why: a reissue grows `orders` and `feed_events` from nearly empty to 100,000 rows in under a
+Why: a reissue grows `orders` from nearly empty to 100,000 rows in under a
 minute, and flips their states twice. Planned on statistics that said empty, the feed read's
 generic plan (storage.db.index_plans) probed each `orders` partition through its
 `(id, token)` key on the token alone, which walks the partition's whole index, and kept

@@ -247,7 +247,7 @@ def write_batch(
         [(new, to_key_id, *derived, key, from_key_id) for key, new, *derived in rows],
     )
     if table.name == "bindings":
-        # Orders and feed entries share their binding's token (the partition key).
+        # Orders share their binding's token (the partition key).
         move_dependents(conn, [(key, new) for key, new, *_ in rows])
 
 

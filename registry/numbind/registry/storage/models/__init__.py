@@ -15,14 +15,16 @@ Conventions, and why:
 - A token is 32 bytes (a ristretto255 element) and every row holding one names its key id:
   after a rotation the re-key moves rows from the old key to the new one in place, and
   `key_id` is what says which form a row is in (see `registry.rekey`).
-- The tables that grow with bindings (bindings, numbers, lifecycle_events, orders,
-  feed_events) all hold a token, and on PostgreSQL they are hash-partitioned by it
-  (migration 0008_partitions). A partitioned table's primary and unique keys must include
-  the partition key, so there the surrogate-keyed ones have primary keys (pk, token) and
-  feed_events (platform_pk, seq, token); SQLite keeps the keys declared here (a rowid
-  table's INTEGER PRIMARY KEY is its fastest insert path). The pk values stay unique on
-  both: one sequence per table hands them out. Orders and feed entries carry their
-  binding's token so they live in the same partition (and, on a distributed engine, the
+- The tables that grow with bindings (bindings, numbers, lifecycle_events, orders) all
+  hold a token, and on PostgreSQL they are hash-partitioned by it (migration
+  0008_partitions). A partitioned table's primary and unique keys must include the
+  partition key, so there the surrogate-keyed ones have primary keys (pk, token); SQLite
+  keeps the keys declared here (a rowid table's INTEGER PRIMARY KEY is its fastest insert
+  path). The pk values stay unique on both: one sequence per table hands them out. Every
+  unique key names the token on both (orders' feed position: (platform_pk, feed_seq,
+  token)). Each platform's feed is its orders by `feed_seq` (migration
+  0015_feed_in_orders; before, a feed_events table held one row per order). Orders carry
+  their binding's token so they live in the same partition (and, on a distributed engine, the
   same shard) as the binding they are about; the re-key moves them with it
   (storage.rekey). No foreign key joins two growing tables: one into a partitioned table
   would have to name the partition key, and the storage layer writes them together in
@@ -50,7 +52,6 @@ from numbind.registry.storage.models.numbers import (
 )
 from numbind.registry.storage.models.orders import (
     FanoutOutboxRow,
-    FeedEventRow,
     LifecycleEventRow,
     OrderRow,
     RevocationRow,
@@ -75,7 +76,6 @@ __all__ = [
     "BigId",
     "BindingRow",
     "FanoutOutboxRow",
-    "FeedEventRow",
     "IdempotencyRow",
     "KeyDeltaRow",
     "LifecycleEventRow",

@@ -64,7 +64,8 @@ class RevocationRow(Base):
 
 
 class OrderRow(Base):
-    """One revocation order or notice for one binding at one platform."""
+    """One revocation order or notice for one binding at one platform, and its place in that
+    platform's feed (the transactional outbox)."""
 
     __tablename__ = "orders"
     __table_args__ = (
@@ -83,6 +84,9 @@ class OrderRow(Base):
             sqlite_where=text("acked_us IS NULL"),
         ),
         UniqueConstraint("id", "token", name="uq_orders_id"),
+        # Each platform's feed: replay after a sequence number is a range scan of it. With
+        # the token (the partition key) so it is unique per partition (0015_feed_in_orders).
+        Index("ux_orders_feed", "platform_pk", "feed_seq", "token", unique=True),
     )
 
     pk: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -106,23 +110,9 @@ class OrderRow(Base):
     deadline_us: Mapped[int] = mapped_column(BigInteger)
     delivered_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     acked_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-
-
-class FeedEventRow(Base):
-    """The transactional outbox: each platform's gap-free sequence of orders."""
-
-    __tablename__ = "feed_events"
-    # An order's feed entry, found when a re-key moves the order to its new token.
-    __table_args__ = (Index("ix_feed_events_order", "order_pk"),)
-
-    # Replay after a sequence number is a range scan of this primary key.
-    platform_pk: Mapped[int] = mapped_column(ForeignKey("principals.pk"), primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    order_pk: Mapped[int] = mapped_column(BigId)
-    # The order's (so its binding's) token: the partition key. On PostgreSQL the primary
-    # key is (platform_pk, seq, token), so replay stays a range scan of it per partition.
-    token: Mapped[bytes] = mapped_column(LargeBinary(32))
-    created_us: Mapped[int] = mapped_column(BigInteger)
+    # Its place in its platform's feed (the transactional outbox): gap-free per platform, in
+    # the order the appending transactions took the platform's head (principals.feed_head).
+    feed_seq: Mapped[int] = mapped_column(BigInteger)
 
 
 class FanoutOutboxRow(Base):

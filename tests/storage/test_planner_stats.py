@@ -164,7 +164,7 @@ def test_delivery_marks_probe_the_primary_key_even_on_stale_statistics(pg_db: Da
     )
     sql = (
         "UPDATE orders AS o SET state = %s, delivered_us = %s"
-        f" FROM {pgsets._unnest('bigint', 'bytea')} AS v(pk, token)"
+        f" FROM {pgsets.unnest_params('bigint', 'bytea')} AS v(pk, token)"
         " WHERE o.pk = v.pk AND o.token = v.token AND o.state = ANY(%b::smallint[])"
         " RETURNING o.pk"
     )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from numbind.registry.domain.types import OrderState, now_us
-from numbind.registry.storage import pgsets
+from numbind.registry.storage import pgorder_sets
 from numbind.registry.storage.db import custom_plans, driver_sql, index_plans
 from numbind.registry.storage.models import (
     BindingRow,
@@ -166,10 +166,14 @@ def mark_delivered(session: Session, orders: Sequence[tuple[int, bytes]]) -> Non
         # One statement routed by token (storage.pgsets); an order a re-key moved to its
         # binding's new token since it was read (or one no longer open) goes by pk alone,
         # in one more statement.
-        done = pgsets.mark_delivered(conn, orders, int(OrderState.DELIVERED), OPEN_STATES, now)
+        done = pgorder_sets.mark_delivered(
+            conn, orders, int(OrderState.DELIVERED), OPEN_STATES, now
+        )
         rest = [pk for pk in pks if pk not in done]
         if rest:
-            pgsets.mark_delivered_by_pk(conn, rest, int(OrderState.DELIVERED), OPEN_STATES, now)
+            pgorder_sets.mark_delivered_by_pk(
+                conn, rest, int(OrderState.DELIVERED), OPEN_STATES, now
+            )
         return
     conn.exec_driver_sql(
         driver_sql(

@@ -18,7 +18,7 @@ from numbind.registry.domain.types import (
     OrderState,
     now_us,
 )
-from numbind.registry.storage import pgsets
+from numbind.registry.storage import pgorder_sets, pgsets
 from numbind.registry.storage.db import custom_plans, driver_sql
 from numbind.registry.storage.models import OrderRow
 from numbind.registry.storage.orders import OPEN_STATES
@@ -58,7 +58,7 @@ def orders_by_id(
     if tokens and conn.dialect.name == "postgresql":
         pairs = [(i, tokens[i]) for i in ids if i in tokens]
         for i in range(0, len(pairs), 500):
-            for r in pgsets.orders_by_id_token(conn, pairs[i : i + 500], _TARGET_COLUMNS):
+            for r in pgorder_sets.orders_by_id_token(conn, pairs[i : i + 500], _TARGET_COLUMNS):
                 out[r.id] = _target(r)
         rest = [i for i in ids if i not in out]
     for i in range(0, len(rest), 500):
@@ -108,7 +108,7 @@ def ack_open(
         return {}
     custom_plans(session)
     notice = int(EventKind.NUMBER_DEACTIVATED)
-    found = pgsets.ack_open_orders(conn, platform_pk, rows, notice, _TARGET_COLUMNS, now_us())
+    found = pgorder_sets.ack_open_orders(conn, platform_pk, rows, notice, _TARGET_COLUMNS, now_us())
     return {r[1]: _target(r) for r in found}
 
 
@@ -179,11 +179,11 @@ def _write_orders(
     if conn.dialect.name == "postgresql":
         # One statement, routed by token (storage.pgsets); orders a re-key moved since they
         # were read go by pk alone, in one more.
-        done = pgsets.record_order_acks(conn, rows, now)
+        done = pgorder_sets.record_order_acks(conn, rows, now)
         moved = [(pk, state, outcome, reason) for pk, _, state, outcome, reason in rows]
         moved = [r for r in moved if r[0] not in done]
         if moved:
-            pgsets.record_order_acks_by_pk(conn, moved, now)
+            pgorder_sets.record_order_acks_by_pk(conn, moved, now)
         return
     conn.exec_driver_sql(
         driver_sql(

@@ -8,8 +8,9 @@ is one statement over `unnest` of arrays, joined on (pk, token) so each row rout
 own partition. The writes by (pk, token) return the pks they touched: a row a concurrent
 re-key moved to its new token since the caller read it (or one no longer in the state the
 write expects) is missed there, and the caller writes those few by pk alone, again in one
-statement (`*_by_pk`: without the token, each pk probes every partition). Orders and feed
-entries are inserted with COPY (storage.pgcopy) on pks drawn here first (`next_pks`).
+statement (`*_by_pk`: without the token, each pk probes every partition). Orders are
+inserted with COPY (storage.pgcopy) on pks drawn here first (`next_pks`); their later writes
+(delivery marks, acks) are in storage.pgorder_sets.
 
 The joined arrays are passed as `unnest((SELECT %b::bigint[]), ...)`: a bare array
 parameter tells the planner its length, and from a few hundred rows on it then hashes the
@@ -39,16 +40,12 @@ __all__ = [
     "events_of_revocation",
     "live_bindings",
     "lock_bindings",
-    "mark_delivered",
-    "mark_delivered_by_pk",
     "next_pks",
     "numbers_of",
-    "orders_by_id_token",
-    "record_order_acks",
-    "record_order_acks_by_pk",
     "set_binding_states",
     "set_binding_states_by_pk",
     "set_bindings_state",
+    "unnest_params",
     "update_numbers",
 ]
 
@@ -61,7 +58,7 @@ __all__ = [
 FEW = 16
 
 
-def _unnest(*types: str) -> str:
+def unnest_params(*types: str) -> str:
     """unnest of array parameters of these element types, each behind a sub-select (above)."""
     return "unnest(" + ", ".join(f"(SELECT %b::{t}[])" for t in types) + ")"
 
@@ -98,7 +95,7 @@ def live_bindings(conn: Connection, tokens: Sequence[bytes], live: Sequence[int]
     return list(
         conn.exec_driver_sql(
             "SELECT b.token, b.pk, b.platform_pk, b.key_id, b.account_ref, b.bound_us, b.kind,"
-            f" b.state FROM {_unnest('bytea')} AS v(token) JOIN bindings AS b"
+            f" b.state FROM {unnest_params('bytea')} AS v(token) JOIN bindings AS b"
             " ON b.token = v.token WHERE b.state = ANY(%b::smallint[])",
             (list(tokens), list(live)),
         )
@@ -114,7 +111,7 @@ def events_of_revocation(
     return {
         bytes(token)
         for (token,) in conn.exec_driver_sql(
-            f"SELECT e.token FROM {_unnest('bytea')} AS v(token) JOIN lifecycle_events AS e"
+            f"SELECT e.token FROM {unnest_params('bytea')} AS v(token) JOIN lifecycle_events AS e"
             " ON e.token = v.token WHERE e.revocation_id = %s AND e.seq <= %s",
             (list(tokens), revocation_id, at_or_below),
         )
@@ -140,7 +137,7 @@ def bump_feed_heads(conn: Connection, counts: dict[int, int]) -> dict[int, int]:
         int(pk): int(head)
         for pk, head in conn.exec_driver_sql(
             "UPDATE principals AS p SET feed_head = p.feed_head + v.n"
-            f" FROM {_unnest('integer', 'bigint')} AS v(pk, n) WHERE p.pk = v.pk"
+            f" FROM {unnest_params('integer', 'bigint')} AS v(pk, n) WHERE p.pk = v.pk"
             " RETURNING p.pk, p.feed_head",
             (pks, [counts[pk] for pk in pks]),
         )
@@ -173,7 +170,7 @@ def lock_bindings(
             "UPDATE bindings AS b"
             " SET state = CASE WHEN v.revoke THEN %s ELSE b.state END,"
             " updated_us = CASE WHEN v.revoke THEN %s ELSE b.updated_us END"
-            f" FROM {_unnest('bigint', 'bytea', 'boolean')} AS v(pk, token, revoke)"
+            f" FROM {unnest_params('bigint', 'bytea', 'boolean')} AS v(pk, token, revoke)"
             " WHERE b.pk = v.pk AND b.token = v.token RETURNING b.pk, b.token",
             (
                 state,
@@ -212,7 +209,7 @@ def set_bindings_state(
     """Set the state of bindings (pk, token) just read under lock (so none has moved)."""
     conn.exec_driver_sql(
         "UPDATE bindings AS b SET state = %s, updated_us = %s"
-        f" FROM {_unnest('bigint', 'bytea')} AS v(pk, token)"
+        f" FROM {unnest_params('bigint', 'bytea')} AS v(pk, token)"
         " WHERE b.pk = v.pk AND b.token = v.token",
         (state, now, [p for p, _ in pairs], [t for _, t in pairs]),
     )
@@ -225,7 +222,7 @@ def set_binding_states(
     cols = list(zip(*rows, strict=True))
     result = conn.exec_driver_sql(
         "UPDATE bindings AS b SET state = v.state, updated_us = %s"
-        f" FROM {_unnest('bigint', 'bytea', 'smallint')} AS v(pk, token, state)"
+        f" FROM {unnest_params('bigint', 'bytea', 'smallint')} AS v(pk, token, state)"
         " WHERE b.pk = v.pk AND b.token = v.token AND b.state = %s RETURNING b.pk",
         (now, *(list(c) for c in cols), was),
     )
@@ -242,113 +239,9 @@ def set_binding_states_by_pk(
     cols = list(zip(*rows, strict=True))
     conn.exec_driver_sql(
         "UPDATE bindings AS b SET state = v.state, updated_us = %s"
-        f" FROM {_unnest('bigint', 'smallint')} AS v(pk, state)"
+        f" FROM {unnest_params('bigint', 'smallint')} AS v(pk, state)"
         " WHERE b.pk = v.pk AND b.state = %s",
         (now, *(list(c) for c in cols), was),
-    )
-
-
-def orders_by_id_token(
-    conn: Connection, pairs: Sequence[tuple[str, bytes]], columns: str
-) -> list[Any]:
-    """`columns` of the orders (id, token): each pair probes one partition's unique index
-    on (id, token), where an id alone probes all of them (storage.order_acks)."""
-    return list(
-        conn.exec_driver_sql(
-            f"SELECT {columns} FROM {_unnest('text', 'bytea')} AS v(id, token)"
-            " JOIN orders AS o ON o.id = v.id AND o.token = v.token",
-            ([i for i, _ in pairs], [t for _, t in pairs]),
-        )
-    )
-
-
-def ack_open_orders(
-    conn: Connection,
-    platform_pk: int,
-    rows: Sequence[tuple[str, bytes, int, int, str, bool]],
-    notice_kind: int,
-    columns: str,
-    now: int,
-) -> list[Any]:
-    """(id, token, state, outcome, reason, is a notice's outcome) of acks: the platform's
-    open orders among them whose kind fits the outcome (a notice's NOTED, an order's any
-    other) get `state`, `outcome`, `reason` and `acked_us`, in one statement that finds
-    each by its (id, token) index; returns their `columns` as written. The rest (moved by
-    a re-key, already acked, another platform's, unknown, the wrong outcome) are left for
-    the caller to look up and judge."""
-    cols = list(zip(*rows, strict=True))
-    return list(
-        conn.exec_driver_sql(
-            "UPDATE orders AS o SET state = v.state, outcome = v.outcome, reason = v.reason,"
-            " acked_us = %s"
-            f" FROM {_unnest('text', 'bytea', 'smallint', 'smallint', 'text', 'boolean')}"
-            " AS v(id, token, state, outcome, reason, notice)"
-            " WHERE o.id = v.id AND o.token = v.token AND o.platform_pk = %s"
-            " AND o.acked_us IS NULL AND (o.kind = %s) = v.notice"
-            f" RETURNING {columns}",
-            (now, *(list(c) for c in cols), platform_pk, notice_kind),
-        )
-    )
-
-
-def record_order_acks(
-    conn: Connection, rows: Sequence[tuple[int, bytes, int, int, str]], now: int
-) -> set[int]:
-    """(pk, token, state, outcome, reason) of orders; returns the pks written."""
-    cols = list(zip(*rows, strict=True))
-    result = conn.exec_driver_sql(
-        "UPDATE orders AS o SET state = v.state, outcome = v.outcome, reason = v.reason,"
-        " acked_us = %s"
-        f" FROM {_unnest('bigint', 'bytea', 'smallint', 'smallint', 'text')}"
-        " AS v(pk, token, state, outcome, reason)"
-        " WHERE o.pk = v.pk AND o.token = v.token RETURNING o.pk",
-        (now, *(list(c) for c in cols)),
-    )
-    return {pk for (pk,) in result}
-
-
-def record_order_acks_by_pk(
-    conn: Connection, rows: Sequence[tuple[int, int, int, str]], now: int
-) -> None:
-    """(pk, state, outcome, reason) of orders `record_order_acks` did not match at their
-    token (a re-key moved them), by pk alone, in one statement."""
-    cols = list(zip(*rows, strict=True))
-    conn.exec_driver_sql(
-        "UPDATE orders AS o SET state = v.state, outcome = v.outcome, reason = v.reason,"
-        " acked_us = %s"
-        f" FROM {_unnest('bigint', 'smallint', 'smallint', 'text')}"
-        " AS v(pk, state, outcome, reason) WHERE o.pk = v.pk",
-        (now, *(list(c) for c in cols)),
-    )
-
-
-def mark_delivered(
-    conn: Connection,
-    pairs: Sequence[tuple[int, bytes]],
-    state: int,
-    open_states: Sequence[int],
-    now: int,
-) -> set[int]:
-    """Open orders (pk, token) become `state` (DELIVERED); returns the pks written."""
-    result = conn.exec_driver_sql(
-        "UPDATE orders AS o SET state = %s, delivered_us = %s"
-        f" FROM {_unnest('bigint', 'bytea')} AS v(pk, token)"
-        " WHERE o.pk = v.pk AND o.token = v.token AND o.state = ANY(%b::smallint[])"
-        " RETURNING o.pk",
-        (state, now, [p for p, _ in pairs], [t for _, t in pairs], list(open_states)),
-    )
-    return {pk for (pk,) in result}
-
-
-def mark_delivered_by_pk(
-    conn: Connection, pks: Sequence[int], state: int, open_states: Sequence[int], now: int
-) -> None:
-    """The orders `mark_delivered` did not match at their token (moved by a re-key, or no
-    longer open), by pk alone, in one statement."""
-    conn.exec_driver_sql(
-        "UPDATE orders SET state = %s, delivered_us = %s"
-        " WHERE pk = ANY(CAST((SELECT %b::bigint[]) AS bigint[])) AND state = ANY(%b::smallint[])",
-        (state, now, list(pks), list(open_states)),
     )
 
 
@@ -362,7 +255,7 @@ def update_numbers(conn: Connection, rows: Sequence[tuple[object, ...]]) -> None
         " state = v.state, tenure_start_us = v.tenure_start_us,"
         " last_reissued_us = v.last_reissued_us, first_known_us = v.first_known_us,"
         " last_effective_us = v.last_effective_us, updated_us = v.updated_us"
-        f" FROM {_unnest('bytea', 'text', 'bigint', 'smallint', *['bigint'] * 5, 'bytea')}"
+        f" FROM {unnest_params('bytea', 'text', 'bigint', 'smallint', *['bigint'] * 5, 'bytea')}"
         " AS v(token, key_id, carrier_pk, state, tenure_start_us, last_reissued_us,"
         " first_known_us, last_effective_us, updated_us, stored)"
         " WHERE n.token = v.stored",
@@ -394,7 +287,7 @@ def numbers_of(conn: Connection, tokens: Sequence[bytes], *, lock: bool) -> list
     return list(
         conn.exec_driver_sql(
             f"SELECT {_NUMBER_COLUMNS}"
-            f" FROM {_unnest('bytea')} AS v(token) JOIN numbers AS n ON n.token = v.token"
+            f" FROM {unnest_params('bytea')} AS v(token) JOIN numbers AS n ON n.token = v.token"
             + (" FOR UPDATE OF n" if lock else ""),
             (sorted(tokens),),
         )

@@ -24,6 +24,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from numbind.registry.errors import Unavailable
 from numbind.registry.storage import MAX_WRITE_THREADS, WRITE_THREADS
+from numbind.registry.storage.pool_checks import ping_when_idle
 from sqlalchemy import Connection, Engine, create_engine, event, orm
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
@@ -235,10 +236,9 @@ class Database:
             self.read_engine = self._sqlite_engine(url, write=False, echo=echo, sync=synchronous)
             self.write_engine = self._sqlite_engine(url, write=True, echo=echo, sync=synchronous)
         else:
-            engine = create_engine(
-                url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True
-            )
+            engine = create_engine(url, echo=echo, pool_size=10, max_overflow=10)
             event.listen(engine, "connect", _on_pg_connect)
+            ping_when_idle(engine)  # storage.pool_checks: not a round trip per checkout
             self.write_engine = engine
             # Same pool; the isolation level is set per checkout and reset on return.
             self.read_engine = engine.execution_options(isolation_level="REPEATABLE READ")

@@ -54,6 +54,22 @@ async def _deactivated_then_reissued(reg: RunningRegistry) -> Bundle:
     return p1
 
 
+async def _notice_then_order(channel: grpc.aio.Channel) -> tuple[str, str]:
+    """The ids of `_deactivated_then_reissued`'s two events, as the platform's stream
+    sends them (so this process knows their tokens: the acks' routing hints)."""
+    seen: list[str] = []
+
+    async def read() -> None:
+        async for event in EventFeed(channel, after_seq=0, heartbeat_seconds=5).events():
+            seen.append(event.order_id)
+            if len(seen) == 2:
+                return
+
+    await asyncio.wait_for(read(), 10)
+    notice_id, order_id = seen
+    return notice_id, order_id
+
+
 async def test_redelivery_idempotent_acks_and_refusals(tmp_path: Path, database_url: str) -> None:
     async with running_registry(
         tmp_path / "data", visibility_timeout_seconds=1.0, database_url=database_url
@@ -225,16 +241,7 @@ async def test_an_ack_request_refused_for_one_ack_records_none_of_them(
     async with running_registry(tmp_path / "data", database_url=database_url) as reg:
         p1 = await _deactivated_then_reissued(reg)
         async with secure_channel(p1) as channel:
-            seen: list[str] = []
-
-            async def read() -> None:
-                async for event in EventFeed(channel, after_seq=0, heartbeat_seconds=5).events():
-                    seen.append(event.order_id)
-                    if len(seen) == 2:
-                        return
-
-            await asyncio.wait_for(read(), 10)
-            notice_id, order_id = seen
+            notice_id, order_id = await _notice_then_order(channel)
             stub = platforms_pb2_grpc.PlatformsStub(channel)
             good = platforms_pb2.Ack(order_id=order_id, outcome=platforms_pb2.ACK_OUTCOME_UNBOUND)
             # A notice acked as a revocation order: refused, before or after the good one.
@@ -279,16 +286,7 @@ async def test_acks_of_streamed_orders_are_written_as_found_and_not_looked_up_ag
     async with running_registry(tmp_path / "data", database_url=database_url) as reg:
         p1 = await _deactivated_then_reissued(reg)
         async with secure_channel(p1) as channel:
-            seen: list[str] = []
-
-            async def read() -> None:
-                async for event in EventFeed(channel, after_seq=0, heartbeat_seconds=5).events():
-                    seen.append(event.order_id)
-                    if len(seen) == 2:
-                        return
-
-            await asyncio.wait_for(read(), 10)
-            notice_id, order_id = seen
+            notice_id, order_id = await _notice_then_order(channel)
             stub = platforms_pb2_grpc.PlatformsStub(channel)
             acks = [
                 platforms_pb2.Ack(order_id=order_id, outcome=platforms_pb2.ACK_OUTCOME_UNBOUND),

@@ -22,7 +22,7 @@ from numbind.registry.domain.types import (
     OrderState,
 )
 from numbind.registry.storage.pgcopy import copy_rows
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, create_engine, make_url, text
 from sqlalchemy.orm import Session
 
 from bench._loop_floor import (
@@ -40,13 +40,40 @@ from bench._reissue_plan import now_us
 
 
 def reachable(url: str) -> str | None:
-    """None if the database answers, else why not (one line)."""
+    """None if the database answers, else why not (one line). A server that answers but
+    has no such database gets it created (empty; each bench run rebuilds its schema), so
+    `make bench` on a new machine needs no `createdb` first."""
+    why = _answers(url)
+    if why is not None and "does not exist" in why:
+        why = _create_database(url) or _answers(url)
+    return why
+
+
+def _answers(url: str) -> str | None:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return None
     except Exception as exc:  # any failure to connect is a reason to skip
+        return str(exc).splitlines()[0]
+    finally:
+        engine.dispose()
+
+
+def _create_database(url: str) -> str | None:
+    """CREATE DATABASE for `url`'s database, from the server's `postgres` database; None
+    if done, else why not."""
+    target = make_url(url)
+    name = target.database or ""
+    engine = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            quoted = conn.dialect.identifier_preparer.quote(name)
+            conn.execute(text(f"CREATE DATABASE {quoted}"))
+        print(f"  created the bench database {name}")
+        return None
+    except Exception as exc:  # no right to create it: the caller skips, saying why
         return str(exc).splitlines()[0]
     finally:
         engine.dispose()

@@ -24,7 +24,8 @@
 
 PostgreSQL: --database-url, else NUMBIND_BENCH_DATABASE_URL, else the local
 numbind_bench database. Its public schema is dropped and rebuilt (not with --storage-only
---keep, which adds to an earlier run's tables). Unreachable: skipped.
+--keep, which adds to an earlier run's tables). A server that answers without that database
+gets it created; a server that does not answer: skipped.
 
     .venv/bin/python -m bench.scale [--full] [--sizes N,N] [--measure N] [--events N]
     .venv/bin/python -m bench.scale --storage-only [--keep] --sizes 10000000 --measure 100000

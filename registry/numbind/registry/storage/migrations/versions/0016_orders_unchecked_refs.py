@@ -12,18 +12,15 @@ log with it) and the platform of each order's binding, whose own foreign key int
 principals stays; neither revocations nor principals are ever deleted.
 
 PostgreSQL: the two constraints are dropped (their names read from the catalog) and added
-back on downgrade. SQLite cannot drop a constraint in place, so the table is rebuilt as its
-documented procedure says (www.sqlite.org/lang_altertable.html, "other kinds of table
-schema changes"): the stored CREATE TABLE without (or, on downgrade, with) the two keys,
-the rows copied, the old table dropped, the new one renamed, its indexes made again from
-their stored SQL.
+back on downgrade. SQLite cannot drop a constraint in place: Alembic's batch mode rebuilds
+the table without (or, on downgrade, with) them, rows and indexes copied, the partial
+index's predicate included (tests/storage/test_order_refs.py).
 
 Revision ID: 0016_orders_unchecked_refs
 Revises: 0015_feed_in_orders
 Create Date: 2026-11-30 06:10:00.000000
 """
 
-import re
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -38,10 +35,16 @@ depends_on: str | Sequence[str] | None = None
 KEYS = (("revocation_id", "revocations", "id"), ("platform_pk", "principals", "pk"))
 
 
+# SQLite's foreign keys have no names: the batch names them by this convention to drop them.
+_NAMES = {"fk": "fk_%(table_name)s_%(column_0_name)s"}
+
+
 def upgrade() -> None:
     conn = op.get_bind()
     if conn.dialect.name != "postgresql":
-        _rebuild_sqlite(with_keys=False)
+        with op.batch_alter_table("orders", naming_convention=_NAMES) as batch:
+            for column, _, _ in KEYS:
+                batch.drop_constraint(f"fk_orders_{column}", type_="foreignkey")
         return
     for fk in sa.inspect(conn).get_foreign_keys("orders"):
         if tuple(fk["constrained_columns"]) in {(c,) for c, _, _ in KEYS}:
@@ -50,44 +53,12 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
-        _rebuild_sqlite(with_keys=True)
+        with op.batch_alter_table("orders") as batch:
+            for column, table, key in KEYS:
+                batch.create_foreign_key(f"fk_orders_{column}", table, [column], [key])
         return
     for column, table, key in KEYS:
         op.execute(
             f"ALTER TABLE orders ADD CONSTRAINT orders_{column}_fkey"
             f" FOREIGN KEY ({column}) REFERENCES {table} ({key})"
         )
-
-
-def _rebuild_sqlite(*, with_keys: bool) -> None:
-    conn = op.get_bind()
-    table_sql = conn.exec_driver_sql(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'orders'"
-    ).scalar_one()
-    index_sql = [
-        r[0]
-        for r in conn.exec_driver_sql(
-            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'orders'"
-            " AND sql IS NOT NULL"
-        )
-    ]
-    # Without the keys: their clauses out. With them: in again, before the table's
-    # unique constraint (where SQLAlchemy put them).
-    body = re.sub(r",\s*FOREIGN KEY\s*\([^)]*\)\s*REFERENCES\s*\w+\s*\([^)]*\)", "", table_sql)
-    if with_keys:
-        keys = "".join(
-            f", \n\tFOREIGN KEY({column}) REFERENCES {table} ({key})"
-            for column, table, key in KEYS
-        )
-        body = body.replace(", \n\tCONSTRAINT uq_orders_id", f"{keys}, \n\tCONSTRAINT uq_orders_id")
-        if "FOREIGN KEY" not in body:
-            raise RuntimeError("0016_orders_unchecked_refs: orders' table SQL not as expected")
-    new_sql = re.sub(r'^CREATE TABLE (IF NOT EXISTS )?"?orders"?', "CREATE TABLE orders_new", body)
-    columns = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(orders)")]
-    listed = ", ".join(columns)
-    op.execute(new_sql)
-    op.execute(f"INSERT INTO orders_new ({listed}) SELECT {listed} FROM orders")
-    op.execute("DROP TABLE orders")
-    op.execute("ALTER TABLE orders_new RENAME TO orders")
-    for sql in index_sql:
-        op.execute(sql)

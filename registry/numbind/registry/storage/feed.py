@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from numbind.registry.domain.types import OrderState, now_us
@@ -123,35 +124,26 @@ def stale_deliveries(
     """Delivered, unacked orders whose visibility timeout has passed: send them again, at
     most `limit` (any of them; the caller asks again after a full page), in feed order.
 
-    The stale orders are chosen first, in a sub-select of the platform's open orders (the
-    partial index ix_orders_open), and only they are joined to their bindings: the limit
-    then bounds the probes whatever the plan. They are put in feed order here, not by the
-    SQL: with sorts priced out (index_plans), an `ORDER BY feed_seq` had the planner walk
-    the platform's whole feed index in order to avoid one."""
-    limited = page_limit(limit)
+    One statement: the platform's open orders through their partial index (ix_orders_open),
+    each joined to its binding, the limit bounding the probes whatever the plan. (When each
+    order's feed entry was a row of its own, the stale orders were chosen in a sub-select
+    first: as one join, PostgreSQL hashed every partition of the feed.) They are put in feed
+    order here, not by the SQL: with sorts priced out (index_plans), an `ORDER BY feed_seq`
+    had the planner walk the platform's whole feed index to avoid one."""
     index_plans(session)
-    stale = (
-        select(OrderRow.pk, OrderRow.token)
+    rows: Any = session.execute(
+        select(*_FEED_COLUMNS)
+        .select_from(OrderRow)
+        .join(BindingRow, _BINDING_OF_ORDER)
         .where(
             OrderRow.platform_pk == platform_pk,
             OrderRow.acked_us.is_(None),  # the open orders' partial index (ix_orders_open)
             OrderRow.state == int(OrderState.DELIVERED),
             OrderRow.delivered_us < delivered_before_us,
         )
-        .limit(limited)
-        .subquery()
+        .limit(page_limit(limit))
     )
-    rows: Any = session.execute(
-        select(*_FEED_COLUMNS)
-        .select_from(stale)
-        .join(OrderRow, and_(OrderRow.pk == stale.c.pk, OrderRow.token == stale.c.token))
-        .join(BindingRow, _BINDING_OF_ORDER)
-    )
-    return sorted((FeedItem(*r) for r in rows), key=_seq)
-
-
-def _seq(item: FeedItem) -> int:
-    return item.seq
+    return sorted((FeedItem(*r) for r in rows), key=attrgetter("seq"))
 
 
 def mark_delivered(session: Session, orders: Sequence[tuple[int, bytes]]) -> None:

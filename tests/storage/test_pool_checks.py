@@ -30,17 +30,16 @@ def engine() -> Iterator[Engine]:
 
 
 @pytest.fixture
-def pings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The `SELECT 1`s sent on any psycopg connection from here on."""
+def pings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The pings `engine`'s checks send (through its dialect's `do_ping`) from here on."""
     sent: list[str] = []
-    execute = psycopg.Connection.execute
+    ping = engine.dialect.do_ping
 
-    def counted(self: psycopg.Connection[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
-        if query == "SELECT 1":
-            sent.append(query)
-        return execute(self, query, *args, **kwargs)
+    def counted(dbapi_connection: Any) -> bool:
+        sent.append("SELECT 1")
+        return ping(dbapi_connection)
 
-    monkeypatch.setattr(psycopg.Connection, "execute", counted)
+    monkeypatch.setattr(engine.dialect, "do_ping", counted)
     return sent
 
 

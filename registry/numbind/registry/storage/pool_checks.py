@@ -43,7 +43,9 @@ def ping_when_idle(engine: Engine, idle_seconds: float | None = None) -> None:
         if since is None or time.monotonic() - since < limit:
             return  # new, or back in the pool only just now
         try:
-            dbapi_conn.execute("SELECT 1")
-            dbapi_conn.rollback()
+            # The dialect's own ping, the one pool_pre_ping sends.
+            alive = engine.dialect.do_ping(dbapi_conn)
         except Exception as exc:  # any failure: this connection is not to be used
             raise DisconnectionError(f"pooled connection failed its check: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("pooled connection failed its check")

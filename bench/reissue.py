@@ -405,10 +405,14 @@ def _main_postgresql(args: argparse.Namespace, plan: Plan) -> int:
     --processes N, N registry processes share the database: platform i streams and acks at
     process i mod N (as a TCP load balancer would place its connection), the carrier
     reports to the first."""
-    from bench._pgfloor import floors, reset_schema
+    from bench._pgfloor import floors, reachable, reset_schema
 
-    reset_schema(args.database_url)
     url = args.database_url
+    why = reachable(url)
+    if why is not None:
+        print(f"  PostgreSQL unreachable at {url}: {why}")
+        return 2
+    reset_schema(url)
     with _live.data_dir(url) as data, _live.servers(url, data, args.processes, BENCH_ENV) as procs:
         carrier, platforms, key_id, _ = asyncio.run(setup(procs[0], plan, args))
         platforms = [_live.rehome(b, procs[i % len(procs)].listen) for i, b in enumerate(platforms)]

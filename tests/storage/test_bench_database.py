@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 import psycopg
+import pytest
 from sqlalchemy import make_url
 
 from bench._pgfloor import reachable
@@ -39,3 +40,16 @@ def test_a_missing_bench_database_is_created() -> None:
 def test_a_server_that_does_not_answer_is_a_reason_to_skip() -> None:
     why = reachable("postgresql+psycopg://postgres@127.0.0.1:1/numbind_bench")
     assert why is not None and "\n" not in why
+
+
+def test_the_reissue_bench_says_why_when_postgresql_does_not_answer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Before, `bench.reissue --database-url` dropped the schema first and ended in a
+    traceback when the server was down or the database missing."""
+    from bench import reissue
+
+    url = "postgresql+psycopg://postgres@127.0.0.1:1/numbind_bench"
+    assert reissue.main(["--quick", "--database-url", url]) == 2
+    said = capsys.readouterr().out
+    assert f"PostgreSQL unreachable at {url}" in said

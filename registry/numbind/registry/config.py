@@ -62,7 +62,7 @@ class Settings:
     rekey_pause_seconds: float = 0.0
     rekey_lease_seconds: float = 30.0
     # A carrier report's orders are created after it commits, in chunks of at most this
-    # many lifecycle events (one transaction each; the first chunk is at most 50, so the
+    # many lifecycle events (one transaction each; the first chunk is at most 10, so the
     # first orders reach the feeds soonest): services.local_apply.
     apply_chunk_events: int = 500
     # Write transactions this process runs at once (storage.WRITE_THREADS has the figures

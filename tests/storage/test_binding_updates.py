@@ -8,8 +8,6 @@ changes was HOT, each wrote a new entry in all three of the row's indexes."""
 
 from __future__ import annotations
 
-from alembic import command
-from alembic.config import Config
 from numbind.registry.domain.types import (
     Binding,
     BindingKind,
@@ -109,17 +107,13 @@ def test_no_index_of_bindings_holds_the_columns_a_state_change_writes(db: Databa
 
 def test_the_migration_sets_the_room_and_takes_it_back(database_url: str) -> None:
     engine = create_engine(database_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(migrate.MIGRATIONS))
     pg = engine.dialect.name == "postgresql"
     try:
         migrate.upgrade(engine)
         if pg:
             options = partition_options(engine, "bindings")
             assert len(options) >= 2 and set(options) == {"fillfactor=85"}, options
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0011_open_orders")
+        migrate.downgrade(engine, "0011_open_orders")
         if pg:
             assert set(partition_options(engine, "bindings")) == {""}
         migrate.upgrade(engine)

@@ -5,8 +5,6 @@ on orders the storage layer wrote, at two platforms, some acked."""
 from __future__ import annotations
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from numbind.registry.domain.types import EventCause, EventKind, OrderState
 from numbind.registry.storage import feed, migrate, order_acks, orders, principals
 from numbind.registry.storage.bindings import StoredBinding
@@ -77,14 +75,6 @@ def _partition_counts(engine: Engine) -> dict[str, int]:
         return {str(name): int(n) for name, n in rows}
 
 
-def _to(engine: Engine, revision: str, *, down: bool) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(migrate.MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(cfg, revision)
-
-
 def test_feed_places_move_into_the_orders_and_back(db: Database) -> None:
     plats = _fill(db)
     engine = db.write_engine
@@ -94,7 +84,7 @@ def test_feed_places_move_into_the_orders_and_back(db: Database) -> None:
         assert [q for pk, q, *_ in places if pk == p] == list(range(1, 10))
     pg = engine.dialect.name == "postgresql"
 
-    _to(engine, BEFORE, down=True)
+    migrate.downgrade(engine, BEFORE)
     columns = {c["name"] for c in inspect(engine).get_columns("orders")}
     assert "feed_seq" not in columns
     assert _feed_events(engine) == places
@@ -102,7 +92,7 @@ def test_feed_places_move_into_the_orders_and_back(db: Database) -> None:
         counts = _partition_counts(engine)
         assert counts["feed_events"] == counts["orders"] >= 2
 
-    _to(engine, "head", down=False)
+    migrate.upgrade(engine)
     assert "feed_events" not in inspect(engine).get_table_names()
     assert _orders_feed(engine) == places
     # The feed reads as it did, acked orders included (replay does not skip them).

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alembic import command
 from numbind.cli import main
 from numbind.registry.errors import FailedPrecondition
 from numbind.registry.storage import migrate
@@ -94,19 +93,12 @@ def test_migrations_match_the_models(database_url: str) -> None:
         engine.dispose()
 
 
-def _upgrade_to(engine: Engine, revision: str) -> None:
-    cfg = migrate._config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-
-
 def test_a_store_holding_64_byte_tokens_is_refused_and_left_as_it_was(database_url: str) -> None:
     """Pre-release stores hold RFC 9497 Finalize outputs: a hash of the element that tokens
     now are, which cannot be undone. The migration refuses, says why, and writes nothing."""
     engine = create_engine(database_url)
     try:
-        _upgrade_to(engine, "0001")
+        migrate.upgrade(engine, revision="0001")
         with engine.begin() as conn:
             conn.execute(
                 text(
@@ -134,7 +126,7 @@ def test_a_store_holding_64_byte_tokens_is_refused_and_left_as_it_was(database_u
 def test_an_empty_older_store_adopts_its_active_key_as_the_store_key(database_url: str) -> None:
     engine = create_engine(database_url)
     try:
-        _upgrade_to(engine, "0001")
+        migrate.upgrade(engine, revision="0001")
         with engine.begin() as conn:
             conn.execute(
                 text(
@@ -174,7 +166,7 @@ def test_admin_migrate_brings_an_older_store_to_head(
     until its first reissue)."""
     engine = create_engine(database_url)
     try:
-        _upgrade_to(engine, start)
+        migrate.upgrade(engine, revision=start)
         with engine.begin() as conn:
             conn.execute(
                 text(
@@ -310,7 +302,7 @@ def test_rows_written_before_partitioning_survive_it(database_url: str) -> None:
     were."""
     engine = create_engine(database_url)
     try:
-        _upgrade_to(engine, "0003")
+        migrate.upgrade(engine, revision="0003")
         tokens = _seed_0003(engine)
         before = _snapshot(engine)
         migrate.upgrade(engine)

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from numbind.registry.storage import migrate
 from numbind.registry.storage.db import Database
 from sqlalchemy import Engine, inspect, text
 
-from tests.storage.test_feed_migration import _fill, _to
+from tests.storage.test_feed_migration import _fill
 
 BEFORE = "0015_feed_in_orders"
 KEYS = {(("revocation_id",), "revocations", ("id",)), (("platform_pk",), "principals", ("pk",))}
@@ -60,11 +61,11 @@ def test_orders_reference_nothing_and_the_downgrade_restores_both_keys(db: Datab
         any("WHERE acked_us IS NULL" in str(i) for i in indexes) or engine.dialect.name != "sqlite"
     )
 
-    _to(engine, BEFORE, down=True)
+    migrate.downgrade(engine, BEFORE)
     assert _keys(engine) == KEYS
     assert (_rows(engine), _indexes(engine)) == (rows, indexes)
 
-    _to(engine, "head", down=False)
+    migrate.upgrade(engine)
     assert _keys(engine) == set()
     assert (_rows(engine), _indexes(engine)) == (rows, indexes)
 

@@ -65,21 +65,33 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(engine: Engine, *, partitions: int | None = None) -> tuple[str | None, str]:
-    """Bring the schema to head; returns (before, after). A no-op when already at head.
+def upgrade(
+    engine: Engine, *, partitions: int | None = None, revision: str = "head"
+) -> tuple[str | None, str]:
+    """Bring the schema to `revision` (head unless said); returns (before, after). A no-op
+    when already at head.
 
     `partitions`: on PostgreSQL, how many hash partitions each growing table gets when a
     migration builds them (migration 0008_partitions; default NUMBIND_PARTITIONS, else 16).
     """
     before = current_revision(engine)
-    if before != head_revision():
+    if revision != "head" or before != head_revision():
         cfg = _config()
         with engine.begin() as conn:
             cfg.attributes["connection"] = conn
             if partitions is not None:
                 cfg.attributes["partitions"] = partitions
-            command.upgrade(cfg, "head")
-    return before, head_revision()
+            command.upgrade(cfg, revision)
+    return before, head_revision() if revision == "head" else revision
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to `revision`, newest migration first, in one transaction: a
+    release's rollback, and how the migration tests check each downgrade."""
+    cfg = _config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
 
 
 def autogenerate(engine: Engine, message: str) -> None:

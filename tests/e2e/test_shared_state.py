@@ -214,3 +214,18 @@ async def _until_polled(server: RegistryServer) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the poll never read the stream's feed head")
+
+
+async def test_a_second_process_cannot_take_the_port_another_serves(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """gRPC's default SO_REUSEPORT let a second registry bind beside the first, each then
+    answering about half the connections to that address with its own certificate."""
+    async with running_registry(tmp_path / "data", database_url=pg_url) as a:
+        settings = dataclasses.replace(a.settings, listen=a.address)
+        b = RegistryServer(Registry.open(settings, migrate_schema=False))
+        try:
+            with pytest.raises(OSError, match=f"--listen {a.address}: cannot bind"):
+                await b.start()
+        finally:
+            await b.stop()

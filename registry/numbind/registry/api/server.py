@@ -150,6 +150,10 @@ class RegistryServer:
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 ("grpc.keepalive_permit_without_calls", 1),
+                # gRPC sets SO_REUSEPORT by default on Linux: a second process given the
+                # same --listen would bind beside the first and take half its connections
+                # (two registries answering one address, each with its own certificate).
+                ("grpc.so_reuseport", 0),
             ],
         )
         tokens_pb2_grpc.add_TokensServicer_to_server(TokensServicer(registry.tokens), self.server)
@@ -201,11 +205,16 @@ class RegistryServer:
         settings = self.registry.settings
         if self._store_lock is not None:
             self._store_lock.acquire()  # SQLite: refuse a second serving process
-        self.port = self.server.add_secure_port(
-            settings.listen, server_credentials(settings.pki_dir, self.registry.federation)
-        )
+        credentials = server_credentials(settings.pki_dir, self.registry.federation)
+        try:
+            self.port = self.server.add_secure_port(settings.listen, credentials)
+        except RuntimeError:  # grpcio's "Failed to bind to address": say which and why
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"listen: cannot bind {settings.listen}")
+            raise OSError(
+                f"--listen {settings.listen}: cannot bind (in use by another process, "
+                "or not an address of this host)"
+            )
         await self.server.start()
         if settings.metrics_listen is not None:
             self.metrics.serve(settings.metrics_listen)

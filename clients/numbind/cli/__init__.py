@@ -95,6 +95,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _message(exc: BaseException, args: argparse.Namespace) -> str:
+    store_errors = sys.modules.get("sqlalchemy.exc")  # loaded if a store was opened
+    if store_errors is not None and isinstance(exc, store_errors.DBAPIError):
+        said = str(exc.orig).strip().splitlines()  # the driver's words
+        return (
+            f"the store cannot be reached: {said[0] if said else type(exc.orig).__name__} "
+            "(check --database-url / NUMBIND_DATABASE_URL)"
+        )
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         return f"{exc.filename}: {exc.strerror}"  # not "[Errno 2] ... 'y'"
     if isinstance(exc, Unavailable) and (why := connection_problem(exc.message)):
@@ -118,5 +125,8 @@ def _registry_errors() -> tuple[type[BaseException], ...]:
     # registered, a key not found); imported here, not at the top, so client-only
     # commands never load the server.
     from numbind.registry.errors import NumbindError
+    from sqlalchemy.exc import InterfaceError, OperationalError
 
-    return (NumbindError,)
+    # A store that cannot be reached (server down, database missing, bad credentials):
+    # what the database said, not SQLAlchemy's wrapper with its statement and link.
+    return (NumbindError, OperationalError, InterfaceError)

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from numbind.registry.errors import Unavailable
 from numbind.registry.storage import MAX_WRITE_THREADS, WRITE_THREADS
 from numbind.registry.storage.pool_checks import ping_when_idle
 from sqlalchemy import Connection, Engine, create_engine, event, orm
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
 log = logging.getLogger(__name__)
@@ -236,7 +237,10 @@ class Database:
             self.read_engine = self._sqlite_engine(url, write=False, echo=echo, sync=synchronous)
             self.write_engine = self._sqlite_engine(url, write=True, echo=echo, sync=synchronous)
         else:
-            engine = create_engine(url, echo=echo, pool_size=10, max_overflow=10)
+            try:
+                engine = create_engine(url, echo=echo, pool_size=10, max_overflow=10)
+            except (ArgumentError, ImportError) as exc:  # NoSuchModuleError is an ArgumentError
+                raise ValueError(f"database URL {shown_url(url)!r}: {_why(exc)}") from None
             event.listen(engine, "connect", _on_pg_connect)
             ping_when_idle(engine)  # storage.pool_checks: not a round trip per checkout
             self.write_engine = engine
@@ -338,3 +342,14 @@ class Database:
         self.write_engine.dispose()
         if self.is_sqlite:
             self.read_engine.dispose()
+
+
+def shown_url(url: str) -> str:
+    """`url` fit for a message or a log: any password replaced by ***."""
+    return re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ImportError):
+        return f"its driver is not installed ({exc}); numbind ships SQLite and postgresql+psycopg"
+    return str(exc).splitlines()[0]

@@ -1,0 +1,62 @@
+"""A store `numbind` cannot use is one line that says why, never SQLAlchemy's traceback:
+a server that does not answer, a database that does not exist, a URL that does not parse,
+a backend whose driver is not installed; and a password in the URL is never repeated."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from numbind.cli import main
+from sqlalchemy import make_url
+
+from tests.conftest import require_postgres
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    capsys.readouterr()
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    assert out == ""
+    return rc, err
+
+
+@pytest.mark.parametrize("command", [["admin", "migrate"], ["admin", "init"], ["serve"]])
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("postgresql+psycopg://numbind:sekret@127.0.0.1:1/registry", "Connection refused"),
+        ("notaurl", "database URL 'notaurl': Could not parse"),
+        ("mysql://numbind:sekret@127.0.0.1/registry", "its driver is not installed"),
+    ],
+)
+def test_a_store_that_cannot_be_used_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str], url: str, said: str
+) -> None:
+    rc, err = _run(
+        capsys,
+        *command,
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--database-url",
+        url,
+        *(["--listen", "127.0.0.1:0"] if command == ["serve"] else []),
+        *(["--init"] if command == ["serve"] else []),
+    )
+    assert rc == 1
+    (line,) = err.splitlines()
+    assert line.startswith("numbind: error: ") and said in line, line
+    assert "sekret" not in line and "sqlalche.me" not in line
+
+
+def test_a_database_that_does_not_exist_is_named(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    name = f"numbind_never_made_{os.getpid()}"
+    url = make_url(require_postgres()).set(database=name).render_as_string(hide_password=False)
+    rc, err = _run(capsys, "admin", "migrate", "--data-dir", str(tmp_path), "--database-url", url)
+    assert rc == 1
+    (line,) = err.splitlines()
+    assert f'database "{name}" does not exist' in line
+    assert "--database-url" in line

@@ -17,9 +17,7 @@ from tests.conftest import require_postgres
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     capsys.readouterr()
     rc = main(list(argv))
-    out, err = capsys.readouterr()
-    assert out == ""
-    return rc, err
+    return rc, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", [["admin", "migrate"], ["admin", "init"], ["serve"]])
@@ -60,3 +58,32 @@ def test_a_database_that_does_not_exist_is_named(
     (line,) = err.splitlines()
     assert f'database "{name}" does not exist' in line
     assert "--database-url" in line
+
+
+def test_an_initialised_data_dir_is_not_served_over_an_empty_store(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A mistyped URL or path used to be migrated and served: an empty registry that
+    answered every caller "unknown principal" (and an SQLite path's directories made)."""
+    data = tmp_path / "data"
+    assert _run(capsys, "admin", "init", "--data-dir", str(data))[0] == 0
+    missing = tmp_path / "nowhere" / "registry.db"
+    urls = [f"sqlite:///{missing}"]
+    if os.environ.get("NUMBIND_TEST_DATABASE_URL"):
+        urls.append(require_postgres())  # wiped: no schema in it
+    for url in urls:
+        rc, err = _run(
+            capsys,
+            "serve",
+            "--data-dir",
+            str(data),
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            url,
+            "--init",
+        )
+        assert rc == 1
+        (line,) = err.splitlines()
+        assert "holds no registry" in line and str(data) in line, line
+    assert not missing.parent.exists()

@@ -136,6 +136,7 @@ def _serve(args: argparse.Namespace) -> int:
     from numbind.registry.api.server import serve
     from numbind.registry.app import Registry
     from numbind.registry.errors import FailedPrecondition
+    from numbind.registry.storage.db import shown_url
 
     # Everything this process creates is private: the data dir holds tokens, account_refs
     # and keys (numbind.registry.datadir; the registry refuses to serve from a data dir
@@ -149,6 +150,14 @@ def _serve(args: argparse.Namespace) -> int:
                 f"no registry in {settings.data_dir}; run `numbind admin init` or pass --init"
             )
         operator.init(settings)
+    elif not operator.holds_registry(settings):
+        # Serving it would migrate an empty store and answer every caller "unknown
+        # principal": the URL is mistyped, or the data dir belongs to another store.
+        raise CliError(
+            f"the store {shown_url(settings.effective_database_url)} holds no registry, but "
+            f"{settings.data_dir} belongs to one: check --database-url / "
+            "NUMBIND_DATABASE_URL (a new registry starts from a new --data-dir with --init)"
+        )
     registry = Registry.open(settings)
     heap.freeze_startup_objects()
     try:

@@ -28,6 +28,7 @@ from numbind.registry.pki import CertificateAuthority
 from numbind.registry.services.admin import AdminService
 from numbind.registry.services.directory import Directory
 from numbind.registry.storage import migrate
+from sqlalchemy import inspect
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,24 @@ class InitResult:
     admin_bundle: Path
     active_key_id: str
     schema: str
+
+
+def holds_registry(settings: Settings) -> bool:
+    """Whether the store `settings` name has a registry's schema. False for a database
+    nobody migrated (a new one, or a mistyped URL) and for an SQLite file that is not
+    there, which this does not create."""
+    url = settings.effective_database_url
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[1] if "///" in url else ""
+        plain_file = path and path != ":memory:" and not path.startswith("file:")
+        if plain_file and not Path(path).exists():
+            return False
+    db = open_database(settings)
+    try:
+        # The version table, read without Alembic (whose context logs as it starts).
+        return inspect(db.write_engine).has_table("alembic_version")
+    finally:
+        db.close()
 
 
 def _ca(settings: Settings) -> CertificateAuthority:

@@ -18,11 +18,14 @@ import pytest
 from numbind.protocol import voprf
 from numbind.protocol.bundle import Bundle
 from numbind.registry import operator
+from numbind.registry.api.metrics import Metrics, ProcessCounters
 from numbind.registry.config import QuotaSettings
+from numbind.registry.storage.ops import OpsSnapshot
 from numbind.registry.testing import running_registry
 from numbind.sdk import Lifecycle, LifecycleReport
 from numbind.sdk.channel import secure_channel
 from numbind.v1 import tokens_pb2, tokens_pb2_grpc
+from prometheus_client import generate_latest
 
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 
@@ -74,7 +77,9 @@ async def test_metrics_endpoint_counts_rpcs_orders_lag_and_refusals(tmp_path: Pa
         assert _value(text, "numbind_rpc_total", method="Evaluate", code="INVALID_ARGUMENT") == 1
         assert _value(text, "numbind_rpc_total", method="Evaluate", code="RESOURCE_EXHAUSTED") == 1
         assert _value(text, "numbind_rpc_seconds_count", method="ReportLifecycle", code="OK") == 1
-        assert _value(text, "numbind_quota_refusals") == 1
+        assert _value(text, "numbind_quota_refusals_total") == 1
+        assert _value(text, "numbind_change_notifications_total") >= 0
+        assert _value(text, "numbind_change_poll_wakes_total") >= 0
         assert _value(text, "numbind_orders_open", platform="p1", state="pending") == 1
         assert _value(text, "numbind_orders_open", platform="p1", state="overdue") == 0
         assert _value(text, "numbind_feed_lag_seconds", platform="p1") > 0
@@ -84,6 +89,22 @@ async def test_metrics_endpoint_counts_rpcs_orders_lag_and_refusals(tmp_path: Pa
         # SQLite: one process, nobody else to listen to.
         assert _value(text, "numbind_change_listener_up") == 0
         assert PHONE not in text and PHONE[1:] not in text
+
+
+def test_process_counts_are_counters() -> None:
+    """Counts since the process started are exposed as counters (`_total`), not gauges."""
+    counts = ProcessCounters(quota_refusals=3, notifications_heard=4, poll_wakes=5, listening=True)
+    metrics = Metrics(lambda: OpsSnapshot(feeds=[], rekey=None), lambda: counts)
+    lines = generate_latest(metrics.registry).decode().splitlines()
+    for name, value in (
+        ("numbind_quota_refusals", 3),
+        ("numbind_change_notifications", 4),
+        ("numbind_change_poll_wakes", 5),
+    ):
+        # prometheus_client names a counter's family with or without _total by version.
+        assert f"# TYPE {name}_total counter" in lines or f"# TYPE {name} counter" in lines
+        assert f"{name}_total {value:.1f}" in lines, lines
+    assert "# TYPE numbind_change_listener_up gauge" in lines, lines
 
 
 async def test_no_metrics_endpoint_unless_asked(tmp_path: Path) -> None:

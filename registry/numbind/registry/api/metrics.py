@@ -27,7 +27,7 @@ from numbind.registry.api.interceptors import GuardInterceptor
 from numbind.registry.api.types import Ctx
 from numbind.registry.storage.ops import OpsSnapshot
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -54,22 +54,22 @@ class _StoreCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         c = self._counters()
-        yield _gauge(
+        # Counts since this process started: counters, so rate() and increase() read them.
+        yield CounterMetricFamily(
             "numbind_quota_refusals",
-            "Token calls refused for quota by this process "
-            "(a counter; resets when the process restarts)",
-            c.quota_refusals,
+            "Token calls refused for quota by this process",
+            value=c.quota_refusals,
         )
-        yield _gauge(
+        yield CounterMetricFamily(
             "numbind_change_notifications",
             "Change notifications heard from the store (LISTEN/NOTIFY) by this process",
-            c.notifications_heard,
+            value=c.notifications_heard,
         )
-        yield _gauge(
+        yield CounterMetricFamily(
             "numbind_change_poll_wakes",
             "Feed polls that found a change the "
             "notifications had not delivered (should stay near 0)",
-            c.poll_wakes,
+            value=c.poll_wakes,
         )
         yield _gauge(
             "numbind_change_listener_up",

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import grpc
 import httpx
 import pytest
 from numbind.protocol import voprf
+from numbind.protocol.bundle import Bundle
+from numbind.registry import operator
+from numbind.registry.api.metrics import Metrics, ProcessCounters
 from numbind.registry.config import QuotaSettings
+from numbind.registry.storage.ops import OpsSnapshot
 from numbind.registry.testing import running_registry
 from numbind.sdk import Lifecycle, LifecycleReport
 from numbind.sdk.channel import secure_channel
 from numbind.v1 import tokens_pb2, tokens_pb2_grpc
+from prometheus_client import generate_latest
 
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 
@@ -67,7 +77,9 @@ async def test_metrics_endpoint_counts_rpcs_orders_lag_and_refusals(tmp_path: Pa
         assert _value(text, "numbind_rpc_total", method="Evaluate", code="INVALID_ARGUMENT") == 1
         assert _value(text, "numbind_rpc_total", method="Evaluate", code="RESOURCE_EXHAUSTED") == 1
         assert _value(text, "numbind_rpc_seconds_count", method="ReportLifecycle", code="OK") == 1
-        assert _value(text, "numbind_quota_refusals") == 1
+        assert _value(text, "numbind_quota_refusals_total") == 1
+        assert _value(text, "numbind_change_notifications_total") >= 0
+        assert _value(text, "numbind_change_poll_wakes_total") >= 0
         assert _value(text, "numbind_orders_open", platform="p1", state="pending") == 1
         assert _value(text, "numbind_orders_open", platform="p1", state="overdue") == 0
         assert _value(text, "numbind_feed_lag_seconds", platform="p1") > 0
@@ -77,6 +89,22 @@ async def test_metrics_endpoint_counts_rpcs_orders_lag_and_refusals(tmp_path: Pa
         # SQLite: one process, nobody else to listen to.
         assert _value(text, "numbind_change_listener_up") == 0
         assert PHONE not in text and PHONE[1:] not in text
+
+
+def test_process_counts_are_counters() -> None:
+    """Counts since the process started are exposed as counters (`_total`), not gauges."""
+    counts = ProcessCounters(quota_refusals=3, notifications_heard=4, poll_wakes=5, listening=True)
+    metrics = Metrics(lambda: OpsSnapshot(feeds=[], rekey=None), lambda: counts)
+    lines = generate_latest(metrics.registry).decode().splitlines()
+    for name, value in (
+        ("numbind_quota_refusals", 3),
+        ("numbind_change_notifications", 4),
+        ("numbind_change_poll_wakes", 5),
+    ):
+        # prometheus_client names a counter's family with or without _total by version.
+        assert f"# TYPE {name}_total counter" in lines or f"# TYPE {name} counter" in lines
+        assert f"{name}_total {value:.1f}" in lines, lines
+    assert "# TYPE numbind_change_listener_up gauge" in lines, lines
 
 
 async def test_no_metrics_endpoint_unless_asked(tmp_path: Path) -> None:
@@ -105,3 +133,69 @@ async def test_otel_spans_only_when_configured(tmp_path: Path) -> None:
             assert "/numbind.v1.Tokens/GetKeys" in names, names
         else:
             assert names == []
+
+
+def _otel_env(**otel: str) -> dict[str, str]:
+    """This process's environment without any NUMBIND_ or OTEL_ setting, plus `otel`; metrics
+    and logs exporters off, so nothing is sent anywhere."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBIND_", "OTEL_"))}
+    return env | {"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"} | otel
+
+
+def _serve(data: Path, port: int, *wrapper: str) -> list[str]:
+    return [*wrapper, sys.executable, "-m", "numbind.cli", "serve", "--init", "--otel",
+            "--data-dir", str(data), "--listen", f"127.0.0.1:{port}"]  # fmt: skip
+
+
+@pytest.mark.parametrize("instrumented", [False, True], ids=["alone", "opentelemetry-instrument"])
+def test_otel_serve_exports_one_span_per_rpc(tmp_path: Path, instrumented: bool) -> None:
+    """`numbind serve --otel` with only OTel's own variables set exports a span per RPC: it
+    configures the SDK itself, or under `opentelemetry-instrument` leaves the SDK and the
+    gRPC interceptor to it (one span, not two)."""
+    pytest.importorskip("opentelemetry.distro", reason="the otel extra is not installed")
+    wrapper = [str(Path(sys.executable).parent / "opentelemetry-instrument")] * instrumented
+    port = _free_port()
+    data = tmp_path / "data"
+    proc = subprocess.Popen(
+        _serve(data, port, *wrapper),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_otel_env(OTEL_TRACES_EXPORTER="console", OTEL_SERVICE_NAME="numbind-test"),
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        seen = ""
+        while "listening on" not in seen:
+            assert proc.poll() is None and time.monotonic() < deadline, seen
+            seen += proc.stdout.readline()
+        admin = Bundle.load(data / operator.ADMIN_BUNDLE)
+        with secure_channel(admin, aio=False, target=f"127.0.0.1:{port}") as channel:
+            tokens_pb2_grpc.TokensStub(channel).GetKeys(tokens_pb2.GetKeysRequest())
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)  # the SDK flushes its spans at exit
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    out = seen + out
+    assert proc.returncode == 0, out
+    assert out.count('"name": "/numbind.v1.Tokens/GetKeys"') == 1, out
+    assert '"service.name": "numbind-test"' in out, out
+
+
+def test_otel_names_an_exporter_that_is_not_installed_in_one_line(tmp_path: Path) -> None:
+    pytest.importorskip("opentelemetry.distro", reason="the otel extra is not installed")
+    out = subprocess.run(
+        _serve(tmp_path / "data", _free_port()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_otel_env(OTEL_TRACES_EXPORTER="nonesuch"),
+    )
+    assert out.returncode == 1, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+    message = out.stderr.splitlines()[-1]  # after --init's log lines
+    assert message.startswith("numbind: error: otel: "), message
+    assert "'nonesuch'" in message and "numbind[otel]" in message, message

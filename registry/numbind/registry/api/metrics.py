@@ -14,6 +14,7 @@ Each process has its own CollectorRegistry, so several registries in one Python 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -26,7 +27,7 @@ from numbind.registry.api.interceptors import GuardInterceptor
 from numbind.registry.api.types import Ctx
 from numbind.registry.storage.ops import OpsSnapshot
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -53,22 +54,22 @@ class _StoreCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         c = self._counters()
-        yield _gauge(
+        # Counts since this process started: counters, so rate() and increase() read them.
+        yield CounterMetricFamily(
             "numbind_quota_refusals",
-            "Token calls refused for quota by this process "
-            "(a counter; resets when the process restarts)",
-            c.quota_refusals,
+            "Token calls refused for quota by this process",
+            value=c.quota_refusals,
         )
-        yield _gauge(
+        yield CounterMetricFamily(
             "numbind_change_notifications",
             "Change notifications heard from the store (LISTEN/NOTIFY) by this process",
-            c.notifications_heard,
+            value=c.notifications_heard,
         )
-        yield _gauge(
+        yield CounterMetricFamily(
             "numbind_change_poll_wakes",
             "Feed polls that found a change the "
             "notifications had not delivered (should stay near 0)",
-            c.poll_wakes,
+            value=c.poll_wakes,
         )
         yield _gauge(
             "numbind_change_listener_up",
@@ -199,16 +200,39 @@ def _code_name(context: Ctx) -> str:
 
 
 def otel_interceptors(enabled: bool) -> list[grpc.aio.ServerInterceptor]:
-    """OpenTelemetry's gRPC server interceptor when asked for; spans go to whatever tracer
-    provider the process configured (the OTel SDK's environment variables, or
-    `opentelemetry-instrument`). Off by default: nothing is imported, nothing is sent."""
+    """OpenTelemetry's gRPC server interceptor when asked for. Its spans go to the process's
+    tracer provider: the one already set (`opentelemetry-instrument`, or the program that
+    embeds the registry), else one configured here from the standard `OTEL_*` environment
+    variables. Off by default: nothing is imported, nothing is sent."""
     if not enabled:
         return []
     try:
-        from opentelemetry.instrumentation.grpc import aio_server_interceptor
+        from opentelemetry import trace
+        from opentelemetry.distro import OpenTelemetryConfigurator
+        from opentelemetry.instrumentation.grpc import (
+            GrpcAioInstrumentorServer,
+            aio_server_interceptor,
+        )
     except ImportError:
-        raise RuntimeError(
+        raise ValueError(
             "otel: OpenTelemetry is not installed; pip install 'numbind[otel]'"
         ) from None
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        # No provider: the API would drop every span. Configure the SDK as
+        # opentelemetry-instrument does, with the same configurator. The traces exporter
+        # defaults to otlp, as the specification and opentelemetry-distro say (the SDK alone
+        # would export nothing); metrics and logs stay as their variables say.
+        os.environ.setdefault("OTEL_TRACES_EXPORTER", "otlp")
+        try:
+            OpenTelemetryConfigurator().configure()  # type: ignore[no-untyped-call]
+        except RuntimeError as exc:  # an exporter, sampler or protocol not installed
+            raise ValueError(
+                f"otel: {exc} (OTEL_TRACES_EXPORTER={os.environ['OTEL_TRACES_EXPORTER']}; "
+                "otlp comes with pip install 'numbind[otel]', console and none need nothing)"
+            ) from None
+    if GrpcAioInstrumentorServer().is_instrumented_by_opentelemetry:  # type: ignore[no-untyped-call]
+        # opentelemetry-instrument patched grpc.aio.server to add this very interceptor: a
+        # second one would record every RPC twice.
+        return []
     interceptor: grpc.aio.ServerInterceptor = aio_server_interceptor()  # type: ignore[no-untyped-call]
     return [interceptor]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ from numbind.protocol.bundle import Bundle
 from numbind.registry import operator
 from numbind.registry.api.metrics import Metrics, ProcessCounters
 from numbind.registry.config import QuotaSettings
+from numbind.registry.domain.keymap import RekeyState, RekeyStatus
 from numbind.registry.storage.ops import OpsSnapshot
 from numbind.registry.testing import running_registry
 from numbind.sdk import Lifecycle, LifecycleReport
@@ -199,3 +201,32 @@ def test_otel_names_an_exporter_that_is_not_installed_in_one_line(tmp_path: Path
     message = out.stderr.splitlines()[-1]  # after --init's log lines
     assert message.startswith("numbind: error: otel: "), message
     assert "'nonesuch'" in message and "numbind[otel]" in message, message
+
+
+def _rekey_rows(snap: OpsSnapshot) -> dict[str, float]:
+    counts = ProcessCounters(quota_refusals=0, notifications_heard=0, poll_wakes=0, listening=True)
+    text = generate_latest(Metrics(lambda: snap, lambda: counts).registry).decode()
+    return {
+        line.split('"')[1]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("numbind_rekey_rows{")
+    }
+
+
+def test_a_rekey_total_not_yet_counted_is_absent_not_a_sentinel() -> None:
+    """It read -1 while the re-key was still counting its rows."""
+    status = RekeyStatus(
+        id=1,
+        from_key_id="k1",
+        to_key_id="k2",
+        state=RekeyState.RUNNING,
+        rows_total=None,
+        rows_done=7,
+        rows_per_second=0.0,
+        started_us=1,
+        finished_us=None,
+    )
+    assert _rekey_rows(OpsSnapshot(feeds=[], rekey=status)) == {"done": 7.0}
+    counted = dataclasses.replace(status, rows_total=40)
+    assert _rekey_rows(OpsSnapshot(feeds=[], rekey=counted)) == {"done": 7.0, "total": 40.0}
+    assert _rekey_rows(OpsSnapshot(feeds=[], rekey=None)) == {}

@@ -119,7 +119,8 @@ class _StoreCollector(Collector):
         )
         if r is not None:
             done.add_metric(["done"], r.rows_done)
-            done.add_metric(["total"], -1 if r.rows_total is None else r.rows_total)
+            if r.rows_total is not None:  # absent while the rows are still being counted
+                done.add_metric(["total"], r.rows_total)
         yield done
 
 

@@ -28,7 +28,6 @@ from numbind.registry.pki import CertificateAuthority
 from numbind.registry.services.admin import AdminService
 from numbind.registry.services.directory import Directory
 from numbind.registry.storage import migrate
-from sqlalchemy import inspect
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +52,7 @@ def holds_registry(settings: Settings) -> bool:
             return False
     db = open_database(settings)
     try:
-        # The version table, read without Alembic (whose context logs as it starts).
-        return inspect(db.write_engine).has_table("alembic_version")
+        return migrate.has_schema(db.write_engine)
     finally:
         db.close()
 

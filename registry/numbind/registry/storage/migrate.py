@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -58,6 +58,12 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None
     return head
+
+
+def has_schema(engine: Engine) -> bool:
+    """Whether any migration ran on this store: its version table, read without Alembic
+    (whose context logs as it starts)."""
+    return inspect(engine).has_table("alembic_version")
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -31,6 +31,7 @@ from numbind.registry.federation.live import ServerRoots
 from numbind.registry.federation.serving import Serving
 from numbind.registry.federation.witness import GrpcLogSource
 from numbind.registry.federation.witnessing import PeerLogWitnesses
+from numbind.registry.pki import load_server_pair
 from numbind.registry.storage.lock import StoreLock
 from numbind.v1 import (
     admin_pb2,
@@ -75,7 +76,7 @@ def server_credentials(pki_dir: Path, federation: Serving | None = None) -> grpc
         return ServerRoots(pki_dir, federation.files, federation.installed).credentials()
     own_ca = (pki_dir / "ca.pem").read_bytes()
     return grpc.ssl_server_credentials(
-        [((pki_dir / "server.key").read_bytes(), (pki_dir / "server.pem").read_bytes())],
+        [load_server_pair(pki_dir)],
         root_certificates=own_ca,
         require_client_auth=True,
     )

@@ -140,3 +140,19 @@ def test_a_garbled_server_key_or_certificate_is_named_not_the_port(tmp_path: Pat
             "a new pair"
         ]
         (pki / name).write_bytes(good)
+
+
+def test_metrics_listen_in_use_is_one_line_naming_the_address(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _run("admin", "init", "--data-dir", str(data))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        metrics = f"127.0.0.1:{taken.getsockname()[1]}"
+        stderr = _serve_fails(
+            data, "--listen", f"127.0.0.1:{_free_port()}", "--metrics-listen", metrics
+        )
+    # Nothing from a gRPC server left running (Server.__del__, "never awaited").
+    assert stderr.splitlines() == [
+        f"numbind: error: --metrics-listen {metrics}: address already in use"
+    ]

@@ -216,9 +216,11 @@ class RegistryServer:
                 f"--listen {settings.listen}: cannot bind (in use by another process, "
                 "or not an address of this host)"
             )
-        await self.server.start()
         if settings.metrics_listen is not None:
+            # Before the gRPC server starts: a started one left behind by a failure here
+            # complains at exit (its __del__ needs the closed event loop).
             self.metrics.serve(settings.metrics_listen)
+        await self.server.start()
         # An interrupted store re-key resumes now; a new one starts at rotation.
         self.registry.rekeyer.start()
         self.registry.changes.start()

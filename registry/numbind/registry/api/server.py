@@ -25,7 +25,7 @@ from numbind.registry.api.platforms import PlatformsServicer
 from numbind.registry.api.sizes import RequestSizeInterceptor
 from numbind.registry.api.tokens import TokensServicer
 from numbind.registry.app import Registry
-from numbind.registry.config import record_served_address
+from numbind.registry.config import forget_served_address, record_served_address
 from numbind.registry.federation.follower import Follower
 from numbind.registry.federation.live import ServerRoots
 from numbind.registry.federation.serving import Serving
@@ -278,6 +278,10 @@ class RegistryServer:
         if self._stopped:
             return
         self._stopped = True
+        if self.port:
+            # Admin commands stop being sent here (another process may have written it since).
+            host = self.registry.settings.listen.rpartition(":")[0]
+            forget_served_address(self.registry.settings.data_dir, f"{host}:{self.port}")
         await self.health.enter_graceful_shutdown()
         self.registry.stopping.set()
         if self.follower is not None:

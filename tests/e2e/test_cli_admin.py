@@ -1,7 +1,8 @@
 """`numbind admin` against a registry served where the operator chose, as a new operator runs
 it in a shell: init, serve on another port, then the actions that need the running registry
-with no flags at all (they find it through DATA_DIR/serving.json); once it stops, one plain
-line naming the address tried and the file it came from."""
+with no flags at all (they find it through DATA_DIR/serving.json); once it stops (or is
+killed, leaving serving.json behind), one plain line naming the address tried and the file it
+came from."""
 
 from __future__ import annotations
 
@@ -95,6 +96,10 @@ def test_admin_finds_the_served_address_and_names_it_when_down(
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
+    # A clean stop takes serving.json away; a killed process leaves it behind, named in
+    # the message when nothing answers there.
+    assert not (data / "serving.json").exists()
+    (data / "serving.json").write_text(json.dumps({"address": f"127.0.0.1:{port}"}))
     for action in (["stats"], ["export-key", key["key_id"]], ["rotate-key"]):
         down = _numbind(tmp_path, "admin", *action)
         assert down.returncode == 1, down.stderr

@@ -125,7 +125,7 @@ def test_refusals_are_one_clear_line_and_change_nothing(dirs: Dirs, tmp_path: Pa
         HUB_ADDRESS,
         want="run `numbind admin init",
     )
-    refused("init", dirs.net, "--id", "x", want="pass --address HOST:PORT or run `numbind serve")
+    refused("init", dirs.net, "--id", "x", want="pass --address HOST:PORT (or record it once")
     refused("init", dirs.net, "--id", "Bad", "--address", HUB_ADDRESS, want="--id: got 'Bad'")
     refused(
         "request",

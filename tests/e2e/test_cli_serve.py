@@ -109,3 +109,50 @@ def test_serve_without_init_explains(tmp_path: Path) -> None:
     )
     assert out.returncode == 1
     assert "numbind admin init" in out.stderr
+
+
+def _serve_fails(data: Path, *args: str) -> str:
+    """`numbind serve` that must fail: its stderr (logs at WARNING and up, so only what goes
+    wrong shows), after checking it exited 1."""
+    out = subprocess.run(
+        [*NUMBIND, "serve", "--data-dir", str(data), "--log-level", "WARNING", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1, out.stderr
+    return out.stderr
+
+
+def test_a_garbled_server_key_or_certificate_is_named_not_the_port(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _run("admin", "init", "--data-dir", str(data))
+    pki = data / "pki"
+    for name, want in (("server.key", "not an unencrypted PEM private key"),
+                       ("server.pem", "not a PEM certificate")):  # fmt: skip
+        good = (pki / name).read_bytes()
+        (pki / name).write_bytes(b"garbage\n")
+        stderr = _serve_fails(data, "--listen", f"127.0.0.1:{_free_port()}")
+        # One line naming the file, not gRPC's "Failed to bind to address" traceback.
+        assert stderr.splitlines() == [
+            f"numbind: error: {pki / name}: {want}; remove {pki / 'server.key'} and "
+            f"{pki / 'server.pem'} and run `numbind admin init --data-dir {data}` to issue "
+            "a new pair"
+        ]
+        (pki / name).write_bytes(good)
+
+
+def test_metrics_listen_in_use_is_one_line_naming_the_address(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _run("admin", "init", "--data-dir", str(data))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        metrics = f"127.0.0.1:{taken.getsockname()[1]}"
+        stderr = _serve_fails(
+            data, "--listen", f"127.0.0.1:{_free_port()}", "--metrics-listen", metrics
+        )
+    # Nothing from a gRPC server left running (Server.__del__, "never awaited").
+    assert stderr.splitlines() == [
+        f"numbind: error: --metrics-listen {metrics}: address already in use"
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from numbind.protocol.bundle import _check_registry_address, registry_addresses
+from numbind.protocol.bundle import check_registry_address, registry_addresses
 from numbind.sdk.channel import channel_target
 
 
@@ -41,8 +41,8 @@ def test_what_cannot_be_balanced_is_refused(addresses: str, needle: str) -> None
 
 def test_bundle_addresses_are_each_checked() -> None:
     assert registry_addresses("10.0.0.1:1,10.0.0.2:1") == ["10.0.0.1:1", "10.0.0.2:1"]
-    _check_registry_address("10.0.0.1:1,10.0.0.2:1")
+    check_registry_address("10.0.0.1:1,10.0.0.2:1")
     with pytest.raises(ValueError, match="not host:port"):
-        _check_registry_address("10.0.0.1:1,10.0.0.2")
+        check_registry_address("10.0.0.1:1,10.0.0.2")
     with pytest.raises(ValueError, match="twice"):
-        _check_registry_address("10.0.0.1:1,10.0.0.1:1")
+        check_registry_address("10.0.0.1:1,10.0.0.1:1")

@@ -3,8 +3,9 @@
 Actions on the data dir itself (init, migrate, add-platform, add-carrier, reissue-bundle,
 suspend, resume) work offline, beside or before `numbind serve`. Actions that need the
 running registry (rotate-key, retire-key, export-key, keys, stats) call it with the admin
-bundle, at the address `serve` wrote to DATA_DIR/serving.json (else the one in the admin
-bundle) unless --registry names another; when nothing answers there, the error names that
+bundle, at the address `admin init --registry` recorded (DATA_DIR/advertised.json), else the
+one `serve` wrote to DATA_DIR/serving.json, else the one in the admin bundle, unless
+--registry names another; when nothing answers there, the error names that
 address and the file it came from.
 """
 
@@ -41,7 +42,12 @@ def add_commands(sub: Any) -> None:
     )
     add_store_options(init)
     init.add_argument(
-        "--registry", metavar="HOST:PORT", help="address written into the admin bundle"
+        "--registry",
+        metavar="HOST:PORT",
+        help="where clients reach the registry (with several processes, the load "
+        "balancer): written into the admin bundle and recorded in DATA_DIR/advertised.json, "
+        "which new bundles and the admin actions then use rather than DATA_DIR/serving.json "
+        "(which names one process)",
     )
     command(init, _init)
     mig = asub.add_parser(
@@ -89,7 +95,8 @@ def add_commands(sub: Any) -> None:
         p.add_argument(
             "--registry",
             metavar="HOST:PORT",
-            help="address written into the bundle (default: where `serve` listens)",
+            help="address written into the bundle (default: the one `admin init --registry` "
+            "recorded, else where `serve` listens)",
         )
         command(p, _add_principal)
     reissue = asub.add_parser(
@@ -115,7 +122,8 @@ def add_commands(sub: Any) -> None:
     reissue.add_argument(
         "--registry",
         metavar="HOST:PORT",
-        help="address written into the bundle (default: where `serve` listens)",
+        help="address written into the bundle (default: the one `admin init --registry` "
+        "recorded, else where `serve` listens)",
     )
     command(reissue, _reissue)
     for action in ("suspend", "resume"):
@@ -135,10 +143,16 @@ def add_commands(sub: Any) -> None:
 
 
 def _init(args: argparse.Namespace) -> int:
+    from numbind.protocol.bundle import check_registry_address
     from numbind.registry import operator
+    from numbind.registry.config import record_advertised_address
 
     settings = settings_from(args)
+    if args.registry:
+        check_registry_address(args.registry)
     result = operator.init(settings, registry_address=args.registry)
+    if args.registry:
+        record_advertised_address(settings.data_dir, args.registry)
     print(f"data dir:       {settings.data_dir}")
     print(f"CA:             {'created' if result.created_ca else 'kept'} ({settings.pki_dir})")
     print(f"schema:         {result.schema}")

@@ -1,8 +1,9 @@
 """`numbind admin`'s actions on the running registry (rotate-key, retire-key, export-key,
 keys, stats): their parsers, the call through the admin bundle, and the tables they print.
 
-The registry's address is the one `serve` wrote to DATA_DIR/serving.json (else the one in
-the admin bundle) unless --registry names another; when nothing answers there, the error
+The registry's address is the one `admin init --registry` recorded (DATA_DIR/advertised.json),
+else the one `serve` wrote to DATA_DIR/serving.json, else the one in the admin bundle, unless
+--registry names another; when nothing answers there, the error
 names that address and the file it came from. The offline actions are ``numbind.cli.admin``.
 """
 
@@ -29,8 +30,9 @@ REMOTE_ACTIONS = (
     ("stats", "registry statistics: principals, bindings, numbers, orders, usage, re-key"),
 )
 REMOTE_NOTE = (
-    "Needs the running registry: its address comes from DATA_DIR/serving.json (written by "
-    "`numbind serve`), else from the admin bundle, unless --registry names it."
+    "Needs the running registry: its address comes from DATA_DIR/advertised.json (written "
+    "by `admin init --registry`), else DATA_DIR/serving.json (written by `numbind serve`, "
+    "removed when it stops), else the admin bundle, unless --registry names it."
 )
 
 
@@ -52,7 +54,8 @@ def add_remote_commands(asub: Any) -> None:
         p.add_argument(
             "--registry",
             metavar="HOST:PORT",
-            help="the running registry (default: the address in DATA_DIR/serving.json, "
+            help="the running registry (default: the address `admin init --registry` "
+            "recorded in DATA_DIR/advertised.json, else the one in DATA_DIR/serving.json, "
             "where `numbind serve` records where it listens)",
         )
         add_json(p)
@@ -63,7 +66,7 @@ def add_remote_commands(asub: Any) -> None:
 
 def remote(args: argparse.Namespace) -> int:
     from numbind.protocol.bundle import BUNDLE_JSON, Bundle
-    from numbind.registry.config import SERVING_FILE, served_address
+    from numbind.registry.config import client_address
     from numbind.sdk.admin import AdminClient
     from numbind.sdk.errors import Unavailable
 
@@ -72,8 +75,8 @@ def remote(args: argparse.Namespace) -> int:
     bundle = Bundle.load(bundle_dir)
     if args.registry:
         address, source = args.registry, "--registry"
-    elif (served := served_address(settings.data_dir)) is not None:
-        address, source = served, f"the address in {settings.data_dir / SERVING_FILE}"
+    elif (known := client_address(settings.data_dir)) is not None:
+        address, source = known[0], f"the address in {known[1]}"
     else:
         address, source = bundle.registry, f"the address in {bundle_dir / BUNDLE_JSON}"
     try:

@@ -63,7 +63,8 @@ def add_commands(sub: Any) -> None:
     init.add_argument(
         "--address",
         metavar="HOST:PORT",
-        help="where peers reach this registry (default: the address in DIR/serving.json)",
+        help="where peers reach this registry (default: the address `admin init --registry` "
+        "recorded, else the one in DIR/serving.json)",
     )
     init.add_argument(
         "--token-service",

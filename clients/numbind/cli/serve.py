@@ -22,7 +22,10 @@ several processes:
   Put a TCP load balancer in front (HAProxy `mode tcp`: mTLS passes through to the
   registries), or list every address in the bundles' "registry" (a,b,c: the SDK
   balances round-robin). SIGTERM drains a process: open streams end and clients
-  resume on another. README, "Operations", has a sample haproxy.cfg and what to watch.
+  resume on another. DATA_DIR/serving.json names one process (the last started), so
+  record the load balancer's address once with `numbind admin init --registry
+  LB_ADDRESS` (new bundles and the admin actions then use it), or pass --registry
+  LB_ADDRESS to them. README, "Operations", has a sample haproxy.cfg and what to watch.
 """
 
 
@@ -74,7 +77,8 @@ def add_commands(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Serve the registry's gRPC API (mTLS) until SIGTERM or Ctrl-C. The "
         "address it listens on is written to DATA_DIR/serving.json, where `numbind admin` "
-        "finds it.",
+        "finds it (unless `admin init --registry` recorded another), and removed on a clean "
+        "stop.",
         epilog=SCALE_OUT,
     )
     add_store_options(serve)

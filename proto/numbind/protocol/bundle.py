@@ -48,6 +48,7 @@ __all__ = [
     "Bundle",
     "BundleError",
     "Role",
+    "check_registry_address",
     "make_client_key_and_csr",
     "write_federation_trust",
 ]
@@ -77,7 +78,8 @@ def registry_addresses(registry: str) -> list[str]:
     return [a.strip() for a in registry.split(",")]
 
 
-def _check_registry_address(registry: str) -> None:
+def check_registry_address(registry: str) -> None:
+    """A bundle's ``registry``: host:port, or several joined by commas; ValueError if not."""
     addresses = registry_addresses(registry)
     if len(addresses) != len(set(addresses)):
         raise ValueError(f"registry address {registry!r} lists an address twice")
@@ -177,7 +179,7 @@ class Bundle:
                 f"does not match role/id ({expected_uri!r})"
             )
         try:
-            _check_registry_address(fields["registry"])
+            check_registry_address(fields["registry"])
         except ValueError as exc:
             raise BundleError(f"bundle {directory}: {BUNDLE_JSON}: {exc}") from None
 
@@ -263,7 +265,7 @@ class Bundle:
         if attestation_seed is not None and len(attestation_seed) != 32:
             raise BundleError(f"attestation_seed must be 32 bytes, got {len(attestation_seed)}")
         try:
-            _check_registry_address(registry)
+            check_registry_address(registry)
         except ValueError as exc:
             raise BundleError(str(exc)) from None
         if not _PRINCIPAL_ID_RE.fullmatch(principal_id):

@@ -21,8 +21,13 @@ from numbind.registry.storage import MAX_WRITE_THREADS, WRITE_THREADS
 
 DEFAULT_LISTEN = "127.0.0.1:7443"
 # Written by `serve` once it listens: the address the running registry really serves, so
-# operator commands (and the bundles they write) follow --listen and port 0.
+# operator commands (and the bundles they write) follow --listen and port 0. It names one
+# process (the last started) and is removed when that process stops cleanly.
 SERVING_FILE = "serving.json"
+# Written by `admin init --registry`: where clients reach the registry when the operator said
+# so (with N processes, the load balancer's address). It wins over SERVING_FILE, which can
+# only name one of the N.
+ADVERTISED_FILE = "advertised.json"
 
 
 @dataclass(frozen=True)
@@ -281,16 +286,46 @@ def load_settings(
 
 
 def record_served_address(data_dir: Path, address: str) -> None:
-    """Note where the registry serves (see SERVING_FILE)."""
+    """Note where this process serves (see SERVING_FILE)."""
     write_atomically(
-        data_dir / SERVING_FILE, (json.dumps({"address": address}) + "\n").encode(), 0o600
+        data_dir / SERVING_FILE,
+        (json.dumps({"address": address, "pid": os.getpid()}) + "\n").encode(),
+        0o600,
     )
 
 
-def served_address(data_dir: Path) -> str | None:
-    """The address `serve` last listened on for this data dir, or None."""
+def forget_served_address(data_dir: Path, address: str) -> None:
+    """Remove SERVING_FILE if it still names this process at ``address``; a file another
+    process wrote since (it started later) is its own and stays."""
+    path = data_dir / SERVING_FILE
+    if _read_json(path) == {"address": address, "pid": os.getpid()}:
+        path.unlink(missing_ok=True)
+
+
+def record_advertised_address(data_dir: Path, address: str) -> None:
+    """Note where clients reach the registry, as the operator said (see ADVERTISED_FILE)."""
+    write_atomically(
+        data_dir / ADVERTISED_FILE, (json.dumps({"address": address}) + "\n").encode(), 0o600
+    )
+
+
+def client_address(data_dir: Path) -> tuple[str, Path] | None:
+    """Where clients reach the registry of this data dir, and the file that says so: the
+    address the operator advertised (ADVERTISED_FILE), else the one `serve` last listened on
+    (SERVING_FILE); None when neither is known."""
+    for name in (ADVERTISED_FILE, SERVING_FILE):
+        if (address := _address(_read_json(data_dir / name))) is not None:
+            return address, data_dir / name
+    return None
+
+
+def _read_json(path: Path) -> Any:
     try:
-        value = json.loads((data_dir / SERVING_FILE).read_text()).get("address")
-    except (OSError, ValueError, AttributeError):
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
-    return value if isinstance(value, str) and value else None
+
+
+def _address(value: Any) -> str | None:
+    address = value.get("address") if isinstance(value, dict) else None
+    return address if isinstance(address, str) and address else None

@@ -17,7 +17,7 @@ import nacl.signing
 from numbind.protocol.bundle import Bundle, make_client_key_and_csr
 from numbind.protocol.files import write_private_file
 from numbind.registry.app import open_database, reconcile_key_map
-from numbind.registry.config import Settings, served_address
+from numbind.registry.config import Settings, client_address
 from numbind.registry.datadir import ADMIN_BUNDLE as ADMIN_BUNDLE  # still operator.ADMIN_BUNDLE
 from numbind.registry.datadir import private_umask
 from numbind.registry.domain.principals import NewPrincipal
@@ -173,7 +173,7 @@ def add_principal(
             new,
             signing,
             out,
-            registry_address or served_address(settings.data_dir) or settings.listen,
+            registry_address or _client_address(settings),
         )
         give_bundle_trust(settings.data_dir, out)
         return bundle
@@ -207,7 +207,7 @@ def reissue_bundle(
         )
         bundle = Bundle.write(
             out,
-            registry=registry_address or served_address(settings.data_dir) or settings.listen,
+            registry=registry_address or _client_address(settings),
             role=principal.role,  # type: ignore[arg-type]
             principal_id=principal.name,
             ca_pem=ca.cert_pem,
@@ -223,3 +223,10 @@ def set_suspended(settings: Settings, role: str, name: str, suspended: bool) -> 
     """Suspend or resume a platform or carrier (AdminService.set_suspended, offline)."""
     with _admin(settings, None, migrate_schema=False) as admin:
         admin.set_suspended_offline(role, name, suspended)
+
+
+def _client_address(settings: Settings) -> str:
+    """The address a new bundle names when --registry does not: the advertised one, else
+    where the registry serves, else --listen's (config.client_address)."""
+    known = client_address(settings.data_dir)
+    return known[0] if known is not None else settings.listen

@@ -27,10 +27,13 @@ from numbind.protocol.files import write_atomically, write_private_file
 __all__ = [
     "CA_CERT_FILE",
     "CA_KEY_FILE",
+    "SERVER_CERT_FILE",
+    "SERVER_KEY_FILE",
     "SPIFFE_PREFIX",
     "CertificateAuthority",
     "PrincipalId",
     "Role",
+    "load_server_pair",
     "principal_from_cert_der",
     "principal_from_cert_pem",
 ]
@@ -42,6 +45,8 @@ ROLES: tuple[Role, ...] = get_args(Role)
 SPIFFE_PREFIX = "spiffe://numbind/"
 CA_CERT_FILE = "ca.pem"
 CA_KEY_FILE = "ca.key"
+SERVER_CERT_FILE = "server.pem"
+SERVER_KEY_FILE = "server.key"
 
 _PRINCIPAL_ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 # A hostname for a server SAN: dot-separated LDH labels, optionally a leading wildcard label.
@@ -332,6 +337,31 @@ class CertificateAuthority:
         if not csr.is_signature_valid:
             raise ValueError("CSR signature is invalid (the request was altered or forged)")
         return self.issue_client_cert(principal, csr.public_key())
+
+
+def load_server_pair(pki_dir: Path) -> tuple[bytes, bytes]:
+    """The registry's TLS server ``(key_pem, cert_pem)``, checked to parse and to match.
+
+    gRPC reports a bad pair only as a failure to bind the port, so it is checked here, before
+    gRPC sees it; ValueError names the bad file."""
+    key_path, cert_path = pki_dir / SERVER_KEY_FILE, pki_dir / SERVER_CERT_FILE
+    key_pem, cert_pem = key_path.read_bytes(), cert_path.read_bytes()
+    fix = (
+        f"remove {key_path} and {cert_path} and run `numbind admin init --data-dir "
+        f"{pki_dir.parent}` to issue a new pair"
+    )
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        raise ValueError(f"{cert_path}: not a PEM certificate; {fix}") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        raise ValueError(f"{key_path}: not an unencrypted PEM private key; {fix}") from None
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if key.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki):
+        raise ValueError(f"{key_path}: not the key of the certificate {cert_path}; {fix}")
+    return key_pem, cert_pem
 
 
 def principal_from_cert_der(der: bytes) -> PrincipalId:

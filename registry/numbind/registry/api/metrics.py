@@ -175,9 +175,13 @@ class Metrics:
     def serve(self, listen: str) -> int:
         """Start the /metrics HTTP endpoint in a thread; returns the port it listens on."""
         host, _, port = listen.rpartition(":")
-        self._server, self._thread = start_http_server(
-            int(port), addr=host.strip("[]"), registry=self.registry
-        )
+        try:
+            self._server, self._thread = start_http_server(
+                int(port), addr=host.strip("[]"), registry=self.registry
+            )
+        except OSError as exc:
+            why = (exc.strerror or str(exc)).lower()
+            raise OSError(f"--metrics-listen {listen}: {why}") from None
         self.port = int(self._server.server_address[1])
         log.info("metrics on http://%s:%d/metrics", host, self.port)
         return self.port

@@ -25,12 +25,13 @@ from numbind.registry.api.platforms import PlatformsServicer
 from numbind.registry.api.sizes import RequestSizeInterceptor
 from numbind.registry.api.tokens import TokensServicer
 from numbind.registry.app import Registry
-from numbind.registry.config import record_served_address
+from numbind.registry.config import forget_served_address, record_served_address
 from numbind.registry.federation.follower import Follower
 from numbind.registry.federation.live import ServerRoots
 from numbind.registry.federation.serving import Serving
 from numbind.registry.federation.witness import GrpcLogSource
 from numbind.registry.federation.witnessing import PeerLogWitnesses
+from numbind.registry.pki import load_server_pair
 from numbind.registry.storage.lock import StoreLock
 from numbind.v1 import (
     admin_pb2,
@@ -75,7 +76,7 @@ def server_credentials(pki_dir: Path, federation: Serving | None = None) -> grpc
         return ServerRoots(pki_dir, federation.files, federation.installed).credentials()
     own_ca = (pki_dir / "ca.pem").read_bytes()
     return grpc.ssl_server_credentials(
-        [((pki_dir / "server.key").read_bytes(), (pki_dir / "server.pem").read_bytes())],
+        [load_server_pair(pki_dir)],
         root_certificates=own_ca,
         require_client_auth=True,
     )
@@ -215,9 +216,11 @@ class RegistryServer:
                 f"--listen {settings.listen}: cannot bind (in use by another process, "
                 "or not an address of this host)"
             )
-        await self.server.start()
         if settings.metrics_listen is not None:
+            # Before the gRPC server starts: a started one left behind by a failure here
+            # complains at exit (its __del__ needs the closed event loop).
             self.metrics.serve(settings.metrics_listen)
+        await self.server.start()
         # An interrupted store re-key resumes now; a new one starts at rotation.
         self.registry.rekeyer.start()
         self.registry.changes.start()
@@ -275,6 +278,10 @@ class RegistryServer:
         if self._stopped:
             return
         self._stopped = True
+        if self.port:
+            # Admin commands stop being sent here (another process may have written it since).
+            host = self.registry.settings.listen.rpartition(":")[0]
+            forget_served_address(self.registry.settings.data_dir, f"{host}:{self.port}")
         await self.health.enter_graceful_shutdown()
         self.registry.stopping.set()
         if self.follower is not None:

@@ -32,7 +32,7 @@ from numbind.protocol.manifest import (
 )
 from numbind.protocol.note import Ed25519Signer
 from numbind.registry import log_key
-from numbind.registry.config import Settings, served_address
+from numbind.registry.config import Settings, client_address
 from numbind.registry.datadir import ADMIN_BUNDLE, private_umask
 from numbind.registry.federation.credentials import ensure_peer_cert, load_ca, server_name_warning
 from numbind.registry.federation.files import FederationDir, Installed
@@ -152,11 +152,13 @@ def init(
                 f"as member {existing.member_id}; a registry belongs to one federation"
             )
         ca = load_ca(settings)
-        address = address or served_address(settings.data_dir)
+        known = client_address(settings.data_dir)
+        address = address or (known[0] if known is not None else None)
         if not address:
             raise FederationSetupError(
-                f"no address for the hub: pass --address HOST:PORT or run `numbind serve "
-                f"--data-dir {settings.data_dir}` once so it records where it listens"
+                "no address for the hub: pass --address HOST:PORT (or record it once with "
+                f"`numbind admin init --data-dir {settings.data_dir} --registry HOST:PORT`, or "
+                "run this while `numbind serve` serves that data dir)"
             )
         check_address("--address", address)
         ts_address = check_address("--token-service", token_service_address or address)

@@ -30,6 +30,7 @@ from numbind.registry.federation.peers import PeerTrust
 from numbind.registry.federation.serving import Serving
 from numbind.registry.federation.token_keys import from_ring
 from numbind.registry.keys import KeyRing
+from numbind.registry.pki import load_server_pair
 
 __all__ = ["ManifestWatch", "ServerRoots", "key_signer"]
 
@@ -79,7 +80,7 @@ class ServerRoots:
     def __init__(self, pki_dir: Path, files: FederationDir, installed: Installed) -> None:
         self._changes = ManifestChanges(files)
         self._own_ca = (pki_dir / "ca.pem").read_bytes()
-        self._pair = ((pki_dir / "server.key").read_bytes(), (pki_dir / "server.pem").read_bytes())
+        self._pair = load_server_pair(pki_dir)
         self._lock = threading.Lock()
         self._first = self._config(installed)
 

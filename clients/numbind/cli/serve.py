@@ -141,6 +141,7 @@ def _serve(args: argparse.Namespace) -> int:
     from numbind.registry.app import Registry
     from numbind.registry.errors import FailedPrecondition
     from numbind.registry.storage.db import shown_url
+    from numbind.registry.storage.lock import StoreLock
 
     # Everything this process creates is private: the data dir holds tokens, account_refs
     # and keys (numbind.registry.datadir; the registry refuses to serve from a data dir
@@ -148,25 +149,34 @@ def _serve(args: argparse.Namespace) -> int:
     os.umask(0o077)
     settings = settings_from(args)
     logs.configure(settings.log_level)
-    if not (settings.pki_dir / "server.pem").exists():
-        if not args.init:
-            raise CliError(
-                f"no registry in {settings.data_dir}; run `numbind admin init` or pass --init"
-            )
-        operator.init(settings)
-    elif not operator.holds_registry(settings):
-        # Serving it would migrate an empty store and answer every caller "unknown
-        # principal": the URL is mistyped, or the data dir belongs to another store.
-        raise CliError(
-            f"the store {shown_url(settings.effective_database_url)} holds no registry, but "
-            f"{settings.data_dir} belongs to one: check --database-url / "
-            "NUMBIND_DATABASE_URL (a new registry starts from a new --data-dir with --init)"
-        )
-    registry = Registry.open(settings)
-    heap.freeze_startup_objects()
+    # SQLite serves one process: take its lock before anything migrates the schema, so a
+    # second `serve` (a newer release started beside the running one, say) changes nothing.
+    lock = StoreLock.for_url(settings.effective_database_url)
     try:
-        asyncio.run(serve(registry))
+        if lock is not None and lock.path.parent.exists():
+            lock.acquire()
+        if not (settings.pki_dir / "server.pem").exists():
+            if not args.init:
+                raise CliError(
+                    f"no registry in {settings.data_dir}; run `numbind admin init` or pass --init"
+                )
+            operator.init(settings)
+        elif not operator.holds_registry(settings):
+            # Serving it would migrate an empty store and answer every caller "unknown
+            # principal": the URL is mistyped, or the data dir belongs to another store.
+            raise CliError(
+                f"the store {shown_url(settings.effective_database_url)} holds no registry, "
+                f"but {settings.data_dir} belongs to one: check --database-url / "
+                "NUMBIND_DATABASE_URL (a new registry starts from a new --data-dir with --init)"
+            )
+        if lock is not None:
+            lock.acquire()  # held already, unless --init has just made its directory
+        registry = Registry.open(settings)
+        heap.freeze_startup_objects()
+        asyncio.run(serve(registry, store_lock=lock))
     except FailedPrecondition as exc:  # the SQLite store is served by another process
-        registry.close()
         raise CliError(exc.message) from None
+    finally:
+        if lock is not None:
+            lock.release()
     return 0

@@ -119,7 +119,7 @@ def _federation_servicer(registry: Registry) -> FederationServicer:
 
 
 class RegistryServer:
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, store_lock: StoreLock | None = None) -> None:
         self.registry = registry
         self.health = health.aio.HealthServicer()
         self.metrics = Metrics(registry.ops_snapshot, self._counters)
@@ -188,7 +188,7 @@ class RegistryServer:
         )
         self.port = 0
         self._stopped = False
-        self._store_lock = StoreLock.for_url(registry.db.url)
+        self._store_lock = store_lock or StoreLock.for_url(registry.db.url)
         self._publisher: asyncio.Task[None] | None = None
         self._witness: asyncio.Task[None] | None = None
         self._fanout_retries: asyncio.Task[None] | None = None
@@ -331,9 +331,11 @@ def start_witness(registry: Registry) -> asyncio.Task[None] | None:
     )
 
 
-async def serve(registry: Registry, ready: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM or SIGINT."""
-    server = RegistryServer(registry)
+async def serve(
+    registry: Registry, ready: asyncio.Event | None = None, store_lock: StoreLock | None = None
+) -> None:
+    """Run until SIGTERM or SIGINT. `store_lock`: the SQLite store's, if the caller holds it."""
+    server = RegistryServer(registry, store_lock)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -34,7 +34,10 @@ class StoreLock:
         return cls(Path(db + ".serving.lock"))
 
     def acquire(self) -> None:
-        """Hold the lock, or raise FailedPrecondition naming the process that holds it."""
+        """Hold the lock, or raise FailedPrecondition naming the process that holds it.
+        Holding it already is fine: `serve` takes it before migrating, the server again."""
+        if self._fd is not None:
+            return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,11 +20,13 @@ from numbind.protocol.bundle import Bundle
 from numbind.registry.api.server import RegistryServer
 from numbind.registry.app import Registry
 from numbind.registry.config import QuotaSettings
+from numbind.registry.domain.types import BindingState
 from numbind.registry.testing import RunningRegistry, running_registry
 from numbind.sdk import Lifecycle, LifecycleReport
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.feed import EventFeed
-from numbind.v1 import tokens_pb2, tokens_pb2_grpc
+from numbind.v1 import platforms_pb2, platforms_pb2_grpc, tokens_pb2, tokens_pb2_grpc
+from sqlalchemy import create_engine, text
 
 from tests.conftest import require_postgres
 from tests.e2e._story import carrier, days_ago, publish, tokenize
@@ -229,3 +232,96 @@ async def test_a_second_process_cannot_take_the_port_another_serves(
                 await b.start()
         finally:
             await b.stop()
+
+
+def _order_rows(url: str) -> list[tuple[str, int, int, int, int]]:
+    """(order id, its state, outcome, its binding's state, ack leaves of it), by id."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT o.id, o.state, o.outcome, b.state, (SELECT count(*) FROM log_leaves"
+                    " AS l WHERE l.kind = 'ack' AND l.ref = o.id) FROM orders AS o"
+                    " JOIN bindings AS b ON b.pk = o.binding_pk ORDER BY o.id"
+                )
+            )
+            return [(str(i), int(s), int(o), int(b), int(n)) for i, s, o, b, n in rows]
+    finally:
+        engine.dispose()
+
+
+async def _ack(
+    stub: platforms_pb2_grpc.PlatformsAsyncStub,
+    batch: list[str],
+    outcome: platforms_pb2.AckOutcome.ValueType,
+) -> str:
+    reason = "still in use" if outcome == platforms_pb2.ACK_OUTCOME_REJECTED else ""
+    request = platforms_pb2.AckEventsRequest(
+        request_id=uuid.uuid4().hex,
+        acks=[platforms_pb2.Ack(order_id=i, outcome=outcome, reason=reason) for i in batch],
+    )
+    try:
+        got = await stub.AckEvents(request, timeout=30)
+    except grpc.aio.AioRpcError as exc:
+        return exc.code().name
+    return f"recorded {got.recorded} duplicate {got.duplicate}"
+
+
+@pytest.mark.parametrize("streamed_on_a", [False, True])
+async def test_two_acks_of_the_same_orders_at_once_are_judged_one_after_the_other(
+    tmp_path: Path, pg_url: str, streamed_on_a: bool
+) -> None:
+    """Acks by order id (the process did not stream them) read the orders unlocked and
+    wrote them unconditionally: two overlapping acks were both recorded, each with its
+    log leaf, and the binding followed whichever wrote last. With the orders streamed on
+    A, A's acks take the other path (found and written in one statement) and B's this one."""
+    per, rounds = 3, 4
+    async for pair in _pair(tmp_path, pg_url, **SLOW):
+        cm, p1 = pair.a.add_carrier("cm"), pair.a.add_platform("p1")
+        token = await tokenize(p1, PHONE)
+        accounts = [(f"acct-{i}".encode(), days_ago(200)) for i in range(2 * per * rounds)]
+        await publish(p1, token, accounts)
+        async with carrier(cm) as c:
+            await c.report([LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(1))])
+        for _ in range(100):  # the orders are made after the report, chunk by chunk
+            ids = [row[0] for row in await asyncio.to_thread(_order_rows, pg_url)]
+            if len(ids) == len(accounts):
+                break
+            await asyncio.sleep(0.2)
+        assert len(ids) == len(accounts)
+        if streamed_on_a:  # A learns each order's token: its acks find them by (id, token)
+            async with secure_channel(p1) as channel:
+                feed = EventFeed(channel, after_seq=0, heartbeat_seconds=60).events()
+                got = {(await anext(feed)).order_id for _ in ids}
+                await feed.aclose()
+            assert got == set(ids)
+        async with secure_channel(p1) as on_a, secure_channel(pair.on_b(p1)) as on_b:
+            stubs = {
+                "a": platforms_pb2_grpc.PlatformsStub(on_a),
+                "b": platforms_pb2_grpc.PlatformsStub(on_b),
+            }
+            unbound, rejected = (
+                platforms_pb2.ACK_OUTCOME_UNBOUND,
+                platforms_pb2.ACK_OUTCOME_REJECTED,
+            )
+            for r in range(rounds):
+                conflicting = ids[2 * r * per : (2 * r + 1) * per]
+                said = await asyncio.gather(
+                    _ack(stubs["a"], conflicting, unbound), _ack(stubs["b"], conflicting, rejected)
+                )
+                assert sorted(said) == sorted(
+                    ["FAILED_PRECONDITION", f"recorded {per} duplicate 0"]
+                )
+                same = ids[(2 * r + 1) * per : (2 * r + 2) * per]
+                said = await asyncio.gather(
+                    _ack(stubs["a"], same, unbound), _ack(stubs["b"], same, unbound)
+                )
+                assert sorted(said) == [
+                    f"recorded 0 duplicate {per}",
+                    f"recorded {per} duplicate 0",
+                ]
+        for order_id, state, outcome, binding, leaves in _order_rows(pg_url):
+            assert leaves == 1, order_id
+            # REJECTED leaves the binding as it was (REVOKING); any other outcome revokes it.
+            assert (outcome == rejected) == (binding != BindingState.REVOKED), (order_id, state)

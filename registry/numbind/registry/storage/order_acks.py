@@ -50,7 +50,12 @@ def orders_by_id(
     PostgreSQL an id with its token probes one partition, an id alone all of them (32 ms
     against 2 ms for 217 acks at 1M bindings in 16 partitions); an order a hint misses (a
     re-key moved it, or the hint is wrong) is looked up by id alone, so a hint never
-    changes the answer. SQLite has one table: hints are not used."""
+    changes the answer. SQLite has one table: hints are not used.
+
+    On PostgreSQL the orders found stay locked (FOR UPDATE) until the transaction ends: an
+    ack judges them open and then writes them, so a second ack of the same orders waits
+    and is judged on what the first wrote (a duplicate, or already acked otherwise).
+    SQLite's one writer already runs acks one after the other."""
     out: dict[str, AckTarget] = {}
     rest = list(ids)
     custom_plans(session)  # joins over `orders`, which a reissue grows from nearly empty
@@ -65,7 +70,8 @@ def orders_by_id(
         part = rest[i : i + 500]
         # Driver SQL: an `IN` of 500 ids through the ORM coerced each id on its own.
         where, params = pgsets.any_of(conn, "o.id", part, "text")
-        sql = driver_sql(conn, f"SELECT {_TARGET_COLUMNS} FROM orders AS o WHERE {where}")
+        lock = " FOR UPDATE" if conn.dialect.name == "postgresql" else ""
+        sql = driver_sql(conn, f"SELECT {_TARGET_COLUMNS} FROM orders AS o WHERE {where}{lock}")
         for r in conn.exec_driver_sql(sql, params):
             out[r[1]] = _target(r)
     return out

@@ -29,12 +29,13 @@ __all__ = [
 def orders_by_id_token(
     conn: Connection, pairs: Sequence[tuple[str, bytes]], columns: str
 ) -> list[Any]:
-    """`columns` of the orders (id, token): each pair probes one partition's unique index
-    on (id, token), where an id alone probes all of them (storage.order_acks)."""
+    """`columns` of the orders (id, token), locked until the transaction ends (an ack judges
+    them: storage.order_acks.orders_by_id): each pair probes one partition's unique index
+    on (id, token), where an id alone probes all of them."""
     return list(
         conn.exec_driver_sql(
             f"SELECT {columns} FROM {unnest_params('text', 'bytea')} AS v(id, token)"
-            " JOIN orders AS o ON o.id = v.id AND o.token = v.token",
+            " JOIN orders AS o ON o.id = v.id AND o.token = v.token FOR UPDATE OF o",
             ([i for i, _ in pairs], [t for _, t in pairs]),
         )
     )

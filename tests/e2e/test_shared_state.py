@@ -125,7 +125,7 @@ async def test_a_lost_notification_is_made_good_by_the_poll(
         async with secure_channel(pair.on_b(p1)) as channel:
             feed = EventFeed(channel, after_seq=0, heartbeat_seconds=60).events()
             first = asyncio.ensure_future(anext(feed))
-            await _until_polled(pair.b)
+            await _until_waiting(pair.b)
             async with carrier(cm) as c:
                 await c.report([LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(1))])
             event = await asyncio.wait_for(first, 30)
@@ -189,7 +189,7 @@ async def test_without_notify_no_process_announces_and_the_poll_carries_events(
                 async with secure_channel(on_b) as channel:
                     feed = EventFeed(channel, after_seq=0, heartbeat_seconds=60).events()
                     first = asyncio.ensure_future(anext(feed))
-                    await _until_polled(b)
+                    await _until_waiting(b)
                     async with carrier(cm) as c:
                         await c.report([LifecycleReport(PHONE, Lifecycle.DEACTIVATED, days_ago(1))])
                     event = await asyncio.wait_for(first, 30)
@@ -207,16 +207,14 @@ async def test_without_notify_no_process_announces_and_the_poll_carries_events(
         await spy.close()
 
 
-async def _until_polled(server: RegistryServer) -> None:
-    """Until the server's poll has read the stream's feed head once. The poll wakes a stream
-    whose head moved since it last read it, so a report must come after that first read: a
-    fixed 1 s sleep was not always enough on a loaded machine (the stream was not waiting
-    yet, its first read came after the report, and the poll had nothing to wake)."""
+async def _until_waiting(server: RegistryServer) -> None:
+    """Until a stream waits on the server for new events, so that the event a test reports
+    next reaches it by a wake-up (notification or poll), not by its first read."""
     for _ in range(300):
-        if server.registry.changes.polled:
+        if server.registry.changes.watched:
             return
         await asyncio.sleep(0.05)
-    raise AssertionError("the poll never read the stream's feed head")
+    raise AssertionError("no stream ever waited")
 
 
 async def test_a_second_process_cannot_take_the_port_another_serves(
@@ -325,3 +323,35 @@ async def test_two_acks_of_the_same_orders_at_once_are_judged_one_after_the_othe
             assert leaves == 1, order_id
             # REJECTED leaves the binding as it was (REVOKING); any other outcome revokes it.
             assert (outcome == rejected) == (binding != BindingState.REVOKED), (order_id, state)
+
+
+async def test_the_poll_wakes_a_stream_that_began_waiting_just_before_an_append(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Without notifications, the poll compared each feed head with its own last read: a
+    stream that began waiting between an append and the poll's first read of that feed
+    was never woken for it, and got the event only at its heartbeat (60 s here). Now the
+    head is compared with what the waiting stream has read. Three platforms, three tries."""
+    settings = {"change_poll_seconds": 1.5, "heartbeat_seconds": 60.0, "change_notify": False}
+    async with running_registry(tmp_path / "data", database_url=pg_url, **settings) as a:
+        b = RegistryServer(Registry.open(a.settings, migrate_schema=False))
+        port = await b.start()
+        try:
+            cm = a.add_carrier("cm")
+            for i in range(3):
+                phone = f"+86139000000{i:02d}"
+                p = a.add_platform(f"p{i}")
+                await publish(p, await tokenize(p, phone), [(b"acct", days_ago(200))])
+                on_b = dataclasses.replace(p, registry=f"127.0.0.1:{port}")
+                async with secure_channel(on_b) as channel:
+                    feed = EventFeed(channel, after_seq=0, heartbeat_seconds=60).events()
+                    first = asyncio.ensure_future(anext(feed))
+                    await _until_waiting(b)  # and report at once, before any poll of p{i}
+                    async with carrier(cm) as c:
+                        await c.report([LifecycleReport(phone, Lifecycle.DEACTIVATED, days_ago(1))])
+                    event = await asyncio.wait_for(first, 15)  # a poll or two, not 60 s
+                    assert event.seq == 1
+                    await feed.aclose()
+            assert b.registry.changes.poll_wakes >= 3
+        finally:
+            await b.stop()

@@ -9,7 +9,9 @@ milliseconds. Two fallbacks bound the worst case when a notification is missed:
 
 - the listener reports each (re)connection, and everything is then treated as changed;
 - every `poll_seconds` one query reads the feed heads of the platforms with a stream
-  waiting here and wakes those that moved; the principal cache expires on its own after
+  waiting here and wakes those whose head is past what such a stream has read (a stream
+  that began waiting just after an append it did not hear of included: a head compared
+  with the previous poll's missed those); the principal cache expires on its own after
   the same time (Directory's ttl), and the key map is checked in every transaction.
 
 On SQLite (one process only, see storage.lock) nothing runs here: writers notify in-process.
@@ -47,7 +49,6 @@ class Changes:
         self._standing = standing
         self._token_map = token_map
         self._poll = poll_seconds
-        self._heads: dict[int, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._listener: signals.Listener | None = None
         # Told when the key map or the keys changed elsewhere: the re-key runner (to take
@@ -63,10 +64,10 @@ class Changes:
         return not self._db.is_sqlite
 
     @property
-    def polled(self) -> frozenset[int]:
-        """The platforms whose feed head the last poll read: their streams are woken by the
-        next poll that finds the head moved (a change made before that first read is not)."""
-        return frozenset(self._heads)
+    def watched(self) -> dict[int, int]:
+        """The platforms with a stream waiting here, each with the least feed sequence such
+        a stream has read through: whose heads the next poll reads."""
+        return self._notifier.watched()
 
     @property
     def listening(self) -> bool:
@@ -134,11 +135,9 @@ class Changes:
     async def _poll_once(self) -> None:
         watched = self._notifier.watched()
         if not watched:
-            self._heads.clear()
             return
         heads = await self._db.run(partial(signals.feed_heads, platform_pks=watched), write=False)
-        moved = [pk for pk, head in heads.items() if self._heads.get(pk, head) != head]
-        self._heads = heads
+        moved = [pk for pk, head in heads.items() if head > watched[pk]]
         if moved:
             self.poll_wakes += 1
             self._notifier.notify(moved)

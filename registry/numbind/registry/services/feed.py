@@ -201,7 +201,7 @@ class FeedService:
                 continue
             wait = max(0.0, interval - (time.monotonic() - last_sent))
             wait = min(wait, self._visibility / 2)
-            woke = await self._idle(caller, generation, wait)
+            woke = await self._idle(caller, generation, wait, cursor)
             if woke is None:
                 return
             if not woke and time.monotonic() - last_sent >= interval:
@@ -222,7 +222,9 @@ class FeedService:
                 f"acked sequence at most {head} (0 replays the whole feed)"
             )
 
-    async def _idle(self, caller: Principal, generation: int, seconds: float) -> bool | None:
+    async def _idle(
+        self, caller: Principal, generation: int, seconds: float, cursor: int
+    ) -> bool | None:
         """Wait up to `seconds` for new events: True when woken, False on timeout, None when
         the server stops. The caller's standing is re-read at least every check interval
         (and whenever the notifier wakes the stream), so a suspension made by any process
@@ -231,7 +233,9 @@ class FeedService:
         while True:
             step = max(0.0, min(deadline - time.monotonic(), self._standing.check_seconds))
             stop = asyncio.ensure_future(self._stopping.wait())
-            woke = asyncio.ensure_future(self._notifier.wait(caller.pk, generation, step))
+            woke = asyncio.ensure_future(
+                self._notifier.wait(caller.pk, generation, step, read_through=cursor)
+            )
             done, _ = await asyncio.wait({stop, woke}, return_when=asyncio.FIRST_COMPLETED)
             for fut in (stop, woke):
                 if fut not in done:

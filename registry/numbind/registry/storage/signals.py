@@ -76,7 +76,8 @@ def announce(session: Session, kind: str, ids: Iterable[int] = ()) -> None:
 
 
 def feed_heads(session: Session, platform_pks: Iterable[int]) -> dict[int, int]:
-    """Each platform's feed head now: the polling fallback compares it with the last seen."""
+    """Each platform's feed head now: the polling fallback compares it with what the
+    streams waiting here have read."""
     pks = sorted(set(platform_pks))
     if not pks:
         return {}

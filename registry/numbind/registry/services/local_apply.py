@@ -167,8 +167,10 @@ class LocalApplier:
             try:
                 if await self._db.run(_behind, write=False):
                     await self.kick()
-            except Exception:  # the database away: try again at the next poll
-                log_.warning("local applier: pending orders not applied yet", exc_info=True)
+            except Unavailable as exc:  # the store away: try again at the next poll
+                log_.warning("local applier: pending orders not applied yet (%s)", exc)
+            except Exception:  # a bug, logged whole; the next poll tries again
+                log_.exception("local applier: pending orders not applied yet")
             await self._notifier.wait(LOG_CHANNEL, seen, max(self._poll, 1.0))
         task = self._task
         if task is not None and not task.done():

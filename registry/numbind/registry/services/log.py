@@ -34,6 +34,7 @@ from numbind.registry.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Unavailable,
 )
 from numbind.registry.storage import log
 from numbind.registry.storage.db import Database, Session
@@ -173,7 +174,9 @@ class LogService:
             wait = interval
             try:
                 wait = await asyncio.to_thread(self.publish_due, interval)
-            except Exception:  # a store hiccup must not end publishing
+            except Unavailable as exc:  # the store away: storage has logged why
+                _log.warning("log: no checkpoint published (%s); trying again", exc)
+            except Exception:  # anything else is a bug, but must not end publishing
                 _log.exception("log: publishing a checkpoint failed; trying again")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), wait)

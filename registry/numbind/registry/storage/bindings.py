@@ -39,7 +39,7 @@ from numbind.registry.domain.types import (
     Token,
 )
 from numbind.registry.storage import pgcopy, pgsets
-from numbind.registry.storage.db import driver_sql, marks
+from numbind.registry.storage.db import StaleRead, driver_sql, marks
 from numbind.registry.storage.dependents import move_dependents
 from numbind.registry.storage.models import BindingRow
 from sqlalchemy import Connection
@@ -203,6 +203,7 @@ def upsert(session: Session, batch: PreparedBatch) -> PublishCounts:
                         kept_us,
                         pk,
                         stored,
+                        state,
                     )
                 )
             continue
@@ -210,27 +211,33 @@ def upsert(session: Session, batch: PreparedBatch) -> PublishCounts:
         if live and (old_bound_us, old_kind) == (bound_us, kind):
             unchanged += 1
             if convert:
-                updates.append(
-                    (key_id, token, bucket, old_bound_us, old_kind, state, kept, now, pk, stored)
-                )
+                kept_row = (key_id, token, bucket, old_bound_us, old_kind, state, kept, now, pk)
+                updates.append((*kept_row, stored, state))
             continue
         changed += 1
         new_state = state if live else _ACTIVE
-        updates.append((key_id, token, bucket, bound_us, kind, new_state, digest, now, pk, stored))
+        updates.append(
+            (key_id, token, bucket, bound_us, kind, new_state, digest, now, pk, stored, state)
+        )
     if inserts:
         _insert(conn, inserts)
         inserted = len(inserts)
     if updates:
-        conn.exec_driver_sql(
+        written = conn.exec_driver_sql(
             driver_sql(
                 conn,
                 "UPDATE bindings SET key_id = ?, token = ?, bucket = ?, bound_us = ?, kind = ?,"
-                " state = ?, digest = ?, updated_us = ? WHERE pk = ? AND token IN (?, ?)",
+                " state = ?, digest = ?, updated_us = ? WHERE pk = ? AND token IN (?, ?)"
+                " AND state = ?",
             ),
             # The row's token as read, or the store-key form a re-key batch may have
             # converted it to meanwhile (the only change a token sees): both name the row.
-            [(*u, u[1]) for u in updates],
-        )
+            # And its state as read: a revocation or an ack committed since (the lookup
+            # takes no lock) must not be written over with it.
+            [(*u[:10], u[1], u[10]) for u in updates],
+        ).rowcount
+        if written != len(updates):
+            raise StaleRead(f"publish: {len(updates) - written} bindings changed since read")
         move_dependents(conn, [(u[8], u[1]) for u in updates if u[9] != u[1]])
     return PublishCounts(inserted, changed, unchanged, revoked)
 
@@ -257,13 +264,16 @@ def withdraw(
     }
     pks = [(_WITHDRAWN, now, *row) for t, ref in keys if (row := live.get((t.value, ref)))]
     if pks:
-        conn.exec_driver_sql(
+        written = conn.exec_driver_sql(
             driver_sql(
                 conn,
-                "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND token IN (?, ?)",
+                "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND token IN (?, ?)"
+                f" AND state IN ({_LIVE_SQL})",
             ),
             pks,
-        )
+        ).rowcount
+        if written != len(pks):  # revoked since read (the lookup takes no lock): not live
+            raise StaleRead(f"withdraw: {len(pks) - written} bindings changed since read")
     return WithdrawCounts(len(pks), len(keys) - len(pks))
 
 

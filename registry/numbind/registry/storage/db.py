@@ -58,6 +58,13 @@ _RETRY_SQLSTATES = {"40001", "40P01"}
 MAX_ATTEMPTS = 6
 
 
+class StaleRead(Exception):
+    """A row changed between this transaction's read of it and its write (a compare-and-set
+    missed): another transaction won a race. Raised by storage inside `transact`, which
+    runs the whole transaction again so that the caller decides on what the winner wrote;
+    never reaches a caller (after MAX_ATTEMPTS it is Unavailable)."""
+
+
 def _retryable(exc: BaseException) -> bool:
     """Contention, not a fault: another transaction won a race and a fresh attempt will see
     its result. That includes unique-key collisions (two writers inserting the same new
@@ -308,6 +315,11 @@ class Database:
             try:
                 with self.session(write=write) as session:
                     return fn(session)
+            except StaleRead as exc:
+                if attempt == MAX_ATTEMPTS:
+                    raise Unavailable("storage: too much contention, retry later") from exc
+                log.info("retrying transaction after a stale read (attempt %d)", attempt)
+                continue
             except DBAPIError as exc:
                 if database_away(exc):
                     log.warning("storage unavailable: %s", str(exc.orig).splitlines()[0])

@@ -232,7 +232,8 @@ def _append_rows(
 
 def _current_tokens(session: Session, orders: Sequence[NewOrder], now: int) -> dict[int, bytes]:
     """binding pk -> the token its row holds now, the binding locked until commit; on
-    PostgreSQL the bindings of REVOKE orders become REVOKING in the same statement.
+    PostgreSQL the bindings of REVOKE orders become REVOKING in the same statement, if they
+    are still in the state they were read in (else StaleRead: the transaction runs again).
 
     An order takes its binding's token (the partition key). The caller read the bindings
     without a lock, and on PostgreSQL a re-key batch may have converted one since; reading
@@ -242,12 +243,16 @@ def _current_tokens(session: Session, orders: Sequence[NewOrder], now: int) -> d
     conn = session.connection()
     if conn.dialect.name == "sqlite":
         return {o.binding.pk: o.binding.binding.token.value for o in orders}
-    revoke: dict[int, tuple[bytes, bool]] = {}
+    # Each binding once: with the state it was read in if an order revokes it (the lock
+    # checks it still is: pgsets.lock_bindings), else None (a notice: locked only).
+    rows: dict[int, tuple[bytes, int | None]] = {}
     for o in orders:
-        _, was = revoke.get(o.binding.pk, (b"", False))
-        revoke[o.binding.pk] = (o.binding.binding.token.value, was or o.kind == EventKind.REVOKE)
+        _, read = rows.get(o.binding.pk, (b"", None))
+        if o.kind == EventKind.REVOKE:
+            read = int(o.binding.state)
+        rows[o.binding.pk] = (o.binding.binding.token.value, read)
     return pgsets.lock_bindings(
-        conn, [(pk, t, r) for pk, (t, r) in revoke.items()], int(BindingState.REVOKING), now
+        conn, [(pk, t, r) for pk, (t, r) in rows.items()], int(BindingState.REVOKING), now
     )
 
 

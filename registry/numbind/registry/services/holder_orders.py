@@ -7,7 +7,7 @@ from __future__ import annotations
 from numbind.registry.domain.keymap import StoreToken
 from numbind.registry.domain.types import EventCause, EventKind, RevocationScope
 from numbind.registry.services.holder_views import to_ask
-from numbind.registry.storage import bindings, orders
+from numbind.registry.storage import bindings, numbers, orders
 from numbind.registry.storage.db import Session
 
 __all__ = ["order_holder_revocation"]
@@ -27,7 +27,12 @@ def order_holder_revocation(
     """A holder's revocation's orders in this store: one for each of the number's bindings
     in `scope` (ALL_PRE_TENURE: bound before `tenure_start_us`) at `platform_pks` (None:
     any) that is not already being asked (to_ask). (Orders created, platforms whose feeds
-    grew); `created` as orders.append's."""
+    grew); `created` as orders.append's.
+
+    The number's row is locked first (as a carrier's report locks it), so two revocations
+    of one number, or a revocation and a reissue, decide one after the other: the second
+    sees the first's orders. Without it two retries of one overdue order both asked again."""
+    numbers.load(session, [token], lock=True)
     in_scope = [
         b
         for b in bindings.bindings_for_token(session, token)

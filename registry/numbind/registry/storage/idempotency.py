@@ -36,15 +36,22 @@ def once(
             )
         result: dict[str, Any] = json.loads(row.response)
         return result
-    result = act()
-    session.add(
-        IdempotencyRow(
-            principal_pk=principal_pk,
-            method=method,
-            request_id=request_id,
-            body_hash=body_hash,
-            response=json.dumps(result, separators=(",", ":")).encode(),
-            created_us=now_us(),
-        )
+    # Claim the request id before acting. A twin of this request running at the same
+    # moment (a client's retry racing its first try, through another process, say) read
+    # no record too; its claim now waits on this row's key until this transaction ends,
+    # then fails as a duplicate, and Database.transact runs it again to replay the answer
+    # below. Without the claim the twin acted, met this one's effects in its own checks
+    # ("already registered", "attestation already used") and answered that error.
+    claim = IdempotencyRow(
+        principal_pk=principal_pk,
+        method=method,
+        request_id=request_id,
+        body_hash=body_hash,
+        response=b"",
+        created_us=now_us(),
     )
+    session.add(claim)
+    session.flush()
+    result = act()
+    claim.response = json.dumps(result, separators=(",", ":")).encode()
     return result

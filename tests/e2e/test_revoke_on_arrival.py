@@ -13,6 +13,8 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from numbind.cli import main as cli_main
 from numbind.protocol.bundle import Bundle
+from numbind.registry.domain.types import BindingState
+from numbind.registry.storage.models import BindingRow
 from numbind.registry.testing import RunningRegistry, running_registry
 from numbind.sdk import (
     EventCause,
@@ -28,6 +30,7 @@ from numbind.sdk import (
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.tokenizer import TokenResult
 from numbind.v1 import common_pb2, platforms_pb2, platforms_pb2_grpc
+from sqlalchemy import select
 
 from tests.e2e._story import carrier, days_ago, tokenize
 
@@ -97,6 +100,53 @@ async def test_publish_after_reissue_revokes_pre_tenure_bindings_once(
         assert (event.kind, event.cause) == (EventKind.REVOKE, EventCause.REISSUED)
         assert event.tenure_start is not None
         assert abs((event.tenure_start - days_ago(10)).total_seconds()) < 1
+
+
+async def test_a_binding_withdrawn_while_revoking_and_published_again_is_not_ordered_twice(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Withdrawn while its order was out, the binding kept that order open; published again
+    it was revoked on arrival a second time, an order per republish. Now it is revoking
+    again under its first order, and that order's ack revokes it."""
+    async with running_registry(tmp_path / "data", database_url=database_url) as reg:
+        cm, p1 = reg.add_carrier("cm"), reg.add_platform("p1")
+        await _reissued(cm, PHONE)
+        token = await tokenize(p1, PHONE)
+        old = [(b"old-holder", days_ago(60))]
+        key = common_pb2.BindingKey(
+            token=common_pb2.Token(key_id=token.key_id, value=token.token),
+            account_ref=b"old-holder",
+        )
+        async with secure_channel(p1) as channel:
+            stub = platforms_pb2_grpc.PlatformsStub(channel)
+            first = await stub.PublishBindings(_request(token, old, uuid.uuid4().hex))
+            assert first.revoked_on_arrival == 1
+            for _ in range(2):
+                gone = await stub.WithdrawBindings(
+                    platforms_pb2.WithdrawBindingsRequest(
+                        request_id=uuid.uuid4().hex, bindings=[key]
+                    )
+                )
+                assert gone.withdrawn == 1
+                back = await stub.PublishBindings(_request(token, old, uuid.uuid4().hex))
+                assert back.revoked_on_arrival == 1
+            (order,) = await _feed(p1)  # the first order, still to be acked
+            acked = await stub.AckEvents(
+                platforms_pb2.AckEventsRequest(
+                    request_id=uuid.uuid4().hex,
+                    acks=[
+                        platforms_pb2.Ack(
+                            order_id=order.order_id, outcome=platforms_pb2.ACK_OUTCOME_UNBOUND
+                        )
+                    ],
+                )
+            )
+            assert acked.recorded == 1
+        states = reg.registry.db.transact(
+            lambda s: s.execute(select(BindingRow.account_ref, BindingRow.state)).all(),
+            write=False,
+        )
+        assert [tuple(r) for r in states] == [(b"old-holder", int(BindingState.REVOKED))]
 
 
 async def test_sdk_publish_and_sync_report_revoked_on_arrival(

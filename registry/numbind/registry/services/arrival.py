@@ -12,7 +12,7 @@ from collections import defaultdict
 
 from numbind.registry.domain.keymap import StoreToken
 from numbind.registry.domain.logged import LogLeaf
-from numbind.registry.domain.types import BindingState, EventCause, EventKind
+from numbind.registry.domain.types import BindingState, EventCause, EventKind, now_us
 from numbind.registry.services import log_record
 from numbind.registry.storage import bindings as store
 from numbind.registry.storage import log, numbers, orders
@@ -40,7 +40,18 @@ def revoke_pre_tenure(
     if not candidates:
         return 0, set()
     live = store.live_for_tokens(session, [t for t in tokens if t.value in tenure])
+    # A binding withdrawn while its revocation order was out and now published again still
+    # has that order open: it becomes REVOKING again, for that order's ack to revoke it. A
+    # second order would ask the platform twice (each republish one more).
+    mine = [
+        b
+        for value, found in live.items()
+        for b in found
+        if b.platform_pk == batch.platform_pk and (value, b.binding.account_ref) in candidates
+    ]
+    ordered = orders.open_orders_for_bindings(session, mine, now_us()) if mine else {}
     by_carrier: dict[int, list[orders.NewOrder]] = defaultdict(list)
+    still_ordered: list[store.StoredBinding] = []
     for value, found in live.items():
         before = tenure[value]
         for b in found:
@@ -50,11 +61,15 @@ def revoke_pre_tenure(
                 and b.bound_us < before
                 and (value, b.binding.account_ref) in candidates
             ):
+                if b.pk in ordered:
+                    still_ordered.append(b)
+                    continue
                 by_carrier[records[value].carrier_pk].append(
                     orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, before)
                 )
+    store.revoking_again(session, still_ordered, now_us())
     platforms: set[int] = set()
-    revoked = 0
+    revoked = len(still_ordered)
     trail: list[LogLeaf] = []
     carriers = log.principal_names(session, list(by_carrier))
     for carrier_pk in sorted(by_carrier):

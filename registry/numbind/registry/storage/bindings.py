@@ -61,6 +61,7 @@ _LIVE_SQL = ", ".join(map(str, _LIVE))
 _ACTIVE = int(BindingState.ACTIVE)
 _WITHDRAWN = int(BindingState.WITHDRAWN)
 _REVOKED = int(BindingState.REVOKED)
+_REVOKING = int(BindingState.REVOKING)
 # Parameters per SQLite statement (lookups, multi-row inserts): SQLite's default limit since
 # 3.32, and a cap on statement size where a build allows more.
 _MAX_VARIABLES = 32_766
@@ -275,6 +276,25 @@ def withdraw(
         if written != len(pks):  # revoked since read (the lookup takes no lock): not live
             raise StaleRead(f"withdraw: {len(pks) - written} bindings changed since read")
     return WithdrawCounts(len(pks), len(keys) - len(pks))
+
+
+def revoking_again(session: Session, found: Sequence[StoredBinding], now: int) -> None:
+    """ACTIVE bindings (as read) whose revocation order is still open become REVOKING again,
+    for that order's ack to revoke them (services.arrival). StaleRead if one changed since
+    it was read."""
+    if not found:
+        return
+    conn = session.connection()
+    written = conn.exec_driver_sql(
+        driver_sql(
+            conn,
+            "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND token = ?"
+            " AND state = ?",
+        ),
+        [(_REVOKING, now, b.pk, b.binding.token.value, int(b.state)) for b in found],
+    ).rowcount
+    if written != len(found):
+        raise StaleRead(f"revoking again: {len(found) - written} bindings changed since read")
 
 
 def bindings_for_token(session: Session, token: StoreToken | bytes) -> list[StoredBinding]:

@@ -28,6 +28,7 @@ from numbind.registry.pki import CertificateAuthority
 from numbind.registry.services.admin import AdminService
 from numbind.registry.services.directory import Directory
 from numbind.registry.storage import migrate
+from numbind.registry.storage.db import sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +45,9 @@ def holds_registry(settings: Settings) -> bool:
     """Whether the store `settings` name has a registry's schema. False for a database
     nobody migrated (a new one, or a mistyped URL) and for an SQLite file that is not
     there, which this does not create."""
-    url = settings.effective_database_url
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[1] if "///" in url else ""
-        plain_file = path and path != ":memory:" and not path.startswith("file:")
-        if plain_file and not Path(path).exists():
-            return False
+    path = sqlite_file(settings.effective_database_url)
+    if path is not None and not path.exists():
+        return False
     db = open_database(settings)
     try:
         return migrate.has_schema(db.write_engine)

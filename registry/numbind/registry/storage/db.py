@@ -15,7 +15,6 @@ import asyncio
 import logging
 import os
 import random
-import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +25,7 @@ from typing import Any, TypeAlias, TypeVar
 from numbind.registry.errors import Unavailable
 from numbind.registry.storage import MAX_WRITE_THREADS, WRITE_THREADS
 from numbind.registry.storage.pool_checks import ping_when_idle
-from sqlalchemy import Connection, Engine, create_engine, event, orm
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, orm
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import sessionmaker
 
@@ -269,9 +268,9 @@ class Database:
         """The store's directory (0700 when made here) and the file itself, created 0600
         before SQLite opens it: SQLite gives its -wal and -shm files the database file's
         own mode, so all three are private from the start whatever the umask."""
-        path = url.split("///", 1)[1] if "///" in url else ""
-        if path and path != ":memory:" and not path.startswith("file:"):
-            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = sqlite_file(url)
+        if path is not None:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
     @staticmethod
@@ -357,8 +356,25 @@ class Database:
 
 
 def shown_url(url: str) -> str:
-    """`url` fit for a message or a log: any password replaced by ***."""
-    return re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)
+    """`url` fit for a message or a log: any password replaced by *** (a string that is no
+    URL at all is shown as it is)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite store's URL; None for any other store, an in-memory database
+    or a `file:` URI."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:":
+        return None
+    return None if name.startswith("file:") else Path(name)
 
 
 def _why(exc: BaseException) -> str:

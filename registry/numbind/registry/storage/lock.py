@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from numbind.registry.errors import FailedPrecondition
+from numbind.registry.storage.db import sqlite_file
 
 
 class StoreLock:
@@ -26,12 +27,8 @@ class StoreLock:
     @classmethod
     def for_url(cls, url: str) -> StoreLock | None:
         """The lock for an SQLite file URL; None for other stores (and in-memory SQLite)."""
-        if not url.startswith("sqlite") or "///" not in url:
-            return None
-        db = url.split("///", 1)[1]
-        if not db or db == ":memory:":
-            return None
-        return cls(Path(db + ".serving.lock"))
+        db = sqlite_file(url)
+        return None if db is None else cls(db.with_name(db.name + ".serving.lock"))
 
     def acquire(self) -> None:
         """Hold the lock, or raise FailedPrecondition naming the process that holds it.

@@ -224,21 +224,18 @@ def upsert(session: Session, batch: PreparedBatch) -> PublishCounts:
         _insert(conn, inserts)
         inserted = len(inserts)
     if updates:
-        written = conn.exec_driver_sql(
-            driver_sql(
-                conn,
-                "UPDATE bindings SET key_id = ?, token = ?, bucket = ?, bound_us = ?, kind = ?,"
-                " state = ?, digest = ?, updated_us = ? WHERE pk = ? AND token IN (?, ?)"
-                " AND state = ?",
-            ),
+        _compare_and_set(
+            conn,
+            "publish",
+            "UPDATE bindings SET key_id = ?, token = ?, bucket = ?, bound_us = ?, kind = ?,"
+            " state = ?, digest = ?, updated_us = ? WHERE pk = ? AND token IN (?, ?)"
+            " AND state = ?",
             # The row's token as read, or the store-key form a re-key batch may have
             # converted it to meanwhile (the only change a token sees): both name the row.
             # And its state as read: a revocation or an ack committed since (the lookup
             # takes no lock) must not be written over with it.
             [(*u[:10], u[1], u[10]) for u in updates],
-        ).rowcount
-        if written != len(updates):
-            raise StaleRead(f"publish: {len(updates) - written} bindings changed since read")
+        )
         move_dependents(conn, [(u[8], u[1]) for u in updates if u[9] != u[1]])
     return PublishCounts(inserted, changed, unchanged, revoked)
 
@@ -265,16 +262,14 @@ def withdraw(
     }
     pks = [(_WITHDRAWN, now, *row) for t, ref in keys if (row := live.get((t.value, ref)))]
     if pks:
-        written = conn.exec_driver_sql(
-            driver_sql(
-                conn,
-                "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND token IN (?, ?)"
-                f" AND state IN ({_LIVE_SQL})",
-            ),
+        # Still live: one revoked since the lookup (which takes no lock) is not withdrawn.
+        _compare_and_set(
+            conn,
+            "withdraw",
+            "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND token IN (?, ?)"
+            f" AND state IN ({_LIVE_SQL})",
             pks,
-        ).rowcount
-        if written != len(pks):  # revoked since read (the lookup takes no lock): not live
-            raise StaleRead(f"withdraw: {len(pks) - written} bindings changed since read")
+        )
     return WithdrawCounts(len(pks), len(keys) - len(pks))
 
 
@@ -282,19 +277,24 @@ def revoking_again(session: Session, found: Sequence[StoredBinding], now: int) -
     """ACTIVE bindings (as read) whose revocation order is still open become REVOKING again,
     for that order's ack to revoke them (services.arrival). StaleRead if one changed since
     it was read."""
-    if not found:
-        return
-    conn = session.connection()
-    written = conn.exec_driver_sql(
-        driver_sql(
-            conn,
+    if found:
+        _compare_and_set(
+            session.connection(),
+            "revoking again",
             "UPDATE bindings SET state = ?, updated_us = ? WHERE pk = ? AND token = ?"
             " AND state = ?",
-        ),
-        [(_REVOKING, now, b.pk, b.binding.token.value, int(b.state)) for b in found],
-    ).rowcount
-    if written != len(found):
-        raise StaleRead(f"revoking again: {len(found) - written} bindings changed since read")
+            [(_REVOKING, now, b.pk, b.binding.token.value, int(b.state)) for b in found],
+        )
+
+
+def _compare_and_set(
+    conn: Connection, what: str, sql: str, rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """One row each, written only where it is still as read (the statement's conditions);
+    StaleRead if any changed since, for Database.transact to run the transaction again."""
+    written = conn.exec_driver_sql(driver_sql(conn, sql), rows).rowcount
+    if written != len(rows):
+        raise StaleRead(f"{what}: {len(rows) - written} bindings changed since read")
 
 
 def bindings_for_token(session: Session, token: StoreToken | bytes) -> list[StoredBinding]:

@@ -40,34 +40,28 @@ def revoke_pre_tenure(
     if not candidates:
         return 0, set()
     live = store.live_for_tokens(session, [t for t in tokens if t.value in tenure])
+    pre_tenure = [
+        (value, b)
+        for value, found in live.items()
+        for b in found
+        if b.platform_pk == batch.platform_pk
+        and b.state == _ACTIVE
+        and b.bound_us < tenure[value]
+        and (value, b.binding.account_ref) in candidates
+    ]
+    now = now_us()
     # A binding withdrawn while its revocation order was out and now published again still
     # has that order open: it becomes REVOKING again, for that order's ack to revoke it. A
     # second order would ask the platform twice (each republish one more).
-    mine = [
-        b
-        for value, found in live.items()
-        for b in found
-        if b.platform_pk == batch.platform_pk and (value, b.binding.account_ref) in candidates
-    ]
-    ordered = orders.open_orders_for_bindings(session, mine, now_us()) if mine else {}
+    ordered = orders.open_orders_for_bindings(session, [b for _, b in pre_tenure], now)
+    still_ordered = [b for _, b in pre_tenure if b.pk in ordered]
+    store.revoking_again(session, still_ordered, now)
     by_carrier: dict[int, list[orders.NewOrder]] = defaultdict(list)
-    still_ordered: list[store.StoredBinding] = []
-    for value, found in live.items():
-        before = tenure[value]
-        for b in found:
-            if (
-                b.platform_pk == batch.platform_pk
-                and b.state == _ACTIVE
-                and b.bound_us < before
-                and (value, b.binding.account_ref) in candidates
-            ):
-                if b.pk in ordered:
-                    still_ordered.append(b)
-                    continue
-                by_carrier[records[value].carrier_pk].append(
-                    orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, before)
-                )
-    store.revoking_again(session, still_ordered, now_us())
+    for value, b in pre_tenure:
+        if b.pk not in ordered:
+            by_carrier[records[value].carrier_pk].append(
+                orders.NewOrder(b, EventKind.REVOKE, EventCause.REISSUED, tenure[value])
+            )
     platforms: set[int] = set()
     revoked = len(still_ordered)
     trail: list[LogLeaf] = []

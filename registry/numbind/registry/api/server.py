@@ -187,6 +187,7 @@ class RegistryServer:
             [*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
         self.port = 0
+        self.address = ""  # host:port once serving (--listen's host, the bound port)
         self._stopped = False
         self._store_lock = store_lock or StoreLock.for_url(registry.db.url)
         self._publisher: asyncio.Task[None] | None = None
@@ -256,9 +257,9 @@ class RegistryServer:
             )
         for name in ["", *SERVICE_NAMES]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        host = settings.listen.rpartition(":")[0]
-        record_served_address(settings.data_dir, f"{host}:{self.port}")
-        log.info("registry serving on %s:%d", host, self.port)
+        self.address = f"{settings.listen.rpartition(':')[0]}:{self.port}"
+        record_served_address(settings.data_dir, self.address)
+        log.info("registry serving on %s", self.address)
         return self.port
 
     def _counters(self) -> ProcessCounters:
@@ -278,10 +279,9 @@ class RegistryServer:
         if self._stopped:
             return
         self._stopped = True
-        if self.port:
+        if self.address:
             # Admin commands stop being sent here (another process may have written it since).
-            host = self.registry.settings.listen.rpartition(":")[0]
-            forget_served_address(self.registry.settings.data_dir, f"{host}:{self.port}")
+            forget_served_address(self.registry.settings.data_dir, self.address)
         await self.health.enter_graceful_shutdown()
         self.registry.stopping.set()
         if self.follower is not None:
@@ -343,8 +343,7 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     if ready is not None:
         ready.set()
-    host = registry.settings.listen.rpartition(":")[0]
-    print(f"numbind registry listening on {host}:{server.port}", flush=True)
+    print(f"numbind registry listening on {server.address}", flush=True)
     await stop.wait()
     log.info("shutdown requested")
     await server.stop()

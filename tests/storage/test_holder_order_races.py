@@ -9,7 +9,6 @@ write lock from its start."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 from numbind.registry.domain.keymap import StoreToken
@@ -30,6 +29,7 @@ from numbind.registry.storage.models import OrderRow
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from tests.storage._locks import until_one_waits_on_a_lock
 from tests.tokens import token_in_bucket
 
 T0 = 1_700_000_000_000_000
@@ -91,7 +91,9 @@ def test_two_retries_of_one_overdue_order_at_once_ask_once(pg_db: Database) -> N
         target=lambda: got.__setitem__("second", pg_db.transact(_asking(carrier)))
     )
     second.start()
-    time.sleep(0.5)  # the second reads (or waits to) while the first has not committed
+    # The second blocks behind the first: on the number (now), or (before) only once it
+    # had read the binding and came to lock it.
+    assert until_one_waits_on_a_lock(pg_db, 10)
     release.set()
     thread.join(10)
     second.join(10)

@@ -9,13 +9,14 @@ each answered as an error to a client whose request had in fact succeeded."""
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from numbind.registry.errors import AlreadyExists
 from numbind.registry.storage import idempotency, principals
 from numbind.registry.storage.db import Database
 from sqlalchemy.orm import Session
+
+from tests.storage._locks import until_one_waits_on_a_lock
 
 
 def test_a_twin_waits_for_the_first_copy_and_replays_its_answer(pg_db: Database) -> None:
@@ -58,7 +59,9 @@ def test_a_twin_waits_for_the_first_copy_and_replays_its_answer(pg_db: Database)
     assert acted.wait(10)
     twin = threading.Thread(target=copy, args=("twin", False))
     twin.start()
-    time.sleep(0.5)  # the twin has read no record while the first holds its transaction
+    # The twin waits on the first copy's claim of the request id. (Before the claim it
+    # waited for nothing in the database, and 3 s passed first.)
+    until_one_waits_on_a_lock(pg_db, 3)
     release.set()
     first.join(10)
     first_done.set()

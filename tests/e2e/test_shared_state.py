@@ -21,12 +21,13 @@ from numbind.registry.api.server import RegistryServer
 from numbind.registry.app import Registry
 from numbind.registry.config import QuotaSettings
 from numbind.registry.domain.types import BindingState
+from numbind.registry.storage.db import Database
 from numbind.registry.testing import RunningRegistry, running_registry
 from numbind.sdk import Lifecycle, LifecycleReport
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.feed import EventFeed
 from numbind.v1 import platforms_pb2, platforms_pb2_grpc, tokens_pb2, tokens_pb2_grpc
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from tests.conftest import require_postgres
 from tests.e2e._story import carrier, days_ago, publish, tokenize
@@ -232,21 +233,19 @@ async def test_a_second_process_cannot_take_the_port_another_serves(
             await b.stop()
 
 
-def _order_rows(url: str) -> list[tuple[str, int, int, int, int]]:
+def _order_rows(db: Database) -> list[tuple[str, int, int, int, int]]:
     """(order id, its state, outcome, its binding's state, ack leaves of it), by id."""
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "SELECT o.id, o.state, o.outcome, b.state, (SELECT count(*) FROM log_leaves"
-                    " AS l WHERE l.kind = 'ack' AND l.ref = o.id) FROM orders AS o"
-                    " JOIN bindings AS b ON b.pk = o.binding_pk ORDER BY o.id"
-                )
+    rows = db.transact(
+        lambda s: s.execute(
+            text(
+                "SELECT o.id, o.state, o.outcome, b.state, (SELECT count(*) FROM log_leaves"
+                " AS l WHERE l.kind = 'ack' AND l.ref = o.id) FROM orders AS o"
+                " JOIN bindings AS b ON b.pk = o.binding_pk ORDER BY o.id"
             )
-            return [(str(i), int(s), int(o), int(b), int(n)) for i, s, o, b, n in rows]
-    finally:
-        engine.dispose()
+        ).all(),
+        write=False,
+    )
+    return [(str(i), int(s), int(o), int(b), int(n)) for i, s, o, b, n in rows]
 
 
 async def _ack(
@@ -283,7 +282,7 @@ async def test_two_acks_of_the_same_orders_at_once_are_judged_one_after_the_othe
         async with carrier(cm) as c:
             await c.report([LifecycleReport(PHONE, Lifecycle.REISSUED, days_ago(1))])
         for _ in range(100):  # the orders are made after the report, chunk by chunk
-            ids = [row[0] for row in await asyncio.to_thread(_order_rows, pg_url)]
+            ids = [row[0] for row in await asyncio.to_thread(_order_rows, pair.a.registry.db)]
             if len(ids) == len(accounts):
                 break
             await asyncio.sleep(0.2)
@@ -319,7 +318,7 @@ async def test_two_acks_of_the_same_orders_at_once_are_judged_one_after_the_othe
                     f"recorded 0 duplicate {per}",
                     f"recorded {per} duplicate 0",
                 ]
-        for order_id, state, outcome, binding, leaves in _order_rows(pg_url):
+        for order_id, state, outcome, binding, leaves in _order_rows(pair.a.registry.db):
             assert leaves == 1, order_id
             # REJECTED leaves the binding as it was (REVOKING); any other outcome revokes it.
             assert (outcome == rejected) == (binding != BindingState.REVOKED), (order_id, state)

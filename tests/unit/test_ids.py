@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 from numbind.registry.domain.ids import uuid7_texts
+from numbind.sdk.model import order_reference
 
 
 def _ms(text: str) -> int:
@@ -57,3 +58,13 @@ def test_empty_batch_and_a_time_out_of_range() -> None:
         uuid7_texts(1, now_ms=1 << 48)
     with pytest.raises(ValueError, match="now_ms"):
         uuid7_texts(1, now_ms=-1)
+
+
+def test_the_orders_of_one_millisecond_have_distinct_references() -> None:
+    # A reissue's chunk mints thousands of order ids in one millisecond; the short reference
+    # a holder quotes to a platform must still tell them apart (it once took the first 12
+    # digits: the timestamp, the same for all of them).
+    ids = uuid7_texts(5_000, now_ms=1_790_000_000_000)
+    references = {order_reference(i) for i in ids}
+    assert len(references) == len(ids)
+    assert all(len(r) == 14 and r.count("-") == 2 for r in references)

@@ -226,12 +226,15 @@ class SyncSummary:
 
 def order_reference(order_id: str) -> str:
     """The short form of an order id that a holder reads out and a platform looks up: its
-    first 12 hex digits in upper case, in groups of four (``3F2A-9C21-7B4E``).
+    last 12 hex digits in upper case, in groups of four (``3F2A-9C21-7B4E``).
 
     The carrier app shows it beside a refusal so the new holder can quote it to the
-    platform's customer service; platforms find the order by this prefix of its id.
+    platform's customer service; platforms find the order by this suffix of its id. The
+    last digits, not the first: order ids are time-ordered (version 7), so their first 12
+    digits are the millisecond they were made, the same for every order of a reissue's
+    chunk, where the last 12 are random (48 bits, as in a version 4 id).
     """
-    digits = order_id.replace("-", "").upper()[:12]
+    digits = order_id.replace("-", "").upper()[-12:]
     return "-".join(digits[i : i + 4] for i in range(0, len(digits), 4))
 
 

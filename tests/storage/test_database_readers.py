@@ -78,7 +78,8 @@ async def test_no_more_write_transactions_run_at_once_than_the_setting_allows(
 
 
 def test_postgresql_connections_compile_nothing_just_in_time() -> None:
-    # storage.db._on_pg_connect: a plan costed on stale statistics must not spend seconds in JIT.
+    # storage.pg_session.on_pg_connect: a plan costed on stale statistics must not spend
+    # seconds in JIT.
     db = Database(require_postgres())
     try:
         for write in (True, False):

@@ -1,5 +1,5 @@
 """On PostgreSQL a stream's feed read keeps one plan shape whatever the statistics say
-(storage.db.index_plans): probes of each table's primary key per feed entry. Planned on
+(storage.pg_session.index_plans): probes of each table's primary key per feed entry. Planned on
 statistics from before a reissue, it once joined each entry to a sequential scan of every
 `orders` partition. Other statements keep their prepared, generic plans (planning each cost
 a holder query 1-2 ms at p50)."""

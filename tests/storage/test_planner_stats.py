@@ -26,8 +26,9 @@ from numbind.registry.domain.types import (
 from numbind.registry.services.planner_stats import StatisticsKeeper
 from numbind.registry.storage import feed, orders, pgsets, planner_stats, principals
 from numbind.registry.storage.bindings import StoredBinding
-from numbind.registry.storage.db import Database, custom_plans, index_plans
+from numbind.registry.storage.db import Database
 from numbind.registry.storage.models import BindingRow
+from numbind.registry.storage.pg_session import custom_plans, index_plans
 from sqlalchemy import Connection, insert, text
 from sqlalchemy.orm import Session
 
@@ -77,7 +78,7 @@ def _literal(value: Any) -> str:
 
 def _prepare_feed_read(conn: Connection) -> None:
     """The stream's feed read as a named prepared statement, planned as the stream's is
-    (storage.db.index_plans: index probes, one generic plan) for this transaction."""
+    (storage.pg_session.index_plans: index probes, one generic plan) for this transaction."""
     index_plans(Session(bind=conn))
     compiled = feed._read_feed(200).compile(dialect=conn.dialect)
     sql = str(compiled)

@@ -305,6 +305,7 @@ def open_database(settings: Settings) -> Database:
         synchronous=settings.sqlite_synchronous,
         notify=settings.change_notify,
         write_threads=settings.db_write_threads,
+        idle_timeout_seconds=settings.db_idle_timeout_seconds,
     )
 
 

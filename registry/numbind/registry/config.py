@@ -17,7 +17,7 @@ from numbind.protocol.checkpoint import CosignatureVerifier
 from numbind.protocol.files import write_atomically
 from numbind.protocol.log_errors import LogError
 from numbind.registry.domain.attestation import Policy as AttestationPolicy
-from numbind.registry.storage import MAX_WRITE_THREADS, WRITE_THREADS
+from numbind.registry.storage import IDLE_TIMEOUT_SECONDS, MAX_WRITE_THREADS, WRITE_THREADS
 
 DEFAULT_LISTEN = "127.0.0.1:7443"
 # Written by `serve` once it listens: the address the running registry really serves, so
@@ -73,6 +73,9 @@ class Settings:
     # Write transactions this process runs at once (storage.WRITE_THREADS has the figures
     # behind the default).
     db_write_threads: int = WRITE_THREADS
+    # PostgreSQL: a session idle inside a transaction this long is ended by the server, its
+    # locks released (storage.IDLE_TIMEOUT_SECONDS has why); 0: never.
+    db_idle_timeout_seconds: float = IDLE_TIMEOUT_SECONDS
     # Several processes on one PostgreSQL: the longest a change committed by another
     # process (a feed append, a suspension) may take to be seen here when its LISTEN/NOTIFY
     # notification is lost; normally it arrives within milliseconds.
@@ -124,6 +127,10 @@ class Settings:
         if not 1 <= self.db_write_threads <= MAX_WRITE_THREADS:
             raise ValueError(
                 f"db_write_threads: got {self.db_write_threads}, want 1..{MAX_WRITE_THREADS}"
+            )
+        if not 0 <= self.db_idle_timeout_seconds <= 86_400:
+            raise ValueError(
+                f"db_idle_timeout_seconds: got {self.db_idle_timeout_seconds}, want 0..86400"
             )
         if not 1 <= self.apply_chunk_events <= 10_000:
             raise ValueError(f"apply_chunk_events: got {self.apply_chunk_events}, want 1..10000")
@@ -219,6 +226,7 @@ _ENV = {
     "rekey_lease_seconds": "NUMBIND_REKEY_LEASE_SECONDS",
     "apply_chunk_events": "NUMBIND_APPLY_CHUNK_EVENTS",
     "db_write_threads": "NUMBIND_DB_WRITE_THREADS",
+    "db_idle_timeout_seconds": "NUMBIND_DB_IDLE_TIMEOUT_SECONDS",
     "change_poll_seconds": "NUMBIND_CHANGE_POLL_SECONDS",
     "change_notify": "NUMBIND_CHANGE_NOTIFY",
     "metrics_listen": "NUMBIND_METRICS_LISTEN",

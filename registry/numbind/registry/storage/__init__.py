@@ -11,3 +11,12 @@
 # Several processes each run this many.
 WRITE_THREADS = 2
 MAX_WRITE_THREADS = 64
+
+# PostgreSQL: how long a session may sit idle inside a transaction before the server ends
+# it (idle_in_transaction_session_timeout; 0: never). A registry process that hangs (stopped,
+# swapping, its host cut off) while holding a row lock otherwise stops every process that
+# needs that row, and some rows are needed by all: the local applier's cursor, the lifecycle
+# log's head, the log head. A reviewer's SIGSTOP of a process mid-apply held a report sent
+# to another process for as long as the pause (20 s, and without limit: no timeout was set).
+# The registry's own transactions never idle for more than a few hundred milliseconds.
+IDLE_TIMEOUT_SECONDS = 60.0

@@ -19,11 +19,13 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
 from numbind.registry.errors import Unavailable
-from numbind.registry.storage import MAX_WRITE_THREADS, WRITE_THREADS
+from numbind.registry.storage import IDLE_TIMEOUT_SECONDS, MAX_WRITE_THREADS, WRITE_THREADS
+from numbind.registry.storage.pg_session import on_pg_connect, pg_connect_args, pg_session_settings
 from numbind.registry.storage.pool_checks import ping_when_idle
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, orm
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
@@ -116,105 +118,6 @@ def marks(n: int) -> str:
     return ", ".join("?" * n)
 
 
-def _on_pg_connect(dbapi_conn: Any, record: Any) -> None:
-    """A new PostgreSQL connection: JIT off, and a note of whether it has PostgreSQL's
-    planner settings. Each on its own: an engine that refuses one keeps the connection as it
-    was for it.
-
-    No JIT: the registry's statements are short; a plan estimated on statistics older than
-    a burst of writes (ANALYZE runs a minute or more behind) can cost past jit_above_cost,
-    and then compiling takes seconds: a feed read of 250 events whose plan ran in 26 ms
-    spent 4,963 ms in JIT (PostgreSQL 15's default jit=on, during a 100,000-order reissue).
-    Planner settings (`plan_cache_mode`, PostgreSQL 12 on, and the `enable_*` switches):
-    only a connection that has them gets `custom_plans`' and `index_plans`' settings, which
-    elsewhere would abort the transaction."""
-    import psycopg  # here: only PostgreSQL engines call this; SQLite processes never load it
-
-    def runs(statement: str) -> bool:
-        try:
-            dbapi_conn.execute(statement)
-            dbapi_conn.commit()
-            return True
-        except psycopg.Error:  # an engine without the setting: the connection as it was
-            dbapi_conn.rollback()
-            return False
-
-    runs("SET jit = off")
-    record.info[_PLANNER_SETTINGS] = runs(
-        "SELECT current_setting('plan_cache_mode'), current_setting('enable_material')"
-    )
-
-
-_PLANNER_SETTINGS = "numbind_planner_settings"
-
-
-_PLANS_SENT = "numbind_plans_sent"
-
-
-def _plans(session: Session, settings: str) -> None:
-    """Send `settings` (planner settings for the rest of the transaction) where the
-    connection has them, once per transaction: an ack's lookup and its writes both ask, and
-    a stream may read twice in one. Sent again after other settings replaced them, and in a
-    savepoint (its rollback undoes what was set in it)."""
-    conn = session.connection()
-    if conn.dialect.name != "postgresql" or not conn.connection.info.get(_PLANNER_SETTINGS):
-        return
-    transaction = session.get_nested_transaction() or session.get_transaction()
-    if session.info.get(_PLANS_SENT) == (transaction, settings):
-        return
-    conn.exec_driver_sql(settings)
-    session.info[_PLANS_SENT] = (transaction, settings)
-
-
-_CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"
-
-
-def custom_plans(session: Session) -> None:
-    """PostgreSQL: the rest of this transaction plans each statement for its parameters and
-    the tables as they are now, instead of reusing a generic plan.
-
-    psycopg prepares a statement once it has run 5 times on a connection, and PostgreSQL
-    then keeps one generic plan for it, made for the tables as they were at that moment.
-    Early in a reissue `orders` is nearly empty. The stream's delivery marks and acks, joins
-    over that growing table, call this; other statements keep their cached plans
-    (unprepared, a holder query took 1-2 ms longer at p50)."""
-    _plans(session, _CUSTOM_PLANS)
-
-
-# What `index_plans` turns off for the rest of a transaction: every plan node that reads a
-# whole table or a whole side of a join; and the one plan left is cached.
-_INDEX_PLANS = "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), " + ", ".join(
-    f"set_config('enable_{node}', 'off', true)"
-    for node in ("seqscan", "bitmapscan", "hashjoin", "mergejoin", "material", "sort")
-)
-
-
-def index_plans(session: Session) -> None:
-    """PostgreSQL: the rest of this transaction is planned as nested loops over index probes
-    (and merge appends of partitions' ordered index scans), whatever the statistics say.
-
-    For a read that joins a page of rows (a feed page: orders and their bindings and log
-    leaves) to tables that grow by 100,000 rows in seconds. Its statistics are then
-    minutes old: ANALYZE runs behind, and never on a partitioned parent. On statistics from
-    before a reissue, PostgreSQL joined each feed entry (then a row of its own) to a
-    materialised sequential scan of every `orders` partition: 1.7 s a read, 731-734 s of
-    PostgreSQL's time in a reissue (last ack 114 and 118 s, against 27 s when the plan was
-    right). Turning those nodes off leaves one plan: a probe of each table's primary key
-    per row, one partition each (run-time pruning on the token), which is right at any
-    table size.
-
-    That plan is also safe to cache, so it keeps a generic plan (force_generic_plan; left
-    to itself, PostgreSQL kept replanning the feed read: 2.6-4.2 s of planning a reissue,
-    1.1-2.7 s with this). What is left most likely comes from autoanalyze (not measured
-    apart): an ANALYZE of a table a statement reads drops its cached plans on every
-    connection, and a reissue analyzes many of the 48 partitions the feed read joins.
-    Preparing the read at its first run instead of psycopg's fifth changed nothing. A
-    `LIMIT` must be a literal under it (see storage.feed.page_limit).
-
-    Use it in a transaction of its own (a read): the settings last until it ends."""
-    _plans(session, _INDEX_PLANS)
-
-
 class Database:
     """Owns the engines; hands out sessions for one unit of work at a time."""
 
@@ -226,11 +129,14 @@ class Database:
         synchronous: str = "FULL",
         notify: bool = True,
         write_threads: int = WRITE_THREADS,
+        idle_timeout_seconds: float = IDLE_TIMEOUT_SECONDS,
     ) -> None:
         """`synchronous`: SQLite's PRAGMA synchronous (FULL or NORMAL; ignored elsewhere).
         `notify`: writers announce changes with pg_notify (storage.signals); False for an
         engine without it, where other processes learn of changes by polling alone.
-        `write_threads`: write transactions this process runs at once (WRITE_THREADS)."""
+        `write_threads`: write transactions this process runs at once (WRITE_THREADS).
+        `idle_timeout_seconds`: PostgreSQL ends a session idle in a transaction this long
+        (IDLE_TIMEOUT_SECONDS; 0: never)."""
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous: got {synchronous!r}, want FULL or NORMAL")
         if not 1 <= write_threads <= MAX_WRITE_THREADS:
@@ -244,10 +150,17 @@ class Database:
             self.write_engine = self._sqlite_engine(url, write=True, echo=echo, sync=synchronous)
         else:
             try:
-                engine = create_engine(url, echo=echo, pool_size=10, max_overflow=10)
+                engine = create_engine(
+                    url,
+                    echo=echo,
+                    pool_size=10,
+                    max_overflow=10,
+                    connect_args=pg_connect_args(),
+                )
             except (ArgumentError, ImportError) as exc:  # NoSuchModuleError is an ArgumentError
                 raise ValueError(f"database URL {shown_url(url)!r}: {_why(exc)}") from None
-            event.listen(engine, "connect", _on_pg_connect)
+            settings = pg_session_settings(idle_timeout_seconds)
+            event.listen(engine, "connect", partial(on_pg_connect, session_settings=settings))
             ping_when_idle(engine)  # storage.pool_checks: not a round trip per checkout
             self.write_engine = engine
             # Same pool; the isolation level is set per checkout and reset on return.

@@ -15,13 +15,14 @@ from typing import Any, NamedTuple
 
 from numbind.registry.domain.types import OrderState, now_us
 from numbind.registry.storage import pgorder_sets
-from numbind.registry.storage.db import custom_plans, driver_sql, index_plans
+from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import (
     BindingRow,
     LogLeafRow,
     OrderRow,
 )
 from numbind.registry.storage.orders import OPEN_STATES
+from numbind.registry.storage.pg_session import custom_plans, index_plans
 from sqlalchemy import ColumnElement, Select, and_, bindparam, literal_column, select
 from sqlalchemy.orm import Session
 

@@ -19,9 +19,10 @@ from numbind.registry.domain.types import (
     now_us,
 )
 from numbind.registry.storage import pgorder_sets, pgsets
-from numbind.registry.storage.db import custom_plans, driver_sql
+from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import OrderRow
 from numbind.registry.storage.orders import OPEN_STATES
+from numbind.registry.storage.pg_session import custom_plans
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 

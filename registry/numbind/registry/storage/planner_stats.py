@@ -4,7 +4,7 @@ ANALYZE of them.
 
 Why: a reissue grows `orders` from nearly empty to 100,000 rows in under a
 minute, and flips their states twice. Planned on statistics that said empty, the feed read's
-generic plan (storage.db.index_plans) probed each `orders` partition through its
+generic plan (storage.pg_session.index_plans) probed each `orders` partition through its
 `(id, token)` key on the token alone, which walks the partition's whole index, and kept
 that plan as the partitions grew (a pg_stat_statements run: 37.6 s in 507 reads of 100,000
 rows). The delivery marks, planned per call on a stale share of open orders, hashed every

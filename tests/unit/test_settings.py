@@ -53,6 +53,14 @@ def test_defaults_are_the_protocols(tmp_path: Path) -> None:
         ("NUMBIND_SHUTDOWN_GRACE_SECONDS", "-2", "shutdown_grace_seconds: got -2.0, want >= 0"),
         ("NUMBIND_DB_WRITE_THREADS", "0", "db_write_threads: got 0, want 1..64"),
         ("NUMBIND_DB_WRITE_THREADS", "two", "NUMBIND_DB_WRITE_THREADS: got 'two'"),
+        # NaN passed every range check (it compares false) and then failed each report.
+        ("NUMBIND_ORDER_DEADLINE_SECONDS", "nan", "NUMBIND_ORDER_DEADLINE_SECONDS: got 'nan'"),
+        ("NUMBIND_HEARTBEAT_SECONDS", "inf", "want a finite number"),
+        ("NUMBIND_QUOTA_RATE", "NaN", "NUMBIND_QUOTA_RATE: got 'NaN', want a finite number"),
+        ("NUMBIND_QUOTA_BURST", "1.5", "NUMBIND_QUOTA_BURST: got '1.5', want a whole number"),
+        # A range error names the variable to change as well as the setting.
+        ("NUMBIND_ORDER_DEADLINE_SECONDS", "-1", "NUMBIND_ORDER_DEADLINE_SECONDS (order_dead"),
+        ("NUMBIND_DB_IDLE_TIMEOUT_SECONDS", "-5", "db_idle_timeout_seconds: got -5.0, want 0.."),
     ],
 )
 def test_out_of_range_settings_are_refused_by_name(
@@ -61,6 +69,11 @@ def test_out_of_range_settings_are_refused_by_name(
     with pytest.raises(ValueError) as err:
         load_settings(environ={"NUMBIND_DATA_DIR": str(tmp_path), variable: value})
     assert message in str(err.value)
+
+
+def test_a_not_a_number_from_a_flag_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="heartbeat_seconds: got nan, want a finite number"):
+        load_settings({"data_dir": tmp_path, "heartbeat_seconds": float("nan")}, environ={})
 
 
 def test_a_zero_skew_is_allowed(tmp_path: Path) -> None:

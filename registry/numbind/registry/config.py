@@ -6,6 +6,7 @@ Values come from command-line flags, then `NUMBIND_*` environment variables, the
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -112,6 +113,10 @@ class Settings:
     fanout_retry_max_seconds: float = 30.0
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name}: got {value}, want a finite number")
         host, sep, port = self.listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"listen: got {self.listen!r}, want HOST:PORT")
@@ -164,7 +169,9 @@ class Settings:
         for name in ("fanout_deadline_seconds", "fanout_retry_max_seconds"):
             if not 0 < getattr(self, name) <= 3600:
                 raise ValueError(f"{name}: got {getattr(self, name)}, want 0 < seconds <= 3600")
-        if self.quota.rate_per_second <= 0 or self.quota.burst < 1 or self.quota.daily_cap < 1:
+        if not (
+            self.quota.rate_per_second > 0 and self.quota.burst >= 1 and self.quota.daily_cap >= 1
+        ):
             raise ValueError(f"quota: got {self.quota}, want positive rate, burst and cap")
         if self.shutdown_grace_seconds < 0:
             raise ValueError(
@@ -248,13 +255,21 @@ _QUOTA_ENV = {
 
 
 def _coerce(kind: Any, name: str, raw: str) -> Any:
-    try:
-        if kind in (int, "int"):
+    if kind in (int, "int"):
+        try:
             return int(raw)
-        if kind in (float, "float"):
-            return float(raw)
-    except ValueError:
-        raise ValueError(f"{name}: got {raw!r}, want a number") from None
+        except ValueError:
+            raise ValueError(f"{name}: got {raw!r}, want a whole number") from None
+    if kind in (float, "float"):
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"{name}: got {raw!r}, want a number") from None
+        # float() reads "nan" and "inf": a NaN deadline passed every range check (NaN
+        # compares false) and then failed each report's orders as they were made.
+        if not math.isfinite(value):
+            raise ValueError(f"{name}: got {raw!r}, want a finite number")
+        return value
     if kind in (Path, "Path"):
         return Path(raw)
     if kind in (bool, "bool"):
@@ -290,7 +305,16 @@ def load_settings(
         values["quota"] = QuotaSettings(**quota)
     values.setdefault("data_dir", Path("numbind-data"))
     values["data_dir"] = Path(values["data_dir"])
-    return Settings(**values)
+    try:
+        return Settings(**values)
+    except ValueError as exc:
+        # Settings' checks name the field; a value from the environment is named by its
+        # variable, which is what the operator has to change.
+        field_name = str(exc).split(":", 1)[0]
+        named = _ENV.get(field_name)
+        if named is not None and field_name not in flags and named in environ:
+            raise ValueError(f"{named} ({exc})") from None
+        raise
 
 
 def record_served_address(data_dir: Path, address: str) -> None:

@@ -39,3 +39,29 @@ def test_a_failing_statement_is_not_mistaken_for_an_unreachable_database(tmp_pat
         assert not isinstance(caught.value, Unavailable)
     finally:
         db.close()
+
+
+@pytest.mark.parametrize(
+    "sqlstate",
+    [
+        "53200",  # out of memory: "out of shared memory" when the lock table is full
+        "53300",  # too many connections
+        "25P03",  # this session ended for idling in a transaction (storage.pg_session)
+    ],
+)
+def test_a_server_short_of_resources_is_unavailable(pg_db: Database, sqlstate: str) -> None:
+    # A reviewer's stream ended INTERNAL, unretried, when another database on the same
+    # server filled the lock table mid-restart: the server could not serve then, and a
+    # retry might.
+    raise_it = text(
+        f"DO $$ BEGIN RAISE EXCEPTION 'short of resources' USING ERRCODE = '{sqlstate}'; END $$"
+    )
+    for write in (True, False):
+        with pytest.raises(Unavailable, match="database is unavailable"):
+            pg_db.transact(lambda s: s.execute(raise_it), write=write)
+
+
+def test_an_error_of_the_request_itself_stays_what_it_is(pg_db: Database) -> None:
+    with pytest.raises(Exception) as caught:
+        pg_db.transact(lambda s: s.execute(text("SELECT 1 / 0")).scalar())
+    assert not isinstance(caught.value, Unavailable)

@@ -57,6 +57,7 @@ WAL_AUTOCHECKPOINT_PAGES = 10_000
 # SQLSTATEs worth retrying: serialization_failure, deadlock_detected.
 _RETRY_SQLSTATES = {"40001", "40P01"}
 MAX_ATTEMPTS = 6
+_AWAY_SQLSTATES = {"57P01", "57P02", "57P03", "25P03", "57P05"}
 
 
 class StaleRead(Exception):
@@ -96,8 +97,12 @@ def database_away(exc: DBAPIError) -> bool:
     code = _sqlstate(exc)
     if code is not None:
         # Class 08: connection exception; 57P01-57P03: admin/crash shutdown, cannot
-        # connect now.
-        return code.startswith("08") or code in {"57P01", "57P02", "57P03"}
+        # connect now; 25P03, 57P05: this session ended for idling (storage.pg_session).
+        # Class 53, insufficient resources: too many connections, out of memory or of
+        # lock-table slots (a reviewer's stream got INTERNAL while another database on the
+        # same server held the lock table), disk full: the server cannot serve this now,
+        # and a retry may find it can.
+        return code.startswith(("08", "53")) or code in _AWAY_SQLSTATES
     # psycopg reports a failed connection attempt (refused, "shutting down") without a
     # SQLSTATE; SQLite has no connections to lose.
     return isinstance(exc, OperationalError) and str(exc.orig).startswith("connection ")

@@ -49,6 +49,17 @@ def add_commands(sub: Any) -> None:
         "which new bundles and the admin actions then use rather than DATA_DIR/serving.json "
         "(which names one process)",
     )
+    init.add_argument(
+        "--server-name",
+        action="append",
+        default=[],
+        type=_server_name,
+        metavar="NAME",
+        help="a DNS name or IP address clients dial, for the server certificate to name "
+        "(repeatable): the load balancer's name, each process's IP when bundles list them. "
+        "It always names 127.0.0.1, localhost, ::1 and the host of --registry; a "
+        "certificate that misses a name is re-issued naming it too (restart `numbind serve`)",
+    )
     command(init, _init)
     mig = asub.add_parser(
         "migrate",
@@ -142,6 +153,15 @@ def add_commands(sub: Any) -> None:
     add_remote_commands(asub)
 
 
+def _server_name(text: str) -> str:
+    from numbind.registry.server_cert import server_name
+
+    try:
+        return server_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _init(args: argparse.Namespace) -> int:
     from numbind.protocol.bundle import check_registry_address
     from numbind.registry import operator
@@ -150,11 +170,18 @@ def _init(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.registry:
         check_registry_address(args.registry)
-    result = operator.init(settings, registry_address=args.registry)
+    result = operator.init(settings, registry_address=args.registry, server_names=args.server_name)
     if args.registry:
         record_advertised_address(settings.data_dir, args.registry)
     print(f"data dir:       {settings.data_dir}")
     print(f"CA:             {'created' if result.created_ca else 'kept'} ({settings.pki_dir})")
+    cert = result.server_cert
+    print(f"server cert:    {cert.action}, naming {', '.join(cert.names)}")
+    if cert.added:
+        print(
+            f"                re-issued to name {', '.join(cert.added)} too; "
+            "running `numbind serve` processes present it once restarted"
+        )
     print(f"schema:         {result.schema}")
     print(f"active key:     {result.active_key_id}")
     print(f"admin bundle:   {result.admin_bundle}")

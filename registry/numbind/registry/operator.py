@@ -8,14 +8,13 @@ to `numbind admin add-*|suspend|resume` and to the RPCs alike.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import nacl.signing
 from numbind.protocol.bundle import Bundle, make_client_key_and_csr
-from numbind.protocol.files import write_private_file
 from numbind.registry.app import open_database, reconcile_key_map
 from numbind.registry.config import Settings, client_address
 from numbind.registry.datadir import ADMIN_BUNDLE as ADMIN_BUNDLE  # still operator.ADMIN_BUNDLE
@@ -25,6 +24,13 @@ from numbind.registry.domain.types import Role
 from numbind.registry.federation.log_trust import give_bundle_trust
 from numbind.registry.keys import KeyRing
 from numbind.registry.pki import CertificateAuthority
+from numbind.registry.server_cert import (
+    DEFAULT_SERVER_NAMES,
+    ServerCert,
+    address_hosts,
+    ensure_server_cert,
+    server_name,
+)
 from numbind.registry.services.admin import AdminService
 from numbind.registry.services.directory import Directory
 from numbind.registry.storage import migrate
@@ -39,6 +45,7 @@ class InitResult:
     admin_bundle: Path
     active_key_id: str
     schema: str
+    server_cert: ServerCert
 
 
 def holds_registry(settings: Settings) -> bool:
@@ -64,22 +71,35 @@ def _ca(settings: Settings) -> CertificateAuthority:
     return CertificateAuthority.load(settings.pki_dir)
 
 
-def init(settings: Settings, *, registry_address: str | None = None) -> InitResult:
+def init(
+    settings: Settings,
+    *,
+    registry_address: str | None = None,
+    server_names: Sequence[str] = (),
+) -> InitResult:
     """Idempotent: creates whatever is missing (CA, server cert, schema, first key, admin),
-    every file private from the start (numbind.registry.datadir)."""
+    every file private from the start (numbind.registry.datadir). The server certificate
+    names the defaults, the hosts of ``registry_address`` and of --listen (where the admin
+    bundle and serving.json send clients) and ``server_names``; one that misses any of them
+    is re-issued naming them too (ValueError for a bad name, before anything is written)."""
+    hosts = [
+        *DEFAULT_SERVER_NAMES,
+        *(address_hosts(registry_address) if registry_address else ()),
+        *address_hosts(settings.listen),
+        *server_names,
+    ]
     with private_umask():
-        return _init(settings, registry_address)
+        return _init(settings, registry_address, hosts)
 
 
-def _init(settings: Settings, registry_address: str | None) -> InitResult:
+def _init(settings: Settings, registry_address: str | None, hosts: list[str]) -> InitResult:
+    for host in hosts:
+        server_name(host)  # refuse a bad name before the data dir is made
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     pki = settings.pki_dir
     created = not (pki / "ca.key").exists()
     ca = CertificateAuthority.create(pki) if created else CertificateAuthority.load(pki)
-    if not (pki / "server.pem").exists():
-        cert, key = ca.issue_server_cert()
-        write_private_file(pki / "server.key", key)
-        write_private_file(pki / "server.pem", cert)
+    server_cert = ensure_server_cert(ca, pki, hosts)
     db = open_database(settings)
     try:
         _, head = migrate.upgrade(db.write_engine)
@@ -96,7 +116,7 @@ def _init(settings: Settings, registry_address: str | None) -> InitResult:
                 bundle_dir,
                 registry_address or settings.listen,
             )
-        return InitResult(created, bundle_dir, keys.active().key_id, head)
+        return InitResult(created, bundle_dir, keys.active().key_id, head, server_cert)
     finally:
         db.close()
 

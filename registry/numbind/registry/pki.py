@@ -36,6 +36,7 @@ __all__ = [
     "load_server_pair",
     "principal_from_cert_der",
     "principal_from_cert_pem",
+    "server_san",
 ]
 
 # "registry": a federation peer (numbind.registry.federation.peers maps it to a member).
@@ -120,7 +121,8 @@ def _check_subject_key(public_key: CertificatePublicKeyTypes) -> None:
     raise ValueError(f"unsupported public key type {type(public_key).__name__}; use EC P-256")
 
 
-def _san_for_host(host: str) -> x509.GeneralName:
+def server_san(host: str) -> x509.GeneralName:
+    """The SAN naming ``host`` (an IP literal or a DNS name) in a server certificate."""
     try:
         return x509.IPAddress(ipaddress.ip_address(host))
     except ValueError:
@@ -282,19 +284,23 @@ class CertificateAuthority:
         )
 
     def issue_server_cert(
-        self, hosts: Sequence[str] = ("127.0.0.1", "localhost", "::1")
+        self,
+        hosts: Sequence[str] = ("127.0.0.1", "localhost", "::1"),
+        key: ec.EllipticCurvePrivateKey | None = None,
     ) -> tuple[bytes, bytes]:
-        """Issue the registry's TLS server certificate; returns ``(cert_pem, key_pem)``."""
+        """Issue the registry's TLS server certificate; returns ``(cert_pem, key_pem)``.
+        ``key`` (default: a new P-256 key) lets a re-issue keep the key on disk."""
         if isinstance(hosts, str):
             raise TypeError("hosts must be a sequence of host names, not a single string")
         sans: list[x509.GeneralName] = []
         for host in hosts:
-            san = _san_for_host(host)
+            san = server_san(host)
             if san not in sans:
                 sans.append(san)
         if not sans:
             raise ValueError("a server certificate needs at least one host")
-        key = ec.generate_private_key(ec.SECP256R1())
+        if key is None:
+            key = ec.generate_private_key(ec.SECP256R1())
         cert = self._leaf_builder(
             "numbind registry",
             key.public_key(),

@@ -169,6 +169,7 @@ def _serve(args: argparse.Namespace) -> int:
                 f"but {settings.data_dir} belongs to one: check --database-url / "
                 "NUMBIND_DATABASE_URL (a new registry starts from a new --data-dir with --init)"
             )
+        _warn_unnamed_listen_host(settings)
         if lock is not None:
             lock.acquire()  # held already, unless --init has just made its directory
         registry = Registry.open(settings)
@@ -180,3 +181,26 @@ def _serve(args: argparse.Namespace) -> int:
         if lock is not None:
             lock.release()
     return 0
+
+
+def _warn_unnamed_listen_host(settings: Any) -> None:
+    """Log when the server certificate does not name the --listen host: serving.json and
+    new bundles send clients there, and their handshake would fail. Only a warning, and
+    serve re-issues nothing: processes sharing the data dir would race to rewrite one
+    certificate; `admin init --server-name` is the one place that does."""
+    import logging
+
+    from numbind.registry.server_cert import address_hosts, missing_names
+
+    try:
+        missing = missing_names(settings.pki_dir, address_hosts(settings.listen))
+    except (OSError, ValueError):
+        return  # an unreadable pair is refused, with its fix, when serving starts
+    if missing:
+        names = " ".join(f"--server-name {h}" for h in missing)
+        logging.getLogger("numbind.serve").warning(
+            "the server certificate does not name %s (the --listen host): clients dialling "
+            "it fail the TLS handshake; run `numbind admin init %s` and restart",
+            ", ".join(missing),
+            names,
+        )

@@ -104,13 +104,14 @@ def _message(exc: BaseException, args: argparse.Namespace) -> str:
         )
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         return f"{exc.filename}: {exc.strerror}"  # not "[Errno 2] ... 'y'"
-    if isinstance(exc, Unavailable) and (why := connection_problem(exc.message)):
+    if isinstance(exc, Unavailable) and connection_problem(exc.message) is not None:
         # gRPC's connection text is not for users: say where we went and why it failed.
         bundle_dir: Path | None = getattr(args, "bundle", None)
         try:
             address = Bundle.load(bundle_dir).registry if bundle_dir else None
         except BundleError:
             address = None
+        why = connection_problem(exc.message, address)
         if bundle_dir is not None and address is not None:
             return (
                 f"cannot reach the registry at {address} (the address in "

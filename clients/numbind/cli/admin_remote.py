@@ -85,8 +85,8 @@ def remote(args: argparse.Namespace) -> int:
     except Unavailable as exc:
         raise CliError(
             f"cannot reach the registry at {address} ({source}): "
-            f"{connection_problem(exc.message) or exc.message}; is `numbind serve` running "
-            "there? --registry HOST:PORT names another address"
+            f"{connection_problem(exc.message, address) or exc.message}; is `numbind serve` "
+            "running there? --registry HOST:PORT names another address"
         ) from None
     return 0
 

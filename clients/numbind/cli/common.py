@@ -68,10 +68,26 @@ class UsageError(CliError):
     usage errors); raised by handlers for what argparse alone cannot check."""
 
 
-def connection_problem(detail: str) -> str | None:
+def connection_problem(detail: str, address: str | None = None) -> str | None:
     """What went wrong, in a few words, when gRPC's text says the connection failed; None
-    when it is the registry's own UNAVAILABLE answer (which is meant to be read)."""
+    when it is the registry's own UNAVAILABLE answer (which is meant to be read).
+    ``address`` is the one dialled, to name the host a certificate does not."""
     lowered = detail.lower()
+    # gRPC's words when the chain verified but the certificate names another host (a
+    # certificate from another CA fails earlier, as "Tls handshake failed").
+    if "hostname verification check failed" in lowered:
+        from numbind.sdk.channel import checked_host
+
+        host = checked_host(address) if address else ""
+        if not host:
+            return (
+                "the registry's certificate does not name the host dialled; re-issue it "
+                "with `numbind admin init --server-name HOST`"
+            )
+        return (
+            f"the registry's certificate does not name {host}; re-issue it with "
+            f"`numbind admin init --server-name {host}` and restart the registry"
+        )
     if "handshake" in lowered or "ssl" in lowered or "certificate" in lowered:
         return "the TLS handshake failed (another registry, or a stale bundle?)"
     if "connection refused" in lowered:

@@ -18,7 +18,13 @@ import grpc.aio
 from numbind.protocol.bundle import Bundle, registry_addresses
 from numbind.protocol.limits import MAX_MESSAGE_BYTES
 
-__all__ = ["DEFAULT_CHANNEL_OPTIONS", "MAX_MESSAGE_BYTES", "channel_target", "secure_channel"]
+__all__ = [
+    "DEFAULT_CHANNEL_OPTIONS",
+    "MAX_MESSAGE_BYTES",
+    "channel_target",
+    "checked_host",
+    "secure_channel",
+]
 
 # The server must allow these pings (grpc.keepalive_permit_without_calls=1 and
 # grpc.http2.min_ping_interval_without_data_ms <= 30000), or it answers with GOAWAY
@@ -33,6 +39,13 @@ DEFAULT_CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
 
 
 ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+
+def checked_host(addresses: str | Sequence[str]) -> str:
+    """The host the server certificate is checked against: the first address's (with
+    several, channel_target overrides the name TLS checks with it)."""
+    items = registry_addresses(addresses) if isinstance(addresses, str) else list(addresses)
+    return items[0].rpartition(":")[0].strip("[]") if items else ""
 
 
 def channel_target(
@@ -63,10 +76,9 @@ def channel_target(
     if len(families) != 1:
         raise ValueError(f"registry addresses {items}: mix IPv4 and IPv6; list one family")
     scheme = "ipv4" if families == {4} else "ipv6"
-    first_host = items[0].rpartition(":")[0].strip("[]")
     options: list[tuple[str, Any]] = [
         ("grpc.service_config", ROUND_ROBIN),
-        ("grpc.ssl_target_name_override", first_host),
+        ("grpc.ssl_target_name_override", checked_host(items)),
     ]
     return f"{scheme}:{','.join(items)}", options
 

@@ -25,7 +25,9 @@ several processes:
   resume on another. DATA_DIR/serving.json names one process (the last started), so
   record the load balancer's address once with `numbind admin init --registry
   LB_ADDRESS` (new bundles and the admin actions then use it), or pass --registry
-  LB_ADDRESS to them. README, "Operations", has a sample haproxy.cfg and what to watch.
+  LB_ADDRESS to them. The server certificate must name every host clients dial:
+  add `--server-name IP` to that `admin init` for each process bundles list.
+  README, "Operations", has a sample haproxy.cfg and what to watch.
 """
 
 

@@ -87,3 +87,34 @@ def test_an_initialised_data_dir_is_not_served_over_an_empty_store(
         (line,) = err.splitlines()
         assert "holds no registry" in line and str(data) in line, line
     assert not missing.parent.exists()
+
+
+def test_serve_init_finishes_what_a_failed_init_left(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An init that failed on a store it could not use (here: a server that does not
+    answer) has made the certificates but not the admin bundle; once the URL is right,
+    `serve --init` finishes it instead of refusing the data dir as another registry's."""
+    data = tmp_path / "data"
+    refused = "postgresql+psycopg://postgres@127.0.0.1:1/registry"
+    rc, _ = _run(capsys, "admin", "init", "--data-dir", str(data), "--database-url", refused)
+    assert rc == 1 and (data / "pki" / "server.pem").exists()
+    rc, err = _run(
+        capsys,
+        "serve",
+        "--data-dir",
+        str(data),
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'nowhere-yet' / 'registry.db'}",
+    )
+    assert rc == 1 and "run `numbind admin init` or pass --init" in err  # not "holds no"
+    store = tmp_path / "registry.db"
+    from numbind.registry import operator
+    from numbind.registry.config import Settings
+
+    settings = Settings(data_dir=data, database_url=f"sqlite:///{store}")
+    assert not operator.init_finished(settings)
+    operator.init(settings)  # what `serve --init` runs before serving
+    assert operator.init_finished(settings) and operator.holds_registry(settings)

@@ -157,7 +157,9 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         if lock is not None and lock.path.parent.exists():
             lock.acquire()
-        if not (settings.pki_dir / "server.pem").exists():
+        if not operator.init_finished(settings):
+            # A new data dir, or one an earlier init left half made (it failed on a store
+            # that was away or mistyped): init is idempotent and finishes it.
             if not args.init:
                 raise CliError(
                     f"no registry in {settings.data_dir}; run `numbind admin init` or pass --init"

@@ -62,6 +62,13 @@ def holds_registry(settings: Settings) -> bool:
         db.close()
 
 
+def init_finished(settings: Settings) -> bool:
+    """Whether `init` ran to its end for this data dir: the admin bundle is the last thing
+    it writes. A data dir with certificates but no admin bundle is from an init that
+    failed (the store away, a bad setting) and is finished by running init again."""
+    return (settings.data_dir / ADMIN_BUNDLE / "bundle.json").exists()
+
+
 def _ca(settings: Settings) -> CertificateAuthority:
     if not (settings.pki_dir / "ca.key").exists():
         raise FileNotFoundError(

@@ -4,12 +4,13 @@ a backend whose driver is not installed; and a password in the URL is never repe
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import pytest
 from numbind.cli import main
-from sqlalchemy import make_url
+from sqlalchemy import create_engine, make_url, text
 
 from tests.conftest import require_postgres
 
@@ -118,3 +119,29 @@ def test_serve_init_finishes_what_a_failed_init_left(
     assert not operator.init_finished(settings)
     operator.init(settings)  # what `serve --init` runs before serving
     assert operator.init_finished(settings) and operator.holds_registry(settings)
+
+
+def test_what_the_database_refused_is_one_line_with_its_hint(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that answers but refuses (here: a type holds the name of Alembic's version
+    table; in the field, out of shared memory building many partitions) is what the server
+    said with its HINT, not "cannot be reached" and not a traceback."""
+    # `serve` above pointed the root logger at a capture since closed: none, as in a new
+    # process (where no `admin` command logs).
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+    url = require_postgres()
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TYPE alembic_version AS ENUM ('x')"))
+    finally:
+        engine.dispose()
+    rc, err = _run(capsys, "admin", "migrate", "--data-dir", str(tmp_path), "--database-url", url)
+    assert rc == 1
+    (line,) = err.splitlines()
+    assert line.startswith(
+        'numbind: error: the store refused: type "alembic_version" already exists; '
+        "hint: A relation has an associated type of the same name"
+    ), line
+    assert "cannot be reached" not in line and "--database-url" not in line

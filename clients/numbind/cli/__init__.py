@@ -23,6 +23,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from numbind.cli import admin, carrier, federation, log, platform, serve, tokenize
 from numbind.cli.common import DATES_NOTE, CliError, UsageError, connection_problem
@@ -97,11 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _message(exc: BaseException, args: argparse.Namespace) -> str:
     store_errors = sys.modules.get("sqlalchemy.exc")  # loaded if a store was opened
     if store_errors is not None and isinstance(exc, store_errors.DBAPIError):
-        said = str(exc.orig).strip().splitlines()  # the driver's words
-        return (
-            f"the store cannot be reached: {said[0] if said else type(exc.orig).__name__} "
-            "(check --database-url / NUMBIND_DATABASE_URL)"
-        )
+        return _store_message(exc, store_errors)
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         return f"{exc.filename}: {exc.strerror}"  # not "[Errno 2] ... 'y'"
     if isinstance(exc, Unavailable) and connection_problem(exc.message) is not None:
@@ -121,13 +118,45 @@ def _message(exc: BaseException, args: argparse.Namespace) -> str:
     return str(exc)
 
 
+# SQLSTATE classes and codes of a connection the server refused or never answered: bad
+# credentials (28), connection exceptions (08), a database that does not exist, a server
+# starting up or shutting down. Anything else it said is about what was asked of it.
+_CONNECT_CLASSES = ("08", "28")
+_CONNECT_CODES = ("3D000", "57P01", "57P02", "57P03")
+
+
+def _store_message(exc: Any, store_errors: Any) -> str:
+    """A driver's error as one line: what the database said, with PostgreSQL's DETAIL and
+    HINT when it gave them (the HINT is often the fix: max_locks_per_transaction), never
+    SQLAlchemy's wrapper with its statement and link."""
+    orig = exc.orig
+    diag = getattr(orig, "diag", None)  # psycopg's fields of a server error
+    primary = getattr(diag, "message_primary", None)
+    lines = str(orig).strip().splitlines()
+    said = primary or (lines[0] if lines else type(orig).__name__)
+    for label in ("detail", "hint"):
+        extra = getattr(diag, f"message_{label}", None)
+        if extra:
+            said += f"; {label}: {' '.join(extra.split())}"
+    code = getattr(orig, "sqlstate", None)
+    if code is None:
+        # No SQLSTATE: libpq never reached the server, or a driver without codes
+        # (SQLite) whose OperationalError is a file it cannot open or use.
+        connecting = isinstance(exc, store_errors.OperationalError | store_errors.InterfaceError)
+    else:
+        connecting = code[:2] in _CONNECT_CLASSES or code in _CONNECT_CODES
+    if connecting:
+        return f"the store cannot be reached: {said} (check --database-url / NUMBIND_DATABASE_URL)"
+    return f"the store refused: {said}"
+
+
 def _registry_errors() -> tuple[type[BaseException], ...]:
     # Offline admin commands raise the registry's own errors (a principal already
     # registered, a key not found); imported here, not at the top, so client-only
     # commands never load the server.
     from numbind.registry.errors import NumbindError
-    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import DBAPIError
 
-    # A store that cannot be reached (server down, database missing, bad credentials):
-    # what the database said, not SQLAlchemy's wrapper with its statement and link.
-    return (NumbindError, OperationalError, InterfaceError)
+    # Any error of the database (unreachable, or refusing what a migration or action
+    # asked: out of shared memory, a name already taken) is the operator's to act on.
+    return (NumbindError, DBAPIError)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +12,8 @@ from numbind.cli import main
 from numbind.registry.errors import FailedPrecondition
 from numbind.registry.storage import migrate
 from sqlalchemy import Connection, Engine, create_engine, inspect, text
+
+from tests.conftest import require_postgres
 
 TABLES = {
     "principals",
@@ -324,55 +329,57 @@ def test_rows_written_before_partitioning_survive_it(database_url: str) -> None:
         engine.dispose()
 
 
-def _partitions(engine: Engine) -> dict[str, tuple[str, int]]:
-    """table -> (partition strategy and key, number of partitions), PostgreSQL only."""
-    with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT c.relname, pg_get_partkeydef(c.oid),"
-                " (SELECT count(*) FROM pg_inherits i WHERE i.inhparent = c.oid)"
-                " FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid"
-            )
-        ).all()
-    return {name: (key, int(n)) for name, key, n in rows}
+# One `numbind serve` starting on a store that needs migrating: it says it is ready, waits
+# for the go, then migrates and prints (before, after).
+_RACER = """
+import sys, time
+from pathlib import Path
+from sqlalchemy import create_engine
+from numbind.registry.storage import migrate
+engine = create_engine(sys.argv[1])
+Path(sys.argv[2] + ".ready").touch()
+while not Path(sys.argv[2]).exists():
+    time.sleep(0.005)
+print(*migrate.upgrade(engine))
+"""
 
 
-def test_growing_tables_are_hash_partitioned_by_token_on_postgresql(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("NUMBIND_PARTITIONS", raising=False)  # the default, 16
-    engine = create_engine(database_url)
+def test_processes_migrating_one_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """N processes started at once on a fresh PostgreSQL store: one migrates, the others
+    wait for it and find the schema at head. Each used to run the migrations too, and all
+    but one died on the others' tables (UniqueViolation on pg_type_typname_nsp_index)."""
+    url = require_postgres()
+    go = tmp_path / "go"
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, url, f"{go}{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
     try:
-        migrate.upgrade(engine)
-        insp = inspect(engine)
-        if engine.dialect.name == "sqlite":
-            # SQLite is not partitioned; its rowid keys stay as they were.
-            assert insp.get_pk_constraint("bindings")["constrained_columns"] == ["pk"]
-            return
-        assert _partitions(engine) == {t: ("HASH (token)", 16) for t in _GROWING}
-        # Every primary and unique key holds the partition key (what Citus asks too).
-        for table in _GROWING:
-            assert "token" in insp.get_pk_constraint(table)["constrained_columns"], table
-            for unique in insp.get_unique_constraints(table):
-                assert "token" in unique["column_names"], (table, unique)
-            for index in insp.get_indexes(table):
-                assert not index["unique"] or "token" in index["column_names"], (table, index)
+        deadline = time.monotonic() + 60
+        while not all(Path(f"{go}{i}.ready").exists() for i in range(4)):
+            assert time.monotonic() < deadline, "the racers did not start"
+            time.sleep(0.01)
+        for i in range(4):  # all at once, after their imports
+            Path(f"{go}{i}").touch()
+        results = [r.communicate(timeout=120) for r in racers]
     finally:
-        engine.dispose()
-
-
-def test_the_partition_count_is_the_migrations_parameter(
-    database_url: str,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("NUMBIND_PARTITIONS", "8")  # the parameter wins over the variable
-    args = ["admin", "migrate", "--data-dir", str(tmp_path), "--database-url", database_url]
-    assert main([*args, "--partitions", "4"]) == 0
-    engine = create_engine(database_url)
+        for r in racers:
+            r.kill()
+    assert [r.returncode for r in racers] == [0] * 4, [err for _, err in results]
+    head = migrate.head_revision()
+    assert sorted(out.split() for out, _ in results) == [
+        [head, head],
+        [head, head],
+        [head, head],
+        ["None", head],
+    ]
+    engine = create_engine(url)
     try:
-        if engine.dialect.name != "sqlite":
-            assert _partitions(engine) == {t: ("HASH (token)", 4) for t in _GROWING}
+        assert migrate.current_revision(engine) == head
     finally:
         engine.dispose()

@@ -17,7 +17,7 @@ from typing import Any
 
 from numbind.cli.admin_remote import add_remote_commands
 from numbind.cli.common import CliError, UsageError, command
-from numbind.cli.serve import add_store_options, settings_from
+from numbind.cli.serve import add_partitions_option, add_store_options, settings_from
 from numbind.protocol.categories import CATEGORIES
 from numbind.protocol.limits import MAX_DISPLAY_NAME
 
@@ -60,6 +60,7 @@ def add_commands(sub: Any) -> None:
         "It always names 127.0.0.1, localhost, ::1 and the host of --registry; a "
         "certificate that misses a name is re-issued naming it too (restart `numbind serve`)",
     )
+    add_partitions_option(init)
     command(init, _init)
     mig = asub.add_parser(
         "migrate",
@@ -68,13 +69,7 @@ def add_commands(sub: Any) -> None:
         "on start). Works offline.",
     )
     add_store_options(mig)
-    mig.add_argument(
-        "--partitions",
-        type=int,
-        metavar="N",
-        help="PostgreSQL: hash partitions per growing table, used only when they are built "
-        "(default: NUMBIND_PARTITIONS, else 16)",
-    )
+    add_partitions_option(mig)
     command(mig, _migrate)
     for role in ("platform", "carrier"):
         p = asub.add_parser(
@@ -170,7 +165,12 @@ def _init(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.registry:
         check_registry_address(args.registry)
-    result = operator.init(settings, registry_address=args.registry, server_names=args.server_name)
+    result = operator.init(
+        settings,
+        registry_address=args.registry,
+        server_names=args.server_name,
+        partitions=args.partitions,
+    )
     if args.registry:
         record_advertised_address(settings.data_dir, args.registry)
     print(f"data dir:       {settings.data_dir}")
@@ -183,6 +183,8 @@ def _init(args: argparse.Namespace) -> int:
             "running `numbind serve` processes present it once restarted"
         )
     print(f"schema:         {result.schema}")
+    if result.partitions is not None:
+        print(f"partitions:     {result.partitions} per growing table")
     print(f"active key:     {result.active_key_id}")
     print(f"admin bundle:   {result.admin_bundle}")
     return 0
@@ -196,9 +198,12 @@ def _migrate(args: argparse.Namespace) -> int:
     db = Database(settings.effective_database_url)
     try:
         before, after = migrate.upgrade(db.write_engine, partitions=args.partitions)
+        built = migrate.store_partitions(db.write_engine)
     finally:
         db.close()
     print(f"schema already at {after}" if before == after else f"schema {before} -> {after}")
+    if built is not None:
+        print(f"partitions: {built} per growing table (fixed when the tables were built)")
     return 0
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from numbind.cli.common import CliError, command
 
-__all__ = ["add_commands", "add_store_options", "settings_from"]
+__all__ = ["add_commands", "add_partitions_option", "add_store_options", "settings_from"]
 
 SCALE_OUT = """\
 several processes:
@@ -47,6 +47,27 @@ def add_store_options(p: argparse.ArgumentParser, *, database: bool = True) -> N
         "--database-url",
         metavar="URL",
         help="SQLAlchemy URL of the store (NUMBIND_DATABASE_URL); default: SQLite in the data dir",
+    )
+
+
+def _partitions(raw: str) -> int:
+    from numbind.registry.storage.partitions import check
+
+    try:
+        return check(raw, "--partitions")
+    except ValueError as exc:  # argparse names the flag itself
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--partitions: ")) from None
+
+
+def add_partitions_option(p: argparse.ArgumentParser) -> None:
+    """--partitions, checked as the arguments are parsed (storage.partitions)."""
+    p.add_argument(
+        "--partitions",
+        type=_partitions,
+        metavar="N",
+        help="PostgreSQL: hash partitions per growing table (1..1024), fixed when the "
+        "tables are built; a store built with another count is refused "
+        "(default: NUMBIND_PARTITIONS, else 16)",
     )
 
 
@@ -112,6 +133,7 @@ def add_commands(sub: Any) -> None:
     serve.add_argument(
         "--init", action="store_true", help="run `numbind admin init` first when needed"
     )
+    add_partitions_option(serve)
     serve.add_argument(
         "--metrics-listen",
         metavar="HOST:PORT",
@@ -164,7 +186,7 @@ def _serve(args: argparse.Namespace) -> int:
                 raise CliError(
                     f"no registry in {settings.data_dir}; run `numbind admin init` or pass --init"
                 )
-            operator.init(settings)
+            operator.init(settings, partitions=args.partitions)
         elif not operator.holds_registry(settings):
             # Serving it would migrate an empty store and answer every caller "unknown
             # principal": the URL is mistyped, or the data dir belongs to another store.
@@ -176,7 +198,7 @@ def _serve(args: argparse.Namespace) -> int:
         _warn_unnamed_listen_host(settings)
         if lock is not None:
             lock.acquire()  # held already, unless --init has just made its directory
-        registry = Registry.open(settings)
+        registry = Registry.open(settings, partitions=args.partitions)
         heap.freeze_startup_objects()
         asyncio.run(serve(registry, store_lock=lock))
     except FailedPrecondition as exc:  # the SQLite store is served by another process

@@ -94,19 +94,22 @@ class Registry:
     planner_stats: StatisticsKeeper | None = None
 
     @classmethod
-    def open(cls, settings: Settings, *, migrate_schema: bool = True) -> Registry:
-        """Refuses (ExposedDataDir) a data dir that group or others can read."""
+    def open(
+        cls, settings: Settings, *, migrate_schema: bool = True, partitions: int | None = None
+    ) -> Registry:
+        """Refuses (ExposedDataDir) a data dir that group or others can read. `partitions`
+        as in storage.migrate.upgrade."""
         with private_umask():
             settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             require_private(settings.data_dir)
-            return cls._open(settings, migrate_schema=migrate_schema)
+            return cls._open(settings, migrate_schema=migrate_schema, partitions=partitions)
 
     @classmethod
-    def _open(cls, settings: Settings, *, migrate_schema: bool) -> Registry:
+    def _open(cls, settings: Settings, *, migrate_schema: bool, partitions: int | None) -> Registry:
         federation = Serving.load(settings.data_dir)
         db = open_database(settings)
         if migrate_schema:
-            before, after = migrate.upgrade(db.write_engine)
+            before, after = migrate.upgrade(db.write_engine, partitions=partitions)
             if before != after:
                 log.info("schema migrated from %s to %s", before, after)
         if federation is not None:

@@ -46,6 +46,8 @@ class InitResult:
     active_key_id: str
     schema: str
     server_cert: ServerCert
+    # Hash partitions per growing table (PostgreSQL); None where not partitioned.
+    partitions: int | None = None
 
 
 def holds_registry(settings: Settings) -> bool:
@@ -83,12 +85,15 @@ def init(
     *,
     registry_address: str | None = None,
     server_names: Sequence[str] = (),
+    partitions: int | None = None,
 ) -> InitResult:
     """Idempotent: creates whatever is missing (CA, server cert, schema, first key, admin),
     every file private from the start (numbind.registry.datadir). The server certificate
     names the defaults, the hosts of ``registry_address`` and of --listen (where the admin
     bundle and serving.json send clients) and ``server_names``; one that misses any of them
-    is re-issued naming them too (ValueError for a bad name, before anything is written)."""
+    is re-issued naming them too (ValueError for a bad name, before anything is written).
+    `partitions` as in storage.migrate.upgrade: the count the schema is built with, refused
+    if it was built with another."""
     hosts = [
         *DEFAULT_SERVER_NAMES,
         *(address_hosts(registry_address) if registry_address else ()),
@@ -96,10 +101,12 @@ def init(
         *server_names,
     ]
     with private_umask():
-        return _init(settings, registry_address, hosts)
+        return _init(settings, registry_address, hosts, partitions)
 
 
-def _init(settings: Settings, registry_address: str | None, hosts: list[str]) -> InitResult:
+def _init(
+    settings: Settings, registry_address: str | None, hosts: list[str], partitions: int | None
+) -> InitResult:
     for host in hosts:
         server_name(host)  # refuse a bad name before the data dir is made
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -109,7 +116,8 @@ def _init(settings: Settings, registry_address: str | None, hosts: list[str]) ->
     server_cert = ensure_server_cert(ca, pki, hosts)
     db = open_database(settings)
     try:
-        _, head = migrate.upgrade(db.write_engine)
+        _, head = migrate.upgrade(db.write_engine, partitions=partitions)
+        built = migrate.store_partitions(db.write_engine)
         keys = KeyRing(db, settings.keys_dir)
         keys.ensure_active()
         reconcile_key_map(db, keys)
@@ -123,7 +131,7 @@ def _init(settings: Settings, registry_address: str | None, hosts: list[str]) ->
                 bundle_dir,
                 registry_address or settings.listen,
             )
-        return InitResult(created, bundle_dir, keys.active().key_id, head, server_cert)
+        return InitResult(created, bundle_dir, keys.active().key_id, head, server_cert, built)
     finally:
         db.close()
 

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from numbind.registry.errors import FailedPrecondition
+from numbind.registry.storage import partitions as partition_counts
 from sqlalchemy import Connection, Engine, inspect, text
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Held by the transaction that migrates a PostgreSQL store: N `serve` processes started
+# at once on a store that needs migrating would otherwise each run the migrations, and all
+# but one die on the others' CREATE TYPE/TABLE (pg_type_typname_nsp_index).
+_MIGRATION_LOCK = 0x6E756D62696E6402  # "numbind" + 2 (storage.planner_stats has + 1)
 
 
 def _config() -> Config:
@@ -71,6 +78,19 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def partition_count(conn: Connection) -> int | None:
+    """How many hash partitions the store's growing tables have (those of `bindings`;
+    0008_partitions gives them all the same count); None where they are not partitioned
+    (SQLite, or a PostgreSQL store not yet built or migrated that far)."""
+    return len(partitions_of(conn, "bindings")) or None
+
+
+def store_partitions(engine: Engine) -> int | None:
+    """`partition_count` of the store behind `engine`."""
+    with engine.connect() as conn:
+        return partition_count(conn)
+
+
 def upgrade(
     engine: Engine, *, partitions: int | None = None, revision: str = "head"
 ) -> tuple[str | None, str]:
@@ -78,17 +98,34 @@ def upgrade(
     when already at head.
 
     `partitions`: on PostgreSQL, how many hash partitions each growing table gets when a
-    migration builds them (migration 0008_partitions; default NUMBIND_PARTITIONS, else 16).
+    migration builds them (0008_partitions); None: NUMBIND_PARTITIONS, else 16. Checked
+    first (ValueError naming `--partitions` or the variable); a count given here that
+    differs from the one the store's tables were built with is refused
+    (FailedPrecondition), since it is fixed when they are built.
+
+    On PostgreSQL one process migrates at a time (a transaction-scoped advisory lock,
+    taken before the revision is read): the others wait, then find the schema at head.
     """
-    before = current_revision(engine)
-    if revision != "head" or before != head_revision():
-        cfg = _config()
-        with engine.begin() as conn:
+    count = partition_counts.count(partitions, os.environ)
+    head = head_revision()
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+        # Read under the lock: a process that waited sees what the one before it did.
+        before = MigrationContext.configure(conn).get_current_revision()
+        built = partition_count(conn)
+        if partitions is not None and built is not None and built != partitions:
+            raise FailedPrecondition(
+                f"--partitions: got {partitions}, but this store's tables were built with "
+                f"{built} partitions; the count is fixed when the tables are built (changing "
+                "it means dumping and reloading them)"
+            )
+        if revision != "head" or before != head:
+            cfg = _config()
             cfg.attributes["connection"] = conn
-            if partitions is not None:
-                cfg.attributes["partitions"] = partitions
+            cfg.attributes["partitions"] = count
             command.upgrade(cfg, revision)
-    return before, head_revision() if revision == "head" else revision
+    return before, head if revision == "head" else revision
 
 
 def downgrade(engine: Engine, revision: str) -> None:

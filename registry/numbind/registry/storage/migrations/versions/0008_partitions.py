@@ -18,9 +18,9 @@ orders.binding_pk -> bindings and feed_events.order_pk -> orders are dropped (a 
 key into a partitioned table has to name its partition key; the storage layer writes the
 rows together in one transaction). The pk sequences carry over, so pks stay unique.
 
-N is the migration's parameter: `numbind admin migrate --partitions N`, or
-`alembic -x partitions=N`, or NUMBIND_PARTITIONS; default 16. It is read only when the
-tables are built: changing it later means dumping and reloading them.
+N is the migration's parameter: `numbind admin migrate --partitions N` (or `admin init`'s),
+else NUMBIND_PARTITIONS, else 16 (storage.partitions, which checks it). It is read only when
+the tables are built: changing it later means dumping and reloading them.
 
 Data survives: each table is rebuilt and its rows copied in one transaction. SQLite is
 not partitioned; there the two new token columns are added and filled, and the two
@@ -38,30 +38,22 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import context, op
+from numbind.registry.storage import partitions
 
 revision: str = "0008_partitions"
 down_revision: str | None = "0007_shared_quota"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-DEFAULT_PARTITIONS = 16
-# Largest sensible count: each partition is a table with its own indexes per growing table.
-MAX_PARTITIONS = 1024
 GROWING = ("feed_events", "orders", "lifecycle_events", "bindings", "numbers")
 _OLD = "{}_pre0007"
 
 
 def partition_count() -> int:
-    raw = (
-        context.get_x_argument(as_dictionary=True).get("partitions")
-        or context.config.attributes.get("partitions")
-        or os.environ.get("NUMBIND_PARTITIONS")
-        or DEFAULT_PARTITIONS
-    )
-    n = int(raw)
-    if not 1 <= n <= MAX_PARTITIONS:
-        raise ValueError(f"partitions: got {n}, want 1..{MAX_PARTITIONS}")
-    return n
+    # storage.migrate.upgrade resolves and checks the count before it starts; the variable
+    # and default here only serve a caller that runs Alembic's command itself.
+    given = context.config.attributes.get("partitions")
+    return partitions.count(None if given is None else int(given), os.environ)
 
 
 # The new PostgreSQL tables: columns, then keys and indexes. Same columns and types as the

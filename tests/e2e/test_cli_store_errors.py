@@ -15,6 +15,10 @@ from sqlalchemy import create_engine, make_url, text
 from tests.conftest import require_postgres
 
 
+def _serve(data: Path, url: str) -> list[str]:
+    return ["serve", "--data-dir", str(data), "--listen", "127.0.0.1:0", "--database-url", url]
+
+
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     capsys.readouterr()
     rc = main(list(argv))
@@ -73,17 +77,7 @@ def test_an_initialised_data_dir_is_not_served_over_an_empty_store(
     if os.environ.get("NUMBIND_TEST_DATABASE_URL"):
         urls.append(require_postgres())  # wiped: no schema in it
     for url in urls:
-        rc, err = _run(
-            capsys,
-            "serve",
-            "--data-dir",
-            str(data),
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            url,
-            "--init",
-        )
+        rc, err = _run(capsys, *_serve(data, url), "--init")
         assert rc == 1
         (line,) = err.splitlines()
         assert "holds no registry" in line and str(data) in line, line
@@ -100,16 +94,7 @@ def test_serve_init_finishes_what_a_failed_init_left(
     refused = "postgresql+psycopg://postgres@127.0.0.1:1/registry"
     rc, _ = _run(capsys, "admin", "init", "--data-dir", str(data), "--database-url", refused)
     assert rc == 1 and (data / "pki" / "server.pem").exists()
-    rc, err = _run(
-        capsys,
-        "serve",
-        "--data-dir",
-        str(data),
-        "--listen",
-        "127.0.0.1:0",
-        "--database-url",
-        f"sqlite:///{tmp_path / 'nowhere-yet' / 'registry.db'}",
-    )
+    rc, err = _run(capsys, *_serve(data, f"sqlite:///{tmp_path / 'nowhere-yet' / 'r.db'}"))
     assert rc == 1 and "run `numbind admin init` or pass --init" in err  # not "holds no"
     store = tmp_path / "registry.db"
     from numbind.registry import operator

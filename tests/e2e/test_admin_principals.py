@@ -135,6 +135,41 @@ async def test_rpc_and_cli_accept_the_same_registration(
     assert err.value.details() == "platform_id: 'acme2' is already registered"
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1:２３００１",
+        "127.0.0.1:²",
+        "[127.0.0.1]:23001,127.0.0.1:23002",
+        "127.1:23001,127.0.0.1:23002",
+        "127.0.0.1:23001,localhost:23002",
+        "127.0.0.1:23001,127.0.0.1:023001",
+        "foo bar:23001",
+    ],
+)
+@pytest.mark.parametrize("role", ["platform", "carrier"])
+async def test_a_bad_registry_address_is_refused_in_one_line_before_registering(
+    registry: RunningRegistry,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    role: str,
+    address: str,
+) -> None:
+    capsys.readouterr()
+    category = ["--category", "other"] if role == "platform" else []
+    out = tmp_path / "bundle"
+    data = str(registry.settings.data_dir)
+    argv = ["admin", f"add-{role}", "acme", "--display-name", "Acme", *category, "--out", str(out)]
+    assert main([*argv, "--data-dir", data, "--registry", address]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("numbind: error: --registry: registry address ")
+    assert err.count("\n") == 1 and any(part in err for part in address.split(","))
+    assert not out.exists()
+    # Nothing was registered: the same id is free for a good address.
+    assert await _principals(registry) == {"admin": False}
+    assert main([*argv, "--data-dir", data, "--registry", registry.address]) == 0
+
+
 async def test_suspend_offline_and_over_rpc_apply_the_same_rules(
     registry: RunningRegistry, capsys: pytest.CaptureFixture[str]
 ) -> None:

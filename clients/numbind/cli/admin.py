@@ -18,6 +18,7 @@ from typing import Any
 from numbind.cli.admin_remote import add_remote_commands
 from numbind.cli.common import CliError, UsageError, command
 from numbind.cli.serve import add_partitions_option, add_store_options, settings_from
+from numbind.protocol.addresses import check_registry_address
 from numbind.protocol.categories import CATEGORIES
 from numbind.protocol.limits import MAX_DISPLAY_NAME
 
@@ -157,14 +158,22 @@ def _server_name(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _check_registry(registry: str | None) -> None:
+    # Before anything is registered: a bundle refused only when it is written would leave
+    # a principal in the store without one.
+    if registry:
+        try:
+            check_registry_address(registry)
+        except ValueError as exc:
+            raise CliError(f"--registry: {exc}") from None
+
+
 def _init(args: argparse.Namespace) -> int:
-    from numbind.protocol.bundle import check_registry_address
     from numbind.registry import operator
     from numbind.registry.config import record_advertised_address
 
     settings = settings_from(args)
-    if args.registry:
-        check_registry_address(args.registry)
+    _check_registry(args.registry)
     result = operator.init(
         settings,
         registry_address=args.registry,
@@ -211,6 +220,7 @@ def _add_principal(args: argparse.Namespace) -> int:
     from numbind.registry import operator
     from numbind.registry.errors import AlreadyExists
 
+    _check_registry(args.registry)
     settings = settings_from(args)
     role = args.admin_command.removeprefix("add-")
     try:
@@ -237,6 +247,7 @@ def _reissue(args: argparse.Namespace) -> int:
     from numbind.sdk.account_refs import ACCOUNT_REF_KEY_FILE
     from numbind.sdk.feed import CURSOR_FILE
 
+    _check_registry(args.registry)
     settings = settings_from(args)
     roles = [args.role] if args.role else operator.principal_roles(settings, args.id)
     if not roles:

@@ -15,7 +15,7 @@ from typing import Any, Literal, overload
 
 import grpc
 import grpc.aio
-from numbind.protocol.bundle import Bundle, registry_addresses
+from numbind.protocol.bundle import Bundle, check_registry_address, registry_addresses
 from numbind.protocol.limits import MAX_MESSAGE_BYTES
 
 __all__ = [
@@ -61,6 +61,8 @@ def channel_target(
     items = registry_addresses(addresses) if isinstance(addresses, str) else list(addresses)
     if not items:
         raise ValueError("registry address: got none, want host:port[,host:port...]")
+    # Bundle.load refuses a bad address already; this catches a target given directly.
+    check_registry_address(",".join(items))
     if len(items) == 1:
         return items[0], []
     families = set()

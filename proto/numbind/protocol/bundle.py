@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import NameOID
+from numbind.protocol.addresses import check_registry_address, registry_addresses
 from numbind.protocol.files import write_atomically
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "Role",
     "check_registry_address",
     "make_client_key_and_csr",
+    "registry_addresses",
     "write_federation_trust",
 ]
 
@@ -70,29 +72,6 @@ MANIFEST_FILE = "manifest.note"
 
 class BundleError(Exception):
     """A bundle directory is missing a file or holds a bad one; the message names it."""
-
-
-def registry_addresses(registry: str) -> list[str]:
-    """The addresses in a bundle's ``registry``: one ``host:port``, or several separated by
-    commas (several registry processes; clients balance calls over them)."""
-    return [a.strip() for a in registry.split(",")]
-
-
-def check_registry_address(registry: str) -> None:
-    """A bundle's ``registry``: host:port, or several joined by commas; ValueError if not."""
-    addresses = registry_addresses(registry)
-    if len(addresses) != len(set(addresses)):
-        raise ValueError(f"registry address {registry!r} lists an address twice")
-    for address in addresses:
-        _check_one_address(address)
-
-
-def _check_one_address(address: str) -> None:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"registry address {address!r} is not host:port")
-    if ":" in host and not (host.startswith("[") and host.endswith("]")):
-        raise ValueError(f"registry address {address!r}: write IPv6 hosts as [addr]:port")
 
 
 def _read(directory: Path, name: str) -> bytes:

@@ -19,6 +19,7 @@ from numbind.registry.testing import RunningRegistry, running_registry
 from numbind.sdk import EventKind, FeedEvent, Lifecycle, LifecycleReport
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.feed import EventFeed
+from numbind.sdk.retry import RetryPolicy
 from numbind.v1 import platforms_pb2, platforms_pb2_grpc
 
 from tests.e2e._story import carrier, days_ago, publish, tokenize
@@ -129,8 +130,8 @@ async def test_stop_ends_open_streams_promptly(tmp_path: Path) -> None:
     async with running_registry(tmp_path / "data") as reg:
         p1 = reg.add_platform("p1")
         async with secure_channel(p1) as channel:
-            feed = EventFeed(channel, after_seq=0, heartbeat_seconds=600)
-            feed._retry = feed._retry.__class__(attempts=0)  # no reconnect after the stop
+            # No reconnect after the stop.
+            feed = EventFeed(channel, after_seq=0, heartbeat_seconds=600, retry=RetryPolicy(0))
 
             async def follow() -> None:
                 async for _ in feed.events():

@@ -199,8 +199,9 @@ async def _events(args: argparse.Namespace) -> int:
     chosen = _ACK_CHOICES[args.ack] if args.ack else None
     shown = acked = 0
     async with secure_channel(bundle) as channel:
-        # Following retries for ever (the feed's default); a one-off run gives up sooner.
-        feed = EventFeed(channel, cursor, retry=None if args.follow else RetryPolicy())
+        # Following retries for ever; a one-off run gives up as any other call does (the
+        # feed's defaults either way).
+        feed = EventFeed(channel, cursor)
         async for event in feed.events(follow=args.follow):
             outcome = _outcome(event, chosen) if chosen is not None else None
             item = _event_json(event, outcome)

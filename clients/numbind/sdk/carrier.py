@@ -31,7 +31,7 @@ from numbind.sdk.errors import InvalidRequest, NumbindClientError, located, offs
 from numbind.sdk.log import LogClient, LogProofError
 from numbind.sdk.model import Reassigned, to_us
 from numbind.sdk.phone import DEFAULT_REGION
-from numbind.sdk.retry import RetryPolicy, call_with_retry
+from numbind.sdk.retry import RetryPolicy, attempt_timeout, call_with_retry
 from numbind.sdk.tokenizer import Tokenizer, TokenResult
 from numbind.v1 import carriers_pb2_grpc, holders_pb2, holders_pb2_grpc
 
@@ -45,11 +45,19 @@ class CarrierClient:
 
     Use as ``async with CarrierClient(bundle) as client``. Calls raise the SDK's typed
     errors (numbind.sdk.errors); UNAVAILABLE and RESOURCE_EXHAUSTED are retried with
-    jittered backoff wherever a retry is safe.
+    jittered backoff wherever a retry is safe. ``retry`` and ``rpc_timeout`` mean what they
+    do for PlatformClient: the policy, and the deadline in seconds of one try of any call
+    (a report's; the quicker calls keep a shorter one of their own, 30 s or 60 s, unless
+    ``rpc_timeout`` is shorter still).
     """
 
     def __init__(
-        self, bundle: Bundle, *, region: str = DEFAULT_REGION, retry: RetryPolicy | None = None
+        self,
+        bundle: Bundle,
+        *,
+        region: str = DEFAULT_REGION,
+        retry: RetryPolicy | None = None,
+        rpc_timeout: float = 120.0,
     ) -> None:
         if bundle.role != "carrier":
             raise ValueError(
@@ -61,13 +69,20 @@ class CarrierClient:
         self._carriers = carriers_pb2_grpc.CarriersStub(self._channel)
         self._holders = holders_pb2_grpc.HoldersStub(self._channel)
         self._retry = retry or RetryPolicy()
-        # One retry policy for every call, tokenisation included.
-        self._tokens = Tokenizer(self._channel, region=region, retry=self._retry)
+        self._timeout = rpc_timeout
+        # One retry policy and one bound on a try for every call, tokenisation included.
+        self._tokens = Tokenizer(
+            self._channel, region=region, retry=self._retry, rpc_timeout=rpc_timeout
+        )
         # Its reports are proved logged under the log key (the manifest's, in a federation)
         # at once, before witnesses' next round: cosignatures are what a platform's or an
         # auditor's policy asks for (`numbind log prove` here), not a report's.
         self.log = LogClient.for_bundle(
-            self._channel, bundle.directory, retry=self._retry, trust=WitnessPolicy.none()
+            self._channel,
+            bundle.directory,
+            retry=self._retry,
+            trust=WitnessPolicy.none(),
+            rpc_timeout=rpc_timeout,
         )
 
     async def __aenter__(self) -> CarrierClient:
@@ -127,7 +142,8 @@ class CarrierClient:
             request = wire.lifecycle_request(uuid.uuid4().hex, batch, tokens)
             try:
                 resp = await call_with_retry(
-                    lambda: self._carriers.ReportLifecycle(request, timeout=120), self._retry
+                    lambda: self._carriers.ReportLifecycle(request, timeout=self._timeout),
+                    self._retry,
                 )
             except NumbindClientError as exc:
                 where = offset_positions(start, len(batch))
@@ -205,7 +221,10 @@ class CarrierClient:
         # Not retried: each attestation is single-use, a retry needs fresh ones.
         try:
             resp: holders_pb2.QueryBindingsResponse = await call_with_retry(
-                lambda: self._holders.QueryBindings(request, timeout=30), RetryPolicy(attempts=1)
+                lambda: self._holders.QueryBindings(
+                    request, timeout=attempt_timeout(30, self._timeout)
+                ),
+                RetryPolicy(attempts=1),
             )
         except NumbindClientError as exc:
             where = offset_positions(0, len(numbers))
@@ -232,7 +251,10 @@ class CarrierClient:
         )
         # Safe to retry: the request id makes the server answer a retry as the first call.
         resp: holders_pb2.RequestRevocationResponse = await call_with_retry(
-            lambda: self._holders.RequestRevocation(request, timeout=60), self._retry
+            lambda: self._holders.RequestRevocation(
+                request, timeout=attempt_timeout(60, self._timeout)
+            ),
+            self._retry,
         )
         return wire.revocation_created(resp)
 
@@ -245,13 +267,16 @@ class CarrierClient:
         silent past the hub's deadline) and why."""
         request = wire.revocation_status_request(revocation_id)
         resp: holders_pb2.GetRevocationResponse = await call_with_retry(
-            lambda: self._holders.GetRevocation(request, timeout=30), self._retry
+            lambda: self._holders.GetRevocation(
+                request, timeout=attempt_timeout(30, self._timeout)
+            ),
+            self._retry,
         )
         return wire.revocation_status(resp)
 
     async def check_reassigned(self, queries: Sequence[tuple[str, datetime]]) -> list[Reassigned]:
         """REASSIGNED / NOT_REASSIGNED / NO_DATA per (phone, since), in order."""
         answers = await reassigned.check_reassigned(
-            self._channel, self._tokens, queries, self._retry
+            self._channel, self._tokens, queries, self._retry, self._timeout
         )
         return [answer for _, _, answer in answers]

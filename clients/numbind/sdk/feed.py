@@ -17,6 +17,7 @@ import json
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 from numbind.protocol.files import write_atomically
@@ -24,19 +25,24 @@ from numbind.sdk import wire
 from numbind.sdk.errors import (
     ErrorCode,
     NumbindClientError,
+    Unavailable,
     from_rpc_error,
     located,
     offset_positions,
 )
 from numbind.sdk.log import LogClient, LogProofError
 from numbind.sdk.model import AckOutcome, FeedEvent
-from numbind.sdk.retry import RetryPolicy, call_with_retry
+from numbind.sdk.retry import RetryPolicy, attempt_timeout, call_with_retry
 from numbind.v1 import platforms_pb2_grpc
 
-__all__ = ["CURSOR_FILE", "CursorStore", "EventFeed"]
+__all__ = ["CURSOR_FILE", "FOLLOW_RETRY", "CursorStore", "EventFeed"]
 
 # Where a platform's cursor lives by default: in its bundle directory.
 CURSOR_FILE = "feed-cursor.json"
+
+# A follower outlives any outage (a registry down for the night is waited for, at most
+# 10 s between tries); a one-off read gives up like any other call (RetryPolicy()).
+FOLLOW_RETRY = RetryPolicy(attempts=1_000_000, cap=10.0)
 
 
 class CursorStore:
@@ -62,6 +68,12 @@ class EventFeed:
     Reconnects with backoff on UNAVAILABLE and when a registry ends the stream as it stops
     (a rolling restart); ``head_seq`` is the registry's latest sequence
     as of the last heartbeat, ``reconnects`` counts reconnections.
+
+    ``retry`` None means FOLLOW_RETRY when following (reconnect for ever) and the default
+    ``RetryPolicy()`` otherwise, which then raises Unavailable once it runs out. Not
+    following, each connection must send something (an event or a heartbeat) within
+    ``rpc_timeout`` seconds, or it counts as a failed try: a registry that accepts
+    connections but never answers (stopped, or behind a black hole) is given up on too.
     """
 
     def __init__(
@@ -73,12 +85,14 @@ class EventFeed:
         heartbeat_seconds: int = 0,
         retry: RetryPolicy | None = None,
         log: LogClient | None = None,
+        rpc_timeout: float = 120.0,
     ) -> None:
         self._stub = platforms_pb2_grpc.PlatformsStub(channel)
         self._cursor = CursorStore(Path(cursor_file) if cursor_file else None)
         self._acked_through = self._cursor.load() if after_seq is None else after_seq
         self._heartbeat = heartbeat_seconds
-        self._retry = retry or RetryPolicy(attempts=1_000_000, cap=10.0)
+        self._retry = retry
+        self._timeout = rpc_timeout
         self._acked: set[int] = set()
         self.head_seq = 0
         self.reconnects = 0
@@ -109,7 +123,10 @@ class EventFeed:
             await self._prove([e for e, _, _ in items])
         request = wire.ack_request(uuid.uuid4().hex, items)
         try:
-            await call_with_retry(lambda: self._stub.AckEvents(request, timeout=30), RetryPolicy())
+            await call_with_retry(
+                lambda: self._stub.AckEvents(request, timeout=attempt_timeout(30, self._timeout)),
+                RetryPolicy(),
+            )
         except NumbindClientError as exc:
             raise located(exc, "acks", "event", offset_positions(0, len(items))) from None
         self._advance([e.seq for e, _, _ in items])
@@ -133,6 +150,7 @@ class EventFeed:
     async def events(self, *, follow: bool = True) -> AsyncGenerator[FeedEvent, None]:
         """Events after the cursor. With follow=False, stop at the first idle heartbeat.
         aclose() ends the stream (its call is cancelled) without waiting for the next event."""
+        policy = self._retry or (FOLLOW_RETRY if follow else RetryPolicy())
         attempt = 0
         seen_through = self._acked_through
         while True:
@@ -140,6 +158,8 @@ class EventFeed:
             request = wire.stream_request(self._acked_through, heartbeat)
             call = self._stub.StreamEvents(request)
             try:
+                if not follow:
+                    await self._answered(call)
                 async for item in call:
                     attempt = 0
                     head_seq, events = wire.stream_item(item, self)
@@ -153,25 +173,38 @@ class EventFeed:
                         yield event
                 # The registry ends a stream only when it stops (a rolling restart): a
                 # follower resumes on another process, unless told not to retry at all.
-                if not follow or attempt + 1 >= self._retry.attempts:
+                if not follow or attempt + 1 >= policy.attempts:
                     return
                 self.reconnects += 1
-                await asyncio.sleep(self._retry.delay(attempt, None))
+                await asyncio.sleep(policy.delay(attempt, None))
                 attempt += 1
                 continue
-            except grpc.RpcError as rpc_exc:
-                exc: NumbindClientError = from_rpc_error(rpc_exc)
+            except (grpc.RpcError, NumbindClientError) as caught:
+                exc = caught if isinstance(caught, NumbindClientError) else from_rpc_error(caught)
                 # CANCELLED here comes from the other side (our own cancellation raises
                 # CancelledError instead): a registry that stopped before the stream could
                 # end itself, or a proxy dropping it. Resuming from the cursor is safe.
                 cut = exc.code == ErrorCode.CANCELLED
-                if not (exc.retryable or cut) or attempt + 1 >= self._retry.attempts:
+                if not (exc.retryable or cut) or attempt + 1 >= policy.attempts:
                     raise exc from None
                 self.reconnects += 1
-                await asyncio.sleep(self._retry.delay(attempt, exc.retry_after))
+                await asyncio.sleep(policy.delay(attempt, exc.retry_after))
                 attempt += 1
             finally:
                 call.cancel()
+
+    async def _answered(self, call: grpc.aio.UnaryStreamCall[Any, Any]) -> None:
+        # The registry's headers come with its first event or heartbeat. grpc's own connect
+        # deadline does not cover a registry that took the connection and then stopped
+        # answering: without this bound a one-off read could wait for ever. (A call that
+        # fails returns empty headers here and raises when read.)
+        try:
+            await asyncio.wait_for(call.initial_metadata(), self._timeout)
+        except TimeoutError:
+            raise Unavailable(
+                f"the registry sent nothing within {self._timeout:g} s",
+                ErrorCode.DEADLINE_EXCEEDED,
+            ) from None
 
     def __aiter__(self) -> AsyncIterator[FeedEvent]:
         return self.events()

@@ -38,7 +38,7 @@ from numbind.protocol.manifest import FederationError
 from numbind.protocol.merkle import leaf_hash, verify_inclusion
 from numbind.sdk.errors import NumbindClientError, Place, ProofError, Refused
 from numbind.sdk.log_trust import FederationTrust, LogTrust
-from numbind.sdk.retry import RetryPolicy, call_with_retry
+from numbind.sdk.retry import RetryPolicy, attempt_timeout, call_with_retry
 from numbind.v1 import log_pb2, log_pb2_grpc
 
 __all__ = ["LOG_KEY_FILE", "Checkpointed", "LogClient", "LogProofError", "ProvedLeaf"]
@@ -121,6 +121,7 @@ class LogClient:
         retry: RetryPolicy | None = None,
         federation: FederationTrust | None = None,
         quorum_wait: float = 20.0,
+        rpc_timeout: float | None = None,
     ) -> None:
         self._stub = log_pb2_grpc.LogStub(channel)
         self._pin = pin
@@ -131,6 +132,7 @@ class LogClient:
         # None: the default (the manifest's witnesses for its log, else none).
         self._trust = trust
         self._retry = retry or RetryPolicy()
+        self._timeout = rpc_timeout
         self.federation = federation
         self.quorum_wait = quorum_wait
         # The last checkpoint verified, with the manifest version it was held to: proofs of
@@ -166,7 +168,8 @@ class LogClient:
         return WitnessPolicy.none()
 
     async def _call(self, method: Any, request: Any) -> Any:
-        return await call_with_retry(lambda: method(request, timeout=60), self._retry)
+        timeout = attempt_timeout(60, self._timeout)
+        return await call_with_retry(lambda: method(request, timeout=timeout), self._retry)
 
     def _pinned(self, offered: str) -> str:
         if self._key is None:

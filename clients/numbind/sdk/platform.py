@@ -88,6 +88,8 @@ class PlatformClient:
     Use as ``async with PlatformClient(bundle) as client``. ``batch_size`` bindings go in one
     request (at most 10,000) with ``in_flight`` requests at once; ``progress`` is called after
     every batch with rows done, total (if known) and rate.
+    ``retry`` and ``rpc_timeout`` (the deadline of one try of any call) bound how long a
+    call may take: see the README's "Use the SDK".
     """
 
     def __init__(
@@ -161,7 +163,11 @@ class PlatformClient:
                 stub, in_flight=self._in_flight, retry=self._retry, timeout=self._timeout
             )
             self._tokenizer = Tokenizer(
-                self._channel, key_id=self._want_key, region=self._region, in_flight=2
+                self._channel,
+                key_id=self._want_key,
+                region=self._region,
+                in_flight=2,
+                rpc_timeout=self._timeout,
             )
         return self._channel, self._rpc, self._tokenizer
 
@@ -198,13 +204,23 @@ class PlatformClient:
         Resumes after the last event acked without gaps; that cursor persists in
         ``cursor_file`` (default ``<bundle>/feed-cursor.json``, shared with
         ``numbind platform events``). Ack each with ``await event.ack(...)``; delivery is
-        at-least-once, so apply events by ``order_id``. Reconnects with backoff; with
-        ``follow=False`` it stops once caught up.
+        at-least-once, so apply events by ``order_id``. ``follow=True`` reconnects for as
+        long as it runs; ``follow=False`` stops once caught up and retries as any other call
+        does, raising Unavailable when the registry stays unreachable or silent.
         """
         channel, _, _ = self._ensure()
         path = cursor_file if cursor_file is not None else self.bundle.directory / CURSOR_FILE
-        log = LogClient.for_bundle(channel, self.bundle.directory, trust=self._log_trust)
-        feed = EventFeed(channel, path, heartbeat_seconds=heartbeat_seconds, log=log)
+        log = LogClient.for_bundle(
+            channel, self.bundle.directory, trust=self._log_trust, rpc_timeout=self._timeout
+        )
+        feed = EventFeed(
+            channel,
+            path,
+            heartbeat_seconds=heartbeat_seconds,
+            log=log,
+            retry=None if follow else self._retry,
+            rpc_timeout=self._timeout,
+        )
         self.feed = feed
         return feed.events(follow=follow)
 
@@ -216,7 +232,9 @@ class PlatformClient:
         Ask before calling or messaging a number you have not used since ``since``.
         """
         channel, _, tokenizer = self._ensure()
-        answers = await reassigned.check_reassigned(channel, tokenizer, queries, self._retry)
+        answers = await reassigned.check_reassigned(
+            channel, tokenizer, queries, self._retry, self._timeout
+        )
         return [answer for _, _, answer in answers]
 
     # ---- publish / withdraw ---------------------------------------------------------------

@@ -11,7 +11,7 @@ from numbind.protocol.limits import MAX_REASSIGNED_QUERIES, instant_problem
 from numbind.sdk import wire
 from numbind.sdk.errors import InvalidRequest, NumbindClientError, located, offset_positions
 from numbind.sdk.model import Reassigned
-from numbind.sdk.retry import RetryPolicy, call_with_retry
+from numbind.sdk.retry import RetryPolicy, attempt_timeout, call_with_retry
 from numbind.sdk.tokenizer import Tokenizer
 from numbind.v1 import platforms_pb2, platforms_pb2_grpc
 
@@ -23,6 +23,7 @@ async def check_reassigned(
     tokenizer: Tokenizer,
     queries: Sequence[tuple[str, datetime]],
     retry: RetryPolicy | None = None,
+    rpc_timeout: float | None = None,
 ) -> list[tuple[str, datetime, Reassigned]]:
     """(e164, since, answer) per (phone, since) query, in order, asked 1,000 at a time.
 
@@ -35,6 +36,7 @@ async def check_reassigned(
             raise InvalidRequest(f"since: {problem}", item="query", position=i + 1)
     tokens = await tokenizer.tokenize([phone for phone, _ in queries])
     stub = platforms_pb2_grpc.PlatformsStub(channel)
+    timeout = attempt_timeout(30, rpc_timeout)
     out: list[tuple[str, datetime, Reassigned]] = []
     for start in range(0, len(queries), MAX_REASSIGNED_QUERIES):
         chunk_tokens = tokens[start : start + MAX_REASSIGNED_QUERIES]
@@ -42,7 +44,7 @@ async def check_reassigned(
         request = wire.reassigned_request(chunk_tokens, sinces)
         try:
             resp: platforms_pb2.CheckReassignedResponse = await call_with_retry(
-                lambda request=request: stub.CheckReassigned(request, timeout=30),  # type: ignore[misc]
+                lambda request=request: stub.CheckReassigned(request, timeout=timeout),  # type: ignore[misc]
                 retry,
             )
         except NumbindClientError as exc:

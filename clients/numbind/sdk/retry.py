@@ -25,6 +25,13 @@ class RetryPolicy:
         return float(max(backoff, hint or 0.0))
 
 
+def attempt_timeout(usual: float, rpc_timeout: float | None) -> float:
+    """The deadline of one attempt: the call's ``usual`` one (30 s for a quick read, say),
+    lowered to a client's ``rpc_timeout`` when that is shorter, so that ``rpc_timeout``
+    bounds every attempt a client makes."""
+    return usual if rpc_timeout is None else min(usual, rpc_timeout)
+
+
 async def call_with_retry(fn: Callable[[], Awaitable[T]], policy: RetryPolicy | None = None) -> T:
     """Await fn(); on UNAVAILABLE / RESOURCE_EXHAUSTED wait and try again (same request id)."""
     policy = policy or RetryPolicy()

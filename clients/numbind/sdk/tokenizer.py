@@ -41,7 +41,7 @@ from numbind.sdk.errors import (
     offset_positions,
 )
 from numbind.sdk.phone import DEFAULT_REGION, to_e164
-from numbind.sdk.retry import RetryPolicy, call_with_retry
+from numbind.sdk.retry import RetryPolicy, attempt_timeout, call_with_retry
 from numbind.v1 import tokens_pb2, tokens_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ class Tokenizer:
         in_flight: int = 4,
         region: str = DEFAULT_REGION,
         retry: RetryPolicy | None = None,
+        rpc_timeout: float | None = None,
         workers: int | None = None,
         processes: bool = False,
     ) -> None:
@@ -115,6 +116,7 @@ class Tokenizer:
         self._in_flight = max(1, in_flight)
         self._region = region
         self._retry = retry or RetryPolicy()
+        self._timeout = rpc_timeout
         self._key: PinnedKey | None = None
         # Set when a response names another active key than the one pinned.
         self._rotated = False
@@ -149,7 +151,10 @@ class Tokenizer:
 
     async def _fetch_key(self) -> PinnedKey:
         resp: tokens_pb2.GetKeysResponse = await call_with_retry(
-            lambda: self._stub.GetKeys(tokens_pb2.GetKeysRequest(), timeout=30), self._retry
+            lambda: self._stub.GetKeys(
+                tokens_pb2.GetKeysRequest(), timeout=attempt_timeout(30, self._timeout)
+            ),
+            self._retry,
         )
         if resp.suite != voprf.SUITE_ID:
             raise Refused(f"registry suite {resp.suite!r}, this SDK speaks {voprf.SUITE_ID}")
@@ -168,7 +173,8 @@ class Tokenizer:
         blinds, blinded = await loop.run_in_executor(self._pool, _blind_batch, inputs)
         request = tokens_pb2.EvaluateRequest(key_id=key.key_id, blinded_elements=blinded)
         resp: tokens_pb2.EvaluateResponse = await call_with_retry(
-            lambda: self._stub.Evaluate(request, timeout=60), self._retry
+            lambda: self._stub.Evaluate(request, timeout=attempt_timeout(60, self._timeout)),
+            self._retry,
         )
         if resp.key_id != key.key_id or len(resp.evaluated_elements) != len(blinded):
             raise ProofError(

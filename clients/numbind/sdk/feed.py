@@ -161,8 +161,12 @@ class EventFeed:
                 if not follow:
                     await self._answered(call)
                 async for item in call:
-                    attempt = 0
                     head_seq, events = wire.stream_item(item, self)
+                    # A follower that hears anything is connected again. A one-off read
+                    # counts a try as lost unless it read further: a registry that keeps
+                    # ending the stream after resending the same events is no progress.
+                    if follow or any(e.seq > seen_through for e in events):
+                        attempt = 0
                     if head_seq is not None:  # a heartbeat
                         self.head_seq = head_seq
                         if not follow and seen_through >= self.head_seq:
@@ -172,9 +176,16 @@ class EventFeed:
                         seen_through = max(seen_through, event.seq)
                         yield event
                 # The registry ends a stream only when it stops (a rolling restart): a
-                # follower resumes on another process, unless told not to retry at all.
-                if not follow or attempt + 1 >= policy.attempts:
-                    return
+                # follower resumes on another process, unless told not to retry at all. A
+                # one-off read resumes too: it ends at the heartbeat that says it caught up
+                # (above), and a stream cut before that one left events unread.
+                if attempt + 1 >= policy.attempts:
+                    if follow:
+                        return
+                    raise Unavailable(
+                        "the registry ended the event stream before this reader caught up "
+                        f"(read through {seen_through}); read again to resume from the cursor"
+                    )
                 self.reconnects += 1
                 await asyncio.sleep(policy.delay(attempt, None))
                 attempt += 1

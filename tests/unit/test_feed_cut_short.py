@@ -8,6 +8,8 @@ A registry stand-in, without TLS: the feed is given a channel, whatever is behin
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -96,3 +98,31 @@ async def test_a_read_cut_short_every_time_says_so(serving: Any) -> None:
     address = await serving(StoppingRegistry(stops=10))  # type: ignore[abstract]
     with pytest.raises(Unavailable, match="before this reader caught up"):
         await _read(address)
+
+
+class OverItsLimit(platforms_pb2_grpc.PlatformsServicer):
+    """Refuses every stream, as a registry does a principal over its stream limit."""
+
+    async def StreamEvents(
+        self, request: platforms_pb2.StreamEventsRequest, context: Any
+    ) -> AsyncIterator[platforms_pb2.StreamEventsResponse]:
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open streams")
+        yield platforms_pb2.StreamEventsResponse()  # never reached
+
+
+async def test_a_follower_refused_again_and_again_says_why(
+    serving: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It retries for as long as it is iterated (another stream may close); the CLI's
+    # `platform events --follow` over the limit used to wait without a word.
+    address = await serving(OverItsLimit())  # type: ignore[abstract]
+    async with grpc.aio.insecure_channel(address) as channel:
+        follower = RetryPolicy(attempts=1_000_000, base=0.01, cap=0.02)  # quick, for ever
+        feed = EventFeed(channel, after_seq=0, retry=follower)
+        with caplog.at_level(logging.WARNING, logger="numbind.sdk.feed"):
+            events = feed.events(follow=True)
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(anext(events), 1.0)
+    said = [r.getMessage() for r in caplog.records if r.name == "numbind.sdk.feed"]
+    assert said and "too many open streams" in said[0] and "RESOURCE_EXHAUSTED" in said[0]
+    assert len(said) < feed.reconnects  # the first few, then one in ten

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
@@ -43,6 +44,7 @@ CURSOR_FILE = "feed-cursor.json"
 # A follower outlives any outage (a registry down for the night is waited for, at most
 # 10 s between tries); a one-off read gives up like any other call (RetryPolicy()).
 FOLLOW_RETRY = RetryPolicy(attempts=1_000_000, cap=10.0)
+log = logging.getLogger(__name__)
 
 
 class CursorStore:
@@ -199,7 +201,19 @@ class EventFeed:
                 if not (exc.retryable or cut) or attempt + 1 >= policy.attempts:
                     raise exc from None
                 self.reconnects += 1
-                await asyncio.sleep(policy.delay(attempt, exc.retry_after))
+                delay = policy.delay(attempt, exc.retry_after)
+                # A follower retries for as long as it is iterated: say why, or a stream
+                # refused for good (a principal over its stream limit, a registry that is
+                # gone) is a program that waits in silence. The first few tries, then
+                # one in ten.
+                if attempt < 3 or attempt % 10 == 0:
+                    log.warning(
+                        "event stream: %s (%s); reconnecting in %.1f s",
+                        exc.message,
+                        exc.code,
+                        delay,
+                    )
+                await asyncio.sleep(delay)
                 attempt += 1
             finally:
                 call.cancel()

@@ -205,8 +205,8 @@ class EventFeed:
                 # A follower retries for as long as it is iterated: say why, or a stream
                 # refused for good (a principal over its stream limit, a registry that is
                 # gone) is a program that waits in silence. The first few tries, then
-                # one in ten.
-                if attempt < 3 or attempt % 10 == 0:
+                # one in ten. (A one-off read gives up soon, and raises saying why.)
+                if follow and (attempt < 3 or attempt % 10 == 0):
                     log.warning(
                         "event stream: %s (%s); reconnecting in %.1f s",
                         exc.message,

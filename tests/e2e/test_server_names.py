@@ -8,6 +8,7 @@ certificate's default names the way a real deployment's does, without leaving lo
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ import pytest
 from numbind.registry.api.server import RegistryServer
 from numbind.registry.app import Registry
 from numbind.registry.config import Settings
+from numbind.sdk import Bundle, CertificateMismatch, PlatformClient, RetryPolicy, Unavailable
 
 from tests.e2e._cli import cli
 
@@ -101,6 +103,25 @@ async def test_an_unnamed_host_is_named_in_the_error_and_init_adds_it(
 
     rc, out, err = await cli(capsys, "admin", "init", "--data-dir", data, "--server-name", HOST)
     assert rc == 0 and "server cert:    kept, naming" in out, err
+
+
+async def test_the_sdk_does_not_retry_a_certificate_that_names_another_host(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, bundle = tmp_path / "data", tmp_path / "acme"
+    rc, _, err = await cli(capsys, "admin", "init", "--data-dir", data)
+    assert rc == 0, err
+    # A retry would wait out this backoff first: the call ending well inside it shows the
+    # mismatch was given up on at once (it was retried as any UNAVAILABLE, 8-10 s).
+    slow = RetryPolicy(attempts=8, base=60.0, cap=60.0)
+    async with _serving(data) as port:
+        await _platform(capsys, data, bundle, port)
+        async with PlatformClient(Bundle.load(bundle), retry=slow) as client:
+            with pytest.raises(CertificateMismatch) as caught:
+                await asyncio.wait_for(client.key_id(), 30)
+    assert not caught.value.retryable
+    assert isinstance(caught.value, Unavailable)  # what callers that catch it already catch
+    assert "Hostname Verification Check failed" in caught.value.message
 
 
 async def test_a_bad_server_name_is_one_usage_line(

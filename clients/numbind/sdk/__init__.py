@@ -33,6 +33,7 @@ from numbind.sdk.carrier_model import (
 )
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.errors import (
+    CertificateMismatch,
     Conflict,
     ErrorCode,
     InvalidRequest,
@@ -83,6 +84,7 @@ __all__ = [
     "Bundle",
     "BundleError",
     "CarrierClient",
+    "CertificateMismatch",
     "Conflict",
     "ErrorCode",
     "EventCause",

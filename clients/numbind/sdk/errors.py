@@ -11,6 +11,9 @@ NumbindClientError      .code (ErrorCode), .message, .reason, .position, .item, 
 ├── Unauthenticated     UNAUTHENTICATED
 ├── QuotaExceeded       RESOURCE_EXHAUSTED (retryable, honours retry_after)
 ├── Unavailable         UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, CANCELLED (retryable)
+│   └── CertificateMismatch  UNAVAILABLE from the TLS handshake: the registry's certificate
+│                       does not name the host dialled, or is not from the bundle's CA;
+│                       not retried (it is the set-up, not a moment)
 ├── RekeyInProgress     REKEY_IN_PROGRESS: UNAVAILABLE while the registry re-keys its store
 │                       after a rotation (.retry_after, .rows_done, .rows_total); not retried
 │                       blindly: PlatformClient.sync waits it out with progress
@@ -41,6 +44,7 @@ import grpc
 from numbind.protocol.limits import REKEY_PROGRESS_KEY, RETRY_AFTER_KEY, STORE_KEY_ID_KEY
 
 __all__ = [
+    "CertificateMismatch",
     "Conflict",
     "ErrorCode",
     "InvalidRequest",
@@ -195,6 +199,21 @@ class Unavailable(NumbindClientError):
     code = ErrorCode.UNAVAILABLE
 
 
+class CertificateMismatch(Unavailable):
+    """The TLS handshake failed on the certificate itself: it names other hosts than the
+    one dialled (`numbind admin init --server-name HOST` re-issues it), or another CA
+    signed it (a stale bundle, another registry). Retrying cannot help, so it is not
+    retried: before, the SDK retried it for 8-10 s as any UNAVAILABLE."""
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
+# gRPC's words for a handshake that failed on the certificate (not on the network).
+_CERTIFICATE_FAILURES = ("hostname verification check failed", "certificate_verify_failed")
+
+
 class RekeyInProgress(NumbindClientError):
     """The registry is re-keying its store after a key rotation: digests and lists answer
     again when it is done. Wait ``retry_after`` seconds; ``rows_done`` of ``rows_total``
@@ -303,6 +322,10 @@ def from_rpc_error(exc: grpc.RpcError) -> NumbindClientError:
             )
     if status == grpc.StatusCode.FAILED_PRECONDITION and STORE_KEY_ID_KEY in metadata:
         return KeyRotated(details, metadata[STORE_KEY_ID_KEY], retry_after=retry_after)
+    if status == grpc.StatusCode.UNAVAILABLE and any(
+        words in details.lower() for words in _CERTIFICATE_FAILURES
+    ):
+        return CertificateMismatch(details)
     code, cls = _TABLE.get(status, (ErrorCode.UNKNOWN, ServerError))
     return cls(details, code=code, retry_after=retry_after)
 

@@ -10,13 +10,22 @@ it rather than quietly changing modes an operator may have set on purpose.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["ADMIN_BUNDLE", "ExposedDataDir", "exposed", "private_umask", "require_private"]
+__all__ = [
+    "ADMIN_BUNDLE",
+    "INIT_LOCK",
+    "ExposedDataDir",
+    "exposed",
+    "init_lock",
+    "private_umask",
+    "require_private",
+]
 
 PRIVATE_UMASK = 0o077
 # The admin's bundle, DATA_DIR/admin-bundle/ (written by `numbind admin init`).
@@ -74,3 +83,23 @@ def require_private(data_dir: Path) -> None:
         f"`chmod {want} {first}`"
         + (f", or all at once: `chmod -R go-rwx {data_dir}`" if len(found) > 1 else "")
     )
+
+
+# Held while `admin init` (or `serve --init`) makes or completes a data dir.
+INIT_LOCK = ".init.lock"
+
+
+@contextmanager
+def init_lock(data_dir: Path) -> Iterator[None]:
+    """One init at a time per data dir, waiting for the one before. The data dir is shared
+    by the processes of a tier, and N `serve --init` started at once each created a CA (the
+    admin bundle then signed by the one that lost, every handshake refused), re-issued the
+    server certificate from what it had read (names others added lost) and registered the
+    admin (all but one dying on it). Under the lock, the one after finds what the one
+    before made and keeps it. flock(2): dropped by the kernel however the holder dies."""
+    fd = os.open(data_dir / INIT_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

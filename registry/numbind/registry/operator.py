@@ -18,7 +18,7 @@ from numbind.protocol.bundle import Bundle, make_client_key_and_csr
 from numbind.registry.app import open_database, reconcile_key_map
 from numbind.registry.config import Settings, client_address
 from numbind.registry.datadir import ADMIN_BUNDLE as ADMIN_BUNDLE  # still operator.ADMIN_BUNDLE
-from numbind.registry.datadir import private_umask
+from numbind.registry.datadir import init_lock, private_umask
 from numbind.registry.domain.principals import NewPrincipal
 from numbind.registry.domain.types import Role
 from numbind.registry.federation.log_trust import give_bundle_trust
@@ -110,6 +110,13 @@ def _init(
     for host in hosts:
         server_name(host)  # refuse a bad name before the data dir is made
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with init_lock(settings.data_dir):
+        return _init_locked(settings, registry_address, hosts, partitions)
+
+
+def _init_locked(
+    settings: Settings, registry_address: str | None, hosts: list[str], partitions: int | None
+) -> InitResult:
     pki = settings.pki_dir
     created = not (pki / "ca.key").exists()
     ca = CertificateAuthority.create(pki) if created else CertificateAuthority.load(pki)

@@ -17,7 +17,12 @@ from numbind.cli.serve import _warn_unnamed_listen_host
 from numbind.registry import operator
 from numbind.registry.config import Settings
 from numbind.registry.pki import SERVER_CERT_FILE, SERVER_KEY_FILE, CertificateAuthority
-from numbind.registry.server_cert import address_hosts, ensure_server_cert, server_name
+from numbind.registry.server_cert import (
+    address_hosts,
+    ensure_server_cert,
+    missing_names,
+    server_name,
+)
 
 DEFAULTS = ["127.0.0.1", "localhost", "::1"]
 # What grpcio 1.85 puts in details() when the chain verifies but names another host.
@@ -50,6 +55,23 @@ def test_a_new_certificate_names_what_was_asked(ca: CertificateAuthority, tmp_pa
     assert list(result.names) == _sans(tmp_path / SERVER_CERT_FILE)
     for host in ("registry.example", "10.0.0.1", "::1"):
         _verifies_for(ca, tmp_path / SERVER_CERT_FILE, host)
+
+
+def test_a_zone_or_a_root_dot_is_named_as_the_certificate_carries_it(
+    ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    # A certificate names fe80::1, not fe80::1%eth0, and registry.example without its root
+    # dot: kept with them, the name never matched, so every init re-issued the certificate
+    # (adding duplicates) and serve warned of a name no init could add.
+    asked = [*DEFAULTS, "fe80::1%eth0", "::1%lo", "registry.example."]
+    first = ensure_server_cert(ca, tmp_path, asked)
+    assert _sans(tmp_path / SERVER_CERT_FILE) == [*DEFAULTS, "fe80::1", "registry.example"]
+    assert first.names == (*DEFAULTS, "fe80::1", "registry.example")
+    assert ensure_server_cert(ca, tmp_path, asked).action == "kept"
+    assert missing_names(tmp_path, ["[fe80::1%eth0]", "registry.example."]) == []
+    assert server_name("[::1%lo]") == "::1" and server_name("Registry.Example.") == (
+        "registry.example"
+    )
 
 
 def test_a_missing_name_re_issues_it_naming_both(ca: CertificateAuthority, tmp_path: Path) -> None:

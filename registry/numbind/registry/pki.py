@@ -122,11 +122,15 @@ def _check_subject_key(public_key: CertificatePublicKeyTypes) -> None:
 
 
 def server_san(host: str) -> x509.GeneralName:
-    """The SAN naming ``host`` (an IP literal or a DNS name) in a server certificate."""
+    """The SAN naming ``host`` (an IP literal or a DNS name) in a server certificate. An IPv6
+    zone (``fe80::1%eth0``) is dropped and a DNS name's root dot (``registry.example.``)
+    too: a certificate carries neither, so a name kept with one never matched the
+    certificate issued for it (re-issued on every init, a warning no init could quiet)."""
     try:
-        return x509.IPAddress(ipaddress.ip_address(host))
+        return x509.IPAddress(ipaddress.ip_address(host.partition("%")[0]))
     except ValueError:
         pass
+    host = host.removesuffix(".")
     if not _DNS_NAME_RE.fullmatch(host) or len(host) > 253:
         raise ValueError(f"server host {host!r} is neither an IP address nor a DNS name")
     return x509.DNSName(host.lower())

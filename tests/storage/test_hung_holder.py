@@ -17,6 +17,7 @@ import threading
 import pytest
 from numbind.registry.storage import local_apply
 from numbind.registry.storage.db import Database
+from numbind.registry.storage.pg_session import pg_session_settings
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -90,3 +91,10 @@ def test_each_connection_names_its_process_and_carries_the_limits(pg_db: Databas
         assert client["keepalives"] == "1" and client["keepalives_idle"] == "10"
     finally:
         limited.close()
+
+
+def test_a_limit_under_a_millisecond_is_one_not_off() -> None:
+    # PostgreSQL counts the limit in milliseconds and 0 turns it off: 0.0004 s was sent as 0.
+    assert "idle_in_transaction_session_timeout = 1" in pg_session_settings(0.0004)[0]
+    assert pg_session_settings(0)[0].endswith("= 0")
+    assert pg_session_settings(60)[0].endswith("= 60000")

@@ -87,7 +87,7 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     return rc, out.out, out.err
 
 
-@pytest.mark.parametrize("flag", ["0", "-3", "1025", "abc"])
+@pytest.mark.parametrize("flag", ["0", "-3", "1025", "abc", "1_6", "１６"])
 def test_a_bad_flag_is_a_usage_error_naming_it(
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
@@ -102,7 +102,7 @@ def test_a_bad_flag_is_a_usage_error_naming_it(
     assert not tmp_path.joinpath("registry.db").exists()
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "-3"])
+@pytest.mark.parametrize("value", ["abc", "0", "-3", "1_6"])
 def test_a_bad_variable_is_one_line_naming_it(
     capsys: pytest.CaptureFixture[str],
     database_url: str,

@@ -23,10 +23,10 @@ ENV = "NUMBIND_PARTITIONS"
 def check(value: str | int, source: str) -> int:
     """`value` as a partition count; ValueError naming `source` (a flag or a variable)
     unless it is a whole number 1..MAX_PARTITIONS."""
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
+    # int() also reads "1_6" and full-width digits ("１６"): ASCII digits only, as an
+    # address's port.
+    text = str(value).strip()
+    n = int(text) if text.isascii() and text.isdigit() else 0
     if isinstance(value, bool) or not 1 <= n <= MAX_PARTITIONS:
         raise ValueError(f"{source}: got {value!r}, want a whole number 1..{MAX_PARTITIONS}")
     return n

@@ -25,13 +25,18 @@ def pg_connect_args() -> dict[str, Any]:
     }
 
 
+def _milliseconds(seconds: float) -> int:
+    """PostgreSQL's unit for the limit; a limit under 1 ms is 1 ms, not 0 (which is off)."""
+    return 0 if seconds == 0 else max(1, round(seconds * 1000))
+
+
 def pg_session_settings(idle_timeout_seconds: float) -> list[str]:
     """What each connection sets for its session, server side. The same keepalives the
     other way (the server notices a registry host that vanished and ends its session,
     releasing its locks), and the idle-in-transaction limit (storage.IDLE_TIMEOUT_SECONDS:
     a process that hangs holding a lock every process needs)."""
     return [
-        f"SET idle_in_transaction_session_timeout = {round(idle_timeout_seconds * 1000)}",
+        f"SET idle_in_transaction_session_timeout = {_milliseconds(idle_timeout_seconds)}",
         "SET tcp_keepalives_idle = 10",
         "SET tcp_keepalives_interval = 5",
         "SET tcp_keepalives_count = 3",

@@ -91,6 +91,7 @@ async def test_an_unnamed_host_is_named_in_the_error_and_init_adds_it(
             capsys, "admin", "keys", "--data-dir", data, "--registry", f"{HOST}:{port}"
         )
         assert rc == 1 and f"does not name {HOST}; re-issue it with {fix}" in err, err
+        assert "is `numbind serve` running there?" not in err  # it is: the certificate is not
 
         rc, out, err = await cli(capsys, "admin", "init", "--data-dir", data, "--server-name", HOST)
         assert rc == 0, err

@@ -68,7 +68,7 @@ def remote(args: argparse.Namespace) -> int:
     from numbind.protocol.bundle import BUNDLE_JSON, Bundle
     from numbind.registry.config import client_address
     from numbind.sdk.admin import AdminClient
-    from numbind.sdk.errors import Unavailable
+    from numbind.sdk.errors import CertificateMismatch, Unavailable
 
     settings = settings_from(args)
     bundle_dir: Path = args.bundle or settings.data_dir / "admin-bundle"
@@ -82,6 +82,11 @@ def remote(args: argparse.Namespace) -> int:
     try:
         with AdminClient(bundle, address=address) as client:
             _remote_action(args, client)
+    except CertificateMismatch as exc:  # it is running there: its certificate is the matter
+        raise CliError(
+            f"cannot reach the registry at {address} ({source}): "
+            f"{connection_problem(exc.message, address) or exc.message}"
+        ) from None
     except Unavailable as exc:
         raise CliError(
             f"cannot reach the registry at {address} ({source}): "

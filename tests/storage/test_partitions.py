@@ -169,3 +169,14 @@ def test_a_store_built_with_another_count_is_refused(
         assert out.splitlines()[-1] == (
             "partitions: 4 per growing table (fixed when the tables were built)"
         )
+
+
+def test_a_count_asked_of_an_unpartitioned_store_says_it_is_not_used(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store = f"sqlite:///{tmp_path / 'registry.db'}"
+    for command in (["admin", "init"], ["admin", "migrate"]):
+        args = [*command, "--data-dir", str(tmp_path / "d"), "--database-url", store]
+        rc, out, _ = _run(capsys, *args, "--partitions", "8")
+        assert rc == 0
+        assert "8 asked, not used: this store is not partitioned" in out

@@ -194,6 +194,8 @@ def _init(args: argparse.Namespace) -> int:
     print(f"schema:         {result.schema}")
     if result.partitions is not None:
         print(f"partitions:     {result.partitions} per growing table")
+    elif args.partitions is not None:
+        print(f"partitions:     {args.partitions} asked, not used: this store is not partitioned")
     print(f"active key:     {result.active_key_id}")
     print(f"admin bundle:   {result.admin_bundle}")
     return 0
@@ -213,6 +215,8 @@ def _migrate(args: argparse.Namespace) -> int:
     print(f"schema already at {after}" if before == after else f"schema {before} -> {after}")
     if built is not None:
         print(f"partitions: {built} per growing table (fixed when the tables were built)")
+    elif args.partitions is not None:
+        print(f"partitions: {args.partitions} asked, not used: this store is not partitioned")
     return 0
 
 

@@ -17,11 +17,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 from numbind.protocol.bundle import make_client_key_and_csr
 from numbind.registry.pki import (
-    SERVER_CERT_FILE,
-    SERVER_KEY_FILE,
     CertificateAuthority,
     PrincipalId,
-    load_server_pair,
     principal_from_cert_der,
     principal_from_cert_pem,
 )
@@ -328,46 +325,3 @@ def test_sign_csr_rejects_tampered_csr(ca: CertificateAuthority) -> None:
 def test_sign_csr_rejects_garbage(ca: CertificateAuthority) -> None:
     with pytest.raises(ValueError, match="certificate signing request"):
         ca.sign_csr(b"not a csr", PrincipalId("platform", "acme"))
-
-
-def _server_pair(ca: CertificateAuthority, pki: Path) -> tuple[bytes, bytes]:
-    cert_pem, key_pem = ca.issue_server_cert()
-    (pki / SERVER_CERT_FILE).write_bytes(cert_pem)
-    (pki / SERVER_KEY_FILE).write_bytes(key_pem)
-    return key_pem, cert_pem
-
-
-def test_load_server_pair_returns_a_matching_pair(ca: CertificateAuthority, tmp_path: Path) -> None:
-    written = _server_pair(ca, tmp_path)
-    assert load_server_pair(tmp_path) == written
-
-
-@pytest.mark.parametrize(
-    ("garbled", "want"),
-    [
-        (SERVER_KEY_FILE, "not an unencrypted PEM private key"),
-        (SERVER_CERT_FILE, "not a PEM certificate"),
-    ],
-)
-def test_load_server_pair_names_a_garbled_file(
-    ca: CertificateAuthority, tmp_path: Path, garbled: str, want: str
-) -> None:
-    # gRPC, handed these, says only "Failed to bind to address": the check names the file.
-    _server_pair(ca, tmp_path)
-    (tmp_path / garbled).write_bytes(b"garbage\n")
-    with pytest.raises(ValueError) as err:
-        load_server_pair(tmp_path)
-    assert str(err.value).startswith(f"{tmp_path / garbled}: {want}; ")
-    assert "numbind admin init" in str(err.value)
-
-
-def test_load_server_pair_refuses_a_key_of_another_certificate(
-    ca: CertificateAuthority, tmp_path: Path
-) -> None:
-    _server_pair(ca, tmp_path)
-    other = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    (tmp_path / SERVER_KEY_FILE).write_bytes(other)
-    with pytest.raises(ValueError, match="not the key of the certificate"):
-        load_server_pair(tmp_path)

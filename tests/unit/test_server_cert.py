@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.verification import PolicyBuilder, Store
 from numbind.cli.common import connection_problem
@@ -20,6 +22,7 @@ from numbind.registry.pki import SERVER_CERT_FILE, SERVER_KEY_FILE, CertificateA
 from numbind.registry.server_cert import (
     address_hosts,
     ensure_server_cert,
+    load_server_pair,
     missing_names,
     server_name,
 )
@@ -223,3 +226,46 @@ def test_a_hostname_failure_names_the_host_and_the_fix() -> None:
     assert connection_problem(other_ca, "127.0.0.1:1") == (
         "the TLS handshake failed (another registry, or a stale bundle?)"
     )
+
+
+def _server_pair(ca: CertificateAuthority, pki: Path) -> tuple[bytes, bytes]:
+    cert_pem, key_pem = ca.issue_server_cert()
+    (pki / SERVER_CERT_FILE).write_bytes(cert_pem)
+    (pki / SERVER_KEY_FILE).write_bytes(key_pem)
+    return key_pem, cert_pem
+
+
+def test_load_server_pair_returns_a_matching_pair(ca: CertificateAuthority, tmp_path: Path) -> None:
+    written = _server_pair(ca, tmp_path)
+    assert load_server_pair(tmp_path) == written
+
+
+@pytest.mark.parametrize(
+    ("garbled", "want"),
+    [
+        (SERVER_KEY_FILE, "not an unencrypted PEM private key"),
+        (SERVER_CERT_FILE, "not a PEM certificate"),
+    ],
+)
+def test_load_server_pair_names_a_garbled_file(
+    ca: CertificateAuthority, tmp_path: Path, garbled: str, want: str
+) -> None:
+    # gRPC, handed these, says only "Failed to bind to address": the check names the file.
+    _server_pair(ca, tmp_path)
+    (tmp_path / garbled).write_bytes(b"garbage\n")
+    with pytest.raises(ValueError) as err:
+        load_server_pair(tmp_path)
+    assert str(err.value).startswith(f"{tmp_path / garbled}: {want}; ")
+    assert "numbind admin init" in str(err.value)
+
+
+def test_load_server_pair_refuses_a_key_of_another_certificate(
+    ca: CertificateAuthority, tmp_path: Path
+) -> None:
+    _server_pair(ca, tmp_path)
+    other = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (tmp_path / SERVER_KEY_FILE).write_bytes(other)
+    with pytest.raises(ValueError, match="not the key of the certificate"):
+        load_server_pair(tmp_path)

@@ -33,7 +33,6 @@ __all__ = [
     "CertificateAuthority",
     "PrincipalId",
     "Role",
-    "load_server_pair",
     "principal_from_cert_der",
     "principal_from_cert_pem",
     "server_san",
@@ -347,31 +346,6 @@ class CertificateAuthority:
         if not csr.is_signature_valid:
             raise ValueError("CSR signature is invalid (the request was altered or forged)")
         return self.issue_client_cert(principal, csr.public_key())
-
-
-def load_server_pair(pki_dir: Path) -> tuple[bytes, bytes]:
-    """The registry's TLS server ``(key_pem, cert_pem)``, checked to parse and to match.
-
-    gRPC reports a bad pair only as a failure to bind the port, so it is checked here, before
-    gRPC sees it; ValueError names the bad file."""
-    key_path, cert_path = pki_dir / SERVER_KEY_FILE, pki_dir / SERVER_CERT_FILE
-    key_pem, cert_pem = key_path.read_bytes(), cert_path.read_bytes()
-    fix = (
-        f"remove {key_path} and {cert_path} and run `numbind admin init --data-dir "
-        f"{pki_dir.parent}` to issue a new pair"
-    )
-    try:
-        cert = x509.load_pem_x509_certificate(cert_pem)
-    except ValueError:
-        raise ValueError(f"{cert_path}: not a PEM certificate; {fix}") from None
-    try:
-        key = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError):
-        raise ValueError(f"{key_path}: not an unencrypted PEM private key; {fix}") from None
-    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    if key.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki):
-        raise ValueError(f"{key_path}: not the key of the certificate {cert_path}; {fix}")
-    return key_pem, cert_pem
 
 
 def principal_from_cert_der(der: bytes) -> PrincipalId:

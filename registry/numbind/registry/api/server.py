@@ -31,7 +31,7 @@ from numbind.registry.federation.live import ServerRoots
 from numbind.registry.federation.serving import Serving
 from numbind.registry.federation.witness import GrpcLogSource
 from numbind.registry.federation.witnessing import PeerLogWitnesses
-from numbind.registry.pki import load_server_pair
+from numbind.registry.server_cert import load_server_pair
 from numbind.registry.storage.lock import StoreLock
 from numbind.v1 import (
     admin_pb2,

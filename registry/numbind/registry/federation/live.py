@@ -30,7 +30,7 @@ from numbind.registry.federation.peers import PeerTrust
 from numbind.registry.federation.serving import Serving
 from numbind.registry.federation.token_keys import from_ring
 from numbind.registry.keys import KeyRing
-from numbind.registry.pki import load_server_pair
+from numbind.registry.server_cert import load_server_pair
 
 __all__ = ["ManifestWatch", "ServerRoots", "key_signer"]
 

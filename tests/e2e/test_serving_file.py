@@ -87,3 +87,22 @@ def test_the_advertised_address_wins_over_the_serving_file(tmp_path: Path) -> No
     bad = _numbind("admin", "init", "--data-dir", str(data), "--registry", "no-port")
     assert bad.returncode == 1 and "is not host:port" in bad.stderr
     assert json.loads((data / "advertised.json").read_text()) == {"address": balancer}
+
+
+def test_a_process_listening_everywhere_is_noted_at_loopback(tmp_path: Path) -> None:
+    # `serve --listen 0.0.0.0:7443` wrote 0.0.0.0:7443, which new bundles then named:
+    # no address to dial, and one the server certificate never names.
+    from numbind.registry.config import (
+        SERVING_FILE,
+        client_address,
+        forget_served_address,
+        record_served_address,
+    )
+
+    for listen, noted in (("0.0.0.0:7443", "127.0.0.1:7443"), ("[::]:7443", "[::1]:7443")):
+        record_served_address(tmp_path, listen)
+        assert client_address(tmp_path) == (noted, tmp_path / SERVING_FILE)
+        forget_served_address(tmp_path, listen)  # the same process, stopping
+        assert not (tmp_path / SERVING_FILE).exists()
+    record_served_address(tmp_path, "10.0.0.5:7443")
+    assert client_address(tmp_path) == ("10.0.0.5:7443", tmp_path / SERVING_FILE)

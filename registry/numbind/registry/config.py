@@ -317,11 +317,23 @@ def load_settings(
         raise
 
 
+def _dialable(address: str) -> str:
+    """Where a local client reaches a process serving ``address``: listening on every
+    interface (0.0.0.0, [::]) is no address to dial, and a bundle that named it failed the
+    server certificate, which never names a wildcard; loopback is one it names."""
+    host, _, port = address.rpartition(":")
+    if host in ("0.0.0.0", "*", ""):
+        return f"127.0.0.1:{port}"
+    if host in ("[::]", "::"):
+        return f"[::1]:{port}"
+    return address
+
+
 def record_served_address(data_dir: Path, address: str) -> None:
-    """Note where this process serves (see SERVING_FILE)."""
+    """Note where this process serves (see SERVING_FILE), as a local client dials it."""
     write_atomically(
         data_dir / SERVING_FILE,
-        (json.dumps({"address": address, "pid": os.getpid()}) + "\n").encode(),
+        (json.dumps({"address": _dialable(address), "pid": os.getpid()}) + "\n").encode(),
         0o600,
     )
 
@@ -330,7 +342,7 @@ def forget_served_address(data_dir: Path, address: str) -> None:
     """Remove SERVING_FILE if it still names this process at ``address``; a file another
     process wrote since (it started later) is its own and stays."""
     path = data_dir / SERVING_FILE
-    if _read_json(path) == {"address": address, "pid": os.getpid()}:
+    if _read_json(path) == {"address": _dialable(address), "pid": os.getpid()}:
         path.unlink(missing_ok=True)
 
 

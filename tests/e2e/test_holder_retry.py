@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 from numbind.protocol.bundle import Bundle
 from numbind.registry.testing import running_registry
@@ -149,3 +151,34 @@ async def test_platform_ids_with_scope_all_is_refused_naming_the_field(tmp_path:
                 await c.revoke(SUBJECT, PHONE, days_ago(30), Scope.ALL_PRE_TENURE, ["nope"])
             (view,) = await c.query(SUBJECT, [(PHONE, days_ago(30))])
             assert [p.open_revocation for p in view.platforms] == [""]
+
+
+async def test_a_query_met_by_a_restarting_registry_is_asked_again_with_fresh_attestations(
+    tmp_path: Path,
+) -> None:
+    # Each attestation is single-use, so the query was never retried: a registry restarting
+    # under it (UNAVAILABLE) reached the holder. Now each try signs its own.
+    async with running_registry(tmp_path / "data") as reg:
+        cm, drive = reg.add_carrier("cm"), reg.add_platform("drive")
+        token = await tokenize(drive, PHONE)
+        await publish(drive, token, [(b"acct", days_ago(300))])
+        async with carrier(cm) as c:
+            await c.report([LifecycleReport(PHONE, Lifecycle.ISSUED, days_ago(400))])
+            real = c._holders.QueryBindings
+            sent: list[bytes] = []
+
+            def restarting(request: Any, **kwargs: Any) -> Any:
+                sent.append(request.attestations[0].signature)
+                if len(sent) == 1:
+                    raise grpc.aio.AioRpcError(
+                        grpc.StatusCode.UNAVAILABLE,
+                        grpc.aio.Metadata(),
+                        grpc.aio.Metadata(),
+                        details="the registry is stopping",
+                    )
+                return real(request, **kwargs)
+
+            c._holders.QueryBindings = restarting  # type: ignore[assignment]
+            (view,) = await c.query(SUBJECT, [(PHONE, days_ago(400))])
+    assert [p.platform_id for p in view.platforms] == ["drive"]
+    assert len(sent) == 2 and sent[0] != sent[1]  # the second try signed anew

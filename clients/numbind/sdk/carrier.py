@@ -212,19 +212,23 @@ class CarrierClient:
     ) -> list[NumberView]:
         """一证通查: every platform bound to each of the subscriber's numbers."""
         tokens = await self._tokens.tokenize([p for p, _ in numbers])
-        request = wire.query_request(
-            [
-                self.attest(t, subject, start, attestation.Purpose.QUERY)
-                for t, (_, start) in zip(tokens, numbers, strict=True)
-            ]
-        )
-        # Not retried: each attestation is single-use, a retry needs fresh ones.
+
+        def attested() -> holders_pb2.QueryBindingsRequest:
+            return wire.query_request(
+                [
+                    self.attest(t, subject, start, attestation.Purpose.QUERY)
+                    for t, (_, start) in zip(tokens, numbers, strict=True)
+                ]
+            )
+
+        # Each attestation is single-use, so each try signs fresh ones: a query only reads,
+        # and a registry restarting under it (UNAVAILABLE) no longer reaches the holder.
         try:
             resp: holders_pb2.QueryBindingsResponse = await call_with_retry(
                 lambda: self._holders.QueryBindings(
-                    request, timeout=attempt_timeout(30, self._timeout)
+                    attested(), timeout=attempt_timeout(30, self._timeout)
                 ),
-                RetryPolicy(attempts=1),
+                self._retry,
             )
         except NumbindClientError as exc:
             where = offset_positions(0, len(numbers))

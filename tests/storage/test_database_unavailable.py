@@ -6,6 +6,7 @@ restarted, every call failed with INTERNAL, so the SDK did not retry.
 
 from __future__ import annotations
 
+import logging
 import socket
 from pathlib import Path
 
@@ -65,3 +66,19 @@ def test_an_error_of_the_request_itself_stays_what_it_is(pg_db: Database) -> Non
     with pytest.raises(Exception) as caught:
         pg_db.transact(lambda s: s.execute(text("SELECT 1 / 0")).scalar())
     assert not isinstance(caught.value, Unavailable)
+
+
+def test_a_retried_transaction_is_logged_with_its_sqlstate(
+    pg_db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "retrying transaction after OperationalError" did not say which contention it was:
+    # a deadlock, a serialization failure, a key another writer took.
+    pg_db.transact(lambda s: s.execute(text("CREATE TABLE once (k int PRIMARY KEY)")))
+    pg_db.transact(lambda s: s.execute(text("INSERT INTO once VALUES (1)")))
+    with (
+        caplog.at_level(logging.INFO, logger="numbind.registry.storage.db"),
+        pytest.raises(Unavailable, match="contention"),
+    ):
+        pg_db.transact(lambda s: s.execute(text("INSERT INTO once VALUES (1)")))
+    retries = [r.getMessage() for r in caplog.records if "retrying transaction" in r.getMessage()]
+    assert retries and all("IntegrityError 23505" in m for m in retries), retries

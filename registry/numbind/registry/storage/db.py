@@ -246,7 +246,14 @@ class Database:
                 if attempt == MAX_ATTEMPTS:
                     raise Unavailable("storage: too much contention, retry later") from exc
                 delay = min(0.5, 0.01 * 2**attempt) * (0.5 + random.random())
-                log.info("retrying transaction after %s (attempt %d)", type(exc).__name__, attempt)
+                # With its SQLSTATE (40001 serialization, 40P01 deadlock, 23505 a unique
+                # key another writer took): which contention it was is what an operator asks.
+                log.info(
+                    "retrying transaction after %s %s (attempt %d)",
+                    type(exc).__name__,
+                    _sqlstate(exc) or str(exc.orig).splitlines()[0][:80],
+                    attempt,
+                )
                 time.sleep(delay)
         raise AssertionError("unreachable")
 

@@ -8,14 +8,14 @@ retries it on another). One address behind a load balancer (HAProxy, Envoy) work
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Sequence
 from typing import Any, Literal, overload
 
 import grpc
 import grpc.aio
-from numbind.protocol.bundle import Bundle, check_registry_address, registry_addresses
+from numbind.protocol.addresses import parse_registry
+from numbind.protocol.bundle import Bundle, registry_addresses
 from numbind.protocol.limits import MAX_MESSAGE_BYTES
 
 __all__ = [
@@ -62,22 +62,11 @@ def channel_target(
     if not items:
         raise ValueError("registry address: got none, want host:port[,host:port...]")
     # Bundle.load refuses a bad address already; this catches a target given directly.
-    check_registry_address(",".join(items))
+    # parse_registry also holds several addresses to IP literals of one family.
+    parsed = parse_registry(",".join(items))
     if len(items) == 1:
         return items[0], []
-    families = set()
-    for address in items:
-        host = address.rpartition(":")[0].strip("[]")
-        try:
-            families.add(ipaddress.ip_address(host).version)
-        except ValueError:
-            raise ValueError(
-                f"registry address {address!r}: several addresses must be IP addresses "
-                "(for a host name, give one name that resolves to them all)"
-            ) from None
-    if len(families) != 1:
-        raise ValueError(f"registry addresses {items}: mix IPv4 and IPv6; list one family")
-    scheme = "ipv4" if families == {4} else "ipv6"
+    scheme = "ipv4" if parsed[0].family == 4 else "ipv6"
     options: list[tuple[str, Any]] = [
         ("grpc.service_config", ROUND_ROBIN),
         ("grpc.ssl_target_name_override", checked_host(items)),

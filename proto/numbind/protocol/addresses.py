@@ -23,9 +23,8 @@ from dataclasses import dataclass
 
 __all__ = ["RegistryAddress", "check_registry_address", "parse_registry", "registry_addresses"]
 
-_PORT_RE = re.compile(r"[0-9]+")
+_DIGITS_RE = re.compile(r"[0-9]+")  # ASCII only: str.isdigit also takes "²" and "２"
 _LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_DIGITS_RE = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ def _parse_one(text: str) -> RegistryAddress:
     host, sep, port_text = text.rpartition(":")
     if not sep or not host:
         raise ValueError(f"registry address {text!r} is not host:port")
-    if not _PORT_RE.fullmatch(port_text) or not 0 < int(port_text) < 65536:
+    if not _DIGITS_RE.fullmatch(port_text) or not 0 < int(port_text) < 65536:
         raise ValueError(
             f"registry address {text!r} is not host:port: port: got {port_text!r}, "
             "want 1..65535 in ASCII digits"

@@ -317,16 +317,19 @@ def load_settings(
         raise
 
 
+# Listen hosts that mean every interface: no host a client could dial, and none a server
+# certificate names (server_cert leaves them out of its names too).
+WILDCARD_HOSTS = frozenset({"", "*", "0.0.0.0", "::"})
+
+
 def _dialable(address: str) -> str:
     """Where a local client reaches a process serving ``address``: listening on every
-    interface (0.0.0.0, [::]) is no address to dial, and a bundle that named it failed the
-    server certificate, which never names a wildcard; loopback is one it names."""
+    interface is no address to dial, and a bundle that named it failed the server
+    certificate, which never names a wildcard; loopback is one it names."""
     host, _, port = address.rpartition(":")
-    if host in ("0.0.0.0", "*", ""):
-        return f"127.0.0.1:{port}"
-    if host in ("[::]", "::"):
-        return f"[::1]:{port}"
-    return address
+    if host.strip("[]") not in WILDCARD_HOSTS:
+        return address
+    return f"[::1]:{port}" if ":" in host else f"127.0.0.1:{port}"
 
 
 def record_served_address(data_dir: Path, address: str) -> None:

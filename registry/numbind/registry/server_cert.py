@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from numbind.protocol.bundle import registry_addresses
 from numbind.protocol.files import write_private_file
+from numbind.registry.config import WILDCARD_HOSTS
 from numbind.registry.pki import (
     SERVER_CERT_FILE,
     SERVER_KEY_FILE,
@@ -36,8 +37,6 @@ __all__ = [
 ]
 
 DEFAULT_SERVER_NAMES: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
-# Listening on every interface names no host a client could dial.
-_ANY_HOST = frozenset({"", "0.0.0.0", "::", "*"})
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ def address_hosts(address: str) -> list[str]:
     hosts: list[str] = []
     for one in registry_addresses(address):
         host = one.rpartition(":")[0].strip("[]")
-        if host not in _ANY_HOST and host not in hosts:
+        if host not in WILDCARD_HOSTS and host not in hosts:
             hosts.append(host)
     return hosts
 

@@ -12,6 +12,7 @@ from typing import Any
 import phonenumbers
 from numbind.protocol.bundle import Bundle
 from numbind.sdk.dates import TimeInputError, format_offset, parse_time_or_date, start_of_day
+from numbind.sdk.errors import HOSTNAME_MISMATCH
 from numbind.sdk.phone import DEFAULT_REGION, InvalidNumber, to_e164
 
 __all__ = [
@@ -73,9 +74,9 @@ def connection_problem(detail: str, address: str | None = None) -> str | None:
     when it is the registry's own UNAVAILABLE answer (which is meant to be read).
     ``address`` is the one dialled, to name the host a certificate does not."""
     lowered = detail.lower()
-    # gRPC's words when the chain verified but the certificate names another host (a
-    # certificate from another CA fails earlier, as "Tls handshake failed").
-    if "hostname verification check failed" in lowered:
+    # The chain verified but the certificate names another host (one from another CA
+    # fails earlier, as "Tls handshake failed"): the SDK's CertificateMismatch reads it so.
+    if HOSTNAME_MISMATCH in lowered:
         from numbind.sdk.channel import checked_host
 
         host = checked_host(address) if address else ""

@@ -210,8 +210,10 @@ class CertificateMismatch(Unavailable):
         return False
 
 
-# gRPC's words for a handshake that failed on the certificate (not on the network).
-_CERTIFICATE_FAILURES = ("hostname verification check failed", "certificate_verify_failed")
+# gRPC's words (lower-cased) for a handshake that failed on the certificate, not on the
+# network: it names another host (the chain verified), or another CA signed it.
+HOSTNAME_MISMATCH = "hostname verification check failed"
+_CERTIFICATE_FAILURES = (HOSTNAME_MISMATCH, "certificate_verify_failed")
 
 
 class RekeyInProgress(NumbindClientError):

@@ -72,7 +72,9 @@ class EventFeed:
     as of the last heartbeat, ``reconnects`` counts reconnections.
 
     ``retry`` None means FOLLOW_RETRY when following (reconnect for ever) and the default
-    ``RetryPolicy()`` otherwise, which then raises Unavailable once it runs out. Not
+    ``RetryPolicy()`` otherwise, which then raises Unavailable once it runs out.
+    ``ack_retry`` (default ``RetryPolicy()``) bounds each ack, following or not: an ack
+    that cannot land must reach its caller, which holds the account sealed meanwhile. Not
     following, each connection must send something (an event or a heartbeat) within
     ``rpc_timeout`` seconds, or it counts as a failed try: a registry that accepts
     connections but never answers (stopped, or behind a black hole) is given up on too.
@@ -86,6 +88,7 @@ class EventFeed:
         after_seq: int | None = None,
         heartbeat_seconds: int = 0,
         retry: RetryPolicy | None = None,
+        ack_retry: RetryPolicy | None = None,
         log: LogClient | None = None,
         rpc_timeout: float = 120.0,
     ) -> None:
@@ -94,6 +97,7 @@ class EventFeed:
         self._acked_through = self._cursor.load() if after_seq is None else after_seq
         self._heartbeat = heartbeat_seconds
         self._retry = retry
+        self._ack_retry = ack_retry or RetryPolicy()
         self._timeout = rpc_timeout
         self._acked: set[int] = set()
         self.head_seq = 0
@@ -127,7 +131,7 @@ class EventFeed:
         try:
             await call_with_retry(
                 lambda: self._stub.AckEvents(request, timeout=attempt_timeout(30, self._timeout)),
-                RetryPolicy(),
+                self._ack_retry,
             )
         except NumbindClientError as exc:
             raise located(exc, "acks", "event", offset_positions(0, len(items))) from None

@@ -219,6 +219,7 @@ class PlatformClient:
             heartbeat_seconds=heartbeat_seconds,
             log=log,
             retry=None if follow else self._retry,
+            ack_retry=self._retry,
             rpc_timeout=self._timeout,
         )
         self.feed = feed

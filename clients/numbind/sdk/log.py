@@ -232,6 +232,7 @@ class LogClient:
             left = deadline - time.monotonic()
             if cp.size >= size:
                 return cp
+            await self._within_log(size, cp.log_key)
             if left <= 0:
                 raise LogProofError(
                     "quorum",
@@ -240,6 +241,27 @@ class LogClient:
                     f"{await self._lacking(cp.log_key)}",
                 )
             await asyncio.sleep(min(0.5, left))
+
+    async def _within_log(self, size: int, vkey: str) -> None:
+        """Refuses at once, as `missing`, a leaf past the end of the log: a checkpoint
+        asked for without cosignatures is signed on demand over every leaf, so no witness
+        round can bring one that covers it (waiting `quorum_wait` only to blame the quorum
+        sent the user looking for a witness)."""
+        resp = await self._call(
+            self._stub.GetCheckpoint,
+            log_pb2.GetCheckpointRequest(manifest_version=self._manifest_version()),
+        )
+        try:
+            key = note.Ed25519Verifier.parse(vkey)
+            newest = open_signed(bytes(resp.checkpoint), key, WitnessPolicy.none())
+        except (LogFailure, LogError):
+            return  # judged where it is held to the policy: nothing to add here
+        if newest.checkpoint.size < size:
+            raise LogProofError(
+                "missing",
+                f"leaf {size - 1} is past the end of the log, which holds "
+                f"{_leaves(newest.checkpoint.size)}",
+            )
 
     async def _lacking(self, vkey: str) -> str:
         """Whose cosignature the newest checkpoint lacks (for the refusal), else ""."""
@@ -374,3 +396,9 @@ class LogClient:
             return state.verified()
         except LogFailure as exc:
             raise LogProofError(exc.failure, exc.message) from None
+
+
+def _leaves(n: int) -> str:
+    if n <= 1:
+        return "1 leaf (index 0)" if n else "no leaf yet"
+    return f"{n:,} leaves (indices 0 to {n - 1:,})"

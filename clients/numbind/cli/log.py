@@ -250,12 +250,23 @@ async def _prove(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        opened = sum(p.entry is not None for p in proved)
-        print(
-            f"verified: {len(proved)} leaves included in the checkpoint of size {cp.size:,} "
-            f"(root {cp.root.hex()[:16]}...), {opened} opened and checked"
-        )
+        print(_proved_line(proved, cp.size, cp.root.hex()))
     return 0
+
+
+def _proved_line(proved: list[ProvedLeaf], size: int, root: str) -> str:
+    """One line: how many leaves are included, and whether what they commit to was checked
+    (only whoever holds an entry gets its opening: another platform's order is included
+    but not opened, and saying "verified" alone overstated what was shown)."""
+    n, opened = len(proved), sum(p.entry is not None for p in proved)
+    leaves = "1 leaf" if n == 1 else f"{n:,} leaves"
+    head = f"verified: {leaves} included in the checkpoint of size {size:,} (root {root[:16]}...)"
+    if opened == n:
+        return f"{head}, {'its' if n == 1 else 'each'} opening checked"
+    if opened == 0:
+        what = "what it commits to" if n == 1 else "what they commit to"
+        return f"{head}; not opened (this bundle does not hold the opening), so {what} is unchecked"
+    return f"{head}; {opened:,} opened and checked, {n - opened:,} not held by this bundle"
 
 
 def _check_opened(leaf: ProvedLeaf, kind: str, ref: str) -> None:

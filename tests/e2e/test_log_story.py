@@ -100,10 +100,22 @@ async def _story(reg: RunningRegistry, capsys: pytest.CaptureFixture[str], tmp_p
         capsys, "log", "prove", "--bundle", platforms[0].directory, "--order", order_ids[0]
     )
     assert rc == 0 and "verified: 2 leaves" in out, err  # the order and its outcome
+    assert "each opening checked" in out, out
+    # Another platform's order is included, but this bundle cannot open it: said, where it
+    # used to print "verified ..., 0 opened and checked".
+    rc, out, err = await cli(
+        capsys, "log", "prove", "--bundle", platforms[1].directory, "--order", order_ids[0]
+    )
+    assert rc == 0 and "not opened" in out and "unchecked" in out, out
     rc, out, err = await cli(
         capsys, "log", "prove", "--bundle", cm.directory, "--event", summary.leaf_indices[1]
     )
-    assert rc == 0 and "1 opened" in out, err
+    assert rc == 0 and "verified: 1 leaf included" in out and "its opening checked" in out, out
+    # A leaf past the end of the log is refused as such, not waited for as a quorum.
+    rc, out, err = await cli(
+        capsys, "log", "prove", "--bundle", cm.directory, "--event", str(10**8)
+    )
+    assert rc != 0 and "log missing: leaf 100000000 is past the end of the log" in err, err
     rc, out, err = await cli(capsys, "log", "checkpoint", "--bundle", cm.directory, "--json")
     assert rc == 0 and json.loads(out)["origin"] == "numbind.local/log"
     rc, out, err = await cli(capsys, "log", "monitor", "--bundle", reg.admin_bundle.directory)

@@ -173,8 +173,12 @@ class HolderService:
         """The current-carrier check; returns the number's tenure start (None if unknown)."""
         number = numbers.get(session, token)
         if number is None or number.carrier_pk != caller.pk:
+            # One answer for both cases: a carrier learns no more of a number that is not
+            # its own than that (whether another carrier reported it stays unsaid).
             raise WrongCarrier(
-                f"{where}.token: carrier {caller.name} is not the current carrier of this number"
+                f"{where}.token: carrier {caller.name} is not the current carrier of this "
+                "number: it has not reported it (report it ISSUED, or PORTED_IN, first) or "
+                "another carrier serves it now"
             )
         return number.tenure_start_us
 

@@ -48,9 +48,9 @@ class AcksRefused(platforms_pb2_grpc.PlatformsServicer):
 
 @pytest.fixture
 async def refusing() -> AsyncIterator[tuple[str, AcksRefused]]:
-    registry = AcksRefused()
+    registry = AcksRefused()  # type: ignore[abstract]  # serves the feed and acks alone
     server = grpc.aio.server()
-    platforms_pb2_grpc.add_PlatformsServicer_to_server(registry, server)  # type: ignore[arg-type]
+    platforms_pb2_grpc.add_PlatformsServicer_to_server(registry, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     yield f"127.0.0.1:{port}", registry

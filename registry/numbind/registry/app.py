@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
@@ -46,6 +44,7 @@ from numbind.registry.services.tokens import QuotaGate, TokenService, TokenSourc
 from numbind.registry.storage import keymap, migrate, ops, principals, token_keys
 from numbind.registry.storage.db import Database, Session
 from numbind.registry.storage.ops import OpsSnapshot
+from numbind.registry.workers import CryptoWorkers
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ class Registry:
     changes: Changes
     quota_gate: QuotaGate
     # Worker processes for CPU-bound crypto: token evaluation and the store re-key.
-    pool: ProcessPoolExecutor
+    pool: CryptoWorkers
     ca_pem: bytes
     # Set when the server begins to stop: long-lived streams end on it.
     stopping: asyncio.Event
@@ -130,9 +129,7 @@ class Registry:
         standing = StandingService(db, directory, notifier)
         stopping = asyncio.Event()
         token_map = TokenMapper(db)
-        pool = ProcessPoolExecutor(
-            max_workers=settings.workers, mp_context=multiprocessing.get_context("spawn")
-        )
+        pool = CryptoWorkers(settings.workers)
         rekeyer = RekeyRunner(
             db,
             token_map,

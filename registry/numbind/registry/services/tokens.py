@@ -26,6 +26,7 @@ from numbind.registry.errors import InvalidArgument
 from numbind.registry.keys import KeyRing, TokenKey
 from numbind.registry.storage import quota, usage
 from numbind.registry.storage.db import Database, Session
+from numbind.registry.workers import in_workers
 
 # How stale this process's view of the keys may get when another process rotates.
 KEYS_MAX_AGE_SECONDS = 5.0
@@ -152,12 +153,11 @@ class TokenService:
         validate_batch_size(elements)
         await self._fresh()
         key = self._keys.for_evaluation(key_id)
-        loop = asyncio.get_running_loop()
         # Validate, then act: a bad batch is refused before it takes any quota.
-        await loop.run_in_executor(self._pool, validate_elements, elements)
+        await in_workers(self._pool, validate_elements, elements)
         day = await self._gate.take(caller, len(elements))
         assert key.secret is not None
-        evaluated, proof = await loop.run_in_executor(
+        evaluated, proof = await in_workers(
             self._pool, evaluate_batch, key.secret, key.public_key, elements
         )
         await self._gate.record(caller, day, len(elements))

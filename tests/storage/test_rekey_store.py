@@ -5,20 +5,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
 
 import pytest
 from numbind.protocol import rekey as rekey_algebra
 from numbind.protocol.digest import binding_digest, bucket16
 from numbind.registry.domain.keymap import RekeyState, RekeyStatus
 from numbind.registry.domain.types import EventCause, EventKind, now_us
-from numbind.registry.services.rekey import RekeyRunner, convert
+from numbind.registry.services.rekey import RekeyRunner, RekeySettings, convert
+from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import bindings, feed, keymap, orders
 from numbind.registry.storage import rekey as store
-from numbind.registry.storage.models import BindingRow, OrderRow
+from numbind.registry.storage.models import BindingRow, OrderRow, RekeyRow
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tests.storage._rekey import NEW, OLD, T0, Store
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -174,3 +180,41 @@ async def test_orders_move_with_their_binding(st: Store) -> None:
         lambda s: feed.read_feed(s, st.platform, after_seq=0, limit=10), write=False
     )
     assert (item.key_id, item.token) == (NEW, converted)
+
+
+class _DeadWorkers(Executor):
+    """A pool whose workers keep dying: every call fails as a broken process pool does."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        self.calls += 1
+        raise BrokenProcessPool("a child process terminated abruptly")
+
+
+async def test_a_runner_that_cannot_convert_gives_its_lease_back(st: Store) -> None:
+    """Its runner used to take its own lease back after each failure, renewing it for as
+    long as the process ran, so the re-key stood still and no other process took it over."""
+    originals = st.fill(10)
+    st.rotate()
+    dead = _DeadWorkers()
+    stuck = RekeyRunner(
+        st.db,
+        TokenMapper(st.db),
+        dead,
+        RekeySettings(batch_rows=4, pause_seconds=0.0, lease_seconds=60.0),
+    )
+
+    def owner() -> str | None:
+        return st.db.transact(lambda s: s.scalars(select(RekeyRow.lease_owner)).one(), write=False)
+
+    stuck.start()
+    try:
+        await _poll(lambda: dead.calls >= 2)
+        await _poll(lambda: owner() is None, within=10.0)  # before: stuck.owner, renewed
+        # A process whose workers run takes the job over well inside the 60 s lease.
+        await _until_done(st, st.runner())
+    finally:
+        await stuck.close()
+    _assert_all_rekeyed(st, originals)

@@ -31,6 +31,7 @@ from numbind.registry.domain.types import now_us
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import rekey as store
 from numbind.registry.storage.db import Database
+from numbind.registry.workers import in_workers
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,11 @@ class RekeyRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self._give_back()
+
+    async def _give_back(self) -> None:
         if self._job is not None:
-            job = self._job
+            job, self._job = self._job, None
             with contextlib.suppress(Exception):
                 await self._db.run(partial(store.release, job_id=job, owner=self.owner))
 
@@ -125,6 +129,9 @@ class RekeyRunner:
                 raise
             except Exception:
                 log.exception("store re-key interrupted; retrying in %.0f s", poll)
+                # Handed back, so that a process that can work takes it over: this one took
+                # its own lease back after each failure, and others never got the job.
+                await self._give_back()
             self._job = None
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), poll)
@@ -169,7 +176,6 @@ class RekeyRunner:
 
     async def _sweep(self, job: store.Job) -> bool:
         """One pass over every table from the job's cursor; True if nothing is left behind."""
-        loop = asyncio.get_running_loop()
         settings = self._settings
         # (table, its converted rows being computed, the batch's last key) or a table's end.
         Work = asyncio.Future[list[tuple[Any, ...]]]
@@ -191,8 +197,10 @@ class RekeyRunner:
                     write=False,
                 )
                 if rows:
-                    work = loop.run_in_executor(
-                        self._executor, convert, table_no, job.delta, job.to_key_id, rows
+                    work = asyncio.ensure_future(
+                        in_workers(
+                            self._executor, convert, table_no, job.delta, job.to_key_id, rows
+                        )
                     )
                     after = rows[-1][0]
                     await queue.put((table_no, work, after))

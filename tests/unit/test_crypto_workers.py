@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,3 +90,37 @@ def test_a_stop_signal_to_the_process_group_is_left_to_the_registry(
     time.sleep(0.3)
     assert workers.submit(worker_pid).result(timeout=60) == pid  # the same worker
     assert workers.replaced == 0
+
+
+_REGISTRY_STANDIN = """
+import os, time
+from numbind.registry.workers import CryptoWorkers
+from tests.unit.test_crypto_workers import worker_pid
+if __name__ == "__main__":
+    pool = CryptoWorkers(1)
+    print(pool.submit(worker_pid).result(), flush=True)
+    time.sleep(120)
+"""
+
+
+def test_the_workers_of_a_killed_registry_exit(tmp_path: Path) -> None:
+    # An idle worker blocks on its queue, whose pipe it holds both ends of: it used to
+    # live on, orphaned, after its registry was killed.
+    script = tmp_path / "registry_standin.py"
+    script.write_text(_REGISTRY_STANDIN)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, env=env
+    ) as registry:
+        assert registry.stdout is not None
+        worker = int(registry.stdout.readline())
+        registry.kill()
+        registry.wait()
+    for _ in range(1000):
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+    os.kill(worker, signal.SIGKILL)
+    pytest.fail(f"worker {worker} outlived its registry by 20 s")

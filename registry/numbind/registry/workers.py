@@ -11,7 +11,8 @@ the death cut short runs once more, on a fresh pool.
 The workers ignore SIGINT and SIGTERM: a stop signalled to the whole process group (Ctrl-C
 in a terminal, systemd's KillMode=control-group) is the registry's to carry out, draining
 its calls, and used to kill the workers under the calls still in flight. A worker still
-ends with its registry: it exits when the pool's pipe closes, killed registry or not.
+ends with its registry: it watches for its parent to go (an idle worker of a killed
+registry used to live on, orphaned, holding its memory).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -34,9 +37,20 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _ignore_stop_signals() -> None:
+def _worker_start() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = os.getppid()
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:  # re-parented once the registry is gone
+        time.sleep(_PARENT_CHECK_SECONDS)
+    os._exit(0)
+
+
+_PARENT_CHECK_SECONDS = 1.0
 
 
 class CryptoWorkers(Executor):
@@ -52,7 +66,7 @@ class CryptoWorkers(Executor):
         return ProcessPoolExecutor(
             max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_ignore_stop_signals,
+            initializer=_worker_start,
         )
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:

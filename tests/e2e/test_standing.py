@@ -155,3 +155,29 @@ async def test_reissued_certificate_ends_the_old_bundles_stream(
         await task
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
     assert "certificate replaced" in (err.details() or "")
+
+
+async def test_a_call_made_just_after_a_resume_elsewhere_is_served(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Suspended and resumed by another process (or the offline command) a moment ago: this
+    process's directory cache, up to a second stale, still authenticates a new call under
+    the old standing version. The call began after the change, and the platform is in good
+    standing on the same certificate, yet its stream was ended ("changed standing ... after
+    this call began") and its acks refused."""
+    async with running_registry(tmp_path / "data", database_url=database_url) as reg:
+        cm, p1 = reg.add_carrier("cm"), reg.add_platform("p1")
+        await _revoke(reg, cm, p1, PHONES[0])
+        await _bind(p1, PHONES[1])
+        async with secure_channel(p1) as channel:
+            stub = platforms_pb2_grpc.PlatformsStub(channel)
+            await stub.GetDigest(platforms_pb2.GetDigestRequest(bucket_bits=0))  # cached
+            operator.set_suspended(reg.settings, "platform", "p1", True)
+            operator.set_suspended(reg.settings, "platform", "p1", False)
+            events, task = await _open_stream(stub)
+            order_id = await _next_event(events)
+            await stub.AckEvents(_ack(order_id))  # before: UNAUTHENTICATED on SQLite
+            await asyncio.sleep(1.5)  # past the stream's standing check
+            await _reissue(cm, PHONES[1])
+            assert await _next_event(events) != order_id  # before: the stream had ended
+            task.cancel()

@@ -7,7 +7,8 @@ transaction as the change (storage.principals), so the version in the database i
 truth shared by every registry process on that database.
 
 - Open streams call `require` before each batch they send and at least every
-  `check_seconds` while idle; a changed version ends the stream.
+  `check_seconds` while idle; a changed version ends the stream if the principal is
+  suspended, gone or on another certificate now (a resumption leaves it served).
 - Writes that act for a principal (acks) call `require_in` inside their own transaction,
   so a write committed after the change is impossible, whichever process made it.
 - `changed(pks)` is the in-process hook: it drops the directory cache and wakes the
@@ -42,7 +43,12 @@ def refusal(principal: Principal, now: principals.Standing | None) -> Unauthenti
     elif principal.cert_sha256 is not None and now.cert_sha256 != principal.cert_sha256:
         why = "had its certificate replaced by a reissued bundle"
     else:
-        why = "changed standing (resumed, or a new certificate or attestation key)"
+        # Resumed, or a carrier's attestation key replaced: in good standing on the same
+        # certificate, nothing the call stands on changed. Such a call may also have been
+        # authenticated from a directory cache a moment stale (another process's change
+        # not heard of yet), after the change: it used to be ended as if the change came
+        # after it began.
+        return None
     return Unauthenticated(
         f"principal {principal.uri} {why} after this call began; the call is ended and "
         "nothing more is served or recorded on it; reconnect with valid credentials"

@@ -37,10 +37,16 @@ def pg_session_settings(idle_timeout_seconds: float) -> list[str]:
     a process that hangs holding a lock every process needs)."""
     return [
         f"SET idle_in_transaction_session_timeout = {_milliseconds(idle_timeout_seconds)}",
-        "SET tcp_keepalives_idle = 10",
-        "SET tcp_keepalives_interval = 5",
-        "SET tcp_keepalives_count = 3",
+        *SERVER_KEEPALIVES,
     ]
+
+
+# The server's side of the keepalives (each connection, the LISTEN one too).
+SERVER_KEEPALIVES = (
+    "SET tcp_keepalives_idle = 10",
+    "SET tcp_keepalives_interval = 5",
+    "SET tcp_keepalives_count = 3",
+)
 
 
 def on_pg_connect(dbapi_conn: Any, record: Any, session_settings: list[str]) -> None:

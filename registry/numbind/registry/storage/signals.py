@@ -21,11 +21,13 @@ retirement).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable
 
 import psycopg
 from numbind.registry.storage.models import PrincipalRow
+from numbind.registry.storage.pg_session import SERVER_KEEPALIVES, pg_connect_args
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -95,6 +97,13 @@ def libpq_url(sqlalchemy_url: str) -> str:
 class Listener:
     """One LISTEN connection: `on_payload` for each notification, `on_connected` after each
     (re)connection (notifications sent while it was down are lost: assume anything changed).
+
+    Set up as the pool's connections are (storage.pg_session: named `numbind[PID]`,
+    keepalives both ways), and asked `SELECT 1` after every `probe_seconds` of listening:
+    a session that does not answer within as long (its backend hung, the network cut
+    without a reset) is dropped and made again. Without that, a listener whose session had
+    silently gone kept `numbind_change_listener_up` at 1 while every change arrived only
+    by the poll, for as long as the operating system took to notice (two hours).
     """
 
     def __init__(
@@ -104,12 +113,16 @@ class Listener:
         on_connected: Callable[[], None],
         *,
         retry_seconds: float = 1.0,
+        probe_seconds: float = 5.0,
     ) -> None:
         self._conninfo = libpq_url(url)
         self._on_payload = on_payload
         self._on_connected = on_connected
         self._retry = retry_seconds
+        self._probe = probe_seconds
         self.connected = asyncio.Event()
+        self.backend_pid: int | None = None  # its session's, in pg_stat_activity
+        self.socket: int | None = None  # its connection's file descriptor, while connected
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting after any failure."""
@@ -124,10 +137,25 @@ class Listener:
             await asyncio.sleep(self._retry)
 
     async def _session(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        conn = await asyncio.wait_for(
+            psycopg.AsyncConnection.connect(self._conninfo, autocommit=True, **pg_connect_args()),
+            self._probe * 2,
+        )
         async with conn:
+            for setting in SERVER_KEEPALIVES:
+                with contextlib.suppress(psycopg.Error):  # an engine without them: libpq's
+                    await conn.execute(setting)
             await conn.execute(f"LISTEN {CHANNEL}")
+            self.backend_pid, self.socket = conn.info.backend_pid, conn.pgconn.socket
             self.connected.set()
             self._on_connected()
-            async for note in conn.notifies():
-                self._on_payload(note.payload)
+            while True:
+                # Notifications that arrive during the probe wait for the next round.
+                async for note in conn.notifies(timeout=self._probe):
+                    self._on_payload(note.payload)
+                try:
+                    await asyncio.wait_for(conn.execute("SELECT 1"), self._probe)
+                except TimeoutError:
+                    raise TimeoutError(
+                        f"its session did not answer within {self._probe:g} s"
+                    ) from None

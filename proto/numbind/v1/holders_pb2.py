@@ -28,47 +28,49 @@ from numbind.v1 import common_pb2 as numbind_dot_v1_dot_common__pb2
 from numbind.v1 import log_pb2 as numbind_dot_v1_dot_log__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18numbind/v1/holders.proto\x12\nnumbind.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17numbind/v1/common.proto\x1a\x14numbind/v1/log.proto\"\xa8\x02\n\x11HolderAttestation\x12\x12\n\ncarrier_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x30\n\x0ctenure_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x07purpose\x18\x06 \x01(\x0e\x32\x1e.numbind.v1.AttestationPurpose\x12\r\n\x05nonce\x18\x07 \x01(\x0c\x12-\n\tissued_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\";\n\x11SignedAttestation\x12\x13\n\x0b\x61ttestation\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"N\n\x0eOpenRevocation\x12\x15\n\rrevocation_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.numbind.v1.OrderState\"\xe1\x02\n\x10PlatformBindings\x12\x13\n\x0bplatform_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12-\n\x0ctenure_class\x18\x04 \x01(\x0e\x32\x17.numbind.v1.TenureClass\x12\x14\n\x0c\x61\x63tive_count\x18\x05 \x01(\r\x12\x35\n\x11\x65\x61rliest_bound_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flatest_bound_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fopen_revocation\x18\x08 \x01(\x0b\x32\x1a.numbind.v1.OpenRevocation\x12\x13\n\x0bregistry_id\x18\t \x01(\t\x12\x15\n\rregistry_name\x18\n \x01(\t\"Q\n\x13UnavailableRegistry\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x15\n\rregistry_name\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x92\x01\n\x0eNumberBindings\x12\r\n\x05token\x18\x01 \x01(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x30\n\x0ctenure_start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\tplatforms\x18\x04 \x03(\x0b\x32\x1c.numbind.v1.PlatformBindings\"K\n\x14QueryBindingsRequest\x12\x33\n\x0c\x61ttestations\x18\x01 \x03(\x0b\x32\x1d.numbind.v1.SignedAttestation\"\xad\x01\n\x15QueryBindingsResponse\x12+\n\x07numbers\x18\x01 \x03(\x0b\x32\x1a.numbind.v1.NumberBindings\x12\x31\n\x0eorder_deadline\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x0bunavailable\x18\x03 \x03(\x0b\x32\x1f.numbind.v1.UnavailableRegistry\"\xa4\x01\n\x18RequestRevocationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x32\n\x0b\x61ttestation\x18\x02 \x01(\x0b\x32\x1d.numbind.v1.SignedAttestation\x12*\n\x05scope\x18\x03 \x01(\x0e\x32\x1b.numbind.v1.RevocationScope\x12\x14\n\x0cplatform_ids\x18\x04 \x03(\t\"x\n\x19RequestRevocationResponse\x12\x15\n\rrevocation_id\x18\x01 \x01(\t\x12\x0e\n\x06orders\x18\x02 \x01(\r\x12\x34\n\x0bunavailable\x18\x03 \x03(\x0b\x32\x1f.numbind.v1.UnavailableRegistry\"-\n\x14GetRevocationRequest\x12\x15\n\rrevocation_id\x18\x01 \x01(\t\"\xd3\x02\n\x10PlatformProgress\x12\x13\n\x0bplatform_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.numbind.v1.OrderState\x12\x0e\n\x06orders\x18\x05 \x01(\r\x12\x0c\n\x04\x64one\x18\x06 \x01(\r\x12\x10\n\x08rejected\x18\x07 \x01(\r\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\torder_ids\x18\n \x03(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bregistry_id\x18\x0c \x01(\t\x12\x15\n\rregistry_name\x18\r \x01(\t\"\xa9\x02\n\x15GetRevocationResponse\x12\x15\n\rrevocation_id\x18\x01 \x01(\t\x12%\n\x05\x63\x61use\x18\x02 \x01(\x0e\x32\x16.numbind.v1.EventCause\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\tplatforms\x18\x04 \x03(\x0b\x32\x1c.numbind.v1.PlatformProgress\x12#\n\x06leaves\x18\x05 \x03(\x0b\x32\x13.numbind.v1.LeafRef\x12\x34\n\x0bunavailable\x18\x06 \x03(\x0b\x32\x1f.numbind.v1.UnavailableRegistry\x12\x16\n\x0eorders_pending\x18\x07 \x01(\x08*x\n\x12\x41ttestationPurpose\x12#\n\x1f\x41TTESTATION_PURPOSE_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41TTESTATION_PURPOSE_QUERY\x10\x01\x12\x1e\n\x1a\x41TTESTATION_PURPOSE_REVOKE\x10\x02*d\n\x0bTenureClass\x12\x1c\n\x18TENURE_CLASS_UNSPECIFIED\x10\x00\x12\x1b\n\x17TENURE_CLASS_PRE_TENURE\x10\x01\x12\x1a\n\x16TENURE_CLASS_IN_TENURE\x10\x02*\xa6\x01\n\nOrderState\x12\x1b\n\x17ORDER_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13ORDER_STATE_PENDING\x10\x01\x12\x19\n\x15ORDER_STATE_DELIVERED\x10\x02\x12\x14\n\x10ORDER_STATE_DONE\x10\x03\x12\x18\n\x14ORDER_STATE_REJECTED\x10\x04\x12\x17\n\x13ORDER_STATE_OVERDUE\x10\x05*\x92\x01\n\x0fRevocationScope\x12 \n\x1cREVOCATION_SCOPE_UNSPECIFIED\x10\x00\x12#\n\x1fREVOCATION_SCOPE_ALL_PRE_TENURE\x10\x01\x12\x1e\n\x1aREVOCATION_SCOPE_PLATFORMS\x10\x02\x12\x18\n\x14REVOCATION_SCOPE_ALL\x10\x03\x32\x97\x02\n\x07Holders\x12T\n\rQueryBindings\x12 .numbind.v1.QueryBindingsRequest\x1a!.numbind.v1.QueryBindingsResponse\x12`\n\x11RequestRevocation\x12$.numbind.v1.RequestRevocationRequest\x1a%.numbind.v1.RequestRevocationResponse\x12T\n\rGetRevocation\x12 .numbind.v1.GetRevocationRequest\x1a!.numbind.v1.GetRevocationResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18numbind/v1/holders.proto\x12\nnumbind.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17numbind/v1/common.proto\x1a\x14numbind/v1/log.proto\"\xa8\x02\n\x11HolderAttestation\x12\x12\n\ncarrier_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x0f\n\x07subject\x18\x04 \x01(\t\x12\x30\n\x0ctenure_start\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x07purpose\x18\x06 \x01(\x0e\x32\x1e.numbind.v1.AttestationPurpose\x12\r\n\x05nonce\x18\x07 \x01(\x0c\x12-\n\tissued_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\";\n\x11SignedAttestation\x12\x13\n\x0b\x61ttestation\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"N\n\x0eOpenRevocation\x12\x15\n\rrevocation_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.numbind.v1.OrderState\"|\n\x11RefusedRevocation\x12\x15\n\rrevocation_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12.\n\nrefused_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9c\x03\n\x10PlatformBindings\x12\x13\n\x0bplatform_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12-\n\x0ctenure_class\x18\x04 \x01(\x0e\x32\x17.numbind.v1.TenureClass\x12\x14\n\x0c\x61\x63tive_count\x18\x05 \x01(\r\x12\x35\n\x11\x65\x61rliest_bound_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0flatest_bound_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0fopen_revocation\x18\x08 \x01(\x0b\x32\x1a.numbind.v1.OpenRevocation\x12\x13\n\x0bregistry_id\x18\t \x01(\t\x12\x15\n\rregistry_name\x18\n \x01(\t\x12\x39\n\x12refused_revocation\x18\x0b \x01(\x0b\x32\x1d.numbind.v1.RefusedRevocation\"Q\n\x13UnavailableRegistry\x12\x13\n\x0bregistry_id\x18\x01 \x01(\t\x12\x15\n\rregistry_name\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x92\x01\n\x0eNumberBindings\x12\r\n\x05token\x18\x01 \x01(\x0c\x12\x0e\n\x06key_id\x18\x02 \x01(\t\x12\x30\n\x0ctenure_start\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\tplatforms\x18\x04 \x03(\x0b\x32\x1c.numbind.v1.PlatformBindings\"K\n\x14QueryBindingsRequest\x12\x33\n\x0c\x61ttestations\x18\x01 \x03(\x0b\x32\x1d.numbind.v1.SignedAttestation\"\xad\x01\n\x15QueryBindingsResponse\x12+\n\x07numbers\x18\x01 \x03(\x0b\x32\x1a.numbind.v1.NumberBindings\x12\x31\n\x0eorder_deadline\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x0bunavailable\x18\x03 \x03(\x0b\x32\x1f.numbind.v1.UnavailableRegistry\"\xa4\x01\n\x18RequestRevocationRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x32\n\x0b\x61ttestation\x18\x02 \x01(\x0b\x32\x1d.numbind.v1.SignedAttestation\x12*\n\x05scope\x18\x03 \x01(\x0e\x32\x1b.numbind.v1.RevocationScope\x12\x14\n\x0cplatform_ids\x18\x04 \x03(\t\"x\n\x19RequestRevocationResponse\x12\x15\n\rrevocation_id\x18\x01 \x01(\t\x12\x0e\n\x06orders\x18\x02 \x01(\r\x12\x34\n\x0bunavailable\x18\x03 \x03(\x0b\x32\x1f.numbind.v1.UnavailableRegistry\"-\n\x14GetRevocationRequest\x12\x15\n\rrevocation_id\x18\x01 \x01(\t\"\xd3\x02\n\x10PlatformProgress\x12\x13\n\x0bplatform_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.numbind.v1.OrderState\x12\x0e\n\x06orders\x18\x05 \x01(\r\x12\x0c\n\x04\x64one\x18\x06 \x01(\r\x12\x10\n\x08rejected\x18\x07 \x01(\r\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\torder_ids\x18\n \x03(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bregistry_id\x18\x0c \x01(\t\x12\x15\n\rregistry_name\x18\r \x01(\t\"\xa9\x02\n\x15GetRevocationResponse\x12\x15\n\rrevocation_id\x18\x01 \x01(\t\x12%\n\x05\x63\x61use\x18\x02 \x01(\x0e\x32\x16.numbind.v1.EventCause\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\tplatforms\x18\x04 \x03(\x0b\x32\x1c.numbind.v1.PlatformProgress\x12#\n\x06leaves\x18\x05 \x03(\x0b\x32\x13.numbind.v1.LeafRef\x12\x34\n\x0bunavailable\x18\x06 \x03(\x0b\x32\x1f.numbind.v1.UnavailableRegistry\x12\x16\n\x0eorders_pending\x18\x07 \x01(\x08*x\n\x12\x41ttestationPurpose\x12#\n\x1f\x41TTESTATION_PURPOSE_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x41TTESTATION_PURPOSE_QUERY\x10\x01\x12\x1e\n\x1a\x41TTESTATION_PURPOSE_REVOKE\x10\x02*d\n\x0bTenureClass\x12\x1c\n\x18TENURE_CLASS_UNSPECIFIED\x10\x00\x12\x1b\n\x17TENURE_CLASS_PRE_TENURE\x10\x01\x12\x1a\n\x16TENURE_CLASS_IN_TENURE\x10\x02*\xa6\x01\n\nOrderState\x12\x1b\n\x17ORDER_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13ORDER_STATE_PENDING\x10\x01\x12\x19\n\x15ORDER_STATE_DELIVERED\x10\x02\x12\x14\n\x10ORDER_STATE_DONE\x10\x03\x12\x18\n\x14ORDER_STATE_REJECTED\x10\x04\x12\x17\n\x13ORDER_STATE_OVERDUE\x10\x05*\x92\x01\n\x0fRevocationScope\x12 \n\x1cREVOCATION_SCOPE_UNSPECIFIED\x10\x00\x12#\n\x1fREVOCATION_SCOPE_ALL_PRE_TENURE\x10\x01\x12\x1e\n\x1aREVOCATION_SCOPE_PLATFORMS\x10\x02\x12\x18\n\x14REVOCATION_SCOPE_ALL\x10\x03\x32\x97\x02\n\x07Holders\x12T\n\rQueryBindings\x12 .numbind.v1.QueryBindingsRequest\x1a!.numbind.v1.QueryBindingsResponse\x12`\n\x11RequestRevocation\x12$.numbind.v1.RequestRevocationRequest\x1a%.numbind.v1.RequestRevocationResponse\x12T\n\rGetRevocation\x12 .numbind.v1.GetRevocationRequest\x1a!.numbind.v1.GetRevocationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'numbind.v1.holders_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ATTESTATIONPURPOSE']._serialized_start=2411
-  _globals['_ATTESTATIONPURPOSE']._serialized_end=2531
-  _globals['_TENURECLASS']._serialized_start=2533
-  _globals['_TENURECLASS']._serialized_end=2633
-  _globals['_ORDERSTATE']._serialized_start=2636
-  _globals['_ORDERSTATE']._serialized_end=2802
-  _globals['_REVOCATIONSCOPE']._serialized_start=2805
-  _globals['_REVOCATIONSCOPE']._serialized_end=2951
+  _globals['_ATTESTATIONPURPOSE']._serialized_start=2596
+  _globals['_ATTESTATIONPURPOSE']._serialized_end=2716
+  _globals['_TENURECLASS']._serialized_start=2718
+  _globals['_TENURECLASS']._serialized_end=2818
+  _globals['_ORDERSTATE']._serialized_start=2821
+  _globals['_ORDERSTATE']._serialized_end=2987
+  _globals['_REVOCATIONSCOPE']._serialized_start=2990
+  _globals['_REVOCATIONSCOPE']._serialized_end=3136
   _globals['_HOLDERATTESTATION']._serialized_start=153
   _globals['_HOLDERATTESTATION']._serialized_end=449
   _globals['_SIGNEDATTESTATION']._serialized_start=451
   _globals['_SIGNEDATTESTATION']._serialized_end=510
   _globals['_OPENREVOCATION']._serialized_start=512
   _globals['_OPENREVOCATION']._serialized_end=590
-  _globals['_PLATFORMBINDINGS']._serialized_start=593
-  _globals['_PLATFORMBINDINGS']._serialized_end=946
-  _globals['_UNAVAILABLEREGISTRY']._serialized_start=948
-  _globals['_UNAVAILABLEREGISTRY']._serialized_end=1029
-  _globals['_NUMBERBINDINGS']._serialized_start=1032
-  _globals['_NUMBERBINDINGS']._serialized_end=1178
-  _globals['_QUERYBINDINGSREQUEST']._serialized_start=1180
-  _globals['_QUERYBINDINGSREQUEST']._serialized_end=1255
-  _globals['_QUERYBINDINGSRESPONSE']._serialized_start=1258
-  _globals['_QUERYBINDINGSRESPONSE']._serialized_end=1431
-  _globals['_REQUESTREVOCATIONREQUEST']._serialized_start=1434
-  _globals['_REQUESTREVOCATIONREQUEST']._serialized_end=1598
-  _globals['_REQUESTREVOCATIONRESPONSE']._serialized_start=1600
-  _globals['_REQUESTREVOCATIONRESPONSE']._serialized_end=1720
-  _globals['_GETREVOCATIONREQUEST']._serialized_start=1722
-  _globals['_GETREVOCATIONREQUEST']._serialized_end=1767
-  _globals['_PLATFORMPROGRESS']._serialized_start=1770
-  _globals['_PLATFORMPROGRESS']._serialized_end=2109
-  _globals['_GETREVOCATIONRESPONSE']._serialized_start=2112
-  _globals['_GETREVOCATIONRESPONSE']._serialized_end=2409
-  _globals['_HOLDERS']._serialized_start=2954
-  _globals['_HOLDERS']._serialized_end=3233
+  _globals['_REFUSEDREVOCATION']._serialized_start=592
+  _globals['_REFUSEDREVOCATION']._serialized_end=716
+  _globals['_PLATFORMBINDINGS']._serialized_start=719
+  _globals['_PLATFORMBINDINGS']._serialized_end=1131
+  _globals['_UNAVAILABLEREGISTRY']._serialized_start=1133
+  _globals['_UNAVAILABLEREGISTRY']._serialized_end=1214
+  _globals['_NUMBERBINDINGS']._serialized_start=1217
+  _globals['_NUMBERBINDINGS']._serialized_end=1363
+  _globals['_QUERYBINDINGSREQUEST']._serialized_start=1365
+  _globals['_QUERYBINDINGSREQUEST']._serialized_end=1440
+  _globals['_QUERYBINDINGSRESPONSE']._serialized_start=1443
+  _globals['_QUERYBINDINGSRESPONSE']._serialized_end=1616
+  _globals['_REQUESTREVOCATIONREQUEST']._serialized_start=1619
+  _globals['_REQUESTREVOCATIONREQUEST']._serialized_end=1783
+  _globals['_REQUESTREVOCATIONRESPONSE']._serialized_start=1785
+  _globals['_REQUESTREVOCATIONRESPONSE']._serialized_end=1905
+  _globals['_GETREVOCATIONREQUEST']._serialized_start=1907
+  _globals['_GETREVOCATIONREQUEST']._serialized_end=1952
+  _globals['_PLATFORMPROGRESS']._serialized_start=1955
+  _globals['_PLATFORMPROGRESS']._serialized_end=2294
+  _globals['_GETREVOCATIONRESPONSE']._serialized_start=2297
+  _globals['_GETREVOCATIONRESPONSE']._serialized_end=2594
+  _globals['_HOLDERS']._serialized_start=3139
+  _globals['_HOLDERS']._serialized_end=3418
 # @@protoc_insertion_point(module_scope)

@@ -229,6 +229,43 @@ class OpenRevocation(_message.Message):
 Global___OpenRevocation: _TypeAlias = OpenRevocation  # noqa: Y015
 
 @_typing.final
+class RefusedRevocation(_message.Message):
+    """The latest revocation of a platform's bindings that the platform refused (acked
+    REJECTED): what the holder can quote to it. Never an account_ref.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVOCATION_ID_FIELD_NUMBER: _builtins.int
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REFUSED_AT_FIELD_NUMBER: _builtins.int
+    revocation_id: _builtins.str
+    order_id: _builtins.str
+    """The refused order (the id its feed carried); the holder quotes its short form
+    (numbind.sdk.order_reference), which the platform looks up.
+    """
+    reason: _builtins.str
+    """The platform's reason."""
+    @_builtins.property
+    def refused_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        revocation_id: _builtins.str = ...,
+        order_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        refused_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["refused_at", b"refused_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["order_id", b"order_id", "reason", b"reason", "refused_at", b"refused_at", "revocation_id", b"revocation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RefusedRevocation: _TypeAlias = RefusedRevocation  # noqa: Y015
+
+@_typing.final
 class PlatformBindings(_message.Message):
     """One platform's bindings to one number, for one tenure class. Never an account_ref."""
 
@@ -244,6 +281,7 @@ class PlatformBindings(_message.Message):
     OPEN_REVOCATION_FIELD_NUMBER: _builtins.int
     REGISTRY_ID_FIELD_NUMBER: _builtins.int
     REGISTRY_NAME_FIELD_NUMBER: _builtins.int
+    REFUSED_REVOCATION_FIELD_NUMBER: _builtins.int
     platform_id: _builtins.str
     display_name: _builtins.str
     category: _builtins.str
@@ -262,6 +300,14 @@ class PlatformBindings(_message.Message):
     def open_revocation(self) -> Global___OpenRevocation:
         """Set while a revocation of these bindings is not finished."""
 
+    @_builtins.property
+    def refused_revocation(self) -> Global___RefusedRevocation:
+        """Set while no revocation of these bindings is open and the latest order of one of
+        them was refused: that refusal (the latest, if several). The bindings stay bound and
+        the platform is not asked again unless the holder names it; a later revocation that
+        is open (open_revocation) or done (the binding gone) supersedes it.
+        """
+
     def __init__(
         self,
         *,
@@ -275,10 +321,11 @@ class PlatformBindings(_message.Message):
         open_revocation: Global___OpenRevocation | None = ...,
         registry_id: _builtins.str = ...,
         registry_name: _builtins.str = ...,
+        refused_revocation: Global___RefusedRevocation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["earliest_bound_at", b"earliest_bound_at", "latest_bound_at", b"latest_bound_at", "open_revocation", b"open_revocation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["earliest_bound_at", b"earliest_bound_at", "latest_bound_at", b"latest_bound_at", "open_revocation", b"open_revocation", "refused_revocation", b"refused_revocation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_count", b"active_count", "category", b"category", "display_name", b"display_name", "earliest_bound_at", b"earliest_bound_at", "latest_bound_at", b"latest_bound_at", "open_revocation", b"open_revocation", "platform_id", b"platform_id", "registry_id", b"registry_id", "registry_name", b"registry_name", "tenure_class", b"tenure_class"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_count", b"active_count", "category", b"category", "display_name", b"display_name", "earliest_bound_at", b"earliest_bound_at", "latest_bound_at", b"latest_bound_at", "open_revocation", b"open_revocation", "platform_id", b"platform_id", "refused_revocation", b"refused_revocation", "registry_id", b"registry_id", "registry_name", b"registry_name", "tenure_class", b"tenure_class"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

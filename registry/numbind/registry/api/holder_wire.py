@@ -9,6 +9,7 @@ from numbind.registry.services.fanout_model import AdmittedNumber
 from numbind.registry.services.holder_views import (
     PlatformGroup,
     PlatformProgress,
+    RefusedRevocation,
     RegistryName,
     Unavailable,
 )
@@ -40,6 +41,15 @@ def group_to_wire(g: PlatformGroup) -> holders_pb2.PlatformBindings:
     if g.open_revocation:
         item.open_revocation.revocation_id = g.open_revocation[0]
         item.open_revocation.state = g.open_revocation[1]  # type: ignore[assignment]
+    if g.refused:
+        item.refused_revocation.CopyFrom(
+            holders_pb2.RefusedRevocation(
+                revocation_id=g.refused.revocation_id,
+                order_id=g.refused.order_id,
+                reason=g.refused.reason,
+                refused_at=ts_from_us(g.refused.refused_us),
+            )
+        )
     return item
 
 
@@ -48,6 +58,12 @@ def group_from_wire(p: holders_pb2.PlatformBindings, registry: RegistryName) -> 
     open_ = (
         (p.open_revocation.revocation_id, int(p.open_revocation.state))
         if p.HasField("open_revocation")
+        else None
+    )
+    r = p.refused_revocation
+    refused = (
+        RefusedRevocation(r.revocation_id, r.order_id, r.reason, us_from_ts(r.refused_at))
+        if p.HasField("refused_revocation")
         else None
     )
     return PlatformGroup(
@@ -60,6 +76,7 @@ def group_from_wire(p: holders_pb2.PlatformBindings, registry: RegistryName) -> 
         us_from_ts(p.latest_bound_at),
         open_,
         registry,
+        refused,
     )
 
 

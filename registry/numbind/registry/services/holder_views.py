@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from numbind.registry.domain.keymap import StoreToken
 from numbind.registry.domain.types import BindingState, OrderState, TenureClass, now_us
-from numbind.registry.storage import bindings, orders, principals
+from numbind.registry.storage import bindings, order_acks, orders, principals
 from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.db import Session
 
@@ -22,6 +22,7 @@ __all__ = [
     "NumberView",
     "PlatformGroup",
     "PlatformProgress",
+    "RefusedRevocation",
     "RegistryName",
     "RevocationView",
     "Unavailable",
@@ -51,6 +52,17 @@ class Unavailable:
     reason: str
 
 
+@dataclass(frozen=True)
+class RefusedRevocation:
+    """A revocation of a group's bindings that their platform refused: the order the holder
+    quotes (by its short form) and the platform's reason. Never an account_ref."""
+
+    revocation_id: str
+    order_id: str
+    reason: str
+    refused_us: int
+
+
 @dataclass
 class PlatformGroup:
     platform_id: str
@@ -62,6 +74,8 @@ class PlatformGroup:
     latest_us: int = 0
     open_revocation: tuple[str, int] | None = None
     registry: RegistryName = UNNAMED
+    # Only while open_revocation is None: the latest refusal of these bindings.
+    refused: RefusedRevocation | None = None
 
 
 @dataclass
@@ -108,11 +122,16 @@ def number_platforms(
     session: Session, token: StoreToken, tenure_start_us: int, registry: RegistryName
 ) -> list[PlatformGroup]:
     """This store's live bindings to `token`, one group per platform and tenure class,
-    pre-tenure first, then by display name."""
+    pre-tenure first, then by display name. A group with no open revocation carries the
+    latest refusal of its bindings, if any (DESIGN: a refusal leaves them bound, and the
+    holder sees why); a refusal is of that group's bindings only."""
     live = bindings.bindings_for_token(session, token)
     names = principals.names_by_pks(session, {b.platform_pk for b in live})
     open_ = orders.open_orders_for_bindings(session, live, now_us())
+    refused = order_acks.refusals_for_bindings(session, [b for b in live if b.pk not in open_])
     groups: dict[tuple[int, TenureClass], PlatformGroup] = {}
+    # Per group, the refusals of its bindings.
+    refusals: dict[tuple[int, TenureClass], list[order_acks.Refusal]] = {}
     for b in sorted(live, key=lambda b: b.bound_us):
         cls = TenureClass.PRE_TENURE if b.bound_us < tenure_start_us else TenureClass.IN_TENURE
         p = names[b.platform_pk]
@@ -126,7 +145,21 @@ def number_platforms(
         g.latest_us = b.bound_us
         if b.pk in open_:
             g.open_revocation = open_[b.pk]
+        if b.pk in refused:
+            refusals.setdefault((b.platform_pk, cls), []).append(refused[b.pk])
+    for key, found in refusals.items():
+        g = groups[key]
+        if g.open_revocation is None:
+            g.refused = _latest_refusal(found)
     return sorted(groups.values(), key=lambda g: (g.tenure_class, g.display_name))
+
+
+def _latest_refusal(found: Sequence[order_acks.Refusal]) -> RefusedRevocation:
+    """The latest refused revocation among a group's refusals, named by its oldest order of
+    the group's (as a revocation's progress names a platform's orders, oldest first)."""
+    rid = max(found, key=lambda r: r.order_pk).revocation_id
+    first = min((r for r in found if r.revocation_id == rid), key=lambda r: r.order_pk)
+    return RefusedRevocation(rid, first.order_id, first.reason, first.acked_us)
 
 
 def revocation_progress(

@@ -42,9 +42,11 @@ async def take(bundle: Bundle, cursor: Path, n: int, within: float = 15) -> list
     return got
 
 
-async def ack(bundle: Bundle, cursor: Path, events: list[FeedEvent]) -> None:
+async def ack(bundle: Bundle, cursor: Path, events: list[FeedEvent], reason: str = "") -> None:
+    """UNBOUND, or REJECTED for `reason`."""
+    outcome = AckOutcome.REJECTED if reason else AckOutcome.UNBOUND
     async with secure_channel(bundle) as channel:
-        await EventFeed(channel, cursor).ack([(e, AckOutcome.UNBOUND, "") for e in events])
+        await EventFeed(channel, cursor).ack([(e, outcome, reason) for e in events])
 
 
 async def seed(f: Federation) -> tuple[Bundle, dict[str, Bundle]]:
@@ -103,16 +105,24 @@ async def test_holder_calls_span_both_members(tmp_path: Path, database_url: str)
             (loan_event,) = await take(apps["loan"], tmp_path / "c-loan", 1)
             assert shop_event.revocation_id == loan_event.revocation_id == rid
             await ack(apps["shop"], tmp_path / "c-shop", [shop_event])
-            await ack(apps["loan"], tmp_path / "c-loan", [loan_event])
+            await ack(apps["loan"], tmp_path / "c-loan", [loan_event], "未结清借款")
 
             status = await c.revocation_status(rid)
             assert status.unavailable == ()
             assert {(p.platform_id, p.registry_id, p.state) for p in status.platforms} == {
                 ("shop", "net", "DONE"),
-                ("loan", "bank", "DONE"),
+                ("loan", "bank", "REJECTED"),
             }
+            # The refusal comes through the hub from its member, with what to quote.
             (view,) = await c.query(SUBJECT, [(PHONE, days_ago(30))])
-            assert [(p.platform_id, p.registry_id) for p in view.platforms] == [("pay", "bank")]
+            assert [(p.platform_id, p.registry_id) for p in view.platforms] == [
+                ("loan", "bank"),
+                ("pay", "bank"),
+            ]
+            loan, pay = view.platforms
+            assert loan.refused is not None and pay.refused is None
+            assert (loan.refused.revocation_id, loan.refused.reason) == (rid, "未结清借款")
+            assert loan.refused.reference == loan_event.reference
 
     # Privacy: the hub holds no binding; each member only its own platforms'.
     hub_url = f.hub.settings.effective_database_url

@@ -137,6 +137,17 @@ def _view_json(view: NumberView) -> dict[str, Any]:
                     if p.open_revocation
                     else None
                 ),
+                "refused_revocation": (
+                    {
+                        "revocation_id": p.refused.revocation_id,
+                        "reason": p.refused.reason,
+                        "reference": p.refused.reference,
+                        "order_id": p.refused.order_id,
+                        "refused_at": iso_utc(p.refused.refused_at),
+                    }
+                    if p.refused
+                    else None
+                ),
                 "registry_id": p.registry_id,
                 "registry_name": p.registry_name,
             }
@@ -162,6 +173,12 @@ def _view_lines(view: NumberView) -> list[str]:
         text = f"  {whose:<17}  {p.display_name} ({p.platform_id}, {p.category}): {n}, {when}"
         if p.open_revocation:
             text += f"; revocation {p.open_revocation} {p.open_state}"
+        elif p.refused:
+            # Still bound because the platform refused: its reason, and what to quote.
+            r = p.refused
+            text += f"; REJECTED revocation {r.revocation_id}"
+            text += f": {r.reason}" if r.reason else ""
+            text += f" [reference {r.reference}]"
         if p.registry_id:
             text += f"; at {p.registry_name or p.registry_id}"
         lines.append(text)

@@ -19,6 +19,7 @@ __all__ = [
     "LifecycleReport",
     "NumberView",
     "PlatformView",
+    "RefusedRevocation",
     "ReportSummary",
     "RevocationProgress",
     "RevocationStatus",
@@ -66,6 +67,24 @@ class ReportSummary:
 
 
 @dataclass(frozen=True)
+class RefusedRevocation:
+    """A revocation of a platform's bindings that the platform refused (acked REJECTED):
+    they stay bound, and the platform is not asked again unless the holder names it."""
+
+    revocation_id: str
+    # The refused order, as the platform's feed carried it.
+    order_id: str
+    reason: str
+    refused_at: datetime | None
+
+    @property
+    def reference(self) -> str:
+        """What the holder quotes and the platform looks up: the order's short form
+        (numbind.sdk.order_reference)."""
+        return order_reference(self.order_id) if self.order_id else ""
+
+
+@dataclass(frozen=True)
 class PlatformView:
     """One platform holding bindings to a holder's number."""
 
@@ -82,6 +101,9 @@ class PlatformView:
     # registry is a federation of one.
     registry_id: str = ""
     registry_name: str = ""
+    # While no revocation is open: the latest one of these bindings the platform refused
+    # (a reissue's or a holder's), with its reason. None when there is none.
+    refused: RefusedRevocation | None = None
 
 
 @dataclass(frozen=True)

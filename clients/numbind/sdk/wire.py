@@ -19,6 +19,7 @@ from numbind.sdk.carrier_model import (
     LifecycleReport,
     NumberView,
     PlatformView,
+    RefusedRevocation,
     ReportSummary,
     RevocationProgress,
     RevocationStatus,
@@ -317,6 +318,7 @@ def number_views(
                     _ORDER_STATES.get(p.open_revocation.state, ""),
                     p.registry_id,
                     p.registry_name,
+                    _refusal(p.refused_revocation) if p.HasField("refused_revocation") else None,
                 )
                 for p in n.platforms
             ],
@@ -325,6 +327,10 @@ def number_views(
         )
         for t, n in zip(tokens, resp.numbers, strict=True)
     ]
+
+
+def _refusal(r: holders_pb2.RefusedRevocation) -> RefusedRevocation:
+    return RefusedRevocation(r.revocation_id, r.order_id, r.reason, instant(r.refused_at))
 
 
 def unavailable_registries(

@@ -4,8 +4,10 @@ unbinding asked for them.
 
 Each app appears once per group, in one order (by name) everywhere: in the list, in the
 confirmation, in the live updates. Its state is the latest this subscriber asked for
-(newest revocation first), or ``""`` while it is bound and nobody asked. Pure: no FastAPI,
-no registry calls (my_numbers.py gathers the registry's answers and hands them here).
+(newest revocation first); else the registry's: an open revocation's state, or REJECTED
+when the app refused one (a reissue's); or ``""`` while it is bound and nobody asked.
+Pure: no FastAPI, no registry calls (my_numbers.py gathers the registry's answers and
+hands them here).
 """
 
 from __future__ import annotations
@@ -174,6 +176,11 @@ def _row(view: PlatformView | None, asked: Asked | None) -> AppRow:
         # Still (or again) bound after an ask that unbound everything: bound anew since,
         # or being revoked by someone else's ask (the carrier's reissue report).
         state, reason, reference, deadline, rid = view.open_state, "", "", None, ""
+    if not state and view.refused is not None:
+        # Refused someone else's ask (the carrier's reissue report, or an ask older than
+        # those this page reads): shown as a refusal of the subscriber's own, so never in
+        # 一键解绑. No proof link: the app serves proofs of the subscriber's asks only.
+        state, reason, reference = "REJECTED", view.refused.reason, view.refused.reference
     return AppRow(
         view.platform_id, view.display_name, view.category, view.active_count, view.earliest,
         view.latest, state, reason, reference, deadline, unbound, rid,

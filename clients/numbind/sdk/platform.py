@@ -167,6 +167,7 @@ class PlatformClient:
                 key_id=self._want_key,
                 region=self._region,
                 in_flight=2,
+                retry=self._retry,
                 rpc_timeout=self._timeout,
             )
         return self._channel, self._rpc, self._tokenizer

@@ -33,7 +33,11 @@ def attempt_timeout(usual: float, rpc_timeout: float | None) -> float:
 
 
 async def call_with_retry(fn: Callable[[], Awaitable[T]], policy: RetryPolicy | None = None) -> T:
-    """Await fn(); on UNAVAILABLE / RESOURCE_EXHAUSTED wait and try again (same request id)."""
+    """Await fn(); on UNAVAILABLE / RESOURCE_EXHAUSTED wait and try again (same request id).
+
+    A refusal whose retry-after hint is longer than the policy's longest wait (`cap`) is
+    raised at once, hint and all: a platform at its daily token cap is told to come back
+    at 00:00 UTC, and sleeping that out (hours) left the caller hanging without a word."""
     policy = policy or RetryPolicy()
     for attempt in range(policy.attempts):
         try:
@@ -41,6 +45,8 @@ async def call_with_retry(fn: Callable[[], Awaitable[T]], policy: RetryPolicy | 
         except grpc.RpcError as rpc_exc:
             exc: NumbindClientError = from_rpc_error(rpc_exc)
         if not exc.retryable or attempt == policy.attempts - 1:
+            raise exc
+        if exc.retry_after is not None and exc.retry_after > policy.cap:
             raise exc
         await asyncio.sleep(policy.delay(attempt, exc.retry_after))
     raise AssertionError("unreachable")

@@ -12,12 +12,13 @@ import grpc
 import grpc.aio
 import pytest
 from numbind.protocol import voprf
-from numbind.protocol.bundle import Bundle
 from numbind.sdk import BindingKey, InvalidRequest, Kind, PlatformClient, Record, RetryPolicy
 from numbind.sdk.bindings import BindingRpc
 from numbind.sdk.errors import ErrorCode
 from numbind.sdk.tokenizer import PinnedKey, Tokenizer
 from numbind.v1 import platforms_pb2, tokens_pb2
+
+from tests.unit._bundles import bare_platform_bundle
 
 WHEN = datetime(2024, 1, 1, tzinfo=UTC)
 KEY = "a" * 16
@@ -51,15 +52,7 @@ class _Stub:
 
 
 def _client(tmp_path: Path, stub: _Stub, batch_size: int) -> PlatformClient:
-    bundle = Bundle(
-        directory=tmp_path,
-        registry="127.0.0.1:1",
-        role="platform",
-        principal_id="acme",
-        ca_pem=b"",
-        cert_pem=b"",
-        key_pem=b"",
-    )
+    bundle = bare_platform_bundle(tmp_path)
     client = PlatformClient(bundle, batch_size=batch_size, in_flight=1)
     # No registry here: stand in for the channel's stub and tokenizer.
     client._channel = cast(Any, object())

@@ -14,13 +14,13 @@ from typing import Any
 
 import grpc
 import pytest
-from numbind.protocol.bundle import Bundle
 from numbind.sdk import AckOutcome, PlatformClient
 from numbind.sdk.errors import Unavailable
 from numbind.sdk.feed import EventFeed
 from numbind.sdk.retry import RetryPolicy
 from numbind.v1 import platforms_pb2, platforms_pb2_grpc
 
+from tests.unit._bundles import bare_platform_bundle
 from tests.unit.test_feed_cut_short import _batch
 
 TWO_QUICK_TRIES = RetryPolicy(attempts=2, base=0.01, cap=0.02)
@@ -72,15 +72,7 @@ async def test_an_ack_gives_up_after_the_tries_it_was_given(
 
 
 async def test_the_platform_client_bounds_its_acks_with_its_own_policy(tmp_path: Path) -> None:
-    bundle = Bundle(
-        directory=tmp_path,
-        registry="127.0.0.1:1",
-        role="platform",
-        principal_id="acme",
-        ca_pem=b"",
-        cert_pem=b"",
-        key_pem=b"",
-    )
+    bundle = bare_platform_bundle(tmp_path)
     async with grpc.aio.insecure_channel("127.0.0.1:1") as channel:
         client = PlatformClient(bundle, channel=channel, retry=TWO_QUICK_TRIES)
         client.events(follow=True)  # the feed is made here; nothing is sent until iterated

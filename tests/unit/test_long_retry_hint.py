@@ -15,12 +15,13 @@ from typing import Any
 
 import grpc
 import pytest
-from numbind.protocol.bundle import Bundle
 from numbind.protocol.limits import RETRY_AFTER_KEY
 from numbind.sdk import PlatformClient
 from numbind.sdk.errors import QuotaExceeded
 from numbind.sdk.retry import RetryPolicy, call_with_retry
 from numbind.v1 import tokens_pb2, tokens_pb2_grpc
+
+from tests.unit._bundles import bare_platform_bundle
 
 TEN_HOURS_MS = 10 * 3600 * 1000
 
@@ -91,15 +92,7 @@ async def test_a_short_hint_is_still_waited_out(registry: Any) -> None:
 
 
 async def test_the_platform_client_tokenises_under_its_own_policy(tmp_path: Path) -> None:
-    bundle = Bundle(
-        directory=tmp_path,
-        registry="127.0.0.1:1",
-        role="platform",
-        principal_id="acme",
-        ca_pem=b"",
-        cert_pem=b"",
-        key_pem=b"",
-    )
+    bundle = bare_platform_bundle(tmp_path)
     once = RetryPolicy(attempts=1)
     async with grpc.aio.insecure_channel("127.0.0.1:1") as channel:
         client = PlatformClient(bundle, channel=channel, retry=once)

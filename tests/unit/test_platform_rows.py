@@ -14,7 +14,6 @@ from typing import Any, cast
 import grpc
 import grpc.aio
 import pytest
-from numbind.protocol.bundle import Bundle
 from numbind.protocol.digest import binding_digest, bucket_of, xor
 from numbind.sdk import AccountRefs, Kind, PlatformClient, Record, Row, errors
 from numbind.sdk.account_refs import ACCOUNT_REF_KEY_FILE
@@ -24,6 +23,8 @@ from numbind.sdk.pipeline import chunks_by_key, pipeline
 from numbind.sdk.retry import RetryPolicy
 from numbind.sdk.snapshot import SnapshotStore, choose_bucket_bits
 from numbind.v1 import common_pb2
+
+from tests.unit._bundles import bare_platform_bundle
 
 PHONE = "13800138000"
 
@@ -260,15 +261,7 @@ class _FakeStub:
 async def test_publish_retries_with_the_same_request_id_and_raises_typed_errors(
     tmp_path: Path,
 ) -> None:
-    bundle = Bundle(
-        directory=tmp_path,
-        registry="127.0.0.1:1",
-        role="platform",
-        principal_id="acme",
-        ca_pem=b"",
-        cert_pem=b"",
-        key_pem=b"",
-    )
+    bundle = bare_platform_bundle(tmp_path)
     client = PlatformClient(bundle, retry=RetryPolicy(base=0.001), in_flight=1)
     stub = _FakeStub()
     # No registry here: stand in for the channel's stub and tokenizer.

@@ -230,3 +230,26 @@ def test_a_rekey_total_not_yet_counted_is_absent_not_a_sentinel() -> None:
     counted = dataclasses.replace(status, rows_total=40)
     assert _rekey_rows(OpsSnapshot(feeds=[], rekey=counted)) == {"done": 7.0, "total": 40.0}
     assert _rekey_rows(OpsSnapshot(feeds=[], rekey=None)) == {}
+
+
+def test_only_metrics_answers() -> None:
+    """It answered the metrics at any path: /, /foo, /metrics/, /favicon.ico."""
+    counts = ProcessCounters(quota_refusals=0, notifications_heard=0, poll_wakes=0, listening=True)
+    metrics = Metrics(lambda: OpsSnapshot(feeds=[], rekey=None), lambda: counts)
+    port = metrics.serve("127.0.0.1:0")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with httpx.Client(base_url=base) as http:
+            got = http.get("/metrics")
+            assert got.status_code == 200 and "numbind_store_up 1.0" in got.text, got.text
+            for path in ("/", "/foo", "/metrics/", "/favicon.ico", "/metrics/x"):
+                resp = http.get(path)
+                assert resp.status_code == 404, path
+                assert "numbind_" not in resp.text, path
+            head = http.head("/metrics")
+            assert head.status_code == 200 and head.content == b""
+            assert head.headers["content-type"] == got.headers["content-type"]
+            assert int(head.headers["content-length"]) > 0
+            assert http.post("/metrics").status_code == 405
+    finally:
+        metrics.close()

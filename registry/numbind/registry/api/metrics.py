@@ -8,25 +8,30 @@ store re-key). Store-wide figures are the same on every process: take one of the
 platform) rather than summing.
 
 Each process has its own CollectorRegistry, so several registries in one Python process
-(tests) do not collide.
+(tests) do not collide. The endpoint is plain, unauthenticated HTTP and answers GET and HEAD
+of /metrics only.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from socketserver import ThreadingMixIn
 from threading import Thread
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 import grpc
 from numbind.registry.api.interceptors import GuardInterceptor
 from numbind.registry.api.types import Ctx
 from numbind.registry.storage.ops import OpsSnapshot
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -176,8 +181,8 @@ class Metrics:
         """Start the /metrics HTTP endpoint in a thread; returns the port it listens on."""
         host, _, port = listen.rpartition(":")
         try:
-            self._server, self._thread = start_http_server(
-                int(port), addr=host.strip("[]"), registry=self.registry
+            self._server, self._thread = _start(
+                host.strip("[]"), int(port), _only_metrics(make_wsgi_app(self.registry))
             )
         except OSError as exc:
             why = (exc.strerror or str(exc)).lower()
@@ -191,6 +196,67 @@ class Metrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def _only_metrics(app: WSGIApplication) -> WSGIApplication:
+    """prometheus_client's app answers any path (/, /foo, /favicon.ico) and no HEAD: only
+    GET and HEAD of /metrics answer here, anything else at /metrics is 405, elsewhere 404."""
+
+    def routed(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/metrics":
+            return _refuse(start_response, "404 Not Found", [], b"not found; see /metrics\n")
+        method = environ.get("REQUEST_METHOD")
+        if method == "GET":
+            return app(environ, start_response)
+        if method != "HEAD":
+            allow = [("Allow", "GET, HEAD")]
+            return _refuse(start_response, "405 Method Not Allowed", allow, b"use GET\n")
+        # HEAD: GET's status and headers (its length too), no body.
+        got: list[tuple[str, list[tuple[str, str]]]] = []
+
+        def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            got.append((status, headers))
+            return lambda _: None
+
+        length = len(b"".join(app({**environ, "REQUEST_METHOD": "GET"}, keep)))
+        status, headers = got[-1]
+        start_response(status, [*headers, ("Content-Length", str(length))])
+        return []
+
+    return routed
+
+
+def _refuse(
+    start_response: StartResponse, status: str, headers: list[tuple[str, str]], body: bytes
+) -> list[bytes]:
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), *headers])
+    return [body]
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes are not logged (as prometheus_client's own server does)."""
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    # A scrape that never finishes does not hold the process at exit.
+    daemon_threads = True
+
+
+def _start(host: str, port: int, app: WSGIApplication) -> tuple[WSGIServer, Thread]:
+    """What prometheus_client's start_http_server does, with our app: a threaded wsgiref
+    server in a daemon thread, of the address family `host` resolves to."""
+    family, _, _, _, sockaddr = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+
+    class Server(_ThreadingServer):
+        address_family = family
+
+    httpd = make_server(str(sockaddr[0]), port, app, Server, handler_class=_Quiet)
+    thread = Thread(target=httpd.serve_forever, name="numbind-metrics", daemon=True)
+    thread.start()
+    return httpd, thread
 
 
 def _code_name(context: Ctx) -> str:

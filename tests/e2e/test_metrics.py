@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -19,10 +20,16 @@ import pytest
 from numbind.protocol import voprf
 from numbind.protocol.bundle import Bundle
 from numbind.registry import operator
-from numbind.registry.api.metrics import Metrics, ProcessCounters
+from numbind.registry.api.metrics import (
+    SNAPSHOT_MAX_AGE_SECONDS,
+    Metrics,
+    ProcessCounters,
+    SharedSnapshot,
+    StoreUnreadable,
+)
 from numbind.registry.config import QuotaSettings
 from numbind.registry.domain.keymap import RekeyState, RekeyStatus
-from numbind.registry.storage.ops import OpsSnapshot
+from numbind.registry.storage.ops import OpsSnapshot, PlatformFeed
 from numbind.registry.testing import running_registry
 from numbind.sdk import Lifecycle, LifecycleReport
 from numbind.sdk.channel import secure_channel
@@ -253,3 +260,51 @@ def test_only_metrics_answers() -> None:
             assert http.post("/metrics").status_code == 405
     finally:
         metrics.close()
+
+
+def _feeds(head: int) -> OpsSnapshot:
+    return OpsSnapshot(feeds=[PlatformFeed("p1", head, 0, 0, 0, None)], rekey=None)
+
+
+def test_concurrent_scrapes_share_one_reading_of_the_store() -> None:
+    """Every scrape read the store: 60 at once starved the process's other work."""
+    reads: list[float] = []
+
+    def read() -> OpsSnapshot:
+        reads.append(time.monotonic())
+        time.sleep(0.3)  # a slow store: every scrape arrives while the first one reads
+        return _feeds(len(reads))
+
+    counts = ProcessCounters(quota_refusals=0, notifications_heard=0, poll_wakes=0, listening=True)
+    metrics = Metrics(read, lambda: counts)
+    url = f"http://127.0.0.1:{metrics.serve('127.0.0.1:0')}/metrics"
+    try:
+        with httpx.Client(timeout=30) as http, ThreadPoolExecutor(20) as pool:
+            texts = list(pool.map(lambda _: http.get(url).text, range(20)))
+            assert len(reads) == 1
+            assert {_value(t, "numbind_feed_head", platform="p1") for t in texts} == {1}
+            time.sleep(SNAPSHOT_MAX_AGE_SECONDS + 0.1)
+            assert _value(http.get(url).text, "numbind_feed_head", platform="p1") == 2
+            assert len(reads) == 2
+    finally:
+        metrics.close()
+
+
+def test_a_store_down_is_read_once_a_second_too() -> None:
+    now = [0.0]
+    reads = 0
+
+    def read() -> OpsSnapshot:
+        nonlocal reads
+        reads += 1
+        if reads == 1:
+            raise OSError("connection refused")
+        return _feeds(reads)
+
+    shared = SharedSnapshot(read, max_age=1.0, clock=lambda: now[0])
+    for _ in range(3):
+        with pytest.raises(StoreUnreadable, match="connection refused"):
+            shared()
+    now[0] = 1.0
+    assert shared() == _feeds(2) and shared() == _feeds(2)
+    assert reads == 2

@@ -4,8 +4,9 @@ Every process serves its own /metrics; Prometheus scrapes each (they are not sum
 here). RPCs are counted and timed by an interceptor, by method and final status code;
 everything else is read when scraped: from this process (quota refusals, change
 notifications heard) and from the store (open orders and feed lag per platform, the
-store re-key). Store-wide figures are the same on every process: take one of them (max by
-platform) rather than summing.
+store re-key; at most once a second, however often or concurrently scraped). Store-wide
+figures are the same on every process: take one of them (max by platform) rather than
+summing.
 
 Each process has its own CollectorRegistry, so several registries in one Python process
 (tests) do not collide. The endpoint is plain, unauthenticated HTTP and answers GET and HEAD
@@ -18,11 +19,11 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from socketserver import ThreadingMixIn
-from threading import Thread
+from threading import Lock, Thread
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -38,6 +39,9 @@ from prometheus_client.registry import Collector
 log = logging.getLogger(__name__)
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120)
+# How long one reading of the store serves every scrape (they queried it each time: 400
+# scrapes, 60 at once, made an unrelated tokenize call 10x slower).
+SNAPSHOT_MAX_AGE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -50,83 +54,132 @@ class ProcessCounters:
     listening: bool
 
 
+class StoreUnreadable(Exception):
+    """The store did not answer the latest reading (shared like a reading)."""
+
+
+class SharedSnapshot:
+    """The store's figures read at most once per `max_age` seconds, one reading at a time:
+    scrapes that arrive while one reads wait for it, and scrapes within `max_age` of the
+    last reading (or failure to read) take it."""
+
+    def __init__(
+        self,
+        read: Callable[[], OpsSnapshot],
+        max_age: float = SNAPSHOT_MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._max_age = max_age
+        self._clock = clock
+        self._lock = Lock()
+        self._at = -float("inf")
+        self._last: OpsSnapshot | str = ""
+
+    def __call__(self) -> OpsSnapshot:
+        with self._lock:
+            if self._clock() - self._at >= self._max_age:
+                try:
+                    self._last = self._read()
+                except Exception as exc:  # a store down is not asked again by every scrape
+                    self._last = str(exc) or type(exc).__name__
+                self._at = self._clock()  # when it was read: waiters take it
+            last = self._last
+        if isinstance(last, str):
+            raise StoreUnreadable(last)
+        return last
+
+
 class _StoreCollector(Collector):
     def __init__(
         self, snapshot: Callable[[], OpsSnapshot], counters: Callable[[], ProcessCounters]
     ) -> None:
-        self._snapshot = snapshot
+        self._snapshot = SharedSnapshot(snapshot)
         self._counters = counters
+
+    def describe(self) -> Iterable[Metric]:
+        # The names, for the registry's checks, without reading the store: auto_describe
+        # would collect(), and a reading taken at start would then serve the first scrapes.
+        idle = ProcessCounters(
+            quota_refusals=0, notifications_heard=0, poll_wakes=0, listening=False
+        )
+        return _families(idle, OpsSnapshot(feeds=[], rekey=None))
 
     def collect(self) -> Iterable[Metric]:
         c = self._counters()
-        # Counts since this process started: counters, so rate() and increase() read them.
-        yield CounterMetricFamily(
-            "numbind_quota_refusals",
-            "Token calls refused for quota by this process",
-            value=c.quota_refusals,
-        )
-        yield CounterMetricFamily(
-            "numbind_change_notifications",
-            "Change notifications heard from the store (LISTEN/NOTIFY) by this process",
-            value=c.notifications_heard,
-        )
-        yield CounterMetricFamily(
-            "numbind_change_poll_wakes",
-            "Feed polls that found a change the "
-            "notifications had not delivered (should stay near 0)",
-            value=c.poll_wakes,
-        )
-        yield _gauge(
-            "numbind_change_listener_up",
-            "1 while this process listens for changes made by others (PostgreSQL), else 0",
-            int(c.listening),
-        )
         try:
-            snap = self._snapshot()
+            snap: OpsSnapshot | None = self._snapshot()
         except Exception as exc:  # the store is down: say so, keep the process metrics
             log.warning("metrics: store unreadable: %s", exc)
-            yield _gauge("numbind_store_up", "1 if the store answered this scrape", 0)
-            return
-        yield _gauge("numbind_store_up", "1 if the store answered this scrape", 1)
-        now = time.time()
-        lag = GaugeMetricFamily(
-            "numbind_feed_lag_seconds",
-            "Age of the platform's oldest unacked order (0: nothing open)",
-            labels=["platform"],
-        )
-        opened = GaugeMetricFamily(
-            "numbind_orders_open",
-            "Unacked orders by platform and state (pending: not yet sent; delivered: sent, "
-            "not acked; overdue: past the deadline)",
-            labels=["platform", "state"],
-        )
-        head = GaugeMetricFamily(
-            "numbind_feed_head", "The platform's latest feed sequence", labels=["platform"]
-        )
-        for f in snap.feeds:
-            age = 0.0 if f.oldest_open_us is None else max(0.0, now - f.oldest_open_us / 1e6)
-            lag.add_metric([f.platform], age)
-            head.add_metric([f.platform], f.feed_head)
-            for state, n in (
-                ("pending", f.pending),
-                ("delivered", f.delivered),
-                ("overdue", f.overdue),
-            ):
-                opened.add_metric([f.platform, state], n)
-        yield lag
-        yield opened
-        yield head
-        r = snap.rekey
-        running = r is not None and r.running
-        yield _gauge("numbind_rekey_running", "1 while a store re-key runs", int(running))
-        done = GaugeMetricFamily(
-            "numbind_rekey_rows", "Rows of the latest store re-key", labels=["what"]
-        )
-        if r is not None:
-            done.add_metric(["done"], r.rows_done)
-            if r.rows_total is not None:  # absent while the rows are still being counted
-                done.add_metric(["total"], r.rows_total)
-        yield done
+            snap = None
+        return _families(c, snap)
+
+
+def _families(c: ProcessCounters, snap: OpsSnapshot | None) -> Iterator[Metric]:
+    # Counts since this process started: counters, so rate() and increase() read them.
+    yield CounterMetricFamily(
+        "numbind_quota_refusals",
+        "Token calls refused for quota by this process",
+        value=c.quota_refusals,
+    )
+    yield CounterMetricFamily(
+        "numbind_change_notifications",
+        "Change notifications heard from the store (LISTEN/NOTIFY) by this process",
+        value=c.notifications_heard,
+    )
+    yield CounterMetricFamily(
+        "numbind_change_poll_wakes",
+        "Feed polls that found a change the notifications had not delivered (should stay near 0)",
+        value=c.poll_wakes,
+    )
+    yield _gauge(
+        "numbind_change_listener_up",
+        "1 while this process listens for changes made by others (PostgreSQL), else 0",
+        int(c.listening),
+    )
+    if snap is None:
+        yield _gauge("numbind_store_up", "1 if the store answered this scrape", 0)
+        return
+    yield _gauge("numbind_store_up", "1 if the store answered this scrape", 1)
+    now = time.time()
+    lag = GaugeMetricFamily(
+        "numbind_feed_lag_seconds",
+        "Age of the platform's oldest unacked order (0: nothing open)",
+        labels=["platform"],
+    )
+    opened = GaugeMetricFamily(
+        "numbind_orders_open",
+        "Unacked orders by platform and state (pending: not yet sent; delivered: sent, "
+        "not acked; overdue: past the deadline)",
+        labels=["platform", "state"],
+    )
+    head = GaugeMetricFamily(
+        "numbind_feed_head", "The platform's latest feed sequence", labels=["platform"]
+    )
+    for f in snap.feeds:
+        age = 0.0 if f.oldest_open_us is None else max(0.0, now - f.oldest_open_us / 1e6)
+        lag.add_metric([f.platform], age)
+        head.add_metric([f.platform], f.feed_head)
+        for state, n in (
+            ("pending", f.pending),
+            ("delivered", f.delivered),
+            ("overdue", f.overdue),
+        ):
+            opened.add_metric([f.platform, state], n)
+    yield lag
+    yield opened
+    yield head
+    r = snap.rekey
+    running = r is not None and r.running
+    yield _gauge("numbind_rekey_running", "1 while a store re-key runs", int(running))
+    done = GaugeMetricFamily(
+        "numbind_rekey_rows", "Rows of the latest store re-key", labels=["what"]
+    )
+    if r is not None:
+        done.add_metric(["done"], r.rows_done)
+        if r.rows_total is not None:  # absent while the rows are still being counted
+            done.add_metric(["total"], r.rows_total)
+    yield done
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

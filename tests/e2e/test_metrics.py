@@ -86,7 +86,7 @@ async def test_metrics_endpoint_counts_rpcs_orders_lag_and_refusals(tmp_path: Pa
         assert _value(text, "numbind_rpc_total", method="Evaluate", code="INVALID_ARGUMENT") == 1
         assert _value(text, "numbind_rpc_total", method="Evaluate", code="RESOURCE_EXHAUSTED") == 1
         assert _value(text, "numbind_rpc_seconds_count", method="ReportLifecycle", code="OK") == 1
-        assert _value(text, "numbind_quota_refusals_total") == 1
+        assert _value(text, "numbind_quota_refusals_total", role="platform", principal="p1") == 1
         assert _value(text, "numbind_change_notifications_total") >= 0
         assert _value(text, "numbind_change_poll_wakes_total") >= 0
         assert _value(text, "numbind_orders_open", platform="p1", state="pending") == 1
@@ -102,18 +102,46 @@ async def test_metrics_endpoint_counts_rpcs_orders_lag_and_refusals(tmp_path: Pa
 
 def test_process_counts_are_counters() -> None:
     """Counts since the process started are exposed as counters (`_total`), not gauges."""
-    counts = ProcessCounters(quota_refusals=3, notifications_heard=4, poll_wakes=5, listening=True)
+    counts = ProcessCounters(
+        quota_refusals={("platform", "p1"): 3}, notifications_heard=4, poll_wakes=5, listening=True
+    )
     metrics = Metrics(lambda: OpsSnapshot(feeds=[], rekey=None), lambda: counts)
     lines = generate_latest(metrics.registry).decode().splitlines()
-    for name, value in (
-        ("numbind_quota_refusals", 3),
-        ("numbind_change_notifications", 4),
-        ("numbind_change_poll_wakes", 5),
+    for name, labels, value in (
+        ("numbind_quota_refusals", '{principal="p1",role="platform"}', 3),
+        ("numbind_change_notifications", "", 4),
+        ("numbind_change_poll_wakes", "", 5),
     ):
         # prometheus_client names a counter's family with or without _total by version.
         assert f"# TYPE {name}_total counter" in lines or f"# TYPE {name} counter" in lines
-        assert f"{name}_total {value:.1f}" in lines, lines
+        assert f"{name}_total{labels} {value:.1f}" in lines, lines
     assert "# TYPE numbind_change_listener_up gauge" in lines, lines
+
+
+async def test_quota_refusals_are_counted_by_principal(tmp_path: Path) -> None:
+    """They were one unlabelled count: nobody could tell whose calls were refused. Names
+    are unique per role only, so the role is a label too."""
+    port = _free_port()
+    quota = QuotaSettings(rate_per_second=0.001, burst=4, daily_cap=1000)
+    async with running_registry(
+        tmp_path / "data", metrics_listen=f"127.0.0.1:{port}", quota=quota
+    ) as reg:
+        _, element = voprf.blind(PHONE.encode(), voprf.MODE_VOPRF)
+        for bundle, refused in ((reg.add_platform("acme"), 3), (reg.add_carrier("acme"), 1)):
+            async with secure_channel(bundle) as channel:
+                stub = tokens_pb2_grpc.TokensStub(channel)
+                await stub.Evaluate(tokens_pb2.EvaluateRequest(blinded_elements=[element] * 4))
+                for _ in range(refused):
+                    with pytest.raises(grpc.aio.AioRpcError) as info:
+                        await stub.Evaluate(tokens_pb2.EvaluateRequest(blinded_elements=[element]))
+                    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    assert _value(text, "numbind_quota_refusals_total", role="platform", principal="acme") == 3
+    assert _value(text, "numbind_quota_refusals_total", role="carrier", principal="acme") == 1
+    assert (
+        len([ln for ln in text.splitlines() if ln.startswith("numbind_quota_refusals_total")]) == 2
+    )
 
 
 async def test_no_metrics_endpoint_unless_asked(tmp_path: Path) -> None:
@@ -211,7 +239,7 @@ def test_otel_names_an_exporter_that_is_not_installed_in_one_line(tmp_path: Path
 
 
 def _rekey_rows(snap: OpsSnapshot) -> dict[str, float]:
-    counts = ProcessCounters(quota_refusals=0, notifications_heard=0, poll_wakes=0, listening=True)
+    counts = ProcessCounters(quota_refusals={}, notifications_heard=0, poll_wakes=0, listening=True)
     text = generate_latest(Metrics(lambda: snap, lambda: counts).registry).decode()
     return {
         line.split('"')[1]: float(line.rsplit(" ", 1)[1])
@@ -241,7 +269,7 @@ def test_a_rekey_total_not_yet_counted_is_absent_not_a_sentinel() -> None:
 
 def test_only_metrics_answers() -> None:
     """It answered the metrics at any path: /, /foo, /metrics/, /favicon.ico."""
-    counts = ProcessCounters(quota_refusals=0, notifications_heard=0, poll_wakes=0, listening=True)
+    counts = ProcessCounters(quota_refusals={}, notifications_heard=0, poll_wakes=0, listening=True)
     metrics = Metrics(lambda: OpsSnapshot(feeds=[], rekey=None), lambda: counts)
     port = metrics.serve("127.0.0.1:0")
     base = f"http://127.0.0.1:{port}"
@@ -275,7 +303,7 @@ def test_concurrent_scrapes_share_one_reading_of_the_store() -> None:
         time.sleep(0.3)  # a slow store: every scrape arrives while the first one reads
         return _feeds(len(reads))
 
-    counts = ProcessCounters(quota_refusals=0, notifications_heard=0, poll_wakes=0, listening=True)
+    counts = ProcessCounters(quota_refusals={}, notifications_heard=0, poll_wakes=0, listening=True)
     metrics = Metrics(read, lambda: counts)
     url = f"http://127.0.0.1:{metrics.serve('127.0.0.1:0')}/metrics"
     try:

@@ -108,7 +108,7 @@ async def test_one_quota_bucket_across_registries(tmp_path: Path, pg_url: str) -
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await tokens_pb2_grpc.TokensStub(on_b).Evaluate(request)
             assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert pair.b.registry.quota_gate.refusals == 1
+        assert pair.b.registry.quota_gate.refusals == {("platform", "p1"): 1}
 
 
 async def test_a_lost_notification_is_made_good_by_the_poll(

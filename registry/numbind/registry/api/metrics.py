@@ -19,7 +19,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from socketserver import ThreadingMixIn
@@ -48,7 +48,8 @@ SNAPSHOT_MAX_AGE_SECONDS = 1.0
 class ProcessCounters:
     """This process's own counts, read at scrape time."""
 
-    quota_refusals: int
+    # By principal: (role, name).
+    quota_refusals: Mapping[tuple[str, str], int]
     notifications_heard: int
     poll_wakes: int
     listening: bool
@@ -101,7 +102,7 @@ class _StoreCollector(Collector):
         # The names, for the registry's checks, without reading the store: auto_describe
         # would collect(), and a reading taken at start would then serve the first scrapes.
         idle = ProcessCounters(
-            quota_refusals=0, notifications_heard=0, poll_wakes=0, listening=False
+            quota_refusals={}, notifications_heard=0, poll_wakes=0, listening=False
         )
         return _families(idle, OpsSnapshot(feeds=[], rekey=None))
 
@@ -117,11 +118,14 @@ class _StoreCollector(Collector):
 
 def _families(c: ProcessCounters, snap: OpsSnapshot | None) -> Iterator[Metric]:
     # Counts since this process started: counters, so rate() and increase() read them.
-    yield CounterMetricFamily(
+    refusals = CounterMetricFamily(
         "numbind_quota_refusals",
-        "Token calls refused for quota by this process",
-        value=c.quota_refusals,
+        "Token calls refused for quota by this process, by caller (role and name)",
+        labels=["role", "principal"],
     )
+    for (role, name), n in sorted(c.quota_refusals.items()):
+        refusals.add_metric([role, name], n)
+    yield refusals
     yield CounterMetricFamily(
         "numbind_change_notifications",
         "Change notifications heard from the store (LISTEN/NOTIFY) by this process",

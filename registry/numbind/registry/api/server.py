@@ -265,7 +265,7 @@ class RegistryServer:
     def _counters(self) -> ProcessCounters:
         changes = self.registry.changes
         return ProcessCounters(
-            quota_refusals=self.registry.quota_gate.refusals,
+            quota_refusals=dict(self.registry.quota_gate.refusals),  # a copy: scraped in a thread
             notifications_heard=changes.heard,
             poll_wakes=changes.poll_wakes,
             listening=changes.listening,

@@ -22,7 +22,7 @@ from numbind.protocol import voprf
 from numbind.protocol.limits import MAX_EVALUATE as MAX_BATCH
 from numbind.registry.domain.quota import DAY_SECONDS, Quotas
 from numbind.registry.domain.types import Principal, Role
-from numbind.registry.errors import InvalidArgument
+from numbind.registry.errors import InvalidArgument, ResourceExhausted
 from numbind.registry.keys import KeyRing, TokenKey
 from numbind.registry.storage import quota, usage
 from numbind.registry.storage.db import Database, Session
@@ -81,8 +81,9 @@ class QuotaGate:
     def __init__(self, db: Database, quotas: Quotas) -> None:
         self._db = db
         self._quotas = quotas
-        # Calls this process refused for quota (for /metrics).
-        self.refusals = 0
+        # Calls this process refused for quota, by principal (role, name: names are unique
+        # per role) for /metrics. Counted on the event loop, not in a database thread.
+        self.refusals: dict[tuple[str, str], int] = {}
 
     async def take(self, caller: Principal, n: int) -> int:
         """Take `n` from the caller's quota (ResourceExhausted if it has not); the day."""
@@ -90,7 +91,13 @@ class QuotaGate:
         day = int(now // DAY_SECONDS)
         if caller.role != Role.REGISTRY:
             self._quotas.check_batch(n)
-            await self._db.run(functools.partial(self._take, caller=caller, n=n, now=now, day=day))
+            take = functools.partial(self._take, caller=caller, n=n, now=now, day=day)
+            try:
+                await self._db.run(take)
+            except ResourceExhausted:
+                who = (caller.role, caller.name)
+                self.refusals[who] = self.refusals.get(who, 0) + 1
+                raise
         return day
 
     def _take(self, session: Session, *, caller: Principal, n: int, now: float, day: int) -> None:
@@ -107,7 +114,6 @@ class QuotaGate:
             daily_cap=q.daily_cap,
         )
         if not taken.granted:
-            self.refusals += 1
             raise q.refusal(n, taken.tokens, taken.used_today, now)
 
     async def refund(self, caller: Principal, day: int, n: int) -> None:

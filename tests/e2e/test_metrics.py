@@ -103,7 +103,11 @@ async def test_metrics_endpoint_counts_rpcs_orders_lag_and_refusals(tmp_path: Pa
 def test_process_counts_are_counters() -> None:
     """Counts since the process started are exposed as counters (`_total`), not gauges."""
     counts = ProcessCounters(
-        quota_refusals={("platform", "p1"): 3}, notifications_heard=4, poll_wakes=5, listening=True
+        quota_refusals={("platform", "p1"): 3},
+        ack_outcomes={},
+        notifications_heard=4,
+        poll_wakes=5,
+        listening=True,
     )
     metrics = Metrics(lambda: OpsSnapshot(feeds=[], rekey=None), lambda: counts)
     lines = generate_latest(metrics.registry).decode().splitlines()
@@ -239,7 +243,9 @@ def test_otel_names_an_exporter_that_is_not_installed_in_one_line(tmp_path: Path
 
 
 def _rekey_rows(snap: OpsSnapshot) -> dict[str, float]:
-    counts = ProcessCounters(quota_refusals={}, notifications_heard=0, poll_wakes=0, listening=True)
+    counts = ProcessCounters(
+        quota_refusals={}, ack_outcomes={}, notifications_heard=0, poll_wakes=0, listening=True
+    )
     text = generate_latest(Metrics(lambda: snap, lambda: counts).registry).decode()
     return {
         line.split('"')[1]: float(line.rsplit(" ", 1)[1])
@@ -269,7 +275,9 @@ def test_a_rekey_total_not_yet_counted_is_absent_not_a_sentinel() -> None:
 
 def test_only_metrics_answers() -> None:
     """It answered the metrics at any path: /, /foo, /metrics/, /favicon.ico."""
-    counts = ProcessCounters(quota_refusals={}, notifications_heard=0, poll_wakes=0, listening=True)
+    counts = ProcessCounters(
+        quota_refusals={}, ack_outcomes={}, notifications_heard=0, poll_wakes=0, listening=True
+    )
     metrics = Metrics(lambda: OpsSnapshot(feeds=[], rekey=None), lambda: counts)
     port = metrics.serve("127.0.0.1:0")
     base = f"http://127.0.0.1:{port}"
@@ -303,7 +311,9 @@ def test_concurrent_scrapes_share_one_reading_of_the_store() -> None:
         time.sleep(0.3)  # a slow store: every scrape arrives while the first one reads
         return _feeds(len(reads))
 
-    counts = ProcessCounters(quota_refusals={}, notifications_heard=0, poll_wakes=0, listening=True)
+    counts = ProcessCounters(
+        quota_refusals={}, ack_outcomes={}, notifications_heard=0, poll_wakes=0, listening=True
+    )
     metrics = Metrics(read, lambda: counts)
     url = f"http://127.0.0.1:{metrics.serve('127.0.0.1:0')}/metrics"
     try:

@@ -50,6 +50,8 @@ class ProcessCounters:
 
     # By principal: (role, name).
     quota_refusals: Mapping[tuple[str, str], int]
+    # Acks recorded, by (platform, outcome).
+    ack_outcomes: Mapping[tuple[str, str], int]
     notifications_heard: int
     poll_wakes: int
     listening: bool
@@ -102,7 +104,11 @@ class _StoreCollector(Collector):
         # The names, for the registry's checks, without reading the store: auto_describe
         # would collect(), and a reading taken at start would then serve the first scrapes.
         idle = ProcessCounters(
-            quota_refusals={}, notifications_heard=0, poll_wakes=0, listening=False
+            quota_refusals={},
+            ack_outcomes={},
+            notifications_heard=0,
+            poll_wakes=0,
+            listening=False,
         )
         return _families(idle, OpsSnapshot(feeds=[], rekey=None))
 
@@ -126,6 +132,15 @@ def _families(c: ProcessCounters, snap: OpsSnapshot | None) -> Iterator[Metric]:
     for (role, name), n in sorted(c.quota_refusals.items()):
         refusals.add_metric([role, name], n)
     yield refusals
+    outcomes = CounterMetricFamily(
+        "numbind_order_outcomes",
+        "Orders acked through this process, by platform and the outcome it acked "
+        "(unbound, already_gone, rejected; noted for a notice)",
+        labels=["platform", "outcome"],
+    )
+    for (platform, outcome), n in sorted(c.ack_outcomes.items()):
+        outcomes.add_metric([platform, outcome], n)
+    yield outcomes
     yield CounterMetricFamily(
         "numbind_change_notifications",
         "Change notifications heard from the store (LISTEN/NOTIFY) by this process",

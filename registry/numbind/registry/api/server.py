@@ -265,7 +265,9 @@ class RegistryServer:
     def _counters(self) -> ProcessCounters:
         changes = self.registry.changes
         return ProcessCounters(
-            quota_refusals=dict(self.registry.quota_gate.refusals),  # a copy: scraped in a thread
+            # Copies: the event loop counts while a scrape's thread reads.
+            quota_refusals=dict(self.registry.quota_gate.refusals),
+            ack_outcomes=dict(self.registry.feed.outcomes),
             notifications_heard=changes.heard,
             poll_wakes=changes.poll_wakes,
             listening=changes.listening,

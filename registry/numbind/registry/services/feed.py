@@ -95,6 +95,8 @@ class FeedService:
         # Tokens of the orders sent here, to route their acks on PostgreSQL's partitions
         # (services.order_routes); SQLite's orders are one table.
         self.routes: OrderRoutes | None = None if db.is_sqlite else OrderRoutes()
+        # Acks this process recorded, by (platform name, outcome name), for /metrics.
+        self.outcomes: dict[tuple[str, str], int] = {}
 
     async def _in_store_key(self, items: list[feed.FeedItem]) -> list[feed.FeedItem]:
         """Items whose binding row is still in an older key's form, re-keyed for the wire.
@@ -316,13 +318,18 @@ class FeedService:
                 session, changes, written=frozenset(o.pk for o in written.values())
             )
             log.append(session, log_record.acks(caller.pk, caller.name, changes))
+            recorded[:] = [outcome for _, _, outcome, _ in changes]
             return {"recorded": len(changes), "duplicate": duplicates}
 
         def tx(session: Session) -> dict[str, Any]:
+            # What the run that commits recorded: nothing when the request id is answered
+            # from its record (a retry), or when a failed group's unit runs again alone.
+            recorded.clear()
             return idempotency.once(
                 session, caller.pk, "AckEvents", request_id, body_hash, lambda: act(session)
             )
 
+        recorded: list[int] = []
         ids = [a.order_id for a in acks]
         planned = [
             order_acks.PlannedAck(a.order_id, _state_of(a.outcome), a.outcome, a.reason)
@@ -330,6 +337,9 @@ class FeedService:
         ]
         hints = self.routes.hints(ids) if self.routes is not None else None
         result = await self._writes.run(tx)
+        for outcome in recorded:  # committed now
+            key = (caller.name, AckOutcome(outcome).name.lower())
+            self.outcomes[key] = self.outcomes.get(key, 0) + 1
         if self.routes is not None:
             self.routes.acked(ids)
         return int(result["recorded"]), int(result["duplicate"])

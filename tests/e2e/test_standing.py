@@ -18,10 +18,12 @@ import grpc
 import pytest
 from numbind.protocol.bundle import Bundle
 from numbind.registry import operator
+from numbind.registry.storage.models import PrincipalRow
 from numbind.registry.testing import RunningRegistry, running_registry
 from numbind.sdk import Lifecycle, LifecycleReport
 from numbind.sdk.channel import secure_channel
 from numbind.v1 import admin_pb2, admin_pb2_grpc, platforms_pb2, platforms_pb2_grpc
+from sqlalchemy import update
 
 from tests.e2e._story import carrier, days_ago, publish, tokenize
 
@@ -181,3 +183,51 @@ async def test_a_call_made_just_after_a_resume_elsewhere_is_served(
             await _reissue(cm, PHONES[1])
             assert await _next_event(events) != order_id  # before: the stream had ended
             task.cancel()
+
+
+async def test_a_reissue_ends_the_stream_of_a_principal_pinned_to_no_certificate(
+    registry: RunningRegistry,
+) -> None:
+    """A principal registered before migration 0003 has no certificate pinned until its
+    first reissue, which pins the new one: its old bundle's open stream must end too, and
+    not be served the orders (account refs) that follow."""
+    cm, p1 = registry.add_carrier("cm"), registry.add_platform("p1")
+    await _revoke(registry, cm, p1, PHONES[0])
+    await _bind(p1, PHONES[2])
+    registry.registry.db.transact(
+        lambda s: s.execute(
+            update(PrincipalRow).where(PrincipalRow.name == "p1").values(cert_sha256=None)
+        )
+    )
+    registry.registry.standing.changed([])  # as an upgraded store's first start: no cache
+    async with secure_channel(p1) as channel:
+        events, task = await _open_stream(platforms_pb2_grpc.PlatformsStub(channel))
+        await _next_event(events)
+        operator.reissue_bundle(
+            registry.settings, "platform", "p1", registry.settings.data_dir / "p1-new"
+        )
+        await _reissue(cm, PHONES[2])
+        err = await _ended(events)  # the attack review's run: this order was delivered
+        await task
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert "certificate replaced" in (err.details() or "")
+
+
+async def test_a_suspension_lifted_a_moment_later_still_ends_an_open_stream(
+    registry: RunningRegistry,
+) -> None:
+    """An operator who suspends a platform to cut its stream cuts it, however soon the
+    suspension is lifted (here by the offline command, which the server hears of only
+    through the principals table)."""
+    cm, p1 = registry.add_carrier("cm"), registry.add_platform("p1")
+    await _revoke(registry, cm, p1, PHONES[0])
+    await _bind(p1, PHONES[1])
+    async with secure_channel(p1) as channel:
+        events, task = await _open_stream(platforms_pb2_grpc.PlatformsStub(channel))
+        await _next_event(events)
+        operator.set_suspended(registry.settings, "platform", "p1", True)
+        operator.set_suspended(registry.settings, "platform", "p1", False)
+        await _reissue(cm, PHONES[1])
+        err = await _ended(events)
+        await task
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED

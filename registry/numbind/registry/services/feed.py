@@ -160,6 +160,9 @@ class FeedService:
             interval = float(heartbeat_seconds)
         else:
             interval = self._heartbeat
+        # Held to its standing from now: it may have authenticated from a cache a moment
+        # stale (services.standing).
+        caller = await self._standing.fresh(caller)
         await self._check_cursor(caller, after_seq)
         cursor = after_seq
         last_sent = time.monotonic()

@@ -6,11 +6,16 @@ certificate, a new attestation key) bumps the principal's `standing` version in 
 transaction as the change (storage.principals), so the version in the database is the one
 truth shared by every registry process on that database.
 
-- Open streams call `require` before each batch they send and at least every
-  `check_seconds` while idle; a changed version ends the stream if the principal is
-  suspended, gone or on another certificate now (a resumption leaves it served).
-- Writes that act for a principal (acks) call `require_in` inside their own transaction,
-  so a write committed after the change is impossible, whichever process made it.
+- A stream takes its baseline from the database as it starts (`fresh`): the principal
+  it authenticated as may come from a directory cache up to a second stale, and a change
+  made just before the call (a suspension lifted by another process) is not one made
+  after it began. It then calls `require` before each batch it sends and at least every
+  `check_seconds` while idle; any change of version since its start ends it (a
+  suspension lifted a moment later included).
+- Writes that act for a principal (acks) call `require_in` inside their own transaction:
+  refused if the principal is suspended, gone or on another certificate at that moment,
+  whichever process made the change; a write is a moment, so a version changed by a
+  resumption or a new attestation key does not refuse it.
 - `changed(pks)` is the in-process hook: it drops the directory cache and wakes the
   principals' streams, which then re-check at once instead of at their next poll. Whatever
   learns of a change made elsewhere (PostgreSQL LISTEN/NOTIFY) calls the same hook.
@@ -18,6 +23,7 @@ truth shared by every registry process on that database.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 from numbind.registry.domain.types import Principal
@@ -40,15 +46,28 @@ def refusal(principal: Principal, now: principals.Standing | None) -> Unauthenti
         why = "no longer exists"
     elif now.suspended:
         why = "was suspended"
-    elif principal.cert_sha256 is not None and now.cert_sha256 != principal.cert_sha256:
+    elif now.cert_sha256 is not None and now.cert_sha256 != principal.cert_sha256:
         why = "had its certificate replaced by a reissued bundle"
     else:
-        # Resumed, or a carrier's attestation key replaced: in good standing on the same
-        # certificate, nothing the call stands on changed. Such a call may also have been
-        # authenticated from a directory cache a moment stale (another process's change
-        # not heard of yet), after the change: it used to be ended as if the change came
-        # after it began.
-        return None
+        why = "changed standing (resumed, or a new certificate or attestation key)"
+    return _ended(principal, why)
+
+
+def refusal_now(principal: Principal, now: principals.Standing | None) -> Unauthenticated | None:
+    """Why `principal` may not act at this moment, with standing `now`: gone, suspended, or
+    on another certificate than the one it authenticated with (a principal pinned to none
+    then, as before migration 0003, has been re-pinned by a reissue since); None while it
+    may, whatever else bumped its version."""
+    if now is None:
+        return _ended(principal, "no longer exists")
+    if now.suspended:
+        return _ended(principal, "was suspended")
+    if now.cert_sha256 is not None and now.cert_sha256 != principal.cert_sha256:
+        return _ended(principal, "had its certificate replaced by a reissued bundle")
+    return None
+
+
+def _ended(principal: Principal, why: str) -> Unauthenticated:
     return Unauthenticated(
         f"principal {principal.uri} {why} after this call began; the call is ended and "
         "nothing more is served or recorded on it; reconnect with valid credentials"
@@ -75,10 +94,20 @@ class StandingService:
         if problem is not None:
             raise problem
 
+    async def fresh(self, principal: Principal) -> Principal:
+        """`principal` with its standing as the database has it now, for a stream to hold
+        to from its start; Unauthenticated if it may not act now (`refusal_now`)."""
+        now = await self._db.run(lambda s: principals.standing(s, principal.pk), write=False)
+        problem = refusal_now(principal, now)
+        if problem is not None:
+            raise problem
+        assert now is not None
+        return dataclasses.replace(principal, standing=now.version)
+
     @staticmethod
     def require_in(session: Session, principal: Principal) -> None:
-        """`require` inside the caller's own transaction."""
-        problem = refusal(principal, principals.standing(session, principal.pk))
+        """`refusal_now`, inside the caller's own write transaction."""
+        problem = refusal_now(principal, principals.standing(session, principal.pk))
         if problem is not None:
             raise problem
 

@@ -81,6 +81,28 @@ async def test_a_hint_of_hours_is_raised_at_once_with_the_hint(registry: Any) ->
     assert err.value.retry_after == TEN_HOURS_MS / 1000
 
 
+async def test_a_rate_limits_pacing_is_waited_out_however_long_the_backoff_cap(
+    registry: Any,
+) -> None:
+    # A rate limit's hint (here 0.3 s, past this policy's 0.05 s cap) is pacing the bucket
+    # will honour: waited, not raised (an early form of the fix raised every hint over the
+    # cap, so a low configured rate failed a big tokenisation it used to pace through).
+    cap = OverItsCap(300, refusals=1)  # type: ignore[abstract]
+    address = await registry(cap)
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = tokens_pb2_grpc.TokensStub(channel)
+        policy = RetryPolicy(base=0.01, cap=0.05, longest_wait=1.0)
+        got = await call_with_retry(lambda: stub.GetKeys(tokens_pb2.GetKeysRequest()), policy)
+    assert got.active_key_id == "k" and cap.calls == 2
+    over = OverItsCap(1500, refusals=1)  # type: ignore[abstract]
+    address = await registry(over)
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = tokens_pb2_grpc.TokensStub(channel)
+        with pytest.raises(QuotaExceeded):
+            await call_with_retry(lambda: stub.GetKeys(tokens_pb2.GetKeysRequest()), policy)
+    assert over.calls == 1
+
+
 async def test_a_short_hint_is_still_waited_out(registry: Any) -> None:
     cap = OverItsCap(50, refusals=2)  # type: ignore[abstract]
     address = await registry(cap)

@@ -66,8 +66,7 @@ def alive(pids: set[int], groups: set[int]) -> list[int]:
     ]
 
 
-def test_demo_comes_up_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
-    registry_port, app_port = free_port(), free_port()
+def _start_demo(tmp_path: Path, registry_port: int, app_port: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "NUMBIND_DEMO_DIR": str(tmp_path / "demo"),
@@ -75,10 +74,9 @@ def test_demo_comes_up_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
         "NUMBIND_DEMO_APP_PORT": str(app_port),
         "PYTHONUNBUFFERED": "1",
     }
-    out_path = tmp_path / "demo.out"
-    with open(out_path, "wb") as out:
+    with open(tmp_path / "demo.out", "wb") as out:
         # Its own session stands in for the terminal: Ctrl-C goes to the foreground group.
-        demo = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "numbind.demo"],
             cwd=ROOT,
             env=env,
@@ -87,16 +85,58 @@ def test_demo_comes_up_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def _until_ready(demo: subprocess.Popen[bytes], out_path: Path) -> None:
+    # A guard against a hang, not a timing: three registries come up on a shared, loaded
+    # machine.
+    deadline = time.monotonic() + 300
+    while "Press Ctrl-C to stop." not in out_path.read_text(errors="replace"):
+        assert demo.poll() is None, out_path.read_text(errors="replace")
+        assert time.monotonic() < deadline, out_path.read_text(errors="replace")
+        time.sleep(0.2)
+
+
+def _kill_all(demo: subprocess.Popen[bytes], children: dict[int, int]) -> None:
+    """A failure before the children were listed must not leave them running."""
+    children = children or descendants(demo.pid)
+    if demo.poll() is None:
+        os.killpg(demo.pid, signal.SIGKILL)
+        demo.wait()
+    for pgid in set(children.values()):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def test_a_closed_terminal_stops_the_demo_and_everything_it_started(tmp_path: Path) -> None:
+    # SIGHUP reaches the demo's group only (each child has a group of its own): the demo
+    # used to die of it and leave the three registries and the app running, on its ports.
+    demo = _start_demo(tmp_path, free_port(), free_port())
+    children: dict[int, int] = {}
+    try:
+        _until_ready(demo, tmp_path / "demo.out")
+        children = descendants(demo.pid)
+        groups = set(children.values()) - {os.getpgid(demo.pid)}
+        os.killpg(os.getpgid(demo.pid), signal.SIGHUP)
+        assert demo.wait(timeout=30) == 0, (tmp_path / "demo.out").read_text()
+        for _ in range(50):
+            left = alive(set(children), groups)
+            if not left:
+                break
+            time.sleep(0.1)
+        assert not left, f"left behind: {left}"
+    finally:
+        _kill_all(demo, children)
+
+
+def test_demo_comes_up_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
+    registry_port, app_port = free_port(), free_port()
+    out_path = tmp_path / "demo.out"
+    demo = _start_demo(tmp_path, registry_port, app_port)
     url = f"http://127.0.0.1:{app_port}"
     children: dict[int, int] = {}
     try:
-        # A guard against a hang, not a timing: three registries come up on a shared,
-        # loaded machine.
-        deadline = time.monotonic() + 300
-        while "Press Ctrl-C to stop." not in out_path.read_text(errors="replace"):
-            assert demo.poll() is None, out_path.read_text(errors="replace")
-            assert time.monotonic() < deadline, out_path.read_text(errors="replace")
-            time.sleep(0.2)
+        _until_ready(demo, out_path)
         printed = out_path.read_text()
         assert f"Open {url}" in printed
         assert "phone 13800138000, ID last six 081234" in printed
@@ -189,11 +229,4 @@ def test_demo_comes_up_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
             time.sleep(0.1)
         assert not left, f"left behind: {left}"
     finally:
-        # A failure before the children were listed must not leave them running.
-        children = children or descendants(demo.pid)
-        if demo.poll() is None:
-            os.killpg(demo.pid, signal.SIGKILL)
-            demo.wait()
-        for pgid in set(children.values()):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
+        _kill_all(demo, children)

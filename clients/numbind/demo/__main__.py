@@ -58,7 +58,7 @@ from numbind.demo.cast import (
     SECOND_OWN,
     _days,
 )
-from numbind.demo.children import PY, Children, DemoError, answers, free_port
+from numbind.demo.children import PY, Children, DemoError, answers, free_port, port_for
 from numbind.demo.federation import Place, serve_all, set_up
 from numbind.demo.welcome import print_welcome
 from numbind.demo.workers import sample_app
@@ -290,12 +290,15 @@ def _parser() -> argparse.ArgumentParser:
 async def _main(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: a closed terminal or a dropped ssh session. The children run in process
+    # groups of their own (so Ctrl-C reaches only this one) and never see it: without this
+    # they ran on after the demo, holding its ports.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     demo = Demo(
         root=args.dir.resolve(),
-        registry_port=free_port(args.registry_port),
-        app_port=free_port(args.app_port),
+        registry_port=port_for(args.registry_port, "hub"),
+        app_port=port_for(args.app_port, "carrier app"),
         order_deadline=args.order_deadline,
     )
     print(f"numbind demo: setting up in {demo.root}", flush=True)

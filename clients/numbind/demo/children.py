@@ -77,6 +77,22 @@ class Children:
         )
 
 
+def port_for(preferred: int, what: str) -> int:
+    """`free_port`, saying so on stderr when ``preferred`` is taken: a demo left running
+    (its terminal closed) holds the ports a new one was asked for, and the new one moving
+    without a word left the user's open page on the old demo, whose sign-in no longer
+    worked."""
+    port = free_port(preferred)
+    if preferred and port != preferred:
+        print(
+            f"numbind demo: port {preferred} is in use (another demo still running?); "
+            f"the {what} listens on {port} instead",
+            file=sys.stderr,
+            flush=True,
+        )
+    return port
+
+
 def free_port(preferred: int) -> int:
     """``preferred`` if nothing listens there, else a free port. A port still in TIME_WAIT
     from a demo just stopped counts as free (the servers bind with SO_REUSEADDR too), so a

@@ -13,6 +13,7 @@ from numbind.carrier_app.store import Number
 from numbind.carrier_app.views import asked_by_group, number_card
 from numbind.carrier_app.wording import Words
 from numbind.sdk import NumberView, PlatformView, UnavailableRegistry
+from numbind.sdk.errors import Unavailable
 
 from tests.unit.carrier_app_http import (
     FakeRegistry,
@@ -107,3 +108,44 @@ async def test_my_numbers_page_shows_registries_and_the_unreachable_one(tmp_path
     assert me.status_code == 200
     assert 'data-role="registry">登记于 示例互联网平台登记<' in me.text
     assert 'data-role="unreachable">暂时联系不上 示例金融平台登记' in me.text
+
+
+class NothingAnswered(FakeRegistry):
+    """Only an unreachable member: no app listed, and none known absent."""
+
+    async def query(self, subject: str, numbers: Sequence[tuple[str, datetime]]) -> list[Any]:
+        return [
+            NumberView(e164, start, [], timedelta(hours=24), (BANK_DOWN,))
+            for e164, start in numbers
+        ]
+
+
+class RegistryDown(FakeRegistry):
+    async def query(self, subject: str, numbers: Sequence[tuple[str, datetime]]) -> list[Any]:
+        raise Unavailable("registry: no answer")
+
+
+async def test_a_list_a_registry_could_not_give_is_not_called_empty(tmp_path: Path) -> None:
+    # With a member unreachable, "nothing left by a previous holder" and "no bindings of
+    # your own" were stated as facts, under the notice that the member's apps may be missing.
+    registry, gateway = NothingAnswered(), Gateway()
+    async with serving(make_app(settings_for(tmp_path), registry, gateway)) as client:
+        await sign_in(client, gateway)
+        me = await client.get("/me")
+    assert 'data-role="unreachable">暂时联系不上 示例金融平台登记' in me.text
+    assert "没有前任机主留下的绑定" not in me.text and "暂无您本人的绑定" not in me.text
+    assert 'data-role="mine-unknown"' in me.text
+
+
+async def test_a_page_the_registry_could_not_answer_lists_nothing_as_empty(
+    tmp_path: Path,
+) -> None:
+    # The page said it could not read the number's bindings, then "您的绑定 0 … 暂无您本人的
+    # 绑定" right under it.
+    registry, gateway = RegistryDown(), Gateway()
+    async with serving(make_app(settings_for(tmp_path), registry, gateway)) as client:
+        await sign_in(client, gateway)
+        me = await client.get("/me")
+    assert me.status_code == 200
+    assert "暂时无法读取" in me.text
+    assert "暂无您本人的绑定" not in me.text and 'data-group="mine"' not in me.text

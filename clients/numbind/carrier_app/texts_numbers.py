@@ -55,6 +55,11 @@ NUMBERS: dict[str, tuple[str, str]] = {
     "me.mine": ("您的绑定", "Yours"),
     "me.mine_note": ("在您使用此号码期间绑定", "Bound since the number became yours"),
     "me.mine_empty": ("暂无您本人的绑定。", "No bindings of your own."),
+    "me.mine_unknown": (
+        "暂时无法确认：上面提到的登记处联系不上，其中的应用没有列出。",
+        "Not known for now: the registry named above could not be reached, and its apps are "
+        "not listed.",
+    ),
     "me.still_bound": ("仍绑定 {n} 个应用", "{n} apps still bound"),
     "me.still_bound.one": ("仍绑定 1 个应用", "1 app still bound"),
     "lead.bound": (

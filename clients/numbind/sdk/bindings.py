@@ -78,14 +78,14 @@ class BindingRpc:
         return (*wire.publish_counts(resp), len(items) - len(unique))
 
     async def send_withdraw(
-        self, key_id: str, keys: list[Key], positions: Positions
+        self, key_id: str, keys: list[Key], positions: Positions, keep_at_least: int = 0
     ) -> tuple[int, int]:
-        """(withdrawn, not found) for one batch."""
+        """(withdrawn, not found) for one batch; `keep_at_least`: see WithdrawBindings."""
         item, where = positions
         unique: dict[Key, int] = {}
         for key, pos in zip(keys, where, strict=True):
             unique.setdefault(key, pos)
-        request = wire.withdraw_request(self._request_id("wd"), key_id, list(unique))
+        request = wire.withdraw_request(self._request_id("wd"), key_id, list(unique), keep_at_least)
         try:
             resp: platforms_pb2.WithdrawBindingsResponse = await call_with_retry(
                 lambda: self._stub.WithdrawBindings(request, timeout=self._timeout), self._retry
@@ -133,12 +133,15 @@ class BindingRpc:
         batches: AsyncIterator[tuple[int, list[T]]],
         prepare: Callable[[list[T], int], Awaitable[WithdrawBatch]],
         meter: Meter,
+        *,
+        keep_at_least: int = 0,
     ) -> WithdrawSummary:
         totals = [0, 0, 0]  # withdrawn, not_found, batches
 
         async def work(batch: tuple[int, list[T]]) -> None:
             start, rows = batch
-            withdrawn, not_found = await self.send_withdraw(*await prepare(rows, start))
+            key_id, keys, positions = await prepare(rows, start)
+            withdrawn, not_found = await self.send_withdraw(key_id, keys, positions, keep_at_least)
             totals[0] += withdrawn
             totals[1] += not_found
             totals[2] += 1

@@ -131,8 +131,12 @@ async def run_sync(
         converged: bool | None = None
         arrived = 0
         if not options.dry_run:
+            # The registry holds the sync to its limit too: another sync of this platform
+            # running at once saw the same bindings, and each alone within the limit, the
+            # two together emptied it.
+            keep = max(0, server_total - limit) if limit is not None else 0
             arrived = await _apply(
-                rpc, store, key_id, counts.added + counts.changed, withdrawn, options
+                rpc, store, key_id, counts.added + counts.changed, withdrawn, options, keep
             )
             try:
                 after = await _digest(rpc, bits, key_id, options)
@@ -296,6 +300,7 @@ async def _apply(
     publishes: int,
     withdrawals: int,
     options: SyncOptions,
+    keep_at_least: int = 0,
 ) -> int:
     """Publish and withdraw what the plan holds; returns how many published bindings the
     registry revoked on arrival (bound before their number's last reissue)."""
@@ -323,5 +328,6 @@ async def _apply(
             store.planned_withdrawals(options.batch_size),
             as_keys,
             Meter("withdraw", withdrawals, options.progress).start(),
+            keep_at_least=keep_at_least,
         )
     return arrived

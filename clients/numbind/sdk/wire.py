@@ -108,7 +108,7 @@ def publish_request(
 
 
 def withdraw_request(
-    request_id: str, key_id: str, keys: Sequence[tuple[bytes, bytes]]
+    request_id: str, key_id: str, keys: Sequence[tuple[bytes, bytes]], keep_at_least: int = 0
 ) -> platforms_pb2.WithdrawBindingsRequest:
     return platforms_pb2.WithdrawBindingsRequest(
         request_id=request_id,
@@ -116,6 +116,7 @@ def withdraw_request(
             common_pb2.BindingKey(token=_token(key_id, token), account_ref=ref)
             for token, ref in keys
         ],
+        keep_at_least=keep_at_least,
     )
 
 

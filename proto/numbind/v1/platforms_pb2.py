@@ -26,63 +26,63 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from numbind.v1 import common_pb2 as numbind_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1anumbind/v1/platforms.proto\x12\nnumbind.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17numbind/v1/common.proto\"S\n\x16PublishBindingsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x08\x62indings\x18\x02 \x03(\x0b\x32\x13.numbind.v1.Binding\"|\n\x17PublishBindingsResponse\x12\x10\n\x08inserted\x18\x01 \x01(\r\x12\x0f\n\x07updated\x18\x02 \x01(\r\x12\x11\n\tunchanged\x18\x03 \x01(\r\x12\x0f\n\x07revoked\x18\x04 \x01(\r\x12\x1a\n\x12revoked_on_arrival\x18\x05 \x01(\r\"W\n\x17WithdrawBindingsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x08\x62indings\x18\x02 \x03(\x0b\x32\x16.numbind.v1.BindingKey\"@\n\x18WithdrawBindingsResponse\x12\x11\n\twithdrawn\x18\x01 \x01(\r\x12\x11\n\tnot_found\x18\x02 \x01(\r\"7\n\x10GetDigestRequest\x12\x13\n\x0b\x62ucket_bits\x18\x01 \x01(\r\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"=\n\x0c\x42ucketDigest\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\r\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\"d\n\x11GetDigestResponse\x12\x13\n\x0b\x62ucket_bits\x18\x01 \x01(\r\x12)\n\x07\x62uckets\x18\x02 \x03(\x0b\x32\x18.numbind.v1.BucketDigest\x12\x0f\n\x07revoked\x18\x03 \x01(\x04\"q\n\x13ListBindingsRequest\x12\x13\n\x0b\x62ucket_bits\x18\x01 \x01(\r\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\r\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"V\n\x14ListBindingsResponse\x12%\n\x08\x62indings\x18\x01 \x03(\x0b\x32\x13.numbind.v1.Binding\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"f\n\x0eRevokedBinding\x12$\n\x07\x62inding\x18\x01 \x01(\x0b\x32\x13.numbind.v1.Binding\x12.\n\nrevoked_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x1bListRevokedBindingsResponse\x12,\n\x08\x62indings\x18\x01 \x03(\x0b\x32\x1a.numbind.v1.RevokedBinding\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"^\n\x0fReassignedQuery\x12 \n\x05token\x18\x01 \x01(\x0b\x32\x11.numbind.v1.Token\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"F\n\x16\x43heckReassignedRequest\x12,\n\x07queries\x18\x01 \x03(\x0b\x32\x1b.numbind.v1.ReassignedQuery\"H\n\x17\x43heckReassignedResponse\x12-\n\x07\x61nswers\x18\x01 \x03(\x0e\x32\x1c.numbind.v1.ReassignedAnswer\"C\n\x13StreamEventsRequest\x12\x11\n\tafter_seq\x18\x01 \x01(\x04\x12\x19\n\x11heartbeat_seconds\x18\x02 \x01(\r\"\xe7\x02\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12#\n\x04kind\x18\x03 \x01(\x0e\x32\x15.numbind.v1.EventKind\x12%\n\x05\x63\x61use\x18\x04 \x01(\x0e\x32\x16.numbind.v1.EventCause\x12$\n\x07\x62inding\x18\x05 \x01(\x0b\x32\x13.numbind.v1.Binding\x12\x30\n\x0ctenure_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrevocation_id\x18\t \x01(\t\x12\x17\n\nleaf_index\x18\n \x01(\x04H\x00\x88\x01\x01\x42\r\n\x0b_leaf_index\"N\n\tHeartbeat\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08head_seq\x18\x02 \x01(\x04\"/\n\nEventBatch\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.numbind.v1.Event\"t\n\x14StreamEventsResponse\x12(\n\x06\x65vents\x18\x01 \x01(\x0b\x32\x16.numbind.v1.EventBatchH\x00\x12*\n\theartbeat\x18\x02 \x01(\x0b\x32\x15.numbind.v1.HeartbeatH\x00\x42\x06\n\x04item\"P\n\x03\x41\x63k\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\'\n\x07outcome\x18\x02 \x01(\x0e\x32\x16.numbind.v1.AckOutcome\x12\x0e\n\x06reason\x18\x03 \x01(\t\"E\n\x10\x41\x63kEventsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1d\n\x04\x61\x63ks\x18\x02 \x03(\x0b\x32\x0f.numbind.v1.Ack\"8\n\x11\x41\x63kEventsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\r\x12\x11\n\tduplicate\x18\x02 \x01(\r*\x9c\x01\n\x10ReassignedAnswer\x12!\n\x1dREASSIGNED_ANSWER_UNSPECIFIED\x10\x00\x12 \n\x1cREASSIGNED_ANSWER_REASSIGNED\x10\x01\x12$\n REASSIGNED_ANSWER_NOT_REASSIGNED\x10\x02\x12\x1d\n\x19REASSIGNED_ANSWER_NO_DATA\x10\x03*a\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45VENT_KIND_REVOKE\x10\x01\x12!\n\x1d\x45VENT_KIND_NUMBER_DEACTIVATED\x10\x02*\x91\x01\n\nAckOutcome\x12\x1b\n\x17\x41\x43K_OUTCOME_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_OUTCOME_UNBOUND\x10\x01\x12\x1c\n\x18\x41\x43K_OUTCOME_ALREADY_GONE\x10\x02\x12\x18\n\x14\x41\x43K_OUTCOME_REJECTED\x10\x03\x12\x15\n\x11\x41\x43K_OUTCOME_NOTED\x10\x04\x32\xbf\x05\n\tPlatforms\x12Z\n\x0fPublishBindings\x12\".numbind.v1.PublishBindingsRequest\x1a#.numbind.v1.PublishBindingsResponse\x12]\n\x10WithdrawBindings\x12#.numbind.v1.WithdrawBindingsRequest\x1a$.numbind.v1.WithdrawBindingsResponse\x12H\n\tGetDigest\x12\x1c.numbind.v1.GetDigestRequest\x1a\x1d.numbind.v1.GetDigestResponse\x12Q\n\x0cListBindings\x12\x1f.numbind.v1.ListBindingsRequest\x1a .numbind.v1.ListBindingsResponse\x12_\n\x13ListRevokedBindings\x12\x1f.numbind.v1.ListBindingsRequest\x1a\'.numbind.v1.ListRevokedBindingsResponse\x12Z\n\x0f\x43heckReassigned\x12\".numbind.v1.CheckReassignedRequest\x1a#.numbind.v1.CheckReassignedResponse\x12S\n\x0cStreamEvents\x12\x1f.numbind.v1.StreamEventsRequest\x1a .numbind.v1.StreamEventsResponse0\x01\x12H\n\tAckEvents\x12\x1c.numbind.v1.AckEventsRequest\x1a\x1d.numbind.v1.AckEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1anumbind/v1/platforms.proto\x12\nnumbind.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17numbind/v1/common.proto\"S\n\x16PublishBindingsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x08\x62indings\x18\x02 \x03(\x0b\x32\x13.numbind.v1.Binding\"|\n\x17PublishBindingsResponse\x12\x10\n\x08inserted\x18\x01 \x01(\r\x12\x0f\n\x07updated\x18\x02 \x01(\r\x12\x11\n\tunchanged\x18\x03 \x01(\r\x12\x0f\n\x07revoked\x18\x04 \x01(\r\x12\x1a\n\x12revoked_on_arrival\x18\x05 \x01(\r\"n\n\x17WithdrawBindingsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x08\x62indings\x18\x02 \x03(\x0b\x32\x16.numbind.v1.BindingKey\x12\x15\n\rkeep_at_least\x18\x03 \x01(\x04\"@\n\x18WithdrawBindingsResponse\x12\x11\n\twithdrawn\x18\x01 \x01(\r\x12\x11\n\tnot_found\x18\x02 \x01(\r\"7\n\x10GetDigestRequest\x12\x13\n\x0b\x62ucket_bits\x18\x01 \x01(\r\x12\x0e\n\x06key_id\x18\x02 \x01(\t\"=\n\x0c\x42ucketDigest\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\r\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\"d\n\x11GetDigestResponse\x12\x13\n\x0b\x62ucket_bits\x18\x01 \x01(\r\x12)\n\x07\x62uckets\x18\x02 \x03(\x0b\x32\x18.numbind.v1.BucketDigest\x12\x0f\n\x07revoked\x18\x03 \x01(\x04\"q\n\x13ListBindingsRequest\x12\x13\n\x0b\x62ucket_bits\x18\x01 \x01(\r\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\r\x12\x0e\n\x06key_id\x18\x03 \x01(\t\x12\x11\n\tpage_size\x18\x04 \x01(\r\x12\x12\n\npage_token\x18\x05 \x01(\t\"V\n\x14ListBindingsResponse\x12%\n\x08\x62indings\x18\x01 \x03(\x0b\x32\x13.numbind.v1.Binding\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"f\n\x0eRevokedBinding\x12$\n\x07\x62inding\x18\x01 \x01(\x0b\x32\x13.numbind.v1.Binding\x12.\n\nrevoked_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"d\n\x1bListRevokedBindingsResponse\x12,\n\x08\x62indings\x18\x01 \x03(\x0b\x32\x1a.numbind.v1.RevokedBinding\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"^\n\x0fReassignedQuery\x12 \n\x05token\x18\x01 \x01(\x0b\x32\x11.numbind.v1.Token\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"F\n\x16\x43heckReassignedRequest\x12,\n\x07queries\x18\x01 \x03(\x0b\x32\x1b.numbind.v1.ReassignedQuery\"H\n\x17\x43heckReassignedResponse\x12-\n\x07\x61nswers\x18\x01 \x03(\x0e\x32\x1c.numbind.v1.ReassignedAnswer\"C\n\x13StreamEventsRequest\x12\x11\n\tafter_seq\x18\x01 \x01(\x04\x12\x19\n\x11heartbeat_seconds\x18\x02 \x01(\r\"\xe7\x02\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12#\n\x04kind\x18\x03 \x01(\x0e\x32\x15.numbind.v1.EventKind\x12%\n\x05\x63\x61use\x18\x04 \x01(\x0e\x32\x16.numbind.v1.EventCause\x12$\n\x07\x62inding\x18\x05 \x01(\x0b\x32\x13.numbind.v1.Binding\x12\x30\n\x0ctenure_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrevocation_id\x18\t \x01(\t\x12\x17\n\nleaf_index\x18\n \x01(\x04H\x00\x88\x01\x01\x42\r\n\x0b_leaf_index\"N\n\tHeartbeat\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08head_seq\x18\x02 \x01(\x04\"/\n\nEventBatch\x12!\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x11.numbind.v1.Event\"t\n\x14StreamEventsResponse\x12(\n\x06\x65vents\x18\x01 \x01(\x0b\x32\x16.numbind.v1.EventBatchH\x00\x12*\n\theartbeat\x18\x02 \x01(\x0b\x32\x15.numbind.v1.HeartbeatH\x00\x42\x06\n\x04item\"P\n\x03\x41\x63k\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\'\n\x07outcome\x18\x02 \x01(\x0e\x32\x16.numbind.v1.AckOutcome\x12\x0e\n\x06reason\x18\x03 \x01(\t\"E\n\x10\x41\x63kEventsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1d\n\x04\x61\x63ks\x18\x02 \x03(\x0b\x32\x0f.numbind.v1.Ack\"8\n\x11\x41\x63kEventsResponse\x12\x10\n\x08recorded\x18\x01 \x01(\r\x12\x11\n\tduplicate\x18\x02 \x01(\r*\x9c\x01\n\x10ReassignedAnswer\x12!\n\x1dREASSIGNED_ANSWER_UNSPECIFIED\x10\x00\x12 \n\x1cREASSIGNED_ANSWER_REASSIGNED\x10\x01\x12$\n REASSIGNED_ANSWER_NOT_REASSIGNED\x10\x02\x12\x1d\n\x19REASSIGNED_ANSWER_NO_DATA\x10\x03*a\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45VENT_KIND_REVOKE\x10\x01\x12!\n\x1d\x45VENT_KIND_NUMBER_DEACTIVATED\x10\x02*\x91\x01\n\nAckOutcome\x12\x1b\n\x17\x41\x43K_OUTCOME_UNSPECIFIED\x10\x00\x12\x17\n\x13\x41\x43K_OUTCOME_UNBOUND\x10\x01\x12\x1c\n\x18\x41\x43K_OUTCOME_ALREADY_GONE\x10\x02\x12\x18\n\x14\x41\x43K_OUTCOME_REJECTED\x10\x03\x12\x15\n\x11\x41\x43K_OUTCOME_NOTED\x10\x04\x32\xbf\x05\n\tPlatforms\x12Z\n\x0fPublishBindings\x12\".numbind.v1.PublishBindingsRequest\x1a#.numbind.v1.PublishBindingsResponse\x12]\n\x10WithdrawBindings\x12#.numbind.v1.WithdrawBindingsRequest\x1a$.numbind.v1.WithdrawBindingsResponse\x12H\n\tGetDigest\x12\x1c.numbind.v1.GetDigestRequest\x1a\x1d.numbind.v1.GetDigestResponse\x12Q\n\x0cListBindings\x12\x1f.numbind.v1.ListBindingsRequest\x1a .numbind.v1.ListBindingsResponse\x12_\n\x13ListRevokedBindings\x12\x1f.numbind.v1.ListBindingsRequest\x1a\'.numbind.v1.ListRevokedBindingsResponse\x12Z\n\x0f\x43heckReassigned\x12\".numbind.v1.CheckReassignedRequest\x1a#.numbind.v1.CheckReassignedResponse\x12S\n\x0cStreamEvents\x12\x1f.numbind.v1.StreamEventsRequest\x1a .numbind.v1.StreamEventsResponse0\x01\x12H\n\tAckEvents\x12\x1c.numbind.v1.AckEventsRequest\x1a\x1d.numbind.v1.AckEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'numbind.v1.platforms_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REASSIGNEDANSWER']._serialized_start=2229
-  _globals['_REASSIGNEDANSWER']._serialized_end=2385
-  _globals['_EVENTKIND']._serialized_start=2387
-  _globals['_EVENTKIND']._serialized_end=2484
-  _globals['_ACKOUTCOME']._serialized_start=2487
-  _globals['_ACKOUTCOME']._serialized_end=2632
+  _globals['_REASSIGNEDANSWER']._serialized_start=2252
+  _globals['_REASSIGNEDANSWER']._serialized_end=2408
+  _globals['_EVENTKIND']._serialized_start=2410
+  _globals['_EVENTKIND']._serialized_end=2507
+  _globals['_ACKOUTCOME']._serialized_start=2510
+  _globals['_ACKOUTCOME']._serialized_end=2655
   _globals['_PUBLISHBINDINGSREQUEST']._serialized_start=100
   _globals['_PUBLISHBINDINGSREQUEST']._serialized_end=183
   _globals['_PUBLISHBINDINGSRESPONSE']._serialized_start=185
   _globals['_PUBLISHBINDINGSRESPONSE']._serialized_end=309
   _globals['_WITHDRAWBINDINGSREQUEST']._serialized_start=311
-  _globals['_WITHDRAWBINDINGSREQUEST']._serialized_end=398
-  _globals['_WITHDRAWBINDINGSRESPONSE']._serialized_start=400
-  _globals['_WITHDRAWBINDINGSRESPONSE']._serialized_end=464
-  _globals['_GETDIGESTREQUEST']._serialized_start=466
-  _globals['_GETDIGESTREQUEST']._serialized_end=521
-  _globals['_BUCKETDIGEST']._serialized_start=523
-  _globals['_BUCKETDIGEST']._serialized_end=584
-  _globals['_GETDIGESTRESPONSE']._serialized_start=586
-  _globals['_GETDIGESTRESPONSE']._serialized_end=686
-  _globals['_LISTBINDINGSREQUEST']._serialized_start=688
-  _globals['_LISTBINDINGSREQUEST']._serialized_end=801
-  _globals['_LISTBINDINGSRESPONSE']._serialized_start=803
-  _globals['_LISTBINDINGSRESPONSE']._serialized_end=889
-  _globals['_REVOKEDBINDING']._serialized_start=891
-  _globals['_REVOKEDBINDING']._serialized_end=993
-  _globals['_LISTREVOKEDBINDINGSRESPONSE']._serialized_start=995
-  _globals['_LISTREVOKEDBINDINGSRESPONSE']._serialized_end=1095
-  _globals['_REASSIGNEDQUERY']._serialized_start=1097
-  _globals['_REASSIGNEDQUERY']._serialized_end=1191
-  _globals['_CHECKREASSIGNEDREQUEST']._serialized_start=1193
-  _globals['_CHECKREASSIGNEDREQUEST']._serialized_end=1263
-  _globals['_CHECKREASSIGNEDRESPONSE']._serialized_start=1265
-  _globals['_CHECKREASSIGNEDRESPONSE']._serialized_end=1337
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=1339
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=1406
-  _globals['_EVENT']._serialized_start=1409
-  _globals['_EVENT']._serialized_end=1768
-  _globals['_HEARTBEAT']._serialized_start=1770
-  _globals['_HEARTBEAT']._serialized_end=1848
-  _globals['_EVENTBATCH']._serialized_start=1850
-  _globals['_EVENTBATCH']._serialized_end=1897
-  _globals['_STREAMEVENTSRESPONSE']._serialized_start=1899
-  _globals['_STREAMEVENTSRESPONSE']._serialized_end=2015
-  _globals['_ACK']._serialized_start=2017
-  _globals['_ACK']._serialized_end=2097
-  _globals['_ACKEVENTSREQUEST']._serialized_start=2099
-  _globals['_ACKEVENTSREQUEST']._serialized_end=2168
-  _globals['_ACKEVENTSRESPONSE']._serialized_start=2170
-  _globals['_ACKEVENTSRESPONSE']._serialized_end=2226
-  _globals['_PLATFORMS']._serialized_start=2635
-  _globals['_PLATFORMS']._serialized_end=3338
+  _globals['_WITHDRAWBINDINGSREQUEST']._serialized_end=421
+  _globals['_WITHDRAWBINDINGSRESPONSE']._serialized_start=423
+  _globals['_WITHDRAWBINDINGSRESPONSE']._serialized_end=487
+  _globals['_GETDIGESTREQUEST']._serialized_start=489
+  _globals['_GETDIGESTREQUEST']._serialized_end=544
+  _globals['_BUCKETDIGEST']._serialized_start=546
+  _globals['_BUCKETDIGEST']._serialized_end=607
+  _globals['_GETDIGESTRESPONSE']._serialized_start=609
+  _globals['_GETDIGESTRESPONSE']._serialized_end=709
+  _globals['_LISTBINDINGSREQUEST']._serialized_start=711
+  _globals['_LISTBINDINGSREQUEST']._serialized_end=824
+  _globals['_LISTBINDINGSRESPONSE']._serialized_start=826
+  _globals['_LISTBINDINGSRESPONSE']._serialized_end=912
+  _globals['_REVOKEDBINDING']._serialized_start=914
+  _globals['_REVOKEDBINDING']._serialized_end=1016
+  _globals['_LISTREVOKEDBINDINGSRESPONSE']._serialized_start=1018
+  _globals['_LISTREVOKEDBINDINGSRESPONSE']._serialized_end=1118
+  _globals['_REASSIGNEDQUERY']._serialized_start=1120
+  _globals['_REASSIGNEDQUERY']._serialized_end=1214
+  _globals['_CHECKREASSIGNEDREQUEST']._serialized_start=1216
+  _globals['_CHECKREASSIGNEDREQUEST']._serialized_end=1286
+  _globals['_CHECKREASSIGNEDRESPONSE']._serialized_start=1288
+  _globals['_CHECKREASSIGNEDRESPONSE']._serialized_end=1360
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=1362
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=1429
+  _globals['_EVENT']._serialized_start=1432
+  _globals['_EVENT']._serialized_end=1791
+  _globals['_HEARTBEAT']._serialized_start=1793
+  _globals['_HEARTBEAT']._serialized_end=1871
+  _globals['_EVENTBATCH']._serialized_start=1873
+  _globals['_EVENTBATCH']._serialized_end=1920
+  _globals['_STREAMEVENTSRESPONSE']._serialized_start=1922
+  _globals['_STREAMEVENTSRESPONSE']._serialized_end=2038
+  _globals['_ACK']._serialized_start=2040
+  _globals['_ACK']._serialized_end=2120
+  _globals['_ACKEVENTSREQUEST']._serialized_start=2122
+  _globals['_ACKEVENTSREQUEST']._serialized_end=2191
+  _globals['_ACKEVENTSRESPONSE']._serialized_start=2193
+  _globals['_ACKEVENTSRESPONSE']._serialized_end=2249
+  _globals['_PLATFORMS']._serialized_start=2658
+  _globals['_PLATFORMS']._serialized_end=3361
 # @@protoc_insertion_point(module_scope)

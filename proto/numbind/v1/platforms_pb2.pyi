@@ -175,8 +175,16 @@ class WithdrawBindingsRequest(_message.Message):
 
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     BINDINGS_FIELD_NUMBER: _builtins.int
+    KEEP_AT_LEAST_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key, as in PublishBindingsRequest."""
+    keep_at_least: _builtins.int
+    """When set, the withdrawal is refused (FAILED_PRECONDITION, nothing withdrawn) if it
+    would leave the caller fewer live bindings than this, counted after it under a lock
+    that other such withdrawals of the caller wait for. A sync sets it to the bindings it
+    saw less what it may withdraw, so two syncs at once cannot together withdraw more
+    than one may. 0: no such check.
+    """
     @_builtins.property
     def bindings(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.BindingKey]:
         """1..10,000 bindings of the caller."""
@@ -186,10 +194,11 @@ class WithdrawBindingsRequest(_message.Message):
         *,
         request_id: _builtins.str = ...,
         bindings: _abc.Iterable[_common_pb2.BindingKey] | None = ...,
+        keep_at_least: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bindings", b"bindings", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bindings", b"bindings", "keep_at_least", b"keep_at_least", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -58,6 +58,7 @@ class PlatformsServicer(FeedRpcs, platforms_pb2_grpc.PlatformsServicer):
                 BindingKey(Token(k.token.key_id, k.token.value), k.account_ref)
                 for k in request.bindings
             ],
+            keep_at_least=request.keep_at_least,
         )
         return platforms_pb2.WithdrawBindingsResponse(
             withdrawn=counts.withdrawn, not_found=counts.not_found

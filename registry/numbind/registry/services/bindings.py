@@ -26,11 +26,12 @@ from numbind.registry.domain.bindings import (
 )
 from numbind.registry.domain.keymap import KeyView, StoreToken
 from numbind.registry.domain.types import Binding, Principal, now_us
+from numbind.registry.errors import FailedPrecondition
 from numbind.registry.services.arrival import revoke_pre_tenure
 from numbind.registry.services.notifier import FeedNotifier
 from numbind.registry.services.tokenmap import TokenMapper
 from numbind.registry.storage import bindings as store
-from numbind.registry.storage import idempotency, keymap, reconcile
+from numbind.registry.storage import idempotency, keymap, principals, reconcile
 from numbind.registry.storage.db import Database, Session
 
 # Module-level aliases: inside the class, `list` names the method.
@@ -85,11 +86,37 @@ class BindingService:
         return PublishCounts(**result)
 
     async def withdraw(
-        self, caller: Principal, request_id: str, body_hash: bytes, keys: Sequence[BindingKey]
+        self,
+        caller: Principal,
+        request_id: str,
+        body_hash: bytes,
+        keys: Sequence[BindingKey],
+        *,
+        keep_at_least: int = 0,
     ) -> WithdrawCounts:
-        """Mark up to 10,000 of the caller's bindings WITHDRAWN; a retry answers the same."""
+        """Mark up to 10,000 of the caller's bindings WITHDRAWN; a retry answers the same.
+        `keep_at_least`: refused, nothing withdrawn, if fewer live bindings would be left
+        (two syncs at once each withdrew up to their limit, and together emptied the
+        platform)."""
         validate.request_id(request_id)
         now = now_us()
+
+        def withdraw(session: Session, mapped: list[tuple[StoreToken, bytes]]) -> Any:
+            counts = store.withdraw(session, caller.pk, mapped, now)
+            if keep_at_least:
+                # After the rows it withdrew are locked, as the reissue's writers lock
+                # theirs before the platform's row; a second guarded withdrawal waits here,
+                # then counts what the first left.
+                principals.lock(session, caller.pk)
+                left = reconcile.live_count(session, caller.pk)
+                if left < keep_at_least:
+                    raise FailedPrecondition(
+                        f"keep_at_least: this withdrawal would leave {left:,} live bindings, "
+                        f"fewer than the {keep_at_least:,} asked to keep (another sync or "
+                        "withdrawal of this platform ran at the same time?); nothing was "
+                        "withdrawn: compare again, or sync once at a time"
+                    )
+            return dataclasses.asdict(counts)
 
         def prepare(view: KeyView) -> list[tuple[StoreToken, bytes]]:
             return rules.map_withdraw(keys, view)
@@ -101,7 +128,7 @@ class BindingService:
                 "WithdrawBindings",
                 request_id,
                 body_hash,
-                lambda: dataclasses.asdict(store.withdraw(session, caller.pk, mapped, now)),
+                lambda: withdraw(session, mapped),
             )
 
         return WithdrawCounts(**await self._tokens.run(prepare, act))

@@ -76,6 +76,12 @@ def names_by_pks(session: Session, pks: set[int]) -> dict[int, Named]:
     return {pk: Named(name, display, category) for pk, name, display, category in rows}
 
 
+def lock(session: Session, pk: int) -> None:
+    """Hold the principal's row until the transaction ends (FOR UPDATE; SQLite's one writer
+    already does): what must not run twice at once for one principal waits here."""
+    session.execute(select(PrincipalRow.pk).where(PrincipalRow.pk == pk).with_for_update())
+
+
 def standing(session: Session, pk: int) -> Standing | None:
     """The principal's current standing, or None once it no longer exists. One indexed read,
     in driver SQL: every open stream calls it every second, and on every wake-up."""

@@ -24,7 +24,7 @@ from numbind.registry.storage.models import BindingRow
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
-__all__ = ["digests", "list_page", "list_revoked_page", "revoked_count"]
+__all__ = ["digests", "list_page", "list_revoked_page", "live_count", "revoked_count"]
 
 _T = BindingRow.__table__.c
 _LIVE = tuple(int(s) for s in LIVE_BINDING_STATES)
@@ -123,3 +123,9 @@ def revoked_count(session: Session, platform_pk: int, key_id: str) -> int:
     if key_id:
         stmt = stmt.where(_T.key_id == key_id)
     return int(session.scalar(stmt) or 0)
+
+
+def live_count(session: Session, platform_pk: int) -> int:
+    """How many of the platform's bindings are live (what its digests count), any key."""
+    stmt = select(func.count()).where(_T.platform_pk == platform_pk, _T.state.in_(_LIVE))
+    return int(session.execute(stmt).scalar_one())

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from numbind.protocol.bundle import Bundle
-from numbind.sdk import CarrierClient
+from numbind.sdk import CarrierClient, EventFeed, FeedEvent
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.tokenizer import Tokenizer, TokenResult
 from numbind.v1 import common_pb2, platforms_pb2, platforms_pb2_grpc
@@ -58,3 +60,18 @@ async def publish(
 
 def carrier(bundle: Bundle) -> CarrierClient:
     return CarrierClient(bundle)
+
+
+async def take(bundle: Bundle, cursor: Path, n: int, within: float = 15.0) -> list[FeedEvent]:
+    """The next n events of a platform's feed (not acked)."""
+    got: list[FeedEvent] = []
+    async with secure_channel(bundle) as channel:
+
+        async def read() -> None:
+            async for event in EventFeed(channel, cursor).events():
+                got.append(event)
+                if len(got) == n:
+                    return
+
+        await asyncio.wait_for(read(), within)
+    return got

@@ -66,6 +66,17 @@ def alive(pids: set[int], groups: set[int]) -> list[int]:
     ]
 
 
+def _left_after(children: dict[int, int], groups: set[int]) -> list[int]:
+    """What of the demo's processes is still alive once they have had 5 s to go."""
+    left = alive(set(children), groups)
+    for _ in range(50):
+        if not left:
+            break
+        time.sleep(0.1)
+        left = alive(set(children), groups)
+    return left
+
+
 def _start_demo(tmp_path: Path, registry_port: int, app_port: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -119,11 +130,7 @@ def test_a_closed_terminal_stops_the_demo_and_everything_it_started(tmp_path: Pa
         groups = set(children.values()) - {os.getpgid(demo.pid)}
         os.killpg(os.getpgid(demo.pid), signal.SIGHUP)
         assert demo.wait(timeout=30) == 0, (tmp_path / "demo.out").read_text()
-        for _ in range(50):
-            left = alive(set(children), groups)
-            if not left:
-                break
-            time.sleep(0.1)
+        left = _left_after(children, groups)
         assert not left, f"left behind: {left}"
     finally:
         _kill_all(demo, children)
@@ -222,11 +229,7 @@ def test_demo_comes_up_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
         assert took < 5, f"took {took:.1f}s to stop"
         assert exit_code == 0, out_path.read_text()
         assert "numbind demo stopped." in out_path.read_text()
-        for _ in range(20):
-            left = alive(set(children), groups)
-            if not left:
-                break
-            time.sleep(0.1)
+        left = _left_after(children, groups)
         assert not left, f"left behind: {left}"
     finally:
         _kill_all(demo, children)

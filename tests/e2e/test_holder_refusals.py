@@ -5,7 +5,6 @@ a later revocation supersedes it (DESIGN, "Flow of a revocation", steps 4-5)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -17,25 +16,10 @@ from numbind.sdk.channel import secure_channel
 from numbind.sdk.model import order_reference
 
 from tests.e2e._cli import PHONE, cli, iso
-from tests.e2e._story import carrier, days_ago, publish, tokenize
+from tests.e2e._story import carrier, days_ago, publish, take, tokenize
 
 SUBJECT = "sub-new"
 REASON = "账户存在未结清借款，请联系客服"
-
-
-async def take(bundle: Bundle, cursor: Path, n: int) -> list[FeedEvent]:
-    """The next n events of a platform's feed (not acked)."""
-    got: list[FeedEvent] = []
-    async with secure_channel(bundle) as channel:
-
-        async def read() -> None:
-            async for event in EventFeed(channel, cursor).events():
-                got.append(event)
-                if len(got) == n:
-                    return
-
-        await asyncio.wait_for(read(), 15)
-    return got
 
 
 async def ack(

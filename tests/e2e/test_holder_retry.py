@@ -25,25 +25,10 @@ from numbind.sdk import (
 from numbind.sdk.channel import secure_channel
 from numbind.sdk.model import order_reference
 
-from tests.e2e._story import carrier, days_ago, publish, tokenize
+from tests.e2e._story import carrier, days_ago, publish, take, tokenize
 
 PHONE = "+8613800138000"
 SUBJECT = "sub-1"
-
-
-async def take(bundle: Bundle, cursor: Path, n: int) -> list[FeedEvent]:
-    """The next n events of a platform's feed (not acked)."""
-    got: list[FeedEvent] = []
-    async with secure_channel(bundle) as channel:
-
-        async def read() -> None:
-            async for event in EventFeed(channel, cursor).events():
-                got.append(event)
-                if len(got) == n:
-                    return
-
-        await asyncio.wait_for(read(), 10)
-    return got
 
 
 async def ack(bundle: Bundle, cursor: Path, events: list[FeedEvent], outcome: AckOutcome) -> None:

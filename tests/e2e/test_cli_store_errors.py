@@ -95,7 +95,9 @@ def test_serve_init_finishes_what_a_failed_init_left(
     rc, _ = _run(capsys, "admin", "init", "--data-dir", str(data), "--database-url", refused)
     assert rc == 1 and (data / "pki" / "server.pem").exists()
     rc, err = _run(capsys, *_serve(data, f"sqlite:///{tmp_path / 'nowhere-yet' / 'r.db'}"))
-    assert rc == 1 and "run `numbind admin init` or pass --init" in err  # not "holds no"
+    # Not "holds no"; and it names the data dir, as running init without one made a new
+    # registry in ./numbind-data.
+    assert rc == 1 and "`numbind admin init --data-dir" in err and "serve --init" in err
     store = tmp_path / "registry.db"
     from numbind.registry import operator
     from numbind.registry.config import Settings
@@ -130,3 +132,17 @@ def test_what_the_database_refused_is_one_line_with_its_hint(
         "hint: A relation has an associated type of the same name"
     ), line
     assert "cannot be reached" not in line and "--database-url" not in line
+
+
+def test_an_admin_command_on_a_data_dir_with_no_registry_says_to_name_the_right_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run without --data-dir (as the README's example did), it acts on ./numbind-data and
+    # said only "run `numbind admin init` first": followed, that made a second registry.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NUMBIND_DATA_DIR", raising=False)
+    add = ["admin", "add-platform", "acme", "--display-name", "Acme", "--category", "other"]
+    rc, err = _run(capsys, *add, "--out", str(tmp_path / "acme"))
+    assert rc == 1 and "no registry CA in numbind-data/pki" in err, err
+    assert "name it (--data-dir or NUMBIND_DATA_DIR)" in err
+    assert not (tmp_path / "numbind-data" / "pki" / "ca.key").exists()

@@ -76,7 +76,10 @@ async def test_an_unnamed_host_is_named_in_the_error_and_init_adds_it(
     data, bundle = tmp_path / "data", tmp_path / "acme"
     rc, _, err = await cli(capsys, "admin", "init", "--data-dir", data)
     assert rc == 0, err
-    fix = f"`numbind admin init --server-name {HOST}`"
+    fix = (
+        f"`numbind admin init --data-dir DIR --server-name {HOST}` (DIR: the registry's own "
+        "data dir)"
+    )
     async with _serving(data) as port:
         await _platform(capsys, data, bundle, port)
         rc, out, err = await cli(capsys, "tokenize", "--bundle", bundle, "+8613800138000")

@@ -206,13 +206,15 @@ def test_serve_warns_when_the_certificate_does_not_name_its_listen_host(
         _warn_unnamed_listen_host(_settings(tmp_path, "127.0.0.2:7443"))
     (message,) = warned()
     assert "does not name 127.0.0.2" in message
-    assert "numbind admin init --server-name 127.0.0.2" in message
+    assert f"numbind admin init --data-dir {tmp_path / 'data'}" in message  # its own
+    assert "--server-name 127.0.0.2" in message
 
 
 def test_a_hostname_failure_names_the_host_and_the_fix() -> None:
     assert connection_problem(HOSTNAME_FAILURE, "127.0.0.2:24001") == (
         "the registry's certificate does not name 127.0.0.2; re-issue it with "
-        "`numbind admin init --server-name 127.0.0.2` and restart the registry"
+        "`numbind admin init --data-dir DIR --server-name 127.0.0.2` (DIR: the registry's own "
+        "data dir) and restart the registry"
     )
     # Several addresses: the SDK checks every process against the first one's host.
     why = connection_problem(HOSTNAME_FAILURE, "10.0.0.1:7443,10.0.0.2:7443")

@@ -83,11 +83,15 @@ def connection_problem(detail: str, address: str | None = None) -> str | None:
         if not host:
             return (
                 "the registry's certificate does not name the host dialled; re-issue it "
-                "with `numbind admin init --server-name HOST`"
+                "with `numbind admin init --data-dir DIR --server-name HOST` (DIR: the "
+                "registry's own data dir)"
             )
+        # The data dir is the registry's, which this side does not know; without it the
+        # command, run as printed elsewhere, made a new registry in ./numbind-data.
         return (
             f"the registry's certificate does not name {host}; re-issue it with "
-            f"`numbind admin init --server-name {host}` and restart the registry"
+            f"`numbind admin init --data-dir DIR --server-name {host}` (DIR: the registry's "
+            "own data dir) and restart the registry"
         )
     if "handshake" in lowered or "ssl" in lowered or "certificate" in lowered:
         return "the TLS handshake failed (another registry, or a stale bundle?)"

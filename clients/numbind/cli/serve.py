@@ -184,7 +184,9 @@ def _serve(args: argparse.Namespace) -> int:
             # that was away or mistyped): init is idempotent and finishes it.
             if not args.init:
                 raise CliError(
-                    f"no registry in {settings.data_dir}; run `numbind admin init` or pass --init"
+                    f"no registry in {settings.data_dir}: name your registry's data dir "
+                    f"(--data-dir or NUMBIND_DATA_DIR), or make one there with `numbind admin "
+                    f"init --data-dir {settings.data_dir}` or `serve --init`"
                 )
             operator.init(settings, partitions=args.partitions)
         elif not operator.holds_registry(settings):
@@ -226,7 +228,8 @@ def _warn_unnamed_listen_host(settings: Any) -> None:
         names = " ".join(f"--server-name {h}" for h in missing)
         logging.getLogger("numbind.serve").warning(
             "the server certificate does not name %s (the --listen host): clients dialling "
-            "it fail the TLS handshake; run `numbind admin init %s` and restart",
+            "it fail the TLS handshake; run `numbind admin init --data-dir %s %s` and restart",
             ", ".join(missing),
+            settings.data_dir,
             names,
         )

@@ -74,8 +74,9 @@ def init_finished(settings: Settings) -> bool:
 def _ca(settings: Settings) -> CertificateAuthority:
     if not (settings.pki_dir / "ca.key").exists():
         raise FileNotFoundError(
-            f"no registry CA in {settings.pki_dir}; run `numbind admin init --data-dir "
-            f"{settings.data_dir}` first"
+            f"no registry CA in {settings.pki_dir}: if your registry's data dir is another, "
+            "name it (--data-dir or NUMBIND_DATA_DIR); else make one with `numbind admin "
+            f"init --data-dir {settings.data_dir}`"
         )
     return CertificateAuthority.load(settings.pki_dir)
 

@@ -42,15 +42,9 @@ def refusal(principal: Principal, now: principals.Standing | None) -> Unauthenti
     with standing `now`; None while it may."""
     if now is not None and now.version == principal.standing:
         return None
-    if now is None:
-        why = "no longer exists"
-    elif now.suspended:
-        why = "was suspended"
-    elif now.cert_sha256 is not None and now.cert_sha256 != principal.cert_sha256:
-        why = "had its certificate replaced by a reissued bundle"
-    else:
-        why = "changed standing (resumed, or a new certificate or attestation key)"
-    return _ended(principal, why)
+    return refusal_now(principal, now) or _ended(
+        principal, "changed standing (resumed, or a new certificate or attestation key)"
+    )
 
 
 def refusal_now(principal: Principal, now: principals.Standing | None) -> Unauthenticated | None:

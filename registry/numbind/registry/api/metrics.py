@@ -22,7 +22,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from socketserver import ThreadingMixIn
 from threading import Lock, Thread
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -34,6 +33,7 @@ from numbind.registry.api.types import Ctx
 from numbind.registry.storage.ops import OpsSnapshot
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
@@ -310,11 +310,6 @@ class _Quiet(WSGIRequestHandler):
         """Scrapes are not logged (as prometheus_client's own server does)."""
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    # A scrape that never finishes does not hold the process at exit.
-    daemon_threads = True
-
-
 def _start(host: str, port: int, app: WSGIApplication) -> tuple[WSGIServer, Thread]:
     """What prometheus_client's start_http_server does, with our app: a threaded wsgiref
     server in a daemon thread, of the address family `host` resolves to."""
@@ -322,7 +317,7 @@ def _start(host: str, port: int, app: WSGIApplication) -> tuple[WSGIServer, Thre
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
 
-    class Server(_ThreadingServer):
+    class Server(ThreadingWSGIServer):  # prometheus_client's: daemon threads
         address_family = family
 
     httpd = make_server(str(sockaddr[0]), port, app, Server, handler_class=_Quiet)

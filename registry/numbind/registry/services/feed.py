@@ -13,6 +13,7 @@ import asyncio
 import functools
 import re
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -96,7 +97,7 @@ class FeedService:
         # (services.order_routes); SQLite's orders are one table.
         self.routes: OrderRoutes | None = None if db.is_sqlite else OrderRoutes()
         # Acks this process recorded, by (platform name, outcome name), for /metrics.
-        self.outcomes: dict[tuple[str, str], int] = {}
+        self.outcomes: Counter[tuple[str, str]] = Counter()
 
     async def _in_store_key(self, items: list[feed.FeedItem]) -> list[feed.FeedItem]:
         """Items whose binding row is still in an older key's form, re-keyed for the wire.
@@ -340,9 +341,8 @@ class FeedService:
         ]
         hints = self.routes.hints(ids) if self.routes is not None else None
         result = await self._writes.run(tx)
-        for outcome in recorded:  # committed now
-            key = (caller.name, AckOutcome(outcome).name.lower())
-            self.outcomes[key] = self.outcomes.get(key, 0) + 1
+        # Committed now.
+        self.outcomes.update((caller.name, AckOutcome(o).name.lower()) for o in recorded)
         if self.routes is not None:
             self.routes.acked(ids)
         return int(result["recorded"]), int(result["duplicate"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from collections import Counter
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Protocol
@@ -83,7 +84,7 @@ class QuotaGate:
         self._quotas = quotas
         # Calls this process refused for quota, by principal (role, name: names are unique
         # per role) for /metrics. Counted on the event loop, not in a database thread.
-        self.refusals: dict[tuple[str, str], int] = {}
+        self.refusals: Counter[tuple[str, str]] = Counter()
 
     async def take(self, caller: Principal, n: int) -> int:
         """Take `n` from the caller's quota (ResourceExhausted if it has not); the day."""
@@ -95,8 +96,7 @@ class QuotaGate:
             try:
                 await self._db.run(take)
             except ResourceExhausted:
-                who = (caller.role, caller.name)
-                self.refusals[who] = self.refusals.get(who, 0) + 1
+                self.refusals[(caller.role, caller.name)] += 1
                 raise
         return day
 

@@ -1,4 +1,4 @@
-"""The refusals a holder's view shows (storage.order_acks.refusals_for_bindings): a binding's
+"""The refusals a holder's view shows (storage.orders.revoke_orders_for_bindings): a binding's
 latest REVOKE order when its platform refused it, and nothing once a later order is open or
 done, or for a binding bound anew after the order was made."""
 
@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from numbind.registry.domain.types import EventCause, EventKind, OrderState
+from numbind.registry.domain.types import EventCause, EventKind, OrderState, now_us
 from numbind.registry.storage import order_acks, orders, principals
+from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.db import Database
 from sqlalchemy.orm import Session
 
@@ -31,13 +32,19 @@ def _ack(db: Database, rid: str, acks: dict[int, tuple[OrderState, str]]) -> dic
     return db.transact(act)
 
 
+def _refused(db: Database, bindings: list[StoredBinding]) -> dict[int, orders.Refusal]:
+    return db.transact(
+        lambda s: orders.revoke_orders_for_bindings(s, bindings, now_us()).refused, write=False
+    )
+
+
 def test_only_a_binding_whose_latest_order_was_refused_has_a_refusal(db: Database) -> None:
     _, stored, rid = _with_orders(db, 4, ordered=3)
     refused, done, open_, never = stored
     ids = _ack(
         db, rid, {refused.pk: (OrderState.REJECTED, "open loan"), done.pk: (OrderState.DONE, "")}
     )
-    got = db.transact(lambda s: order_acks.refusals_for_bindings(s, stored), write=False)
+    got = _refused(db, stored)
     assert list(got) == [refused.pk]
     r = got[refused.pk]
     assert (r.revocation_id, r.order_id, r.reason) == (rid, ids[refused.pk], "open loan")
@@ -45,7 +52,7 @@ def test_only_a_binding_whose_latest_order_was_refused_has_a_refusal(db: Databas
 
     # A binding published again with a later bound_at is a new binding: not this refusal.
     anew = replace(refused, binding=replace(refused.binding, bound_us=2**62))
-    assert db.transact(lambda s: order_acks.refusals_for_bindings(s, [anew]), write=False) == {}
+    assert _refused(db, [anew]) == {}
 
     # A later order for the refused binding supersedes it while open, and for good once done.
     def again(s: Session) -> str:
@@ -56,6 +63,6 @@ def test_only_a_binding_whose_latest_order_was_refused_has_a_refusal(db: Databas
         return later
 
     later = db.transact(again)
-    assert db.transact(lambda s: order_acks.refusals_for_bindings(s, stored), write=False) == {}
+    assert _refused(db, stored) == {}
     _ack(db, later, {refused.pk: (OrderState.DONE, "")})
-    assert db.transact(lambda s: order_acks.refusals_for_bindings(s, stored), write=False) == {}
+    assert _refused(db, stored) == {}

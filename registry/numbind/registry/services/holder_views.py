@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from numbind.registry.domain.keymap import StoreToken
 from numbind.registry.domain.types import BindingState, OrderState, TenureClass, now_us
-from numbind.registry.storage import bindings, order_acks, orders, principals
+from numbind.registry.storage import bindings, orders, principals
 from numbind.registry.storage.bindings import StoredBinding
 from numbind.registry.storage.db import Session
 
@@ -127,11 +127,11 @@ def number_platforms(
     holder sees why); a refusal is of that group's bindings only."""
     live = bindings.bindings_for_token(session, token)
     names = principals.names_by_pks(session, {b.platform_pk for b in live})
-    open_ = orders.open_orders_for_bindings(session, live, now_us())
-    refused = order_acks.refusals_for_bindings(session, [b for b in live if b.pk not in open_])
+    orders_of = orders.revoke_orders_for_bindings(session, live, now_us())
+    open_, refused = orders_of.open, orders_of.refused
     groups: dict[tuple[int, TenureClass], PlatformGroup] = {}
     # Per group, the refusals of its bindings.
-    refusals: dict[tuple[int, TenureClass], list[order_acks.Refusal]] = {}
+    refusals: dict[tuple[int, TenureClass], list[orders.Refusal]] = {}
     for b in sorted(live, key=lambda b: b.bound_us):
         cls = TenureClass.PRE_TENURE if b.bound_us < tenure_start_us else TenureClass.IN_TENURE
         p = names[b.platform_pk]
@@ -145,7 +145,7 @@ def number_platforms(
         g.latest_us = b.bound_us
         if b.pk in open_:
             g.open_revocation = open_[b.pk]
-        if b.pk in refused:
+        if b.pk in refused and b.pk not in open_:
             refusals.setdefault((b.platform_pk, cls), []).append(refused[b.pk])
     for key, found in refusals.items():
         g = groups[key]
@@ -154,7 +154,7 @@ def number_platforms(
     return sorted(groups.values(), key=lambda g: (g.tenure_class, g.display_name))
 
 
-def _latest_refusal(found: Sequence[order_acks.Refusal]) -> RefusedRevocation:
+def _latest_refusal(found: Sequence[orders.Refusal]) -> RefusedRevocation:
     """The latest refused revocation among a group's refusals, named by its oldest order of
     the group's (as a revocation's progress names a platform's orders, oldest first)."""
     rid = max(found, key=lambda r: r.order_pk).revocation_id

@@ -1,6 +1,5 @@
-"""A platform's acks of its orders: the orders an ack names, recording outcomes (each
-order's state, and its binding's for REVOKE orders), and the refusals left standing (what a
-holder's view shows of a binding still bound because its platform refused).
+"""A platform's acks of its orders: the orders an ack names, and recording outcomes (each
+order's state, and its binding's for REVOKE orders).
 
 Like every write to orders and bindings, by (pk, token) so each touches one partition on
 PostgreSQL (storage.pgsets); a row a re-key moved since it was read goes by pk alone.
@@ -20,8 +19,7 @@ from numbind.registry.domain.types import (
     now_us,
 )
 from numbind.registry.storage import pgorder_sets, pgsets
-from numbind.registry.storage.bindings import StoredBinding
-from numbind.registry.storage.db import driver_sql, marks
+from numbind.registry.storage.db import driver_sql
 from numbind.registry.storage.models import OrderRow
 from numbind.registry.storage.orders import OPEN_STATES
 from numbind.registry.storage.pg_session import custom_plans
@@ -221,46 +219,3 @@ def _open_elsewhere(session: Session, acked: Sequence[AckTarget]) -> set[int]:
             if opk not in skip:
                 found.add(bpk)
     return found
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A binding's latest REVOKE order, which its platform refused."""
-
-    order_pk: int
-    order_id: str
-    revocation_id: str
-    reason: str
-    acked_us: int
-
-
-def refusals_for_bindings(
-    session: Session, bindings: Sequence[StoredBinding]
-) -> dict[int, Refusal]:
-    """binding pk -> its latest REVOKE order, for the bindings whose latest one was refused
-    (acked REJECTED) after they were bound. A later order supersedes a refusal: an open one
-    is the binding's open revocation, a done one revoked it; and a binding bound anew after
-    its order was made (withdrawn, then published again with a later bound_at) is a new
-    binding the refusal was not about. By (token, binding pk), as open orders are read
-    (storage.orders.open_orders_for_bindings): on PostgreSQL the tokens' partitions only."""
-    # binding pk -> (pk, id, revocation id, state, reason, created_us, acked_us)
-    latest: dict[int, Sequence[Any]] = {}
-    conn = session.connection()
-    for i in range(0, len(bindings), 500):
-        part = bindings[i : i + 500]
-        tokens = list(dict.fromkeys(b.binding.token.value for b in part))
-        sql = (
-            "SELECT binding_pk, pk, id, revocation_id, state, reason, created_us, acked_us"
-            f" FROM orders WHERE token IN ({marks(len(tokens))})"
-            f" AND binding_pk IN ({marks(len(part))}) AND kind = {int(EventKind.REVOKE)}"
-            " ORDER BY pk"
-        )
-        params = (*tokens, *(b.pk for b in part))
-        for bpk, *row in conn.exec_driver_sql(driver_sql(conn, sql), params):
-            latest[bpk] = row
-    bound = {b.pk: b.bound_us for b in bindings}
-    return {
-        bpk: Refusal(opk, oid, rid, reason or "", acked or created)
-        for bpk, (opk, oid, rid, state, reason, created, acked) in latest.items()
-        if state == int(OrderState.REJECTED) and created >= bound[bpk]
-    }

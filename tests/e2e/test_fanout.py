@@ -22,24 +22,10 @@ from numbind.v1 import fanout_pb2, fanout_pb2_grpc
 from sqlalchemy import text
 
 from tests.e2e._fanout import Federation, Node, federation_of_three, peer_credentials_of
-from tests.e2e._story import carrier, days_ago, publish, tokenize
+from tests.e2e._story import carrier, days_ago, publish, take, tokenize
 
 PHONE = "+8613800138000"
 SUBJECT = "sub-1"
-
-
-async def take(bundle: Bundle, cursor: Path, n: int, within: float = 15) -> list[FeedEvent]:
-    got: list[FeedEvent] = []
-    async with secure_channel(bundle) as channel:
-
-        async def read() -> None:
-            async for event in EventFeed(channel, cursor).events():
-                got.append(event)
-                if len(got) == n:
-                    return
-
-        await asyncio.wait_for(read(), within)
-    return got
 
 
 async def ack(bundle: Bundle, cursor: Path, events: list[FeedEvent], reason: str = "") -> None:

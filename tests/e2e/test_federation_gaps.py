@@ -19,9 +19,9 @@ from numbind.v1 import tokens_pb2, tokens_pb2_grpc
 from tests.e2e._fanout import Node, federation_of_three, free_port
 from tests.e2e._fed_story import add
 from tests.e2e._federation import fed
-from tests.e2e._story import carrier, days_ago, publish, tokenize
+from tests.e2e._story import carrier, days_ago, publish, take, tokenize
 from tests.e2e._three import make_three, running
-from tests.e2e.test_fanout import PHONE, SUBJECT, ack, count, seed, take
+from tests.e2e.test_fanout import PHONE, SUBJECT, ack, count, seed
 
 
 async def test_an_unknown_platform_id_is_refused_and_nothing_is_written(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from numbind.registry.testing import RunningRegistry
 from numbind.sdk import CarrierClient, Lifecycle, LifecycleReport, Scope
 
 from tests.e2e._fanout import federation_of_three
-from tests.e2e._story import days_ago, publish, tokenize
-from tests.e2e.test_fanout import seed, take
+from tests.e2e._story import days_ago, publish, take, tokenize
+from tests.e2e.test_fanout import seed
 from tests.unit.carrier_app_http import ID_NUMBER, PHONE, SECRET, Gateway, serving, sign_in
 
 
